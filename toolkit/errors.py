@@ -1,0 +1,74 @@
+"""Exceptions that carry data; only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a manifest, pinned to a file, a line and a field path."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}: {where}{self.message}"
+
+
+class NetkeelError(Exception):
+    """Base of every error netkeel raises on purpose."""
+
+
+class ManifestError(NetkeelError):
+    """The manifest is invalid. Carries every problem found, sorted by file and line."""
+
+    def __init__(self, problems):
+        self.problems = tuple(sorted(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class OwnershipError(NetkeelError):
+    """An object the manifest wants to manage exists but is not netkeel's."""
+
+
+class KernelError(NetkeelError):
+    """The kernel refused a request.
+
+    `action` names what was being done (a human string), `errno` is the kernel's
+    error number when known, `detail` the kernel's message.
+    """
+
+    def __init__(self, action: str, detail: str, errno: int | None = None):
+        self.action = action
+        self.detail = detail
+        self.errno = errno
+        super().__init__(f"{action}: {detail}")
+
+
+class ApplyError(NetkeelError):
+    """An apply failed part way and was rolled back (or the rollback failed too).
+
+    `failed` is the action that failed, `cause` the underlying exception,
+    `restored` whether the pre-apply state was restored and verified,
+    `restore_error` what went wrong while restoring, if anything.
+    """
+
+    def __init__(self, failed, cause, restored: bool, restore_error: str | None = None):
+        self.failed = failed
+        self.cause = cause
+        self.restored = restored
+        self.restore_error = restore_error
+        outcome = "pre-apply state restored" if restored else f"restore FAILED: {restore_error}"
+        super().__init__(f"{failed}: {cause}; {outcome}")
+
+
+class VerifyError(NetkeelError):
+    """After apply, the live state still differs from the desired state."""
+
+    def __init__(self, differences):
+        self.differences = tuple(differences)
+        super().__init__(f"{len(self.differences)} difference(s) remain after apply")

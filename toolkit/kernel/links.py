@@ -1,0 +1,104 @@
+"""Adapter for kind "link": network devices (veth ends, bridges, loopback).
+
+Live spec fields: kind, peer ("ns/ifname" for a veth), mtu, state, mac, master.
+"""
+
+from __future__ import annotations
+
+from ..reconcile.resources import Resource
+from .session import ALIAS_TAG
+
+IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
+
+# Fallback devices the kernel adds to every namespace when a tunnel module is
+# loaded; they are not ours to manage, nor drift.
+KERNEL_DEVICES = {"tunl0", "sit0", "ip6tnl0", "gre0", "gretap0", "erspan0", "ip6gre0",
+                  "ip6gretap0", "ip6erspan0", "ip_vti0", "ip6_vti0"}
+
+
+def device_kind(msg) -> str:
+    if msg["flags"] & IFF_LOOPBACK:
+        return "loopback"
+    return msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "unknown"
+
+
+def to_resources(ns: str, links, peers: dict) -> list:
+    """Link resources from one namespace's link dump. `peers` maps a veth's
+    (ns, ifname) to its resolved peer "ns/ifname" (or a description if unknown)."""
+    by_index = {m["index"]: m.get("IFLA_IFNAME") for m in links}
+    out = []
+    for m in links:
+        ifname = m.get("IFLA_IFNAME")
+        kind = device_kind(m)
+        if ifname in KERNEL_DEVICES and kind != "veth":
+            continue
+        master = m.get("IFLA_MASTER")
+        out.append(Resource.make(
+            "link", (ns, ifname),
+            kind=kind,
+            peer=peers.get((ns, ifname)) if kind == "veth" else None,
+            mtu=m.get("IFLA_MTU"),
+            state="up" if m["flags"] & IFF_UP else "down",
+            mac=(m.get("IFLA_ADDRESS") or "").lower() or None,
+            master=by_index.get(master, f"#{master}") if master else "",
+        ))
+    return out
+
+
+def run(kernel, phase: str, action) -> None:
+    ns_name, ifname = action.key
+    ns = kernel.ns(ns_name)
+    if phase == "delete":
+        index = ns.index(ifname)
+        kernel.request(ns_name, f"link del {ifname}", ns.ipr.link, "del", index=index)
+        ns.forget_links()
+        peer = action.live.get("peer")
+        if peer and "/" in peer and kernel.exists(peer.partition("/")[0]):
+            kernel.ns(peer.partition("/")[0]).forget_links()
+    elif phase == "create":
+        _create(kernel, ns, action.desired)
+    elif phase == "configure":
+        _configure(kernel, ns, action.desired)
+
+
+def _create(kernel, ns, desired: Resource) -> None:
+    ifname, kind = desired.key[1], desired.get("kind")
+    if kind == "veth":
+        peer_ns_name, _, peer_if = desired.get("peer").partition("/")
+        peer_ns = kernel.ns(peer_ns_name)
+        kernel.request(ns.name, f"link add {ifname} type veth peer {peer_if} netns {peer_ns_name}",
+                       ns.ipr.link, "add", ifname=ifname, kind="veth",
+                       peer={"ifname": peer_if, "net_ns_fd": peer_ns.fd})
+        peer_ns.forget_links()
+    elif kind == "bridge":
+        kernel.request(ns.name, f"link add {ifname} type bridge", ns.ipr.link, "add",
+                       ifname=ifname, kind="bridge")
+    else:
+        raise ValueError(f"netkeel cannot create a {kind} device ({ifname})")
+    ns.forget_links()
+
+
+def _configure(kernel, ns, desired: Resource) -> None:
+    ifname = desired.key[1]
+    index = ns.index(ifname)
+    attrs = {}
+    text = []
+    if desired.get("mtu") is not None:
+        attrs["mtu"] = desired.get("mtu")
+        text.append(f"mtu {attrs['mtu']}")
+    if desired.get("mac"):
+        attrs["address"] = desired.get("mac")
+        text.append(f"address {attrs['address']}")
+    master = desired.get("master")
+    if master is not None:
+        attrs["master"] = ns.index(master) if master else 0
+        text.append(f"master {master}" if master else "nomaster")
+    if desired.get("kind") != "loopback":
+        attrs["ifalias"] = ALIAS_TAG
+        text.append(f"alias {ALIAS_TAG}")
+    if desired.get("state"):
+        attrs["state"] = desired.get("state")
+        text.append(desired.get("state"))
+    kernel.request(ns.name, f"link set {ifname} {' '.join(text)}", ns.ipr.link, "set",
+                   index=index, **attrs)

@@ -1,0 +1,124 @@
+"""Network namespaces the way `ip netns` keeps them: bind mounts under /run/netns.
+
+Creating one is unshare(CLONE_NEWNET) on the calling thread, a bind mount of the
+thread's namespace file, and setns back home: well under a millisecond, where a
+fork per namespace (pyroute2's netns.create) costs about 7 ms. Everything here
+runs on the calling thread and always returns it to the namespace it started in.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from contextlib import contextmanager
+
+NETNS_RUN_DIR = os.environ.get("NETKEEL_NETNS_DIR", "/run/netns")
+
+CLONE_NEWNET = 0x40000000
+MS_REC = 0x4000
+MS_BIND = 0x1000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_home_fd: int | None = None
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def home_fd() -> int:
+    """An fd of the namespace this process started in (opened once)."""
+    global _home_fd
+    if _home_fd is None:
+        _home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    return _home_fd
+
+
+def path_of(name: str) -> str:
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def exists(name: str) -> bool:
+    return os.path.ismount(path_of(name))
+
+
+def list_names() -> list[str]:
+    """Names of the namespaces under the run directory that are real mounts."""
+    try:
+        entries = os.listdir(NETNS_RUN_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(e for e in entries if os.path.ismount(path_of(e)))
+
+
+def open_fd(name: str) -> int:
+    return os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC)
+
+
+def setns(fd: int) -> None:
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+
+
+@contextmanager
+def entered(fd: int):
+    """Run the body with the calling thread inside the namespace `fd`."""
+    setns(fd)
+    try:
+        yield
+    finally:
+        setns(home_fd())
+
+
+_run_dir_ready = False
+
+
+def _prepare_run_dir() -> None:
+    """Make the run directory a shared mount, as iproute2 does, so namespace
+    mounts made here are visible in other mount namespaces."""
+    global _run_dir_ready
+    if _run_dir_ready:
+        return
+    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+    target = NETNS_RUN_DIR.encode()
+    if _libc.mount(b"none", target, None, MS_SHARED | MS_REC, None) != 0:
+        if ctypes.get_errno() != errno.EINVAL:
+            _check(-1, f"mount --make-rshared {NETNS_RUN_DIR}")
+        _check(_libc.mount(target, target, b"none", MS_BIND | MS_REC, None),
+               f"bind mount {NETNS_RUN_DIR}")
+        _check(_libc.mount(b"none", target, None, MS_SHARED | MS_REC, None),
+               f"mount --make-rshared {NETNS_RUN_DIR}")
+    _run_dir_ready = True
+
+
+def create(name: str) -> None:
+    """Create the named namespace. Raises FileExistsError if the name is taken."""
+    _prepare_run_dir()
+    path = path_of(name)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    try:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        try:
+            _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
+                   f"bind mount {path}")
+        finally:
+            setns(home_fd())
+    except OSError:
+        os.unlink(path)
+        raise
+
+
+def remove(name: str) -> None:
+    """Detach and remove the named namespace's mount. The kernel frees the
+    namespace once nothing else (sockets, processes) holds it."""
+    path = path_of(name)
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+        _check(-1, f"umount {path}")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

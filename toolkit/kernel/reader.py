@@ -1,0 +1,79 @@
+"""Read the live state of namespaces into resources.
+
+Three dumps per namespace (links, addresses, routes) plus the sysctls asked for.
+A veth's peer is reported by the kernel as (peer namespace id, peer ifindex),
+where the id is local to the namespace looking; we resolve it to a name by
+asking for the id of the namespace we expect (`hints`), falling back to every
+namespace read, and each answer resolves both ends of the pair.
+"""
+
+from __future__ import annotations
+
+from . import addresses, links, namespaces, routes, sysctls
+
+
+def read_live(kernel, names, sysctl_names=None, hints=None) -> list:
+    """Live resources of the namespaces `names` that exist.
+
+    `sysctl_names` maps a namespace to the sysctls to read there; `hints` maps
+    a veth end (ns, ifname) to the namespace its peer is expected in.
+    """
+    sysctl_names = sysctl_names or {}
+    hints = hints or {}
+    dumps = {}
+    for name in sorted(set(names)):
+        if not kernel.exists(name):
+            continue
+        ns = kernel.ns(name)
+        link_msgs = kernel.request(name, "link dump", ns.ipr.link, "dump")
+        ns.remember(link_msgs)
+        addr_msgs = kernel.request(name, "addr dump", ns.ipr.addr, "dump")
+        route_msgs = kernel.request(name, "route dump", ns.ipr.route, "dump")
+        dumps[name] = (link_msgs, addr_msgs, route_msgs)
+
+    peers = _resolve_peers(kernel, dumps, hints)
+    out = []
+    for name, (link_msgs, addr_msgs, route_msgs) in dumps.items():
+        by_index = {m["index"]: m.get("IFLA_IFNAME") for m in link_msgs}
+        out.extend(namespaces.read(kernel, name))
+        out.extend(links.to_resources(name, link_msgs, peers))
+        out.extend(addresses.to_resources(name, addr_msgs, by_index))
+        out.extend(routes.to_resources(name, route_msgs, by_index))
+        out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
+    return out
+
+
+def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
+    """(ns, ifname) -> "peer_ns/peer_ifname" for every veth end read."""
+    index = {name: {m["index"]: m for m in d[0]} for name, d in dumps.items()}
+    resolved: dict = {}
+    for name, (link_msgs, _, _) in dumps.items():
+        for m in link_msgs:
+            ifname = m.get("IFLA_IFNAME")
+            if (name, ifname) in resolved or links.device_kind(m) != "veth":
+                continue
+            peer_index = m.get("IFLA_LINK")
+            nsid = m.get("IFLA_LINK_NETNSID")
+            if nsid is None:
+                # Peer in the same namespace.
+                candidates = [name]
+            else:
+                hinted = hints.get((name, ifname))
+                candidates = ([hinted] if hinted in dumps else []) + \
+                    [other for other in dumps if other not in (hinted, name)]
+            peer = None
+            for other in candidates:
+                peer_msg = index[other].get(peer_index)
+                if peer_msg is None or peer_msg.get("IFLA_LINK") != m["index"]:
+                    continue
+                if nsid is not None and kernel.ns(name).nsid_of(kernel.ns(other)) != nsid:
+                    continue
+                peer = (other, peer_msg.get("IFLA_IFNAME"))
+                break
+            if peer is None:
+                where = f"nsid {nsid}" if nsid is not None else "this namespace"
+                resolved[(name, ifname)] = f"?/index {peer_index} in {where}"
+                continue
+            resolved[(name, ifname)] = f"{peer[0]}/{peer[1]}"
+            resolved[peer] = f"{name}/{ifname}"
+    return resolved

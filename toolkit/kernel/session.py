@@ -1,0 +1,165 @@
+"""A kernel session: one netlink socket per namespace, opened once, in place.
+
+The socket is created with the calling thread inside the namespace (setns),
+then used from home: a netlink socket stays bound to the namespace it was
+created in. All pyroute2 objects share one asyncio loop, so a thousand
+namespaces cost a thousand sockets, not a thousand loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import socket
+from typing import Callable
+
+from pyroute2 import IPRoute
+from pyroute2.netlink import NETLINK_ROUTE
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..errors import KernelError
+from . import netns
+
+# Marks what netkeel made: route protocol, address protocol (IFA_PROTO) and the
+# interface alias. 144 is unassigned in iproute2's rt_protos.
+RT_PROTO = 144
+IFA_PROTO = 144
+ALIAS_TAG = "netkeel"
+
+
+class Namespace:
+    """An open namespace: its fd, its netlink socket and an ifname -> index cache."""
+
+    def __init__(self, name: str, fd: int, ipr: IPRoute):
+        self.name = name
+        self.fd = fd
+        self.ipr = ipr
+        self._index: dict[str, int] | None = None
+        self._nsids: dict[str, int] = {}
+
+    def index(self, ifname: str) -> int | None:
+        if self._index is None or ifname not in self._index:
+            self._index = {m.get("IFLA_IFNAME"): m["index"] for m in self.ipr.link("dump")}
+        return self._index.get(ifname)
+
+    def remember(self, links) -> None:
+        """Seed the ifname -> index cache from a link dump already made."""
+        self._index = {m.get("IFLA_IFNAME"): m["index"] for m in links}
+
+    def forget_links(self) -> None:
+        self._index = None
+
+    def nsid_of(self, other: "Namespace") -> int | None:
+        """The id under which this namespace knows `other` (None if it has none)."""
+        if other.name not in self._nsids:
+            reply = self.ipr.get_netnsid(fd=other.fd)
+            nsid = reply.get("nsid") if isinstance(reply, dict) else None
+            if nsid is None or nsid >= 0xFFFFFFFF or nsid < 0:
+                return None
+            self._nsids[other.name] = nsid
+        return self._nsids[other.name]
+
+    def close(self) -> None:
+        try:
+            self.ipr.close()
+        finally:
+            os.close(self.fd)
+
+
+class Kernel:
+    """Access to namespaces by name. Use as a context manager; not thread-safe.
+
+    `log(ns, text)` is called before every request (the CLI's --verbose).
+    """
+
+    def __init__(self, log: Callable[[str, str], None] | None = None):
+        self.log = log or (lambda ns, text: None)
+        self._open: dict[str, Namespace] = {}
+        self._loop = asyncio.new_event_loop()
+        _raise_fd_limit()
+
+    def __enter__(self) -> "Kernel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- namespaces -----------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        return netns.exists(name)
+
+    def list_namespaces(self) -> list[str]:
+        return netns.list_names()
+
+    def create_namespace(self, name: str) -> None:
+        self.log(name, "netns add")
+        try:
+            netns.create(name)
+        except OSError as exc:
+            raise KernelError(f"create namespace {name}", exc.strerror or str(exc), exc.errno) from None
+
+    def remove_namespace(self, name: str) -> None:
+        # Our own socket and fd would keep the namespace alive: close them first.
+        self.release(name)
+        self.log(name, "netns del")
+        try:
+            netns.remove(name)
+        except OSError as exc:
+            raise KernelError(f"remove namespace {name}", exc.strerror or str(exc), exc.errno) from None
+
+    def ns(self, name: str) -> Namespace:
+        """The open namespace `name`. Raises KernelError if it does not exist."""
+        handle = self._open.get(name)
+        if handle is None:
+            try:
+                fd = netns.open_fd(name)
+            except OSError as exc:
+                raise KernelError(f"open namespace {name}", exc.strerror, exc.errno) from None
+            try:
+                with netns.entered(fd):
+                    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                ipr = IPRoute(use_socket=sock, use_event_loop=self._loop)
+            except Exception:
+                os.close(fd)
+                raise
+            handle = self._open[name] = Namespace(name, fd, ipr)
+        return handle
+
+    def release(self, name: str) -> None:
+        handle = self._open.pop(name, None)
+        if handle is not None:
+            handle.close()
+
+    def close(self) -> None:
+        for name in list(self._open):
+            self.release(name)
+        if not self._loop.is_closed():
+            self._loop.close()
+
+    # -- requests -------------------------------------------------------------
+    def request(self, ns: str, what: str, call, *args, **kwargs):
+        """Run one netlink request, logging it; kernel refusals become KernelError."""
+        self.log(ns, what)
+        try:
+            return call(*args, **kwargs)
+        except NetlinkError as exc:
+            detail = os.strerror(exc.code) if exc.code else str(exc)
+            raise KernelError(f"{what} in {ns}", detail, exc.code) from None
+        except OSError as exc:
+            raise KernelError(f"{what} in {ns}", exc.strerror or str(exc), exc.errno) from None
+
+    def in_namespace(self, name: str):
+        """Context manager: the calling thread inside namespace `name` (for /proc/sys)."""
+        return netns.entered(self.ns(name).fd)
+
+
+def _raise_fd_limit() -> None:
+    """Each open namespace holds two fds; lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass

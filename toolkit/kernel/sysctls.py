@@ -1,0 +1,49 @@
+"""Adapter for kind "sysctl": per-namespace net.* sysctls under /proc/sys.
+
+/proc/sys/net shows the namespace of the thread that looks, so reads and writes
+run with the calling thread inside the namespace.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import KernelError
+from ..reconcile.resources import Resource
+
+
+def proc_path(name: str) -> str:
+    # In dotted sysctl names a '/' stands for a '.' inside one component
+    # (net.ipv4.conf.eth0/100.forwarding is .../conf/eth0.100/forwarding).
+    return "/proc/sys/" + "/".join(part.replace("/", ".") for part in name.split("."))
+
+
+def read(kernel, ns: str, names) -> list:
+    out = []
+    if not names:
+        return out
+    with kernel.in_namespace(ns):
+        for name in sorted(names):
+            try:
+                with open(proc_path(name)) as f:
+                    value = " ".join(f.read().split())
+            except OSError:
+                continue  # absent here: the plan will try to set it and say why it cannot
+            out.append(Resource.make("sysctl", (ns, name), value=value))
+    return out
+
+
+def run(kernel, phase: str, action) -> None:
+    ns, name = action.key
+    value = action.desired.get("value")
+    kernel.log(ns, f"sysctl {name}={value}")
+    try:
+        with kernel.in_namespace(ns):
+            fd = os.open(proc_path(name), os.O_WRONLY)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        detail = "no such sysctl in this kernel" if exc.errno == 2 else (exc.strerror or str(exc))
+        raise KernelError(f"sysctl {name}={value} in {ns}", detail, exc.errno) from None

@@ -1,0 +1,98 @@
+"""Small validators shared by the semantic checks: names, addresses, prefixes.
+
+Each returns the canonical value, or raises ValueError with a message meant for
+a person (it ends up after `FILE:LINE: path:`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+IFNAMSIZ = 16  # the kernel's limit includes the trailing NUL: 15 usable bytes
+_SYSCTL_NAME = re.compile(r"^net(\.[A-Za-z0-9_\-/]+)+$")
+
+
+def interface_name(name: str) -> str:
+    """Linux's dev_valid_name(): 1-15 bytes, not . or .., no '/', ':' or whitespace."""
+    raw = name.encode()
+    if not raw:
+        raise ValueError("interface name is empty")
+    if len(raw) >= IFNAMSIZ:
+        raise ValueError(f"interface name {name!r} is {len(raw)} bytes; the kernel allows 15")
+    if name in (".", ".."):
+        raise ValueError(f"interface name {name!r} is not allowed")
+    bad = sorted({c for c in name if c in "/:" or c.isspace()})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValueError(f"interface name {name!r} contains illegal character(s) {shown}")
+    return name
+
+
+def interface_address(text) -> str:
+    """'10.0.1.2/24' -> canonical text. Requires a prefix length and a host address."""
+    if not isinstance(text, str):
+        raise ValueError(f"address must be a string like 10.0.1.2/24, got {text!r}")
+    if "/" not in text:
+        raise ValueError(f"address {text!r} needs a prefix length, e.g. {text}/24")
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError:
+        raise ValueError(f"invalid address {text!r}") from None
+    net = iface.network
+    if iface.version == 4 and net.prefixlen < 31:
+        if iface.ip == net.network_address:
+            raise ValueError(f"{text} is the network address of {net}, not a host address")
+        if iface.ip == net.broadcast_address:
+            raise ValueError(f"{text} is the broadcast address of {net}, not a host address")
+    if iface.ip.is_multicast or iface.ip.is_unspecified:
+        raise ValueError(f"{text} is not a unicast host address")
+    return iface.with_prefixlen
+
+
+def route_destination(text, family_hint: int | None) -> tuple[str, int]:
+    """'default' or a prefix -> (canonical prefix, family). Host bits must be clear."""
+    if not isinstance(text, str):
+        raise ValueError(f"route destination must be a string, got {text!r}")
+    if text == "default":
+        family = family_hint or 4
+        return ("0.0.0.0/0" if family == 4 else "::/0"), family
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"invalid route destination {text!r}") from None
+    if "/" in text and net.network_address != ipaddress.ip_interface(text).ip:
+        raise ValueError(f"route destination {text} has host bits set (did you mean {net}?)")
+    return net.with_prefixlen, net.version
+
+
+def gateway(text) -> ipaddress._BaseAddress:
+    if not isinstance(text, str):
+        raise ValueError(f"gateway must be an address string, got {text!r}")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"invalid gateway address {text!r}") from None
+
+
+def sysctl_name(name: str) -> str:
+    if not _SYSCTL_NAME.match(name) or ".." in name:
+        raise ValueError(
+            f"malformed sysctl name {name!r}: expected a dotted net.* name such as "
+            "net.ipv4.ip_forward (only net.* sysctls belong to a namespace)"
+        )
+    return name
+
+
+def sysctl_value(value) -> str:
+    """Canonical text of a sysctl value, as the kernel prints it (whitespace folded)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    text = str(value)
+    if "\n" in text:
+        raise ValueError("sysctl value must be a single line")
+    return " ".join(text.split())
+
+
+def mac_address(text: str) -> str:
+    return text.lower()

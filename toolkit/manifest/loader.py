@@ -1,0 +1,108 @@
+"""YAML loading that remembers where every value came from.
+
+PyYAML's composer gives nodes with marks; we build plain Python values from them
+and keep a side table `path -> line` so that later checks (schema, semantics) can
+say `FILE:LINE: path.to.field: message`. Duplicate mapping keys, which PyYAML
+silently collapses, are reported as problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import yaml
+
+from ..errors import Problem
+
+Path = tuple  # of str (mapping keys) and int (sequence indexes)
+
+
+def format_path(path: Path) -> str:
+    """`("links", 1, "endpoints", 0)` -> `links[1].endpoints[0]`.
+
+    Keys that are not plain identifiers (sysctl names have dots) are quoted.
+    """
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.replace("_", "").replace("-", "").isalnum():
+            out += f".{part}" if out else part
+        else:
+            out += f'["{part}"]'
+    return out
+
+
+@dataclass
+class Document:
+    """A loaded YAML document: its data, where each value sits, and load problems."""
+
+    file: str
+    data: object
+    lines: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)
+
+    def line_of(self, path: Path) -> int:
+        """The line of the value at `path`, or of its nearest ancestor we know."""
+        path = tuple(path)
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def problem(self, path: Path, message: str) -> Problem:
+        return Problem(self.file, self.line_of(path), format_path(tuple(path)), message)
+
+
+class _Constructor(yaml.SafeLoader):
+    """SafeLoader used only to turn scalar nodes into typed values."""
+
+
+def load_document(text: str, file: str) -> Document:
+    """Parse `text` (named `file` in messages). Never raises for bad YAML: a
+    syntax error becomes the document's only problem, with `data` None."""
+    doc = Document(file=file, data=None)
+    loader = _Constructor(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            doc.data = _build(node, (), loader, doc)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        what = exc.problem or "invalid YAML"
+        if exc.context:
+            what = f"{exc.context}, {what}"
+        doc.problems.append(Problem(file, line, "", f"YAML syntax error: {what}"))
+        doc.data = None
+    except yaml.YAMLError as exc:  # pragma: no cover - non-marked errors are rare
+        doc.problems.append(Problem(file, 1, "", f"YAML error: {exc}"))
+        doc.data = None
+    finally:
+        loader.dispose()
+    return doc
+
+
+def _build(node, path: Path, loader: _Constructor, doc: Document):
+    doc.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves `<<` merge keys
+        out = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, (list, dict)):
+                doc.problems.append(doc.problem(path, "mapping keys must be scalars"))
+                continue
+            key = str(key) if not isinstance(key, str) else key
+            if key in out:
+                doc.problems.append(
+                    Problem(doc.file, key_node.start_mark.line + 1, format_path(path + (key,)),
+                            f"duplicate key '{key}' (first at line {doc.lines[path + (key,)]})")
+                )
+                continue
+            out[key] = _build(value_node, path + (key,), loader, doc)
+            # Report a field on the line of its key, which is where the eye looks.
+            doc.lines[path + (key,)] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, path + (i,), loader, doc) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)

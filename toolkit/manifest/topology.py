@@ -1,0 +1,256 @@
+"""Topology manifests: YAML -> schema check -> semantic checks -> frozen model.
+
+Every problem is collected (YAML syntax aside, which stops parsing) and raised
+together in one ManifestError; nothing here touches the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ManifestError, Problem
+from ..model.topology import DEFAULT_MTU, Interface, Node, Route, Topology
+from . import checks
+from .loader import Document, format_path, load_document
+from .schema import schema_problems
+
+
+def load_topology(path) -> Topology:
+    """Load and validate the topology manifest at `path`.
+
+    Raises ManifestError listing every problem (unreadable file included).
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ManifestError([Problem(str(path), 1, "", f"cannot read manifest: {exc.strerror}")])
+    return load_topology_text(text, str(path))
+
+
+def load_topology_text(text: str, file: str) -> Topology:
+    """Like load_topology, for manifest text already in hand (named `file` in errors)."""
+    doc = load_document(text, file)
+    if doc.data is None and not doc.problems:
+        doc.problems.append(Problem(file, 1, "", "the manifest is empty; a topology needs `name` and `nodes`"))
+    if doc.data is None:
+        raise ManifestError(doc.problems)
+    problems = list(doc.problems) + schema_problems(doc, "topology")
+    builder = _Builder(doc)
+    topology = builder.build()
+    problems += builder.problems
+    if problems:
+        raise ManifestError(set(problems))
+    return topology
+
+
+@dataclass
+class _Draft:
+    """An interface while the model is being assembled (mutable until frozen)."""
+
+    node: str
+    name: str
+    kind: str
+    path: tuple
+    addresses: list = field(default_factory=list)
+    mtu: int | None = DEFAULT_MTU
+    state: str = "up"
+    mac: str | None = None
+    master: str | None = None
+    peer: tuple | None = None
+
+    def freeze(self) -> Interface:
+        return Interface(self.name, self.kind, tuple(self.addresses), self.mtu, self.state,
+                         self.mac, self.master, self.peer)
+
+
+class _Builder:
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.data = doc.data if isinstance(doc.data, dict) else {}
+        self.problems: list[Problem] = []
+        self.ifaces: dict[str, dict[str, _Draft]] = {}   # node -> ifname -> draft
+        self.addresses: dict = {}                        # ip -> path of first use
+
+    # -- helpers -------------------------------------------------------------
+    def fail(self, path, message: str) -> None:
+        self.problems.append(self.doc.problem(path, message))
+
+    def check(self, path, fn, *args):
+        try:
+            return fn(*args)
+        except ValueError as exc:
+            self.fail(path, str(exc))
+            return None
+
+    def where(self, path) -> str:
+        return f"{format_path(path)}, line {self.doc.line_of(path)}"
+
+    # -- the build -----------------------------------------------------------
+    def build(self) -> Topology:
+        nodes = _mapping(self.data.get("nodes"))
+        for name, spec in nodes.items():
+            self.ifaces[name] = {}
+            lo = self.add_iface(name, "lo", "loopback", ("nodes", name), reserved_ok=True)
+            lo.mtu = None  # lo's MTU is the kernel's business (65536), not the manifest's
+            loopback = _mapping(_mapping(spec).get("loopback"))
+            self.add_addresses(lo, loopback.get("addresses"), ("nodes", name, "loopback", "addresses"))
+            for br, bspec in _mapping(_mapping(spec).get("bridges")).items():
+                path = ("nodes", name, "bridges", br)
+                draft = self.add_iface(name, br, "bridge", path)
+                if draft:
+                    self.apply_settings(draft, _mapping(bspec), path)
+        for i, link in enumerate(_sequence(self.data.get("links"))):
+            self.add_link(i, _mapping(link), nodes)
+        for name, spec in nodes.items():
+            for br, bspec in _mapping(_mapping(spec).get("bridges")).items():
+                self.add_ports(name, br, _sequence(_mapping(bspec).get("ports")))
+        built = []
+        for name, spec in nodes.items():
+            routes = self.build_routes(name, _sequence(_mapping(spec).get("routes")))
+            sysctls = self.build_sysctls(name, _mapping(_mapping(spec).get("sysctls")))
+            ifaces = tuple(d.freeze() for d in self.ifaces[name].values())
+            built.append(Node(name, ifaces, routes, sysctls))
+        name = self.data.get("name") if isinstance(self.data.get("name"), str) else "?"
+        return Topology(name=name, source=self.doc.file, nodes=tuple(built))
+
+    def add_iface(self, node, ifname, kind, path, reserved_ok=False) -> _Draft | None:
+        if not isinstance(ifname, str):
+            return None
+        if ifname == "lo" and not reserved_ok:
+            self.fail(path, "'lo' is the loopback interface; configure it under nodes.<node>.loopback")
+            return None
+        if self.check(path, checks.interface_name, ifname) is None:
+            return None
+        known = self.ifaces.setdefault(node, {})
+        if ifname in known:
+            self.fail(path, f"duplicate interface '{ifname}' in node '{node}' "
+                            f"(also at {self.where(known[ifname].path)})")
+            return None
+        known[ifname] = draft = _Draft(node, ifname, kind, path)
+        return draft
+
+    def apply_settings(self, draft: _Draft, spec: dict, path) -> None:
+        self.add_addresses(draft, spec.get("addresses"), path + ("addresses",))
+        if isinstance(spec.get("mtu"), int):
+            draft.mtu = spec["mtu"]
+        if spec.get("state") in ("up", "down"):
+            draft.state = spec["state"]
+        if isinstance(spec.get("mac"), str):
+            draft.mac = checks.mac_address(spec["mac"])
+
+    def add_addresses(self, draft: _Draft, addresses, path) -> None:
+        for k, text in enumerate(_sequence(addresses)):
+            canonical = self.check(path + (k,), checks.interface_address, text)
+            if canonical is None:
+                continue
+            ip = ipaddress.ip_interface(canonical).ip
+            if ip in self.addresses:
+                self.fail(path + (k,), f"duplicate address {ip} (also at {self.where(self.addresses[ip])})")
+                continue
+            self.addresses[ip] = path + (k,)
+            draft.addresses.append(canonical)
+
+    def add_link(self, i: int, link: dict, nodes: dict) -> None:
+        ends = []
+        for j, ep in enumerate(_sequence(link.get("endpoints"))):
+            ep = _mapping(ep)
+            path = ("links", i, "endpoints", j)
+            node = ep.get("node")
+            if isinstance(node, str) and node not in nodes:
+                known = ", ".join(sorted(nodes)) or "none"
+                self.fail(path + ("node",), f"unknown node '{node}' (declared nodes: {known})")
+            if node not in nodes:
+                # Still check the endpoint's settings, so every problem shows at once.
+                self.apply_settings(_Draft("?", "?", "veth", path), ep, path)
+                continue
+            draft = self.add_iface(node, ep.get("interface"), "veth", path + ("interface",))
+            if draft is None:
+                self.apply_settings(_Draft(node, "?", "veth", path), ep, path)
+                continue
+            if isinstance(link.get("mtu"), int):
+                draft.mtu = link["mtu"]
+            self.apply_settings(draft, ep, path)
+            ends.append(draft)
+        if len(ends) == 2:
+            a, b = ends
+            a.peer, b.peer = (b.node, b.name), (a.node, a.name)
+
+    def add_ports(self, node: str, bridge: str, ports: list) -> None:
+        for k, port in enumerate(ports):
+            path = ("nodes", node, "bridges", bridge, "ports", k)
+            if not isinstance(port, str):
+                continue
+            draft = self.ifaces.get(node, {}).get(port)
+            if draft is None:
+                self.fail(path, f"bridge port '{port}' is not an interface of node '{node}'")
+            elif draft.kind != "veth":
+                self.fail(path, f"'{port}' is a {draft.kind}; only veth endpoints can be bridge ports")
+            elif draft.master is not None:
+                self.fail(path, f"'{port}' is already a port of bridge '{draft.master}'")
+            else:
+                draft.master = bridge
+
+    def build_routes(self, node: str, routes: list) -> tuple:
+        connected = {name: [ipaddress.ip_interface(a).network for a in d.addresses]
+                     for name, d in self.ifaces.get(node, {}).items()}
+        built, seen = [], {}
+        for k, spec in enumerate(routes):
+            spec = _mapping(spec)
+            path = ("nodes", node, "routes", k)
+            via = self.check(path + ("via",), checks.gateway, spec["via"]) if "via" in spec else None
+            dev = spec.get("dev") if isinstance(spec.get("dev"), str) else None
+            if "to" not in spec:
+                continue
+            dst = self.check(path + ("to",), checks.route_destination, spec["to"],
+                             via.version if via else None)
+            if dst is None:
+                continue
+            prefix, family = dst
+            if via is not None and via.version != family:
+                self.fail(path + ("via",), f"gateway {via} is IPv{via.version} but destination {prefix} is IPv{family}")
+                continue
+            if dev is not None and dev not in connected:
+                self.fail(path + ("dev",), f"'{dev}' is not an interface of node '{node}'")
+                continue
+            if via is not None and not self.gateway_reachable(via, dev, connected):
+                nets = sorted({str(n) for name, nets in connected.items()
+                               if dev in (None, name) for n in nets if n.version == via.version})
+                scope = f"interface '{dev}'" if dev else f"node '{node}'"
+                self.fail(path + ("via",), f"gateway {via} is not in any connected prefix of {scope} "
+                                           f"({', '.join(nets) or 'it has no addresses of that family'})")
+                continue
+            metric = spec.get("metric") if isinstance(spec.get("metric"), int) else None
+            ident = (prefix, metric)
+            if ident in seen:
+                self.fail(path + ("to",), f"duplicate route to {prefix} (also at {self.where(seen[ident])})")
+                continue
+            seen[ident] = path
+            built.append(Route(prefix, family, str(via) if via else None, dev, metric))
+        return tuple(built)
+
+    @staticmethod
+    def gateway_reachable(via, dev, connected) -> bool:
+        if via.version == 6 and via.is_link_local:
+            return dev is not None  # a link-local gateway is reachable on the named link
+        return any(via in net for name, nets in connected.items() if dev in (None, name) for net in nets)
+
+    def build_sysctls(self, node: str, sysctls: dict) -> tuple:
+        out = {}
+        for name, value in sysctls.items():
+            path = ("nodes", node, "sysctls", name)
+            if self.check(path, checks.sysctl_name, name) is None:
+                continue
+            canonical = self.check(path, checks.sysctl_value, value)
+            if canonical is not None:
+                out[name] = canonical
+        return tuple(sorted(out.items()))
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(value) -> list:
+    return value if isinstance(value, list) else []

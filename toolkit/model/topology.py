@@ -1,0 +1,66 @@
+"""The topology model: nodes (network namespaces) with interfaces, routes, sysctls.
+
+Everything here is frozen and already validated: addresses and prefixes are in
+canonical text form (what `ipaddress` prints), so equal things compare equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MTU = 1500
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A network interface inside a node.
+
+    kind is "veth", "bridge" or "loopback". `peer` is the (node, interface) at the
+    other end of a veth; `master` the bridge this interface is a port of.
+    `mac` is None when the manifest leaves it to the kernel.
+    """
+
+    name: str
+    kind: str
+    addresses: tuple = ()
+    mtu: int | None = DEFAULT_MTU
+    state: str = "up"
+    mac: str | None = None
+    master: str | None = None
+    peer: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route in a node's main table. `dst` is a canonical prefix (0.0.0.0/0 for default)."""
+
+    dst: str
+    family: int  # 4 or 6
+    via: str | None = None
+    dev: str | None = None
+    metric: int | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    """A network namespace and everything declared inside it."""
+
+    name: str
+    interfaces: tuple = ()
+    routes: tuple = ()
+    sysctls: tuple = ()  # of (name, canonical value) pairs, sorted
+
+    def interface(self, name: str) -> Interface | None:
+        return next((i for i in self.interfaces if i.name == name), None)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A whole topology manifest, validated."""
+
+    name: str
+    source: str
+    nodes: tuple = ()
+
+    def node(self, name: str) -> Node | None:
+        return next((n for n in self.nodes if n.name == name), None)

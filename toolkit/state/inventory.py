@@ -1,0 +1,58 @@
+"""The inventory: which namespaces netkeel created, for which topology instance.
+
+A namespace has no place to carry a marker, so ownership of namespaces lives
+here. An instance is a topology name plus the namespace prefix it was applied
+with, so the same file can run side by side under different prefixes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ..errors import NetkeelError
+from .statedir import StateDir
+
+FILE = "inventory.json"
+
+
+def instance_id(topology_name: str, prefix: str) -> str:
+    return f"{prefix}{topology_name}"
+
+
+class InventoryError(NetkeelError):
+    pass
+
+
+class Inventory:
+    def __init__(self, state: StateDir):
+        self.state = state
+        data = state.read_json(FILE, default={"version": 1, "instances": {}})
+        if not isinstance(data, dict) or not isinstance(data.get("instances"), dict):
+            raise InventoryError(f"{state.path(FILE)} is not a netkeel inventory; move it aside")
+        self.data = data
+
+    @property
+    def instances(self) -> dict:
+        return self.data["instances"]
+
+    def namespaces(self, instance: str) -> set:
+        return set(self.instances.get(instance, {}).get("namespaces", []))
+
+    def owner_of(self, namespace: str) -> str | None:
+        for instance, entry in self.instances.items():
+            if namespace in entry.get("namespaces", []):
+                return instance
+        return None
+
+    def record(self, instance: str, namespaces, **details) -> None:
+        """Set the namespaces `instance` owns (dropping the instance when none) and save."""
+        namespaces = sorted(set(namespaces))
+        if namespaces:
+            entry = self.instances.setdefault(instance, {})
+            entry.update(details)
+            entry["namespaces"] = namespaces
+            entry["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        else:
+            self.instances.pop(instance, None)
+        self.state.ensure()
+        self.state.write_json(FILE, self.data)
