@@ -136,6 +136,9 @@ class Kernel:
         for name in list(self._open):
             self.release(name)
         if not self._loop.is_closed():
+            # pyroute2 leaves async generators suspended on the shared loop;
+            # finish them so closing the loop is quiet.
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
     # -- requests -------------------------------------------------------------

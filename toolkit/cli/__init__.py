@@ -1,0 +1,1 @@
+"""The command line: invoke tasks (tasks.py at the repo root) and the `netkeel` script."""

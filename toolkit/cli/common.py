@@ -1,0 +1,91 @@
+"""What every task shares: option help, the kernel session, errors -> exit codes.
+
+Exit codes everywhere: 0 success / in sync, 2 changes pending or drift,
+1 error (bad input, kernel refusal, verification failure).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from contextlib import contextmanager
+
+from invoke.exceptions import Exit
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import ApplyError, ManifestError, NetkeelError
+from ..report import machine
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+HELP = {
+    "file": "topology manifest (YAML)",
+    "json": "print a machine-readable JSON document instead of tables",
+    "ns_prefix": "prefix for every namespace name, to run a topology side by side (default: none)",
+    "state_dir": "state directory (default: $NETKEEL_STATE_DIR or /var/lib/netkeel)",
+    "verbose": "show each kernel request as it is made",
+}
+
+# Off a terminal (CI logs, pipes) rich would assume 80 columns; tables read
+# better wider, and nothing downstream wraps them again.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise NetkeelError("this command works on network namespaces and needs root "
+                           "(CAP_SYS_ADMIN and CAP_NET_ADMIN)")
+
+
+def report_error(command: str, error: BaseException, as_json: bool) -> None:
+    if as_json:
+        print(machine.dumps(machine.error_document(command, error)))
+        return
+    if isinstance(error, ManifestError):
+        count = len(error.problems)
+        err.print(f"[bold red]invalid manifest[/]: {count} problem{'s' if count != 1 else ''}")
+        for problem in error.problems:
+            # Plain, unwrapped lines: editors and CI parse FILE:LINE: prefixes.
+            print(problem, file=sys.stderr)
+    elif isinstance(error, ApplyError):
+        err.print(f"[bold red]apply failed[/] at: {escape(str(error.failed))}")
+        err.print(f"  kernel said: {escape(str(error.cause))}")
+        if error.restored:
+            err.print("  [green]the pre-apply state was restored and verified[/]")
+        else:
+            err.print(f"  [bold red]restoring the pre-apply state failed[/]: {error.restore_error}")
+    else:
+        err.print(f"[bold red]error[/]: {escape(str(error))}")
+
+
+def command(name: str):
+    """Decorate a task body: NetkeelError -> message and exit 1; returned int -> exit code."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def task_body(c, *args, **kwargs):
+            as_json = bool(kwargs.get("json"))
+            try:
+                code = fn(c, *args, **kwargs) or EXIT_OK
+            except NetkeelError as exc:
+                report_error(name, exc, as_json)
+                code = EXIT_ERROR
+            except KeyboardInterrupt:
+                err.print("interrupted")
+                code = 130
+            if code:
+                sys.stdout.flush()
+                raise Exit(code=code)
+        return task_body
+    return wrap
+
+
+@contextmanager
+def kernel_session(verbose: bool):
+    from ..kernel import Kernel  # pyroute2 is only imported for commands that need it
+
+    log = (lambda ns, text: err.print(f"[dim]kernel[/] [cyan]{ns}[/] {escape(text)}")) if verbose else None
+    with Kernel(log=log) as kernel:
+        yield kernel

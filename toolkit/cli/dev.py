@@ -1,0 +1,86 @@
+"""Development tasks (demo, test, bench) on top of the user tasks; tasks.py loads this."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from invoke import Collection, task
+
+from .tasks import apply, destroy, drift, plan, show, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_PREFIX = "demo-"
+
+
+def _say(text: str) -> None:
+    print(f"\n\033[1m# {text}\033[0m" if sys.stdout.isatty() else f"\n# {text}", flush=True)
+
+
+def _run(c, cmd: str, expect=(0,)):
+    print(f"$ {cmd}", flush=True)
+    result = c.run(cmd, warn=True, pty=sys.stdout.isatty())
+    if result.exited not in expect:
+        raise SystemExit(f"demo: `{cmd}` exited {result.exited}, expected {' or '.join(map(str, expect))}")
+    return result
+
+
+@task
+def demo(c):
+    """Build the two-clients lab (prefix demo-): plan, apply, ping, drift, repair, destroy."""
+    netkeel = shlex.quote(str(Path(sys.executable).with_name("netkeel")))
+    lab = "topologies/two-clients.yaml"
+    opts = f"--ns-prefix {DEMO_PREFIX}"
+    with c.cd(str(ROOT)):
+        _run(c, f"{netkeel} destroy {lab} {opts}")  # a clean start, should a demo have been cut short
+        _say("1. Validate the manifest (no kernel access)")
+        _run(c, f"{netkeel} validate {lab}")
+        _say("2. Plan: what apply would do (exit 2 = changes pending)")
+        _run(c, f"{netkeel} plan {lab} {opts}", expect=(2,))
+        _say("3. Apply: build the namespaces, veth pairs, addresses, routes, sysctls; then verify")
+        _run(c, f"{netkeel} apply {lab} {opts}")
+        _say("4. The lab works: ping client2 from client1, through ns_server")
+        _run(c, f"ip netns exec {DEMO_PREFIX}ns_client1 ping -c 3 -i 0.2 -W 1 10.0.2.2")
+        _say("5. Live state")
+        _run(c, f"{netkeel} show {lab} {opts}")
+        _say("6. Change the lab by hand, behind netkeel's back")
+        _run(c, f"ip -n {DEMO_PREFIX}ns_server link set veth_srv_c2 mtu 1400")
+        _run(c, f"ip -n {DEMO_PREFIX}ns_client1 address add 10.0.1.99/24 dev veth_c1")
+        _run(c, f"ip netns exec {DEMO_PREFIX}ns_server sysctl -qw net.ipv4.ip_forward=0")
+        _say("7. Drift names each difference (exit 2 = drifted)")
+        _run(c, f"{netkeel} drift {lab} {opts}", expect=(2,))
+        _say("8. Apply repairs it; a second apply changes nothing")
+        _run(c, f"{netkeel} apply {lab} {opts}")
+        _run(c, f"{netkeel} apply {lab} {opts}")
+        _run(c, f"{netkeel} drift {lab} {opts}")
+        _say("9. Destroy removes the lab's namespaces, and nothing else")
+        _run(c, f"{netkeel} destroy {lab} {opts}")
+
+
+@task(help={"unit": "only the unit tests (no root needed)",
+            "integration": "only the integration tests (root, real namespaces)",
+            "k": "pytest -k expression"})
+def test(c, unit=False, integration=False, k=None):
+    """Run the test suite: unit and integration tiers."""
+    paths = []
+    if unit or not integration:
+        paths.append("tests/unit")
+    if integration or not unit:
+        paths.append("tests/integration")
+    extra = f" -k {shlex.quote(k)}" if k else ""
+    with c.cd(str(ROOT)):
+        result = c.run(f"{shlex.quote(sys.executable)} -m pytest {' '.join(paths)}{extra}",
+                       warn=True, pty=sys.stdout.isatty())
+    if result.exited:
+        raise SystemExit(result.exited)
+
+
+@task(help={"nodes": "how many nodes to build (default 1000)"})
+def bench(c, nodes=1000):
+    """Benchmark: netkeel vs an equivalent `ip -batch` build at N nodes."""
+    with c.cd(str(ROOT)):
+        c.run(f"{shlex.quote(sys.executable)} bench/scale.py --nodes {int(nodes)}", pty=sys.stdout.isatty())
+
+
+ns = Collection(validate, plan, apply, drift, show, destroy, demo, test, bench)

@@ -1,0 +1,141 @@
+"""The netkeel tasks. The same collection runs as `invoke <task>` from the repo
+root and as the installed `netkeel <task>` script (see program.py)."""
+
+from __future__ import annotations
+
+from invoke import Collection, task
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..manifest import load_topology
+from ..reconcile.apply import steps
+from ..report import human, machine
+from ..state import StateDir
+from .common import EXIT_CHANGES, HELP, command, err, kernel_session, out, require_root
+
+PROGRESS_THRESHOLD = 50  # steps; below this an apply is over before a bar helps
+
+
+def _reconciler(kernel, file, ns_prefix, state_dir):
+    from ..reconcile.engine import Reconciler
+
+    return Reconciler(load_topology(file), kernel, StateDir(state_dir), prefix=ns_prefix)
+
+
+def _title(topology, prefix: str) -> str:
+    return f"{topology.name}" + (f" (prefix {prefix})" if prefix else "")
+
+
+@task(help={"file": HELP["file"]})
+@command("validate")
+def validate(c, file):
+    """Check a manifest (schema and semantics) without touching the kernel."""
+    topology = load_topology(file)
+    links = sum(1 for n in topology.nodes for i in n.interfaces if i.kind == "veth") // 2
+    out.print(f"{file}: valid ({len(topology.nodes)} nodes, {links} links)")
+
+
+@task(help=HELP)
+@command("plan")
+def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
+    """Show the ordered actions apply would take (exit 2 when changes are pending)."""
+    load_topology(file)  # bad input is reported before anything else, root or not
+    require_root()
+    with kernel_session(verbose) as kernel:
+        rec = _reconciler(kernel, file, ns_prefix, state_dir)
+        the_plan, _ = rec.plan()
+    if json:
+        outcome = "in_sync" if the_plan.empty else "changes"
+        print(machine.dumps(machine.document("plan", rec.topology, ns_prefix, the_plan, outcome)))
+    else:
+        human.print_plan(out, the_plan, f"plan for {_title(rec.topology, ns_prefix)}", ns_prefix)
+    return 0 if the_plan.empty else EXIT_CHANGES
+
+
+@task(help=HELP)
+@command("apply")
+def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
+    """Converge the kernel to the manifest, then re-read and verify."""
+    load_topology(file)
+    require_root()
+    with kernel_session(verbose) as kernel:
+        rec = _reconciler(kernel, file, ns_prefix, state_dir)
+        if json:
+            result = rec.apply()
+        else:
+            result = _apply_with_progress(rec, rec.plan()[0], ns_prefix)
+    if json:
+        outcome = "in_sync" if result.plan.empty else "applied"
+        print(machine.dumps(machine.document("apply", rec.topology, ns_prefix, result.plan, outcome,
+                                             steps=result.steps)))
+    elif result.plan.empty:
+        out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: already in sync, nothing changed.")
+    else:
+        out.print(f"[green]applied[/] {result.steps} kernel request(s); verified: the kernel matches the manifest.")
+
+
+def _apply_with_progress(rec, preview, prefix):
+    """Print the plan, then apply with a progress bar on a terminal for long plans."""
+    if preview.empty:
+        return rec.apply()
+    human.print_plan(out, preview, f"applying {_title(rec.topology, prefix)}", prefix)
+    total = len(steps(preview))
+    if total < PROGRESS_THRESHOLD or not err.is_terminal:
+        return rec.apply()
+    columns = (TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        job = bar.add_task("apply", total=total)
+        return rec.apply(on_step=lambda done, total, step: bar.update(job, completed=done, total=total))
+
+
+@task(help=HELP)
+@command("drift")
+def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
+    """Compare the kernel to the manifest: exit 0 in sync, 2 drifted, 1 error."""
+    load_topology(file)
+    require_root()
+    with kernel_session(verbose) as kernel:
+        rec = _reconciler(kernel, file, ns_prefix, state_dir)
+        differences = rec.drift()
+    if json:
+        outcome = "in_sync" if differences.empty else "drift"
+        print(machine.dumps(machine.document("drift", rec.topology, ns_prefix, differences, outcome)))
+    else:
+        human.print_drift(out, differences, f"drift of {_title(rec.topology, ns_prefix)}", ns_prefix)
+    return 0 if differences.empty else EXIT_CHANGES
+
+
+@task(help={k: HELP[k] for k in ("file", "ns_prefix", "state_dir", "verbose")})
+@command("show")
+def show(c, file, ns_prefix="", state_dir=None, verbose=False):
+    """Show the live state of the topology's nodes as tables."""
+    load_topology(file)
+    require_root()
+    with kernel_session(verbose) as kernel:
+        rec = _reconciler(kernel, file, ns_prefix, state_dir)
+        live = rec.read()
+    human.print_live(out, live, f"live state of {_title(rec.topology, ns_prefix)}", ns_prefix)
+
+
+@task(help=HELP)
+@command("destroy")
+def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
+    """Remove every namespace the topology owns (and all inside them); nothing else."""
+    load_topology(file)
+    require_root()
+    with kernel_session(verbose) as kernel:
+        rec = _reconciler(kernel, file, ns_prefix, state_dir)
+        result = rec.destroy()
+    if json:
+        print(machine.dumps(machine.document("destroy", rec.topology, ns_prefix, result.plan,
+                                             "destroyed" if result.steps else "in_sync")))
+    else:
+        removed = sorted({a.ns for a in result.plan.actions if a.kind == "netns"})
+        if removed:
+            out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: removed {len(removed)} namespace(s): "
+                      + ", ".join(removed))
+        else:
+            out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: nothing to remove.")
+
+
+# What users run; the development tasks (demo, test, bench) are added in dev.py.
+user = Collection(validate, plan, apply, drift, show, destroy)

@@ -1,0 +1,1 @@
+"""Views of plans, drift and live state: human (rich) and machine (JSON)."""
