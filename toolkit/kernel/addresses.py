@@ -15,13 +15,10 @@ _LOOPBACK = {"127.0.0.1/8", "::1/128"}
 
 def to_resources(ns: str, addrs, by_index: dict) -> list:
     out = []
-    for m in addrs:
-        ip = m.get("IFA_LOCAL") or m.get("IFA_ADDRESS")
-        if ip is None:
-            continue
-        ifname = by_index.get(m["index"], f"#{m['index']}")
-        text = f"{ipaddress.ip_address(ip).compressed}/{m['prefixlen']}"
-        if m["family"] == socket.AF_INET6 and ip.lower().startswith("fe80:"):
+    for a in addrs:
+        ifname = by_index.get(a.index, f"#{a.index}")
+        text = f"{a.address}/{a.prefixlen}"
+        if a.family == socket.AF_INET6 and a.address.startswith("fe80:"):
             continue  # link-local: the kernel makes these itself
         if ifname == "lo" and text in _LOOPBACK:
             continue

@@ -17,31 +17,29 @@ KERNEL_DEVICES = {"tunl0", "sit0", "ip6tnl0", "gre0", "gretap0", "erspan0", "ip6
                   "ip6gretap0", "ip6erspan0", "ip_vti0", "ip6_vti0"}
 
 
-def device_kind(msg) -> str:
-    if msg["flags"] & IFF_LOOPBACK:
+def device_kind(link) -> str:
+    if link.flags & IFF_LOOPBACK:
         return "loopback"
-    return msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "unknown"
+    return link.kind or "unknown"
 
 
 def to_resources(ns: str, links, peers: dict) -> list:
-    """Link resources from one namespace's link dump. `peers` maps a veth's
-    (ns, ifname) to its resolved peer "ns/ifname" (or a description if unknown)."""
-    by_index = {m["index"]: m.get("IFLA_IFNAME") for m in links}
+    """Link resources from one namespace's link dump (rtnl.Link). `peers` maps a
+    veth's (ns, ifname) to its resolved peer "ns/ifname" (or what is known of it)."""
+    by_index = {link.index: link.ifname for link in links}
     out = []
-    for m in links:
-        ifname = m.get("IFLA_IFNAME")
-        kind = device_kind(m)
-        if ifname in KERNEL_DEVICES and kind != "veth":
+    for link in links:
+        kind = device_kind(link)
+        if link.ifname in KERNEL_DEVICES and kind != "veth":
             continue
-        master = m.get("IFLA_MASTER")
         out.append(Resource.make(
-            "link", (ns, ifname),
+            "link", (ns, link.ifname),
             kind=kind,
-            peer=peers.get((ns, ifname)) if kind == "veth" else None,
-            mtu=m.get("IFLA_MTU"),
-            state="up" if m["flags"] & IFF_UP else "down",
-            mac=(m.get("IFLA_ADDRESS") or "").lower() or None,
-            master=by_index.get(master, f"#{master}") if master else "",
+            peer=peers.get((ns, link.ifname)) if kind == "veth" else None,
+            mtu=link.mtu,
+            state="up" if link.flags & IFF_UP else "down",
+            mac=link.mac,
+            master=by_index.get(link.master, f"#{link.master}") if link.master else "",
         ))
     return out
 

@@ -25,16 +25,15 @@ def read_live(kernel, names, sysctl_names=None, hints=None) -> list:
         if not kernel.exists(name):
             continue
         ns = kernel.ns(name)
-        link_msgs = kernel.request(name, "link dump", ns.ipr.link, "dump")
-        ns.remember(link_msgs)
-        addr_msgs = kernel.request(name, "addr dump", ns.ipr.addr, "dump")
-        route_msgs = kernel.request(name, "route dump", ns.ipr.route, "dump")
+        link_msgs = kernel.request(name, "link dump", ns.links)
+        addr_msgs = kernel.request(name, "addr dump", ns.dump.addrs)
+        route_msgs = kernel.request(name, "route dump", ns.dump.routes, routes.MAIN_TABLE)
         dumps[name] = (link_msgs, addr_msgs, route_msgs)
 
     peers = _resolve_peers(kernel, dumps, hints)
     out = []
     for name, (link_msgs, addr_msgs, route_msgs) in dumps.items():
-        by_index = {m["index"]: m.get("IFLA_IFNAME") for m in link_msgs}
+        by_index = {link.index: link.ifname for link in link_msgs}
         out.extend(namespaces.read(kernel, name))
         out.extend(links.to_resources(name, link_msgs, peers))
         out.extend(addresses.to_resources(name, addr_msgs, by_index))
@@ -45,15 +44,15 @@ def read_live(kernel, names, sysctl_names=None, hints=None) -> list:
 
 def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
     """(ns, ifname) -> "peer_ns/peer_ifname" for every veth end read."""
-    index = {name: {m["index"]: m for m in d[0]} for name, d in dumps.items()}
+    index = {name: {link.index: link for link in d[0]} for name, d in dumps.items()}
     resolved: dict = {}
     for name, (link_msgs, _, _) in dumps.items():
         for m in link_msgs:
-            ifname = m.get("IFLA_IFNAME")
-            if (name, ifname) in resolved or links.device_kind(m) != "veth":
+            ifname = m.ifname
+            if (name, ifname) in resolved or m.kind != "veth":
                 continue
-            peer_index = m.get("IFLA_LINK")
-            nsid = m.get("IFLA_LINK_NETNSID")
+            peer_index = m.link
+            nsid = m.link_netnsid
             if nsid is None:
                 # Peer in the same namespace.
                 candidates = [name]
@@ -64,11 +63,11 @@ def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
             peer = None
             for other in candidates:
                 peer_msg = index[other].get(peer_index)
-                if peer_msg is None or peer_msg.get("IFLA_LINK") != m["index"]:
+                if peer_msg is None or peer_msg.link != m.index:
                     continue
                 if nsid is not None and kernel.ns(name).nsid_of(kernel.ns(other)) != nsid:
                     continue
-                peer = (other, peer_msg.get("IFLA_IFNAME"))
+                peer = (other, peer_msg.ifname)
                 break
             if peer is None:
                 where = f"nsid {nsid}" if nsid is not None else "this namespace"

@@ -21,20 +21,16 @@ _TYPES = {1: None, 6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw"}
 
 def to_resources(ns: str, routes, by_index: dict) -> list:
     out = []
-    for m in routes:
-        table = m.get("RTA_TABLE") or m["table"]
-        if table != MAIN_TABLE or m["proto"] in (RTPROT_KERNEL, RTPROT_RA) or m["type"] not in _TYPES:
+    for r in routes:
+        if r.table != MAIN_TABLE or r.proto in (RTPROT_KERNEL, RTPROT_RA) or r.type not in _TYPES:
             continue
-        family = m["family"]
-        dst = m.get("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
-        prefix = ipaddress.ip_network(f"{dst}/{m['dst_len']}").with_prefixlen
-        metric = m.get("RTA_PRIORITY") or 0
-        oif = m.get("RTA_OIF")
+        dst = r.dst or ("0.0.0.0" if r.family == socket.AF_INET else "::")
+        prefix = ipaddress.ip_network(f"{dst}/{r.dst_len}").with_prefixlen
         out.append(Resource.make(
-            "route", (ns, prefix, metric),
-            via=m.get("RTA_GATEWAY") or ("multipath" if m.get("RTA_MULTIPATH") else ""),
-            dev=by_index.get(oif, f"#{oif}") if oif else None,
-            type=_TYPES[m["type"]],
+            "route", (ns, prefix, r.priority),
+            via=r.gateway or ("multipath" if r.multipath else ""),
+            dev=by_index.get(r.oif, f"#{r.oif}") if r.oif else None,
+            type=_TYPES[r.type],
         ))
     return out
 

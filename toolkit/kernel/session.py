@@ -1,9 +1,10 @@
-"""A kernel session: one netlink socket per namespace, opened once, in place.
+"""A kernel session: netlink sockets per namespace, opened once, in place.
 
-The socket is created with the calling thread inside the namespace (setns),
-then used from home: a netlink socket stays bound to the namespace it was
-created in. All pyroute2 objects share one asyncio loop, so a thousand
-namespaces cost a thousand sockets, not a thousand loops.
+Sockets are created with the calling thread inside the namespace (setns), then
+used from home: a netlink socket stays bound to the namespace it was created in.
+Reads go through a lean dump socket (rtnl.py); changes through pyroute2, whose
+objects all share one asyncio loop, so a thousand namespaces cost a thousand
+sockets, not a thousand loops.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
 from . import netns
+from .rtnl import DumpSocket
 
 # Marks what netkeel made: route protocol, address protocol (IFA_PROTO) and the
 # interface alias. 144 is unassigned in iproute2's rt_protos.
@@ -29,40 +31,52 @@ ALIAS_TAG = "netkeel"
 
 
 class Namespace:
-    """An open namespace: its fd, its netlink socket and an ifname -> index cache."""
+    """An open namespace: its fd, a dump socket, a pyroute2 IPRoute for changes
+    (opened on first use: reads never need it) and an ifname -> index cache."""
 
-    def __init__(self, name: str, fd: int, ipr: IPRoute):
+    def __init__(self, name: str, fd: int, dump: DumpSocket, loop):
         self.name = name
         self.fd = fd
-        self.ipr = ipr
+        self.dump = dump
+        self._loop = loop
+        self._ipr: IPRoute | None = None
         self._index: dict[str, int] | None = None
-        self._nsids: dict[str, int] = {}
+        self._nsids: dict[str, int | None] = {}
+
+    @property
+    def ipr(self) -> IPRoute:
+        if self._ipr is None:
+            with netns.entered(self.fd):
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+            self._ipr = IPRoute(use_socket=sock, use_event_loop=self._loop)
+        return self._ipr
+
+    def links(self) -> list:
+        """A fresh link dump (also refreshes the index cache)."""
+        links = self.dump.links()
+        self._index = {link.ifname: link.index for link in links}
+        return links
 
     def index(self, ifname: str) -> int | None:
         if self._index is None or ifname not in self._index:
-            self._index = {m.get("IFLA_IFNAME"): m["index"] for m in self.ipr.link("dump")}
+            self.links()
         return self._index.get(ifname)
-
-    def remember(self, links) -> None:
-        """Seed the ifname -> index cache from a link dump already made."""
-        self._index = {m.get("IFLA_IFNAME"): m["index"] for m in links}
 
     def forget_links(self) -> None:
         self._index = None
 
     def nsid_of(self, other: "Namespace") -> int | None:
-        """The id under which this namespace knows `other` (None if it has none)."""
+        """The id under which this namespace knows `other` (None if it has none).
+        Cached: ids never change while both namespaces live."""
         if other.name not in self._nsids:
-            reply = self.ipr.get_netnsid(fd=other.fd)
-            nsid = reply.get("nsid") if isinstance(reply, dict) else None
-            if nsid is None or nsid >= 0xFFFFFFFF or nsid < 0:
-                return None
-            self._nsids[other.name] = nsid
+            self._nsids[other.name] = self.dump.nsid_of(other.fd)
         return self._nsids[other.name]
 
     def close(self) -> None:
         try:
-            self.ipr.close()
+            if self._ipr is not None:
+                self._ipr.close()
+            self.dump.close()
         finally:
             os.close(self.fd)
 
@@ -118,13 +132,11 @@ class Kernel:
                 raise KernelError(f"open namespace {name}", exc.strerror, exc.errno) from None
             try:
                 with netns.entered(fd):
-                    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-                ipr = IPRoute(use_socket=sock, use_event_loop=self._loop)
+                    dump = DumpSocket()
             except Exception:
                 os.close(fd)
                 raise
-            handle = self._open[name] = Namespace(name, fd, ipr)
+            handle = self._open[name] = Namespace(name, fd, dump, self._loop)
         return handle
 
     def release(self, name: str) -> None:

@@ -53,8 +53,13 @@ class Document:
         return Problem(self.file, self.line_of(path), format_path(tuple(path)), message)
 
 
-class _Constructor(yaml.SafeLoader):
-    """SafeLoader used only to turn scalar nodes into typed values."""
+# libyaml's parser is about five times faster than the pure-Python one on large
+# manifests, and gives the same nodes and marks.
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Constructor(_Base):
+    """The safe loader, used to compose nodes and to turn scalars into values."""
 
 
 def load_document(text: str, file: str) -> Document:

@@ -65,7 +65,8 @@ class Resource:
         if self.kind == "addr":
             return f"addr {k[2]} on {k[1]}"
         if self.kind == "route":
-            metric = f" metric {k[2]}" if k[2] else ""
+            default_metric = 1024 if ":" in k[1] else 0
+            metric = f" metric {k[2]}" if k[2] != default_metric else ""
             return f"route {_dst(k[1])}{metric}"
         if self.kind == "sysctl":
             return f"sysctl {k[1]}"

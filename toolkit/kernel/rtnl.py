@@ -1,0 +1,231 @@
+"""Fast rtnetlink reads: dump requests decoded with struct, only what netkeel reads.
+
+Why not pyroute2 here: it decodes every attribute of every message into objects.
+Measured on this machine, a namespace's link dump costs the kernel about 0.02 ms
+and pyroute2's decoding about 0.4 ms; for a thousand namespaces (links, addresses
+and routes) that was 4 s of a 5 s drift check. Requests that change the kernel
+still go through pyroute2 (see session.py), where encoding matters and volume
+does not. Attribute numbers are from <linux/rtnetlink.h>, <linux/if_link.h>,
+<linux/if_addr.h> and <linux/net_namespace.h>.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import socket
+import struct
+from dataclasses import dataclass, field
+
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x10, 0x300
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+RTM_NEWNSID, RTM_GETNSID = 88, 90
+SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
+NLA_TYPE_MASK = 0x3FFF
+
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = 18, 20, 37
+IFLA_INFO_KIND = 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
+NETNSA_NSID, NETNSA_FD = 1, 3
+
+_HDR = struct.Struct("=LHHLL")
+_IFINFO = struct.Struct("=BxHiII")
+_IFADDR = struct.Struct("=BBBBI")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_NLA = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+_S32 = struct.Struct("=i")
+
+
+@dataclass(slots=True)
+class Link:
+    index: int
+    flags: int
+    ifname: str = ""
+    mtu: int | None = None
+    mac: str | None = None
+    master: int | None = None
+    link: int | None = None          # peer ifindex (veth)
+    link_netnsid: int | None = None  # peer namespace id, as this namespace knows it
+    kind: str | None = None
+    alias: str | None = None
+
+
+@dataclass(slots=True)
+class Addr:
+    index: int
+    family: int
+    prefixlen: int
+    address: str
+
+
+@dataclass(slots=True)
+class Route:
+    family: int
+    dst_len: int
+    table: int
+    proto: int
+    type: int
+    dst: str | None = None
+    gateway: str | None = None
+    oif: int | None = None
+    priority: int = 0
+    multipath: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class DumpSocket:
+    """A plain rtnetlink socket for dumps and small queries, made by the caller
+    inside the namespace it should read."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.seq = 0
+        try:  # let the kernel filter route dumps by table (Linux 4.20+)
+            self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            self.strict = True
+        except OSError:
+            self.strict = False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, msg_type: int, flags: int, body: bytes) -> list:
+        """Send one request; return [(type, flags, payload)] of every reply message.
+        Raises OSError with the kernel's errno on an error reply; retries a dump
+        the kernel marks as interrupted (it changed while we read)."""
+        for _ in range(5):
+            self.seq += 1
+            self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | flags, self.seq, 0) + body)
+            replies, interrupted = self._collect(multi=bool(flags & NLM_F_DUMP))
+            if not interrupted:
+                return replies
+        raise OSError(_errno.EAGAIN, "netlink dump kept being interrupted")
+
+    def _collect(self, multi: bool):
+        replies, interrupted = [], False
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset < len(data):
+                length, mtype, mflags, seq, _ = _HDR.unpack_from(data, offset)
+                if length < _HDR.size:
+                    raise OSError(_errno.EPROTO, "short netlink message")
+                payload = data[offset + _HDR.size: offset + length]
+                offset += (length + 3) & ~3
+                if seq != self.seq:
+                    continue  # a late reply to an earlier request
+                interrupted |= bool(mflags & NLM_F_DUMP_INTR)
+                if mtype == NLMSG_DONE:
+                    return replies, interrupted
+                if mtype == NLMSG_ERROR:
+                    code = -_S32.unpack_from(payload)[0]
+                    if code:
+                        raise OSError(code, _errno_text(code))
+                    return replies, interrupted  # an ack
+                replies.append((mtype, mflags, payload))
+                if not multi and not mflags & NLM_F_MULTI:
+                    return replies, interrupted
+
+    # -- the three dumps ------------------------------------------------------
+    def links(self) -> list:
+        out = []
+        for mtype, _, p in self.request(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0)):
+            if mtype != RTM_NEWLINK:
+                continue
+            _, _, index, flags, _ = _IFINFO.unpack_from(p)
+            link = Link(index=index, flags=flags)
+            for kind, value in _attrs(p, _IFINFO.size):
+                if kind == IFLA_IFNAME:
+                    link.ifname = _text(value)
+                elif kind == IFLA_MTU:
+                    link.mtu = _U32.unpack_from(value)[0]
+                elif kind == IFLA_ADDRESS:
+                    link.mac = ":".join(f"{b:02x}" for b in value)
+                elif kind == IFLA_MASTER:
+                    link.master = _U32.unpack_from(value)[0]
+                elif kind == IFLA_LINK:
+                    link.link = _U32.unpack_from(value)[0]
+                elif kind == IFLA_LINK_NETNSID:
+                    link.link_netnsid = _S32.unpack_from(value)[0]
+                elif kind == IFLA_IFALIAS:
+                    link.alias = _text(value)
+                elif kind == IFLA_LINKINFO:
+                    for sub, subvalue in _attrs(value, 0):
+                        if sub == IFLA_INFO_KIND:
+                            link.kind = _text(subvalue)
+            out.append(link)
+        return out
+
+    def addrs(self) -> list:
+        out = []
+        for mtype, _, p in self.request(RTM_GETADDR, NLM_F_DUMP, _IFADDR.pack(0, 0, 0, 0, 0)):
+            if mtype != RTM_NEWADDR:
+                continue
+            family, prefixlen, _, _, index = _IFADDR.unpack_from(p)
+            attrs = dict(_attrs(p, _IFADDR.size))
+            raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+            if raw is not None:
+                out.append(Addr(index, family, prefixlen, socket.inet_ntop(family, raw)))
+        return out
+
+    def routes(self, table: int) -> list:
+        """Routes of `table` (filtered by the kernel when it can, here always)."""
+        out = []
+        header = _RTMSG.pack(0, 0, 0, 0, table if self.strict else 0, 0, 0, 0, 0)
+        for mtype, _, p in self.request(RTM_GETROUTE, NLM_F_DUMP, header):
+            if mtype != RTM_NEWROUTE:
+                continue
+            family, dst_len, _, _, rtm_table, proto, _, rtype, _ = _RTMSG.unpack_from(p)
+            route = Route(family=family, dst_len=dst_len, table=rtm_table, proto=proto, type=rtype)
+            for kind, value in _attrs(p, _RTMSG.size):
+                if kind == RTA_DST:
+                    route.dst = socket.inet_ntop(family, value)
+                elif kind == RTA_GATEWAY:
+                    route.gateway = socket.inet_ntop(family, value)
+                elif kind == RTA_OIF:
+                    route.oif = _U32.unpack_from(value)[0]
+                elif kind == RTA_PRIORITY:
+                    route.priority = _U32.unpack_from(value)[0]
+                elif kind == RTA_TABLE:
+                    route.table = _U32.unpack_from(value)[0]
+                elif kind == RTA_MULTIPATH:
+                    route.multipath = True
+            if route.table == table:
+                out.append(route)
+        return out
+
+    def nsid_of(self, fd: int) -> int | None:
+        """The id this namespace has for the namespace `fd` (None if it has none)."""
+        body = struct.pack("=B3x", socket.AF_UNSPEC) + _NLA.pack(8, NETNSA_FD) + _U32.pack(fd)
+        for mtype, _, p in self.request(RTM_GETNSID, 0, body):
+            if mtype == RTM_NEWNSID:
+                for kind, value in _attrs(p, 4):
+                    if kind == NETNSA_NSID:
+                        nsid = _S32.unpack_from(value)[0]
+                        return None if nsid < 0 else nsid
+        return None
+
+
+def _attrs(data: bytes, offset: int):
+    end = len(data)
+    while offset + 4 <= end:
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < 4:
+            break
+        yield kind & NLA_TYPE_MASK, data[offset + 4: offset + length]
+        offset += (length + 3) & ~3
+
+
+def _text(value: bytes) -> str:
+    return value.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _errno_text(code: int) -> str:
+    import os
+    return os.strerror(code)
