@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from invoke import Collection, task
+from invoke.exceptions import Exit
 
 from .tasks import apply, destroy, drift, plan, show, validate
 
@@ -22,7 +23,7 @@ def _run(c, cmd: str, expect=(0,)):
     print(f"$ {cmd}", flush=True)
     result = c.run(cmd, warn=True, pty=sys.stdout.isatty())
     if result.exited not in expect:
-        raise SystemExit(f"demo: `{cmd}` exited {result.exited}, expected {' or '.join(map(str, expect))}")
+        raise Exit(f"demo: `{cmd}` exited {result.exited}, expected {' or '.join(map(str, expect))}", code=1)
     return result
 
 
@@ -73,7 +74,7 @@ def test(c, unit=False, integration=False, k=None):
         result = c.run(f"{shlex.quote(sys.executable)} -m pytest {' '.join(paths)}{extra}",
                        warn=True, pty=sys.stdout.isatty())
     if result.exited:
-        raise SystemExit(result.exited)
+        raise Exit(code=result.exited)
 
 
 @task(help={"nodes": "how many nodes to build (default 1000)"})

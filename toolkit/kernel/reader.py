@@ -60,15 +60,8 @@ def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
                 hinted = hints.get((name, ifname))
                 candidates = ([hinted] if hinted in dumps else []) + \
                     [other for other in dumps if other not in (hinted, name)]
-            peer = None
-            for other in candidates:
-                peer_msg = index[other].get(peer_index)
-                if peer_msg is None or peer_msg.link != m.index:
-                    continue
-                if nsid is not None and kernel.ns(name).nsid_of(kernel.ns(other)) != nsid:
-                    continue
-                peer = (other, peer_msg.ifname)
-                break
+            peer = _find_peer(kernel, name, m, nsid, candidates, index) or \
+                _find_peer(kernel, name, m, nsid, _outsiders(kernel, index, dumps), index)
             if peer is None:
                 where = f"nsid {nsid}" if nsid is not None else "this namespace"
                 resolved[(name, ifname)] = f"?/index {peer_index} in {where}"
@@ -76,3 +69,28 @@ def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
             resolved[(name, ifname)] = f"{peer[0]}/{peer[1]}"
             resolved[peer] = f"{name}/{ifname}"
     return resolved
+
+
+def _find_peer(kernel, name, m, nsid, candidates, index):
+    for other in candidates:
+        peer_msg = index[other].get(m.link)
+        if peer_msg is None or peer_msg.link != m.index:
+            continue
+        if nsid is not None and kernel.ns(name).nsid_of(kernel.ns(other)) != nsid:
+            continue
+        return (other, peer_msg.ifname)
+    return None
+
+
+def _outsiders(kernel, index: dict, read_set):
+    """Namespaces outside the read set, their links dumped on first need (read
+    only): a veth moved elsewhere by hand is then named, not just "unknown"."""
+    for other in kernel.list_namespaces():
+        if other in read_set:
+            continue
+        if other not in index:
+            try:
+                index[other] = {link.index: link for link in kernel.ns(other).links()}
+            except Exception:  # it went away, or is not readable: skip it
+                index[other] = {}
+        yield other

@@ -1,0 +1,83 @@
+"""Helpers for integration tests: run the real CLI in a lab, probe namespaces.
+
+Safety rules (DESIGN.md): tests act only inside namespaces they create, named
+with a prefix unique to this run and test; they never change the root
+namespace, and every probe is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from toolkit.kernel import netns
+
+ROOT = Path(__file__).resolve().parents[2]
+NETKEEL = str(Path(sys.executable).with_name("netkeel"))
+
+
+def remove_prefixed(prefix: str) -> None:
+    for name in netns.list_names():
+        if name.startswith(prefix):
+            netns.remove(name)
+
+
+def namespaces_with(prefix: str) -> set:
+    return {name for name in netns.list_names() if name.startswith(prefix)}
+
+
+class Lab:
+    """Runs the real `netkeel` CLI against one prefix and state directory."""
+
+    def __init__(self, prefix: str, state_dir: Path):
+        self.prefix = prefix
+        self.env = dict(os.environ, NETKEEL_STATE_DIR=str(state_dir))
+
+    def add_foreign_namespace(self, name: str) -> None:
+        """A namespace netkeel did not make (as `ip netns add` would), under our prefix."""
+        subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+
+    def ns(self, node: str) -> str:
+        return f"{self.prefix}{node}"
+
+    def run(self, command: str, manifest, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        argv = [NETKEEL, command, str(manifest), "--ns-prefix", self.prefix, *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=self.env, cwd=ROOT, timeout=timeout)
+
+    def json(self, command: str, manifest, *args: str) -> tuple[int, dict]:
+        result = self.run(command, manifest, "--json", *args)
+        return result.returncode, json.loads(result.stdout)
+
+    def ip(self, node: str, args: str) -> subprocess.CompletedProcess:
+        """`ip -n <ns> ...` inside one of this lab's namespaces (never the root one)."""
+        return subprocess.run(["ip", "-n", self.ns(node), *args.split()], capture_output=True,
+                              text=True, timeout=10, check=True)
+
+    def exec(self, node: str, argv: list, timeout: float = 15, check: bool = False):
+        """Run a command inside one of this lab's namespaces, bounded in time."""
+        return subprocess.run(["ip", "netns", "exec", self.ns(node), *argv], capture_output=True,
+                              text=True, timeout=timeout, check=check)
+
+    def ping(self, node: str, address: str, count: int = 3) -> bool:
+        """True if `address` answers from `node`: at most `count` probes within 5 s."""
+        family = "-6" if ":" in address else "-4"
+        result = self.exec(node, ["ping", family, "-n", "-c", str(count), "-i", "0.2", "-w", "5", address])
+        return result.returncode == 0
+
+
+def root_namespace_view() -> dict:
+    """What tests promise never to change: the root namespace's links, addresses,
+    routes and nftables ruleset (volatile counters left out)."""
+    def ip_json(*args):
+        out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=10, check=True)
+        return json.loads(out.stdout or "[]")
+
+    links = sorted((l["ifname"], l.get("mtu"), tuple(l.get("flags", [])), l.get("master"))
+                   for l in ip_json("link", "show"))
+    addrs = sorted((a["ifname"], i["local"], i["prefixlen"])
+                   for a in ip_json("addr", "show") for i in a.get("addr_info", []))
+    routes = sorted(json.dumps(r, sort_keys=True) for r in ip_json("route", "show", "table", "all"))
+    return {"links": links, "addrs": addrs, "routes": routes}

@@ -1,0 +1,52 @@
+"""A bridged, dual-stack segment of four nodes, a routed uplink, IPv6 routes."""
+
+from __future__ import annotations
+
+import pytest
+
+LAB = "topologies/bridged-lan.yaml"
+
+
+@pytest.fixture
+def built(lab):
+    result = lab.run("apply", LAB)
+    assert result.returncode == 0, result.stderr
+    return lab
+
+
+@pytest.mark.parametrize("source, target", [
+    ("h1", "192.168.50.13"), ("h1", "fd00:50::13"),          # across the bridge
+    ("h2", "10.60.0.2"), ("h2", "fd00:60::2"),               # routed through gw
+    ("upstream", "192.168.50.11"), ("upstream", "fd00:50::12"),
+])
+def test_traffic_crosses_the_bridge_and_the_router(built, source, target):
+    assert built.ping(source, target)
+
+
+def test_ports_are_enslaved_and_reapply_is_a_no_op(built):
+    ports = built.ip("sw", "-br link show master br0").stdout
+    assert {line.split("@")[0] for line in ports.splitlines()} == {"sw_h1", "sw_h2", "sw_h3", "sw_gw"}
+    assert "mtu 9000" in built.ip("gw", "link show dev up0").stdout
+    code, doc = built.json("plan", LAB)
+    assert code == 0 and doc["counts"]["total"] == 0
+
+
+def test_a_port_released_by_hand_is_drift_and_is_enslaved_again(built):
+    built.ip("sw", "link set sw_h2 nomaster")
+    code, doc = built.json("drift", LAB)
+    assert code == 2
+    [difference] = doc["differences"]
+    assert difference["object"] == "link sw_h2"
+    assert difference["changes"] == [{"field": "master", "desired": "br0", "live": ""}]
+    assert built.run("apply", LAB).returncode == 0
+    assert built.ping("h2", "192.168.50.11")
+
+
+def test_an_ipv6_route_changed_by_hand_is_repaired(built):
+    built.ip("upstream", "-6 route replace fd00:50::/64 via fe80::1 dev up0 metric 100")
+    code, doc = built.json("drift", LAB)
+    assert code == 2
+    assert [(d["object"], [c["field"] for c in d["changes"]]) for d in doc["differences"]] == \
+        [("route fd00:50::/64 metric 100", ["via"])]
+    assert built.run("apply", LAB).returncode == 0
+    assert built.ping("upstream", "fd00:50::11")
