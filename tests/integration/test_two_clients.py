@@ -167,3 +167,20 @@ def test_plan_json_and_verbose_output(lab):
     assert verbose.returncode == 0
     assert "link add veth_c1 type veth peer veth_srv_c1" in verbose.stderr
     assert "route 0.0.0.0/0 metric 0 via 10.0.1.1 add" in verbose.stderr
+
+
+def test_manifest_changes_converge(lab, prefix, tmp_path):
+    """Renumber an interface (its device loses its last IPv4 address, and the
+    kernel flushes the routes through it), drop a node, add one."""
+    assert lab.run("apply", LAB).returncode == 0
+    v2 = tmp_path / "v2.yaml"
+    text = open(LAB).read().replace("10.0.1.2/24", "10.0.1.3/24")
+    text = text[:text.index("  ns_client2:")] + "  ns_extra: {}\n" + text[text.index("\nlinks:"):]
+    text = text[:text.index("  - endpoints:\n      - node: ns_client2")]
+    v2.write_text(text)
+    result = lab.run("apply", v2)
+    assert result.returncode == 0, result.stderr
+    assert namespaces_with(prefix) == {prefix + n for n in ("ns_client1", "ns_server", "ns_extra")}
+    assert lab.run("drift", v2).returncode == 0
+    assert "default via 10.0.1.1" in lab.ip("ns_client1", "route show").stdout
+    assert lab.ping("ns_client1", "10.0.1.1")

@@ -57,7 +57,9 @@ def run(kernel, phase: str, action) -> None:
     elif phase == "create":
         _create(kernel, ns, action.desired)
     elif phase == "configure":
-        _configure(kernel, ns, action.desired)
+        # A new device gets every managed field; a changed one only what differs.
+        fields = None if action.op == "create" else {f for f, _, _ in action.changes}
+        _configure(kernel, ns, action.desired, fields)
 
 
 def _create(kernel, ns, desired: Resource) -> None:
@@ -77,26 +79,31 @@ def _create(kernel, ns, desired: Resource) -> None:
     ns.forget_links()
 
 
-def _configure(kernel, ns, desired: Resource) -> None:
+def _configure(kernel, ns, desired: Resource, fields: set | None) -> None:
+    """Set the device's attributes in one request: all managed ones (fields None)
+    or just `fields`."""
     ifname = desired.key[1]
     index = ns.index(ifname)
+    wanted = {f: v for f, v in desired.spec if fields is None or f in fields}
     attrs = {}
     text = []
-    if desired.get("mtu") is not None:
-        attrs["mtu"] = desired.get("mtu")
+    if wanted.get("mtu") is not None:
+        attrs["mtu"] = wanted["mtu"]
         text.append(f"mtu {attrs['mtu']}")
-    if desired.get("mac"):
-        attrs["address"] = desired.get("mac")
+    if wanted.get("mac"):
+        attrs["address"] = wanted["mac"]
         text.append(f"address {attrs['address']}")
-    master = desired.get("master")
-    if master is not None:
+    if wanted.get("master") is not None:
+        master = wanted["master"]
         attrs["master"] = ns.index(master) if master else 0
         text.append(f"master {master}" if master else "nomaster")
-    if desired.get("kind") != "loopback":
+    if fields is None and desired.get("kind") != "loopback":
         attrs["ifalias"] = ALIAS_TAG
         text.append(f"alias {ALIAS_TAG}")
-    if desired.get("state"):
-        attrs["state"] = desired.get("state")
-        text.append(desired.get("state"))
+    if wanted.get("state"):
+        attrs["state"] = wanted["state"]
+        text.append(wanted["state"])
+    if not attrs:
+        return
     kernel.request(ns.name, f"link set {ifname} {' '.join(text)}", ns.ipr.link, "set",
                    index=index, **attrs)

@@ -6,13 +6,15 @@ Kernel semantics the planner knows, so that a plan is exact:
 - deleting a veth end removes its peer;
 - deleting (or re-creating) a device removes its addresses and routes, and
   releases its bridge ports;
-- a new namespace comes with a loopback device, down.
+- a new namespace comes with a loopback device, down;
+- a device that loses its last IPv4 address loses its IPv4 routes.
 Such removals appear in the plan as implicit actions (no kernel request), and
 anything that must come back afterwards is planned as a create.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .resources import KIND_RANK, LINK_IDENTITY_FIELDS, Resource, changed_fields
@@ -110,8 +112,9 @@ class _Planner:
             self.gone[ident] = "with its namespace"
         for ident in want.keys() - have.keys():
             self.actions.append(Action(CREATE, desired=want[ident]))
-            # A new namespace comes with its loopback device, down.
-            lo = Resource.make("link", (ident[1][0], "lo"), kind="loopback", state="down")
+            # A new namespace comes with its loopback device, down, as the kernel makes it.
+            lo = Resource.make("link", (ident[1][0], "lo"), kind="loopback", state="down",
+                               mtu=65536, mac="00:00:00:00:00:00", master="")
             self.have[lo.ident] = lo
 
     def links(self) -> None:
@@ -164,6 +167,8 @@ class _Planner:
         for ident, live in have.items():
             why = self.vanishing(live)
             if ident not in want:
+                if kind == "sysctl" and not why:
+                    continue  # a sysctl cannot be removed: one no longer declared is left as it is
                 self.actions.append(Action(DELETE, live=live, implicit=why))
             elif why:
                 have[ident] = None  # it disappears: the desired one must be created again
@@ -173,10 +178,27 @@ class _Planner:
                 self.actions.append(Action(CREATE, desired=desired))
             elif changes := changed_fields(desired, live):
                 self.actions.append(Action(MODIFY, desired=desired, live=live, changes=changes))
+        if kind == "addr":
+            self.note_ipv4_loss(have)
+
+    def note_ipv4_loss(self, have: dict) -> None:
+        """A device whose IPv4 addresses are all deleted loses its IPv4 routes too
+        (the kernel flushes them when the last one goes), even if new addresses
+        come back later in the same apply."""
+        deleted = {a.key for a in self.actions if a.op == DELETE and a.kind == "addr" and not a.implicit}
+        v4 = defaultdict(set)
+        for ident, live in have.items():
+            if live is not None and ":" not in live.key[2]:
+                v4[live.key[:2]].add(live.key)
+        for device, keys in v4.items():
+            if keys <= deleted:
+                self.gone[("ipv4", device)] = "with its device's last IPv4 address"
 
     def vanishing(self, resource: Resource) -> str:
         for parent in _parents(resource):
             if parent in self.gone:
+                if parent[0] == "ipv4":
+                    return self.gone[parent]
                 return "with its namespace" if parent[0] == "netns" else "with its device"
         return ""
 
@@ -196,6 +218,8 @@ def _parents(resource: Resource) -> tuple:
         parents.append(("link", (ns, resource.key[1])))
     elif resource.kind == "route" and resource.get("dev"):
         parents.append(("link", (ns, resource.get("dev"))))
+        if ":" not in resource.key[1]:
+            parents.append(("ipv4", (ns, resource.get("dev"))))
     return tuple(parents)
 
 

@@ -1,0 +1,36 @@
+"""Golden plans: the plan for applying an example topology to an empty machine.
+
+One line per action, in plan order: `str(action)`, plus ` [implicit: why]` when
+the kernel does it as a side effect. Rewrite the goldens after an intended change:
+
+    NETKEEL_UPDATE_GOLDENS=1 .venv/bin/python -m pytest tests/unit/test_golden_plans.py
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from toolkit.manifest.topology import load_topology
+from toolkit.reconcile.compile import desired_resources
+from toolkit.reconcile.plan import diff
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDENS = ROOT / "tests" / "golden" / "plans"
+
+
+def render(plan) -> str:
+    return "".join(str(a) + (f" [implicit: {a.implicit}]" if a.implicit else "") + "\n"
+                   for a in plan.actions)
+
+
+@pytest.mark.parametrize("name", ["two-clients"])
+def test_plan_from_empty_matches_golden(name):
+    topology = load_topology(ROOT / "topologies" / f"{name}.yaml")
+    text = render(diff(desired_resources(topology), ()))
+    golden = GOLDENS / f"{name}.txt"
+    if os.environ.get("NETKEEL_UPDATE_GOLDENS") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.exists(), f"no golden {golden}; run with NETKEEL_UPDATE_GOLDENS=1 to write it"
+    assert text == golden.read_text()
