@@ -10,6 +10,7 @@ import ipaddress
 import re
 
 IFNAMSIZ = 16  # the kernel's limit includes the trailing NUL: 15 usable bytes
+_KERNEL_SPACE = set(b"\t\n\v\f\r \xa0")  # isspace() of the kernel's lib/ctype.c
 _SYSCTL_NAME = re.compile(r"^net(\.[A-Za-z0-9_\-/]+)+$")
 
 
@@ -22,10 +23,14 @@ def interface_name(name: str) -> str:
         raise ValueError(f"interface name {name!r} is {len(raw)} bytes; the kernel allows 15")
     if name in (".", ".."):
         raise ValueError(f"interface name {name!r} is not allowed")
-    bad = sorted({c for c in name if c in "/:" or c.isspace()})
+    bad = sorted({c for c in name if c in "/:%" or c.isspace()})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
-        raise ValueError(f"interface name {name!r} contains illegal character(s) {shown}")
+        why = " ('%' makes the kernel treat the name as a template)" if "%" in bad else ""
+        raise ValueError(f"interface name {name!r} contains illegal character(s) {shown}{why}")
+    if any(b in _KERNEL_SPACE for b in raw):
+        # The kernel tests bytes, and counts 0xA0 as a space: 'à' in UTF-8 holds one.
+        raise ValueError(f"interface name {name!r} contains a byte the kernel treats as whitespace")
     return name
 
 
@@ -33,8 +38,13 @@ def interface_address(text) -> str:
     """'10.0.1.2/24' -> canonical text. Requires a prefix length and a host address."""
     if not isinstance(text, str):
         raise ValueError(f"address must be a string like 10.0.1.2/24, got {text!r}")
+    if not text:
+        raise ValueError("address is empty")
+    if "%" in text:
+        raise ValueError(f"address {text!r} has a scope id; the interface it sits on is the scope")
     if "/" not in text:
-        raise ValueError(f"address {text!r} needs a prefix length, e.g. {text}/24")
+        example = "64" if ":" in text else "24"
+        raise ValueError(f"address {text!r} needs a prefix length, e.g. {text}/{example}")
     try:
         iface = ipaddress.ip_interface(text)
     except ValueError:
@@ -69,6 +79,8 @@ def route_destination(text, family_hint: int | None) -> tuple[str, int]:
 def gateway(text) -> ipaddress._BaseAddress:
     if not isinstance(text, str):
         raise ValueError(f"gateway must be an address string, got {text!r}")
+    if "%" in text:
+        raise ValueError(f"gateway {text!r} has a scope id; name the interface with `dev` instead")
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -91,6 +103,8 @@ def sysctl_value(value) -> str:
     text = str(value)
     if "\n" in text:
         raise ValueError("sysctl value must be a single line")
+    if not text.strip():
+        raise ValueError("sysctl value is empty")
     return " ".join(text.split())
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import json
+
 import yaml
 
 from ..errors import Problem
@@ -26,10 +28,10 @@ def format_path(path: Path) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.replace("_", "").replace("-", "").isalnum():
+        elif part and part.replace("_", "").replace("-", "").isalnum():
             out += f".{part}" if out else part
         else:
-            out += f'["{part}"]'
+            out += f"[{json.dumps(part)}]"
     return out
 
 
@@ -41,6 +43,10 @@ class Document:
     data: object
     lines: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
+    # The text as written of scalars YAML turned into something other than a
+    # string (`off` -> False, `12:34` -> 754), so messages can show what the
+    # person typed rather than what YAML 1.1 made of it.
+    written: dict = field(default_factory=dict)
 
     def line_of(self, path: Path) -> int:
         """The line of the value at `path`, or of its nearest ancestor we know."""
@@ -77,6 +83,8 @@ def load_document(text: str, file: str) -> Document:
         what = exc.problem or "invalid YAML"
         if exc.context:
             what = f"{exc.context}, {what}"
+        if exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            what += f" (started at line {exc.context_mark.line + 1})"
         doc.problems.append(Problem(file, line, "", f"YAML syntax error: {what}"))
         doc.data = None
     except yaml.YAMLError as exc:  # pragma: no cover - non-marked errors are rare
@@ -90,24 +98,47 @@ def load_document(text: str, file: str) -> Document:
 def _build(node, path: Path, loader: _Constructor, doc: Document):
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves `<<` merge keys
-        out = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if isinstance(key, (list, dict)):
-                doc.problems.append(doc.problem(path, "mapping keys must be scalars"))
-                continue
-            key = str(key) if not isinstance(key, str) else key
-            if key in out:
-                doc.problems.append(
-                    Problem(doc.file, key_node.start_mark.line + 1, format_path(path + (key,)),
-                            f"duplicate key '{key}' (first at line {doc.lines[path + (key,)]})")
-                )
-                continue
-            out[key] = _build(value_node, path + (key,), loader, doc)
-            # Report a field on the line of its key, which is where the eye looks.
-            doc.lines[path + (key,)] = key_node.start_mark.line + 1
-        return out
+        return _build_mapping(node, path, loader, doc)
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, path + (i,), loader, doc) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    try:
+        value = loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        doc.problems.append(doc.problem(path, f"cannot read value {node.value!r}: {problem}"))
+        return node.value  # as text, so the later checks do not report it twice
+    if value is not None and not isinstance(value, str) and isinstance(node, yaml.ScalarNode):
+        doc.written[path] = node.value
+    return value
+
+
+def _build_mapping(node, path: Path, loader: _Constructor, doc: Document) -> dict:
+    # Keys written in this mapping override keys merged in with `<<`; among
+    # merged keys, the first source wins (YAML's merge semantics).
+    explicit = {id(k) for k, _ in node.value
+                if not (isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:merge")}
+    loader.flatten_mapping(node)
+    out, merged = {}, set()
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            doc.problems.append(doc.problem(path, "mapping keys must be scalars"))
+            continue
+        key = key_node.value  # as written: a node called `on` stays "on"
+        is_explicit = id(key_node) in explicit
+        if key in out:
+            if key in merged and is_explicit:
+                merged.discard(key)  # an explicit key overrides a merged one
+            elif not is_explicit:
+                continue  # an earlier merge source (or an explicit key) already set it
+            else:
+                first = doc.lines[path + (key,)]
+                doc.problems.append(Problem(doc.file, key_node.start_mark.line + 1,
+                                            format_path(path + (key,)),
+                                            f"duplicate key '{key}' (first at line {first})"))
+                continue
+        elif not is_explicit:
+            merged.add(key)
+        out[key] = _build(value_node, path + (key,), loader, doc)
+        # Report a field on the line of its key, which is where the eye looks.
+        doc.lines[path + (key,)] = key_node.start_mark.line + 1
+    return out

@@ -6,12 +6,13 @@ common ones and pin each to the line of the offending field.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from functools import lru_cache
 from importlib import resources
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 
 from .loader import Document
 
@@ -23,11 +24,23 @@ def load_schema(name: str) -> dict:
     return json.loads(text)
 
 
+def _is_integer(checker, value) -> bool:
+    # jsonschema counts 9000.0 as an integer; a manifest that says `mtu: 9000.0`
+    # almost certainly did not mean a float, but netkeel should not guess.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
 @lru_cache(maxsize=None)
-def _validator(name: str) -> Draft202012Validator:
+def _validator(name: str):
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return _Validator(schema)
 
 
 def schema_problems(doc: Document, name: str) -> list:
@@ -36,29 +49,41 @@ def schema_problems(doc: Document, name: str) -> list:
     problems = []
     for error in validator.iter_errors(doc.data):
         path = tuple(error.absolute_path)
-        for sub_path, message in _explain(error, validator.schema):
+        for sub_path, message in _explain(error, validator.schema, doc.written.get(path)):
             problems.append(doc.problem(path + sub_path, message))
     return problems
 
 
 _QUOTED = re.compile(r"'([^']*)'")
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "boolean": "a boolean", "null": "nothing", "number": "a number"}
 
 
-def _explain(error, root: dict):
-    """Yield (extra path, message) pairs for one jsonschema error."""
+def _explain(error, root: dict, written: str | None):
+    """Yield (extra path, message) pairs for one jsonschema error. `written` is the
+    scalar's text as typed, when YAML made something else of it."""
     kind = error.validator
+    custom = error.schema.get("x-messages", {}).get(kind)
+    if custom:
+        # Under propertyNames the error sits on the mapping; point at the key itself.
+        at = (error.instance,) if "propertyNames" in error.schema_path else ()
+        count = len(error.instance) if isinstance(error.instance, (list, dict, str)) else None
+        yield at, custom.format(value=written or error.instance, count=count)
+        return
     if kind in ("additionalProperties", "unevaluatedProperties"):
-        allowed = sorted(_declared_fields(error.schema, root))
-        head = error.message.split(" was unexpected")[0].split(" were unexpected")[0]
-        for key in _QUOTED.findall(head):
-            if key in allowed:
-                continue  # "unevaluated" only because a sibling schema failed: reported there
-            hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        allowed = _declared_fields(error.schema, root)
+        hint = f"; expected one of: {', '.join(sorted(allowed))}" if allowed else ""
+        for key in sorted(set(error.instance) - allowed):
             yield (key,), f"unknown field '{key}'{hint}"
         return
     if kind == "required":
-        missing = _QUOTED.findall(error.message)[:1]
-        yield (), f"missing required field '{missing[0] if missing else '?'}'"
+        # jsonschema reports each missing property as its own error: "'x' is a required property".
+        missing = error.message.rsplit(" is a required property", 1)[0]
+        try:
+            missing = ast.literal_eval(missing)
+        except (ValueError, SyntaxError):
+            pass
+        yield (), f"missing required field '{missing}'"
         return
     if kind == "anyOf" and all(set(s) == {"required"} for s in error.validator_value):
         options = " or ".join(f"'{s['required'][0]}'" for s in error.validator_value)
@@ -66,35 +91,36 @@ def _explain(error, root: dict):
         return
     if kind == "type":
         wanted = error.validator_value
-        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
-        if error.instance is None and "object" in str(wanted):
-            return  # an empty mapping written as `key:` is fine where objects are allowed
-        yield (), f"expected {wanted}, got {_describe(error.instance)}"
-        return
-    if kind == "pattern" and "x-message" in error.schema:
-        # Under propertyNames the error sits on the mapping; point at the key itself.
-        at = (error.instance,) if "propertyNames" in error.schema_path else ()
-        yield at, error.schema["x-message"].format(value=error.instance)
+        wanted = wanted if isinstance(wanted, list) else [wanted]
+        words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted if w != "null")
+        yield (), f"expected {words}, got {_describe(error.instance, written)}"
         return
     if kind == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
-        yield (), f"{_describe(error.instance)} is not one of: {choices}"
-        return
-    if kind == "propertyNames":
-        yield (), error.message
+        yield (), f"{_describe(error.instance, written)} is not one of: {choices}"
         return
     yield (), error.message
 
 
-def _describe(value) -> str:
+def _describe(value, written: str | None = None) -> str:
+    plain = isinstance(value, (int, float)) and written is not None and written.lower() == str(value).lower()
+    if written is not None and value is not None and not plain:
+        # YAML 1.1 reads `off`, `12:34:56` or `2024-01-01` as non-strings.
+        return f"{written!r}, which YAML reads as {_kind_of(value)} (quote it to make it a string)"
     if value is None:
         return "nothing"
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, (dict, list)):
         return "a mapping" if isinstance(value, dict) else "a list"
-    return f"{type(value).__name__.replace('str', 'string')} {value!r}"
+    return f"{_kind_of(value)} {value!r}"
 
+
+def _kind_of(value) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    names = {int: "integer", float: "float", str: "string"}
+    return names.get(type(value), f"a {type(value).__name__}")
 
 def _declared_fields(schema: dict, root: dict) -> set:
     """Property names a (sub)schema declares, following local $refs and allOf."""

@@ -6,12 +6,13 @@ together in one ManifestError; nothing here touches the kernel.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ManifestError, Problem
-from ..model.topology import DEFAULT_MTU, Interface, Node, Route, Topology
+from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Node, Route, Topology
 from . import checks
 from .loader import Document, format_path, load_document
 from .schema import schema_problems
@@ -23,9 +24,12 @@ def load_topology(path) -> Topology:
     Raises ManifestError listing every problem (unreadable file included).
     """
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as exc:
         raise ManifestError([Problem(str(path), 1, "", f"cannot read manifest: {exc.strerror}")])
+    except UnicodeDecodeError as exc:
+        line = Path(path).read_bytes()[:exc.start].count(b"\n") + 1
+        raise ManifestError([Problem(str(path), line, "", "cannot read manifest: it is not UTF-8 text")])
     return load_topology_text(text, str(path))
 
 
@@ -119,8 +123,10 @@ class _Builder:
         if not isinstance(ifname, str):
             return None
         if ifname == "lo" and not reserved_ok:
-            self.fail(path, "'lo' is the loopback interface; configure it under nodes.<node>.loopback")
+            self.fail(path, f"'lo' is the loopback interface; configure it under nodes.{node}.loopback")
             return None
+        if not ifname:
+            return None  # the schema already said it is empty
         if self.check(path, checks.interface_name, ifname) is None:
             return None
         known = self.ifaces.setdefault(node, {})
@@ -133,7 +139,7 @@ class _Builder:
 
     def apply_settings(self, draft: _Draft, spec: dict, path) -> None:
         self.add_addresses(draft, spec.get("addresses"), path + ("addresses",))
-        if isinstance(spec.get("mtu"), int):
+        if _is_int(spec.get("mtu")):
             draft.mtu = spec["mtu"]
         if spec.get("state") in ("up", "down"):
             draft.state = spec["state"]
@@ -142,6 +148,8 @@ class _Builder:
 
     def add_addresses(self, draft: _Draft, addresses, path) -> None:
         for k, text in enumerate(_sequence(addresses)):
+            if not isinstance(text, str):
+                continue  # the schema already said what it should be
             canonical = self.check(path + (k,), checks.interface_address, text)
             if canonical is None:
                 continue
@@ -159,17 +167,21 @@ class _Builder:
             path = ("links", i, "endpoints", j)
             node = ep.get("node")
             if isinstance(node, str) and node not in nodes:
+                close = difflib.get_close_matches(node, list(nodes), n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
                 known = ", ".join(sorted(nodes)) or "none"
-                self.fail(path + ("node",), f"unknown node '{node}' (declared nodes: {known})")
+                self.fail(path + ("node",), f"unknown node '{node}' ({hint}declared nodes: {known})")
             if node not in nodes:
-                # Still check the endpoint's settings, so every problem shows at once.
+                # Still check the endpoint's other fields, so every problem shows at once.
+                if isinstance(ep.get("interface"), str) and ep["interface"]:
+                    self.check(path + ("interface",), checks.interface_name, ep["interface"])
                 self.apply_settings(_Draft("?", "?", "veth", path), ep, path)
                 continue
             draft = self.add_iface(node, ep.get("interface"), "veth", path + ("interface",))
             if draft is None:
                 self.apply_settings(_Draft(node, "?", "veth", path), ep, path)
                 continue
-            if isinstance(link.get("mtu"), int):
+            if _is_int(link.get("mtu")):
                 draft.mtu = link["mtu"]
             self.apply_settings(draft, ep, path)
             ends.append(draft)
@@ -199,10 +211,12 @@ class _Builder:
         for k, spec in enumerate(routes):
             spec = _mapping(spec)
             path = ("nodes", node, "routes", k)
+            if not isinstance(spec.get("to"), str) or not isinstance(spec.get("via", ""), str):
+                continue  # the schema already said what they should be
             via = self.check(path + ("via",), checks.gateway, spec["via"]) if "via" in spec else None
-            dev = spec.get("dev") if isinstance(spec.get("dev"), str) else None
-            if "to" not in spec:
+            if "via" in spec and via is None:
                 continue
+            dev = spec.get("dev") if isinstance(spec.get("dev"), str) else None
             dst = self.check(path + ("to",), checks.route_destination, spec["to"],
                              via.version if via else None)
             if dst is None:
@@ -214,15 +228,12 @@ class _Builder:
             if dev is not None and dev not in connected:
                 self.fail(path + ("dev",), f"'{dev}' is not an interface of node '{node}'")
                 continue
-            if via is not None and not self.gateway_reachable(via, dev, connected):
-                nets = sorted({str(n) for name, nets in connected.items()
-                               if dev in (None, name) for n in nets if n.version == via.version})
-                scope = f"interface '{dev}'" if dev else f"node '{node}'"
-                self.fail(path + ("via",), f"gateway {via} is not in any connected prefix of {scope} "
-                                           f"({', '.join(nets) or 'it has no addresses of that family'})")
+            if via is not None and (why := self.bad_gateway(node, via, dev, connected)):
+                self.fail(path + ("via",), why)
                 continue
-            metric = spec.get("metric") if isinstance(spec.get("metric"), int) else None
-            ident = (prefix, metric)
+            metric = spec.get("metric") if _is_int(spec.get("metric")) else None
+            # Duplicates as the kernel sees them: no metric is metric 0 (IPv4) or 1024 (IPv6).
+            ident = (prefix, metric if metric is not None else DEFAULT_METRIC[family])
             if ident in seen:
                 self.fail(path + ("to",), f"duplicate route to {prefix} (also at {self.where(seen[ident])})")
                 continue
@@ -230,11 +241,24 @@ class _Builder:
             built.append(Route(prefix, family, str(via) if via else None, dev, metric))
         return tuple(built)
 
-    @staticmethod
-    def gateway_reachable(via, dev, connected) -> bool:
+    def bad_gateway(self, node: str, via, dev, connected) -> str | None:
+        """Why the kernel would refuse `via` as a gateway of `node`, or None."""
         if via.version == 6 and via.is_link_local:
-            return dev is not None  # a link-local gateway is reachable on the named link
-        return any(via in net for name, nets in connected.items() if dev in (None, name) for net in nets)
+            # A link-local gateway is reachable on the link it is named with.
+            return None if dev else f"gateway {via} is link-local: name its interface with `dev`"
+        own = {ipaddress.ip_interface(a).ip for d in self.ifaces.get(node, {}).values() for a in d.addresses}
+        if via in own:
+            return f"gateway {via} is an address of node '{node}' itself"
+        nets = [net for name, nets in connected.items() if dev in (None, name) for net in nets
+                if net.version == via.version]
+        inside = [net for net in nets if via in net]
+        if not inside:
+            scope = f"interface '{dev}'" if dev else f"node '{node}'"
+            shown = ", ".join(sorted({str(n) for n in nets})) or "it has no addresses of that family"
+            return f"gateway {via} is not in any connected prefix of {scope} ({shown})"
+        if via.version == 4 and all(n.prefixlen < 31 and via == n.broadcast_address for n in inside):
+            return f"gateway {via} is the broadcast address of {inside[0]}"
+        return None
 
     def build_sysctls(self, node: str, sysctls: dict) -> tuple:
         out = {}
@@ -242,10 +266,18 @@ class _Builder:
             path = ("nodes", node, "sysctls", name)
             if self.check(path, checks.sysctl_name, name) is None:
                 continue
+            # YAML 1.1 reads 010 as 8 and 1:30 as 90; the kernel should get what was written.
+            written = self.doc.written.get(path)
+            if written is not None and not isinstance(value, bool):
+                value = written
             canonical = self.check(path, checks.sysctl_value, value)
             if canonical is not None:
                 out[name] = canonical
         return tuple(sorted(out.items()))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _mapping(value) -> dict:

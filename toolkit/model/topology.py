@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_MTU = 1500
+# What the kernel uses when a route names no metric.
+DEFAULT_METRIC = {4: 0, 6: 1024}
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from ..model.topology import Topology
+from ..model.topology import DEFAULT_METRIC, Topology
 from .resources import Resource
 
-# What the kernel uses when a route names no metric; the desired side spells it
-# out so it compares equal to what the reader sees.
-DEFAULT_METRIC = {4: 0, 6: 1024}
 
 
 def namespace_name(prefix: str, node: str) -> str:
@@ -30,6 +27,7 @@ def desired_resources(topology: Topology, prefix: str = "") -> frozenset:
             for address in iface.addresses:
                 out.append(Resource.make("addr", (ns, iface.name, address)))
         for route in node.routes:
+            # Spell out the kernel's default metric so it compares equal to what is read.
             metric = route.metric if route.metric is not None else DEFAULT_METRIC[route.family]
             out.append(Resource.make("route", (ns, route.dst, metric), via=route.via or "",
                                      dev=route.dev))
