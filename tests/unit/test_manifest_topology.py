@@ -512,7 +512,7 @@ def test_wrong_types(errors):
         "8: nodes.b: expected a mapping, got integer 7",
         "10: nodes.c.loopback: expected a mapping, got integer 5",
         "12: links[0].mtu: expected an integer, got string '9000'",
-        "14: links[0].endpoints[0].addresses: expected array, got string '10.0.0.1/24'",
+        "14: links[0].endpoints[0].addresses: expected a list, got string '10.0.0.1/24'",
         "15: links[0].endpoints[1].mac: expected a string, got integer 2",
     ]
 
