@@ -3,6 +3,8 @@ root and as the installed `netkeel <task>` script (see program.py)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from invoke import Collection, task
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -15,10 +17,20 @@ from .common import EXIT_CHANGES, HELP, command, err, kernel_session, out, requi
 PROGRESS_THRESHOLD = 50  # steps; below this an apply is over before a bar helps
 
 
-def _reconciler(kernel, file, ns_prefix, state_dir):
+@contextmanager
+def _reconciler(file, ns_prefix, state_dir, verbose):
+    """The manifest loaded and checked (bad input is reported before anything
+    else, root or not), then a reconciler on a kernel session."""
     from ..reconcile.engine import Reconciler
 
-    return Reconciler(load_topology(file), kernel, StateDir(state_dir), prefix=ns_prefix)
+    topology = load_topology(file)
+    require_root()
+    with kernel_session(verbose) as kernel:
+        yield Reconciler(topology, kernel, StateDir(state_dir), prefix=ns_prefix)
+
+
+def _print_json(command: str, rec, plan, outcome: str, **extra) -> None:
+    print(machine.dumps(machine.document(command, rec.topology, rec.prefix, plan, outcome, **extra)))
 
 
 def _title(topology, prefix: str) -> str:
@@ -38,14 +50,10 @@ def validate(c, file):
 @command("plan")
 def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
     """Show the ordered actions apply would take (exit 2 when changes are pending)."""
-    load_topology(file)  # bad input is reported before anything else, root or not
-    require_root()
-    with kernel_session(verbose) as kernel:
-        rec = _reconciler(kernel, file, ns_prefix, state_dir)
+    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
         the_plan, _ = rec.plan()
     if json:
-        outcome = "in_sync" if the_plan.empty else "changes"
-        print(machine.dumps(machine.document("plan", rec.topology, ns_prefix, the_plan, outcome)))
+        _print_json("plan", rec, the_plan, "in_sync" if the_plan.empty else "changes")
     else:
         human.print_plan(out, the_plan, f"plan for {_title(rec.topology, ns_prefix)}", ns_prefix)
     return 0 if the_plan.empty else EXIT_CHANGES
@@ -55,50 +63,41 @@ def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
 @command("apply")
 def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
     """Converge the kernel to the manifest, then re-read and verify."""
-    load_topology(file)
-    require_root()
-    with kernel_session(verbose) as kernel:
-        rec = _reconciler(kernel, file, ns_prefix, state_dir)
-        if json:
-            result = rec.apply()
-        else:
-            result = _apply_with_progress(rec, rec.plan()[0], ns_prefix)
+    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
+        result = rec.apply() if json else _apply_with_progress(rec, ns_prefix)
     if json:
-        outcome = "in_sync" if result.plan.empty else "applied"
-        print(machine.dumps(machine.document("apply", rec.topology, ns_prefix, result.plan, outcome,
-                                             steps=result.steps)))
+        _print_json("apply", rec, result.plan, "in_sync" if result.plan.empty else "applied",
+                    steps=result.steps)
     elif result.plan.empty:
         out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: already in sync, nothing changed.")
     else:
         out.print(f"[green]applied[/] {result.steps} kernel request(s); verified: the kernel matches the manifest.")
 
 
-def _apply_with_progress(rec, preview, prefix):
-    """Print the plan, then apply with a progress bar on a terminal for long plans."""
-    if preview.empty:
-        return rec.apply()
-    human.print_plan(out, preview, f"applying {_title(rec.topology, prefix)}", prefix)
-    total = len(steps(preview))
+def _apply_with_progress(rec, prefix):
+    """Print the plan, then apply it, with a progress bar on a terminal for long plans."""
+    planned = rec.plan()
+    if planned[0].empty:
+        return rec.apply(planned=planned)
+    human.print_plan(out, planned[0], f"applying {_title(rec.topology, prefix)}", prefix)
+    total = len(steps(planned[0]))
     if total < PROGRESS_THRESHOLD or not err.is_terminal:
-        return rec.apply()
+        return rec.apply(planned=planned)
     columns = (TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         job = bar.add_task("apply", total=total)
-        return rec.apply(on_step=lambda done, total, step: bar.update(job, completed=done, total=total))
+        return rec.apply(planned=planned,
+                         on_step=lambda done, total, step: bar.update(job, completed=done, total=total))
 
 
 @task(help=HELP)
 @command("drift")
 def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
     """Compare the kernel to the manifest: exit 0 in sync, 2 drifted, 1 error."""
-    load_topology(file)
-    require_root()
-    with kernel_session(verbose) as kernel:
-        rec = _reconciler(kernel, file, ns_prefix, state_dir)
+    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
         differences = rec.drift()
     if json:
-        outcome = "in_sync" if differences.empty else "drift"
-        print(machine.dumps(machine.document("drift", rec.topology, ns_prefix, differences, outcome)))
+        _print_json("drift", rec, differences, "in_sync" if differences.empty else "drift")
     else:
         human.print_drift(out, differences, f"drift of {_title(rec.topology, ns_prefix)}", ns_prefix)
     return 0 if differences.empty else EXIT_CHANGES
@@ -108,10 +107,7 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
 @command("show")
 def show(c, file, ns_prefix="", state_dir=None, verbose=False):
     """Show the live state of the topology's nodes as tables."""
-    load_topology(file)
-    require_root()
-    with kernel_session(verbose) as kernel:
-        rec = _reconciler(kernel, file, ns_prefix, state_dir)
+    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
         live = rec.read()
     human.print_live(out, live, f"live state of {_title(rec.topology, ns_prefix)}", ns_prefix)
 
@@ -120,14 +116,10 @@ def show(c, file, ns_prefix="", state_dir=None, verbose=False):
 @command("destroy")
 def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
     """Remove every namespace the topology owns (and all inside them); nothing else."""
-    load_topology(file)
-    require_root()
-    with kernel_session(verbose) as kernel:
-        rec = _reconciler(kernel, file, ns_prefix, state_dir)
+    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
         result = rec.destroy()
     if json:
-        print(machine.dumps(machine.document("destroy", rec.topology, ns_prefix, result.plan,
-                                             "destroyed" if result.steps else "in_sync")))
+        _print_json("destroy", rec, result.plan, "destroyed" if result.steps else "in_sync")
     else:
         removed = sorted({a.ns for a in result.plan.actions if a.kind == "netns"})
         if removed:

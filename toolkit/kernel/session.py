@@ -107,20 +107,12 @@ class Kernel:
         return netns.list_names()
 
     def create_namespace(self, name: str) -> None:
-        self.log(name, "netns add")
-        try:
-            netns.create(name)
-        except OSError as exc:
-            raise KernelError(f"create namespace {name}", exc.strerror or str(exc), exc.errno) from None
+        self.request(name, "netns add", netns.create, name)
 
     def remove_namespace(self, name: str) -> None:
         # Our own socket and fd would keep the namespace alive: close them first.
         self.release(name)
-        self.log(name, "netns del")
-        try:
-            netns.remove(name)
-        except OSError as exc:
-            raise KernelError(f"remove namespace {name}", exc.strerror or str(exc), exc.errno) from None
+        self.request(name, "netns del", netns.remove, name)
 
     def ns(self, name: str) -> Namespace:
         """The open namespace `name`. Raises KernelError if it does not exist."""

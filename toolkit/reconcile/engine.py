@@ -82,9 +82,10 @@ class Reconciler:
     def drift(self) -> Plan:
         return self.plan()[0]
 
-    def apply(self, on_step=None) -> ApplyResult:
-        """Converge the kernel to the topology, verify, or restore and raise ApplyError."""
-        plan, live = self.plan()
+    def apply(self, on_step=None, planned=None) -> ApplyResult:
+        """Converge the kernel to the topology, verify, or restore and raise ApplyError.
+        `planned` is a (plan, live) pair from plan() just made, to avoid reading twice."""
+        plan, live = planned or self.plan()
         if plan.empty:
             return ApplyResult(plan, 0)
         return ApplyResult(plan, self.transact(plan, self.desired, live, on_step))
