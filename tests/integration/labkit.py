@@ -11,12 +11,16 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from toolkit.kernel import netns
 
 ROOT = Path(__file__).resolve().parents[2]
 NETKEEL = str(Path(sys.executable).with_name("netkeel"))
+
+
+PROBE = str(Path(__file__).with_name("netprobe.py"))
 
 
 def remove_prefixed(prefix: str) -> None:
@@ -60,6 +64,28 @@ class Lab:
         """Run a command inside one of this lab's namespaces, bounded in time."""
         return subprocess.run(["ip", "netns", "exec", self.ns(node), *argv], capture_output=True,
                               text=True, timeout=timeout, check=check)
+
+    @contextmanager
+    def server(self, node: str, proto: str, port: int, seconds: float = 20):
+        """A UDP or TCP server in `node` that answers with the client's address,
+        for at most `seconds`; stopped when the block ends."""
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns(node), sys.executable, PROBE,
+                                 f"serve-{proto}", str(port), str(seconds)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            ready = proc.stdout.readline().strip()
+            assert ready == "READY", f"the {proto} server in {node} did not start"
+            yield proc
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def connect(self, node: str, proto: str, host: str, port: int, seconds: float = 2) -> str:
+        """From `node`, reach host:port; the server's answer (the address it saw
+        us come from), or TIMEOUT / REFUSED."""
+        result = self.exec(node, [sys.executable, PROBE, proto, host, str(port), str(seconds)],
+                           timeout=seconds + 10, check=True)
+        return result.stdout.strip()
 
     def ping(self, node: str, address: str, count: int = 3) -> bool:
         """True if `address` answers from `node`: at most `count` probes within 5 s."""

@@ -6,7 +6,9 @@ import pytest
 
 from labkit import Lab, namespaces_with, root_namespace_view
 
-LAB = "topologies/two-clients.yaml"
+# The lab without its firewall: these tests are about the reconciler core
+# (test_firewall.py covers the firewalled two-clients.yaml).
+LAB = "topologies/two-clients-plain.yaml"
 NODES = ("ns_client1", "ns_server", "ns_client2")
 
 

@@ -11,7 +11,7 @@ R = Resource.make
 
 
 def two_clients(prefix=""):
-    return desired_resources(load_topology(TOPOLOGIES / "two-clients.yaml"), prefix)
+    return desired_resources(load_topology(TOPOLOGIES / "two-clients-plain.yaml"), prefix)
 
 
 def veth(ns, name, peer):

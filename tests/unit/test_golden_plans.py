@@ -24,7 +24,7 @@ def render(plan) -> str:
                    for a in plan.actions)
 
 
-@pytest.mark.parametrize("name", ["two-clients"])
+@pytest.mark.parametrize("name", ["two-clients-plain", "two-clients", "bridged-lan"])
 def test_plan_from_empty_matches_golden(name):
     topology = load_topology(ROOT / "topologies" / f"{name}.yaml")
     text = render(diff(desired_resources(topology), ()))

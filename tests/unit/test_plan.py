@@ -17,7 +17,7 @@ from toolkit.reconcile.resources import KIND_RANK, Resource
 
 R = Resource.make
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
-DESIRED = desired_resources(load_topology(TOPOLOGIES / "two-clients.yaml"))
+DESIRED = desired_resources(load_topology(TOPOLOGIES / "two-clients-plain.yaml"))
 
 
 # -- live resources, as the reader reports them ------------------------------------

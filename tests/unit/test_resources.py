@@ -49,7 +49,7 @@ def test_with_fields_overrides_adds_and_drops_none():
 
 
 def test_kinds_in_creation_order():
-    assert KINDS == ("netns", "link", "sysctl", "addr", "route")
+    assert KINDS == ("netns", "link", "sysctl", "addr", "route", "nft_table")
 
 
 # -- label ------------------------------------------------------------------------

@@ -95,12 +95,14 @@ def _apply_with_progress(rec, prefix):
 def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
     """Compare the kernel to the manifest: exit 0 in sync, 2 drifted, 1 error."""
     with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
-        differences = rec.drift()
+        found = rec.drift()
     if json:
-        _print_json("drift", rec, differences, "in_sync" if differences.empty else "drift")
+        _print_json("drift", rec, found.plan, "in_sync" if found.clean else "drift",
+                    unmanaged=[machine.unmanaged_record(r, ns_prefix) for r in found.unmanaged])
     else:
-        human.print_drift(out, differences, f"drift of {_title(rec.topology, ns_prefix)}", ns_prefix)
-    return 0 if differences.empty else EXIT_CHANGES
+        human.print_drift(out, found.plan, f"drift of {_title(rec.topology, ns_prefix)}", ns_prefix,
+                          found.unmanaged)
+    return 0 if found.clean else EXIT_CHANGES
 
 
 @task(help={k: HELP[k] for k in ("file", "ns_prefix", "state_dir", "verbose")})

@@ -1,6 +1,7 @@
-"""One adapter per resource kind: `run(kernel, phase, action)`."""
+"""One adapter per resource kind: `run(kernel, phase, action)`, or
+`run_batch(kernel, phase, actions)` for one transaction per namespace."""
 
-from . import addresses, links, namespaces, routes, sysctls
+from . import addresses, links, namespaces, nftables, routes, sysctls
 
 ADAPTERS = {
     "netns": namespaces,
@@ -8,4 +9,5 @@ ADAPTERS = {
     "sysctl": sysctls,
     "addr": addresses,
     "route": routes,
+    "nft_table": nftables,
 }

@@ -9,7 +9,7 @@ namespace read, and each answer resolves both ends of the pair.
 
 from __future__ import annotations
 
-from . import addresses, links, namespaces, routes, sysctls
+from . import addresses, links, namespaces, nftables, routes, sysctls
 
 
 def read_live(kernel, names, sysctl_names=None, hints=None) -> list:
@@ -39,6 +39,7 @@ def read_live(kernel, names, sysctl_names=None, hints=None) -> list:
         out.extend(addresses.to_resources(name, addr_msgs, by_index))
         out.extend(routes.to_resources(name, route_msgs, by_index))
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
+        out.extend(nftables.read(kernel, name))
     return out
 
 

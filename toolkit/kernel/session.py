@@ -40,6 +40,7 @@ class Namespace:
         self.dump = dump
         self._loop = loop
         self._ipr: IPRoute | None = None
+        self._nft = None
         self._index: dict[str, int] | None = None
         self._nsids: dict[str, int | None] = {}
 
@@ -50,6 +51,16 @@ class Namespace:
                 sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
             self._ipr = IPRoute(use_socket=sock, use_event_loop=self._loop)
         return self._ipr
+
+    @property
+    def nft(self):
+        """A libnftables context bound to this namespace (made with the thread inside it)."""
+        if self._nft is None:
+            from .nftables import context
+
+            with netns.entered(self.fd):
+                self._nft = context()
+        return self._nft
 
     def links(self) -> list:
         """A fresh link dump (also refreshes the index cache)."""
@@ -76,6 +87,7 @@ class Namespace:
         try:
             if self._ipr is not None:
                 self._ipr.close()
+            self._nft = None  # frees the libnftables context and its socket
             self.dump.close()
         finally:
             os.close(self.fd)

@@ -7,33 +7,52 @@ together in one ManifestError; nothing here touches the kernel.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ManifestError, Problem
 from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Node, Route, Topology
 from . import checks
 from .loader import Document, format_path, load_document
+from .policy import load_policy_text
 from .schema import schema_problems
 
 
-def load_topology(path) -> Topology:
-    """Load and validate the topology manifest at `path`.
+def read_file(path: str) -> bytes:
+    """How manifests and the policy files they name are read (git revisions
+    plug in another reader). Raises OSError."""
+    return Path(path).read_bytes()
 
-    Raises ManifestError listing every problem (unreadable file included).
-    """
+
+def _read_text(path: str, read, what: str) -> tuple:
+    """(text, problem): the file as UTF-8 text, or why it cannot be read."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        raw = read(path)
     except OSError as exc:
-        raise ManifestError([Problem(str(path), 1, "", f"cannot read manifest: {exc.strerror}")])
+        return None, Problem(path, 1, "", f"cannot read {what}: {exc.strerror or exc}")
+    try:
+        return raw.decode("utf-8"), None
     except UnicodeDecodeError as exc:
-        line = Path(path).read_bytes()[:exc.start].count(b"\n") + 1
-        raise ManifestError([Problem(str(path), line, "", "cannot read manifest: it is not UTF-8 text")])
-    return load_topology_text(text, str(path))
+        line = raw[:exc.start].count(b"\n") + 1
+        return None, Problem(path, line, "", f"cannot read {what}: it is not UTF-8 text")
 
 
-def load_topology_text(text: str, file: str) -> Topology:
+def load_topology(path, read=read_file) -> Topology:
+    """Load and validate the topology manifest at `path` and the policy files it
+    names, read with `read(path) -> bytes`.
+
+    Raises ManifestError listing every problem (unreadable files included).
+    """
+    text, problem = _read_text(str(path), read, "manifest")
+    if problem:
+        raise ManifestError([problem])
+    return load_topology_text(text, str(path), read)
+
+
+def load_topology_text(text: str, file: str, read=read_file) -> Topology:
     """Like load_topology, for manifest text already in hand (named `file` in errors)."""
     doc = load_document(text, file)
     if doc.data is None and not doc.problems:
@@ -41,12 +60,13 @@ def load_topology_text(text: str, file: str) -> Topology:
     if doc.data is None:
         raise ManifestError(doc.problems)
     problems = list(doc.problems) + schema_problems(doc, "topology")
-    builder = _Builder(doc)
+    builder = _Builder(doc, read)
     topology = builder.build()
     problems += builder.problems
     if problems:
         raise ManifestError(set(problems))
-    return topology
+    files = ((file, hashlib.sha256(text.encode()).hexdigest()),) + tuple(sorted(builder.policy_hashes.items()))
+    return replace(topology, files=files)
 
 
 @dataclass
@@ -70,8 +90,11 @@ class _Draft:
 
 
 class _Builder:
-    def __init__(self, doc: Document):
+    def __init__(self, doc: Document, read=read_file):
         self.doc = doc
+        self.read = read
+        self.policies: dict = {}       # path -> tables, each file loaded once
+        self.policy_hashes: dict = {}  # path -> sha256 of its text
         self.data = doc.data if isinstance(doc.data, dict) else {}
         self.problems: list[Problem] = []
         self.ifaces: dict[str, dict[str, _Draft]] = {}   # node -> ifname -> draft
@@ -114,8 +137,9 @@ class _Builder:
         for name, spec in nodes.items():
             routes = self.build_routes(name, _sequence(_mapping(spec).get("routes")))
             sysctls = self.build_sysctls(name, _mapping(_mapping(spec).get("sysctls")))
+            tables = self.build_tables(name, _sequence(_mapping(spec).get("policies")))
             ifaces = tuple(d.freeze() for d in self.ifaces[name].values())
-            built.append(Node(name, ifaces, routes, sysctls))
+            built.append(Node(name, ifaces, routes, sysctls, tables))
         name = self.data.get("name") if isinstance(self.data.get("name"), str) else "?"
         return Topology(name=name, source=self.doc.file, nodes=tuple(built))
 
@@ -259,6 +283,32 @@ class _Builder:
         if via.version == 4 and all(n.prefixlen < 31 and via == n.broadcast_address for n in inside):
             return f"gateway {via} is the broadcast address of {inside[0]}"
         return None
+
+    def build_tables(self, node: str, paths: list) -> tuple:
+        """The firewall tables of `node`, from its policy files (relative to the manifest)."""
+        tables, seen = [], {}
+        for k, relative in enumerate(paths):
+            if not isinstance(relative, str) or not relative:
+                continue
+            path = os.path.normpath(os.path.join(os.path.dirname(self.doc.file), relative))
+            if path not in self.policies:
+                text, problem = _read_text(path, self.read, "policy file")
+                if problem:
+                    self.fail(("nodes", node, "policies", k), problem.message)
+                    self.policies[path] = ()
+                    continue
+                self.policy_hashes[path] = hashlib.sha256(text.encode()).hexdigest()
+                self.policies[path], problems = load_policy_text(text, path)
+                self.problems.extend(problems)
+            for table in self.policies[path]:
+                ident = (table.family, table.name)
+                if ident in seen:
+                    self.fail(("nodes", node, "policies", k),
+                              f"table {table.family} {table.name} of {path} is also in {seen[ident]}")
+                    continue
+                seen[ident] = path
+                tables.append(table)
+        return tuple(tables)
 
     def build_sysctls(self, node: str, sysctls: dict) -> tuple:
         out = {}

@@ -6,7 +6,7 @@ canonical text form (what `ipaddress` prints), so equal things compare equal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_MTU = 1500
 # What the kernel uses when a route names no metric.
@@ -51,6 +51,7 @@ class Node:
     interfaces: tuple = ()
     routes: tuple = ()
     sysctls: tuple = ()  # of (name, canonical value) pairs, sorted
+    tables: tuple = ()   # firewall.Table, from the node's policy files
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)
@@ -63,6 +64,8 @@ class Topology:
     name: str
     source: str
     nodes: tuple = ()
+    # Every file it was built from, (path, sha256), the manifest first: provenance, not content.
+    files: tuple = field(default=(), compare=False)
 
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)

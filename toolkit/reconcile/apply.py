@@ -18,7 +18,7 @@ from .plan import CREATE, DELETE, MODIFY, Action, Plan, diff
 PHASES = (
     ("delete", "route"), ("delete", "addr"), ("delete", "link"), ("delete", "netns"),
     ("create", "netns"), ("create", "link"), ("configure", "link"), ("set", "sysctl"),
-    ("create", "addr"), ("create", "route"),
+    ("create", "addr"), ("create", "route"), ("nft", "nft_table"),
 )
 
 
@@ -26,6 +26,8 @@ def phases_of(action: Action) -> tuple:
     """The phases in which `action` needs a kernel request (none if implicit)."""
     kind, op = action.kind, action.op
     if op == DELETE:
+        if kind == "nft_table":
+            return () if action.implicit else ("nft",)
         return () if action.implicit else ("delete",)
     if kind == "link":
         if op == CREATE:
@@ -33,6 +35,8 @@ def phases_of(action: Action) -> tuple:
         return ("configure",)
     if kind == "sysctl":
         return ("set",)
+    if kind == "nft_table":
+        return ("nft",)
     if op in (CREATE, MODIFY):
         return ("create",)
     return ()
@@ -70,14 +74,39 @@ def execute(kernel, plan: Plan, on_step=None) -> int:
     `on_step(done, total, step)` is called after each step; whatever it raises
     is wrapped the same way (failpoints use that)."""
     todo = steps(plan)
-    for done, step in enumerate(todo, 1):
+    done = 0
+    for batch in _batches(todo):
+        adapter = ADAPTERS[batch[0].action.kind]
         try:
-            ADAPTERS[step.action.kind].run(kernel, step.phase, step.action)
-            if on_step:
-                on_step(done, len(todo), step)
+            if hasattr(adapter, "run_batch"):
+                adapter.run_batch(kernel, batch[0].phase, [s.action for s in batch])
+            else:
+                adapter.run(kernel, batch[0].phase, batch[0].action)
+            for step in batch:
+                done += 1
+                if on_step:
+                    on_step(done, len(todo), step)
         except Exception as exc:
-            raise StepError(step, exc, done - 1) from exc
+            raise StepError(batch[0], exc, done) from exc
     return len(todo)
+
+
+def _batches(todo) -> list:
+    """Steps grouped for adapters that take one transaction per namespace
+    (run_batch); every other step on its own."""
+    out, open_batches = [], {}
+    for step in todo:
+        kind = step.action.kind
+        if hasattr(ADAPTERS[kind], "run_batch"):
+            key = (step.phase, kind, step.action.ns)
+            if key in open_batches:
+                open_batches[key].append(step)
+                continue
+            open_batches[key] = [step]
+            out.append(open_batches[key])
+        else:
+            out.append([step])
+    return out
 
 
 def verify(read, desired, attempts: int = 20, pause: float = 0.05) -> Plan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..model.topology import DEFAULT_METRIC, Topology
+from .nft_canon import desired_table_spec
 from .resources import Resource
 
 
@@ -12,7 +13,8 @@ def namespace_name(prefix: str, node: str) -> str:
 
 
 def desired_resources(topology: Topology, prefix: str = "") -> frozenset:
-    """Every resource `topology` declares, with namespaces named `prefix + node`."""
+    """Every resource `topology` declares, with namespaces named `prefix + node`.
+    Native firewall rules must have been resolved (manifest.policy.resolve_native_rules)."""
     out = []
     for node in topology.nodes:
         ns = namespace_name(prefix, node.name)
@@ -33,4 +35,7 @@ def desired_resources(topology: Topology, prefix: str = "") -> frozenset:
                                      dev=route.dev))
         for name, value in node.sysctls:
             out.append(Resource.make("sysctl", (ns, name), value=value))
+        for table in node.tables:
+            out.append(Resource.make("nft_table", (ns, table.family, table.kernel_name),
+                                     **desired_table_spec(table)))
     return frozenset(out)

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ApplyError, OwnershipError, VerifyError
+from ..errors import ApplyError, KernelError, OwnershipError, VerifyError
+from ..kernel import nft_scratch
 from ..kernel.reader import read_live
+from ..manifest.policy import resolve_native_rules
 from ..model.topology import Topology
 from ..state.inventory import Inventory, instance_id
 from ..state.statedir import StateDir
 from .apply import StepError, execute, verify
 from .compile import desired_resources
 from .plan import Plan, diff
+from .resources import UNMANAGED_KINDS
 
 
 @dataclass(frozen=True)
@@ -29,14 +32,28 @@ class ApplyResult:
     steps: int
 
 
+@dataclass(frozen=True)
+class Drift:
+    """What differs from the manifest (`plan`, what apply would do), and what is in
+    a managed namespace but not netkeel's to change (`unmanaged`, left alone)."""
+
+    plan: Plan
+    unmanaged: tuple = ()
+
+    @property
+    def clean(self) -> bool:
+        return self.plan.empty and not self.unmanaged
+
+
 class Reconciler:
     def __init__(self, topology: Topology, kernel, state: StateDir, prefix: str = ""):
-        self.topology = topology
+        """Raises ManifestError if libnftables refuses a native firewall rule."""
+        self.topology = resolve_native_rules(topology, _resolve_natives)
         self.kernel = kernel
         self.state = state
         self.prefix = prefix
         self.instance = instance_id(topology.name, prefix)
-        self.desired = desired_resources(topology, prefix)
+        self.desired = desired_resources(self.topology, prefix)
         self.inventory = Inventory(state)
 
     # -- scope and reading ----------------------------------------------------
@@ -79,8 +96,9 @@ class Reconciler:
         live = self.read()
         return diff(self.desired, live), live
 
-    def drift(self) -> Plan:
-        return self.plan()[0]
+    def drift(self) -> Drift:
+        plan, live = self.plan()
+        return Drift(plan, tuple(sorted(r for r in live if r.kind in UNMANAGED_KINDS)))
 
     def apply(self, on_step=None, planned=None) -> ApplyResult:
         """Converge the kernel to the topology, verify, or restore and raise ApplyError.
@@ -137,3 +155,10 @@ class Reconciler:
         if not remaining.empty:
             return False, "; ".join(str(a) for a in remaining.actions[:5])
         return True, None
+
+
+def _resolve_natives(jobs):
+    try:
+        return nft_scratch.resolve(jobs)
+    except nft_scratch.ScratchUnavailable as exc:
+        raise KernelError("check native nft rules in a scratch namespace", str(exc)) from None

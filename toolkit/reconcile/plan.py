@@ -98,7 +98,7 @@ class _Planner:
     def run(self) -> Plan:
         self.namespaces()
         self.links()
-        for kind in ("sysctl", "addr", "route"):
+        for kind in ("sysctl", "addr", "route", "nft_table"):
             self.simple(kind)
         return Plan(tuple(sorted(self.actions, key=Action.sort_key)))
 

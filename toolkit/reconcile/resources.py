@@ -12,8 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Creation order; deletion runs in reverse. Links come before sysctls because
-# per-interface sysctls (net.ipv4.conf.<if>.*) need their interface.
-KINDS = ("netns", "link", "sysctl", "addr", "route")
+# per-interface sysctls (net.ipv4.conf.<if>.*) need their interface. Firewall
+# tables come last: they match interfaces by name, so nothing depends on them.
+KINDS = ("netns", "link", "sysctl", "addr", "route", "nft_table")
+# Kinds whose specs are compared whole: a field only the live side has (a chain
+# added by hand to a table) is a difference too.
+CLOSED_KINDS = ("nft_table",)
+# Read from the kernel and reported, never planned: things in a managed
+# namespace that are not netkeel's (a table someone else made).
+UNMANAGED_KINDS = ("nft_foreign",)
 KIND_RANK = {kind: i for i, kind in enumerate(KINDS)}
 
 # Link fields that cannot change on a live device: a different value means
@@ -70,6 +77,8 @@ class Resource:
             return f"route {_dst(k[1])}{metric}"
         if self.kind == "sysctl":
             return f"sysctl {k[1]}"
+        if self.kind in ("nft_table", "nft_foreign"):
+            return f"nft table {k[1]} {k[2]}"
         return f"{self.kind} {' '.join(map(str, k[1:]))}"
 
     def describe(self) -> str:
@@ -97,6 +106,11 @@ class Resource:
             return " ".join(parts)
         if self.kind == "sysctl":
             return f"= {f.get('value')}"
+        if self.kind == "nft_table":
+            chains = sum(1 for name in f if name.startswith("chain "))
+            rules = sum(len(v) for name, v in f.items() if name.startswith("rules "))
+            sets = sum(1 for name in f if name.startswith("set "))
+            return f"{chains} chain(s), {rules} rule(s), {sets} set(s)"
         return ""
 
 
@@ -105,6 +119,13 @@ def _dst(prefix: str) -> str:
 
 
 def changed_fields(desired: Resource, live: Resource) -> tuple:
-    """(field, desired value, live value) for each field desired names that differs."""
-    return tuple((name, value, live.get(name)) for name, value in desired.spec
-                 if live.get(name) != value)
+    """(field, desired value, live value) for each field desired names that differs
+    (and, for closed kinds, each field only live has). Fields whose name starts
+    with "_" are information for reports, never compared."""
+    changes = [(name, value, live.get(name)) for name, value in desired.spec
+               if not name.startswith("_") and live.get(name) != value]
+    if desired.kind in CLOSED_KINDS:
+        named = {name for name, _ in desired.spec}
+        changes += [(name, None, value) for name, value in live.spec
+                    if not name.startswith("_") and name not in named]
+    return tuple(changes)

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..reconcile.plan import CREATE, DELETE, MODIFY, Plan
+from .details import ABSENT, details
 
 MARK = {CREATE: ("+", "green"), DELETE: ("-", "red"), MODIFY: ("~", "yellow")}
 
@@ -42,29 +43,38 @@ def print_plan(console: Console, plan: Plan, title: str, prefix: str = "") -> No
             mark, colour = MARK[a.op]
             line = Text(f"  {mark} ", style=colour)
             line.append(a.resource.label, style=colour)
-            detail = _detail(a)
-            if detail:
-                line.append(f"  {detail}")
+            lines = _detail(a)
+            if len(lines) == 1:
+                line.append(f"  {lines[0]}")
             if a.implicit:
                 line.stylize("dim")
                 line.append(f"  ({a.implicit})", style="dim italic")
             console.print(line)
+            if len(lines) > 1:
+                for text in lines:
+                    console.print(Text(f"      {text}", style=colour))
 
 
-def _detail(action) -> str:
+def _detail(action) -> list:
+    """The text after an action's label: one line, or one line per detail."""
     if action.op == MODIFY:
-        return ", ".join(f"{f}: {_show(l)} → {_show(d)}" for f, d, l in action.changes)
-    return action.resource.describe()
+        return [f"{what}: {live} → {desired}" for what, desired, live in details(action)]
+    described = action.resource.describe()
+    return [described] if described else []
 
 
-def _show(value) -> str:
-    return "(none)" if value in (None, "") else str(value)
+def print_unmanaged(console: Console, unmanaged, prefix: str = "") -> None:
+    for r in unmanaged:
+        console.print(f"[magenta]unmanaged[/] in {_node(r.ns, prefix)}: {r.label} "
+                      "(not netkeel's: reported, never changed)")
 
 
-def print_drift(console: Console, plan: Plan, title: str, prefix: str = "") -> None:
+def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unmanaged=()) -> None:
     """Each difference with its node, object, desired and live values."""
     if plan.empty:
-        console.print(f"[bold]{title}[/]: in sync, no drift.")
+        console.print(f"[bold]{title}[/]: " + ("in sync, no drift." if not unmanaged else
+                                              "the managed state is in sync, but:"))
+        print_unmanaged(console, unmanaged, prefix)
         return
     table = Table(title=f"{title}: {len(plan.actions)} difference(s)", title_justify="left",
                   box=box.SIMPLE_HEAD)
@@ -73,8 +83,9 @@ def print_drift(console: Console, plan: Plan, title: str, prefix: str = "") -> N
     for node, actions in sorted(_group(plan.actions, prefix).items()):
         for a in actions:
             if a.op == MODIFY:
-                for f, d, l in a.changes:
-                    table.add_row(node, a.resource.label, f"{f} changed", _show(d), _show(l), style="yellow")
+                for what, desired, live in details(a):
+                    table.add_row(node, a.resource.label, f"{what} changed" if ABSENT not in (desired, live)
+                                  else what, desired, live, style="yellow")
             elif a.op == CREATE:
                 table.add_row(node, a.resource.label, "missing", a.resource.describe() or "present",
                               "(absent)", style="red")
@@ -83,6 +94,7 @@ def print_drift(console: Console, plan: Plan, title: str, prefix: str = "") -> N
                 table.add_row(node, a.resource.label, "unexpected" + note, "(absent)",
                               a.resource.describe() or "present", style="magenta")
     console.print(table)
+    print_unmanaged(console, unmanaged, prefix)
 
 
 def print_live(console: Console, resources, title: str, prefix: str = "") -> None:

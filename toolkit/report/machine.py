@@ -10,6 +10,7 @@ import json
 
 from ..errors import ApplyError, ManifestError, NetkeelError
 from ..reconcile.plan import CREATE, DELETE, Action, Plan
+from .details import details
 
 FORMAT = 1
 DRIFT_WORDS = {CREATE: "missing", DELETE: "unexpected", "modify": "changed"}
@@ -28,14 +29,27 @@ def action_record(action: Action, prefix: str, drift: bool = False) -> dict:
         "namespace": action.ns,
         "object": r.label,
         "key": list(action.key),
-        "desired": action.desired.fields() if action.desired else None,
-        "live": action.live.fields() if action.live else None,
+        "desired": _spec(action.desired),
+        "live": _spec(action.live),
         "changes": [{"field": f, "desired": d, "live": l} for f, d, l in action.changes],
+        "details": [{"what": w, "desired": d, "live": l} for w, d, l in details(action)]
+        if action.changes else [],
         "implicit": action.implicit or None,
     }
     if drift:
         record["difference"] = DRIFT_WORDS[action.op]
     return record
+
+
+def _spec(resource) -> dict | None:
+    if resource is None:
+        return None
+    return {k: v for k, v in resource.fields().items() if not k.startswith("_")}
+
+
+def unmanaged_record(resource, prefix: str) -> dict:
+    return {"kind": resource.kind, "node": _node(resource.ns, prefix), "namespace": resource.ns,
+            "object": resource.label}
 
 
 def document(command: str, topology, prefix: str, plan: Plan, outcome: str, **extra) -> dict:

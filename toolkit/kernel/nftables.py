@@ -1,0 +1,123 @@
+"""Adapter for kind "nft_table": nftables tables netkeel owns, via libnftables' JSON API.
+
+Each node's changed tables are replaced in ONE libnftables transaction (the
+kernel applies it all or nothing), so traffic never meets a half-applied
+ruleset. Only tables named with TABLE_PREFIX are netkeel's; other tables in a
+namespace are reported as kind "nft_foreign" and never touched.
+
+A libnftables context binds its netlink socket when it is created, so each
+namespace gets its own context, created with the thread inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ..errors import KernelError
+from ..model.firewall import TABLE_PREFIX
+from ..reconcile.nft_canon import live_table_specs
+from ..reconcile.resources import Resource
+
+_HANDLE = re.compile(r"^(?P<text>.*?)\s+# handle (?P<handle>\d+)$")
+
+
+def context():
+    """A libnftables context for the namespace the calling thread is in."""
+    import nftables  # libnftables is loaded only by commands that need it
+
+    ctx = nftables.Nftables()
+    ctx.set_json_output(True)
+    ctx.set_handle_output(True)
+    return ctx
+
+
+def run_cmd(ctx, command: str) -> str:
+    """Run one nft command (text) and return its output; raises KernelError."""
+    rc, out, err = ctx.cmd(command)
+    if rc != 0:
+        raise KernelError(f"nft {command}", _first_error(err))
+    return out
+
+
+def read(kernel, ns_name: str) -> list:
+    """nft_table resources for the owned tables of a namespace, nft_foreign for the rest."""
+    ns = kernel.ns(ns_name)
+    listing = json.loads(kernel.request(ns_name, "nft list ruleset", run_cmd, ns.nft, "list ruleset") or "{}")
+    owned, foreign = live_table_specs(listing.get("nftables", []), TABLE_PREFIX)
+    out = [Resource.make("nft_foreign", (ns_name, family, name)) for family, name in foreign]
+    for (family, name), fields in owned.items():
+        handles = fields.pop("_handles", [])
+        if handles:
+            texts = _rule_texts(kernel, ns, family, name)
+            fields["_display"] = tuple(sorted({(k, texts.get(h, k)) for k, h in handles}))
+        out.append(Resource.make("nft_table", (ns_name, family, name), **fields))
+    return out
+
+
+def _rule_texts(kernel, ns, family: str, table: str) -> dict:
+    """handle -> the rule as `nft list` prints it, for reports."""
+    ns.nft.set_json_output(False)
+    try:
+        text = kernel.request(ns.name, f"nft list table {family} {table}", run_cmd, ns.nft,
+                              f"list table {family} {table}")
+    finally:
+        ns.nft.set_json_output(True)
+    texts = {}
+    for line in text.splitlines():
+        found = _HANDLE.match(line.strip())
+        if found and not found["text"].split(" ", 1)[0] in ("table", "chain", "set", "map"):
+            texts[int(found["handle"])] = found["text"]
+    return texts
+
+
+def run_batch(kernel, phase: str, actions) -> None:
+    """Apply every nft_table action of one namespace in one transaction."""
+    ns_name = actions[0].ns
+    commands = []
+    for action in actions:
+        commands.extend(table_commands(action))
+    ctx = kernel.ns(ns_name).nft
+    names = ", ".join(f"{a.op} table {a.key[1]} {a.key[2]}" for a in actions)
+    kernel.log(ns_name, f"nft transaction: {names} ({len(commands)} commands)")
+    rc, _, err = ctx.json_cmd({"nftables": commands})
+    if rc != 0:
+        raise KernelError(f"nft transaction in {ns_name} ({names})", _first_error(err))
+
+
+def table_commands(action) -> list:
+    """The libnftables JSON commands that take one table from live to desired."""
+    _, family, name = action.key
+    ident = {"family": family, "name": name}
+    if action.op == "delete":
+        return [{"delete": {"table": ident}}]
+    commands = [{"add": {"table": ident}}]
+    if action.op == "modify":
+        # add (a no-op if it exists), delete, add: the table is replaced whole,
+        # inside the same transaction.
+        commands += [{"delete": {"table": ident}}, {"add": {"table": ident}}]
+    fields = action.desired.fields()
+    where = {"family": family, "table": name}
+    for field, value in sorted(fields.items()):
+        if field.startswith("set "):
+            spec = json.loads(value)
+            body = {**where, "name": field[4:], "type": spec["type"]}
+            if spec["flags"]:
+                body["flags"] = spec["flags"]
+            if spec["elements"]:
+                body["elem"] = [json.loads(e) for e in spec["elements"]]
+            commands.append({"add": {"set": body}})
+    for field, value in sorted(fields.items()):
+        if field.startswith("chain "):
+            header = {k: v for k, v in json.loads(value).items() if v is not None}
+            commands.append({"add": {"chain": {**where, "name": field[6:], **header}}})
+    for field, value in fields.items():
+        if field.startswith("rules "):
+            for rule in value:
+                commands.append({"add": {"rule": {**where, "chain": field[6:], **json.loads(rule)}}})
+    return commands
+
+
+def _first_error(err: str) -> str:
+    lines = [line for line in (err or "").splitlines() if line.strip() and not set(line.strip()) <= {"^", "~"}]
+    return " / ".join(lines[:3]) or "libnftables refused the command"

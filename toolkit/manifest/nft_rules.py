@@ -1,0 +1,319 @@
+"""Structured firewall rules -> nftables JSON expressions.
+
+The expressions are written the way libnftables lists them back from the
+kernel (`ip saddr 10.0.0.1/32` as a plain address, `ct state` as an "in" match
+in bit order, a port list as an anonymous set, ...), so that drift compares
+like with like; reconcile/nft_canon.py evens out the rest on both sides.
+
+`compile_rule` raises RuleError with the field that is wrong and why.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+
+PORT_PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "udplite")
+CT_STATES = ("invalid", "established", "related", "new", "untracked")   # bit order
+CT_STATUSES = ("expected", "seen-reply", "assured", "confirmed", "snat", "dnat", "dying")
+ICMP_TYPES = ("echo-reply", "destination-unreachable", "source-quench", "redirect", "echo-request",
+              "router-advertisement", "router-solicitation", "time-exceeded", "parameter-problem",
+              "timestamp-request", "timestamp-reply", "info-request", "info-reply",
+              "address-mask-request", "address-mask-reply")
+ICMPV6_TYPES = ("destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem",
+                "echo-request", "echo-reply", "mld-listener-query", "mld-listener-report",
+                "mld-listener-done", "nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit",
+                "nd-neighbor-advert", "nd-redirect", "router-renumbering", "ind-neighbor-solicit",
+                "ind-neighbor-advert", "mld2-listener-report")
+PROTOCOLS = PORT_PROTOCOLS + ("icmp", "icmpv6", "esp", "ah", "gre", "igmp", "ipip")
+NAT_ACTIONS = ("masquerade", "snat", "dnat")
+REJECT_CODES = {  # what `reject with ...` is called in each family
+    "inet": {"port-unreachable": ("icmpx", "port-unreachable"), "host-unreachable": ("icmpx", "host-unreachable"),
+             "admin-prohibited": ("icmpx", "admin-prohibited")},
+    "ip": {"port-unreachable": ("icmp", "port-unreachable"), "host-unreachable": ("icmp", "host-unreachable"),
+           "admin-prohibited": ("icmp", "admin-prohibited")},
+    "ip6": {"port-unreachable": ("icmpv6", "port-unreachable"), "host-unreachable": ("icmpv6", "addr-unreachable"),
+            "admin-prohibited": ("icmpv6", "admin-prohibited")},
+}
+MATCH_KEYS = ("iif", "oif", "saddr", "daddr", "protocol", "sport", "dport", "icmp_type", "icmpv6_type",
+              "ct_state", "ct_status", "mark")
+STATEMENT_KEYS = ("limit", "counter", "log", "action")
+
+
+class RuleError(ValueError):
+    def __init__(self, field: str | None, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+class RuleContext:
+    """What a rule may refer to: its table's family and sets, its chain."""
+
+    def __init__(self, family: str, chain_type: str | None, hook: str | None, set_types: dict, chains: set):
+        self.family = family
+        self.chain_type = chain_type
+        self.hook = hook
+        self.set_types = set_types
+        self.chains = chains
+
+
+def _match(left: dict, right, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _one_or_set(values: list):
+    return values[0] if len(values) == 1 else {"set": values}
+
+
+def _names(value) -> list:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def compile_rule(rule: dict, ctx: RuleContext) -> list:
+    """The JSON expression list of a structured rule. Raises RuleError."""
+    expr = []
+    for key, meta in (("iif", "iifname"), ("oif", "oifname")):
+        if key in rule:
+            expr.append(_match({"meta": {"key": meta}}, _one_or_set(_names(rule[key]))))
+    for key in ("saddr", "daddr"):
+        if key in rule:
+            expr.append(_address_match(key, rule[key], ctx))
+    expr.extend(_protocol_matches(rule, ctx))
+    for key, allowed, ct_key in (("ct_state", CT_STATES, "state"), ("ct_status", CT_STATUSES, "status")):
+        if key in rule:
+            values = _names(rule[key])
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise RuleError(key, f"unknown {key.replace('_', ' ')} {bad[0]!r} (known: {', '.join(allowed)})")
+            ordered = [v for v in allowed if v in values]
+            expr.append(_match({"ct": {"key": ct_key}}, ordered[0] if len(ordered) == 1 else ordered, "in"))
+    if "mark" in rule:
+        expr.append(_match({"meta": {"key": "mark"}}, rule["mark"]))
+    if "limit" in rule:
+        expr.append({"limit": _limit(rule["limit"])})
+    if rule.get("counter"):
+        expr.append({"counter": None})
+    if rule.get("log"):
+        expr.append({"log": _log(rule["log"])})
+    if "action" in rule:
+        expr.append(_action(rule["action"], rule, ctx))
+    if not expr:
+        raise RuleError(None, "the rule is empty: give matches and an action, or `nft`")
+    return expr
+
+
+def _address_match(key: str, value, ctx: RuleContext) -> dict:
+    values = _names(value)
+    if len(values) == 1 and values[0].startswith("@"):
+        name = values[0][1:]
+        set_type = ctx.set_types.get(name)
+        if set_type is None:
+            known = ", ".join(sorted(ctx.set_types)) or "none"
+            raise RuleError(key, f"unknown set '@{name}' (sets of this table: {known})")
+        if set_type not in ("ipv4_addr", "ipv6_addr"):
+            raise RuleError(key, f"set '@{name}' holds {set_type}, not addresses")
+        proto = "ip" if set_type == "ipv4_addr" else "ip6"
+        _check_family(key, proto, ctx)
+        return _match({"payload": {"protocol": proto, "field": key}}, values[0])
+    elements, versions = [], set()
+    for text in values:
+        if text.startswith("@"):
+            raise RuleError(key, "a set reference cannot be mixed with addresses")
+        try:
+            net = ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise RuleError(key, f"invalid address or prefix {text!r}") from None
+            fixed = ipaddress.ip_network(text, strict=False)
+            raise RuleError(key, f"prefix {text} has host bits set (did you mean {fixed}?)") from None
+        versions.add(net.version)
+        host = net.prefixlen == net.max_prefixlen
+        elements.append(str(net.network_address) if host else
+                        {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}})
+    if len(versions) > 1:
+        raise RuleError(key, "a rule cannot match IPv4 and IPv6 addresses at once: write two rules")
+    proto = "ip" if versions == {4} else "ip6"
+    _check_family(key, proto, ctx)
+    return _match({"payload": {"protocol": proto, "field": key}}, _one_or_set(elements))
+
+
+def _check_family(key: str, proto: str, ctx: RuleContext) -> None:
+    if ctx.family == "ip" and proto == "ip6" or ctx.family == "ip6" and proto == "ip":
+        version = "IPv6" if proto == "ip6" else "IPv4"
+        raise RuleError(key, f"{version} addresses cannot match in a table of family {ctx.family}")
+
+
+def _protocol_matches(rule: dict, ctx: RuleContext) -> list:
+    protocols = _names(rule["protocol"]) if "protocol" in rule else []
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise RuleError("protocol", f"unknown protocol {p!r} (known: {', '.join(PROTOCOLS)})")
+    ports = [k for k in ("sport", "dport") if k in rule]
+    out = []
+    if ports:
+        if not protocols:
+            raise RuleError(ports[0], f"a port needs a protocol: {', '.join(PORT_PROTOCOLS)}")
+        without = [p for p in protocols if p not in PORT_PROTOCOLS]
+        if without:
+            raise RuleError(ports[0], f"protocol {without[0]} has no ports")
+        if len(protocols) == 1:
+            header = protocols[0]
+        else:  # several transport protocols share the ports: match the transport header
+            out.append(_match({"meta": {"key": "l4proto"}}, {"set": protocols}))
+            header = "th"
+        for key in ports:
+            out.append(_match({"payload": {"protocol": header, "field": key}}, _ports(key, rule[key])))
+        _no_icmp_types(rule)
+        return out
+    for key, proto, names, family in (("icmp_type", "icmp", ICMP_TYPES, "ip6"),
+                                      ("icmpv6_type", "icmpv6", ICMPV6_TYPES, "ip")):
+        if key in rule:
+            if protocols and protocols != [proto]:
+                raise RuleError(key, f"{key.replace('_', ' ')} needs protocol {proto}, not {', '.join(protocols)}")
+            if ctx.family == family:
+                raise RuleError(key, f"{proto} does not exist in a table of family {family}")
+            values = _names(rule[key])
+            bad = [v for v in values if v not in names]
+            if bad:
+                raise RuleError(key, f"unknown {proto} type {bad[0]!r} (known: {', '.join(names)})")
+            out.append(_match({"payload": {"protocol": proto, "field": "type"}}, _one_or_set(values)))
+            return out
+    if protocols:
+        out.append(_match({"meta": {"key": "l4proto"}}, _one_or_set(protocols)))
+    return out
+
+
+def _no_icmp_types(rule: dict) -> None:
+    for key in ("icmp_type", "icmpv6_type"):
+        if key in rule:
+            raise RuleError(key, f"{key.replace('_', ' ')} cannot be combined with ports")
+
+
+_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+def port_value(key: str, value):
+    """A port (int) or a range ("1000-2000") as nftables JSON."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= 65535:
+            raise RuleError(key, f"port {value} is out of range 0-65535")
+        return value
+    if isinstance(value, str):
+        if value.strip().isdigit():
+            return port_value(key, int(value))
+        found = _RANGE.match(value)
+        if found:
+            low, high = int(found[1]), int(found[2])
+            if not 0 <= low < high <= 65535:
+                raise RuleError(key, f"port range {value!r} must be low-high within 0-65535")
+            return {"range": [low, high]}
+    raise RuleError(key, f"invalid port {value!r}: a number or a range like 1000-2000")
+
+
+def _ports(key: str, value):
+    values = value if isinstance(value, list) else [value]
+    return _one_or_set([port_value(key, v) for v in values])
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+
+
+def _limit(value) -> dict:
+    if isinstance(value, str):
+        found = _RATE.match(value)
+        if not found:
+            raise RuleError("limit", f"invalid rate {value!r}: write it like 10/second")
+        return {"rate": int(found[1]), "burst": 5, "per": found[2]}
+    return {"rate": value["rate"], "burst": value.get("burst", 5), "per": value.get("per", "second")}
+
+
+def _log(value):
+    if value is True:
+        return None
+    if isinstance(value, str):
+        return {"prefix": value}
+    out = {}
+    if "prefix" in value:
+        out["prefix"] = value["prefix"]
+    if value.get("level", "warn") != "warn":  # warn is nft's default and is not listed
+        out["level"] = value["level"]
+    return out or None
+
+
+def _action(action, rule: dict, ctx: RuleContext) -> dict:
+    name, arg = (action, None) if isinstance(action, str) else next(iter(action.items()))
+    if name in NAT_ACTIONS:
+        _check_nat(name, ctx)
+    if name in ("accept", "drop", "return"):
+        return {name: None}
+    if name in ("jump", "goto"):
+        if arg not in ctx.chains:
+            known = ", ".join(sorted(ctx.chains)) or "none"
+            raise RuleError("action", f"{name} to unknown chain '{arg}' (chains of this table: {known})")
+        return {name: {"target": arg}}
+    if name == "reject":
+        if arg == "tcp-reset":
+            if _names(rule.get("protocol", [])) != ["tcp"]:
+                raise RuleError("action", "reject with tcp-reset needs protocol: tcp")
+            return {"reject": {"type": "tcp reset"}}
+        kind, code = REJECT_CODES[ctx.family][arg or "port-unreachable"]
+        return {"reject": {"type": kind, "expr": code}}
+    if name == "masquerade":
+        return {"masquerade": None}
+    return {name: _nat_target(name, arg, ctx)}
+
+
+def _check_nat(name: str, ctx: RuleContext) -> None:
+    if ctx.chain_type != "nat":
+        raise RuleError("action", f"{name} needs a chain of type nat (this one is "
+                                  f"{ctx.chain_type or 'a regular chain'})")
+    allowed = ("postrouting", "input") if name in ("masquerade", "snat") else ("prerouting", "output")
+    if ctx.hook not in allowed:
+        raise RuleError("action", f"{name} belongs in a {' or '.join(allowed)} chain, not {ctx.hook}")
+
+
+def _nat_target(name: str, text: str, ctx: RuleContext) -> dict:
+    host, port = text, None
+    if text.startswith("["):  # [2001:db8::1]:80
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        raise RuleError("action", f"invalid {name} target {text!r}: an address, address:port or [v6]:port") from None
+    proto = "ip" if addr.version == 4 else "ip6"
+    _check_family("action", proto, ctx)
+    target = {"addr": str(addr)}
+    if ctx.family == "inet":
+        target = {"family": proto, **target}
+    if port is not None:
+        target["port"] = port_value("action", port)
+    return target
+
+
+def describe(rule: dict) -> str:
+    """A one-line human form of a rule as written: `saddr 10.0.1.0/24 dport 8080 accept`."""
+    if "nft" in rule:
+        return rule["nft"]
+    parts = []
+    for key in MATCH_KEYS + STATEMENT_KEYS:
+        if key not in rule:
+            continue
+        value = rule[key]
+        if key == "counter":
+            parts.append("counter") if value else None
+            continue
+        if key == "action":
+            parts.append(value if isinstance(value, str) else " ".join(f"{k} {v}" for k, v in value.items()))
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, list) else \
+            json.dumps(value) if isinstance(value, dict) else str(value)
+        parts.append(f"{key.replace('_', ' ')} {shown}")
+    if rule.get("comment"):
+        parts.append(f'comment "{rule["comment"]}"')
+    return " ".join(parts)

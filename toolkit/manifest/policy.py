@@ -1,0 +1,215 @@
+"""Firewall policy files: YAML -> schema -> checks -> firewall model (Tables).
+
+A topology node lists the policy files it uses (`policies:`), relative to the
+topology file. Each file declares nftables tables; structured rules are
+compiled to nftables JSON here, native rules (`nft:`) are checked later by
+libnftables itself (kernel/nftables.py) before anything is applied.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import replace
+
+from ..errors import ManifestError, Problem
+from ..model.firewall import Chain, NamedSet, Rule, Table
+from .loader import Document, format_path, load_document
+from .nft_rules import RuleContext, RuleError, compile_rule, describe, port_value
+from .schema import schema_problems
+
+PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
+NAT_HOOKS = ("prerouting", "input", "output", "postrouting")
+
+
+def load_policy_text(text: str, file: str) -> tuple:
+    """(tables, problems) for one policy file; never raises for bad input."""
+    doc = load_document(text, file)
+    if doc.data is None:
+        if not doc.problems:
+            doc.problems.append(doc.problem((), "the policy file is empty; it needs `tables`"))
+        return (), list(doc.problems)
+    problems = list(doc.problems) + schema_problems(doc, "policy")
+    builder = _PolicyBuilder(doc)
+    tables = builder.build()
+    return tables, problems + builder.problems
+
+
+class _PolicyBuilder:
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.problems = []
+
+    def fail(self, path, message: str) -> None:
+        self.problems.append(self.doc.problem(path, message))
+
+    def build(self) -> tuple:
+        data = self.doc.data if isinstance(self.doc.data, dict) else {}
+        tables = []
+        for name, spec in _mapping(data.get("tables")).items():
+            spec = _mapping(spec)
+            family = spec.get("family") if spec.get("family") in ("inet", "ip", "ip6") else "inet"
+            path = ("tables", name)
+            sets = tuple(self.build_set(path + ("sets", s), s, _mapping(v))
+                         for s, v in _mapping(spec.get("sets")).items())
+            set_types = {s.name: s.type for s in sets}
+            chain_specs = {c: _mapping(v) for c, v in _mapping(spec.get("chains")).items()}
+            chains = tuple(self.build_chain(path + ("chains", c), c, cspec, family, set_types, set(chain_specs))
+                           for c, cspec in chain_specs.items())
+            where = f"{self.doc.file}:{self.doc.line_of(path)}"
+            tables.append(Table(name=name, family=family, chains=chains, sets=sets, source=where))
+        return tuple(tables)
+
+    def build_set(self, path, name: str, spec: dict) -> NamedSet:
+        set_type = spec.get("type", "ipv4_addr")
+        flags = tuple(sorted(set(f for f in spec.get("flags") or () if isinstance(f, str))))
+        elements = []
+        for k, value in enumerate(spec.get("elements") or ()):
+            try:
+                elements.append(json.dumps(_element(set_type, value, "interval" in flags), sort_keys=True))
+            except ValueError as exc:
+                self.fail(path + ("elements", k), str(exc))
+        return NamedSet(name=name, type=set_type, flags=flags, elements=tuple(sorted(set(elements))))
+
+    def build_chain(self, path, name, spec, family, set_types, chains) -> Chain:
+        hook = spec.get("hook")
+        ctype = spec.get("type")
+        if hook is None:
+            for key in ("type", "priority", "policy"):
+                if key in spec:
+                    self.fail(path + (key,), f"`{key}` needs a `hook`: only base chains have one")
+            header = dict(type=None, hook=None, priority=None, policy=None)
+        else:
+            ctype = ctype or "filter"
+            if ctype == "nat" and hook not in NAT_HOOKS:
+                self.fail(path + ("hook",), f"a nat chain cannot hook {hook} (hooks: {', '.join(NAT_HOOKS)})")
+            if ctype == "route" and hook != "output":
+                self.fail(path + ("hook",), "a route chain hooks output only")
+            priority = spec.get("priority", _default_priority(ctype, hook))
+            priority = PRIORITIES.get(priority, priority)
+            header = dict(type=ctype, hook=hook, priority=priority, policy=spec.get("policy", "accept"))
+        ctx = RuleContext(family, header["type"], hook, set_types, chains - {name})
+        rules = []
+        for k, rule in enumerate(spec.get("rules") or ()):
+            if isinstance(rule, dict):
+                built = self.build_rule(path + ("rules", k), rule, ctx)
+                if built is not None:
+                    rules.append(built)
+        return Chain(name=name, rules=tuple(rules), **header)
+
+    def build_rule(self, path, rule: dict, ctx: RuleContext) -> Rule | None:
+        source = f"{self.doc.file}:{self.doc.line_of(path)}"
+        comment = rule.get("comment") if isinstance(rule.get("comment"), str) else None
+        if "nft" in rule:
+            extra = sorted(set(rule) - {"nft", "comment"})
+            if extra:
+                self.fail(path + (extra[0],), "a native rule (`nft`) stands alone; only `comment` may go with it")
+                return None
+            text = rule["nft"] if isinstance(rule["nft"], str) else ""
+            if not text.strip() or any(c in text for c in ";\n\r"):
+                self.fail(path + ("nft",), "a native rule is one rule's statements: not empty, no ';' or newlines")
+                return None
+            return Rule(expr=None, native=text.strip(), comment=comment, source=source, text=text.strip(),
+                        path=format_path(path))
+        try:
+            expr = compile_rule(rule, ctx)
+        except RuleError as exc:
+            self.fail(path + ((exc.field,) if exc.field else ()), str(exc))
+            return None
+        return Rule(expr=json.dumps(expr), native=None, comment=comment, source=source, text=describe(rule),
+                    path=format_path(path))
+
+
+def _default_priority(ctype: str, hook: str) -> int:
+    if ctype == "nat":
+        return PRIORITIES["dstnat"] if hook in ("prerouting", "output") else PRIORITIES["srcnat"]
+    if ctype == "route":
+        return PRIORITIES["mangle"]
+    return PRIORITIES["filter"]
+
+
+def _element(set_type: str, value, interval: bool):
+    """A set element as nftables JSON. Raises ValueError."""
+    if set_type in ("ipv4_addr", "ipv6_addr"):
+        version = 4 if set_type == "ipv4_addr" else 6
+        try:
+            net = ipaddress.ip_network(str(value), strict=True)
+        except ValueError:
+            raise ValueError(f"invalid element {value!r} for a set of {set_type}") from None
+        if net.version != version:
+            raise ValueError(f"{value} is IPv{net.version}, the set holds {set_type}")
+        if net.prefixlen == net.max_prefixlen:
+            return str(net.network_address)
+        if not interval:
+            raise ValueError(f"prefix {value} needs the set to have flags: [interval]")
+        return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+    if set_type == "inet_service":
+        try:
+            port = port_value("elements", value)
+        except RuleError as exc:
+            raise ValueError(str(exc)) from None
+        if isinstance(port, dict) and not interval:
+            raise ValueError(f"range {value} needs the set to have flags: [interval]")
+        return port
+    if set_type == "mark":
+        if not isinstance(value, int):
+            raise ValueError(f"invalid mark {value!r}: a number")
+        return value
+    if set_type == "ether_addr":
+        text = str(value).lower()
+        if len(text.split(":")) != 6:
+            raise ValueError(f"invalid MAC address {value!r}")
+        return text
+    return str(value)
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def resolve_native_rules(topology, resolve):
+    """The topology with every native rule's JSON filled in by `resolve` (see
+    kernel/nft_scratch.resolve). Raises ManifestError naming each rule that
+    libnftables refused, at its file and line."""
+    jobs, by_id = [], {}
+    for table in {t for node in topology.nodes for t in node.tables}:
+        rules = [(f"{table.source}|{c.name}|{i}", c.name, r.native)
+                 for c in table.chains for i, r in enumerate(c.rules) if r.native is not None]
+        if not rules:
+            continue
+        by_id.update({rid: table for rid, _, _ in rules})
+        jobs.append({
+            "family": table.family, "table": table.kernel_name,
+            "sets": [{"name": s.name, "type": s.type, **({"flags": list(s.flags)} if s.flags else {})}
+                     for s in table.sets],
+            "chains": {c.name: ({"type": c.type, "hook": c.hook, "prio": c.priority, "policy": c.policy}
+                                if c.hook else {}) for c in table.chains},
+            "rules": rules,
+        })
+    if not jobs:
+        return topology
+    results = resolve(jobs)
+    problems, resolved = [], {}
+    for rid, table in by_id.items():
+        _, chain, index = rid.rsplit("|", 2)
+        rule = next(c for c in table.chains if c.name == chain).rules[int(index)]
+        outcome = results.get(rid, {"error": "libnftables gave no answer for this rule"})
+        if "error" in outcome:
+            file, _, line = rule.source.rpartition(":")
+            problems.append(Problem(file, int(line), f"{rule.path}.nft",
+                                    f"libnftables refused the rule: {outcome['error']}"))
+        else:
+            resolved[rid] = json.dumps(outcome["expr"])
+    if problems:
+        raise ManifestError(problems)
+    return replace(topology, nodes=tuple(replace(n, tables=tuple(_filled(t, resolved) for t in n.tables))
+                                         for n in topology.nodes))
+
+
+def _filled(table: Table, resolved: dict) -> Table:
+    chains = []
+    for chain in table.chains:
+        rules = tuple(replace(r, expr=resolved[f"{table.source}|{chain.name}|{i}"]) if r.native is not None else r
+                      for i, r in enumerate(chain.rules))
+        chains.append(replace(chain, rules=rules))
+    return replace(table, chains=tuple(chains))

@@ -1,0 +1,139 @@
+"""Canonical forms of nftables objects, the same for desired and live.
+
+Desired tables come from policy files (rules compiled to JSON), live ones from
+`nft list ruleset` as JSON. Both pass through the functions here, which remove
+what varies without meaning (handles, counter values, element timeouts) and
+spell out what the kernel leaves implicit (limit burst, reject code, log level),
+so that equal rulesets give equal resources.
+
+An nft_table resource spec has, per chain, a `chain NAME` field (its header as
+JSON: type, hook, priority, policy) and a `rules NAME` field (a tuple of
+canonical rule strings, in order); per named set a `set NAME` field; and an
+informational `_display` field mapping canonical rules to readable text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from ..model.firewall import Table
+
+REJECT_DEFAULT = {"inet": {"type": "icmpx", "expr": "port-unreachable"},
+                  "ip": {"type": "icmp", "expr": "port-unreachable"},
+                  "ip6": {"type": "icmpv6", "expr": "port-unreachable"},
+                  "bridge": {"type": "icmpx", "expr": "port-unreachable"}}
+
+
+def canonical_expr(node, family: str):
+    """One JSON expression (or statement), canonicalised recursively."""
+    if isinstance(node, list):
+        return [canonical_expr(item, family) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "counter":
+            value = {"packets": 0, "bytes": 0}
+        elif key == "limit" and isinstance(value, dict):
+            value = dict(value)
+            if value.get("rate_unit", "packets") == "packets":
+                value.setdefault("burst", 5)
+                value.pop("rate_unit", None)
+        elif key == "log":
+            value = {k: v for k, v in (value or {}).items() if not (k == "level" and v == "warn")} or None
+        elif key == "reject" and value is None:
+            value = REJECT_DEFAULT.get(family)
+        elif key == "set" and isinstance(value, list):
+            value = sorted((canonical_expr(v, family) for v in value), key=_sort_key)
+        elif key == "prefix" and isinstance(value, dict) and _is_host(value):
+            return value["addr"]
+        else:
+            value = canonical_expr(value, family)
+        out[key] = value
+    return out
+
+
+def _is_host(prefix: dict) -> bool:
+    try:
+        return prefix["len"] == ipaddress.ip_address(prefix["addr"]).max_prefixlen
+    except (KeyError, ValueError, TypeError):
+        return False
+
+
+def _sort_key(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def canonical_rule(expr: list, comment: str | None, family: str) -> str:
+    body = {"expr": canonical_expr(expr, family)}
+    if comment:
+        body["comment"] = comment
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def chain_header(type_, hook, priority, policy) -> str:
+    return json.dumps({"type": type_, "hook": hook, "prio": priority, "policy": policy}, sort_keys=True)
+
+
+def set_spec(set_type, flags, elements) -> str:
+    return json.dumps({"type": set_type, "flags": sorted(flags or ()),
+                       "elements": sorted(_element(e) for e in elements or ())}, sort_keys=True)
+
+
+def _element(value) -> str:
+    if isinstance(value, dict) and "elem" in value:
+        value = value["elem"].get("val")  # timeouts and expiry times are not content
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)  # desired elements are kept as JSON text
+        except ValueError:
+            pass
+    return json.dumps(canonical_expr(value, ""), sort_keys=True)
+
+
+def desired_table_spec(table: Table) -> dict:
+    """The spec fields of a declared table (native rules must be resolved: rule.expr set)."""
+    fields, display = {}, {}
+    for chain in table.chains:
+        fields[f"chain {chain.name}"] = chain_header(chain.type, chain.hook, chain.priority, chain.policy)
+        rules = []
+        for rule in chain.rules:
+            key = canonical_rule(json.loads(rule.expr), rule.comment, table.family)
+            rules.append(key)
+            display[key] = f"{rule.text}  ({rule.source})"
+        fields[f"rules {chain.name}"] = tuple(rules)
+    for named in table.sets:
+        fields[f"set {named.name}"] = set_spec(named.type, named.flags, named.elements)
+    fields["_display"] = tuple(sorted(display.items()))
+    return fields
+
+
+def live_table_specs(listing: list, prefix: str) -> tuple:
+    """From `list ruleset` JSON items: ({(family, name): spec fields} of tables whose
+    name starts with `prefix`, [(family, name) of every other table])."""
+    owned, foreign = {}, []
+    for item in listing:
+        if len(item) != 1:
+            continue
+        (kind, body), = item.items()
+        if kind not in ("table", "chain", "rule", "set"):
+            continue
+        family = body.get("family")
+        table = body.get("name") if kind == "table" else body.get("table")
+        if not table.startswith(prefix):
+            if kind == "table":
+                foreign.append((family, table))
+            continue
+        fields = owned.setdefault((family, table), {})
+        if kind == "chain":
+            fields[f"chain {body['name']}"] = chain_header(body.get("type"), body.get("hook"),
+                                                           body.get("prio"), body.get("policy"))
+            fields.setdefault(f"rules {body['name']}", ())
+        elif kind == "rule":
+            key = canonical_rule(body.get("expr", []), body.get("comment"), family)
+            fields[f"rules {body['chain']}"] = fields.get(f"rules {body['chain']}", ()) + (key,)
+            fields.setdefault("_handles", []).append((key, body.get("handle")))
+        elif kind == "set":
+            fields[f"set {body['name']}"] = set_spec(body.get("type"), body.get("flags"), body.get("elem"))
+    return owned, foreign
