@@ -21,10 +21,12 @@ PROGRESS_THRESHOLD = 50  # steps; below this an apply is over before a bar helps
 def _reconciler(file, ns_prefix, state_dir, verbose):
     """The manifest loaded and checked (bad input is reported before anything
     else, root or not), then a reconciler on a kernel session."""
-    from ..reconcile.engine import Reconciler
+    from ..reconcile.engine import Reconciler, native_resolver
 
-    topology = load_topology(file)
+    topology = load_topology(file)  # bad input first, root or not, before any kernel work
     require_root()
+    if any(r.native for n in topology.nodes for t in n.tables for c in t.chains for r in c.rules):
+        topology = load_topology(file, natives=native_resolver)
     with kernel_session(verbose) as kernel:
         yield Reconciler(topology, kernel, StateDir(state_dir), prefix=ns_prefix)
 
@@ -41,7 +43,16 @@ def _title(topology, prefix: str) -> str:
 @command("validate")
 def validate(c, file):
     """Check a manifest (schema and semantics) without touching the kernel."""
-    topology = load_topology(file)
+    from ..kernel.nft_scratch import resolve, ScratchUnavailable
+
+    def natives(jobs):
+        try:
+            return resolve(jobs)  # in a throwaway namespace: the machine's are not touched
+        except ScratchUnavailable as exc:
+            err.print(f"[yellow]note[/]: native nft rules not checked ({exc}); run as root to check them")
+            return {}
+
+    topology = load_topology(file, natives=natives)
     links = sum(1 for n in topology.nodes for i in n.interfaces if i.kind == "veth") // 2
     out.print(f"{file}: valid ({len(topology.nodes)} nodes, {links} links)")
 

@@ -47,12 +47,18 @@ def read(kernel, ns_name: str) -> list:
     owned, foreign = live_table_specs(listing.get("nftables", []), TABLE_PREFIX)
     out = [Resource.make("nft_foreign", (ns_name, family, name)) for family, name in foreign]
     for (family, name), fields in owned.items():
-        handles = fields.pop("_handles", [])
-        if handles:
-            texts = _rule_texts(kernel, ns, family, name)
-            fields["_display"] = tuple(sorted({(k, texts.get(h, k)) for k, h in handles}))
+        # Rule handles, to fetch the rules' text only if a report needs it (with_display).
+        fields["_handles"] = tuple(fields.get("_handles", ()))
         out.append(Resource.make("nft_table", (ns_name, family, name), **fields))
     return out
+
+
+def with_display(kernel, live: Resource) -> Resource:
+    """`live` with a `_display` field: its rules as `nft list` prints them."""
+    _, family, name = live.key
+    texts = _rule_texts(kernel, kernel.ns(live.ns), family, name)
+    shown = tuple(sorted({(key, texts.get(handle, key)) for key, handle in live.get("_handles", ())}))
+    return live.with_fields(_display=shown)
 
 
 def _rule_texts(kernel, ns, family: str, table: str) -> dict:
@@ -74,48 +80,49 @@ def _rule_texts(kernel, ns, family: str, table: str) -> dict:
 def run_batch(kernel, phase: str, actions) -> None:
     """Apply every nft_table action of one namespace in one transaction."""
     ns_name = actions[0].ns
-    commands = []
-    for action in actions:
-        commands.extend(table_commands(action))
+    commands = [command for action in actions for command in table_commands(action)]
     ctx = kernel.ns(ns_name).nft
     names = ", ".join(f"{a.op} table {a.key[1]} {a.key[2]}" for a in actions)
     kernel.log(ns_name, f"nft transaction: {names} ({len(commands)} commands)")
-    rc, _, err = ctx.json_cmd({"nftables": commands})
+    # JSON input, written as text: the rules are JSON text already, and parsing
+    # them only to serialise them again cost more than libnftables' own work.
+    rc, _, err = ctx.cmd('{"nftables":[' + ",".join(commands) + "]}")
     if rc != 0:
         raise KernelError(f"nft transaction in {ns_name} ({names})", _first_error(err))
 
 
 def table_commands(action) -> list:
-    """The libnftables JSON commands that take one table from live to desired."""
+    """The libnftables JSON commands (as JSON text) that take one table from live
+    to desired."""
     _, family, name = action.key
-    ident = {"family": family, "name": name}
+    ident = json.dumps({"family": family, "name": name})
     if action.op == "delete":
-        return [{"delete": {"table": ident}}]
-    commands = [{"add": {"table": ident}}]
+        return [f'{{"delete":{{"table":{ident}}}}}']
+    commands = [f'{{"add":{{"table":{ident}}}}}']
     if action.op == "modify":
         # add (a no-op if it exists), delete, add: the table is replaced whole,
         # inside the same transaction.
-        commands += [{"delete": {"table": ident}}, {"add": {"table": ident}}]
-    fields = action.desired.fields()
+        commands += [f'{{"delete":{{"table":{ident}}}}}', f'{{"add":{{"table":{ident}}}}}']
     where = {"family": family, "table": name}
-    for field, value in sorted(fields.items()):
-        if field.startswith("set "):
+    sets, chains, rules = [], [], []
+    for field, value in action.desired.spec:
+        kind, _, item = field.partition(" ")
+        if kind == "set":
             spec = json.loads(value)
-            body = {**where, "name": field[4:], "type": spec["type"]}
+            body = {**where, "name": item, "type": spec["type"]}
             if spec["flags"]:
                 body["flags"] = spec["flags"]
             if spec["elements"]:
                 body["elem"] = [json.loads(e) for e in spec["elements"]]
-            commands.append({"add": {"set": body}})
-    for field, value in sorted(fields.items()):
-        if field.startswith("chain "):
+            sets.append(json.dumps({"add": {"set": body}}))
+        elif kind == "chain":
             header = {k: v for k, v in json.loads(value).items() if v is not None}
-            commands.append({"add": {"chain": {**where, "name": field[6:], **header}}})
-    for field, value in fields.items():
-        if field.startswith("rules "):
-            for rule in value:
-                commands.append({"add": {"rule": {**where, "chain": field[6:], **json.loads(rule)}}})
-    return commands
+            chains.append(json.dumps({"add": {"chain": {**where, "name": item, **header}}}))
+        elif kind == "rules":
+            # Each rule is canonical JSON text {"comment":..,"expr":[..]}: splice it in.
+            head = json.dumps({**where, "chain": item})[:-1] + ","
+            rules.extend(f'{{"add":{{"rule":{head}{rule[1:]}}}}}' for rule in value)
+    return commands + sets + chains + rules
 
 
 def _first_error(err: str) -> str:

@@ -47,6 +47,7 @@ class Document:
     # string (`off` -> False, `12:34` -> 754), so messages can show what the
     # person typed rather than what YAML 1.1 made of it.
     written: dict = field(default_factory=dict)
+    has_floats: bool = False
 
     def line_of(self, path: Path) -> int:
         """The line of the value at `path`, or of its nearest ancestor we know."""
@@ -64,8 +65,26 @@ class Document:
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_STR = "tag:yaml.org,2002:str"
+
+
 class _Constructor(_Base):
     """The safe loader, used to compose nodes and to turn scalars into values."""
+
+    _resolved: dict = {}
+
+    def resolve(self, kind, value, implicit):
+        # PyYAML resolves every plain scalar's tag with regexes, in Python; large
+        # policies repeat the same words (accept, tcp, saddr) thousands of times.
+        if kind is yaml.ScalarNode and implicit == (True, False):
+            key = value
+            tag = self._resolved.get(key)
+            if tag is None:
+                tag = self._resolved[key] = super().resolve(kind, value, implicit)
+                if len(self._resolved) > 100_000:
+                    self._resolved.clear()
+            return tag
+        return super().resolve(kind, value, implicit)
 
 
 def load_document(text: str, file: str) -> Document:
@@ -101,6 +120,8 @@ def _build(node, path: Path, loader: _Constructor, doc: Document):
         return _build_mapping(node, path, loader, doc)
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, path + (i,), loader, doc) for i, item in enumerate(node.value)]
+    if node.tag == _STR:
+        return node.value  # most scalars: no need for the constructor's machinery
     try:
         value = loader.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
@@ -109,6 +130,7 @@ def _build(node, path: Path, loader: _Constructor, doc: Document):
         return node.value  # as text, so the later checks do not report it twice
     if value is not None and not isinstance(value, str) and isinstance(node, yaml.ScalarNode):
         doc.written[path] = node.value
+        doc.has_floats |= isinstance(value, float)
     return value
 
 

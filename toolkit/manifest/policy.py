@@ -12,7 +12,7 @@ import ipaddress
 import json
 from dataclasses import replace
 
-from ..errors import ManifestError, Problem
+from ..errors import Problem
 from ..model.firewall import Chain, NamedSet, Rule, Table
 from .loader import Document, format_path, load_document
 from .nft_rules import RuleContext, RuleError, compile_rule, describe, port_value
@@ -168,9 +168,9 @@ def _mapping(value) -> dict:
 
 
 def resolve_native_rules(topology, resolve):
-    """The topology with every native rule's JSON filled in by `resolve` (see
-    kernel/nft_scratch.resolve). Raises ManifestError naming each rule that
-    libnftables refused, at its file and line."""
+    """(topology with every native rule's JSON filled in by `resolve`, problems):
+    `resolve` is kernel/nft_scratch.resolve or alike; each rule libnftables
+    refused is a problem at its file and line."""
     jobs, by_id = [], {}
     for table in {t for node in topology.nodes for t in node.tables}:
         rules = [(f"{table.source}|{c.name}|{i}", c.name, r.native)
@@ -187,7 +187,7 @@ def resolve_native_rules(topology, resolve):
             "rules": rules,
         })
     if not jobs:
-        return topology
+        return topology, []
     results = resolve(jobs)
     problems, resolved = [], {}
     for rid, table in by_id.items():
@@ -197,19 +197,17 @@ def resolve_native_rules(topology, resolve):
         if "error" in outcome:
             file, _, line = rule.source.rpartition(":")
             problems.append(Problem(file, int(line), f"{rule.path}.nft",
-                                    f"libnftables refused the rule: {outcome['error']}"))
+                                    f"libnftables refused `{rule.native}`: {outcome['error']}"))
         else:
             resolved[rid] = json.dumps(outcome["expr"])
-    if problems:
-        raise ManifestError(problems)
-    return replace(topology, nodes=tuple(replace(n, tables=tuple(_filled(t, resolved) for t in n.tables))
-                                         for n in topology.nodes))
+    nodes = tuple(replace(n, tables=tuple(_filled(t, resolved) for t in n.tables)) for n in topology.nodes)
+    return replace(topology, nodes=nodes), problems
 
 
 def _filled(table: Table, resolved: dict) -> Table:
     chains = []
     for chain in table.chains:
-        rules = tuple(replace(r, expr=resolved[f"{table.source}|{chain.name}|{i}"]) if r.native is not None else r
-                      for i, r in enumerate(chain.rules))
+        rules = tuple(replace(r, expr=resolved.get(f"{table.source}|{chain.name}|{i}")) if r.native is not None
+                      else r for i, r in enumerate(chain.rules))
         chains.append(replace(chain, rules=rules))
     return replace(table, chains=tuple(chains))

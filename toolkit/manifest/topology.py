@@ -17,7 +17,7 @@ from ..errors import ManifestError, Problem
 from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Node, Route, Topology
 from . import checks
 from .loader import Document, format_path, load_document
-from .policy import load_policy_text
+from .policy import load_policy_text, resolve_native_rules
 from .schema import schema_problems
 
 
@@ -40,19 +40,21 @@ def _read_text(path: str, read, what: str) -> tuple:
         return None, Problem(path, line, "", f"cannot read {what}: it is not UTF-8 text")
 
 
-def load_topology(path, read=read_file) -> Topology:
+def load_topology(path, read=read_file, natives=None) -> Topology:
     """Load and validate the topology manifest at `path` and the policy files it
-    names, read with `read(path) -> bytes`.
+    names, read with `read(path) -> bytes`. With `natives` (a resolver such as
+    kernel/nft_scratch.resolve), native firewall rules are checked and compiled
+    by libnftables too; without it they stay unresolved (rule.expr None).
 
     Raises ManifestError listing every problem (unreadable files included).
     """
     text, problem = _read_text(str(path), read, "manifest")
     if problem:
         raise ManifestError([problem])
-    return load_topology_text(text, str(path), read)
+    return load_topology_text(text, str(path), read, natives)
 
 
-def load_topology_text(text: str, file: str, read=read_file) -> Topology:
+def load_topology_text(text: str, file: str, read=read_file, natives=None) -> Topology:
     """Like load_topology, for manifest text already in hand (named `file` in errors)."""
     doc = load_document(text, file)
     if doc.data is None and not doc.problems:
@@ -63,6 +65,9 @@ def load_topology_text(text: str, file: str, read=read_file) -> Topology:
     builder = _Builder(doc, read)
     topology = builder.build()
     problems += builder.problems
+    if natives is not None:
+        topology, native_problems = resolve_native_rules(topology, natives)
+        problems += native_problems
     if problems:
         raise ManifestError(set(problems))
     files = ((file, hashlib.sha256(text.encode()).hexdigest()),) + tuple(sorted(builder.policy_hashes.items()))

@@ -11,12 +11,11 @@ inventory says it owns: nothing outside it is read, changed or removed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..errors import ApplyError, KernelError, OwnershipError, VerifyError
-from ..kernel import nft_scratch
+from ..errors import ApplyError, KernelError, ManifestError, OwnershipError, Problem, VerifyError
+from ..kernel import nft_scratch, nftables
 from ..kernel.reader import read_live
-from ..manifest.policy import resolve_native_rules
 from ..model.topology import Topology
 from ..state.inventory import Inventory, instance_id
 from ..state.statedir import StateDir
@@ -47,12 +46,18 @@ class Drift:
 
 class Reconciler:
     def __init__(self, topology: Topology, kernel, state: StateDir, prefix: str = ""):
-        """Raises ManifestError if libnftables refuses a native firewall rule."""
-        self.topology = resolve_native_rules(topology, _resolve_natives)
+        """`topology` must have its native firewall rules resolved: load it with
+        natives=native_resolver (ManifestError otherwise, if it has any)."""
+        self.topology = topology
         self.kernel = kernel
         self.state = state
         self.prefix = prefix
         self.instance = instance_id(topology.name, prefix)
+        unresolved = [r.source for n in topology.nodes for t in n.tables for c in t.chains
+                      for r in c.rules if r.expr is None]
+        if unresolved:
+            raise ManifestError([Problem(src.rpartition(":")[0], int(src.rpartition(":")[2]), "",
+                                         "native rule not checked by libnftables") for src in unresolved])
         self.desired = desired_resources(self.topology, prefix)
         self.inventory = Inventory(state)
 
@@ -94,7 +99,17 @@ class Reconciler:
         """(plan, live). Raises OwnershipError."""
         self.check_ownership()
         live = self.read()
-        return diff(self.desired, live), live
+        return self.explained(diff(self.desired, live)), live
+
+    def explained(self, plan: Plan) -> Plan:
+        """The plan with what reports need to show changed firewall rules as text
+        (fetched only for tables that differ: listing text costs time)."""
+        actions = []
+        for action in plan.actions:
+            if action.kind == "nft_table" and action.live is not None and not action.implicit:
+                action = replace(action, live=nftables.with_display(self.kernel, action.live))
+            actions.append(action)
+        return Plan(tuple(actions))
 
     def drift(self) -> Drift:
         plan, live = self.plan()
@@ -157,7 +172,8 @@ class Reconciler:
         return True, None
 
 
-def _resolve_natives(jobs):
+def native_resolver(jobs):
+    """Resolve native nft rules in a scratch namespace (see kernel/nft_scratch)."""
     try:
         return nft_scratch.resolve(jobs)
     except nft_scratch.ScratchUnavailable as exc:

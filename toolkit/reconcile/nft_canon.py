@@ -129,11 +129,15 @@ def live_table_specs(listing: list, prefix: str) -> tuple:
         if kind == "chain":
             fields[f"chain {body['name']}"] = chain_header(body.get("type"), body.get("hook"),
                                                            body.get("prio"), body.get("policy"))
-            fields.setdefault(f"rules {body['name']}", ())
+            fields.setdefault(f"rules {body['name']}", [])
         elif kind == "rule":
             key = canonical_rule(body.get("expr", []), body.get("comment"), family)
-            fields[f"rules {body['chain']}"] = fields.get(f"rules {body['chain']}", ()) + (key,)
+            fields.setdefault(f"rules {body['chain']}", []).append(key)
             fields.setdefault("_handles", []).append((key, body.get("handle")))
         elif kind == "set":
             fields[f"set {body['name']}"] = set_spec(body.get("type"), body.get("flags"), body.get("elem"))
+    for fields in owned.values():  # specs hold tuples: resources are hashable
+        for name, value in fields.items():
+            if isinstance(value, list):
+                fields[name] = tuple(value)
     return owned, foreign
