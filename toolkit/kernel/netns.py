@@ -66,12 +66,17 @@ def setns(fd: int) -> None:
 
 @contextmanager
 def entered(fd: int):
-    """Run the body with the calling thread inside the namespace `fd`."""
-    setns(fd)
+    """Run the body with the calling thread inside the namespace `fd`, then
+    return it to the namespace it was in (so these nest)."""
+    previous = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        yield
+        setns(fd)
+        try:
+            yield
+        finally:
+            setns(previous)
     finally:
-        setns(home_fd())
+        os.close(previous)
 
 
 _run_dir_ready = False

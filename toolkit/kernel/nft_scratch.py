@@ -30,7 +30,9 @@ def resolve(jobs: list) -> dict:
     """Run native-rule jobs; returns {rule id: {"expr": [...], "comment": ...} or {"error": text}}.
 
     A job is {"family", "table", "sets": [set bodies], "chains": {name: header or {}},
-    "rules": [[rule id, chain, nft text], ...]}. Raises ScratchUnavailable.
+    "rules": [[rule id, chain, nft text], ...], "devices": [interface names]}; the
+    devices are made (as stand-ins) so that rules naming them (`iif "eth0"`)
+    check out as they will on the node. Raises ScratchUnavailable.
     """
     if not jobs:
         return {}
@@ -79,6 +81,7 @@ def _child(jobs: list) -> dict:
         raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
     import nftables
 
+    _make_devices(sorted({d for job in jobs for d in job.get("devices", ())}))
     nft = nftables.Nftables()
     nft.set_json_output(True)
     nft.set_handle_output(True)
@@ -91,6 +94,11 @@ def _child(jobs: list) -> dict:
         skeleton += [{"add": {"set": {**where, **body}}} for body in job["sets"]]
         skeleton += [{"add": {"chain": {**where, "name": name, **header}}}
                      for name, header in job["chains"].items()]
+        # Rules go into stand-ins with the same headers and names nft's text
+        # syntax cannot trip over (a chain may be called `fwd`, a keyword there).
+        alias = {name: f"netkeel_c{i}" for i, name in enumerate(job["chains"])}
+        skeleton += [{"add": {"chain": {**where, "name": alias[name], **header}}}
+                     for name, header in job["chains"].items()]
         rc, _, err = nft.json_cmd({"nftables": skeleton})
         if rc != 0:
             for rule_id, _, _ in job["rules"]:
@@ -98,7 +106,7 @@ def _child(jobs: list) -> dict:
             continue
         handles = {}
         for rule_id, chain, text in job["rules"]:
-            rc, out, err = nft.cmd(f"add rule {family} {table} {chain} {text}")
+            rc, out, err = nft.cmd(f"add rule {family} {table} {alias[chain]} {text}")
             if rc != 0:
                 results[rule_id] = {"error": _clean(err)}
                 continue
@@ -113,6 +121,23 @@ def _child(jobs: list) -> dict:
                 results[handles[rule["handle"]]] = {"expr": rule["expr"], "comment": rule.get("comment")}
         nft.cmd(f"delete table {family} {table}")
     return results
+
+
+def _make_devices(names: list) -> None:
+    """Stand-in devices with the node's interface names, in the scratch namespace:
+    dummies, or bridges where the kernel has no dummy driver (as here)."""
+    if not names:
+        return
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        for name in names:
+            for kind in ("dummy", "bridge"):
+                try:
+                    ipr.link("add", ifname=name, kind=kind)
+                    break
+                except Exception:  # a name the kernel refuses: rules naming it will say so
+                    continue
 
 
 def _clean(err: str) -> str:

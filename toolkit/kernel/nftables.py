@@ -6,7 +6,10 @@ ruleset. Only tables named with TABLE_PREFIX are netkeel's; other tables in a
 namespace are reported as kind "nft_foreign" and never touched.
 
 A libnftables context binds its netlink socket when it is created, so each
-namespace gets its own context, created with the thread inside it.
+namespace gets its own context, created with the thread inside it. Interface
+names in rules (`iif "eth0"`) are looked up by libnftables with fresh sockets
+in whatever namespace the thread is in, so every command also runs with the
+thread inside the namespace.
 """
 
 from __future__ import annotations
@@ -32,18 +35,20 @@ def context():
     return ctx
 
 
-def run_cmd(ctx, command: str) -> str:
-    """Run one nft command (text) and return its output; raises KernelError."""
-    rc, out, err = ctx.cmd(command)
+def run_cmd(kernel, ns, command: str) -> str:
+    """Run one nft command (text or JSON) in namespace `ns`; its output. Raises KernelError."""
+    with kernel.in_namespace(ns.name):
+        rc, out, err = ns.nft.cmd(command)
     if rc != 0:
-        raise KernelError(f"nft {command}", _first_error(err))
+        shown = command if len(command) < 80 else command[:77] + "..."
+        raise KernelError(f"nft {shown}", _first_error(err))
     return out
 
 
 def read(kernel, ns_name: str) -> list:
     """nft_table resources for the owned tables of a namespace, nft_foreign for the rest."""
     ns = kernel.ns(ns_name)
-    listing = json.loads(kernel.request(ns_name, "nft list ruleset", run_cmd, ns.nft, "list ruleset") or "{}")
+    listing = json.loads(kernel.request(ns_name, "nft list ruleset", run_cmd, kernel, ns, "list ruleset") or "{}")
     owned, foreign = live_table_specs(listing.get("nftables", []), TABLE_PREFIX)
     out = [Resource.make("nft_foreign", (ns_name, family, name)) for family, name in foreign]
     for (family, name), fields in owned.items():
@@ -65,7 +70,7 @@ def _rule_texts(kernel, ns, family: str, table: str) -> dict:
     """handle -> the rule as `nft list` prints it, for reports."""
     ns.nft.set_json_output(False)
     try:
-        text = kernel.request(ns.name, f"nft list table {family} {table}", run_cmd, ns.nft,
+        text = kernel.request(ns.name, f"nft list table {family} {table}", run_cmd, kernel, ns,
                               f"list table {family} {table}")
     finally:
         ns.nft.set_json_output(True)
@@ -81,14 +86,14 @@ def run_batch(kernel, phase: str, actions) -> None:
     """Apply every nft_table action of one namespace in one transaction."""
     ns_name = actions[0].ns
     commands = [command for action in actions for command in table_commands(action)]
-    ctx = kernel.ns(ns_name).nft
     names = ", ".join(f"{a.op} table {a.key[1]} {a.key[2]}" for a in actions)
     kernel.log(ns_name, f"nft transaction: {names} ({len(commands)} commands)")
     # JSON input, written as text: the rules are JSON text already, and parsing
     # them only to serialise them again cost more than libnftables' own work.
-    rc, _, err = ctx.cmd('{"nftables":[' + ",".join(commands) + "]}")
-    if rc != 0:
-        raise KernelError(f"nft transaction in {ns_name} ({names})", _first_error(err))
+    try:
+        run_cmd(kernel, kernel.ns(ns_name), '{"nftables":[' + ",".join(commands) + "]}")
+    except KernelError as exc:
+        raise KernelError(f"nft transaction in {ns_name} ({names})", exc.detail) from None
 
 
 def table_commands(action) -> list:

@@ -172,7 +172,11 @@ def resolve_native_rules(topology, resolve):
     `resolve` is kernel/nft_scratch.resolve or alike; each rule libnftables
     refused is a problem at its file and line."""
     jobs, by_id = [], {}
-    for table in {t for node in topology.nodes for t in node.tables}:
+    devices = {}  # table -> interface names of the nodes using it (native rules may name them)
+    for node in topology.nodes:
+        for t in node.tables:
+            devices.setdefault(t, set()).update(i.name for i in node.interfaces if i.kind != "loopback")
+    for table in devices:
         rules = [(f"{table.source}|{c.name}|{i}", c.name, r.native)
                  for c in table.chains for i, r in enumerate(c.rules) if r.native is not None]
         if not rules:
@@ -185,6 +189,7 @@ def resolve_native_rules(topology, resolve):
             "chains": {c.name: ({"type": c.type, "hook": c.hook, "prio": c.priority, "policy": c.policy}
                                 if c.hook else {}) for c in table.chains},
             "rules": rules,
+            "devices": sorted(devices[table]),
         })
     if not jobs:
         return topology, []
