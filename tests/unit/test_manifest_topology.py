@@ -467,9 +467,9 @@ def test_unknown_fields_list_the_allowed_ones(errors):
               - {node: b, interface: e0, addresses: [10.0.0.2/24]}
     """) == [
         "2: colour: unknown field 'colour'; expected one of: description, links, name, nodes",
-        "5: nodes.a.rutes: unknown field 'rutes'; expected one of: bridges, description, loopback, "
+        "5: nodes.a.rutes: unknown field 'rutes' (did you mean 'routes'?); expected one of: bridges, description, loopback, "
         "policies, routes, sysctls",
-        "6: nodes.a.loopback.addrs: unknown field 'addrs'; expected one of: addresses",
+        "6: nodes.a.loopback.addrs: unknown field 'addrs' (did you mean 'addresses'?); expected one of: addresses",
         "8: nodes.a.bridges.br0.vlan: unknown field 'vlan'; expected one of: addresses, mac, mtu, "
         "ports, state",
         "10: nodes.a.routes[0].table: unknown field 'table'; expected one of: dev, metric, to, via",

@@ -62,7 +62,8 @@ def with_display(kernel, live: Resource) -> Resource:
     """`live` with a `_display` field: its rules as `nft list` prints them."""
     _, family, name = live.key
     texts = _rule_texts(kernel, kernel.ns(live.ns), family, name)
-    shown = tuple(sorted({(key, texts.get(handle, key)) for key, handle in live.get("_handles", ())}))
+    shown = tuple(sorted({((chain, key), texts.get(handle, key))
+                          for chain, key, handle in live.get("_handles", ())}))
     return live.with_fields(_display=shown)
 
 

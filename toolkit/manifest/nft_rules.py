@@ -10,6 +10,7 @@ like with like; reconcile/nft_canon.py evens out the rest on both sides.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -48,14 +49,18 @@ class RuleError(ValueError):
 
 
 class RuleContext:
-    """What a rule may refer to: its table's family and sets, its chain."""
+    """What a rule may refer to: its table's family and sets, its chain, and the
+    table's regular chains (jump targets) and base chains (not jump targets)."""
 
-    def __init__(self, family: str, chain_type: str | None, hook: str | None, set_types: dict, chains: set):
+    def __init__(self, family: str, chain_type: str | None, hook: str | None, set_types: dict,
+                 chains: set, chain: str = "", base_chains: set = frozenset()):
         self.family = family
         self.chain_type = chain_type
         self.hook = hook
         self.set_types = set_types
         self.chains = chains
+        self.chain = chain
+        self.base_chains = base_chains
 
 
 def _match(left: dict, right, op: str = "==") -> dict:
@@ -94,7 +99,7 @@ def compile_rule(rule: dict, ctx: RuleContext) -> list:
         expr.append({"limit": _limit(rule["limit"])})
     if rule.get("counter"):
         expr.append({"counter": None})
-    if rule.get("log"):
+    if "log" in rule and rule["log"] is not False:
         expr.append({"log": _log(rule["log"])})
     if "action" in rule:
         expr.append(_action(rule["action"], rule, ctx))
@@ -168,6 +173,8 @@ def _protocol_matches(rule: dict, ctx: RuleContext) -> list:
             out.append(_match({"payload": {"protocol": header, "field": key}}, _ports(key, rule[key])))
         _no_icmp_types(rule)
         return out
+    if "icmp_type" in rule and "icmpv6_type" in rule:
+        raise RuleError("icmpv6_type", "icmp type and icmpv6 type cannot meet in one packet: write two rules")
     for key, proto, names, family in (("icmp_type", "icmp", ICMP_TYPES, "ip6"),
                                       ("icmpv6_type", "icmpv6", ICMPV6_TYPES, "ip")):
         if key in rule:
@@ -250,9 +257,16 @@ def _action(action, rule: dict, ctx: RuleContext) -> dict:
     if name in ("accept", "drop", "return"):
         return {name: None}
     if name in ("jump", "goto"):
+        if arg == ctx.chain:
+            raise RuleError("action", f"a chain cannot {name} to itself")
+        if arg in ctx.base_chains:
+            raise RuleError("action", f"{name} to '{arg}': only regular chains (without a hook) can be jumped to")
         if arg not in ctx.chains:
+            close = difflib.get_close_matches(arg, sorted(ctx.chains), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             known = ", ".join(sorted(ctx.chains)) or "none"
-            raise RuleError("action", f"{name} to unknown chain '{arg}' (chains of this table: {known})")
+            raise RuleError("action", f"{name} to unknown chain '{arg}' ({hint}regular chains of this table: "
+                                      f"{known})")
         return {name: {"target": arg}}
     if name == "reject":
         if arg == "tcp-reset":
@@ -279,7 +293,9 @@ def _nat_target(name: str, text: str, ctx: RuleContext) -> dict:
     host, port = text, None
     if text.startswith("["):  # [2001:db8::1]:80
         host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
+        if rest and not rest.startswith(":"):
+            raise RuleError("action", f"invalid {name} target {text!r}: write [address]:port")
+        port = rest[1:] if rest else None
     elif text.count(":") == 1:
         host, port = text.split(":")
     try:
@@ -287,7 +303,8 @@ def _nat_target(name: str, text: str, ctx: RuleContext) -> dict:
     except ValueError:
         raise RuleError("action", f"invalid {name} target {text!r}: an address, address:port or [v6]:port") from None
     proto = "ip" if addr.version == 4 else "ip6"
-    _check_family("action", proto, ctx)
+    if ctx.family in ("ip", "ip6") and proto != ctx.family:
+        raise RuleError("action", f"{name} to an IPv{addr.version} address in a table of family {ctx.family}")
     target = {"addr": str(addr)}
     if ctx.family == "inet":
         target = {"family": proto, **target}
@@ -307,6 +324,9 @@ def describe(rule: dict) -> str:
         value = rule[key]
         if key == "counter":
             parts.append("counter") if value else None
+            continue
+        if key == "log" and isinstance(value, bool):
+            parts.append("log") if value else None
             continue
         if key == "action":
             parts.append(value if isinstance(value, str) else " ".join(f"{k} {v}" for k, v in value.items()))

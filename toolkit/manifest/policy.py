@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import string
 from dataclasses import replace
 
 from ..errors import Problem
@@ -54,7 +55,9 @@ class _PolicyBuilder:
                          for s, v in _mapping(spec.get("sets")).items())
             set_types = {s.name: s.type for s in sets}
             chain_specs = {c: _mapping(v) for c, v in _mapping(spec.get("chains")).items()}
-            chains = tuple(self.build_chain(path + ("chains", c), c, cspec, family, set_types, set(chain_specs))
+            base = {c for c, cspec in chain_specs.items() if "hook" in cspec}
+            chains = tuple(self.build_chain(path + ("chains", c), c, cspec, family, set_types,
+                                            set(chain_specs) - base, base)
                            for c, cspec in chain_specs.items())
             where = f"{self.doc.file}:{self.doc.line_of(path)}"
             tables.append(Table(name=name, family=family, chains=chains, sets=sets, source=where))
@@ -62,16 +65,25 @@ class _PolicyBuilder:
 
     def build_set(self, path, name: str, spec: dict) -> NamedSet:
         set_type = spec.get("type", "ipv4_addr")
-        flags = tuple(sorted(set(f for f in spec.get("flags") or () if isinstance(f, str))))
-        elements = []
-        for k, value in enumerate(spec.get("elements") or ()):
+        flags = tuple(sorted(set(f for f in _sequence(spec.get("flags")) if isinstance(f, str))))
+        elements, spans = [], []
+        for k, value in enumerate(_sequence(spec.get("elements"))):
             try:
-                elements.append(json.dumps(_element(set_type, value, "interval" in flags), sort_keys=True))
+                element = _element(set_type, value, "interval" in flags)
             except ValueError as exc:
                 self.fail(path + ("elements", k), str(exc))
+                continue
+            elements.append(json.dumps(element, sort_keys=True))
+            if "interval" in flags and (span := _span(element)):
+                spans.append((span, k, value))
+        spans.sort()
+        for (a, k_a, v_a), (b, k_b, v_b) in zip(spans, spans[1:]):
+            if b[0] <= a[1] and a != b:  # the kernel refuses overlaps ("conflicting intervals"); equal ones merge
+                first, later = sorted(((k_a, v_a), (k_b, v_b)))
+                self.fail(path + ("elements", later[0]), f"{later[1]} overlaps {first[1]} (elements[{first[0]}])")
         return NamedSet(name=name, type=set_type, flags=flags, elements=tuple(sorted(set(elements))))
 
-    def build_chain(self, path, name, spec, family, set_types, chains) -> Chain:
+    def build_chain(self, path, name, spec, family, set_types, regular, base) -> Chain:
         hook = spec.get("hook")
         ctype = spec.get("type")
         if hook is None:
@@ -86,11 +98,12 @@ class _PolicyBuilder:
             if ctype == "route" and hook != "output":
                 self.fail(path + ("hook",), "a route chain hooks output only")
             priority = spec.get("priority", _default_priority(ctype, hook))
-            priority = PRIORITIES.get(priority, priority)
+            if isinstance(priority, str):
+                priority = PRIORITIES.get(priority, priority)
             header = dict(type=ctype, hook=hook, priority=priority, policy=spec.get("policy", "accept"))
-        ctx = RuleContext(family, header["type"], hook, set_types, chains - {name})
+        ctx = RuleContext(family, header["type"], hook, set_types, regular - {name}, name, base)
         rules = []
-        for k, rule in enumerate(spec.get("rules") or ()):
+        for k, rule in enumerate(_sequence(spec.get("rules"))):
             if isinstance(rule, dict):
                 built = self.build_rule(path + ("rules", k), rule, ctx)
                 if built is not None:
@@ -105,7 +118,9 @@ class _PolicyBuilder:
             if extra:
                 self.fail(path + (extra[0],), "a native rule (`nft`) stands alone; only `comment` may go with it")
                 return None
-            text = rule["nft"] if isinstance(rule["nft"], str) else ""
+            if not isinstance(rule["nft"], str):
+                return None  # the schema already said it must be text
+            text = rule["nft"]
             if not text.strip() or any(c in text for c in ";\n\r"):
                 self.fail(path + ("nft",), "a native rule is one rule's statements: not empty, no ';' or newlines")
                 return None
@@ -135,7 +150,11 @@ def _element(set_type: str, value, interval: bool):
         try:
             net = ipaddress.ip_network(str(value), strict=True)
         except ValueError:
-            raise ValueError(f"invalid element {value!r} for a set of {set_type}") from None
+            try:
+                fixed = ipaddress.ip_network(str(value), strict=False)
+            except ValueError:
+                raise ValueError(f"invalid element {value!r} for a set of {set_type}") from None
+            raise ValueError(f"prefix {value} has host bits set (did you mean {fixed}?)") from None
         if net.version != version:
             raise ValueError(f"{value} is IPv{net.version}, the set holds {set_type}")
         if net.prefixlen == net.max_prefixlen:
@@ -152,19 +171,39 @@ def _element(set_type: str, value, interval: bool):
             raise ValueError(f"range {value} needs the set to have flags: [interval]")
         return port
     if set_type == "mark":
-        if not isinstance(value, int):
-            raise ValueError(f"invalid mark {value!r}: a number")
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError(f"invalid mark {value!r}: a number from 0 to 4294967295")
         return value
     if set_type == "ether_addr":
-        text = str(value).lower()
-        if len(text.split(":")) != 6:
-            raise ValueError(f"invalid MAC address {value!r}")
-        return text
+        parts = str(value).split(":")
+        if len(parts) != 6 or not all(1 <= len(p) <= 2 and all(c in string.hexdigits for c in p) for p in parts):
+            raise ValueError(f"invalid MAC address {value!r}: six hex pairs like 02:00:00:00:00:01")
+        return ":".join(p.lower().zfill(2) for p in parts)  # as nft lists it
     return str(value)
+
+
+def _span(element):
+    """(low, high) integers an interval-set element covers, to find overlaps."""
+    if isinstance(element, int):
+        return (element, element)
+    if isinstance(element, dict) and "range" in element:
+        return tuple(element["range"])
+    if isinstance(element, dict) and "prefix" in element:
+        net = ipaddress.ip_network(f"{element['prefix']['addr']}/{element['prefix']['len']}")
+        return (int(net.network_address), int(net.broadcast_address))
+    try:
+        address = int(ipaddress.ip_address(element))
+        return (address, address)
+    except ValueError:
+        return None
 
 
 def _mapping(value) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def _sequence(value) -> list:
+    return value if isinstance(value, list) else []
 
 
 def resolve_native_rules(topology, resolve):
@@ -198,13 +237,15 @@ def resolve_native_rules(topology, resolve):
     for rid, table in by_id.items():
         _, chain, index = rid.rsplit("|", 2)
         rule = next(c for c in table.chains if c.name == chain).rules[int(index)]
-        outcome = results.get(rid, {"error": "libnftables gave no answer for this rule"})
+        outcome = results.get(rid)
+        if outcome is None:
+            continue  # not checked (no scratch namespace here): stays unresolved
         if "error" in outcome:
             file, _, line = rule.source.rpartition(":")
             problems.append(Problem(file, int(line), f"{rule.path}.nft",
                                     f"libnftables refused `{rule.native}`: {outcome['error']}"))
         else:
-            resolved[rid] = json.dumps(outcome["expr"])
+            resolved[rid] = (json.dumps(outcome["expr"]), outcome.get("comment"))
     nodes = tuple(replace(n, tables=tuple(_filled(t, resolved) for t in n.tables)) for n in topology.nodes)
     return replace(topology, nodes=nodes), problems
 
@@ -212,7 +253,13 @@ def resolve_native_rules(topology, resolve):
 def _filled(table: Table, resolved: dict) -> Table:
     chains = []
     for chain in table.chains:
-        rules = tuple(replace(r, expr=resolved.get(f"{table.source}|{chain.name}|{i}")) if r.native is not None
-                      else r for i, r in enumerate(chain.rules))
+        rules = []
+        for i, rule in enumerate(chain.rules):
+            found = resolved.get(f"{table.source}|{chain.name}|{i}")
+            if rule.native is not None and found:
+                # A comment may be written in the native text itself.
+                rule = replace(rule, expr=found[0], comment=rule.comment or found[1])
+            rules.append(rule)
+        rules = tuple(rules)
         chains.append(replace(chain, rules=rules))
     return replace(table, chains=tuple(chains))

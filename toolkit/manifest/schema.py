@@ -7,6 +7,7 @@ common ones and pin each to the line of the offending field.
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import re
 from functools import lru_cache
@@ -91,7 +92,9 @@ def _explain(error, root: dict, written: str | None):
         allowed = _declared_fields(error.schema, root)
         hint = f"; expected one of: {', '.join(sorted(allowed))}" if allowed else ""
         for key in sorted(set(error.instance) - allowed):
-            yield (key,), f"unknown field '{key}'{hint}"
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            guess = f" (did you mean '{close[0]}'?)" if close else ""
+            yield (key,), f"unknown field '{key}'{guess}{hint}"
         return
     if kind == "required":
         # jsonschema reports each missing property as its own error: "'x' is a required property".

@@ -32,7 +32,9 @@ def _read_text(path: str, read, what: str) -> tuple:
     try:
         raw = read(path)
     except OSError as exc:
-        return None, Problem(path, 1, "", f"cannot read {what}: {exc.strerror or exc}")
+        # A policy file's problem is reported at the manifest's line naming it: say which file.
+        name = f" {path}" if what == "policy file" else ""
+        return None, Problem(path, 1, "", f"cannot read {what}{name}: {exc.strerror or exc}")
     try:
         return raw.decode("utf-8"), None
     except UnicodeDecodeError as exc:
@@ -291,11 +293,15 @@ class _Builder:
 
     def build_tables(self, node: str, paths: list) -> tuple:
         """The firewall tables of `node`, from its policy files (relative to the manifest)."""
-        tables, seen = [], {}
+        tables, seen, listed = [], {}, {}
         for k, relative in enumerate(paths):
             if not isinstance(relative, str) or not relative:
                 continue
             path = os.path.normpath(os.path.join(os.path.dirname(self.doc.file), relative))
+            if path in listed:
+                self.fail(("nodes", node, "policies", k), f"{relative} is listed twice (also policies[{listed[path]}])")
+                continue
+            listed[path] = k
             if path not in self.policies:
                 text, problem = _read_text(path, self.read, "policy file")
                 if problem:

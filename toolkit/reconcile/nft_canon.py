@@ -9,7 +9,7 @@ so that equal rulesets give equal resources.
 An nft_table resource spec has, per chain, a `chain NAME` field (its header as
 JSON: type, hook, priority, policy) and a `rules NAME` field (a tuple of
 canonical rule strings, in order); per named set a `set NAME` field; and an
-informational `_display` field mapping canonical rules to readable text.
+informational `_display` field mapping (chain, canonical rule) to readable text.
 """
 
 from __future__ import annotations
@@ -77,6 +77,9 @@ def chain_header(type_, hook, priority, policy) -> str:
 
 
 def set_spec(set_type, flags, elements) -> str:
+    """A named set; `elements` as JSON values (decoded), as listed or declared."""
+    if isinstance(flags, str):
+        flags = [flags]  # newer nft lists a single flag as a plain string
     return json.dumps({"type": set_type, "flags": sorted(flags or ()),
                        "elements": sorted(_element(e) for e in elements or ())}, sort_keys=True)
 
@@ -84,11 +87,6 @@ def set_spec(set_type, flags, elements) -> str:
 def _element(value) -> str:
     if isinstance(value, dict) and "elem" in value:
         value = value["elem"].get("val")  # timeouts and expiry times are not content
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)  # desired elements are kept as JSON text
-        except ValueError:
-            pass
     return json.dumps(canonical_expr(value, ""), sort_keys=True)
 
 
@@ -101,10 +99,10 @@ def desired_table_spec(table: Table) -> dict:
         for rule in chain.rules:
             key = canonical_rule(json.loads(rule.expr), rule.comment, table.family)
             rules.append(key)
-            display[key] = f"{rule.text}  ({rule.source})"
+            display[(chain.name, key)] = f"{rule.text}  ({rule.source})"
         fields[f"rules {chain.name}"] = tuple(rules)
     for named in table.sets:
-        fields[f"set {named.name}"] = set_spec(named.type, named.flags, named.elements)
+        fields[f"set {named.name}"] = set_spec(named.type, named.flags, [json.loads(e) for e in named.elements])
     fields["_display"] = tuple(sorted(display.items()))
     return fields
 
@@ -133,7 +131,7 @@ def live_table_specs(listing: list, prefix: str) -> tuple:
         elif kind == "rule":
             key = canonical_rule(body.get("expr", []), body.get("comment"), family)
             fields.setdefault(f"rules {body['chain']}", []).append(key)
-            fields.setdefault("_handles", []).append((key, body.get("handle")))
+            fields.setdefault("_handles", []).append((body["chain"], key, body.get("handle")))
         elif kind == "set":
             fields[f"set {body['name']}"] = set_spec(body.get("type"), body.get("flags"), body.get("elem"))
     for fields in owned.values():  # specs hold tuples: resources are hashable

@@ -40,17 +40,17 @@ def _rule_lines(chain, desired, live, shown_desired, shown_live) -> list:
     matcher = difflib.SequenceMatcher(a=desired, b=live, autojunk=False)
     for op, a1, a2, b1, b2 in matcher.get_opcodes():
         if op in ("delete", "replace"):
-            out += [(f"rule missing from {chain} (#{i + 1})", shown_desired.get(desired[i], desired[i]), ABSENT)
-                    for i in range(a1, a2)]
+            out += [(f"rule missing from {chain} (#{i + 1})",
+                     shown_desired.get((chain, desired[i]), desired[i]), ABSENT) for i in range(a1, a2)]
         if op in ("insert", "replace"):
-            out += [(f"rule not in the manifest, in {chain} (#{i + 1})", ABSENT, shown_live.get(live[i], live[i]))
-                    for i in range(b1, b2)]
+            out += [(f"rule not in the manifest, in {chain} (#{i + 1})", ABSENT,
+                     shown_live.get((chain, live[i]), live[i])) for i in range(b1, b2)]
     return out
 
 
 def _set_lines(name, desired: dict, live: dict) -> list:
     out = [(f"set {name} {k}", _show(desired[k]), _show(live.get(k))) for k in ("type", "flags")
-           if desired[k] != live.get(k)]
+           if desired[k] != live.get(k)]  # flags are lists: _show joins them
     want, have = set(desired["elements"]), set(live.get("elements", []))
     out += [(f"set {name} element", element_text(e), ABSENT) for e in sorted(want - have)]
     out += [(f"set {name} element", ABSENT, element_text(e)) for e in sorted(have - want)]
@@ -68,4 +68,6 @@ def element_text(element: str) -> str:
 
 
 def _show(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "(none)"
     return "(none)" if value in (None, "") else str(value)
