@@ -43,12 +43,15 @@ def demo(c):
         _run(c, f"{netkeel} apply {lab} {opts}")
         _say("4. The lab works: ping client2 from client1, through ns_server")
         _run(c, f"ip netns exec {DEMO_PREFIX}ns_client1 ping -c 3 -i 0.2 -W 1 10.0.2.2")
+        _say("   ...and the server's firewall works: client2 may not open connections to client1")
+        _run(c, f"ip netns exec {DEMO_PREFIX}ns_client2 ping -c 2 -i 0.2 -W 1 10.0.1.2", expect=(1,))
         _say("5. Live state")
         _run(c, f"{netkeel} show {lab} {opts}")
         _say("6. Change the lab by hand, behind netkeel's back")
         _run(c, f"ip -n {DEMO_PREFIX}ns_server link set veth_srv_c2 mtu 1400")
         _run(c, f"ip -n {DEMO_PREFIX}ns_client1 address add 10.0.1.99/24 dev veth_c1")
         _run(c, f"ip netns exec {DEMO_PREFIX}ns_server sysctl -qw net.ipv4.ip_forward=0")
+        _run(c, f"ip netns exec {DEMO_PREFIX}ns_server nft add rule inet netkeel_filter input tcp dport 22 accept")
         _say("7. Drift names each difference (exit 2 = drifted)")
         _run(c, f"{netkeel} drift {lab} {opts}", expect=(2,))
         _say("8. Apply repairs it; a second apply changes nothing")
@@ -77,11 +80,14 @@ def test(c, unit=False, integration=False, k=None):
         raise Exit(code=result.exited)
 
 
-@task(help={"nodes": "how many nodes to build (default 1000)"})
-def bench(c, nodes=1000):
-    """Benchmark: netkeel vs an equivalent `ip -batch` build at N nodes."""
+@task(help={"nodes": "how many nodes to build (default 1000)",
+            "nft": "the firewall benchmark instead: a policy of --rules rules against nft -f",
+            "rules": "how many rules for --nft (default 10000)"})
+def bench(c, nodes=1000, nft=False, rules=10000):
+    """Benchmark: netkeel vs `ip -batch` at N nodes, or (--nft) vs `nft -f` at N rules."""
+    script = f"bench/nft_scale.py --rules {int(rules)}" if nft else f"bench/scale.py --nodes {int(nodes)}"
     with c.cd(str(ROOT)):
-        c.run(f"{shlex.quote(sys.executable)} bench/scale.py --nodes {int(nodes)}", pty=sys.stdout.isatty())
+        c.run(f"{shlex.quote(sys.executable)} {script}", pty=sys.stdout.isatty())
 
 
 ns = Collection(validate, plan, apply, drift, show, destroy, demo, test, bench)

@@ -108,7 +108,7 @@ def print_live(console: Console, resources, title: str, prefix: str = "") -> Non
     ifaces = Table(title=f"{title}: interfaces", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("node", "interface", "kind", "state", "mtu", "addresses", "peer / master"):
         ifaces.add_column(column, overflow="fold")
-    routes = Table(title="routes and sysctls", title_justify="left", box=box.SIMPLE_HEAD)
+    routes = Table(title="routes, sysctls and firewall", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("node", "what", "value"):
         routes.add_column(column)
     for ns in sorted(by_ns):
@@ -126,6 +126,10 @@ def print_live(console: Console, resources, title: str, prefix: str = "") -> Non
             routes.add_row(node, r.label, r.describe())
         for s in sorted(kinds["sysctl"]):
             routes.add_row(node, s.label, str(s.get("value")))
+        for t in sorted(kinds["nft_table"]):
+            routes.add_row(node, t.label, t.describe())
+        for t in sorted(kinds["nft_foreign"]):
+            routes.add_row(node, t.label, "not netkeel's (left alone)", style="magenta")
     console.print(ifaces)
     if routes.row_count:
         console.print(routes)
