@@ -38,6 +38,7 @@ class Lab:
 
     def __init__(self, prefix: str, state_dir: Path):
         self.prefix = prefix
+        self.state = Path(state_dir)
         self.env = dict(os.environ, NETKEEL_STATE_DIR=str(state_dir))
 
     def add_foreign_namespace(self, name: str) -> None:
@@ -47,9 +48,19 @@ class Lab:
     def ns(self, node: str) -> str:
         return f"{self.prefix}{node}"
 
-    def run(self, command: str, manifest, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        argv = [NETKEEL, command, str(manifest), "--ns-prefix", self.prefix, *args]
-        return subprocess.run(argv, capture_output=True, text=True, env=self.env, cwd=ROOT, timeout=timeout)
+    def argv(self, command: str, manifest, *args: str) -> list:
+        """netkeel COMMAND [MANIFEST --ns-prefix P] ARGS; manifest None for commands without one."""
+        where = [str(manifest), "--ns-prefix", self.prefix] if manifest is not None else []
+        return [NETKEEL, command, *where, *args]
+
+    def run(self, command: str, manifest, *args: str, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(command, manifest, *args), capture_output=True, text=True,
+                              env={**self.env, **(env or {})}, cwd=ROOT, timeout=timeout)
+
+    def start(self, command: str, manifest, *args: str) -> subprocess.Popen:
+        """The CLI started in the background (the caller waits for it, bounded)."""
+        return subprocess.Popen(self.argv(command, manifest, *args), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=self.env, cwd=ROOT)
 
     def json(self, command: str, manifest, *args: str) -> tuple[int, dict]:
         result = self.run(command, manifest, "--json", *args)
@@ -92,6 +103,45 @@ class Lab:
         family = "-6" if ":" in address else "-4"
         result = self.exec(node, ["ping", family, "-n", "-c", str(count), "-i", "0.2", "-w", "5", address])
         return result.returncode == 0
+
+
+def kernel_view(namespace: str) -> dict:
+    """What `ip -j` and `nft -j` say of a namespace, volatile fields left out
+    (ifindex, peer index and netns id, counters, handles, link-local addresses)."""
+    def run(*argv):
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True).stdout
+        return json.loads(out or "[]")
+
+    # Carrier flags and the routes IPv6 adds once a carrier is seen come a moment
+    # after a link is set up: operational timing, not configuration.
+    operational = {"NO-CARRIER", "LOWER_UP", "M-DOWN"}
+    links = sorted((l["ifname"], l.get("mtu"), l.get("address"),
+                    tuple(sorted(set(l.get("flags", [])) - operational)),
+                    l.get("master"), l.get("ifalias"), (l.get("linkinfo") or {}).get("info_kind"))
+                   for l in run("ip", "-n", namespace, "-j", "-d", "link", "show"))
+    addrs = sorted((a["ifname"], i["family"], i["local"], i["prefixlen"])
+                   for a in run("ip", "-n", namespace, "-j", "addr", "show") for i in a.get("addr_info", [])
+                   if not i["local"].startswith("fe80:"))
+    routes = sorted(json.dumps(r, sort_keys=True) for r in run("ip", "-n", namespace, "-j", "route", "show", "table",
+                                                               "all")
+                    if not r.get("dst", "").startswith(("fe80:", "ff00:")))
+    ruleset = run("ip", "netns", "exec", namespace, "nft", "-j", "list", "ruleset").get("nftables", [])
+    nft = sorted(json.dumps(_without(item, ("handle", "packets", "bytes")), sort_keys=True)
+                 for item in ruleset if "metainfo" not in item)
+    return {"links": links, "addrs": addrs, "routes": routes, "nft": nft}
+
+
+def _without(value, keys):
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_without(v, keys) for v in value]
+    return value
+
+
+def lab_view(prefix: str) -> dict:
+    """kernel_view of every namespace under `prefix`."""
+    return {name: kernel_view(name) for name in sorted(namespaces_with(prefix))}
 
 
 def root_namespace_view() -> dict:

@@ -30,8 +30,11 @@ HELP = {
 
 # Off a terminal (CI logs, pipes) rich would assume 80 columns; tables read
 # better wider, and nothing downstream wraps them again.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+HELP_REV = "use the manifest (and its policy files) as of this git revision, read with git"
+HELP_WAIT = "wait for another netkeel's change to finish instead of failing at once"
+
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
 
 
 def require_root() -> None:
@@ -80,6 +83,19 @@ def command(name: str):
                 raise Exit(code=code)
         return task_body
     return wrap
+
+
+def warn_interrupted(state) -> None:
+    """Say so when an earlier change was cut off (a crash, a kill), and what to run."""
+    from ..state.journal import Journal
+
+    for record in Journal(state).interrupted():
+        manifest = (record.get("manifests") or [{}])[0].get("path", "the manifest")
+        err.print(f"[bold yellow]warning[/]: {record.get('op', 'a change')} of {escape(manifest)} "
+                  f"(instance {record.get('instance')}, pid {record.get('pid')}, started {record.get('ts')}) "
+                  f"was interrupted. Run `apply {escape(manifest)}` to converge, or "
+                  f"`rollback --snapshot {record.get('snapshot')}` to return to the state before it.",
+                  soft_wrap=True)
 
 
 @contextmanager

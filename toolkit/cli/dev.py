@@ -9,7 +9,7 @@ from pathlib import Path
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .tasks import apply, destroy, drift, plan, show, validate
+from .history import user
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PREFIX = "demo-"
@@ -90,4 +90,4 @@ def bench(c, nodes=1000, nft=False, rules=10000):
         c.run(f"{shlex.quote(sys.executable)} {script}", pty=sys.stdout.isatty())
 
 
-ns = Collection(validate, plan, apply, drift, show, destroy, demo, test, bench)
+ns = Collection(*user.tasks.values(), demo, test, bench)

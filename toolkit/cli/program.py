@@ -3,7 +3,7 @@
 from invoke import Program
 
 from .. import __version__
-from .tasks import user
+from .history import user
 
 
 def main() -> None:

@@ -12,23 +12,31 @@ from ..manifest import load_topology
 from ..reconcile.apply import steps
 from ..report import human, machine
 from ..state import StateDir
-from .common import EXIT_CHANGES, HELP, command, err, kernel_session, out, require_root
+from .common import (EXIT_CHANGES, HELP, HELP_REV, HELP_WAIT, command, err, kernel_session, out,
+                     require_root, warn_interrupted)
 
 PROGRESS_THRESHOLD = 50  # steps; below this an apply is over before a bar helps
 
 
 @contextmanager
-def _reconciler(file, ns_prefix, state_dir, verbose):
-    """The manifest loaded and checked (bad input is reported before anything
-    else, root or not), then a reconciler on a kernel session."""
+def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False):
+    """The manifest (as of git revision `rev`, if given) loaded and checked (bad
+    input is reported before anything else, root or not), then a reconciler on a
+    kernel session."""
+    from ..manifest.git import RevisionReader
+    from ..manifest.topology import read_file
     from ..reconcile.engine import Reconciler, native_resolver
 
-    topology = load_topology(file)  # bad input first, root or not, before any kernel work
+    reader = RevisionReader(rev, file) if rev else read_file
+    topology = load_topology(file, read=reader)  # bad input first, before any kernel work
     require_root()
     if any(r.native for n in topology.nodes for t in n.tables for c in t.chains for r in c.rules):
-        topology = load_topology(file, natives=native_resolver)
+        topology = load_topology(file, read=reader, natives=native_resolver)
+    state = StateDir(state_dir)
+    warn_interrupted(state)
     with kernel_session(verbose) as kernel:
-        yield Reconciler(topology, kernel, StateDir(state_dir), prefix=ns_prefix)
+        yield Reconciler(topology, kernel, state, prefix=ns_prefix, wait=wait,
+                         git=reader.info() if rev else None)
 
 
 def _print_json(command: str, rec, plan, outcome: str, **extra) -> None:
@@ -57,32 +65,37 @@ def validate(c, file):
     out.print(f"{file}: valid ({len(topology.nodes)} nodes, {links} links)")
 
 
-@task(help=HELP)
+@task(help=dict(HELP, rev=HELP_REV))
 @command("plan")
-def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
+def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=None):
     """Show the ordered actions apply would take (exit 2 when changes are pending)."""
-    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
+    with _reconciler(file, ns_prefix, state_dir, verbose, rev) as rec:
         the_plan, _ = rec.plan()
     if json:
-        _print_json("plan", rec, the_plan, "in_sync" if the_plan.empty else "changes")
+        _print_json("plan", rec, the_plan, "in_sync" if the_plan.empty else "changes",
+                    requests=len(steps(the_plan)))
     else:
         human.print_plan(out, the_plan, f"plan for {_title(rec.topology, ns_prefix)}", ns_prefix)
     return 0 if the_plan.empty else EXIT_CHANGES
 
 
-@task(help=HELP)
+@task(help=dict(HELP, rev=HELP_REV, wait=HELP_WAIT))
 @command("apply")
-def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
-    """Converge the kernel to the manifest, then re-read and verify."""
-    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
-        result = rec.apply() if json else _apply_with_progress(rec, ns_prefix)
+def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=None, wait=False):
+    """Converge the kernel to the manifest, verify; on any failure restore the snapshot.
+
+    A snapshot of the live state is taken first (see `snapshots`, `rollback`)."""
+    with _reconciler(file, ns_prefix, state_dir, verbose, rev, wait) as rec:
+        with rec.locked():
+            result = rec.apply() if json else _apply_with_progress(rec, ns_prefix)
     if json:
         _print_json("apply", rec, result.plan, "in_sync" if result.plan.empty else "applied",
-                    steps=result.steps)
+                    steps=result.steps, snapshot=result.snapshot)
     elif result.plan.empty:
         out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: already in sync, nothing changed.")
     else:
-        out.print(f"[green]applied[/] {result.steps} kernel request(s); verified: the kernel matches the manifest.")
+        out.print(f"[green]applied[/] {result.steps} kernel request(s); verified: the kernel matches the manifest. "
+                  f"Snapshot before it: {result.snapshot} (`rollback` returns there).")
 
 
 def _apply_with_progress(rec, prefix):
@@ -101,12 +114,18 @@ def _apply_with_progress(rec, prefix):
                          on_step=lambda done, total, step: bar.update(job, completed=done, total=total))
 
 
-@task(help=HELP)
+@task(help=dict(HELP, junit="also write the result as a JUnit XML report to this file (for CI)"))
 @command("drift")
-def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
+def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, junit=None):
     """Compare the kernel to the manifest: exit 0 in sync, 2 drifted, 1 error."""
     with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
         found = rec.drift()
+    if junit:
+        from ..report.junit import drift_report
+
+        nodes = [n.name for n in rec.topology.nodes]
+        with open(junit, "w") as report:
+            report.write(drift_report(rec.topology.name, nodes, found.plan, found.unmanaged, ns_prefix))
     if json:
         _print_json("drift", rec, found.plan, "in_sync" if found.clean else "drift",
                     unmanaged=[machine.unmanaged_record(r, ns_prefix) for r in found.unmanaged])
@@ -125,11 +144,11 @@ def show(c, file, ns_prefix="", state_dir=None, verbose=False):
     human.print_live(out, live, f"live state of {_title(rec.topology, ns_prefix)}", ns_prefix)
 
 
-@task(help=HELP)
+@task(help=dict(HELP, wait=HELP_WAIT))
 @command("destroy")
-def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
+def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, wait=False):
     """Remove every namespace the topology owns (and all inside them); nothing else."""
-    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
+    with _reconciler(file, ns_prefix, state_dir, verbose, wait=wait) as rec:
         result = rec.destroy()
     if json:
         _print_json("destroy", rec, result.plan, "destroyed" if result.steps else "in_sync")
@@ -142,5 +161,5 @@ def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False):
             out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: nothing to remove.")
 
 
-# What users run; the development tasks (demo, test, bench) are added in dev.py.
-user = Collection(validate, plan, apply, drift, show, destroy)
+# What users run is assembled in history.py (which adds rollback and friends);
+# the development tasks (demo, test, bench) in dev.py.

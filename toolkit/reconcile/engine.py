@@ -1,9 +1,10 @@
-"""The reconciler: plan, apply (as a transaction), drift and destroy for one topology.
+"""The reconciler: plan, apply, drift, destroy for one topology; rollback to a snapshot.
 
     desired = compile(topology)            live = read(kernel, scope)
     plan    = diff(desired, live)
-    apply   = execute(plan) -> verify -> on any failure: restore the pre-apply live
-              state (reconcile toward it) and verify that too
+    apply   = a transaction (transaction.py): snapshot, execute, verify, and on
+              any failure restore the snapshot and verify that too
+    rollback = the same transaction, toward a snapshot instead of a manifest
 
 The scope of a topology instance is the namespaces it declares plus those the
 inventory says it owns: nothing outside it is read, changed or removed.
@@ -11,24 +12,30 @@ inventory says it owns: nothing outside it is read, changed or removed.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
-from ..errors import ApplyError, KernelError, ManifestError, OwnershipError, Problem, VerifyError
+from ..errors import KernelError, ManifestError, OwnershipError, Problem
 from ..kernel import nft_scratch, nftables
-from ..kernel.reader import read_live
+from ..manifest.git import repo_info
 from ..model.topology import Topology
 from ..state.inventory import Inventory, instance_id
+from ..state.journal import Journal
+from ..state.lock import StateLock
+from ..state.snapshots import SnapshotError, Snapshots
 from ..state.statedir import StateDir
-from .apply import StepError, execute, verify
+from . import transaction
 from .compile import desired_resources
 from .plan import Plan, diff
 from .resources import UNMANAGED_KINDS
+from .transaction import Change, read_scope
 
 
 @dataclass(frozen=True)
 class ApplyResult:
     plan: Plan
     steps: int
+    snapshot: str | None = None  # the snapshot taken before the change
 
 
 @dataclass(frozen=True)
@@ -45,13 +52,19 @@ class Drift:
 
 
 class Reconciler:
-    def __init__(self, topology: Topology, kernel, state: StateDir, prefix: str = ""):
+    def __init__(self, topology: Topology, kernel, state: StateDir, prefix: str = "",
+                 git: dict | None = None, wait: bool = False):
         """`topology` must have its native firewall rules resolved: load it with
-        natives=native_resolver (ManifestError otherwise, if it has any)."""
+        natives=native_resolver (ManifestError otherwise, if it has any). `git`
+        says where the manifest came from (repo_info or a RevisionReader's info);
+        `wait` makes a change wait for the state lock instead of failing."""
         self.topology = topology
         self.kernel = kernel
         self.state = state
         self.prefix = prefix
+        self.git = git if git is not None else repo_info([p for p, _ in topology.files])
+        self.wait = wait
+        self._lock = None
         self.instance = instance_id(topology.name, prefix)
         unresolved = [r.source for n in topology.nodes for t in n.tables for c in t.chains
                       for r in c.rules if r.expr is None]
@@ -85,16 +98,16 @@ class Reconciler:
 
     def read(self, resources=None, names=None) -> list:
         """Live resources in scope; sysctls and veth peers as `resources` name them."""
-        resources = self.desired if resources is None else resources
-        sysctls, hints = {}, {}
-        for r in resources:
-            if r.kind == "sysctl":
-                sysctls.setdefault(r.ns, set()).add(r.key[1])
-            elif r.kind == "link" and r.get("peer"):
-                hints[r.key] = r.get("peer").partition("/")[0]
-        return read_live(self.kernel, self.scope() if names is None else names, sysctls, hints)
+        return read_scope(self.kernel, self.scope() if names is None else names,
+                          self.desired if resources is None else resources)
 
     # -- operations -----------------------------------------------------------
+    def locked(self):
+        """The state lock, held for plan-then-apply (apply takes it itself otherwise)."""
+        if self._lock is None:
+            self._lock = StateLock(self.state, wait=self.wait)
+        return self._lock
+
     def plan(self) -> tuple:
         """(plan, live). Raises OwnershipError."""
         self.check_ownership()
@@ -116,60 +129,69 @@ class Reconciler:
         return Drift(plan, tuple(sorted(r for r in live if r.kind in UNMANAGED_KINDS)))
 
     def apply(self, on_step=None, planned=None) -> ApplyResult:
-        """Converge the kernel to the topology, verify, or restore and raise ApplyError.
-        `planned` is a (plan, live) pair from plan() just made, to avoid reading twice."""
-        plan, live = planned or self.plan()
-        if plan.empty:
-            return ApplyResult(plan, 0)
-        return ApplyResult(plan, self.transact(plan, self.desired, live, on_step))
+        """Converge the kernel to the topology as a transaction (transaction.run).
+        `planned` is a (plan, live) pair from plan() made under locked(), to avoid
+        reading twice. Raises ApplyError, LockHeld, OwnershipError."""
+        with self._holding():
+            plan, live = planned or self.plan()
+            if plan.empty:
+                return ApplyResult(plan, 0)
+            return self._run("apply", plan, self.desired, live, self.scope(), self.desired_namespaces, on_step)
 
     def destroy(self, on_step=None) -> ApplyResult:
         """Remove every namespace this instance owns (and so everything in them)."""
-        names = self.inventory.namespaces(self.instance)
-        live = self.read(names=names)
-        plan = diff((), live)
+        with self._holding():
+            names = self.inventory.namespaces(self.instance)
+            live = self.read(names=names)
+            plan = diff((), live)
+            if plan.empty:
+                self.inventory.record(self.instance, ())
+                return ApplyResult(plan, 0)
+            return self._run("destroy", plan, frozenset(), live, names, set(), on_step)
+
+    def _run(self, op, plan, desired, live, names, owned_after, on_step) -> ApplyResult:
+        change = Change(op=op, instance=self.instance, topology=self.topology.name, prefix=self.prefix,
+                        plan=plan, desired=frozenset(desired), before=live, names=set(names),
+                        owned_after=set(owned_after), git=self.git,
+                        manifests=tuple({"path": p, "sha256": h} for p, h in self.topology.files))
+        steps, snapshot = transaction.run(self.kernel, self.state, change, on_step)
+        return ApplyResult(plan, steps, snapshot)
+
+    def _holding(self):
+        lock = self.locked()
+        return nullcontext(lock) if lock.fd is not None else lock
+
+
+def rollback(kernel, state: StateDir, snapshot_id: str | None = None, wait: bool = False,
+             on_step=None) -> ApplyResult:
+    """Reconcile the kernel back to a snapshot (default: the one taken before the
+    last apply): namespaces created since are removed, removed ones recreated.
+    Raises SnapshotError, ApplyError, LockHeld."""
+    with StateLock(state, wait=wait):
+        snapshot = Snapshots(state).load(snapshot_id or last_apply_snapshot(state))
+        inventory = Inventory(state)
+        names = set(snapshot.namespaces) | inventory.namespaces(snapshot.instance)
+        wanted = frozenset(snapshot.resources)
+        live = read_scope(kernel, names, wanted)
+        plan = diff(wanted, live)
         if plan.empty:
-            self.inventory.record(self.instance, ())
-            return ApplyResult(plan, 0)
-        return ApplyResult(plan, self.transact(plan, frozenset(), live, on_step, names))
+            inventory.record(snapshot.instance, snapshot.owned)
+            return ApplyResult(plan, 0, None)
+        change = Change(op="rollback", instance=snapshot.instance, topology=snapshot.topology,
+                        prefix=snapshot.prefix, plan=plan, desired=wanted, before=live, names=names,
+                        owned_after=set(snapshot.owned), manifests=snapshot.manifests,
+                        git={**snapshot.git, "rollback_to": snapshot.id})
+        steps, taken = transaction.run(kernel, state, change, on_step)
+        return ApplyResult(plan, steps, taken)
 
-    # -- the transaction --------------------------------------------------------
-    def transact(self, plan: Plan, desired, before: list, on_step, names=None) -> int:
-        owned_before = self.inventory.namespaces(self.instance)
-        target = {r.ns for r in desired if r.kind == "netns"}
-        # Own what we are about to create before creating it, so a crash in the
-        # middle leaves nothing we made unaccounted for.
-        self.inventory.record(self.instance, owned_before | target,
-                              topology=self.topology.name, prefix=self.prefix,
-                              manifest=self.topology.source)
-        names = self.scope() if names is None else set(names)
-        try:
-            done = execute(self.kernel, plan, on_step)
-            remaining = verify(lambda: self.read(desired, names), desired)
-            if not remaining.empty:
-                raise VerifyError(remaining.actions)
-        except Exception as exc:
-            restored, restore_error = self.restore(before, names | target)
-            self.inventory.record(self.instance, owned_before if restored else owned_before | target)
-            failed = exc.what if isinstance(exc, StepError) else "verification after apply"
-            cause = exc.cause if isinstance(exc, StepError) else exc
-            raise ApplyError(failed, cause, restored, restore_error) from exc
-        self.inventory.record(self.instance, target)
-        return done
 
-    def restore(self, snapshot: list, names: set) -> tuple:
-        """Reconcile toward `snapshot` (live resources read earlier). Returns
-        (restored and verified, error text or None); never raises."""
-        names = set(names) | {r.ns for r in snapshot}
-        read = lambda: self.read(snapshot, names)  # noqa: E731
-        try:
-            execute(self.kernel, diff(snapshot, read()))
-            remaining = verify(read, snapshot)
-        except Exception as exc:  # the report must still reach the user
-            return False, str(exc)
-        if not remaining.empty:
-            return False, "; ".join(str(a) for a in remaining.actions[:5])
-        return True, None
+def last_apply_snapshot(state: StateDir) -> str:
+    """The snapshot taken before the most recent apply. Raises SnapshotError."""
+    records, _ = Journal(state).records()
+    for record in reversed(records):
+        if record.get("event") == "start" and record.get("op") == "apply" and record.get("snapshot"):
+            return record["snapshot"]
+    raise SnapshotError(f"the journal in {state.root} records no apply to roll back")
 
 
 def native_resolver(jobs):

@@ -119,22 +119,24 @@ class _Planner:
 
     def links(self) -> None:
         want, have = self.of_kind(self.want, "link"), self.of_kind(self.have, "link")
-        # 1. Devices that die with a deleted namespace (their own, or their peer's).
+        # 1. Devices that die with their deleted namespace.
         for ident, live in have.items():
             if ("netns", (live.ns,)) in self.gone:
                 self.gone[ident] = "with its namespace"
-            elif (peer := _peer_ident(live)) and ("netns", peer[1][:1]) in self.gone:
-                self.gone[ident] = "with its peer's namespace"
-        # 2. Devices removed or re-created; a veth takes its peer along.
+        # 2. Devices removed or re-created; a veth takes its peer along. A veth
+        #    whose peer's namespace goes is removed explicitly: the kernel tears a
+        #    namespace down asynchronously, and its name may be wanted again at once.
         removed = set()
         for ident in sorted(have):
             live = have[ident]
             if ident in self.gone:
                 continue
             desired = want.get(ident)
-            if desired is None or any(f in LINK_IDENTITY_FIELDS for f, _, _ in changed_fields(desired, live)):
+            peer = _peer_ident(live)
+            peer_ns_gone = peer is not None and ("netns", peer[1][:1]) in self.gone
+            if desired is None or peer_ns_gone or \
+                    any(f in LINK_IDENTITY_FIELDS for f, _, _ in changed_fields(desired, live)):
                 removed.add(ident)
-                peer = _peer_ident(live)
                 if peer in have and peer not in self.gone and peer not in removed:
                     self.gone[peer] = "with its peer"
         for ident, live in have.items():

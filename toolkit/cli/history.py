@@ -1,0 +1,135 @@
+"""Tasks about change over time: snapshots, rollback, history, and diff between git revisions."""
+
+from __future__ import annotations
+
+from invoke import Collection, task
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from ..manifest import load_topology
+from ..report import human, machine
+from ..state import StateDir
+from .common import HELP, HELP_WAIT, command, err, kernel_session, out, require_root, warn_interrupted
+from .tasks import apply, destroy, drift, plan, show, validate
+
+STATE = {"state_dir": HELP["state_dir"]}
+
+
+@task(help=STATE)
+@command("snapshots")
+def snapshots(c, state_dir=None):
+    """List the snapshots taken before each change (id, time, manifest, git revision, size)."""
+    from ..state.snapshots import Snapshots
+
+    state = StateDir(state_dir)
+    table = Table(title=f"snapshots in {state.root}", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("id", "time (UTC)", "instance, taken", "manifest", "git", "resources"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("id", "time (UTC)", "git"),
+                         justify="right" if column == "resources" else "left")
+    for snapshot_id, snap in Snapshots(state).listing():
+        if isinstance(snap, Exception):
+            table.add_row(snapshot_id, "", "[red]unreadable[/]", escape(str(snap)), "", "")
+            continue
+        manifest = snap.manifests[0]["path"] if snap.manifests else ""
+        table.add_row(snap.id, snap.time.replace("T", " ")[:19], f"{snap.instance}\n{snap.reason}", manifest,
+                      _git(snap.git), str(len(snap.resources)))
+    out.print(table if table.row_count else f"no snapshots in {state.root}")
+
+
+def _git(info: dict) -> str:
+    """A short commit, with git's own "-dirty" mark when the manifest had local changes."""
+    if not info or not info.get("commit"):
+        return ""
+    return info["commit"][:10] + ("-dirty" if info.get("dirty") else "")
+
+
+@task(
+      help=dict(STATE, snapshot="the snapshot to return to (default: the one before the last apply)",
+                wait=HELP_WAIT, verbose=HELP["verbose"], json=HELP["json"]))
+@command("rollback")
+def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=False):
+    """Return the kernel to a snapshot: by default the state before the last apply."""
+    from ..reconcile.engine import rollback as roll_back
+
+    require_root()
+    state = StateDir(state_dir)
+    warn_interrupted(state)
+    with kernel_session(verbose) as kernel:
+        result = roll_back(kernel, state, snapshot or None, wait=wait)
+    if json:
+        print(machine.dumps({"format": machine.FORMAT, "command": "rollback",
+                             "outcome": "in_sync" if result.plan.empty else "rolled_back",
+                             "steps": result.steps, "snapshot": result.snapshot,
+                             "actions": [machine.action_record(a, "") for a in result.plan.actions]}))
+    elif result.plan.empty:
+        out.print("already at that snapshot: nothing changed.")
+    else:
+        human.print_plan(out, result.plan, "rolled back")
+        out.print(f"[green]rolled back[/] with {result.steps} kernel request(s); verified. "
+                  f"Snapshot before the rollback: {result.snapshot}.")
+
+
+@task(help=dict(STATE, limit="show only the last N changes (default 20)"))
+@command("history")
+def history(c, state_dir=None, limit=20):
+    """Show the journal: each apply, rollback and destroy, its outcome and git revision."""
+    from ..state.journal import Journal
+
+    journal = Journal(StateDir(state_dir))
+    records, problems = journal.records()
+    for problem in problems:
+        err.print(f"[yellow]note[/]: {escape(problem)}")
+    changes, order = {}, []
+    for record in records:
+        tx = record.get("tx")
+        if record.get("event") == "start":
+            changes[tx] = {"start": record}
+            order.append(tx)
+        elif tx in changes:
+            changes[tx][record.get("event")] = record
+    interrupted = {r.get("tx") for r in journal.interrupted()}
+    table = Table(title=f"history in {journal.path}", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("started (UTC)", "op", "instance", "outcome", "requests", "snapshot before", "git"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("started (UTC)", "snapshot before"))
+    for tx in order[-int(limit):]:
+        start, end = changes[tx]["start"], changes[tx].get("end", {})
+        outcome = end.get("outcome") or ("[red]interrupted[/]" if tx in interrupted else "running")
+        if end.get("failed"):
+            outcome += f": {escape(end['failed'])}"
+        table.add_row(start.get("ts", "").replace("+00:00", "")[:19], start.get("op", ""), start.get("instance", ""),
+                      outcome, str(end.get("steps", "") if end.get("steps") is not None else ""),
+                      start.get("snapshot", ""), _git(start.get("git") or {}))
+    out.print(table if table.row_count else f"no changes recorded in {journal.path}")
+
+
+@task(help={"file": HELP["file"], "rev_a": "the revision before", "rev_b": "the revision after",
+            "json": HELP["json"], "ns_prefix": HELP["ns_prefix"]})
+@command("diff")
+def diff(c, file, rev_a, rev_b, json=False, ns_prefix=""):
+    """What changing the manifest from git REV_A to REV_B will do (no kernel access)."""
+    from ..kernel.nft_scratch import ScratchUnavailable, resolve
+    from ..manifest.git import RevisionReader
+    from ..reconcile.compile import desired_resources
+    from ..reconcile.plan import diff as plan_diff
+
+    def natives(jobs):
+        try:
+            return resolve(jobs)
+        except ScratchUnavailable:  # compare native rules by their text instead
+            return {rid: {"expr": [{"native": text}]} for job in jobs for rid, _, text in job["rules"]}
+
+    before = load_topology(file, read=RevisionReader(rev_a, file), natives=natives)
+    after = load_topology(file, read=RevisionReader(rev_b, file), natives=natives)
+    changes = plan_diff(desired_resources(after, ns_prefix), desired_resources(before, ns_prefix))
+    if json:
+        print(machine.dumps(machine.document("diff", after, ns_prefix, changes,
+                                             "in_sync" if changes.empty else "changes",
+                                             rev_a=rev_a, rev_b=rev_b)))
+    else:
+        human.print_plan(out, changes, f"{file}: {rev_a} -> {rev_b}", ns_prefix)
+    return 0 if changes.empty else 2
+
+
+# What users run: one collection, for `invoke` and the `netkeel` script alike.
+user = Collection(validate, plan, apply, drift, show, destroy, snapshots, rollback, history, diff)

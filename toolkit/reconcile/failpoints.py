@@ -1,0 +1,50 @@
+"""Failpoints: make apply fail on purpose, to test (and show) what netkeel does then.
+
+    NETKEEL_FAILPOINT=apply.after:K   raise after K kernel requests
+    NETKEEL_FAILPOINT=apply.kill:K    SIGKILL this process after K kernel requests
+
+`apply.after` exercises the restore path (the pre-apply snapshot is restored and
+verified, exit 1); `apply.kill` leaves a half-applied state and an unfinished
+journal record behind, as a crash or a power cut would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from ..errors import NetkeelError
+
+ENV = "NETKEEL_FAILPOINT"
+
+
+class FailpointHit(NetkeelError):
+    pass
+
+
+def active() -> tuple | None:
+    """(kind, K) from the environment, or None. Bad settings are ignored loudly."""
+    value = os.environ.get(ENV, "")
+    if not value:
+        return None
+    name, _, count = value.partition(":")
+    if name not in ("apply.after", "apply.kill") or not count.isdigit():
+        raise NetkeelError(f"{ENV}={value!r}: expected apply.after:K or apply.kill:K")
+    return name, int(count)
+
+
+def wrap(on_step):
+    """An on_step callback that also fires the active failpoint."""
+    point = active()
+    if point is None:
+        return on_step
+    name, limit = point
+
+    def step(done, total, current):
+        if on_step:
+            on_step(done, total, current)
+        if done >= limit:
+            if name == "apply.kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise FailpointHit(f"failpoint {name}:{limit} after {done} of {total} kernel requests")
+    return step

@@ -1,0 +1,146 @@
+"""A change to the kernel as a transaction: snapshot, journal, execute, verify,
+and on any failure restore the snapshot and verify that.
+
+    snapshot the live state (a file in the state directory)
+    journal: start
+    own the namespaces about to be created (inventory), before creating them
+    execute the plan (failpoints may fire here), journaling progress per phase
+    re-read and verify, with a bounded retry
+    on failure: reconcile toward the snapshot, verify, journal the outcome,
+                raise ApplyError naming the failed action and the restore's outcome
+    journal: end
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import ApplyError, VerifyError
+from ..kernel.reader import read_live
+from ..state.inventory import Inventory
+from ..state.journal import Journal, command_line
+from ..state.snapshots import Snapshot, Snapshots, keep_setting, new_id
+from . import failpoints
+from .apply import StepError, execute, verify
+from .plan import Plan, diff
+
+
+def read_scope(kernel, names, resources) -> list:
+    """Live resources of the namespaces `names`; sysctls and veth peers as
+    `resources` (desired state or a snapshot) name them."""
+    sysctls, hints = {}, {}
+    for r in resources:
+        if r.kind == "sysctl":
+            sysctls.setdefault(r.ns, set()).add(r.key[1])
+        elif r.kind == "link" and r.get("peer"):
+            hints[r.key] = r.get("peer").partition("/")[0]
+    return read_live(kernel, names, sysctls, hints)
+
+
+@dataclass
+class Change:
+    """Everything a transaction needs to know about the change it makes."""
+
+    op: str                  # apply, rollback, destroy
+    instance: str
+    topology: str
+    prefix: str
+    plan: Plan
+    desired: frozenset       # the target state, as resources
+    before: list             # the live state read for the plan: the snapshot
+    names: set               # the namespaces in scope
+    owned_after: set         # what the instance owns once this succeeds
+    manifests: tuple = ()    # ({"path", "sha256"}, ...)
+    git: dict = None
+
+
+def run(kernel, state, change: Change, on_step=None) -> tuple:
+    """Carry out `change` (the caller holds the state lock). Returns (steps, snapshot id).
+    Raises ApplyError after restoring (or failing to restore) the snapshot."""
+    inventory = Inventory(state)
+    owned_before = inventory.namespaces(change.instance)
+    snapshot = Snapshot(
+        id=new_id(), time=_now(), instance=change.instance, topology=change.topology, prefix=change.prefix,
+        reason=f"before {change.op}", resources=tuple(change.before), namespaces=tuple(sorted(change.names)),
+        owned=tuple(sorted(owned_before)), manifests=change.manifests, git=change.git or {})
+    snapshots = Snapshots(state)
+    snapshots.save(snapshot)
+    journal = Journal(state)
+    tx = snapshot.id
+    journal.append({"event": "start", "tx": tx, "op": change.op, "instance": change.instance,
+                    "snapshot": snapshot.id, "manifests": list(change.manifests), "git": change.git or {},
+                    "actions": len(change.plan.actions), "pid": os.getpid(), "command": command_line()})
+    snapshots.prune(keep_setting(), pinned=_pinned(journal))
+    target = {r.ns for r in change.desired if r.kind == "netns"}
+    # Own what is about to be created before creating it: a crash in the middle
+    # leaves nothing netkeel made unaccounted for.
+    inventory.record(change.instance, owned_before | target | change.owned_after,
+                     topology=change.topology, prefix=change.prefix,
+                     manifest=change.manifests[0]["path"] if change.manifests else "")
+    names = set(change.names) | target
+    progress = _progress(journal, tx, on_step)
+    try:
+        done = execute(kernel, change.plan, failpoints.wrap(progress))
+        remaining = verify(lambda: read_scope(kernel, names, change.desired), change.desired)
+        if not remaining.empty:
+            raise VerifyError(remaining.actions)
+    except BaseException as exc:  # interrupted too: the snapshot goes back before we leave
+        restored, restore_error = restore(kernel, snapshot, names)
+        inventory.record(change.instance, owned_before if restored else owned_before | target)
+        failed = exc.what if isinstance(exc, StepError) else \
+            "interrupted" if isinstance(exc, KeyboardInterrupt) else "verification after the change"
+        cause = exc.cause if isinstance(exc, StepError) else exc
+        journal.append({"event": "end", "tx": tx, "outcome": "restored" if restored else "restore-failed",
+                        "failed": failed, "error": str(cause), "restore_error": restore_error,
+                        "steps": getattr(exc, "done", None)})
+        raise ApplyError(failed, cause, restored, restore_error) from exc
+    inventory.record(change.instance, change.owned_after, topology=change.topology, prefix=change.prefix)
+    journal.append({"event": "end", "tx": tx, "outcome": "ok", "steps": done})
+    return done, snapshot.id
+
+
+def restore(kernel, snapshot: Snapshot, names: set) -> tuple:
+    """Reconcile the kernel toward `snapshot` (over `names` and the snapshot's
+    namespaces), then verify. Returns (restored and verified, error text); never raises."""
+    names = set(names) | set(snapshot.namespaces)
+    wanted = frozenset(snapshot.resources)
+    read = lambda: read_scope(kernel, names, wanted)  # noqa: E731
+    try:
+        execute(kernel, diff(wanted, read()))
+        remaining = verify(read, wanted)
+    except Exception as exc:  # the report must still reach the user
+        return False, str(exc)
+    if not remaining.empty:
+        return False, "; ".join(str(a) for a in remaining.actions[:5])
+    return True, None
+
+
+def _progress(journal: Journal, tx: str, on_step):
+    """on_step that also journals progress once per phase (not per step: fsyncs cost)."""
+    seen = set()
+
+    def step(done, total, current):
+        phase = (current.phase, current.action.kind)
+        if phase not in seen:
+            seen.add(phase)
+            journal.append({"event": "progress", "tx": tx, "phase": " ".join(phase), "done": done,
+                            "total": total})
+        if on_step:
+            on_step(done, total, current)
+    return step
+
+
+def _pinned(journal: Journal) -> set:
+    """Snapshots a rollback may still need: each instance's last apply's."""
+    records, _ = journal.records()
+    last = {}
+    for record in records:
+        if record.get("event") == "start" and record.get("op") == "apply":
+            last[record.get("instance")] = record.get("snapshot")
+    return set(last.values())
+
+
+def _now() -> str:
+    from ..state.journal import now
+    return now()

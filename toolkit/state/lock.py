@@ -1,0 +1,69 @@
+"""One netkeel at a time changes the kernel: an flock on a file in the state directory.
+
+The holder writes its pid and command line into the lock file, so a second
+netkeel can say who holds it. Without `wait` the second one fails at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+
+from ..errors import NetkeelError
+from .journal import command_line, now
+from .statedir import StateDir
+
+FILE = "lock"
+
+
+class LockHeld(NetkeelError):
+    def __init__(self, holder: dict):
+        self.holder = holder
+        who = f"pid {holder.get('pid', '?')} ({holder.get('command', 'unknown command')}, since " \
+              f"{holder.get('since', '?')})"
+        super().__init__(f"another netkeel is changing the kernel: {who}; "
+                         "wait for it, or run again with --wait")
+
+
+class StateLock:
+    def __init__(self, state: StateDir, wait: bool = False, timeout: float | None = None):
+        self.state = state
+        self.wait = wait
+        self.timeout = timeout
+        self.fd: int | None = None
+
+    def __enter__(self) -> "StateLock":
+        self.state.ensure()
+        path = self.state.path(FILE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not self.wait or (deadline is not None and time.monotonic() > deadline):
+                    holder = _holder(fd)
+                    os.close(fd)
+                    raise LockHeld(holder) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command_line(), "since": now()}).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _holder(fd: int) -> dict:
+    try:
+        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except ValueError:
+        return {}

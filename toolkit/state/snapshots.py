@@ -1,0 +1,140 @@
+"""Snapshots: the live state of a topology instance, saved before every change.
+
+One JSON file per snapshot under snapshots/, written atomically (temp file,
+fsync, rename) with mode 0600. A snapshot holds the resources read from the
+kernel (informational fields left out), which namespaces were read and which
+the instance owned, and where the change came from: the manifest files with
+their sha256, and the git commit of the manifest's repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from ..errors import NetkeelError
+from ..reconcile.resources import Resource
+from .statedir import StateDir
+
+DIRECTORY = "snapshots"
+DEFAULT_KEEP = 50
+KEEP_ENV = "NETKEEL_SNAPSHOT_KEEP"
+
+
+class SnapshotError(NetkeelError):
+    """A snapshot is missing, unreadable or not a netkeel snapshot."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    time: str                     # UTC, ISO 8601
+    instance: str                 # topology name + namespace prefix
+    topology: str
+    prefix: str
+    reason: str                   # "before apply", "before rollback", ...
+    resources: tuple              # Resource, live, without "_" fields
+    namespaces: tuple             # every namespace read (scope)
+    owned: tuple                  # what the inventory said the instance owned
+    manifests: tuple = ()         # ({"path", "sha256"}, ...)
+    git: dict = field(default_factory=dict)  # {"commit", "dirty", "root"} or {}
+
+    @property
+    def present(self) -> set:
+        """The namespaces that existed when the snapshot was taken."""
+        return {r.ns for r in self.resources if r.kind == "netns"}
+
+
+def new_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z-" + secrets.token_hex(2)
+
+
+def resource_to_json(r: Resource) -> dict:
+    return {"kind": r.kind, "key": list(r.key),
+            "spec": {k: v for k, v in r.spec if not k.startswith("_")}}
+
+
+def resource_from_json(data: dict) -> Resource:
+    return Resource.make(data["kind"], tuple(data["key"]), **{k: _frozen(v) for k, v in data["spec"].items()})
+
+
+def _frozen(value):
+    """JSON lists back to the tuples resources hold."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+class Snapshots:
+    """The snapshots in a state directory."""
+
+    def __init__(self, state: StateDir):
+        self.state = state
+
+    def path(self, snapshot_id: str):
+        return self.state.path(DIRECTORY, f"{snapshot_id}.json")
+
+    def save(self, snapshot: Snapshot) -> None:
+        data = {"format": 1, "id": snapshot.id, "time": snapshot.time, "instance": snapshot.instance,
+                "topology": snapshot.topology, "prefix": snapshot.prefix, "reason": snapshot.reason,
+                "namespaces": sorted(snapshot.namespaces), "owned": sorted(snapshot.owned),
+                "manifests": list(snapshot.manifests), "git": snapshot.git,
+                "resources": [resource_to_json(r) for r in sorted(snapshot.resources)]}
+        self.state.write_json(f"{DIRECTORY}/{snapshot.id}.json", data)
+
+    def load(self, snapshot_id: str) -> Snapshot:
+        """Raises SnapshotError naming the file if it is missing or corrupt."""
+        path = self.path(snapshot_id)
+        try:
+            data = json.loads(path.read_text())
+            return Snapshot(
+                id=data["id"], time=data["time"], instance=data["instance"], topology=data["topology"],
+                prefix=data["prefix"], reason=data.get("reason", ""),
+                resources=tuple(resource_from_json(r) for r in data["resources"]),
+                namespaces=tuple(data["namespaces"]), owned=tuple(data["owned"]),
+                manifests=tuple(data.get("manifests", ())), git=data.get("git") or {})
+        except FileNotFoundError:
+            raise SnapshotError(f"no snapshot {snapshot_id} (looked for {path})") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SnapshotError(f"snapshot {snapshot_id} is unreadable or corrupt ({path}): "
+                                f"{type(exc).__name__}: {exc}") from None
+
+    def ids(self) -> list:
+        """Snapshot ids, oldest first (ids sort by time)."""
+        directory = self.state.path(DIRECTORY)
+        if not directory.is_dir():
+            return []
+        return sorted(p.stem for p in directory.glob("*.json"))
+
+    def listing(self) -> list:
+        """[(id, Snapshot or the SnapshotError that loading it raised)], oldest first."""
+        out = []
+        for snapshot_id in self.ids():
+            try:
+                out.append((snapshot_id, self.load(snapshot_id)))
+            except SnapshotError as exc:
+                out.append((snapshot_id, exc))
+        return out
+
+    def prune(self, keep: int, pinned=()) -> list:
+        """Remove all but the newest `keep` snapshots, never one in `pinned`.
+        Returns the ids removed."""
+        ids = self.ids()
+        removable = [i for i in ids[:max(0, len(ids) - keep)] if i not in set(pinned)]
+        for snapshot_id in removable:
+            try:
+                os.unlink(self.path(snapshot_id))
+            except FileNotFoundError:
+                pass
+        return removable
+
+
+def keep_setting() -> int:
+    try:
+        return max(1, int(os.environ.get(KEEP_ENV, DEFAULT_KEEP)))
+    except ValueError:
+        return DEFAULT_KEEP
