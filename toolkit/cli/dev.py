@@ -58,7 +58,9 @@ def demo(c):
         _run(c, f"{netkeel} apply {lab} {opts}")
         _run(c, f"{netkeel} apply {lab} {opts}")
         _run(c, f"{netkeel} drift {lab} {opts}")
-        _say("9. Destroy removes the lab's namespaces, and nothing else")
+        _say("9. Every change was a transaction with a snapshot before it, in the journal")
+        _run(c, f"{netkeel} history")
+        _say("10. Destroy removes the lab's namespaces, and nothing else")
         _run(c, f"{netkeel} destroy {lab} {opts}")
 
 

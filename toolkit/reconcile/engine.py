@@ -12,7 +12,7 @@ inventory says it owns: nothing outside it is read, changed or removed.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
 from ..errors import KernelError, ManifestError, OwnershipError, Problem
@@ -157,9 +157,14 @@ class Reconciler:
         steps, snapshot = transaction.run(self.kernel, self.state, change, on_step)
         return ApplyResult(plan, steps, snapshot)
 
+    @contextmanager
     def _holding(self):
+        """The state lock for one change (re-entrant within locked()); the
+        inventory is re-read under it, as another netkeel may have just changed it."""
         lock = self.locked()
-        return nullcontext(lock) if lock.fd is not None else lock
+        with nullcontext(lock) if lock.fd is not None else lock:
+            self.inventory = Inventory(self.state)
+            yield
 
 
 def rollback(kernel, state: StateDir, snapshot_id: str | None = None, wait: bool = False,
