@@ -17,11 +17,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import remove_all, timed  # noqa: E402
 from toolkit.kernel import Kernel  # noqa: E402
 from toolkit.kernel import netns  # noqa: E402
 from toolkit.manifest import load_topology  # noqa: E402
@@ -58,12 +58,6 @@ def nft_text(n: int) -> str:
     return "\n".join(lines + ["  }", "}"]) + "\n"
 
 
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", type=int, default=10_000)
@@ -96,9 +90,7 @@ def main() -> int:
         assert found.clean, "drift found differences right after apply"
         print(f"no-op apply: {noop_s:.2f} s; drift: {drift_s:.2f} s", flush=True)
     finally:
-        for name in netns.list_names():
-            if name.startswith(prefix):
-                netns.remove(name)
+        remove_all(prefix)
     print(f"rules={n} apply_s={apply_s:.2f} nft_f_s={nft_s:.2f} apply_vs_nft_f={apply_s / nft_s:.2f} "
           f"noop_apply_s={noop_s:.2f} drift_s={drift_s:.2f}")
     return 0

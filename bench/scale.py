@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import remove_all, timed  # noqa: E402
 from toolkit.kernel import Kernel  # noqa: E402
-from toolkit.kernel import netns  # noqa: E402
 from toolkit.manifest import load_topology  # noqa: E402
 from toolkit.reconcile.engine import Reconciler  # noqa: E402
 from toolkit.state import StateDir  # noqa: E402
@@ -80,22 +80,9 @@ def ip_batch_build(n: int, prefix: str) -> None:
                        text=True, check=True)
 
 
-def remove_all(prefix: str) -> None:
-    names = [name for name in netns.list_names() if name.startswith(prefix)]
-    if names:
-        subprocess.run(["ip", "-batch", "-"], input="".join(f"netns del {x}\n" for x in names),
-                       text=True, check=True)
-
-
 def settle(seconds: float) -> None:
     """Let the kernel finish tearing down namespaces (a workqueue) before timing more."""
     time.sleep(seconds)
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def main() -> int:

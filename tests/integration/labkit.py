@@ -41,6 +41,12 @@ class Lab:
         self.state = Path(state_dir)
         self.env = dict(os.environ, NETKEEL_STATE_DIR=str(state_dir))
 
+    def applied(self, manifest) -> "Lab":
+        """This lab with `manifest` applied (asserting that it applied)."""
+        result = self.run("apply", manifest)
+        assert result.returncode == 0, result.stderr
+        return self
+
     def add_foreign_namespace(self, name: str) -> None:
         """A namespace netkeel did not make (as `ip netns add` would), under our prefix."""
         subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)

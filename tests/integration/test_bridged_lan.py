@@ -9,9 +9,7 @@ LAB = "topologies/bridged-lan.yaml"
 
 @pytest.fixture
 def built(lab):
-    result = lab.run("apply", LAB)
-    assert result.returncode == 0, result.stderr
-    return lab
+    return lab.applied(LAB)
 
 
 @pytest.mark.parametrize("source, target", [

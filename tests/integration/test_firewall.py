@@ -12,9 +12,7 @@ LAB = "topologies/two-clients.yaml"
 
 @pytest.fixture
 def built(lab):
-    result = lab.run("apply", LAB)
-    assert result.returncode == 0, result.stderr
-    return lab
+    return lab.applied(LAB)
 
 
 def test_input_accepts_ping_and_the_time_server_and_drops_the_rest(built):

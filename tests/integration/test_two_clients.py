@@ -14,9 +14,7 @@ NODES = ("ns_client1", "ns_server", "ns_client2")
 
 @pytest.fixture
 def built(lab):
-    result = lab.run("apply", LAB)
-    assert result.returncode == 0, result.stderr
-    return lab
+    return lab.applied(LAB)
 
 
 def test_apply_builds_the_lab_and_traffic_flows_through_the_server(built, prefix):

@@ -10,10 +10,10 @@ messages, rewrite the goldens and review the diff:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from golden import UPDATE, check_golden
 import yaml
 
 from toolkit.errors import ManifestError
@@ -21,7 +21,6 @@ from toolkit.manifest import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "golden" / "manifest_errors"
-UPDATE = os.environ.get("NETKEEL_UPDATE_GOLDENS") == "1"
 LIBYAML_WORDING = {"yaml_syntax"}  # the loader uses libyaml when present; pure PyYAML words it differently
 
 REQUIRED = {
@@ -44,11 +43,7 @@ def test_manifest_errors_match_golden(case, monkeypatch):
     with pytest.raises(ManifestError) as caught:
         load_topology(manifest)
     text = f"{caught.value}\n"
-    golden = CASES / f"{case}.txt"
-    if UPDATE:
-        golden.write_text(text)
-    assert golden.exists(), f"no golden {golden}; run with NETKEEL_UPDATE_GOLDENS=1 to write it"
-    assert text == golden.read_text()
+    check_golden(CASES / f"{case}.txt", text)
 
 
 def test_every_golden_has_its_manifest_and_the_required_cases_exist():

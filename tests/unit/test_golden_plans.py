@@ -6,10 +6,10 @@ the kernel does it as a side effect. Rewrite the goldens after an intended chang
     NETKEEL_UPDATE_GOLDENS=1 .venv/bin/python -m pytest tests/unit/test_golden_plans.py
 """
 
-import os
 from pathlib import Path
 
 import pytest
+from golden import check_golden
 
 from toolkit.manifest.topology import load_topology
 from toolkit.reconcile.compile import desired_resources
@@ -28,9 +28,4 @@ def render(plan) -> str:
 def test_plan_from_empty_matches_golden(name):
     topology = load_topology(ROOT / "topologies" / f"{name}.yaml")
     text = render(diff(desired_resources(topology), ()))
-    golden = GOLDENS / f"{name}.txt"
-    if os.environ.get("NETKEEL_UPDATE_GOLDENS") == "1":
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert golden.exists(), f"no golden {golden}; run with NETKEEL_UPDATE_GOLDENS=1 to write it"
-    assert text == golden.read_text()
+    check_golden(GOLDENS / f"{name}.txt", text)

@@ -10,17 +10,16 @@ messages, rewrite the goldens and review the diff:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from golden import UPDATE, check_golden
 
 from toolkit.errors import ManifestError
 from toolkit.manifest.policy import load_policy_text
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "golden" / "policy_errors"
-UPDATE = os.environ.get("NETKEEL_UPDATE_GOLDENS") == "1"
 
 REQUIRED = {
     "unknown_field", "bad_address", "port_without_ports", "jump_to_missing_chain",
@@ -38,11 +37,7 @@ def test_policy_errors_match_golden(case):
     tables, problems = load_policy_text((ROOT / policy).read_text(), policy)
     assert problems, f"{policy} is valid; a golden case must have problems"
     text = f"{ManifestError(problems)}\n"
-    golden = CASES / f"{case}.txt"
-    if UPDATE:
-        golden.write_text(text)
-    assert golden.exists(), f"no golden {golden}; run with NETKEEL_UPDATE_GOLDENS=1 to write it"
-    assert text == golden.read_text()
+    check_golden(CASES / f"{case}.txt", text)
 
 
 def test_every_golden_has_its_policy_and_the_required_cases_exist():
