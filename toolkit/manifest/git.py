@@ -18,6 +18,13 @@ class GitError(NetkeelError):
     pass
 
 
+def _real(path: str) -> str:
+    """`path` with its directories' symlinks resolved, as git reports the work tree
+    (the file itself is kept: git stores a symlinked file as the link)."""
+    absolute = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
+
+
 def _git(cwd: str, *args: str) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(["git", "-C", cwd, *args], capture_output=True, timeout=30)
@@ -47,7 +54,7 @@ class RevisionReader:
         self.commit = result.stdout.decode().strip()
 
     def __call__(self, path: str) -> bytes:
-        relative = os.path.relpath(os.path.abspath(path), self.root)
+        relative = os.path.relpath(_real(path), self.root)
         result = _git(self.root, "show", f"{self.commit}:{relative}")
         if result.returncode != 0:
             raise OSError(errno.ENOENT, f"not in revision {self.rev} ({self.commit[:12]})")
@@ -67,7 +74,7 @@ def repo_info(paths) -> dict:
     if root is None:
         return {}
     head = _git(root, "rev-parse", "--verify", "--quiet", "HEAD")
-    relative = [os.path.relpath(os.path.abspath(p), root) for p in paths]
+    relative = [os.path.relpath(_real(p), root) for p in paths]
     status = _git(root, "status", "--porcelain", "--", *relative)
     return {"root": root, "commit": head.stdout.decode().strip() or None,
             "dirty": bool(status.stdout.strip())}

@@ -1,6 +1,6 @@
 """Failpoints: make apply fail on purpose, to test (and show) what netkeel does then.
 
-    NETKEEL_FAILPOINT=apply.after:K   raise after K kernel requests
+    NETKEEL_FAILPOINT=apply.after:K   raise after K kernel requests (K >= 1; 0 acts as 1)
     NETKEEL_FAILPOINT=apply.kill:K    SIGKILL this process after K kernel requests
 
 `apply.after` exercises the restore path (the pre-apply snapshot is restored and
@@ -28,7 +28,7 @@ def active() -> tuple | None:
     if not value:
         return None
     name, _, count = value.partition(":")
-    if name not in ("apply.after", "apply.kill") or not count.isdigit():
+    if name not in ("apply.after", "apply.kill") or not (count.isascii() and count.isdigit()):
         raise NetkeelError(f"{ENV}={value!r}: expected apply.after:K or apply.kill:K")
     return name, int(count)
 

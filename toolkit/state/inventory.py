@@ -25,8 +25,13 @@ class InventoryError(NetkeelError):
 
 class Inventory:
     def __init__(self, state: StateDir):
+        """Raises InventoryError if the inventory file is damaged."""
         self.state = state
-        data = state.read_json(FILE, default={"version": 1, "instances": {}})
+        try:
+            data = state.read_json(FILE, default={"version": 1, "instances": {}})
+        except (ValueError, OSError) as exc:
+            raise InventoryError(f"{state.path(FILE)} is unreadable ({exc}); it is not a netkeel inventory "
+                                 "any more: move it aside") from None
         if not isinstance(data, dict) or not isinstance(data.get("instances"), dict):
             raise InventoryError(f"{state.path(FILE)} is not a netkeel inventory; move it aside")
         self.data = data

@@ -99,7 +99,7 @@ class Snapshots:
                 manifests=tuple(data.get("manifests", ())), git=data.get("git") or {})
         except FileNotFoundError:
             raise SnapshotError(f"no snapshot {snapshot_id} (looked for {path})") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SnapshotError(f"snapshot {snapshot_id} is unreadable or corrupt ({path}): "
                                 f"{type(exc).__name__}: {exc}") from None
 
