@@ -63,5 +63,8 @@ def test_veth_peers_resolve_across_namespaces(busy_namespace, lab):
     peers = {r.key: r.get("peer") for r in live if r.kind == "link" and r.get("kind") == "veth"}
     assert peers[(lab.ns("gw"), "up0")] == f"{lab.ns('upstream')}/up0"
     assert peers[(lab.ns("upstream"), "up0")] == f"{lab.ns('gw')}/up0"
-    # h1 was not read, yet the peer is named: unresolved peers are looked for in every namespace.
-    assert peers[(lab.ns("sw"), "sw_h1")] == f"{lab.ns('h1')}/eth0"
+    # h1 was not read: sw_h1's other end lies outside what is being managed here,
+    # so it is reported (naming where its peer is) and never deleted.
+    [outside] = [r for r in live if r.key == (lab.ns("sw"), "sw_h1")]
+    assert outside.kind == "link_foreign"
+    assert f"namespace {lab.ns('h1')}" in outside.get("reason")

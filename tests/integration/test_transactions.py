@@ -37,7 +37,7 @@ def test_snapshots_record_where_each_change_came_from(lab):
     files = sorted((lab.state / "snapshots").iterdir())
     assert len(files) == 2 and all(oct(f.stat().st_mode & 0o777) == "0o600" for f in files)
     data = json.loads(files[-1].read_text())
-    assert data["reason"] == "before apply" and data["instance"] == f"{lab.prefix}versioned"
+    assert data["reason"] == "before apply" and data["instance"] == f"versioned@{lab.prefix}"
     assert [m["path"] for m in data["manifests"]][0].endswith("versions/v2.yaml")
     assert all(len(m["sha256"]) == 64 for m in data["manifests"])
     assert len(data["manifests"]) == 2  # the manifest and the policy file it names

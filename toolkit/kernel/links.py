@@ -23,25 +23,48 @@ def device_kind(link) -> str:
     return link.kind or "unknown"
 
 
-def to_resources(ns: str, links, peers: dict) -> list:
+# What netkeel can create, and so may delete: anything else in a managed
+# namespace is reported as unmanaged, since a rollback could not bring it back.
+CREATABLE = ("veth", "bridge", "loopback")
+
+
+def to_resources(ns: str, links, peers: dict, scope) -> list:
     """Link resources from one namespace's link dump (rtnl.Link). `peers` maps a
-    veth's (ns, ifname) to its resolved peer "ns/ifname" (or what is known of it)."""
+    veth's (ns, ifname) to its resolved peer "ns/ifname" (or what is known of it);
+    a veth whose peer is outside `scope` (the namespaces being read) is not
+    netkeel's to delete: deleting it would delete its other end too."""
     by_index = {link.index: link.ifname for link in links}
     out = []
     for link in links:
         kind = device_kind(link)
         if link.ifname in KERNEL_DEVICES and kind != "veth":
             continue
+        peer = peers.get((ns, link.ifname)) if kind == "veth" else None
+        reason = unmanaged_reason(kind, peer, scope)
+        if reason:
+            out.append(Resource.make("link_foreign", (ns, link.ifname), reason=reason))
+            continue
         out.append(Resource.make(
             "link", (ns, link.ifname),
             kind=kind,
-            peer=peers.get((ns, link.ifname)) if kind == "veth" else None,
+            peer=peer,
             mtu=link.mtu,
             state="up" if link.flags & IFF_UP else "down",
             mac=link.mac,
             master=by_index.get(link.master, f"#{link.master}") if link.master else "",
         ))
     return out
+
+
+def unmanaged_reason(kind: str, peer: str | None, scope) -> str:
+    if kind not in CREATABLE:
+        return f"a {kind} device: netkeel manages veth and bridge devices only"
+    if kind == "veth":
+        peer_ns = (peer or "?").partition("/")[0]
+        if peer_ns not in scope:
+            where = "an unknown namespace" if peer_ns == "?" else f"namespace {peer_ns}"
+            return f"a veth whose other end is in {where}, which netkeel does not manage here"
+    return ""
 
 
 def run(kernel, phase: str, action) -> None:

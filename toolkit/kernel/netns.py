@@ -3,7 +3,7 @@
 Creating one is unshare(CLONE_NEWNET) on the calling thread, a bind mount of the
 thread's namespace file, and setns back home: well under a millisecond, where a
 fork per namespace (pyroute2's netns.create) costs about 7 ms. Everything here
-runs on the calling thread and always returns it to the namespace it started in.
+runs on the calling thread and always returns it to the namespace it was in.
 """
 
 from __future__ import annotations
@@ -22,21 +22,12 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_home_fd: int | None = None
 
 
 def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def home_fd() -> int:
-    """An fd of the namespace this process started in (opened once)."""
-    global _home_fd
-    if _home_fd is None:
-        _home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    return _home_fd
 
 
 def path_of(name: str) -> str:
@@ -104,17 +95,22 @@ def create(name: str) -> None:
     """Create the named namespace. Raises FileExistsError if the name is taken."""
     _prepare_run_dir()
     path = path_of(name)
+    if os.path.lexists(path) and not os.path.ismount(path):
+        os.unlink(path)  # a mount point left by a create cut short: no namespace behind it
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    previous = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
         try:
             _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
                    f"bind mount {path}")
         finally:
-            setns(home_fd())
+            setns(previous)  # back where the thread was, whatever happened
     except OSError:
         os.unlink(path)
         raise
+    finally:
+        os.close(previous)
 
 
 def remove(name: str) -> None:

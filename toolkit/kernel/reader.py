@@ -33,11 +33,14 @@ def read_live(kernel, names, sysctl_names=None, hints=None) -> list:
     peers = _resolve_peers(kernel, dumps, hints)
     out = []
     for name, (link_msgs, addr_msgs, route_msgs) in dumps.items():
+        link_resources = links.to_resources(name, link_msgs, peers, dumps)
+        # Addresses and routes of a device netkeel does not manage are part of it.
+        unmanaged = {r.key[1] for r in link_resources if r.kind == "link_foreign"}
         by_index = {link.index: link.ifname for link in link_msgs}
         out.extend(namespaces.read(kernel, name))
-        out.extend(links.to_resources(name, link_msgs, peers))
-        out.extend(addresses.to_resources(name, addr_msgs, by_index))
-        out.extend(routes.to_resources(name, route_msgs, by_index))
+        out.extend(link_resources)
+        out.extend(r for r in addresses.to_resources(name, addr_msgs, by_index) if r.key[1] not in unmanaged)
+        out.extend(r for r in routes.to_resources(name, route_msgs, by_index) if r.get("dev") not in unmanaged)
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
         out.extend(nftables.read(kernel, name))
     return out

@@ -26,9 +26,13 @@ def to_resources(ns: str, routes, by_index: dict) -> list:
             continue
         dst = r.dst or ("0.0.0.0" if r.family == socket.AF_INET else "::")
         prefix = ipaddress.ip_network(f"{dst}/{r.dst_len}").with_prefixlen
+        if r.multipath:
+            out.append(Resource.make("route_foreign", (ns, prefix, r.priority),
+                                     reason="a multipath route: netkeel does not manage those"))
+            continue
         out.append(Resource.make(
             "route", (ns, prefix, r.priority),
-            via=r.gateway or ("multipath" if r.multipath else ""),
+            via=r.gateway or "",
             dev=by_index.get(r.oif, f"#{r.oif}") if r.oif else None,
             type=_TYPES[r.type],
         ))
@@ -47,6 +51,9 @@ def run(kernel, phase: str, action) -> None:
         kernel.request(ns_name, f"{where} del", ns.ipr.route, "del", **args)
         return
     desired = action.desired
+    if desired.get("type"):  # blackhole, unreachable, prohibit, throw: no next hop
+        args["type"] = desired.get("type")
+        where += f" type {args['type']}"
     if desired.get("via"):
         args["gateway"] = desired.get("via")
         where += f" via {args['gateway']}"

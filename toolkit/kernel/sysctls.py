@@ -13,9 +13,14 @@ from ..reconcile.resources import Resource
 
 
 def proc_path(name: str) -> str:
+    """The /proc/sys file of a net.* sysctl. Raises KernelError for a name that
+    would lead anywhere else (the manifest checks refuse those already)."""
     # In dotted sysctl names a '/' stands for a '.' inside one component
     # (net.ipv4.conf.eth0/100.forwarding is .../conf/eth0.100/forwarding).
-    return "/proc/sys/" + "/".join(part.replace("/", ".") for part in name.split("."))
+    path = "/proc/sys/" + "/".join(part.replace("/", ".") for part in name.split("."))
+    if not os.path.normpath(path).startswith("/proc/sys/net/") or path != os.path.normpath(path):
+        raise KernelError(f"sysctl {name}", "not a per-namespace net.* sysctl")
+    return path
 
 
 def read(kernel, ns: str, names) -> list:

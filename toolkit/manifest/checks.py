@@ -88,7 +88,10 @@ def gateway(text) -> ipaddress._BaseAddress:
 
 
 def sysctl_name(name: str) -> str:
-    if not _SYSCTL_NAME.match(name) or ".." in name:
+    # A '/' stands for a '.' inside a component, so a component must not become
+    # "", "." or "..": that would walk out of /proc/sys/net (net.//.kernel.x).
+    parts = [part.replace("/", ".") for part in name.split(".")]
+    if not _SYSCTL_NAME.match(name) or any(p in ("", ".", "..") for p in parts):
         raise ValueError(
             f"malformed sysctl name {name!r}: expected a dotted net.* name such as "
             "net.ipv4.ip_forward (only net.* sysctls belong to a namespace)"

@@ -12,10 +12,11 @@ inventory says it owns: nothing outside it is read, changed or removed.
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
-from ..errors import KernelError, ManifestError, OwnershipError, Problem
+from ..errors import KernelError, ManifestError, NetkeelError, OwnershipError, Problem
 from ..kernel import nft_scratch, nftables
 from ..manifest.git import repo_info
 from ..model.topology import Topology
@@ -29,6 +30,9 @@ from .compile import desired_resources
 from .plan import Plan, diff
 from .resources import UNMANAGED_KINDS
 from .transaction import Change, read_scope
+
+
+PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class Reconciler:
         natives=native_resolver (ManifestError otherwise, if it has any). `git`
         says where the manifest came from (repo_info or a RevisionReader's info);
         `wait` makes a change wait for the state lock instead of failing."""
+        if prefix and not PREFIX.fullmatch(prefix):
+            raise NetkeelError(f"invalid namespace prefix {prefix!r}: use letters, digits, '_', '.', '-', "
+                               "starting with a letter or digit, at most 32 characters")
         self.topology = topology
         self.kernel = kernel
         self.state = state
@@ -102,17 +109,31 @@ class Reconciler:
                           self.desired if resources is None else resources)
 
     # -- operations -----------------------------------------------------------
+    @contextmanager
     def locked(self):
-        """The state lock, held for plan-then-apply (apply takes it itself otherwise)."""
+        """Hold the state lock (re-entrant): for plan-then-apply, or one change.
+        The inventory is re-read under it: another netkeel may have just changed it."""
         if self._lock is None:
             self._lock = StateLock(self.state, wait=self.wait)
-        return self._lock
+        with nullcontext() if self._lock.fd is not None else self._lock:
+            self.inventory = Inventory(self.state)
+            yield
 
     def plan(self) -> tuple:
         """(plan, live). Raises OwnershipError."""
         self.check_ownership()
         live = self.read()
+        self.check_collisions(live)
         return self.explained(diff(self.desired, live)), live
+
+    def check_collisions(self, live) -> None:
+        """Raise OwnershipError if something the manifest declares already exists
+        as something netkeel may not change (a veth into a foreign namespace, say)."""
+        unmanaged = {(r.kind.replace("_foreign", ""), r.key): r for r in live if r.kind in UNMANAGED_KINDS}
+        clashes = [f"{u.label} in {u.ns} is {u.describe()}; remove or rename it by hand"
+                   for r in sorted(self.desired) if (u := unmanaged.get((r.kind, r.key)))]
+        if clashes:
+            raise OwnershipError("; ".join(clashes))
 
     def explained(self, plan: Plan) -> Plan:
         """The plan with what reports need to show changed firewall rules as text
@@ -132,7 +153,7 @@ class Reconciler:
         """Converge the kernel to the topology as a transaction (transaction.run).
         `planned` is a (plan, live) pair from plan() made under locked(), to avoid
         reading twice. Raises ApplyError, LockHeld, OwnershipError."""
-        with self._holding():
+        with self.locked():
             plan, live = planned or self.plan()
             if plan.empty:
                 return ApplyResult(plan, 0)
@@ -140,7 +161,7 @@ class Reconciler:
 
     def destroy(self, on_step=None) -> ApplyResult:
         """Remove every namespace this instance owns (and so everything in them)."""
-        with self._holding():
+        with self.locked():
             names = self.inventory.namespaces(self.instance)
             live = self.read(names=names)
             plan = diff((), live)
@@ -157,14 +178,7 @@ class Reconciler:
         steps, snapshot = transaction.run(self.kernel, self.state, change, on_step)
         return ApplyResult(plan, steps, snapshot)
 
-    @contextmanager
-    def _holding(self):
-        """The state lock for one change (re-entrant within locked()); the
-        inventory is re-read under it, as another netkeel may have just changed it."""
-        lock = self.locked()
-        with nullcontext(lock) if lock.fd is not None else lock:
-            self.inventory = Inventory(self.state)
-            yield
+
 
 
 def rollback(kernel, state: StateDir, snapshot_id: str | None = None, wait: bool = False,
@@ -176,6 +190,7 @@ def rollback(kernel, state: StateDir, snapshot_id: str | None = None, wait: bool
         snapshot = Snapshots(state).load(snapshot_id or last_apply_snapshot(state))
         inventory = Inventory(state)
         names = set(snapshot.namespaces) | inventory.namespaces(snapshot.instance)
+        _check_rollback_ownership(kernel, inventory, snapshot, names)
         wanted = frozenset(snapshot.resources)
         live = read_scope(kernel, names, wanted)
         plan = diff(wanted, live)
@@ -188,6 +203,21 @@ def rollback(kernel, state: StateDir, snapshot_id: str | None = None, wait: bool
                         git={**snapshot.git, "rollback_to": snapshot.id})
         steps, taken = transaction.run(kernel, state, change, on_step)
         return ApplyResult(plan, steps, taken)
+
+
+def _check_rollback_ownership(kernel, inventory, snapshot, names) -> None:
+    """A rollback touches only namespaces its instance owns now or owned then:
+    never another instance's, never one made by hand since."""
+    mine = inventory.namespaces(snapshot.instance) | set(snapshot.owned)
+    problems = []
+    for name in sorted(names):
+        owner = inventory.owner_of(name)
+        if owner is not None and owner != snapshot.instance:
+            problems.append(f"namespace {name} belongs to topology instance '{owner}' now")
+        elif owner is None and name not in mine and kernel.exists(name):
+            problems.append(f"namespace {name} exists and was not created by netkeel")
+    if problems:
+        raise OwnershipError(f"cannot roll back to {snapshot.id}: " + "; ".join(problems))
 
 
 def last_apply_snapshot(state: StateDir) -> str:

@@ -19,8 +19,10 @@ KINDS = ("netns", "link", "sysctl", "addr", "route", "nft_table")
 # added by hand to a table) is a difference too.
 CLOSED_KINDS = ("nft_table",)
 # Read from the kernel and reported, never planned: things in a managed
-# namespace that are not netkeel's (a table someone else made).
-UNMANAGED_KINDS = ("nft_foreign",)
+# namespace that netkeel must not change or could not recreate (a table
+# someone else made, a veth whose other end is in a namespace netkeel does not
+# manage, a device kind it cannot create, a multipath route).
+UNMANAGED_KINDS = ("nft_foreign", "link_foreign", "route_foreign")
 KIND_RANK = {kind: i for i, kind in enumerate(KINDS)}
 
 # Link fields that cannot change on a live device: a different value means
@@ -79,6 +81,10 @@ class Resource:
             return f"sysctl {k[1]}"
         if self.kind in ("nft_table", "nft_foreign"):
             return f"nft table {k[1]} {k[2]}"
+        if self.kind == "link_foreign":
+            return f"link {k[1]}"
+        if self.kind == "route_foreign":
+            return f"route {_dst(k[1])}"
         return f"{self.kind} {' '.join(map(str, k[1:]))}"
 
     def describe(self) -> str:
@@ -106,6 +112,8 @@ class Resource:
             return " ".join(parts)
         if self.kind == "sysctl":
             return f"= {f.get('value')}"
+        if self.kind in UNMANAGED_KINDS:
+            return f.get("reason", "")
         if self.kind == "nft_table":
             chains = sum(1 for name in f if name.startswith("chain "))
             rules = sum(len(v) for name, v in f.items() if name.startswith("rules "))

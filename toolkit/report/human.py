@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..reconcile.plan import CREATE, DELETE, MODIFY, Plan
+from ..reconcile.resources import UNMANAGED_KINDS
 from .details import ABSENT, details
 
 MARK = {CREATE: ("+", "green"), DELETE: ("-", "red"), MODIFY: ("~", "yellow")}
@@ -65,8 +66,9 @@ def _detail(action) -> list:
 
 def print_unmanaged(console: Console, unmanaged, prefix: str = "") -> None:
     for r in unmanaged:
-        console.print(f"[magenta]unmanaged[/] in {_node(r.ns, prefix)}: {r.label} "
-                      "(not netkeel's: reported, never changed)")
+        why = r.describe() or "not netkeel's"
+        console.print(f"[magenta]unmanaged[/] in {_node(r.ns, prefix)}: {r.label}: {why} (reported, never changed)",
+                      markup=True, highlight=False)
 
 
 def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unmanaged=()) -> None:
@@ -128,8 +130,10 @@ def print_live(console: Console, resources, title: str, prefix: str = "") -> Non
             routes.add_row(node, s.label, str(s.get("value")))
         for t in sorted(kinds["nft_table"]):
             routes.add_row(node, t.label, t.describe())
-        for t in sorted(kinds["nft_foreign"]):
-            routes.add_row(node, t.label, "not netkeel's (left alone)", style="magenta")
+        for kind in UNMANAGED_KINDS:
+            for t in sorted(kinds[kind]):
+                routes.add_row(node, t.label, f"unmanaged: {t.describe() or 'not netkeel' + chr(39) + 's'}",
+                               style="magenta")
     console.print(ifaces)
     if routes.row_count:
         console.print(routes)

@@ -16,7 +16,9 @@ FILE = "inventory.json"
 
 
 def instance_id(topology_name: str, prefix: str) -> str:
-    return f"{prefix}{topology_name}"
+    """`name`, or `name@prefix`: '@' is in neither a topology name nor a prefix,
+    so two (name, prefix) pairs never share an id."""
+    return f"{topology_name}@{prefix}" if prefix else topology_name
 
 
 class InventoryError(NetkeelError):
