@@ -71,4 +71,6 @@ class VerifyError(NetkeelError):
 
     def __init__(self, differences):
         self.differences = tuple(differences)
-        super().__init__(f"{len(self.differences)} difference(s) remain after apply")
+        shown = "; ".join(str(d) for d in self.differences[:5])
+        more = f" (and {len(self.differences) - 5} more)" if len(self.differences) > 5 else ""
+        super().__init__(f"{len(self.differences)} difference(s) remain after the change: {shown}{more}")

@@ -43,9 +43,9 @@ def require_root() -> None:
                            "(CAP_SYS_ADMIN and CAP_NET_ADMIN)")
 
 
-def report_error(command: str, error: BaseException, as_json: bool) -> None:
+def report_error(name: str, error: BaseException, as_json: bool) -> None:
     if as_json:
-        print(machine.dumps(machine.error_document(command, error)))
+        print(machine.dumps(machine.error_document(name, error)))
         return
     if isinstance(error, ManifestError):
         count = len(error.problems)
@@ -54,7 +54,7 @@ def report_error(command: str, error: BaseException, as_json: bool) -> None:
             # Plain, unwrapped lines: editors and CI parse FILE:LINE: prefixes.
             print(problem, file=sys.stderr)
     elif isinstance(error, ApplyError):
-        err.print(f"[bold red]apply failed[/] at: {escape(str(error.failed))}")
+        err.print(f"[bold red]{name} failed[/] at: {escape(str(error.failed))}")
         err.print(f"  kernel said: {escape(str(error.cause))}")
         if error.restored:
             err.print("  [green]the pre-apply state was restored and verified[/]")
@@ -74,6 +74,10 @@ def command(name: str):
                 code = fn(c, *args, **kwargs) or EXIT_OK
             except NetkeelError as exc:
                 report_error(name, exc, as_json)
+                code = EXIT_ERROR
+            except OSError as exc:  # a state directory or report file that cannot be used
+                where = f" ({exc.filename})" if exc.filename else ""
+                report_error(name, NetkeelError(f"{exc.strerror or exc}{where}"), as_json)
                 code = EXIT_ERROR
             except KeyboardInterrupt:
                 err.print("interrupted")

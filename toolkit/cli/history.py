@@ -70,7 +70,7 @@ def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=F
                   f"Snapshot before the rollback: {result.snapshot}.")
 
 
-@task(help=dict(STATE, limit="show only the last N changes (default 20)"))
+@task(help=dict(STATE, limit="show only the last N changes (default 20; 0 for all)"))
 @command("history")
 def history(c, state_dir=None, limit=20):
     """Show the journal: each apply, rollback and destroy, its outcome and git revision."""
@@ -92,7 +92,7 @@ def history(c, state_dir=None, limit=20):
     table = Table(title=f"history in {journal.path}", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("started (UTC)", "op", "instance", "outcome", "requests", "snapshot before", "git"):
         table.add_column(column, overflow="fold", no_wrap=column in ("started (UTC)", "snapshot before"))
-    for tx in order[-int(limit):]:
+    for tx in order[-int(limit):] if int(limit) > 0 else order:
         start, end = changes[tx]["start"], changes[tx].get("end", {})
         outcome = end.get("outcome") or ("[red]interrupted[/]" if tx in interrupted else "running")
         if end.get("failed"):

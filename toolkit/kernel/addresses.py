@@ -22,7 +22,7 @@ def to_resources(ns: str, addrs, by_index: dict) -> list:
             continue  # link-local: the kernel makes these itself
         if ifname == "lo" and text in _LOOPBACK:
             continue
-        out.append(Resource.make("addr", (ns, ifname, text)))
+        out.append(Resource.make("addr", (ns, ifname, text), secondary=True if a.secondary else None))
     return out
 
 

@@ -19,7 +19,7 @@ import re
 
 from ..errors import KernelError
 from ..model.firewall import TABLE_PREFIX
-from ..reconcile.nft_canon import live_table_specs
+from ..reconcile.nft_canon import live_table_specs, object_field
 from ..reconcile.resources import Resource
 
 _HANDLE = re.compile(r"^(?P<text>.*?)\s+# handle (?P<handle>\d+)$")
@@ -113,7 +113,9 @@ def table_commands(action) -> list:
     sets, chains, rules = [], [], []
     for field, value in action.desired.spec:
         kind, _, item = field.partition(" ")
-        if kind == "set":
+        if stateful := object_field(field):  # maps, named counters, ...: before the rules using them
+            sets.append(json.dumps({"add": {stateful[0]: {**where, "name": stateful[1], **json.loads(value)}}}))
+        elif kind == "set":
             spec = json.loads(value)
             body = {**where, "name": item, "type": spec["type"]}
             if spec["flags"]:

@@ -55,12 +55,16 @@ class Link:
     alias: str | None = None
 
 
+IFA_F_SECONDARY = 0x01
+
+
 @dataclass(slots=True)
 class Addr:
     index: int
     family: int
     prefixlen: int
     address: str
+    secondary: bool = False  # an IPv4 address after the first in its subnet
 
 
 @dataclass(slots=True)
@@ -167,11 +171,12 @@ class DumpSocket:
         for mtype, _, p in self.request(RTM_GETADDR, NLM_F_DUMP, _IFADDR.pack(0, 0, 0, 0, 0)):
             if mtype != RTM_NEWADDR:
                 continue
-            family, prefixlen, _, _, index = _IFADDR.unpack_from(p)
+            family, prefixlen, flags, _, index = _IFADDR.unpack_from(p)
             attrs = dict(_attrs(p, _IFADDR.size))
             raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
             if raw is not None:
-                out.append(Addr(index, family, prefixlen, socket.inet_ntop(family, raw)))
+                out.append(Addr(index, family, prefixlen, socket.inet_ntop(family, raw),
+                                bool(flags & IFA_F_SECONDARY)))
         return out
 
     def routes(self, table: int) -> list:

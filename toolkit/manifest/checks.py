@@ -12,6 +12,7 @@ import re
 IFNAMSIZ = 16  # the kernel's limit includes the trailing NUL: 15 usable bytes
 _KERNEL_SPACE = set(b"\t\n\v\f\r \xa0")  # isspace() of the kernel's lib/ctype.c
 _SYSCTL_NAME = re.compile(r"^net(\.[A-Za-z0-9_\-/]+)+$")
+MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 
 def interface_name(name: str) -> str:
@@ -57,6 +58,8 @@ def interface_address(text) -> str:
             raise ValueError(f"{text} is the broadcast address of {net}, not a host address")
     if iface.ip.is_multicast or iface.ip.is_unspecified:
         raise ValueError(f"{text} is not a unicast host address")
+    if iface.version == 6 and iface.ip.ipv4_mapped is not None:
+        raise ValueError(f"{text} is an IPv4-mapped IPv6 address: give the IPv4 address itself")
     return iface.with_prefixlen
 
 
@@ -112,4 +115,7 @@ def sysctl_value(value) -> str:
 
 
 def mac_address(text: str) -> str:
+    if int(text.split(":")[0], 16) & 1:
+        raise ValueError(f"{text} is a multicast MAC address: an interface needs a unicast one "
+                         "(the first byte's lowest bit clear, e.g. 02:...)")
     return text.lower()

@@ -109,17 +109,39 @@ def load_document(text: str, file: str) -> Document:
     except yaml.YAMLError as exc:  # pragma: no cover - non-marked errors are rare
         doc.problems.append(Problem(file, 1, "", f"YAML error: {exc}"))
         doc.data = None
+    except RecursionError:
+        doc.problems.append(Problem(file, 1, "", "YAML aliases or merge keys refer to themselves"))
+        doc.data = None
+    except _TooBig:
+        doc.problems.append(Problem(file, 1, "", f"the document expands to more than {MAX_VALUES:,} values "
+                                                 "(YAML aliases nested too deep?)"))
+        doc.data = None
     finally:
         loader.dispose()
     return doc
 
 
-def _build(node, path: Path, loader: _Constructor, doc: Document):
+MAX_VALUES = 1_000_000  # far beyond any real manifest; stops "billion laughs" alias bombs
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _build(node, path: Path, loader: _Constructor, doc: Document, within=frozenset()):
     doc.lines.setdefault(path, node.start_mark.line + 1)
+    doc.count = getattr(doc, "count", 0) + 1
+    if doc.count > MAX_VALUES:
+        raise _TooBig()
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if id(node) in within:  # an alias to one of its own ancestors
+            doc.problems.append(doc.problem(path, "a YAML alias refers to a node that contains it"))
+            return None
+        within = within | {id(node)}
     if isinstance(node, yaml.MappingNode):
-        return _build_mapping(node, path, loader, doc)
+        return _build_mapping(node, path, loader, doc, within)
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), loader, doc) for i, item in enumerate(node.value)]
+        return [_build(item, path + (i,), loader, doc, within) for i, item in enumerate(node.value)]
     if node.tag == _STR:
         return node.value  # most scalars: no need for the constructor's machinery
     try:
@@ -134,7 +156,7 @@ def _build(node, path: Path, loader: _Constructor, doc: Document):
     return value
 
 
-def _build_mapping(node, path: Path, loader: _Constructor, doc: Document) -> dict:
+def _build_mapping(node, path: Path, loader: _Constructor, doc: Document, within) -> dict:
     # Keys written in this mapping override keys merged in with `<<`; among
     # merged keys, the first source wins (YAML's merge semantics).
     explicit = {id(k) for k, _ in node.value
@@ -160,7 +182,7 @@ def _build_mapping(node, path: Path, loader: _Constructor, doc: Document) -> dic
                 continue
         elif not is_explicit:
             merged.add(key)
-        out[key] = _build(value_node, path + (key,), loader, doc)
+        out[key] = _build(value_node, path + (key,), loader, doc, within)
         # Report a field on the line of its key, which is where the eye looks.
         doc.lines[path + (key,)] = key_node.start_mark.line + 1
     return out

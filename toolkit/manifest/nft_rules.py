@@ -134,6 +134,8 @@ def _address_match(key: str, value, ctx: RuleContext) -> dict:
                 raise RuleError(key, f"invalid address or prefix {text!r}") from None
             fixed = ipaddress.ip_network(text, strict=False)
             raise RuleError(key, f"prefix {text} has host bits set (did you mean {fixed}?)") from None
+        if net.version == 6 and net.network_address.ipv4_mapped is not None:
+            raise RuleError(key, f"{text} is an IPv4-mapped IPv6 address: match the IPv4 address instead")
         versions.add(net.version)
         host = net.prefixlen == net.max_prefixlen
         elements.append(str(net.network_address) if host else
@@ -228,12 +230,18 @@ def _ports(key: str, value):
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 
 
+MAX_RATE = 2 ** 32 - 1
+
+
 def _limit(value) -> dict:
     if isinstance(value, str):
         found = _RATE.match(value)
         if not found:
             raise RuleError("limit", f"invalid rate {value!r}: write it like 10/second")
-        return {"rate": int(found[1]), "burst": 5, "per": found[2]}
+        value = {"rate": int(found[1]), "per": found[2]}
+    if not 1 <= value["rate"] <= MAX_RATE:
+        raise RuleError("limit", f"a rate of {value['rate']} per {value.get('per', 'second')}: "
+                                 f"it must be from 1 to {MAX_RATE}")
     return {"rate": value["rate"], "burst": value.get("burst", 5), "per": value.get("per", "second")}
 
 

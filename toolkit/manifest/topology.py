@@ -146,6 +146,7 @@ class _Builder:
             sysctls = self.build_sysctls(name, _mapping(_mapping(spec).get("sysctls")))
             tables = self.build_tables(name, _sequence(_mapping(spec).get("policies")))
             ifaces = tuple(d.freeze() for d in self.ifaces[name].values())
+            self.check_ipv6_mtu(name)
             built.append(Node(name, ifaces, routes, sysctls, tables))
         name = self.data.get("name") if isinstance(self.data.get("name"), str) else "?"
         return Topology(name=name, source=self.doc.file, nodes=tuple(built))
@@ -174,8 +175,8 @@ class _Builder:
             draft.mtu = spec["mtu"]
         if spec.get("state") in ("up", "down"):
             draft.state = spec["state"]
-        if isinstance(spec.get("mac"), str):
-            draft.mac = checks.mac_address(spec["mac"])
+        if isinstance(spec.get("mac"), str) and checks.MAC.match(spec["mac"]):
+            draft.mac = self.check(path + ("mac",), checks.mac_address, spec["mac"])
 
     def add_addresses(self, draft: _Draft, addresses, path) -> None:
         for k, text in enumerate(_sequence(addresses)):
@@ -259,6 +260,11 @@ class _Builder:
             if dev is not None and dev not in connected:
                 self.fail(path + ("dev",), f"'{dev}' is not an interface of node '{node}'")
                 continue
+            down = {name for name, d in self.ifaces.get(node, {}).items() if d.state == "down"}
+            if dev in down:
+                self.fail(path + ("dev",), f"interface '{dev}' is declared down: the kernel installs no route "
+                                           "through a device that is down")
+                continue
             if via is not None and (why := self.bad_gateway(node, via, dev, connected)):
                 self.fail(path + ("via",), why)
                 continue
@@ -283,6 +289,11 @@ class _Builder:
         nets = [net for name, nets in connected.items() if dev in (None, name) for net in nets
                 if net.version == via.version]
         inside = [net for net in nets if via in net]
+        down = {name for name, d in self.ifaces.get(node, {}).items() if d.state == "down"}
+        through = {name for name, ns in connected.items() if dev in (None, name) for n in ns if via in n}
+        if inside and through <= down:
+            return (f"gateway {via} is reachable only through {', '.join(sorted(through))}, declared down: "
+                    "the kernel installs no route through a device that is down")
         if not inside:
             scope = f"interface '{dev}'" if dev else f"node '{node}'"
             shown = ", ".join(sorted({str(n) for n in nets})) or "it has no addresses of that family"
@@ -290,6 +301,13 @@ class _Builder:
         if via.version == 4 and all(n.prefixlen < 31 and via == n.broadcast_address for n in inside):
             return f"gateway {via} is the broadcast address of {inside[0]}"
         return None
+
+    def check_ipv6_mtu(self, node: str) -> None:
+        """IPv6 needs an MTU of at least 1280; the kernel refuses IPv6 addresses below it."""
+        for draft in self.ifaces.get(node, {}).values():
+            if draft.mtu is not None and draft.mtu < 1280 and any(":" in a for a in draft.addresses):
+                self.fail(draft.path, f"interface '{draft.name}' has IPv6 addresses but an MTU of {draft.mtu}; "
+                                      "IPv6 needs at least 1280")
 
     def build_tables(self, node: str, paths: list) -> tuple:
         """The firewall tables of `node`, from its policy files (relative to the manifest)."""

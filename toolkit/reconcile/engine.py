@@ -25,7 +25,7 @@ from ..state.journal import Journal
 from ..state.lock import StateLock
 from ..state.snapshots import SnapshotError, Snapshots
 from ..state.statedir import StateDir
-from . import transaction
+from . import failpoints, transaction
 from .compile import desired_resources
 from .plan import Plan, diff
 from .resources import UNMANAGED_KINDS
@@ -153,6 +153,7 @@ class Reconciler:
         """Converge the kernel to the topology as a transaction (transaction.run).
         `planned` is a (plan, live) pair from plan() made under locked(), to avoid
         reading twice. Raises ApplyError, LockHeld, OwnershipError."""
+        failpoints.active()  # a bad NETKEEL_FAILPOINT is refused before anything happens
         with self.locked():
             plan, live = planned or self.plan()
             if plan.empty:
@@ -186,6 +187,7 @@ def rollback(kernel, state: StateDir, snapshot_id: str | None = None, wait: bool
     """Reconcile the kernel back to a snapshot (default: the one taken before the
     last apply): namespaces created since are removed, removed ones recreated.
     Raises SnapshotError, ApplyError, LockHeld."""
+    failpoints.active()
     with StateLock(state, wait=wait):
         snapshot = Snapshots(state).load(snapshot_id or last_apply_snapshot(state))
         inventory = Inventory(state)

@@ -7,13 +7,17 @@ Kernel semantics the planner knows, so that a plan is exact:
 - deleting (or re-creating) a device removes its addresses and routes, and
   releases its bridge ports;
 - a new namespace comes with a loopback device, down;
-- a device that loses its last IPv4 address loses its IPv4 routes.
+- a device that loses its last IPv4 address loses its IPv4 routes;
+- a subnet's primary IPv4 address takes its secondaries along;
+- a device set down loses its IPv6 addresses and its routes;
+- a re-created device comes back with default per-interface sysctls.
 Such removals appear in the plan as implicit actions (no kernel request), and
 anything that must come back afterwards is planned as a create.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -157,6 +161,9 @@ class _Planner:
                 created.add(ident)
             elif changes := changed_fields(desired, live):
                 self.actions.append(Action(MODIFY, desired=desired, live=live, changes=changes))
+                if ("state", "down", "up") in changes:
+                    # Setting a device down takes its IPv6 addresses and its routes with it.
+                    self.gone[("down", ident[1])] = "with its device going down"
 
     def released(self, live: Resource) -> Resource:
         master = live.get("master")
@@ -181,6 +188,7 @@ class _Planner:
             elif changes := changed_fields(desired, live):
                 self.actions.append(Action(MODIFY, desired=desired, live=live, changes=changes))
         if kind == "addr":
+            self.secondaries_lost(have, want)
             self.note_ipv4_loss(have)
 
     def note_ipv4_loss(self, have: dict) -> None:
@@ -196,10 +204,27 @@ class _Planner:
             if keys <= deleted:
                 self.gone[("ipv4", device)] = "with its device's last IPv4 address"
 
+    def secondaries_lost(self, have: dict, want: dict) -> None:
+        """Deleting a subnet's primary IPv4 address deletes its secondaries too (the
+        kernel does, unless promote_secondaries is set): those still wanted come back."""
+        deleted = [a.live for a in self.actions if a.op == DELETE and a.kind == "addr" and not a.implicit
+                   and ":" not in a.key[2] and not a.live.get("secondary")]
+        for primary in deleted:
+            subnet = ipaddress.ip_interface(primary.key[2]).network
+            for ident, live in list(have.items()):
+                if live is not None and live.get("secondary") and live.key[:2] == primary.key[:2] \
+                        and ipaddress.ip_interface(live.key[2]).network == subnet:
+                    have[ident] = None
+                    if ident in want:
+                        self.actions.append(Action(CREATE, desired=want[ident]))
+                    else:  # unwanted anyway: it goes with its primary
+                        self.actions = [a for a in self.actions if a.resource.ident != ident]
+                        self.actions.append(Action(DELETE, live=live, implicit="with its subnet's primary address"))
+
     def vanishing(self, resource: Resource) -> str:
         for parent in _parents(resource):
             if parent in self.gone:
-                if parent[0] == "ipv4":
+                if parent[0] in ("ipv4", "down"):
                     return self.gone[parent]
                 return "with its namespace" if parent[0] == "netns" else "with its device"
         return ""
@@ -214,15 +239,32 @@ def _peer_ident(link: Resource):
 
 
 def _parents(resource: Resource) -> tuple:
+    """What `resource` disappears with: its namespace, its device, its device's
+    last IPv4 address (IPv4 routes), its device going down (IPv6 addresses, routes)."""
     ns = resource.ns
     parents = [("netns", (ns,))]
     if resource.kind == "addr":
         parents.append(("link", (ns, resource.key[1])))
+        if ":" in resource.key[2]:
+            parents.append(("down", (ns, resource.key[1])))
     elif resource.kind == "route" and resource.get("dev"):
-        parents.append(("link", (ns, resource.get("dev"))))
+        dev = resource.get("dev")
+        parents += [("link", (ns, dev)), ("down", (ns, dev))]
         if ":" not in resource.key[1]:
-            parents.append(("ipv4", (ns, resource.get("dev"))))
+            parents.append(("ipv4", (ns, dev)))
+    elif resource.kind == "sysctl" and (device := _sysctl_device(resource.key[1])):
+        parents.append(("link", (ns, device)))
     return tuple(parents)
+
+
+def _sysctl_device(name: str) -> str | None:
+    """The interface of a per-interface sysctl (net.ipv4.conf.eth0.forwarding),
+    which is gone when the device is (and comes back with defaults)."""
+    parts = name.split(".")
+    if len(parts) >= 5 and parts[1] in ("ipv4", "ipv6") and parts[2] in ("conf", "neigh") \
+            and parts[3] not in ("all", "default"):
+        return parts[3].replace("/", ".")
+    return None
 
 
 def diff(desired, live) -> Plan:

@@ -44,6 +44,8 @@ class Journal:
             text = self.path.read_text(errors="replace")
         except FileNotFoundError:
             return [], []
+        except OSError as exc:
+            return [], [f"{self.path}: cannot read the journal: {exc.strerror or exc}"]
         records, problems = [], []
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
