@@ -177,3 +177,17 @@ def test_multiline_sysctl_value_rejected():
 
 def test_mac_address_is_lowercased():
     assert checks.mac_address("02:AB:cd:00:00:0F") == "02:ab:cd:00:00:0f"
+
+
+@pytest.mark.parametrize("name", ["net.//.kernel.core_pattern", "net./.x", "net.ipv4.conf.//.forwarding"])
+def test_sysctl_names_cannot_leave_proc_sys_net(name):
+    with pytest.raises(ValueError, match="malformed sysctl name"):
+        checks.sysctl_name(name)
+
+
+def test_multicast_macs_and_ipv4_mapped_addresses_are_refused():
+    with pytest.raises(ValueError, match="multicast MAC"):
+        checks.mac_address("01:00:5e:00:00:01")
+    assert checks.mac_address("02:AA:00:00:00:01") == "02:aa:00:00:00:01"
+    with pytest.raises(ValueError, match="IPv4-mapped"):
+        checks.interface_address("::ffff:10.0.0.1/128")

@@ -449,3 +449,47 @@ def test_a_sysctl_no_longer_declared_is_left_alone():
     plan = diff(without(DESIRED, ("sysctl", ("ns_server", "net.ipv4.ip_forward"))), LIVE)
     assert plan.empty
     assert steps(plan) == ()
+
+
+# -- kernel side effects found in review ----------------------------------------------
+
+def test_removing_a_primary_address_recreates_its_secondaries():
+    live = LIVE | {R("addr", ("ns_client1", "veth_c1", "10.0.1.3/24"), secondary=True)}
+    desired = (DESIRED - {R("addr", ("ns_client1", "veth_c1", "10.0.1.2/24"))}) | \
+        {R("addr", ("ns_client1", "veth_c1", "10.0.1.3/24"))}
+    # The secondary goes with the primary, the device is left without IPv4 for a
+    # moment, and the kernel flushes its IPv4 routes: all of it comes back.
+    assert [line for line in lines(diff(desired, live)) if "addr" in line or "route" in line] == [
+        "delete addr 10.0.1.2/24 on veth_c1 in ns_client1",
+        "create addr 10.0.1.3/24 on veth_c1 in ns_client1",
+        "create route default in ns_client1",
+    ]
+
+
+def test_removing_a_secondary_address_leaves_the_primary_alone():
+    live = LIVE | {R("addr", ("ns_client1", "veth_c1", "10.0.1.3/24"), secondary=True)}
+    assert lines(diff(DESIRED, live)) == ["delete addr 10.0.1.3/24 on veth_c1 in ns_client1"]
+
+
+def test_a_device_set_down_takes_its_ipv6_addresses_and_routes_along():
+    v6 = R("addr", ("ns_client1", "veth_c1", "fd00::2/64"))
+    desired = (DESIRED - {R("link", ("ns_client1", "veth_c1"), kind="veth", peer="ns_server/veth_srv_c1",
+                            mtu=1500, state="up", master="")}) | {v6} | \
+        {R("link", ("ns_client1", "veth_c1"), kind="veth", peer="ns_server/veth_srv_c1", mtu=1500,
+           state="down", master="")}
+    desired -= {R("route", ("ns_client1", "0.0.0.0/0", 0), via="10.0.1.1")}
+    got = lines(diff(desired, LIVE | {v6}))
+    assert "modify link veth_c1 in ns_client1 (state: 'up' -> 'down')" in got
+    assert "create addr fd00::2/64 on veth_c1 in ns_client1" in got
+    assert "delete route default in ns_client1 [implicit: with its device going down]" in got
+
+
+def test_a_per_interface_sysctl_comes_back_with_its_recreated_device():
+    conf = R("sysctl", ("ns_server", "net.ipv4.conf.veth_srv_c1.forwarding"), value="1")
+    moved = {r for r in DESIRED if r.key not in {("ns_server", "veth_srv_c1"), ("ns_client1", "veth_c1")}}
+    moved |= {R("link", ("ns_server", "veth_srv_c1"), kind="veth", peer="ns_client2/veth_x", mtu=1500,
+                state="up", master=""),
+              R("link", ("ns_client2", "veth_x"), kind="veth", peer="ns_server/veth_srv_c1", mtu=1500,
+                state="up", master=""), conf}
+    got = lines(diff(moved, LIVE | {conf}))
+    assert "create sysctl net.ipv4.conf.veth_srv_c1.forwarding in ns_server" in got
