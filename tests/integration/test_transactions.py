@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from labkit import Lab, lab_view, namespaces_with
+from labkit import lab_view, namespaces_with
 
 VERSIONS = Path(__file__).with_name("data") / "versions"
 V1, V2 = VERSIONS / "v1.yaml", VERSIONS / "v2.yaml"
