@@ -69,7 +69,7 @@ class Reconciler:
         self.kernel = kernel
         self.state = state
         self.prefix = prefix
-        self.git = git if git is not None else repo_info([p for p, _ in topology.files])
+        self._git = git
         self.wait = wait
         self._lock = None
         self.instance = instance_id(topology.name, prefix)
@@ -80,6 +80,13 @@ class Reconciler:
                                          "native rule not checked by libnftables") for src in unresolved])
         self.desired = desired_resources(self.topology, prefix)
         self.inventory = Inventory(state)
+
+    @property
+    def git(self) -> dict:
+        """Where the manifest came from; asked of git only when a change records it."""
+        if self._git is None:
+            self._git = repo_info([p for p, _ in self.topology.files])
+        return self._git
 
     # -- scope and reading ----------------------------------------------------
     @property
