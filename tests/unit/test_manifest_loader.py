@@ -248,3 +248,15 @@ def test_non_utf8_file_is_a_manifest_error(tmp_path):
 def test_syntax_error_names_the_line_where_the_construct_started():
     [problem] = load_document("a:\n  - {b: 1\n  - c\n", "f.yaml").problems
     assert "line 2" in problem.message
+
+
+def test_an_alias_to_its_own_ancestor_is_a_problem_not_a_crash(errors):
+    assert errors("name: x\nnodes: &a\n  b: *a\n") == ["2: nodes.b: a YAML alias refers to a node that contains it"]
+
+
+def test_an_alias_bomb_is_stopped(errors):
+    lines = ["name: x", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    lines.append("nodes: {n: {}}")
+    [only] = errors("\n".join(lines) + "\n")
+    assert "expands to more than 1,000,000 values" in only
