@@ -35,6 +35,16 @@ def format_path(path: Path) -> str:
     return out
 
 
+def mapping(value) -> dict:
+    """`value` if it is a mapping, else {}: checks go on past a value the schema rejects."""
+    return value if isinstance(value, dict) else {}
+
+
+def sequence(value) -> list:
+    """`value` if it is a list, else []."""
+    return value if isinstance(value, list) else []
+
+
 @dataclass
 class Document:
     """A loaded YAML document: its data, where each value sits, and load problems."""

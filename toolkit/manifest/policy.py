@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from ..errors import Problem
 from ..model.firewall import Chain, NamedSet, Rule, Table
-from .loader import Document, format_path, load_document
+from .loader import Document, format_path, load_document, mapping, sequence
 from .nft_rules import RuleContext, RuleError, compile_rule, describe, port_value
 from .schema import schema_problems
 
@@ -47,14 +47,14 @@ class _PolicyBuilder:
     def build(self) -> tuple:
         data = self.doc.data if isinstance(self.doc.data, dict) else {}
         tables = []
-        for name, spec in _mapping(data.get("tables")).items():
-            spec = _mapping(spec)
+        for name, spec in mapping(data.get("tables")).items():
+            spec = mapping(spec)
             family = spec.get("family") if spec.get("family") in ("inet", "ip", "ip6") else "inet"
             path = ("tables", name)
-            sets = tuple(self.build_set(path + ("sets", s), s, _mapping(v))
-                         for s, v in _mapping(spec.get("sets")).items())
+            sets = tuple(self.build_set(path + ("sets", s), s, mapping(v))
+                         for s, v in mapping(spec.get("sets")).items())
             set_types = {s.name: s.type for s in sets}
-            chain_specs = {c: _mapping(v) for c, v in _mapping(spec.get("chains")).items()}
+            chain_specs = {c: mapping(v) for c, v in mapping(spec.get("chains")).items()}
             base = {c for c, cspec in chain_specs.items() if "hook" in cspec}
             chains = tuple(self.build_chain(path + ("chains", c), c, cspec, family, set_types,
                                             set(chain_specs) - base, base)
@@ -65,9 +65,9 @@ class _PolicyBuilder:
 
     def build_set(self, path, name: str, spec: dict) -> NamedSet:
         set_type = spec.get("type", "ipv4_addr")
-        flags = tuple(sorted(set(f for f in _sequence(spec.get("flags")) if isinstance(f, str))))
+        flags = tuple(sorted(set(f for f in sequence(spec.get("flags")) if isinstance(f, str))))
         elements, spans = [], []
-        for k, value in enumerate(_sequence(spec.get("elements"))):
+        for k, value in enumerate(sequence(spec.get("elements"))):
             try:
                 element = _element(set_type, value, "interval" in flags)
             except ValueError as exc:
@@ -103,7 +103,7 @@ class _PolicyBuilder:
             header = dict(type=ctype, hook=hook, priority=priority, policy=spec.get("policy", "accept"))
         ctx = RuleContext(family, header["type"], hook, set_types, regular - {name}, name, base)
         rules = []
-        for k, rule in enumerate(_sequence(spec.get("rules"))):
+        for k, rule in enumerate(sequence(spec.get("rules"))):
             if isinstance(rule, dict):
                 built = self.build_rule(path + ("rules", k), rule, ctx)
                 if built is not None:
@@ -198,12 +198,6 @@ def _span(element):
         return None
 
 
-def _mapping(value) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _sequence(value) -> list:
-    return value if isinstance(value, list) else []
 
 
 def resolve_native_rules(topology, resolve):

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ManifestError, Problem
 from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Node, Route, Topology
 from . import checks
-from .loader import Document, format_path, load_document
+from .loader import Document, format_path, load_document, mapping, sequence
 from .policy import load_policy_text, resolve_native_rules
 from .schema import schema_problems
 
@@ -123,28 +123,28 @@ class _Builder:
 
     # -- the build -----------------------------------------------------------
     def build(self) -> Topology:
-        nodes = _mapping(self.data.get("nodes"))
+        nodes = mapping(self.data.get("nodes"))
         for name, spec in nodes.items():
             self.ifaces[name] = {}
             lo = self.add_iface(name, "lo", "loopback", ("nodes", name), reserved_ok=True)
             lo.mtu = None  # lo's MTU is the kernel's business (65536), not the manifest's
-            loopback = _mapping(_mapping(spec).get("loopback"))
+            loopback = mapping(mapping(spec).get("loopback"))
             self.add_addresses(lo, loopback.get("addresses"), ("nodes", name, "loopback", "addresses"))
-            for br, bspec in _mapping(_mapping(spec).get("bridges")).items():
+            for br, bspec in mapping(mapping(spec).get("bridges")).items():
                 path = ("nodes", name, "bridges", br)
                 draft = self.add_iface(name, br, "bridge", path)
                 if draft:
-                    self.apply_settings(draft, _mapping(bspec), path)
-        for i, link in enumerate(_sequence(self.data.get("links"))):
-            self.add_link(i, _mapping(link), nodes)
+                    self.apply_settings(draft, mapping(bspec), path)
+        for i, link in enumerate(sequence(self.data.get("links"))):
+            self.add_link(i, mapping(link), nodes)
         for name, spec in nodes.items():
-            for br, bspec in _mapping(_mapping(spec).get("bridges")).items():
-                self.add_ports(name, br, _sequence(_mapping(bspec).get("ports")))
+            for br, bspec in mapping(mapping(spec).get("bridges")).items():
+                self.add_ports(name, br, sequence(mapping(bspec).get("ports")))
         built = []
         for name, spec in nodes.items():
-            routes = self.build_routes(name, _sequence(_mapping(spec).get("routes")))
-            sysctls = self.build_sysctls(name, _mapping(_mapping(spec).get("sysctls")))
-            tables = self.build_tables(name, _sequence(_mapping(spec).get("policies")))
+            routes = self.build_routes(name, sequence(mapping(spec).get("routes")))
+            sysctls = self.build_sysctls(name, mapping(mapping(spec).get("sysctls")))
+            tables = self.build_tables(name, sequence(mapping(spec).get("policies")))
             ifaces = tuple(d.freeze() for d in self.ifaces[name].values())
             self.check_ipv6_mtu(name)
             built.append(Node(name, ifaces, routes, sysctls, tables))
@@ -179,7 +179,7 @@ class _Builder:
             draft.mac = self.check(path + ("mac",), checks.mac_address, spec["mac"])
 
     def add_addresses(self, draft: _Draft, addresses, path) -> None:
-        for k, text in enumerate(_sequence(addresses)):
+        for k, text in enumerate(sequence(addresses)):
             if not isinstance(text, str):
                 continue  # the schema already said what it should be
             canonical = self.check(path + (k,), checks.interface_address, text)
@@ -194,8 +194,8 @@ class _Builder:
 
     def add_link(self, i: int, link: dict, nodes: dict) -> None:
         ends = []
-        for j, ep in enumerate(_sequence(link.get("endpoints"))):
-            ep = _mapping(ep)
+        for j, ep in enumerate(sequence(link.get("endpoints"))):
+            ep = mapping(ep)
             path = ("links", i, "endpoints", j)
             node = ep.get("node")
             if isinstance(node, str) and node not in nodes:
@@ -241,7 +241,7 @@ class _Builder:
                      for name, d in self.ifaces.get(node, {}).items()}
         built, seen = [], {}
         for k, spec in enumerate(routes):
-            spec = _mapping(spec)
+            spec = mapping(spec)
             path = ("nodes", node, "routes", k)
             if not isinstance(spec.get("to"), str) or not isinstance(spec.get("via", ""), str):
                 continue  # the schema already said what they should be
@@ -357,11 +357,3 @@ class _Builder:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _mapping(value) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _sequence(value) -> list:
-    return value if isinstance(value, list) else []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..errors import ApplyError, VerifyError
 from ..kernel.reader import read_live
 from ..state.inventory import Inventory
-from ..state.journal import Journal, command_line
+from ..state.journal import Journal, command_line, now
 from ..state.snapshots import Snapshot, Snapshots, keep_setting, new_id
 from . import failpoints
 from .apply import StepError, execute, verify
@@ -61,7 +61,7 @@ def run(kernel, state, change: Change, on_step=None) -> tuple:
     inventory = Inventory(state)
     owned_before = inventory.namespaces(change.instance)
     snapshot = Snapshot(
-        id=new_id(), time=_now(), instance=change.instance, topology=change.topology, prefix=change.prefix,
+        id=new_id(), time=now(), instance=change.instance, topology=change.topology, prefix=change.prefix,
         reason=f"before {change.op}", resources=tuple(change.before), namespaces=tuple(sorted(change.names)),
         owned=tuple(sorted(owned_before)), manifests=change.manifests, git=change.git or {})
     snapshots = Snapshots(state)
@@ -139,8 +139,3 @@ def _pinned(journal: Journal) -> set:
         if record.get("event") == "start" and record.get("op") == "apply":
             last[record.get("instance")] = record.get("snapshot")
     return set(last.values())
-
-
-def _now() -> str:
-    from ..state.journal import now
-    return now()

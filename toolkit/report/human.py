@@ -11,19 +11,16 @@ from rich.text import Text
 
 from ..reconcile.plan import CREATE, DELETE, MODIFY, Plan
 from ..reconcile.resources import UNMANAGED_KINDS
+from . import node_name
 from .details import ABSENT, details
 
 MARK = {CREATE: ("+", "green"), DELETE: ("-", "red"), MODIFY: ("~", "yellow")}
 
 
-def _node(namespace: str, prefix: str) -> str:
-    return namespace[len(prefix):] if prefix and namespace.startswith(prefix) else namespace
-
-
 def _group(actions, prefix: str) -> dict:
     groups = defaultdict(list)
     for a in actions:
-        groups[_node(a.ns, prefix)].append(a)
+        groups[node_name(a.ns, prefix)].append(a)
     return groups
 
 
@@ -67,7 +64,7 @@ def _detail(action) -> list:
 def print_unmanaged(console: Console, unmanaged, prefix: str = "") -> None:
     for r in unmanaged:
         why = r.describe() or "not netkeel's"
-        console.print(f"[magenta]unmanaged[/] in {_node(r.ns, prefix)}: {r.label}: {why} (reported, never changed)",
+        console.print(f"[magenta]unmanaged[/] in {node_name(r.ns, prefix)}: {r.label}: {why} (reported, never changed)",
                       markup=True, highlight=False)
 
 
@@ -114,13 +111,13 @@ def print_live(console: Console, resources, title: str, prefix: str = "") -> Non
     for column in ("node", "what", "value"):
         routes.add_column(column)
     for ns in sorted(by_ns):
-        kinds, node = by_ns[ns], _node(ns, prefix)
+        kinds, node = by_ns[ns], node_name(ns, prefix)
         addrs = defaultdict(list)
         for a in kinds["addr"]:
             addrs[a.key[1]].append(a.key[2])
         for link in sorted(kinds["link"]):
             f = link.fields()
-            other = _node(f.get("peer") or "", prefix) or (f"master {f['master']}" if f.get("master") else "")
+            other = node_name(f.get("peer") or "", prefix) or (f"master {f['master']}" if f.get("master") else "")
             ifaces.add_row(node, link.key[1], f.get("kind"), f.get("state"), str(f.get("mtu", "")),
                            "\n".join(addrs.get(link.key[1], [])), other,
                            style=None if f.get("state") == "up" else "dim")

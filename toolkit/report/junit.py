@@ -9,22 +9,20 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
+from . import node_name
 from .details import details
 
 
 def drift_report(topology: str, nodes, plan, unmanaged, prefix: str = "") -> str:
-    def node_of(ns: str) -> str:
-        return ns[len(prefix):] if prefix and ns.startswith(prefix) else ns
-
     problems = defaultdict(list)
     for action in plan.actions:
         word = {"create": "missing", "delete": "unexpected", "modify": "changed"}[action.op]
         line = f"{action.resource.label}: {word}"
         if action.op == "modify":
             line += " (" + "; ".join(f"{w}: desired {d}, live {l}" for w, d, l in details(action)) + ")"
-        problems[node_of(action.ns)].append(line)
+        problems[node_name(action.ns, prefix)].append(line)
     for r in unmanaged:
-        problems[node_of(r.ns)].append(f"{r.label}: unmanaged (not netkeel's)")
+        problems[node_name(r.ns, prefix)].append(f"{r.label}: unmanaged (not netkeel's)")
     names = sorted(set(nodes) | set(problems))
     failures = sum(1 for n in names if problems[n])
     suite = ET.Element("testsuite", name=f"netkeel drift {topology}", tests=str(len(names)),

@@ -10,14 +10,11 @@ import json
 
 from ..errors import ApplyError, ManifestError, NetkeelError
 from ..reconcile.plan import CREATE, DELETE, Action, Plan
+from . import node_name
 from .details import details
 
 FORMAT = 1
 DRIFT_WORDS = {CREATE: "missing", DELETE: "unexpected", "modify": "changed"}
-
-
-def _node(namespace: str, prefix: str) -> str:
-    return namespace[len(prefix):] if prefix and namespace.startswith(prefix) else namespace
 
 
 def action_record(action: Action, prefix: str, drift: bool = False) -> dict:
@@ -25,7 +22,7 @@ def action_record(action: Action, prefix: str, drift: bool = False) -> dict:
     record = {
         "op": action.op,
         "kind": action.kind,
-        "node": _node(action.ns, prefix),
+        "node": node_name(action.ns, prefix),
         "namespace": action.ns,
         "object": r.label,
         "key": list(action.key),
@@ -48,7 +45,7 @@ def _spec(resource) -> dict | None:
 
 
 def unmanaged_record(resource, prefix: str) -> dict:
-    return {"kind": resource.kind, "node": _node(resource.ns, prefix), "namespace": resource.ns,
+    return {"kind": resource.kind, "node": node_name(resource.ns, prefix), "namespace": resource.ns,
             "object": resource.label}
 
 
