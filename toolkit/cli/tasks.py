@@ -23,7 +23,9 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False):
     """The manifest (as of git revision `rev`, if given) loaded and checked (bad
     input is reported before anything else, root or not), then a reconciler on a
     kernel session."""
+    from ..errors import ManifestError
     from ..manifest.git import RevisionReader
+    from ..manifest.policy import resolve_native_rules
     from ..manifest.topology import read_file
     from ..reconcile.engine import Reconciler, native_resolver
 
@@ -31,7 +33,9 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False):
     topology = load_topology(file, read=reader)  # bad input first, before any kernel work
     require_root()
     if any(r.native for n in topology.nodes for t in n.tables for c in t.chains for r in c.rules):
-        topology = load_topology(file, read=reader, natives=native_resolver)
+        topology, problems = resolve_native_rules(topology, native_resolver)  # no second parse
+        if problems:
+            raise ManifestError(problems)
     state = StateDir(state_dir)
     warn_interrupted(state)
     with kernel_session(verbose) as kernel:
