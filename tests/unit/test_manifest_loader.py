@@ -146,10 +146,13 @@ def test_empty_manifest(errors, text):
     assert errors(text) == [f"1: {EMPTY}"]
 
 
+# The kind of value only: the file may be any file at all (/etc/passwd), and its
+# content is never echoed.
 @pytest.mark.parametrize("text, message", [
-    ("- a\n- b\n", "expected a mapping, got a list"),
-    ("hello\n", "expected a mapping, got string 'hello'"),
-    ("42\n", "expected a mapping, got integer 42"),
+    ("- a\n- b\n", "expected a mapping at the top level, got a list"),
+    ("hello\n", "expected a mapping at the top level, got a string"),
+    ("42\n", "expected a mapping at the top level, got an integer"),
+    ("root:x:0:0:root:/root:/bin/bash\n", "expected a mapping at the top level, got a string"),
 ])
 def test_top_level_must_be_a_mapping(errors, text, message):
     assert errors(text) == [f"1: {message}"]

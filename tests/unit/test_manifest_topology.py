@@ -556,9 +556,8 @@ def test_names_must_match_their_pattern(errors):
         f"3: nodes[\"bad name\"]: invalid node name 'bad name': {NODE_RULE}",
         f"4: nodes.-lead: invalid node name '-lead': {NODE_RULE}",
         f"5: nodes.{long}: invalid node name '{long}': {NODE_RULE}",
+        # Once: a value the schema refused is not looked at again ("unknown node").
         f"10: links[0].endpoints[1].node: invalid node name 'a/b': {NODE_RULE}",
-        "10: links[0].endpoints[1].node: unknown node 'a/b' (declared nodes: -lead, bad name, "
-        f"{long}, ok.node_1-x)",
     ]
 
 

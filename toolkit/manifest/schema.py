@@ -17,6 +17,7 @@ import fastjsonschema
 from jsonschema import Draft202012Validator, validators
 
 from .loader import Document
+from .text import SHOWN_CHARS, escape_controls, quote
 
 
 @lru_cache(maxsize=None)
@@ -53,6 +54,10 @@ def _fast_validator(name: str):
 def schema_problems(doc: Document, name: str) -> list:
     """Every schema violation in `doc`, as Problems (empty when valid).
 
+    Each value holding a violation is then taken out of `doc.data` (see
+    `_take_out`), so that the semantic checks that follow only ever see values
+    of the types the schema promises and cannot trip over them.
+
     A valid document is confirmed by fastjsonschema (compiled to Python: ten
     times faster on a 10,000-rule policy); only an invalid one goes through
     jsonschema, which lists every violation at once. fastjsonschema takes 9000.0
@@ -64,12 +69,72 @@ def schema_problems(doc: Document, name: str) -> list:
         except fastjsonschema.JsonSchemaException:
             pass
     validator = _validator(name)
-    problems = []
+    problems, invalid = [], []
     for error in validator.iter_errors(doc.data):
         path = tuple(error.absolute_path)
         for sub_path, message in _explain(error, validator.schema, doc.written.get(path)):
             problems.append(doc.problem(path + sub_path, message))
+        if not _is_shape_only(error):
+            invalid.append(_item_of(path, _ATOMIC.get(name, ())))
+    for path in sorted(invalid, key=len, reverse=True):
+        _take_out(doc.data, path)
     return problems
+
+
+# Items whose parts only make sense together: a rule without its `protocol`
+# would be checked as a rule without one ("a port needs a protocol"), a chain
+# without its `hook` as a regular chain. A violation anywhere inside one takes
+# out the whole item; elsewhere only the offending value goes. "*" is any key
+# or index.
+_ATOMIC = {
+    "policy": (("tables", "*", "chains", "*"), ("tables", "*", "sets", "*"),
+               ("tables", "*", "chains", "*", "rules", "*")),
+}
+# Violations that say what a mapping lacks or has too much of, or that a key is
+# badly named, rather than that a value is of the wrong kind: the checks handle
+# a missing field, never read an unknown one, and take names as text, so these
+# take nothing out.
+_SHAPE_ONLY = {"required", "additionalProperties", "unevaluatedProperties", "minProperties",
+               "maxProperties", "minItems", "maxItems"}
+
+
+def _is_shape_only(error) -> bool:
+    if "propertyNames" in error.schema_path:
+        return True
+    if error.validator == "anyOf":  # "needs 'via' or 'dev'"
+        return all(set(s) == {"required"} for s in error.validator_value)
+    return error.validator in _SHAPE_ONLY
+
+
+def _item_of(path: tuple, atomic) -> tuple:
+    """The innermost atomic item holding `path`, else `path` itself."""
+    for end in range(len(path), 0, -1):
+        if any(_matches(path[:end], pattern) for pattern in atomic):
+            return path[:end]
+    return path
+
+
+def _matches(path: tuple, pattern: tuple) -> bool:
+    return len(path) == len(pattern) and all(p in ("*", k) for k, p in zip(path, pattern))
+
+
+def _take_out(data, path: tuple) -> None:
+    """Remove the value at `path` from `data`: a mapping loses the key, a list
+    element becomes None (so the indexes, and the paths in messages, stay). The
+    document itself stays: the checks look at nothing inside a non-mapping."""
+    if not path:
+        return
+    parent = data
+    for key in path[:-1]:
+        try:
+            parent = parent[key]
+        except (KeyError, IndexError, TypeError):
+            return  # an ancestor was already taken out
+    last = path[-1]
+    if isinstance(parent, dict):
+        parent.pop(last, None)
+    elif isinstance(parent, list) and isinstance(last, int) and 0 <= last < len(parent):
+        parent[last] = None
 
 
 _QUOTED = re.compile(r"'([^']*)'")
@@ -86,7 +151,10 @@ def _explain(error, root: dict, written: str | None):
         # Under propertyNames the error sits on the mapping; point at the key itself.
         at = (error.instance,) if "propertyNames" in error.schema_path else ()
         count = len(error.instance) if isinstance(error.instance, (list, dict, str)) else None
-        yield at, custom.format(value=written or error.instance, count=count)
+        # What was typed when YAML made something else of it (`on`, `1:30`), else the value.
+        plain = written is None or str(error.instance).lower() == written.lower()
+        value = error.instance if plain else written
+        yield at, custom.format(value=_plain(value), quoted=quote(value), count=count)
         return
     if kind in ("additionalProperties", "unevaluatedProperties"):
         allowed = _declared_fields(error.schema, root)
@@ -94,7 +162,7 @@ def _explain(error, root: dict, written: str | None):
         for key in sorted(set(error.instance) - allowed):
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             guess = f" (did you mean '{close[0]}'?)" if close else ""
-            yield (key,), f"unknown field '{key}'{guess}{hint}"
+            yield (key,), f"unknown field {quote(key)}{guess}{hint}"
         return
     if kind == "required":
         # jsonschema reports each missing property as its own error: "'x' is a required property".
@@ -113,27 +181,48 @@ def _explain(error, root: dict, written: str | None):
         wanted = error.validator_value
         wanted = wanted if isinstance(wanted, list) else [wanted]
         words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted if w != "null")
+        if not error.absolute_path:  # the whole file: say what it is, never echo its content
+            yield (), f"expected {words} at the top level, got {_a_kind(error.instance)}"
+            return
         yield (), f"expected {words}, got {_describe(error.instance, written)}"
         return
     if kind == "enum":
-        choices = ", ".join(str(c) for c in error.validator_value)
+        choices = ", ".join(str(c) for c in error.validator_value)  # from the schema: short
         yield (), f"{_describe(error.instance, written)} is not one of: {choices}"
         return
-    yield (), error.message
+    # jsonschema's own wording ("-1 is less than the minimum of 0") starts with the
+    # value's repr, which may be long: show it as every message shows a value.
+    message, shown = error.message, repr(error.instance)
+    if message.startswith(shown):
+        message = quote(error.instance) + message[len(shown):]
+    yield (), message
+
+
+def _plain(value) -> str:
+    """A value in a message without quotes (`got highest`), still short and on one line."""
+    return escape_controls(quote(value)[1:-1]) if isinstance(value, str) and len(value) <= SHOWN_CHARS \
+        else quote(value)
 
 
 def _describe(value, written: str | None = None) -> str:
     plain = isinstance(value, (int, float)) and written is not None and written.lower() == str(value).lower()
     if written is not None and value is not None and not plain:
         # YAML 1.1 reads `off`, `12:34:56` or `2024-01-01` as non-strings.
-        return f"{written!r}, which YAML reads as {_kind_of(value)} (quote it to make it a string)"
+        return f"{quote(written)}, which YAML reads as {_kind_of(value)} (quote it to make it a string)"
     if value is None:
         return "nothing"
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, (dict, list)):
         return "a mapping" if isinstance(value, dict) else "a list"
-    return f"{_kind_of(value)} {value!r}"
+    return f"{_kind_of(value)} {quote(value)}"
+
+
+def _a_kind(value) -> str:
+    """'a list', 'an integer': what kind of value, without the value."""
+    names = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a float",
+             bool: "a boolean"}
+    return names.get(type(value), "a value")
 
 
 def _kind_of(value) -> str:

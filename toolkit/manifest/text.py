@@ -1,0 +1,71 @@
+"""How values from a manifest are shown in messages: short, on one line, escaped.
+
+A message ends up on a terminal or in a CI log as `FILE:LINE: path: message`. A
+value echoed into it comes from the input, so it may be a whole file (a policy
+that is /etc/passwd), hold a newline or an escape sequence, or be a key of ten
+thousand characters. `quote` is the one way a value is echoed; `clean_problem`
+is the last line of defence for every Problem that leaves the manifest package.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from ..errors import Problem
+
+SHOWN_CHARS = 64         # of a value echoed in a message
+MAX_MESSAGE_CHARS = 400  # of a whole message
+MAX_PATH_CHARS = 200
+
+
+def quote(value, limit: int = SHOWN_CHARS) -> str:
+    """`value` as a message shows it: repr-quoted (control characters escaped) and,
+    when long, cut to its first `limit` characters with its length said."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** limit:
+        return f"a {value.bit_length()}-bit integer"  # str() of a huge int is slow, or refused
+    return _cut(repr(value), limit)
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control and format characters (newlines, ESC, NUL, bidi
+    overrides, line separators) written as escapes, so a message stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def clean_problem(problem: Problem) -> Problem:
+    """`problem` made safe to print: control characters escaped, lengths bounded."""
+    message = _cut(escape_controls(problem.message), MAX_MESSAGE_CHARS)
+    path = _cut(escape_controls(problem.path), MAX_PATH_CHARS)
+    file = escape_controls(problem.file)
+    if (message, path, file) == (problem.message, problem.path, problem.file):
+        return problem
+    return Problem(file, problem.line, path, message)
+
+
+def is_confusable_name(name: str) -> bool:
+    """True when `name` is not plain ASCII: a Cyrillic 'а' looks like 'a' in a
+    terminal but names another interface or namespace."""
+    return not name.isascii() or unicodedata.normalize("NFKC", name) != name
