@@ -74,3 +74,8 @@ class VerifyError(NetkeelError):
         shown = "; ".join(str(d) for d in self.differences[:5])
         more = f" (and {len(self.differences) - 5} more)" if len(self.differences) > 5 else ""
         super().__init__(f"{len(self.differences)} difference(s) remain after the change: {shown}{more}")
+
+
+class StateDirError(NetkeelError):
+    """The state directory, or a file in it, is not safe to use: a symlink, not a
+    directory or regular file, owned by another user, or writable by group/others."""
