@@ -4,8 +4,8 @@
 import pytest
 
 from toolkit.errors import NetkeelError
-from toolkit.reconcile import failpoints
-from toolkit.reconcile.failpoints import ENV, FailpointHit, active, wrap
+from toolkit.runtime import failpoints
+from toolkit.runtime.failpoints import ENV, FailpointHit, active, wrap
 
 
 @pytest.fixture

@@ -4,14 +4,11 @@ what the journal says about snapshots (pinned ones, the last apply's)."""
 import json
 import os
 import stat
-import subprocess
 
 import pytest
 
-from toolkit.reconcile.engine import last_apply_snapshot
-from toolkit.reconcile.transaction import _pinned
 from toolkit.state.journal import Journal
-from toolkit.state.snapshots import SnapshotError
+from toolkit.state.lock import StateLock
 from toolkit.state.statedir import StateDir
 
 
@@ -25,14 +22,6 @@ def journal(state):
     return Journal(state)
 
 
-@pytest.fixture(scope="module")
-def dead_pid():
-    """The pid of a process that has exited and been reaped."""
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
-
-
 def start(tx, instance="t_lab", pid=None, op="apply", snapshot=None):
     return {"event": "start", "tx": tx, "op": op, "instance": instance, "pid": pid,
             "snapshot": snapshot or tx}
@@ -40,6 +29,10 @@ def start(tx, instance="t_lab", pid=None, op="apply", snapshot=None):
 
 def end(tx, outcome="ok"):
     return {"event": "end", "tx": tx, "outcome": outcome}
+
+
+def txs(records):
+    return [r["tx"] for r in records]
 
 
 def write(journal, *records):
@@ -50,7 +43,7 @@ def write(journal, *records):
 # -- appending and reading -------------------------------------------------------------
 
 def test_append_writes_one_json_line_per_record_with_mode_0600(journal):
-    write(journal, {"event": "start", "tx": "a"}, {"event": "end", "tx": "a", "outcome": "ok"})
+    write(journal, start("a"), end("a"))
     lines = journal.path.read_text().splitlines()
     assert len(lines) == 2
     first = json.loads(lines[0])
@@ -73,53 +66,64 @@ def test_records_of_a_missing_journal(journal):
 
 
 def test_records_skip_and_report_damaged_lines(journal):
-    write(journal, {"event": "start", "tx": "a"})
+    write(journal, start("a"))
     with open(journal.path, "a") as f:
         f.write('[1, 2]\n"text"\nnull\n\n')
-    journal.append({"event": "end", "tx": "a"})
+    journal.append(end("a"))
     with open(journal.path, "a") as f:
         f.write('{"event": "progress", "tx": "a", "do')  # cut short by a crash
     records, problems = journal.records()
     assert [r["event"] for r in records] == ["start", "end"]
-    assert problems == [f"{journal.path}:{n}: unreadable journal line skipped" for n in (2, 3, 4, 7)]
+    assert [p.partition(" (")[0] for p in problems] == \
+        [f"{journal.path}:{n}: damaged journal record skipped" for n in (2, 3, 4, 7)]
 
 
 # -- interrupted transactions -----------------------------------------------------------
 
-def test_a_start_without_end_of_a_dead_process_is_interrupted(journal, dead_pid):
-    write(journal, start("a", pid=dead_pid), end("a"), start("b", pid=dead_pid))
-    assert [r["tx"] for r in journal.interrupted()] == ["b"]
+def test_a_start_without_end_is_interrupted_when_nobody_holds_the_lock(journal):
+    write(journal, start("a"), end("a"), start("b"))
+    assert txs(journal.interrupted()) == ["b"]
 
 
-def test_a_start_without_end_of_a_live_process_is_not_interrupted(journal):
+def test_a_start_without_end_is_running_while_the_lock_is_held(state, journal):
+    write(journal, start("a"))
+    with StateLock(state):
+        assert journal.interrupted() == []
+    assert txs(journal.interrupted()) == ["a"]
+
+
+def test_a_reused_pid_does_not_hide_an_interruption(journal):
+    """The pid in the record is alive (it is ours), but no netkeel holds the lock."""
     write(journal, start("a", pid=os.getpid()))
-    assert journal.interrupted() == []
+    assert txs(journal.interrupted()) == ["a"]
 
 
-def test_a_start_without_a_pid_is_interrupted(journal):
-    write(journal, start("a", pid=None))
-    assert [r["tx"] for r in journal.interrupted()] == ["a"]
+def test_only_the_latest_start_can_be_running(state, journal):
+    """Every change holds the lock, so an unfinished start followed by another start died."""
+    write(journal, start("a", "t_lab"), start("b", "u_lab"))
+    with StateLock(state):
+        assert txs(journal.interrupted()) == ["a"]
 
 
-def test_a_later_successful_transaction_of_the_instance_settles_an_interrupted_one(journal, dead_pid):
-    write(journal, start("a", pid=dead_pid), start("b", pid=dead_pid, op="rollback"), end("b", "ok"))
+def test_a_later_successful_transaction_of_the_instance_settles_an_interrupted_one(journal):
+    write(journal, start("a"), start("b", op="rollback"), end("b", "ok"))
     assert journal.interrupted() == []
 
 
 @pytest.mark.parametrize("outcome", ["restored", "restore-failed"])
-def test_a_later_failed_transaction_does_not_settle_an_interrupted_one(journal, dead_pid, outcome):
-    write(journal, start("a", pid=dead_pid), start("b", pid=dead_pid), end("b", outcome))
-    assert [r["tx"] for r in journal.interrupted()] == ["a"]
+def test_a_later_failed_transaction_does_not_settle_an_interrupted_one(journal, outcome):
+    write(journal, start("a"), start("b"), end("b", outcome))
+    assert txs(journal.interrupted()) == ["a"]
 
 
-def test_another_instances_success_does_not_settle_an_interrupted_one(journal, dead_pid):
-    write(journal, start("a", "t_lab", pid=dead_pid), start("b", "u_lab", pid=dead_pid), end("b"))
-    assert [r["tx"] for r in journal.interrupted()] == ["a"]
+def test_another_instances_success_does_not_settle_an_interrupted_one(journal):
+    write(journal, start("a", "t_lab"), start("b", "u_lab"), end("b"))
+    assert txs(journal.interrupted()) == ["a"]
 
 
-def test_an_earlier_success_does_not_settle_a_later_interruption(journal, dead_pid):
-    write(journal, start("a", pid=dead_pid), end("a"), start("b", pid=dead_pid))
-    assert [r["tx"] for r in journal.interrupted()] == ["b"]
+def test_an_earlier_success_does_not_settle_a_later_interruption(journal):
+    write(journal, start("a"), end("a"), start("b"))
+    assert txs(journal.interrupted()) == ["b"]
 
 
 # -- snapshots the journal refers to ---------------------------------------------------
@@ -130,24 +134,28 @@ def test_pinned_is_each_instances_last_apply_snapshot(journal):
           start("b1", "u_lab", snapshot="s2"), end("b1", "restored"),
           start("a2", "t_lab", snapshot="s3"), end("a2"),
           start("a3", "t_lab", op="rollback", snapshot="s4"), end("a3"))
-    assert _pinned(journal) == {"s2", "s3"}
+    assert journal.pinned() == {"s2", "s3"}
+
+
+def test_pinned_includes_what_interruption_warnings_point_to(journal):
+    write(journal, start("a1", "t_lab", snapshot="s1"), end("a1"),
+          start("d1", "t_lab", op="destroy", snapshot="s2"))
+    assert journal.pinned() == {"s1", "s2"}
 
 
 def test_pinned_of_an_empty_journal(journal):
-    assert _pinned(journal) == set()
+    assert journal.pinned() == set()
 
 
-def test_last_apply_snapshot_is_the_most_recent_apply(state, journal):
+def test_last_apply_snapshot_is_the_most_recent_apply(journal):
     write(journal,
           start("a1", "t_lab", snapshot="s1"), end("a1"),
           start("b1", "u_lab", snapshot="s2"), end("b1"),
           start("r1", "t_lab", op="rollback", snapshot="s3"), end("r1"))
-    assert last_apply_snapshot(state) == "s2"
+    assert journal.last_apply_snapshot() == "s2"
 
 
-def test_last_apply_snapshot_without_an_apply_raises(state, journal):
-    with pytest.raises(SnapshotError, match="records no apply"):
-        last_apply_snapshot(state)
+def test_last_apply_snapshot_without_an_apply_is_none(journal):
+    assert journal.last_apply_snapshot() is None
     write(journal, start("r1", op="rollback", snapshot="s1"), end("r1"))
-    with pytest.raises(SnapshotError, match=str(state.root)):
-        last_apply_snapshot(state)
+    assert journal.last_apply_snapshot() is None

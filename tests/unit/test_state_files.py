@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from toolkit.reconcile.resources import Resource
+from toolkit.core.resource import Resource
 from toolkit.state.inventory import Inventory, InventoryError
 from toolkit.state.snapshots import (DEFAULT_KEEP, KEEP_ENV, Snapshot, SnapshotError, Snapshots,
                                      keep_setting, new_id)
@@ -19,6 +19,9 @@ R = Resource.make
 @pytest.fixture
 def state(tmp_path):
     return StateDir(tmp_path / "state")
+
+
+S1, S2, S3 = (f"2024010{d}T000000.000Z-abcd" for d in (1, 2, 3))
 
 
 def mode(path):
@@ -116,13 +119,13 @@ def snapshot(snapshot_id, **changes):
 
 def test_snapshot_round_trip_keeps_tuples_and_drops_underscore_fields(state):
     snapshots = Snapshots(state)
-    snapshots.save(snapshot("s1"))
-    loaded = snapshots.load("s1")
+    snapshots.save(snapshot(S1))
+    loaded = snapshots.load(S1)
     table = next(r for r in loaded.resources if r.kind == "nft_table")
     assert table.get("rules input") == ("tcp dport 22 accept", "drop")  # a tuple again, not a list
     assert table.get("_display") is None and table.get("_handle") is None
     plain_table = R(TABLE.kind, TABLE.key, **{k: v for k, v in TABLE.spec if not k.startswith("_")})
-    assert set(loaded.resources) == set(snapshot("s1").resources) - {TABLE} | {plain_table}
+    assert set(loaded.resources) == set(snapshot(S1).resources) - {TABLE} | {plain_table}
     assert loaded.namespaces == ("ns_a", "ns_b")
     assert loaded.owned == ("ns_a",)
     assert loaded.manifests == ({"path": "lab.yaml", "sha256": "ab" * 32},)
@@ -130,7 +133,7 @@ def test_snapshot_round_trip_keeps_tuples_and_drops_underscore_fields(state):
     assert (loaded.instance, loaded.topology, loaded.prefix, loaded.reason) == \
         ("t_lab", "lab", "t_", "before apply")
     assert loaded.present == {"ns_a"}
-    assert mode(snapshots.path("s1")) == 0o600
+    assert mode(snapshots.path(S1)) == 0o600
 
 
 def test_snapshot_ids_are_sorted_oldest_first(state):
@@ -142,30 +145,32 @@ def test_snapshot_ids_are_sorted_oldest_first(state):
                                "20240103T000000.000Z-aaaa"]
 
 
-@pytest.mark.parametrize("content", ["", '{"id": "s2", "time": "2024', "[1, 2]", '{"id": "s2"}'])
+@pytest.mark.parametrize("content", ["", f'{{"id": "{S2}", "time": "2024', "[1, 2]", f'{{"id": "{S2}"}}'])
 def test_listing_reports_a_corrupt_snapshot_and_keeps_the_others(state, content):
     snapshots = Snapshots(state)
-    snapshots.save(snapshot("s1"))
-    snapshots.save(snapshot("s3"))
-    snapshots.path("s2").write_text(content)
+    snapshots.save(snapshot(S1))
+    snapshots.save(snapshot(S3))
+    snapshots.path(S2).write_text(content)
     listing = snapshots.listing()
-    assert [i for i, _ in listing] == ["s1", "s2", "s3"]
+    assert [i for i, _ in listing] == [S1, S2, S3]
     assert isinstance(listing[0][1], Snapshot) and isinstance(listing[2][1], Snapshot)
     assert isinstance(listing[1][1], SnapshotError)
-    assert str(snapshots.path("s2")) in str(listing[1][1])
+    assert str(snapshots.path(S2)) in str(listing[1][1])
 
 
 def test_listing_reports_a_snapshot_with_a_malformed_resource(state):
     snapshots = Snapshots(state)
-    snapshots.save(snapshot("s1"))
-    data = json.loads(snapshots.path("s1").read_text())
+    snapshots.save(snapshot(S1))
+    data = json.loads(snapshots.path(S1).read_text())
     data["resources"][0]["spec"] = []
-    snapshots.path("s1").write_text(json.dumps(data))
+    snapshots.path(S1).write_text(json.dumps(data))
     assert isinstance(snapshots.listing()[0][1], SnapshotError)
 
 
 def test_load_of_a_missing_snapshot_raises_naming_it(state):
-    with pytest.raises(SnapshotError, match="no snapshot nope"):
+    with pytest.raises(SnapshotError, match=f"no snapshot {S1}"):
+        Snapshots(state).load(S1)
+    with pytest.raises(SnapshotError, match="no snapshot nope: snapshot ids look like"):
         Snapshots(state).load("nope")
 
 
@@ -181,9 +186,9 @@ def test_prune_keeps_the_newest_and_every_pinned_one(state):
 
 def test_prune_with_fewer_snapshots_than_keep_removes_nothing(state):
     snapshots = Snapshots(state)
-    snapshots.save(snapshot("s1"))
+    snapshots.save(snapshot(S1))
     assert snapshots.prune(5) == []
-    assert snapshots.ids() == ["s1"]
+    assert snapshots.ids() == [S1]
 
 
 @pytest.mark.parametrize("value, expected", [(None, DEFAULT_KEEP), ("7", 7), ("0", 1), ("-3", 1),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..errors import NetkeelError
+from . import validation
 from .statedir import StateDir
 
 FILE = "inventory.json"
@@ -34,8 +35,10 @@ class Inventory:
         except (ValueError, OSError) as exc:
             raise InventoryError(f"{state.path(FILE)} is unreadable ({exc}); it is not a netkeel inventory "
                                  "any more: move it aside") from None
-        if not isinstance(data, dict) or not isinstance(data.get("instances"), dict):
-            raise InventoryError(f"{state.path(FILE)} is not a netkeel inventory; move it aside")
+        problem = validation.problem("inventory", data)
+        if problem:
+            raise InventoryError(f"{state.path(FILE)} is not a netkeel inventory ({problem}); "
+                                 "move it aside")
         self.data = data
 
     @property
@@ -61,5 +64,4 @@ class Inventory:
             entry["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         else:
             self.instances.pop(instance, None)
-        self.state.ensure()
         self.state.write_json(FILE, self.data)

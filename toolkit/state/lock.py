@@ -2,6 +2,8 @@
 
 The holder writes its pid and command line into the lock file, so a second
 netkeel can say who holds it. Without `wait` the second one fails at once.
+The lock is also how the journal knows whether an unfinished change is still
+running (see held()): unlike a pid, an flock dies with its process.
 """
 
 from __future__ import annotations
@@ -35,9 +37,7 @@ class StateLock:
         self.fd: int | None = None
 
     def __enter__(self) -> "StateLock":
-        self.state.ensure()
-        path = self.state.path(FILE)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self.state.open(FILE, os.O_RDWR | os.O_CREAT, create_dirs=True)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
             try:
@@ -62,8 +62,26 @@ class StateLock:
             self.fd = None
 
 
+def held(state: StateDir) -> bool:
+    """Whether some netkeel holds the state lock right now. A non-blocking shared
+    flock on a fresh open file description conflicts with a holder's exclusive one,
+    in this process as in any other; taken, it is released at once."""
+    try:
+        fd = state.open(FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a shared lock we took
+    return False
+
+
 def _holder(fd: int) -> dict:
     try:
-        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
     except ValueError:
         return {}
+    return holder if isinstance(holder, dict) else {}

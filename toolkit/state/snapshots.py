@@ -1,7 +1,9 @@
 """Snapshots: the live state of a topology instance, saved before every change.
 
 One JSON file per snapshot under snapshots/, written atomically (temp file,
-fsync, rename) with mode 0600. A snapshot holds the resources read from the
+fsync, rename) with mode 0600, named after its id. Only files named exactly as
+new_id() names them are snapshots: anything else in snapshots/ is left alone,
+never listed, loaded or pruned. A snapshot holds the resources read from the
 kernel (informational fields left out), which namespaces were read and which
 the instance owned, and where the change came from: the manifest files with
 their sha256, and the git commit of the manifest's repository.
@@ -11,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ..core.resource import Resource
 from ..errors import NetkeelError
-from ..reconcile.resources import Resource
+from . import validation
+from .journal import Journal
 from .statedir import StateDir
 
 DIRECTORY = "snapshots"
@@ -53,6 +58,10 @@ def new_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z-" + secrets.token_hex(2)
 
 
+# Exactly what new_id() makes: UTC time to the millisecond, then 4 random hex digits.
+ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{4}")
+
+
 def resource_to_json(r: Resource) -> dict:
     return {"kind": r.kind, "key": list(r.key),
             "spec": {k: v for k, v in r.spec if not k.startswith("_")}}
@@ -79,6 +88,7 @@ class Snapshots:
         return self.state.path(DIRECTORY, f"{snapshot_id}.json")
 
     def save(self, snapshot: Snapshot) -> None:
+        _check_id(snapshot.id)
         data = {"format": 1, "id": snapshot.id, "time": snapshot.time, "instance": snapshot.instance,
                 "topology": snapshot.topology, "prefix": snapshot.prefix, "reason": snapshot.reason,
                 "namespaces": sorted(snapshot.namespaces), "owned": sorted(snapshot.owned),
@@ -89,26 +99,26 @@ class Snapshots:
     def load(self, snapshot_id: str) -> Snapshot:
         """Raises SnapshotError naming the file if it is missing or corrupt."""
         path = self.path(snapshot_id)
+        if not ID.fullmatch(snapshot_id):
+            raise SnapshotError(f"no snapshot {snapshot_id}: snapshot ids look like {new_id()} "
+                                f"(`snapshots` lists them)")
         try:
-            data = json.loads(path.read_text())
-            return Snapshot(
-                id=data["id"], time=data["time"], instance=data["instance"], topology=data["topology"],
-                prefix=data["prefix"], reason=data.get("reason", ""),
-                resources=tuple(resource_from_json(r) for r in data["resources"]),
-                namespaces=tuple(data["namespaces"]), owned=tuple(data["owned"]),
-                manifests=tuple(data.get("manifests", ())), git=data.get("git") or {})
-        except FileNotFoundError:
-            raise SnapshotError(f"no snapshot {snapshot_id} (looked for {path})") from None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            data = self.state.read_json(f"{DIRECTORY}/{snapshot_id}.json")
+        except (OSError, ValueError, NetkeelError) as exc:
             raise SnapshotError(f"snapshot {snapshot_id} is unreadable or corrupt ({path}): "
                                 f"{type(exc).__name__}: {exc}") from None
+        if data is None:
+            raise SnapshotError(f"no snapshot {snapshot_id} (looked for {path})")
+        problem = validation.problem("snapshot", data) or \
+            (data["id"] != snapshot_id and f"it names itself {data['id']}")
+        if problem:
+            raise SnapshotError(f"snapshot {snapshot_id} is not a valid netkeel snapshot ({path}): {problem}")
+        return _snapshot(data)
 
     def ids(self) -> list:
-        """Snapshot ids, oldest first (ids sort by time)."""
-        directory = self.state.path(DIRECTORY)
-        if not directory.is_dir():
-            return []
-        return sorted(p.stem for p in directory.glob("*.json"))
+        """Snapshot ids, oldest first (ids sort by time): regular files named by new_id()."""
+        names = self.state.regular_files(DIRECTORY)
+        return sorted(name[:-5] for name in names if name.endswith(".json") and ID.fullmatch(name[:-5]))
 
     def listing(self) -> list:
         """[(id, Snapshot or the SnapshotError that loading it raised)], oldest first."""
@@ -121,16 +131,29 @@ class Snapshots:
         return out
 
     def prune(self, keep: int, pinned=()) -> list:
-        """Remove all but the newest `keep` snapshots, never one in `pinned`.
-        Returns the ids removed."""
+        """Remove all but the newest `keep` snapshots, never one in `pinned` nor one the
+        journal still points to (Journal.pinned). Returns the ids removed."""
         ids = self.ids()
-        removable = [i for i in ids[:max(0, len(ids) - keep)] if i not in set(pinned)]
+        protected = set(pinned) | Journal(self.state).pinned()
+        removable = [i for i in ids[:max(0, len(ids) - keep)] if i not in protected]
         for snapshot_id in removable:
-            try:
-                os.unlink(self.path(snapshot_id))
-            except FileNotFoundError:
-                pass
+            self.state.unlink(f"{DIRECTORY}/{snapshot_id}.json")
         return removable
+
+
+def _check_id(snapshot_id: str) -> None:
+    if not ID.fullmatch(snapshot_id):
+        raise ValueError(f"not a snapshot id: {snapshot_id!r} (make one with new_id())")
+
+
+def _snapshot(data: dict) -> Snapshot:
+    """A Snapshot from a document the schema accepted."""
+    return Snapshot(
+        id=data["id"], time=data["time"], instance=data["instance"], topology=data["topology"],
+        prefix=data["prefix"], reason=data.get("reason", ""),
+        resources=tuple(resource_from_json(r) for r in data["resources"]),
+        namespaces=tuple(data["namespaces"]), owned=tuple(data["owned"]),
+        manifests=tuple(data.get("manifests", ())), git=data.get("git") or {})
 
 
 def keep_setting() -> int:

@@ -1,14 +1,32 @@
-"""Where netkeel keeps its state, and how it writes files there safely."""
+"""Where netkeel keeps its state, and how it reads and writes files there safely.
+
+netkeel runs as root, so its state directory must not be a lever for anyone
+else. Every directory on the way down from the state directory is opened
+without following symlinks and refused unless it belongs to the user running
+netkeel and only that user may write to it. Files are then opened relative to
+that checked directory with O_NOFOLLOW (a planted symlink fails instead of
+being followed) and must be regular files of ours with a single link (a planted
+hard link to /etc/shadow is refused too).
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import secrets
+import stat
+from contextlib import contextmanager
 from pathlib import Path
+
+from ..errors import StateDirError
 
 DEFAULT = "/var/lib/netkeel"
 ENV = "NETKEEL_STATE_DIR"
+
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted under a state file's name must not hang us on open.
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def default_state_dir() -> str:
@@ -21,39 +39,202 @@ class StateDir:
         self.root = Path(root or default_state_dir())
 
     def path(self, *parts: str) -> Path:
+        """Where a state file is, for messages: all I/O goes through the checked directory."""
         return self.root.joinpath(*parts)
 
     def ensure(self) -> None:
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Create the state directory (mode 0700) if needed; raise StateDirError if it is unsafe."""
+        with self.directory(create=True):
+            pass
 
-    def write_json(self, relative: str, data) -> Path:
-        """Write atomically: temp file in the same directory, fsync, rename, fsync dir."""
-        target = self.path(relative)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    # -- directories ------------------------------------------------------------
+    @contextmanager
+    def directory(self, relative: str = "", create: bool = False):
+        """An fd of the checked state directory or of a subdirectory of it.
+        Raises FileNotFoundError if it is missing (and not `create`), StateDirError if unsafe."""
+        if create:
+            self._create_root()
+        fd = _open_directory(self.root, str(self.root))
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
+            for part in _parts(relative):
+                child = _open_directory(part, str(self.path(relative)), dir_fd=fd, create=create)
+                os.close(fd)
+                fd = child
+            yield fd
         finally:
-            os.close(dir_fd)
-        return target
+            os.close(fd)
+
+    def _create_root(self) -> None:
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(self.root, 0o700)
+        except FileExistsError:
+            pass  # checked when opened, whatever it is
+
+    # -- files --------------------------------------------------------------------
+    def open(self, relative: str, flags: int, mode: int = 0o600, create_dirs: bool = False) -> int:
+        """os.open of a state file, never through a symlink; the file must be a regular
+        file of ours. The caller closes the fd. Raises FileNotFoundError, StateDirError."""
+        directory, _, name = relative.rpartition("/")
+        with self.directory(directory, create=create_dirs) as dir_fd:
+            try:
+                fd = os.open(name, flags | _FILE_FLAGS, mode, dir_fd=dir_fd)
+            except OSError as exc:
+                raise _unsafe_file_error(exc, self.path(relative)) from None
+        try:
+            _check_file(os.fstat(fd), self.path(relative))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def read_bytes(self, relative: str, offset: int = 0) -> bytes | None:
+        """The file's content from `offset` on; None if it (or its directory) does not exist."""
+        try:
+            fd = self.open(relative, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return read_from(fd, offset)
+        finally:
+            os.close(fd)
 
     def read_json(self, relative: str, default=None):
+        """Parsed JSON; `default` if the file is missing. Raises ValueError, StateDirError."""
+        content = self.read_bytes(relative)
+        return default if content is None else json.loads(content)
+
+    def write_json(self, relative: str, data, durable: bool = True):
+        """Write atomically: a fresh temp file (O_EXCL, never through a link) in the checked
+        directory, fsync, rename over the target, fsync the directory."""
+        content = (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()  # fails before any I/O
+        directory, _, name = relative.rpartition("/")
+        with self.directory(directory, create=True) as dir_fd:
+            temp = f".{name}.{secrets.token_hex(6)}.tmp"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=dir_fd)
+            try:
+                try:
+                    write_all(fd, content)
+                    if durable:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                # Renaming over a symlink replaces the link itself, never its target.
+                os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                _unlink_quietly(temp, dir_fd)
+                raise
+            if durable:
+                os.fsync(dir_fd)
+        return self.path(relative)
+
+    def regular_files(self, relative: str) -> list:
+        """Names of the regular files in a subdirectory (links and anything else left out);
+        [] if it does not exist."""
         try:
-            return json.loads(self.path(relative).read_text())
+            with self.directory(relative) as dir_fd:
+                with os.scandir(dir_fd) as entries:
+                    return [e.name for e in entries if e.is_file(follow_symlinks=False)]
         except FileNotFoundError:
-            return default
+            return []
+
+    def unlink(self, relative: str) -> None:
+        """Remove a state file (a link is removed itself, never followed); missing is fine."""
+        directory, _, name = relative.rpartition("/")
+        try:
+            with self.directory(directory) as dir_fd:
+                os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+
+
+def read_from(fd: int, offset: int = 0) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.pread(fd, 1 << 20, offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def write_all(fd: int, content: bytes) -> None:
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _parts(relative: str) -> list:
+    parts = [p for p in relative.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"not a path inside the state directory: {relative!r}")
+    return parts
+
+
+def _open_directory(name, shown: str, dir_fd: int | None = None, create: bool = False) -> int:
+    if create:
+        try:
+            os.mkdir(name, 0o700, dir_fd=dir_fd)
+        except FileExistsError:
+            pass
+    try:
+        fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _unsafe_directory_error(exc, shown) from None
+    try:
+        _check_directory(os.fstat(fd), shown)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _unsafe_directory_error(exc: OSError, shown: str) -> OSError:
+    """ELOOP (a symlink, with O_NOFOLLOW) and ENOTDIR as StateDirError; anything else as is."""
+    fix = f"point --state-dir (or ${ENV}) at a real directory, or replace {shown} with one (mode 0700)"
+    if exc.errno == errno.ELOOP:  # a symlink, opened with O_NOFOLLOW
+        return StateDirError(f"refusing state directory {shown}: it is a symbolic link, and netkeel "
+                             f"follows no links in its state directory. Fix: {fix}")
+    if exc.errno == errno.ENOTDIR:
+        return StateDirError(f"refusing state directory {shown}: it is not a directory. Fix: {fix}")
+    return exc
+
+
+def _check_directory(info: os.stat_result, shown: str) -> None:
+    uid = os.geteuid()
+    fix = f"`chown {uid} {shown} && chmod 700 {shown}`, or use another --state-dir"
+    if info.st_uid != uid:
+        raise StateDirError(f"refusing state directory {shown}: it is owned by uid {info.st_uid}, not by "
+                            f"uid {uid} who runs netkeel, so its owner could make netkeel write "
+                            f"anywhere. Fix: {fix}")
+    if info.st_mode & 0o022:
+        who = " and ".join(w for w, bit in (("group", 0o020), ("others", 0o002)) if info.st_mode & bit)
+        raise StateDirError(f"refusing state directory {shown}: it is writable by {who} (mode "
+                            f"{stat.S_IMODE(info.st_mode):04o}), so any of them could make netkeel "
+                            f"overwrite files through it. Fix: {fix}")
+
+
+def _unsafe_file_error(exc: OSError, path: Path) -> OSError:
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+        return StateDirError(f"refusing state file {path}: it is a symbolic link, and netkeel follows "
+                             f"no links in its state directory. Fix: remove the link ({path})")
+    return exc
+
+
+def _check_file(info: os.stat_result, path: Path) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        problem = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+    elif info.st_uid != os.geteuid():
+        problem = f"owned by uid {info.st_uid}, not by uid {os.geteuid()} who runs netkeel"
+    elif info.st_nlink > 1:
+        problem = f"a hard link ({info.st_nlink} names), possibly to a file outside the state directory"
+    else:
+        return
+    raise StateDirError(f"refusing state file {path}: it is {problem}. Fix: move it out of the way")
+
+
+def _unlink_quietly(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
