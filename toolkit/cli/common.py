@@ -90,16 +90,17 @@ def command(name: str):
 
 
 def warn_interrupted(state) -> None:
-    """Say so when an earlier change was cut off (a crash, a kill), and what to run."""
+    """Say so when an earlier change was cut off (a crash, a kill), and what each
+    command that could follow would do."""
     from ..state.journal import Journal
+    from ..state.recovery import advice
 
     for record in Journal(state).interrupted():
         manifest = (record.get("manifests") or [{}])[0].get("path", "the manifest")
-        err.print(f"[bold yellow]warning[/]: {record.get('op', 'a change')} of {escape(manifest)} "
-                  f"(instance {record.get('instance')}, pid {record.get('pid')}, started {record.get('ts')}) "
-                  f"was interrupted. Run `apply {escape(manifest)}` to converge, or "
-                  f"`rollback --snapshot {record.get('snapshot')}` to return to the state before it.",
-                  soft_wrap=True)
+        choices = "; ".join(f"`{escape(command)}` {escape(effect)}" for command, effect in advice(record))
+        err.print(f"[bold yellow]warning[/]: {escape(record.get('op', 'a change'))} of {escape(manifest)} "
+                  f"(instance {escape(record.get('instance', '?'))}, pid {record.get('pid')}, "
+                  f"started {record.get('ts')}) was interrupted. {choices}.", soft_wrap=True)
 
 
 @contextmanager

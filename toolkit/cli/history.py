@@ -50,7 +50,7 @@ def _git(info: dict) -> str:
 @command("rollback")
 def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=False):
     """Return the kernel to a snapshot: by default the state before the last apply."""
-    from ..reconcile.engine import rollback as roll_back
+    from ..runtime.engine import rollback as roll_back
 
     require_root()
     state = StateDir(state_dir)
@@ -88,19 +88,27 @@ def history(c, state_dir=None, limit=20):
             order.append(tx)
         elif tx in changes:
             changes[tx][record.get("event")] = record
-    interrupted = {r.get("tx") for r in journal.interrupted()}
+    interrupted = {r["tx"] for r in journal.interrupted()}
+    running = journal.running()
     table = Table(title=f"history in {journal.path}", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("started (UTC)", "op", "instance", "outcome", "requests", "snapshot before", "git"):
         table.add_column(column, overflow="fold", no_wrap=column in ("started (UTC)", "snapshot before"))
     for tx in order[-int(limit):] if int(limit) > 0 else order:
         start, end = changes[tx]["start"], changes[tx].get("end", {})
-        outcome = end.get("outcome") or ("[red]interrupted[/]" if tx in interrupted else "running")
+        outcome = end.get("outcome") or _unfinished(tx, interrupted, running)
         if end.get("failed"):
             outcome += f": {escape(end['failed'])}"
         table.add_row(start.get("ts", "").replace("+00:00", "")[:19], start.get("op", ""), start.get("instance", ""),
                       outcome, str(end.get("steps", "") if end.get("steps") is not None else ""),
                       start.get("snapshot", ""), _git(start.get("git") or {}))
     out.print(table if table.row_count else f"no changes recorded in {journal.path}")
+
+
+def _unfinished(tx: str, interrupted: set, running: str | None) -> str:
+    """The outcome of a change with no end record."""
+    if tx in interrupted:
+        return "[red]interrupted[/]"
+    return "running" if tx == running else "unfinished (a later change of its instance finished)"
 
 
 @task(help={"file": HELP["file"], "rev_a": "the revision before", "rev_b": "the revision after",
@@ -110,8 +118,8 @@ def diff(c, file, rev_a, rev_b, json=False, ns_prefix=""):
     """What changing the manifest from git REV_A to REV_B will do (no kernel access)."""
     from ..kernel.nft_scratch import ScratchUnavailable, resolve
     from ..manifest.git import RevisionReader
-    from ..reconcile.compile import desired_resources
-    from ..reconcile.plan import diff as plan_diff
+    from ..kinds import compile_all as desired_resources
+    from ..planner import diff as plan_diff
 
     def natives(jobs):
         try:

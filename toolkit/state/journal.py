@@ -157,11 +157,19 @@ class Journal:
         unless a later transaction of the same instance finished. Only the latest start
         can be running (every change holds the state lock), and only while the lock is
         held: unlike a pid, which the system reuses, an flock dies with its holder."""
+        summary = self.summary()
+        running = self._running(summary)
+        return [r for r in summary.open if r["tx"] != running]
+
+    def running(self) -> str | None:
+        """The tx of the change running right now, if any."""
+        return self._running(self.summary())
+
+    def _running(self, summary: Summary) -> str | None:
         from .lock import held  # lock.py uses this module's clock
 
-        summary = self.summary()
-        running = summary.last_start if summary.open and held(self.state) else None
-        return [r for r in summary.open if r["tx"] != running]
+        latest_is_open = any(r["tx"] == summary.last_start for r in summary.open)
+        return summary.last_start if latest_is_open and held(self.state) else None
 
     def pinned(self) -> set:
         """Snapshots that must not be pruned: each instance's last apply's (what a
