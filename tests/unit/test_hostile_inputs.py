@@ -101,6 +101,77 @@ CASES = [
      'm.yaml:4: nodes.a.sysctls["net.ipv4.ip_forward"]', "got a mapping"),
     ("route via is a number", {"m.yaml": manifest("a:\n  routes: [{to: default, via: 5}]\nb:\n")},
      "m.yaml:4: nodes.a.routes[0].via", "expected a string, got integer 5"),
+
+    # -- 11: names are matched whole: `$` matched before a final newline ----------
+    ("node name ends in a newline", {"m.yaml": manifest('"x\\n":\nb:\n', links="")},
+     'm.yaml:3: nodes["x\\n"]', "invalid node name 'x\\n'"),
+    ("topology name ends in a newline", {"m.yaml": manifest(name='"t\\n"')},
+     "m.yaml:1: name", "invalid topology name 't\\n'"),
+    ("MAC ends in a newline", {"m.yaml": manifest(links="links:\n  - endpoints:\n"
+                                                  '      - {node: a, interface: e0, mac: "02:00:00:00:00:01\\n"}\n'
+                                                  "      - {node: b, interface: e0}\n")},
+     "m.yaml:7: links[0].endpoints[0].mac", "invalid MAC address"),
+    ("sysctl name ends in a newline", {"m.yaml": manifest('a:\n  sysctls: {"net.ipv4.ip_forward\\n": 1}\nb:\n')},
+     "m.yaml:4: nodes.a.sysctls", "malformed sysctl name"),
+    ("table name ends in a newline", with_policy('tables:\n  "f\\n": {}\n'),
+     'p.yaml:2: tables["f\\n"]', "invalid name 'f\\n'"),
+    ("port ends in a newline", rules('{protocol: tcp, dport: "22\\n", action: accept}'),
+     "p.yaml:9: tables.f.chains.c.rules[0].dport", "invalid port"),
+    ("port in Arabic-Indic digits", rules('{protocol: tcp, dport: "\u0662\u0662", action: accept}'),
+     "p.yaml:9: tables.f.chains.c.rules[0].dport", "invalid port"),
+    ("port in superscript digits", rules('{protocol: tcp, dport: "\u00b2", action: accept}'),
+     "p.yaml:9: tables.f.chains.c.rules[0].dport", "invalid port"),
+    # -- 13: a value is quoted short, a file's content never ----------------------
+    ("manifest is a passwd file", {"m.yaml": "root:x:0:0:root:/root:/bin/bash\n" * 50},
+     "m.yaml:1", "expected a mapping at the top level, got a string"),
+    ("a long topology name", {"m.yaml": manifest(name="n" * 100_000)},
+     "m.yaml:1: name", "(100000 characters)"),
+    ("a long unknown field", {"m.yaml": manifest() + "? " + "x" * 100_000 + "\n: 1\n"},
+     "m.yaml:9: ", "unknown field"),
+    ("a long interface name", {"m.yaml": manifest(links="links:\n  - endpoints:\n"
+                                                  f"      - {{node: a, interface: {'i' * 5000}}}\n"
+                                                  "      - {node: b, interface: e0}\n")},
+     "m.yaml:7: links[0].endpoints[0].interface", "is 5000 bytes"),
+    ("a long address", {"m.yaml": manifest(links="links:\n  - endpoints:\n"
+                                           f"      - {{node: a, interface: e0, addresses: [{'1' * 5000}]}}\n"
+                                           "      - {node: b, interface: e0}\n")},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "(5000 characters)"),
+    ("a huge integer", {"m.yaml": manifest(links="links:\n  - mtu: " + "9" * 5000 + "\n    endpoints:\n"
+                                           "      - {node: a, interface: e0}\n      - {node: b, interface: e0}\n")},
+     "m.yaml:6: links[0].mtu", ""),
+    ("many unknown nodes", {"m.yaml": manifest("".join(f"n{i}:\n" for i in range(3000)),
+                                               links="links:\n  - endpoints:\n      - {node: a, interface: e0}\n"
+                                                     "      - {node: b, interface: e0}\n")},
+     "m.yaml:3005: links[0].endpoints[0].node", "more)"),
+    # -- 20: control characters, nesting --------------------------------------------
+    ("a control character on line 4", {"m.yaml": manifest("a:\n  description: \"x\x07y\"\nb:\n")},
+     "m.yaml:4", "character U+0007 is not allowed"),
+    ("a NUL byte on line 3", {"m.yaml": b"name: t\nnodes:\n  a\x00:\n"},
+     "m.yaml:3", "character U+0000 is not allowed"),
+    ("an escape sequence in a name", {"m.yaml": manifest('"a\\e[31m":\nb:\n', links="")},
+     'm.yaml:3: nodes["a\\u001b[31m"]', "invalid node name 'a\\x1b[31m'"),
+    ("a line separator in a name", {"m.yaml": manifest('"a\\u2028":\nb:\n', links="")},
+     'm.yaml:3: nodes["a\\u2028"]', "invalid node name 'a\\u2028'"),
+    ("deep nesting without aliases", {"m.yaml": manifest("a:\n  description: " + "[" * 900 + "]" * 900 + "\nb:\n")},
+     "m.yaml:4: nodes.a.description[0]", "nesting too deep"),
+    ("not UTF-8 on line 3", {"m.yaml": b"name: t\nnodes:\n  \xff:\n"},
+     "m.yaml:3", "not UTF-8"),
+    ("UTF-16", {"m.yaml": "name: t\nnodes:\n  a:\n".encode("utf-16")},
+     "m.yaml:1", "not UTF-8"),
+    ("a python tag", {"m.yaml": manifest("a: !!python/object:os.system {}\nb:\n")},
+     "m.yaml:3: nodes.a", "is not allowed here"),
+    ("a python tag on a scalar", {"m.yaml": manifest(name="!!python/name:os.system t")},
+     "m.yaml:1: name", "could not determine a constructor"),
+    ("a python tag on a mapping", {"m.yaml": "name: t\nnodes: !!python/object:os.system\n  a:\n"},
+     "m.yaml:2: nodes", "YAML tag 'tag:yaml.org,2002:python/object:os.system' is not allowed here"),
+    ("a set", {"m.yaml": "name: t\nnodes: !!set\n  a:\n"},
+     "m.yaml:2: nodes", "is not allowed here"),
+    ("a mapping as a key", {"m.yaml": "name: t\nnodes:\n  ? {a: 1}\n  : {}\n"},
+     "m.yaml:3: nodes", "mapping keys must be scalars"),
+    ("a duplicate key", {"m.yaml": manifest("a:\nb:\na:\n")},
+     "m.yaml:5: nodes.a", "duplicate key 'a'"),
+    ("an undefined alias", {"m.yaml": manifest("a: *nope\nb:\n")},
+     "m.yaml:3", "undefined alias"),
 ]
 
 

@@ -15,6 +15,7 @@ import json
 import yaml
 
 from ..errors import Problem
+from .text import quote
 
 Path = tuple  # of str (mapping keys) and int (sequence indexes)
 
@@ -116,7 +117,10 @@ def load_document(text: str, file: str) -> Document:
             what += f" (started at line {exc.context_mark.line + 1})"
         doc.problems.append(Problem(file, line, "", f"YAML syntax error: {what}"))
         doc.data = None
-    except yaml.YAMLError as exc:  # pragma: no cover - non-marked errors are rare
+    except yaml.reader.ReaderError as exc:
+        doc.problems.append(_reader_problem(exc, text, file))
+        doc.data = None
+    except yaml.YAMLError as exc:  # pragma: no cover - other unmarked errors are rare
         doc.problems.append(Problem(file, 1, "", f"YAML error: {exc}"))
         doc.data = None
     except RecursionError:
@@ -132,6 +136,21 @@ def load_document(text: str, file: str) -> Document:
 
 
 MAX_VALUES = 1_000_000  # far beyond any real manifest; stops "billion laughs" alias bombs
+MAX_DEPTH = 64  # a manifest nests about ten levels; deeper would exhaust Python's stack
+# The tags YAML gives mappings and sequences itself; others (!!python/object, !!set)
+# ask for a construction the safe loader does not do.
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
+def _reader_problem(exc, text: str, file: str) -> Problem:
+    """A character YAML does not allow in a stream (a NUL, an escape), at its line."""
+    position = exc.position if isinstance(exc.position, int) else 0
+    line = text.count("\n", 0, position) + 1
+    char = exc.character  # a str from PyYAML's reader, an int from libyaml's
+    code = ord(char) if isinstance(char, str) and len(char) == 1 else char
+    code = f"U+{code:04X} " if isinstance(code, int) else ""
+    return Problem(file, line, "", f"character {code}is not allowed in YAML: a file holds "
+                                    "printable text, tabs and newlines only")
 
 
 class _TooBig(Exception):
@@ -143,7 +162,17 @@ def _build(node, path: Path, loader: _Constructor, doc: Document, within=frozens
     doc.count = getattr(doc, "count", 0) + 1
     if doc.count > MAX_VALUES:
         raise _TooBig()
+    if len(path) > MAX_DEPTH:
+        if not getattr(doc, "too_deep", False):
+            doc.too_deep = True
+            # Named by its first levels: the full path would be a line of brackets.
+            doc.problems.append(Problem(doc.file, node.start_mark.line + 1, format_path(path[:4]),
+                                        f"nesting too deep: more than {MAX_DEPTH} levels"))
+        return None
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if node.tag not in _COLLECTION_TAGS:
+            doc.problems.append(doc.problem(path, f"YAML tag {quote(node.tag)} is not allowed here"))
+            return None
         if id(node) in within:  # an alias to one of its own ancestors
             doc.problems.append(doc.problem(path, "a YAML alias refers to a node that contains it"))
             return None
@@ -158,7 +187,7 @@ def _build(node, path: Path, loader: _Constructor, doc: Document, within=frozens
         value = loader.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
         problem = getattr(exc, "problem", None) or str(exc)
-        doc.problems.append(doc.problem(path, f"cannot read value {node.value!r}: {problem}"))
+        doc.problems.append(doc.problem(path, f"cannot read value {quote(node.value)}: {problem}"))
         return node.value  # as text, so the later checks do not report it twice
     if value is not None and not isinstance(value, str) and isinstance(node, yaml.ScalarNode):
         doc.written[path] = node.value
@@ -188,7 +217,7 @@ def _build_mapping(node, path: Path, loader: _Constructor, doc: Document, within
                 first = doc.lines[path + (key,)]
                 doc.problems.append(Problem(doc.file, key_node.start_mark.line + 1,
                                             format_path(path + (key,)),
-                                            f"duplicate key '{key}' (first at line {first})"))
+                                            f"duplicate key {quote(key)} (first at line {first})"))
                 continue
         elif not is_explicit:
             merged.add(key)

@@ -15,6 +15,8 @@ import ipaddress
 import json
 import re
 
+from .text import listing, quote
+
 PORT_PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "udplite")
 CT_STATES = ("invalid", "established", "related", "new", "untracked")   # bit order
 CT_STATUSES = ("expected", "seen-reply", "assured", "confirmed", "snat", "dnat", "dying")
@@ -90,7 +92,7 @@ def compile_rule(rule: dict, ctx: RuleContext) -> list:
             values = _names(rule[key])
             bad = [v for v in values if v not in allowed]
             if bad:
-                raise RuleError(key, f"unknown {key.replace('_', ' ')} {bad[0]!r} (known: {', '.join(allowed)})")
+                raise RuleError(key, f"unknown {key.replace('_', ' ')} {quote(bad[0])} (known: {', '.join(allowed)})")
             ordered = [v for v in allowed if v in values]
             expr.append(_match({"ct": {"key": ct_key}}, ordered[0] if len(ordered) == 1 else ordered, "in"))
     if "mark" in rule:
@@ -114,8 +116,8 @@ def _address_match(key: str, value, ctx: RuleContext) -> dict:
         name = values[0][1:]
         set_type = ctx.set_types.get(name)
         if set_type is None:
-            known = ", ".join(sorted(ctx.set_types)) or "none"
-            raise RuleError(key, f"unknown set '@{name}' (sets of this table: {known})")
+            known = listing(sorted(ctx.set_types)) or "none"
+            raise RuleError(key, f"unknown set {quote('@' + name)} (sets of this table: {known})")
         if set_type not in ("ipv4_addr", "ipv6_addr"):
             raise RuleError(key, f"set '@{name}' holds {set_type}, not addresses")
         proto = "ip" if set_type == "ipv4_addr" else "ip6"
@@ -131,7 +133,7 @@ def _address_match(key: str, value, ctx: RuleContext) -> dict:
             try:
                 ipaddress.ip_network(text, strict=False)
             except ValueError:
-                raise RuleError(key, f"invalid address or prefix {text!r}") from None
+                raise RuleError(key, f"invalid address or prefix {quote(text)}") from None
             fixed = ipaddress.ip_network(text, strict=False)
             raise RuleError(key, f"prefix {text} has host bits set (did you mean {fixed}?)") from None
         if net.version == 6 and net.network_address.ipv4_mapped is not None:
@@ -157,7 +159,7 @@ def _protocol_matches(rule: dict, ctx: RuleContext) -> list:
     protocols = _names(rule["protocol"]) if "protocol" in rule else []
     for p in protocols:
         if p not in PROTOCOLS:
-            raise RuleError("protocol", f"unknown protocol {p!r} (known: {', '.join(PROTOCOLS)})")
+            raise RuleError("protocol", f"unknown protocol {quote(p)} (known: {', '.join(PROTOCOLS)})")
     ports = [k for k in ("sport", "dport") if k in rule]
     out = []
     if ports:
@@ -187,7 +189,7 @@ def _protocol_matches(rule: dict, ctx: RuleContext) -> list:
             values = _names(rule[key])
             bad = [v for v in values if v not in names]
             if bad:
-                raise RuleError(key, f"unknown {proto} type {bad[0]!r} (known: {', '.join(names)})")
+                raise RuleError(key, f"unknown {proto} type {quote(bad[0])} (known: {', '.join(names)})")
             out.append(_match({"payload": {"protocol": proto, "field": "type"}}, _one_or_set(values)))
             return out
     if protocols:
@@ -201,7 +203,10 @@ def _no_icmp_types(rule: dict) -> None:
             raise RuleError(key, f"{key.replace('_', ' ')} cannot be combined with ports")
 
 
-_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+# fullmatch, [0-9] and spaces only: `\d` would take "٢٢" for 22, and `$` a trailing newline; the
+# digit counts keep int() away from numbers too long to convert.
+_PORT = re.compile(r" *([0-9]{1,6}) *")
+_RANGE = re.compile(r" *([0-9]{1,6}) *- *([0-9]{1,6}) *")
 
 
 def port_value(key: str, value):
@@ -211,15 +216,15 @@ def port_value(key: str, value):
             raise RuleError(key, f"port {value} is out of range 0-65535")
         return value
     if isinstance(value, str):
-        if value.strip().isdigit():
-            return port_value(key, int(value))
-        found = _RANGE.match(value)
+        if found := _PORT.fullmatch(value):
+            return port_value(key, int(found[1]))
+        found = _RANGE.fullmatch(value)
         if found:
             low, high = int(found[1]), int(found[2])
             if not 0 <= low < high <= 65535:
-                raise RuleError(key, f"port range {value!r} must be low-high within 0-65535")
+                raise RuleError(key, f"port range {quote(value)} must be low-high within 0-65535")
             return {"range": [low, high]}
-    raise RuleError(key, f"invalid port {value!r}: a number or a range like 1000-2000")
+    raise RuleError(key, f"invalid port {quote(value)}: a number or a range like 1000-2000")
 
 
 def _ports(key: str, value):
@@ -227,7 +232,7 @@ def _ports(key: str, value):
     return _one_or_set([port_value(key, v) for v in values])
 
 
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+_RATE = re.compile(r" *([0-9]{1,11}) */ *(second|minute|hour|day) *")
 
 
 MAX_RATE = 2 ** 32 - 1
@@ -235,9 +240,9 @@ MAX_RATE = 2 ** 32 - 1
 
 def _limit(value) -> dict:
     if isinstance(value, str):
-        found = _RATE.match(value)
+        found = _RATE.fullmatch(value)
         if not found:
-            raise RuleError("limit", f"invalid rate {value!r}: write it like 10/second")
+            raise RuleError("limit", f"invalid rate {quote(value)}: write it like 10/second")
         value = {"rate": int(found[1]), "per": found[2]}
     if not 1 <= value["rate"] <= MAX_RATE:
         raise RuleError("limit", f"a rate of {value['rate']} per {value.get('per', 'second')}: "
@@ -268,12 +273,12 @@ def _action(action, rule: dict, ctx: RuleContext) -> dict:
         if arg == ctx.chain:
             raise RuleError("action", f"a chain cannot {name} to itself")
         if arg in ctx.base_chains:
-            raise RuleError("action", f"{name} to '{arg}': only regular chains (without a hook) can be jumped to")
+            raise RuleError("action", f"{name} to {quote(arg)}: only regular chains (without a hook) can be jumped to")
         if arg not in ctx.chains:
             close = difflib.get_close_matches(arg, sorted(ctx.chains), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            known = ", ".join(sorted(ctx.chains)) or "none"
-            raise RuleError("action", f"{name} to unknown chain '{arg}' ({hint}regular chains of this table: "
+            known = listing(sorted(ctx.chains)) or "none"
+            raise RuleError("action", f"{name} to unknown chain {quote(arg)} ({hint}regular chains of this table: "
                                       f"{known})")
         return {name: {"target": arg}}
     if name == "reject":
@@ -302,14 +307,14 @@ def _nat_target(name: str, text: str, ctx: RuleContext) -> dict:
     if text.startswith("["):  # [2001:db8::1]:80
         host, _, rest = text[1:].partition("]")
         if rest and not rest.startswith(":"):
-            raise RuleError("action", f"invalid {name} target {text!r}: write [address]:port")
+            raise RuleError("action", f"invalid {name} target {quote(text)}: write [address]:port")
         port = rest[1:] if rest else None
     elif text.count(":") == 1:
         host, port = text.split(":")
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
-        raise RuleError("action", f"invalid {name} target {text!r}: an address, address:port or [v6]:port") from None
+        raise RuleError("action", f"invalid {name} target {quote(text)}: an address, address:port or [v6]:port") from None
     proto = "ip" if addr.version == 4 else "ip6"
     if ctx.family in ("ip", "ip6") and proto != ctx.family:
         raise RuleError("action", f"{name} to an IPv{addr.version} address in a table of family {ctx.family}")

@@ -18,6 +18,7 @@ from ..model.firewall import Chain, NamedSet, Rule, Table
 from .loader import Document, format_path, load_document, mapping, sequence
 from .nft_rules import RuleContext, RuleError, compile_rule, describe, port_value
 from .schema import schema_problems
+from .text import clean_problem, quote, shorten
 
 PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 NAT_HOOKS = ("prerouting", "input", "output", "postrouting")
@@ -29,11 +30,11 @@ def load_policy_text(text: str, file: str) -> tuple:
     if doc.data is None:
         if not doc.problems:
             doc.problems.append(doc.problem((), "the policy file is empty; it needs `tables`"))
-        return (), list(doc.problems)
+        return (), [clean_problem(p) for p in doc.problems]
     problems = list(doc.problems) + schema_problems(doc, "policy")
     builder = _PolicyBuilder(doc)
     tables = builder.build()
-    return tables, problems + builder.problems
+    return tables, [clean_problem(p) for p in problems + builder.problems]
 
 
 class _PolicyBuilder:
@@ -153,7 +154,7 @@ def _element(set_type: str, value, interval: bool):
             try:
                 fixed = ipaddress.ip_network(str(value), strict=False)
             except ValueError:
-                raise ValueError(f"invalid element {value!r} for a set of {set_type}") from None
+                raise ValueError(f"invalid element {quote(value)} for a set of {set_type}") from None
             raise ValueError(f"prefix {value} has host bits set (did you mean {fixed}?)") from None
         if net.version != version:
             raise ValueError(f"{value} is IPv{net.version}, the set holds {set_type}")
@@ -172,12 +173,12 @@ def _element(set_type: str, value, interval: bool):
         return port
     if set_type == "mark":
         if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
-            raise ValueError(f"invalid mark {value!r}: a number from 0 to 4294967295")
+            raise ValueError(f"invalid mark {quote(value)}: a number from 0 to 4294967295")
         return value
     if set_type == "ether_addr":
         parts = str(value).split(":")
         if len(parts) != 6 or not all(1 <= len(p) <= 2 and all(c in string.hexdigits for c in p) for p in parts):
-            raise ValueError(f"invalid MAC address {value!r}: six hex pairs like 02:00:00:00:00:01")
+            raise ValueError(f"invalid MAC address {quote(value)}: six hex pairs like 02:00:00:00:00:01")
         return ":".join(p.lower().zfill(2) for p in parts)  # as nft lists it
     return str(value)
 
@@ -237,7 +238,7 @@ def resolve_native_rules(topology, resolve):
         if "error" in outcome:
             file, _, line = rule.source.rpartition(":")
             problems.append(Problem(file, int(line), f"{rule.path}.nft",
-                                    f"libnftables refused `{rule.native}`: {outcome['error']}"))
+                                    f"libnftables refused `{shorten(rule.native, 80)}`: {shorten(outcome['error'])}"))
         else:
             resolved[rid] = (json.dumps(outcome["expr"]), outcome.get("comment"))
     nodes = tuple(replace(n, tables=tuple(_filled(t, resolved) for t in n.tables)) for n in topology.nodes)

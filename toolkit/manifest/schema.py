@@ -17,7 +17,7 @@ import fastjsonschema
 from jsonschema import Draft202012Validator, validators
 
 from .loader import Document
-from .text import SHOWN_CHARS, escape_controls, quote
+from .text import SHOWN_CHARS, quote, shorten
 
 
 @lru_cache(maxsize=None)
@@ -200,8 +200,7 @@ def _explain(error, root: dict, written: str | None):
 
 def _plain(value) -> str:
     """A value in a message without quotes (`got highest`), still short and on one line."""
-    return escape_controls(quote(value)[1:-1]) if isinstance(value, str) and len(value) <= SHOWN_CHARS \
-        else quote(value)
+    return shorten(value, SHOWN_CHARS) if isinstance(value, str) and len(value) <= SHOWN_CHARS else quote(value)
 
 
 def _describe(value, written: str | None = None) -> str:

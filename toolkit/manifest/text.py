@@ -34,6 +34,11 @@ def quote(value, limit: int = SHOWN_CHARS) -> str:
     return _cut(repr(value), limit)
 
 
+def shorten(text: str, limit: int = 200) -> str:
+    """`text` (a message from elsewhere, such as libnftables') on one line, cut to `limit`."""
+    return _cut(escape_controls(text), limit)
+
+
 def escape_controls(text: str) -> str:
     """`text` with control and format characters (newlines, ESC, NUL, bidi
     overrides, line separators) written as escapes, so a message stays one line."""
@@ -69,3 +74,10 @@ def is_confusable_name(name: str) -> bool:
     """True when `name` is not plain ASCII: a Cyrillic 'а' looks like 'a' in a
     terminal but names another interface or namespace."""
     return not name.isascii() or unicodedata.normalize("NFKC", name) != name
+
+
+def listing(names, limit: int = 12) -> str:
+    """`a, b, c` for a message, the first `limit` only: a manifest may declare thousands."""
+    names = [escape_controls(str(n))[:SHOWN_CHARS] for n in names]
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names) - limit} more)"

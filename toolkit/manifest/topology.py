@@ -19,6 +19,7 @@ from . import checks
 from .loader import Document, format_path, load_document, mapping, sequence
 from .policy import load_policy_text, resolve_native_rules
 from .schema import schema_problems
+from .text import clean_problem, listing, quote
 
 
 def read_file(path: str) -> bytes:
@@ -52,7 +53,7 @@ def load_topology(path, read=read_file, natives=None) -> Topology:
     """
     text, problem = _read_text(str(path), read, "manifest")
     if problem:
-        raise ManifestError([problem])
+        raise _invalid([problem])
     return load_topology_text(text, str(path), read, natives)
 
 
@@ -62,7 +63,7 @@ def load_topology_text(text: str, file: str, read=read_file, natives=None) -> To
     if doc.data is None and not doc.problems:
         doc.problems.append(Problem(file, 1, "", "the manifest is empty; a topology needs `name` and `nodes`"))
     if doc.data is None:
-        raise ManifestError(doc.problems)
+        raise _invalid(doc.problems)
     problems = list(doc.problems) + schema_problems(doc, "topology")
     builder = _Builder(doc, read)
     topology = builder.build()
@@ -71,9 +72,14 @@ def load_topology_text(text: str, file: str, read=read_file, natives=None) -> To
         topology, native_problems = resolve_native_rules(topology, natives)
         problems += native_problems
     if problems:
-        raise ManifestError(set(problems))
+        raise _invalid(problems)
     files = ((file, hashlib.sha256(text.encode()).hexdigest()),) + tuple(sorted(builder.policy_hashes.items()))
     return replace(topology, files=files)
+
+
+def _invalid(problems) -> ManifestError:
+    """The error for `problems`, each made safe to print (one line, bounded), duplicates merged."""
+    return ManifestError({clean_problem(p) for p in problems})
 
 
 @dataclass
@@ -163,7 +169,7 @@ class _Builder:
             return None
         known = self.ifaces.setdefault(node, {})
         if ifname in known:
-            self.fail(path, f"duplicate interface '{ifname}' in node '{node}' "
+            self.fail(path, f"duplicate interface {quote(ifname)} in node '{node}' "
                             f"(also at {self.where(known[ifname].path)})")
             return None
         known[ifname] = draft = _Draft(node, ifname, kind, path)
@@ -175,7 +181,7 @@ class _Builder:
             draft.mtu = spec["mtu"]
         if spec.get("state") in ("up", "down"):
             draft.state = spec["state"]
-        if isinstance(spec.get("mac"), str) and checks.MAC.match(spec["mac"]):
+        if isinstance(spec.get("mac"), str) and checks.MAC.fullmatch(spec["mac"]):
             draft.mac = self.check(path + ("mac",), checks.mac_address, spec["mac"])
 
     def add_addresses(self, draft: _Draft, addresses, path) -> None:
@@ -201,7 +207,7 @@ class _Builder:
             if isinstance(node, str) and node not in nodes:
                 close = difflib.get_close_matches(node, list(nodes), n=1)
                 hint = f"did you mean '{close[0]}'? " if close else ""
-                known = ", ".join(sorted(nodes)) or "none"
+                known = listing(sorted(nodes)) or "none"
                 self.fail(path + ("node",), f"unknown node '{node}' ({hint}declared nodes: {known})")
             if node not in nodes:
                 # Still check the endpoint's other fields, so every problem shows at once.
@@ -228,11 +234,11 @@ class _Builder:
                 continue
             draft = self.ifaces.get(node, {}).get(port)
             if draft is None:
-                self.fail(path, f"bridge port '{port}' is not an interface of node '{node}'")
+                self.fail(path, f"bridge port {quote(port)} is not an interface of node '{node}'")
             elif draft.kind != "veth":
-                self.fail(path, f"'{port}' is a {draft.kind}; only veth endpoints can be bridge ports")
+                self.fail(path, f"{quote(port)} is a {draft.kind}; only veth endpoints can be bridge ports")
             elif draft.master is not None:
-                self.fail(path, f"'{port}' is already a port of bridge '{draft.master}'")
+                self.fail(path, f"{quote(port)} is already a port of bridge '{draft.master}'")
             else:
                 draft.master = bridge
 
@@ -258,11 +264,11 @@ class _Builder:
                 self.fail(path + ("via",), f"gateway {via} is IPv{via.version} but destination {prefix} is IPv{family}")
                 continue
             if dev is not None and dev not in connected:
-                self.fail(path + ("dev",), f"'{dev}' is not an interface of node '{node}'")
+                self.fail(path + ("dev",), f"{quote(dev)} is not an interface of node '{node}'")
                 continue
             down = {name for name, d in self.ifaces.get(node, {}).items() if d.state == "down"}
             if dev in down:
-                self.fail(path + ("dev",), f"interface '{dev}' is declared down: the kernel installs no route "
+                self.fail(path + ("dev",), f"interface {quote(dev)} is declared down: the kernel installs no route "
                                            "through a device that is down")
                 continue
             if via is not None and (why := self.bad_gateway(node, via, dev, connected)):
@@ -295,7 +301,7 @@ class _Builder:
             return (f"gateway {via} is reachable only through {', '.join(sorted(through))}, declared down: "
                     "the kernel installs no route through a device that is down")
         if not inside:
-            scope = f"interface '{dev}'" if dev else f"node '{node}'"
+            scope = f"interface {quote(dev)}" if dev else f"node '{node}'"
             shown = ", ".join(sorted({str(n) for n in nets})) or "it has no addresses of that family"
             return f"gateway {via} is not in any connected prefix of {scope} ({shown})"
         if via.version == 4 and all(n.prefixlen < 31 and via == n.broadcast_address for n in inside):
@@ -317,7 +323,7 @@ class _Builder:
                 continue
             path = os.path.normpath(os.path.join(os.path.dirname(self.doc.file), relative))
             if path in listed:
-                self.fail(("nodes", node, "policies", k), f"{relative} is listed twice (also policies[{listed[path]}])")
+                self.fail(("nodes", node, "policies", k), f"{quote(relative)} is listed twice (also policies[{listed[path]}])")
                 continue
             listed[path] = k
             if path not in self.policies:
