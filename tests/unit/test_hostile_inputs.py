@@ -9,6 +9,7 @@ contain, with the location it must be reported at.
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 
@@ -48,7 +49,9 @@ def write(tmp_path, files: dict) -> None:
     for name, content in files.items():
         target = tmp_path / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
+        if callable(content):  # a symlink, a FIFO, a sparse file: made in place
+            content(target)
+        elif isinstance(content, bytes):
             target.write_bytes(content)
         else:
             target.write_text(content)
@@ -68,6 +71,21 @@ def report(tmp_path, monkeypatch, files: dict) -> list[str]:
         assert line.isprintable(), f"control characters in {line!r}"
         assert "Traceback" not in line
     return lines
+
+
+def symlink(to: str):
+    return lambda target: target.symlink_to(to)
+
+
+def fifo(target) -> None:
+    os.mkfifo(target)
+
+
+def sparse(size: int):
+    def make(target):
+        with open(target, "wb") as f:
+            f.truncate(size)
+    return make
 
 
 def assert_reported(lines: list[str], where: str, fragment: str) -> None:
@@ -172,6 +190,25 @@ CASES = [
      "m.yaml:5: nodes.a", "duplicate key 'a'"),
     ("an undefined alias", {"m.yaml": manifest("a: *nope\nb:\n")},
      "m.yaml:3", "undefined alias"),
+    # -- 18: only regular files, bounded, policies inside the repository -----------
+    ("policy is /dev/zero", with_policy("", nodes="a:\n  policies: [/dev/zero]\nb:\n"),
+     "m.yaml:4: nodes.a.policies[0]", "is outside the manifest's directory"),
+    ("policy escapes the directory", with_policy("", nodes="a:\n  policies: [../../../../../../etc/passwd]\nb:\n"),
+     "m.yaml:4: nodes.a.policies[0]", "is outside the manifest's directory"),
+    ("policy is a symlink out of the directory", {**with_policy(""), "p.yaml": symlink("/etc/passwd")},
+     "m.yaml:4: nodes.a.policies[0]", "is outside the manifest's directory"),
+    ("policy is a FIFO", {**with_policy(""), "p.yaml": fifo},
+     "m.yaml:4: nodes.a.policies[0]", "it is a FIFO, not a regular file"),
+    ("policy is a directory", {**with_policy(""), "p.yaml": lambda target: target.mkdir()},
+     "m.yaml:4: nodes.a.policies[0]", "it is a directory, not a regular file"),
+    ("policy is a symlink to a FIFO", {**with_policy(""), "p.yaml": symlink("f"), "f": fifo},
+     "m.yaml:4: nodes.a.policies[0]", "it is a FIFO"),
+    ("policy is larger than 16 MiB", {**with_policy(""), "p.yaml": sparse(16 * 1024 * 1024 + 1)},
+     "m.yaml:4: nodes.a.policies[0]", "larger than 16 MiB"),
+    ("manifest is a symlink to /dev/zero", {"m.yaml": symlink("/dev/zero")},
+     "m.yaml:1", "it is a character device, not a regular file"),
+    ("manifest is a FIFO", {"m.yaml": fifo}, "m.yaml:1", "it is a FIFO"),
+    ("manifest is larger than 16 MiB", {"m.yaml": sparse(17 * 1024 * 1024)}, "m.yaml:1", "larger than 16 MiB"),
 ]
 
 
@@ -186,3 +223,11 @@ def test_the_cases_build_a_valid_lab_without_their_defect(tmp_path, monkeypatch)
     write(tmp_path, {"m.yaml": manifest()} | rules("{protocol: tcp, dport: 22, action: accept}"))
     monkeypatch.chdir(tmp_path)
     load_topology("m.yaml")
+
+
+def test_policies_outside_may_be_allowed_and_their_content_is_never_echoed(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETKEEL_ALLOW_OUTSIDE_POLICIES", "1")
+    lines = report(tmp_path, monkeypatch, with_policy("", nodes="a:\n  policies: [/etc/passwd, /dev/zero]\nb:\n"))
+    assert_reported(lines, "/etc/passwd:1", "expected a mapping at the top level, got a string")
+    assert_reported(lines, "m.yaml:4: nodes.a.policies[1]", "it is a character device")
+    assert not any("root:" in line for line in lines)

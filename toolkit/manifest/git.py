@@ -35,6 +35,8 @@ def _git(cwd: str, *args: str) -> subprocess.CompletedProcess:
 def toplevel(path: str) -> str | None:
     """The root of the git work tree holding `path`, or None."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
+    while not os.path.isdir(directory):  # a file not written yet: its nearest existing directory
+        directory = os.path.dirname(directory)
     result = _git(directory, "rev-parse", "--show-toplevel")
     return result.stdout.decode().strip() if result.returncode == 0 else None
 

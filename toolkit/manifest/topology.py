@@ -11,21 +11,16 @@ import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from ..errors import ManifestError, Problem
 from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Node, Route, Topology
 from . import checks
+from .files import outside_problem, read_file  # read_file: how manifests are read
 from .loader import Document, format_path, load_document, mapping, sequence
 from .policy import load_policy_text, resolve_native_rules
 from .schema import schema_problems
 from .text import clean_problem, listing, quote
-
-
-def read_file(path: str) -> bytes:
-    """How manifests and the policy files they name are read (git revisions
-    plug in another reader). Raises OSError."""
-    return Path(path).read_bytes()
+from .text import clean_problem, listing, quote
 
 
 def _read_text(path: str, read, what: str) -> tuple:
@@ -75,6 +70,11 @@ def load_topology_text(text: str, file: str, read=read_file, natives=None) -> To
         raise _invalid(problems)
     files = ((file, hashlib.sha256(text.encode()).hexdigest()),) + tuple(sorted(builder.policy_hashes.items()))
     return replace(topology, files=files)
+
+
+def _invalid(problems) -> ManifestError:
+    """The error for `problems`, each made safe to print (one line, bounded), duplicates merged."""
+    return ManifestError({clean_problem(p) for p in problems})
 
 
 def _invalid(problems) -> ManifestError:
@@ -326,6 +326,9 @@ class _Builder:
                 self.fail(("nodes", node, "policies", k), f"{quote(relative)} is listed twice (also policies[{listed[path]}])")
                 continue
             listed[path] = k
+            if path not in self.policies and (why := outside_problem(path, relative, self.doc.file, self.read)):
+                self.fail(("nodes", node, "policies", k), why)
+                self.policies[path] = ()
             if path not in self.policies:
                 text, problem = _read_text(path, self.read, "policy file")
                 if problem:

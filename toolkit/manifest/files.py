@@ -1,0 +1,81 @@
+"""Reading manifest and policy files from the working tree, safely.
+
+A manifest names its policy files, so what is read is input too: it may be a
+symlink to /dev/zero (read to the end: MemoryError), a FIFO (read: a hang), or
+a path out of the repository (`../../etc/passwd`). Only regular files are read,
+at most MAX_BYTES of them, and policy files only inside the manifest's git
+repository (outside git: its directory) unless NETKEEL_ALLOW_OUTSIDE_POLICIES=1.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import stat
+
+from .text import quote
+
+MAX_BYTES = 16 * 1024 * 1024
+ALLOW_OUTSIDE = "NETKEEL_ALLOW_OUTSIDE_POLICIES"
+
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+
+
+def too_big(size: int) -> OSError:
+    return OSError(errno.EFBIG, f"it is larger than {MAX_BYTES // (1024 * 1024)} MiB")
+
+
+def not_a_file(mode: int) -> OSError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return OSError(errno.EINVAL, f"it is {kind}, not a regular file")
+
+
+def read_file(path: str) -> bytes:
+    """The bytes of the regular file at `path` (symlinks followed). Raises OSError,
+    whose strerror says why in words, for anything else or anything too big."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat on the open
+    # file then tells what it really is, with no race against a rename.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise not_a_file(info.st_mode)
+        if info.st_size > MAX_BYTES:
+            raise too_big(info.st_size)
+        chunks, total = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            total += len(chunk)
+            if total > MAX_BYTES:  # a file growing while read
+                raise too_big(total)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def outside_problem(path: str, relative: str, manifest: str, read) -> str | None:
+    """Why the policy file at `path` (`relative` as the manifest writes it) may not
+    be read, or None: it must be inside the manifest's git repository (the
+    revision reader's, for --rev), else inside the manifest's directory."""
+    if os.environ.get(ALLOW_OUTSIDE) == "1":
+        return None
+    root = _root(os.path.dirname(os.path.abspath(manifest)), getattr(read, "root", None))
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, root]) == root:
+        return None
+    where = "repository" if _in_git(root) else "directory"
+    return (f"policy file {quote(relative)} is outside the manifest's {where} ({quote(root)}); "
+            f"set {ALLOW_OUTSIDE}=1 to allow it")
+
+
+@functools.lru_cache(maxsize=64)
+def _root(directory: str, git_root: str | None) -> str:
+    from .git import toplevel
+
+    return os.path.realpath(git_root or toplevel(os.path.join(directory, "x")) or directory)
+
+
+def _in_git(root: str) -> bool:
+    return os.path.exists(os.path.join(root, ".git"))
