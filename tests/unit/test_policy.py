@@ -486,7 +486,10 @@ nodes:
 
 
 class Files:
-    """A `read` for load_topology over a dict of path -> text, counting reads."""
+    """A `read` for load_topology over a dict of path -> text, counting reads.
+    Its files all sit under the working directory, the root policy paths must stay in."""
+
+    root = "."
 
     def __init__(self, files: dict):
         self.files = files
