@@ -25,7 +25,8 @@ from common import remove_all, timed  # noqa: E402
 from toolkit.kernel import Kernel  # noqa: E402
 from toolkit.kernel import netns  # noqa: E402
 from toolkit.manifest import load_topology  # noqa: E402
-from toolkit.reconcile.engine import Reconciler, native_resolver  # noqa: E402
+from toolkit.runtime.engine import Reconciler
+from toolkit.cli.tasks import native_resolver  # noqa: E402
 from toolkit.state import StateDir  # noqa: E402
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import remove_all, timed  # noqa: E402
 from toolkit.kernel import Kernel  # noqa: E402
 from toolkit.manifest import load_topology  # noqa: E402
-from toolkit.reconcile.engine import Reconciler  # noqa: E402
+from toolkit.runtime.engine import Reconciler  # noqa: E402
 from toolkit.state import StateDir  # noqa: E402
 
 

@@ -32,7 +32,19 @@ class ManifestError(NetkeelError):
 
 
 class OwnershipError(NetkeelError):
-    """An object the manifest wants to manage exists but is not netkeel's."""
+    """An object the manifest wants to manage exists but is not netkeel's (or
+    not this topology instance's).
+
+    `problems` lists (namespace, owner, what): the namespace concerned, who owns
+    it or the object in it ("another instance 'x'", "hand-made", ...), and a
+    sentence saying what was found and what to do.
+    """
+
+    def __init__(self, problems, prefix: str = ""):
+        if isinstance(problems, str):
+            problems = [("", "", problems)]
+        self.problems = tuple(problems)
+        super().__init__(prefix + "; ".join(what for _, _, what in self.problems))
 
 
 class KernelError(NetkeelError):
@@ -49,16 +61,29 @@ class KernelError(NetkeelError):
         super().__init__(f"{action}: {detail}")
 
 
+class StepError(NetkeelError):
+    """A step of a plan failed. `what` names it ("create link veth_c1 in ns_a"),
+    `action` is the plan's Action, `cause` the exception (often a KernelError),
+    `done` how many steps had completed before it."""
+
+    def __init__(self, what: str, action, cause: BaseException, done: int):
+        self.what, self.action, self.cause, self.done = what, action, cause, done
+        super().__init__(f"{what}: {cause}")
+
+
 class ApplyError(NetkeelError):
     """An apply failed part way and was rolled back (or the rollback failed too).
 
-    `failed` is the action that failed, `cause` the underlying exception,
-    `restored` whether the pre-apply state was restored and verified,
-    `restore_error` what went wrong while restoring, if anything.
+    `failed` names what failed (a step, "interrupted", "verification after the
+    change"), `action` is the plan's Action that failed (None when no single
+    action did), `cause` the underlying exception, `restored` whether the
+    pre-apply state was restored and verified, `restore_error` what went wrong
+    while restoring, if anything.
     """
 
-    def __init__(self, failed, cause, restored: bool, restore_error: str | None = None):
+    def __init__(self, failed, cause, restored: bool, restore_error: str | None = None, action=None):
         self.failed = failed
+        self.action = action
         self.cause = cause
         self.restored = restored
         self.restore_error = restore_error

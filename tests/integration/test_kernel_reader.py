@@ -66,5 +66,5 @@ def test_veth_peers_resolve_across_namespaces(busy_namespace, lab):
     # h1 was not read: sw_h1's other end lies outside what is being managed here,
     # so it is reported (naming where its peer is) and never deleted.
     [outside] = [r for r in live if r.key == (lab.ns("sw"), "sw_h1")]
-    assert outside.kind == "link_foreign"
+    assert outside.kind == "link" and outside.owner == "foreign"
     assert f"namespace {lab.ns('h1')}" in outside.get("reason")

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from toolkit.manifest.topology import load_topology, load_topology_text
-from toolkit.reconcile.compile import desired_resources
-from toolkit.reconcile.resources import Resource
+from toolkit.kinds import compile_all as desired_resources
+from toolkit.core.resource import Resource
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 R = Resource.make

@@ -12,8 +12,8 @@ import pytest
 from golden import check_golden
 
 from toolkit.manifest.topology import load_topology
-from toolkit.reconcile.compile import desired_resources
-from toolkit.reconcile.plan import diff
+from toolkit.kinds import compile_all as desired_resources
+from toolkit.planner import diff
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDENS = ROOT / "tests" / "golden" / "plans"

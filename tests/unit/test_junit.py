@@ -1,10 +1,10 @@
 """drift_report: drift as JUnit XML, one test case per node, built from plans that
-toolkit.reconcile.plan.diff makes of hand-made desired and live resources."""
+toolkit.planner.diff makes of hand-made desired and live resources."""
 
 import xml.etree.ElementTree as ET
 
-from toolkit.reconcile.plan import diff
-from toolkit.reconcile.resources import Resource
+from toolkit.planner import diff
+from toolkit.core.resource import Resource
 from toolkit.report.junit import drift_report
 
 R = Resource.make
@@ -27,7 +27,7 @@ DRIFTED = IN_SYNC - {R("addr", ("t_b", "eth1", "10.0.0.1/24")), link("t_a", "eth
     link("t_a", "eth0", mtu=9000),                                       # changed
     R("route", ("t_a", "10.9.0.0/24", 0), via="10.0.0.9", dev="eth0"),  # not in the manifest
 }
-FOREIGN = [R("nft_foreign", ("t_c", "inet", "filter"))]
+FOREIGN = [R("nft_table", ("t_c", "inet", "filter"), owner="foreign")]
 NODES = ["a", "b", "c", "d"]
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from toolkit.manifest.policy import load_policy_text
-from toolkit.reconcile.nft_canon import (canonical_expr, canonical_rule, chain_header, desired_table_spec,
+from toolkit.kinds.nft_canon import (canonical_expr, canonical_rule, chain_header, desired_table_spec,
                                          live_table_specs, set_spec)
-from toolkit.reconcile.resources import Resource, changed_fields
+from toolkit.core.resource import Resource, changed_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = "policies/two-clients-server.yaml"

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from toolkit.manifest.topology import load_topology
-from toolkit.reconcile.apply import PHASES, phases_of, steps
-from toolkit.reconcile.compile import desired_resources
-from toolkit.reconcile.plan import CREATE, DELETE, MODIFY, Action, Plan, diff
-from toolkit.reconcile.resources import KIND_RANK, Resource
+from toolkit.kinds import PHASES, RANK as KIND_RANK
+from toolkit.runtime.execute import phases_of, steps
+from toolkit.kinds import compile_all as desired_resources
+from toolkit.core.action import CREATE, DELETE, MODIFY, Action, Plan
+from toolkit.planner import diff
+from toolkit.core.resource import Resource
 
 R = Resource.make
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"

@@ -9,9 +9,9 @@ import textwrap
 import pytest
 
 from toolkit.manifest.policy import load_policy_text
-from toolkit.reconcile.nft_canon import canonical_rule, desired_table_spec, live_table_specs
-from toolkit.reconcile.plan import MODIFY, Action
-from toolkit.reconcile.resources import Resource, changed_fields
+from toolkit.kinds.nft_canon import canonical_rule, desired_table_spec, live_table_specs
+from toolkit.core.action import MODIFY, Action
+from toolkit.core.resource import Resource, changed_fields
 from toolkit.report.details import ABSENT, details, element_text
 
 KEY = ("ns_server", "inet", "netkeel_t")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from toolkit.reconcile.resources import KINDS, Resource, changed_fields
+from toolkit.core.resource import Resource, changed_fields
+from toolkit.kinds import NAMES as KINDS
 
 VETH = Resource.make("link", ("ns_client1", "veth_c1"), kind="veth", peer="ns_server/veth_srv_c1",
                      mtu=1500, state="up", master="")
@@ -49,7 +50,7 @@ def test_with_fields_overrides_adds_and_drops_none():
 
 
 def test_kinds_in_creation_order():
-    assert KINDS == ("netns", "link", "sysctl", "addr", "route", "nft_table")
+    assert KINDS == ("netns", "link", "sysctl", "addr", "route", "neigh", "nft_table")
 
 
 # -- label ------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from invoke import task
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..kinds.netns import names as namespace_names
 from ..manifest import load_topology
-from ..reconcile.apply import steps
+from ..runtime.execute import steps
 from ..report import human, machine
 from ..state import StateDir
 from .common import (EXIT_CHANGES, HELP, HELP_REV, HELP_WAIT, command, err, kernel_session, out,
@@ -27,7 +28,8 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False):
     from ..manifest.git import RevisionReader
     from ..manifest.policy import resolve_native_rules
     from ..manifest.topology import read_file
-    from ..reconcile.engine import Reconciler, native_resolver
+    from ..manifest.git import repo_info
+    from ..runtime.engine import Reconciler
 
     reader = RevisionReader(rev, file) if rev else read_file
     topology = load_topology(file, read=reader)  # bad input first, before any kernel work
@@ -39,8 +41,19 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False):
     state = StateDir(state_dir)
     warn_interrupted(state)
     with kernel_session(verbose) as kernel:
-        yield Reconciler(topology, kernel, state, prefix=ns_prefix, wait=wait,
-                         git=reader.info() if rev else None)
+        git = reader.info() if rev else (lambda: repo_info([p for p, _ in topology.files]))
+        yield Reconciler(topology, kernel, state, prefix=ns_prefix, wait=wait, git=git)
+
+
+def native_resolver(jobs):
+    """Resolve native nft rules in a scratch namespace (see kernel/nft_scratch)."""
+    from ..errors import KernelError
+    from ..kernel import nft_scratch
+
+    try:
+        return nft_scratch.resolve(jobs)
+    except nft_scratch.ScratchUnavailable as exc:
+        raise KernelError("check native nft rules in a scratch namespace", str(exc)) from None
 
 
 def _print_json(command: str, rec, plan, outcome: str, **extra) -> None:
@@ -157,7 +170,7 @@ def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, wa
     if json:
         _print_json("destroy", rec, result.plan, "destroyed" if result.steps else "in_sync")
     else:
-        removed = sorted({a.ns for a in result.plan.actions if a.kind == "netns"})
+        removed = sorted(namespace_names(a.resource for a in result.plan.actions))
         if removed:
             out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: removed {len(removed)} namespace(s): "
                       + ", ".join(removed))

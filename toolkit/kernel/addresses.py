@@ -1,15 +1,15 @@
-"""Adapter for kind "addr": interface addresses, key (ns, ifname, "ip/prefix")."""
+"""Kind "addr" in the kernel: interface addresses, key (ns, ifname, "ip/prefix")."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 
-from ..reconcile.resources import Resource
-from .session import IFA_PROTO
+from ..core.owners import IFA_PROTO, OVERLAY_IFA_PROTO, overlay
+from ..core.resource import Resource
 
 IFA_F_NODAD = 0x02
-
+KIND = "addr"
 _LOOPBACK = {"127.0.0.1/8", "::1/128"}
 
 
@@ -22,21 +22,27 @@ def to_resources(ns: str, addrs, by_index: dict) -> list:
             continue  # link-local: the kernel makes these itself
         if ifname == "lo" and text in _LOOPBACK:
             continue
-        out.append(Resource.make("addr", (ns, ifname, text), secondary=True if a.secondary else None))
+        owner = overlay("unclaimed") if a.proto == OVERLAY_IFA_PROTO else "topology"
+        out.append(Resource.make(KIND, (ns, ifname, text), owner=owner,
+                                 secondary=True if a.secondary else None, _proto=a.proto or None))
     return out
 
 
-def run(kernel, phase: str, action) -> None:
-    ns_name, ifname, text = action.key
+def add(kernel, ns_name: str, ifname: str, text: str) -> None:
     ns = kernel.ns(ns_name)
+    args = _args(ns, ifname, text)
+    if ipaddress.ip_interface(text).version == 6:
+        # Skip duplicate address detection: a lab link is usable at once
+        # instead of after DAD's second or two of "tentative".
+        args["flags"] = IFA_F_NODAD
+    kernel.request(ns_name, f"addr add {text} dev {ifname}", ns.ipr.addr, "add", proto=IFA_PROTO, **args)
+
+
+def delete(kernel, ns_name: str, ifname: str, text: str) -> None:
+    ns = kernel.ns(ns_name)
+    kernel.request(ns_name, f"addr del {text} dev {ifname}", ns.ipr.addr, "del", **_args(ns, ifname, text))
+
+
+def _args(ns, ifname: str, text: str) -> dict:
     iface = ipaddress.ip_interface(text)
-    args = dict(index=ns.index(ifname), address=str(iface.ip), prefixlen=iface.network.prefixlen)
-    if phase == "delete":
-        kernel.request(ns_name, f"addr del {text} dev {ifname}", ns.ipr.addr, "del", **args)
-    elif phase == "create":
-        if iface.version == 6:
-            # Skip duplicate address detection: a lab link is usable at once
-            # instead of after DAD's second or two of "tentative".
-            args["flags"] = IFA_F_NODAD
-        kernel.request(ns_name, f"addr add {text} dev {ifname}", ns.ipr.addr, "add",
-                       proto=IFA_PROTO, **args)
+    return dict(index=ns.index(ifname), address=str(iface.ip), prefixlen=iface.network.prefixlen)

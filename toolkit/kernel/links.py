@@ -1,13 +1,15 @@
-"""Adapter for kind "link": network devices (veth ends, bridges, loopback).
+"""Kind "link" in the kernel: network devices (veth ends, bridges, loopback).
 
-Live spec fields: kind, peer ("ns/ifname" for a veth), mtu, state, mac, master.
+Live spec fields: kind, peer ("ns/ifname" for a veth), mtu, state, mac, master;
+`_alias` (the ownership mark netkeel writes) as information.
 """
 
 from __future__ import annotations
 
-from ..reconcile.resources import Resource
-from .session import ALIAS_TAG
+from ..core.owners import ALIAS_TAG, FOREIGN
+from ..core.resource import Resource
 
+KIND = "link"
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 
@@ -15,17 +17,15 @@ IFF_LOOPBACK = 0x8
 # loaded; they are not ours to manage, nor drift.
 KERNEL_DEVICES = {"tunl0", "sit0", "ip6tnl0", "gre0", "gretap0", "erspan0", "ip6gre0",
                   "ip6gretap0", "ip6erspan0", "ip_vti0", "ip6_vti0"}
+# What netkeel can create, and so may delete: anything else in a managed
+# namespace is foreign, since a rollback could not bring it back.
+CREATABLE = ("veth", "bridge", "loopback")
 
 
 def device_kind(link) -> str:
     if link.flags & IFF_LOOPBACK:
         return "loopback"
     return link.kind or "unknown"
-
-
-# What netkeel can create, and so may delete: anything else in a managed
-# namespace is reported as unmanaged, since a rollback could not bring it back.
-CREATABLE = ("veth", "bridge", "loopback")
 
 
 def to_resources(ns: str, links, peers: dict, scope) -> list:
@@ -42,16 +42,17 @@ def to_resources(ns: str, links, peers: dict, scope) -> list:
         peer = peers.get((ns, link.ifname)) if kind == "veth" else None
         reason = unmanaged_reason(kind, peer, scope)
         if reason:
-            out.append(Resource.make("link_foreign", (ns, link.ifname), reason=reason))
+            out.append(Resource.make(KIND, (ns, link.ifname), owner=FOREIGN, reason=reason, peer=peer))
             continue
         out.append(Resource.make(
-            "link", (ns, link.ifname),
+            KIND, (ns, link.ifname),
             kind=kind,
             peer=peer,
             mtu=link.mtu,
             state="up" if link.flags & IFF_UP else "down",
             mac=link.mac,
             master=by_index.get(link.master, f"#{link.master}") if link.master else "",
+            _alias=link.alias,
         ))
     return out
 
@@ -67,66 +68,57 @@ def unmanaged_reason(kind: str, peer: str | None, scope) -> str:
     return ""
 
 
-def run(kernel, phase: str, action) -> None:
-    ns_name, ifname = action.key
-    ns = kernel.ns(ns_name)
-    if phase == "delete":
-        index = ns.index(ifname)
-        kernel.request(ns_name, f"link del {ifname}", ns.ipr.link, "del", index=index)
-        ns.forget_links()
-        peer = action.live.get("peer")
-        if peer and "/" in peer and kernel.exists(peer.partition("/")[0]):
-            kernel.ns(peer.partition("/")[0]).forget_links()
-    elif phase == "create":
-        _create(kernel, ns, action.desired)
-    elif phase == "configure":
-        # A new device gets every managed field; a changed one only what differs.
-        fields = None if action.op == "create" else {f for f, _, _ in action.changes}
-        _configure(kernel, ns, action.desired, fields)
-
-
-def _create(kernel, ns, desired: Resource) -> None:
-    ifname, kind = desired.key[1], desired.get("kind")
-    if kind == "veth":
-        peer_ns_name, _, peer_if = desired.get("peer").partition("/")
-        peer_ns = kernel.ns(peer_ns_name)
-        kernel.request(ns.name, f"link add {ifname} type veth peer {peer_if} netns {peer_ns_name}",
-                       ns.ipr.link, "add", ifname=ifname, kind="veth",
-                       peer={"ifname": peer_if, "net_ns_fd": peer_ns.fd})
-        peer_ns.forget_links()
-    elif kind == "bridge":
-        kernel.request(ns.name, f"link add {ifname} type bridge", ns.ipr.link, "add",
-                       ifname=ifname, kind="bridge")
-    else:
-        raise ValueError(f"netkeel cannot create a {kind} device ({ifname})")
+def add_veth(kernel, ns_name: str, ifname: str, peer_ns_name: str, peer_if: str) -> None:
+    ns, peer_ns = kernel.ns(ns_name), kernel.ns(peer_ns_name)
+    kernel.request(ns_name, f"link add {ifname} type veth peer {peer_if} netns {peer_ns_name}",
+                   ns.ipr.link, "add", ifname=ifname, kind="veth",
+                   peer={"ifname": peer_if, "net_ns_fd": peer_ns.fd})
+    peer_ns.forget_links()
     ns.forget_links()
 
 
-def _configure(kernel, ns, desired: Resource, fields: set | None) -> None:
-    """Set the device's attributes in one request: all managed ones (fields None)
-    or just `fields`."""
-    ifname = desired.key[1]
-    index = ns.index(ifname)
-    wanted = {f: v for f, v in desired.spec if fields is None or f in fields}
-    attrs = {}
-    text = []
-    if wanted.get("mtu") is not None:
-        attrs["mtu"] = wanted["mtu"]
-        text.append(f"mtu {attrs['mtu']}")
-    if wanted.get("mac"):
-        attrs["address"] = wanted["mac"]
-        text.append(f"address {attrs['address']}")
-    if wanted.get("master") is not None:
-        master = wanted["master"]
+def add_bridge(kernel, ns_name: str, ifname: str) -> None:
+    ns = kernel.ns(ns_name)
+    kernel.request(ns_name, f"link add {ifname} type bridge", ns.ipr.link, "add", ifname=ifname, kind="bridge")
+    ns.forget_links()
+
+
+def delete(kernel, ns_name: str, ifname: str, peer: str | None) -> None:
+    ns = kernel.ns(ns_name)
+    kernel.request(ns_name, f"link del {ifname}", ns.ipr.link, "del", index=ns.index(ifname))
+    ns.forget_links()
+    if peer and "/" in peer and kernel.exists(peer.partition("/")[0]):
+        kernel.ns(peer.partition("/")[0]).forget_links()
+
+
+def move(kernel, ns_name: str, ifname: str, to_ns: str) -> None:
+    ns, target = kernel.ns(ns_name), kernel.ns(to_ns)
+    kernel.request(ns_name, f"link set {ifname} netns {to_ns}", ns.ipr.link, "set",
+                   index=ns.index(ifname), net_ns_fd=target.fd)
+    ns.forget_links()
+    target.forget_links()
+
+
+def configure(kernel, ns_name: str, ifname: str, mark=False, mtu=None, mac=None, master=None,
+              state=None) -> None:
+    """Set the device's attributes in one request; `mark` writes the ownership alias."""
+    ns = kernel.ns(ns_name)
+    attrs, text = {}, []
+    if mtu is not None:
+        attrs["mtu"] = mtu
+        text.append(f"mtu {mtu}")
+    if mac:
+        attrs["address"] = mac
+        text.append(f"address {mac}")
+    if master is not None:
         attrs["master"] = ns.index(master) if master else 0
         text.append(f"master {master}" if master else "nomaster")
-    if fields is None and desired.get("kind") != "loopback":
+    if mark:
         attrs["ifalias"] = ALIAS_TAG
         text.append(f"alias {ALIAS_TAG}")
-    if wanted.get("state"):
-        attrs["state"] = wanted["state"]
-        text.append(wanted["state"])
-    if not attrs:
-        return
-    kernel.request(ns.name, f"link set {ifname} {' '.join(text)}", ns.ipr.link, "set",
-                   index=index, **attrs)
+    if state:
+        attrs["state"] = state
+        text.append(state)
+    if attrs:
+        kernel.request(ns_name, f"link set {ifname} {' '.join(text)}", ns.ipr.link, "set",
+                       index=ns.index(ifname), **attrs)

@@ -1,17 +1,11 @@
-"""Adapter for kind "netns": the namespace itself."""
+"""Kind "netns" in the kernel: the namespace itself."""
 
 from __future__ import annotations
 
-from ..reconcile.resources import Resource
+from ..core.resource import Resource
+
+KIND = "netns"
 
 
 def read(kernel, name: str) -> list:
-    return [Resource.make("netns", (name,))] if kernel.exists(name) else []
-
-
-def run(kernel, phase: str, action) -> None:
-    name = action.key[0]
-    if phase == "delete":
-        kernel.remove_namespace(name)
-    elif phase == "create":
-        kernel.create_namespace(name)
+    return [Resource.make(KIND, (name,))] if kernel.exists(name) else []

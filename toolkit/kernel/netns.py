@@ -123,3 +123,26 @@ def remove(name: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+SO_NETNS_COOKIE = 71  # <asm-generic/socket.h>, Linux 5.14+
+
+
+def cookie(name: str) -> int | None:
+    """The named namespace's cookie: a 64-bit id the kernel gives every network
+    namespace, never reused while the system runs (inode numbers are). Read from
+    a socket made inside it. None if there is no such namespace."""
+    import socket
+    import struct
+
+    try:
+        fd = open_fd(name)
+    except OSError:
+        return None
+    try:
+        with entered(fd):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        with sock:
+            return struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+    finally:
+        os.close(fd)

@@ -1,6 +1,7 @@
 """Read the live state of namespaces into resources.
 
-Three dumps per namespace (links, addresses, routes) plus the sysctls asked for.
+Four dumps per namespace (links, addresses, routes, neighbours), the sysctls asked
+for and the nftables ruleset.
 A veth's peer is reported by the kernel as (peer namespace id, peer ifindex),
 where the id is local to the namespace looking; we resolve it to a name by
 asking for the id of the namespace we expect (`hints`), falling back to every
@@ -9,17 +10,19 @@ namespace read, and each answer resolves both ends of the pair.
 
 from __future__ import annotations
 
-from . import addresses, links, namespaces, nftables, routes, sysctls
+from ..core.owners import FOREIGN
+from . import addresses, links, namespaces, neighbours, nftables, routes, sysctls
 
 
-def read_live(kernel, names, sysctl_names=None, hints=None) -> list:
-    """Live resources of the namespaces `names` that exist.
+def read_live(kernel, names, hints=None) -> list:
+    """Live resources of the namespaces `names` that exist, each with its owner.
 
-    `sysctl_names` maps a namespace to the sysctls to read there; `hints` maps
-    a veth end (ns, ifname) to the namespace its peer is expected in.
+    `hints["sysctls"]` maps a namespace to the sysctls to read there;
+    `hints["veth_peers"]` maps a veth end (ns, ifname) to the namespace its
+    peer is expected in (kinds.read_hints makes these).
     """
-    sysctl_names = sysctl_names or {}
     hints = hints or {}
+    sysctl_names = hints.get("sysctls", {})
     dumps = {}
     for name in sorted(set(names)):
         if not kernel.exists(name):
@@ -28,19 +31,21 @@ def read_live(kernel, names, sysctl_names=None, hints=None) -> list:
         link_msgs = kernel.request(name, "link dump", ns.links)
         addr_msgs = kernel.request(name, "addr dump", ns.dump.addrs)
         route_msgs = kernel.request(name, "route dump", ns.dump.routes, routes.MAIN_TABLE)
-        dumps[name] = (link_msgs, addr_msgs, route_msgs)
+        neigh_msgs = kernel.request(name, "neighbour dump", ns.dump.neighbours)
+        dumps[name] = (link_msgs, addr_msgs, route_msgs, neigh_msgs)
 
-    peers = _resolve_peers(kernel, dumps, hints)
+    peers = _resolve_peers(kernel, dumps, hints.get("veth_peers", {}))
     out = []
-    for name, (link_msgs, addr_msgs, route_msgs) in dumps.items():
+    for name, (link_msgs, addr_msgs, route_msgs, neigh_msgs) in dumps.items():
         link_resources = links.to_resources(name, link_msgs, peers, dumps)
-        # Addresses and routes of a device netkeel does not manage are part of it.
-        unmanaged = {r.key[1] for r in link_resources if r.kind == "link_foreign"}
+        # Addresses, routes and neighbours of a device netkeel does not manage are part of it.
+        foreign = {r.key[1] for r in link_resources if r.owner == FOREIGN}
         by_index = {link.index: link.ifname for link in link_msgs}
         out.extend(namespaces.read(kernel, name))
         out.extend(link_resources)
-        out.extend(r for r in addresses.to_resources(name, addr_msgs, by_index) if r.key[1] not in unmanaged)
-        out.extend(r for r in routes.to_resources(name, route_msgs, by_index) if r.get("dev") not in unmanaged)
+        out.extend(r for r in addresses.to_resources(name, addr_msgs, by_index) if r.key[1] not in foreign)
+        out.extend(r for r in routes.to_resources(name, route_msgs, by_index) if r.get("dev") not in foreign)
+        out.extend(r for r in neighbours.to_resources(name, neigh_msgs, by_index) if r.key[1] not in foreign)
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
         out.extend(nftables.read(kernel, name))
     return out
@@ -50,7 +55,7 @@ def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
     """(ns, ifname) -> "peer_ns/peer_ifname" for every veth end read."""
     index = {name: {link.index: link for link in d[0]} for name, d in dumps.items()}
     resolved: dict = {}
-    for name, (link_msgs, _, _) in dumps.items():
+    for name, (link_msgs, *_) in dumps.items():
         for m in link_msgs:
             ifname = m.ifname
             if (name, ifname) in resolved or m.kind != "veth":

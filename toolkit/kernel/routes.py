@@ -1,4 +1,4 @@
-"""Adapter for kind "route": main-table routes, key (ns, prefix, metric).
+"""Kind "route" in the kernel: main-table routes, key (ns, prefix, metric).
 
 Routes the kernel makes itself (connected prefixes, IPv6 link-local and
 multicast, router advertisements) are not read: they are not the manifest's.
@@ -9,12 +9,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from ..reconcile.resources import Resource
-from .session import RT_PROTO
+from ..core.owners import FOREIGN, OVERLAY_RT_PROTO, RT_PROTO, overlay
+from ..core.resource import Resource
 
+KIND = "route"
 MAIN_TABLE = 254
 RTPROT_KERNEL, RTPROT_RA = 2, 9
-RTN_UNICAST = 1
 # Route types that live in the main table and a person may add by hand.
 _TYPES = {1: None, 6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw"}
 
@@ -27,38 +27,45 @@ def to_resources(ns: str, routes, by_index: dict) -> list:
         dst = r.dst or ("0.0.0.0" if r.family == socket.AF_INET else "::")
         prefix = ipaddress.ip_network(f"{dst}/{r.dst_len}").with_prefixlen
         if r.multipath:
-            out.append(Resource.make("route_foreign", (ns, prefix, r.priority),
+            out.append(Resource.make(KIND, (ns, prefix, r.priority), owner=FOREIGN,
                                      reason="a multipath route: netkeel does not manage those"))
             continue
         out.append(Resource.make(
-            "route", (ns, prefix, r.priority),
+            KIND, (ns, prefix, r.priority),
+            owner=overlay("unclaimed") if r.proto == OVERLAY_RT_PROTO else "topology",
             via=r.gateway or "",
             dev=by_index.get(r.oif, f"#{r.oif}") if r.oif else None,
             type=_TYPES[r.type],
+            _proto=r.proto,
         ))
     return out
 
 
-def run(kernel, phase: str, action) -> None:
-    ns_name, prefix, metric = action.key
-    ns = kernel.ns(ns_name)
+def _args(prefix: str, metric: int) -> dict:
     net = ipaddress.ip_network(prefix)
     family = socket.AF_INET if net.version == 4 else socket.AF_INET6
-    args = dict(dst=str(net.network_address), dst_len=net.prefixlen, family=family,
+    return dict(dst=str(net.network_address), dst_len=net.prefixlen, family=family,
                 priority=metric, table=MAIN_TABLE)
+
+
+def set_route(kernel, ns_name: str, prefix: str, metric: int, replace=False, via=None, dev=None,
+              type=None) -> None:
+    ns = kernel.ns(ns_name)
+    args = _args(prefix, metric)
     where = f"route {prefix} metric {metric}"
-    if phase == "delete":
-        kernel.request(ns_name, f"{where} del", ns.ipr.route, "del", **args)
-        return
-    desired = action.desired
-    if desired.get("type"):  # blackhole, unreachable, prohibit, throw: no next hop
-        args["type"] = desired.get("type")
-        where += f" type {args['type']}"
-    if desired.get("via"):
-        args["gateway"] = desired.get("via")
-        where += f" via {args['gateway']}"
-    if desired.get("dev"):
-        args["oif"] = ns.index(desired.get("dev"))
-        where += f" dev {desired.get('dev')}"
-    command = "replace" if action.op == "modify" else "add"
+    if type:  # blackhole, unreachable, prohibit, throw: no next hop
+        args["type"] = type
+        where += f" type {type}"
+    if via:
+        args["gateway"] = via
+        where += f" via {via}"
+    if dev:
+        args["oif"] = ns.index(dev)
+        where += f" dev {dev}"
+    command = "replace" if replace else "add"
     kernel.request(ns_name, f"{where} {command}", ns.ipr.route, command, proto=RT_PROTO, **args)
+
+
+def delete(kernel, ns_name: str, prefix: str, metric: int) -> None:
+    ns = kernel.ns(ns_name)
+    kernel.request(ns_name, f"route {prefix} metric {metric} del", ns.ipr.route, "del", **_args(prefix, metric))

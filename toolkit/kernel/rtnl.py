@@ -21,6 +21,7 @@ NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x10, 0x300
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
 RTM_NEWNSID, RTM_GETNSID = 88, 90
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 NLA_TYPE_MASK = 0x3FFF
@@ -28,7 +29,8 @@ NLA_TYPE_MASK = 0x3FFF
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = 18, 20, 37
 IFLA_INFO_KIND = 1
-IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFA_ADDRESS, IFA_LOCAL, IFA_PROTO = 1, 2, 11
+NDA_DST, NDA_LLADDR, NDA_PROTOCOL = 1, 2, 12
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
 NETNSA_NSID, NETNSA_FD = 1, 3
 
@@ -36,6 +38,7 @@ _HDR = struct.Struct("=LHHLL")
 _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
+_NDMSG = struct.Struct("=BxxxiHBB")
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
@@ -65,6 +68,17 @@ class Addr:
     prefixlen: int
     address: str
     secondary: bool = False  # an IPv4 address after the first in its subnet
+    proto: int = 0           # IFA_PROTO: who added it (0: unknown, or an old kernel)
+
+
+@dataclass(slots=True)
+class Neigh:
+    index: int
+    family: int
+    state: int
+    address: str
+    mac: str | None = None
+    proto: int = 0
 
 
 @dataclass(slots=True)
@@ -175,8 +189,25 @@ class DumpSocket:
             attrs = dict(_attrs(p, _IFADDR.size))
             raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
             if raw is not None:
+                proto = attrs.get(IFA_PROTO)
                 out.append(Addr(index, family, prefixlen, socket.inet_ntop(family, raw),
-                                bool(flags & IFA_F_SECONDARY)))
+                                bool(flags & IFA_F_SECONDARY), proto[0] if proto else 0))
+        return out
+
+    def neighbours(self) -> list:
+        out = []
+        for mtype, _, p in self.request(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(0, 0, 0, 0, 0)):
+            if mtype != RTM_NEWNEIGH:
+                continue
+            family, index, state, _, _ = _NDMSG.unpack_from(p)
+            attrs = dict(_attrs(p, _NDMSG.size))
+            raw = attrs.get(NDA_DST)
+            if raw is None or family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            mac = attrs.get(NDA_LLADDR)
+            proto = attrs.get(NDA_PROTOCOL)
+            out.append(Neigh(index, family, state, socket.inet_ntop(family, raw),
+                             ":".join(f"{b:02x}" for b in mac) if mac else None, proto[0] if proto else 0))
         return out
 
     def routes(self, table: int) -> list:

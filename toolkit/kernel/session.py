@@ -20,14 +20,8 @@ from pyroute2.netlink import NETLINK_ROUTE
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
-from . import netns
+from . import addresses, links, neighbours, netns, nftables, reader, routes, sysctls
 from .rtnl import DumpSocket
-
-# Marks what netkeel made: route protocol, address protocol (IFA_PROTO) and the
-# interface alias. 144 is unassigned in iproute2's rt_protos.
-RT_PROTO = 144
-IFA_PROTO = 144
-ALIAS_TAG = "netkeel"
 
 
 class Namespace:
@@ -94,7 +88,9 @@ class Namespace:
 
 
 class Kernel:
-    """Access to namespaces by name. Use as a context manager; not thread-safe.
+    """The kernel backend (core/backend.py): namespaces by name, and the requests
+    the kinds make, each carried out by the module of its kind here. Use as a
+    context manager; not thread-safe.
 
     `log(ns, text)` is called before every request (the CLI's --verbose).
     """
@@ -117,6 +113,10 @@ class Kernel:
 
     def list_namespaces(self) -> list[str]:
         return netns.list_names()
+
+    def cookie(self, name: str) -> int | None:
+        """The namespace's identity now (SO_NETNS_COOKIE); None if it does not exist."""
+        return netns.cookie(name)
 
     def create_namespace(self, name: str) -> None:
         self.request(name, "netns add", netns.create, name)
@@ -156,6 +156,52 @@ class Kernel:
             # finish them so closing the loop is quiet.
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
+
+    # -- the backend protocol: reading and the kinds' requests -------------------------
+    def read(self, names, hints: dict) -> list:
+        return reader.read_live(self, names, hints)
+
+    def link_add_veth(self, ns, ifname, peer_ns, peer_ifname) -> None:
+        links.add_veth(self, ns, ifname, peer_ns, peer_ifname)
+
+    def link_add_bridge(self, ns, ifname) -> None:
+        links.add_bridge(self, ns, ifname)
+
+    def link_delete(self, ns, ifname, peer) -> None:
+        links.delete(self, ns, ifname, peer)
+
+    def link_set(self, ns, ifname, mark=False, **settings) -> None:
+        links.configure(self, ns, ifname, mark=mark, **settings)
+
+    def link_move(self, ns, ifname, to_ns) -> None:
+        links.move(self, ns, ifname, to_ns)
+
+    def addr_add(self, ns, ifname, address) -> None:
+        addresses.add(self, ns, ifname, address)
+
+    def addr_delete(self, ns, ifname, address) -> None:
+        addresses.delete(self, ns, ifname, address)
+
+    def route_set(self, ns, prefix, metric, replace=False, via=None, dev=None, type=None) -> None:
+        routes.set_route(self, ns, prefix, metric, replace=replace, via=via, dev=dev, type=type)
+
+    def route_delete(self, ns, prefix, metric) -> None:
+        routes.delete(self, ns, prefix, metric)
+
+    def neigh_set(self, ns, ifname, address, mac) -> None:
+        neighbours.set_entry(self, ns, ifname, address, mac)
+
+    def neigh_delete(self, ns, ifname, address) -> None:
+        neighbours.delete(self, ns, ifname, address)
+
+    def sysctl_write(self, ns, name, value) -> None:
+        sysctls.write(self, ns, name, value)
+
+    def nft_transaction(self, ns, commands, what) -> None:
+        nftables.transaction(self, ns, commands, what)
+
+    def nft_rule_texts(self, ns, family, table) -> dict:
+        return nftables.rule_texts(self, ns, family, table)
 
     # -- requests -------------------------------------------------------------
     def request(self, ns: str, what: str, call, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""Adapter for kind "sysctl": per-namespace net.* sysctls under /proc/sys.
+"""Kind "sysctl" in the kernel: per-namespace net.* sysctls under /proc/sys.
 
 /proc/sys/net shows the namespace of the thread that looks, so reads and writes
 run with the calling thread inside the namespace.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 
 from ..errors import KernelError
-from ..reconcile.resources import Resource
+
+KIND = "sysctl"
+from ..core.resource import Resource
 
 
 def proc_path(name: str) -> str:
@@ -34,13 +36,11 @@ def read(kernel, ns: str, names) -> list:
                     value = " ".join(f.read().split())
             except OSError:
                 continue  # absent here: the plan will try to set it and say why it cannot
-            out.append(Resource.make("sysctl", (ns, name), value=value))
+            out.append(Resource.make(KIND, (ns, name), value=value))
     return out
 
 
-def run(kernel, phase: str, action) -> None:
-    ns, name = action.key
-    value = action.desired.get("value")
+def write(kernel, ns: str, name: str, value: str) -> None:
     kernel.log(ns, f"sysctl {name}={value}")
     try:
         with kernel.in_namespace(ns):

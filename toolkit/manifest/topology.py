@@ -13,12 +13,14 @@ import os
 from dataclasses import dataclass, field, replace
 
 from ..errors import ManifestError, Problem
-from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Node, Route, Topology
+from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Neighbour, Node, Route, Topology
 from . import checks
+from .files import outside_problem, read_file  # read_file: how manifests are read
 from .files import outside_problem, read_file  # read_file: how manifests are read
 from .loader import Document, format_path, load_document, mapping, sequence
 from .policy import load_policy_text, resolve_native_rules
 from .schema import schema_problems
+from .text import clean_problem, listing, quote
 from .text import clean_problem, listing, quote
 from .text import clean_problem, listing, quote
 
@@ -70,6 +72,11 @@ def load_topology_text(text: str, file: str, read=read_file, natives=None) -> To
         raise _invalid(problems)
     files = ((file, hashlib.sha256(text.encode()).hexdigest()),) + tuple(sorted(builder.policy_hashes.items()))
     return replace(topology, files=files)
+
+
+def _invalid(problems) -> ManifestError:
+    """The error for `problems`, each made safe to print (one line, bounded), duplicates merged."""
+    return ManifestError({clean_problem(p) for p in problems})
 
 
 def _invalid(problems) -> ManifestError:
@@ -151,9 +158,10 @@ class _Builder:
             routes = self.build_routes(name, sequence(mapping(spec).get("routes")))
             sysctls = self.build_sysctls(name, mapping(mapping(spec).get("sysctls")))
             tables = self.build_tables(name, sequence(mapping(spec).get("policies")))
+            neighbours = self.build_neighbours(name, sequence(mapping(spec).get("neighbours")))
             ifaces = tuple(d.freeze() for d in self.ifaces[name].values())
             self.check_ipv6_mtu(name)
-            built.append(Node(name, ifaces, routes, sysctls, tables))
+            built.append(Node(name, ifaces, routes, sysctls, tables, neighbours))
         name = self.data.get("name") if isinstance(self.data.get("name"), str) else "?"
         return Topology(name=name, source=self.doc.file, nodes=tuple(built))
 
@@ -347,6 +355,33 @@ class _Builder:
                 seen[ident] = path
                 tables.append(table)
         return tuple(tables)
+
+    def build_neighbours(self, node: str, entries: list) -> tuple:
+        """Static neighbour entries: a unicast address and MAC on a veth or bridge
+        of this node, each (interface, address) once."""
+        out, seen = [], {}
+        for k, entry in enumerate(entries):
+            path = ("nodes", node, "neighbours", k)
+            entry = mapping(entry)
+            address, mac, ifname = entry.get("address"), entry.get("mac"), entry.get("interface")
+            if not all(isinstance(v, str) for v in (address, mac, ifname)) or not checks.MAC.fullmatch(mac):
+                continue  # the schema already said what is wrong
+            ip = self.check(path + ("address",), checks.neighbour_address, address)
+            mac = self.check(path + ("mac",), checks.neighbour_mac, mac)
+            draft = self.ifaces.get(node, {}).get(ifname)
+            if draft is None or draft.kind == "loopback":
+                known = listing(sorted(i for i, d in self.ifaces.get(node, {}).items() if d.kind != "loopback"))
+                self.fail(path + ("interface",), f"{quote(ifname)} is not a veth or bridge of node '{node}' "
+                                                 f"(its interfaces: {known or 'none'})")
+                continue
+            if ip is None or mac is None:
+                continue
+            if (ifname, ip) in seen:
+                self.fail(path + ("address",), f"duplicate neighbour {ip} on {ifname} (also at {self.where(seen[ifname, ip])})")
+                continue
+            seen[ifname, ip] = path
+            out.append(Neighbour(ip, mac, ifname))
+        return tuple(sorted(out, key=lambda n: (n.interface, n.address)))
 
     def build_sysctls(self, node: str, sysctls: dict) -> tuple:
         out = {}

@@ -44,6 +44,15 @@ class Route:
 
 
 @dataclass(frozen=True)
+class Neighbour:
+    """A static ARP (IPv4) or NDP (IPv6) entry: `address` reached at `mac` on `interface`."""
+
+    address: str
+    mac: str
+    interface: str
+
+
+@dataclass(frozen=True)
 class Node:
     """A network namespace and everything declared inside it."""
 
@@ -52,6 +61,7 @@ class Node:
     routes: tuple = ()
     sysctls: tuple = ()  # of (name, canonical value) pairs, sorted
     tables: tuple = ()   # firewall.Table, from the node's policy files
+    neighbours: tuple = ()  # Neighbour, static entries
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)

@@ -9,8 +9,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..reconcile.plan import CREATE, DELETE, MODIFY, Plan
-from ..reconcile.resources import UNMANAGED_KINDS
+from ..core.action import CREATE, DELETE, MODIFY, Plan
+from ..core.owners import FOREIGN
+from ..kinds import KINDS, NAMESPACE
+from ..kinds.addr import addresses_by_device
+from ..kinds.link import KIND as LINK
 from . import node_name
 from .details import ABSENT, details
 
@@ -63,9 +66,13 @@ def _detail(action) -> list:
 
 def print_unmanaged(console: Console, unmanaged, prefix: str = "") -> None:
     for r in unmanaged:
-        why = r.describe() or "not netkeel's"
-        console.print(f"[magenta]unmanaged[/] in {node_name(r.ns, prefix)}: {r.label}: {why} (reported, never changed)",
-                      markup=True, highlight=False)
+        if r.owner == FOREIGN:
+            why = r.describe() or "not netkeel's"
+            console.print(f"[magenta]unmanaged[/] in {node_name(r.ns, prefix)}: {r.label}: {why} "
+                          "(reported, never changed)", markup=True, highlight=False)
+        else:
+            console.print(f"[magenta]{r.owner}[/] in {node_name(r.ns, prefix)}: {r.label}: "
+                          "(reported, left to its owner)", markup=True, highlight=False)
 
 
 def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unmanaged=()) -> None:
@@ -97,7 +104,7 @@ def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unma
 
 
 def print_live(console: Console, resources, title: str, prefix: str = "") -> None:
-    """Live state per node: interfaces with addresses, then routes and sysctls."""
+    """Live state per node: interfaces with addresses, then what every other kind shows."""
     by_ns = defaultdict(lambda: defaultdict(list))
     for r in resources:
         by_ns[r.ns][r.kind].append(r)
@@ -107,30 +114,27 @@ def print_live(console: Console, resources, title: str, prefix: str = "") -> Non
     ifaces = Table(title=f"{title}: interfaces", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("node", "interface", "kind", "state", "mtu", "addresses", "peer / master"):
         ifaces.add_column(column, overflow="fold")
-    routes = Table(title="routes, sysctls and firewall", title_justify="left", box=box.SIMPLE_HEAD)
+    others = Table(title="routes, sysctls and firewall", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("node", "what", "value"):
-        routes.add_column(column)
+        others.add_column(column)
     for ns in sorted(by_ns):
         kinds, node = by_ns[ns], node_name(ns, prefix)
-        addrs = defaultdict(list)
-        for a in kinds["addr"]:
-            addrs[a.key[1]].append(a.key[2])
-        for link in sorted(kinds["link"]):
-            f = link.fields()
-            other = node_name(f.get("peer") or "", prefix) or (f"master {f['master']}" if f.get("master") else "")
-            ifaces.add_row(node, link.key[1], f.get("kind"), f.get("state"), str(f.get("mtu", "")),
-                           "\n".join(addrs.get(link.key[1], [])), other,
-                           style=None if f.get("state") == "up" else "dim")
-        for r in sorted(kinds["route"]):
-            routes.add_row(node, r.label, r.describe())
-        for s in sorted(kinds["sysctl"]):
-            routes.add_row(node, s.label, str(s.get("value")))
-        for t in sorted(kinds["nft_table"]):
-            routes.add_row(node, t.label, t.describe())
-        for kind in UNMANAGED_KINDS:
-            for t in sorted(kinds[kind]):
-                routes.add_row(node, t.label, f"unmanaged: {t.describe() or 'not netkeel' + chr(39) + 's'}",
+        everything = [r for rs in kinds.values() for r in rs]
+        addresses = addresses_by_device(everything)
+        managed_links = [r for r in kinds[LINK.name] if r.owner != FOREIGN]
+        for name, kind_, state, mtu, addrs, other, dim in LINK.interface_rows(managed_links, addresses):
+            ifaces.add_row(node, name, kind_, state, mtu, addrs, node_name(other, prefix) if "/" in other else other,
+                           style="dim" if dim else None)
+        for k in KINDS:
+            if k is NAMESPACE:
+                continue
+            mine = [r for r in kinds[k.name] if r.owner != FOREIGN]
+            foreign = [r for r in kinds[k.name] if r.owner == FOREIGN]
+            for what, value in (k.show_rows(mine, addresses) if k is not LINK else []):
+                others.add_row(node, what, value)
+            for r in sorted(foreign):
+                others.add_row(node, r.label, f"unmanaged: {r.describe() or 'not netkeel' + chr(39) + 's'}",
                                style="magenta")
     console.print(ifaces)
-    if routes.row_count:
-        console.print(routes)
+    if others.row_count:
+        console.print(others)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 
 from ..errors import ApplyError, ManifestError, NetkeelError
-from ..reconcile.plan import CREATE, DELETE, Action, Plan
+from ..core.action import CREATE, DELETE, Action, Plan
+from ..core.owners import FOREIGN
+from ..kinds import kind
 from . import node_name
 from .details import details
 
@@ -45,8 +47,14 @@ def _spec(resource) -> dict | None:
 
 
 def unmanaged_record(resource, prefix: str) -> dict:
-    return {"kind": resource.kind, "node": node_name(resource.ns, prefix), "namespace": resource.ns,
-            "object": resource.label}
+    """A live object that is not the topology's. Format 1 names a foreign one's
+    kind `<kind>_foreign` (nft_foreign, link_foreign, route_foreign); an
+    overlay's keeps its kind and says its owner."""
+    record = {"kind": kind(resource.kind).foreign_name if resource.owner == FOREIGN else resource.kind,
+              "node": node_name(resource.ns, prefix), "namespace": resource.ns, "object": resource.label}
+    if resource.owner != FOREIGN:
+        record["owner"] = resource.owner
+    return record
 
 
 def document(command: str, topology, prefix: str, plan: Plan, outcome: str, **extra) -> dict:

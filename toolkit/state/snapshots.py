@@ -18,7 +18,9 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ..core.owners import FOREIGN, TOPOLOGY
 from ..core.resource import Resource
+from ..kinds import FOREIGN_NAMES
 from ..errors import NetkeelError
 from . import validation
 from .journal import Journal
@@ -63,12 +65,17 @@ ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{4}")
 
 
 def resource_to_json(r: Resource) -> dict:
-    return {"kind": r.kind, "key": list(r.key),
-            "spec": {k: v for k, v in r.spec if not k.startswith("_")}}
+    out = {"kind": r.kind, "key": list(r.key), "spec": {k: v for k, v in r.spec if not k.startswith("_")}}
+    if r.owner != TOPOLOGY:
+        out["owner"] = r.owner
+    return out
 
 
 def resource_from_json(data: dict) -> Resource:
-    return Resource.make(data["kind"], tuple(data["key"]), **{k: _frozen(v) for k, v in data["spec"].items()})
+    kind, owner = data["kind"], data.get("owner", TOPOLOGY)
+    if kind in FOREIGN_NAMES:  # snapshots before owners named foreign objects `<kind>_foreign`
+        kind, owner = FOREIGN_NAMES[kind], FOREIGN
+    return Resource.make(kind, tuple(data["key"]), owner=owner, **{k: _frozen(v) for k, v in data["spec"].items()})
 
 
 def _frozen(value):

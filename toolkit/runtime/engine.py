@@ -1,13 +1,15 @@
 """The reconciler: plan, apply, drift, destroy for one topology; rollback to a snapshot.
 
-    desired = compile(topology)            live = read(kernel, scope)
+    desired = compile(topology)            live = read(backend, scope)
     plan    = diff(desired, live)
     apply   = a transaction (transaction.py): snapshot, execute, verify, and on
               any failure restore the snapshot and verify that too
     rollback = the same transaction, toward a snapshot instead of a manifest
 
 The scope of a topology instance is the namespaces it declares plus those the
-inventory says it owns: nothing outside it is read, changed or removed.
+inventory says it owns: nothing outside it is read, changed or removed. The
+backend (the kernel, or a fake in unit tests) is handed in; nothing here
+imports one.
 """
 
 from __future__ import annotations
@@ -16,21 +18,20 @@ import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
-from ..errors import KernelError, ManifestError, NetkeelError, OwnershipError, Problem
-from ..kernel import nft_scratch, nftables
-from ..manifest.git import repo_info
+from ..core.action import Plan
+from ..core.owners import is_managed
+from ..errors import ManifestError, NetkeelError, OwnershipError, Problem
+from ..kinds import compile_all, kind
+from ..kinds.netns import names as namespace_names
 from ..model.topology import Topology
+from ..planner import diff
 from ..state.inventory import Inventory, instance_id
 from ..state.journal import Journal
 from ..state.lock import StateLock
 from ..state.snapshots import SnapshotError, Snapshots
 from ..state.statedir import StateDir
 from . import failpoints, transaction
-from .compile import desired_resources
-from .plan import Plan, diff
-from .resources import UNMANAGED_KINDS
 from .transaction import Change, read_scope
-
 
 PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
@@ -45,7 +46,8 @@ class ApplyResult:
 @dataclass(frozen=True)
 class Drift:
     """What differs from the manifest (`plan`, what apply would do), and what is in
-    a managed namespace but not netkeel's to change (`unmanaged`, left alone)."""
+    a managed namespace but not the topology's to change (`unmanaged`: foreign
+    objects and overlays' objects, each with its owner, left alone)."""
 
     plan: Plan
     unmanaged: tuple = ()
@@ -56,21 +58,23 @@ class Drift:
 
 
 class Reconciler:
-    def __init__(self, topology: Topology, kernel, state: StateDir, prefix: str = "",
-                 git: dict | None = None, wait: bool = False):
-        """`topology` must have its native firewall rules resolved: load it with
-        natives=native_resolver (ManifestError otherwise, if it has any). `git`
-        says where the manifest came from (repo_info or a RevisionReader's info);
-        `wait` makes a change wait for the state lock instead of failing."""
+    def __init__(self, topology: Topology, backend, state: StateDir, prefix: str = "",
+                 git=None, wait: bool = False, claims=()):
+        """`topology` must have its native firewall rules resolved (ManifestError
+        otherwise, if it has any). `git` says where the manifest came from: a dict,
+        or a function returning one, called only when a change records it;
+        `wait` makes a change wait for the state lock instead of failing;
+        `claims` are overlays' claims on live objects (core.owners.Claim)."""
         if prefix and not PREFIX.fullmatch(prefix):
             raise NetkeelError(f"invalid namespace prefix {prefix!r}: use letters, digits, '_', '.', '-', "
                                "starting with a letter or digit, at most 32 characters")
         self.topology = topology
-        self.kernel = kernel
+        self.kernel = backend
         self.state = state
         self.prefix = prefix
         self._git = git
         self.wait = wait
+        self.claims = tuple(claims)
         self._lock = None
         self.instance = instance_id(topology.name, prefix)
         unresolved = [r.source for n in topology.nodes for t in n.tables for c in t.chains
@@ -78,20 +82,20 @@ class Reconciler:
         if unresolved:
             raise ManifestError([Problem(src.rpartition(":")[0], int(src.rpartition(":")[2]), "",
                                          "native rule not checked by libnftables") for src in unresolved])
-        self.desired = desired_resources(self.topology, prefix)
+        self.desired = compile_all(self.topology, prefix)
         self.inventory = Inventory(state)
 
     @property
     def git(self) -> dict:
-        """Where the manifest came from; asked of git only when a change records it."""
-        if self._git is None:
-            self._git = repo_info([p for p, _ in self.topology.files])
-        return self._git
+        """Where the manifest came from; asked only when a change records it."""
+        if callable(self._git):
+            self._git = self._git()
+        return self._git or {}
 
     # -- scope and reading ----------------------------------------------------
     @property
     def desired_namespaces(self) -> set:
-        return {r.ns for r in self.desired if r.kind == "netns"}
+        return namespace_names(self.desired)
 
     def scope(self) -> set:
         return self.desired_namespaces | self.inventory.namespaces(self.instance)
@@ -103,17 +107,18 @@ class Reconciler:
         for name in sorted(self.desired_namespaces - owned):
             owner = self.inventory.owner_of(name)
             if owner is not None:
-                problems.append(f"namespace {name} belongs to topology instance '{owner}'")
+                problems.append((name, owner, f"namespace {name} belongs to topology instance '{owner}'"))
             elif self.kernel.exists(name):
-                problems.append(f"namespace {name} exists and was not created by netkeel "
-                                f"(remove it, or use another --ns-prefix)")
+                problems.append((name, "", f"namespace {name} exists and was not created by netkeel "
+                                           f"(remove it, or use another --ns-prefix)"))
         if problems:
-            raise OwnershipError("; ".join(problems))
+            raise OwnershipError(problems)
 
     def read(self, resources=None, names=None) -> list:
-        """Live resources in scope; sysctls and veth peers as `resources` name them."""
+        """Live resources in scope, with their owners; sysctls and veth peers as
+        `resources` name them."""
         return read_scope(self.kernel, self.scope() if names is None else names,
-                          self.desired if resources is None else resources)
+                          self.desired if resources is None else resources, self.claims)
 
     # -- operations -----------------------------------------------------------
     @contextmanager
@@ -128,6 +133,8 @@ class Reconciler:
 
     def plan(self) -> tuple:
         """(plan, live). Raises OwnershipError."""
+        if self._lock is None or self._lock.fd is None:
+            self.inventory = Inventory(self.state)  # not under the lock: read it as it is now
         self.check_ownership()
         live = self.read()
         self.check_collisions(live)
@@ -135,26 +142,29 @@ class Reconciler:
 
     def check_collisions(self, live) -> None:
         """Raise OwnershipError if something the manifest declares already exists
-        as something netkeel may not change (a veth into a foreign namespace, say)."""
-        unmanaged = {(r.kind.replace("_foreign", ""), r.key): r for r in live if r.kind in UNMANAGED_KINDS}
-        clashes = [f"{u.label} in {u.ns} is {u.describe()}; remove or rename it by hand"
-                   for r in sorted(self.desired) if (u := unmanaged.get((r.kind, r.key)))]
+        as an object the topology does not own (a veth into a foreign namespace,
+        an overlay's address)."""
+        others = {r.ident: r for r in live if not is_managed(r.owner)}
+        clashes = [(u.ns, u.owner, f"{u.label} in {u.ns} is {u.describe() or 'owned by ' + u.owner}; "
+                                   "remove or rename it by hand")
+                   for r in sorted(self.desired) if (u := others.get(r.ident))]
         if clashes:
-            raise OwnershipError("; ".join(clashes))
+            raise OwnershipError(clashes)
 
     def explained(self, plan: Plan) -> Plan:
-        """The plan with what reports need to show changed firewall rules as text
-        (fetched only for tables that differ: listing text costs time)."""
+        """The plan with what reports need to show changes readably (a kind may
+        fetch more from the backend, only for what differs)."""
         actions = []
         for action in plan.actions:
-            if action.kind == "nft_table" and action.live is not None and not action.implicit:
-                action = replace(action, live=nftables.with_display(self.kernel, action.live))
+            explain = getattr(kind(action.kind), "explain", None)
+            if explain is not None:
+                action = replace(action, live=explain(self.kernel, action))
             actions.append(action)
         return Plan(tuple(actions))
 
     def drift(self) -> Drift:
         plan, live = self.plan()
-        return Drift(plan, tuple(sorted(r for r in live if r.kind in UNMANAGED_KINDS)))
+        return Drift(plan, tuple(sorted(r for r in live if not is_managed(r.owner))))
 
     def apply(self, on_step=None, planned=None) -> ApplyResult:
         """Converge the kernel to the topology as a transaction (transaction.run).
@@ -181,27 +191,25 @@ class Reconciler:
     def _run(self, op, plan, desired, live, names, owned_after, on_step) -> ApplyResult:
         change = Change(op=op, instance=self.instance, topology=self.topology.name, prefix=self.prefix,
                         plan=plan, desired=frozenset(desired), before=live, names=set(names),
-                        owned_after=set(owned_after), git=self.git,
+                        owned_after=set(owned_after), git=self.git, claims=self.claims,
                         manifests=tuple({"path": p, "sha256": h} for p, h in self.topology.files))
         steps, snapshot = transaction.run(self.kernel, self.state, change, on_step)
         return ApplyResult(plan, steps, snapshot)
 
 
-
-
-def rollback(kernel, state: StateDir, snapshot_id: str | None = None, wait: bool = False,
+def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: bool = False,
              on_step=None) -> ApplyResult:
     """Reconcile the kernel back to a snapshot (default: the one taken before the
     last apply): namespaces created since are removed, removed ones recreated.
-    Raises SnapshotError, ApplyError, LockHeld."""
+    Raises SnapshotError, ApplyError, LockHeld, OwnershipError."""
     failpoints.active()
     with StateLock(state, wait=wait):
         snapshot = Snapshots(state).load(snapshot_id or last_apply_snapshot(state))
         inventory = Inventory(state)
         names = set(snapshot.namespaces) | inventory.namespaces(snapshot.instance)
-        _check_rollback_ownership(kernel, inventory, snapshot, names)
+        _check_rollback_ownership(backend, inventory, snapshot, names)
         wanted = frozenset(snapshot.resources)
-        live = read_scope(kernel, names, wanted)
+        live = read_scope(backend, names, wanted)
         plan = diff(wanted, live)
         if plan.empty:
             inventory.record(snapshot.instance, snapshot.owned)
@@ -210,11 +218,11 @@ def rollback(kernel, state: StateDir, snapshot_id: str | None = None, wait: bool
                         prefix=snapshot.prefix, plan=plan, desired=wanted, before=live, names=names,
                         owned_after=set(snapshot.owned), manifests=snapshot.manifests,
                         git={**snapshot.git, "rollback_to": snapshot.id})
-        steps, taken = transaction.run(kernel, state, change, on_step)
+        steps, taken = transaction.run(backend, state, change, on_step)
         return ApplyResult(plan, steps, taken)
 
 
-def _check_rollback_ownership(kernel, inventory, snapshot, names) -> None:
+def _check_rollback_ownership(backend, inventory, snapshot, names) -> None:
     """A rollback touches only namespaces its instance owns now or owned then:
     never another instance's, never one made by hand since."""
     mine = inventory.namespaces(snapshot.instance) | set(snapshot.owned)
@@ -222,11 +230,11 @@ def _check_rollback_ownership(kernel, inventory, snapshot, names) -> None:
     for name in sorted(names):
         owner = inventory.owner_of(name)
         if owner is not None and owner != snapshot.instance:
-            problems.append(f"namespace {name} belongs to topology instance '{owner}' now")
-        elif owner is None and name not in mine and kernel.exists(name):
-            problems.append(f"namespace {name} exists and was not created by netkeel")
+            problems.append((name, owner, f"namespace {name} belongs to topology instance '{owner}' now"))
+        elif owner is None and name not in mine and backend.exists(name):
+            problems.append((name, "", f"namespace {name} exists and was not created by netkeel"))
     if problems:
-        raise OwnershipError(f"cannot roll back to {snapshot.id}: " + "; ".join(problems))
+        raise OwnershipError(problems, prefix=f"cannot roll back to {snapshot.id}: ")
 
 
 def last_apply_snapshot(state: StateDir) -> str:
@@ -236,11 +244,3 @@ def last_apply_snapshot(state: StateDir) -> str:
         if record.get("event") == "start" and record.get("op") == "apply" and record.get("snapshot"):
             return record["snapshot"]
     raise SnapshotError(f"the journal in {state.root} records no apply to roll back")
-
-
-def native_resolver(jobs):
-    """Resolve native nft rules in a scratch namespace (see kernel/nft_scratch)."""
-    try:
-        return nft_scratch.resolve(jobs)
-    except nft_scratch.ScratchUnavailable as exc:
-        raise KernelError("check native nft rules in a scratch namespace", str(exc)) from None

@@ -9,33 +9,34 @@ and on any failure restore the snapshot and verify that.
     on failure: reconcile toward the snapshot, verify, journal the outcome,
                 raise ApplyError naming the failed action and the restore's outcome
     journal: end
+
+The restore touches only what the snapshot saw and what this transaction
+created itself (namespaces by identity, their cookie): a namespace of the same
+name that someone else made meanwhile is never removed.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..errors import ApplyError, VerifyError
-from ..kernel.reader import read_live
+from ..core.action import Plan
+from ..core.owners import assign
+from ..errors import ApplyError, StepError, VerifyError
+from ..kinds import NAMESPACE, read_hints
+from ..kinds.netns import names as namespace_names
+from ..planner import diff
 from ..state.inventory import Inventory
 from ..state.journal import Journal, command_line, now
 from ..state.snapshots import Snapshot, Snapshots, keep_setting, new_id
 from . import failpoints
-from .apply import StepError, execute, verify
-from .plan import Plan, diff
+from .execute import execute, verify
 
 
-def read_scope(kernel, names, resources) -> list:
-    """Live resources of the namespaces `names`; sysctls and veth peers as
-    `resources` (desired state or a snapshot) name them."""
-    sysctls, hints = {}, {}
-    for r in resources:
-        if r.kind == "sysctl":
-            sysctls.setdefault(r.ns, set()).add(r.key[1])
-        elif r.kind == "link" and r.get("peer"):
-            hints[r.key] = r.get("peer").partition("/")[0]
-    return read_live(kernel, names, sysctls, hints)
+def read_scope(backend, names, resources, claims=()) -> list:
+    """Live resources of the namespaces `names`, each with its owner; sysctls and
+    veth peers as `resources` (desired state or a snapshot) name them."""
+    return assign(backend.read(names, read_hints(resources)), claims)
 
 
 @dataclass
@@ -53,9 +54,10 @@ class Change:
     owned_after: set         # what the instance owns once this succeeds
     manifests: tuple = ()    # ({"path", "sha256"}, ...)
     git: dict = None
+    claims: tuple = field(default=())  # overlay claims (core.owners.Claim) on live objects
 
 
-def run(kernel, state, change: Change, on_step=None) -> tuple:
+def run(backend, state, change: Change, on_step=None) -> tuple:
     """Carry out `change` (the caller holds the state lock). Returns (steps, snapshot id).
     Raises ApplyError after restoring (or failing to restore) the snapshot."""
     inventory = Inventory(state)
@@ -71,43 +73,57 @@ def run(kernel, state, change: Change, on_step=None) -> tuple:
     journal.append({"event": "start", "tx": tx, "op": change.op, "instance": change.instance,
                     "snapshot": snapshot.id, "manifests": list(change.manifests), "git": change.git or {},
                     "actions": len(change.plan.actions), "pid": os.getpid(), "command": command_line()})
-    snapshots.prune(keep_setting(), pinned=_pinned(journal))
-    target = {r.ns for r in change.desired if r.kind == "netns"}
+    snapshots.prune(keep_setting(), pinned=pinned_snapshots(journal))
+    target = namespace_names(change.desired)
     # Own what is about to be created before creating it: a crash in the middle
     # leaves nothing netkeel made unaccounted for.
     inventory.record(change.instance, owned_before | target | change.owned_after,
                      topology=change.topology, prefix=change.prefix,
                      manifest=change.manifests[0]["path"] if change.manifests else "")
     names = set(change.names) | target
-    progress = _progress(journal, tx, on_step)
+    created: dict = {}  # namespace -> cookie, of those this transaction created
+    progress = _progress(journal, tx, on_step, backend, created)
     try:
-        done = execute(kernel, change.plan, failpoints.wrap(progress))
-        remaining = verify(lambda: read_scope(kernel, names, change.desired), change.desired)
+        done = execute(backend, change.plan, failpoints.wrap(progress))
+        remaining = verify(lambda: read_scope(backend, names, change.desired, change.claims), change.desired)
         if not remaining.empty:
             raise VerifyError(remaining.actions)
     except BaseException as exc:  # interrupted too: the snapshot goes back before we leave
-        restored, restore_error = restore(kernel, snapshot, names)
-        inventory.record(change.instance, owned_before if restored else owned_before | target)
+        restorable = _restorable(backend, snapshot, names, created)
+        restored, restore_error = restore(backend, snapshot, restorable, change.claims)
+        # After a failed restore, what this transaction created is still ours.
+        inventory.record(change.instance, owned_before if restored else owned_before | set(created))
         failed = exc.what if isinstance(exc, StepError) else \
             "interrupted" if isinstance(exc, KeyboardInterrupt) else "verification after the change"
         cause = exc.cause if isinstance(exc, StepError) else exc
         journal.append({"event": "end", "tx": tx, "outcome": "restored" if restored else "restore-failed",
                         "failed": failed, "error": str(cause), "restore_error": restore_error,
                         "steps": getattr(exc, "done", None)})
-        raise ApplyError(failed, cause, restored, restore_error) from exc
+        raise ApplyError(failed, cause, restored, restore_error,
+                         action=exc.action if isinstance(exc, StepError) else None) from exc
     inventory.record(change.instance, change.owned_after, topology=change.topology, prefix=change.prefix)
     journal.append({"event": "end", "tx": tx, "outcome": "ok", "steps": done})
     return done, snapshot.id
 
 
-def restore(kernel, snapshot: Snapshot, names: set) -> tuple:
-    """Reconcile the kernel toward `snapshot` (over `names` and the snapshot's
-    namespaces), then verify. Returns (restored and verified, error text); never raises."""
-    names = set(names) | set(snapshot.namespaces)
+def _restorable(backend, snapshot: Snapshot, names: set, created: dict) -> set:
+    """The namespaces a restore may touch: those the snapshot saw, and those this
+    transaction created, if they are still the very namespace it created. A
+    namespace of the same name made by another party meanwhile is left alone."""
+    out = set(snapshot.present)
+    for name in names - out:
+        if name in created and backend.cookie(name) == created[name]:
+            out.add(name)
+    return out
+
+
+def restore(backend, snapshot: Snapshot, names: set, claims=()) -> tuple:
+    """Reconcile the kernel toward `snapshot` over `names`, then verify.
+    Returns (restored and verified, error text); never raises."""
     wanted = frozenset(snapshot.resources)
-    read = lambda: read_scope(kernel, names, wanted)  # noqa: E731
+    read = lambda: read_scope(backend, names, wanted, claims)  # noqa: E731
     try:
-        execute(kernel, diff(wanted, read()))
+        execute(backend, diff(wanted, read()))
         remaining = verify(read, wanted)
     except Exception as exc:  # the report must still reach the user
         return False, str(exc)
@@ -116,11 +132,14 @@ def restore(kernel, snapshot: Snapshot, names: set) -> tuple:
     return True, None
 
 
-def _progress(journal: Journal, tx: str, on_step):
-    """on_step that also journals progress once per phase (not per step: fsyncs cost)."""
+def _progress(journal: Journal, tx: str, on_step, backend, created: dict):
+    """on_step that journals progress once per phase (not per step: fsyncs cost)
+    and notes the identity of each namespace this transaction creates."""
     seen = set()
 
     def step(done, total, current):
+        if current.action.kind == NAMESPACE.name and current.phase == "create":
+            created[current.action.ns] = backend.cookie(current.action.ns)
         phase = (current.phase, current.action.kind)
         if phase not in seen:
             seen.add(phase)
@@ -131,7 +150,7 @@ def _progress(journal: Journal, tx: str, on_step):
     return step
 
 
-def _pinned(journal: Journal) -> set:
+def pinned_snapshots(journal: Journal) -> set:
     """Snapshots a rollback may still need: each instance's last apply's."""
     records, _ = journal.records()
     last = {}

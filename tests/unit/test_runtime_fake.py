@@ -1,0 +1,192 @@
+"""The runtime against the in-memory fake kernel (fakekernel.py): transactions,
+restores after a failure at every step, verification retries, batching, the
+state lock's re-entrancy, restores that leave other parties' namespaces alone.
+No root needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fakekernel import FakeKernel
+
+from toolkit.errors import ApplyError, OwnershipError
+from toolkit.manifest import load_topology, load_topology_text
+from toolkit.planner import diff
+from toolkit.runtime.engine import Reconciler, rollback
+from toolkit.runtime.execute import steps
+from toolkit.state.lock import LockHeld, StateLock
+from toolkit.state.statedir import StateDir
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ["two-clients-plain", "two-clients", "bridged-lan", "static-neighbours"]
+
+
+def example(name: str):
+    return load_topology(ROOT / "topologies" / f"{name}.yaml")
+
+
+def text_topology(text: str):
+    return load_topology_text(text, "lab.yaml")
+
+
+@pytest.fixture
+def state(tmp_path):
+    return StateDir(tmp_path / "state")
+
+
+def reconciler(topology, kernel, state, prefix="t-"):
+    return Reconciler(topology, kernel, state, prefix=prefix, git={})
+
+
+def in_sync(rec) -> bool:
+    return diff(rec.desired, rec.read()).empty
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_apply_converges_and_a_second_apply_changes_nothing(name, state):
+    kernel = FakeKernel()
+    rec = reconciler(example(name), kernel, state)
+    result = rec.apply()
+    assert result.steps > 0 and result.snapshot
+    assert in_sync(rec) and rec.drift().clean
+    calls = len(kernel.calls)
+    assert rec.apply().plan.empty and len(kernel.calls) == calls
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_destroy_removes_every_namespace_it_owns(name, state):
+    kernel = FakeKernel()
+    rec = reconciler(example(name), kernel, state)
+    rec.apply()
+    rec.destroy()
+    assert kernel.list_namespaces() == []
+
+
+def _fail_at(kernel, k: int):
+    """Make the k-th request from now on refuse."""
+    count = {"n": 0}
+
+    def predicate(method, args):
+        count["n"] += 1
+        return count["n"] == k
+    kernel.fail(predicate)
+
+
+V1 = """
+name: lab
+nodes:
+  a: {sysctls: {net.ipv4.ip_forward: 1}, routes: [{to: 10.9.0.0/16, via: 10.0.0.2}]}
+  b: {neighbours: [{address: 10.0.0.1, mac: "02:00:00:00:00:01", interface: eth0}]}
+links:
+  - endpoints:
+      - {node: a, interface: eth0, mac: "02:00:00:00:00:01", addresses: [10.0.0.1/24, 10.0.0.9/24]}
+      - {node: b, interface: eth0, addresses: [10.0.0.2/24]}
+"""
+V2 = """
+name: lab
+nodes:
+  a: {sysctls: {net.ipv4.ip_forward: 0}}
+  c: {bridges: {br0: {ports: [p1], addresses: [10.1.0.1/24]}}}
+  b: {}
+links:
+  - endpoints:
+      - {node: a, interface: eth0, mtu: 1400, addresses: [10.0.0.1/24]}
+      - {node: b, interface: eth0, mtu: 1400, addresses: [10.0.0.2/24, "fd00::2/64"]}
+  - endpoints:
+      - {node: a, interface: eth1, addresses: [10.1.0.2/24]}
+      - {node: c, interface: p1}
+"""
+
+UNLINKED = "name: lab\nnodes: {a: {}, b: {}}\n"
+
+
+def test_a_failure_at_every_step_restores_the_state_before(state):
+    kernel = FakeKernel()
+    reconciler(text_topology(V1), kernel, state).apply()
+    before = kernel.state()
+    total = len(steps(reconciler(text_topology(V2), kernel, state).plan()[0]))
+    assert total > 10
+    for k in range(1, total + 1):
+        _fail_at(kernel, k)
+        with pytest.raises(ApplyError) as caught:
+            reconciler(text_topology(V2), kernel, state).apply()
+        assert caught.value.restored, (k, caught.value.restore_error)
+        assert caught.value.action is not None
+        assert kernel.state() == before, k
+        kernel._failures.clear()
+    assert reconciler(text_topology(V2), kernel, state).apply().steps == total
+
+
+def test_verification_retries_until_the_kernel_settles(state):
+    kernel = FakeKernel()
+    reconciler(text_topology(V1), kernel, state).apply()
+    kernel.settle_after(3)  # deleted devices show gone only after three reads
+    rec = reconciler(text_topology(UNLINKED), kernel, state)
+    reads = kernel.reads
+    rec.apply()
+    assert kernel.reads - reads >= 3 and in_sync(rec)
+
+
+def test_verification_that_never_settles_fails_and_restores(state, monkeypatch):
+    monkeypatch.setattr("toolkit.runtime.execute.time.sleep", lambda s: None)
+    kernel = FakeKernel()
+    reconciler(text_topology(V1), kernel, state).apply()
+    kernel.settle_after(1000)
+    with pytest.raises(ApplyError) as caught:
+        reconciler(text_topology(UNLINKED), kernel, state).apply()
+    assert caught.value.failed == "verification after the change"
+
+
+def test_firewall_tables_of_a_namespace_go_in_one_transaction(state):
+    kernel = FakeKernel()
+    reconciler(example("two-clients"), kernel, state).apply()
+    nft_calls = [c for c in kernel.calls if c[0] == "nft_transaction"]
+    assert len(nft_calls) == 1 and "netkeel_filter" in nft_calls[0][2] and "netkeel_nat" in nft_calls[0][2]
+
+
+def test_the_state_lock_is_reentrant_within_one_reconciler_and_held_against_others(state):
+    kernel = FakeKernel()
+    rec = reconciler(example("two-clients-plain"), kernel, state)
+    with rec.locked():
+        with rec.locked():
+            planned = rec.plan()
+            rec.apply(planned=planned)
+        with pytest.raises(LockHeld):
+            with StateLock(state):
+                pass
+    with StateLock(state):  # released afterwards
+        pass
+
+
+def test_a_restore_never_removes_a_namespace_another_party_made_meanwhile(state):
+    kernel = FakeKernel()
+    topology = text_topology("name: lab\nnodes: {a: {}, b: {}, c: {}}\n")
+    rec = reconciler(topology, kernel, state)
+
+    def someone_else_first(method, args):
+        if method == "create_namespace" and args == ("t-c",) and not kernel.exists("t-c"):
+            kernel.intruder("t-c")
+        return False
+    kernel.fail(someone_else_first)
+    theirs = None
+    with pytest.raises(ApplyError) as caught:
+        planned = rec.plan()
+        theirs = kernel  # the intruder strikes between plan and execution
+        rec.apply(planned=planned)
+    assert theirs is not None and caught.value.restored
+    assert kernel.list_namespaces() == ["t-c"], "the restore removed the other party's namespace"
+    with pytest.raises(OwnershipError):
+        reconciler(topology, kernel, state).plan()
+
+
+def test_rollback_gives_back_primary_and_secondary_addresses_in_their_roles(state):
+    kernel = FakeKernel()
+    one = "name: lab\nnodes: {a: {}, b: {}}\nlinks:\n  - endpoints:\n" \
+          "      - {node: a, interface: va, addresses: [%s]}\n      - {node: b, interface: vb}\n"
+    reconciler(text_topology(one % "10.0.0.9/24"), kernel, state).apply()
+    reconciler(text_topology(one % "10.0.0.9/24, 10.0.0.10/24"), kernel, state).apply()
+    wanted = kernel.state()
+    reconciler(text_topology(one % ""), kernel, state).apply()
+    rollback(kernel, state)
+    assert kernel.state() == wanted

@@ -1,0 +1,77 @@
+"""Plans: ordered, immutable lists of actions, each a change to one resource."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .resource import Resource
+
+CREATE, DELETE, MODIFY = "create", "delete", "modify"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change to one resource.
+
+    `changes` lists (field, desired, live) for a modify; `implicit` says why no
+    kernel request is needed (the kernel does it as a side effect of another action).
+    """
+
+    op: str
+    desired: Resource | None = None
+    live: Resource | None = None
+    changes: tuple = ()
+    implicit: str = ""
+
+    @property
+    def resource(self) -> Resource:
+        return self.desired if self.desired is not None else self.live
+
+    @property
+    def kind(self) -> str:
+        return self.resource.kind
+
+    @property
+    def key(self) -> tuple:
+        return self.resource.key
+
+    @property
+    def ns(self) -> str:
+        return self.resource.ns
+
+    def __str__(self) -> str:
+        r = self.resource
+        text = f"{self.op} {r.label} in {r.ns}"
+        if self.changes:
+            text += " (" + ", ".join(f"{f}: {l!r} -> {d!r}" for f, d, l in self.changes) + ")"
+        return text
+
+    def sort_key(self):
+        from ..kinds import RANK  # the registry, in the same (bottom) layer
+
+        rank = RANK[self.kind]
+        if self.op == DELETE:
+            return (0, -rank, self.key)
+        return (1, rank, 0 if self.op == CREATE else 1, self.key)
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+    def counts(self) -> dict:
+        out = {CREATE: 0, DELETE: 0, MODIFY: 0}
+        for a in self.actions:
+            out[a.op] += 1
+        return out
+
+    def requests(self) -> tuple:
+        """The actions that need a kernel request (not implicit), in order."""
+        return tuple(a for a in self.actions if not a.implicit)
+
+    def namespaces(self) -> tuple:
+        return tuple(sorted({a.ns for a in self.actions}))

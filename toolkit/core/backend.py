@@ -1,0 +1,55 @@
+"""The protocol a backend implements: what kinds ask of the kernel.
+
+The runtime (toolkit/runtime) is handed a backend and never imports one:
+toolkit/kernel is the real one (netlink, /proc/sys, libnftables), and the unit
+tests have an in-memory fake with the same methods. Each method either does
+what it says or raises KernelError (toolkit.errors) naming the request and
+the kernel's answer.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Backend(Protocol):
+    # -- namespaces ----------------------------------------------------------------
+    def exists(self, name: str) -> bool: ...
+    def list_namespaces(self) -> list: ...
+    def cookie(self, name: str) -> int | None:
+        """The namespace's identity (SO_NETNS_COOKIE: new for every namespace,
+        never reused while the system runs); None if it does not exist."""
+    def create_namespace(self, name: str) -> None: ...
+    def remove_namespace(self, name: str) -> None: ...
+
+    # -- reading ---------------------------------------------------------------------
+    def read(self, names, hints: dict) -> list:
+        """Live resources of the namespaces `names` that exist, each with its owner
+        (core/owners.py). `hints` (kinds.read_hints) names the sysctls to read and
+        where each veth's peer is expected."""
+
+    # -- links -----------------------------------------------------------------------
+    def link_add_veth(self, ns: str, ifname: str, peer_ns: str, peer_ifname: str) -> None: ...
+    def link_add_bridge(self, ns: str, ifname: str) -> None: ...
+    def link_delete(self, ns: str, ifname: str, peer: str | None) -> None: ...
+    def link_set(self, ns: str, ifname: str, mark: bool = False, **settings) -> None:
+        """settings: mtu, mac, master ("" to release), state ("up"/"down");
+        `mark` writes netkeel's ownership mark (the ifalias)."""
+    def link_move(self, ns: str, ifname: str, to_ns: str) -> None:
+        """Move a device into another namespace (by name)."""
+
+    # -- addresses, routes, neighbours, sysctls --------------------------------------------
+    def addr_add(self, ns: str, ifname: str, address: str) -> None: ...
+    def addr_delete(self, ns: str, ifname: str, address: str) -> None: ...
+    def route_set(self, ns: str, prefix: str, metric: int, replace: bool = False,
+                  via: str | None = None, dev: str | None = None, type: str | None = None) -> None: ...
+    def route_delete(self, ns: str, prefix: str, metric: int) -> None: ...
+    def neigh_set(self, ns: str, ifname: str, address: str, mac: str) -> None: ...
+    def neigh_delete(self, ns: str, ifname: str, address: str) -> None: ...
+    def sysctl_write(self, ns: str, name: str, value: str) -> None: ...
+
+    # -- nftables ------------------------------------------------------------------------
+    def nft_transaction(self, ns: str, commands: str, what: str) -> None:
+        """Run one libnftables JSON transaction (all or nothing) in namespace `ns`."""
+    def nft_rule_texts(self, ns: str, family: str, table: str) -> dict:
+        """rule handle -> the rule as `nft list` prints it, for reports."""

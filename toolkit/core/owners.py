@@ -1,0 +1,75 @@
+"""Who a live object belongs to, and the markers netkeel writes to tell.
+
+- TOPOLOGY: what `apply` made (it carries the markers below), and anything
+  else inside a namespace the topology instance owns: a hand-made address or
+  route there is the topology's drift, and apply repairs it.
+- an overlay (`overlay:NAME`): an object a fault lease or a VIP group put into
+  an owned namespace. Reported under its owner, never removed by an apply of
+  the topology. Recognised by its own marker values (see `Claim`).
+- KERNEL: what the kernel makes by itself (IPv6 link-local addresses,
+  connected routes, 127.0.0.1 on lo). Not read as resources at all.
+- FOREIGN: something in an owned namespace that netkeel must not change or
+  could not recreate (another tool's nft table, a veth into a namespace
+  netkeel does not manage, a device kind it cannot create). Reported as
+  unmanaged, never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+TOPOLOGY = "topology"
+KERNEL = "kernel"
+FOREIGN = "foreign"
+OVERLAY_PREFIX = "overlay:"
+
+# The markers on what the topology makes: route protocol, address protocol
+# (IFA_PROTO) and interface alias. 144 is unassigned in iproute2's rt_protos.
+RT_PROTO = 144
+IFA_PROTO = 144
+ALIAS_TAG = "netkeel"
+# nftables tables netkeel owns carry this name prefix (libnftables 1.0.6 does
+# not list table comments in JSON, so a comment cannot carry the mark).
+TABLE_PREFIX = "netkeel_"
+# Overlays mark their objects with values of their own, so that an apply of
+# the topology can tell them from hand-made drift.
+OVERLAY_RT_PROTO = 145
+OVERLAY_IFA_PROTO = 145
+
+
+def overlay(name: str) -> str:
+    return OVERLAY_PREFIX + name
+
+
+def is_overlay(owner: str) -> bool:
+    return owner.startswith(OVERLAY_PREFIX)
+
+
+def is_managed(owner: str) -> bool:
+    """Whether an apply of the topology may change or remove the object."""
+    return owner == TOPOLOGY
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An overlay's claim on live objects: `owner` owns every resource of `kind`
+    for which `matches(resource)` is true (fault leases and VIP groups make these)."""
+
+    owner: str
+    kind: str
+    matches: Callable
+
+
+def assign(resources, claims=()) -> list:
+    """`resources` with each one claimed by an overlay owned by it."""
+    if not claims:
+        return list(resources)
+    by_kind: dict = {}
+    for claim in claims:
+        by_kind.setdefault(claim.kind, []).append(claim)
+    out = []
+    for r in resources:
+        claim = next((c for c in by_kind.get(r.kind, ()) if c.matches(r)), None)
+        out.append(r.owned_by(claim.owner) if claim and r.owner == TOPOLOGY else r)
+    return out

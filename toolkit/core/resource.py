@@ -1,0 +1,88 @@
+"""Resources: the one shape desired state, live state, drift and snapshots share.
+
+A resource is (kind, key, spec, owner). `key` identifies it within its kind and
+always starts with the namespace; `spec` is a sorted tuple of (field, value)
+pairs in canonical form. Desired specs name only the fields the manifest
+manages; live specs carry every field the reader knows. Comparison therefore
+looks only at the fields the desired side names (see `changed_fields`).
+
+`owner` says whose a live object is (core/owners.py); it is not part of a
+resource's identity or equality: the same route is the same route whoever
+made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .owners import TOPOLOGY
+
+
+@dataclass(frozen=True, order=True)
+class Resource:
+    kind: str
+    key: tuple
+    spec: tuple = ()
+    owner: str = field(default=TOPOLOGY, compare=False)
+
+    @classmethod
+    def make(cls, kind: str, key: tuple, /, owner: str = TOPOLOGY, **spec) -> "Resource":
+        """Build a resource; fields whose value is None are left unmanaged."""
+        return cls(kind, tuple(key), tuple(sorted((k, v) for k, v in spec.items() if v is not None)), owner)
+
+    @property
+    def ns(self) -> str:
+        return self.key[0]
+
+    @property
+    def ident(self) -> tuple:
+        return (self.kind, self.key)
+
+    def get(self, name: str, default=None):
+        for key, value in self.spec:
+            if key == name:
+                return value
+        return default
+
+    def fields(self) -> dict:
+        return dict(self.spec)
+
+    def with_fields(self, **changes) -> "Resource":
+        spec = self.fields()
+        spec.update(changes)
+        return Resource.make(self.kind, self.key, owner=self.owner, **spec)
+
+    def owned_by(self, owner: str) -> "Resource":
+        return Resource(self.kind, self.key, self.spec, owner)
+
+    @property
+    def label(self) -> str:
+        """A short human name, without the namespace: `addr 10.0.1.2/24 on veth_c1`."""
+        return _kind(self.kind).label(self)
+
+    def describe(self) -> str:
+        """The spec in a line: `veth peer ns_server/veth_srv_c1 mtu 1500 up`."""
+        return _kind(self.kind).describe(self)
+
+
+def _kind(name: str):
+    """The kind `name` from the registry (in the same, bottom, layer); an unknown
+    kind (a newer snapshot's, say) gets the protocol's defaults."""
+    from ..kinds import BY_NAME, Kind
+
+    return BY_NAME.get(name) or Kind.unknown(name)
+
+
+def changed_fields(desired: Resource, live: Resource, closed: bool | None = None) -> tuple:
+    """(field, desired value, live value) for each field desired names that differs
+    (and, when `closed`, each field only live has; by default as the kind says).
+    Fields whose name starts with "_" are information for reports, never compared."""
+    if closed is None:
+        closed = _kind(desired.kind).closed
+    changes = [(name, value, live.get(name)) for name, value in desired.spec
+               if not name.startswith("_") and live.get(name) != value]
+    if closed:
+        named = {name for name, _ in desired.spec}
+        changes += [(name, None, value) for name, value in live.spec
+                    if not name.startswith("_") and name not in named]
+    return tuple(changes)

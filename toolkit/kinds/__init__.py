@@ -1,0 +1,55 @@
+"""The kind registry: every resource kind netkeel manages, in creation order.
+
+Deletion runs in reverse. Links come before sysctls because per-interface
+sysctls (net.ipv4.conf.<if>.*) need their interface; neighbour entries after
+addresses (an IPv6 entry wants its device configured); firewall tables last:
+they match interfaces by name, so nothing depends on them.
+
+Adding a kind: write its module here (a `Kind` subclass and `KIND`, see
+base.py), list it below, implement its backend calls in core/backend.py's
+protocol, in kernel/ and in the fake kernel of the unit tests. README's
+"Adding a resource kind" has the recipe.
+"""
+
+from __future__ import annotations
+
+from . import addr, link, neigh, netns, nft_table, route, sysctl
+from .base import Kind
+
+KINDS: tuple = (netns.KIND, link.KIND, sysctl.KIND, addr.KIND, route.KIND, neigh.KIND, nft_table.KIND)
+BY_NAME = {k.name: k for k in KINDS}
+NAMES = tuple(BY_NAME)
+RANK = {name: i for i, name in enumerate(NAMES)}
+NAMESPACE = netns.KIND
+# What JSON format 1 (and snapshots before owners) call foreign objects, by kind.
+FOREIGN_NAMES = {k.foreign_name: k.name for k in KINDS}
+
+# (phase, kind name) in execution order: deletions first, deepest kind first;
+# then every kind's forward phases in creation order.
+PHASES = tuple([(k.delete_phase, k.name) for k in reversed(KINDS) if k.delete_phase == "delete"]
+               + [(phase, k.name) for k in KINDS for phase in k.forward_phases])
+
+
+def kind(name: str) -> Kind:
+    """The kind called `name`. Raises KeyError for an unknown kind."""
+    return BY_NAME[name]
+
+
+def compile_all(topology, prefix: str = "") -> frozenset:
+    """Every resource `topology` declares, with namespaces named `prefix + node`.
+    Pure: the same topology always gives the same set. Native firewall rules
+    must have been resolved (manifest.policy.resolve_native_rules)."""
+    return frozenset(r for k in KINDS for r in k.compile(topology, prefix))
+
+
+def read_hints(resources) -> dict:
+    """What the backend must know to read live state for `resources` (desired
+    state or a snapshot): each kind's hints, merged."""
+    resources = list(resources)
+    hints: dict = {}
+    for k in KINDS:
+        hints.update(k.read_hints(resources))
+    return hints
+
+
+__all__ = ["KINDS", "BY_NAME", "NAMES", "RANK", "PHASES", "NAMESPACE", "Kind", "kind", "compile_all", "read_hints"]

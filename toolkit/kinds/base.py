@@ -1,0 +1,134 @@
+"""The protocol every resource kind implements, with the common defaults.
+
+A kind is one module in this package holding one `Kind` instance, `KIND`. It
+says everything the rest of netkeel needs to know about its resources:
+
+    identity        name, and the key layout in its docstring (key[0] is the namespace)
+    compile         compile(topology, prefix) -> desired resources from the model
+    canonical form  canonical(resource): applied to desired and live alike, before
+                    every comparison (drift, plan and post-apply verification)
+    comparison      closed: fields only the live side has count as differences
+    dependencies    parents(resource): what it vanishes with (its namespace,
+                    its device, ...), and plan(planner): the kernel's side effects
+    phases          forward_phases / delete_phase: when its requests run
+    reports         label, describe, details, show_rows
+    actions         run(backend, phase, actions): requests against a backend
+                    (core/backend.py), batched per namespace when `batched`
+
+Nothing outside a kind's own module branches on the kind's name: the planner,
+the runtime, the reader, snapshots and reports iterate over the registry
+(kinds/__init__.py) and call these.
+"""
+
+from __future__ import annotations
+
+from ..core.action import CREATE, DELETE, MODIFY, Action
+from ..core.resource import changed_fields
+
+
+class Kind:
+    name = ""
+    # Whose spec is compared whole: a field only the live side has is a difference.
+    closed = False
+    # Requests in these phases, in order, for a create or modify; a delete runs in
+    # `delete_phase` (None: a resource of this kind is never deleted).
+    forward_phases: tuple = ("create",)
+    delete_phase: str | None = "delete"
+    # Whether run() takes every action of one (phase, namespace) in one call.
+    batched = False
+
+    @property
+    def foreign_name(self) -> str:
+        """What JSON format 1 calls a foreign object of this kind (`link_foreign`)."""
+        return f"{self.name}_foreign"
+
+    @classmethod
+    def unknown(cls, name: str) -> "Kind":
+        """A stand-in with the defaults, for a kind this version does not know."""
+        stand_in = cls()
+        stand_in.name = name
+        return stand_in
+
+    # -- model -> desired ------------------------------------------------------
+    def compile(self, topology, prefix: str) -> list:
+        return []
+
+    def canonical(self, resource):
+        return resource
+
+    # -- what the reader needs ---------------------------------------------------
+    def read_hints(self, resources) -> dict:
+        """What the backend must know to read this kind (sysctl names, veth peers),
+        from the desired state or a snapshot: merged into backend.read's hints."""
+        return {}
+
+    # -- planning ----------------------------------------------------------------
+    def parents(self, resource) -> tuple:
+        """What `resource` disappears with besides its namespace: (ident, why)
+        pairs, `why` None to say why that parent went."""
+        return ()
+
+    def changes(self, desired, live) -> tuple:
+        return changed_fields(desired, live, closed=self.closed)
+
+    def plan(self, planner) -> None:
+        """Add this kind's actions to `planner` (planner/diff.py): by default a
+        plain diff, where what vanishes with a parent is deleted implicitly and
+        created again if still wanted."""
+        want, have = planner.of_kind(planner.want, self.name), planner.of_kind(planner.have, self.name)
+        for ident, live in have.items():
+            why = planner.vanishing(live)
+            if ident not in want:
+                if self.delete_phase is None and not why:
+                    continue  # cannot be removed: one no longer declared is left as it is
+                planner.actions.append(Action(DELETE, live=live, implicit=why))
+            elif why:
+                have[ident] = None  # it disappears: the desired one must be created again
+        for ident in sorted(want):
+            desired, live = want[ident], have.get(ident)
+            if live is None:
+                planner.actions.append(Action(CREATE, desired=desired))
+            elif changes := self.changes(desired, live):
+                planner.actions.append(Action(MODIFY, desired=desired, live=live, changes=changes))
+        self.after_plan(planner, have, want)
+
+    def after_plan(self, planner, have: dict, want: dict) -> None:
+        """Side effects among this kind's own actions (a primary address taking
+        its secondaries along)."""
+
+    def phases_of(self, action) -> tuple:
+        """The phases in which `action` needs a request (none if implicit)."""
+        if action.op == DELETE:
+            return () if action.implicit or self.delete_phase is None else (self.delete_phase,)
+        if action.implicit:
+            return ()
+        return self.forward_phases
+
+    # -- reports -------------------------------------------------------------------
+    def label(self, resource) -> str:
+        return f"{self.name} {' '.join(map(str, resource.key[1:]))}"
+
+    def describe(self, resource) -> str:
+        return resource.get("reason", "") if resource.owner != "topology" else ""
+
+    def details(self, action) -> list:
+        """[(what, desired, live)] for a modify, readable."""
+        return [(field, show(d), show(l)) for field, d, l in action.changes]
+
+    def show_rows(self, resources, addresses_of) -> list:
+        """Rows (what, value) for `show`'s object table; the link kind fills the
+        interface table instead (see link.interface_rows)."""
+        return [(r.label, r.describe()) for r in sorted(resources)]
+
+    # -- actions -------------------------------------------------------------------
+    def run(self, backend, phase: str, actions) -> None:
+        raise NotImplementedError(f"kind {self.name} makes no requests")
+
+
+def show(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "(none)"
+    return "(none)" if value in (None, "") else str(value)
+
+
+__all__ = ["Kind", "CREATE", "DELETE", "MODIFY", "Action", "show"]
