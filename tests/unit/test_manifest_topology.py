@@ -164,7 +164,7 @@ def test_every_problem_is_reported_at_once_sorted_by_line(errors):
         "a dotted net.* name such as net.ipv4.ip_forward (only net.* sysctls belong to a namespace)",
         "9: nodes.a.bridges.br0.ports[0]: bridge port 'e9' is not an interface of node 'a'",
         "11: nodes.b.colour: unknown field 'colour'; expected one of: bridges, description, "
-        "loopback, policies, routes, sysctls",
+        "loopback, neighbours, policies, routes, sysctls",
         "15: links[0].endpoints[1].addresses[0]: duplicate address 10.0.0.1 "
         "(also at links[0].endpoints[0].addresses[0], line 14)",
         "15: links[0].endpoints[1].node: unknown node 'c' (declared nodes: a, b)",
@@ -468,7 +468,7 @@ def test_unknown_fields_list_the_allowed_ones(errors):
     """) == [
         "2: colour: unknown field 'colour'; expected one of: description, links, name, nodes",
         "5: nodes.a.rutes: unknown field 'rutes' (did you mean 'routes'?); expected one of: bridges, description, loopback, "
-        "policies, routes, sysctls",
+        "neighbours, policies, routes, sysctls",
         "6: nodes.a.loopback.addrs: unknown field 'addrs' (did you mean 'addresses'?); expected one of: addresses",
         "8: nodes.a.bridges.br0.vlan: unknown field 'vlan'; expected one of: addresses, mac, mtu, "
         "ports, state",

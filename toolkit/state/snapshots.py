@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from ..core.owners import FOREIGN, TOPOLOGY
 from ..core.resource import Resource
 from ..kinds import FOREIGN_NAMES
+from ..kinds.netns import names as namespace_names
 from ..errors import NetkeelError
 from . import validation
 from .journal import Journal
@@ -52,7 +53,7 @@ class Snapshot:
     @property
     def present(self) -> set:
         """The namespaces that existed when the snapshot was taken."""
-        return {r.ns for r in self.resources if r.kind == "netns"}
+        return namespace_names(self.resources)
 
 
 def new_id(now: datetime | None = None) -> str:
