@@ -370,7 +370,7 @@ def test_masquerade_and_snat():
     assert nat({"saddr": "10.9.0.0/24", "action": "masquerade"})[-1] == {"masquerade": None}
     assert nat({"action": {"snat": "10.9.9.9"}}) == [{"snat": {"addr": "10.9.9.9"}}]
     assert nat({"action": {"snat": "fd00::1"}}, family="ip6") == [{"snat": {"addr": "fd00::1"}}]
-    assert nat({"action": "masquerade"}, hook="input") == [{"masquerade": None}]
+    assert nat({"action": {"snat": "10.9.9.9"}}, hook="input") == [{"snat": {"addr": "10.9.9.9"}}]
 
 
 @pytest.mark.parametrize("family, target, expected", [
@@ -385,8 +385,20 @@ def test_masquerade_and_snat():
     ("inet", "2001:db8::11", {"family": "ip6", "addr": "2001:db8::11"}),
 ])
 def test_dnat_targets(family, target, expected):
-    assert nat({"action": {"dnat": target}}, family=family, hook="prerouting") == [{"dnat": expected}]
-    assert nat({"action": {"dnat": target}}, family=family, hook="output") == [{"dnat": expected}]
+    rule = {"protocol": "tcp", "action": {"dnat": target}} if "port" in expected else {"action": {"dnat": target}}
+    assert nat(rule, family=family, hook="prerouting")[-1] == {"dnat": expected}
+    assert nat(rule, family=family, hook="output")[-1] == {"dnat": expected}
+
+
+@pytest.mark.parametrize("rule", [
+    {"action": {"dnat": "10.9.0.2:8080"}},
+    {"protocol": "icmp", "action": {"dnat": "10.9.0.2:8080"}},
+    {"protocol": ["tcp", "icmp"], "action": {"dnat": "10.9.0.2:8080"}},
+])
+def test_a_nat_port_needs_a_transport_protocol(rule):
+    # nft: "transport protocol mapping is only valid after transport protocol match"
+    assert error(rule, family="ip", type_="nat", hook="prerouting") == (
+        "action", "dnat to a port needs the rule to match protocol tcp, udp or sctp")
 
 
 @pytest.mark.parametrize("family, target, message", [
@@ -410,13 +422,39 @@ def test_a_v6_target_with_garbage_after_the_bracket_is_an_error():
     ("filter", "input", "masquerade", "masquerade needs a chain of type nat (this one is filter)"),
     (None, None, {"snat": "10.0.0.1"}, "snat needs a chain of type nat (this one is a regular chain)"),
     ("route", "output", {"dnat": "10.0.0.1"}, "dnat needs a chain of type nat (this one is route)"),
-    ("nat", "prerouting", "masquerade", "masquerade belongs in a postrouting or input chain, not prerouting"),
+    ("nat", "prerouting", "masquerade", "masquerade belongs in a postrouting chain, not prerouting"),
+    # The kernel refuses masquerade at input (nft_masq_validate: postrouting only).
+    ("nat", "input", "masquerade", "masquerade belongs in a postrouting chain, not input"),
     ("nat", "output", {"snat": "10.0.0.1"}, "snat belongs in a postrouting or input chain, not output"),
     ("nat", "postrouting", {"dnat": "10.0.0.1"}, "dnat belongs in a prerouting or output chain, not postrouting"),
     ("nat", "input", {"dnat": "10.0.0.1"}, "dnat belongs in a prerouting or output chain, not input"),
 ])
 def test_nat_only_in_nat_chains_on_the_right_hook(type_, hook, action, message):
     assert error({"action": action}, family="ip", type_=type_, hook=hook) == ("action", message)
+
+
+def test_reject_not_at_postrouting():
+    assert error({"action": "reject"}, type_="filter", hook="postrouting") == (
+        "action", "reject belongs in a prerouting, input, forward, output chain, not postrouting")
+    assert compile_({"action": "reject"}, hook="prerouting")
+
+
+@pytest.mark.parametrize("rule, field, message", [
+    ({"log": "x" * 128, "action": "drop"}, "log", "the log prefix is 128 bytes; nftables allows 127"),
+    ({"log": {"prefix": "é" * 64}, "action": "drop"}, "log", "the log prefix is 128 bytes; nftables allows 127"),
+    ({"log": "a\x00b", "action": "drop"}, "log", "the log prefix 'a\\x00b' holds control characters"),
+    ({"action": "drop", "comment": "c" * 129}, "comment", "a comment is 129 bytes; nftables allows 128"),
+    ({"iif": "i" * 16, "action": "drop"}, "iif", "interface name 'iiiiiiiiiiiiiiii' is 16 bytes; nftables allows 15"),
+    ({"oif": ["ok", ""], "action": "drop"}, "oif", "interface name is empty"),
+])
+def test_lengths_nftables_enforces(rule, field, message):
+    # Past these, libnftables' JSON path crashed the process (a 160-byte log prefix:
+    # "stack smashing detected"; a 300-byte comment: "Memory allocation failure").
+    assert error(rule) == (field, message)
+
+
+def test_the_longest_allowed_strings_compile():
+    assert compile_({"log": "x" * 127, "iif": "i" * 15, "action": "drop", "comment": "c" * 128})
 
 
 # -- describe ------------------------------------------------------------------

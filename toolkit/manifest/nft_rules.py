@@ -31,6 +31,17 @@ ICMPV6_TYPES = ("destination-unreachable", "packet-too-big", "time-exceeded", "p
                 "ind-neighbor-advert", "mld2-listener-report")
 PROTOCOLS = PORT_PROTOCOLS + ("icmp", "icmpv6", "esp", "ah", "gre", "igmp", "ipip")
 NAT_ACTIONS = ("masquerade", "snat", "dnat")
+# The hooks the kernel accepts each statement in, as measured with libnftables 1.0.6
+# on Linux 6.1 in a throwaway namespace (nft_masq, nft_nat and nft_reject validate
+# the hook): masquerade only at postrouting, snat at postrouting and input, dnat
+# at prerouting and output; reject anywhere but postrouting.
+NAT_HOOKS = {"masquerade": ("postrouting",), "snat": ("postrouting", "input"), "dnat": ("prerouting", "output")}
+REJECT_HOOKS = ("prerouting", "input", "forward", "output")
+# Limits libnftables and the kernel enforce; beyond some of them libnftables' JSON
+# path does not refuse but crashes (a 160-byte log prefix smashes its stack).
+MAX_LOG_PREFIX = 127     # bytes; NF_LOG_PREFIXLEN is 128 with the NUL
+MAX_COMMENT = 128        # bytes; nft: "comment too long, 128 characters maximum allowed"
+IFNAME_BYTES = 15        # IFNAMSIZ less the NUL
 REJECT_CODES = {  # what `reject with ...` is called in each family
     "inet": {"port-unreachable": ("icmpx", "port-unreachable"), "host-unreachable": ("icmpx", "host-unreachable"),
              "admin-prohibited": ("icmpx", "admin-prohibited")},
@@ -77,12 +88,51 @@ def _names(value) -> list:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _byte_length(key: str, what: str, text: str, limit: int) -> None:
+    size = len(text.encode())
+    if size > limit:
+        raise RuleError(key, f"{what} is {size} bytes; nftables allows {limit}")
+    if not text.isprintable():
+        raise RuleError(key, f"{what} {quote(text)} holds control characters")
+
+
+def check_comment(key: str, text: str) -> None:
+    """A rule comment nftables accepts (RuleError otherwise)."""
+    _byte_length(key, "a comment", text, MAX_COMMENT)
+
+
+# The quoted strings of a native rule whose lengths nftables limits: checked here
+# because past them libnftables may abort the process rather than refuse.
+_NATIVE_STRINGS = re.compile(r'\b(prefix|comment)\s+"([^"]*)"')
+
+
+def check_native_strings(text: str) -> None:
+    """RuleError when a native rule holds control characters (a NUL would cut it short
+    on its way to libnftables), or a log prefix or comment longer than nftables allows."""
+    if not text.isprintable():
+        raise RuleError("nft", f"native rule {quote(text)} holds control characters")
+    for keyword, value in _NATIVE_STRINGS.findall(text):
+        if keyword == "prefix":
+            _byte_length("nft", "the log prefix", value, MAX_LOG_PREFIX)
+        else:
+            _byte_length("nft", "a comment", value, MAX_COMMENT)
+
+
+def interface_match(key: str, name: str) -> str:
+    """An interface name to match (iif, oif, an ifname set element), or RuleError."""
+    if not name:
+        raise RuleError(key, "interface name is empty")
+    _byte_length(key, f"interface name {quote(name)}", name, IFNAME_BYTES)
+    return name
+
+
 def compile_rule(rule: dict, ctx: RuleContext) -> list:
     """The JSON expression list of a structured rule. Raises RuleError."""
     expr = []
     for key, meta in (("iif", "iifname"), ("oif", "oifname")):
         if key in rule:
-            expr.append(_match({"meta": {"key": meta}}, _one_or_set(_names(rule[key]))))
+            names = [interface_match(key, name) for name in _names(rule[key])]
+            expr.append(_match({"meta": {"key": meta}}, _one_or_set(names)))
     for key in ("saddr", "daddr"):
         if key in rule:
             expr.append(_address_match(key, rule[key], ctx))
@@ -105,6 +155,8 @@ def compile_rule(rule: dict, ctx: RuleContext) -> list:
         expr.append({"log": _log(rule["log"])})
     if "action" in rule:
         expr.append(_action(rule["action"], rule, ctx))
+    if isinstance(rule.get("comment"), str):
+        check_comment("comment", rule["comment"])
     if not expr:
         raise RuleError(None, "the rule is empty: give matches and an action, or `nft`")
     return expr
@@ -254,9 +306,10 @@ def _log(value):
     if value is True:
         return None
     if isinstance(value, str):
-        return {"prefix": value}
+        value = {"prefix": value}
     out = {}
     if "prefix" in value:
+        _byte_length("log", "the log prefix", value["prefix"], MAX_LOG_PREFIX)
         out["prefix"] = value["prefix"]
     if value.get("level", "warn") != "warn":  # warn is nft's default and is not listed
         out["level"] = value["level"]
@@ -282,6 +335,8 @@ def _action(action, rule: dict, ctx: RuleContext) -> dict:
                                       f"{known})")
         return {name: {"target": arg}}
     if name == "reject":
+        if ctx.hook is not None and ctx.hook not in REJECT_HOOKS:
+            raise RuleError("action", f"reject belongs in a {', '.join(REJECT_HOOKS)} chain, not {ctx.hook}")
         if arg == "tcp-reset":
             if _names(rule.get("protocol", [])) != ["tcp"]:
                 raise RuleError("action", "reject with tcp-reset needs protocol: tcp")
@@ -290,14 +345,24 @@ def _action(action, rule: dict, ctx: RuleContext) -> dict:
         return {"reject": {"type": kind, "expr": code}}
     if name == "masquerade":
         return {"masquerade": None}
-    return {name: _nat_target(name, arg, ctx)}
+    target = _nat_target(name, arg, ctx)
+    if "port" in target:
+        _needs_port_protocol(name, rule)
+    return {name: target}
+
+
+def _needs_port_protocol(name: str, rule: dict) -> None:
+    # nft: "transport protocol mapping is only valid after transport protocol match"
+    protocols = _names(rule.get("protocol", []))
+    if not protocols or any(p not in ("tcp", "udp", "sctp") for p in protocols):
+        raise RuleError("action", f"{name} to a port needs the rule to match protocol tcp, udp or sctp")
 
 
 def _check_nat(name: str, ctx: RuleContext) -> None:
     if ctx.chain_type != "nat":
         raise RuleError("action", f"{name} needs a chain of type nat (this one is "
                                   f"{ctx.chain_type or 'a regular chain'})")
-    allowed = ("postrouting", "input") if name in ("masquerade", "snat") else ("prerouting", "output")
+    allowed = NAT_HOOKS[name]
     if ctx.hook not in allowed:
         raise RuleError("action", f"{name} belongs in a {' or '.join(allowed)} chain, not {ctx.hook}")
 

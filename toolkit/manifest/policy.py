@@ -16,7 +16,8 @@ from dataclasses import replace
 from ..errors import Problem
 from ..model.firewall import Chain, NamedSet, Rule, Table
 from .loader import Document, format_path, load_document, mapping, sequence
-from .nft_rules import RuleContext, RuleError, compile_rule, describe, port_value
+from .nft_rules import (RuleContext, RuleError, check_comment, check_native_strings, compile_rule, describe,
+                        interface_match, port_value)
 from .schema import schema_problems
 from .text import clean_problem, quote, shorten
 
@@ -60,9 +61,28 @@ class _PolicyBuilder:
             chains = tuple(self.build_chain(path + ("chains", c), c, cspec, family, set_types,
                                             set(chain_specs) - base, base)
                            for c, cspec in chain_specs.items())
+            self.check_jump_loops(path, chain_specs)
             where = f"{self.doc.file}:{self.doc.line_of(path)}"
             tables.append(Table(name=name, family=family, chains=chains, sets=sets, source=where))
         return tuple(tables)
+
+    def check_jump_loops(self, path, chain_specs: dict) -> None:
+        """The kernel refuses a ruleset where jumps and gotos lead back to a chain
+        they came from (ELOOP at commit): name the rule that closes each loop."""
+        edges = {c: [] for c in chain_specs}
+        for chain, spec in chain_specs.items():
+            for k, rule in enumerate(sequence(spec.get("rules"))):
+                action = mapping(rule).get("action")
+                for verb in ("jump", "goto"):
+                    target = mapping(action).get(verb)
+                    if target in edges and target != chain:  # a jump to itself is reported by the rule check
+                        edges[chain].append((target, path + ("chains", chain, "rules", k, "action"), verb))
+        reported = set()
+        for start in edges:
+            for loop, where, verb in _loops_from(start, edges):
+                if frozenset(loop) not in reported:
+                    reported.add(frozenset(loop))
+                    self.fail(where, f"{verb} to '{loop[-1]}' closes a loop: {' -> '.join(loop)}")
 
     def build_set(self, path, name: str, spec: dict) -> NamedSet:
         set_type = spec.get("type", "ipv4_addr")
@@ -125,6 +145,13 @@ class _PolicyBuilder:
             if not text.strip() or any(c in text for c in ";\n\r"):
                 self.fail(path + ("nft",), "a native rule is one rule's statements: not empty, no ';' or newlines")
                 return None
+            try:
+                check_native_strings(text)  # control characters, and lengths past which libnftables crashes
+                if comment is not None:
+                    check_comment("comment", comment)
+            except RuleError as exc:
+                self.fail(path + (exc.field,), str(exc))
+                return None
             return Rule(expr=None, native=text.strip(), comment=comment, source=source, text=text.strip(),
                         path=format_path(path))
         try:
@@ -134,6 +161,21 @@ class _PolicyBuilder:
             return None
         return Rule(expr=json.dumps(expr), native=None, comment=comment, source=source, text=describe(rule),
                     path=format_path(path))
+
+
+def _loops_from(start: str, edges: dict):
+    """(chain names of the loop, path of the closing rule, verb) for each loop
+    through `start`, by depth-first search over the jump edges."""
+    stack = [(start, [start])]
+    seen = set()
+    while stack:
+        chain, trail = stack.pop()
+        for target, where, verb in edges[chain]:
+            if target == start:
+                yield trail + [start], where, verb
+            elif target not in trail and target not in seen:
+                seen.add(target)
+                stack.append((target, trail + [target]))
 
 
 def _default_priority(ctype: str, hook: str) -> int:
@@ -175,6 +217,8 @@ def _element(set_type: str, value, interval: bool):
         if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
             raise ValueError(f"invalid mark {quote(value)}: a number from 0 to 4294967295")
         return value
+    if set_type == "ifname":
+        return interface_match("elements", str(value))
     if set_type == "ether_addr":
         parts = str(value).split(":")
         if len(parts) != 6 or not all(1 <= len(p) <= 2 and all(c in string.hexdigits for c in p) for p in parts):
