@@ -34,6 +34,13 @@ def manifest(nodes: str = "a:\nb:\n", links: str = LINK, name: str = "t") -> str
     return f"name: {name}\nnodes:\n  " + textwrap.indent(textwrap.dedent(nodes), "  ").lstrip() + links
 
 
+def endpoint(fields: str) -> str:
+    """The links of `manifest` with a's endpoint given `fields` (YAML flow mapping body)."""
+    return ("links:\n  - endpoints:\n"
+            f"      - {{node: a, {fields}}}\n"
+            "      - {node: b, interface: e0, addresses: [10.0.0.2/24]}\n")
+
+
 def with_policy(policy: str, nodes: str = "a:\n  policies: [p.yaml]\nb:\n") -> dict:
     return {"m.yaml": manifest(nodes), "p.yaml": textwrap.dedent(policy)}
 
@@ -251,6 +258,68 @@ CASES = [
     ("a jump loop", with_policy("tables:\n  f:\n    chains:\n      a: {rules: [{action: {jump: b}}]}\n"
                                 "      b: {rules: [{action: {goto: a}}]}\n"),
      "p.yaml:5: tables.f.chains.b.rules[0].action", "goto to 'a' closes a loop: a -> b -> a"),
+    # -- 19: what the kernel reserves, makes itself, or refuses ---------------------
+    ("interface called all", {"m.yaml": manifest(links=endpoint("interface: all"))},
+     "m.yaml:7: links[0].endpoints[0].interface", "interface name 'all' is reserved"),
+    ("interface called default", {"m.yaml": manifest(links=endpoint("interface: default"))},
+     "m.yaml:7: links[0].endpoints[0].interface", "interface name 'default' is reserved"),
+    ("interface with a NUL", {"m.yaml": manifest(links=endpoint('interface: "e\\0"'))},
+     "m.yaml:7: links[0].endpoints[0].interface", "contains control characters"),
+    ("interface with a Cyrillic e", {"m.yaml": manifest(links=endpoint("interface: \u0435th0"))},
+     "m.yaml:7: links[0].endpoints[0].interface", "is not ASCII"),
+    ("bridge called all", {"m.yaml": manifest("a:\n  bridges: {all: {}}\nb:\n")},
+     "m.yaml:4: nodes.a.bridges.all", "is reserved"),
+    ("all-zero MAC", {"m.yaml": manifest(links=endpoint("interface: e0, mac: '00:00:00:00:00:00'"))},
+     "m.yaml:7: links[0].endpoints[0].mac", "all-zero MAC"),
+    ("broadcast MAC", {"m.yaml": manifest(links=endpoint("interface: e0, mac: 'ff:ff:ff:ff:ff:ff'"))},
+     "m.yaml:7: links[0].endpoints[0].mac", "multicast MAC"),
+    ("multicast MAC", {"m.yaml": manifest(links=endpoint("interface: e0, mac: '01:00:5e:00:00:01'"))},
+     "m.yaml:7: links[0].endpoints[0].mac", "multicast MAC"),
+    ("link-local IPv6 on a veth", {"m.yaml": manifest(links=endpoint("interface: e0, addresses: [fe80::5/64]"))},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "link-local"),
+    ("::1 on a veth", {"m.yaml": manifest(links=endpoint("interface: e0, addresses: ['::1/128']"))},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "loopback"),
+    ("127.0.0.1/8 on lo", {"m.yaml": manifest("a:\n  loopback: {addresses: [127.0.0.1/8]}\nb:\n")},
+     "m.yaml:4: nodes.a.loopback.addresses[0]", "loopback address"),
+    ("127.0.0.2/32 on lo", {"m.yaml": manifest("a:\n  loopback: {addresses: [127.0.0.2/32]}\nb:\n")},
+     "m.yaml:4: nodes.a.loopback.addresses[0]", "loopback address"),
+    ("IPv4-mapped IPv6 address", {"m.yaml": manifest(links=endpoint("interface: e0, addresses: ['::ffff:10.0.0.5/120']"))},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "IPv4-mapped"),
+    ("network address as host", {"m.yaml": manifest(links=endpoint("interface: e0, addresses: [10.0.0.0/24]"))},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "network address"),
+    ("broadcast address as host", {"m.yaml": manifest(links=endpoint("interface: e0, addresses: [10.0.0.255/24]"))},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "broadcast address"),
+    ("multicast address as host", {"m.yaml": manifest(links=endpoint("interface: e0, addresses: [224.0.0.5/24]"))},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "not a unicast host address"),
+    ("prefix length 33", {"m.yaml": manifest(links=endpoint("interface: e0, addresses: [10.0.0.5/33]"))},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "invalid address"),
+    ("prefix length 0", {"m.yaml": manifest(links=endpoint("interface: e0, addresses: [10.0.0.5/0]"))},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "prefix length 0"),
+    ("mtu 0", {"m.yaml": manifest(links=endpoint("interface: e0, mtu: 0"))},
+     "m.yaml:7: links[0].endpoints[0].mtu", "0 is less than the minimum of 68"),
+    ("mtu 65536", {"m.yaml": manifest(links=endpoint("interface: e0, mtu: 65536"))},
+     "m.yaml:7: links[0].endpoints[0].mtu", "65536 is greater than the maximum of 65535"),
+    ("negative metric", {"m.yaml": manifest("a:\n  routes: [{to: default, via: 10.0.0.2, metric: -1}]\nb:\n")},
+     "m.yaml:4: nodes.a.routes[0].metric", "-1 is less than the minimum of 0"),
+    ("route to the connected prefix", {"m.yaml": manifest("a:\n  routes: [{to: 10.0.0.0/24, dev: e0}]\nb:\n")},
+     "m.yaml:4: nodes.a.routes[0].to", "is the connected route the kernel makes"),
+    ("gateway is the node's own address", {"m.yaml": manifest("a:\n  routes: [{to: default, via: 10.0.0.1}]\nb:\n")},
+     "m.yaml:4: nodes.a.routes[0].via", "is an address of node 'a' itself"),
+    ("gateway is the broadcast address", {"m.yaml": manifest("a:\n  routes: [{to: default, via: 10.0.0.255}]\nb:\n")},
+     "m.yaml:4: nodes.a.routes[0].via", "broadcast address"),
+    ("route prefix length 40", {"m.yaml": manifest("a:\n  routes: [{to: 10.9.0.0/40, via: 10.0.0.2}]\nb:\n")},
+     "m.yaml:4: nodes.a.routes[0].to", "invalid route destination"),
+    # -- 12, 19: sysctls the kernel has, for interfaces the node has --------------------
+    ("misspelt sysctl", {"m.yaml": manifest("a:\n  sysctls: {net.ipv4.ip_froward: 1}\nb:\n")},
+     'm.yaml:4: nodes.a.sysctls["net.ipv4.ip_froward"]', "did you mean 'net.ipv4.ip_forward'?"),
+    ("sysctl directory", {"m.yaml": manifest("a:\n  sysctls: {net.ipv4.conf.all: 1}\nb:\n")},
+     'm.yaml:4: nodes.a.sysctls["net.ipv4.conf.all"]', "is a directory of sysctls"),
+    ("sysctl of an interface the node lacks", {"m.yaml": manifest("a:\n  sysctls: {net.ipv4.conf.eth9.forwarding: 1}\nb:\n")},
+     'm.yaml:4: nodes.a.sysctls["net.ipv4.conf.eth9.forwarding"]', "interface 'eth9', which node 'a' does not have"),
+    ("sysctl of the other node's interface", {"m.yaml": manifest("a:\n  sysctls: {net.ipv6.conf.e1.forwarding: 1}\nb:\n",
+                                                                  links=LINK.replace("node: b, interface: e0",
+                                                                                     "node: b, interface: e1"))},
+     'm.yaml:4: nodes.a.sysctls["net.ipv6.conf.e1.forwarding"]', "which node 'a' does not have"),
 ]
 
 

@@ -20,9 +20,7 @@ def rejects(fn, value, *args, message: str):
 # -- interface names -----------------------------------------------------------
 
 @pytest.mark.parametrize("name", [
-    "eth0", "veth_srv-c1", "br.100", "a" * 15,
-    "é" * 7 + "a",     # 8 characters, 15 bytes
-    "x" * 12 + "€",    # 13 characters, 15 bytes
+    "eth0", "veth_srv-c1", "br.100", "a" * 15, "all0", "defaults",
 ])
 def test_interface_name_accepted(name):
     assert checks.interface_name(name) == name
@@ -40,6 +38,15 @@ def test_interface_name_accepted(name):
     ("a/b:c d", r"contains illegal character(s) ' ', '/', ':'"),
     (".", "interface name '.' is not allowed"),
     ("..", "interface name '..' is not allowed"),
+    # Reserved by the kernel's per-interface settings (/proc/sys/net/ipv4/conf/all).
+    ("all", "interface name 'all' is reserved"),
+    ("default", "interface name 'default' is reserved"),
+    ("e\x00", "contains control characters"),
+    ("e\x1b[0m", "contains control characters"),
+    ("e\u200b", "contains control characters"),   # a zero-width space: invisible
+    # Confusables: a Cyrillic 'е' reads as 'e' but names another interface.
+    ("\u0435th0", "is not ASCII"),
+    ("é" * 7 + "a", "is not ASCII"),   # 15 bytes: the byte count is not what refuses it
 ])
 def test_interface_name_rejected(name, message):
     rejects(checks.interface_name, name, message=message)
@@ -65,7 +72,6 @@ def test_interface_name_with_percent_is_rejected():
     ("2001:DB8:0::1/64", "2001:db8::1/64"),
     ("fd00:0:0:0:0:0:0:1/128", "fd00::1/128"),
     ("fd00::ffff:ffff:ffff:ffff/64", "fd00::ffff:ffff:ffff:ffff/64"),  # IPv6 has no broadcast
-    ("fe80::1/64", "fe80::1/64"),
 ])
 def test_interface_address_canonical(text, canonical):
     assert checks.interface_address(text) == canonical
@@ -83,6 +89,14 @@ def test_interface_address_canonical(text, canonical):
     ("ff02::1/64", "ff02::1/64 is not a unicast host address"),
     ("::/64", "::/64 is not a unicast host address"),
     (5, "address must be a string like 10.0.1.2/24, got 5"),
+    # What the kernel makes itself, or refuses (issue 8, item 19).
+    ("127.0.0.1/8", "127.0.0.1/8 is a loopback address"),
+    ("127.0.0.2/32", "127.0.0.2/32 is a loopback address"),
+    ("::1/128", "::1/128 is a loopback address"),
+    ("fe80::1/64", "fe80::1/64 is an IPv6 link-local address"),
+    ("10.0.0.1/0", "10.0.0.1/0 has prefix length 0"),
+    ("::ffff:10.0.0.1/96", "IPv4-mapped"),
+    ("255.255.255.255/32", "is not a unicast host address"),
 ])
 def test_interface_address_rejected(text, message):
     rejects(checks.interface_address, text, message=message)
@@ -191,3 +205,40 @@ def test_multicast_macs_and_ipv4_mapped_addresses_are_refused():
     assert checks.mac_address("02:AA:00:00:00:01") == "02:aa:00:00:00:01"
     with pytest.raises(ValueError, match="IPv4-mapped"):
         checks.interface_address("::ffff:10.0.0.1/128")
+
+
+# -- sysctls the kernel has (compared with /proc/sys/net, read only) -------------
+
+@pytest.mark.parametrize("name", [
+    "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.ipv4.conf.default.rp_filter",
+    "net.ipv4.conf.e0.rp_filter", "net.ipv6.neigh.e0.base_reachable_time_ms", "net.ipv4.conf.lo.forwarding",
+    "net.ipv4.conf.veth/1.forwarding",   # a '/' stands for the '.' in the interface name
+])
+def test_known_sysctls_pass(name):
+    assert checks.sysctl_exists(name, "a", {"lo", "e0", "veth.1"}) == name
+
+
+@pytest.mark.parametrize("name, message", [
+    ("net.ipv4.ip_froward", "unknown sysctl 'net.ipv4.ip_froward' (did you mean 'net.ipv4.ip_forward'?)"),
+    ("net.ipv4.conf", "'net.ipv4.conf' is a directory of sysctls, not a sysctl"),
+    ("net.ipv4.conf.e9.rp_filter", "is about interface 'e9', which node 'a' does not have (all, default, e0, lo)"),
+    ("net.ipv4.neigh.all.gc_stale_time", "is about interface 'all', which node 'a' does not have"),
+    ("net.ipv4.conf.e0.rp_fliter", "did you mean 'net.ipv4.conf.default.rp_filter'?"),
+])
+def test_unknown_sysctls_are_rejected(name, message):
+    rejects(checks.sysctl_exists, name, "a", {"lo", "e0"}, message=message)
+
+
+def test_sysctl_names_are_not_checked_without_proc_sys(monkeypatch, tmp_path):
+    monkeypatch.setattr(checks, "PROC_SYS", str(tmp_path / "nothing"))
+    assert checks.sysctl_exists("net.ipv4.ip_froward", "a", set()) == "net.ipv4.ip_froward"
+
+
+def test_a_route_to_a_connected_prefix_clashes_only_at_its_metric():
+    import ipaddress
+    connected = {"e0": [ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("2001:db8::/64")]}
+    assert "connected route" in checks.connected_clash("10.0.0.0/24", 0, connected)
+    assert "connected route" in checks.connected_clash("2001:db8::/64", 256, connected)
+    assert checks.connected_clash("10.0.0.0/24", 10, connected) is None
+    assert checks.connected_clash("2001:db8::/64", 1024, connected) is None
+    assert checks.connected_clash("10.0.1.0/24", 0, connected) is None

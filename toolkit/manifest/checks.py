@@ -6,12 +6,18 @@ a person (it ends up after `FILE:LINE: path:`).
 
 from __future__ import annotations
 
+import difflib
+import functools
 import ipaddress
+import os
 import re
 
 from .text import quote
 
 IFNAMSIZ = 16  # the kernel's limit includes the trailing NUL: 15 usable bytes
+# /proc/sys/net/ipv4/conf/{all,default}: the kernel refuses devices of these names.
+RESERVED_IFNAMES = ("all", "default")
+_LIMITED_BROADCAST = ipaddress.ip_address("255.255.255.255")
 _KERNEL_SPACE = set(b"\t\n\v\f\r \xa0")  # isspace() of the kernel's lib/ctype.c
 # Used with fullmatch: `$` would also match before a final newline ("net.x\n").
 _SYSCTL_NAME = re.compile(r"net(\.[A-Za-z0-9_\-/]+)+")
@@ -35,6 +41,15 @@ def interface_name(name: str) -> str:
     if any(b in _KERNEL_SPACE for b in raw):
         # The kernel tests bytes, and counts 0xA0 as a space: 'à' in UTF-8 holds one.
         raise ValueError(f"interface name {quote(name)} contains a byte the kernel treats as whitespace")
+    if not name.isprintable():
+        raise ValueError(f"interface name {quote(name)} contains control characters")
+    if not name.isascii():
+        # The kernel takes any bytes, but a Cyrillic 'е' looks like 'e': two names that
+        # read the same would name different interfaces.
+        raise ValueError(f"interface name {quote(name)} is not ASCII: use letters, digits, '-', '_' and '.'")
+    if name in RESERVED_IFNAMES:
+        raise ValueError(f"interface name {quote(name)} is reserved: the kernel's per-interface settings "
+                         f"use it (net.ipv4.conf.{name})")
     return name
 
 
@@ -60,8 +75,15 @@ def interface_address(text) -> str:
             raise ValueError(f"{text} is the network address of {net}, not a host address")
         if iface.ip == net.broadcast_address:
             raise ValueError(f"{text} is the broadcast address of {net}, not a host address")
-    if iface.ip.is_multicast or iface.ip.is_unspecified:
+    if iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip == _LIMITED_BROADCAST:
         raise ValueError(f"{text} is not a unicast host address")
+    if iface.ip.is_loopback:
+        raise ValueError(f"{text} is a loopback address: the kernel puts 127.0.0.1/8 and ::1 on lo itself, "
+                         "and refuses or ignores others")
+    if iface.version == 6 and iface.ip.is_link_local:
+        raise ValueError(f"{text} is an IPv6 link-local address: the kernel makes each interface's own")
+    if net.prefixlen == 0:
+        raise ValueError(f"{text} has prefix length 0: it would make every address connected")
     if iface.version == 6 and iface.ip.ipv4_mapped is not None:
         raise ValueError(f"{text} is an IPv4-mapped IPv6 address: give the IPv4 address itself")
     return iface.with_prefixlen
@@ -119,6 +141,8 @@ def sysctl_value(value) -> str:
 
 
 def mac_address(text: str) -> str:
+    if int(text.replace(":", ""), 16) == 0:
+        raise ValueError(f"{text} is the all-zero MAC address: the kernel refuses it for an interface")
     if int(text.split(":")[0], 16) & 1:
         raise ValueError(f"{text} is a multicast MAC address: an interface needs a unicast one "
                          "(the first byte's lowest bit clear, e.g. 02:...)")
@@ -141,3 +165,63 @@ def neighbour_mac(text: str) -> str:
     if int(text.replace(":", ""), 16) == 0:
         raise ValueError("00:00:00:00:00:00 is not a usable link-layer address")
     return mac_address(text)
+
+
+PROC_SYS = "/proc/sys"
+# Directories with one entry per interface (plus all/default): a name in them is
+# checked against the node's interfaces and looked up under `default`.
+_PER_INTERFACE = {("ipv4", "conf"), ("ipv6", "conf"), ("ipv4", "neigh"), ("ipv6", "neigh")}
+_NOT_INTERFACES = {"conf": ("all", "default"), "neigh": ("default",)}
+
+
+def sysctl_exists(name: str, node: str, interfaces) -> str:
+    """`name` (already well formed) if the kernel has such a sysctl for a node with
+    `interfaces`. Compared with /proc/sys/net of this process, read only; the
+    per-interface part (net.ipv4.conf.IF.x) against the node's own interfaces.
+    Skipped when /proc/sys/net cannot be read. Raises ValueError."""
+    if not os.access(os.path.join(PROC_SYS, "net"), os.R_OK | os.X_OK):
+        return name
+    parts = [part.replace("/", ".") for part in name.split(".")]
+    if len(parts) >= 4 and tuple(parts[1:3]) in _PER_INTERFACE:
+        ifname = parts[3]
+        if ifname not in _NOT_INTERFACES[parts[2]] and ifname not in interfaces:
+            known = ", ".join(sorted({*_NOT_INTERFACES[parts[2]], *interfaces}))
+            raise ValueError(f"sysctl {quote(name)} is about interface {quote(ifname)}, which node '{node}' "
+                             f"does not have ({known})")
+        parts[3] = "default"  # the template every interface's directory is made from
+    path = os.path.join(PROC_SYS, *parts)
+    if os.path.isdir(path):
+        raise ValueError(f"{quote(name)} is a directory of sysctls, not a sysctl")
+    if not os.path.isfile(path):
+        close = difflib.get_close_matches(".".join(parts), _known_sysctls(), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValueError(f"unknown sysctl {quote(name)}{hint}: the kernel has no /proc/sys/{'/'.join(parts)}")
+    return name
+
+
+@functools.lru_cache(maxsize=1)
+def _known_sysctls() -> tuple:
+    """Every net.* sysctl name, per-interface directories seen through `default`."""
+    names = []
+    for directory, subdirs, files in os.walk(os.path.join(PROC_SYS, "net")):
+        relative = os.path.relpath(directory, PROC_SYS).split(os.sep)
+        if len(relative) == 3 and tuple(relative[1:]) in _PER_INTERFACE:
+            subdirs[:] = [d for d in subdirs if d == "default"]
+        names.extend(".".join(relative + [f]) for f in files)
+    return tuple(names)
+
+
+CONNECTED_METRIC = {4: 0, 6: 256}  # of the prefix route the kernel adds with an address
+
+
+def connected_clash(prefix: str, metric: int, connected: dict) -> str | None:
+    """Why a route to `prefix` with `metric` clashes with a connected route of the
+    node (`connected`: interface -> networks of its addresses), or None: the kernel
+    already has that route and refuses a second one (EEXIST)."""
+    network = ipaddress.ip_network(prefix)
+    for ifname, networks in connected.items():
+        for net in networks:
+            if net == network and net.prefixlen < net.max_prefixlen and metric == CONNECTED_METRIC[net.version]:
+                return (f"route to {prefix} is the connected route the kernel makes for the addresses of "
+                        f"{quote(ifname)} (metric {metric}): drop it, or give it another metric")
+    return None

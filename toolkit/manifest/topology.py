@@ -17,9 +17,11 @@ from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Neighbour, 
 from . import checks
 from .files import outside_problem, read_file  # read_file: how manifests are read
 from .files import outside_problem, read_file  # read_file: how manifests are read
+from .files import outside_problem, read_file  # read_file: how manifests are read
 from .loader import Document, format_path, load_document, mapping, sequence
 from .policy import load_policy_text, resolve_native_rules
 from .schema import schema_problems
+from .text import clean_problem, listing, quote
 from .text import clean_problem, listing, quote
 from .text import clean_problem, listing, quote
 from .text import clean_problem, listing, quote
@@ -72,6 +74,11 @@ def load_topology_text(text: str, file: str, read=read_file, natives=None) -> To
         raise _invalid(problems)
     files = ((file, hashlib.sha256(text.encode()).hexdigest()),) + tuple(sorted(builder.policy_hashes.items()))
     return replace(topology, files=files)
+
+
+def _invalid(problems) -> ManifestError:
+    """The error for `problems`, each made safe to print (one line, bounded), duplicates merged."""
+    return ManifestError({clean_problem(p) for p in problems})
 
 
 def _invalid(problems) -> ManifestError:
@@ -288,6 +295,9 @@ class _Builder:
             if ident in seen:
                 self.fail(path + ("to",), f"duplicate route to {prefix} (also at {self.where(seen[ident])})")
                 continue
+            if why := checks.connected_clash(prefix, ident[1], connected):
+                self.fail(path + ("to",), why)
+                continue
             seen[ident] = path
             built.append(Route(prefix, family, str(via) if via else None, dev, metric))
         return tuple(built)
@@ -388,6 +398,8 @@ class _Builder:
         for name, value in sysctls.items():
             path = ("nodes", node, "sysctls", name)
             if self.check(path, checks.sysctl_name, name) is None:
+                continue
+            if self.check(path, checks.sysctl_exists, name, node, set(self.ifaces.get(node, {}))) is None:
                 continue
             # YAML 1.1 reads 010 as 8 and 1:30 as 90; the kernel should get what was written.
             written = self.doc.written.get(path)
