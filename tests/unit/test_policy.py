@@ -412,14 +412,27 @@ def test_the_resolver_gets_one_job_per_table_with_its_skeleton():
     assert len({rid for rid, _, _ in job["rules"]}) == 2
 
 
-def test_the_resolver_gets_the_interfaces_of_every_node_using_the_table():
-    found, _ = load(NATIVES)
-    topology = Topology(name="t", source="t.yaml", nodes=(
+def two_nodes_sharing(found):
+    return Topology(name="t", source="t.yaml", nodes=(
         Node("a", interfaces=(Interface("lo", "loopback"), Interface("eth1", "veth")), tables=tuple(found)),
         Node("b", interfaces=(Interface("eth0", "veth"),), tables=tuple(found))))
+
+
+def test_each_node_using_the_table_is_checked_with_its_own_interfaces():
+    # A rule naming eth0 must not pass on node a because node b has an eth0 (issue 8, item 19).
+    found, _ = load(NATIVES)
     resolver = FakeResolver()
-    resolve_native_rules(topology, resolver)
-    assert resolver.jobs[0][0]["devices"] == ["eth0", "eth1"]
+    resolve_native_rules(two_nodes_sharing(found), resolver)
+    assert [job["devices"] for job in resolver.jobs[0]] == [["eth1"], ["eth0"]]
+
+
+def test_a_rule_refused_on_one_node_only_names_it():
+    found, _ = load(chain_policy('c: {rules: [{nft: "iifname \\"eth0\\" accept"}]}'))
+    answers = iter([{"error": "Interface does not exist"}, {"expr": EXPR}])
+    topology, problems = resolve_native_rules(two_nodes_sharing(found), FakeResolver(lambda _: next(answers)))
+    assert [p.message for p in problems] == ['libnftables refused `iifname "eth0" accept` on node a: '
+                                             "Interface does not exist"]
+    assert [r.expr for r in native_rules(topology)] == [None, json.dumps(EXPR)]
 
 
 def test_sets_go_to_the_resolver_with_flags_only_when_they_have_some():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import resource
 import select
 import signal
 
@@ -32,61 +33,130 @@ def resolve(jobs: list) -> dict:
     A job is {"family", "table", "sets": [set bodies], "chains": {name: header or {}},
     "rules": [[rule id, chain, nft text], ...], "devices": [interface names]}; the
     devices are made (as stand-ins) so that rules naming them (`iif "eth0"`)
-    check out as they will on the node. Raises ScratchUnavailable.
+    check out as they will on the node. Jobs with different devices get
+    namespaces of their own. Raises ScratchUnavailable.
+
+    libnftables may abort the whole process on input it does not refuse properly
+    (a long log prefix: "stack smashing detected"). The child says which rule it
+    is on before each one, so when it dies that rule gets the error and a new
+    child goes on with the rules after it.
     """
-    if not jobs:
-        return {}
+    results, jobs = {}, [dict(job) for job in jobs if job["rules"]]
+    while jobs:
+        answered, started, death = _run_child(jobs)
+        results.update(answered)
+        if death is None:
+            return results
+        if started is None or started in answered:
+            raise ScratchUnavailable(f"the checker {death} before checking any rule")
+        results[started] = {"error": f"libnftables {death} checking this rule"}
+        done = set(answered) | {started}
+        jobs = [{**job, "rules": [r for r in job["rules"] if r[0] not in done]} for job in jobs]
+        jobs = [job for job in jobs if job["rules"]]
+    return results
+
+
+def _run_child(jobs: list) -> tuple:
+    """Check `jobs` in a forked child: (answers, id of the last rule started,
+    how the child died or None when it finished)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_end)
-        status = 0
-        try:
-            result = _child(jobs)
-        except BaseException as exc:  # report anything to the parent, then leave
-            result, status = {"__unavailable__": str(exc)}, 1
-        try:
-            os.write(write_end, json.dumps(result).encode())
-        finally:
-            os._exit(status)
+        _child_main(jobs, write_end)
     os.close(write_end)
+    answers, started, finished, unavailable = {}, None, False, None
     try:
-        data = _read_all(read_end, pid)
+        for message in _messages(read_end, pid):
+            if "start" in message:
+                started = message["start"]
+            elif "answer" in message:
+                answers[message["answer"]] = message["outcome"]
+            elif "unavailable" in message:
+                unavailable = message["unavailable"]
+            elif "done" in message:
+                finished = True
     finally:
         os.close(read_end)
-        os.waitpid(pid, 0)
-    result = json.loads(data or b'{"__unavailable__": "the checker died"}')
-    if "__unavailable__" in result:
-        raise ScratchUnavailable(result["__unavailable__"])
-    return result
+        _, status = os.waitpid(pid, 0)
+    if unavailable is not None:
+        raise ScratchUnavailable(unavailable)
+    return answers, started, None if finished else _how_it_died(status)
 
 
-def _read_all(fd: int, pid: int) -> bytes:
-    chunks = []
+def _child_main(jobs: list, fd: int) -> None:
+    status = 0
+    try:
+        # libnftables' own crash messages ("*** stack smashing detected ***") are
+        # not for the user's terminal, and a core file is not wanted.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _child(jobs, lambda message: _send(fd, message))
+        _send(fd, {"done": True})
+    except BaseException as exc:  # report anything to the parent, then leave
+        try:
+            _send(fd, {"unavailable": str(exc) or type(exc).__name__})
+        finally:
+            status = 1
+    finally:
+        os._exit(status)
+
+
+def _send(fd: int, message: dict) -> None:
+    data = (json.dumps(message) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _messages(fd: int, pid: int):
+    """The child's JSON lines, until it closes the pipe or stays silent TIMEOUT_S."""
+    buffer = b""
     while True:
         ready, _, _ = select.select([fd], [], [], TIMEOUT_S)
         if not ready:
             os.kill(pid, signal.SIGKILL)
-            return b""
+            return
         chunk = os.read(fd, 1 << 16)
         if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+            return
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield json.loads(line)
 
 
-def _child(jobs: list) -> dict:
+def _how_it_died(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        if number == signal.SIGKILL:
+            return f"did not answer within {TIMEOUT_S} s"
+        return f"crashed ({signal.Signals(number).name})"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def _child(jobs: list, send) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     flags = CLONE_NEWNET if os.geteuid() == 0 else CLONE_NEWUSER | CLONE_NEWNET
-    if libc.unshare(flags) != 0:
-        raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
+    by_devices = {}
+    for job in jobs:
+        by_devices.setdefault(tuple(job.get("devices", ())), []).append(job)
+    for devices, group in by_devices.items():
+        # A namespace per set of devices: each node's rules see that node's interfaces only.
+        if libc.unshare(flags) != 0:
+            raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
+        flags = CLONE_NEWNET  # the user namespace, when one was needed, is made once
+        _make_devices(list(devices))
+        _check_jobs(group, send)
+
+
+def _check_jobs(jobs: list, send) -> None:
     import nftables
 
-    _make_devices(sorted({d for job in jobs for d in job.get("devices", ())}))
     nft = nftables.Nftables()
     nft.set_json_output(True)
     nft.set_handle_output(True)
     nft.set_echo_output(True)
-    results = {}
     for job in jobs:
         family, table = job["family"], job["table"]
         where = {"family": family, "table": table}
@@ -102,13 +172,15 @@ def _child(jobs: list) -> dict:
         rc, _, err = nft.json_cmd({"nftables": skeleton})
         if rc != 0:
             for rule_id, _, _ in job["rules"]:
-                results[rule_id] = {"error": f"the table around this rule was refused: {err.strip()}"}
+                send({"answer": rule_id,
+                      "outcome": {"error": f"the table around this rule was refused: {err.strip()}"}})
             continue
         handles = {}
         for rule_id, chain, text in job["rules"]:
+            send({"start": rule_id})
             rc, out, err = nft.cmd(f"add rule {family} {table} {alias[chain]} {text}")
             if rc != 0:
-                results[rule_id] = {"error": _clean(err)}
+                send({"answer": rule_id, "outcome": {"error": _clean(err)}})
                 continue
             added = [item["add"]["rule"] for item in json.loads(out)["nftables"] if "add" in item]
             handles[added[0]["handle"]] = rule_id
@@ -118,9 +190,9 @@ def _child(jobs: list) -> dict:
         for item in json.loads(out)["nftables"]:
             rule = item.get("rule")
             if rule and rule.get("handle") in handles:
-                results[handles[rule["handle"]]] = {"expr": rule["expr"], "comment": rule.get("comment")}
+                send({"answer": handles[rule["handle"]],
+                      "outcome": {"expr": rule["expr"], "comment": rule.get("comment")}})
         nft.cmd(f"delete table {family} {table}")
-    return results
 
 
 def _make_devices(names: list) -> None:

@@ -248,57 +248,83 @@ def _span(element):
 def resolve_native_rules(topology, resolve):
     """(topology with every native rule's JSON filled in by `resolve`, problems):
     `resolve` is kernel/nft_scratch.resolve or alike; each rule libnftables
-    refused is a problem at its file and line."""
-    jobs, by_id = [], {}
-    devices = {}  # table -> interface names of the nodes using it (native rules may name them)
-    for node in topology.nodes:
-        for t in node.tables:
-            devices.setdefault(t, set()).update(i.name for i in node.interfaces if i.kind != "loopback")
-    for table in devices:
-        rules = [(f"{table.source}|{c.name}|{i}", c.name, r.native)
+    refused is a problem at its file and line.
+
+    A native rule may name interfaces (`iifname "eth0"`), which exist on one node
+    and not another: a table is checked once per set of interface names among the
+    nodes using it, each node's own, and a refusal on only some of them says which."""
+    groups = _native_groups(topology)  # (table, devices) -> names of the nodes
+    jobs, rules_of = [], {}
+    for k, ((table, devices), nodes) in enumerate(groups.items()):
+        rules = [(f"{k}|{table.source}|{c.name}|{i}", c.name, r.native)
                  for c in table.chains for i, r in enumerate(c.rules) if r.native is not None]
         if not rules:
             continue
-        by_id.update({rid: table for rid, _, _ in rules})
-        jobs.append({
-            "family": table.family, "table": table.kernel_name,
-            "sets": [{"name": s.name, "type": s.type, **({"flags": list(s.flags)} if s.flags else {})}
-                     for s in table.sets],
-            "chains": {c.name: ({"type": c.type, "hook": c.hook, "prio": c.priority, "policy": c.policy}
-                                if c.hook else {}) for c in table.chains},
-            "rules": rules,
-            "devices": sorted(devices[table]),
-        })
+        rules_of[k] = rules
+        jobs.append(_native_job(table, devices, rules))
     if not jobs:
         return topology, []
     results = resolve(jobs)
-    problems, resolved = [], {}
-    for rid, table in by_id.items():
-        _, chain, index = rid.rsplit("|", 2)
-        rule = next(c for c in table.chains if c.name == chain).rules[int(index)]
-        outcome = results.get(rid)
-        if outcome is None:
-            continue  # not checked (no scratch namespace here): stays unresolved
-        if "error" in outcome:
-            file, _, line = rule.source.rpartition(":")
-            problems.append(Problem(file, int(line), f"{rule.path}.nft",
-                                    f"libnftables refused `{shorten(rule.native, 80)}`: {shorten(outcome['error'])}"))
-        else:
-            resolved[rid] = (json.dumps(outcome["expr"]), outcome.get("comment"))
-    nodes = tuple(replace(n, tables=tuple(_filled(t, resolved) for t in n.tables)) for n in topology.nodes)
+    resolved, refusals = {}, {}  # (node, rule key) -> (expr, comment); rule -> {error: [nodes]}
+    for k, ((table, _), nodes) in enumerate(groups.items()):
+        for rid, _, _ in rules_of.get(k, ()):
+            outcome, key = results.get(rid), rid.split("|", 1)[1]
+            if outcome is None:
+                continue  # not checked (no scratch namespace here): stays unresolved
+            if "error" in outcome:
+                refusals.setdefault((table, key), {}).setdefault(outcome["error"], []).extend(nodes)
+            else:
+                resolved.update({(node, key): (json.dumps(outcome["expr"]), outcome.get("comment"))
+                                 for node in nodes})
+    problems = [_refusal(table, key, error, nodes, _users(groups, table))
+                for (table, key), errors in refusals.items() for error, nodes in errors.items()]
+    nodes = tuple(replace(n, tables=tuple(_filled(t, resolved, n.name) for t in n.tables)) for n in topology.nodes)
     return replace(topology, nodes=nodes), problems
 
 
-def _filled(table: Table, resolved: dict) -> Table:
+def _native_groups(topology) -> dict:
+    groups = {}
+    for node in topology.nodes:
+        devices = tuple(sorted(i.name for i in node.interfaces if i.kind != "loopback"))
+        for table in node.tables:
+            groups.setdefault((table, devices), []).append(node.name)
+    return groups
+
+
+def _users(groups: dict, table: Table) -> list:
+    return [node for (t, _), nodes in groups.items() if t == table for node in nodes]
+
+
+def _native_job(table: Table, devices: tuple, rules: list) -> dict:
+    return {
+        "family": table.family, "table": table.kernel_name,
+        "sets": [{"name": s.name, "type": s.type, **({"flags": list(s.flags)} if s.flags else {})}
+                 for s in table.sets],
+        "chains": {c.name: ({"type": c.type, "hook": c.hook, "prio": c.priority, "policy": c.policy}
+                            if c.hook else {}) for c in table.chains},
+        "rules": rules,
+        "devices": list(devices),
+    }
+
+
+def _refusal(table: Table, key: str, error: str, nodes: list, users: list) -> Problem:
+    _, chain, index = key.rsplit("|", 2)
+    rule = next(c for c in table.chains if c.name == chain).rules[int(index)]
+    file, _, line = rule.source.rpartition(":")
+    where = "" if sorted(nodes) == sorted(users) else f" on node {', '.join(sorted(set(nodes)))}"
+    return Problem(file, int(line), f"{rule.path}.nft",
+                   f"libnftables refused `{shorten(rule.native, 80)}`{where}: {shorten(error)}")
+
+
+def _filled(table: Table, resolved: dict, node: str) -> Table:
     chains = []
     for chain in table.chains:
         rules = []
         for i, rule in enumerate(chain.rules):
-            found = resolved.get(f"{table.source}|{chain.name}|{i}")
+            found = resolved.get((node, f"{table.source}|{chain.name}|{i}"))
             if rule.native is not None and found:
                 # A comment may be written in the native text itself.
                 rule = replace(rule, expr=found[0], comment=rule.comment or found[1])
             rules.append(rule)
-        rules = tuple(rules)
-        chains.append(replace(chain, rules=rules))
+        chains.append(replace(chain, rules=tuple(rules)))
     return replace(table, chains=tuple(chains))
