@@ -7,7 +7,7 @@ import itertools
 import os
 
 import pytest
-from labkit import Lab, remove_prefixed
+from labkit import Lab, remove_prefixed, root_firewall_and_qdiscs
 
 RUN_TAG = f"nkt{os.getpid() % 100000}"
 _counter = itertools.count()
@@ -27,6 +27,18 @@ def _sweep_run_namespaces():
     """Whatever a test left behind under this run's tag goes at the end, too."""
     yield
     remove_prefixed(RUN_TAG)
+
+
+@pytest.fixture(autouse=True)
+def _root_namespace_untouched(request):
+    """No test may change the root namespace's firewall or qdiscs (DESIGN.md's
+    safety rules): compared before and after every integration test."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = root_firewall_and_qdiscs()
+    yield
+    assert root_firewall_and_qdiscs() == before, f"{request.node.name} changed the root namespace's nft or qdiscs"
 
 
 @pytest.fixture

@@ -152,11 +152,25 @@ def lab_view(prefix: str) -> dict:
 
 def root_namespace_view() -> dict:
     """What tests promise never to change: the root namespace's links, addresses,
-    routes and nftables ruleset (volatile counters left out)."""
+    routes, qdiscs and nftables ruleset (volatile counters left out)."""
     def ip_json(*args):
         out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=10, check=True)
         return json.loads(out.stdout or "[]")
 
+    return {**_root_links_addrs_routes(ip_json), **root_firewall_and_qdiscs()}
+
+
+def root_firewall_and_qdiscs() -> dict:
+    """The root namespace's nftables ruleset and tc qdiscs, without counters."""
+    nft = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True, timeout=10, check=True)
+    ruleset = _without(json.loads(nft.stdout or "{}").get("nftables", []), {"handle", "packets", "bytes"})
+    tc = subprocess.run(["tc", "-j", "qdisc", "show"], capture_output=True, text=True, timeout=10, check=True)
+    qdiscs = sorted((q.get("dev"), q.get("kind"), q.get("handle"), q.get("parent", "root"))
+                    for q in json.loads(tc.stdout or "[]"))
+    return {"nft": ruleset, "qdiscs": qdiscs}
+
+
+def _root_links_addrs_routes(ip_json) -> dict:
     links = sorted((l["ifname"], l.get("mtu"), tuple(l.get("flags", [])), l.get("master"))
                    for l in ip_json("link", "show"))
     addrs = sorted((a["ifname"], i["local"], i["prefixlen"])

@@ -104,6 +104,11 @@ class Kind:
             return ()
         return self.forward_phases
 
+    def harm_outside(self, resource) -> str:
+        """What removing `resource`'s namespace would also destroy outside netkeel's
+        scope ("" for nothing): such a namespace is not removed."""
+        return ""
+
     # -- reports -------------------------------------------------------------------
     def label(self, resource) -> str:
         return f"{self.name} {' '.join(map(str, resource.key[1:]))}"

@@ -100,6 +100,13 @@ class Link(Kind):
             return ("configure",) if action.implicit else ("create", "configure")
         return ("configure",)
 
+    def harm_outside(self, resource) -> str:
+        """A veth whose other end is outside the scope (another party's namespace,
+        the root namespace): the kernel deletes that end with this one."""
+        if resource.owner == "foreign" and resource.get("peer"):
+            return f"its other end {resource.get('peer')} would be deleted with it"
+        return ""
+
     def label(self, resource) -> str:
         return f"link {resource.key[1]}"
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from ..core.action import Plan
 from ..core.owners import is_managed
 from ..errors import ManifestError, NetkeelError, OwnershipError, Problem
-from ..kinds import compile_all, kind
+from ..kinds import NAMESPACE, compile_all, kind
 from ..kinds.netns import names as namespace_names
 from ..model.topology import Topology
 from ..planner import diff
@@ -138,7 +138,9 @@ class Reconciler:
         self.check_ownership()
         live = self.read()
         self.check_collisions(live)
-        return self.explained(diff(self.desired, live)), live
+        plan = diff(self.desired, live)
+        check_harm_outside(plan, live)
+        return self.explained(plan), live
 
     def check_collisions(self, live) -> None:
         """Raise OwnershipError if something the manifest declares already exists
@@ -183,6 +185,7 @@ class Reconciler:
             names = self.inventory.namespaces(self.instance)
             live = self.read(names=names)
             plan = diff((), live)
+            check_harm_outside(plan, live)
             if plan.empty:
                 self.inventory.record(self.instance, ())
                 return ApplyResult(plan, 0)
@@ -211,6 +214,7 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
         wanted = frozenset(snapshot.resources)
         live = read_scope(backend, names, wanted)
         plan = diff(wanted, live)
+        check_harm_outside(plan, live)
         if plan.empty:
             inventory.record(snapshot.instance, snapshot.owned)
             return ApplyResult(plan, 0, None)
@@ -220,6 +224,20 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
                         git={**snapshot.git, "rollback_to": snapshot.id})
         steps, taken = transaction.run(backend, state, change, on_step)
         return ApplyResult(plan, steps, taken)
+
+
+def check_harm_outside(plan: Plan, live) -> None:
+    """Raise OwnershipError if removing a namespace in `plan` would destroy
+    something outside it that is not netkeel's (the far end of a veth someone
+    made into another namespace): nothing is removed then; the message names
+    each such object and what to do."""
+    removed = {a.ns for a in plan.actions if a.kind == NAMESPACE.name and a.op == "delete"}
+    problems = [(r.ns, r.owner, f"removing namespace {r.ns} would destroy more than it: {r.label} in it "
+                                f"is not netkeel's, and {why}; delete or move it by hand first "
+                                f"(ip -n {r.ns} link del {r.key[1]}, or ... link set {r.key[1]} netns NS)")
+                for r in sorted(live) if r.ns in removed and (why := kind(r.kind).harm_outside(r))]
+    if problems:
+        raise OwnershipError(problems)
 
 
 def _check_rollback_ownership(backend, inventory, snapshot, names) -> None:

@@ -1,0 +1,90 @@
+"""Defects an adversarial user found (issue 8), each shown fixed with real
+namespaces: restores that remove only what they made, veths whose far end is
+not netkeel's, addresses restored in their primary/secondary roles."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from labkit import Lab, namespaces_with
+
+TWO = "name: two\nnodes:\n  a: {}\n  b: {}\nlinks:\n  - endpoints:\n      - {node: a, interface: ab}\n" \
+      "      - {node: b, interface: ba}\n"
+
+
+def _links(namespace: str) -> str:
+    return subprocess.run(["ip", "-n", namespace, "-br", "link"], capture_output=True, text=True,
+                          check=True, timeout=10).stdout
+
+
+def test_removing_a_node_never_deletes_the_far_end_of_a_veth_netkeel_did_not_make(lab, prefix, tmp_path):
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(TWO)
+    lab.applied(manifest)
+    victim = f"{prefix}victim"
+    lab.add_foreign_namespace(victim)
+    subprocess.run(["ip", "-n", lab.ns("a"), "link", "add", "hx", "type", "veth", "peer", "name", "hy",
+                    "netns", victim], check=True, timeout=10)
+    code, doc = lab.json("drift", manifest)
+    assert code == 2 and [u["object"] for u in doc["unmanaged"]] == ["link hx"]
+
+    without_a = tmp_path / "one.yaml"
+    without_a.write_text("name: two\nnodes:\n  b: {}\n")
+    for attempt in (lab.run("destroy", manifest), lab.run("plan", without_a), lab.run("apply", without_a)):
+        assert attempt.returncode == 1, attempt.stdout
+        assert "link hx" in attempt.stderr and f"{victim}/hy" in attempt.stderr, attempt.stderr
+    assert "hy" in _links(victim) and lab.ns("a") in namespaces_with(prefix)
+
+    lab.ip("a", "link del hx")  # as the message says; then the node can go
+    assert lab.run("destroy", manifest).returncode == 0
+    assert namespaces_with(prefix) == {victim}
+
+
+def test_a_failed_create_never_removes_a_namespace_someone_else_made(lab, prefix, tmp_path):
+    nodes = 150
+    manifest = tmp_path / "many.yaml"
+    manifest.write_text("name: many\nnodes:\n" + "".join(f"  n{i:03d}: {{}}\n" for i in range(nodes)))
+    last = lab.ns(f"n{nodes - 1:03d}")
+    proc = lab.start("apply", manifest)
+    try:
+        deadline = time.monotonic() + 30
+        while not namespaces_with(prefix) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        subprocess.run(["ip", "netns", "add", last], check=False, timeout=10)  # someone else, mid-apply
+        assert proc.wait(timeout=120) in (0, 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if proc.returncode == 1:  # it lost the race: its restore removed its own namespaces only
+        assert namespaces_with(prefix) == {last}
+    else:  # it won (made the last one first): then `ip netns add` failed, and all are netkeel's
+        assert len(namespaces_with(prefix)) == nodes
+
+
+def test_two_state_directories_applying_one_manifest_at_once_keep_each_others_namespaces(prefix, tmp_path):
+    manifest = tmp_path / "many.yaml"
+    manifest.write_text("name: many\nnodes:\n" + "".join(f"  n{i:03d}: {{}}\n" for i in range(100)))
+    one, two = Lab(prefix, tmp_path / "state1"), Lab(prefix, tmp_path / "state2")
+    first, second = one.start("apply", manifest), two.start("apply", manifest)
+    codes = sorted((first.wait(timeout=120), second.wait(timeout=120)))
+    assert codes == [0, 1]  # one builds the lab; the other is refused (or fails and restores)
+    assert len(namespaces_with(prefix)) == 100
+    winner = one if first.returncode == 0 else two
+    assert winner.run("drift", manifest).returncode == 0
+
+
+def test_rollback_restores_a_secondary_address_that_sorts_before_its_primary(lab, tmp_path):
+    one = TWO.replace("{node: a, interface: ab}", "{node: a, interface: ab, addresses: [%s]}")
+    files = {}
+    for name, addrs in (("v1", "10.0.0.9/24"), ("v2", "10.0.0.9/24, 10.0.0.10/24"), ("v3", "")):
+        files[name] = tmp_path / f"{name}.yaml"
+        files[name].write_text(one % addrs)
+    lab.applied(files["v1"])
+    lab.applied(files["v2"])
+    before = lab.ip("a", "-4 -br addr show dev ab").stdout
+    lab.applied(files["v3"])
+    result = lab.run("rollback", None)
+    assert result.returncode == 0, result.stderr
+    assert lab.ip("a", "-4 -br addr show dev ab").stdout == before
+    assert lab.run("drift", files["v2"]).returncode == 0
