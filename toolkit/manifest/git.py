@@ -12,6 +12,7 @@ import os
 import subprocess
 
 from ..errors import NetkeelError
+from .files import MAX_BYTES, too_big
 
 
 class GitError(NetkeelError):
@@ -56,11 +57,55 @@ class RevisionReader:
         self.commit = result.stdout.decode().strip()
 
     def __call__(self, path: str) -> bytes:
+        """The bytes of `path` in the revision. Symlinks are followed inside the
+        repository, as the working tree would; a path or link leaving it, a
+        directory, a submodule or a file over files.MAX_BYTES raise OSError."""
         relative = os.path.relpath(_real(path), self.root)
-        result = _git(self.root, "show", f"{self.commit}:{relative}")
-        if result.returncode != 0:
-            raise OSError(errno.ENOENT, f"not in revision {self.rev} ({self.commit[:12]})")
-        return result.stdout
+        if relative == ".." or relative.startswith("../"):
+            raise OSError(errno.EXDEV, "it is outside the repository")
+        sha = self._blob(relative)
+        size = _git(self.root, "cat-file", "-s", sha)
+        if size.returncode != 0 or int(size.stdout or 0) > MAX_BYTES:
+            raise too_big(int(size.stdout or 0))
+        return _git(self.root, "cat-file", "blob", sha).stdout
+
+    def _blob(self, relative: str) -> str:
+        """The blob id of `relative` in the commit, symlinks resolved component by component."""
+        parts, done, hops = relative.split("/"), [], 0
+        while parts:
+            entry = self._entry("/".join(done + parts[:1]))
+            if entry is None:
+                raise OSError(errno.ENOENT, f"not in revision {self.rev} ({self.commit[:12]})")
+            mode, sha = entry
+            if mode == "120000":  # a symlink: a blob holding its target
+                hops += 1
+                if hops > 40:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links")
+                target = _git(self.root, "cat-file", "blob", sha).stdout.decode(errors="replace")
+                joined = os.path.normpath(os.path.join(*done, target)) if not target.startswith("/") \
+                    else os.path.relpath(target, self.root)
+                if joined == ".." or joined.startswith("../"):
+                    raise OSError(errno.EXDEV, f"it is a symbolic link to {target!r}, outside the repository")
+                parts, done = ([] if joined == "." else joined.split("/")) + parts[1:], []
+                continue
+            done.append(parts.pop(0))
+            if parts and mode != "040000":
+                raise OSError(errno.ENOTDIR, f"{'/'.join(done)} is not a directory in revision {self.rev}")
+        if mode == "040000":
+            raise OSError(errno.EISDIR, "it is a directory, not a regular file")
+        if mode == "160000":
+            raise OSError(errno.EINVAL, "it is a submodule, not a regular file")
+        return sha
+
+    def _entry(self, relative: str):
+        """(mode, object id) of `relative` in the commit, or None."""
+        if not relative or relative == ".":
+            return "040000", self.commit
+        listed = _git(self.root, "ls-tree", "-z", self.commit, "--", relative).stdout.split(b"\0")[0]
+        if not listed:
+            return None
+        mode, _, sha = listed.split(b"\t", 1)[0].decode().split(" ")
+        return mode, sha
 
     def info(self) -> dict:
         return {"root": self.root, "commit": self.commit, "rev": self.rev, "dirty": False}
