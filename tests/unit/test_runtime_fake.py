@@ -190,3 +190,43 @@ def test_rollback_gives_back_primary_and_secondary_addresses_in_their_roles(stat
     reconciler(text_topology(one % ""), kernel, state).apply()
     rollback(kernel, state)
     assert kernel.state() == wanted
+
+
+def test_an_overlays_objects_are_reported_by_owner_and_never_removed_by_apply(state):
+    from toolkit.core.owners import Claim, overlay
+    from toolkit.core.resource import Resource
+
+    kernel = FakeKernel()
+    topology = text_topology(V1)
+    reconciler(topology, kernel, state).apply()
+    vip = Resource.make("addr", ("t-a", "eth0", "10.0.0.254/24"), secondary=True)
+    marked = Resource.make("route", ("t-b", "10.8.0.0/16", 0), owner=overlay("fault-1"), via="10.0.0.1")
+    kernel.objects[vip.ident] = vip        # as a VIP speaker would add it: no mark of its own here
+    kernel.objects[marked.ident] = marked  # read with an overlay's marker
+    claims = [Claim(overlay("vip-group"), "addr", lambda r: r.key[2] == "10.0.0.254/24")]
+
+    rec = Reconciler(topology, kernel, state, prefix="t-", git={}, claims=claims)
+    found = rec.drift()
+    assert found.plan.empty and not found.clean
+    assert {(r.label, r.owner) for r in found.unmanaged} == {
+        ("addr 10.0.0.254/24 on eth0", "overlay:vip-group"), ("route 10.8.0.0/16", "overlay:fault-1")}
+    assert rec.apply().plan.empty
+    assert vip.ident in kernel.objects and marked.ident in kernel.objects
+
+    # Without the claim the address is hand-made drift in a namespace the topology owns.
+    plain = reconciler(topology, kernel, state)
+    assert [str(a) for a in plain.drift().plan.actions] == ["delete addr 10.0.0.254/24 on eth0 in t-a"]
+
+
+def test_a_declared_object_that_an_overlay_holds_is_refused_not_taken(state):
+    from toolkit.core.owners import overlay
+    from toolkit.core.resource import Resource
+
+    kernel = FakeKernel()
+    reconciler(text_topology(UNLINKED), kernel, state).apply()
+    held = Resource.make("sysctl", ("t-a", "net.ipv4.ip_forward"), owner=overlay("fault-2"), value="1")
+    kernel.read = (lambda read: lambda names, hints: read(names, hints) + [held])(kernel.read)
+    with pytest.raises(OwnershipError) as caught:
+        reconciler(text_topology("name: lab\nnodes: {a: {sysctls: {net.ipv4.ip_forward: 1}}, b: {}}\n"),
+                   kernel, state).plan()
+    assert caught.value.problems[0][:2] == ("t-a", "overlay:fault-2")
