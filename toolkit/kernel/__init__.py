@@ -1,8 +1,11 @@
-"""The only code that touches the kernel.
+"""The kernel backend: the only code that touches the kernel.
 
-`Kernel` (session.py) holds one netlink socket per namespace, opened inside that
-namespace; one adapter module per resource kind (namespaces, links, addresses,
-routes, sysctls) reads live resources and carries out plan actions.
+`Kernel` (session.py) implements the backend protocol of toolkit/core/backend.py:
+one netlink socket and one libnftables context per namespace, opened inside
+that namespace, and one module per resource kind (namespaces, links,
+addresses, routes, neighbours, sysctls, nftables) that reads live resources
+and carries out the kinds' requests. It imports only the bottom layer
+(toolkit/core, toolkit/kinds).
 """
 
 from .session import Kernel
