@@ -342,3 +342,32 @@ def test_policies_outside_may_be_allowed_and_their_content_is_never_echoed(tmp_p
     assert_reported(lines, "/etc/passwd:1", "expected a mapping at the top level, got a string")
     assert_reported(lines, "m.yaml:4: nodes.a.policies[1]", "it is a character device")
     assert not any("root:" in line for line in lines)
+
+
+def _patterns(schema):
+    """Every `pattern` of a schema (x-messages, which reuse the word, left out)."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "pattern" and isinstance(value, str):
+                yield value
+            elif key != "x-messages":
+                yield from _patterns(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _patterns(item)
+
+
+@pytest.mark.parametrize("name", ["topology", "policy"])
+def test_every_schema_pattern_matches_whole_strings(name):
+    # `^...$` lets "x\n" through: `$` also matches before a final newline (item 11).
+    from toolkit.manifest.schema import load_schema
+    patterns = list(_patterns(load_schema(name)))
+    assert patterns
+    for pattern in patterns:
+        assert pattern.startswith("\\A") and pattern.endswith("\\Z"), pattern
+
+
+def test_a_neighbour_mac_with_a_trailing_newline_is_refused(tmp_path, monkeypatch):
+    lines = report(tmp_path, monkeypatch, {"m.yaml": manifest(
+        'a:\n  neighbours: [{address: 10.0.0.9, mac: "02:00:00:00:00:09\\n", interface: e0}]\nb:\n')})
+    assert_reported(lines, "m.yaml:4: nodes.a.neighbours[0].mac", "invalid MAC address")
