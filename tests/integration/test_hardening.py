@@ -88,3 +88,36 @@ def test_rollback_restores_a_secondary_address_that_sorts_before_its_primary(lab
     assert result.returncode == 0, result.stderr
     assert lab.ip("a", "-4 -br addr show dev ab").stdout == before
     assert lab.run("drift", files["v2"]).returncode == 0
+
+
+def test_a_namespace_deleted_and_made_again_by_hand_is_refused_not_adopted(lab, prefix, tmp_path):
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(TWO)
+    lab.applied(manifest)
+    b = lab.ns("b")
+    subprocess.run(["ip", "netns", "del", b], check=True, timeout=10)
+    subprocess.run(["ip", "netns", "add", b], check=True, timeout=10)
+    lab.ip("b", "link add hand0 type bridge")
+    lab.ip("b", "addr add 192.0.2.1/24 dev lo")
+    for command in ("apply", "destroy"):
+        refused = lab.run(command, manifest)
+        assert refused.returncode == 1 and f"namespace {b} exists but is not the namespace netkeel" in refused.stderr
+    assert "hand0" in _links(b) and "192.0.2.1" in lab.ip("b", "addr show dev lo").stdout
+    assert lab.run("rollback", None).returncode == 1
+
+
+def test_destroy_leaves_a_namespace_an_inventory_entry_names_but_netkeel_never_made(lab, prefix, tmp_path):
+    import json
+
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(TWO)
+    lab.applied(manifest)
+    stranger = f"{prefix}stranger"
+    lab.add_foreign_namespace(stranger)
+    inventory = json.loads((lab.state / "inventory.json").read_text())
+    [entry] = inventory["instances"].values()
+    entry["namespaces"].append(stranger)
+    (lab.state / "inventory.json").write_text(json.dumps(inventory))
+    refused = lab.run("destroy", manifest)
+    assert refused.returncode == 1 and stranger in refused.stderr
+    assert stranger in namespaces_with(prefix)

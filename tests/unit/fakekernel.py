@@ -41,6 +41,7 @@ class FakeKernel:
         self._pending: list = []         # [reads left, idents to remove]
         self._settle = 0
         self.reads = 0
+        self.announce = None
 
     # -- test hooks ---------------------------------------------------------------------
     def fail(self, predicate) -> None:
@@ -49,9 +50,9 @@ class FakeKernel:
     def settle_after(self, reads: int) -> None:
         self._settle = reads
 
-    def intruder(self, name: str) -> None:
+    def intruder(self, name: str, cookie: int | None = None) -> None:
         """A namespace made by someone else (as `ip netns add` would)."""
-        self.cookies[name] = next(_cookies)
+        self.cookies[name] = cookie or next(_cookies)
         self._add(Resource.make("netns", (name,)))
         self._add(self._lo(name))
 
@@ -75,7 +76,10 @@ class FakeKernel:
         self._request("create_namespace", name)
         if name in self.cookies:
             raise KernelError(f"netns add in {name}", "File exists", 17)
-        self.intruder(name)
+        cookie = next(_cookies)
+        if self.announce is not None:
+            self.announce(name, cookie)
+        self.intruder(name, cookie)
 
     def remove_namespace(self, name):
         self._request("remove_namespace", name)

@@ -230,3 +230,54 @@ def test_a_declared_object_that_an_overlay_holds_is_refused_not_taken(state):
         reconciler(text_topology("name: lab\nnodes: {a: {sysctls: {net.ipv4.ip_forward: 1}}, b: {}}\n"),
                    kernel, state).plan()
     assert caught.value.problems[0][:2] == ("t-a", "overlay:fault-2")
+
+
+def test_a_namespace_made_again_by_someone_else_is_refused_not_adopted(state):
+    kernel = FakeKernel()
+    topology = text_topology(UNLINKED)
+    reconciler(topology, kernel, state).apply()
+    kernel.remove_namespace("t-b")
+    kernel.intruder("t-b")  # same name, another namespace
+    for attempt in (lambda r: r.plan(), lambda r: r.apply(), lambda r: r.destroy()):
+        with pytest.raises(OwnershipError) as caught:
+            attempt(reconciler(topology, kernel, state))
+        assert caught.value.problems[0][0] == "t-b"
+    assert kernel.list_namespaces() == ["t-a", "t-b"]
+    with pytest.raises(OwnershipError):
+        rollback(kernel, state)
+
+
+def test_destroy_never_deletes_a_namespace_the_inventory_names_but_netkeel_never_made(state):
+    from toolkit.state.inventory import Inventory
+
+    kernel = FakeKernel()
+    topology = text_topology(UNLINKED)
+    reconciler(topology, kernel, state).apply()
+    kernel.intruder("victim")
+    inventory = Inventory(state)
+    inventory.record("lab@t-", inventory.namespaces("lab@t-") | {"victim"})
+    with pytest.raises(OwnershipError) as caught:
+        reconciler(topology, kernel, state).destroy()
+    assert [p[0] for p in caught.value.problems] == ["victim"]
+    assert "victim" in kernel.list_namespaces()
+
+
+def test_identities_are_recorded_before_a_namespace_is_visible(state):
+    kernel = FakeKernel()
+    seen = []
+
+    def watch(method, args):
+        if method == "create_namespace":
+            from toolkit.state.identities import Identities
+            seen.append((args[0], args[0] in Identities(state).load()))
+        return False
+    kernel.fail(watch)
+    original = kernel.intruder
+
+    def visible(name, cookie=None):
+        from toolkit.state.identities import Identities
+        assert Identities(state).load().get(name) == cookie  # on record before it exists
+        original(name, cookie)
+    kernel.intruder = visible
+    reconciler(text_topology(UNLINKED), kernel, state).apply()
+    assert [name for name, _ in seen] == ["t-a", "t-b"]

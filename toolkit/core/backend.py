@@ -19,7 +19,9 @@ class Backend(Protocol):
     def cookie(self, name: str) -> int | None:
         """The namespace's identity (SO_NETNS_COOKIE: new for every namespace,
         never reused while the system runs); None if it does not exist."""
-    def create_namespace(self, name: str) -> None: ...
+    announce: object  # None, or called (name, cookie) as a namespace is created, before it is visible
+    def create_namespace(self, name: str) -> None:
+        """Create it; call `announce` with its cookie before it can be seen by name."""
     def remove_namespace(self, name: str) -> None: ...
 
     # -- reading ---------------------------------------------------------------------

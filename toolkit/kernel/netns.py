@@ -91,8 +91,10 @@ def _prepare_run_dir() -> None:
     _run_dir_ready = True
 
 
-def create(name: str) -> None:
-    """Create the named namespace. Raises FileExistsError if the name is taken."""
+def create(name: str, announce=None) -> None:
+    """Create the named namespace. `announce(name, cookie)` is called with its
+    cookie before it becomes visible under its name (a failure there creates
+    nothing). Raises FileExistsError if the name is taken."""
     _prepare_run_dir()
     path = path_of(name)
     if os.path.lexists(path) and not os.path.ismount(path):
@@ -102,11 +104,13 @@ def create(name: str) -> None:
     try:
         _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
         try:
+            if announce is not None:
+                announce(name, _own_cookie())
             _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
                    f"bind mount {path}")
         finally:
             setns(previous)  # back where the thread was, whatever happened
-    except OSError:
+    except BaseException:
         os.unlink(path)
         raise
     finally:
@@ -128,21 +132,25 @@ def remove(name: str) -> None:
 SO_NETNS_COOKIE = 71  # <asm-generic/socket.h>, Linux 5.14+
 
 
+def _own_cookie() -> int:
+    """The cookie of the namespace the calling thread is in."""
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        return struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+
+
 def cookie(name: str) -> int | None:
     """The named namespace's cookie: a 64-bit id the kernel gives every network
     namespace, never reused while the system runs (inode numbers are). Read from
     a socket made inside it. None if there is no such namespace."""
-    import socket
-    import struct
-
     try:
         fd = open_fd(name)
     except OSError:
         return None
     try:
         with entered(fd):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        with sock:
-            return struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+            return _own_cookie()
     finally:
         os.close(fd)

@@ -97,6 +97,9 @@ class Kernel:
 
     def __init__(self, log: Callable[[str, str], None] | None = None):
         self.log = log or (lambda ns, text: None)
+        # Called with (name, cookie) as each namespace is created, before it is
+        # visible: the runtime records what it creates by identity.
+        self.announce = None
         self._open: dict[str, Namespace] = {}
         self._loop = asyncio.new_event_loop()
         _raise_fd_limit()
@@ -119,7 +122,7 @@ class Kernel:
         return netns.cookie(name)
 
     def create_namespace(self, name: str) -> None:
-        self.request(name, "netns add", netns.create, name)
+        self.request(name, "netns add", netns.create, name, self.announce)
 
     def remove_namespace(self, name: str) -> None:
         # Our own socket and fd would keep the namespace alive: close them first.

@@ -25,6 +25,7 @@ from ..kinds import NAMESPACE, compile_all, kind
 from ..kinds.netns import names as namespace_names
 from ..model.topology import Topology
 from ..planner import diff
+from ..state.identities import Identities
 from ..state.inventory import Inventory, instance_id
 from ..state.journal import Journal
 from ..state.lock import StateLock
@@ -101,9 +102,11 @@ class Reconciler:
         return self.desired_namespaces | self.inventory.namespaces(self.instance)
 
     def check_ownership(self) -> None:
-        """Raise OwnershipError if a namespace we would manage exists and is not ours."""
+        """Raise OwnershipError if a namespace we would manage exists and is not ours:
+        another instance's, one netkeel did not create, or one the inventory names
+        whose identity is not the one netkeel created (made again by someone else)."""
         owned = self.inventory.namespaces(self.instance)
-        problems = []
+        problems = check_identities(self.kernel, self.state, owned)
         for name in sorted(self.desired_namespaces - owned):
             owner = self.inventory.owner_of(name)
             if owner is not None:
@@ -183,6 +186,8 @@ class Reconciler:
         """Remove every namespace this instance owns (and so everything in them)."""
         with self.locked():
             names = self.inventory.namespaces(self.instance)
+            if problems := check_identities(self.kernel, self.state, names):
+                raise OwnershipError(problems)
             live = self.read(names=names)
             plan = diff((), live)
             check_harm_outside(plan, live)
@@ -210,7 +215,7 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
         snapshot = Snapshots(state).load(snapshot_id or last_apply_snapshot(state))
         inventory = Inventory(state)
         names = set(snapshot.namespaces) | inventory.namespaces(snapshot.instance)
-        _check_rollback_ownership(backend, inventory, snapshot, names)
+        _check_rollback_ownership(backend, state, inventory, snapshot, names)
         wanted = frozenset(snapshot.resources)
         live = read_scope(backend, names, wanted)
         plan = diff(wanted, live)
@@ -240,11 +245,27 @@ def check_harm_outside(plan: Plan, live) -> None:
         raise OwnershipError(problems)
 
 
-def _check_rollback_ownership(backend, inventory, snapshot, names) -> None:
+def check_identities(backend, state: StateDir, names) -> list:
+    """Problems (namespace, owner, what) for each of `names` (namespaces netkeel
+    owns by name) that exists but is not the very namespace netkeel created: its
+    cookie differs from the one recorded at creation, or none was recorded."""
+    recorded = Identities(state).load()
+    problems = []
+    for name in sorted(names):
+        live = backend.cookie(name)
+        if live is not None and recorded.get(name) != live:
+            problems.append((name, "not netkeel's", f"namespace {name} exists but is not the namespace netkeel "
+                             "created under that name (it was deleted and made again, or netkeel never made "
+                             f"it): netkeel will not adopt, change or delete it; remove it by hand "
+                             f"(ip netns del {name}) or use another --ns-prefix"))
+    return problems
+
+
+def _check_rollback_ownership(backend, state, inventory, snapshot, names) -> None:
     """A rollback touches only namespaces its instance owns now or owned then:
     never another instance's, never one made by hand since."""
     mine = inventory.namespaces(snapshot.instance) | set(snapshot.owned)
-    problems = []
+    problems = check_identities(backend, state, names & mine)
     for name in sorted(names):
         owner = inventory.owner_of(name)
         if owner is not None and owner != snapshot.instance:

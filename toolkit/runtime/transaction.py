@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from ..core.action import Plan
 from ..core.owners import assign
 from ..errors import ApplyError, StepError, VerifyError
-from ..kinds import NAMESPACE, read_hints
+from ..kinds import read_hints
 from ..kinds.netns import names as namespace_names
 from ..planner import diff
+from ..state.identities import Identities
 from ..state.inventory import Inventory
 from ..state.journal import Journal, command_line, now
 from ..state.snapshots import Snapshot, Snapshots, keep_setting, new_id
@@ -82,7 +83,25 @@ def run(backend, state, change: Change, on_step=None) -> tuple:
                      manifest=change.manifests[0]["path"] if change.manifests else "")
     names = set(change.names) | target
     created: dict = {}  # namespace -> cookie, of those this transaction created
-    progress = _progress(journal, tx, on_step, backend, created)
+    identities = Identities(state)
+
+    def announce(name, cookie):  # before the namespace is visible: recorded first, then made
+        identities.record(name, cookie)
+        created[name] = cookie
+    previous, backend.announce = backend.announce, announce
+    try:
+        return _carry_out(backend, change, snapshot, journal, inventory, owned_before, target, names,
+                          created, on_step)
+    finally:
+        backend.announce = previous
+        inventory = Inventory(state)
+        identities.fold(set().union(*(inventory.namespaces(i) for i in inventory.instances)))
+
+
+def _carry_out(backend, change, snapshot, journal, inventory, owned_before, target, names, created,
+               on_step) -> tuple:
+    tx = snapshot.id
+    progress = _progress(journal, tx, on_step)
     try:
         done = execute(backend, change.plan, failpoints.wrap(progress))
         remaining = verify(lambda: read_scope(backend, names, change.desired, change.claims), change.desired)
@@ -132,14 +151,11 @@ def restore(backend, snapshot: Snapshot, names: set, claims=()) -> tuple:
     return True, None
 
 
-def _progress(journal: Journal, tx: str, on_step, backend, created: dict):
-    """on_step that journals progress once per phase (not per step: fsyncs cost)
-    and notes the identity of each namespace this transaction creates."""
+def _progress(journal: Journal, tx: str, on_step):
+    """on_step that journals progress once per phase (not per step: fsyncs cost)."""
     seen = set()
 
     def step(done, total, current):
-        if current.action.kind == NAMESPACE.name and current.phase == "create":
-            created[current.action.ns] = backend.cookie(current.action.ns)
         phase = (current.phase, current.action.kind)
         if phase not in seen:
             seen.add(phase)

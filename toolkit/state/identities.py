@@ -1,0 +1,72 @@
+"""Identities: which namespace netkeel created, by its cookie, not only its name.
+
+A name can be reused: a namespace deleted by hand and made again (`ip netns
+del x; ip netns add x`) has the same name and may get the same inode number,
+but its cookie (SO_NETNS_COOKIE) is new for every namespace. netkeel records
+the cookie of each namespace it creates *before* the namespace becomes visible
+under its name, so there is no moment in which a namespace of ours exists
+without its identity on record, whatever kills the process.
+
+Records are appended to identities.log (one `COOKIE NAME` line each: a single
+write, which survives the death of the process; namespaces themselves do not
+survive a power cut, so neither needs an fsync), and folded into
+identities.json under the state lock at the end of each change.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .statedir import StateDir, read_from, write_all
+
+LOG = "identities.log"
+FOLDED = "identities.json"
+
+
+class Identities:
+    def __init__(self, state: StateDir):
+        self.state = state
+        self._fd: int | None = None
+
+    def load(self) -> dict:
+        """name -> cookie of every namespace netkeel recorded creating (the latest wins).
+        Lines that are not a record (cut short, damaged) are ignored."""
+        try:
+            folded = self.state.read_json(FOLDED, default={}) or {}
+        except ValueError:
+            folded = {}
+        out = {name: cookie for name, cookie in folded.items() if isinstance(name, str) and isinstance(cookie, int)}
+        for line in (self.state.read_bytes(LOG) or b"").decode(errors="replace").splitlines():
+            cookie, _, name = line.partition(" ")
+            if cookie.isdigit() and name:
+                out[name] = int(cookie)
+        return out
+
+    def record(self, name: str, cookie: int) -> None:
+        """Append one identity (the backend calls this before the namespace is visible)."""
+        if "\n" in name:
+            raise ValueError(f"namespace name {name!r} has a newline")
+        if self._fd is None:
+            self._fd = self.state.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, create_dirs=True)
+            if _ends_without_newline(self._fd):
+                write_all(self._fd, b"\n")  # a record cut short stays alone on its line
+        write_all(self._fd, f"{cookie} {name}\n".encode())
+
+    def fold(self, keep) -> None:
+        """Keep only the identities of the namespaces in `keep` (what the inventory
+        owns now), in identities.json; empty the log. Call under the state lock."""
+        known = self.load()
+        self.state.write_json(FOLDED, {name: known[name] for name in sorted(set(keep)) if name in known})
+        self.close()
+        fd = self.state.open(LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, create_dirs=True)
+        os.close(fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _ends_without_newline(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size > 0 and read_from(fd, size - 1) != b"\n"
