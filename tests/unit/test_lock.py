@@ -66,3 +66,24 @@ def test_a_failed_attempt_does_not_disturb_the_holder(state):
         with pytest.raises(LockHeld):
             StateLock(state).__enter__()
         assert holder(state) == before
+
+
+def test_held_tells_whether_anyone_holds_the_lock_now(state):
+    from toolkit.state.lock import held
+
+    assert held(state) is False  # no lock file yet
+    with StateLock(state):
+        assert held(state) is True
+        assert held(state) is True  # probing did not take it over
+    assert held(state) is False
+    with StateLock(state):  # and probing left it free to take
+        pass
+
+
+def test_a_holder_that_is_not_an_object_is_reported_as_unknown(state):
+    state.ensure()
+    with StateLock(state):
+        with open(state.path("lock"), "w") as f:
+            f.write("[1, 2]")
+        with pytest.raises(LockHeld, match=r"pid \? \(unknown command"):
+            StateLock(state).__enter__()

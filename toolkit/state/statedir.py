@@ -180,7 +180,7 @@ def _open_directory(name, shown: str, dir_fd: int | None = None, create: bool = 
     try:
         fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
-        raise _unsafe_directory_error(exc, shown) from None
+        raise _unsafe_directory_error(exc, shown, _is_symlink(name, dir_fd)) from None
     try:
         _check_directory(os.fstat(fd), shown)
     except BaseException:
@@ -189,13 +189,21 @@ def _open_directory(name, shown: str, dir_fd: int | None = None, create: bool = 
     return fd
 
 
-def _unsafe_directory_error(exc: OSError, shown: str) -> OSError:
-    """ELOOP (a symlink, with O_NOFOLLOW) and ENOTDIR as StateDirError; anything else as is."""
+def _is_symlink(name, dir_fd: int | None) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
+
+
+def _unsafe_directory_error(exc: OSError, shown: str, symlink: bool) -> OSError:
+    """A symlink (O_DIRECTORY|O_NOFOLLOW fails on it) or a non-directory as StateDirError;
+    anything else (missing, say) as is."""
     fix = f"point --state-dir (or ${ENV}) at a real directory, or replace {shown} with one (mode 0700)"
-    if exc.errno == errno.ELOOP:  # a symlink, opened with O_NOFOLLOW
+    if symlink:
         return StateDirError(f"refusing state directory {shown}: it is a symbolic link, and netkeel "
                              f"follows no links in its state directory. Fix: {fix}")
-    if exc.errno == errno.ENOTDIR:
+    if exc.errno in (errno.ENOTDIR, errno.ELOOP):
         return StateDirError(f"refusing state directory {shown}: it is not a directory. Fix: {fix}")
     return exc
 

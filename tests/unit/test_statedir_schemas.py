@@ -1,0 +1,90 @@
+"""State files of the wrong shape are reported naming the file (and line), never
+as a traceback: journal records are skipped as damaged, an inventory or
+snapshot is a clear error."""
+
+import json
+
+import pytest
+
+from toolkit.state.inventory import Inventory, InventoryError
+from toolkit.state.journal import Journal
+from toolkit.state.recovery import advice
+from toolkit.state.snapshots import SnapshotError, Snapshots
+from toolkit.state.statedir import StateDir
+
+SNAPSHOT = "20240101T000000.000Z-abcd"
+
+
+@pytest.fixture
+def state(tmp_path):
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    return state
+
+
+GOOD_START = {"event": "start", "tx": "g", "op": "apply", "instance": "lab", "snapshot": "s", "ts": "t"}
+
+
+@pytest.mark.parametrize("changes", [{"tx": ["x"]}, {"manifests": "zz"}, {"ts": 5}, {"manifests": [3]},
+                                     {"instance": None}, {"op": 1}, {"git": {"commit": 7}}, {"pid": "1"}])
+def test_a_wrong_typed_start_record_is_skipped_as_damaged(state, changes):
+    lines = [{**GOOD_START, "tx": "bad", **changes}, {**GOOD_START, "tx": "g"}]
+    state.path("journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    journal = Journal(state)
+    records, problems = journal.records()
+    assert [r["tx"] for r in records] == ["g"]
+    assert len(problems) == 1 and problems[0].startswith(f"{journal.path}:1: damaged journal record skipped (")
+    assert [r["tx"] for r in journal.interrupted()] == ["g"]  # no traceback, the bad one ignored
+    assert journal.pinned() == {"s"}
+    for record in journal.interrupted():
+        advice(record)
+
+
+@pytest.mark.parametrize("record", [{"event": "end", "tx": "g", "outcome": ["ok"], "ts": "t"},
+                                    {"event": "end", "tx": "g", "steps": "3", "ts": "t"},
+                                    {"event": "progress", "tx": "g", "done": "x", "ts": "t"},
+                                    {"tx": "g", "ts": "t"}])
+def test_a_wrong_typed_end_or_progress_record_is_skipped_as_damaged(state, record):
+    state.path("journal.jsonl").write_text(json.dumps(GOOD_START) + "\n" + json.dumps(record) + "\n")
+    records, problems = Journal(state).records()
+    assert len(records) == 1 and len(problems) == 1 and ":2: damaged" in problems[0]
+
+
+@pytest.mark.parametrize("content", ['{"instances": {"i": []}}', '{"instances": {"i": {"namespaces": null}}}',
+                                     '{"instances": {"i": {"namespaces": [1]}}}', '{"instances": null}',
+                                     '{"version": "1", "instances": {}}'])
+def test_a_wrong_typed_inventory_is_an_error_naming_the_file(state, content):
+    state.path("inventory.json").write_text(content)
+    with pytest.raises(InventoryError, match=f"{state.path('inventory.json')} is not a netkeel inventory"):
+        Inventory(state)
+
+
+def snapshot_document(**changes):
+    return {"format": 1, "id": SNAPSHOT, "time": "t", "instance": "lab", "topology": "lab", "prefix": "",
+            "namespaces": [], "owned": [], "resources": [{"kind": "netns", "key": ["a"], "spec": {}}],
+            **changes}
+
+
+@pytest.mark.parametrize("changes", [{"resources": [{"kind": "netns", "key": "a", "spec": {}}]},
+                                     {"resources": [{"kind": 3, "key": ["a"], "spec": {}}]},
+                                     {"namespaces": "ab"}, {"owned": None}, {"manifests": {}},
+                                     {"id": "20240101T000000.000Z-ffff"}])
+def test_a_wrong_typed_snapshot_is_an_error_naming_the_file(state, changes):
+    snapshots = Snapshots(state)
+    state.path("snapshots").mkdir(mode=0o700)
+    snapshots.path(SNAPSHOT).write_text(json.dumps(snapshot_document(**changes)))
+    with pytest.raises(SnapshotError, match=f"not a valid netkeel snapshot \\({snapshots.path(SNAPSHOT)}\\)"):
+        snapshots.load(SNAPSHOT)
+    assert isinstance(snapshots.listing()[0][1], SnapshotError)
+
+
+def test_a_well_formed_snapshot_document_loads(state):
+    state.path("snapshots").mkdir(mode=0o700)
+    Snapshots(state).path(SNAPSHOT).write_text(json.dumps(snapshot_document()))
+    assert Snapshots(state).load(SNAPSHOT).present == {"a"}
+
+
+def test_the_schemas_ship_as_package_data():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '"toolkit.state" = ["schemas/*.json"]' in text

@@ -1,0 +1,78 @@
+"""Only files netkeel named are snapshots: pruning and listing leave anything
+else in snapshots/ alone and never trip over it; the journal's pins hold."""
+
+import os
+
+import pytest
+
+from toolkit.state.journal import Journal
+from toolkit.state.snapshots import Snapshot, Snapshots, new_id
+from toolkit.state.statedir import StateDir
+
+IDS = [f"2024010{d}T000000.000Z-abcd" for d in range(1, 5)]
+
+
+@pytest.fixture
+def state(tmp_path):
+    return StateDir(tmp_path / "state")
+
+
+@pytest.fixture
+def snapshots(state):
+    snapshots = Snapshots(state)
+    for snapshot_id in IDS:
+        snapshots.save(Snapshot(id=snapshot_id, time="2024-01-01T00:00:00+00:00", instance="lab",
+                                topology="lab", prefix="", reason="before apply", resources=(),
+                                namespaces=(), owned=()))
+    return snapshots
+
+
+def directory(state):
+    return state.path("snapshots")
+
+
+def test_prune_leaves_files_netkeel_did_not_name(state, snapshots):
+    for name in ("package.json", "000.json", f"{IDS[0]}.json.bak", f"x{IDS[0]}.json", f"{IDS[0].upper()}.json"):
+        (directory(state) / name).write_text("{}")
+    removed = snapshots.prune(1)
+    assert removed == IDS[:3]
+    assert sorted(os.listdir(directory(state))) == sorted(
+        ["package.json", "000.json", f"{IDS[0]}.json.bak", f"x{IDS[0]}.json", f"{IDS[0].upper()}.json",
+         f"{IDS[3]}.json"])
+
+
+def test_a_directory_named_like_json_is_neither_listed_nor_pruned(state, snapshots):
+    (directory(state) / "000.json").mkdir()
+    (directory(state) / "20230101T000000.000Z-0000.json").mkdir()
+    assert snapshots.ids() == IDS
+    assert [i for i, _ in snapshots.listing()] == IDS
+    assert snapshots.prune(1) == IDS[:3]
+    assert (directory(state) / "20230101T000000.000Z-0000.json").is_dir()
+
+
+def test_a_symlink_named_like_a_snapshot_is_ignored_and_its_target_kept(state, snapshots, tmp_path):
+    target = tmp_path / "precious.json"
+    target.write_text("{}")
+    (directory(state) / "20230101T000000.000Z-0000.json").symlink_to(target)
+    assert snapshots.ids() == IDS
+    snapshots.prune(1)
+    assert target.read_text() == "{}"
+
+
+def test_ids_of_new_snapshots_match_the_id_format():
+    from toolkit.state.snapshots import ID
+    assert all(ID.fullmatch(new_id()) for _ in range(20))
+
+
+def test_prune_keeps_the_snapshot_an_interruption_warning_points_to(state, snapshots):
+    journal = Journal(state)
+    journal.append({"event": "start", "tx": "d", "op": "destroy", "instance": "lab", "snapshot": IDS[0]})
+    assert snapshots.prune(1) == IDS[1:3]
+    assert snapshots.ids() == [IDS[0], IDS[3]]
+
+
+def test_prune_keeps_each_instances_last_apply_snapshot_without_being_told(state, snapshots):
+    journal = Journal(state)
+    journal.append({"event": "start", "tx": "a", "op": "apply", "instance": "lab", "snapshot": IDS[1]})
+    journal.append({"event": "end", "tx": "a", "outcome": "ok"})
+    assert snapshots.prune(1) == [IDS[0], IDS[2]]
