@@ -121,3 +121,17 @@ def test_destroy_leaves_a_namespace_an_inventory_entry_names_but_netkeel_never_m
     refused = lab.run("destroy", manifest)
     assert refused.returncode == 1 and stranger in refused.stderr
     assert stranger in namespaces_with(prefix)
+
+
+def test_rollback_brings_back_the_sysctls_of_a_removed_namespace(lab, tmp_path):
+    lab.applied("topologies/two-clients-plain.yaml")
+    assert lab.ping("ns_client1", "10.0.2.2", count=1)
+    text = open("topologies/two-clients-plain.yaml").read()
+    no_server = tmp_path / "no-server.yaml"
+    no_server.write_text("name: two-clients-plain\nnodes:\n  ns_client1: {}\n  ns_client2: {}\n")
+    assert "ns_server" in text and lab.run("apply", no_server).returncode == 0
+    result = lab.run("rollback", None)
+    assert result.returncode == 0, result.stderr
+    forward = lab.exec("ns_server", ["sysctl", "-n", "net.ipv4.ip_forward"], check=True).stdout.strip()
+    assert forward == "1"
+    assert lab.ping("ns_client1", "10.0.2.2", count=2)

@@ -95,7 +95,7 @@ def test_crashes_at_any_point_are_reported_converged_and_rolled_back(lab, prefix
         assert killed.returncode == -9, (kill_at, killed.stderr)
         noticed = lab.run("plan", large)
         assert "was interrupted" in noticed.stderr, noticed.stderr
-        snapshot = re.search(r"rollback --snapshot (\S+)` to return", noticed.stderr)[1]
+        snapshot = re.search(r"rollback --snapshot (\S+)` returns to the state before it", noticed.stderr)[1]
         if run % 2 == 0:  # converge from the half state, then go back before it
             converged = lab.run("apply", large)
             assert converged.returncode == 0, converged.stderr
@@ -140,7 +140,7 @@ def test_damaged_snapshot_and_journal_files_are_reported_not_fatal(lab):
     listing = lab.run("snapshots", None)
     assert listing.returncode == 0 and "unreadable" in listing.stdout and second.stem in listing.stdout
     history = lab.run("history", None)
-    assert history.returncode == 0 and "unreadable journal line skipped" in history.stderr
+    assert history.returncode == 0 and "damaged journal record skipped" in history.stderr
     bad = lab.run("rollback", None, "--snapshot", first.stem)
     assert bad.returncode == 1 and f"snapshot {first.stem} is unreadable or corrupt" in bad.stderr
     good = lab.run("rollback", None)  # the snapshot before the last apply is intact

@@ -281,3 +281,23 @@ def test_identities_are_recorded_before_a_namespace_is_visible(state):
     kernel.intruder = visible
     reconciler(text_topology(UNLINKED), kernel, state).apply()
     assert [name for name, _ in seen] == ["t-a", "t-b"]
+
+
+def test_rollback_restores_the_sysctls_of_a_namespace_the_change_removed(state):
+    kernel = FakeKernel()
+    with_a = text_topology("name: lab\nnodes: {a: {sysctls: {net.ipv4.ip_forward: 1}}, b: {}}\n")
+    without_a = text_topology("name: lab\nnodes: {b: {}}\n")
+    reconciler(with_a, kernel, state).apply()
+    reconciler(without_a, kernel, state).apply()
+    assert "t-a" not in kernel.list_namespaces()
+    rollback(kernel, state)
+    assert kernel.sysctls[("t-a", "net.ipv4.ip_forward")] == "1"
+    assert reconciler(with_a, kernel, state).drift().clean
+
+
+def test_a_sysctl_no_longer_declared_is_still_read_for_snapshots_but_never_drift(state):
+    kernel = FakeKernel()
+    reconciler(text_topology("name: lab\nnodes: {a: {sysctls: {net.ipv4.ip_forward: 1}}}\n"), kernel, state).apply()
+    plain = reconciler(text_topology("name: lab\nnodes: {a: {}}\n"), kernel, state)
+    assert plain.drift().clean
+    assert ("sysctl", ("t-a", "net.ipv4.ip_forward")) in {r.ident for r in plain.read()}

@@ -32,7 +32,7 @@ from ..state.lock import StateLock
 from ..state.snapshots import SnapshotError, Snapshots
 from ..state.statedir import StateDir
 from . import failpoints, transaction
-from .transaction import Change, read_scope
+from .transaction import Change, read_scope, remembered
 
 PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
@@ -120,8 +120,9 @@ class Reconciler:
     def read(self, resources=None, names=None) -> list:
         """Live resources in scope, with their owners; sysctls and veth peers as
         `resources` name them."""
+        wanted = self.desired if resources is None else resources
         return read_scope(self.kernel, self.scope() if names is None else names,
-                          self.desired if resources is None else resources, self.claims)
+                          wanted | remembered(self.inventory, self.instance), self.claims)
 
     # -- operations -----------------------------------------------------------
     @contextmanager
@@ -217,7 +218,7 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
         names = set(snapshot.namespaces) | inventory.namespaces(snapshot.instance)
         _check_rollback_ownership(backend, state, inventory, snapshot, names)
         wanted = frozenset(snapshot.resources)
-        live = read_scope(backend, names, wanted)
+        live = read_scope(backend, names, wanted | remembered(inventory, snapshot.instance))
         plan = diff(wanted, live)
         check_harm_outside(plan, live)
         if plan.empty:
@@ -278,8 +279,7 @@ def _check_rollback_ownership(backend, state, inventory, snapshot, names) -> Non
 
 def last_apply_snapshot(state: StateDir) -> str:
     """The snapshot taken before the most recent apply. Raises SnapshotError."""
-    records, _ = Journal(state).records()
-    for record in reversed(records):
-        if record.get("event") == "start" and record.get("op") == "apply" and record.get("snapshot"):
-            return record["snapshot"]
-    raise SnapshotError(f"the journal in {state.root} records no apply to roll back")
+    snapshot = Journal(state).last_apply_snapshot()
+    if snapshot is None:
+        raise SnapshotError(f"the journal in {state.root} records no apply to roll back")
+    return snapshot

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from ..core.action import Plan
 from ..core.owners import assign
 from ..errors import ApplyError, StepError, VerifyError
+from ..core.resource import Resource
+from ..kinds import kind as kind_of
 from ..kinds import read_hints
 from ..kinds.netns import names as namespace_names
 from ..planner import diff
@@ -36,8 +38,21 @@ from .execute import execute, verify
 
 def read_scope(backend, names, resources, claims=()) -> list:
     """Live resources of the namespaces `names`, each with its owner; sysctls and
-    veth peers as `resources` (desired state or a snapshot) name them."""
+    veth peers as `resources` (desired state, a snapshot, what is remembered) name them."""
     return assign(backend.read(names, read_hints(resources)), claims)
+
+
+def remembered(inventory: Inventory, instance: str) -> frozenset:
+    """Stand-ins for what the instance set and no manifest can remove (sysctls):
+    reading them too, a snapshot holds every one of them."""
+    return frozenset(Resource.make(kind, key) for kind, key in inventory.remembered(instance))
+
+
+def _to_remember(inventory: Inventory, instance: str, desired) -> list:
+    """The inventory's `remember` list after `desired` is in place."""
+    items = {(kind, *key) for kind, key in inventory.remembered(instance)}
+    items |= {(r.kind, *r.key) for r in desired if kind_of(r.kind).delete_phase is None}
+    return sorted([list(item) for item in items], key=lambda item: [str(x) for x in item])
 
 
 @dataclass
@@ -74,7 +89,7 @@ def run(backend, state, change: Change, on_step=None) -> tuple:
     journal.append({"event": "start", "tx": tx, "op": change.op, "instance": change.instance,
                     "snapshot": snapshot.id, "manifests": list(change.manifests), "git": change.git or {},
                     "actions": len(change.plan.actions), "pid": os.getpid(), "command": command_line()})
-    snapshots.prune(keep_setting(), pinned=pinned_snapshots(journal))
+    snapshots.prune(keep_setting())  # never a snapshot the journal still points to
     target = namespace_names(change.desired)
     # Own what is about to be created before creating it: a crash in the middle
     # leaves nothing netkeel made unaccounted for.
@@ -120,7 +135,8 @@ def _carry_out(backend, change, snapshot, journal, inventory, owned_before, targ
                         "steps": getattr(exc, "done", None)})
         raise ApplyError(failed, cause, restored, restore_error,
                          action=exc.action if isinstance(exc, StepError) else None) from exc
-    inventory.record(change.instance, change.owned_after, topology=change.topology, prefix=change.prefix)
+    inventory.record(change.instance, change.owned_after, topology=change.topology, prefix=change.prefix,
+                     remember=_to_remember(inventory, change.instance, change.desired))
     journal.append({"event": "end", "tx": tx, "outcome": "ok", "steps": done})
     return done, snapshot.id
 
@@ -164,13 +180,3 @@ def _progress(journal: Journal, tx: str, on_step):
         if on_step:
             on_step(done, total, current)
     return step
-
-
-def pinned_snapshots(journal: Journal) -> set:
-    """Snapshots a rollback may still need: each instance's last apply's."""
-    records, _ = journal.records()
-    last = {}
-    for record in records:
-        if record.get("event") == "start" and record.get("op") == "apply":
-            last[record.get("instance")] = record.get("snapshot")
-    return set(last.values())

@@ -54,6 +54,13 @@ class Inventory:
                 return instance
         return None
 
+    def remembered(self, instance: str) -> list:
+        """(kind, key) of every object the instance has set that no later manifest
+        can remove (a sysctl keeps its value): a snapshot must read them all, or a
+        rollback could not put them back."""
+        return [(item[0], tuple(item[1:])) for item in self.instances.get(instance, {}).get("remember", [])
+                if isinstance(item, list) and len(item) >= 2 and all(isinstance(x, (str, int)) for x in item)]
+
     def record(self, instance: str, namespaces, **details) -> None:
         """Set the namespaces `instance` owns (dropping the instance when none) and save."""
         namespaces = sorted(set(namespaces))
@@ -61,6 +68,8 @@ class Inventory:
             entry = self.instances.setdefault(instance, {})
             entry.update(details)
             entry["namespaces"] = namespaces
+            if "remember" in entry:  # only what lives in a namespace still owned
+                entry["remember"] = [item for item in entry["remember"] if item[1] in namespaces]
             entry["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         else:
             self.instances.pop(instance, None)
