@@ -104,3 +104,32 @@ class VerifyError(NetkeelError):
 class StateDirError(NetkeelError):
     """The state directory, or a file in it, is not safe to use: a symlink, not a
     directory or regular file, owned by another user, or writable by group/others."""
+
+
+class LockHeld(NetkeelError):
+    """Another netkeel holds the state lock. `holder` is what it wrote there:
+    {"pid", "command", "since"} (any may be missing)."""
+
+    def __init__(self, holder: dict):
+        self.holder = holder
+        who = f"pid {holder.get('pid', '?')} ({holder.get('command', 'unknown command')}, since " \
+              f"{holder.get('since', '?')})"
+        super().__init__(f"another netkeel is changing the kernel: {who}; "
+                         "wait for it, or run again with --wait")
+
+
+class SnapshotError(NetkeelError):
+    """A snapshot is missing, unreadable or not a netkeel snapshot."""
+
+
+class InventoryError(NetkeelError):
+    """The inventory file is unreadable or not a netkeel inventory."""
+
+
+class GitError(NetkeelError):
+    """git could not give the manifest as of a revision (no repository, no such
+    revision or file)."""
+
+
+class FailpointHit(NetkeelError):
+    """A failpoint (NETKEEL_FAILPOINT) fired on purpose."""

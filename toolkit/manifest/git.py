@@ -11,12 +11,8 @@ import errno
 import os
 import subprocess
 
-from ..errors import NetkeelError
+from ..errors import GitError
 from .files import MAX_BYTES, too_big
-
-
-class GitError(NetkeelError):
-    pass
 
 
 def _real(path: str) -> str:

@@ -8,7 +8,9 @@ kind's `details` says how.
 from __future__ import annotations
 
 from ..kinds import kind
-from ..kinds.nft_table import ABSENT, element_text  # noqa: F401  (re-exported for views)
+from ..kinds.nft_table import ABSENT, element_text
+
+__all__ = ["ABSENT", "details", "element_text"]
 
 
 def details(action) -> list:

@@ -13,13 +13,9 @@ from __future__ import annotations
 import os
 import signal
 
-from ..errors import NetkeelError
+from ..errors import FailpointHit, NetkeelError
 
 ENV = "NETKEEL_FAILPOINT"
-
-
-class FailpointHit(NetkeelError):
-    pass
 
 
 def active() -> tuple | None:

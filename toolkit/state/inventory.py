@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..errors import NetkeelError
+from ..errors import InventoryError
 from . import validation
 from .statedir import StateDir
 
@@ -20,10 +20,6 @@ def instance_id(topology_name: str, prefix: str) -> str:
     """`name`, or `name@prefix`: '@' is in neither a topology name nor a prefix,
     so two (name, prefix) pairs never share an id."""
     return f"{topology_name}@{prefix}" if prefix else topology_name
-
-
-class InventoryError(NetkeelError):
-    pass
 
 
 class Inventory:

@@ -13,20 +13,11 @@ import json
 import os
 import time
 
-from ..errors import NetkeelError
+from ..errors import LockHeld
 from .journal import command_line, now
 from .statedir import StateDir
 
 FILE = "lock"
-
-
-class LockHeld(NetkeelError):
-    def __init__(self, holder: dict):
-        self.holder = holder
-        who = f"pid {holder.get('pid', '?')} ({holder.get('command', 'unknown command')}, since " \
-              f"{holder.get('since', '?')})"
-        super().__init__(f"another netkeel is changing the kernel: {who}; "
-                         "wait for it, or run again with --wait")
 
 
 class StateLock:

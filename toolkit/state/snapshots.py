@@ -11,7 +11,6 @@ their sha256, and the git commit of the manifest's repository.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -22,7 +21,7 @@ from ..core.owners import FOREIGN, TOPOLOGY
 from ..core.resource import Resource
 from ..kinds import FOREIGN_NAMES
 from ..kinds.netns import names as namespace_names
-from ..errors import NetkeelError
+from ..errors import NetkeelError, SnapshotError
 from . import validation
 from .journal import Journal
 from .statedir import StateDir
@@ -30,10 +29,6 @@ from .statedir import StateDir
 DIRECTORY = "snapshots"
 DEFAULT_KEEP = 50
 KEEP_ENV = "NETKEEL_SNAPSHOT_KEEP"
-
-
-class SnapshotError(NetkeelError):
-    """A snapshot is missing, unreadable or not a netkeel snapshot."""
 
 
 @dataclass(frozen=True)
