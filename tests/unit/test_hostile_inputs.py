@@ -320,6 +320,17 @@ CASES = [
                                                                   links=LINK.replace("node: b, interface: e0",
                                                                                      "node: b, interface: e1"))},
      'm.yaml:4: nodes.a.sysctls["net.ipv6.conf.e1.forwarding"]', "which node 'a' does not have"),
+    # -- NUL bytes where Python or C would cut or crash -----------------------------
+    ("policy path with a NUL", with_policy("", nodes='a:\n  policies: ["p\\0.yaml"]\nb:\n'),
+     "m.yaml:4: nodes.a.policies[0]", "policy path 'p\\x00.yaml' holds control characters"),
+    ("sysctl value with a NUL", {"m.yaml": manifest('a:\n  sysctls: {net.ipv4.ip_forward: "1\\0"}\nb:\n')},
+     'm.yaml:4: nodes.a.sysctls["net.ipv4.ip_forward"]', "holds control characters"),
+    ("iif with a NUL", rules('{iif: "e\\0", action: drop}'),
+     "p.yaml:9: tables.f.chains.c.rules[0].iif", "interface name 'e\\x00' holds control characters"),
+    ("address with a trailing newline", {"m.yaml": manifest(links=endpoint('interface: e0, addresses: ["10.0.0.1/24\\n"]'))},
+     "m.yaml:7: links[0].endpoints[0].addresses[0]", "invalid address '10.0.0.1/24\\n'"),
+    ("saddr with a trailing newline", rules('{saddr: "10.0.0.1\\n", action: drop}'),
+     "p.yaml:9: tables.f.chains.c.rules[0].saddr", "invalid address or prefix"),
 ]
 
 
@@ -371,3 +382,27 @@ def test_a_neighbour_mac_with_a_trailing_newline_is_refused(tmp_path, monkeypatc
     lines = report(tmp_path, monkeypatch, {"m.yaml": manifest(
         'a:\n  neighbours: [{address: 10.0.0.9, mac: "02:00:00:00:00:09\\n", interface: e0}]\nb:\n')})
     assert_reported(lines, "m.yaml:4: nodes.a.neighbours[0].mac", "invalid MAC address")
+
+
+def test_the_cli_refuses_hostile_input_with_exit_1_and_no_traceback(tmp_path):
+    """The validate command itself, end to end, on a few of the cases above."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    netkeel = Path(sys.executable).with_name("netkeel")
+    if not netkeel.exists():
+        pytest.skip("the netkeel entry point is not installed in this environment")
+    cases = {"zero": {"m.yaml": symlink("/dev/zero")}, "fifo": {"m.yaml": fifo},
+             "bell": {"m.yaml": manifest("a:\n  description: \"x\x07y\"\nb:\n")},
+             "types": rules("{limit: 10, action: {}}"), "passwd": {"m.yaml": "root:x:0:0:root:/root:/bin/bash\n"}}
+    for name, files in cases.items():
+        directory = tmp_path / name
+        directory.mkdir()
+        write(directory, files)
+        done = subprocess.run([str(netkeel), "validate", "m.yaml"], cwd=directory, capture_output=True,
+                              text=True, timeout=60)
+        output = done.stdout + done.stderr
+        assert done.returncode == 1, (name, output)
+        assert "Traceback" not in output, (name, output)
+        assert re.search(r"^[mp]\.yaml:[0-9]+: ", output, re.M), (name, output)

@@ -135,6 +135,8 @@ def sysctl_value(value) -> str:
     text = str(value)
     if "\n" in text:
         raise ValueError("sysctl value must be a single line")
+    if not text.replace("\t", " ").isprintable():
+        raise ValueError(f"sysctl value {quote(text)} holds control characters")
     if not text.strip():
         raise ValueError("sysctl value is empty")
     return " ".join(text.split())

@@ -35,6 +35,8 @@ def not_a_file(mode: int) -> OSError:
 def read_file(path: str) -> bytes:
     """The bytes of the regular file at `path` (symlinks followed). Raises OSError,
     whose strerror says why in words, for anything else or anything too big."""
+    if "\0" in str(path):
+        raise OSError(errno.EINVAL, "the path holds a NUL byte")
     # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat on the open
     # file then tells what it really is, with no race against a rename.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
@@ -59,6 +61,8 @@ def outside_problem(path: str, relative: str, manifest: str, read) -> str | None
     """Why the policy file at `path` (`relative` as the manifest writes it) may not
     be read, or None: it must be inside the manifest's git repository (the
     revision reader's, for --rev), else inside the manifest's directory."""
+    if not relative.isprintable():  # a NUL would not even reach the kernel
+        return f"policy path {quote(relative)} holds control characters"
     if os.environ.get(ALLOW_OUTSIDE) == "1":
         return None
     root = _root(os.path.dirname(os.path.abspath(manifest)), getattr(read, "root", None))

@@ -122,7 +122,11 @@ def interface_match(key: str, name: str) -> str:
     """An interface name to match (iif, oif, an ifname set element), or RuleError."""
     if not name:
         raise RuleError(key, "interface name is empty")
-    _byte_length(key, f"interface name {quote(name)}", name, IFNAME_BYTES)
+    if not name.isprintable():
+        raise RuleError(key, f"interface name {quote(name)} holds control characters")
+    size = len(name.encode())
+    if size > IFNAME_BYTES:
+        raise RuleError(key, f"interface name {quote(name)} is {size} bytes; nftables allows {IFNAME_BYTES}")
     return name
 
 
