@@ -331,6 +331,10 @@ CASES = [
      "m.yaml:7: links[0].endpoints[0].addresses[0]", "invalid address '10.0.0.1/24\\n'"),
     ("saddr with a trailing newline", rules('{saddr: "10.0.0.1\\n", action: drop}'),
      "p.yaml:9: tables.f.chains.c.rules[0].saddr", "invalid address or prefix"),
+    ("sysctl value beyond 64 bits", {"m.yaml": manifest("a:\n  sysctls: {net.ipv4.ip_forward: " + "9" * 40 + "}\nb:\n")},
+     'm.yaml:4: nodes.a.sysctls["net.ipv4.ip_forward"]', "is out of range"),
+    ("a second YAML document", {"m.yaml": manifest() + "---\nname: u\n"},
+     "m.yaml:9", "expected a single document"),
 ]
 
 

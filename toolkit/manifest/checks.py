@@ -132,7 +132,10 @@ def sysctl_value(value) -> str:
     """Canonical text of a sysctl value, as the kernel prints it (whitespace folded)."""
     if isinstance(value, bool):
         return "1" if value else "0"
-    text = str(value)
+    text = str(value)  # integers arrive as written (topology.build_sysctls), never huge ints
+    for word in text.split():  # vector sysctls (tcp_rmem) hold several numbers
+        if re.fullmatch(r"-?[0-9]+", word) and (len(word) > 21 or not -2 ** 63 <= int(word) < 2 ** 64):
+            raise ValueError(f"sysctl value {quote(value)} is out of range: a sysctl holds 64-bit numbers at most")
     if "\n" in text:
         raise ValueError("sysctl value must be a single line")
     if not text.replace("\t", " ").isprintable():
