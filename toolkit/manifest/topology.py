@@ -16,14 +16,9 @@ from ..errors import ManifestError, Problem
 from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Neighbour, Node, Route, Topology
 from . import checks
 from .files import outside_problem, read_file  # read_file: how manifests are read
-from .files import outside_problem, read_file  # read_file: how manifests are read
-from .files import outside_problem, read_file  # read_file: how manifests are read
 from .loader import Document, format_path, load_document, mapping, sequence
 from .policy import load_policy_text, resolve_native_rules
 from .schema import schema_problems
-from .text import clean_problem, listing, quote
-from .text import clean_problem, listing, quote
-from .text import clean_problem, listing, quote
 from .text import clean_problem, listing, quote
 
 
@@ -74,21 +69,6 @@ def load_topology_text(text: str, file: str, read=read_file, natives=None) -> To
         raise _invalid(problems)
     files = ((file, hashlib.sha256(text.encode()).hexdigest()),) + tuple(sorted(builder.policy_hashes.items()))
     return replace(topology, files=files)
-
-
-def _invalid(problems) -> ManifestError:
-    """The error for `problems`, each made safe to print (one line, bounded), duplicates merged."""
-    return ManifestError({clean_problem(p) for p in problems})
-
-
-def _invalid(problems) -> ManifestError:
-    """The error for `problems`, each made safe to print (one line, bounded), duplicates merged."""
-    return ManifestError({clean_problem(p) for p in problems})
-
-
-def _invalid(problems) -> ManifestError:
-    """The error for `problems`, each made safe to print (one line, bounded), duplicates merged."""
-    return ManifestError({clean_problem(p) for p in problems})
 
 
 def _invalid(problems) -> ManifestError:
