@@ -17,12 +17,9 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from ..model.firewall import Table
+from ..model.firewall import LIMIT_BURST, LOG_LEVEL, REJECT_CODE, REJECT_TYPE, Table
 
-REJECT_DEFAULT = {"inet": {"type": "icmpx", "expr": "port-unreachable"},
-                  "ip": {"type": "icmp", "expr": "port-unreachable"},
-                  "ip6": {"type": "icmpv6", "expr": "port-unreachable"},
-                  "bridge": {"type": "icmpx", "expr": "port-unreachable"}}
+REJECT_DEFAULT = {family: {"type": kind, "expr": REJECT_CODE} for family, kind in REJECT_TYPE.items()}
 
 
 def canonical_expr(node, family: str):
@@ -38,10 +35,10 @@ def canonical_expr(node, family: str):
         elif key == "limit" and isinstance(value, dict):
             value = dict(value)
             if value.get("rate_unit", "packets") == "packets":
-                value.setdefault("burst", 5)
+                value.setdefault("burst", LIMIT_BURST)
                 value.pop("rate_unit", None)
         elif key == "log":
-            value = {k: v for k, v in (value or {}).items() if not (k == "level" and v == "warn")} or None
+            value = {k: v for k, v in (value or {}).items() if not (k == "level" and v == LOG_LEVEL)} or None
         elif key == "reject" and value is None:
             value = REJECT_DEFAULT.get(family)
         elif key == "set" and isinstance(value, list):

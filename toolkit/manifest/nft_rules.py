@@ -15,6 +15,7 @@ import ipaddress
 import json
 import re
 
+from ..model.firewall import LIMIT_BURST, LOG_LEVEL, REJECT_CODE
 from .text import listing, quote
 
 PORT_PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "udplite")
@@ -303,7 +304,7 @@ def _limit(value) -> dict:
     if not 1 <= value["rate"] <= MAX_RATE:
         raise RuleError("limit", f"a rate of {value['rate']} per {value.get('per', 'second')}: "
                                  f"it must be from 1 to {MAX_RATE}")
-    return {"rate": value["rate"], "burst": value.get("burst", 5), "per": value.get("per", "second")}
+    return {"rate": value["rate"], "burst": value.get("burst", LIMIT_BURST), "per": value.get("per", "second")}
 
 
 def _log(value):
@@ -315,7 +316,7 @@ def _log(value):
     if "prefix" in value:
         _byte_length("log", "the log prefix", value["prefix"], MAX_LOG_PREFIX)
         out["prefix"] = value["prefix"]
-    if value.get("level", "warn") != "warn":  # warn is nft's default and is not listed
+    if value.get("level", LOG_LEVEL) != LOG_LEVEL:  # nft's default, never listed
         out["level"] = value["level"]
     return out or None
 
@@ -345,7 +346,7 @@ def _action(action, rule: dict, ctx: RuleContext) -> dict:
             if _names(rule.get("protocol", [])) != ["tcp"]:
                 raise RuleError("action", "reject with tcp-reset needs protocol: tcp")
             return {"reject": {"type": "tcp reset"}}
-        kind, code = REJECT_CODES[ctx.family][arg or "port-unreachable"]
+        kind, code = REJECT_CODES[ctx.family][arg or REJECT_CODE]
         return {"reject": {"type": kind, "expr": code}}
     if name == "masquerade":
         return {"masquerade": None}
