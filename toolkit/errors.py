@@ -133,3 +133,13 @@ class GitError(NetkeelError):
 
 class FailpointHit(NetkeelError):
     """A failpoint (NETKEEL_FAILPOINT) fired on purpose."""
+
+
+class FaultError(NetkeelError):
+    """A fault cannot be injected as declared: `fault` names it, `what` is the
+    kind or part concerned ("delay", "target", "partition", "conflict"), and the
+    message says why (what the kernel lacks, which active fault holds the target)."""
+
+    def __init__(self, fault: str, what: str, message: str):
+        self.fault, self.what = fault, what
+        super().__init__(f"fault {fault}: {message}")

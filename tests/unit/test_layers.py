@@ -28,7 +28,8 @@ ALLOWED = {
     "planner": BOTTOM,
     "runtime": BOTTOM | {"planner", "state"},
     "report": BOTTOM | {"planner"},
-    "cli": BOTTOM | {"planner", "state", "runtime", "report", "manifest", "kernel", "__version__"},
+    "chaos": BOTTOM | {"planner", "state", "runtime"},
+    "cli": BOTTOM | {"planner", "state", "runtime", "chaos", "report", "manifest", "kernel", "__version__"},
     "__init__": set(),
 }
 

@@ -11,6 +11,7 @@ from ..manifest import load_topology
 from ..report import human, machine
 from ..state import StateDir
 from .common import HELP, HELP_WAIT, command, err, kernel_session, out, require_root, warn_interrupted
+from .chaos import chaos
 from .tasks import apply, destroy, drift, plan, show, validate
 
 STATE = {"state_dir": HELP["state_dir"]}
@@ -140,4 +141,4 @@ def diff(c, file, rev_a, rev_b, json=False, ns_prefix=""):
 
 
 # What users run: one collection, for `invoke` and the `netkeel` script alike.
-user = Collection(validate, plan, apply, drift, show, destroy, snapshots, rollback, history, diff)
+user = Collection(validate, plan, apply, drift, show, destroy, snapshots, rollback, history, diff, chaos)

@@ -13,6 +13,7 @@ from ..manifest import load_topology
 from ..runtime.execute import steps
 from ..report import human, machine
 from ..state import StateDir
+from ..state.inventory import instance_id
 from .common import (EXIT_CHANGES, HELP, HELP_REV, HELP_WAIT, command, err, kernel_session, out,
                      require_root, warn_interrupted)
 
@@ -42,7 +43,17 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False):
     warn_interrupted(state)
     with kernel_session(verbose) as kernel:
         git = reader.info() if rev else (lambda: repo_info([p for p, _ in topology.files]))
-        yield Reconciler(topology, kernel, state, prefix=ns_prefix, wait=wait, git=git)
+        faults = active_faults(kernel, state, instance_id(topology.name, ns_prefix))
+        yield Reconciler(topology, kernel, state, prefix=ns_prefix, wait=wait, git=git, claims=faults)
+
+
+def active_faults(kernel, state, instance: str) -> list:
+    """Revert the faults whose time is up (any command does), then the claims of
+    those still active on this instance: their objects are theirs, not drift."""
+    from ..chaos import engine
+
+    engine.expire(kernel, state)
+    return engine.claims(state, instance)
 
 
 def native_resolver(jobs):
@@ -145,10 +156,11 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
             report.write(drift_report(rec.topology.name, nodes, found.plan, found.unmanaged, ns_prefix))
     if json:
         _print_json("drift", rec, found.plan, "in_sync" if found.clean else "drift",
-                    unmanaged=[machine.unmanaged_record(r, ns_prefix) for r in found.unmanaged])
+                    unmanaged=[machine.unmanaged_record(r, ns_prefix) for r in found.unmanaged],
+                    overlays=list(found.overlays))
     else:
         human.print_drift(out, found.plan, f"drift of {_title(rec.topology, ns_prefix)}", ns_prefix,
-                          found.unmanaged)
+                          found.unmanaged, found.overlays)
     return 0 if found.clean else EXIT_CHANGES
 
 

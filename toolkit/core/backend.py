@@ -55,3 +55,17 @@ class Backend(Protocol):
         """Run one libnftables JSON transaction (all or nothing) in namespace `ns`."""
     def nft_rule_texts(self, ns: str, family: str, table: str) -> dict:
         """rule handle -> the rule as `nft list` prints it, for reports."""
+
+    # -- faults (toolkit/chaos: operations are chaos/plan.py's dicts) ------------------------
+    def fault_kernel_identity(self) -> str:
+        """Changes when the kernel does: what a capability probe stays valid for."""
+    def fault_capabilities(self) -> list:
+        """What this kernel can do for faults (netem, tbf, ifb, mirred, nft, dup)."""
+    def fault_apply(self, op: dict) -> dict:
+        """Make one fault operation; returns it with what to restore (settings before)."""
+    def fault_revert(self, op: dict) -> None:
+        """Undo one fault operation; what is already gone is fine."""
+    def fault_in_place(self, op: dict) -> str:
+        """"" if the operation is in effect, else what is missing."""
+    def fault_residue(self, ns: str) -> list:
+        """(what, name) of every fault object in a namespace."""

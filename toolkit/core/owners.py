@@ -32,6 +32,11 @@ ALIAS_TAG = "netkeel"
 # nftables tables netkeel owns carry this name prefix (libnftables 1.0.6 does
 # not list table comments in JSON, so a comment cannot carry the mark).
 TABLE_PREFIX = "netkeel_"
+# nftables tables of fault leases: netkeel's, but never the topology's.
+CHAOS_TABLE_PREFIX = "netkeel_chaos_"
+# tc handles of qdiscs faults add (major 0x8e4b), and the name prefix of their ifb devices.
+CHAOS_QDISC_HANDLE = "8e4b:"
+CHAOS_IFB_PREFIX = "nkifb"
 # Overlays mark their objects with values of their own, so that an apply of
 # the topology can tell them from hand-made drift.
 OVERLAY_RT_PROTO = 145
@@ -54,15 +59,22 @@ def is_managed(owner: str) -> bool:
 @dataclass(frozen=True)
 class Claim:
     """An overlay's claim on live objects: `owner` owns every resource of `kind`
-    for which `matches(resource)` is true (fault leases and VIP groups make these)."""
+    for which `matches(resource)` is true (fault leases and VIP groups make these).
+
+    With `mask`, the overlay holds only some fields of a resource the topology
+    owns (a fault that shrinks a device's MTU): the resource stays the
+    topology's, and those fields read as `mask` gives them (their value before
+    the overlay), so the topology sees no drift and never undoes the overlay."""
 
     owner: str
     kind: str
     matches: Callable
+    mask: tuple = ()   # (field, value) pairs
+    text: str = ""     # how drift and status describe it
 
 
 def assign(resources, claims=()) -> list:
-    """`resources` with each one claimed by an overlay owned by it."""
+    """`resources` with each one claimed by an overlay owned by it (or masked)."""
     if not claims:
         return list(resources)
     by_kind: dict = {}
@@ -70,6 +82,9 @@ def assign(resources, claims=()) -> list:
         by_kind.setdefault(claim.kind, []).append(claim)
     out = []
     for r in resources:
-        claim = next((c for c in by_kind.get(r.kind, ()) if c.matches(r)), None)
-        out.append(r.owned_by(claim.owner) if claim and r.owner == TOPOLOGY else r)
+        for claim in by_kind.get(r.kind, ()):
+            if not claim.matches(r) or not (r.owner == TOPOLOGY or is_overlay(r.owner)):
+                continue
+            r = r.with_fields(**dict(claim.mask)) if claim.mask else r.owned_by(claim.owner)
+        out.append(r)
     return out

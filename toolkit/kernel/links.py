@@ -6,7 +6,7 @@ Live spec fields: kind, peer ("ns/ifname" for a veth), mtu, state, mac, master;
 
 from __future__ import annotations
 
-from ..core.owners import ALIAS_TAG, FOREIGN
+from ..core.owners import ALIAS_TAG, CHAOS_IFB_PREFIX, FOREIGN, overlay
 from ..core.resource import Resource
 
 KIND = "link"
@@ -40,6 +40,10 @@ def to_resources(ns: str, links, peers: dict, scope) -> list:
         if link.ifname in KERNEL_DEVICES and kind != "veth":
             continue
         peer = peers.get((ns, link.ifname)) if kind == "veth" else None
+        if kind == "ifb" and link.ifname.startswith(CHAOS_IFB_PREFIX):
+            # A fault's ingress redirect: netkeel's, but an overlay's, never the topology's.
+            out.append(Resource.make(KIND, (ns, link.ifname), owner=overlay("fault"), kind=kind))
+            continue
         reason = unmanaged_reason(kind, peer, scope)
         if reason:
             out.append(Resource.make(KIND, (ns, link.ifname), owner=FOREIGN, reason=reason, peer=peer))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..core.owners import FOREIGN, TABLE_PREFIX
+from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, overlay
 from ..core.resource import Resource
 from ..errors import KernelError
 from ..kinds.nft_canon import live_table_specs
@@ -50,13 +50,27 @@ def read(kernel, ns_name: str) -> list:
     """nft_table resources for the owned tables of a namespace, nft_foreign for the rest."""
     ns = kernel.ns(ns_name)
     listing = json.loads(kernel.request(ns_name, "nft list ruleset", run_cmd, kernel, ns, "list ruleset") or "{}")
-    owned, foreign = live_table_specs(listing.get("nftables", []), TABLE_PREFIX)
+    items = listing.get("nftables", [])
+    chaos = {(i["table"]["family"], i["table"]["name"]) for i in items
+             if "table" in i and i["table"].get("name", "").startswith(CHAOS_TABLE_PREFIX)}
+    # A fault's table is netkeel's but not the topology's: read as an overlay's,
+    # whole (never compared), so that an apply of the topology leaves it alone.
+    items = [i for i in items if _table_key(i) not in chaos]
+    owned, foreign = live_table_specs(items, TABLE_PREFIX)
     out = [Resource.make(KIND, (ns_name, family, name), owner=FOREIGN) for family, name in foreign]
+    out += [Resource.make(KIND, (ns_name, family, name), owner=overlay("fault")) for family, name in sorted(chaos)]
     for (family, name), fields in owned.items():
         # Rule handles, to fetch the rules' text only if a report needs it (with_display).
         fields["_handles"] = tuple(fields.get("_handles", ()))
         out.append(Resource.make(KIND, (ns_name, family, name), **fields))
     return out
+
+
+def _table_key(item: dict):
+    (kind, body), = item.items() if len(item) == 1 else ((None, {}),)
+    if not isinstance(body, dict):
+        return None
+    return (body.get("family"), body.get("name") if kind == "table" else body.get("table"))
 
 
 def rule_texts(kernel, ns_name: str, family: str, table: str) -> dict:

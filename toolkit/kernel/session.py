@@ -20,7 +20,7 @@ from pyroute2.netlink import NETLINK_ROUTE
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
-from . import addresses, links, neighbours, netns, nftables, reader, routes, sysctls
+from . import addresses, chaos, links, neighbours, netns, nftables, reader, routes, sysctls
 from .rtnl import DumpSocket
 
 
@@ -205,6 +205,25 @@ class Kernel:
 
     def nft_rule_texts(self, ns, family, table) -> dict:
         return nftables.rule_texts(self, ns, family, table)
+
+    # -- faults (kernel/chaos.py) ---------------------------------------------------
+    def fault_kernel_identity(self) -> str:
+        return chaos.kernel_identity()
+
+    def fault_capabilities(self) -> list:
+        return chaos.probe()
+
+    def fault_apply(self, op: dict) -> dict:
+        return chaos.apply(self, op)
+
+    def fault_revert(self, op: dict) -> None:
+        chaos.revert(self, op)
+
+    def fault_in_place(self, op: dict) -> str:
+        return chaos.in_place(self, op)
+
+    def fault_residue(self, ns: str) -> list:
+        return chaos.residue(self, ns)
 
     # -- requests -------------------------------------------------------------
     def request(self, ns: str, what: str, call, *args, **kwargs):

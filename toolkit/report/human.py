@@ -75,11 +75,18 @@ def print_unmanaged(console: Console, unmanaged, prefix: str = "") -> None:
                           "(reported, left to its owner)", markup=True, highlight=False)
 
 
-def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unmanaged=()) -> None:
-    """Each difference with its node, object, desired and live values."""
+def print_overlays(console: Console, overlays) -> None:
+    for text in overlays:
+        console.print(f"[magenta]active[/] {text} (reported, left to its lease)", markup=True, highlight=False)
+
+
+def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unmanaged=(), overlays=()) -> None:
+    """Each difference with its node, object, desired and live values; then what
+    is not the topology's (unmanaged objects, active faults)."""
     if plan.empty:
-        console.print(f"[bold]{title}[/]: " + ("in sync, no drift." if not unmanaged else
+        console.print(f"[bold]{title}[/]: " + ("in sync, no drift." if not (unmanaged or overlays) else
                                               "the managed state is in sync, but:"))
+        print_overlays(console, overlays)
         print_unmanaged(console, unmanaged, prefix)
         return
     table = Table(title=f"{title}: {len(plan.actions)} difference(s)", title_justify="left",
@@ -100,6 +107,7 @@ def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unma
                 table.add_row(node, a.resource.label, "unexpected" + note, "(absent)",
                               a.resource.describe() or "present", style="magenta")
     console.print(table)
+    print_overlays(console, overlays)
     print_unmanaged(console, unmanaged, prefix)
 
 

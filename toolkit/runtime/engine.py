@@ -52,10 +52,11 @@ class Drift:
 
     plan: Plan
     unmanaged: tuple = ()
+    overlays: tuple = ()  # what the active overlays (faults, VIP groups) say they hold
 
     @property
     def clean(self) -> bool:
-        return self.plan.empty and not self.unmanaged
+        return self.plan.empty and not self.unmanaged and not self.overlays
 
 
 class Reconciler:
@@ -170,7 +171,8 @@ class Reconciler:
 
     def drift(self) -> Drift:
         plan, live = self.plan()
-        return Drift(plan, tuple(sorted(r for r in live if not is_managed(r.owner))))
+        return Drift(plan, tuple(sorted(r for r in live if not is_managed(r.owner))),
+                     tuple(dict.fromkeys(c.text for c in self.claims if c.text)))
 
     def apply(self, on_step=None, planned=None) -> ApplyResult:
         """Converge the kernel to the topology as a transaction (transaction.run).
@@ -179,7 +181,7 @@ class Reconciler:
         failpoints.active()  # a bad NETKEEL_FAILPOINT is refused before anything happens
         with self.locked():
             plan, live = planned or self.plan()
-            if plan.empty:
+            if plan.empty and not unsettled(self.state, self.instance):
                 return ApplyResult(plan, 0)
             return self._run("apply", plan, self.desired, live, self.scope(), self.desired_namespaces, on_step)
 
@@ -192,7 +194,7 @@ class Reconciler:
             live = self.read(names=names)
             plan = diff((), live)
             check_harm_outside(plan, live)
-            if plan.empty:
+            if plan.empty and not unsettled(self.state, self.instance):
                 self.inventory.record(self.instance, ())
                 return ApplyResult(plan, 0)
             return self._run("destroy", plan, frozenset(), live, names, set(), on_step)
@@ -221,7 +223,7 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
         live = read_scope(backend, names, wanted | remembered(inventory, snapshot.instance))
         plan = diff(wanted, live)
         check_harm_outside(plan, live)
-        if plan.empty:
+        if plan.empty and not unsettled(state, snapshot.instance):
             inventory.record(snapshot.instance, snapshot.owned)
             return ApplyResult(plan, 0, None)
         change = Change(op="rollback", instance=snapshot.instance, topology=snapshot.topology,
@@ -230,6 +232,15 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
                         git={**snapshot.git, "rollback_to": snapshot.id})
         steps, taken = transaction.run(backend, state, change, on_step)
         return ApplyResult(plan, steps, taken)
+
+
+def unsettled(state: StateDir, instance: str) -> bool:
+    """Whether a change of `instance` was cut off (killed) and nothing has ended since.
+    Then even a change with nothing left to do runs as a transaction: only a change
+    that ends settles the interrupted one (its warning, and the inventory it left,
+    which owns every namespace it meant to make). Call under the state lock: every
+    start record without an end is then an interrupted change, none is running."""
+    return any(record["instance"] == instance for record in Journal(state).summary().open)
 
 
 def check_harm_outside(plan: Plan, live) -> None:

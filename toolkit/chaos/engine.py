@@ -1,0 +1,289 @@
+"""Injecting, reverting and expiring faults: leases that a fault cannot outlive.
+
+    inject: revert what has expired; resolve the running lab (the instance of the
+            fault's topology, by --ns-prefix or the only one applied); choose a
+            backend per impairment from what this kernel can do; refuse a
+            conflict with an active fault on the same target; write the lease
+            (each operation before it is made, so a crash leaves nothing that
+            the lease does not know how to undo); make the operations; check
+            each is in place; start the keeper.
+    revert: under the lease's lock, undo its operations (last first), remove it.
+    expire: revert every lease whose time is up, and every lease an injector
+            died while making.
+
+The backend is handed in (the kernel; see core/backend.py: fault_* methods).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from ..core.owners import Claim, overlay
+from ..errors import FaultError, KernelError, OwnershipError
+from ..kinds.addr import KIND as ADDR
+from ..kinds.link import KIND as LINK
+from ..kinds.nft_table import KIND as NFT_TABLE
+from ..model.fault import Fault
+from ..runtime.engine import check_identities
+from ..state.inventory import Inventory
+from ..state.leases import Lease, Leases, new_id
+from ..state.statedir import StateDir
+from .plan import FaultPlan, Lab, choose, plan
+
+CAPABILITIES = "capabilities.json"
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    prefix: str
+    topology: str
+
+
+def owner_of(lease: Lease) -> str:
+    return overlay(f"fault:{lease.fault}")
+
+
+# -- what the kernel can do ------------------------------------------------------------
+
+def capabilities(backend, state: StateDir) -> list:
+    """What this kernel can do for faults: probed once in a throwaway namespace,
+    then cached in the state directory until the kernel changes (a reboot)."""
+    identity = backend.fault_kernel_identity()
+    try:
+        cached = state.read_json(CAPABILITIES) or {}
+    except (ValueError, OSError):
+        cached = {}
+    if isinstance(cached, dict) and cached.get("kernel") == identity and isinstance(cached.get("can"), list):
+        return cached["can"]
+    found = backend.fault_capabilities()
+    state.write_json(CAPABILITIES, {"kernel": identity, "can": found}, durable=False)
+    return found
+
+
+# -- the running lab -----------------------------------------------------------------------
+
+def resolve_instance(state: StateDir, fault: Fault, prefix: str | None) -> Instance:
+    """The applied instance the fault acts on. Raises FaultError when there is
+    none, or more than one and no --ns-prefix says which (listing them)."""
+    inventory = Inventory(state)
+    found = []
+    for instance, entry in sorted(inventory.instances.items()):
+        if fault.topology and entry.get("topology") != fault.topology:
+            continue
+        if prefix is not None and entry.get("prefix", "") != prefix:
+            continue
+        found.append(Instance(instance, entry.get("prefix", ""), entry.get("topology", "?")))
+    what = f"topology {fault.topology}" if fault.topology else "any topology"
+    if not found:
+        where = f" with --ns-prefix {prefix!r}" if prefix is not None else ""
+        raise FaultError(fault.name, "target", f"no applied instance of {what}{where} in {state.root}; "
+                                               "apply it first")
+    if len(found) > 1:
+        names = ", ".join(f"{i.id} (--ns-prefix {i.prefix!r})" for i in found)
+        raise FaultError(fault.name, "target", f"{len(found)} applied instances of {what}: {names}; "
+                                               "say which with --ns-prefix")
+    return found[0]
+
+
+def lab_of(backend, state: StateDir, instance: Instance) -> Lab:
+    """The namespaces, interfaces and addresses of the instance, as they are now.
+    Raises OwnershipError if a namespace is not the one netkeel made."""
+    names = Inventory(state).namespaces(instance.id)
+    problems = check_identities(backend, state, names)
+    if problems:
+        raise OwnershipError(problems)
+    live = backend.read(names, {})
+    namespaces = {ns[len(instance.prefix):]: ns for ns in names if backend.exists(ns)}
+    interfaces: dict = {ns: set() for ns in namespaces.values()}
+    addresses: dict = {ns: [] for ns in namespaces.values()}
+    for r in live:
+        if r.kind == LINK.name and r.ns in interfaces:
+            interfaces[r.ns].add(r.key[1])
+        elif r.kind == ADDR.name and r.ns in addresses:
+            addresses[r.ns].append(r.key[2].split("/")[0])
+    return Lab(namespaces, interfaces, addresses)
+
+
+# -- inject ----------------------------------------------------------------------------------
+
+def inject(backend, state: StateDir, fault: Fault, prefix: str | None = None, duration_ms: int | None = None,
+           dry_run: bool = False, start_keeper=None, now=time.time) -> tuple:
+    """Put `fault` in place. Returns (lease, plan); with dry_run (lease None, plan)
+    and nothing changed. Raises FaultError, OwnershipError, KernelError; on any
+    failure what was made is taken away again."""
+    leases = Leases(state)
+    expire(backend, state, now=now)
+    instance = resolve_instance(state, fault, prefix)
+    lab = lab_of(backend, state, instance)
+    duration = int(duration_ms or fault.duration_ms)
+    lease_id = new_id(fault.name)
+    fault_plan = plan(fault, capabilities(backend, state), lab, lease_id, duration)
+    _check_conflicts(fault, fault_plan, leases)
+    if dry_run:
+        return None, fault_plan
+    started = now()
+    lease = Lease(id=lease_id, fault=fault.name, file=fault.source, instance=instance.id, prefix=instance.prefix,
+                  text=fault.text(), kinds=list(fault.kinds), backends=[list(b) for b in fault_plan.backends],
+                  operations=[], started=started, expires=started + duration / 1000, injector=os.getpid())
+    leases.save(lease)
+    try:
+        if start_keeper is not None:
+            # The keeper first: from here on, whatever happens to this process,
+            # someone ends the fault on time.
+            lease.keeper = start_keeper(lease.id)
+            leases.save(lease)
+        for op in fault_plan.operations:
+            lease.operations.append(op)  # on record before it is made: a crash leaves nothing unknown
+            leases.save(lease)
+            lease.operations[-1] = backend.fault_apply(op)
+            leases.save(lease)
+        missing = [m for m in (backend.fault_in_place(op) for op in lease.operations) if m]
+        if missing:
+            raise FaultError(fault.name, "verify", "not in place after injecting: " + "; ".join(missing))
+        lease.state = "active"
+        lease.claims = [[op["ns"], op["dev"], op["before"]] for op in lease.operations if op.get("before")]
+        leases.save(lease)
+    except BaseException:
+        _undo(backend, lease)
+        leases.remove(lease.id)
+        raise
+    return lease, fault_plan
+
+
+def _check_conflicts(fault: Fault, fault_plan: FaultPlan, leases: Leases) -> None:
+    """A fault never silently replaces another: a root qdisc or a device setting
+    that an active fault holds on the same device is refused, naming it.
+    nftables faults compose (each lease has its own table)."""
+    exclusive = {(op["ns"], op["dev"], _slot(op)) for op in fault_plan.operations if _slot(op)}
+    active, _ = leases.all()
+    for lease in active:
+        held = {(op["ns"], op["dev"], _slot(op)) for op in lease.operations if _slot(op)}
+        clash = sorted(exclusive & held)
+        if clash:
+            ns, dev, slot = clash[0]
+            raise FaultError(fault.name, "conflict",
+                             f"{dev} in {ns} already has fault {lease.fault} on its {slot} "
+                             f"({lease.text}, {lease.left():.0f} s left): revert it first "
+                             f"(chaos revert --fault {lease.fault}), or declare both in one fault file")
+
+
+def _slot(op: dict) -> str | None:
+    """What an operation takes exclusively on its device."""
+    if op["op"] in ("netem", "tbf"):
+        return "root qdisc" if not op["dev"].startswith("nkifb") else None
+    if op["op"] == "ifb":
+        return "ingress"
+    if op["op"] in ("device", "flap"):
+        return "state" if op["op"] == "flap" or "state" in op.get("set", {}) else "mtu"
+    return None
+
+
+# -- revert and expire ----------------------------------------------------------------------------
+
+def revert(backend, state: StateDir, lease_id: str) -> Lease | None:
+    """Undo a lease's operations, last first, and remove it; stop its keeper.
+    Returns the lease (None if it was gone already). Raises KernelError (the
+    lease is kept then, to try again)."""
+    leases = Leases(state)
+    with leases.locked(lease_id):
+        lease = leases.load(lease_id)
+        if lease is None:
+            return None
+        lease.state = "reverting"
+        leases.save(lease)
+        _undo(backend, lease, strict=True)
+        leases.remove(lease_id)
+    _stop_keeper(lease)
+    return lease
+
+
+def _undo(backend, lease: Lease, strict: bool = False) -> None:
+    errors = []
+    for op in reversed(lease.operations):
+        try:
+            backend.fault_revert(op)
+        except KernelError as exc:
+            errors.append(str(exc))
+    if errors and strict:
+        raise KernelError(f"revert fault {lease.fault}", "; ".join(errors))
+
+
+def _stop_keeper(lease: Lease) -> None:
+    if lease.keeper and lease.keeper != os.getpid() and keeper_alive(lease):
+        try:
+            os.kill(lease.keeper, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def keeper_alive(lease: Lease) -> bool:
+    """Whether the lease's keeper still runs: its pid, running the keeper for this
+    very lease (a reused pid is someone else)."""
+    if not lease.keeper:
+        return False
+    try:
+        with open(f"/proc/{lease.keeper}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return lease.id.encode() in argv
+
+
+def injector_alive(lease: Lease) -> bool:
+    try:
+        os.kill(lease.injector, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def expire(backend, state: StateDir, now=time.time) -> list:
+    """Revert every lease whose time is up, and every lease whose injector died
+    while making it; returns their ids."""
+    leases = Leases(state)
+    found, _ = leases.all()
+    done = []
+    for lease in found:
+        stale = lease.state == "injecting" and not injector_alive(lease)
+        if lease.expired(now()) or stale:
+            try:
+                if revert(backend, state, lease.id) is not None:
+                    done.append(lease.id)
+            except (KernelError, TimeoutError):
+                continue  # held or failing now: the next command tries again
+    return done
+
+
+def active(state: StateDir, instance: str | None = None) -> list:
+    leases, _ = Leases(state).all()
+    return [l for l in leases if instance is None or l.instance == instance]
+
+
+def find(state: StateDir, name: str) -> list:
+    """Active leases of fault `name` (or with lease id `name`)."""
+    return [l for l in active(state) if name in (l.fault, l.id)]
+
+
+def claims(state: StateDir, instance: str) -> list:
+    """The active faults' claims on the instance's live objects (core.owners.Claim):
+    their nft tables, their ifb devices, and device fields they hold."""
+    out = []
+    for lease in active(state, instance):
+        owner = owner_of(lease)
+        text = f"fault {lease.fault}: {lease.text}, {lease.left():.0f} s left"
+        tables = {(op["ns"], op["family"], op["table"]) for op in lease.operations if op["op"] == "nft"}
+        if tables:
+            out.append(Claim(owner, NFT_TABLE.name, lambda r, t=frozenset(tables): r.key in t, text=text))
+        ifbs = {(op["ns"], op["ifb"]) for op in lease.operations if op["op"] == "ifb"}
+        if ifbs:
+            out.append(Claim(owner, LINK.name, lambda r, t=frozenset(ifbs): r.key in t, text=text))
+        for ns, dev, before in lease.claims:
+            out.append(Claim(owner, LINK.name, lambda r, k=(ns, dev): r.key == k, mask=tuple(before.items()),
+                             text=text))
+        if not (tables or ifbs or lease.claims):
+            out.append(Claim(owner, "", lambda r: False, text=text))  # a qdisc: nothing read, still reported
+    return out

@@ -1,0 +1,84 @@
+"""The keeper: a small process per lease that outlives the netkeel that injected
+the fault. It runs the flap schedule, notices a revert made by someone else,
+and reverts the fault when its time is up (or its flap cycles are done), then
+exits. It wakes at least twice a second, and exactly at each flap transition.
+
+It is started detached (its own session) by `chaos`, as
+`python -m toolkit.cli.keeper --state-dir DIR LEASE_ID`; a SIGTERM or SIGINT
+makes it revert and leave too.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import KernelError
+from ..state.leases import Leases
+from .engine import injector_alive, revert
+
+NAP_S = 0.5
+
+
+def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
+    """Keep the lease until it ends; returns why it ended."""
+    leases = Leases(state)
+    current: dict = {}  # (ns, dev) -> the state the flap schedule last set
+    try:
+        while True:
+            lease = leases.load(lease_id)
+            if lease is None:
+                return "reverted elsewhere"
+            t = now()
+            if t >= lease.expires:
+                revert(backend, state, lease_id)
+                return "expired"
+            if lease.state == "injecting":
+                if not injector_alive(lease):  # it died half way: undo what it made
+                    revert(backend, state, lease_id)
+                    return "injector died"
+                sleep(0.05)
+                continue
+            wake, flapping, finished = lease.expires, False, True
+            for op in lease.operations:
+                if op["op"] != "flap":
+                    continue
+                flapping = True
+                want, next_at = flap_state(op, lease.started, t)
+                if next_at is not None:
+                    finished = False
+                    wake = min(wake, next_at)
+                key = (op["ns"], op["dev"])
+                if current.get(key) != want:
+                    backend.link_set(op["ns"], op["dev"], state=want)
+                    current[key] = want
+            if flapping and finished:
+                revert(backend, state, lease_id)
+                return "flap cycles done"
+            sleep(max(0.0, min(wake - now(), NAP_S)))
+    except (KernelError, OSError) as exc:  # the device or namespace went: nothing more to keep
+        _revert_quietly(backend, state, lease_id)
+        return f"stopped: {exc}"
+    except BaseException:  # SIGTERM (SystemExit), Ctrl-C: revert before leaving
+        _revert_quietly(backend, state, lease_id)
+        raise
+
+
+def _revert_quietly(backend, state, lease_id: str) -> None:
+    """Revert what is left of the lease (revert is idempotent; a revert made
+    by someone else meanwhile leaves nothing to do)."""
+    try:
+        revert(backend, state, lease_id)
+    except (KernelError, OSError, TimeoutError, ValueError):
+        pass  # the next netkeel command expires it
+
+
+def flap_state(op: dict, started: float, t: float) -> tuple:
+    """(state the device should have at time t, when that changes next or None
+    when the schedule is over)."""
+    period, down = op["period_ms"] / 1000, op["down_ms"] / 1000
+    cycle, phase = divmod(t - started, period)
+    if op.get("cycles") and cycle >= op["cycles"]:
+        return "up", None
+    if phase < down:
+        return "down", started + cycle * period + down
+    return "up", started + (cycle + 1) * period

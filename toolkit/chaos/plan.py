@@ -1,0 +1,320 @@
+"""From a fault to kernel operations: which backend does each impairment, and
+what exactly it sets up. Pure: the same fault, capabilities and lab give the
+same operations, so plans are tested without root.
+
+An operation is a JSON-able dict, kept in the lease so that a revert (by the
+keeper, by `chaos revert`, or by any later netkeel command after expiry) knows
+exactly what to undo:
+
+    {"op": "nft",   "ns", "family", "table", "text"}        an nftables table (its own)
+    {"op": "netem", "ns", "dev", "args"}                      root netem qdisc (tc arguments)
+    {"op": "tbf",   "ns", "dev", "args"}                      root tbf qdisc
+    {"op": "ifb",   "ns", "dev", "ifb"}                       ingress of dev redirected to ifb
+    {"op": "device", "ns", "dev", "set", "before"}           mtu / state of a device
+    {"op": "flap",  "ns", "dev", "period_ms", "down_ms", "cycles", "before"}
+
+nftables objects expire in the kernel by themselves (set elements with
+timeouts): the fault stops at its time even if every netkeel process is dead.
+Qdiscs and device settings have no such timeout: the keeper reverts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+
+from ..errors import FaultError
+from ..model.fault import BACKENDS, DEVICE_KINDS, Fault, Target
+
+CHAOS_TABLE_PREFIX = "netkeel_chaos_"
+DUP_MARK = 0x4E4B0D00  # marks duplicates so that they are not duplicated again
+# What each backend needs of the kernel (capability names, see kernel/chaos.probe).
+NEEDS = {"netem": ("netem",), "nft": ("nft",), "tbf": ("tbf",), "link": ()}
+INGRESS_NEEDS = ("ifb", "mirred")
+MISSING_TEXT = {"netem": "the sch_netem qdisc", "tbf": "the sch_tbf qdisc", "nft": "nftables",
+                "ifb": "ifb devices", "mirred": "the mirred action (act_mirred)", "dup": "nftables dup"}
+NETEM_KINDS = ("loss", "delay", "reorder", "duplicate", "corrupt", "rate")
+
+
+@dataclass(frozen=True)
+class Lab:
+    """What the running lab says: the namespace of each node, the interfaces of
+    each namespace, and the addresses of each namespace (for partitions)."""
+
+    namespaces: dict          # node -> namespace
+    interfaces: dict          # namespace -> set of interface names
+    addresses: dict           # namespace -> list of addresses ("10.0.1.2")
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    operations: tuple         # op dicts, in the order they are set up
+    backends: tuple           # (kind, backend) for each impairment
+    table: str                # the nft table name of this lease
+
+    def text(self) -> list:
+        return [describe(op) for op in self.operations]
+
+
+def table_name(lease_id: str) -> str:
+    """The lease's nft table: netkeel_chaos_ and a short digest (table names stay short)."""
+    return CHAOS_TABLE_PREFIX + hashlib.sha256(lease_id.encode()).hexdigest()[:10]
+
+
+def choose(fault: Fault, capabilities) -> tuple:
+    """(kind, backend) for each impairment. Raises FaultError naming what the
+    kernel lacks when a kind has no backend here (nothing is changed then)."""
+    caps = set(capabilities)
+    chosen, missing = [], []
+    narrowed = fault.target is not None and fault.target.narrowed
+    ingress = fault.target is not None and fault.target.direction in ("ingress", "both")
+    for kind in fault.kinds:
+        candidates = (fault.backend,) if fault.backend else BACKENDS[kind]
+        usable = []
+        for backend in candidates:
+            if backend not in BACKENDS[kind]:
+                continue
+            needs = set(NEEDS[backend])
+            if backend in ("netem", "tbf") and ingress:
+                needs |= set(INGRESS_NEEDS)
+            if backend == "nft" and kind == "duplicate":
+                needs.add("dup")
+            if backend == "netem" and narrowed and kind in ("loss", "duplicate"):
+                continue  # netem cannot narrow; nftables can
+            if needs <= caps:
+                usable.append(backend)
+            else:
+                missing.append((kind, backend, sorted(needs - caps)))
+        if kind == "duplicate" and ingress and usable == ["nft"]:
+            usable = []  # nftables duplicates on the way out only
+            missing.append((kind, "nft", ["egress only"]))
+        if not usable:
+            raise FaultError(fault.name, kind, _refusal(kind, fault.backend, missing))
+        chosen.append((kind, usable[0]))
+    return tuple(chosen)
+
+
+def _refusal(kind: str, forced, missing) -> str:
+    reasons = [f"{backend} needs " + " and ".join(MISSING_TEXT.get(m, m) for m in needs)
+               for k, backend, needs in missing if k == kind]
+    if forced and forced not in BACKENDS[kind]:
+        return f"backend {forced} cannot do {kind} (only {', '.join(BACKENDS[kind])})"
+    if kind in ("delay", "reorder", "corrupt") and not reasons:
+        reasons = ["netem is needed"]
+    return f"this kernel cannot do {kind}: " + "; ".join(reasons or ["no backend"]) + \
+        (" (delay, jitter, reorder and corrupt need netem; the userspace backend is not built yet)"
+         if kind in ("delay", "reorder", "corrupt") else "")
+
+
+def plan(fault: Fault, capabilities, lab: Lab, lease_id: str, expires_in_ms: int) -> FaultPlan:
+    """The operations that put `fault` in place. Raises FaultError (a node or
+    interface the lab does not have, a kind the kernel cannot do)."""
+    backends = choose(fault, capabilities)
+    by_backend: dict = {}
+    for kind, backend in backends:
+        by_backend.setdefault(backend, []).append(kind)
+    table = table_name(lease_id)
+    ops = []
+    if fault.partition is not None:
+        ops += _partition_ops(fault, lab, table, expires_in_ms)
+    if fault.target is not None:
+        ns, dev = _resolve(fault, lab)
+        directions = ("egress", "ingress") if fault.target.direction == "both" else (fault.target.direction,)
+        if by_backend.get("nft"):
+            ops += _nft_ops(fault, ns, dev, [k for k in by_backend["nft"] if k != "partition"], directions,
+                            table, expires_in_ms)
+        for backend in ("netem", "tbf"):
+            if by_backend.get(backend):
+                ops += _qdisc_ops(fault, backend, ns, dev, by_backend[backend], directions, lease_id)
+        ops += _device_ops(fault, ns, dev)
+    return FaultPlan(tuple(ops), backends, table)
+
+
+def _resolve(fault: Fault, lab: Lab) -> tuple:
+    target: Target = fault.target
+    ns = lab.namespaces.get(target.node)
+    if ns is None:
+        raise FaultError(fault.name, "target", f"node {target.node} is not in the running lab "
+                                               f"(its nodes: {', '.join(sorted(lab.namespaces))})")
+    if target.interface not in lab.interfaces.get(ns, set()):
+        known = ", ".join(sorted(lab.interfaces.get(ns, set()) - {"lo"})) or "none"
+        raise FaultError(fault.name, "target", f"node {target.node} has no interface {target.interface} "
+                                               f"(it has: {known})")
+    return ns, target.interface
+
+
+def _armed(name: str, expires_in_ms: int) -> str:
+    """A set whose one element expires with the lease: rules match only while it is there."""
+    return (f"  set armed {{ type ifname; flags timeout; elements = {{ \"{name}\" timeout {expires_in_ms}ms }} }}\n")
+
+
+def _narrowing(target: Target, direction: str) -> str:
+    out = []
+    if target.peer:
+        family = "ip6" if ":" in target.peer else "ip"
+        side = "daddr" if direction == "egress" else "saddr"
+        out.append(f"{family} {side} {target.peer}")
+    if target.protocol:
+        out.append(f"meta l4proto {target.protocol}")
+    if target.port:
+        side = "dport" if direction == "egress" else "sport"
+        out.append(f"th {side} {target.port}")
+    return " ".join(out) + " " if out else ""
+
+
+def _chance(percent: float) -> str:
+    """`numgen random mod 10000 < N`: a share of packets, to a hundredth of a percent."""
+    return f"numgen random mod 10000 < {round(percent * 100)}"
+
+
+def _nft_ops(fault: Fault, ns: str, dev: str, kinds, directions, table: str, expires_in_ms: int) -> list:
+    ops = []
+    if "loss" in kinds:
+        loss = fault.impairment("loss").get("percent")
+        chains = []
+        for direction in directions:
+            hook, match = ("postrouting", "oifname") if direction == "egress" else ("prerouting", "iifname")
+            chains.append(f"  chain {direction} {{ type filter hook {hook} priority -150; policy accept;\n"
+                          f"    {match} @armed {_narrowing(fault.target, direction)}{_chance(loss)} drop\n  }}\n")
+        ops.append({"op": "nft", "ns": ns, "family": "inet", "table": table,
+                    "text": f"table inet {table} {{\n{_armed(dev, expires_in_ms)}{''.join(chains)}}}\n"})
+    if "duplicate" in kinds:
+        share = fault.impairment("duplicate").get("percent")
+        # Copies pass the egress hook again: the mark keeps them from being copied in turn.
+        ops.append({"op": "nft", "ns": ns, "family": "netdev", "table": table,
+                    "text": f"table netdev {table} {{\n{_armed(dev, expires_in_ms)}"
+                            f"  chain egress {{ type filter hook egress device \"{dev}\" priority 0; policy accept;\n"
+                            f"    meta mark {DUP_MARK:#x} accept\n"
+                            f"    oifname @armed {_narrowing(fault.target, 'egress')}{_chance(share)} "
+                            f"meta mark set {DUP_MARK:#x} dup to \"{dev}\"\n  }}\n}}\n"})
+    return ops
+
+
+def _partition_ops(fault: Fault, lab: Lab, table: str, expires_in_ms: int) -> list:
+    """Rules in each node of side A: drop what goes to / comes from side B's addresses."""
+    part = fault.partition
+    unknown = [n for n in part.a + part.b if n not in lab.namespaces]
+    if unknown:
+        raise FaultError(fault.name, "partition", f"node(s) not in the running lab: {', '.join(unknown)} "
+                                                  f"(its nodes: {', '.join(sorted(lab.namespaces))})")
+    b_addresses = [a for node in part.b for a in lab.addresses.get(lab.namespaces[node], [])]
+    v4 = sorted({a for a in b_addresses if ":" not in a}, key=ipaddress.ip_address)
+    v6 = sorted({a for a in b_addresses if ":" in a}, key=ipaddress.ip_address)
+    if not v4 and not v6:
+        raise FaultError(fault.name, "partition", "side B has no addresses: nothing to cut")
+    sets, out_rules, in_rules = "", [], []
+    for family, addrs, name in (("ip", v4, "b4"), ("ip6", v6, "b6")):
+        if not addrs:
+            continue
+        elements = ", ".join(f"{a} timeout {expires_in_ms}ms" for a in addrs)
+        kind = "ipv4_addr" if family == "ip" else "ipv6_addr"
+        sets += f"  set {name} {{ type {kind}; flags timeout; elements = {{ {elements} }} }}\n"
+        out_rules.append(f"    {family} daddr @{name} drop\n")
+        in_rules.append(f"    {family} saddr @{name} drop\n")
+    chains = ""
+    if part.direction in ("both", "a-to-b"):
+        chains += f"  chain out {{ type filter hook output priority -150; policy accept;\n{''.join(out_rules)}  }}\n"
+    if part.direction in ("both", "b-to-a"):
+        chains += f"  chain in {{ type filter hook input priority -150; policy accept;\n{''.join(in_rules)}  }}\n"
+    return [{"op": "nft", "ns": lab.namespaces[node], "family": "inet", "table": table,
+             "text": f"table inet {table} {{\n{sets}{chains}}}\n"} for node in part.a]
+
+
+def _qdisc_ops(fault: Fault, backend: str, ns: str, dev: str, kinds, directions, lease_id: str) -> list:
+    ops = []
+    args = netem_args(fault, kinds) if backend == "netem" else tbf_args(fault)
+    for direction in directions:
+        where = dev
+        if direction == "ingress":
+            where = ifb_name(lease_id)
+            ops.append({"op": "ifb", "ns": ns, "dev": dev, "ifb": where})
+        ops.append({"op": backend, "ns": ns, "dev": where, "args": args})
+    return ops
+
+
+def ifb_name(lease_id: str) -> str:
+    return "nkifb" + hashlib.sha256(lease_id.encode()).hexdigest()[:8]
+
+
+def netem_args(fault: Fault, kinds) -> list:
+    """tc-netem(8) arguments, composing every kind netem does here into one qdisc."""
+    args = []
+    delay = fault.impairment("delay") if "delay" in kinds else None
+    if delay:
+        args += ["delay", f"{delay.get('time_ms'):g}ms"]
+        if delay.get("jitter_ms"):
+            args += [f"{delay.get('jitter_ms'):g}ms"]
+            if delay.get("distribution", "uniform") != "uniform":
+                args += ["distribution", delay.get("distribution")]
+    for kind in ("reorder", "duplicate", "corrupt"):
+        if kind in kinds:
+            args += [kind, f"{fault.impairment(kind).get('percent'):g}%"]
+    if "loss" in kinds:
+        loss = fault.impairment("loss")
+        gilbert = dict(loss.get("gilbert") or ())
+        if gilbert:
+            args += ["loss", "gemodel"] + [f"{gilbert[k]:g}%" for k in ("p", "r", "h", "k") if k in gilbert]
+        else:
+            args += ["loss", f"{loss.get('percent'):g}%"]
+    if "rate" in kinds:
+        args += ["rate", f"{fault.impairment('rate').get('bits')}bit"]
+    args += ["limit", str(netem_limit(fault, kinds))]
+    return args
+
+
+def netem_limit(fault: Fault, kinds) -> int:
+    """A queue long enough for what the delay holds: netem's default of 1000
+    packets drops silently once packets/s x delay exceeds it. Sized for 100,000
+    packets/s (a fast veth), at least netem's default."""
+    delay = fault.impairment("delay") if "delay" in kinds else None
+    held_s = ((delay.get("time_ms") + 3 * delay.get("jitter_ms", 0)) / 1000) if delay else 0
+    return max(1000, int(100_000 * held_s))
+
+
+def tbf_args(fault: Fault) -> list:
+    """tc-tbf(8) arguments: the rate, a burst of at least one MTU-sized frame or
+    10 ms worth of tokens, and a 50 ms queue."""
+    bits = fault.impairment("rate").get("bits")
+    burst = max(1600, bits // 8 // 100)
+    return ["rate", f"{bits}bit", "burst", str(burst), "latency", "50ms"]
+
+
+def _device_ops(fault: Fault, ns: str, dev: str) -> list:
+    ops = []
+    for impairment in fault.impairments:
+        if impairment.kind == "mtu":
+            ops.append({"op": "device", "ns": ns, "dev": dev, "set": {"mtu": impairment.get("mtu")}})
+        elif impairment.kind == "link_down":
+            ops.append({"op": "device", "ns": ns, "dev": dev, "set": {"state": "down"}})
+        elif impairment.kind == "flap":
+            ops.append({"op": "flap", "ns": ns, "dev": dev, "period_ms": impairment.get("period_ms"),
+                        "down_ms": impairment.get("down_ms"), "cycles": impairment.get("cycles")})
+    return ops
+
+
+def describe(op: dict) -> str:
+    """An operation as the command a person would type for it."""
+    where = f"ip netns exec {op['ns']}"
+    if op["op"] == "nft":
+        return f"{where} nft -f - <<< '{op['text'].strip()}'"
+    if op["op"] in ("netem", "tbf"):
+        return f"tc -n {op['ns']} qdisc add dev {op['dev']} root {op['op']} {' '.join(op['args'])}"
+    if op["op"] == "ifb":
+        return (f"ip -n {op['ns']} link add {op['ifb']} type ifb; ip -n {op['ns']} link set {op['ifb']} up; "
+                f"tc -n {op['ns']} qdisc add dev {op['dev']} handle ffff: ingress; "
+                f"tc -n {op['ns']} filter add dev {op['dev']} parent ffff: protocol all u32 match u32 0 0 "
+                f"action mirred egress redirect dev {op['ifb']}")
+    if op["op"] == "device":
+        settings = " ".join(f"{k} {v}" for k, v in op["set"].items()).replace("state ", "")
+        return f"ip -n {op['ns']} link set {op['dev']} {settings}"
+    if op["op"] == "flap":
+        cycles = f" {op['cycles']} times" if op.get("cycles") else " until expiry"
+        return f"(keeper) ip -n {op['ns']} link set {op['dev']} down/up: every {op['period_ms']:g}ms, " \
+               f"down {op['down_ms']:g}ms,{cycles}"
+    return str(op)
+
+
+def kinds_on(fault: Fault) -> set:
+    """(namespace-free) what the fault holds on its target: for conflict checks."""
+    return set(fault.kinds) & (set(NETEM_KINDS) | set(DEVICE_KINDS))

@@ -1,0 +1,42 @@
+"""The keeper process's entry point: `python -m toolkit.cli.keeper --state-dir DIR LEASE_ID`.
+
+Started detached by `chaos` (see toolkit/chaos/keeper.py for what it does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+
+
+def start(state_root: str, lease_id: str) -> int:
+    """Start a keeper for the lease, detached from this process (own session, no
+    terminal, no inherited descriptors); returns its pid."""
+    proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli.keeper", "--state-dir", str(state_root), lease_id],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, close_fds=True, cwd="/")
+    return proc.pid
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="netkeel-keeper")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("lease")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that started the fault may close
+    from ..chaos.keeper import keep
+    from ..kernel import Kernel
+    from ..state import StateDir
+
+    with Kernel() as kernel:
+        keep(kernel, StateDir(args.state_dir), args.lease)
+    return 0
+
+
+if __name__ == "__main__":
+    os.umask(0o077)
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Faults in the kernel: what this kernel can do, and putting fault operations
+(chaos/plan.py) in place, checking them, and taking them away.
+
+Traffic control goes through iproute2's `tc` inside the namespace (`tc -n`):
+netem's delay distributions and its Gilbert-Elliott loss model are encoded by
+tc (pyroute2 0.9.7 sends neither), and a fault is set up once, so one process
+per qdisc costs nothing that matters. nftables tables go through the
+namespace's libnftables context; device settings through netlink (Kernel).
+
+Every revert is idempotent: what is already gone is fine, and only what the
+lease made is removed (a root qdisc is deleted only while it carries netkeel's
+chaos handle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from ..core.owners import CHAOS_IFB_PREFIX, CHAOS_QDISC_HANDLE
+from ..errors import KernelError
+
+PROBE_TIMEOUT_S = 20
+# Each capability, as a shell test run in a throwaway network namespace.
+_PROBES = {
+    "netem": "tc qdisc add dev lo root netem delay 1ms",
+    "tbf": "tc qdisc add dev lo root tbf rate 1mbit burst 1600 latency 50ms",
+    "ifb": "ip link add nkprobe0 type ifb",
+    "mirred": "ip link add nkprobe1 type ifb && tc qdisc add dev lo handle ffff: ingress && "
+              "tc filter add dev lo parent ffff: protocol all u32 match u32 0 0 action mirred egress "
+              "redirect dev nkprobe1",
+    "nft": "printf 'table inet p {\\n set s { type ifname; flags timeout; }\\n chain c { type filter hook "
+           "postrouting priority 0; oifname @s numgen random mod 100 < 1 drop\\n }\\n}\\n' | nft -f -",
+    "dup": "printf 'table netdev d {\\n chain c { type filter hook egress device \"lo\" priority 0;\\n "
+           "meta mark 0x1 accept\\n dup to \"lo\"\\n }\\n}\\n' | nft -f -",
+}
+
+
+def probe() -> list:
+    """The fault capabilities of this kernel, tried in a throwaway network
+    namespace (`unshare -n`; the machine's own are never touched)."""
+    script = "ip link set lo up\n" + "".join(
+        f"if ( {test} ) >/dev/null 2>&1; then echo {name}; fi\n"
+        f"tc qdisc del dev lo root >/dev/null 2>&1; tc qdisc del dev lo ingress >/dev/null 2>&1\n"
+        for name, test in _PROBES.items())
+    try:
+        result = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True,
+                                timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise KernelError("probe what this kernel can do for faults", str(exc)) from None
+    return sorted(line.strip() for line in result.stdout.splitlines() if line.strip() in _PROBES)
+
+
+def kernel_identity() -> str:
+    """Changes when the kernel does (a reboot, another kernel): what a cached probe is valid for."""
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        boot = f.read().strip()
+    return f"{os.uname().release}/{boot}"
+
+
+# -- operations --------------------------------------------------------------------------
+
+def apply(kernel, op: dict) -> dict:
+    """Put one operation in place; returns it with what must be restored later
+    (a device's settings before). Raises KernelError."""
+    kind, ns = op["op"], op["ns"]
+    if kind == "nft":
+        _nft(kernel, ns, op["text"], f"add table {op['family']} {op['table']}")
+    elif kind in ("netem", "tbf"):
+        current = root_qdisc(ns, op["dev"])
+        if current is not None:
+            raise KernelError(f"add {kind} on {op['dev']} in {ns}",
+                              f"it has a root qdisc already ({current.get('kind')} {current.get('handle')}); "
+                              "netkeel never replaces a root qdisc it did not make")
+        _tc(ns, ["qdisc", "add", "dev", op["dev"], "root", "handle", CHAOS_QDISC_HANDLE, kind, *op["args"]])
+    elif kind == "ifb":
+        kernel.request(ns, f"link add {op['ifb']} type ifb", kernel.ns(ns).ipr.link, "add",
+                       ifname=op["ifb"], kind="ifb")
+        kernel.ns(ns).forget_links()
+        kernel.link_set(ns, op["ifb"], state="up")
+        if _qdiscs(ns, op["dev"], "ingress"):
+            raise KernelError(f"redirect the ingress of {op['dev']} in {ns}",
+                              "it has an ingress or clsact qdisc already, which netkeel did not make")
+        _tc(ns, ["qdisc", "add", "dev", op["dev"], "handle", "ffff:", "ingress"])
+        _tc(ns, ["filter", "add", "dev", op["dev"], "parent", "ffff:", "protocol", "all", "u32", "match",
+                 "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", op["ifb"]])
+    elif kind == "device":
+        before = device_settings(kernel, ns, op["dev"], op["set"])
+        kernel.link_set(ns, op["dev"], **op["set"])
+        op = {**op, "before": before}
+    elif kind == "flap":
+        op = {**op, "before": device_settings(kernel, ns, op["dev"], {"state": None})}
+    return op
+
+
+def revert(kernel, op: dict) -> None:
+    """Take one operation away again (what is already gone is fine). Raises KernelError."""
+    kind, ns = op["op"], op["ns"]
+    if not kernel.exists(ns):
+        return  # the namespace went, and the fault's objects with it
+    if kind == "nft":
+        if _has_table(kernel, ns, op["family"], op["table"]):
+            _nft(kernel, ns, f"delete table {op['family']} {op['table']}", f"delete table {op['table']}")
+    elif kind in ("netem", "tbf"):
+        current = root_qdisc(ns, op["dev"])
+        if current is not None and current.get("handle") == CHAOS_QDISC_HANDLE:
+            _tc(ns, ["qdisc", "del", "dev", op["dev"], "root"])
+    elif kind == "ifb":
+        if _qdiscs(ns, op["dev"], "ingress"):
+            _tc(ns, ["qdisc", "del", "dev", op["dev"], "ingress"])
+        if kernel.ns(ns).index(op["ifb"]) is not None:
+            kernel.request(ns, f"link del {op['ifb']}", kernel.ns(ns).ipr.link, "del",
+                           index=kernel.ns(ns).index(op["ifb"]))
+            kernel.ns(ns).forget_links()
+    elif kind in ("device", "flap"):
+        before = op.get("before") or {}
+        if before and kernel.ns(ns).index(op["dev"]) is not None:
+            kernel.link_set(ns, op["dev"], **before)
+
+
+def in_place(kernel, op: dict) -> str:
+    """"" when the operation is in effect in the kernel, else what is missing."""
+    kind, ns = op["op"], op["ns"]
+    if not kernel.exists(ns):
+        return f"namespace {ns} is gone"
+    if kind == "nft":
+        return "" if _has_table(kernel, ns, op["family"], op["table"]) else f"nft table {op['table']} is missing"
+    if kind in ("netem", "tbf"):
+        current = root_qdisc(ns, op["dev"]) or {}
+        ok = current.get("kind") == kind and current.get("handle") == CHAOS_QDISC_HANDLE
+        return "" if ok else f"no {kind} root qdisc on {op['dev']}"
+    if kind == "ifb":
+        return "" if kernel.ns(ns).index(op["ifb"]) is not None else f"ifb device {op['ifb']} is missing"
+    if kind == "device":
+        now = device_settings(kernel, ns, op["dev"], op["set"])
+        return "" if now == op["set"] else f"{op['dev']} has {now}, not {op['set']}"
+    return ""
+
+
+def device_settings(kernel, ns: str, dev: str, wanted: dict) -> dict:
+    """The current values of the fields named in `wanted` (mtu, state) of a device."""
+    link = next((l for l in kernel.ns(ns).links() if l.ifname == dev), None)
+    if link is None:
+        raise KernelError(f"read {dev} in {ns}", "no such device")
+    out = {}
+    if "mtu" in wanted:
+        out["mtu"] = link.mtu
+    if "state" in wanted:
+        out["state"] = "up" if link.flags & 1 else "down"
+    return out
+
+
+def residue(kernel, ns: str) -> list:
+    """What faults left in a namespace: (what, name) of chaos nft tables, qdiscs
+    with the chaos handle, and chaos ifb devices."""
+    out = []
+    listing = json.loads(_nft(kernel, ns, "list tables", "list tables") or "{}").get("nftables", [])
+    out += [("nft table", f"{t['table']['family']} {t['table']['name']}") for t in listing
+            if "table" in t and t["table"]["name"].startswith("netkeel_chaos_")]
+    for q in _qdiscs(ns, None, None):
+        if q.get("handle") == CHAOS_QDISC_HANDLE:
+            out.append(("qdisc", f"{q.get('kind')} on {q.get('dev')}"))
+    out += [("ifb", link.ifname) for link in kernel.ns(ns).links() if link.ifname.startswith(CHAOS_IFB_PREFIX)]
+    return out
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def root_qdisc(ns: str, dev: str) -> dict | None:
+    """The device's root qdisc, unless it is the kernel's default (noqueue, or a
+    default mq/pfifo_fast with no handle of its own)."""
+    for q in _qdiscs(ns, dev, None):
+        if q.get("root") and q.get("kind") not in ("noqueue",) and q.get("handle") not in ("0:", None):
+            return q
+    return None
+
+
+def _qdiscs(ns: str, dev: str | None, kind: str | None) -> list:
+    argv = ["-j", "qdisc", "show"] + (["dev", dev] if dev else [])
+    out = json.loads(_tc(ns, argv) or "[]")
+    return [q for q in out if kind is None or q.get("kind") in ((kind, "clsact") if kind == "ingress" else (kind,))]
+
+
+def _tc(ns: str, argv: list) -> str:
+    try:
+        result = subprocess.run(["tc", "-n", ns, *argv], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise KernelError(f"tc {' '.join(argv)} in {ns}", str(exc)) from None
+    if result.returncode != 0:
+        raise KernelError(f"tc {' '.join(argv)} in {ns}", (result.stderr or result.stdout).strip() or
+                          f"exit {result.returncode}")
+    return result.stdout
+
+
+def _nft(kernel, ns: str, text: str, what: str) -> str:
+    from .nftables import run_cmd
+
+    return kernel.request(ns, f"nft {what}", run_cmd, kernel, kernel.ns(ns), text)
+
+
+def _has_table(kernel, ns: str, family: str, table: str) -> bool:
+    try:
+        _nft(kernel, ns, f"list table {family} {table}", f"list table {table}")
+        return True
+    except KernelError:
+        return False

@@ -1,0 +1,202 @@
+"""Fault files: YAML with line marks -> schema -> semantic checks -> model.Fault.
+
+Every problem is reported at once as FILE:LINE: path: message, before anything
+touches the kernel, like a topology manifest's. What only the running lab can
+tell (does the node exist, does this kernel have netem) is checked when the
+fault is injected (toolkit/chaos).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+
+from ..errors import ManifestError, Problem
+from ..model.fault import DEFAULT_DURATION_MS, DEVICE_KINDS, Fault, Impairment, Partition, Target
+from .files import read_file
+from .loader import load_document, mapping
+from .schema import schema_problems
+from .text import clean_problem, quote
+
+_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_RATE = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
+MAX_DURATION_MS = 7 * 24 * 3_600_000
+TRAFFIC_KINDS = ("loss", "delay", "reorder", "duplicate", "corrupt", "rate")
+
+
+def duration_ms(value) -> float:
+    """`500ms`, `2s`, `1.5m` or a number of seconds, in milliseconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) * 1000
+    number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", value).groups()
+    return float(number) * _UNITS_MS[unit]
+
+
+def percent(value) -> float:
+    return float(value[:-1]) if isinstance(value, str) else float(value)
+
+
+def rate_bits(value: str) -> int:
+    number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", value).groups()
+    return int(float(number) * _RATE[unit])
+
+
+def fault_name(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def load_fault(path, read=read_file) -> Fault:
+    """Load and check the fault file at `path`. Raises ManifestError listing every problem."""
+    path = str(path)
+    try:
+        raw = read(path)
+    except OSError as exc:
+        raise ManifestError([Problem(path, 1, "", f"cannot read fault file: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ManifestError([Problem(path, line, "", "cannot read fault file: it is not UTF-8 text")]) from None
+    return load_fault_text(text, path)
+
+
+def load_fault_text(text: str, file: str) -> Fault:
+    doc = load_document(text, file)
+    if doc.data is None and not doc.problems:
+        doc.problems.append(Problem(file, 1, "", "the fault file is empty: it needs a target and an impairment"))
+    if doc.data is None:
+        raise ManifestError([clean_problem(p) for p in doc.problems])
+    problems = list(doc.problems) + schema_problems(doc, "fault")
+    checker = _Checker(doc)
+    fault = checker.build(fault_name(file))
+    problems += checker.problems
+    if problems:
+        raise ManifestError({clean_problem(p) for p in problems})
+    return fault
+
+
+class _Checker:
+    def __init__(self, doc):
+        self.doc = doc
+        self.data = mapping(doc.data)
+        self.problems: list = []
+
+    def fail(self, path, message: str) -> None:
+        self.problems.append(self.doc.problem(tuple(path), message))
+
+    def build(self, name: str) -> Fault:
+        d = self.data
+        duration = DEFAULT_DURATION_MS
+        if "duration" in d:
+            duration = duration_ms(d["duration"])
+            if duration < 100 or duration > MAX_DURATION_MS:
+                self.fail(("duration",), f"duration {quote(d['duration'])} is out of range: from 100ms to 7 days")
+        impairments = [i for i in (self.impairment(kind) for kind in
+                                   TRAFFIC_KINDS + DEVICE_KINDS) if i is not None]
+        partition = self.partition()
+        target = self.target(impairments)
+        if not impairments and partition is None:
+            self.fail((), "a fault needs at least one of: loss, delay, reorder, duplicate, corrupt, rate, "
+                          "partition, link_down, flap, mtu")
+        self.consistency(impairments, partition, target)
+        return Fault(name=name, source=self.doc.file, duration_ms=int(duration),
+                     description=d.get("description", ""), topology=d.get("topology"), target=target,
+                     impairments=tuple(impairments), partition=partition, backend=d.get("backend"),
+                     lines={i.kind: self.doc.line_of((i.kind,)) for i in impairments})
+
+    def impairment(self, kind: str) -> Impairment | None:
+        value = self.data.get(kind)
+        if value is None:
+            return None
+        if kind in ("reorder", "duplicate", "corrupt"):
+            return self.percentage(kind, percent(value))
+        if kind == "loss":
+            if isinstance(value, dict):
+                found = self.percentage(kind, percent(value["percent"]))
+                if found and "gilbert" in value:
+                    model = tuple((k, percent(v)) for k, v in sorted(value["gilbert"].items()))
+                    found = Impairment(kind, found.params + (("gilbert", model),))
+                return found
+            return self.percentage(kind, percent(value))
+        if kind == "delay":
+            spec = value if isinstance(value, dict) else {"time": value}
+            time, jitter = duration_ms(spec["time"]), duration_ms(spec.get("jitter", 0) or 0)
+            if time > 3_600_000 or jitter > 3_600_000:
+                self.fail((kind,), "a delay or jitter of more than an hour is not a lab fault")
+            params = {"time_ms": time, "jitter_ms": jitter,
+                      "distribution": spec.get("distribution", "uniform") if jitter else None}
+            if spec.get("distribution") and not jitter:
+                self.fail((kind, "distribution"), "a distribution needs a jitter to spread the delay over")
+            return Impairment(kind, tuple(sorted((k, v) for k, v in params.items() if v is not None)))
+        if kind == "rate":
+            bits = rate_bits(value)
+            if bits < 8000:
+                self.fail((kind,), f"rate {quote(value)} is below 8kbit: nothing usable would pass")
+            return Impairment(kind, (("bits", bits),))
+        if kind == "link_down":
+            return Impairment(kind)
+        if kind == "flap":
+            period, down = duration_ms(value["period"]), duration_ms(value["down"])
+            if down >= period:
+                self.fail((kind, "down"), f"down ({value['down']}) must be shorter than the period ({value['period']})")
+            if period < 100:
+                self.fail((kind, "period"), "a flap period under 100ms is not one a keeper can keep")
+            params = (("down_ms", down), ("period_ms", period)) + ((("cycles", value["cycles"]),)
+                                                                  if "cycles" in value else ())
+            return Impairment(kind, params)
+        if kind == "mtu":
+            return Impairment(kind, (("mtu", value),))
+        return None
+
+    def percentage(self, kind: str, value: float) -> Impairment | None:
+        if not 0 < value <= 100:
+            self.fail((kind,), f"{kind} must be more than 0% and at most 100%, not {value:g}%")
+            return None
+        return Impairment(kind, (("percent", value),))
+
+    def partition(self) -> Partition | None:
+        spec = self.data.get("partition")
+        if not isinstance(spec, dict) or not isinstance(spec.get("between"), list):
+            return None
+        a, b = (tuple(dict.fromkeys(side)) for side in spec["between"])
+        if set(a) & set(b):
+            self.fail(("partition", "between"), f"node(s) on both sides: {', '.join(sorted(set(a) & set(b)))}")
+        return Partition(a, b, spec.get("direction", "both"))
+
+    def target(self, impairments) -> Target | None:
+        spec = self.data.get("target")
+        if not isinstance(spec, dict):
+            if impairments:
+                self.fail((), f"{impairments[0].kind} needs a target: "
+                              "target: {node: NODE, interface: IFNAME, direction: egress}")
+            return None
+        peer = spec.get("peer")
+        if peer is not None:
+            try:
+                peer = ipaddress.ip_network(peer).with_prefixlen
+            except ValueError:
+                self.fail(("target", "peer"), f"peer {quote(peer)} is not a prefix (10.0.1.0/24) or address")
+                peer = None
+        if spec.get("port") is not None and spec.get("protocol") not in ("tcp", "udp"):
+            self.fail(("target", "port"), "a port needs protocol: tcp or udp")
+        return Target(spec["node"], spec["interface"], spec.get("direction", "egress"), peer,
+                      spec.get("protocol"), spec.get("port"))
+
+    def consistency(self, impairments, partition, target) -> None:
+        kinds = {i.kind for i in impairments}
+        if partition is not None and (impairments or target is not None):
+            self.fail(("partition",), "a partition is a fault of its own: no target and no other impairment")
+        if "reorder" in kinds and "delay" not in kinds:
+            self.fail(("reorder",), "reorder needs a delay: reordered packets are sent at once while the "
+                                    "others wait (netem's rule); add delay: 10ms or more")
+        if {"link_down", "flap"} <= kinds:
+            self.fail(("flap",), "link_down and flap both decide the link's state: choose one")
+        if target is not None and kinds & set(DEVICE_KINDS) and "direction" in mapping(self.data.get("target")):
+            device = sorted(kinds & set(DEVICE_KINDS))[0]
+            self.fail(("target", "direction"), f"{device} changes the device itself: a direction does not apply")
+        if target is not None and target.narrowed:
+            shaped = sorted(kinds & {"delay", "reorder", "corrupt", "rate"} | kinds & set(DEVICE_KINDS))
+            if shaped:
+                self.fail(("target",), f"{shaped[0]} cannot be narrowed by peer, protocol or port here "
+                                       "(only loss, duplicate and partitions can)")

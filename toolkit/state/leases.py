@@ -1,0 +1,119 @@
+"""Leases: every active fault, as a file in the state directory.
+
+A lease says what was done, where, with which backend, which kernel objects
+exist because of it (the operations, enough to undo them), when it ends, and
+which processes hold it (the injector, the keeper). The keeper reverts the
+fault at expiry; any later netkeel command reverts expired leases it finds; a
+revert takes the lease's own lock, so two reverts never interleave.
+
+    leases/NAME-XXXXXXXX.json    the lease (written atomically)
+    leases/NAME-XXXXXXXX.lock    its flock, held by whoever reverts it
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+from .statedir import StateDir
+
+DIRECTORY = "leases"
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}-[0-9a-f]{8}")
+
+
+@dataclass
+class Lease:
+    id: str
+    fault: str                 # its name (the file's name without .yaml)
+    file: str                  # the fault file
+    instance: str              # the topology instance it acts on
+    prefix: str
+    text: str                  # what it does, for people ("loss 40% on ns_client2/veth_c2 egress")
+    kinds: list                # impairment kinds
+    backends: list             # [kind, backend] pairs
+    operations: list           # chaos/plan.py operations, with what to restore
+    started: float             # epoch seconds
+    expires: float
+    injector: int = 0          # pid of the netkeel that injected it
+    keeper: int = 0            # pid of its keeper process (0: none yet)
+    state: str = "injecting"   # injecting, active, reverting
+    claims: list = field(default_factory=list)  # [ns, dev, {field: value before}] the fault holds
+
+    def left(self, now: float | None = None) -> float:
+        return max(0.0, self.expires - (time.time() if now is None else now))
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.left(now) <= 0
+
+
+def new_id(fault: str) -> str:
+    return f"{fault[:47]}-{secrets.token_hex(4)}"
+
+
+class Leases:
+    def __init__(self, state: StateDir):
+        self.state = state
+
+    def save(self, lease: Lease) -> None:
+        _check_id(lease.id)
+        self.state.write_json(f"{DIRECTORY}/{lease.id}.json", asdict(lease), durable=False)
+
+    def load(self, lease_id: str) -> Lease | None:
+        """The lease, or None if it is gone. Raises ValueError for a damaged one."""
+        _check_id(lease_id)
+        data = self.state.read_json(f"{DIRECTORY}/{lease_id}.json")
+        if data is None:
+            return None
+        try:
+            return Lease(**data)
+        except TypeError as exc:
+            raise ValueError(f"lease {lease_id} is damaged: {exc}") from None
+
+    def all(self) -> tuple:
+        """(leases, problems): every readable lease, oldest first, and what was unreadable."""
+        leases, problems = [], []
+        for name in sorted(self.state.regular_files(DIRECTORY)):
+            if not name.endswith(".json") or not ID.fullmatch(name[:-5]):
+                continue
+            try:
+                lease = self.load(name[:-5])
+            except (ValueError, OSError) as exc:
+                problems.append(f"{self.state.path(DIRECTORY, name)}: {exc}")
+                continue
+            if lease is not None:
+                leases.append(lease)
+        return sorted(leases, key=lambda l: l.started), problems
+
+    def remove(self, lease_id: str) -> None:
+        _check_id(lease_id)
+        self.state.unlink(f"{DIRECTORY}/{lease_id}.json")
+        self.state.unlink(f"{DIRECTORY}/{lease_id}.lock")
+
+    @contextmanager
+    def locked(self, lease_id: str, timeout: float = 30.0):
+        """Hold the lease's own lock (whoever reverts it holds this)."""
+        _check_id(lease_id)
+        fd = self.state.open(f"{DIRECTORY}/{lease_id}.lock", os.O_RDWR | os.O_CREAT, create_dirs=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"lease {lease_id} stayed locked for {timeout:g} s") from None
+                    time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _check_id(lease_id: str) -> None:
+    if not ID.fullmatch(lease_id):
+        raise ValueError(f"not a lease id: {lease_id!r}")
