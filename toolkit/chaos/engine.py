@@ -31,7 +31,7 @@ from ..runtime.engine import check_identities
 from ..state.inventory import Inventory
 from ..state.leases import Lease, Leases, new_id
 from ..state.statedir import StateDir
-from .plan import FaultPlan, Lab, choose, plan
+from .plan import FaultPlan, Lab, plan
 
 CAPABILITIES = "capabilities.json"
 

@@ -16,7 +16,6 @@ import json as jsonlib
 import os
 import re
 import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +27,7 @@ from rich.table import Table
 
 from ..errors import FaultError, NetkeelError
 from ..state import StateDir
-from .common import HELP, EXIT_CHANGES, command, err, kernel_session, out, require_root
+from .common import HELP, command, err, kernel_session, out, require_root
 
 FAULTS_DIR = "faults"
 WORDS = ("list", "status", "revert")
