@@ -6,6 +6,9 @@ with `ip netns exec NS python netprobe.py ...`. Every mode stops by itself.
     serve-tcp PORT SECONDS      answer each connection with the peer's address
     udp HOST PORT SECONDS       send one datagram; print the answer or TIMEOUT
     tcp HOST PORT SECONDS       connect; print the answer, TIMEOUT or REFUSED
+    sink-tcp PORT SECONDS       accept one connection; print the bits/s received
+                                (counted from the first byte) when it closes
+    send-tcp HOST PORT SECONDS  send as fast as possible for SECONDS, then close
 """
 
 import socket
@@ -44,6 +47,42 @@ def serve_tcp(port: int, seconds: float) -> None:
                 conn.sendall(peer[0].encode())
 
 
+def sink_tcp(port: int, seconds: float) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.listen(1)
+        print("READY", flush=True)
+        s.settimeout(seconds)
+        conn, _ = s.accept()
+        with conn:
+            conn.settimeout(seconds)
+            total, first, last = 0, None, None
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    chunk = conn.recv(1 << 16)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                now = time.monotonic()
+                if first is None:
+                    first = now
+                else:
+                    total += len(chunk)  # the first chunk only starts the clock
+                last = now
+        print(f"{total * 8 / max(1e-6, (last or 0) - (first or 0)):.0f}", flush=True)
+
+
+def send_tcp(host: str, port: int, seconds: float) -> None:
+    block = b"x" * 65536
+    with socket.create_connection((host, port), timeout=5) as s:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            s.sendall(block)
+
+
 def udp(host: str, port: int, seconds: float) -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(seconds)
@@ -78,5 +117,9 @@ if __name__ == "__main__":
         print(udp(args[0], int(args[1]), float(args[2])))
     elif mode == "tcp":
         print(tcp(args[0], int(args[1]), float(args[2])))
+    elif mode == "sink-tcp":
+        sink_tcp(int(args[0]), float(args[1]))
+    elif mode == "send-tcp":
+        send_tcp(args[0], int(args[1]), float(args[2]))
     else:
         sys.exit(f"unknown mode {mode}")

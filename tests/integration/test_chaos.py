@@ -1,0 +1,219 @@
+"""Chaos on the two-clients lab, with real traffic: each shipped fault does what
+it says, ends on time (even when the process that injected it is killed), leaves
+no residue, composes or is refused, and is never taken for drift to repair."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from labkit import PROBE, kernel_view
+
+LAB = "topologies/two-clients.yaml"
+
+
+@pytest.fixture
+def built(lab):
+    lab.applied(LAB)
+    yield lab
+    lab.run("chaos", None, "revert", "--all")  # a failed test must not leave a keeper behind
+
+
+def chaos(lab, *args, timeout: float = 60):
+    """`netkeel chaos ARGS` for this lab's state directory (no --ns-prefix: the
+    only applied instance of the fault's topology is found by itself)."""
+    return lab.run("chaos", None, *args, timeout=timeout)
+
+
+def ping_loss(lab, node: str, address: str, count: int, size: int | None = None, df: bool = False) -> float:
+    """Lost share (0-1) of `count` pings, bounded: 2 ms apart, 1 s wait at the end."""
+    argv = ["ping", "-n", "-q", "-c", str(count), "-i", "0.002", "-W", "1"]
+    if size is not None:
+        argv += ["-s", str(size)]
+    if df:
+        argv += ["-M", "do"]
+    result = lab.exec(node, argv + [address], timeout=count * 0.01 + 15)
+    line = next((l for l in result.stdout.splitlines() if "packets transmitted" in l), "")
+    if not line:
+        return 1.0
+    sent, received = int(line.split()[0]), int(line.split()[3])
+    return 1 - received / sent
+
+
+def residue(lab, nodes) -> list:
+    """Fault objects left in the lab: chaos nft tables, chaos qdiscs, chaos ifb devices."""
+    left = []
+    for node in nodes:
+        nft = lab.exec(node, ["nft", "list", "tables"], check=True).stdout
+        left += [f"{node}: {l}" for l in nft.splitlines() if "netkeel_chaos_" in l]
+        tc = subprocess.run(["tc", "-n", lab.ns(node), "qdisc", "show"], capture_output=True, text=True,
+                            check=True, timeout=10).stdout
+        left += [f"{node}: {l}" for l in tc.splitlines() if "8e4b:" in l]
+        links = lab.ip(node, "-br link").stdout
+        left += [f"{node}: {l}" for l in links.splitlines() if l.startswith("nkifb")]
+    return left
+
+
+NODES = ("ns_client1", "ns_client2", "ns_server")
+
+
+def leases(lab) -> list:
+    code, doc = chaos_json(lab, "status")
+    return doc["faults"]
+
+
+def chaos_json(lab, *args):
+    result = chaos(lab, *args, "--json")
+    return result.returncode, json.loads(result.stdout or "{}")
+
+
+def test_loss_40_drops_about_40_percent_and_nothing_after_revert(built):
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 50) == 0
+    code, doc = chaos_json(built, "loss-40")
+    assert code == 0 and doc["outcome"] == "injected" and doc["backends"]["loss"] in ("nft", "netem")
+    lost = ping_loss(built, "ns_client2", "10.0.2.1", 1000)
+    assert 0.35 <= lost <= 0.45, lost  # 40% +- 3 points is the binomial 95% bound over 1,000
+    assert chaos(built, "revert", "--fault", "loss-40").returncode == 0
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 300) == 0
+    assert residue(built, NODES) == [] and leases(built) == []
+
+
+def test_partition_cuts_both_ways_and_heals(built):
+    assert chaos(built, "partition-client2").returncode == 0
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 20) == 1.0
+    assert ping_loss(built, "ns_client2", "10.0.1.2", 20) == 1.0
+    assert ping_loss(built, "ns_server", "10.0.2.2", 20) == 1.0
+    assert ping_loss(built, "ns_client1", "10.0.1.1", 20) == 0  # not part of it
+    assert chaos(built, "revert", "--all").returncode == 0
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 20) == 0
+    assert ping_loss(built, "ns_server", "10.0.2.2", 20) == 0
+
+
+def _throughput(lab, seconds: float = 3) -> float:
+    """Bits/s of a bounded TCP transfer from client1 to client2 (through the server)."""
+    sink = subprocess.Popen(["ip", "netns", "exec", lab.ns("ns_client2"), sys.executable, PROBE, "sink-tcp",
+                             "9100", str(seconds + 10)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout.readline().strip() == "READY"
+        lab.exec("ns_client1", [sys.executable, PROBE, "send-tcp", "10.0.2.2", "9100", str(seconds)],
+                 timeout=seconds + 15, check=True)
+        return float(sink.stdout.readline().strip() or 0)
+    finally:
+        sink.kill()
+        sink.wait(timeout=10)
+
+
+def test_rate_1mbit_holds_a_transfer_to_about_1_mbit(built):
+    assert chaos(built, "rate-1mbit").returncode == 0
+    shaped = _throughput(built)
+    assert 0.8e6 <= shaped <= 1.1e6, shaped  # TCP/IP headers take a few percent of the rate
+    assert chaos(built, "revert", "--fault", "rate-1mbit").returncode == 0
+    assert _throughput(built, 1) > 20e6
+    assert residue(built, NODES) == []
+
+
+def test_flap_takes_the_link_down_and_up_on_schedule(built, tmp_path):
+    fault = tmp_path / "flap.yaml"
+    fault.write_text("topology: two-clients\ntarget: {node: ns_client1, interface: veth_c1}\n"
+                     "flap: {period: 1s, down: 400ms, cycles: 3}\nduration: 10s\n")
+    start = time.monotonic()
+    assert chaos(built, str(fault)).returncode == 0
+    samples = []
+    while time.monotonic() - start < 4.5:  # three cycles of 1 s, and some after
+        state = "UP" if ",UP" in built.ip("ns_client1", "link show veth_c1").stdout.split(">")[0] else "DOWN"
+        samples.append((time.monotonic() - start, state))
+        time.sleep(0.05)
+    changes = [(round(t, 2), s) for (t, s), (_, before) in zip(samples[1:], samples) if s != before]
+    downs = [t for t, s in changes if s == "DOWN"]
+    ups = [t for t, s in changes if s == "UP"]
+    # The schedule starts when the fault does, before `chaos` returns: the first
+    # cycle may be over before the first sample.
+    assert len(downs) >= 2 and len(ups) >= 2, changes
+    for a, b in zip(ups, ups[1:]):
+        assert 0.8 <= b - a <= 1.2, changes  # a period apart
+    for down, up in zip(downs, [u for u in ups if u > downs[0]]):
+        assert 0.25 <= up - down <= 0.6, changes  # down for 400 ms
+    assert samples[-1][1] == "UP" and leases(built) == []  # cycles done: the lease ended by itself
+
+
+def test_mtu_1280_makes_a_path_mtu_black_hole(built):
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 3, size=1400, df=True) == 0
+    assert chaos(built, "mtu-1280").returncode == 0
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 3, size=1400, df=True) == 1.0
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 3, size=1200, df=True) == 0
+    drift = built.json("drift", LAB)
+    assert drift[0] == 2 and drift[1]["differences"] == [] and any("mtu-1280" in o for o in drift[1]["overlays"])
+    assert built.run("apply", LAB).returncode == 0  # the topology's apply leaves the fault alone
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 3, size=1400, df=True) == 1.0
+    assert chaos(built, "revert", "--fault", "mtu-1280").returncode == 0
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 3, size=1400, df=True) == 0
+    assert built.run("drift", LAB).returncode == 0
+
+
+def test_a_short_fault_is_gone_on_time_with_no_residue(built):
+    before = {node: kernel_view(built.ns(node)) for node in NODES}
+    assert chaos(built, "loss-40", "--duration", "2s").returncode == 0
+    assert chaos(built, "rate-1mbit", "--duration", "2s").returncode == 0
+    time.sleep(4)
+    assert residue(built, NODES) == [] and leases(built) == []
+    assert {node: kernel_view(built.ns(node)) for node in NODES} == before
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 200) == 0
+
+
+def test_sigkill_of_the_injector_or_the_keeper_still_ends_the_fault_on_time(built):
+    # The injector: killed once it has started; the keeper (started first) ends the fault.
+    injector = built.start("chaos", None, "rate-1mbit", "--duration", "2s")
+    time.sleep(0.6)
+    injector.send_signal(signal.SIGKILL)
+    injector.wait(timeout=10)
+    # The keeper: killed while the fault is active; nftables expires the fault by
+    # itself, and the next netkeel command takes the residue away.
+    assert chaos(built, "loss-40", "--duration", "2s").returncode == 0
+    [lease] = [l for l in leases(built) if l["fault"] == "loss-40"]
+    subprocess.run(["kill", "-9", str(lease["keeper"])], check=True, timeout=10)
+    time.sleep(3)
+    assert ping_loss(built, "ns_client2", "10.0.2.1", 300) == 0  # ended in the kernel, on time
+    assert built.run("drift", LAB).returncode == 0  # any command reverts expired leases
+    assert residue(built, NODES) == [] and leases(built) == []
+
+
+def test_two_faults_on_one_interface_compose_or_are_refused_naming_the_first(built):
+    assert chaos(built, "loss-40").returncode == 0
+    assert chaos(built, "duplicate-10").returncode == 0  # nftables faults compose: each has its table
+    assert {l["fault"] for l in leases(built)} == {"loss-40", "duplicate-10"}
+    assert chaos(built, "rate-1mbit").returncode == 0
+    second = chaos(built, "rate-1mbit")
+    assert second.returncode == 1 and "already has fault rate-1mbit" in second.stderr
+    assert chaos(built, "revert", "--all").returncode == 0
+    assert residue(built, NODES) == []
+
+
+def test_a_fault_this_kernel_cannot_do_is_refused_before_anything_changes(built):
+    can = json.loads(chaos(built, "list", "--json").stdout)["capabilities"]
+    if "netem" in can:
+        pytest.skip("this kernel has netem: delay is possible here")
+    before = {node: kernel_view(built.ns(node)) for node in NODES}
+    refused = chaos(built, "delay-50")
+    assert refused.returncode == 1 and "netem" in refused.stderr
+    assert {node: kernel_view(built.ns(node)) for node in NODES} == before and leases(built) == []
+
+
+def test_dry_run_shows_the_changes_and_makes_none(built):
+    before = {node: kernel_view(built.ns(node)) for node in NODES}
+    code, doc = chaos_json(built, "loss-40", "--dry-run")
+    assert code == 0 and doc["outcome"] == "planned" and any("numgen random" in op for op in doc["operations"])
+    assert {node: kernel_view(built.ns(node)) for node in NODES} == before and leases(built) == []
+
+
+def test_drift_names_an_active_fault_and_apply_leaves_it(built):
+    assert chaos(built, "loss-40").returncode == 0
+    code, doc = built.json("drift", LAB)
+    assert code == 2 and doc["differences"] == []
+    assert any(o.startswith("fault loss-40: loss 40%") for o in doc["overlays"])
+    assert built.run("apply", LAB).returncode == 0
+    lost = ping_loss(built, "ns_client2", "10.0.2.1", 500)
+    assert lost > 0.3  # still in place after the apply
