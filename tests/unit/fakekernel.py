@@ -227,6 +227,15 @@ class FakeKernel:
         if self.objects.pop(("neigh", (ns, ifname, address)), None) is None:
             raise KernelError(f"neigh del {address} in {ns}", "No such file or directory", 2)
 
+    def impair_set(self, ns, ifname, spec):
+        self._request("impair_set", ns, ifname, tuple(sorted(spec.items())))
+        self._need_link(ns, ifname)
+        self._add(Resource.make("impair", (ns, ifname), **{k: v for k, v in spec.items() if not k.startswith("_")}))
+
+    def impair_clear(self, ns, ifname):
+        self._request("impair_clear", ns, ifname)
+        self.objects.pop(("impair", (ns, ifname)), None)
+
     def sysctl_write(self, ns, name, value):
         self._request("sysctl_write", ns, name, value)
         self._need_ns(ns)
@@ -298,7 +307,7 @@ class FakeKernel:
         for ident, r in self.objects.items():
             if r.ns != ns:
                 continue
-            if (r.kind in ("addr", "neigh") and r.key[1] == ifname) or (r.kind == "route" and r.get("dev") == ifname):
+            if (r.kind in ("addr", "neigh") and r.key[1] == ifname) or (r.kind == "impair" and r.key[1] == ifname) or (r.kind == "route" and r.get("dev") == ifname):
                 idents.append(ident)
         for ident, r in list(self.objects.items()):
             if r.kind == "link" and r.ns == ns and r.get("master") == ifname:

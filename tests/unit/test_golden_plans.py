@@ -48,7 +48,7 @@ def _plain(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-@pytest.mark.parametrize("name", ["two-clients-plain", "two-clients", "bridged-lan", "static-neighbours"])
+@pytest.mark.parametrize("name", ["two-clients-plain", "two-clients", "bridged-lan", "static-neighbours", "impaired-link"])
 def test_plan_from_empty_matches_golden(name):
     topology = load_topology(ROOT / "topologies" / f"{name}.yaml")
     text = render(diff(desired_resources(topology), ()))

@@ -473,11 +473,11 @@ def test_unknown_fields_list_the_allowed_ones(errors):
         "8: nodes.a.bridges.br0.vlan: unknown field 'vlan'; expected one of: addresses, mac, mtu, "
         "ports, state",
         "10: nodes.a.routes[0].table: unknown field 'table'; expected one of: dev, metric, to, via",
-        "13: links[0].colour: unknown field 'colour'; expected one of: description, endpoints, mtu",
+        "13: links[0].colour: unknown field 'colour'; expected one of: description, endpoints, impair, mtu",
         # mtu fails too: only the field that is really unknown is called unknown
         "15: links[0].endpoints[0].mtu: 10 is less than the minimum of 68",
         "15: links[0].endpoints[0].speed: unknown field 'speed'; expected one of: addresses, "
-        "interface, mac, mtu, node, state",
+        "impair, interface, mac, mtu, node, state",
     ]
 
 

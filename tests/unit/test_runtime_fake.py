@@ -301,3 +301,77 @@ def test_a_sysctl_no_longer_declared_is_still_read_for_snapshots_but_never_drift
     plain = reconciler(text_topology("name: lab\nnodes: {a: {}}\n"), kernel, state)
     assert plain.drift().clean
     assert ("sysctl", ("t-a", "net.ipv4.ip_forward")) in {r.ident for r in plain.read()}
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: raised where nothing of netkeel's own handling runs after it."""
+
+
+def _killed_after_the_last_request(monkeypatch):
+    """The change's end record is never written: the process dies after its last kernel request."""
+    from toolkit.state.journal import Journal
+
+    append = Journal.append
+
+    def dying(self, record):
+        if record.get("event") == "end":
+            raise Killed()
+        append(self, record)
+    monkeypatch.setattr(Journal, "append", dying)
+
+
+def _killed_before_the_first_request(monkeypatch):
+    """The process dies once its start record is written and its namespaces owned, before any request."""
+    from toolkit.runtime import transaction
+
+    def dying(*args, **kwargs):
+        raise Killed()
+    monkeypatch.setattr(transaction, "_carry_out", dying)
+
+
+def _interrupted(state) -> list:
+    from toolkit.state.journal import Journal
+
+    return [r["op"] for r in Journal(state).interrupted()]
+
+
+def test_an_apply_finding_nothing_left_to_do_still_settles_the_interrupted_apply(state, monkeypatch):
+    kernel = FakeKernel()
+    with monkeypatch.context() as patch:
+        _killed_after_the_last_request(patch)
+        with pytest.raises(Killed):
+            reconciler(text_topology(V1), kernel, state).apply()
+    assert _interrupted(state) == ["apply"]
+    calls = len(kernel.calls)
+    result = reconciler(text_topology(V1), kernel, state).apply()
+    assert result.plan.empty and len(kernel.calls) == calls  # the kernel was already converged
+    assert _interrupted(state) == []  # followed, the advice makes the warning go
+
+
+def test_a_rollback_finding_nothing_to_undo_still_settles_the_interrupted_apply(state, monkeypatch):
+    kernel = FakeKernel()
+    reconciler(text_topology(V1), kernel, state).apply()
+    before = kernel.state()
+    with monkeypatch.context() as patch:
+        _killed_before_the_first_request(patch)
+        with pytest.raises(Killed):
+            reconciler(text_topology(V2), kernel, state).apply()
+    assert kernel.state() == before and _interrupted(state) == ["apply"]
+    from toolkit.state.journal import Journal
+
+    snapshot = Journal(state).summary().open[0]["snapshot"]
+    assert rollback(kernel, state, snapshot).plan.empty
+    assert kernel.state() == before and _interrupted(state) == []
+    assert reconciler(text_topology(V1), kernel, state).drift().clean
+
+
+def test_a_destroy_finding_nothing_left_to_remove_still_settles_the_interrupted_destroy(state, monkeypatch):
+    kernel = FakeKernel()
+    reconciler(text_topology(V1), kernel, state).apply()
+    with monkeypatch.context() as patch:
+        _killed_after_the_last_request(patch)
+        with pytest.raises(Killed):
+            reconciler(text_topology(V1), kernel, state).destroy()
+    assert kernel.list_namespaces() == [] and _interrupted(state) == ["destroy"]
+    assert reconciler(text_topology(V1), kernel, state).destroy().plan.empty
+    assert _interrupted(state) == []

@@ -145,6 +145,8 @@ def cookie(name: str) -> int | None:
     """The named namespace's cookie: a 64-bit id the kernel gives every network
     namespace, never reused while the system runs (inode numbers are). Read from
     a socket made inside it. None if there is no such namespace."""
+    if not exists(name):  # a mount point left by a create cut short (a kill) has no namespace
+        return None
     try:
         fd = open_fd(name)
     except OSError:

@@ -1,6 +1,6 @@
 """Read the live state of namespaces into resources.
 
-Four dumps per namespace (links, addresses, routes, neighbours), the sysctls asked
+Five dumps per namespace (links, addresses, routes, neighbours, qdiscs), the sysctls asked
 for and the nftables ruleset.
 A veth's peer is reported by the kernel as (peer namespace id, peer ifindex),
 where the id is local to the namespace looking; we resolve it to a name by
@@ -10,8 +10,8 @@ namespace read, and each answer resolves both ends of the pair.
 
 from __future__ import annotations
 
-from ..core.owners import FOREIGN
-from . import addresses, links, namespaces, neighbours, nftables, routes, sysctls
+from ..core.owners import FOREIGN, is_overlay
+from . import addresses, impairments, links, namespaces, neighbours, nftables, routes, sysctls
 
 
 def read_live(kernel, names, hints=None) -> list:
@@ -32,11 +32,12 @@ def read_live(kernel, names, hints=None) -> list:
         addr_msgs = kernel.request(name, "addr dump", ns.dump.addrs)
         route_msgs = kernel.request(name, "route dump", ns.dump.routes, routes.MAIN_TABLE)
         neigh_msgs = kernel.request(name, "neighbour dump", ns.dump.neighbours)
-        dumps[name] = (link_msgs, addr_msgs, route_msgs, neigh_msgs)
+        qdisc_msgs = kernel.request(name, "qdisc dump", ns.dump.qdiscs)
+        dumps[name] = (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs)
 
     peers = _resolve_peers(kernel, dumps, hints.get("veth_peers", {}))
     out = []
-    for name, (link_msgs, addr_msgs, route_msgs, neigh_msgs) in dumps.items():
+    for name, (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs) in dumps.items():
         link_resources = links.to_resources(name, link_msgs, peers, dumps)
         # Addresses, routes and neighbours of a device netkeel does not manage are part of it.
         foreign = {r.key[1] for r in link_resources if r.owner == FOREIGN}
@@ -46,9 +47,16 @@ def read_live(kernel, names, hints=None) -> list:
         out.extend(r for r in addresses.to_resources(name, addr_msgs, by_index) if r.key[1] not in foreign)
         out.extend(r for r in routes.to_resources(name, route_msgs, by_index) if r.get("dev") not in foreign)
         out.extend(r for r in neighbours.to_resources(name, neigh_msgs, by_index) if r.key[1] not in foreign)
+        out.extend(r for r in impairments.to_resources(name, qdisc_msgs, by_index)
+                   if r.key[1] not in foreign and r.key[1] not in overlay_devices(link_resources))
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
         out.extend(nftables.read(kernel, name))
     return out
+
+
+def overlay_devices(link_resources) -> set:
+    """Devices an overlay made (a fault's ifb): their qdiscs are the overlay's too."""
+    return {r.key[1] for r in link_resources if is_overlay(r.owner)}
 
 
 def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:

@@ -22,6 +22,11 @@ RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
+RTM_NEWQDISC, RTM_GETQDISC = 36, 38
+TCA_KIND, TCA_OPTIONS = 1, 2
+TCA_TBF_PARMS, TCA_TBF_RATE64 = 1, 4
+TCA_NETEM_RATE, TCA_NETEM_RATE64, TCA_NETEM_LATENCY64, TCA_NETEM_JITTER64 = 6, 8, 10, 11
+TC_H_ROOT = 0xFFFFFFFF
 RTM_NEWNSID, RTM_GETNSID = 88, 90
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 NLA_TYPE_MASK = 0x3FFF
@@ -39,6 +44,11 @@ _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _NDMSG = struct.Struct("=BxxxiHBB")
+_TCMSG = struct.Struct("=BxxxiIII")
+_TBF_QOPT = struct.Struct("=BBHhHI12xIII")   # rate (tc_ratespec), peakrate, limit, buffer, mtu
+_NETEM_QOPT = struct.Struct("=IIIIII")       # latency, limit, loss, gap, duplicate, jitter
+_U64 = struct.Struct("=Q")
+_S64 = struct.Struct("=q")
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
@@ -69,6 +79,20 @@ class Addr:
     address: str
     secondary: bool = False  # an IPv4 address after the first in its subnet
     proto: int = 0           # IFA_PROTO: who added it (0: unknown, or an old kernel)
+
+
+@dataclass(slots=True)
+class Qdisc:
+    index: int
+    handle: int
+    parent: int
+    kind: str = ""
+    rate: int | None = None        # bytes/s (tbf, netem rate)
+    burst: int | None = None       # tbf buffer (ticks, as the kernel keeps it)
+    limit: int | None = None
+    delay_ns: int | None = None    # netem
+    jitter_ns: int | None = None
+    loss: int | None = None        # netem, out of 2**32 - 1
 
 
 @dataclass(slots=True)
@@ -210,6 +234,26 @@ class DumpSocket:
                              ":".join(f"{b:02x}" for b in mac) if mac else None, proto[0] if proto else 0))
         return out
 
+    def qdiscs(self) -> list:
+        """Every qdisc, with the options netkeel reads of tbf and netem."""
+        out = []
+        for mtype, _, p in self.request(RTM_GETQDISC, NLM_F_DUMP, _TCMSG.pack(0, 0, 0, 0, 0)):
+            if mtype != RTM_NEWQDISC:
+                continue
+            _, index, handle, parent, _ = _TCMSG.unpack_from(p)
+            q, options = Qdisc(index, handle, parent), b""
+            for kind, value in _attrs(p, _TCMSG.size):
+                if kind == TCA_KIND:
+                    q.kind = _text(value)
+                elif kind == TCA_OPTIONS:
+                    options = value
+            if q.kind == "tbf":
+                _tbf_options(q, options)
+            elif q.kind == "netem":
+                _netem_options(q, options)
+            out.append(q)
+        return out
+
     def routes(self, table: int) -> list:
         """Routes of `table` (filtered by the kernel when it can, here always)."""
         out = []
@@ -256,6 +300,31 @@ def _attrs(data: bytes, offset: int):
             break
         yield kind & NLA_TYPE_MASK, data[offset + 4: offset + length]
         offset += (length + 3) & ~3
+
+
+def _tbf_options(q: Qdisc, options: bytes) -> None:
+    for kind, value in _attrs(options, 0):
+        if kind == TCA_TBF_PARMS and len(value) >= _TBF_QOPT.size:
+            *_, rate, q.limit, q.burst, _ = _TBF_QOPT.unpack_from(value)
+            q.rate = q.rate or rate
+        elif kind == TCA_TBF_RATE64:
+            q.rate = _U64.unpack_from(value)[0]
+
+
+def _netem_options(q: Qdisc, options: bytes) -> None:
+    """netem's options: a struct, then (aligned) attributes."""
+    if len(options) < _NETEM_QOPT.size:
+        return
+    latency, q.limit, q.loss, _, _, jitter = _NETEM_QOPT.unpack_from(options)
+    for kind, value in _attrs(options, (_NETEM_QOPT.size + 3) & ~3):
+        if kind == TCA_NETEM_LATENCY64:
+            q.delay_ns = _S64.unpack_from(value)[0]
+        elif kind == TCA_NETEM_JITTER64:
+            q.jitter_ns = _S64.unpack_from(value)[0]
+        elif kind == TCA_NETEM_RATE and q.rate is None:
+            q.rate = _U32.unpack_from(value)[0] or None
+        elif kind == TCA_NETEM_RATE64:
+            q.rate = _U64.unpack_from(value)[0]
 
 
 def _text(value: bytes) -> str:

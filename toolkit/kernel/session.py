@@ -20,7 +20,7 @@ from pyroute2.netlink import NETLINK_ROUTE
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
-from . import addresses, chaos, links, neighbours, netns, nftables, reader, routes, sysctls
+from . import addresses, chaos, impairments, links, neighbours, netns, nftables, reader, routes, sysctls
 from .rtnl import DumpSocket
 
 
@@ -196,6 +196,12 @@ class Kernel:
 
     def neigh_delete(self, ns, ifname, address) -> None:
         neighbours.delete(self, ns, ifname, address)
+
+    def impair_set(self, ns, dev, spec) -> None:
+        impairments.set_impairment(self, ns, dev, spec)
+
+    def impair_clear(self, ns, dev) -> None:
+        impairments.clear(self, ns, dev)
 
     def sysctl_write(self, ns, name, value) -> None:
         sysctls.write(self, ns, name, value)

@@ -2,7 +2,8 @@
 
 Deletion runs in reverse. Links come before sysctls because per-interface
 sysctls (net.ipv4.conf.<if>.*) need their interface; neighbour entries after
-addresses (an IPv6 entry wants its device configured); firewall tables last:
+addresses (an IPv6 entry wants its device configured), then impairments;
+firewall tables last:
 they match interfaces by name, so nothing depends on them.
 
 Adding a kind: write its module here (a `Kind` subclass and `KIND`, see
@@ -13,10 +14,11 @@ protocol, in kernel/ and in the fake kernel of the unit tests. README's
 
 from __future__ import annotations
 
-from . import addr, link, neigh, netns, nft_table, route, sysctl
+from . import addr, impair, link, neigh, netns, nft_table, route, sysctl
 from .base import Kind
 
-KINDS: tuple = (netns.KIND, link.KIND, sysctl.KIND, addr.KIND, route.KIND, neigh.KIND, nft_table.KIND)
+KINDS: tuple = (netns.KIND, link.KIND, sysctl.KIND, addr.KIND, route.KIND, neigh.KIND, impair.KIND,
+                 nft_table.KIND)
 BY_NAME = {k.name: k for k in KINDS}
 NAMES = tuple(BY_NAME)
 RANK = {name: i for i, name in enumerate(NAMES)}

@@ -90,10 +90,11 @@ class _Draft:
     mac: str | None = None
     master: str | None = None
     peer: tuple | None = None
+    impair: tuple = ()
 
     def freeze(self) -> Interface:
         return Interface(self.name, self.kind, tuple(self.addresses), self.mtu, self.state,
-                         self.mac, self.master, self.peer)
+                         self.mac, self.master, self.peer, self.impair)
 
 
 class _Builder:
@@ -217,10 +218,36 @@ class _Builder:
             if _is_int(link.get("mtu")):
                 draft.mtu = link["mtu"]
             self.apply_settings(draft, ep, path)
+            merged = {**mapping(link.get("impair")), **mapping(ep.get("impair"))}
+            if merged:
+                where = path + ("impair",) if "impair" in ep else ("links", i, "impair")
+                draft.impair = self.impairment(merged, where)
             ends.append(draft)
         if len(ends) == 2:
             a, b = ends
             a.peer, b.peer = (b.node, b.name), (a.node, a.name)
+
+    def impairment(self, spec: dict, path) -> tuple:
+        """A permanent impairment, in canonical units; problems for what netem would refuse."""
+        from .fault import duration_ms, percent, rate_bits
+
+        out = {}
+        if isinstance(spec.get("rate"), str):
+            out["rate"] = rate_bits(spec["rate"])
+            if out["rate"] < 8000:
+                self.fail(path + ("rate",), f"rate {quote(spec['rate'])} is below 8kbit: nothing usable would pass")
+        for name in ("delay", "jitter"):
+            if isinstance(spec.get(name), str):
+                out[f"{name}_us"] = int(round(duration_ms(spec[name]) * 1000))
+        if "loss" in spec and isinstance(spec["loss"], (str, int, float)):
+            out["loss"] = percent(spec["loss"])
+        if isinstance(spec.get("distribution"), str):
+            out["distribution"] = spec["distribution"]
+        if "jitter_us" in out and "delay_us" not in out:
+            self.fail(path + ("jitter",), "a jitter needs a delay to spread around")
+        if "distribution" in out and "jitter_us" not in out:
+            self.fail(path + ("distribution",), "a distribution needs a jitter to shape")
+        return tuple(sorted(out.items()))
 
     def add_ports(self, node: str, bridge: str, ports: list) -> None:
         for k, port in enumerate(ports):

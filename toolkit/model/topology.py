@@ -30,6 +30,9 @@ class Interface:
     mac: str | None = None
     master: str | None = None
     peer: tuple | None = None
+    # A permanent impairment of its egress: sorted (field, value) pairs of
+    # rate (bits/s), delay_us, jitter_us, distribution, loss (percent).
+    impair: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""Permanent impairments declared in the topology: applied, measured with real
+traffic, drift after a hand change, repair, rollback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from labkit import PROBE
+
+LAB = "topologies/impaired-link.yaml"
+
+
+def throughput(lab, src: str, dst: str, address: str, seconds: float = 2) -> float:
+    sink = subprocess.Popen(["ip", "netns", "exec", lab.ns(dst), sys.executable, PROBE, "sink-tcp", "9200",
+                             str(seconds + 10)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout.readline().strip() == "READY"
+        lab.exec(src, [sys.executable, PROBE, "send-tcp", address, "9200", str(seconds)], timeout=seconds + 15,
+                 check=True)
+        return float(sink.stdout.readline().strip() or 0)
+    finally:
+        sink.kill()
+        sink.wait(timeout=10)
+
+
+def test_a_declared_rate_applies_drifts_repairs_and_rolls_back(lab, tmp_path):
+    lab.applied(LAB)
+    rate = throughput(lab, "office", "isp", "10.0.7.1")
+    assert 8.5e6 <= rate <= 10.5e6, rate
+    assert lab.run("drift", LAB).returncode == 0
+
+    subprocess.run(["tc", "-n", lab.ns("office"), "qdisc", "replace", "dev", "uplink", "root", "handle", "4e4b:",
+                    "tbf", "rate", "5mbit", "burst", "1600", "latency", "50ms"], check=True, timeout=10)
+    code, doc = lab.json("drift", LAB)
+    assert code == 2
+    assert [(d["object"], d["changes"]) for d in doc["differences"]] == [
+        ("impairment on uplink", [{"field": "rate", "desired": 10_000_000, "live": 5_000_000}])]
+    assert lab.run("apply", LAB).returncode == 0
+    assert lab.run("drift", LAB).returncode == 0
+
+    fast = tmp_path / "fast.yaml"
+    fast.write_text(open(LAB).read().replace("    impair: {rate: 10mbit}\n", ""))
+    assert lab.run("apply", fast).returncode == 0
+    assert throughput(lab, "office", "isp", "10.0.7.1", 1) > 50e6
+    assert lab.run("rollback", None).returncode == 0
+    assert lab.run("drift", LAB).returncode == 0
+    assert 8.5e6 <= throughput(lab, "office", "isp", "10.0.7.1") <= 10.5e6

@@ -1,0 +1,70 @@
+"""Kind "impair" in the kernel: a device's root qdisc (tbf or netem), key (ns, ifname).
+
+Read from the qdisc dump (rtnl.py). A root qdisc with the topology's handle
+(4e4b:) is the declared impairment; one with the chaos handle (8e4b:) belongs
+to a fault lease and is not read here; any other root qdisc in a managed
+namespace (not the kernel's noqueue) was made by hand: the topology's drift.
+Changes go through iproute2's tc inside the namespace (netem's distribution
+tables are tc's to encode).
+"""
+
+from __future__ import annotations
+
+from ..core.owners import CHAOS_QDISC_HANDLE
+from ..core.resource import Resource
+from .chaos import _tc, root_qdisc
+
+KIND = "impair"
+HANDLE = "4e4b:"
+_CHAOS = int(CHAOS_QDISC_HANDLE.rstrip(":"), 16) << 16
+TC_H_ROOT = 0xFFFFFFFF
+LOSS_SCALE = 2**32 - 1
+
+
+def to_resources(ns: str, qdiscs, by_index: dict) -> list:
+    out = []
+    for q in qdiscs:
+        if q.parent != TC_H_ROOT or q.handle == 0 or q.handle == _CHAOS or q.kind == "noqueue":
+            continue
+        out.append(Resource.make(
+            KIND, (ns, by_index.get(q.index, f"#{q.index}")),
+            qdisc=q.kind,
+            rate=q.rate * 8 if q.rate else None,
+            delay_us=q.delay_ns // 1000 if q.delay_ns else None,
+            jitter_us=q.jitter_ns // 1000 if q.jitter_ns else None,
+            loss=round(q.loss / LOSS_SCALE * 100, 4) if q.loss else None,
+        ))
+    return out
+
+
+def set_impairment(kernel, ns: str, dev: str, spec: dict) -> None:
+    kernel.log(ns, f"impair {dev}: {spec}")
+    if root_qdisc(ns, dev) is not None:
+        _tc(ns, ["qdisc", "del", "dev", dev, "root"])
+    _tc(ns, ["qdisc", "add", "dev", dev, "root", "handle", HANDLE, *arguments(spec)])
+
+
+def clear(kernel, ns: str, dev: str) -> None:
+    kernel.log(ns, f"impair {dev}: none")
+    if root_qdisc(ns, dev) is not None:
+        _tc(ns, ["qdisc", "del", "dev", dev, "root"])
+
+
+def arguments(spec: dict) -> list:
+    """tc arguments for a spec: tbf for a rate alone, else netem (which does rate too)."""
+    if spec.get("qdisc") == "tbf":
+        bits = spec["rate"]
+        return ["tbf", "rate", f"{bits}bit", "burst", str(max(1600, bits // 8 // 100)), "latency", "50ms"]
+    args = ["netem"]
+    if spec.get("delay_us"):
+        args += ["delay", f"{spec['delay_us']}us"]
+        if spec.get("jitter_us"):
+            args += [f"{spec['jitter_us']}us"]
+            if spec.get("_distribution") not in (None, "uniform"):
+                args += ["distribution", spec["_distribution"]]
+    if spec.get("loss"):
+        args += ["loss", f"{spec['loss']:g}%"]
+    if spec.get("rate"):
+        args += ["rate", f"{spec['rate']}bit"]
+    held_s = (spec.get("delay_us", 0) + 3 * spec.get("jitter_us", 0)) / 1e6
+    return args + ["limit", str(max(1000, int(100_000 * held_s)))]

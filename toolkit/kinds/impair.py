@@ -1,0 +1,78 @@
+"""Kind "impair": a permanent impairment of a device's egress, declared in the
+topology (`impair: {rate: 10mbit, delay: 20ms, loss: 1%}` on a link or an
+endpoint), key (ns, ifname).
+
+Spec: qdisc (tbf when only a rate is declared, else netem, which does rate too),
+rate (bits/s), delay_us, jitter_us, loss (percent), and `_distribution`
+(information: the kernel does not list a delay distribution back, so it is
+set but never compared). Its qdisc carries netkeel's handle 4e4b: at the root;
+a root qdisc without it is not the topology's.
+"""
+
+from __future__ import annotations
+
+from ..core.resource import Resource
+from . import link, netns
+from .base import Kind
+
+HANDLE = "4e4b:"
+
+
+class Impairment(Kind):
+    name = "impair"
+
+    def compile(self, topology, prefix):
+        out = []
+        for node in topology.nodes:
+            for iface in node.interfaces:
+                if iface.impair:
+                    spec = dict(iface.impair)
+                    netem = any(k in spec for k in ("delay_us", "jitter_us", "loss"))
+                    out.append(Resource.make(self.name, (netns.namespace_name(prefix, node.name), iface.name),
+                                             qdisc="netem" if netem else "tbf", rate=spec.get("rate"),
+                                             delay_us=spec.get("delay_us"), jitter_us=spec.get("jitter_us"),
+                                             loss=spec.get("loss"), _distribution=spec.get("distribution")))
+        return out
+
+    def canonical(self, resource):
+        # Rates and times as the kernel keeps them: bytes/s (so bits to the byte),
+        # nanoseconds truncated to microseconds, loss to 2**32 steps (1e-4 %).
+        f = resource.fields()
+        changes = {}
+        if f.get("rate") is not None:
+            changes["rate"] = f["rate"] // 8 * 8
+        if f.get("loss") is not None:
+            changes["loss"] = round(f["loss"], 4)
+        return resource.with_fields(**changes) if changes else resource
+
+    def parents(self, resource) -> tuple:
+        return ((link.device_ident(*resource.key), "with its device"),)
+
+    def label(self, resource) -> str:
+        return f"impairment on {resource.key[1]}"
+
+    def describe(self, resource) -> str:
+        if resource.owner != "topology":
+            return resource.get("reason", "")
+        f = resource.fields()
+        parts = [f.get("qdisc", "")]
+        if f.get("rate"):
+            parts.append(f"rate {f['rate']}bit")
+        if f.get("delay_us"):
+            parts.append(f"delay {f['delay_us'] / 1000:g}ms")
+        if f.get("jitter_us"):
+            parts.append(f"jitter {f['jitter_us'] / 1000:g}ms")
+        if f.get("loss"):
+            parts.append(f"loss {f['loss']:g}%")
+        return " ".join(p for p in parts if p)
+
+    def run(self, backend, phase, actions) -> None:
+        for action in actions:
+            ns, dev = action.key
+            if phase == "delete":
+                backend.impair_clear(ns, dev)
+            else:
+                backend.impair_set(ns, dev, {k: v for k, v in action.desired.spec})
+
+
+KIND = Impairment()
