@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from labkit import Lab, namespaces_with
 
 TWO = "name: two\nnodes:\n  a: {}\n  b: {}\nlinks:\n  - endpoints:\n      - {node: a, interface: ab}\n" \
@@ -135,3 +137,23 @@ def test_rollback_brings_back_the_sysctls_of_a_removed_namespace(lab, tmp_path):
     forward = lab.exec("ns_server", ["sysctl", "-n", "net.ipv4.ip_forward"], check=True).stdout.strip()
     assert forward == "1"
     assert lab.ping("ns_client1", "10.0.2.2", count=2)
+
+
+def test_a_namespace_replaced_during_a_command_is_never_touched(prefix):
+    """The name of a namespace read earlier in the same command now leads to
+    another one: no request reaches either, and removal is refused."""
+    from toolkit.errors import KernelError
+    from toolkit.kernel import Kernel
+
+    name = f"{prefix}swap"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    with Kernel() as kernel:
+        kernel.ns(name).links()  # opened and read: this command knows it
+        subprocess.run(["ip", "netns", "del", name], check=True, timeout=10)
+        subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+        subprocess.run(["ip", "-n", name, "link", "add", "theirs", "type", "bridge"], check=True, timeout=10)
+        with pytest.raises(KernelError, match="deleted or replaced"):
+            kernel.ns(name)
+        with pytest.raises(KernelError, match="deleted or replaced"):
+            kernel.remove_namespace(name)
+    assert "theirs" in _links(name)

@@ -495,3 +495,23 @@ def test_a_per_interface_sysctl_comes_back_with_its_recreated_device():
                 state="up", master=""), conf}
     got = lines(diff(moved, LIVE | {conf}))
     assert "create sysctl net.ipv4.conf.veth_srv_c1.forwarding in ns_server" in got
+
+
+def test_foreign_objects_in_a_snapshot_are_neither_made_nor_removed_by_a_restore():
+    """A snapshot holds foreign objects as they were (owner foreign): restoring it
+    must not try to create them (netkeel cannot, and they are not its own)."""
+    foreign_route = Resource.make("route", ("n", "10.68.0.0/16", 0), owner="foreign", reason="a multipath route")
+    foreign_table = Resource.make("nft_table", ("n", "ip", "theirs"), owner="foreign")
+    wanted = [Resource.make("netns", ("n",)), foreign_route, foreign_table]
+    assert diff(wanted, [Resource.make("netns", ("n",))]).empty
+
+
+def test_lo_never_loses_its_last_ipv4_address():
+    """127.0.0.1 stays on lo (made by the kernel, never read): replacing lo's one
+    declared address must not plan lo's routes as gone."""
+    lo = lambda address: Resource.make("addr", ("n", "lo", address))  # noqa: E731
+    route = Resource.make("route", ("n", "10.88.0.0/16", 0), via="", dev="lo")
+    link = Resource.make("link", ("n", "lo"), kind="loopback", state="up")
+    plan = diff([Resource.make("netns", ("n",)), link, lo("10.255.0.2/32"), route],
+                [Resource.make("netns", ("n",)), link, lo("10.255.0.1/32"), route])
+    assert [str(a) for a in plan.actions] == ["delete addr 10.255.0.1/32 on lo in n", "create addr 10.255.0.2/32 on lo in n"]

@@ -10,6 +10,7 @@ sockets, not a thousand loops.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import resource
 import socket
@@ -55,6 +56,16 @@ class Namespace:
             with netns.entered(self.fd):
                 self._nft = context()
         return self._nft
+
+    def still_named(self) -> bool:
+        """Whether the name still leads to this namespace (nsfs inode numbers are
+        unique among live namespaces, and our fd keeps this one alive)."""
+        try:
+            named = os.stat(netns.path_of(self.name))
+        except OSError:
+            return False
+        mine = os.fstat(self.fd)
+        return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
 
     def links(self) -> list:
         """A fresh link dump (also refreshes the index cache)."""
@@ -125,13 +136,20 @@ class Kernel:
         self.request(name, "netns add", netns.create, name, self.announce)
 
     def remove_namespace(self, name: str) -> None:
+        self.ns(name)  # still the namespace this command read (KernelError otherwise)
         # Our own socket and fd would keep the namespace alive: close them first.
         self.release(name)
         self.request(name, "netns del", netns.remove, name)
 
     def ns(self, name: str) -> Namespace:
-        """The open namespace `name`. Raises KernelError if it does not exist."""
+        """The open namespace `name`. Raises KernelError if it does not exist, or if
+        the name no longer leads to the namespace opened under it earlier in this
+        command (deleted, or deleted and made again by someone else): netkeel then
+        touches neither the old one nor the new one."""
         handle = self._open.get(name)
+        if handle is not None and not handle.still_named():
+            raise KernelError(f"namespace {name}", "it was deleted or replaced by someone else during this "
+                              "command; netkeel does not touch it", errno.ESTALE)
         if handle is None:
             try:
                 fd = netns.open_fd(name)

@@ -58,7 +58,9 @@ class Address(Kind):
         deleted = {a.key for a in planner.actions if a.op == DELETE and a.kind == self.name and not a.implicit}
         v4: dict = {}
         for live in have.values():
-            if live is not None and ":" not in live.key[2]:
+            # lo keeps 127.0.0.1, which the kernel makes and netkeel never reads:
+            # it never loses its last IPv4 address.
+            if live is not None and ":" not in live.key[2] and live.key[1] != "lo":
                 v4.setdefault(live.key[:2], set()).add(live.key)
         for device, keys in v4.items():
             if keys <= deleted:

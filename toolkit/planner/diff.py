@@ -63,8 +63,9 @@ class Planner:
 
 def diff(desired, live) -> Plan:
     """The plan that turns `live` into `desired` (both iterables of Resource).
-    Each side is put in its kind's canonical form first; live objects the
-    topology does not own are left out."""
-    want = {r.ident: kind(r.kind).canonical(r) for r in desired}
+    Each side is put in its kind's canonical form first; objects the topology
+    does not own are left out of both (a snapshot holds foreign objects too, as
+    they were: a restore must neither remove nor make them)."""
+    want = {r.ident: kind(r.kind).canonical(r) for r in desired if is_managed(r.owner)}
     have = {r.ident: kind(r.kind).canonical(r) for r in live if is_managed(r.owner)}
     return Planner(want, have).run()
