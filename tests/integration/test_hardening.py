@@ -157,3 +157,23 @@ def test_a_namespace_replaced_during_a_command_is_never_touched(prefix):
         with pytest.raises(KernelError, match="deleted or replaced"):
             kernel.remove_namespace(name)
     assert "theirs" in _links(name)
+
+
+def test_sigterm_during_an_apply_restores_and_exits_1(lab, prefix, tmp_path):
+    import signal as signals
+
+    manifest = tmp_path / "many.yaml"
+    manifest.write_text("name: many\nnodes:\n" + "".join(f"  n{i:03d}: {{}}\n" for i in range(300)))
+    proc = subprocess.Popen(lab.argv("apply", manifest), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=lab.env)
+    deadline = time.monotonic() + 30
+    while not namespaces_with(prefix) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signals.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the apply finished before the signal arrived")
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr
+    assert "restored" in stderr
+    assert namespaces_with(prefix) == set()
+    assert lab.run("plan", manifest).returncode == 2 and "was interrupted" not in lab.run("plan", manifest).stderr

@@ -4,6 +4,7 @@ or raises ValueError with a message for a person."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 
 import pytest
@@ -242,3 +243,22 @@ def test_a_route_to_a_connected_prefix_clashes_only_at_its_metric():
     assert checks.connected_clash("10.0.0.0/24", 10, connected) is None
     assert checks.connected_clash("2001:db8::/64", 1024, connected) is None
     assert checks.connected_clash("10.0.1.0/24", 0, connected) is None
+
+
+@pytest.mark.parametrize("written, reads_back", [("01", "1"), ("010", "8"), ("0x10", "16"), ("-0", "-0"),
+                                                 ("4096 087380", "4096 087380"), ("cubic", "cubic")])
+def test_sysctl_numbers_are_kept_as_the_kernel_reads_them_back(written, reads_back):
+    """The kernel parses with base 0; "087380" is no number of any base and stays as written."""
+    assert checks.sysctl_value(written) == reads_back
+
+
+def test_a_write_only_sysctl_is_refused():
+    if not os.path.exists("/proc/sys/net/ipv4/route/flush"):
+        pytest.skip("no /proc/sys/net/ipv4/route/flush here")
+    with pytest.raises(ValueError, match="write-only"):
+        checks.sysctl_exists("net.ipv4.route.flush", "a", set())
+
+
+def test_an_ipv4_mapped_neighbour_is_refused():
+    with pytest.raises(ValueError, match="IPv4-mapped"):
+        checks.neighbour_address("::ffff:10.0.9.2")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from contextlib import contextmanager
 
@@ -70,6 +71,9 @@ def command(name: str):
         @functools.wraps(fn)
         def task_body(c, *args, **kwargs):
             as_json = bool(kwargs.get("json"))
+            # SIGTERM (a CI timeout, systemd) as Ctrl-C: a change in progress
+            # restores its snapshot before the process leaves.
+            signal.signal(signal.SIGTERM, _interrupt)
             try:
                 code = fn(c, *args, **kwargs) or EXIT_OK
             except NetkeelError as exc:
@@ -80,13 +84,17 @@ def command(name: str):
                 report_error(name, NetkeelError(f"{exc.strerror or exc}{where}"), as_json)
                 code = EXIT_ERROR
             except KeyboardInterrupt:
-                err.print("interrupted")
-                code = 130
+                err.print("interrupted (a change in progress was restored; see `history`)")
+                code = EXIT_ERROR
             if code:
                 sys.stdout.flush()
                 raise Exit(code=code)
         return task_body
     return wrap
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def warn_interrupted(state) -> None:

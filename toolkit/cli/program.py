@@ -9,7 +9,11 @@ from .history import user
 
 
 def main() -> None:
-    Program(namespace=user, name="netkeel", binary="netkeel", version=__version__).run(chaos_words(sys.argv))
+    try:
+        Program(namespace=user, name="netkeel", binary="netkeel", version=__version__).run(chaos_words(sys.argv))
+    except KeyboardInterrupt:  # before a task started (while loading): nothing was changed
+        print("interrupted", file=sys.stderr)
+        sys.exit(1)
 
 
 def chaos_words(argv: list) -> list:

@@ -142,7 +142,17 @@ def sysctl_value(value) -> str:
         raise ValueError(f"sysctl value {quote(text)} holds control characters")
     if not text.strip():
         raise ValueError("sysctl value is empty")
-    return " ".join(text.split())
+    return " ".join(_as_kernel_reads(w) for w in text.split())
+
+
+def _as_kernel_reads(word: str) -> str:
+    """A number as the kernel reads it back: it parses with base 0, so "01" is 1,
+    "010" is 8 and "0x10" is 16; anything else as written."""
+    found = re.fullmatch(r"(-?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", word)
+    if not found:
+        return word
+    sign, digits = found.groups()
+    return sign + str(int(digits, 16 if digits[:2].lower() == "0x" else 8 if digits.startswith("0") else 10))
 
 
 def mac_address(text: str) -> str:
@@ -160,6 +170,9 @@ def neighbour_address(text: str) -> str:
         ip = ipaddress.ip_address(text)
     except ValueError:
         raise ValueError(f"invalid neighbour address {quote(text)} (an IPv4 or IPv6 address, no prefix length)") from None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        raise ValueError(f"{text} is an IPv4-mapped IPv6 address: write the IPv4 address {ip.ipv4_mapped} "
+                         "for an ARP entry")
     if ip.is_multicast or ip.is_unspecified or ip.is_loopback or (ip.version == 4 and ip == ipaddress.ip_address("255.255.255.255")):
         raise ValueError(f"{ip} is not a unicast host address: a neighbour entry needs one")
     return str(ip)
@@ -201,6 +214,9 @@ def sysctl_exists(name: str, node: str, interfaces) -> str:
         close = difflib.get_close_matches(".".join(parts), _known_sysctls(), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ValueError(f"unknown sysctl {quote(name)}{hint}: the kernel has no /proc/sys/{'/'.join(parts)}")
+    if not os.stat(path).st_mode & 0o444:
+        raise ValueError(f"sysctl {quote(name)} is write-only (an action, such as a flush, not a setting): "
+                         "netkeel keeps settings, which it reads back to verify")
     return name
 
 

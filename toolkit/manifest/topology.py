@@ -147,6 +147,7 @@ class _Builder:
             sysctls = self.build_sysctls(name, mapping(mapping(spec).get("sysctls")))
             tables = self.build_tables(name, sequence(mapping(spec).get("policies")))
             neighbours = self.build_neighbours(name, sequence(mapping(spec).get("neighbours")))
+            self.check_ipv6_enabled(name, dict(sysctls))
             ifaces = tuple(d.freeze() for d in self.ifaces[name].values())
             self.check_ipv6_mtu(name)
             built.append(Node(name, ifaces, routes, sysctls, tables, neighbours))
@@ -399,6 +400,17 @@ class _Builder:
             seen[ifname, ip] = path
             out.append(Neighbour(ip, mac, ifname))
         return tuple(sorted(out, key=lambda n: (n.interface, n.address)))
+
+    def check_ipv6_enabled(self, node: str, sysctls: dict) -> None:
+        """IPv6 addresses on a device whose IPv6 is disabled: the kernel refuses them."""
+        for draft in self.ifaces.get(node, {}).values():
+            if not any(":" in a for a in draft.addresses):
+                continue
+            for scope in ("all", draft.name.replace(".", "/")):
+                name = f"net.ipv6.conf.{scope}.disable_ipv6"
+                if sysctls.get(name) == "1":
+                    self.fail(("nodes", node, "sysctls", name),
+                              f"{name} = 1, yet {draft.name} has IPv6 addresses: the kernel refuses them")
 
     def build_sysctls(self, node: str, sysctls: dict) -> tuple:
         out = {}

@@ -136,13 +136,16 @@ class Reconciler:
             self.inventory = Inventory(self.state)
             yield
 
-    def plan(self) -> tuple:
-        """(plan, live). Raises OwnershipError."""
+    def plan(self, strict: bool = True) -> tuple:
+        """(plan, live). Raises OwnershipError; with strict False, a declared object
+        that exists as someone else's is not an error (drift reports it, with the
+        declared one missing)."""
         if self._lock is None or self._lock.fd is None:
             self.inventory = Inventory(self.state)  # not under the lock: read it as it is now
         self.check_ownership()
         live = self.read()
-        self.check_collisions(live)
+        if strict:
+            self.check_collisions(live)
         plan = diff(self.desired, live)
         check_harm_outside(plan, live)
         return self.explained(plan), live
@@ -170,7 +173,7 @@ class Reconciler:
         return Plan(tuple(actions))
 
     def drift(self) -> Drift:
-        plan, live = self.plan()
+        plan, live = self.plan(strict=False)
         return Drift(plan, tuple(sorted(r for r in live if not is_managed(r.owner))),
                      tuple(dict.fromkeys(c.text for c in self.claims if c.text)))
 
