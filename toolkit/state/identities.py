@@ -47,7 +47,9 @@ class Identities:
         if "\n" in name:
             raise ValueError(f"namespace name {name!r} has a newline")
         if self._fd is None:
-            self._fd = self.state.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, create_dirs=True)
+            # Read-write: the last byte of what a killed change left is read (pread fails
+            # on a write-only fd, and the log is non-empty after every kill that made a namespace).
+            self._fd = self.state.open(LOG, os.O_RDWR | os.O_APPEND | os.O_CREAT, create_dirs=True)
             if _ends_without_newline(self._fd):
                 write_all(self._fd, b"\n")  # a record cut short stays alone on its line
         write_all(self._fd, f"{cookie} {name}\n".encode())
