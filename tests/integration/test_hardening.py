@@ -177,3 +177,16 @@ def test_sigterm_during_an_apply_restores_and_exits_1(lab, prefix, tmp_path):
     assert "restored" in stderr
     assert namespaces_with(prefix) == set()
     assert lab.run("plan", manifest).returncode == 2 and "was interrupted" not in lab.run("plan", manifest).stderr
+
+
+def test_policy_routing_made_by_hand_is_reported_and_left_alone(lab, tmp_path):
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(TWO)
+    lab.applied(manifest)
+    lab.ip("a", "rule add to 10.0.2.0/24 table 100")
+    lab.ip("a", "route add blackhole 10.0.2.0/24 table 100")
+    code, doc = lab.json("drift", manifest)
+    assert code == 2 and doc["differences"] == []
+    assert sorted(u["object"] for u in doc["unmanaged"]) == ["route 10.0.2.0/24 table 100", "rule 32765: to 10.0.2.0/24 (inet)"]
+    assert lab.run("apply", manifest).returncode == 0
+    assert "10.0.2.0/24" in lab.ip("a", "rule show").stdout  # reported, never changed

@@ -1,6 +1,7 @@
 """Read the live state of namespaces into resources.
 
-Five dumps per namespace (links, addresses, routes, neighbours, qdiscs), the sysctls asked
+Six dumps per namespace (links, addresses, routes of every table, neighbours,
+qdiscs, policy rules), the sysctls asked
 for and the nftables ruleset.
 A veth's peer is reported by the kernel as (peer namespace id, peer ifindex),
 where the id is local to the namespace looking; we resolve it to a name by
@@ -11,7 +12,7 @@ namespace read, and each answer resolves both ends of the pair.
 from __future__ import annotations
 
 from ..core.owners import FOREIGN, is_overlay
-from . import addresses, impairments, links, namespaces, neighbours, nftables, routes, sysctls
+from . import addresses, impairments, links, namespaces, neighbours, nftables, routes, rules, sysctls
 
 
 def read_live(kernel, names, hints=None) -> list:
@@ -30,14 +31,15 @@ def read_live(kernel, names, hints=None) -> list:
         ns = kernel.ns(name)
         link_msgs = kernel.request(name, "link dump", ns.links)
         addr_msgs = kernel.request(name, "addr dump", ns.dump.addrs)
-        route_msgs = kernel.request(name, "route dump", ns.dump.routes, routes.MAIN_TABLE)
+        route_msgs = kernel.request(name, "route dump", ns.dump.routes, None)
         neigh_msgs = kernel.request(name, "neighbour dump", ns.dump.neighbours)
         qdisc_msgs = kernel.request(name, "qdisc dump", ns.dump.qdiscs)
-        dumps[name] = (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs)
+        rule_msgs = kernel.request(name, "rule dump", ns.dump.rules)
+        dumps[name] = (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs, rule_msgs)
 
     peers = _resolve_peers(kernel, dumps, hints.get("veth_peers", {}))
     out = []
-    for name, (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs) in dumps.items():
+    for name, (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs, rule_msgs) in dumps.items():
         link_resources = links.to_resources(name, link_msgs, peers, dumps)
         # Addresses, routes and neighbours of a device netkeel does not manage are part of it.
         foreign = {r.key[1] for r in link_resources if r.owner == FOREIGN}
@@ -49,6 +51,7 @@ def read_live(kernel, names, hints=None) -> list:
         out.extend(r for r in neighbours.to_resources(name, neigh_msgs, by_index) if r.key[1] not in foreign)
         out.extend(r for r in impairments.to_resources(name, qdisc_msgs, by_index)
                    if r.key[1] not in foreign and r.key[1] not in overlay_devices(link_resources))
+        out.extend(rules.to_resources(name, rule_msgs))
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
         out.extend(nftables.read(kernel, name))
     return out

@@ -14,6 +14,7 @@ from ..core.resource import Resource
 
 KIND = "route"
 MAIN_TABLE = 254
+LOCAL_TABLE = 255
 RTPROT_KERNEL, RTPROT_RA = 2, 9
 # Route types that live in the main table and a person may add by hand.
 _TYPES = {1: None, 6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw"}
@@ -22,10 +23,16 @@ _TYPES = {1: None, 6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw"}
 def to_resources(ns: str, routes, by_index: dict) -> list:
     out = []
     for r in routes:
-        if r.table != MAIN_TABLE or r.proto in (RTPROT_KERNEL, RTPROT_RA) or r.type not in _TYPES:
+        if r.table == LOCAL_TABLE or r.proto in (RTPROT_KERNEL, RTPROT_RA) or r.type not in _TYPES:
             continue
         dst = r.dst or ("0.0.0.0" if r.family == socket.AF_INET else "::")
         prefix = ipaddress.ip_network(f"{dst}/{r.dst_len}").with_prefixlen
+        if r.table != MAIN_TABLE:
+            # netkeel manages the main table only: a route in another table (policy
+            # routing made by hand) is reported, and never changed.
+            out.append(Resource.make(KIND, (ns, f"{prefix} table {r.table}", r.priority), owner=FOREIGN,
+                                     reason=f"a route in table {r.table}: netkeel manages the main table only"))
+            continue
         if r.multipath:
             out.append(Resource.make(KIND, (ns, prefix, r.priority), owner=FOREIGN,
                                      reason="a multipath route: netkeel does not manage those"))

@@ -23,6 +23,8 @@ RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
 RTM_NEWQDISC, RTM_GETQDISC = 36, 38
+RTM_NEWRULE, RTM_GETRULE = 32, 34
+FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_FWMARK, FRA_TABLE, FRA_OIFNAME, FRA_PROTOCOL = 1, 2, 3, 6, 10, 15, 17, 21
 TCA_KIND, TCA_OPTIONS = 1, 2
 TCA_TBF_PARMS, TCA_TBF_RATE64 = 1, 4
 TCA_NETEM_RATE, TCA_NETEM_RATE64, TCA_NETEM_LATENCY64, TCA_NETEM_JITTER64 = 6, 8, 10, 11
@@ -48,6 +50,7 @@ _TCMSG = struct.Struct("=BxxxiIII")
 _TBF_QOPT = struct.Struct("=BBHhHI12xIII")   # rate (tc_ratespec), peakrate, limit, buffer, mtu
 _NETEM_QOPT = struct.Struct("=IIIIII")       # latency, limit, loss, gap, duplicate, jitter
 _U64 = struct.Struct("=Q")
+_FIB_RULE = struct.Struct("=BBBBBBBBI")   # family, dst_len, src_len, tos, table, res1, res2, action, flags
 _S64 = struct.Struct("=q")
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
@@ -93,6 +96,16 @@ class Qdisc:
     delay_ns: int | None = None    # netem
     jitter_ns: int | None = None
     loss: int | None = None        # netem, out of 2**32 - 1
+
+
+@dataclass(slots=True)
+class Rule:
+    family: int
+    priority: int = 0
+    table: int = 0
+    action: int = 0
+    proto: int = 0
+    selector: str = ""    # from/to/iif/oif/fwmark, as `ip rule` writes them
 
 
 @dataclass(slots=True)
@@ -234,6 +247,32 @@ class DumpSocket:
                              ":".join(f"{b:02x}" for b in mac) if mac else None, proto[0] if proto else 0))
         return out
 
+    def rules(self) -> list:
+        """Policy routing rules, both families."""
+        out = []
+        for mtype, _, p in self.request(RTM_GETRULE, NLM_F_DUMP, _FIB_RULE.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)):
+            if mtype != RTM_NEWRULE:
+                continue
+            family, dst_len, src_len, _, table, _, _, action, _ = _FIB_RULE.unpack_from(p)
+            rule, words = Rule(family, table=table, action=action), []
+            for kind, value in _attrs(p, _FIB_RULE.size):
+                if kind == FRA_PRIORITY:
+                    rule.priority = _U32.unpack_from(value)[0]
+                elif kind == FRA_TABLE:
+                    rule.table = _U32.unpack_from(value)[0]
+                elif kind == FRA_PROTOCOL:
+                    rule.proto = value[0]
+                elif kind in (FRA_SRC, FRA_DST):
+                    length = src_len if kind == FRA_SRC else dst_len
+                    words.append(f"{'from' if kind == FRA_SRC else 'to'} {socket.inet_ntop(family, value)}/{length}")
+                elif kind in (FRA_IIFNAME, FRA_OIFNAME):
+                    words.append(f"{'iif' if kind == FRA_IIFNAME else 'oif'} {_text(value)}")
+                elif kind == FRA_FWMARK:
+                    words.append(f"fwmark {_U32.unpack_from(value)[0]:#x}")
+            rule.selector = " ".join(sorted(words)) or "all"
+            out.append(rule)
+        return out
+
     def qdiscs(self) -> list:
         """Every qdisc, with the options netkeel reads of tbf and netem."""
         out = []
@@ -254,10 +293,11 @@ class DumpSocket:
             out.append(q)
         return out
 
-    def routes(self, table: int) -> list:
-        """Routes of `table` (filtered by the kernel when it can, here always)."""
+    def routes(self, table: int | None) -> list:
+        """Routes of `table` (filtered by the kernel when it can, here always), or of
+        every table (None)."""
         out = []
-        header = _RTMSG.pack(0, 0, 0, 0, table if self.strict else 0, 0, 0, 0, 0)
+        header = _RTMSG.pack(0, 0, 0, 0, table if self.strict and table is not None else 0, 0, 0, 0, 0)
         for mtype, _, p in self.request(RTM_GETROUTE, NLM_F_DUMP, header):
             if mtype != RTM_NEWROUTE:
                 continue
@@ -276,7 +316,7 @@ class DumpSocket:
                     route.table = _U32.unpack_from(value)[0]
                 elif kind == RTA_MULTIPATH:
                     route.multipath = True
-            if route.table == table:
+            if table is None or route.table == table:
                 out.append(route)
         return out
 

@@ -14,10 +14,10 @@ protocol, in kernel/ and in the fake kernel of the unit tests. README's
 
 from __future__ import annotations
 
-from . import addr, impair, link, neigh, netns, nft_table, route, sysctl
+from . import addr, impair, link, neigh, netns, nft_table, route, rule, sysctl
 from .base import Kind
 
-KINDS: tuple = (netns.KIND, link.KIND, sysctl.KIND, addr.KIND, route.KIND, neigh.KIND, impair.KIND,
+KINDS: tuple = (netns.KIND, link.KIND, sysctl.KIND, addr.KIND, route.KIND, rule.KIND, neigh.KIND, impair.KIND,
                  nft_table.KIND)
 BY_NAME = {k.name: k for k in KINDS}
 NAMES = tuple(BY_NAME)
