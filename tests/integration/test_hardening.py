@@ -190,3 +190,19 @@ def test_policy_routing_made_by_hand_is_reported_and_left_alone(lab, tmp_path):
     assert sorted(u["object"] for u in doc["unmanaged"]) == ["route 10.0.2.0/24 table 100", "rule 32765: to 10.0.2.0/24 (inet)"]
     assert lab.run("apply", manifest).returncode == 0
     assert "10.0.2.0/24" in lab.ip("a", "rule show").stdout  # reported, never changed
+
+
+def test_a_lifetime_or_route_attributes_set_by_hand_are_drift_and_repaired(lab):
+    lab.applied("topologies/two-clients-plain.yaml")
+    lab.ip("ns_client1", "addr change 10.0.1.2/24 dev veth_c1 valid_lft 300 preferred_lft 100")
+    lab.ip("ns_client1", "route replace default via 10.0.1.1 dev veth_c1 proto 144 mtu lock 1000 src 10.0.1.2 "
+                         "advmss 500")
+    code, doc = lab.json("drift", "topologies/two-clients-plain.yaml")
+    assert code == 2
+    changed = {(d["object"], c["field"]) for d in doc["differences"] for c in d["changes"]}
+    assert changed == {("addr 10.0.1.2/24 on veth_c1", "expires"), ("route default", "src"),
+                       ("route default", "metrics")}
+    assert lab.run("apply", "topologies/two-clients-plain.yaml").returncode == 0
+    assert lab.run("drift", "topologies/two-clients-plain.yaml").returncode == 0
+    assert "forever" in lab.ip("ns_client1", "addr show dev veth_c1").stdout
+    assert "advmss" not in lab.ip("ns_client1", "route show default").stdout

@@ -171,9 +171,12 @@ class FakeKernel:
             self._add(peer.with_fields(peer=f"{to_ns}/{ifname}"))
 
     # -- addresses, routes, neighbours, sysctls ------------------------------------------------------
-    def addr_add(self, ns, ifname, address):
+    def addr_add(self, ns, ifname, address, replace=False):
         self._request("addr_add", ns, ifname, address)
         self._need_link(ns, ifname)
+        if replace and ("addr", (ns, ifname, address)) in self.objects:
+            self._add(self.objects[("addr", (ns, ifname, address))].with_fields(expires=None))
+            return
         if ("addr", (ns, ifname, address)) in self.objects:
             raise KernelError(f"addr add {address} dev {ifname} in {ns}", "File exists", 17)
         net = ipaddress.ip_interface(address).network

@@ -41,7 +41,8 @@ class Backend(Protocol):
         """Move a device into another namespace (by name)."""
 
     # -- addresses, routes, neighbours, sysctls --------------------------------------------
-    def addr_add(self, ns: str, ifname: str, address: str) -> None: ...
+    def addr_add(self, ns: str, ifname: str, address: str, replace: bool = False) -> None:
+        """Add a permanent address; with `replace`, make an existing one permanent again."""
     def addr_delete(self, ns: str, ifname: str, address: str) -> None: ...
     def route_set(self, ns: str, prefix: str, metric: int, replace: bool = False,
                   via: str | None = None, dev: str | None = None, type: str | None = None) -> None: ...

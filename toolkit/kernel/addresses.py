@@ -24,18 +24,21 @@ def to_resources(ns: str, addrs, by_index: dict) -> list:
             continue
         owner = overlay("unclaimed") if a.proto == OVERLAY_IFA_PROTO else "topology"
         out.append(Resource.make(KIND, (ns, ifname, text), owner=owner,
-                                 secondary=True if a.secondary else None, _proto=a.proto or None))
+                                 secondary=True if a.secondary else None, _proto=a.proto or None,
+                                 expires=f"in {a.valid_lft} s" if a.valid_lft is not None else None))
     return out
 
 
-def add(kernel, ns_name: str, ifname: str, text: str) -> None:
+def add(kernel, ns_name: str, ifname: str, text: str, replace: bool = False) -> None:
+    """Add the address (permanent), or with `replace` make an existing one permanent again."""
     ns = kernel.ns(ns_name)
     args = _args(ns, ifname, text)
     if ipaddress.ip_interface(text).version == 6:
         # Skip duplicate address detection: a lab link is usable at once
         # instead of after DAD's second or two of "tentative".
         args["flags"] = IFA_F_NODAD
-    kernel.request(ns_name, f"addr add {text} dev {ifname}", ns.ipr.addr, "add", proto=IFA_PROTO, **args)
+    command = "replace" if replace else "add"
+    kernel.request(ns_name, f"addr {command} {text} dev {ifname}", ns.ipr.addr, command, proto=IFA_PROTO, **args)
 
 
 def delete(kernel, ns_name: str, ifname: str, text: str) -> None:

@@ -43,6 +43,8 @@ def to_resources(ns: str, routes, by_index: dict) -> list:
             via=r.gateway or "",
             dev=by_index.get(r.oif, f"#{r.oif}") if r.oif else None,
             type=_TYPES[r.type],
+            src=r.src,
+            metrics=r.metrics or None,
             _proto=r.proto,
         ))
     return out

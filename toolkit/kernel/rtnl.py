@@ -36,9 +36,14 @@ NLA_TYPE_MASK = 0x3FFF
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = 18, 20, 37
 IFLA_INFO_KIND = 1
-IFA_ADDRESS, IFA_LOCAL, IFA_PROTO = 1, 2, 11
+IFA_ADDRESS, IFA_LOCAL, IFA_CACHEINFO, IFA_PROTO = 1, 2, 6, 11
+INFINITY_LIFE_TIME = 0xFFFFFFFF
 NDA_DST, NDA_LLADDR, NDA_PROTOCOL = 1, 2, 12
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS, RTA_MULTIPATH, RTA_TABLE = \
+    1, 4, 5, 6, 7, 8, 9, 15
+RTAX_NAMES = {2: "mtu", 3: "window", 4: "rtt", 5: "rttvar", 6: "ssthresh", 7: "cwnd", 8: "advmss",
+              9: "reordering", 10: "hoplimit", 11: "initcwnd", 12: "features", 13: "rto_min", 14: "initrwnd",
+              15: "quickack", 16: "congctl", 17: "fastopen_no_cookie"}
 NETNSA_NSID, NETNSA_FD = 1, 3
 
 _HDR = struct.Struct("=LHHLL")
@@ -82,6 +87,7 @@ class Addr:
     address: str
     secondary: bool = False  # an IPv4 address after the first in its subnet
     proto: int = 0           # IFA_PROTO: who added it (0: unknown, or an old kernel)
+    valid_lft: int | None = None  # seconds left; None: forever
 
 
 @dataclass(slots=True)
@@ -130,6 +136,8 @@ class Route:
     oif: int | None = None
     priority: int = 0
     multipath: bool = False
+    src: str | None = None        # RTA_PREFSRC
+    metrics: str | None = None    # RTA_METRICS, as `ip route` writes them ("mtu 1000 advmss 500")
     extra: dict = field(default_factory=dict)
 
 
@@ -227,8 +235,11 @@ class DumpSocket:
             raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
             if raw is not None:
                 proto = attrs.get(IFA_PROTO)
+                cache = attrs.get(IFA_CACHEINFO)
+                valid = _U32.unpack_from(cache, 4)[0] if cache and len(cache) >= 8 else INFINITY_LIFE_TIME
                 out.append(Addr(index, family, prefixlen, socket.inet_ntop(family, raw),
-                                bool(flags & IFA_F_SECONDARY), proto[0] if proto else 0))
+                                bool(flags & IFA_F_SECONDARY), proto[0] if proto else 0,
+                                None if valid == INFINITY_LIFE_TIME else valid))
         return out
 
     def neighbours(self) -> list:
@@ -314,6 +325,11 @@ class DumpSocket:
                     route.priority = _U32.unpack_from(value)[0]
                 elif kind == RTA_TABLE:
                     route.table = _U32.unpack_from(value)[0]
+                elif kind == RTA_PREFSRC:
+                    route.src = socket.inet_ntop(family, value)
+                elif kind == RTA_METRICS:
+                    route.metrics = " ".join(f"{RTAX_NAMES.get(k, k)} {_U32.unpack_from(v)[0]}"
+                                             for k, v in _attrs(value, 0) if len(v) >= 4)
                 elif kind == RTA_MULTIPATH:
                     route.multipath = True
             if table is None or route.table == table:

@@ -14,11 +14,9 @@ import errno
 import os
 import resource
 import socket
+import sys
 from typing import Callable
 
-from pyroute2 import IPRoute
-from pyroute2.netlink import NETLINK_ROUTE
-from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
 from . import addresses, chaos, impairments, links, neighbours, netns, nftables, reader, routes, sysctls
@@ -34,16 +32,19 @@ class Namespace:
         self.fd = fd
         self.dump = dump
         self._loop = loop
-        self._ipr: IPRoute | None = None
+        self._ipr = None  # pyroute2's IPRoute, opened on first use
         self._nft = None
         self._index: dict[str, int] | None = None
         self._nsids: dict[str, int | None] = {}
 
     @property
-    def ipr(self) -> IPRoute:
+    def ipr(self):
         if self._ipr is None:
+            # pyroute2 is imported on the first change: reads, nftables and tc never need it.
+            from pyroute2 import IPRoute
+
             with netns.entered(self.fd):
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
             self._ipr = IPRoute(use_socket=sock, use_event_loop=self._loop)
         return self._ipr
 
@@ -197,8 +198,8 @@ class Kernel:
     def link_move(self, ns, ifname, to_ns) -> None:
         links.move(self, ns, ifname, to_ns)
 
-    def addr_add(self, ns, ifname, address) -> None:
-        addresses.add(self, ns, ifname, address)
+    def addr_add(self, ns, ifname, address, replace=False) -> None:
+        addresses.add(self, ns, ifname, address, replace=replace)
 
     def addr_delete(self, ns, ifname, address) -> None:
         addresses.delete(self, ns, ifname, address)
@@ -255,7 +256,7 @@ class Kernel:
         self.log(ns, what)
         try:
             return call(*args, **kwargs)
-        except NetlinkError as exc:
+        except _netlink_error() as exc:
             detail = os.strerror(exc.code) if exc.code else str(exc)
             raise KernelError(f"{what} in {ns}", detail, exc.code) from None
         except OSError as exc:
@@ -264,6 +265,13 @@ class Kernel:
     def in_namespace(self, name: str):
         """Context manager: the calling thread inside namespace `name` (for /proc/sys)."""
         return netns.entered(self.ns(name).fd)
+
+
+def _netlink_error():
+    """pyroute2's NetlinkError; nothing to catch while pyroute2 is not loaded
+    (nothing can have raised it then)."""
+    module = sys.modules.get("pyroute2.netlink.exceptions")
+    return module.NetlinkError if module is not None else ()
 
 
 def _raise_fd_limit() -> None:

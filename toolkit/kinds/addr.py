@@ -12,11 +12,25 @@ import ipaddress
 
 from ..core.resource import Resource
 from . import link, netns
-from .base import CREATE, DELETE, Action, Kind
+from .base import CREATE, DELETE, MODIFY, Action, Kind, check_fields, is_text, shown
 
 
 class Address(Kind):
     name = "addr"
+    key_arity = 3
+
+    def check_key(self, key) -> str:
+        if problem := super().check_key(key):
+            return problem
+        try:
+            ipaddress.ip_interface(key[2])
+        except ValueError:
+            return f"key part 3 must be an address with its prefix length (10.0.0.1/24), not {shown(key[2])}"
+        return ""
+
+    def check_spec(self, spec) -> str:
+        return super().check_spec(spec) or check_fields(
+            spec, secondary=(lambda v: isinstance(v, bool), "true or false"), reason=(is_text, "a string"))
 
     def compile(self, topology, prefix):
         return [Resource.make(self.name, (netns.namespace_name(prefix, node.name), iface.name, address))
@@ -71,6 +85,12 @@ class Address(Kind):
         role: within a device, primaries before secondaries."""
         return sorted(resources, key=lambda r: (r.key[:2], bool(r.get("secondary")), r.key))
 
+    def changes(self, desired, live) -> tuple:
+        """Declared addresses are permanent: one given a lifetime by hand (it would
+        vanish when it runs out) differs; apply makes it permanent again."""
+        extra = (("expires", "never", live.get("expires")),) if live.get("expires") else ()
+        return super().changes(desired, live) + extra
+
     def label(self, resource) -> str:
         return f"addr {resource.key[2]} on {resource.key[1]}"
 
@@ -83,7 +103,7 @@ class Address(Kind):
             if phase == "delete":
                 backend.addr_delete(ns, ifname, text)
             else:
-                backend.addr_add(ns, ifname, text)
+                backend.addr_add(ns, ifname, text, replace=action.op == MODIFY)
 
 
 KIND = Address()

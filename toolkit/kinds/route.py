@@ -7,14 +7,37 @@ link-local and multicast, router advertisements) are not read.
 
 from __future__ import annotations
 
+import ipaddress
+
 from ..core.resource import Resource
 from ..model.topology import DEFAULT_METRIC
 from . import link, netns
-from .base import Kind
+from .base import Kind, check_fields, is_integer, is_text, shown
+
+
+# Route types besides unicast (absent), as the kernel reader names them.
+TYPES = ("blackhole", "unreachable", "prohibit", "throw")
 
 
 class Route(Kind):
     name = "route"
+    key_arity = 3
+
+    def check_key(self, key) -> str:
+        if len(key) != self.key_arity:
+            return f"a route key has 3 parts (namespace, prefix, metric), not {len(key)}"
+        if problem := super().check_key([*key[:2], "metric"]):  # strings but the metric
+            return problem
+        try:
+            ipaddress.ip_network(key[1])
+        except ValueError:
+            return f"key part 2 must be a network prefix (10.0.0.0/24), not {shown(key[1])}"
+        return "" if is_integer(key[2]) else f"key part 3 (the metric) must be an integer, not {shown(key[2])}"
+
+    def check_spec(self, spec) -> str:
+        return super().check_spec(spec) or check_fields(
+            spec, via=(lambda v: v == "" or _is_address(v), 'an IP address or ""'), dev=(is_text, "a string"),
+            type=(lambda v: v in TYPES, " or ".join(TYPES)), reason=(is_text, "a string"))
 
     def compile(self, topology, prefix):
         out = []
@@ -35,6 +58,12 @@ class Route(Kind):
         if ":" not in resource.key[1]:
             out.append((link.ipv4_lost_ident((ns, dev)), None))
         return tuple(out)
+
+    def changes(self, desired, live) -> tuple:
+        """netkeel declares no source address or metrics: a live route that has
+        them (set by hand) differs; apply replaces it as declared."""
+        extra = tuple((f, None, live.get(f)) for f in ("src", "metrics") if live.get(f) and desired.get(f) is None)
+        return super().changes(desired, live) + extra
 
     def label(self, resource) -> str:
         _, prefix, metric = resource.key
@@ -61,6 +90,14 @@ class Route(Kind):
                 d = action.desired
                 backend.route_set(ns, prefix, metric, replace=action.op == "modify",
                                   via=d.get("via") or None, dev=d.get("dev"), type=d.get("type"))
+
+
+def _is_address(value) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def destination(prefix: str) -> str:
