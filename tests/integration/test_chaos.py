@@ -217,3 +217,12 @@ def test_drift_names_an_active_fault_and_apply_leaves_it(built):
     assert built.run("apply", LAB).returncode == 0
     lost = ping_loss(built, "ns_client2", "10.0.2.1", 500)
     assert lost > 0.3  # still in place after the apply
+
+
+def test_follow_shows_live_loss_until_the_fault_ends(built):
+    result = chaos(built, "loss-40", "--duration", "3s", "--follow", timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = [l for l in result.stdout.splitlines() if " lost " in l]
+    assert len(lines) >= 2 and "following: ping 10.0.2.1 from" in result.stdout
+    time.sleep(0.5)
+    assert leases(built) == [] and residue(built, NODES) == []

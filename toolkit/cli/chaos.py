@@ -265,21 +265,29 @@ def _follow(kernel, state, lease) -> None:
 
 
 def _probe_ends(kernel, state, lease) -> tuple:
-    """(namespace to ping from, address to ping): across the target's link, or
-    from the first node of a partition's side A to side B."""
+    """(namespace to ping from, address to ping): across the target's link to the
+    address at its other end, or from a partition's first node of side A to the
+    first address of side B."""
     from ..kinds.addr import KIND as ADDR
     from ..kinds.link import KIND as LINK
+    from ..manifest.fault import load_fault
 
-    for op in lease.operations:
-        ns, dev = op.get("ns"), op.get("dev")
-        if not dev:
-            continue
-        live = kernel.read([ns], {})
-        peer = next((r.get("peer") for r in live if r.kind == LINK.name and r.key == (ns, dev)), None)
-        if peer and "/" in peer:
-            peer_ns, _, peer_dev = peer.partition("/")
-            addrs = [r.key[2].split("/")[0] for r in kernel.read([peer_ns], {})
-                     if r.kind == ADDR.name and r.key[1] == peer_dev and ":" not in r.key[2]]
-            if addrs:
-                return ns, addrs[0]
+    fault = load_fault(lease.file)
+
+    def addresses(ns, dev=None, beside=()):
+        # Read with the namespace at the link's other end: a veth into a namespace
+        # not read is foreign, and its addresses with it.
+        return [r.key[2].split("/")[0] for r in kernel.read([ns, *beside], {})
+                if r.kind == ADDR.name and r.ns == ns and (dev is None or r.key[1] == dev) and ":" not in r.key[2]]
+
+    if fault.partition is not None:
+        far = addresses(lease.prefix + fault.partition.b[0])
+        return (lease.prefix + fault.partition.a[0], far[0]) if far else (None, None)
+    ns, dev = lease.prefix + fault.target.node, fault.target.interface
+    peer = next((r.get("peer") for r in kernel.read([ns], {}) if r.kind == LINK.name and r.key == (ns, dev)), None)
+    if peer and "/" in peer:
+        peer_ns, _, peer_dev = peer.partition("/")
+        far = addresses(peer_ns, peer_dev, beside=(ns,))
+        if far:
+            return ns, far[0]
     return None, None
