@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -64,22 +66,66 @@ def demo(c):
         _run(c, f"{netkeel} destroy {lab} {opts}")
 
 
+# The kernel tier (tests/vm/run.py): tests marked netem, in Debian's kernel under qemu.
+VM_RUNNER = "tests/vm/run.py"
+VM_STATUS_RUN, VM_STATUS_NOT_INSTALLED = 0, 4  # run.py --status: run it / needed but not installed
+
+
 @task(help={"unit": "only the unit tests (no root needed)",
             "integration": "only the integration tests (root, real namespaces)",
-            "k": "pytest -k expression"})
-def test(c, unit=False, integration=False, k=None):
-    """Run the test suite: unit and integration tiers."""
-    paths = []
-    if unit or not integration:
-        paths.append("tests/unit")
-    if integration or not unit:
-        paths.append("tests/integration")
-    extra = f" -k {shlex.quote(k)}" if k else ""
+            "k": "pytest -k expression",
+            "kernel": "debian: only the tests marked netem, in Debian's kernel under qemu; "
+                      "host: never the VM. Default: the VM runs them when this kernel lacks netem"})
+def test(c, unit=False, integration=False, k=None, kernel=None):
+    """Run the test suite: unit and integration tiers, and the kernel tier where this kernel lacks netem."""
+    if kernel not in (None, "debian", "host"):
+        raise Exit(f"test: --kernel is debian or host, not {kernel!r}", code=1)
+    select = f" -k {shlex.quote(k)}" if k else ""
+    codes = []
     with c.cd(str(ROOT)):
-        result = c.run(f"{shlex.quote(sys.executable)} -m pytest {' '.join(paths)}{extra}",
-                       warn=True, pty=sys.stdout.isatty())
-    if result.exited:
-        raise Exit(code=result.exited)
+        if kernel != "debian":
+            paths = []
+            if unit or not integration:
+                paths.append("tests/unit")
+            if integration or not unit:
+                paths.append("tests/integration")
+            codes.append(_pytest(c, f"{' '.join(paths)}{select}"))
+        # Like the integration tier, the kernel tier needs root (qemu shares the host's / with it).
+        if kernel == "debian" or (kernel is None and not unit and os.geteuid() == 0 and _kernel_tier_needed(c)):
+            codes.append(_kernel_tier(c, select, explicit=kernel == "debian"))
+    failed = next((code for code in codes if code), 0)
+    if failed:
+        raise Exit(code=failed)
+
+
+def _pytest(c, args: str) -> int:
+    return c.run(f"{shlex.quote(sys.executable)} -m pytest {args}", warn=True, pty=sys.stdout.isatty()).exited
+
+
+def _kernel_tier_needed(c) -> bool:
+    """Whether this kernel lacks netem and the kernel tier is installed (said when it is not)."""
+    probe = c.run(f"{shlex.quote(sys.executable)} {VM_RUNNER} --status", warn=True, hide=True)
+    if probe.exited == VM_STATUS_NOT_INSTALLED:
+        _say(f"kernel tier: {probe.stdout.strip()}; the netem tests were skipped (scripts/setup --kernel-vm)")
+    return probe.exited == VM_STATUS_RUN
+
+
+def _kernel_tier(c, select: str, explicit: bool) -> int:
+    """The netem tests in Debian's kernel under qemu; pytest's exit status. Only the files
+    that hold selected tests go to the VM: collecting the others there costs seconds."""
+    python = shlex.quote(sys.executable)
+    listing = c.run(f"{python} -m pytest --collect-only -qq -p no:cacheprovider -m netem tests/integration{select}",
+                    warn=True, hide=True)
+    if listing.exited not in (0, 5):
+        print(listing.stdout + listing.stderr, flush=True)
+        return listing.exited
+    files = [line.rpartition(":")[0] for line in listing.stdout.splitlines() if re.fullmatch(r"\S+\.py: \d+", line)]
+    if not files:
+        _say("kernel tier: no netem test selected")
+        return 5 if explicit else 0  # pytest's own status for "no tests collected"
+    _say("kernel tier: the netem tests in Debian's kernel under qemu")
+    return c.run(f"{python} {VM_RUNNER} -- -m netem {' '.join(files)}{select}", warn=True,
+                 pty=sys.stdout.isatty()).exited
 
 
 @task(help={"nodes": "how many nodes to build (default 1000)",

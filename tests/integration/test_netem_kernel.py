@@ -1,0 +1,79 @@
+"""netem on a real kernel: loss and delay between two namespaces, measured.
+
+Marked `netem`: on a kernel without sch_netem (this project's development and CI
+kernel) these tests skip, and `invoke test` runs them in Debian's kernel under qemu
+(tests/vm/run.py).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.netem
+
+LAB = "topologies/two-clients-plain.yaml"
+SERVER_SIDE = "10.0.2.1"  # ns_server's end of client2's link
+
+
+def kernel_has_netem() -> bool:
+    """Whether this kernel makes a netem qdisc: tried in a throwaway network namespace."""
+    try:
+        probe = subprocess.run(["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay",
+                                "1ms"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_netem():
+    if not kernel_has_netem():
+        pytest.skip("this kernel has no sch_netem: `invoke test` runs these in Debian's kernel under qemu (tests/vm)")
+
+
+@pytest.fixture
+def client2(lab):
+    """The two-clients lab, built by netkeel; tests shape client2's egress."""
+    return lab.applied(LAB)
+
+
+def netem(lab, *spec: str) -> None:
+    """A netem qdisc as client2's root qdisc: it shapes what client2 sends. The server's
+    address is resolved first: netem would drop or delay ARP too, and the pings that
+    wait for a lost ARP request pile up in a bounded queue."""
+    assert lab.ping("ns_client2", SERVER_SIDE)
+    subprocess.run(["tc", "-n", lab.ns("ns_client2"), "qdisc", "add", "dev", "veth_c2", "root", "netem", *spec],
+                   check=True, capture_output=True, timeout=10)
+
+
+def ping(lab, count: int, interval: float) -> str:
+    """`count` pings from client2 to the server's side of its link; ping's output."""
+    result = lab.exec("ns_client2", ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "1", SERVER_SIDE],
+                      timeout=count * interval + 30)
+    assert "packets transmitted" in result.stdout, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_netem_loss_drops_its_share_of_packets(client2):
+    netem(client2, "loss", "40%")
+    out = ping(client2, count=1000, interval=0.002)
+    sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
+    assert sent == 1000
+    loss = 100 * (sent - received) / sent
+    print(f"netem loss 40%: {loss:.1f}% of {sent} pings lost")
+    # 40% over 1,000 packets: a binomial 95% interval of about +-3 points; +-5 is 3.2 sigma.
+    assert 35 <= loss <= 45, f"measured {loss:.1f}% loss"
+
+
+def test_netem_delay_sets_the_round_trip_time(client2):
+    netem(client2, "delay", "20ms")
+    out = ping(client2, count=50, interval=0.05)
+    rtts = [float(ms) for ms in re.findall(r"time=([\d.]+) ms", out)]
+    assert len(rtts) == 50, out
+    median = statistics.median(rtts)
+    print(f"netem delay 20ms: median RTT {median:.2f} ms over {len(rtts)} pings")
+    assert 17 <= median <= 23, f"median RTT {median:.2f} ms"
