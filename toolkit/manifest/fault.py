@@ -9,11 +9,13 @@ fault is injected (toolkit/chaos).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 
 from ..errors import ManifestError, Problem
 from ..model.fault import DEFAULT_DURATION_MS, DEVICE_KINDS, Fault, Impairment, Partition, Target
+from . import checks
 from .files import read_file
 from .loader import load_document, mapping
 from .schema import schema_problems
@@ -22,7 +24,10 @@ from .text import clean_problem, quote
 _UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _RATE = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
 MAX_DURATION_MS = 7 * 24 * 3_600_000
+MAX_DELAY_MS = 3_600_000
+MIN_RATE, MAX_RATE = 8000, 1000 * 10**9  # tbf's burst (10 ms of tokens) must fit in 32 bits
 TRAFFIC_KINDS = ("loss", "delay", "reorder", "duplicate", "corrupt", "rate")
+IMPAIRMENT_KEYS = TRAFFIC_KINDS + DEVICE_KINDS + ("partition",)
 
 
 def duration_ms(value) -> float:
@@ -67,8 +72,13 @@ def load_fault_text(text: str, file: str) -> Fault:
         doc.problems.append(Problem(file, 1, "", "the fault file is empty: it needs a target and an impairment"))
     if doc.data is None:
         raise ManifestError([clean_problem(p) for p in doc.problems])
+    # The schema takes out each value it refuses; the checks must not then report
+    # what is missing because of that (an impairment, a target) a second time.
+    written = set(mapping(doc.data))
     problems = list(doc.problems) + schema_problems(doc, "fault")
-    checker = _Checker(doc)
+    if not isinstance(doc.data, dict):  # a list or a string: the schema said so, nothing more to check
+        raise ManifestError({clean_problem(p) for p in problems})
+    checker = _Checker(doc, written)
     fault = checker.build(fault_name(file))
     problems += checker.problems
     if problems:
@@ -77,9 +87,10 @@ def load_fault_text(text: str, file: str) -> Fault:
 
 
 class _Checker:
-    def __init__(self, doc):
+    def __init__(self, doc, written=()):
         self.doc = doc
         self.data = mapping(doc.data)
+        self.written = set(written) | set(self.data)  # top-level fields in the file, refused or not
         self.problems: list = []
 
     def fail(self, path, message: str) -> None:
@@ -89,14 +100,16 @@ class _Checker:
         d = self.data
         duration = DEFAULT_DURATION_MS
         if "duration" in d:
-            duration = duration_ms(d["duration"])
-            if duration < 100 or duration > MAX_DURATION_MS:
+            ms = duration_ms(d["duration"])
+            if not 100 <= ms <= MAX_DURATION_MS:  # also NaN (`.nan`)
                 self.fail(("duration",), f"duration {quote(d['duration'])} is out of range: from 100ms to 7 days")
+            else:
+                duration = ms
         impairments = [i for i in (self.impairment(kind) for kind in
                                    TRAFFIC_KINDS + DEVICE_KINDS) if i is not None]
         partition = self.partition()
         target = self.target(impairments)
-        if not impairments and partition is None:
+        if not impairments and partition is None and not self.written & set(IMPAIRMENT_KEYS):
             self.fail((), "a fault needs at least one of: loss, delay, reorder, duplicate, corrupt, rate, "
                           "partition, link_down, flap, mtu")
         self.consistency(impairments, partition, target)
@@ -116,14 +129,20 @@ class _Checker:
                 found = self.percentage(kind, percent(value["percent"]))
                 if found and "gilbert" in value:
                     model = tuple((k, percent(v)) for k, v in sorted(value["gilbert"].items()))
-                    found = Impairment(kind, found.params + (("gilbert", model),))
+                    bad = [k for k, v in model if not 0 <= v <= 100]
+                    for k in bad:
+                        self.fail((kind, "gilbert", k),
+                                  f"{k} is a probability: from 0% to 100%, not {dict(model)[k]:g}%")
+                    found = None if bad else Impairment(kind, found.params + (("gilbert", model),))
                 return found
             return self.percentage(kind, percent(value))
         if kind == "delay":
             spec = value if isinstance(value, dict) else {"time": value}
             time, jitter = duration_ms(spec["time"]), duration_ms(spec.get("jitter", 0) or 0)
-            if time > 3_600_000 or jitter > 3_600_000:
-                self.fail((kind,), "a delay or jitter of more than an hour is not a lab fault")
+            if not (0 < time <= MAX_DELAY_MS and 0 <= jitter <= MAX_DELAY_MS):  # also NaN
+                self.fail((kind,), "a delay must be more than 0 and, with its jitter, at most an hour "
+                                   "(more is not a lab fault)")
+                return None
             params = {"time_ms": time, "jitter_ms": jitter,
                       "distribution": spec.get("distribution", "uniform") if jitter else None}
             if spec.get("distribution") and not jitter:
@@ -131,13 +150,21 @@ class _Checker:
             return Impairment(kind, tuple(sorted((k, v) for k, v in params.items() if v is not None)))
         if kind == "rate":
             bits = rate_bits(value)
-            if bits < 8000:
+            if bits < MIN_RATE:
                 self.fail((kind,), f"rate {quote(value)} is below 8kbit: nothing usable would pass")
+            elif bits > MAX_RATE:
+                self.fail((kind,), f"rate {quote(value)} is above 1000gbit, more than tc can shape")
+                return None
             return Impairment(kind, (("bits", bits),))
         if kind == "link_down":
             return Impairment(kind)
         if kind == "flap":
+            if "period" not in value or "down" not in value:
+                return None  # refused by the schema, and said so
             period, down = duration_ms(value["period"]), duration_ms(value["down"])
+            if not (math.isfinite(period) and math.isfinite(down)):
+                self.fail((kind,), "a flap's period and down time must be finite")
+                return None
             if down >= period:
                 self.fail((kind, "down"), f"down ({value['down']}) must be shorter than the period ({value['period']})")
             if period < 100:
@@ -159,6 +186,8 @@ class _Checker:
         spec = self.data.get("partition")
         if not isinstance(spec, dict) or not isinstance(spec.get("between"), list):
             return None
+        if len(spec["between"]) != 2 or not all(isinstance(side, list) for side in spec["between"]):
+            return None  # refused by the schema, and said so
         a, b = (tuple(dict.fromkeys(side)) for side in spec["between"])
         if set(a) & set(b):
             self.fail(("partition", "between"), f"node(s) on both sides: {', '.join(sorted(set(a) & set(b)))}")
@@ -167,9 +196,19 @@ class _Checker:
     def target(self, impairments) -> Target | None:
         spec = self.data.get("target")
         if not isinstance(spec, dict):
-            if impairments:
+            if impairments and "target" not in self.written:
                 self.fail((), f"{impairments[0].kind} needs a target: "
                               "target: {node: NODE, interface: IFNAME, direction: egress}")
+            return None
+        if "node" not in spec or "interface" not in spec:
+            return None  # missing or refused: the schema said so
+        try:
+            checks.interface_name(spec["interface"])
+            if '"' in spec["interface"] or "\\" in spec["interface"]:
+                raise ValueError(f"interface name {quote(spec['interface'])} has a quote or a backslash, "
+                                 "which nftables cannot quote")
+        except ValueError as exc:
+            self.fail(("target", "interface"), str(exc))
             return None
         peer = spec.get("peer")
         if peer is not None:
