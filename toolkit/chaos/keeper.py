@@ -38,6 +38,9 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
                     return "injector died"
                 sleep(0.05)
                 continue
+            if lease.state == "reverting":  # someone is taking it away: hands off its devices
+                sleep(0.05)
+                continue
             wake, flapping, finished = lease.expires, False, True
             for op in lease.operations:
                 if op["op"] != "flap":
@@ -49,8 +52,15 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
                     wake = min(wake, next_at)
                 key = (op["ns"], op["dev"])
                 if current.get(key) != want:
-                    backend.link_set(op["ns"], op["dev"], state=want)
-                    current[key] = want
+                    # Under the lease's lock, which a revert holds while it restores the
+                    # device: a transition never lands after the restore.
+                    with leases.locked(lease_id):
+                        held = leases.load(lease_id)
+                        if held is None:
+                            return "reverted elsewhere"
+                        if held.state != "reverting":
+                            backend.link_set(op["ns"], op["dev"], state=want)
+                            current[key] = want
             if flapping and finished:
                 revert(backend, state, lease_id)
                 return "flap cycles done"

@@ -33,7 +33,9 @@ DUP_MARK = 0x4E4B0D00  # marks duplicates so that they are not duplicated again
 NEEDS = {"netem": ("netem",), "nft": ("nft",), "tbf": ("tbf",), "link": ()}
 INGRESS_NEEDS = ("ifb", "mirred")
 MISSING_TEXT = {"netem": "the sch_netem qdisc", "tbf": "the sch_tbf qdisc", "nft": "nftables",
-                "ifb": "ifb devices", "mirred": "the mirred action (act_mirred)", "dup": "nftables dup"}
+                "ifb": "ifb devices", "mirred": "the mirred action (act_mirred)", "dup": "nftables dup",
+                "gemodel": "a Gilbert-Elliott loss model, which nftables does not have",
+                "egress only": "an egress target (nftables duplicates only on the way out)"}
 NETEM_KINDS = ("loss", "delay", "reorder", "duplicate", "corrupt", "rate")
 
 
@@ -82,6 +84,9 @@ def choose(fault: Fault, capabilities) -> tuple:
                 needs.add("dup")
             if backend == "netem" and narrowed and kind in ("loss", "duplicate"):
                 continue  # netem cannot narrow; nftables can
+            if backend == "nft" and kind == "loss" and fault.impairment("loss").get("gilbert"):
+                missing.append((kind, backend, ["gemodel"]))  # not a uniform loss in its stead
+                continue
             if needs <= caps:
                 usable.append(backend)
             else:
@@ -217,8 +222,9 @@ def _partition_ops(fault: Fault, lab: Lab, table: str, expires_in_ms: int) -> li
         chains += f"  chain out {{ type filter hook output priority -150; policy accept;\n{''.join(out_rules)}  }}\n"
     if part.direction in ("both", "b-to-a"):
         chains += f"  chain in {{ type filter hook input priority -150; policy accept;\n{''.join(in_rules)}  }}\n"
-    return [{"op": "nft", "ns": lab.namespaces[node], "family": "inet", "table": table,
-             "text": f"table inet {table} {{\n{sets}{chains}}}\n"} for node in part.a]
+    ops = [{"op": "nft", "ns": lab.namespaces[node], "family": "inet", "table": table,
+            "text": f"table inet {table} {{\n{sets}{chains}}}\n"} for node in part.a]
+    return ops
 
 
 def _qdisc_ops(fault: Fault, backend: str, ns: str, dev: str, kinds, directions, lease_id: str) -> list:
@@ -254,7 +260,15 @@ def netem_args(fault: Fault, kinds) -> list:
         loss = fault.impairment("loss")
         gilbert = dict(loss.get("gilbert") or ())
         if gilbert:
-            args += ["loss", "gemodel"] + [f"{gilbert[k]:g}%" for k in ("p", "r", "h", "k") if k in gilbert]
+            # tc takes `gemodel p r 1-h 1-k`: the loss rates in the bad and the good state,
+            # where the file says h and k (the chances of no loss there). An h is written
+            # whenever a k follows it (positional); left out, they keep tc's defaults
+            # (h 0: every packet lost in the bad state; k 100%: none in the good one).
+            args += ["loss", "gemodel", f"{gilbert['p']:g}%", f"{gilbert['r']:g}%"]
+            if "h" in gilbert or "k" in gilbert:
+                args.append(f"{100 - gilbert.get('h', 0):g}%")
+            if "k" in gilbert:
+                args.append(f"{100 - gilbert['k']:g}%")
         else:
             args += ["loss", f"{loss.get('percent'):g}%"]
     if "rate" in kinds:

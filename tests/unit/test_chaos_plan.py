@@ -1,0 +1,659 @@
+"""Chaos without root: which backend does what on which kernel (and what a refusal
+says), the exact kernel operations of representative faults (nft text, tc
+arguments, ifb redirects, device settings), conflicts between leases
+(chaos/engine.py), and the keeper's schedule against a fake backend, a fake
+clock and a fake sleep (chaos/keeper.py)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from toolkit.chaos import keeper as keeper_module
+from toolkit.chaos.engine import _check_conflicts
+from toolkit.chaos.keeper import flap_state, keep
+from toolkit.chaos.plan import (DUP_MARK, Lab, choose, describe, ifb_name, kinds_on, netem_args, netem_limit,
+                                plan, table_name, tbf_args)
+from toolkit.errors import FaultError, KernelError
+from toolkit.manifest.fault import load_fault_text
+from toolkit.state.leases import Lease, Leases
+from toolkit.state.statedir import StateDir
+
+# This project's development and CI kernel, as probed: no netem.
+HERE = frozenset({"dup", "ifb", "mirred", "nft", "tbf"})
+# A Debian or Ubuntu kernel.
+DISTRO = HERE | {"netem"}
+LEASE = "f-0123abcd"
+TABLE = "netkeel_chaos_82382b2b75"   # table_name(LEASE): sha256 of the lease id, 10 hex digits
+IFB = "nkifb82382b2b"                # ifb_name(LEASE)
+LAB = Lab(namespaces={"a": "p-a", "b": "p-b", "c": "p-c"},
+          interfaces={"p-a": {"lo", "e0"}, "p-b": {"lo", "e0", "e1"}, "p-c": {"lo", "e1"}},
+          addresses={"p-a": ["10.0.0.1"], "p-b": ["10.0.0.2", "10.0.1.2", "fd00::2"], "p-c": ["10.0.1.3"]})
+ON_A = "target: {node: a, interface: e0}\n"
+
+
+def fault(text: str, name: str = "f"):
+    return load_fault_text(textwrap.dedent(text), f"{name}.yaml")
+
+
+def ops(text: str, caps=HERE, expires_ms: int = 60_000) -> list:
+    return list(plan(fault(text), caps, LAB, LEASE, expires_ms).operations)
+
+
+def test_names_derive_from_the_lease():
+    assert table_name(LEASE) == TABLE
+    assert ifb_name(LEASE) == IFB
+    assert len(IFB) <= 15  # an interface name
+    assert table_name("g-0123abcd") != TABLE
+
+
+# -- backends: chosen from what the kernel can do ------------------------------------------------
+
+@pytest.mark.parametrize("text, caps, chosen", [
+    (f"{ON_A}loss: 5%", DISTRO, [("loss", "netem")]),
+    (f"{ON_A}loss: 5%", HERE, [("loss", "nft")]),
+    (f"{ON_A}duplicate: 5%", DISTRO, [("duplicate", "netem")]),
+    (f"{ON_A}duplicate: 5%", HERE, [("duplicate", "nft")]),
+    (f"{ON_A}rate: 1mbit", DISTRO, [("rate", "netem")]),
+    (f"{ON_A}rate: 1mbit", HERE, [("rate", "tbf")]),
+    (f"{ON_A}delay: 50ms\nloss: 1%", DISTRO, [("loss", "netem"), ("delay", "netem")]),
+    (f"{ON_A}loss: 1%\nrate: 1mbit", HERE, [("loss", "nft"), ("rate", "tbf")]),
+    # netem cannot narrow by peer, protocol or port: nftables can
+    ("target: {node: a, interface: e0, protocol: udp}\nloss: 5%", DISTRO, [("loss", "nft")]),
+    ("target: {node: a, interface: e0, peer: 10.0.0.0/24}\nduplicate: 5%", DISTRO, [("duplicate", "nft")]),
+    # the ingress of a device goes through an ifb for qdiscs
+    ("target: {node: a, interface: e0, direction: ingress}\nrate: 1mbit", HERE, [("rate", "tbf")]),
+    ("target: {node: a, interface: e0, direction: ingress}\nduplicate: 5%", DISTRO, [("duplicate", "netem")]),
+    # a backend forced by the file
+    (f"backend: nft\n{ON_A}loss: 5%", DISTRO, [("loss", "nft")]),
+    (f"backend: tbf\n{ON_A}rate: 1mbit", DISTRO, [("rate", "tbf")]),
+    # partitions and device faults need nothing special
+    ("partition: {between: [[a], [b]]}", HERE, [("partition", "nft")]),
+    (f"{ON_A}mtu: 1280", frozenset(), [("mtu", "link")]),
+    (f"{ON_A}link_down: true", frozenset(), [("link_down", "link")]),
+    (f"{ON_A}flap: {{period: 3s, down: 1s}}", frozenset(), [("flap", "link")]),
+    # Gilbert-Elliott loss: netem only
+    (f"{ON_A}loss: {{percent: 5%, gilbert: {{p: 1%, r: 20%}}}}", DISTRO, [("loss", "netem")]),
+])
+def test_backend_choice(text, caps, chosen):
+    assert list(choose(fault(text), caps)) == chosen
+
+
+@pytest.mark.parametrize("text, caps, message", [
+    # what this kernel lacks, by name
+    (f"{ON_A}delay: 50ms", HERE, "fault f: this kernel cannot do delay: netem needs the sch_netem qdisc "
+                                 "(delay, jitter, reorder and corrupt need netem; the userspace backend is not "
+                                 "built yet)"),
+    (f"{ON_A}corrupt: 1%", HERE, "fault f: this kernel cannot do corrupt: netem needs the sch_netem qdisc"),
+    (f"{ON_A}delay: 10ms\nreorder: 5%", HERE, "this kernel cannot do delay: netem needs the sch_netem qdisc"),
+    (f"{ON_A}duplicate: 5%", HERE - {"dup"},
+     "fault f: this kernel cannot do duplicate: netem needs the sch_netem qdisc; nft needs nftables dup"),
+    (f"{ON_A}loss: 5%", frozenset(),
+     "fault f: this kernel cannot do loss: netem needs the sch_netem qdisc; nft needs nftables"),
+    (f"{ON_A}rate: 1mbit", HERE - {"tbf"},
+     "fault f: this kernel cannot do rate: netem needs the sch_netem qdisc; tbf needs the sch_tbf qdisc"),
+    ("target: {node: a, interface: e0, direction: ingress}\nrate: 1mbit", HERE - {"ifb"},
+     "this kernel cannot do rate: netem needs ifb devices and the sch_netem qdisc; tbf needs ifb devices"),
+    ("target: {node: a, interface: e0, direction: both}\nrate: 1mbit", HERE - {"mirred"},
+     "tbf needs the mirred action (act_mirred)"),
+    ("target: {node: a, interface: e0, direction: ingress}\nduplicate: 5%", HERE,
+     "this kernel cannot do duplicate: netem needs the sch_netem qdisc; nft needs an egress target (nftables "
+     "duplicates only on the way out)"),
+    ("target: {node: a, interface: e0, direction: ingress}\nduplicate: 5%", HERE - {"ifb", "mirred"},
+     "netem needs ifb devices and the mirred action (act_mirred) and the sch_netem qdisc; nft needs an egress "
+     "target"),
+    ("partition: {between: [[a], [b]]}", frozenset(), "this kernel cannot do partition: nft needs nftables"),
+    # what a backend cannot do at all
+    (f"backend: nft\n{ON_A}rate: 1mbit", DISTRO, "fault f: backend nft cannot do rate (only netem, tbf)"),
+    (f"backend: tbf\n{ON_A}delay: 5ms", DISTRO, "backend tbf cannot do delay (only netem)"),
+    (f"backend: netem\n{ON_A}loss: 5%", HERE, "this kernel cannot do loss: netem needs the sch_netem qdisc"),
+    # never a uniform loss in place of the declared bursts
+    (f"{ON_A}loss: {{percent: 5%, gilbert: {{p: 1%, r: 20%}}}}", HERE,
+     "this kernel cannot do loss: netem needs the sch_netem qdisc; nft needs a Gilbert-Elliott loss model, "
+     "which nftables does not have"),
+])
+def test_refusals_name_what_the_kernel_lacks(text, caps, message):
+    with pytest.raises(FaultError) as caught:
+        choose(fault(text), caps)
+    assert message in str(caught.value)
+    assert caught.value.fault == "f"
+
+
+def test_a_refusal_plans_nothing():
+    with pytest.raises(FaultError):
+        plan(fault(f"{ON_A}delay: 50ms\nloss: 5%"), HERE, LAB, LEASE, 60_000)
+
+
+# -- nftables operations ---------------------------------------------------------------------------
+
+def test_loss_by_nftables_exactly():
+    assert ops(f"{ON_A}loss: 40%") == [{
+        "op": "nft", "ns": "p-a", "family": "inet", "table": TABLE,
+        "text": f"table inet {TABLE} {{\n"
+                '  set armed { type ifname; flags timeout; elements = { "e0" timeout 60000ms } }\n'
+                "  chain egress { type filter hook postrouting priority -150; policy accept;\n"
+                "    oifname @armed numgen random mod 10000 < 4000 drop\n"
+                "  }\n"
+                "}\n"}]
+
+
+def test_narrowed_loss_both_ways_exactly():
+    """Egress matches the peer as destination and its port as dport; ingress as source and sport."""
+    [op] = ops("target: {node: a, interface: e0, direction: both, peer: 10.0.1.0/24, protocol: udp, port: 53}\n"
+               "loss: 12.5%", DISTRO)
+    assert op["text"] == (
+        f"table inet {TABLE} {{\n"
+        '  set armed { type ifname; flags timeout; elements = { "e0" timeout 60000ms } }\n'
+        "  chain egress { type filter hook postrouting priority -150; policy accept;\n"
+        "    oifname @armed ip daddr 10.0.1.0/24 meta l4proto udp th dport 53 numgen random mod 10000 < 1250 drop\n"
+        "  }\n"
+        "  chain ingress { type filter hook prerouting priority -150; policy accept;\n"
+        "    iifname @armed ip saddr 10.0.1.0/24 meta l4proto udp th sport 53 numgen random mod 10000 < 1250 drop\n"
+        "  }\n"
+        "}\n")
+
+
+def test_an_ipv6_peer_and_hundredths_of_a_percent():
+    [op] = ops("target: {node: a, interface: e0, peer: 'fd00::/64', protocol: tcp}\nloss: 0.01%")
+    assert "oifname @armed ip6 daddr fd00::/64 meta l4proto tcp numgen random mod 10000 < 1 drop\n" in op["text"]
+
+
+def test_the_lease_expires_in_the_kernel():
+    """The set element times out with the lease: the rules stop matching even if
+    every netkeel process is dead."""
+    [op] = ops(f"{ON_A}loss: 5%", expires_ms=1234)
+    assert 'elements = { "e0" timeout 1234ms }' in op["text"]
+
+
+def test_duplicate_by_nftables_marks_its_copies():
+    assert ops(f"{ON_A}duplicate: 10%\nloss: 5%") == [
+        {"op": "nft", "ns": "p-a", "family": "inet", "table": TABLE,
+         "text": f"table inet {TABLE} {{\n"
+                 '  set armed { type ifname; flags timeout; elements = { "e0" timeout 60000ms } }\n'
+                 "  chain egress { type filter hook postrouting priority -150; policy accept;\n"
+                 "    oifname @armed numgen random mod 10000 < 500 drop\n"
+                 "  }\n"
+                 "}\n"},
+        {"op": "nft", "ns": "p-a", "family": "netdev", "table": TABLE,
+         "text": f"table netdev {TABLE} {{\n"
+                 '  set armed { type ifname; flags timeout; elements = { "e0" timeout 60000ms } }\n'
+                 '  chain egress { type filter hook egress device "e0" priority 0; policy accept;\n'
+                 f"    meta mark {DUP_MARK:#x} accept\n"
+                 f'    oifname @armed numgen random mod 10000 < 1000 meta mark set {DUP_MARK:#x} dup to "e0"\n'
+                 "  }\n"
+                 "}\n"}]
+    assert f"{DUP_MARK:#x}" == "0x4e4b0d00"
+
+
+def test_a_partition_cuts_side_a_from_side_b_addresses_both_ways():
+    both = ops("partition: {between: [[a, c], [b]]}")
+    text = (f"table inet {TABLE} {{\n"
+            "  set b4 { type ipv4_addr; flags timeout; elements = { 10.0.0.2 timeout 60000ms, "
+            "10.0.1.2 timeout 60000ms } }\n"
+            "  set b6 { type ipv6_addr; flags timeout; elements = { fd00::2 timeout 60000ms } }\n"
+            "  chain out { type filter hook output priority -150; policy accept;\n"
+            "    ip daddr @b4 drop\n"
+            "    ip6 daddr @b6 drop\n"
+            "  }\n"
+            "  chain in { type filter hook input priority -150; policy accept;\n"
+            "    ip saddr @b4 drop\n"
+            "    ip6 saddr @b6 drop\n"
+            "  }\n"
+            "}\n")
+    assert both == [{"op": "nft", "ns": "p-a", "family": "inet", "table": TABLE, "text": text},
+                    {"op": "nft", "ns": "p-c", "family": "inet", "table": TABLE, "text": text}]
+
+
+@pytest.mark.parametrize("direction, chains", [("a-to-b", ["chain out"]), ("b-to-a", ["chain in"]),
+                                               ("both", ["chain out", "chain in"])])
+def test_a_partition_in_one_direction(direction, chains):
+    [op] = ops(f"partition: {{between: [[a], [c]], direction: {direction}}}")
+    assert [c for c in ("chain out", "chain in") if c in op["text"]] == chains
+    assert "set b4 { type ipv4_addr; flags timeout; elements = { 10.0.1.3 timeout 60000ms } }" in op["text"]
+    assert "b6" not in op["text"]  # side B has no IPv6 address
+
+
+@pytest.mark.parametrize("text, message", [
+    ("target: {node: z, interface: e0}\nloss: 5%", "node z is not in the running lab (its nodes: a, b, c)"),
+    ("target: {node: a, interface: e9}\nloss: 5%", "node a has no interface e9 (it has: e0)"),
+    ("partition: {between: [[a], [z, y]]}", "node(s) not in the running lab: z, y (its nodes: a, b, c)"),
+])
+def test_what_the_lab_lacks(text, message):
+    with pytest.raises(FaultError) as caught:
+        ops(text)
+    assert message in str(caught.value)
+
+
+def test_a_partition_from_a_side_without_addresses():
+    lab = Lab({"a": "p-a", "b": "p-b"}, {"p-a": {"lo"}, "p-b": {"lo"}}, {"p-a": [], "p-b": []})
+    with pytest.raises(FaultError, match="side B has no addresses: nothing to cut"):
+        plan(fault("partition: {between: [[a], [b]]}"), HERE, lab, LEASE, 60_000)
+
+
+# -- tc operations -----------------------------------------------------------------------------
+
+def test_netem_composes_every_kind_into_one_qdisc():
+    f = fault(f"{ON_A}delay: {{time: 500ms, jitter: 400ms, distribution: normal}}\nreorder: 50%\n"
+              "duplicate: 1%\ncorrupt: 0.5%\nloss: 2%\nrate: 10mbit")
+    assert ops(f"{ON_A}delay: {{time: 500ms, jitter: 400ms, distribution: normal}}\nreorder: 50%\n"
+               "duplicate: 1%\ncorrupt: 0.5%\nloss: 2%\nrate: 10mbit", DISTRO) == [
+        {"op": "netem", "ns": "p-a", "dev": "e0",
+         "args": ["delay", "500ms", "400ms", "distribution", "normal", "reorder", "50%", "duplicate", "1%",
+                  "corrupt", "0.5%", "loss", "2%", "rate", "10000000bit", "limit", "170000"]}]
+    assert netem_args(f, ("delay",)) == ["delay", "500ms", "400ms", "distribution", "normal", "limit", "170000"]
+
+
+def test_uniform_jitter_is_netems_default():
+    assert netem_args(fault(f"{ON_A}delay: {{time: 50ms, jitter: 10ms}}"), ("delay",)) == [
+        "delay", "50ms", "10ms", "limit", "8000"]
+
+
+@pytest.mark.parametrize("delay, limit", [
+    (None, 1000),                              # netem's own default, at least
+    ("5ms", 1000),                             # 100,000 packets/s x 5 ms = 500: still 1000
+    ("50ms", 5000),                            # 100,000 packets/s x 50 ms
+    ("{time: 50ms, jitter: 10ms}", 8000),      # a packet may wait delay + 3 jitters
+    ("{time: 500ms, jitter: 400ms}", 170_000),
+    ("2s", 200_000),
+])
+def test_netem_limit_holds_what_the_delay_holds(delay, limit):
+    f = fault(f"{ON_A}delay: {delay}" if delay else f"{ON_A}loss: 5%")
+    kinds = ("delay",) if delay else ("loss",)
+    assert netem_limit(f, kinds) == limit
+    assert netem_args(f, kinds)[-2:] == ["limit", str(limit)]
+
+
+@pytest.mark.parametrize("model, args", [
+    ("{p: 1%, r: 10%}", ["1%", "10%"]),
+    ("{p: 1%, r: 10%, h: 70%}", ["1%", "10%", "30%"]),
+    ("{p: 1%, r: 10%, h: 70%, k: 99.9%}", ["1%", "10%", "30%", "0.1%"]),
+    ("{p: 1%, r: 10%, k: 99%}", ["1%", "10%", "100%", "1%"]),   # h's default (0) written: positional
+    ("{p: 0.5, r: 50, h: 0, k: 100}", ["0.5%", "50%", "100%", "0%"]),
+])
+def test_gilbert_elliott_arguments(model, args):
+    """tc takes `gemodel p r 1-h 1-k` (tc-netem(8)); the file gives h and k, the
+    chances of no loss in the bad and the good state."""
+    f = fault(f"{ON_A}loss: {{percent: 5%, gilbert: {model}}}")
+    assert netem_args(f, ("loss",)) == ["loss", "gemodel", *args, "limit", "1000"]
+
+
+@pytest.mark.parametrize("rate, burst", [
+    ("8kbit", 1600),           # at least one full frame
+    ("1mbit", 1600),           # 10 ms is 1250 bytes: a frame is more
+    ("10mbit", 12500),         # 10 ms worth of tokens
+    ("1gbit", 1_250_000),
+])
+def test_tbf_arguments(rate, burst):
+    f = fault(f"{ON_A}rate: {rate}")
+    bits = f.impairment("rate").get("bits")
+    assert tbf_args(f) == ["rate", f"{bits}bit", "burst", str(burst), "latency", "50ms"]
+
+
+def test_rate_by_tbf_exactly():
+    assert ops(f"{ON_A}rate: 10mbit") == [
+        {"op": "tbf", "ns": "p-a", "dev": "e0", "args": ["rate", "10000000bit", "burst", "12500", "latency", "50ms"]}]
+
+
+def test_ingress_goes_through_an_ifb():
+    assert ops("target: {node: a, interface: e0, direction: ingress}\nrate: 10mbit") == [
+        {"op": "ifb", "ns": "p-a", "dev": "e0", "ifb": IFB},
+        {"op": "tbf", "ns": "p-a", "dev": IFB, "args": ["rate", "10000000bit", "burst", "12500", "latency", "50ms"]}]
+
+
+def test_both_directions_shape_the_device_and_its_ifb():
+    args = ["delay", "50ms", "10ms", "loss", "1%", "limit", "8000"]
+    found = ops("target: {node: a, interface: e0, direction: both}\ndelay: {time: 50ms, jitter: 10ms}\nloss: 1%",
+                DISTRO)
+    assert found == [{"op": "netem", "ns": "p-a", "dev": "e0", "args": args},
+                     {"op": "ifb", "ns": "p-a", "dev": "e0", "ifb": IFB},
+                     {"op": "netem", "ns": "p-a", "dev": IFB, "args": args}]
+    assert [describe(op) for op in found] == [
+        "tc -n p-a qdisc add dev e0 root netem delay 50ms 10ms loss 1% limit 8000",
+        f"ip -n p-a link add {IFB} type ifb; ip -n p-a link set {IFB} up; "
+        "tc -n p-a qdisc add dev e0 handle ffff: ingress; tc -n p-a filter add dev e0 parent ffff: protocol all "
+        f"u32 match u32 0 0 action mirred egress redirect dev {IFB}",
+        f"tc -n p-a qdisc add dev {IFB} root netem delay 50ms 10ms loss 1% limit 8000"]
+
+
+def test_nftables_and_a_qdisc_in_one_fault():
+    found = ops(f"{ON_A}loss: 5%\nrate: 1mbit")
+    assert [(op["op"], op.get("family")) for op in found] == [("nft", "inet"), ("tbf", None)]
+
+
+# -- device operations ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, op", [
+    ("mtu: 1280", {"op": "device", "ns": "p-a", "dev": "e0", "set": {"mtu": 1280}}),
+    ("link_down: true", {"op": "device", "ns": "p-a", "dev": "e0", "set": {"state": "down"}}),
+    ("flap: {period: 3s, down: 1s, cycles: 3}",
+     {"op": "flap", "ns": "p-a", "dev": "e0", "period_ms": 3000.0, "down_ms": 1000.0, "cycles": 3}),
+    ("flap: {period: 500ms, down: 100ms}",
+     {"op": "flap", "ns": "p-a", "dev": "e0", "period_ms": 500.0, "down_ms": 100.0, "cycles": None}),
+])
+def test_device_operations(text, op):
+    assert ops(f"{ON_A}{text}", frozenset()) == [op]
+
+
+def test_descriptions_of_device_operations():
+    device = {"op": "device", "ns": "p-a", "dev": "e0"}
+    assert describe({**device, "set": {"mtu": 1280}}) == "ip -n p-a link set e0 mtu 1280"
+    assert describe({**device, "set": {"state": "down"}}) == "ip -n p-a link set e0 down"
+    assert describe({"op": "flap", "ns": "p-a", "dev": "e0", "period_ms": 3000.0, "down_ms": 1000.0,
+                     "cycles": None}) == ("(keeper) ip -n p-a link set e0 down/up: every 3000ms, down 1000ms, "
+                                          "until expiry")
+
+
+def test_kinds_on_a_target():
+    assert kinds_on(fault(f"{ON_A}loss: 5%\nmtu: 1280")) == {"loss", "mtu"}
+    assert kinds_on(fault("partition: {between: [[a], [b]]}")) == set()
+
+
+# -- conflicts between leases (chaos/engine.py) ---------------------------------------------------
+
+@pytest.fixture
+def leases(tmp_path):
+    return Leases(StateDir(tmp_path / "state"))
+
+
+def _lease(leases: Leases, name: str, operations: list, state: str = "active", **extra) -> Lease:
+    lease = Lease(id=f"{name}-0000abcd", fault=name, file=f"faults/{name}.yaml", instance="lab@p-", prefix="p-",
+                  text=f"{name} on a/e0", kinds=[], backends=[], operations=operations, started=1000.0,
+                  expires=4e9, injector=1, keeper=0, state=state, **extra)
+    leases.save(lease)
+    return lease
+
+
+def _conflict(leases, text, caps=DISTRO):
+    f = fault(text, name="new")
+    _check_conflicts(f, plan(f, caps, LAB, "new-0000beef", 60_000), leases)
+
+
+@pytest.mark.parametrize("held, text, slot", [
+    ({"op": "netem", "ns": "p-a", "dev": "e0", "args": []}, f"{ON_A}rate: 1mbit", "root qdisc"),
+    ({"op": "tbf", "ns": "p-a", "dev": "e0", "args": []}, f"{ON_A}delay: 5ms", "root qdisc"),
+    ({"op": "ifb", "ns": "p-a", "dev": "e0", "ifb": "nkifb00000000"},
+     "target: {node: a, interface: e0, direction: ingress}\ndelay: 5ms", "ingress"),
+    ({"op": "device", "ns": "p-a", "dev": "e0", "set": {"mtu": 1280}, "before": {"mtu": 1500}},
+     f"{ON_A}mtu: 1400", "mtu"),
+    ({"op": "device", "ns": "p-a", "dev": "e0", "set": {"state": "down"}, "before": {"state": "up"}},
+     f"{ON_A}flap: {{period: 3s, down: 1s}}", "state"),
+    ({"op": "flap", "ns": "p-a", "dev": "e0", "period_ms": 3000, "down_ms": 1000, "cycles": None},
+     f"{ON_A}link_down: true", "state"),
+])
+def test_a_fault_never_silently_replaces_another(leases, held, text, slot):
+    _lease(leases, "old", [held])
+    with pytest.raises(FaultError) as caught:
+        _conflict(leases, text)
+    message = str(caught.value)
+    assert caught.value.what == "conflict"
+    assert f"fault new: e0 in p-a already has fault old on its {slot} (old on a/e0, " in message
+    assert "s left): revert it first (chaos revert --fault old), or declare both in one fault file" in message
+
+
+@pytest.mark.parametrize("held, text", [
+    # nftables faults compose: each lease has its own table
+    ({"op": "nft", "ns": "p-a", "family": "inet", "table": "netkeel_chaos_0000000000", "text": ""},
+     f"{ON_A}loss: 5%"),
+    ({"op": "nft", "ns": "p-a", "family": "inet", "table": "netkeel_chaos_0000000000", "text": ""},
+     "partition: {between: [[a], [b]]}"),
+    # another device, another namespace
+    ({"op": "netem", "ns": "p-b", "dev": "e0", "args": []}, f"{ON_A}delay: 5ms"),
+    ({"op": "netem", "ns": "p-a", "dev": "e1", "args": []}, f"{ON_A}delay: 5ms"),
+    # the MTU and the state of one device are separate
+    ({"op": "device", "ns": "p-a", "dev": "e0", "set": {"mtu": 1280}, "before": {"mtu": 1500}},
+     f"{ON_A}link_down: true"),
+    # a qdisc on an ingress ifb is the ifb's, not the device's root
+    ({"op": "netem", "ns": "p-a", "dev": "nkifb00000000", "args": []}, f"{ON_A}delay: 5ms"),
+    # an egress qdisc and an ingress redirect share a device without sharing a slot
+    ({"op": "netem", "ns": "p-a", "dev": "e0", "args": []},
+     "target: {node: a, interface: e0, direction: ingress}\nrate: 1mbit"),
+])
+def test_faults_that_compose(leases, held, text):
+    _lease(leases, "old", [held])
+    _conflict(leases, text)
+
+
+def test_a_lease_still_injecting_holds_what_it_recorded(leases):
+    """Operations are recorded before they are made: a half-made lease holds them too."""
+    _lease(leases, "old", [{"op": "tbf", "ns": "p-a", "dev": "e0", "args": []}], state="injecting")
+    with pytest.raises(FaultError, match="already has fault old on its root qdisc"):
+        _conflict(leases, f"{ON_A}rate: 1mbit", HERE)
+
+
+def test_the_first_conflict_is_named_among_several(leases):
+    _lease(leases, "quiet", [{"op": "netem", "ns": "p-b", "dev": "e0", "args": []}])
+    _lease(leases, "loud", [{"op": "device", "ns": "p-a", "dev": "e0", "set": {"mtu": 1280},
+                             "before": {"mtu": 1500}}])
+    with pytest.raises(FaultError, match="already has fault loud on its mtu"):
+        _conflict(leases, f"{ON_A}mtu: 1400")
+
+
+# -- the keeper's schedule (chaos/keeper.py) -------------------------------------------------------
+
+FLAP = {"op": "flap", "ns": "p-a", "dev": "e0", "period_ms": 3000.0, "down_ms": 1000.0, "cycles": 3,
+        "before": {"state": "up"}}
+
+
+@pytest.mark.parametrize("t, expected", [
+    (100.0, ("down", 101.0)),     # a flap starts with the link going down
+    (100.999, ("down", 101.0)),
+    (101.0, ("up", 103.0)),
+    (102.5, ("up", 103.0)),
+    (103.0, ("down", 104.0)),
+    (106.5, ("down", 107.0)),
+    (108.999, ("up", 109.0)),
+    (109.0, ("up", None)),        # three cycles done: up, and nothing more to do
+    (500.0, ("up", None)),
+])
+def test_flap_state(t, expected):
+    state, next_at = flap_state(FLAP, 100.0, t)
+    assert state == expected[0]
+    assert next_at == pytest.approx(expected[1]) if expected[1] is not None else next_at is None
+
+
+def test_flap_state_without_cycles_goes_on():
+    op = {**FLAP, "cycles": None}
+    assert flap_state(op, 100.0, 100_000.5) == ("down", pytest.approx(100_001.0))
+
+
+class Clock:
+    """Fake time: `sleep` moves it on (and may run a hook at a moment)."""
+
+    def __init__(self, t: float):
+        self.t = t
+        self.hooks: list = []  # (at, fn), run once when time reaches `at`
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        assert 0 <= seconds <= keeper_module.NAP_S + 1e-9, f"a nap of {seconds} s"
+        self.t += max(seconds, 1e-6)  # a real sleep takes a little time, however short
+        for hook in [h for h in self.hooks if h[0] <= self.t]:
+            self.hooks.remove(hook)
+            hook[1]()
+
+
+class FakeBackend:
+    """Records device state changes and reverts, with the clock's time."""
+
+    def __init__(self, clock: Clock, fail_at: float | None = None):
+        self.clock = clock
+        self.calls: list = []
+        self.fail_at = fail_at
+
+    def link_set(self, ns, dev, state=None, **_):
+        if self.fail_at is not None and self.clock.t >= self.fail_at:
+            raise KernelError(f"link set {dev} in {ns}", "No such device")
+        self.calls.append((round(self.clock.t, 6), "link_set", ns, dev, state))
+
+    def fault_revert(self, op):
+        self.calls.append((round(self.clock.t, 6), "revert", op["op"], op.get("dev")))
+
+
+@pytest.fixture
+def state(tmp_path):
+    return StateDir(tmp_path / "state")
+
+
+def _keep_lease(state, operations, started=1000.0, duration=60.0, lease_state="active", injector=None):
+    import os
+
+    lease = Lease(id="flap-0000abcd", fault="flap", file="faults/flap.yaml", instance="lab@p-", prefix="p-",
+                  text="flap", kinds=["flap"], backends=[["flap", "link"]], operations=operations,
+                  started=started, expires=started + duration, injector=injector or os.getpid(),
+                  keeper=os.getpid(), state=lease_state)
+    Leases(state).save(lease)
+    return lease
+
+
+def test_keep_runs_the_flap_schedule_then_reverts(state):
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    _keep_lease(state, [FLAP], duration=10.0)
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "flap cycles done"
+    assert backend.calls == [
+        (1000.0, "link_set", "p-a", "e0", "down"),
+        (1001.0, "link_set", "p-a", "e0", "up"),
+        (1003.0, "link_set", "p-a", "e0", "down"),
+        (1004.0, "link_set", "p-a", "e0", "up"),
+        (1006.0, "link_set", "p-a", "e0", "down"),
+        (1007.0, "link_set", "p-a", "e0", "up"),
+        (1009.0, "revert", "flap", "e0"),          # cycles done (before the lease's 10 s): reverted
+    ]
+    assert Leases(state).load("flap-0000abcd") is None
+
+
+def test_keep_wakes_exactly_at_each_transition_and_at_least_twice_a_second(state):
+    clock = Clock(1000.0)
+    naps: list = []
+    real_sleep = clock.sleep
+
+    def sleep(seconds):
+        naps.append(seconds)
+        real_sleep(seconds)
+
+    _keep_lease(state, [{**FLAP, "period_ms": 700.0, "down_ms": 300.0, "cycles": 2}], duration=10.0)
+    backend = FakeBackend(clock)
+    keep(backend, state, "flap-0000abcd", now=clock.now, sleep=sleep)
+    assert max(naps) <= 0.5
+    assert [c[0] for c in backend.calls] == pytest.approx([1000.0, 1000.3, 1000.7, 1001.0, 1001.4])
+
+
+def test_keep_reverts_at_expiry(state):
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    _keep_lease(state, [{**FLAP, "cycles": None}, {"op": "tbf", "ns": "p-a", "dev": "e1", "args": []}],
+                duration=5.0)
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "expired"
+    assert backend.calls == [
+        (1000.0, "link_set", "p-a", "e0", "down"),
+        (1001.0, "link_set", "p-a", "e0", "up"),
+        (1003.0, "link_set", "p-a", "e0", "down"),
+        (1004.0, "link_set", "p-a", "e0", "up"),
+        (1005.0, "revert", "tbf", "e1"),           # last made, first undone
+        (1005.0, "revert", "flap", "e0"),
+    ]
+    assert Leases(state).load("flap-0000abcd") is None
+
+
+def test_keep_reverts_a_fault_without_a_schedule_at_expiry(state):
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    _keep_lease(state, [{"op": "netem", "ns": "p-a", "dev": "e0", "args": []}], duration=2.25)
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "expired"
+    assert backend.calls == [(1002.25, "revert", "netem", "e0")]
+
+
+def test_keep_leaves_when_the_lease_is_removed(state):
+    """`chaos revert` (another process) took it away: the keeper touches nothing more."""
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    _keep_lease(state, [{**FLAP, "cycles": None}])
+    clock.hooks.append((1002.2, lambda: Leases(state).remove("flap-0000abcd")))
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "reverted elsewhere"
+    assert [c[1] for c in backend.calls] == ["link_set", "link_set"]  # down at 1000, up at 1001; no revert
+    assert clock.t < 1003.0
+
+
+def test_keep_keeps_its_hands_off_a_lease_being_reverted(state):
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    lease = _keep_lease(state, [{**FLAP, "cycles": None}], duration=4.0)
+
+    def reverting():
+        lease.state = "reverting"  # a revert that failed half way leaves this: it is tried again at expiry
+        Leases(state).save(lease)
+
+    clock.hooks.append((1001.5, reverting))
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "expired"
+    assert backend.calls == [(1000.0, "link_set", "p-a", "e0", "down"), (1001.0, "link_set", "p-a", "e0", "up"),
+                             (pytest.approx(1004.0, abs=0.051), "revert", "flap", "e0")]
+
+
+def test_keep_reverts_when_the_injector_died_while_injecting(state, monkeypatch):
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    _keep_lease(state, [{"op": "nft", "ns": "p-a", "family": "inet", "table": "t", "text": ""},
+                        {"op": "tbf", "ns": "p-a", "dev": "e0", "args": []}], lease_state="injecting")
+    monkeypatch.setattr(keeper_module, "injector_alive", lambda lease: False)
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "injector died"
+    assert backend.calls == [(1000.0, "revert", "tbf", "e0"), (1000.0, "revert", "nft", None)]
+    assert Leases(state).load("flap-0000abcd") is None
+
+
+def test_keep_waits_for_a_live_injector_then_keeps_the_schedule(state):
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    lease = _keep_lease(state, [FLAP], duration=10.0, lease_state="injecting")  # the injector: this process
+
+    def injected():
+        lease.state = "active"
+        Leases(state).save(lease)
+
+    clock.hooks.append((1000.2, injected))
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "flap cycles done"
+    assert backend.calls[0][:2] == (pytest.approx(1000.2, abs=0.051), "link_set")
+    assert [c[4] for c in backend.calls[:6]] == ["down", "up"] * 3
+
+
+def test_keep_reverts_an_injection_that_never_finishes_at_expiry(state):
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    _keep_lease(state, [{"op": "tbf", "ns": "p-a", "dev": "e0", "args": []}], duration=1.0, lease_state="injecting")
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "expired"
+    assert backend.calls == [(pytest.approx(1001.0, abs=0.051), "revert", "tbf", "e0")]
+
+
+def test_keep_reverts_when_its_device_goes(state):
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock, fail_at=1001.0)
+    _keep_lease(state, [{**FLAP, "cycles": None}])
+    why = keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep)
+    assert why.startswith("stopped: ") and "No such device" in why
+    assert backend.calls == [(1000.0, "link_set", "p-a", "e0", "down"), (1001.0, "revert", "flap", "e0")]
+    assert Leases(state).load("flap-0000abcd") is None
+
+
+def test_keep_reverts_on_sigterm(state):
+    """The keeper's SIGTERM handler raises SystemExit: the fault goes with it."""
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    _keep_lease(state, [{**FLAP, "cycles": None}])
+
+    def terminated():
+        raise SystemExit(143)
+
+    clock.hooks.append((1001.5, terminated))
+    with pytest.raises(SystemExit):
+        keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep)
+    assert backend.calls[-1] == (1001.5, "revert", "flap", "e0")
+    assert Leases(state).load("flap-0000abcd") is None
+
+
+def test_keep_with_no_lease_at_all(state):
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "reverted elsewhere"
+    assert backend.calls == []
