@@ -5,15 +5,30 @@ import sys
 from invoke import Program
 
 from .. import __version__
-from .history import user
 
 
 def main() -> None:
     try:
-        Program(namespace=user, name="netkeel", binary="netkeel", version=__version__).run(chaos_words(sys.argv))
+        argv = chaos_words(sys.argv)
+        Program(namespace=collection(argv), name="netkeel", binary="netkeel", version=__version__).run(argv)
     except KeyboardInterrupt:  # before a task started (while loading): nothing was changed
         print("interrupted", file=sys.stderr)
         sys.exit(1)
+
+
+def collection(argv: list):
+    """The chaos task alone when it is the command: a fault should be in place at
+    once, and importing every other task (manifests, policies, reports) costs more
+    than injecting it. Every other command gets the whole collection."""
+    if argv[1:2] == ["chaos"]:
+        from invoke import Collection
+
+        from .chaos import chaos
+
+        return Collection(chaos)
+    from .history import user
+
+    return user
 
 
 def chaos_words(argv: list) -> list:

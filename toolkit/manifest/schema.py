@@ -14,7 +14,6 @@ from functools import lru_cache
 from importlib import resources
 
 import fastjsonschema
-from jsonschema import Draft202012Validator, validators
 
 from .loader import Document
 from .text import SHOWN_CHARS, quote, shorten
@@ -33,17 +32,19 @@ def _is_integer(checker, value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_Validator = validators.extend(
-    Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
-)
-
-
 @lru_cache(maxsize=None)
 def _validator(name: str):
+    # jsonschema is imported only for a document fastjsonschema refused: importing
+    # it costs more than checking a small valid document (a fault file) does.
+    from jsonschema import Draft202012Validator, validators
+
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
-    return _Validator(schema)
+    extended = validators.extend(
+        Draft202012Validator,
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+    )
+    return extended(schema)
 
 
 @lru_cache(maxsize=None)
