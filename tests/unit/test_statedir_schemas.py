@@ -61,7 +61,7 @@ def test_a_wrong_typed_inventory_is_an_error_naming_the_file(state, content):
 
 def snapshot_document(**changes):
     return {"format": 1, "id": SNAPSHOT, "time": "t", "instance": "lab", "topology": "lab", "prefix": "",
-            "namespaces": [], "owned": [], "resources": [{"kind": "netns", "key": ["a"], "spec": {}}],
+            "namespaces": ["a"], "owned": [], "resources": [{"kind": "netns", "key": ["a"], "spec": {}}],
             **changes}
 
 

@@ -14,6 +14,9 @@ says everything the rest of netkeel needs to know about its resources:
     reports         label, describe, details, show_rows
     actions         run(backend, phase, actions): requests against a backend
                     (core/backend.py), batched per namespace when `batched`
+    checks          key_arity, check_key(key), check_spec(spec): what a resource
+                    read from a file (a snapshot) must be, so that a damaged one
+                    is refused on load and never reaches the kernel or a report
 
 Nothing outside a kind's own module branches on the kind's name: the planner,
 the runtime, the reader, snapshots and reports iterate over the registry
@@ -21,6 +24,8 @@ the runtime, the reader, snapshots and reports iterate over the registry
 """
 
 from __future__ import annotations
+
+import json
 
 from ..core.action import CREATE, DELETE, MODIFY, Action
 from ..core.resource import changed_fields
@@ -36,6 +41,10 @@ class Kind:
     delete_phase: str | None = "delete"
     # Whether run() takes every action of one (phase, namespace) in one call.
     batched = False
+    # How many parts a key has, the namespace first, and which of them are
+    # integers (a route's metric); the others are non-empty strings.
+    key_arity = 2
+    key_integers: tuple = ()
 
     @property
     def foreign_name(self) -> str:
@@ -48,6 +57,43 @@ class Kind:
         stand_in = cls()
         stand_in.name = name
         return stand_in
+
+    # -- what a file says (a snapshot) -------------------------------------------
+    def check_key_shape(self, key) -> str:
+        """What is wrong with the shape of `key` (a list read from a file), or "":
+        `key_arity` parts, integers where `key_integers` says, non-empty strings
+        elsewhere. Enough for any resource to be sorted, compared and reported."""
+        if len(key) != self.key_arity:
+            return f"a {self.name} key has {self.key_arity} part(s), not {len(key)}"
+        for i, part in enumerate(key):
+            if i in self.key_integers and not is_integer(part, 0, 2**64 - 1):
+                return f"key part {i + 1} must be a whole number, not {shown(part)}"
+            if i not in self.key_integers and not (isinstance(part, str) and part):
+                return f"key part {i + 1} must be a non-empty string, not {shown(part)}"
+        return ""
+
+    def check_key(self, key) -> str:
+        """What is wrong with `key` as the key of a resource netkeel may make or
+        remove, or "": its shape, and what the kind's requests need of it."""
+        return self.check_key_shape(key)
+
+    def check_spec(self, spec: dict) -> str:
+        """What is wrong with `spec` (a dict read from a file) for this kind, or "":
+        by default each value must be a JSON scalar or a list of strings and numbers.
+        A kind checks its own fields on top (see check_fields): whatever passes
+        must be safe to hand to its run() and reports."""
+        for name, value in spec.items():
+            if isinstance(value, list):
+                if not all(isinstance(v, (str, int, float)) for v in value):
+                    return f"{name} must be a list of strings and numbers, not {shown(value)}"
+            elif value is not None and not isinstance(value, (str, int, float, bool)):
+                return f"{name} must be a string, number or list, not {shown(value)}"
+        return ""
+
+    def reaches(self, key, spec: dict) -> set:
+        """The namespaces that making a resource with this (checked) key and spec
+        changes: its own, and any other it reaches into."""
+        return {key[0]}
 
     # -- model -> desired ------------------------------------------------------
     def compile(self, topology, prefix: str) -> list:
@@ -130,10 +176,40 @@ class Kind:
         raise NotImplementedError(f"kind {self.name} makes no requests")
 
 
+def check_fields(spec: dict, **rules) -> str:
+    """What is wrong with the fields `rules` names (field=(test, "what it must be")),
+    or "": a field that is absent or None is left unmanaged, never wrong."""
+    for name, (test, what) in rules.items():
+        value = spec.get(name)
+        if value is not None and not test(value):
+            return f"{name} must be {what}, not {shown(value)}"
+    return ""
+
+
+def is_integer(value, low: int = 0, high: int = 2**32 - 1) -> bool:
+    """An integer (not a bool) from `low` to `high`."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def is_number(value, low: float = 0, high: float = float("inf")) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def is_text(value) -> bool:
+    return isinstance(value, str)
+
+
+def shown(value) -> str:
+    """A value read from a file, for a message: as JSON, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def show(value) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value)) or "(none)"
     return "(none)" if value in (None, "") else str(value)
 
 
-__all__ = ["Kind", "CREATE", "DELETE", "MODIFY", "Action", "show"]
+__all__ = ["Kind", "CREATE", "DELETE", "MODIFY", "Action", "show", "shown", "check_fields",
+           "is_integer", "is_number", "is_text"]

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 from ..core.resource import Resource
 from . import link, netns
-from .base import Kind
+from .base import Kind, check_fields, is_integer, is_number, is_text
 
 HANDLE = "4e4b:"
 
 
 class Impairment(Kind):
     name = "impair"
+    key_arity = 2
+
+    def check_spec(self, spec) -> str:
+        count = (lambda v: is_integer(v, 0, 2**64 - 1), "a whole number")
+        return super().check_spec(spec) or check_fields(
+            spec, qdisc=(is_text, "a string"), rate=count, delay_us=count, jitter_us=count,
+            loss=(lambda v: is_number(v, 0, 100), "a percentage"), reason=(is_text, "a string"))
 
     def compile(self, topology, prefix):
         out = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..core.resource import Resource
 from . import netns
-from .base import CREATE, DELETE, MODIFY, Action, Kind
+from .base import CREATE, DELETE, MODIFY, Action, Kind, check_fields, is_integer, is_text
 
 # Fields that cannot change on a live device: a different value means delete
 # and create again.
@@ -21,6 +21,20 @@ CREATABLE = ("veth", "bridge", "loopback")
 class Link(Kind):
     name = "link"
     forward_phases = ("create", "configure")
+    key_arity = 2
+
+    def check_spec(self, spec) -> str:
+        if spec.get("kind") == "veth" and not (is_text(spec.get("peer")) and "/" in spec["peer"]):
+            return 'a veth needs its peer, "ns/ifname"'
+        return super().check_spec(spec) or check_fields(
+            spec, kind=(is_text, "a string"), peer=(is_text, 'a string "ns/ifname"'),
+            mtu=(is_integer, "an integer"), state=(lambda v: v in ("up", "down"), '"up" or "down"'),
+            mac=(is_text, "a string"), master=(is_text, "a string"), reason=(is_text, "a string"))
+
+    def reaches(self, key, spec) -> set:
+        """A veth is made with both its ends: its peer's namespace too."""
+        peer = spec.get("peer")
+        return {key[0], peer.partition("/")[0]} if peer else {key[0]}
 
     def compile(self, topology, prefix):
         out = []

@@ -7,13 +7,29 @@ and go with traffic and are nobody's drift. An entry goes with its device.
 
 from __future__ import annotations
 
+import ipaddress
+
 from ..core.resource import Resource
 from . import link, netns
-from .base import Kind
+from .base import Kind, check_fields, is_text, shown
 
 
 class Neighbour(Kind):
     name = "neigh"
+    key_arity = 3
+
+    def check_key(self, key) -> str:
+        if problem := super().check_key(key):
+            return problem
+        try:
+            ipaddress.ip_address(key[2])
+        except ValueError:
+            return f"key part 3 must be an IP address, not {shown(key[2])}"
+        return ""
+
+    def check_spec(self, spec) -> str:
+        return super().check_spec(spec) or check_fields(spec, mac=(is_text, "a string"),
+                                                        reason=(is_text, "a string"))
 
     def compile(self, topology, prefix):
         return [Resource.make(self.name, (netns.namespace_name(prefix, node.name), n.interface, n.address),

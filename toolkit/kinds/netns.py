@@ -13,6 +13,7 @@ def namespace_name(prefix: str, node: str) -> str:
 
 class Namespace(Kind):
     name = "netns"
+    key_arity = 1
 
     def compile(self, topology, prefix):
         return [Resource.make(self.name, (namespace_name(prefix, node.name),)) for node in topology.nodes]

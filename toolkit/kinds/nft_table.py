@@ -16,7 +16,7 @@ import json
 
 from ..core.resource import Resource
 from . import netns
-from .base import Kind, show
+from .base import Kind, show, shown
 from .nft_canon import desired_table_spec, object_field
 
 ABSENT = "(absent)"
@@ -29,6 +29,30 @@ class NftTable(Kind):
     delete_phase = "nft"
     batched = True
     foreign_name = "nft_foreign"
+    key_arity = 3
+
+    def check_spec(self, spec) -> str:
+        """Every field one table_commands() and details() can use: `chain NAME` and
+        stateful objects are JSON objects as text, `rules NAME` a list of those,
+        `set NAME` a JSON object with its type, flags and elements (JSON texts)."""
+        if problem := super().check_spec(spec):
+            return problem
+        for name, value in spec.items():
+            kind, _, item = name.partition(" ")
+            if name == "reason":
+                ok = isinstance(value, str)
+            elif not item or not (kind in ("chain", "rules", "set") or object_field(name)):
+                return f"{shown(name)} is not a field of a table (chain, rules, set or a stateful object NAME)"
+            elif kind == "rules":
+                ok = isinstance(value, list) and all(_json_object(rule) is not None and rule.startswith("{")
+                                                     for rule in value)
+            elif kind == "set":
+                ok = _is_set(_json_object(value))
+            else:
+                ok = _json_object(value) is not None
+            if not ok:
+                return f"{name} is not as netkeel writes it: {shown(value)}"
+        return ""
 
     def compile(self, topology, prefix):
         return [Resource.make(self.name, (netns.namespace_name(prefix, node.name), table.family, table.kernel_name),
@@ -87,6 +111,30 @@ class NftTable(Kind):
         # them only to serialise them again cost more than libnftables' own work.
         backend.nft_transaction(ns, '{"nftables":[' + ",".join(commands) + "]}",
                                 f"{names} ({len(commands)} commands)")
+
+
+def _json_object(text):
+    """The dict `text` holds as JSON, or None."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _is_set(spec) -> bool:
+    def texts(value) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    if spec is None or not texts(spec.get("flags")) or not texts(spec.get("elements")):
+        return False
+    if not (isinstance(spec.get("type"), str) or texts(spec.get("type"))):
+        return False
+    try:
+        [json.loads(e) for e in spec["elements"]]
+    except ValueError:
+        return False
+    return True
 
 
 def _rule_lines(chain, desired, live, shown_desired, shown_live) -> list:

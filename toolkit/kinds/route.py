@@ -22,17 +22,16 @@ TYPES = ("blackhole", "unreachable", "prohibit", "throw")
 class Route(Kind):
     name = "route"
     key_arity = 3
+    key_integers = (2,)  # the metric
 
     def check_key(self, key) -> str:
-        if len(key) != self.key_arity:
-            return f"a route key has 3 parts (namespace, prefix, metric), not {len(key)}"
-        if problem := super().check_key([*key[:2], "metric"]):  # strings but the metric
+        if problem := super().check_key(key):
             return problem
         try:
             ipaddress.ip_network(key[1])
         except ValueError:
             return f"key part 2 must be a network prefix (10.0.0.0/24), not {shown(key[1])}"
-        return "" if is_integer(key[2]) else f"key part 3 (the metric) must be an integer, not {shown(key[2])}"
+        return "" if is_integer(key[2]) else f"key part 3 (the metric) must be a 32-bit number, not {shown(key[2])}"
 
     def check_spec(self, spec) -> str:
         return super().check_spec(spec) or check_fields(

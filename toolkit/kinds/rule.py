@@ -14,6 +14,8 @@ class Rule(Kind):
     name = "rule"
     forward_phases = ()
     delete_phase = None
+    key_arity = 4
+    key_integers = (2,)  # the priority
 
     def label(self, resource) -> str:
         _, family, priority, selector = resource.key

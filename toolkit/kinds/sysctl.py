@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from ..core.resource import Resource
 from . import link, netns
-from .base import Kind
+from .base import Kind, check_fields, is_text
 
 
 class Sysctl(Kind):
     name = "sysctl"
     forward_phases = ("set",)
     delete_phase = None
+    key_arity = 2
+
+    def check_spec(self, spec) -> str:
+        return super().check_spec(spec) or check_fields(spec, value=(is_text, "a string"))
 
     def compile(self, topology, prefix):
         return [Resource.make(self.name, (netns.namespace_name(prefix, node.name), name), value=value)

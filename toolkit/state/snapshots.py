@@ -17,9 +17,10 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..core.owners import FOREIGN, TOPOLOGY
+from ..core.owners import FOREIGN, TOPOLOGY, is_managed, is_overlay
 from ..core.resource import Resource
-from ..kinds import FOREIGN_NAMES
+from ..kinds import BY_NAME, FOREIGN_NAMES, NAMES
+from ..kinds.base import shown
 from ..kinds.netns import names as namespace_names
 from ..errors import NetkeelError, SnapshotError
 from . import validation
@@ -113,7 +114,7 @@ class Snapshots:
         if data is None:
             raise SnapshotError(f"no snapshot {snapshot_id} (looked for {path})")
         problem = validation.problem("snapshot", data) or \
-            (data["id"] != snapshot_id and f"it names itself {data['id']}")
+            (data["id"] != snapshot_id and f"it names itself {data['id']}") or _resources_problem(data)
         if problem:
             raise SnapshotError(f"snapshot {snapshot_id} is not a valid netkeel snapshot ({path}): {problem}")
         return _snapshot(data)
@@ -142,6 +143,44 @@ class Snapshots:
         for snapshot_id in removable:
             self.state.unlink(f"{DIRECTORY}/{snapshot_id}.json")
         return removable
+
+
+def _resources_problem(data: dict) -> str:
+    """What is wrong with the resources of a snapshot document the schema accepted,
+    as each kind checks its keys and specs, or "". A snapshot that passes can be
+    restored: every resource of a known kind and owner, its key and spec such as
+    the kind hands to the kernel, none twice, and none the topology would make in
+    (or reach into) a namespace the snapshot does not list, which a rollback
+    checks the ownership of."""
+    seen: dict = {}
+    for number, resource in enumerate(data["resources"]):
+        where = f"resources[{number}]"
+        problem = _resource_problem(resource, set(data["namespaces"]))
+        if problem:
+            return f"{where} ({shown(resource['kind'])} {shown(resource['key'])}): {problem}"
+        ident = (FOREIGN_NAMES.get(resource["kind"], resource["kind"]), tuple(resource["key"]))
+        if ident in seen:
+            return f"{where} ({shown(resource['kind'])} {shown(resource['key'])}) repeats resources[{seen[ident]}]"
+        seen[ident] = number
+    return ""
+
+
+def _resource_problem(resource: dict, namespaces: set) -> str:
+    name, owner = resource["kind"], resource.get("owner", TOPOLOGY)
+    kind = BY_NAME.get(FOREIGN_NAMES.get(name, name))
+    if kind is None:
+        return f"unknown kind {shown(name)} (netkeel knows {', '.join(NAMES)})"
+    if not isinstance(owner, str) or not (owner in (TOPOLOGY, FOREIGN) or is_overlay(owner)):
+        return f"unknown owner {shown(owner)}"
+    if name in FOREIGN_NAMES or not is_managed(owner):
+        # Never made nor removed, only reported: its key as the kernel reader names
+        # such objects (a route in table 100), and it may reach anywhere.
+        return kind.check_key_shape(resource["key"]) or kind.check_spec(resource["spec"])
+    problem = kind.check_key(resource["key"]) or kind.check_spec(resource["spec"])
+    if problem:
+        return problem
+    outside = sorted(kind.reaches(resource["key"], resource["spec"]) - namespaces)
+    return f"it is in (or reaches into) namespace {outside[0]}, which the snapshot does not list" if outside else ""
 
 
 def _check_id(snapshot_id: str) -> None:
