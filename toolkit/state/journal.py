@@ -12,11 +12,14 @@ The index is a cache, never the truth: it records how far into the journal it
 has read (and the bytes just before that point), the records after that point
 are folded in on every read, and an index that does not match the journal (or
 is missing or damaged) is rebuilt from the whole journal. A crash between
-appending a record and updating the index loses nothing.
+appending a record and updating the index loses nothing. The index holds no
+copy of any record, only where in the journal the start records it needs are:
+each is read back from the journal (a handful of lines) and must be there.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -30,6 +33,7 @@ from .statedir import StateDir, read_from, write_all
 FILE = "journal.jsonl"
 INDEX = "journal-index.json"
 _CHECK_BYTES = 32  # the journal bytes just before the index's offset, to notice a rewritten journal
+FORMAT = 2  # of the index: 1 held copies of records, 2 only where they are in the journal
 
 
 def now() -> str:
@@ -55,47 +59,110 @@ def parse_lines(data: bytes):
 
 @dataclass
 class Summary:
-    """What every change needs to know from the journal, folded record by record."""
+    """What every change needs to know from the journal, folded record by record.
 
-    last_start: str | None = None                   # tx of the latest start record
-    last_apply: dict = field(default_factory=dict)  # instance -> snapshot before its last apply
-    last_apply_any: str | None = None               # snapshot before the latest apply of any instance
-    open: list = field(default_factory=list)        # start records with no end yet, oldest first
+    It keeps the start records it needs with their byte position in the journal,
+    so that the index can hold positions only: whatever it says is read back from
+    the journal itself, never taken on its word."""
 
-    def fold(self, record: dict) -> None:
+    latest: tuple | None = None                       # (position, record) of the latest start record
+    applies: dict = field(default_factory=dict)       # instance -> (position, record) of its last apply
+    unfinished: list = field(default_factory=list)    # (position, record) of starts with no end, oldest first
+
+    # -- what every change asks ----------------------------------------------------
+    @property
+    def last_start(self) -> str | None:
+        """The tx of the latest start record."""
+        return self.latest[1]["tx"] if self.latest else None
+
+    @property
+    def last_apply(self) -> dict:
+        """instance -> the snapshot taken before its last apply."""
+        return {instance: record["snapshot"] for instance, (_, record) in self.applies.items()}
+
+    @property
+    def last_apply_any(self) -> str | None:
+        """The snapshot taken before the latest apply of any instance."""
+        latest = max(self.applies.values(), key=lambda item: item[0], default=None)
+        return latest[1]["snapshot"] if latest else None
+
+    @property
+    def open(self) -> list:
+        """Start records with no end yet, oldest first."""
+        return [record for _, record in self.unfinished]
+
+    # -- folding -------------------------------------------------------------------
+    def fold(self, record: dict, position: int) -> None:
         if record["event"] == "start":
-            self._started(record)
+            self._started(record, position)
         elif record["event"] == "end":
             self._ended(record)
 
-    def _started(self, record: dict) -> None:
-        self.open = [r for r in self.open if r["tx"] != record["tx"]] + [record]
-        self.last_start = record["tx"]
-        if record["op"] == "apply" and record.get("snapshot"):
-            self.last_apply[record["instance"]] = record["snapshot"]
-            self.last_apply_any = record["snapshot"]
+    def _started(self, record: dict, position: int) -> None:
+        self.unfinished = [(p, r) for p, r in self.unfinished if r["tx"] != record["tx"]] + [(position, record)]
+        self.latest = (position, record)
+        if _is_apply(record):
+            self.applies[record["instance"]] = (position, record)
 
     def _ended(self, record: dict) -> None:
-        position = next((i for i, r in enumerate(self.open) if r["tx"] == record["tx"]), None)
-        if position is None:
+        index = next((i for i, (_, r) in enumerate(self.unfinished) if r["tx"] == record["tx"]), None)
+        if index is None:
             return
-        start = self.open.pop(position)
+        _, start = self.unfinished.pop(index)
         if record.get("outcome") == "ok":
             # A change that finished settles the earlier unfinished ones of its instance:
             # the kernel is as that change left it.
-            self.open = [r for i, r in enumerate(self.open)
-                         if i >= position or r["instance"] != start["instance"]]
+            self.unfinished = [(p, r) for i, (p, r) in enumerate(self.unfinished)
+                               if i >= index or r["instance"] != start["instance"]]
 
+    # -- the index -----------------------------------------------------------------
     def to_index(self) -> dict:
-        return {"last_start": self.last_start, "last_apply": self.last_apply,
-                "last_apply_any": self.last_apply_any, "open": self.open}
+        return {"last_start": self.latest[0] if self.latest else None,
+                "last_apply": {instance: position for instance, (position, _) in self.applies.items()},
+                "open": [position for position, _ in self.unfinished]}
 
     @classmethod
-    def from_index(cls, index: dict) -> "Summary | None":
-        """None if the index's open records are not valid journal records."""
-        if any(validation.problem("journal-record", r) or r["event"] != "start" for r in index["open"]):
+    def from_index(cls, index: dict, start_at) -> "Summary | None":
+        """The summary an index describes, each start record it points to read back
+        with `start_at(position)` (the valid start record that begins there, or
+        None); None unless every position leads to a record that fits: the open
+        ones in journal order with distinct transactions, each instance's last
+        apply an apply of that instance with a snapshot, the latest start after
+        all of them."""
+        latest, applies, unfinished = index["last_start"], index["last_apply"], index["open"]
+        if not (latest is None or _is_int(latest)) or not isinstance(applies, dict) or \
+                not isinstance(unfinished, list) or not all(map(_is_int, [*applies.values(), *unfinished])):
             return None
-        return cls(index["last_start"], dict(index["last_apply"]), index["last_apply_any"], list(index["open"]))
+        if unfinished != sorted(set(unfinished)):
+            return None
+        positions = [*applies.values(), *unfinished]
+        if positions and (latest is None or latest < max(positions)):
+            return None
+        summary = cls()
+        if latest is not None:
+            if (record := start_at(latest)) is None:
+                return None
+            summary.latest = (latest, record)
+        for instance, position in applies.items():
+            record = start_at(position)
+            if record is None or not _is_apply(record) or record["instance"] != instance:
+                return None
+            summary.applies[instance] = (position, record)
+        for position in unfinished:
+            if (record := start_at(position)) is None:
+                return None
+            summary.unfinished.append((position, record))
+        if len({r["tx"] for r in summary.open}) != len(unfinished):
+            return None
+        return summary
+
+
+def _is_apply(record: dict) -> bool:
+    return record["op"] == "apply" and bool(record.get("snapshot"))
+
+
+def _is_int(value) -> bool:
+    return type(value) is int  # not a bool, not a float: JSON Schema's "integer" lets 1.0 through
 
 
 class Journal:
@@ -122,12 +189,12 @@ class Journal:
             self._write_index()
 
     def _write_index(self) -> None:
-        summary, position = self._summary()
-        if position is None:
+        index = self._summary()[1]
+        if index is None:
             return
         try:
             # Not fsynced: after a power cut a lost or stale index is rebuilt from the journal.
-            self.state.write_json(INDEX, {"format": 1, **position, **summary.to_index()}, durable=False)
+            self.state.write_json(INDEX, {"format": FORMAT, **index}, durable=False)
         except (OSError, NetkeelError):
             pass  # the record is in the journal; without an index, reads are only slower
 
@@ -183,37 +250,53 @@ class Journal:
         return self.summary().last_apply_any
 
     def _summary(self) -> tuple:
-        """(Summary, the index position to record, or None without a journal)."""
+        """(Summary, the index to record, or None without a journal)."""
         index = self._read_index()  # before the journal: the journal is then at least as new
         try:
             fd = self.state.open(FILE, os.O_RDONLY)
         except FileNotFoundError:
             return Summary(), None
         try:
-            inode = os.fstat(fd).st_ino
-            summary, offset = self._resume(index, fd, inode)
+            info = os.fstat(fd)
+            summary, offset = self._resume(index, fd, info.st_ino, info.st_size)
             tail = read_from(fd, offset)
-            complete = tail.rfind(b"\n") + 1  # a line still unterminated is folded, not indexed
-            for _, record, _ in parse_lines(tail):
-                if record is not None:
-                    summary.fold(record)
+            complete = tail.rfind(b"\n") + 1
+            for position, line in _lines(tail[:complete], offset):
+                if (record := parse_record(line)[0]) is not None:
+                    summary.fold(record, position)
             end = offset + complete
             check = os.pread(fd, _CHECK_BYTES, max(0, end - _CHECK_BYTES)) if end else b""
+            index = {"inode": info.st_ino, "offset": end, "check": check[-_CHECK_BYTES:].hex(),
+                     **summary.to_index()}
+            # A line still unterminated (being written, or cut short) is folded, never indexed.
+            for position, line in _lines(tail[complete:], end):
+                if (record := parse_record(line)[0]) is not None:
+                    summary.fold(record, position)
         finally:
             os.close(fd)
-        return summary, {"inode": inode, "offset": end, "check": check[-_CHECK_BYTES:].hex()}
+        return summary, index
 
     @staticmethod
-    def _resume(index: dict | None, fd: int, inode: int) -> tuple:
+    def _resume(index: dict | None, fd: int, inode: int, size: int) -> tuple:
         """(Summary, offset) to continue from: the index's if it still describes the
-        start of this very journal, else an empty summary from offset 0."""
-        if index is None or index["inode"] != inode:
+        start of this very journal, else an empty summary from offset 0 (the whole
+        journal is read, and the index rewritten). The index must name this file
+        (its inode), a point no further than its end with exactly the bytes just
+        before it, and records that are there (Summary.from_index)."""
+        if index is None or not _is_int(index["inode"]) or index["inode"] != inode:
+            return Summary(), 0  # none, or of a journal since replaced
+        offset, check = index["offset"], index["check"]
+        if not _is_int(offset) or not 0 <= offset <= size or not isinstance(check, str) \
+                or len(check) != 2 * min(_CHECK_BYTES, offset):
+            return Summary(), 0  # truncated since, or not an index netkeel wrote
+        try:
+            expected = bytes.fromhex(check)
+        except ValueError:
             return Summary(), 0
-        check = bytes.fromhex(index["check"])
-        offset = index["offset"]
-        if offset < len(check) or os.pread(fd, len(check), offset - len(check)) != check:
-            return Summary(), 0  # truncated, rewritten or replaced since
-        summary = Summary.from_index(index)
+        if os.pread(fd, len(expected), offset - len(expected)) != expected:
+            return Summary(), 0  # rewritten since
+        summary = Summary.from_index(index, functools.lru_cache(maxsize=None)(
+            lambda position: _start_at(fd, position, offset)))
         return (summary, offset) if summary else (Summary(), 0)
 
     def _read_index(self) -> dict | None:
@@ -224,6 +307,33 @@ class Journal:
         if index is None or validation.problem("journal-index", index):
             return None
         return index
+
+
+def _lines(data: bytes, base: int):
+    """(position in the journal, line) for each non-blank line of `data`, which starts at `base`."""
+    position = base
+    for line in data.split(b"\n"):
+        if line.strip():
+            yield position, line
+        position += len(line) + 1
+
+
+def _start_at(fd: int, position: int, limit: int) -> dict | None:
+    """The valid start record on the journal line that begins at `position` and ends
+    (its newline) before `limit`; None if there is none."""
+    if not 0 <= position < limit or (position and os.pread(fd, 1, position - 1) != b"\n"):
+        return None
+    size = 1024
+    while True:
+        data = os.pread(fd, min(size, limit - position), position)
+        end = data.find(b"\n")
+        if end >= 0:
+            break
+        if len(data) < size:
+            return None  # no newline before `limit`: not a line the index read
+        size *= 4
+    record = parse_record(data[:end])[0]
+    return record if record is not None and record["event"] == "start" else None
 
 
 def command_line() -> str:
