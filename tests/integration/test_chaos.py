@@ -5,6 +5,7 @@ no residue, composes or is refused, and is never taken for drift to repair."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -82,6 +83,15 @@ def test_loss_40_drops_about_40_percent_and_nothing_after_revert(built):
     assert residue(built, NODES) == [] and leases(built) == []
 
 
+def test_a_partition_holds_through_nat(built, tmp_path):
+    """client1 reaches client2 as 10.0.2.1 (the server masquerades it): the cut must hold all the same."""
+    fault = tmp_path / "c1c2.yaml"
+    fault.write_text("topology: two-clients\npartition: {between: [[ns_client2], [ns_client1]]}\n")
+    assert chaos(built, str(fault)).returncode == 0
+    assert ping_loss(built, "ns_client1", "10.0.2.2", 10) == 1.0
+    assert ping_loss(built, "ns_client1", "10.0.1.1", 10) == 0  # the server is not part of it
+
+
 def test_partition_cuts_both_ways_and_heals(built):
     assert chaos(built, "partition-client2").returncode == 0
     assert ping_loss(built, "ns_client2", "10.0.2.1", 20) == 1.0
@@ -120,24 +130,32 @@ def test_flap_takes_the_link_down_and_up_on_schedule(built, tmp_path):
     fault = tmp_path / "flap.yaml"
     fault.write_text("topology: two-clients\ntarget: {node: ns_client1, interface: veth_c1}\n"
                      "flap: {period: 1s, down: 400ms, cycles: 3}\nduration: 10s\n")
+    # Sampled from before the command starts, whatever its own start-up costs:
+    # three cycles of 1 s, and some after (bounded at 12 s).
     start = time.monotonic()
-    assert chaos(built, str(fault)).returncode == 0
+    injector = built.start("chaos", None, str(fault))
     samples = []
-    while time.monotonic() - start < 4.5:  # three cycles of 1 s, and some after
+    while time.monotonic() - start < 12:
         state = "UP" if ",UP" in built.ip("ns_client1", "link show veth_c1").stdout.split(">")[0] else "DOWN"
         samples.append((time.monotonic() - start, state))
+        ups = sum(1 for (_, s), (_, b) in zip(samples[1:], samples) if s == "UP" and b == "DOWN")
+        if ups == 3 and time.monotonic() - start > 1:
+            break
         time.sleep(0.05)
+    assert injector.wait(timeout=30) == 0
     changes = [(round(t, 2), s) for (t, s), (_, before) in zip(samples[1:], samples) if s != before]
     downs = [t for t, s in changes if s == "DOWN"]
     ups = [t for t, s in changes if s == "UP"]
-    # The schedule starts when the fault does, before `chaos` returns: the first
-    # cycle may be over before the first sample.
-    assert len(downs) >= 2 and len(ups) >= 2, changes
+    assert len(downs) == 3 and len(ups) == 3, changes
     for a, b in zip(ups, ups[1:]):
         assert 0.8 <= b - a <= 1.2, changes  # a period apart
     for down, up in zip(downs, [u for u in ups if u > downs[0]]):
         assert 0.25 <= up - down <= 0.6, changes  # down for 400 ms
+    time.sleep(1)
     assert samples[-1][1] == "UP" and leases(built) == []  # cycles done: the lease ended by itself
+    # Each time the link went down the kernel dropped its routes; they came back with it.
+    assert "default via 10.0.1.1" in built.ip("ns_client1", "route show").stdout
+    assert built.run("drift", LAB).returncode == 0 and ping_loss(built, "ns_client1", "10.0.2.2", 3) == 0
 
 
 def test_mtu_1280_makes_a_path_mtu_black_hole(built):
@@ -226,3 +244,63 @@ def test_follow_shows_live_loss_until_the_fault_ends(built):
     assert len(lines) >= 2 and "following: ping 10.0.2.1 from" in result.stdout
     time.sleep(0.5)
     assert leases(built) == [] and residue(built, NODES) == []
+
+
+def test_a_relative_state_dir_still_gets_its_fault_ended(built, tmp_path):
+    relative = subprocess.run(built.argv("chaos", None, os.path.abspath("faults/rate-1mbit.yaml"), "--state-dir",
+                                         os.path.relpath(built.state, tmp_path), "--duration", "2s"),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert relative.returncode == 0, relative.stderr
+    time.sleep(3.5)
+    assert residue(built, NODES) == []  # the keeper found its lease (it runs from /)
+
+
+def test_a_killed_keeper_is_noticed_by_the_next_command(built):
+    assert chaos(built, "mtu-1280", "--duration", "30s").returncode == 0
+    [lease] = leases(built)
+    subprocess.run(["kill", "-9", str(lease["keeper"])], check=True, timeout=10)
+    time.sleep(0.5)
+    assert chaos(built, "status").returncode == 0  # a fault nobody keeps would outlive its time: it ends
+    assert "mtu 1500" in built.ip("ns_server", "link show veth_srv_c2").stdout
+    assert leases(built) == []
+
+
+def test_a_lost_lease_leaves_no_fault_behind(built):
+    assert chaos(built, "rate-1mbit", "--duration", "30s").returncode == 0
+    [lease] = leases(built)
+    subprocess.run(["kill", "-9", str(lease["keeper"])], check=True, timeout=10)
+    (built.state / "leases" / f"{lease['lease']}.json").unlink()
+    code, doc = built.json("drift", LAB)
+    assert code == 2 and [d["object"] for d in doc["differences"]] == ["impairment on veth_c1"]
+    assert built.run("apply", LAB).returncode == 0  # an orphan is nobody's overlay: apply removes it
+    assert residue(built, NODES) == [] and built.run("drift", LAB).returncode == 0
+
+
+def test_two_injections_at_once_never_take_one_device_twice(built):
+    first, second = (built.start("chaos", None, "rate-1mbit") for _ in range(2))
+    codes = sorted((first.wait(timeout=60), second.wait(timeout=60)))
+    assert codes == [0, 1]
+    assert len(leases(built)) == 1
+    tc = subprocess.run(["tc", "-n", built.ns("ns_client1"), "qdisc", "show", "dev", "veth_c1"],
+                        capture_output=True, text=True, check=True).stdout
+    assert "tbf 8e4b:" in tc  # the winner's fault is in place
+
+
+def test_apply_refuses_to_change_what_a_fault_holds_and_destroy_ends_faults(built, tmp_path):
+    assert chaos(built, "mtu-1280").returncode == 0
+    bigger = tmp_path / "mtu9000.yaml"
+    bigger.write_text(open(LAB).read().replace(
+        "        interface: veth_srv_c2\n", "        interface: veth_srv_c2\n        mtu: 9000\n").replace(
+        "../policies/", os.path.abspath("policies") + "/"))
+    refused = built.run("apply", bigger, env={"NETKEEL_ALLOW_OUTSIDE_POLICIES": "1"})
+    assert refused.returncode == 1 and "held by fault mtu-1280" in refused.stderr, refused.stderr
+    assert "mtu 1280" in built.ip("ns_server", "link show veth_srv_c2").stdout
+    assert built.run("destroy", LAB).returncode == 0
+    assert leases(built) == []
+
+
+def test_a_fault_file_name_with_odd_characters_works(built, tmp_path):
+    odd = tmp_path / "loss 40 ö.yaml"
+    odd.write_text(open("faults/loss-40.yaml").read())
+    assert chaos(built, str(odd), "--duration", "2s").returncode == 0
+    assert chaos(built, "revert", "--all").returncode == 0

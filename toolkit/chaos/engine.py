@@ -19,11 +19,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from ..core.owners import Claim, overlay
 from ..errors import FaultError, KernelError, OwnershipError
 from ..kinds.addr import KIND as ADDR
+from ..kinds.impair import KIND as IMPAIR
 from ..kinds.link import KIND as LINK
 from ..kinds.nft_table import KIND as NFT_TABLE
 from ..model.fault import Fault
@@ -122,36 +124,60 @@ def inject(backend, state: StateDir, fault: Fault, prefix: str | None = None, du
     duration = int(duration_ms or fault.duration_ms)
     lease_id = new_id(fault.name)
     fault_plan = plan(fault, capabilities(backend, state), lab, lease_id, duration)
-    _check_conflicts(fault, fault_plan, leases)
     if dry_run:
+        _check_conflicts(fault, fault_plan, leases)
         return None, fault_plan
-    started = now()
-    lease = Lease(id=lease_id, fault=fault.name, file=fault.source, instance=instance.id, prefix=instance.prefix,
-                  text=fault.text(), kinds=list(fault.kinds), backends=[list(b) for b in fault_plan.backends],
-                  operations=[], started=started, expires=started + duration / 1000, injector=os.getpid())
-    leases.save(lease)
-    try:
-        if start_keeper is not None:
-            # The keeper first: from here on, whatever happens to this process,
-            # someone ends the fault on time.
-            lease.keeper = start_keeper(lease.id)
-            leases.save(lease)
-        for op in fault_plan.operations:
-            lease.operations.append(op)  # on record before it is made: a crash leaves nothing unknown
-            leases.save(lease)
-            lease.operations[-1] = backend.fault_apply(op)
-            leases.save(lease)
-        missing = [m for m in (backend.fault_in_place(op) for op in lease.operations) if m]
-        if missing:
-            raise FaultError(fault.name, "verify", "not in place after injecting: " + "; ".join(missing))
-        lease.state = "active"
-        lease.claims = [[op["ns"], op["dev"], op["before"]] for op in lease.operations if op.get("before")]
+    # One injection at a time: checking for a conflict and claiming the target
+    # are one step, or two faults could both take one device.
+    with leases.injecting():
+        _check_conflicts(fault, fault_plan, leases)
+        started = now()
+        lease = Lease(id=lease_id, fault=fault.name, file=fault.source, instance=instance.id,
+                      prefix=instance.prefix, text=fault.text(), kinds=list(fault.kinds),
+                      backends=[list(b) for b in fault_plan.backends], operations=[], started=started,
+                      expires=started + duration / 1000, injector=os.getpid())
         leases.save(lease)
-    except BaseException:
-        _undo(backend, lease)
-        leases.remove(lease.id)
-        raise
+        try:
+            if start_keeper is not None:
+                # The keeper first: from here on, whatever happens to this process,
+                # someone ends the fault on time.
+                lease.keeper = start_keeper(lease.id)
+                leases.save(lease)
+            for op in fault_plan.operations:
+                _still_mine(leases, lease, now)
+                lease.operations.append(op)  # on record before it is made: a crash leaves nothing unknown
+                leases.save(lease)
+                lease.operations[-1] = {**backend.fault_apply(op), "made": True}
+                leases.save(lease)
+            missing = [m for m in (backend.fault_in_place(op) for op in lease.operations) if m]
+            if missing:
+                raise FaultError(fault.name, "verify", "not in place after injecting: " + "; ".join(missing))
+            _still_mine(leases, lease, now)
+            # Its time counts from now, when it is in effect (and a flap schedule with it).
+            lease.started, lease.expires = now(), now() + duration / 1000
+            lease.state = "active"
+            lease.claims = [[op["ns"], op["dev"], op["before"]] for op in lease.operations
+                            if op.get("before") and op["op"] in ("device", "flap")]
+            leases.save(lease)
+            if start_keeper is not None and not keeper_alive(lease):
+                lease.keeper = start_keeper(lease.id)  # the first one died (killed): another keeps it
+                leases.save(lease)
+        except BaseException:
+            # Only what this injection made: a refused step made nothing, and a
+            # qdisc of the same handle on that device would be someone else's.
+            _undo(backend, Lease(**{**lease.__dict__, "operations": [o for o in lease.operations if o.get("made")]}))
+            leases.remove(lease.id)
+            raise
     return lease, fault_plan
+
+
+def _still_mine(leases: Leases, lease: Lease, now) -> None:
+    """Raise FaultError if the lease ended while this injection was under way (it
+    was stopped past its time, and its keeper reverted it): nothing more is made."""
+    on_file = leases.load(lease.id)
+    if on_file is None or lease.expired(now()):
+        raise FaultError(lease.fault, "expired", "the fault's time ran out while it was being injected "
+                                                 "(was this process stopped?); what was made is taken away")
 
 
 def _check_conflicts(fault: Fault, fault_plan: FaultPlan, leases: Leases) -> None:
@@ -187,18 +213,38 @@ def _slot(op: dict) -> str | None:
 def revert(backend, state: StateDir, lease_id: str) -> Lease | None:
     """Undo a lease's operations, last first, and remove it; stop its keeper.
     Returns the lease (None if it was gone already). Raises KernelError (the
-    lease is kept then, to try again)."""
+    lease is kept then, to try again).
+
+    The kernel comes first: a state directory that cannot be written any more
+    (full, read-only) must not keep a fault in place. The lease's lock is taken
+    when it can be; revert is idempotent, so two that meet do no harm."""
     leases = Leases(state)
-    with leases.locked(lease_id):
+    if leases.load(lease_id) is None:
+        return None  # gone already (and no lock file made again for it)
+    with ExitStack() as held:
+        try:
+            held.enter_context(leases.locked(lease_id))
+        except OSError:
+            pass  # the directory is not writable: undo all the same
         lease = leases.load(lease_id)
         if lease is None:
             return None
-        lease.state = "reverting"
-        leases.save(lease)
+        _mark(leases, lease, "reverting")
         _undo(backend, lease, strict=True)
-        leases.remove(lease_id)
+        try:
+            leases.remove(lease_id)
+        except OSError:
+            pass  # the kernel is clean; the stale lease is reverted (a no-op) by the next command
     _stop_keeper(lease)
     return lease
+
+
+def _mark(leases: Leases, lease: Lease, state: str) -> None:
+    lease.state = state
+    try:
+        leases.save(lease)
+    except OSError:
+        pass
 
 
 def _undo(backend, lease: Lease, strict: bool = False) -> None:
@@ -242,14 +288,16 @@ def injector_alive(lease: Lease) -> bool:
 
 
 def expire(backend, state: StateDir, now=time.time) -> list:
-    """Revert every lease whose time is up, and every lease whose injector died
-    while making it; returns their ids."""
+    """Revert every lease whose time is up, every lease whose injector died while
+    making it, and every active lease whose keeper is gone (killed): its fault
+    would outlive its time otherwise; returns their ids."""
     leases = Leases(state)
     found, _ = leases.all()
     done = []
     for lease in found:
         stale = lease.state == "injecting" and not injector_alive(lease)
-        if lease.expired(now()) or stale:
+        unkept = lease.state == "active" and lease.keeper and not keeper_alive(lease)
+        if lease.expired(now()) or stale or unkept:
             try:
                 if revert(backend, state, lease.id) is not None:
                     done.append(lease.id)
@@ -281,9 +329,12 @@ def claims(state: StateDir, instance: str) -> list:
         ifbs = {(op["ns"], op["ifb"]) for op in lease.operations if op["op"] == "ifb"}
         if ifbs:
             out.append(Claim(owner, LINK.name, lambda r, t=frozenset(ifbs): r.key in t, text=text))
+        qdiscs = {(op["ns"], op["dev"]) for op in lease.operations if op["op"] in ("netem", "tbf")}
+        if qdiscs:
+            out.append(Claim(owner, IMPAIR.name, lambda r, t=frozenset(qdiscs): r.key in t, text=text))
         for ns, dev, before in lease.claims:
             out.append(Claim(owner, LINK.name, lambda r, k=(ns, dev): r.key == k, mask=tuple(before.items()),
                              text=text))
-        if not (tables or ifbs or lease.claims):
-            out.append(Claim(owner, "", lambda r: False, text=text))  # a qdisc: nothing read, still reported
+        if not (tables or ifbs or qdiscs or lease.claims):
+            out.append(Claim(owner, "", lambda r: False, text=text))  # reported all the same
     return out

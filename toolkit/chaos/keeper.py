@@ -23,6 +23,7 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
     """Keep the lease until it ends; returns why it ended."""
     leases = Leases(state)
     current: dict = {}  # (ns, dev) -> the state the flap schedule last set
+    origin = None       # when this keeper first saw the fault in effect: its flap schedule starts there
     try:
         while True:
             lease = leases.load(lease_id)
@@ -46,7 +47,9 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
                 if op["op"] != "flap":
                     continue
                 flapping = True
-                want, next_at = flap_state(op, lease.started, t)
+                if origin is None:
+                    origin = t  # not the lease's start: this process may have started after it
+                want, next_at = flap_state(op, origin, t)
                 if next_at is not None:
                     finished = False
                     wake = min(wake, next_at)
@@ -59,7 +62,10 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
                         if held is None:
                             return "reverted elsewhere"
                         if held.state != "reverting":
-                            backend.link_set(op["ns"], op["dev"], state=want)
+                            if want == "up":  # with what going down took along (routes)
+                                backend.fault_device_up(op)
+                            else:
+                                backend.link_set(op["ns"], op["dev"], state=want)
                             current[key] = want
             if flapping and finished:
                 revert(backend, state, lease_id)

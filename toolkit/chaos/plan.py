@@ -91,6 +91,10 @@ def choose(fault: Fault, capabilities) -> tuple:
                 usable.append(backend)
             else:
                 missing.append((kind, backend, sorted(needs - caps)))
+        if usable == ["nft"] and kind in ("loss", "duplicate") and \
+                fault.impairment(kind).get("percent") * 100 < 0.5:
+            raise FaultError(fault.name, kind, f"{kind} {fault.impairment(kind).get('percent'):g}% is below what "
+                                               "nftables can draw (0.01%): use netem, or a larger share")
         if kind == "duplicate" and ingress and usable == ["nft"]:
             usable = []  # nftables duplicates on the way out only
             missing.append((kind, "nft", ["egress only"]))
@@ -169,8 +173,9 @@ def _narrowing(target: Target, direction: str) -> str:
 
 
 def _chance(percent: float) -> str:
-    """`numgen random mod 10000 < N`: a share of packets, to a hundredth of a percent."""
-    return f"numgen random mod 10000 < {round(percent * 100)}"
+    """`numgen random mod 10000 < N`: a share of packets, to a hundredth of a percent
+    (a smaller share was refused by choose())."""
+    return f"numgen random mod 10000 < {max(1, round(percent * 100))}"
 
 
 def _nft_ops(fault: Fault, ns: str, dev: str, kinds, directions, table: str, expires_in_ms: int) -> list:
@@ -197,34 +202,44 @@ def _nft_ops(fault: Fault, ns: str, dev: str, kinds, directions, table: str, exp
 
 
 def _partition_ops(fault: Fault, lab: Lab, table: str, expires_in_ms: int) -> list:
-    """Rules in each node of side A: drop what goes to / comes from side B's addresses."""
+    """Rules on both sides: each node drops what it sends to, and what it gets
+    from, the other side's addresses (as the direction says). Both sides, so that
+    a side cannot be reached under an address translated on the way (a NAT)."""
     part = fault.partition
     unknown = [n for n in part.a + part.b if n not in lab.namespaces]
     if unknown:
         raise FaultError(fault.name, "partition", f"node(s) not in the running lab: {', '.join(unknown)} "
                                                   f"(its nodes: {', '.join(sorted(lab.namespaces))})")
-    b_addresses = [a for node in part.b for a in lab.addresses.get(lab.namespaces[node], [])]
-    v4 = sorted({a for a in b_addresses if ":" not in a}, key=ipaddress.ip_address)
-    v6 = sorted({a for a in b_addresses if ":" in a}, key=ipaddress.ip_address)
-    if not v4 and not v6:
-        raise FaultError(fault.name, "partition", "side B has no addresses: nothing to cut")
+    a_to_b, b_to_a = part.direction in ("both", "a-to-b"), part.direction in ("both", "b-to-a")
+    ops = []
+    for side, other, send, get in ((part.a, part.b, a_to_b, b_to_a), (part.b, part.a, b_to_a, a_to_b)):
+        addresses = [a for node in other for a in lab.addresses.get(lab.namespaces[node], [])]
+        if not addresses:
+            raise FaultError(fault.name, "partition", f"{', '.join(other)} has no addresses: nothing to cut")
+        text = _cut_table(table, addresses, send, get, expires_in_ms)
+        ops += [{"op": "nft", "ns": lab.namespaces[node], "family": "inet", "table": table, "text": text}
+                for node in side]
+    return ops
+
+
+def _cut_table(table: str, addresses, send: bool, get: bool, expires_in_ms: int) -> str:
+    """A table that drops what goes to (`send`) and comes from (`get`) `addresses`
+    until its set elements time out."""
     sets, out_rules, in_rules = "", [], []
-    for family, addrs, name in (("ip", v4, "b4"), ("ip6", v6, "b6")):
+    for family, kind, name in (("ip", "ipv4_addr", "far4"), ("ip6", "ipv6_addr", "far6")):
+        addrs = sorted({a for a in addresses if (":" in a) == (family == "ip6")}, key=ipaddress.ip_address)
         if not addrs:
             continue
         elements = ", ".join(f"{a} timeout {expires_in_ms}ms" for a in addrs)
-        kind = "ipv4_addr" if family == "ip" else "ipv6_addr"
         sets += f"  set {name} {{ type {kind}; flags timeout; elements = {{ {elements} }} }}\n"
         out_rules.append(f"    {family} daddr @{name} drop\n")
         in_rules.append(f"    {family} saddr @{name} drop\n")
     chains = ""
-    if part.direction in ("both", "a-to-b"):
+    if send:
         chains += f"  chain out {{ type filter hook output priority -150; policy accept;\n{''.join(out_rules)}  }}\n"
-    if part.direction in ("both", "b-to-a"):
+    if get:
         chains += f"  chain in {{ type filter hook input priority -150; policy accept;\n{''.join(in_rules)}  }}\n"
-    ops = [{"op": "nft", "ns": lab.namespaces[node], "family": "inet", "table": table,
-            "text": f"table inet {table} {{\n{sets}{chains}}}\n"} for node in part.a]
-    return ops
+    return f"table inet {table} {{\n{sets}{chains}}}\n"
 
 
 def _qdisc_ops(fault: Fault, backend: str, ns: str, dev: str, kinds, directions, lease_id: str) -> list:

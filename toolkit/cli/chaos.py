@@ -126,6 +126,9 @@ def _say_injected(fault, lease, plan) -> None:
 def _status(state, as_json, verbose) -> int:
     from ..chaos import engine
 
+    if os.geteuid() == 0:  # like every command: what has run out (or lost its keeper) ends now
+        with kernel_session(verbose) as kernel:
+            engine.expire(kernel, state)
     leases = engine.active(state)
     if as_json:
         print(jsonlib.dumps({"format": 1, "command": "chaos status", "faults": [

@@ -57,7 +57,11 @@ def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=F
     state = StateDir(state_dir)
     warn_interrupted(state)
     with kernel_session(verbose) as kernel:
-        result = roll_back(kernel, state, snapshot or None, wait=wait)
+        from ..chaos import engine as chaos
+
+        chaos.expire(kernel, state)
+        result = roll_back(kernel, state, snapshot or None, wait=wait,
+                           claims=lambda instance: chaos.claims(state, instance))
     if json:
         print(machine.dumps({"format": machine.FORMAT, "command": "rollback",
                              "outcome": "in_sync" if result.plan.empty else "rolled_back",

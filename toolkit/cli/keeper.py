@@ -15,7 +15,9 @@ import sys
 def start(state_root: str, lease_id: str) -> int:
     """Start a keeper for the lease, detached from this process (own session, no
     terminal, no inherited descriptors); returns its pid."""
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli.keeper", "--state-dir", str(state_root), lease_id],
+    # Absolute: the keeper runs from / (it must not hold the caller's directory).
+    root = os.path.abspath(str(state_root))
+    proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli.keeper", "--state-dir", root, lease_id],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, close_fds=True, cwd="/")
     return proc.pid

@@ -47,6 +47,14 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False):
         yield Reconciler(topology, kernel, state, prefix=ns_prefix, wait=wait, git=git, claims=faults)
 
 
+def end_faults(kernel, state, instance: str) -> None:
+    """Revert the faults active on an instance (before it is destroyed)."""
+    from ..chaos import engine
+
+    for lease in engine.active(state, instance):
+        engine.revert(kernel, state, lease.id)
+
+
 def active_faults(kernel, state, instance: str) -> list:
     """Revert the faults whose time is up (any command does), then the claims of
     those still active on this instance: their objects are theirs, not drift."""
@@ -178,6 +186,7 @@ def show(c, file, ns_prefix="", state_dir=None, verbose=False):
 def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, wait=False):
     """Remove every namespace the topology owns (and all inside them); nothing else."""
     with _reconciler(file, ns_prefix, state_dir, verbose, wait=wait) as rec:
+        end_faults(rec.kernel, rec.state, rec.instance)  # they would outlive the lab otherwise
         result = rec.destroy()
     if json:
         _print_json("destroy", rec, result.plan, "destroyed" if result.steps else "in_sync")

@@ -47,6 +47,11 @@ def overlay(name: str) -> str:
     return OVERLAY_PREFIX + name
 
 
+# What the reader calls an object marked as a fault's, before the active leases
+# claim theirs (as overlay:fault:NAME).
+UNCLAIMED_FAULT = overlay("fault")
+
+
 def is_overlay(owner: str) -> bool:
     return owner.startswith(OVERLAY_PREFIX)
 

@@ -20,6 +20,7 @@ import subprocess
 
 from ..core.owners import CHAOS_IFB_PREFIX, CHAOS_QDISC_HANDLE
 from ..errors import KernelError
+from . import addresses, routes
 
 PROBE_TIMEOUT_S = 20
 # Each capability, as a shell test run in a throwaway network namespace.
@@ -75,23 +76,65 @@ def apply(kernel, op: dict) -> dict:
                               "netkeel never replaces a root qdisc it did not make")
         _tc(ns, ["qdisc", "add", "dev", op["dev"], "root", "handle", CHAOS_QDISC_HANDLE, kind, *op["args"]])
     elif kind == "ifb":
-        kernel.request(ns, f"link add {op['ifb']} type ifb", kernel.ns(ns).ipr.link, "add",
-                       ifname=op["ifb"], kind="ifb")
-        kernel.ns(ns).forget_links()
-        kernel.link_set(ns, op["ifb"], state="up")
         if _qdiscs(ns, op["dev"], "ingress"):
             raise KernelError(f"redirect the ingress of {op['dev']} in {ns}",
                               "it has an ingress or clsact qdisc already, which netkeel did not make")
-        _tc(ns, ["qdisc", "add", "dev", op["dev"], "handle", "ffff:", "ingress"])
-        _tc(ns, ["filter", "add", "dev", op["dev"], "parent", "ffff:", "protocol", "all", "u32", "match",
-                 "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", op["ifb"]])
+        kernel.request(ns, f"link add {op['ifb']} type ifb", kernel.ns(ns).ipr.link, "add",
+                       ifname=op["ifb"], kind="ifb")
+        kernel.ns(ns).forget_links()
+        try:
+            kernel.link_set(ns, op["ifb"], state="up")
+            _tc(ns, ["qdisc", "add", "dev", op["dev"], "handle", "ffff:", "ingress"])
+            _tc(ns, ["filter", "add", "dev", op["dev"], "parent", "ffff:", "protocol", "all", "u32", "match",
+                     "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", op["ifb"]])
+        except KernelError:
+            revert(kernel, op)  # all of it or nothing: the ingress qdisc was not there before
+            raise
     elif kind == "device":
         before = device_settings(kernel, ns, op["dev"], op["set"])
+        op = {**op, "before": before, **_what_down_takes(kernel, ns, op["dev"], op["set"])}
         kernel.link_set(ns, op["dev"], **op["set"])
-        op = {**op, "before": before}
     elif kind == "flap":
-        op = {**op, "before": device_settings(kernel, ns, op["dev"], {"state": None})}
+        op = {**op, "before": device_settings(kernel, ns, op["dev"], {"state": None}),
+              **_what_down_takes(kernel, ns, op["dev"], {"state": "down"})}
     return op
+
+
+def _what_down_takes(kernel, ns: str, dev: str, settings: dict) -> dict:
+    """What the kernel removes when a device goes down, so that it can come back
+    with the device: its routes and its IPv6 addresses (recorded, as a person
+    would type them back)."""
+    if settings.get("state") != "down":
+        return {}
+    handle = kernel.ns(ns)
+    index = handle.index(dev)
+    addrs = [f"{a.address}/{a.prefixlen}" for a in handle.dump.addrs()
+             if a.index == index and ":" in a.address and not a.address.startswith("fe80:")]
+    routes = []
+    for r in handle.dump.routes(254):
+        if r.oif == index and r.proto not in (2, 9) and not r.multipath:
+            dst = r.dst or ("::" if r.family == 10 else "0.0.0.0")
+            routes.append([f"{dst}/{r.dst_len}", r.priority, r.gateway or "", {6: "blackhole"}.get(r.type)])
+    return {"restore": {"addrs": addrs, "routes": routes}}
+
+
+def device_up(kernel, op: dict) -> None:
+    """Bring a device a fault took down back up, with the IPv6 addresses and the
+    routes that went with it (those still missing)."""
+    ns, dev = op["ns"], op["dev"]
+    kernel.link_set(ns, dev, state="up")
+    restore = op.get("restore") or {}
+    handle = kernel.ns(ns)
+    index = handle.index(dev)
+    have = {f"{a.address}/{a.prefixlen}" for a in handle.dump.addrs() if a.index == index}
+    for address in restore.get("addrs", []):
+        if address not in have:
+            addresses.add(kernel, ns, dev, address)
+    present = {(f"{r.dst or ('::' if r.family == 10 else '0.0.0.0')}/{r.dst_len}", r.priority)
+               for r in handle.dump.routes(254)}
+    for prefix, metric, via, type_ in restore.get("routes", []):
+        if (prefix, metric) not in present:
+            routes.set_route(kernel, ns, prefix, metric, via=via or None, dev=dev, type=type_)
 
 
 def revert(kernel, op: dict) -> None:
@@ -116,7 +159,11 @@ def revert(kernel, op: dict) -> None:
     elif kind in ("device", "flap"):
         before = op.get("before") or {}
         if before and kernel.ns(ns).index(op["dev"]) is not None:
-            kernel.link_set(ns, op["dev"], **before)
+            kernel.link_set(ns, op["dev"], **{k: v for k, v in before.items() if k != "state"})
+            if before.get("state") == "up":
+                device_up(kernel, op)
+            elif before.get("state"):
+                kernel.link_set(ns, op["dev"], state=before["state"])
 
 
 def in_place(kernel, op: dict) -> str:

@@ -10,8 +10,9 @@ tables are tc's to encode).
 
 from __future__ import annotations
 
-from ..core.owners import CHAOS_QDISC_HANDLE
+from ..core.owners import CHAOS_QDISC_HANDLE, TOPOLOGY, overlay
 from ..core.resource import Resource
+from ..errors import KernelError
 from .chaos import _tc, root_qdisc
 
 KIND = "impair"
@@ -24,10 +25,13 @@ LOSS_SCALE = 2**32 - 1
 def to_resources(ns: str, qdiscs, by_index: dict) -> list:
     out = []
     for q in qdiscs:
-        if q.parent != TC_H_ROOT or q.handle == 0 or q.handle == _CHAOS or q.kind == "noqueue":
+        if q.parent != TC_H_ROOT or q.handle == 0 or q.kind == "noqueue":
             continue
         out.append(Resource.make(
             KIND, (ns, by_index.get(q.index, f"#{q.index}")),
+            # A fault's qdisc (chaos handle): an overlay's, claimed by its lease (or
+            # an orphan a lost lease left, which then is the topology's to remove).
+            owner=overlay("fault") if q.handle == _CHAOS else TOPOLOGY,
             qdisc=q.kind,
             rate=q.rate * 8 if q.rate else None,
             delay_us=q.delay_ns // 1000 if q.delay_ns else None,
@@ -39,7 +43,11 @@ def to_resources(ns: str, qdiscs, by_index: dict) -> list:
 
 def set_impairment(kernel, ns: str, dev: str, spec: dict) -> None:
     kernel.log(ns, f"impair {dev}: {spec}")
-    if root_qdisc(ns, dev) is not None:
+    current = root_qdisc(ns, dev)
+    if current is not None and current.get("handle") == CHAOS_QDISC_HANDLE:
+        raise KernelError(f"impair {dev} in {ns}", "a fault holds its root qdisc (see `chaos status`): "
+                                                   "revert the fault first, then apply")
+    if current is not None:
         _tc(ns, ["qdisc", "del", "dev", dev, "root"])
     _tc(ns, ["qdisc", "add", "dev", dev, "root", "handle", HANDLE, *arguments(spec)])
 

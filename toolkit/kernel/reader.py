@@ -11,7 +11,7 @@ namespace read, and each answer resolves both ends of the pair.
 
 from __future__ import annotations
 
-from ..core.owners import FOREIGN, is_overlay
+from ..core.owners import FOREIGN
 from . import addresses, impairments, links, namespaces, neighbours, nftables, routes, rules, sysctls
 
 
@@ -50,16 +50,11 @@ def read_live(kernel, names, hints=None) -> list:
         out.extend(r for r in routes.to_resources(name, route_msgs, by_index) if r.get("dev") not in foreign)
         out.extend(r for r in neighbours.to_resources(name, neigh_msgs, by_index) if r.key[1] not in foreign)
         out.extend(r for r in impairments.to_resources(name, qdisc_msgs, by_index)
-                   if r.key[1] not in foreign and r.key[1] not in overlay_devices(link_resources))
+                   if r.key[1] not in foreign)
         out.extend(rules.to_resources(name, rule_msgs))
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
         out.extend(nftables.read(kernel, name))
     return out
-
-
-def overlay_devices(link_resources) -> set:
-    """Devices an overlay made (a fault's ifb): their qdiscs are the overlay's too."""
-    return {r.key[1] for r in link_resources if is_overlay(r.owner)}
 
 
 def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:

@@ -247,6 +247,9 @@ class Kernel:
     def fault_in_place(self, op: dict) -> str:
         return chaos.in_place(self, op)
 
+    def fault_device_up(self, op: dict) -> None:
+        chaos.device_up(self, op)
+
     def fault_residue(self, ns: str) -> list:
         return chaos.residue(self, ns)
 

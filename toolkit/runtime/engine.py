@@ -148,7 +148,26 @@ class Reconciler:
             self.check_collisions(live)
         plan = diff(self.desired, live)
         check_harm_outside(plan, live)
+        if strict:
+            self.check_held_fields(plan)
         return self.explained(plan), live
+
+    def check_held_fields(self, plan: Plan) -> None:
+        """Raise OwnershipError if the plan would change a field an overlay holds
+        (a fault that shrank an MTU): the change would undo the fault behind its
+        back, and could never verify. Revert the fault first."""
+        problems = []
+        for action in plan.actions:
+            if action.op != "modify":
+                continue
+            for claim in self.claims:
+                held = {f for f, _ in claim.mask} & {f for f, _, _ in action.changes}
+                if claim.kind == action.kind and held and claim.matches(action.live):
+                    problems.append((action.ns, claim.owner,
+                                     f"{action.resource.label} in {action.ns}: {', '.join(sorted(held))} is held by "
+                                     f"{claim.text or claim.owner}; revert that fault first, then apply"))
+        if problems:
+            raise OwnershipError(problems)
 
     def check_collisions(self, live) -> None:
         """Raise OwnershipError if something the manifest declares already exists
@@ -212,18 +231,20 @@ class Reconciler:
 
 
 def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: bool = False,
-             on_step=None) -> ApplyResult:
+             on_step=None, claims=None) -> ApplyResult:
     """Reconcile the kernel back to a snapshot (default: the one taken before the
     last apply): namespaces created since are removed, removed ones recreated.
-    Raises SnapshotError, ApplyError, LockHeld, OwnershipError."""
+    `claims(instance)` gives the active overlays' claims on an instance (their
+    objects are left alone). Raises SnapshotError, ApplyError, LockHeld, OwnershipError."""
     failpoints.active()
     with StateLock(state, wait=wait):
         snapshot = Snapshots(state).load(snapshot_id or last_apply_snapshot(state))
+        held = tuple(claims(snapshot.instance)) if claims else ()
         inventory = Inventory(state)
         names = set(snapshot.namespaces) | inventory.namespaces(snapshot.instance)
         _check_rollback_ownership(backend, state, inventory, snapshot, names)
         wanted = frozenset(snapshot.resources)
-        live = read_scope(backend, names, wanted | remembered(inventory, snapshot.instance))
+        live = read_scope(backend, names, wanted | remembered(inventory, snapshot.instance), held)
         plan = diff(wanted, live)
         check_harm_outside(plan, live)
         if plan.empty and not unsettled(state, snapshot.instance):
@@ -232,7 +253,7 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
         change = Change(op="rollback", instance=snapshot.instance, topology=snapshot.topology,
                         prefix=snapshot.prefix, plan=plan, desired=wanted, before=live, names=names,
                         owned_after=set(snapshot.owned), manifests=snapshot.manifests,
-                        git={**snapshot.git, "rollback_to": snapshot.id})
+                        git={**snapshot.git, "rollback_to": snapshot.id}, claims=held)
         steps, taken = transaction.run(backend, state, change, on_step)
         return ApplyResult(plan, steps, taken)
 

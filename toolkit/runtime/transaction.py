@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..core.action import Plan
-from ..core.owners import assign
+from ..core.owners import TOPOLOGY, UNCLAIMED_FAULT, assign
 from ..errors import ApplyError, StepError, VerifyError
 from ..core.resource import Resource
 from ..kinds import kind as kind_of
@@ -38,8 +38,13 @@ from .execute import execute, verify
 
 def read_scope(backend, names, resources, claims=()) -> list:
     """Live resources of the namespaces `names`, each with its owner; sysctls and
-    veth peers as `resources` (desired state, a snapshot, what is remembered) name them."""
-    return assign(backend.read(names, read_hints(resources)), claims)
+    veth peers as `resources` (desired state, a snapshot, what is remembered) name them.
+
+    An object marked as a fault's that no active lease claims (its lease file was
+    lost, or its revert cut short) is nobody's overlay: it is the topology's
+    drift then, which apply removes, so that no fault outlives its lease."""
+    live = assign(backend.read(names, read_hints(resources)), claims)
+    return [r.owned_by(TOPOLOGY) if r.owner == UNCLAIMED_FAULT else r for r in live]
 
 
 def remembered(inventory: Inventory, instance: str) -> frozenset:

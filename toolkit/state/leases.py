@@ -52,7 +52,9 @@ class Lease:
 
 
 def new_id(fault: str) -> str:
-    return f"{fault[:47]}-{secrets.token_hex(4)}"
+    """A lease id from the fault's name (made safe: a file name may hold anything)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", fault).lstrip("._-")[:47] or "fault"
+    return f"{name}-{secrets.token_hex(4)}"
 
 
 class Leases:
@@ -95,10 +97,22 @@ class Leases:
         self.state.unlink(f"{DIRECTORY}/{lease_id}.lock")
 
     @contextmanager
+    def injecting(self, timeout: float = 30.0):
+        """Hold the injection lock: one injection at a time checks for conflicts
+        with the active leases and claims its target."""
+        with self._flock("inject.lock", timeout):
+            yield
+
+    @contextmanager
     def locked(self, lease_id: str, timeout: float = 30.0):
         """Hold the lease's own lock (whoever reverts it holds this)."""
         _check_id(lease_id)
-        fd = self.state.open(f"{DIRECTORY}/{lease_id}.lock", os.O_RDWR | os.O_CREAT, create_dirs=True)
+        with self._flock(f"{lease_id}.lock", timeout):
+            yield
+
+    @contextmanager
+    def _flock(self, name: str, timeout: float):
+        fd = self.state.open(f"{DIRECTORY}/{name}", os.O_RDWR | os.O_CREAT, create_dirs=True)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -107,7 +121,8 @@ class Leases:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"lease {lease_id} stayed locked for {timeout:g} s") from None
+                        raise TimeoutError(f"{self.state.path(DIRECTORY, name)} stayed locked for "
+                                           f"{timeout:g} s") from None
                     time.sleep(0.02)
             yield
         finally:
