@@ -111,13 +111,14 @@ def test_with_an_index_only_the_records_after_it_are_parsed(state, journal, monk
     parsed = []
     real = journal_module.parse_record
     monkeypatch.setattr(journal_module, "parse_record", lambda line: (parsed.append(line), real(line))[1])
+    journal_module._parsed_start.cache_clear()
     assert journal.pinned() == {"s-t49"}
     assert journal.interrupted() == [] and journal.last_apply_snapshot() == "s-t49"
-    # Only the start record the index points to, read back once per call.
-    assert len(parsed) == 3 and {json.loads(line)["tx"] for line in parsed} == {"t49"}
+    # Only the start record the index points to (read back on every call, parsed once).
+    assert [json.loads(line)["tx"] for line in parsed] == ["t49"]
     journal.append({"event": "progress", "tx": "t49", "phase": "x", "done": 1, "total": 1})
     journal.interrupted()
-    assert len(parsed) == 5 and json.loads(parsed[-1])["event"] == "progress"
+    assert len(parsed) == 2 and json.loads(parsed[-1])["event"] == "progress"
 
 
 def test_progress_records_do_not_rewrite_the_index(state, journal):

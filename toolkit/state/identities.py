@@ -11,16 +11,25 @@ Records are appended to identities.log (one `COOKIE NAME` line each: a single
 write, which survives the death of the process; namespaces themselves do not
 survive a power cut, so neither needs an fsync), and folded into
 identities.json under the state lock at the end of each change.
+
+A damaged identities.json is an error, never read around: without it netkeel
+cannot tell the namespaces it made from anyone else's, so it must neither adopt
+one nor quietly forget its own. A log line that is not a record (cut short by a
+kill) is skipped: the namespace it was about was never made visible.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
+from ..errors import InventoryError
 from .statedir import StateDir, read_from, write_all
 
 LOG = "identities.log"
 FOLDED = "identities.json"
+# A log record: a cookie (a 64-bit number, so at most 20 digits), a space, the name.
+_RECORD = re.compile(r"([0-9]{1,20}) (.+)")
 
 
 class Identities:
@@ -30,17 +39,35 @@ class Identities:
 
     def load(self) -> dict:
         """name -> cookie of every namespace netkeel recorded creating (the latest wins).
-        Lines that are not a record (cut short, damaged) are ignored."""
-        try:
-            folded = self.state.read_json(FOLDED, default={}) or {}
-        except ValueError:
-            folded = {}
-        out = {name: cookie for name, cookie in folded.items() if isinstance(name, str) and isinstance(cookie, int)}
-        for line in (self.state.read_bytes(LOG) or b"").decode(errors="replace").splitlines():
-            cookie, _, name = line.partition(" ")
-            if cookie.isdigit() and name:
-                out[name] = int(cookie)
+        Log lines that are not a record (cut short, damaged) are ignored. Raises
+        InventoryError, saying what to do, if identities.json is damaged."""
+        out = self._folded()
+        for line in (self.state.read_bytes(LOG) or b"").decode(errors="replace").split("\n"):
+            record = _RECORD.fullmatch(line)
+            if record and is_cookie(cookie := int(record[1])):
+                out[record[2]] = cookie
         return out
+
+    def _folded(self) -> dict:
+        path = self.state.path(FOLDED)
+        try:
+            folded = self.state.read_json(FOLDED, default={})
+        except ValueError as exc:
+            problem = f"it is not JSON ({exc})"
+        else:
+            if not isinstance(folded, dict):
+                problem = f"it holds a JSON {type(folded).__name__}, not an object of namespace names"
+            else:
+                wrong = next((name for name, cookie in folded.items() if not is_cookie(cookie)), None)
+                if wrong is None:
+                    return folded
+                problem = f"the cookie of namespace {wrong!r} is {folded[wrong]!r}, not a 64-bit number"
+        raise InventoryError(
+            f"{path} is damaged: {problem}. It records which namespaces netkeel created, so "
+            f"without it netkeel cannot tell them from anyone else's and changes none. Fix: restore "
+            f"it from a backup; or move it aside (mv {path} {path}.damaged): netkeel then refuses "
+            f"every namespace it made before as not its own, until you delete them by hand "
+            f"(ip netns del NAME) and apply again")
 
     def record(self, name: str, cookie: int) -> None:
         """Append one identity (the backend calls this before the namespace is visible)."""
@@ -67,6 +94,11 @@ class Identities:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def is_cookie(value) -> bool:
+    """A network namespace cookie: a 64-bit number, never 0."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**64
 
 
 def _ends_without_newline(fd: int) -> bool:

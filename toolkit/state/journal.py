@@ -332,7 +332,17 @@ def _start_at(fd: int, position: int, limit: int) -> dict | None:
         if len(data) < size:
             return None  # no newline before `limit`: not a line the index read
         size *= 4
-    record = parse_record(data[:end])[0]
+    record = _parsed_start(data[:end])
+    return dict(record) if record is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_start(line: bytes) -> dict | None:
+    """The start record `line` holds, or None. Cached by the line's bytes (the same
+    bytes always hold the same record): every change reads the lines the index
+    points to several times, one per instance, and validating them is most of
+    the cost. Callers get a copy."""
+    record = parse_record(line)[0]
     return record if record is not None and record["event"] == "start" else None
 
 
