@@ -130,10 +130,18 @@ def _kernel_tier(c, select: str, explicit: bool) -> int:
 
 @task(help={"nodes": "how many nodes to build (default 1000)",
             "nft": "the firewall benchmark instead: a policy of --rules rules against nft -f",
-            "rules": "how many rules for --nft (default 10000)"})
-def bench(c, nodes=1000, nft=False, rules=10000):
-    """Benchmark: netkeel vs `ip -batch` at N nodes, or (--nft) vs `nft -f` at N rules."""
-    script = f"bench/nft_scale.py --rules {int(rules)}" if nft else f"bench/scale.py --nodes {int(nodes)}"
+            "rules": "how many rules for --nft (default 10000)",
+            "chaos": "the chaos benchmark instead: declared vs measured loss, duplicate, rate and delay per "
+                     "backend (netem in the kernel tier's VM where this kernel lacks it), inject and revert times",
+            "packets": "datagrams per loss or duplicate fault for --chaos (default 10000)"})
+def bench(c, nodes=1000, nft=False, rules=10000, chaos=False, packets=10000):
+    """Benchmark: netkeel vs `ip -batch` at N nodes, (--nft) vs `nft -f` at N rules, or (--chaos) faults."""
+    if chaos:
+        script = f"bench/chaos_fidelity.py --packets {int(packets)}"
+    elif nft:
+        script = f"bench/nft_scale.py --rules {int(rules)}"
+    else:
+        script = f"bench/scale.py --nodes {int(nodes)}"
     with c.cd(str(ROOT)):
         c.run(f"{shlex.quote(sys.executable)} {script}", pty=sys.stdout.isatty())
 
