@@ -73,7 +73,7 @@ def test_a_snapshot_of_every_kind_as_netkeel_writes_it_loads(state):
 DAMAGED = {
     "unknown kind": ({"kind": "bogus", "key": ["a", "x"], "spec": {}}, "unknown kind \"bogus\""),
     "netns key not a string": ({"kind": "netns", "key": [5], "spec": {}}, "key part 1 must be a non-empty string"),
-    "netns key too long": ({"kind": "netns", "key": ["a", "b"], "spec": {}}, "a netns key has 1 part(s), not 2"),
+    "netns key too long": ({"kind": "netns", "key": ["a", "b"], "spec": {}}, "netns keys have 1 part(s), not 2"),
     "mtu not a number": ({"kind": "link", "key": ["a", "eth1"], "spec": {"mtu": "abc"}},
                          'mtu must be an integer, not "abc"'),
     "mtu a bool": ({"kind": "link", "key": ["a", "eth1"], "spec": {"mtu": True}}, "mtu must be an integer"),
@@ -81,7 +81,7 @@ DAMAGED = {
                      'state must be "up" or "down", not ["up"]'),
     "veth without its peer": ({"kind": "link", "key": ["a", "eth1"], "spec": {"kind": "veth"}},
                               "a veth needs its peer"),
-    "short addr key": ({"kind": "addr", "key": ["a", "eth0"], "spec": {}}, "a addr key has 3 part(s), not 2"),
+    "short addr key": ({"kind": "addr", "key": ["a", "eth0"], "spec": {}}, "addr keys have 3 part(s), not 2"),
     "addr key not an address": ({"kind": "addr", "key": ["a", "eth0", "ten"], "spec": {}},
                                 "key part 3 must be an address with its prefix length"),
     "route metric a string": ({"kind": "route", "key": ["a", "10.1.0.0/16", "x"], "spec": {}},

@@ -64,7 +64,7 @@ class Kind:
         `key_arity` parts, integers where `key_integers` says, non-empty strings
         elsewhere. Enough for any resource to be sorted, compared and reported."""
         if len(key) != self.key_arity:
-            return f"a {self.name} key has {self.key_arity} part(s), not {len(key)}"
+            return f"{self.name} keys have {self.key_arity} part(s), not {len(key)}"
         for i, part in enumerate(key):
             if i in self.key_integers and not is_integer(part, 0, 2**64 - 1):
                 return f"key part {i + 1} must be a whole number, not {shown(part)}"

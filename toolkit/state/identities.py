@@ -20,6 +20,7 @@ kill) is skipped: the namespace it was about was never made visible.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -30,6 +31,8 @@ LOG = "identities.log"
 FOLDED = "identities.json"
 # A log record: a cookie (a 64-bit number, so at most 20 digits), a space, the name.
 _RECORD = re.compile(r"([0-9]{1,20}) (.+)")
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
 
 
 class Identities:
@@ -56,12 +59,12 @@ class Identities:
             problem = f"it is not JSON ({exc})"
         else:
             if not isinstance(folded, dict):
-                problem = f"it holds a JSON {type(folded).__name__}, not an object of namespace names"
+                problem = f"it holds {_JSON_TYPES.get(type(folded), 'something')}, not an object of namespace names"
             else:
                 wrong = next((name for name, cookie in folded.items() if not is_cookie(cookie)), None)
                 if wrong is None:
                     return folded
-                problem = f"the cookie of namespace {wrong!r} is {folded[wrong]!r}, not a 64-bit number"
+                problem = f"the cookie of namespace {wrong!r} is {json.dumps(folded[wrong])}, not a 64-bit number"
         raise InventoryError(
             f"{path} is damaged: {problem}. It records which namespaces netkeel created, so "
             f"without it netkeel cannot tell them from anyone else's and changes none. Fix: restore "
