@@ -31,7 +31,7 @@ def _run(c, cmd: str, expect=(0,)):
 
 @task
 def demo(c):
-    """Build the two-clients lab (prefix demo-): plan, apply, ping, drift, repair, destroy."""
+    """Build the two-clients lab (prefix demo-): plan, apply, ping, drift, repair, a fault, destroy."""
     netkeel = shlex.quote(str(Path(sys.executable).with_name("netkeel")))
     lab = "topologies/two-clients.yaml"
     opts = f"--ns-prefix {DEMO_PREFIX}"
@@ -60,9 +60,17 @@ def demo(c):
         _run(c, f"{netkeel} apply {lab} {opts}")
         _run(c, f"{netkeel} apply {lab} {opts}")
         _run(c, f"{netkeel} drift {lab} {opts}")
-        _say("9. Every change was a transaction with a snapshot before it, in the journal")
+        _say("9. Chaos: the lab notes' 40% loss on client2's uplink, for 6 s")
+        _run(c, f"{netkeel} chaos loss-40 --duration 6s {opts}")
+        _run(c, f"ip netns exec {DEMO_PREFIX}ns_client2 ping -q -c 50 -i 0.05 -W 1 10.0.2.1", expect=(0, 1))
+        _run(c, f"{netkeel} chaos status")
+        _say("   drift names the active fault (exit 2); it ends by itself, on time")
+        _run(c, f"{netkeel} drift {lab} {opts}", expect=(2,))
+        _run(c, "sleep 6.5")
+        _run(c, f"{netkeel} drift {lab} {opts}")
+        _say("10. Every change was a transaction with a snapshot before it, in the journal")
         _run(c, f"{netkeel} history")
-        _say("10. Destroy removes the lab's namespaces, and nothing else")
+        _say("11. Destroy removes the lab's namespaces, and nothing else")
         _run(c, f"{netkeel} destroy {lab} {opts}")
 
 
