@@ -304,3 +304,12 @@ def test_a_fault_file_name_with_odd_characters_works(built, tmp_path):
     odd.write_text(open("faults/loss-40.yaml").read())
     assert chaos(built, str(odd), "--duration", "2s").returncode == 0
     assert chaos(built, "revert", "--all").returncode == 0
+
+
+def test_loss_is_silent_to_the_sender_as_on_a_lossy_link(built):
+    assert chaos(built, "loss-40").returncode == 0
+    sender = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nerrors = 0\n"
+              "for _ in range(300):\n    try:\n        s.sendto(b'x', ('10.0.2.1', 9))\n"
+              "    except OSError:\n        errors += 1\nprint(errors)\n")
+    result = built.exec("ns_client2", [sys.executable, "-c", sender], check=True)
+    assert result.stdout.strip() == "0"  # dropped on the way, not refused to the sender (EPERM)

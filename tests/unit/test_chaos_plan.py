@@ -139,19 +139,30 @@ def test_loss_by_nftables_exactly():
 
 
 def test_narrowed_loss_both_ways_exactly():
-    """Egress matches the peer as destination and its port as dport; ingress as source and sport."""
-    [op] = ops("target: {node: a, interface: e0, direction: both, peer: 10.0.1.0/24, protocol: udp, port: 53}\n"
-               "loss: 12.5%", DISTRO)
-    assert op["text"] == (
-        f"table inet {TABLE} {{\n"
-        '  set armed { type ifname; flags timeout; elements = { "e0" timeout 60000ms } }\n'
+    """Egress matches the peer as destination and its port as dport; ingress as source and sport.
+    Without a known other end of the device, egress loss drops on the way out."""
+    egress, ingress = ops("target: {node: a, interface: e0, direction: both, peer: 10.0.1.0/24, protocol: udp, "
+                          "port: 53}\nloss: 12.5%", DISTRO)
+    armed = '  set armed { type ifname; flags timeout; elements = { "e0" timeout 60000ms } }\n'
+    assert egress == {"op": "nft", "ns": "p-a", "family": "inet", "table": TABLE, "text": (
+        f"table inet {TABLE} {{\n{armed}"
         "  chain egress { type filter hook postrouting priority -150; policy accept;\n"
         "    oifname @armed ip daddr 10.0.1.0/24 meta l4proto udp th dport 53 numgen random mod 10000 < 1250 drop\n"
-        "  }\n"
+        "  }\n}\n")}
+    assert ingress == {"op": "nft", "ns": "p-a", "family": "inet", "table": TABLE, "text": (
+        f"table inet {TABLE} {{\n{armed}"
         "  chain ingress { type filter hook prerouting priority -150; policy accept;\n"
         "    iifname @armed ip saddr 10.0.1.0/24 meta l4proto udp th sport 53 numgen random mod 10000 < 1250 drop\n"
-        "  }\n"
-        "}\n")
+        "  }\n}\n")}
+
+
+def test_egress_loss_drops_where_the_packets_arrive():
+    """At the veth's other end, on the way in: the sender's send() never fails (as
+    on a lossy link), unlike a drop in its own postrouting."""
+    lab = Lab(LAB.namespaces, LAB.interfaces, LAB.addresses, peers={("p-a", "e0"): ("p-b", "e0")})
+    [op] = plan(fault(f"{ON_A}loss: 40%"), HERE, lab, LEASE, 60_000).operations
+    assert op["ns"] == "p-b" and 'elements = { "e0" timeout' in op["text"]
+    assert "hook prerouting" in op["text"] and "iifname @armed numgen random mod 10000 < 4000 drop" in op["text"]
 
 
 def test_an_ipv6_peer_and_hundredths_of_a_percent():

@@ -102,12 +102,16 @@ def lab_of(backend, state: StateDir, instance: Instance) -> Lab:
     namespaces = {ns[len(instance.prefix):]: ns for ns in names if backend.exists(ns)}
     interfaces: dict = {ns: set() for ns in namespaces.values()}
     addresses: dict = {ns: [] for ns in namespaces.values()}
+    peers = {}
     for r in live:
         if r.kind == LINK.name and r.ns in interfaces:
             interfaces[r.ns].add(r.key[1])
+            other = (r.get("peer") or "").partition("/")
+            if other[2] and other[0] in interfaces:
+                peers[r.key] = (other[0], other[2])
         elif r.kind == ADDR.name and r.ns in addresses:
             addresses[r.ns].append(r.key[2].split("/")[0])
-    return Lab(namespaces, interfaces, addresses)
+    return Lab(namespaces, interfaces, addresses, peers)
 
 
 # -- inject ----------------------------------------------------------------------------------

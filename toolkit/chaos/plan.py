@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import FaultError
 from ..model.fault import BACKENDS, DEVICE_KINDS, Fault, Target
@@ -47,6 +47,7 @@ class Lab:
     namespaces: dict          # node -> namespace
     interfaces: dict          # namespace -> set of interface names
     addresses: dict           # namespace -> list of addresses ("10.0.1.2")
+    peers: dict = field(default_factory=dict)  # (ns, ifname) -> (ns, ifname) at a veth's other end
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def plan(fault: Fault, capabilities, lab: Lab, lease_id: str, expires_in_ms: int
         directions = ("egress", "ingress") if fault.target.direction == "both" else (fault.target.direction,)
         if by_backend.get("nft"):
             ops += _nft_ops(fault, ns, dev, [k for k in by_backend["nft"] if k != "partition"], directions,
-                            table, expires_in_ms)
+                            table, expires_in_ms, lab.peers)
         for backend in ("netem", "tbf"):
             if by_backend.get(backend):
                 ops += _qdisc_ops(fault, backend, ns, dev, by_backend[backend], directions, lease_id)
@@ -178,17 +179,34 @@ def _chance(percent: float) -> str:
     return f"numgen random mod 10000 < {max(1, round(percent * 100))}"
 
 
-def _nft_ops(fault: Fault, ns: str, dev: str, kinds, directions, table: str, expires_in_ms: int) -> list:
+def _loss_op(fault: Fault, loss: float, ns: str, dev: str, direction: str, peer, table: str,
+             expires_in_ms: int) -> dict:
+    """Loss as a link loses packets: on the way in, where nobody sent them from.
+    Egress loss is dropped where the packets arrive, at the veth's other end: a
+    drop on the way out (postrouting) fails the sender's own send() with EPERM,
+    which no lossy link does (and a netdev egress drop does not drop on a veth).
+    Without a known other end, postrouting it is."""
+    where, hook, match, device = ns, "prerouting", "iifname", dev
+    if direction == "egress":
+        if peer is not None:
+            where, device = peer
+        else:
+            hook, match = "postrouting", "oifname"
+    chain = (f"  chain {direction} {{ type filter hook {hook} priority -150; policy accept;\n"
+             f"    {match} @armed {_narrowing(fault.target, direction)}{_chance(loss)} drop\n  }}\n")
+    family_table = table
+    return {"op": "nft", "ns": where, "family": "inet", "table": family_table,
+            "text": f"table inet {family_table} {{\n{_armed(device, expires_in_ms)}{chain}}}\n"}
+
+
+def _nft_ops(fault: Fault, ns: str, dev: str, kinds, directions, table: str, expires_in_ms: int,
+             peers=None) -> list:
+    peers = peers or {}
     ops = []
     if "loss" in kinds:
         loss = fault.impairment("loss").get("percent")
-        chains = []
         for direction in directions:
-            hook, match = ("postrouting", "oifname") if direction == "egress" else ("prerouting", "iifname")
-            chains.append(f"  chain {direction} {{ type filter hook {hook} priority -150; policy accept;\n"
-                          f"    {match} @armed {_narrowing(fault.target, direction)}{_chance(loss)} drop\n  }}\n")
-        ops.append({"op": "nft", "ns": ns, "family": "inet", "table": table,
-                    "text": f"table inet {table} {{\n{_armed(dev, expires_in_ms)}{''.join(chains)}}}\n"})
+            ops.append(_loss_op(fault, loss, ns, dev, direction, peers.get((ns, dev)), table, expires_in_ms))
     if "duplicate" in kinds:
         share = fault.impairment("duplicate").get("percent")
         # Copies pass the egress hook again: the mark keeps them from being copied in turn.
