@@ -31,10 +31,13 @@ def read_live(kernel, names, hints=None) -> list:
         ns = kernel.ns(name)
         link_msgs = kernel.request(name, "link dump", ns.links)
         addr_msgs = kernel.request(name, "addr dump", ns.dump.addrs)
-        route_msgs = kernel.request(name, "route dump", ns.dump.routes, None)
+        rule_msgs = kernel.request(name, "rule dump", ns.dump.rules)
+        # Other routing tables matter only through a rule made by hand: read them
+        # then (every table), else the main table alone, as the kernel filters it.
+        hand_rules = any(r.proto != rules.RTPROT_KERNEL for r in rule_msgs)
+        route_msgs = kernel.request(name, "route dump", ns.dump.routes, None if hand_rules else routes.MAIN_TABLE)
         neigh_msgs = kernel.request(name, "neighbour dump", ns.dump.neighbours)
         qdisc_msgs = kernel.request(name, "qdisc dump", ns.dump.qdiscs)
-        rule_msgs = kernel.request(name, "rule dump", ns.dump.rules)
         dumps[name] = (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs, rule_msgs)
 
     peers = _resolve_peers(kernel, dumps, hints.get("veth_peers", {}))

@@ -14,6 +14,7 @@ import errno
 import os
 import resource
 import socket
+import struct
 import sys
 from typing import Callable
 
@@ -130,8 +131,15 @@ class Kernel:
         return netns.list_names()
 
     def cookie(self, name: str) -> int | None:
-        """The namespace's identity now (SO_NETNS_COOKIE); None if it does not exist."""
-        return netns.cookie(name)
+        """The namespace's identity now (SO_NETNS_COOKIE); None if it does not exist.
+        Read from the namespace's own dump socket (made inside it), which a read
+        needs anyway: no second trip into the namespace."""
+        try:
+            handle = self.ns(name)
+        except KernelError:
+            # No such namespace (None), or replaced since this command opened it: the new one's.
+            return netns.cookie(name)
+        return struct.unpack("=Q", handle.dump.sock.getsockopt(socket.SOL_SOCKET, netns.SO_NETNS_COOKIE, 8))[0]
 
     def create_namespace(self, name: str) -> None:
         self.request(name, "netns add", netns.create, name, self.announce)
