@@ -26,7 +26,7 @@ p9="trans=virtio,version=9p2000.L,msize=1048576"
 mkdir -p /newroot /job
 mount -t 9p -o "$p9,ro,cache=loose" hostroot /newroot || die "cannot mount the host's / over 9p"
 mount -t 9p -o "$p9" job /job || die "cannot mount the job share"
-. /job/config   # MODULES_DIR (the guest kernel's modules, as a host path), MODULES
+. /job/config   # MODULES_DIR (the guest kernel's modules, as a host path), MODULES, REPO_DIR
 
 # The whole module tree, for the modules below and for the kernel's own requests
 # (an nft expression, a qdisc kind...): its usermode helper runs this initramfs's
@@ -48,6 +48,9 @@ mount -t tmpfs -o mode=1777 tmpfs /newroot/var/tmp
 mount -t tmpfs -o mode=755 tmpfs /newroot/run
 mkdir -p /newroot/tmp/netkeel-vm
 mount --bind /job /newroot/tmp/netkeel-vm
+# The repository at its own path, even under one of those tmpfs (a clone in /tmp).
+mkdir -p "/newroot$REPO_DIR"
+mount -t 9p -o "$p9,ro,cache=loose" repo "/newroot$REPO_DIR" || die "cannot mount the repository over 9p"
 
 say "booted in $(cut -d' ' -f1 /proc/uptime) s; running the job"
 chroot /newroot /bin/sh /tmp/netkeel-vm/job.sh

@@ -174,7 +174,7 @@ def initramfs(kernel: Kernel) -> Path:
 
 def write_job(directory: Path, kernel: Kernel, pytest_args) -> None:
     """The job share's files: init.sh's config, and the script it runs in the guest's root."""
-    config = {"MODULES_DIR": str(kernel.modules), "MODULES": " ".join(GUEST_MODULES)}
+    config = {"MODULES_DIR": str(kernel.modules), "MODULES": " ".join(GUEST_MODULES), "REPO_DIR": str(ROOT)}
     (directory / "config").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in config.items()))
     python = ROOT / ".venv" / "bin" / "python"
     color = ["--color=yes"] if sys.stdout.isatty() else []
@@ -204,6 +204,9 @@ def qemu_argv(kernel: Kernel, initrd: Path, job: Path, memory: int, cpus: int) -
         "-serial", "stdio",
         "-virtfs", f"{virtfs},path=/,mount_tag=hostroot,readonly=on",
         "-virtfs", f"{virtfs},path={job},mount_tag=job",
+        # The repository once more, on its own: it may live where the guest puts a
+        # tmpfs (a clone under /tmp, as CI may make), which would hide it.
+        "-virtfs", f"{virtfs},path={ROOT},mount_tag=repo,readonly=on",
     ]
 
 

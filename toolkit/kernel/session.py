@@ -134,11 +134,12 @@ class Kernel:
         """The namespace's identity now (SO_NETNS_COOKIE); None if it does not exist.
         Read from the namespace's own dump socket (made inside it), which a read
         needs anyway: no second trip into the namespace."""
+        if not netns.exists(name):
+            return None  # (a placeholder file a create cut short left is no namespace)
         try:
             handle = self.ns(name)
         except KernelError:
-            # No such namespace (None), or replaced since this command opened it: the new one's.
-            return netns.cookie(name)
+            return netns.cookie(name)  # replaced since this command opened it: the new one's
         return struct.unpack("=Q", handle.dump.sock.getsockopt(socket.SOL_SOCKET, netns.SO_NETNS_COOKIE, 8))[0]
 
     def create_namespace(self, name: str) -> None:
@@ -160,6 +161,8 @@ class Kernel:
             raise KernelError(f"namespace {name}", "it was deleted or replaced by someone else during this "
                               "command; netkeel does not touch it", errno.ESTALE)
         if handle is None:
+            if not netns.exists(name):
+                raise KernelError(f"open namespace {name}", "no such namespace", errno.ENOENT)
             try:
                 fd = netns.open_fd(name)
             except OSError as exc:
