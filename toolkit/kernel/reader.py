@@ -11,6 +11,8 @@ namespace read, and each answer resolves both ends of the pair.
 
 from __future__ import annotations
 
+import itertools
+
 from ..core.owners import FOREIGN
 from . import addresses, impairments, links, namespaces, neighbours, nftables, routes, rules, sysctls
 
@@ -76,8 +78,10 @@ def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
                 candidates = [name]
             else:
                 hinted = hints.get((name, ifname))
-                candidates = ([hinted] if hinted in dumps else []) + \
-                    [other for other in dumps if other not in (hinted, name)]
+                # The hinted namespace first; the others only if it is not there
+                # (lazily: a thousand namespaces would make this quadratic).
+                candidates = itertools.chain([hinted] if hinted in dumps else [],
+                                             (other for other in dumps if other not in (hinted, name)))
             peer = _find_peer(kernel, name, m, nsid, candidates, index) or \
                 _find_peer(kernel, name, m, nsid, _outsiders(kernel, index, dumps), index)
             if peer is None:
