@@ -4,6 +4,7 @@ not netkeel's, addresses restored in their primary/secondary roles."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -206,3 +207,14 @@ def test_a_lifetime_or_route_attributes_set_by_hand_are_drift_and_repaired(lab):
     assert lab.run("drift", "topologies/two-clients-plain.yaml").returncode == 0
     assert "forever" in lab.ip("ns_client1", "addr show dev veth_c1").stdout
     assert "advmss" not in lab.ip("ns_client1", "route show default").stdout
+
+
+def test_a_change_takes_away_the_placeholder_a_killed_create_left(lab, prefix, tmp_path):
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(TWO)
+    lab.applied(manifest)
+    subprocess.run(["ip", "netns", "del", lab.ns("b")], check=True, timeout=10)
+    placeholder = f"/run/netns/{lab.ns('b')}"
+    open(placeholder, "w").close()  # what a kill between the mount point and the mount leaves
+    assert lab.run("destroy", manifest).returncode == 0
+    assert not os.path.exists(placeholder) and namespaces_with(prefix) == set()

@@ -69,6 +69,9 @@ class FakeKernel:
     def list_namespaces(self):
         return sorted(self.cookies)
 
+    def tidy(self, name):
+        self.calls.append(("tidy", name))
+
     def cookie(self, name):
         return self.cookies.get(name)
 

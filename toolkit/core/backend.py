@@ -23,6 +23,8 @@ class Backend(Protocol):
     def create_namespace(self, name: str) -> None:
         """Create it; call `announce` with its cookie before it can be seen by name."""
     def remove_namespace(self, name: str) -> None: ...
+    def tidy(self, name: str) -> None:
+        """Remove what a namespace create cut short left under the name (nothing mounted there)."""
 
     # -- reading ---------------------------------------------------------------------
     def read(self, names, hints: dict) -> list:

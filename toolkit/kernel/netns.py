@@ -163,3 +163,17 @@ def cookie(name: str) -> int | None:
             return _own_cookie()
     finally:
         os.close(fd)
+
+
+def remove_placeholder(name: str) -> bool:
+    """Remove the file a namespace create cut short (a kill between creating the
+    mount point and mounting) left under the name, if nothing is mounted there.
+    Returns whether there was one."""
+    path = path_of(name)
+    if exists(name) or not os.path.isfile(path) or os.path.islink(path):
+        return False
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True

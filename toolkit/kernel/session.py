@@ -142,6 +142,10 @@ class Kernel:
             return netns.cookie(name)  # replaced since this command opened it: the new one's
         return struct.unpack("=Q", handle.dump.sock.getsockopt(socket.SOL_SOCKET, netns.SO_NETNS_COOKIE, 8))[0]
 
+    def tidy(self, name: str) -> None:
+        """Remove a placeholder a killed namespace create left under the name."""
+        netns.remove_placeholder(name)
+
     def create_namespace(self, name: str) -> None:
         self.request(name, "netns add", netns.create, name, self.announce)
 

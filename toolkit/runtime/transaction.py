@@ -142,6 +142,9 @@ def _carry_out(backend, change, snapshot, journal, inventory, owned_before, targ
                          action=exc.action if isinstance(exc, StepError) else None) from exc
     inventory.record(change.instance, change.owned_after, topology=change.topology, prefix=change.prefix,
                      remember=_to_remember(inventory, change.instance, change.desired))
+    for name in names:  # names this change left without a namespace: no placeholder of a killed create either
+        if not backend.exists(name):
+            backend.tidy(name)
     journal.append({"event": "end", "tx": tx, "outcome": "ok", "steps": done})
     return done, snapshot.id
 
