@@ -47,21 +47,22 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False):
         yield Reconciler(topology, kernel, state, prefix=ns_prefix, wait=wait, git=git, claims=faults)
 
 
+def active_faults(kernel, state, instance: str):
+    """Revert the faults whose time is up (any command does); then, as a function
+    asked at each read, the claims of those active on this instance: their
+    objects are theirs, not drift."""
+    from ..chaos import engine
+
+    engine.expire(kernel, state)
+    return lambda: engine.claims(state, instance)
+
+
 def end_faults(kernel, state, instance: str) -> None:
     """Revert the faults active on an instance (before it is destroyed)."""
     from ..chaos import engine
 
     for lease in engine.active(state, instance):
         engine.revert(kernel, state, lease.id)
-
-
-def active_faults(kernel, state, instance: str) -> list:
-    """Revert the faults whose time is up (any command does), then the claims of
-    those still active on this instance: their objects are theirs, not drift."""
-    from ..chaos import engine
-
-    engine.expire(kernel, state)
-    return engine.claims(state, instance)
 
 
 def native_resolver(jobs):

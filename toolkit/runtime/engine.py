@@ -66,7 +66,8 @@ class Reconciler:
         otherwise, if it has any). `git` says where the manifest came from: a dict,
         or a function returning one, called only when a change records it;
         `wait` makes a change wait for the state lock instead of failing;
-        `claims` are overlays' claims on live objects (core.owners.Claim)."""
+        `claims` are overlays' claims on live objects (core.owners.Claim), or a
+        function that gives them."""
         if prefix and not PREFIX.fullmatch(prefix):
             raise NetkeelError(f"invalid namespace prefix {prefix!r}: use letters, digits, '_', '.', '-', "
                                "starting with a letter or digit, at most 32 characters")
@@ -76,7 +77,8 @@ class Reconciler:
         self.prefix = prefix
         self._git = git
         self.wait = wait
-        self.claims = tuple(claims)
+        self._claims = claims
+        self._held = ()
         self._lock = None
         self.instance = instance_id(topology.name, prefix)
         unresolved = [r.source for n in topology.nodes for t in n.tables for c in t.chains
@@ -86,6 +88,13 @@ class Reconciler:
                                          "native rule not checked by libnftables") for src in unresolved])
         self.desired = compile_all(self.topology, prefix)
         self.inventory = Inventory(state)
+
+    @property
+    def claims(self) -> tuple:
+        """The overlays' claims, as they are now: `claims` may be a function, asked
+        at each read, so that an overlay made meanwhile (a fault injected by another
+        process) is seen as its own and not as an orphan to remove."""
+        return tuple(self._claims() if callable(self._claims) else self._claims)
 
     @property
     def git(self) -> dict:
@@ -122,8 +131,9 @@ class Reconciler:
         """Live resources in scope, with their owners; sysctls and veth peers as
         `resources` name them."""
         wanted = self.desired if resources is None else resources
+        self._held = self.claims  # the claims this read saw: checks and reports use the same
         return read_scope(self.kernel, self.scope() if names is None else names,
-                          wanted | remembered(self.inventory, self.instance), self.claims)
+                          wanted | remembered(self.inventory, self.instance), self._held)
 
     # -- operations -----------------------------------------------------------
     @contextmanager
@@ -160,7 +170,7 @@ class Reconciler:
         for action in plan.actions:
             if action.op != "modify":
                 continue
-            for claim in self.claims:
+            for claim in self._held:
                 held = {f for f, _ in claim.mask} & {f for f, _, _ in action.changes}
                 if claim.kind == action.kind and held and claim.matches(action.live):
                     problems.append((action.ns, claim.owner,
@@ -194,7 +204,7 @@ class Reconciler:
     def drift(self) -> Drift:
         plan, live = self.plan(strict=False)
         return Drift(plan, tuple(sorted(r for r in live if not is_managed(r.owner))),
-                     tuple(dict.fromkeys(c.text for c in self.claims if c.text)))
+                     tuple(dict.fromkeys(c.text for c in self._held if c.text)))
 
     def apply(self, on_step=None, planned=None) -> ApplyResult:
         """Converge the kernel to the topology as a transaction (transaction.run).
@@ -224,7 +234,7 @@ class Reconciler:
     def _run(self, op, plan, desired, live, names, owned_after, on_step) -> ApplyResult:
         change = Change(op=op, instance=self.instance, topology=self.topology.name, prefix=self.prefix,
                         plan=plan, desired=frozenset(desired), before=live, names=set(names),
-                        owned_after=set(owned_after), git=self.git, claims=self.claims,
+                        owned_after=set(owned_after), git=self.git, claims=self._held,
                         manifests=tuple({"path": p, "sha256": h} for p, h in self.topology.files))
         steps, snapshot = transaction.run(self.kernel, self.state, change, on_step)
         return ApplyResult(plan, steps, snapshot)
