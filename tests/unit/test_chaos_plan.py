@@ -82,9 +82,8 @@ def test_backend_choice(text, caps, chosen):
 
 @pytest.mark.parametrize("text, caps, message", [
     # what this kernel lacks, by name
-    (f"{ON_A}delay: 50ms", HERE, "fault f: this kernel cannot do delay: netem needs the sch_netem qdisc "
-                                 "(delay, jitter, reorder and corrupt need netem; the userspace backend is not "
-                                 "built yet)"),
+    (f"{ON_A}delay: 50ms", HERE, "fault f: this kernel cannot do delay: netem needs the sch_netem qdisc; "
+                                 "userspace needs iptables-nft's NFQUEUE target and nfnetlink_queue"),
     (f"{ON_A}corrupt: 1%", HERE, "fault f: this kernel cannot do corrupt: netem needs the sch_netem qdisc"),
     (f"{ON_A}delay: 10ms\nreorder: 5%", HERE, "this kernel cannot do delay: netem needs the sch_netem qdisc"),
     (f"{ON_A}duplicate: 5%", HERE - {"dup"},
@@ -106,7 +105,7 @@ def test_backend_choice(text, caps, chosen):
     ("partition: {between: [[a], [b]]}", frozenset(), "this kernel cannot do partition: nft needs nftables"),
     # what a backend cannot do at all
     (f"backend: nft\n{ON_A}rate: 1mbit", DISTRO, "fault f: backend nft cannot do rate (only netem, tbf)"),
-    (f"backend: tbf\n{ON_A}delay: 5ms", DISTRO, "backend tbf cannot do delay (only netem)"),
+    (f"backend: tbf\n{ON_A}delay: 5ms", DISTRO, "backend tbf cannot do delay (only netem, userspace)"),
     (f"backend: netem\n{ON_A}loss: 5%", HERE, "this kernel cannot do loss: netem needs the sch_netem qdisc"),
     # never a uniform loss in place of the declared bursts
     (f"{ON_A}loss: {{percent: 5%, gilbert: {{p: 1%, r: 20%}}}}", HERE,

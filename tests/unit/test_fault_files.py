@@ -228,7 +228,7 @@ HOSTILE = [
       "flap, mtu",
       "2: los: unknown field 'los' (did you mean 'loss'?); expected one of: backend, corrupt, delay, description, "
       "duplicate, duration, flap, link_down, loss, mtu, partition, rate, reorder, target, topology"]),
-    ("unknown backend", f"backend: tc\n{T}loss: 5%\n", ["1: backend: string 'tc' is not one of: netem, nft, tbf"]),
+    ("unknown backend", f"backend: tc\n{T}loss: 5%\n", ["1: backend: string 'tc' is not one of: netem, nft, tbf, userspace"]),
     ("nothing to do", "description: calm\n",
      ["1: a fault needs at least one of: loss, delay, reorder, duplicate, corrupt, rate, partition, link_down, "
       "flap, mtu"]),

@@ -300,7 +300,7 @@ def expire(backend, state: StateDir, now=time.time) -> list:
     done = []
     for lease in found:
         stale = lease.state == "injecting" and not injector_alive(lease)
-        unkept = lease.state == "active" and lease.keeper and not keeper_alive(lease)
+        unkept = lease.state in ("active", "broken") and lease.keeper and not keeper_alive(lease)
         if lease.expired(now()) or stale or unkept:
             try:
                 if revert(backend, state, lease.id) is not None:

@@ -1,7 +1,10 @@
 """The keeper: a small process per lease that outlives the netkeel that injected
 the fault. It runs the flap schedule, notices a revert made by someone else,
-and reverts the fault when its time is up (or its flap cycles are done), then
-exits. It wakes at least twice a second, and exactly at each flap transition.
+watches the userspace impairment worker (a dead or hung one is taken out of
+the path within a second, and the lease marked broken), and reverts the fault
+when its time is up (or its flap cycles are done), then exits. It wakes at
+least twice a second (five times with a worker to watch), and exactly at each
+flap transition.
 
 It is started detached (its own session) by `chaos`, as
 `python -m toolkit.cli.keeper --state-dir DIR LEASE_ID`; a SIGTERM or SIGINT
@@ -10,6 +13,7 @@ makes it revert and leave too.
 
 from __future__ import annotations
 
+import os
 import time
 
 from ..errors import KernelError
@@ -17,6 +21,7 @@ from ..state.leases import Leases
 from .engine import injector_alive, revert
 
 NAP_S = 0.5
+WATCH_S = 0.2  # how often a userspace worker is checked: a dead or hung one is out within a second
 
 
 def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
@@ -42,6 +47,11 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
             if lease.state == "reverting":  # someone is taking it away: hands off its devices
                 sleep(0.05)
                 continue
+            served = [op for op in lease.operations if op["op"] == "nfqueue"]
+            if served and lease.state == "active":
+                why = _broken(backend, leases, lease_id, served)
+                if why is None:
+                    return "reverted elsewhere"
             wake, flapping, finished = lease.expires, False, True
             for op in lease.operations:
                 if op["op"] != "flap":
@@ -70,13 +80,61 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
             if flapping and finished:
                 revert(backend, state, lease_id)
                 return "flap cycles done"
-            sleep(max(0.0, min(wake - now(), NAP_S)))
+            sleep(max(0.0, min(wake - now(), WATCH_S if served else NAP_S)))
     except (KernelError, OSError) as exc:  # the device or namespace went: nothing more to keep
         _revert_quietly(backend, state, lease_id)
         return f"stopped: {exc}"
     except BaseException:  # SIGTERM (SystemExit), Ctrl-C: revert before leaving
         _revert_quietly(backend, state, lease_id)
         raise
+
+
+def _broken(backend, leases: Leases, lease_id: str, served) -> str | None:
+    """Check the processes serving the lease (the userspace worker). One that
+    died or hangs is taken out of the path (its rules removed, it is killed) and
+    the lease is marked broken: it shows in `chaos status` until it ends.
+    Returns what is wrong ("" nothing), None when the lease is gone."""
+    why = "; ".join(w for w in (worker_health(op, time.time()) for op in served) if w)
+    if not why:
+        return ""
+    with leases.locked(lease_id):
+        held = leases.load(lease_id)
+        if held is None:
+            return None
+        if held.state != "active":
+            return why
+        for op in served:
+            backend.fault_revert(op)  # the rules first, then the worker: traffic flows again
+        held.state = "broken"
+        held.text = f"{held.text} (BROKEN: {why}; traffic passes unimpaired)"
+        leases.save(held)
+    return why
+
+
+STALE_S = 0.5  # a worker that has not touched its heartbeat file for this long hangs
+
+
+def worker_health(op: dict, now: float) -> str:
+    """"" while the op's worker process runs (its pid, not a zombie, not a reused
+    pid: its command line names the op's queue and lease) and touches its
+    heartbeat file; else what is wrong. Processes and files only: no kernel call."""
+    pid = op.get("pid")
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        with open(f"/proc/{pid}/stat") as f:
+            zombie = f.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        argv, zombie = [], True
+    if zombie or op.get("tag", "").encode() not in argv or str(op.get("queue")).encode() not in argv:
+        return f"its userspace worker (pid {pid}) is gone"
+    try:
+        age = now - os.stat(op.get("heartbeat") or "").st_mtime
+    except OSError:
+        return f"its userspace worker (pid {pid}) has no heartbeat file"
+    if age > STALE_S:
+        return f"its userspace worker (pid {pid}) hangs (no heartbeat for {age:.1f} s)"
+    return ""
 
 
 def _revert_quietly(backend, state, lease_id: str) -> None:

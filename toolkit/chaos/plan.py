@@ -12,6 +12,9 @@ exactly what to undo:
     {"op": "ifb",   "ns", "dev", "ifb"}                       ingress of dev redirected to ifb
     {"op": "device", "ns", "dev", "set", "before"}           mtu / state of a device
     {"op": "flap",  "ns", "dev", "period_ms", "down_ms", "cycles", "before"}
+    {"op": "nfqueue", "ns", "dev", "directions", "queue", "tag", "params", "maxlen", "expires_in_ms"}
+                                                              NFQUEUE rules and the userspace
+                                                              worker holding the verdicts (pid)
 
 nftables objects expire in the kernel by themselves (set elements with
 timeouts): the fault stops at its time even if every netkeel process is dead.
@@ -30,12 +33,13 @@ from ..model.fault import BACKENDS, DEVICE_KINDS, Fault, Target
 CHAOS_TABLE_PREFIX = "netkeel_chaos_"
 DUP_MARK = 0x4E4B0D00  # marks duplicates so that they are not duplicated again
 # What each backend needs of the kernel (capability names, see kernel/chaos.probe).
-NEEDS = {"netem": ("netem",), "nft": ("nft",), "tbf": ("tbf",), "link": ()}
+NEEDS = {"netem": ("netem",), "nft": ("nft",), "tbf": ("tbf",), "link": (), "userspace": ("nfqueue",)}
 INGRESS_NEEDS = ("ifb", "mirred")
 MISSING_TEXT = {"netem": "the sch_netem qdisc", "tbf": "the sch_tbf qdisc", "nft": "nftables",
                 "ifb": "ifb devices", "mirred": "the mirred action (act_mirred)", "dup": "nftables dup",
                 "gemodel": "a Gilbert-Elliott loss model, which nftables does not have",
-                "egress only": "an egress target (nftables duplicates only on the way out)"}
+                "egress only": "an egress target (nftables duplicates only on the way out)",
+                "nfqueue": "iptables-nft's NFQUEUE target and nfnetlink_queue"}
 NETEM_KINDS = ("loss", "delay", "reorder", "duplicate", "corrupt", "rate")
 
 
@@ -83,8 +87,10 @@ def choose(fault: Fault, capabilities) -> tuple:
                 needs |= set(INGRESS_NEEDS)
             if backend == "nft" and kind == "duplicate":
                 needs.add("dup")
-            if backend == "netem" and narrowed and kind in ("loss", "duplicate"):
+            if backend in ("netem", "userspace") and narrowed and kind in ("loss", "duplicate"):
                 continue  # netem cannot narrow; nftables can
+            if backend == "userspace" and kind == "loss" and fault.impairment("loss").get("gilbert"):
+                continue
             if backend == "nft" and kind == "loss" and fault.impairment("loss").get("gilbert"):
                 missing.append((kind, backend, ["gemodel"]))  # not a uniform loss in its stead
                 continue
@@ -92,6 +98,9 @@ def choose(fault: Fault, capabilities) -> tuple:
                 usable.append(backend)
             else:
                 missing.append((kind, backend, sorted(needs - caps)))
+        if usable[:1] == ["nft"] and len(usable) > 1 and kind in ("loss", "duplicate") and \
+                fault.impairment(kind).get("percent") * 100 < 0.5:
+            usable = usable[1:]  # below what nftables draws: the userspace worker draws any share
         if usable == ["nft"] and kind in ("loss", "duplicate") and \
                 fault.impairment(kind).get("percent") * 100 < 0.5:
             raise FaultError(fault.name, kind, f"{kind} {fault.impairment(kind).get('percent'):g}% is below what "
@@ -112,9 +121,7 @@ def _refusal(kind: str, forced, missing) -> str:
         return f"backend {forced} cannot do {kind} (only {', '.join(BACKENDS[kind])})"
     if kind in ("delay", "reorder", "corrupt") and not reasons:
         reasons = ["netem is needed"]
-    return f"this kernel cannot do {kind}: " + "; ".join(reasons or ["no backend"]) + \
-        (" (delay, jitter, reorder and corrupt need netem; the userspace backend is not built yet)"
-         if kind in ("delay", "reorder", "corrupt") else "")
+    return f"this kernel cannot do {kind}: " + "; ".join(reasons or ["no backend"])
 
 
 def plan(fault: Fault, capabilities, lab: Lab, lease_id: str, expires_in_ms: int) -> FaultPlan:
@@ -137,6 +144,8 @@ def plan(fault: Fault, capabilities, lab: Lab, lease_id: str, expires_in_ms: int
         for backend in ("netem", "tbf"):
             if by_backend.get(backend):
                 ops += _qdisc_ops(fault, backend, ns, dev, by_backend[backend], directions, lease_id)
+        if by_backend.get("userspace"):
+            ops.append(nfqueue_op(fault, ns, dev, by_backend["userspace"], directions, lease_id, expires_in_ms))
         ops += _device_ops(fault, ns, dev)
     return FaultPlan(tuple(ops), backends, table)
 
@@ -272,6 +281,29 @@ def _qdisc_ops(fault: Fault, backend: str, ns: str, dev: str, kinds, directions,
     return ops
 
 
+def queue_number(lease_id: str) -> int:
+    """The lease's nfnetlink queue (1024-65535; queues are per namespace)."""
+    return 1024 + int(hashlib.sha256(lease_id.encode()).hexdigest()[:8], 16) % (65536 - 1024)
+
+
+def nfqueue_op(fault: Fault, ns: str, dev: str, kinds, directions, lease_id: str, expires_in_ms: int) -> dict:
+    """The userspace backend: the target's packets queued (NFQUEUE, bypassed
+    while no worker is bound) to a worker that holds each verdict for its delay."""
+    params = {}
+    delay = fault.impairment("delay") if "delay" in kinds else None
+    if delay:
+        params["delay_ms"] = delay.get("time_ms")
+        if delay.get("jitter_ms"):
+            params["jitter_ms"] = delay.get("jitter_ms")
+            params["distribution"] = delay.get("distribution", "uniform")
+    for kind in ("reorder", "corrupt", "loss"):
+        if kind in kinds:
+            params[kind] = fault.impairment(kind).get("percent")
+    return {"op": "nfqueue", "ns": ns, "dev": dev, "directions": list(directions), "queue": queue_number(lease_id),
+            "tag": table_name(lease_id), "params": params, "maxlen": netem_limit(fault, kinds),
+            "expires_in_ms": expires_in_ms}
+
+
 def ifb_name(lease_id: str) -> str:
     return "nkifb" + hashlib.sha256(lease_id.encode()).hexdigest()[:8]
 
@@ -355,6 +387,13 @@ def describe(op: dict) -> str:
     if op["op"] == "device":
         settings = " ".join(f"{k} {v}" for k, v in op["set"].items()).replace("state ", "")
         return f"ip -n {op['ns']} link set {op['dev']} {settings}"
+    if op["op"] == "nfqueue":
+        chains = {"egress": "POSTROUTING -o", "ingress": "PREROUTING -i"}
+        rules = "; ".join(f"ip netns exec {op['ns']} {tool} -t mangle -A {chains[d]} {op['dev']} -j NFQUEUE "
+                          f"--queue-num {op['queue']} --queue-bypass"
+                          for d in op["directions"] for tool in ("iptables", "ip6tables"))
+        what = " ".join(f"{k} {v:g}" if not isinstance(v, str) else f"{k} {v}" for k, v in op["params"].items())
+        return f"(worker in {op['ns']}, holds queue {op['queue']}: {what}); {rules}"
     if op["op"] == "flap":
         cycles = f" {op['cycles']} times" if op.get("cycles") else " until expiry"
         return f"(keeper) ip -n {op['ns']} link set {op['dev']} down/up: every {op['period_ms']:g}ms, " \

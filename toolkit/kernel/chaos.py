@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 
 from ..core.owners import CHAOS_IFB_PREFIX, CHAOS_QDISC_HANDLE
 from ..errors import KernelError
-from . import addresses, routes
+from . import addresses, nfqueue, routes
 
 PROBE_TIMEOUT_S = 20
 # Each capability, as a shell test run in a throwaway network namespace.
@@ -35,6 +37,10 @@ _PROBES = {
            "postrouting priority 0; oifname @s numgen random mod 100 < 1 drop\\n }\\n}\\n' | nft -f -",
     "dup": "printf 'table netdev d {\\n chain c { type filter hook egress device \"lo\" priority 0;\\n "
            "meta mark 0x1 accept\\n dup to \"lo\"\\n }\\n}\\n' | nft -f -",
+    # The userspace backend: iptables-nft takes an NFQUEUE rule, and nfnetlink_queue binds a queue.
+    "nfqueue": "iptables -w 5 -t mangle -A POSTROUTING -o lo -j NFQUEUE --queue-num 7 --queue-bypass && "
+               f"{sys.executable} -c 'import socket; s = socket.socket(16, 3, 12); s.bind((0, 0)); "
+               "from toolkit.kernel.nfqworker import Queue; Queue(7, sock=s)'",
 }
 
 
@@ -47,17 +53,20 @@ def probe() -> list:
         for name, test in _PROBES.items())
     try:
         result = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True,
-                                timeout=PROBE_TIMEOUT_S)
+                                timeout=PROBE_TIMEOUT_S, cwd=nfqueue.project_root())
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise KernelError("probe what this kernel can do for faults", str(exc)) from None
     return sorted(line.strip() for line in result.stdout.splitlines() if line.strip() in _PROBES)
 
 
 def kernel_identity() -> str:
-    """Changes when the kernel does (a reboot, another kernel): what a cached probe is valid for."""
+    """Changes when the kernel does (a reboot, another kernel), when the probes
+    change or iptables comes or goes: what a cached probe is valid for."""
     with open("/proc/sys/kernel/random/boot_id") as f:
         boot = f.read().strip()
-    return f"{os.uname().release}/{boot}"
+    # The probes asked, and whether iptables is there (installed later: the userspace backend may work now).
+    tools = "iptables" if shutil.which("iptables") else "no-iptables"
+    return f"{os.uname().release}/{boot}/{','.join(sorted(_PROBES))}/{tools}"
 
 
 # -- operations --------------------------------------------------------------------------
@@ -97,6 +106,8 @@ def apply(kernel, op: dict) -> dict:
     elif kind == "flap":
         op = {**op, "before": device_settings(kernel, ns, op["dev"], {"state": None}),
               **_what_down_takes(kernel, ns, op["dev"], {"state": "down"})}
+    elif kind == "nfqueue":
+        op = nfqueue.apply(op)
     return op
 
 
@@ -140,8 +151,13 @@ def device_up(kernel, op: dict) -> None:
 def revert(kernel, op: dict) -> None:
     """Take one operation away again (what is already gone is fine). Raises KernelError."""
     kind, ns = op["op"], op["ns"]
+    if kind == "nfqueue" and not kernel.exists(ns):
+        nfqueue.stop_worker(op)  # its rules went with the namespace; the worker is a process
+        return
     if not kernel.exists(ns):
         return  # the namespace went, and the fault's objects with it
+    if kind == "nfqueue":
+        nfqueue.revert(op)  # the rules first (traffic flows at once), then the worker
     if kind == "nft":
         if _has_table(kernel, ns, op["family"], op["table"]):
             _nft(kernel, ns, f"delete table {op['family']} {op['table']}", f"delete table {op['table']}")
@@ -179,6 +195,8 @@ def in_place(kernel, op: dict) -> str:
         return "" if ok else f"no {kind} root qdisc on {op['dev']}"
     if kind == "ifb":
         return "" if kernel.ns(ns).index(op["ifb"]) is not None else f"ifb device {op['ifb']} is missing"
+    if kind == "nfqueue":
+        return nfqueue.in_place(op)
     if kind == "device":
         now = device_settings(kernel, ns, op["dev"], op["set"])
         return "" if now == op["set"] else f"{op['dev']} has {now}, not {op['set']}"
@@ -209,7 +227,9 @@ def residue(kernel, ns: str) -> list:
         if q.get("handle") == CHAOS_QDISC_HANDLE:
             out.append(("qdisc", f"{q.get('kind')} on {q.get('dev')}"))
     out += [("ifb", link.ifname) for link in kernel.ns(ns).links() if link.ifname.startswith(CHAOS_IFB_PREFIX)]
+    out += nfqueue.residue(ns)
     return out
+
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -15,13 +15,14 @@ DIRECTIONS = ("egress", "ingress", "both")
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
 # What each impairment needs of the kernel, per backend that can do it, in order of preference.
 # netem: sch_netem; nft: nftables (numgen, dup, sets with timeouts); tbf: sch_tbf;
-# link: plain netlink (link state, MTU).
+# link: plain netlink (link state, MTU); userspace: NFQUEUE (iptables-nft) and a worker
+# process holding the verdicts (toolkit/kernel/nfqworker.py), for kernels without netem.
 BACKENDS = {
-    "loss": ("netem", "nft"),
+    "loss": ("netem", "nft", "userspace"),
     "duplicate": ("netem", "nft"),
-    "delay": ("netem",),
-    "reorder": ("netem",),
-    "corrupt": ("netem",),
+    "delay": ("netem", "userspace"),
+    "reorder": ("netem", "userspace"),
+    "corrupt": ("netem", "userspace"),
     "rate": ("netem", "tbf"),
     "partition": ("nft",),
     "link_down": ("link",),

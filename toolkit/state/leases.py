@@ -41,7 +41,7 @@ class Lease:
     expires: float
     injector: int = 0          # pid of the netkeel that injected it
     keeper: int = 0            # pid of its keeper process (0: none yet)
-    state: str = "injecting"   # injecting, active, reverting
+    state: str = "injecting"   # injecting, active, broken (its userspace worker failed), reverting
     claims: list = field(default_factory=list)  # [ns, dev, {field: value before}] the fault holds
 
     def left(self, now: float | None = None) -> float:

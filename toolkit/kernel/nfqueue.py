@@ -1,0 +1,245 @@
+"""The userspace backend's kernel side: NFQUEUE rules (iptables-nft, in the
+target namespace) and the worker process (toolkit/kernel/nfqworker.py) that
+holds the queued packets' verdicts.
+
+    apply:   start the worker (it binds the queue inside the namespace, then
+             writes its heartbeat file), then add the rules: egress
+             `mangle POSTROUTING -o DEV`, ingress `mangle PREROUTING -i DEV`,
+             IPv4 and IPv6, each `-j NFQUEUE --queue-num N --queue-bypass`
+             (no bound worker: packets pass) with a comment naming the lease.
+    revert:  the rules first (traffic flows at once), then the worker
+             (SIGTERM: it releases what it holds; SIGKILL after a second), then
+             the mangle tables iptables made, when they were not there before
+             and are empty now.
+    health:  "" while the worker runs and its heartbeat is fresh; the keeper
+             reverts a worker that died or hung (within a second).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from ..errors import KernelError
+
+RUN_DIR = os.environ.get("NETKEEL_NFQUEUE_DIR", "/run/netkeel/nfqueue")
+STALE_S = 0.5            # a heartbeat older than this: the worker hangs
+START_TIMEOUT_S = 5.0
+TOOLS = (("iptables", "ip"), ("ip6tables", "ip6"))
+
+
+def rule(op: dict, direction: str) -> list:
+    chain, io = ("POSTROUTING", "-o") if direction == "egress" else ("PREROUTING", "-i")
+    return ["-t", "mangle", chain, io, op["dev"], "-m", "comment", "--comment", op["tag"],
+            "-j", "NFQUEUE", "--queue-num", str(op["queue"]), "--queue-bypass"]
+
+
+def _xt(ns: str, tool: str, action: str, spec: list, check: bool = True) -> subprocess.CompletedProcess:
+    argv = ["ip", "netns", "exec", ns, tool, "-w", "5", spec[0], spec[1], action, *spec[2:]]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise KernelError(f"{tool} {action} in {ns}", str(exc)) from None
+    if check and result.returncode != 0:
+        raise KernelError(f"{tool} {action} {' '.join(spec)} in {ns}",
+                          (result.stderr or result.stdout).strip() or f"exit {result.returncode}")
+    return result
+
+
+def _tables(ns: str) -> set:
+    try:
+        out = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "tables"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("table ")}
+
+
+def heartbeat_path(op: dict) -> str:
+    return os.path.join(RUN_DIR, f"{op['ns']}.{op['queue']}")
+
+
+def worker_argv(op: dict, until: float) -> list:
+    p = op["params"]
+    argv = [sys.executable, "-m", "toolkit.kernel.nfqworker", "--netns", op["ns"], "--queue", str(op["queue"]),
+            "--heartbeat", heartbeat_path(op), "--maxlen", str(op["maxlen"]), "--until", f"{until:.3f}",
+            "--lease", op["tag"]]
+    for name in ("delay_ms", "jitter_ms", "reorder", "corrupt", "loss"):
+        if p.get(name):
+            argv += [f"--{name.replace('_', '-')}", f"{p[name]:g}"]
+    if p.get("distribution"):
+        argv += ["--distribution", p["distribution"]]
+    return argv
+
+
+def apply(op: dict) -> dict:
+    """Start the worker, then queue the target's packets to it. Returns the op
+    with the worker's pid and the tables iptables made. Raises KernelError
+    (and leaves nothing behind then)."""
+    ns = op["ns"]
+    os.makedirs(RUN_DIR, exist_ok=True)
+    beat = heartbeat_path(op)
+    try:
+        os.unlink(beat)
+    except FileNotFoundError:
+        pass
+    # The worker leaves by itself a little after the lease ends, even if no keeper is left to stop it.
+    until = time.time() + op["expires_in_ms"] / 1000 + 2
+    log = open(beat + ".log", "w+")
+    try:
+        worker = subprocess.Popen(worker_argv(op, until), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  start_new_session=True, cwd=project_root(), close_fds=True)
+    except OSError as exc:
+        log.close()
+        raise KernelError(f"start the nfqueue worker for {op['dev']} in {ns}", str(exc)) from None
+    op = {**op, "pid": worker.pid, "heartbeat": beat}
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not os.path.exists(beat):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            worker.wait()
+            log.seek(0)
+            why = log.read().strip() or f"exit {worker.returncode}"
+            log.close()
+            raise KernelError(f"start the nfqueue worker for {op['dev']} in {ns}", why)
+        time.sleep(0.01)
+    log.close()
+    before = _tables(ns)
+    op["made_tables"] = []
+    try:
+        for direction in op["directions"]:
+            for tool, family in TOOLS:
+                _xt(ns, tool, "-A", rule(op, direction))
+        op["made_tables"] = sorted(f"{f} mangle" for _, f in TOOLS if (f, "mangle") not in before)
+    except KernelError:
+        op["made_tables"] = sorted(f"{f} mangle" for _, f in TOOLS if (f, "mangle") not in before)
+        revert(op)
+        raise
+    return op
+
+
+def project_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def remove_rules(op: dict) -> None:
+    """Every rule of this op (what is gone already is fine)."""
+    ns = op["ns"]
+    for direction in op["directions"]:
+        for tool, _ in TOOLS:
+            for _ in range(8):  # bounded: one rule each, unless added twice by a retry
+                if _xt(ns, tool, "-C", rule(op, direction), check=False).returncode != 0:
+                    break
+                _xt(ns, tool, "-D", rule(op, direction))
+
+
+def revert(op: dict) -> None:
+    ns = op["ns"]
+    remove_rules(op)
+    stop_worker(op)
+    for table in op.get("made_tables") or []:
+        family = table.split()[0]
+        tool = "iptables" if family == "ip" else "ip6tables"
+        listing = _xt(ns, tool, "-S", ["-t", "mangle"], check=False).stdout
+        if listing and not any(line.startswith("-A ") for line in listing.splitlines()):
+            subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", family, "mangle"],
+                           capture_output=True, timeout=10)
+    for path in (heartbeat_path(op), heartbeat_path(op) + ".log"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def is_worker(op: dict) -> bool:
+    """Whether op's pid is still its worker (alive, not a zombie, not a reused pid)."""
+    pid = op.get("pid")
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z" and b"toolkit.kernel.nfqworker" in argv and op["tag"].encode() in argv and \
+        str(op["queue"]).encode() in argv
+
+
+def _find_worker(op: dict) -> int | None:
+    """The op's worker found by its command line (an injector killed before it
+    recorded the pid leaves one behind)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and is_worker({**op, "pid": int(entry)}):
+            return int(entry)
+    return None
+
+
+def stop_worker(op: dict, grace_s: float = 1.0) -> None:
+    if not op.get("pid"):
+        op = {**op, "pid": _find_worker(op)}
+    if not is_worker(op):
+        _reap(op)
+        return
+    pid = op["pid"]
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(op)
+            if not is_worker(op):
+                return
+            time.sleep(0.01)
+
+
+def _reap(op: dict) -> None:
+    """Collect the worker if it is this process's child (an injector that stops it)."""
+    try:
+        os.waitpid(op.get("pid") or -1, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def health(op: dict, now=time.time) -> str:
+    """"" while the worker serves the queue; else what is wrong with it."""
+    if not is_worker(op):
+        return f"the nfqueue worker (pid {op.get('pid')}) is gone"
+    try:
+        age = now() - os.stat(heartbeat_path(op)).st_mtime
+    except OSError:
+        return f"the nfqueue worker (pid {op.get('pid')}) has no heartbeat file"
+    if age > STALE_S:
+        return f"the nfqueue worker (pid {op.get('pid')}) hangs: no heartbeat for {age:.1f} s"
+    return ""
+
+
+def in_place(op: dict) -> str:
+    why = health(op)
+    if why:
+        return why
+    for direction in op["directions"]:
+        for tool, _ in TOOLS:
+            if _xt(op["ns"], tool, "-C", rule(op, direction), check=False).returncode != 0:
+                return f"no {tool} NFQUEUE rule for {op['dev']} {direction}"
+    return ""
+
+
+def residue(ns: str) -> list:
+    """NFQUEUE rules a fault left in the namespace (by their netkeel_chaos_ comment)."""
+    out = []
+    for tool, _ in TOOLS:
+        try:
+            listing = subprocess.run(["ip", "netns", "exec", ns, tool, "-w", "5", "-t", "mangle", "-S"],
+                                     capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        out += [(f"{tool} rule", line) for line in listing.splitlines()
+                if line.startswith("-A ") and "netkeel_chaos_" in line]
+    return out
