@@ -141,13 +141,13 @@ def _status(state, as_json, verbose) -> int:
         out.print(f"no active fault in {state.root}")
         return 0
     table = Table(title=f"active faults in {state.root}", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("fault", "instance", "what", "backend", "left", "keeper"):
+    for column in ("fault", "instance", "what", "backend", "state", "left", "keeper"):
         table.add_column(column, overflow="fold")
     for l in leases:
         alive = engine.keeper_alive(l)
-        table.add_row(l.fault, l.instance, l.text, ", ".join(f"{k}: {b}" for k, b in l.backends),
+        table.add_row(l.fault, l.instance, l.text, ", ".join(f"{k}: {b}" for k, b in l.backends), l.state,
                       f"{l.left():.0f} s", f"{l.keeper} ({'running' if alive else 'GONE: ends at the next command'})",
-                      style=None if alive else "yellow")
+                      style=None if alive and l.state != "broken" else "yellow")
     out.print(table)
     return 0
 
