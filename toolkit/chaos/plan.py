@@ -28,7 +28,8 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..errors import FaultError
-from ..model.fault import BACKENDS, DEVICE_KINDS, Fault, Target
+from ..model.fault import BACKENDS, DEVICE_KINDS, Fault, Target, queue_limit
+from ..model.fault import tbf_args as rate_args
 
 CHAOS_TABLE_PREFIX = "netkeel_chaos_"
 DUP_MARK = 0x4E4B0D00  # marks duplicates so that they are not duplicated again
@@ -343,20 +344,14 @@ def netem_args(fault: Fault, kinds) -> list:
 
 
 def netem_limit(fault: Fault, kinds) -> int:
-    """A queue long enough for what the delay holds: netem's default of 1000
-    packets drops silently once packets/s x delay exceeds it. Sized for 100,000
-    packets/s (a fast veth), at least netem's default."""
+    """A queue long enough for what the fault's delay holds (model.fault.queue_limit)."""
     delay = fault.impairment("delay") if "delay" in kinds else None
-    held_s = ((delay.get("time_ms") + 3 * delay.get("jitter_ms", 0)) / 1000) if delay else 0
-    return max(1000, int(100_000 * held_s))
+    return queue_limit(delay.get("time_ms"), delay.get("jitter_ms", 0)) if delay else queue_limit(0)
 
 
 def tbf_args(fault: Fault) -> list:
-    """tc-tbf(8) arguments: the rate, a burst of at least one MTU-sized frame or
-    10 ms worth of tokens, and a 50 ms queue."""
-    bits = fault.impairment("rate").get("bits")
-    burst = max(1600, bits // 8 // 100)
-    return ["rate", f"{bits}bit", "burst", str(burst), "latency", "50ms"]
+    """tc-tbf(8) arguments for the fault's rate (model.fault.tbf_args)."""
+    return rate_args(fault.impairment("rate").get("bits"))
 
 
 def _device_ops(fault: Fault, ns: str, dev: str) -> list:

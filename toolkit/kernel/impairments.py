@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..core.owners import CHAOS_QDISC_HANDLE, TOPOLOGY, overlay
 from ..core.resource import Resource
 from ..errors import KernelError
+from ..model.fault import queue_limit, tbf_args
 from .chaos import _tc, root_qdisc
 
 KIND = "impair"
@@ -61,8 +62,7 @@ def clear(kernel, ns: str, dev: str) -> None:
 def arguments(spec: dict) -> list:
     """tc arguments for a spec: tbf for a rate alone, else netem (which does rate too)."""
     if spec.get("qdisc") == "tbf":
-        bits = spec["rate"]
-        return ["tbf", "rate", f"{bits}bit", "burst", str(max(1600, bits // 8 // 100)), "latency", "50ms"]
+        return ["tbf", *tbf_args(spec["rate"])]
     args = ["netem"]
     if spec.get("delay_us"):
         args += ["delay", f"{spec['delay_us']}us"]
@@ -74,5 +74,4 @@ def arguments(spec: dict) -> list:
         args += ["loss", f"{spec['loss']:g}%"]
     if spec.get("rate"):
         args += ["rate", f"{spec['rate']}bit"]
-    held_s = (spec.get("delay_us", 0) + 3 * spec.get("jitter_us", 0)) / 1e6
-    return args + ["limit", str(max(1000, int(100_000 * held_s)))]
+    return args + ["limit", str(queue_limit(spec.get("delay_us", 0) / 1000, spec.get("jitter_us", 0) / 1000))]

@@ -126,6 +126,19 @@ class Fault:
         return f"{what}{where}"
 
 
+def queue_limit(delay_ms: float, jitter_ms: float = 0) -> int:
+    """Packets a delay line must be able to hold: netem's default of 1000 drops
+    silently once packets/s x delay exceeds it. Sized for 100,000 packets/s (a
+    fast veth) over the delay and three jitters, at least netem's default."""
+    return max(1000, int(100_000 * (delay_ms + 3 * jitter_ms) / 1000))
+
+
+def tbf_args(bits: int) -> list:
+    """tc-tbf(8) arguments for a rate: a burst of at least one MTU-sized frame or
+    10 ms worth of tokens, and a 50 ms queue."""
+    return ["rate", f"{bits}bit", "burst", str(max(1600, bits // 8 // 100)), "latency", "50ms"]
+
+
 def format_rate(bits: int) -> str:
     for unit, size in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
         if bits >= size and bits % size == 0:
