@@ -110,6 +110,20 @@ class Lab:
                            timeout=seconds + 10, check=True)
         return result.stdout.strip()
 
+    def throughput(self, src: str, dst: str, address: str, seconds: float = 2, port: int = 9100) -> float:
+        """Bits/s of a bounded TCP transfer from `src` to a sink in `dst` reached at
+        `address`, counted by the receiver."""
+        sink = subprocess.Popen(["ip", "netns", "exec", self.ns(dst), sys.executable, PROBE, "sink-tcp", str(port),
+                                 str(seconds + 10)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert sink.stdout.readline().strip() == "READY"
+            self.exec(src, [sys.executable, PROBE, "send-tcp", address, str(port), str(seconds)],
+                      timeout=seconds + 15, check=True)
+            return float(sink.stdout.readline().strip() or 0)
+        finally:
+            sink.kill()
+            sink.wait(timeout=10)
+
     def ping(self, node: str, address: str, count: int = 3) -> bool:
         """True if `address` answers from `node`: at most `count` probes within 5 s."""
         family = "-6" if ":" in address else "-4"

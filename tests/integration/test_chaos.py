@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from labkit import PROBE, kernel_view
+from labkit import kernel_view
 
 LAB = "topologies/two-clients.yaml"
 
@@ -105,16 +105,7 @@ def test_partition_cuts_both_ways_and_heals(built):
 
 def _throughput(lab, seconds: float = 3) -> float:
     """Bits/s of a bounded TCP transfer from client1 to client2 (through the server)."""
-    sink = subprocess.Popen(["ip", "netns", "exec", lab.ns("ns_client2"), sys.executable, PROBE, "sink-tcp",
-                             "9100", str(seconds + 10)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert sink.stdout.readline().strip() == "READY"
-        lab.exec("ns_client1", [sys.executable, PROBE, "send-tcp", "10.0.2.2", "9100", str(seconds)],
-                 timeout=seconds + 15, check=True)
-        return float(sink.stdout.readline().strip() or 0)
-    finally:
-        sink.kill()
-        sink.wait(timeout=10)
+    return lab.throughput("ns_client1", "ns_client2", "10.0.2.2", seconds)
 
 
 def test_rate_1mbit_holds_a_transfer_to_about_1_mbit(built):

@@ -4,29 +4,13 @@ traffic, drift after a hand change, repair, rollback."""
 from __future__ import annotations
 
 import subprocess
-import sys
-
-from labkit import PROBE
 
 LAB = "topologies/impaired-link.yaml"
 
 
-def throughput(lab, src: str, dst: str, address: str, seconds: float = 2) -> float:
-    sink = subprocess.Popen(["ip", "netns", "exec", lab.ns(dst), sys.executable, PROBE, "sink-tcp", "9200",
-                             str(seconds + 10)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert sink.stdout.readline().strip() == "READY"
-        lab.exec(src, [sys.executable, PROBE, "send-tcp", address, "9200", str(seconds)], timeout=seconds + 15,
-                 check=True)
-        return float(sink.stdout.readline().strip() or 0)
-    finally:
-        sink.kill()
-        sink.wait(timeout=10)
-
-
 def test_a_declared_rate_applies_drifts_repairs_and_rolls_back(lab, tmp_path):
     lab.applied(LAB)
-    rate = throughput(lab, "office", "isp", "10.0.7.1")
+    rate = lab.throughput("office", "isp", "10.0.7.1")
     assert 8.5e6 <= rate <= 10.5e6, rate
     assert lab.run("drift", LAB).returncode == 0
 
@@ -42,7 +26,7 @@ def test_a_declared_rate_applies_drifts_repairs_and_rolls_back(lab, tmp_path):
     fast = tmp_path / "fast.yaml"
     fast.write_text(open(LAB).read().replace("    impair: {rate: 10mbit}\n", ""))
     assert lab.run("apply", fast).returncode == 0
-    assert throughput(lab, "office", "isp", "10.0.7.1", 1) > 50e6
+    assert lab.throughput("office", "isp", "10.0.7.1", 1) > 50e6
     assert lab.run("rollback", None).returncode == 0
     assert lab.run("drift", LAB).returncode == 0
-    assert 8.5e6 <= throughput(lab, "office", "isp", "10.0.7.1") <= 10.5e6
+    assert 8.5e6 <= lab.throughput("office", "isp", "10.0.7.1") <= 10.5e6
