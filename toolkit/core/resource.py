@@ -61,7 +61,10 @@ class Resource:
         return _kind(self.kind).label(self)
 
     def describe(self) -> str:
-        """The spec in a line: `veth peer ns_server/veth_srv_c1 mtu 1500 up`."""
+        """The spec in a line: `veth peer ns_server/veth_srv_c1 mtu 1500 up`; for an
+        object the topology does not own, why it is not (its `reason`, if read with one)."""
+        if self.owner != TOPOLOGY:
+            return self.get("reason", "")
         return _kind(self.kind).describe(self)
 
 

@@ -160,7 +160,7 @@ class Kind:
         return f"{self.name} {' '.join(map(str, resource.key[1:]))}"
 
     def describe(self, resource) -> str:
-        return resource.get("reason", "") if resource.owner != "topology" else ""
+        return ""
 
     def details(self, action) -> list:
         """[(what, desired, live)] for a modify, readable."""

@@ -59,8 +59,6 @@ class Impairment(Kind):
         return f"impairment on {resource.key[1]}"
 
     def describe(self, resource) -> str:
-        if resource.owner != "topology":
-            return resource.get("reason", "")
         f = resource.fields()
         parts = [f.get("qdisc", "")]
         if f.get("rate"):

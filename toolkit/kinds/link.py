@@ -7,6 +7,7 @@ every bridge exists before its ports are enslaved.
 
 from __future__ import annotations
 
+from ..core.owners import FOREIGN
 from ..core.resource import Resource
 from . import netns
 from .base import CREATE, DELETE, MODIFY, Action, Kind, check_fields, is_integer, is_text
@@ -117,7 +118,7 @@ class Link(Kind):
     def harm_outside(self, resource) -> str:
         """A veth whose other end is outside the scope (another party's namespace,
         the root namespace): the kernel deletes that end with this one."""
-        if resource.owner == "foreign" and resource.get("peer"):
+        if resource.owner == FOREIGN and resource.get("peer"):
             return f"its other end {resource.get('peer')} would be deleted with it"
         return ""
 
@@ -125,8 +126,6 @@ class Link(Kind):
         return f"link {resource.key[1]}"
 
     def describe(self, resource) -> str:
-        if resource.owner != "topology":
-            return resource.get("reason", "")
         f = resource.fields()
         parts = [f.get("kind", "")]
         for name in ("peer", "master", "mtu", "mac"):

@@ -44,8 +44,6 @@ class Neighbour(Kind):
         return f"neighbour {resource.key[2]} on {resource.key[1]}"
 
     def describe(self, resource) -> str:
-        if resource.owner != "topology":
-            return resource.get("reason", "")
         return f"lladdr {resource.get('mac')} permanent"
 
     def run(self, backend, phase, actions) -> None:

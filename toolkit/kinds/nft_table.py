@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 
+from ..core.owners import is_managed
 from ..core.resource import Resource
 from . import netns
 from .base import Kind, show, shown
@@ -62,7 +63,7 @@ class NftTable(Kind):
     def explain(self, backend, action):
         """The live side with its rules as `nft list` prints them (fetched only
         for tables that differ: listing text costs time)."""
-        if action.live is None or action.implicit or action.live.owner != "topology":
+        if action.live is None or action.implicit or not is_managed(action.live.owner):
             return action.live
         _, family, table = action.key
         texts = backend.nft_rule_texts(action.ns, family, table)
@@ -74,8 +75,6 @@ class NftTable(Kind):
         return f"nft table {resource.key[1]} {resource.key[2]}"
 
     def describe(self, resource) -> str:
-        if resource.owner != "topology":
-            return resource.get("reason", "")
         f = resource.fields()
         chains = sum(1 for name in f if name.startswith("chain "))
         rules = sum(len(v) for name, v in f.items() if name.startswith("rules "))

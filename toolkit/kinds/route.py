@@ -71,8 +71,6 @@ class Route(Kind):
         return f"route {destination(prefix)}{shown}"
 
     def describe(self, resource) -> str:
-        if resource.owner != "topology":
-            return resource.get("reason", "")
         parts = []
         if resource.get("via"):
             parts.append(f"via {resource.get('via')}")
