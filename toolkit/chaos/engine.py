@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core.owners import Claim, overlay
 from ..errors import FaultError, KernelError, OwnershipError
@@ -169,7 +169,7 @@ def inject(backend, state: StateDir, fault: Fault, prefix: str | None = None, du
         except BaseException:
             # Only what this injection made: a refused step made nothing, and a
             # qdisc of the same handle on that device would be someone else's.
-            _undo(backend, Lease(**{**lease.__dict__, "operations": [o for o in lease.operations if o.get("made")]}))
+            _undo(backend, replace(lease, operations=[o for o in lease.operations if o.get("made")]))
             leases.remove(lease.id)
             raise
     return lease, fault_plan

@@ -75,5 +75,3 @@ class Backend(Protocol):
         """"" if the operation is in effect, else what is missing."""
     def fault_device_up(self, op: dict) -> None:
         """Bring up a device a fault took down, with the routes and IPv6 addresses that went."""
-    def fault_residue(self, ns: str) -> list:
-        """(what, name) of every fault object in a namespace."""

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 
-from ..core.owners import CHAOS_IFB_PREFIX, CHAOS_QDISC_HANDLE
+from ..core.owners import CHAOS_QDISC_HANDLE
 from ..errors import KernelError
 from . import addresses, nfqueue, routes
 
@@ -214,22 +214,6 @@ def device_settings(kernel, ns: str, dev: str, wanted: dict) -> dict:
     if "state" in wanted:
         out["state"] = "up" if link.flags & 1 else "down"
     return out
-
-
-def residue(kernel, ns: str) -> list:
-    """What faults left in a namespace: (what, name) of chaos nft tables, qdiscs
-    with the chaos handle, and chaos ifb devices."""
-    out = []
-    listing = json.loads(_nft(kernel, ns, "list tables", "list tables") or "{}").get("nftables", [])
-    out += [("nft table", f"{t['table']['family']} {t['table']['name']}") for t in listing
-            if "table" in t and t["table"]["name"].startswith("netkeel_chaos_")]
-    for q in _qdiscs(ns, None, None):
-        if q.get("handle") == CHAOS_QDISC_HANDLE:
-            out.append(("qdisc", f"{q.get('kind')} on {q.get('dev')}"))
-    out += [("ifb", link.ifname) for link in kernel.ns(ns).links() if link.ifname.startswith(CHAOS_IFB_PREFIX)]
-    out += nfqueue.residue(ns)
-    return out
-
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -229,17 +229,3 @@ def in_place(op: dict) -> str:
             if _xt(op["ns"], tool, "-C", rule(op, direction), check=False).returncode != 0:
                 return f"no {tool} NFQUEUE rule for {op['dev']} {direction}"
     return ""
-
-
-def residue(ns: str) -> list:
-    """NFQUEUE rules a fault left in the namespace (by their netkeel_chaos_ comment)."""
-    out = []
-    for tool, _ in TOOLS:
-        try:
-            listing = subprocess.run(["ip", "netns", "exec", ns, tool, "-w", "5", "-t", "mangle", "-S"],
-                                     capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        out += [(f"{tool} rule", line) for line in listing.splitlines()
-                if line.startswith("-A ") and "netkeel_chaos_" in line]
-    return out

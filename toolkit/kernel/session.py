@@ -265,9 +265,6 @@ class Kernel:
     def fault_device_up(self, op: dict) -> None:
         chaos.device_up(self, op)
 
-    def fault_residue(self, ns: str) -> list:
-        return chaos.residue(self, ns)
-
     # -- requests -------------------------------------------------------------
     def request(self, ns: str, what: str, call, *args, **kwargs):
         """Run one netlink request, logging it; kernel refusals become KernelError."""
