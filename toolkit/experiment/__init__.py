@@ -1,0 +1,1 @@
+"""Experiments: a steady-state hypothesis checked around a schedule of faults."""
