@@ -143,3 +143,12 @@ class FaultError(NetkeelError):
     def __init__(self, fault: str, what: str, message: str):
         self.fault, self.what = fault, what
         super().__init__(f"fault {fault}: {message}")
+
+
+class ExperimentError(NetkeelError):
+    """An experiment cannot run as declared (a node the lab does not have, a
+    service that would not start): nothing was injected."""
+
+    def __init__(self, experiment: str, message: str):
+        self.experiment = experiment
+        super().__init__(f"experiment {experiment}: {message}")

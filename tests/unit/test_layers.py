@@ -29,7 +29,9 @@ ALLOWED = {
     "runtime": BOTTOM | {"planner", "state"},
     "report": BOTTOM | {"planner"},
     "chaos": BOTTOM | {"planner", "state", "runtime"},
-    "cli": BOTTOM | {"planner", "state", "runtime", "chaos", "report", "manifest", "kernel", "__version__"},
+    "experiment": BOTTOM | {"planner", "state", "runtime", "chaos"},
+    "cli": BOTTOM | {"planner", "state", "runtime", "chaos", "experiment", "report", "manifest", "kernel",
+            "__version__"},
     "__init__": set(),
 }
 

@@ -71,23 +71,27 @@ def capabilities(backend, state: StateDir) -> list:
 def resolve_instance(state: StateDir, fault: Fault, prefix: str | None) -> Instance:
     """The applied instance the fault acts on. Raises FaultError when there is
     none, or more than one and no --ns-prefix says which (listing them)."""
+    return find_instance(state, fault.topology, prefix, lambda message: FaultError(fault.name, "target", message))
+
+
+def find_instance(state: StateDir, topology: str | None, prefix: str | None, error) -> Instance:
+    """The applied instance of `topology` (any, if None) with namespace prefix
+    `prefix` (any, if None); raises error(message) unless there is exactly one."""
     inventory = Inventory(state)
     found = []
     for instance, entry in sorted(inventory.instances.items()):
-        if fault.topology and entry.get("topology") != fault.topology:
+        if topology and entry.get("topology") != topology:
             continue
         if prefix is not None and entry.get("prefix", "") != prefix:
             continue
         found.append(Instance(instance, entry.get("prefix", ""), entry.get("topology", "?")))
-    what = f"topology {fault.topology}" if fault.topology else "any topology"
+    what = f"topology {topology}" if topology else "any topology"
     if not found:
         where = f" with --ns-prefix {prefix!r}" if prefix is not None else ""
-        raise FaultError(fault.name, "target", f"no applied instance of {what}{where} in {state.root}; "
-                                               "apply it first")
+        raise error(f"no applied instance of {what}{where} in {state.root}; apply it first")
     if len(found) > 1:
         names = ", ".join(f"{i.id} (--ns-prefix {i.prefix!r})" for i in found)
-        raise FaultError(fault.name, "target", f"{len(found)} applied instances of {what}: {names}; "
-                                               "say which with --ns-prefix")
+        raise error(f"{len(found)} applied instances of {what}: {names}; say which with --ns-prefix")
     return found[0]
 
 

@@ -12,6 +12,7 @@ from ..report import human, machine
 from ..state import StateDir
 from .common import HELP, HELP_WAIT, command, err, kernel_session, out, require_root, warn_interrupted
 from .chaos import chaos
+from .experiment import experiment
 from .tasks import apply, destroy, drift, plan, show, validate
 
 STATE = {"state_dir": HELP["state_dir"]}
@@ -78,7 +79,7 @@ def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=F
 @task(help=dict(STATE, limit="show only the last N changes (default 20; 0 for all)"))
 @command("history")
 def history(c, state_dir=None, limit=20):
-    """Show the journal: each apply, rollback and destroy, its outcome and git revision."""
+    """Show the journal: each apply, rollback, destroy and experiment, its outcome and git revision."""
     from ..state.journal import Journal
 
     journal = Journal(StateDir(state_dir))
@@ -88,7 +89,7 @@ def history(c, state_dir=None, limit=20):
     changes, order = {}, []
     for record in records:
         tx = record.get("tx")
-        if record.get("event") == "start":
+        if record.get("event") in ("start", "experiment"):
             changes[tx] = {"start": record}
             order.append(tx)
         elif tx in changes:
@@ -100,6 +101,9 @@ def history(c, state_dir=None, limit=20):
         table.add_column(column, overflow="fold", no_wrap=column in ("started (UTC)", "snapshot before"))
     for tx in order[-int(limit):] if int(limit) > 0 else order:
         start, end = changes[tx]["start"], changes[tx].get("end", {})
+        if start.get("event") == "experiment":
+            table.add_row(*_experiment_row(start))
+            continue
         outcome = end.get("outcome") or _unfinished(tx, interrupted, running)
         if end.get("failed"):
             outcome += f": {escape(end['failed'])}"
@@ -107,6 +111,15 @@ def history(c, state_dir=None, limit=20):
                       outcome, str(end.get("steps", "") if end.get("steps") is not None else ""),
                       start.get("snapshot", ""), _git(start.get("git") or {}))
     out.print(table if table.row_count else f"no changes recorded in {journal.path}")
+
+
+def _experiment_row(record: dict) -> tuple:
+    """An experiment in the history: its outcome, and how many probes passed."""
+    probes = record.get("probes") if isinstance(record.get("probes"), list) else []
+    passed = sum(1 for p in probes if isinstance(p, dict) and p.get("passed"))
+    outcome = f"{record.get('outcome', '?')} ({passed}/{len(probes)} probes passed)"
+    return (str(record.get("ts", "")).replace("+00:00", "")[:19], f"experiment {record.get('experiment', '?')}",
+            str(record.get("instance", "")), escape(outcome), "", "", "")
 
 
 def _unfinished(tx: str, interrupted: set, running: str | None) -> str:
@@ -145,4 +158,5 @@ def diff(c, file, rev_a, rev_b, json=False, ns_prefix=""):
 
 
 # What users run: one collection, for `invoke` and the `netkeel` script alike.
-user = Collection(validate, plan, apply, drift, show, destroy, snapshots, rollback, history, diff, chaos)
+user = Collection(validate, plan, apply, drift, show, destroy, snapshots, rollback, history, diff, chaos,
+                  experiment)

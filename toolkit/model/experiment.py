@@ -38,6 +38,14 @@ def unit_of(metric: str) -> str:
     return UNITS.get(metric, "ms")
 
 
+def format_value(value: float | None, metric: str) -> str:
+    """A measured value with its unit, for people: 38.5%, 12.3 ms, 940 mbit/s."""
+    if value is None:
+        return "unmeasured"
+    unit = unit_of(metric)
+    return f"{value:.3g}%" if unit == "%" else f"{value:.3g} {unit}"
+
+
 OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 
 
@@ -71,6 +79,8 @@ class Probe:
     command: tuple = ()           # command: argv
     expect: tuple = ()            # Bound
     halt: bool = False            # during: a failing bound stops the experiment (faults reverted)
+    start_ms: float = 0.0         # during: from the start of the fault phase
+    within: str | None = None     # during: judge only the samples sent while this fault was in place
     line: int = 0
 
     def budget_ms(self) -> float:
