@@ -13,11 +13,16 @@ import sys
 
 
 def start(state_root: str, lease_id: str) -> int:
-    """Start a keeper for the lease, detached from this process (own session, no
-    terminal, no inherited descriptors); returns its pid."""
-    # Absolute: the keeper runs from / (it must not hold the caller's directory).
+    """Start a keeper for the lease, detached from this process; returns its pid."""
+    return detached("toolkit.cli.keeper", state_root, lease_id)
+
+
+def detached(module: str, state_root: str, what: str) -> int:
+    """Run `python -m MODULE --state-dir ROOT WHAT` detached from this process (own
+    session, no terminal, no inherited descriptors): it outlives a killed caller."""
+    # Absolute: it runs from / (it must not hold the caller's directory).
     root = os.path.abspath(str(state_root))
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli.keeper", "--state-dir", root, lease_id],
+    proc = subprocess.Popen([sys.executable, "-m", module, "--state-dir", root, what],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, close_fds=True, cwd="/")
     return proc.pid

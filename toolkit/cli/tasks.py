@@ -116,23 +116,143 @@ def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=N
     return 0 if the_plan.empty else EXIT_CHANGES
 
 
-@task(help=dict(HELP, rev=HELP_REV, wait=HELP_WAIT))
+@task(help=dict(HELP, rev=HELP_REV, wait=HELP_WAIT,
+                try_="keep the change only if it proves itself within this time (60s, 2m): "
+                      "the probes of --probe pass (and, with --confirm, you confirm); else roll back",
+                probe="an experiment (experiments/NAME.yaml or a path) whose steady-state probes "
+                      "decide a --try",
+                confirm="with --try: also ask for a confirmation before the time is up"))
 @command("apply")
-def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=None, wait=False):
+def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=None, wait=False, try_=None,
+          probe=None, confirm=False):
     """Converge the kernel to the manifest, verify; on any failure restore the snapshot.
 
-    A snapshot of the live state is taken first (see `snapshots`, `rollback`)."""
+    A snapshot of the live state is taken first (see `snapshots`, `rollback`).
+    With --try, the change stays only if its probes pass (netplan try, with probes)."""
+    trying = _trial_inputs(file, try_, probe, confirm, json)  # bad input first
     with _reconciler(file, ns_prefix, state_dir, verbose, rev, wait) as rec:
         with rec.locked():
             result = rec.apply() if json else _apply_with_progress(rec, ns_prefix)
-    if json:
+    if json and not trying:
         _print_json("apply", rec, result.plan, "in_sync" if result.plan.empty else "applied",
                     steps=result.steps, snapshot=result.snapshot)
     elif result.plan.empty:
-        out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: already in sync, nothing changed.")
+        if json:
+            _print_json("apply", rec, result.plan, "in_sync", steps=0, snapshot=None, trial="nothing to try")
+        else:
+            out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: already in sync, nothing changed"
+                      + (" (nothing to try)." if trying else "."))
     else:
-        out.print(f"[green]applied[/] {result.steps} kernel request(s); verified: the kernel matches the manifest. "
-                  f"Snapshot before it: {result.snapshot} (`rollback` returns there).")
+        if not json:
+            out.print(f"[green]applied[/] {result.steps} kernel request(s); verified: the kernel matches the "
+                      f"manifest. Snapshot before it: {result.snapshot} (`rollback` returns there).")
+        if trying:
+            return _try(rec, result, trying, json, verbose)
+    return 0
+
+
+def _trial_inputs(file, try_, probe, confirm, as_json):
+    """(window seconds, experiment or None, confirm) for --try, checked before anything
+    is changed; None without --try."""
+    from ..errors import NetkeelError
+
+    if try_ is None:
+        if probe or confirm:
+            raise NetkeelError("--probe and --confirm go with --try TIME")
+        return None
+    from ..manifest.experiment import load_experiment
+    from .chaos import parse_duration
+    from .experiment import experiment_path
+
+    window_s = parse_duration(try_) / 1000
+    if not probe and not confirm:
+        raise NetkeelError("--try needs something to decide: --probe experiments/NAME.yaml, --confirm, or both")
+    if confirm and as_json:
+        raise NetkeelError("--confirm asks on the terminal: not with --json")
+    experiment = load_experiment(experiment_path(probe)) if probe else None
+    if experiment is not None:
+        longest = max(p.budget_ms() for p in experiment.steady_state) / 1000
+        if longest >= window_s:
+            raise NetkeelError(f"--try {try_}: the probes of {experiment.source} can take {longest:.1f} s; "
+                               "give them more time than that")
+    return window_s, experiment, confirm
+
+
+def _try(rec, result, trying, as_json, verbose) -> int:
+    """The change is in; keep it only if it proves itself in time, else roll back."""
+    import time
+
+    from ..experiment import trial as trials
+    from ..experiment.runner import Runner
+    from .trialguard import start as start_guard
+
+    window_s, experiment, confirm = trying
+    state = rec.state
+    trial = trials.new(rec.instance, result.snapshot, window_s)
+    trials.save(state, trial)
+    trial.guard = start_guard(state.root, trial.id)  # from here a killed command is rolled back too
+    trials.save(state, trial)
+    runs, verdict = [], None
+    claims = lambda instance: _claims(state, instance)
+    with kernel_session(verbose) as kernel:
+        try:
+            if experiment is not None:
+                say = (lambda text: None) if as_json else (lambda text: err.print(f"[dim]try:[/] {text}"))
+                runs = Runner(kernel, state, experiment, prefix=rec.prefix, say=say).check("try", trial.deadline)
+                failed = [r for r in runs if not r.passed]
+                if failed:
+                    verdict = "probes failed: " + "; ".join(r.probe.name for r in failed)
+            if verdict is None and time.time() > trial.deadline:
+                verdict = "the probes took longer than the time given"
+            if verdict is None and confirm and not _confirmed(trial.deadline):
+                verdict = "not confirmed in time"
+        except KeyboardInterrupt:
+            verdict = "interrupted"
+        except Exception as exc:  # the probes could not run: the change has not proved itself
+            verdict = f"the probes could not run: {exc}"
+        if verdict is None:
+            trials.settle(state, trial, "kept")
+        else:
+            trials.roll_back(kernel, state, trial, verdict, claims)
+    if as_json:
+        from ..experiment.record import probe_record
+
+        print(machine.dumps(machine.document("apply", rec.topology, rec.prefix, result.plan,
+                                             "kept" if verdict is None else "rolled_back", steps=result.steps,
+                                             snapshot=result.snapshot, trial={
+                                                 "id": trial.id, "outcome": trial.state, "why": verdict,
+                                                 "probes": [probe_record(r, lambda t: t) for r in runs]})))
+    else:
+        for run in runs:
+            mark = "[green]pass[/]" if run.passed else "[red]FAIL[/]"
+            out.print(f"  probe {run.probe.name}: {mark}")
+        if verdict is None:
+            out.print(f"[green]kept[/]: the change proved itself ({trial.id}).")
+        elif trial.state == "superseded":
+            out.print(f"[yellow]not rolled back[/]: {verdict}, but a later apply came first.")
+        else:
+            out.print(f"[red]rolled back[/] to {trial.snapshot}: {verdict}; verified.")
+    return 0 if verdict is None else EXIT_CHANGES
+
+
+def _claims(state, instance):
+    from ..chaos import engine
+
+    return engine.claims(state, instance)
+
+
+def _confirmed(deadline: float) -> bool:
+    """Ask on the terminal; True only for a yes before the deadline."""
+    import select
+    import sys
+    import time
+
+    left = deadline - time.time()
+    if left <= 0:
+        return False
+    err.print(f"keep this change? type yes and Enter within {left:.0f} s (anything else, or nothing, rolls back)")
+    ready, _, _ = select.select([sys.stdin], [], [], left)
+    return bool(ready) and sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _apply_with_progress(rec, prefix):

@@ -34,7 +34,7 @@ def document(outcome: Outcome, plot: str | None = None) -> dict:
         "started": outcome.started,
         "seconds": round(outcome.ended - outcome.started, 3) if outcome.ended else None,
         "phases": [{"phase": label, "from_s": offset(a), "to_s": offset(b)} for label, a, b in outcome.phases],
-        "probes": [_probe(run, offset) for run in outcome.probes()],
+        "probes": [probe_record(run, offset) for run in outcome.probes()],
         "faults": [{
             "fault": f.name,
             "file": f.scheduled.fault.source,
@@ -50,7 +50,7 @@ def document(outcome: Outcome, plot: str | None = None) -> dict:
     }
 
 
-def _probe(run: ProbeRun, offset) -> dict:
+def probe_record(run: ProbeRun, offset) -> dict:
     p = run.probe
     return {
         "phase": run.phase,

@@ -141,8 +141,19 @@ class Runner:
             self.conclude(outcome)
         return outcome
 
+    def check(self, phase: str, deadline: float) -> list:
+        """The steady-state probes alone, once (with the services they need), all
+        stopped by `deadline`: what `apply --try` asks of a change. Returns the
+        ProbeRuns; raises ExperimentError if they cannot run."""
+        outcome = Outcome(self.experiment)
+        self.resolve(outcome, faults=False)
+        self.deadline = deadline
+        with ExitStack() as services:
+            self.start_services(services)
+            return self.steady(phase, outcome)
+
     # -- before anything runs ---------------------------------------------------------
-    def resolve(self, outcome: Outcome) -> None:
+    def resolve(self, outcome: Outcome, faults: bool = True) -> None:
         x = self.experiment
         engine.expire(self.kernel, self.state)
         instance = engine.find_instance(self.state, x.topology, self.prefix,
@@ -169,7 +180,7 @@ class Runner:
                 self.addresses[probe.target] = probe.target
         if problems:
             raise ExperimentError(x.name, "; ".join(problems))
-        for scheduled in x.faults:  # a fault that cannot be done here stops it now, not half-way
+        for scheduled in x.faults if faults else ():  # one this kernel cannot do stops it now, not half-way
             engine.inject(self.kernel, self.state, scheduled.fault, prefix=instance.prefix,
                           duration_ms=scheduled.duration_ms, dry_run=True)
 
@@ -192,7 +203,7 @@ class Runner:
             runs = [self.launch(stack, phase, probe) for probe in probes]
             longest = max(p.budget_ms() for p in probes) / 1000 + 2
             for run, agent in runs:
-                self.finish(run, agent, start + longest)
+                self.finish(run, agent, min(start + longest, self.deadline))
         outcome.phases.append((f"steady state {phase}", start, self.clock()))
         for run, _ in runs:
             run.judge()
