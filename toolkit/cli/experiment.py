@@ -151,9 +151,11 @@ def _fault_table(outcome, origin: float) -> Table:
     table = Table(title="faults", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("fault", "declared", "in place", "backends", "measured inside its window"):
         table.add_column(column, overflow="fold")
+    phase = next((start for label, start, _ in outcome.phases if label == "faults"), origin)
     for f in outcome.faults:
         s = f.scheduled
-        declared = f"{s.fault.text()}\n+{s.start_ms / 1000:g} s for {s.duration_ms / 1000:g} s"
+        declared = f"{s.fault.text()}\n+{phase - origin + s.start_ms / 1000:.2f} s .. " \
+                   f"+{phase - origin + s.end_ms / 1000:.2f} s"
         if f.injected is None:
             placed = f"[red]never[/]" + (f": {escape(f.error)}" if f.error else "")
         else:

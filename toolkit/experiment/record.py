@@ -20,6 +20,8 @@ def document(outcome: Outcome, plot: str | None = None) -> dict:
     def offset(t):
         return None if t is None else round(t - origin, 3)
 
+    phase = next((start for label, start, _ in outcome.phases if label == "faults"), None)
+
     return {
         "format": FORMAT,
         "command": "experiment",
@@ -39,7 +41,9 @@ def document(outcome: Outcome, plot: str | None = None) -> dict:
             "fault": f.name,
             "file": f.scheduled.fault.source,
             "what": f.scheduled.fault.text(),
-            "declared": {"start_s": f.scheduled.start_ms / 1000, "duration_s": f.scheduled.duration_ms / 1000},
+            "declared": {"start_s": f.scheduled.start_ms / 1000, "duration_s": f.scheduled.duration_ms / 1000,
+                         "from_s": offset(phase + f.scheduled.start_ms / 1000) if phase else None,
+                         "to_s": offset(phase + f.scheduled.end_ms / 1000) if phase else None},
             "in_place": {"from_s": offset(f.injected), "to_s": offset(f.reverted)},
             "lease": f.lease,
             "backends": dict(f.backends),

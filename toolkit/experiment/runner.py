@@ -258,7 +258,7 @@ class Runner:
                                                f"({_failures(halted)}): the experiment was halted and its "
                                                "faults reverted")
                         break
-                    done = all(not agent.running() for _, agent in running)
+                    done = all(agent.wait(0) for _, agent in running)
                     if not schedule and done and now_ms >= x.during_ms:
                         break
                     if self.clock() > self.deadline:

@@ -43,7 +43,8 @@ def format_value(value: float | None, metric: str) -> str:
     if value is None:
         return "unmeasured"
     unit = unit_of(metric)
-    return f"{value:.3g}%" if unit == "%" else f"{value:.3g} {unit}"
+    number = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return f"{number}%" if unit == "%" else f"{number} {unit}"
 
 
 OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
