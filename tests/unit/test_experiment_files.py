@@ -174,3 +174,11 @@ def test_hostile_files_give_problems_not_tracebacks(text, tmp_path):
     with pytest.raises(ManifestError) as caught:
         load_experiment_text(text, "h.yaml")
     assert caught.value.problems and all(str(p).startswith("h.yaml:") for p in caught.value.problems)
+
+
+def test_the_readme_example_loads(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Experiments"):]
+    example = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml\n"))]
+    x = load(example, tmp_path)
+    assert [f.fault.name for f in x.faults] == ["loss-40", "slow"] and x.during[0].halt
