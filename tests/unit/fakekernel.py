@@ -242,6 +242,15 @@ class FakeKernel:
         self._request("impair_clear", ns, ifname)
         self.objects.pop(("impair", (ns, ifname)), None)
 
+    def speaker_start(self, ns, group, spec):
+        self._request("speaker_start", ns, group)
+        self._need_link(ns, spec["interface"])
+        self._add(Resource.make("vrrp", (ns, group), **spec))
+
+    def speaker_stop(self, ns, group):
+        self._request("speaker_stop", ns, group)
+        self.objects.pop(("vrrp", (ns, group)), None)  # idempotent, as the real one
+
     def sysctl_write(self, ns, name, value):
         self._request("sysctl_write", ns, name, value)
         self._need_ns(ns)

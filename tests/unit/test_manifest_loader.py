@@ -110,7 +110,7 @@ def test_duplicate_key_is_reported_with_the_other_problems(errors):
         colour: red
     """) == [
         "4: nodes.a: duplicate key 'a' (first at line 3)",
-        "5: colour: unknown field 'colour'; expected one of: description, links, name, nodes",
+        "5: colour: unknown field 'colour'; expected one of: description, links, name, nodes, vips",
     ]
 
 

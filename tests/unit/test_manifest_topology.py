@@ -466,7 +466,7 @@ def test_unknown_fields_list_the_allowed_ones(errors):
               - {node: a, interface: e0, addresses: [10.0.0.1/24], speed: 10, mtu: 10}
               - {node: b, interface: e0, addresses: [10.0.0.2/24]}
     """) == [
-        "2: colour: unknown field 'colour'; expected one of: description, links, name, nodes",
+        "2: colour: unknown field 'colour'; expected one of: description, links, name, nodes, vips",
         "5: nodes.a.rutes: unknown field 'rutes' (did you mean 'routes'?); expected one of: bridges, description, loopback, "
         "neighbours, policies, routes, sysctls",
         "6: nodes.a.loopback.addrs: unknown field 'addrs' (did you mean 'addresses'?); expected one of: addresses",

@@ -50,7 +50,7 @@ def test_with_fields_overrides_adds_and_drops_none():
 
 
 def test_kinds_in_creation_order():
-    assert KINDS == ("netns", "link", "sysctl", "addr", "route", "rule", "neigh", "impair", "nft_table")
+    assert KINDS == ("netns", "link", "sysctl", "addr", "route", "rule", "neigh", "impair", "nft_table", "vrrp")
 
 
 # -- label ------------------------------------------------------------------------

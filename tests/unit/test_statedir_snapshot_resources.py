@@ -60,7 +60,7 @@ def write(state, resources, **changes):
 def test_every_kind_sets_its_key_arity():
     assert {k.name: k.key_arity for k in KINDS} == {
         "netns": 1, "link": 2, "sysctl": 2, "addr": 3, "route": 3, "neigh": 3, "impair": 2, "nft_table": 3,
-        "rule": 4}
+        "rule": 4, "vrrp": 2}
 
 
 def test_a_snapshot_of_every_kind_as_netkeel_writes_it_loads(state):

@@ -56,6 +56,13 @@ class Backend(Protocol):
         """Make the device's root qdisc the declared impairment (kinds/impair.py spec)."""
     def impair_clear(self, ns: str, ifname: str) -> None: ...
 
+    # -- VRRP speakers (processes in a namespace) -----------------------------------------
+    def speaker_start(self, ns: str, group: str, spec: dict) -> None:
+        """Start the VIP group's speaker in `ns` with this configuration (kinds/vrrp.py
+        spec); return once it runs."""
+    def speaker_stop(self, ns: str, group: str) -> None:
+        """Stop it gracefully (it hands over at once); idempotent."""
+
     # -- nftables ------------------------------------------------------------------------
     def nft_transaction(self, ns: str, commands: str, what: str) -> None:
         """Run one libnftables JSON transaction (all or nothing) in namespace `ns`."""

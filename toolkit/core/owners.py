@@ -43,6 +43,11 @@ OVERLAY_RT_PROTO = 145
 OVERLAY_IFA_PROTO = 145
 
 
+# An address a running VRRP speaker holds as its group says it should (the one
+# active member, on its interface): the group's, neither drift nor unmanaged.
+SPEAKER = "speaker"
+
+
 def overlay(name: str) -> str:
     return OVERLAY_PREFIX + name
 
@@ -59,6 +64,12 @@ def is_overlay(owner: str) -> bool:
 def is_managed(owner: str) -> bool:
     """Whether an apply of the topology may change or remove the object."""
     return owner == TOPOLOGY
+
+
+def is_reported(owner: str) -> bool:
+    """Whether drift lists an object the topology does not manage (a fault's, a
+    foreign one, an orphaned VIP): all but what a speaker rightly holds."""
+    return owner != SPEAKER
 
 
 @dataclass(frozen=True)

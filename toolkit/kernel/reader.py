@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 
 from ..core.owners import FOREIGN
-from . import addresses, impairments, links, namespaces, neighbours, nftables, routes, rules, sysctls
+from . import addresses, impairments, links, namespaces, neighbours, nftables, routes, rules, speakers, sysctls
 
 
 def read_live(kernel, names, hints=None) -> list:
@@ -59,6 +59,7 @@ def read_live(kernel, names, hints=None) -> list:
         out.extend(rules.to_resources(name, rule_msgs))
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
         out.extend(nftables.read(kernel, name))
+        out.extend(speakers.read(name))
     return out
 
 

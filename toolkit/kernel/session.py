@@ -20,7 +20,7 @@ from typing import Callable
 
 
 from ..errors import KernelError
-from . import addresses, chaos, impairments, links, neighbours, netns, nftables, reader, routes, sysctls
+from . import addresses, chaos, impairments, links, neighbours, netns, nftables, reader, routes, speakers, sysctls
 from .rtnl import DumpSocket
 
 
@@ -245,6 +245,12 @@ class Kernel:
 
     def nft_rule_texts(self, ns, family, table) -> dict:
         return nftables.rule_texts(self, ns, family, table)
+
+    def speaker_start(self, ns, group, spec) -> None:
+        speakers.start(self, ns, group, spec)
+
+    def speaker_stop(self, ns, group) -> None:
+        speakers.stop(self, ns, group)
 
     # -- faults (kernel/chaos.py) ---------------------------------------------------
     def fault_kernel_identity(self) -> str:

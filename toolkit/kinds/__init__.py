@@ -3,8 +3,8 @@
 Deletion runs in reverse. Links come before sysctls because per-interface
 sysctls (net.ipv4.conf.<if>.*) need their interface; neighbour entries after
 addresses (an IPv6 entry wants its device configured), then impairments;
-firewall tables last:
-they match interfaces by name, so nothing depends on them.
+firewall tables: they match interfaces by name, so nothing depends on them; VRRP
+speakers last (they need their device and its address; stopped first of all).
 
 Adding a kind: write its module here (a `Kind` subclass and `KIND`, see
 base.py), list it below, implement its backend calls in core/backend.py's
@@ -14,11 +14,11 @@ protocol, in kernel/ and in the fake kernel of the unit tests. README's
 
 from __future__ import annotations
 
-from . import addr, impair, link, neigh, netns, nft_table, route, rule, sysctl
+from . import addr, impair, link, neigh, netns, nft_table, route, rule, sysctl, vrrp
 from .base import Kind
 
 KINDS: tuple = (netns.KIND, link.KIND, sysctl.KIND, addr.KIND, route.KIND, rule.KIND, neigh.KIND, impair.KIND,
-                 nft_table.KIND)
+                 nft_table.KIND, vrrp.KIND)
 BY_NAME = {k.name: k for k in KINDS}
 NAMES = tuple(BY_NAME)
 RANK = {name: i for i, name in enumerate(NAMES)}
@@ -54,4 +54,14 @@ def read_hints(resources) -> dict:
     return hints
 
 
-__all__ = ["KINDS", "BY_NAME", "NAMES", "RANK", "PHASES", "NAMESPACE", "Kind", "kind", "compile_all", "read_hints"]
+def settle_owners(resources, live) -> list:
+    """`live` with the owners each kind finds only by looking at the whole of it
+    (the address a VRRP speaker holds: rightly, or orphaned, or twice), given
+    `resources` (the desired state or a snapshot)."""
+    resources = list(resources)
+    for k in KINDS:
+        live = k.settle_owners(resources, live)
+    return live
+
+
+__all__ = ["KINDS", "BY_NAME", "NAMES", "RANK", "PHASES", "NAMESPACE", "Kind", "kind", "compile_all", "read_hints", "settle_owners"]

@@ -108,6 +108,11 @@ class Kind:
         from the desired state or a snapshot: merged into backend.read's hints."""
         return {}
 
+    def settle_owners(self, resources, live) -> list:
+        """`live` with owners only the whole live state can tell (see kinds/vrrp.py),
+        `resources` being the desired state or a snapshot. By default: unchanged."""
+        return live
+
     # -- planning ----------------------------------------------------------------
     def parents(self, resource) -> tuple:
         """What `resource` disappears with besides its namespace: (ident, why)

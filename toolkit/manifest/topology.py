@@ -20,6 +20,7 @@ from .loader import Document, format_path, load_document, mapping, sequence
 from .policy import load_policy_text, resolve_native_rules
 from .schema import schema_problems
 from .text import clean_problem, listing, quote
+from .vips import build_vips
 
 
 def _read_text(path: str, read, what: str) -> tuple:
@@ -152,7 +153,8 @@ class _Builder:
             self.check_ipv6_mtu(name)
             built.append(Node(name, ifaces, routes, sysctls, tables, neighbours))
         name = self.data.get("name") if isinstance(self.data.get("name"), str) else "?"
-        return Topology(name=name, source=self.doc.file, nodes=tuple(built))
+        vips = build_vips(self, mapping(self.data.get("vips")), tuple(built))
+        return Topology(name=name, source=self.doc.file, nodes=tuple(built), vips=vips)
 
     def add_iface(self, node, ifname, kind, path, reserved_ok=False) -> _Draft | None:
         if not isinstance(ifname, str):

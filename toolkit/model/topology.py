@@ -56,6 +56,32 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
+class VipMember:
+    """A node that may hold a VIP group's addresses: its speaker runs on `interface`."""
+
+    node: str
+    interface: str
+    priority: int  # 1-254
+
+
+@dataclass(frozen=True)
+class VipGroup:
+    """A VRRPv3 virtual router (RFC 9568): `addresses` held by one member at a time,
+    the active one, elected by priority; adverts every `interval_cs` centiseconds."""
+
+    name: str
+    vrid: int
+    addresses: tuple            # canonical interface form, "10.0.3.254/24"
+    members: tuple              # VipMember
+    interval_cs: int = 100      # 1 s
+    preempt: bool = True
+    preempt_delay_ms: int = 0
+    unicast: bool = False       # adverts to the other members' addresses, not 224.0.0.18
+    virtual_mac: bool = False
+    checksum: str = "rfc9568"   # or "pseudo-header" (keepalived's default)
+
+
+@dataclass(frozen=True)
 class Node:
     """A network namespace and everything declared inside it."""
 
@@ -77,6 +103,7 @@ class Topology:
     name: str
     source: str
     nodes: tuple = ()
+    vips: tuple = ()  # VipGroup
     # Every file it was built from, (path, sha256), the manifest first: provenance, not content.
     files: tuple = field(default=(), compare=False)
 

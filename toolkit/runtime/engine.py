@@ -19,7 +19,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
 from ..core.action import Plan
-from ..core.owners import is_managed
+from ..core.owners import is_managed, is_reported
 from ..errors import ManifestError, NetkeelError, OwnershipError, Problem
 from ..kinds import NAMESPACE, compile_all, kind
 from ..kinds.netns import names as namespace_names
@@ -203,7 +203,7 @@ class Reconciler:
 
     def drift(self) -> Drift:
         plan, live = self.plan(strict=False)
-        return Drift(plan, tuple(sorted(r for r in live if not is_managed(r.owner))),
+        return Drift(plan, tuple(sorted(r for r in live if not is_managed(r.owner) and is_reported(r.owner))),
                      tuple(dict.fromkeys(c.text for c in self._held if c.text)))
 
     def apply(self, on_step=None, planned=None) -> ApplyResult:

@@ -25,7 +25,7 @@ from ..core.owners import TOPOLOGY, UNCLAIMED_FAULT, assign
 from ..errors import ApplyError, StepError, VerifyError
 from ..core.resource import Resource
 from ..kinds import kind as kind_of
-from ..kinds import read_hints
+from ..kinds import read_hints, settle_owners
 from ..kinds.netns import names as namespace_names
 from ..planner import diff
 from ..state.identities import Identities
@@ -44,7 +44,8 @@ def read_scope(backend, names, resources, claims=()) -> list:
     lost, or its revert cut short) is nobody's overlay: it is the topology's
     drift then, which apply removes, so that no fault outlives its lease."""
     live = assign(backend.read(names, read_hints(resources)), claims)
-    return [r.owned_by(TOPOLOGY) if r.owner == UNCLAIMED_FAULT else r for r in live]
+    live = [r.owned_by(TOPOLOGY) if r.owner == UNCLAIMED_FAULT else r for r in live]
+    return settle_owners(resources, live)
 
 
 def remembered(inventory: Inventory, instance: str) -> frozenset:

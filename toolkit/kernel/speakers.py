@@ -1,0 +1,232 @@
+"""Kind "vrrp" on this machine: VRRPv3 speaker processes, one per (namespace, group).
+
+Each runs `python -m toolkit.vrrp.speaker --config FILE` inside its namespace
+(a guardian process and the speaker it forks; see toolkit/vrrp/speaker.py),
+with its files under /run/netkeel/vrrp/NAMESPACE/: GROUP.json (its
+configuration, written here) and GROUP.status.json (what it says of itself).
+
+A speaker is live when its guardian and speaker processes run, inside that
+very namespace (their network namespace is the one the name leads to), and
+say they are running: then the configuration file is its live spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from ..core.owners import OVERLAY_IFA_PROTO as VIP_ADDR_PROTO
+from ..core.resource import Resource
+from ..errors import KernelError
+
+KIND = "vrrp"
+RUN_DIR = "/run/netkeel/vrrp"
+START_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 3.0
+SPEC_FIELDS = ("interface", "vrid", "priority", "addresses", "interval_cs", "preempt", "preempt_delay_ms",
+               "unicast_peers", "virtual_mac", "checksum")
+_GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+def directory(ns: str) -> str:
+    return os.path.join(RUN_DIR, ns)
+
+
+def config_path(ns: str, group: str) -> str:
+    return os.path.join(directory(ns), f"{group}.json")
+
+
+def status_path(ns: str, group: str) -> str:
+    return os.path.join(directory(ns), f"{group}.status.json")
+
+
+def status(ns: str, group: str) -> dict | None:
+    """The speaker's own status file, or None (missing, unreadable, damaged)."""
+    try:
+        with open(status_path(ns, group)) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def running(ns: str, group: str, netns_inode=None) -> dict | None:
+    """The status of a speaker that runs now in namespace `ns` (both its
+    processes alive, in that namespace), else None."""
+    found = status(ns, group)
+    if not found or found.get("state") in ("stopped", "dead"):
+        return None
+    inode = netns_inode if netns_inode is not None else _netns_inode_of_name(ns)
+    for pid in (found.get("guardian"), found.get("pid")):
+        if not isinstance(pid, int) or pid <= 1 or _netns_inode_of_pid(pid) != inode or inode is None:
+            return None
+    return found
+
+
+def read(ns: str) -> list:
+    """The speakers running in `ns`, as resources with their configuration."""
+    try:
+        names = sorted(os.listdir(directory(ns)))
+    except OSError:
+        return []
+    inode = _netns_inode_of_name(ns)
+    out = []
+    for name in names:
+        if not name.endswith(".status.json"):
+            continue
+        group = name[:-len(".status.json")]
+        if not _GROUP.fullmatch(group) or running(ns, group, inode) is None:
+            continue
+        try:
+            with open(config_path(ns, group)) as f:
+                config = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict):
+            said = status(ns, group) or {}
+            out.append(Resource.make(KIND, (ns, group), **{k: config.get(k) for k in SPEC_FIELDS},
+                                     _state=said.get("state"), _holding=bool(said.get("holding"))))
+    return out
+
+
+def start(kernel, ns: str, group: str, spec: dict) -> None:
+    """Start the speaker and wait until it says it runs (bounded). Raises KernelError."""
+    kernel.ns(ns)  # still the namespace this command read (KernelError otherwise)
+    if not _GROUP.fullmatch(group):
+        raise KernelError(f"start VRRP speaker {group!r} in {ns}", "not a group name")
+    os.makedirs(directory(ns), mode=0o700, exist_ok=True)
+    for stale in (status_path(ns, group),):
+        _unlink(stale)
+    withdraw_vips(kernel, ns, spec.get("addresses") or ())  # an orphan a killed speaker left: not ours to keep
+    config = {"group": group, "namespace": ns, "status": status_path(ns, group),
+              **{k: spec.get(k) for k in SPEC_FIELDS}}
+    config["unicast_peers"] = config.get("unicast_peers") or []
+    _write(config_path(ns, group), config)
+    kernel.log(ns, f"start VRRP speaker {group} (vrid {spec.get('vrid')}, priority {spec.get('priority')})")
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "toolkit.vrrp.speaker",
+                             "--config", config_path(ns, group)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, close_fds=True, cwd="/")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if running(ns, group) is not None:
+            proc.stderr.close()
+            return
+        if proc.poll() is not None:
+            error = proc.stderr.read().decode(errors="replace").strip()
+            raise KernelError(f"start VRRP speaker {group} in {ns}", error or f"exited with {proc.returncode}")
+        time.sleep(0.02)
+    proc.kill()
+    raise KernelError(f"start VRRP speaker {group} in {ns}", f"not running after {START_TIMEOUT_S:g} s")
+
+
+def stop(kernel, ns: str, group: str) -> None:
+    """Stop the speaker gracefully (SIGTERM to its guardian: priority 0, VIPs
+    removed), SIGKILL after a timeout; its files go. Idempotent."""
+    kernel.log(ns, f"stop VRRP speaker {group}")
+    found = status(ns, group)
+    try:
+        with open(config_path(ns, group)) as f:
+            addresses = (json.load(f) or {}).get("addresses") or ()
+    except (OSError, ValueError, AttributeError):
+        addresses = ()
+    pids = [p for p in ((found or {}).get("guardian"), (found or {}).get("pid")) if isinstance(p, int) and p > 1]
+    # Only processes that are this speaker's: a pid the system reused is someone else.
+    ours = [p for p in pids if _is_speaker(p, config_path(ns, group))]
+    if ours:
+        _signal(ours[0], signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and any(_alive(p) for p in ours):
+            time.sleep(0.02)
+        for pid in ours:
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
+    if kernel.exists(ns):
+        # Both processes killed at once leave the VIP behind: nobody else will take it away.
+        withdraw_vips(kernel, ns, [a for a in addresses if isinstance(a, str)])
+    _unlink(status_path(ns, group))
+    _unlink(config_path(ns, group))
+    try:
+        os.rmdir(directory(ns))
+    except OSError:
+        pass
+
+
+def withdraw_vips(kernel, ns: str, addresses) -> None:
+    """Remove the VIP addresses (with a speaker's marker) among `addresses` from `ns`."""
+    wanted = {a.split("/")[0] for a in addresses}
+    if not wanted:
+        return
+    handle = kernel.ns(ns)
+    for a in kernel.request(ns, "addr dump", handle.dump.addrs):
+        if a.proto == VIP_ADDR_PROTO and a.address in wanted:
+            kernel.request(ns, f"addr del {a.address}/{a.prefixlen} (an orphaned VIP)", handle.ipr.addr, "del",
+                           index=a.index, address=a.address, prefixlen=a.prefixlen)
+
+
+def groups(ns: str) -> list:
+    """The groups with files under `ns` (running or not)."""
+    try:
+        return sorted(n[:-5] for n in os.listdir(directory(ns)) if n.endswith(".json")
+                      and not n.endswith(".status.json") and _GROUP.fullmatch(n[:-5]))
+    except OSError:
+        return []
+
+
+def _is_speaker(pid: int, config: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"toolkit.vrrp.speaker" in argv and config.encode() in argv
+
+
+def _netns_inode_of_pid(pid: int):
+    try:
+        info = os.stat(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def _netns_inode_of_name(ns: str):
+    try:
+        info = os.stat(os.path.join("/run/netns", ns))
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _signal(pid: int, signum) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _write(path: str, data: dict) -> None:
+    temp = f"{path}.{os.getpid()}.tmp"
+    with open(temp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(temp, path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
