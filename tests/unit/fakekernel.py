@@ -251,6 +251,10 @@ class FakeKernel:
         self._request("speaker_stop", ns, group)
         self.objects.pop(("vrrp", (ns, group)), None)  # idempotent, as the real one
 
+    def speakers_in(self, ns):
+        return {r.key[1]: {"config": r.fields(), "status": {"state": "active", "pid": 1}}
+                for r in self.objects.values() if r.kind == "vrrp" and r.ns == ns}
+
     def sysctl_write(self, ns, name, value):
         self._request("sysctl_write", ns, name, value)
         self._need_ns(ns)

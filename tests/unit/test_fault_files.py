@@ -220,18 +220,20 @@ HOSTILE = [
     # unknown kinds and fields
     ("unknown kind", f"{T}jitter: 5ms\n",
      ["1: a fault needs at least one of: loss, delay, reorder, duplicate, corrupt, rate, partition, link_down, "
-      "flap, mtu",
+      "flap, mtu, speaker_kill, speaker_stop, vrrp_partition, master_cut",
       "2: jitter: unknown field 'jitter'; expected one of: backend, corrupt, delay, description, duplicate, "
-      "duration, flap, link_down, loss, mtu, partition, rate, reorder, target, topology"]),
+      "duration, flap, link_down, loss, master_cut, mtu, partition, rate, reorder, speaker_kill, speaker_stop, "
+      "target, topology, vrrp_partition"]),
     ("misspelt kind", f"{T}los: 5%\n",
      ["1: a fault needs at least one of: loss, delay, reorder, duplicate, corrupt, rate, partition, link_down, "
-      "flap, mtu",
+      "flap, mtu, speaker_kill, speaker_stop, vrrp_partition, master_cut",
       "2: los: unknown field 'los' (did you mean 'loss'?); expected one of: backend, corrupt, delay, description, "
-      "duplicate, duration, flap, link_down, loss, mtu, partition, rate, reorder, target, topology"]),
+      "duplicate, duration, flap, link_down, loss, master_cut, mtu, partition, rate, reorder, speaker_kill, "
+      "speaker_stop, target, topology, vrrp_partition"]),
     ("unknown backend", f"backend: tc\n{T}loss: 5%\n", ["1: backend: string 'tc' is not one of: netem, nft, tbf, userspace"]),
     ("nothing to do", "description: calm\n",
      ["1: a fault needs at least one of: loss, delay, reorder, duplicate, corrupt, rate, partition, link_down, "
-      "flap, mtu"]),
+      "flap, mtu, speaker_kill, speaker_stop, vrrp_partition, master_cut"]),
     ("empty file", "", ["1: the fault file is empty: it needs a target and an impairment"]),
     # wrong types
     ("a list", "- loss\n- 5%\n", ["1: expected a mapping at the top level, got a list"]),

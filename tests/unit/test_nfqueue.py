@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -266,6 +267,10 @@ def fake_worker(tmp_path):
     beat.write_text("")
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "toolkit.kernel.nfqworker",
                              "--queue", "4242", "--lease", "netkeel_chaos_t1"])
+    # Until it has exec'd, its command line is still its parent's (bounded wait).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and b"nfqworker" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+        time.sleep(0.005)
     yield {"op": "nfqueue", "pid": proc.pid, "queue": 4242, "tag": "netkeel_chaos_t1", "heartbeat": str(beat)}
     proc.kill()
     proc.wait()

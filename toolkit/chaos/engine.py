@@ -22,7 +22,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
-from ..core.owners import Claim, overlay
+from ..core.owners import TOPOLOGY, Claim, overlay
 from ..errors import FaultError, KernelError, OwnershipError
 from ..kinds.addr import KIND as ADDR
 from ..kinds.impair import KIND as IMPAIR
@@ -106,6 +106,7 @@ def lab_of(backend, state: StateDir, instance: Instance) -> Lab:
     namespaces = {ns[len(instance.prefix):]: ns for ns in names if backend.exists(ns)}
     interfaces: dict = {ns: set() for ns in namespaces.values()}
     addresses: dict = {ns: [] for ns in namespaces.values()}
+    on_device: dict = {}  # (ns, ifname) -> its IPv4 addresses, the topology's (a VIP is not a source)
     peers = {}
     for r in live:
         if r.kind == LINK.name and r.ns in interfaces:
@@ -115,7 +116,15 @@ def lab_of(backend, state: StateDir, instance: Instance) -> Lab:
                 peers[r.key] = (other[0], other[2])
         elif r.kind == ADDR.name and r.ns in addresses:
             addresses[r.ns].append(r.key[2].split("/")[0])
-    return Lab(namespaces, interfaces, addresses, peers)
+            if r.owner == TOPOLOGY and ":" not in r.key[2]:
+                on_device.setdefault((r.ns, r.key[1]), []).append(r.key[2].split("/")[0])
+    speakers: dict = {}
+    for ns in namespaces.values():
+        for group, found in backend.speakers_in(ns).items():
+            source = (on_device.get((ns, found["config"].get("interface"))) or [None])[0]
+            speakers.setdefault(group, {})[ns] = {"config": {**found["config"], "source": source},
+                                                  "status": found["status"]}
+    return Lab(namespaces, interfaces, addresses, peers, speakers)
 
 
 # -- inject ----------------------------------------------------------------------------------
@@ -213,6 +222,8 @@ def _slot(op: dict) -> str | None:
         return "ingress"
     if op["op"] in ("device", "flap"):
         return "state" if op["op"] == "flap" or "state" in op.get("set", {}) else "mtu"
+    if op["op"] == "speaker":
+        return "speaker"
     return None
 
 

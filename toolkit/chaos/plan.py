@@ -15,6 +15,9 @@ exactly what to undo:
     {"op": "nfqueue", "ns", "dev", "directions", "queue", "tag", "params", "maxlen", "expires_in_ms"}
                                                               NFQUEUE rules and the userspace
                                                               worker holding the verdicts (pid)
+    {"op": "speaker", "ns", "group", "signal", "pid", "config"}
+                                                              a VIP group's speaker signalled;
+                                                              started again with `config` at the revert
 
 nftables objects expire in the kernel by themselves (set elements with
 timeouts): the fault stops at its time even if every netkeel process is dead.
@@ -28,13 +31,13 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..errors import FaultError
-from ..model.fault import BACKENDS, DEVICE_KINDS, Fault, Target, queue_limit
+from ..model.fault import BACKENDS, DEVICE_KINDS, VIP_KINDS, Fault, Target, queue_limit
 from ..model.fault import tbf_args as rate_args
 
 CHAOS_TABLE_PREFIX = "netkeel_chaos_"
 DUP_MARK = 0x4E4B0D00  # marks duplicates so that they are not duplicated again
 # What each backend needs of the kernel (capability names, see kernel/chaos.probe).
-NEEDS = {"netem": ("netem",), "nft": ("nft",), "tbf": ("tbf",), "link": (), "userspace": ("nfqueue",)}
+NEEDS = {"netem": ("netem",), "nft": ("nft",), "tbf": ("tbf",), "link": (), "userspace": ("nfqueue",), "process": ()}
 INGRESS_NEEDS = ("ifb", "mirred")
 MISSING_TEXT = {"netem": "the sch_netem qdisc", "tbf": "the sch_tbf qdisc", "nft": "nftables",
                 "ifb": "ifb devices", "mirred": "the mirred action (act_mirred)", "dup": "nftables dup",
@@ -53,6 +56,9 @@ class Lab:
     interfaces: dict          # namespace -> set of interface names
     addresses: dict           # namespace -> list of addresses ("10.0.1.2")
     peers: dict = field(default_factory=dict)  # (ns, ifname) -> (ns, ifname) at a veth's other end
+    # VIP group -> {ns: {"config": the speaker's configuration, "status": what it says, or None
+    # when it is not running}}, for the VIP groups' faults.
+    speakers: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,9 @@ def plan(fault: Fault, capabilities, lab: Lab, lease_id: str, expires_in_ms: int
         by_backend.setdefault(backend, []).append(kind)
     table = table_name(lease_id)
     ops = []
+    vip = next((i for i in fault.impairments if i.kind in VIP_KINDS), None)
+    if vip is not None:
+        return FaultPlan(tuple(_vip_ops(fault, vip, lab, table, expires_in_ms)), backends, table)
     if fault.partition is not None:
         ops += _partition_ops(fault, lab, table, expires_in_ms)
     if fault.target is not None:
@@ -354,6 +363,48 @@ def tbf_args(fault: Fault) -> list:
     return rate_args(fault.impairment("rate").get("bits"))
 
 
+def _vip_ops(fault: Fault, vip, lab: Lab, table: str, expires_in_ms: int) -> list:
+    """A VIP group's fault, aimed at the member active now (found in its speakers'
+    status): its speaker signalled (and started again at the revert), VRRP dropped
+    between all members, or the active member's switch port taken down."""
+    group = vip.get("group")
+    members = lab.speakers.get(group) or {}
+    if not members:
+        raise FaultError(fault.name, vip.kind, f"no VIP group {group} runs in this lab (see `vip status`)")
+    if vip.kind == "vrrp_partition":
+        ops = []
+        for ns in sorted(members):
+            others = [m["config"]["source"] for other, m in sorted(members.items()) if other != ns
+                      and m["config"].get("source")]
+            if others:
+                ops.append({"op": "nft", "ns": ns, "family": "inet", "table": table,
+                            "text": _vrrp_cut_table(table, others, expires_in_ms)})
+        if not ops:
+            raise FaultError(fault.name, vip.kind, f"group {group} has one member: nothing to cut it from")
+        return ops
+    active = sorted(ns for ns, m in members.items() if (m.get("status") or {}).get("state") == "active")
+    if len(active) != 1:
+        raise FaultError(fault.name, vip.kind, f"group {group} has {len(active) or 'no'} active member"
+                                               f"{'s' if len(active) > 1 else ''} now ({', '.join(active) or 'none'}): "
+                                               "the fault is aimed at exactly one")
+    ns = active[0]
+    config, status = members[ns]["config"], members[ns]["status"]
+    if vip.kind in ("speaker_kill", "speaker_stop"):
+        return [{"op": "speaker", "ns": ns, "group": group, "signal": "KILL" if vip.kind == "speaker_kill" else "TERM",
+                 "pid": status.get("pid"), "config": config}]
+    dev = config.get("interface")
+    where, port = lab.peers.get((ns, dev), (ns, dev))
+    return [{"op": "device", "ns": where, "dev": port, "set": {"state": "down"}}]
+
+
+def _vrrp_cut_table(table: str, sources, expires_in_ms: int) -> str:
+    """A table that drops VRRP (IP protocol 112) from `sources` until its set elements time out."""
+    elements = ", ".join(f"{a} timeout {expires_in_ms}ms" for a in sorted(set(sources), key=ipaddress.ip_address))
+    return (f"table inet {table} {{\n  set peers {{ type ipv4_addr; flags timeout; elements = {{ {elements} }} }}\n"
+            f"  chain in {{ type filter hook input priority -150; policy accept;\n"
+            f"    ip protocol 112 ip saddr @peers drop\n  }}\n}}\n")
+
+
 def _device_ops(fault: Fault, ns: str, dev: str) -> list:
     ops = []
     for impairment in fault.impairments:
@@ -389,6 +440,8 @@ def describe(op: dict) -> str:
                           for d in op["directions"] for tool in ("iptables", "ip6tables"))
         what = " ".join(f"{k} {v:g}" if not isinstance(v, str) else f"{k} {v}" for k, v in op["params"].items())
         return f"(worker in {op['ns']}, holds queue {op['queue']}: {what}); {rules}"
+    if op["op"] == "speaker":
+        return f"kill -{op['signal']} {op.get('pid')}  # the VRRP speaker of group {op['group']} in {op['ns']}"
     if op["op"] == "flap":
         cycles = f" {op['cycles']} times" if op.get("cycles") else " until expiry"
         return f"(keeper) ip -n {op['ns']} link set {op['dev']} down/up: every {op['period_ms']:g}ms, " \

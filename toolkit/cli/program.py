@@ -1,5 +1,6 @@
 """The installed `netkeel` console script: the same invoke tasks, as a Program."""
 
+import os
 import sys
 
 from invoke import Program
@@ -13,6 +14,9 @@ def main() -> None:
         Program(namespace=collection(argv), name="netkeel", binary="netkeel", version=__version__).run(argv)
     except KeyboardInterrupt:  # before a task started (while loading): nothing was changed
         print("interrupted", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:  # `netkeel ... | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
 
 
@@ -32,10 +36,13 @@ def collection(argv: list):
 
 
 def chaos_words(argv: list) -> list:
-    """`netkeel chaos --list` and `netkeel chaos revert NAME` as users write them,
-    in the forms invoke parses (`chaos list`, `chaos revert --fault NAME`):
-    invoke has no optional positional arguments."""
+    """`netkeel chaos --list`, `netkeel chaos revert NAME` and `netkeel vip status
+    FILE` as users write them, in the forms invoke parses (`chaos list`, `chaos
+    revert --fault NAME`, `vip status --file FILE`): invoke has no optional
+    positional arguments."""
     argv = list(argv)
+    if argv[1:3] == ["vip", "status"] and len(argv) > 3 and not argv[3].startswith("-"):
+        return argv[:3] + ["--file", argv[3]] + argv[4:]
     if "chaos" not in argv:
         return argv
     at = argv.index("chaos")

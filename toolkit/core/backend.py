@@ -62,6 +62,9 @@ class Backend(Protocol):
         spec); return once it runs."""
     def speaker_stop(self, ns: str, group: str) -> None:
         """Stop it gracefully (it hands over at once); idempotent."""
+    def speakers_in(self, ns: str) -> dict:
+        """group -> {"config": its configuration, "status": what it says (None when it
+        does not run)}, for every speaker with files in `ns`."""
 
     # -- nftables ------------------------------------------------------------------------
     def nft_transaction(self, ns: str, commands: str, what: str) -> None:

@@ -22,7 +22,7 @@ import sys
 
 from ..core.owners import CHAOS_QDISC_HANDLE
 from ..errors import KernelError
-from . import addresses, nfqueue, routes
+from . import addresses, nfqueue, routes, speakers
 
 PROBE_TIMEOUT_S = 20
 # Each capability, as a shell test run in a throwaway network namespace.
@@ -108,6 +108,8 @@ def apply(kernel, op: dict) -> dict:
               **_what_down_takes(kernel, ns, op["dev"], {"state": "down"})}
     elif kind == "nfqueue":
         op = nfqueue.apply(op)
+    elif kind == "speaker":
+        speakers.signal_speaker(ns, op["group"], op["pid"], op["signal"])
     return op
 
 
@@ -158,6 +160,9 @@ def revert(kernel, op: dict) -> None:
         return  # the namespace went, and the fault's objects with it
     if kind == "nfqueue":
         nfqueue.revert(op)  # the rules first (traffic flows at once), then the worker
+    if kind == "speaker":
+        if speakers.running(ns, op["group"]) is None:  # started again, as apply would
+            speakers.start(kernel, ns, op["group"], op["config"])
     if kind == "nft":
         if _has_table(kernel, ns, op["family"], op["table"]):
             _nft(kernel, ns, f"delete table {op['family']} {op['table']}", f"delete table {op['table']}")
@@ -200,6 +205,8 @@ def in_place(kernel, op: dict) -> str:
     if kind == "device":
         now = device_settings(kernel, ns, op["dev"], op["set"])
         return "" if now == op["set"] else f"{op['dev']} has {now}, not {op['set']}"
+    if kind == "speaker":
+        return "" if not speakers.alive(op["pid"]) else f"the speaker (pid {op['pid']}) still runs"
     return ""
 
 

@@ -252,6 +252,9 @@ class Kernel:
     def speaker_stop(self, ns, group) -> None:
         speakers.stop(self, ns, group)
 
+    def speakers_in(self, ns) -> dict:
+        return speakers.found(ns)
+
     # -- faults (kernel/chaos.py) ---------------------------------------------------
     def fault_kernel_identity(self) -> str:
         return chaos.kernel_identity()

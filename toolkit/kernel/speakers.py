@@ -169,6 +169,21 @@ def withdraw_vips(kernel, ns: str, addresses) -> None:
                            index=a.index, address=a.address, prefixlen=a.prefixlen)
 
 
+def found(ns: str) -> dict:
+    """group -> {"config", "status"} of each speaker with a configuration in `ns`
+    (status None when it does not run)."""
+    out = {}
+    for group in groups(ns):
+        try:
+            with open(config_path(ns, group)) as f:
+                config = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict):
+            out[group] = {"config": config, "status": running(ns, group)}
+    return out
+
+
 def groups(ns: str) -> list:
     """The groups with files under `ns` (running or not)."""
     try:
@@ -176,6 +191,23 @@ def groups(ns: str) -> list:
                       and not n.endswith(".status.json") and _GROUP.fullmatch(n[:-5]))
     except OSError:
         return []
+
+
+def signal_speaker(ns: str, group: str, pid, signame: str) -> None:
+    """Send the speaker process of `group` in `ns` (not its guardian) SIGKILL or
+    SIGTERM, and wait (bounded) until it is gone. Raises KernelError if `pid` is
+    not that speaker (it died, and the system may have reused its pid)."""
+    if not isinstance(pid, int) or pid <= 1 or not _is_speaker(pid, config_path(ns, group)) \
+            or _netns_inode_of_pid(pid) != _netns_inode_of_name(ns):
+        raise KernelError(f"signal the VRRP speaker of {group} in {ns}", f"pid {pid} is not that speaker")
+    _signal(pid, signal.SIGKILL if signame == "KILL" else signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.005)
+
+
+def alive(pid) -> bool:
+    return isinstance(pid, int) and _alive(pid)
 
 
 def _is_speaker(pid: int, config: str) -> bool:

@@ -14,7 +14,7 @@ import os
 import re
 
 from ..errors import ManifestError, Problem
-from ..model.fault import DEFAULT_DURATION_MS, DEVICE_KINDS, Fault, Impairment, Partition, Target
+from ..model.fault import DEFAULT_DURATION_MS, DEVICE_KINDS, VIP_KINDS, Fault, Impairment, Partition, Target
 from . import checks
 from .files import read_file
 from .loader import load_document, mapping
@@ -27,7 +27,7 @@ MAX_DURATION_MS = 7 * 24 * 3_600_000
 MAX_DELAY_MS = 3_600_000
 MIN_RATE, MAX_RATE = 8000, 1000 * 10**9  # tbf's burst (10 ms of tokens) must fit in 32 bits
 TRAFFIC_KINDS = ("loss", "delay", "reorder", "duplicate", "corrupt", "rate")
-IMPAIRMENT_KEYS = TRAFFIC_KINDS + DEVICE_KINDS + ("partition",)
+IMPAIRMENT_KEYS = TRAFFIC_KINDS + DEVICE_KINDS + ("partition",) + VIP_KINDS
 
 
 def duration_ms(value) -> float:
@@ -106,12 +106,12 @@ class _Checker:
             else:
                 duration = ms
         impairments = [i for i in (self.impairment(kind) for kind in
-                                   TRAFFIC_KINDS + DEVICE_KINDS) if i is not None]
+                                   TRAFFIC_KINDS + DEVICE_KINDS + VIP_KINDS) if i is not None]
         partition = self.partition()
         target = self.target(impairments)
         if not impairments and partition is None and not self.written & set(IMPAIRMENT_KEYS):
             self.fail((), "a fault needs at least one of: loss, delay, reorder, duplicate, corrupt, rate, "
-                          "partition, link_down, flap, mtu")
+                          "partition, link_down, flap, mtu, " + ", ".join(VIP_KINDS))
         self.consistency(impairments, partition, target)
         return Fault(name=name, source=self.doc.file, duration_ms=int(duration),
                      description=d.get("description", ""), topology=d.get("topology"), target=target,
@@ -174,6 +174,8 @@ class _Checker:
             return Impairment(kind, params)
         if kind == "mtu":
             return Impairment(kind, (("mtu", value),))
+        if kind in VIP_KINDS:
+            return Impairment(kind, (("group", value),))
         return None
 
     def percentage(self, kind: str, value: float) -> Impairment | None:
@@ -196,8 +198,8 @@ class _Checker:
     def target(self, impairments) -> Target | None:
         spec = self.data.get("target")
         if not isinstance(spec, dict):
-            if impairments and "target" not in self.written:
-                self.fail((), f"{impairments[0].kind} needs a target: "
+            if any(i.kind not in VIP_KINDS for i in impairments) and "target" not in self.written:
+                self.fail((), f"{next(i.kind for i in impairments if i.kind not in VIP_KINDS)} needs a target: "
                               "target: {node: NODE, interface: IFNAME, direction: egress}")
             return None
         if "node" not in spec or "interface" not in spec:
@@ -224,6 +226,10 @@ class _Checker:
 
     def consistency(self, impairments, partition, target) -> None:
         kinds = {i.kind for i in impairments}
+        vip = sorted(kinds & set(VIP_KINDS))
+        if vip and (len(kinds) > 1 or partition is not None or "target" in self.written):
+            self.fail((vip[0],), f"{vip[0]} is aimed at the VIP group's active member: a fault of its own, "
+                                 "with no target and no other impairment")
         if partition is not None and (impairments or target is not None):
             self.fail(("partition",), "a partition is a fault of its own: no target and no other impairment")
         if "reorder" in kinds and "delay" not in kinds:

@@ -28,9 +28,18 @@ BACKENDS = {
     "link_down": ("link",),
     "flap": ("link",),
     "mtu": ("link",),
+    # VIP groups' faults (topology vips:): aimed at whichever member is active when injected.
+    "speaker_kill": ("process",),
+    "speaker_stop": ("process",),
+    "vrrp_partition": ("nft",),
+    "master_cut": ("link",),
 }
 # Kinds that change the device itself: one target interface, direction does not apply.
 DEVICE_KINDS = ("link_down", "flap", "mtu")
+# Kinds aimed at a VIP group (their value: the group's name), no target of their own:
+# SIGKILL or SIGTERM of the active member's speaker, VRRP cut between the members
+# (a split brain), the active member's switch port down.
+VIP_KINDS = ("speaker_kill", "speaker_stop", "vrrp_partition", "master_cut")
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,10 @@ class Impairment:
             return f"flap every {p['period_ms']:g}ms, down {p['down_ms']:g}ms{cycles}"
         if self.kind == "mtu":
             return f"mtu {p['mtu']}"
+        if self.kind in VIP_KINDS:
+            return {"speaker_kill": "SIGKILL of the active speaker", "speaker_stop": "graceful stop of the active "
+                    "speaker", "vrrp_partition": "VRRP cut between the members", "master_cut": "the active member's "
+                    "switch port down"}[self.kind] + f" of VIP group {p['group']}"
         return self.kind.replace("_", " ")
 
 

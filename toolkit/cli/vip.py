@@ -1,0 +1,127 @@
+"""`vip status [--file FILE]`: the VIP groups' speakers, as they say they are.
+
+Per group and member: its state, priority, who it believes is active, how long
+since its last transition, the adverts it has seen and from whom (with the
+checksum mode each peer uses), and the failover times the RFC formulas give
+for these settings. Without a file, every applied instance in the state
+directory; with one, its groups, members without a running speaker included.
+(`netkeel vip status FILE` is accepted too.)
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import time
+
+from invoke import task
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import NetkeelError
+from ..state import StateDir
+from .common import HELP, command, out
+
+ACTIONS = ("status",)
+
+
+def timers(priority: int, interval_cs: int) -> dict:
+    """RFC 9568 section 6.1: Skew_Time and Master_Down_Interval in ms for a backup
+    of `priority` hearing adverts every `interval_cs` centiseconds."""
+    interval_ms = interval_cs * 10
+    skew = (256 - priority) * interval_ms / 256
+    return {"skew_ms": round(skew, 3), "master_down_interval_ms": round(3 * interval_ms + skew, 3)}
+
+
+@task(positional=["action"], help={
+    "action": "status", "file": "a topology manifest: only its VIP groups (default: every applied instance)",
+    "ns_prefix": HELP["ns_prefix"], "json": HELP["json"], "state_dir": HELP["state_dir"]})
+@command("vip")
+def vip(c, action, file=None, ns_prefix="", json=False, state_dir=None):
+    """VIP groups: the state of each member's VRRP speaker (vip status [--file FILE])."""
+    if action not in ACTIONS:
+        raise NetkeelError(f"vip {action!r}: say `vip status` (optionally --file FILE)")
+    rows = _rows(StateDir(state_dir), file, ns_prefix)
+    if json:
+        print(jsonlib.dumps({"format": 1, "command": "vip status", "members": rows}, indent=2))
+        return 0
+    if not rows:
+        out.print("no VIP group speakers" + (f" for {escape(file)}" if file else " in the applied instances"))
+        return 0
+    now = time.time()
+    for group in dict.fromkeys((r["instance"], r["group"]) for r in rows):
+        members = [r for r in rows if (r["instance"], r["group"]) == group]
+        actives = [r["node"] for r in members if r["state"] == "active"]
+        title = f"VIP group {group[1]} on {group[0]}: " + (
+            f"active {', '.join(actives)}" if len(actives) == 1 else
+            f"[red]{len(actives)} active ({', '.join(actives)}): split brain[/]" if actives else "[red]none active[/]")
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+        for column in ("member", "state", "priority", "believes active", "since", "adverts seen (from: count, "
+                       "checksum)", "sent", "skew / master down"):
+            table.add_column(column, overflow="fold")
+        for r in members:
+            since = f"{now - r['since']:.1f} s ago" if isinstance(r.get("since"), (int, float)) else ""
+            seen = "\n".join(f"{ip}: {p.get('adverts')} ({p.get('checksum')}, prio {p.get('priority')}, "
+                             f"{now - p['last']:.1f} s ago)" if isinstance(p.get("last"), (int, float)) else ip
+                             for ip, p in sorted(r["peers"].items()))
+            master = r.get("master") or {}
+            table.add_row(f"{r['node']} ({r['interface']})", _state(r["state"]), str(r["priority"]),
+                          f"{master.get('address', '')} (prio {master.get('priority')})" if master else "",
+                          since, escape(seen), str(r.get("adverts_sent", "")),
+                          f"{r['skew_ms']:g} / {r['master_down_interval_ms']:g} ms")
+        out.print(table)
+    return 0
+
+
+def _state(state: str) -> str:
+    colour = {"active": "green", "backup": "cyan", "not running": "red", "dead": "red"}.get(state)
+    return f"[{colour}]{state}[/]" if colour else state
+
+
+def _rows(state: StateDir, file, prefix: str) -> list:
+    """One row per member speaker: declared members (with a file) or every
+    speaker with files under an applied instance's namespaces."""
+    from ..kernel import speakers
+    from ..state.inventory import Inventory, instance_id
+
+    inventory = Inventory(state)
+    wanted = None
+    if file:
+        from ..manifest import load_topology
+
+        topology = load_topology(file)
+        instance = instance_id(topology.name, prefix)
+        wanted = [(instance, prefix + m.node, m.node, g, m) for g in topology.vips for m in g.members]
+    else:
+        wanted = []
+        for instance, entry in sorted(inventory.instances.items()):
+            pre = entry.get("prefix", "")
+            for ns in sorted(entry.get("namespaces", [])):
+                for group in speakers.groups(ns):
+                    wanted.append((instance, ns, ns[len(pre):], group, None))
+    rows = []
+    for instance, ns, node, group, member in wanted:
+        name = group.name if member is not None else group
+        said = speakers.running(ns, name)
+        config = _config(speakers.config_path(ns, name))
+        priority = member.priority if member is not None else config.get("priority")
+        interval = group.interval_cs if member is not None else config.get("interval_cs") or 100
+        rows.append({
+            "instance": instance, "group": name, "node": node, "namespace": ns,
+            "interface": member.interface if member is not None else config.get("interface"),
+            "state": said.get("state") if said else ((speakers.status(ns, name) or {}).get("state") == "dead"
+                                                    and "dead" or "not running"),
+            "priority": priority, "since": (said or {}).get("since"), "master": (said or {}).get("master"),
+            "peers": (said or {}).get("peers") or {}, "adverts_sent": (said or {}).get("adverts_sent"),
+            "holding": bool((said or {}).get("holding")), "pid": (said or {}).get("pid"),
+            **timers(priority or 100, interval)})
+    return rows
+
+
+def _config(path: str) -> dict:
+    try:
+        with open(path) as f:
+            data = jsonlib.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
