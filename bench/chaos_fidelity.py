@@ -4,22 +4,54 @@
 On a two-node lab built with `netkeel apply` (unique namespace prefix, a state
 directory in a temporary directory, both removed at the end even on failure or
 Ctrl-C), for each fault backend this kernel has (the capability probe of
-toolkit/kernel/chaos.py):
+toolkit/kernel/chaos.py), the fault on node a's egress:
 
     nft    loss 10% and 40%, duplicate 10%: a paced, sequence-numbered UDP
-           stream of --packets datagrams from node a to node b; lost and
-           duplicated sequence numbers are counted at b
+           stream of --packets datagrams from node a to node b (10,000/s);
+           lost and duplicated sequence numbers are counted at b
     tbf    rate 10 Mbit/s: fixed-size UDP frames sent as fast as the socket
            lets for a few seconds; the frame rate at b, in bits per second of
            Ethernet frames (what tc's rates count), after a warm-up
     netem  all of the above, plus delay 50 ms and 50 ms with 10 ms jitter
-           (median ping RTT minus the median RTT without the fault)
+           (median ping RTT minus the median RTT without the fault; 500
+           pings 10 ms apart, 1,500 with the jitter: the median of a uniform
+           50 +- 10 ms varies by 0.45 ms (one standard deviation) over 500
+           samples, 0.26 ms over 1,500, against a 2 ms tolerance)
+    userspace (NFQUEUE through iptables-nft and the worker of
+           toolkit/kernel/nfqworker.py; measured where iptables is installed
+           and the probe finds `nfqueue`, else the output says why not):
+           delay 50 ms and 50 ms with 10 ms jitter, as netem's; loss 10% and
+           40%, as nft's; and
+           reorder-25   `delay: 10ms, reorder: 25%`: the share of the delivered
+                        datagrams that went at once, which is what the worker
+                        promises (netem's meaning: each packet goes at once with
+                        the reorder probability, the others wait the delay). The
+                        stream's datagrams carry their send time; b takes the
+                        kernel's receive time (SO_TIMESTAMPNS), one clock on one
+                        machine: "at once" is a one-way time under half the
+                        delay (the held ones take at least the delay, as there
+                        is no jitter; those at once take a fraction of a ms).
+                        Also printed: how many arrived before one sent earlier
+           corrupt-5    `corrupt: 5%`: the share of datagrams not delivered
+                        intact: those b's kernel dropped (the worker flips one
+                        bit past the IP header, so the UDP checksum fails) plus
+                        those delivered damaged (each datagram carries a CRC-32).
+                        A damaged datagram handed to the application is not what
+                        netem does (its receiver's checksum drops it too): any
+                        makes the row's ratio infinite
+           worker-10kpps  `delay: 1ms` (the smallest delay used here) and a
+                        stream of 10,000 datagrams/s for 3 s: the share lost
+                        enters T; the one-way time minus the 1 ms delay (p50,
+                        p99, max) is printed beside the same stream's without a
+                        fault, and is not in T
 
 Every fault is injected with the real CLI (`netkeel chaos FILE`, with a fault
 file written here naming the backend), and its traffic runs inside the lab's
 namespaces (`ip netns exec`); nothing is sent from the root namespace, and
 every probe is bounded in count and time. The lab has static neighbour
-entries, so no fault ever meets an ARP exchange.
+entries, so no fault ever meets an ARP exchange. After each revert, both
+nodes are checked for what a fault could leave: chaos nft tables, mangle
+tables and NFQUEUE rules, netem/tbf qdiscs, a worker serving the lab.
 
 netem: where this kernel lacks sch_netem and the kernel test tier is installed
 (tests/vm: Debian's kernel under qemu), the netem measurements run in that VM
@@ -30,20 +62,34 @@ Time to inject and revert: the wall time of the whole `netkeel chaos FILE`
 process (it returns only after it checked that the kernel objects are in
 place, so this is an upper bound of the time to effect) and of `netkeel chaos
 revert --fault NAME`, each checked afterwards from here; medians over
---rounds injections per backend, after one untimed injection that pays for the
-capability probe. The revert waits until the fault's keeper has started (its
-start-up would otherwise compete with it), and the next round until the keeper
-has exited. Beside them: their CPU time, and the wall time of a process that
-only imports what every netkeel command imports (invoke, rich, yaml,
-fastjsonschema), the floor under both on this machine at that moment.
+--rounds injections per backend (nft loss-40, tbf rate-10mbit, userspace
+delay-50: starting the worker and waiting for its heartbeat, then the
+iptables rules; the revert removes the rules, stops the worker and removes
+the mangle tables), printed per backend, after one untimed injection that
+pays for the capability probe. Not timed: netem in the VM (its times under
+software emulation say nothing of a real machine). The revert waits until
+the fault's keeper has started (its start-up would otherwise compete with
+it), and the next round until the keeper has exited. Beside them: their CPU
+time, and the wall time of a process that only imports what every netkeel
+command imports (invoke, rich, yaml, fastjsonschema), the floor under both on
+this machine at that moment.
 
-Tolerances: loss and duplicate within 2 points, delay within 1 ms + 2% of the
-declared delay, rate within 5%. The ratio of a measurement is |measured -
-declared| / tolerance; T is the worst. The last line:
+Tolerances: loss and duplicate within 2 points; reorder within 2 points (a
+share of 10,000 draws: the binomial standard deviation at 25% is 0.43 points,
+so 2 points is over 4.5 of them, and the at-once/held split has a 5 ms margin
+on either side); corrupt within 1 point (binomial deviation at 5% over 10,000:
+0.22 points, so 1 point is 4.5 of them); worker delivery: at most 0.5% of the
+datagrams lost; delay within 1 ms + 2% of the declared delay; rate within 5%.
+The ratio of a measurement is |measured - declared| / tolerance; T is the
+worst over every backend's rows (the VM's netem rows too). The last line:
 
     faults=N worst_tolerance_ratio=T inject_ms_p50=I revert_ms_p50=V
 
+N counts the rows; I and V are the medians over all the timed rounds of all
+the backends timed here (nft, tbf and userspace where present), together.
+
     .venv/bin/python bench/chaos_fidelity.py [--packets 10000] [--rounds 7] [--no-vm]
+        [--backends nft,tbf,netem,userspace]
 """
 
 from __future__ import annotations
@@ -52,6 +98,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -60,6 +107,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +137,7 @@ links:
       - {{node: {B}, interface: {DEV}, mac: "{MAC_B}", addresses: [{ADDR_B}/24]}}
 """
 
-# (name, kind, declared value, unit, fault file body, backends that can do it)
+# (name, kind, declared value, unit, fault file body)
 LOSS_FAULTS = [
     ("loss-10", "loss", 10.0, "%", "loss: 10%"),
     ("loss-40", "loss", 40.0, "%", "loss: 40%"),
@@ -100,18 +148,35 @@ DELAY_FAULTS = [
     ("delay-50", "delay", 50.0, "ms", "delay: 50ms"),
     ("delay-50-jitter-10", "delay", 50.0, "ms", "delay: {time: 50ms, jitter: 10ms}"),
 ]
-# What each backend is asked to do here, by the capability names of the probe.
+REORDER_DELAY_MS = 10.0
+USERSPACE_ONLY = [
+    # the share of datagrams sent at once (one-way time under half the delay), of those delivered
+    ("reorder-25", "reorder", 25.0, "%", f"delay: {REORDER_DELAY_MS:g}ms\nreorder: 25%"),
+    # the share of datagrams that never arrived intact (the receiver's UDP checksum drops them)
+    ("corrupt-5", "corrupt", 5.0, "%", "corrupt: 5%"),
+    # the worker at THROUGHPUT_PPS through its smallest delay: the share of datagrams lost
+    ("worker-10kpps", "delivery", 0.0, "%", "delay: 1ms"),
+]
+THROUGHPUT_PPS, THROUGHPUT_S, THROUGHPUT_DELAY_MS = 10_000, 3.0, 1.0
+# What each backend is asked to do here.
 PLAN = {
     "nft": [f for f in LOSS_FAULTS],
     "tbf": [RATE_FAULT],
     "netem": LOSS_FAULTS + [RATE_FAULT] + DELAY_FAULTS,
+    "userspace": DELAY_FAULTS + LOSS_FAULTS[:2] + USERSPACE_ONLY,
 }
-TIMED = {"nft": "loss-40", "tbf": "rate-10mbit", "netem": "delay-50"}
+# The capability of toolkit/kernel/chaos.py's probe each backend needs.
+CAPABILITY = {"nft": "nft", "tbf": "tbf", "netem": "netem", "userspace": "nfqueue"}
+TIMED = {"nft": "loss-40", "tbf": "rate-10mbit", "netem": "delay-50", "userspace": "delay-50"}
 
 
 def tolerance(kind: str, declared: float) -> float:
-    if kind in ("loss", "duplicate"):
+    if kind in ("loss", "duplicate", "reorder"):
         return 2.0                       # points, over 10,000 packets
+    if kind == "corrupt":
+        return 1.0                       # points, over 10,000 packets
+    if kind == "delivery":
+        return 0.5                       # points of datagrams lost
     if kind == "delay":
         return 1.0 + 0.02 * declared     # ms
     return 0.05 * declared               # rate
@@ -119,16 +184,34 @@ def tolerance(kind: str, declared: float) -> float:
 
 # -- probes: this file run inside a namespace (`--probe MODE ...`), standard library only ---------
 
-def probe_udp_recv(port: int, count: int, seconds: float) -> dict:
-    """Count sequence numbers 0..count-1: unique, duplicated. Ends after an end
-    marker, after 1 s without traffic once traffic came, or at the deadline."""
+STAMP = struct.Struct("!IQ")      # sequence number, the sender's CLOCK_REALTIME in ns
+END_SEQ = 0xFFFFFFFF
+SO_TIMESTAMPNS = 35               # Linux (asm-generic/socket.h); SCM_TIMESTAMPNS is the same number
+
+
+def datagram(seq: int, sent_ns: int) -> bytes:
+    """64 bytes: sequence number, send time, a filler, a CRC-32 of all that (so a
+    datagram damaged on the way and yet delivered is seen as damaged)."""
+    body = STAMP.pack(seq, sent_ns) + bytes([seq % 251]) * (60 - STAMP.size)
+    return body + struct.pack("!I", zlib.crc32(body))
+
+
+def probe_udp_recv(port: int, count: int, seconds: float, detail: int = 0) -> dict:
+    """Count sequence numbers 0..count-1 delivered intact: unique, duplicated,
+    damaged (CRC-32 wrong). With `detail`, also [seq, one-way us] of each intact
+    arrival in arrival order: the kernel's receive time of the datagram
+    (SO_TIMESTAMPNS, so not this process's scheduling) minus its send time (one
+    clock: sender and receiver are on this machine). Ends after an end marker,
+    after 1 s without traffic once traffic came, or at the deadline."""
     seen = bytearray(count)
-    duplicates = datagrams = strays = 0
+    duplicates = datagrams = strays = damaged = 0
+    arrivals = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:  # room for every datagram even if this process is slow to read (root: FORCE)
             s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
         except OSError:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         s.bind(("0.0.0.0", port))
         print("READY", flush=True)
         deadline = time.monotonic() + seconds
@@ -136,15 +219,18 @@ def probe_udp_recv(port: int, count: int, seconds: float) -> dict:
         while (left := min(deadline - time.monotonic(), idle)) > 0:
             s.settimeout(left)
             try:
-                data = s.recv(2048)
+                data, ancillary, _, _ = s.recvmsg(2048, 64)
             except socket.timeout:
                 break
             idle = 1.0
-            if len(data) < 4:
+            if len(data) != 64:
                 strays += 1
                 continue
-            seq, = struct.unpack_from("!I", data)
-            if seq == 0xFFFFFFFF:
+            if zlib.crc32(data[:60]) != struct.unpack_from("!I", data, 60)[0]:
+                damaged += 1
+                continue
+            seq, sent_ns = STAMP.unpack_from(data)
+            if seq == END_SEQ:
                 break
             if seq >= count:
                 strays += 1
@@ -154,13 +240,23 @@ def probe_udp_recv(port: int, count: int, seconds: float) -> dict:
                 duplicates += 1
             else:
                 seen[seq] = 1
-    return {"unique": sum(seen), "duplicates": duplicates, "datagrams": datagrams, "strays": strays}
+            if detail:
+                received_ns = next((sec * 1_000_000_000 + nsec for level, kind, raw in ancillary
+                                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
+                                    for sec, nsec in [struct.unpack("=qq", raw[:16])]), time.time_ns())
+                arrivals.append([seq, (received_ns - sent_ns) // 1000])
+    out = {"unique": sum(seen), "duplicates": duplicates, "datagrams": datagrams, "strays": strays,
+           "damaged": damaged}
+    if detail:
+        out["arrivals"] = arrivals
+    return out
 
 
 def probe_udp_send(host: str, port: int, count: int, pps: int) -> dict:
-    """Send sequence numbers 0..count-1 at `pps`, then end markers."""
+    """Send sequence numbers 0..count-1 at `pps` (bursts of 50, then a sleep:
+    a spinning sender would take a CPU the userspace worker needs), then end
+    markers."""
     errors = sent = 0
-    pad = b"\0" * 60
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         start = time.monotonic()
         for seq in range(count):
@@ -170,14 +266,14 @@ def probe_udp_send(host: str, port: int, count: int, pps: int) -> dict:
                     time.sleep(ahead)
             sent += 1
             try:
-                s.sendto(struct.pack("!I", seq) + pad, (host, port))
+                s.sendto(datagram(seq, time.time_ns()), (host, port))
             except OSError:  # a drop in this namespace's own output path says so (EPERM)
                 errors += 1
         elapsed = time.monotonic() - start
         time.sleep(0.3)  # let a delayed or queued tail arrive before the markers
         for _ in range(20):
             try:
-                s.sendto(b"\xff\xff\xff\xff" + pad, (host, port))
+                s.sendto(datagram(END_SEQ, 0), (host, port))
             except OSError:
                 pass
             time.sleep(0.01)
@@ -240,7 +336,7 @@ def probe_rate_send(host: str, port: int, seconds: float, payload: int) -> dict:
     return {"sent": sent}
 
 
-PROBES = {"udp-recv": (probe_udp_recv, (int, int, float)), "udp-send": (probe_udp_send, (str, int, int, int)),
+PROBES = {"udp-recv": (probe_udp_recv, (int, int, float, int)), "udp-send": (probe_udp_send, (str, int, int, int)),
           "rate-recv": (probe_rate_recv, (int, float, float)), "rate-send": (probe_rate_send, (str, int, float, int))}
 
 
@@ -369,13 +465,41 @@ class Bench:
             time.sleep(0.02)
 
     def residue(self) -> str:
-        """What faults left in node a: chaos nft tables and qdiscs other than the default."""
-        tables = self.exec(A, ["nft", "list", "tables"], timeout=10).stdout
-        qdisc = subprocess.run(["tc", "-n", self.ns(A), "qdisc", "show", "dev", DEV], capture_output=True,
-                               text=True, timeout=10).stdout
-        left = [t for t in tables.splitlines() if "netkeel_chaos_" in t]
-        left += [q for q in qdisc.splitlines() if q.split()[1:2] and q.split()[1] in ("netem", "tbf")]
+        """What faults left in either node (egress loss drops at the far end): chaos
+        nft tables, the mangle tables iptables made for the userspace backend (the
+        lab has none of its own) and their NFQUEUE rules, qdiscs other than the
+        default, and userspace workers serving a namespace of this lab."""
+        left = []
+        for node in (A, B):
+            tables = self.exec(node, ["nft", "list", "tables"], timeout=10).stdout
+            left += [f"{node}: {t}" for t in tables.splitlines()
+                     if "netkeel_chaos_" in t or t.split()[2:3] == ["mangle"]]
+            for tool in ("iptables", "ip6tables") if shutil.which("iptables") else ():
+                rules = self.exec(node, [tool, "-w", "5", "-t", "mangle", "-S"], timeout=10).stdout
+                left += [f"{node}: {r}" for r in rules.splitlines() if "NFQUEUE" in r]
+            qdisc = subprocess.run(["tc", "-n", self.ns(node), "qdisc", "show", "dev", DEV], capture_output=True,
+                                   text=True, timeout=10).stdout
+            left += [f"{node}: {q}" for q in qdisc.splitlines() if q.split()[1:2] and q.split()[1] in ("netem", "tbf")]
+        left += [f"worker pid {pid}" for pid in self.workers()]
         return "; ".join(left)
+
+    def workers(self) -> list:
+        """Userspace workers (toolkit.kernel.nfqworker) serving this lab's namespaces."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+                with open(f"/proc/{entry}/stat") as f:
+                    zombie = f.read().rpartition(")")[2].split()[0] == "Z"
+            except OSError:
+                continue
+            if not zombie and b"toolkit.kernel.nfqworker" in argv and b"--netns" in argv and \
+                    argv[argv.index(b"--netns") + 1:][:1] in ([self.ns(A).encode()], [self.ns(B).encode()]):
+                found.append(int(entry))
+        return found
 
     def close(self) -> None:
         for proc in self.children:
@@ -391,6 +515,11 @@ class Bench:
             for pid in self.keepers:  # still running after the revert: ours, ended by pid
                 if _is_keeper(pid, self.state):
                     os.kill(pid, signal.SIGKILL)
+            for pid in self.workers():  # a userspace worker the revert missed: this lab's, ended by pid
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             if self.built:
                 self.netkeel("destroy", str(self.lab), "--ns-prefix", self.prefix, timeout=120)
             _remove_namespaces(self.prefix)
@@ -435,17 +564,69 @@ def _remove_namespaces(prefix: str) -> None:
 
 # -- measurements ------------------------------------------------------------------------------
 
-def measure_stream(bench: Bench, packets: int) -> dict:
-    """Lost and duplicated sequence numbers of one paced stream from a to b."""
-    span = packets / LOSS_PPS
-    recv = bench.start_probe(B, "udp-recv", UDP_PORT, packets, span + 60)
+def measure_stream(bench: Bench, packets: int, pps: int = LOSS_PPS, detail: bool = False) -> dict:
+    """Lost, duplicated and damaged sequence numbers of one paced stream from a
+    to b; with `detail`, each intact arrival's [seq, one-way us] in arrival order."""
+    span = packets / pps
+    recv = bench.start_probe(B, "udp-recv", UDP_PORT, packets, span + 60, int(detail))
     bench.wait_ready(recv)
-    sent = bench.finish(bench.start_probe(A, "udp-send", ADDR_B, UDP_PORT, packets, LOSS_PPS), span + 60)
+    sent = bench.finish(bench.start_probe(A, "udp-send", ADDR_B, UDP_PORT, packets, pps), span + 60)
     got = bench.finish(recv, span + 70)
     return {"n": packets, "lost": packets - got["unique"], "duplicates": got["duplicates"],
-            "send_errors": sent["errors"], "strays": got["strays"],
-            "loss_pct": 100 * (packets - got["unique"]) / packets,
-            "duplicate_pct": 100 * got["duplicates"] / packets}
+            "damaged": got["damaged"], "send_errors": sent["errors"], "strays": got["strays"],
+            "send_s": sent["seconds"], "loss_pct": 100 * (packets - got["unique"]) / packets,
+            "duplicate_pct": 100 * got["duplicates"] / packets, "arrivals": got.get("arrivals", [])}
+
+
+def overtakers(order: list) -> int:
+    """How many datagrams arrived before one sent earlier than them."""
+    count, lowest_after = 0, float("inf")
+    for seq in reversed(order):
+        if seq > lowest_after:
+            count += 1
+        lowest_after = min(lowest_after, seq)
+    return count
+
+
+def measure_reorder(bench: Bench, packets: int, delay_ms: float) -> dict:
+    """netem's reorder as the worker promises it (nfqworker.Schedule.arrive): a
+    share of the packets goes at once, the others wait the delay. A datagram
+    went at once when its one-way time is under half the delay (the others take
+    at least the delay: no jitter here). The share is of the datagrams delivered."""
+    m = measure_stream(bench, packets, detail=True)
+    arrivals = m.pop("arrivals")
+    ms = [us / 1000 for _, us in arrivals]
+    at_once = [t for t in ms if t < delay_ms / 2]
+    held = [t for t in ms if t >= delay_ms / 2]
+    return {**m, "delivered": len(ms), "at_once": len(at_once),
+            "at_once_pct": 100 * len(at_once) / len(ms) if ms else 0.0,
+            "overtakers": overtakers([seq for seq, _ in arrivals]),
+            "at_once_p50": statistics.median(at_once) if at_once else float("nan"),
+            "held_p50": statistics.median(held) if held else float("nan")}
+
+
+def measure_corrupt(bench: Bench, packets: int) -> dict:
+    """netem's corrupt: one flipped bit in a share of the packets. Measured as
+    the share of datagrams not delivered intact: those the receiving kernel
+    dropped (UDP checksum) and those delivered damaged (CRC-32 of the datagram,
+    which must be none)."""
+    m = measure_stream(bench, packets)
+    bad = m["lost"] + m["damaged"]
+    return {**m, "corrupt_pct": 100 * bad / packets}
+
+
+def percentile(values: list, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+
+
+def measure_latency(bench: Bench, pps: int, seconds: float) -> dict:
+    """A stream of pps x seconds datagrams: lost share, one-way times (ms)."""
+    packets = int(pps * seconds)
+    m = measure_stream(bench, packets, pps=pps, detail=True)
+    ms = [us / 1000 for _, us in m.pop("arrivals")]
+    return {**m, "delivered": len(ms), "p50": statistics.median(ms) if ms else float("nan"),
+            "p99": percentile(ms, 0.99), "max": max(ms, default=float("nan")), "pps": packets / m["send_s"]}
 
 
 def measure_rate(bench: Bench, seconds: float = 4.0, warmup: float = 0.5) -> dict:
@@ -470,13 +651,17 @@ def measure_rtt(bench: Bench, count: int) -> dict:
 def fidelity(bench: Bench, backends: list, packets: int, say) -> list:
     """One row per (backend, fault): declared, measured, sample size, tolerance ratio."""
     rows = []
-    base_rtt = None
+    base_rtt = base_oneway = None
     for backend in backends:
         for name, kind, declared, unit, body in PLAN[backend]:
             path = bench.fault_file(name, backend, body)
             if kind == "delay" and base_rtt is None:
                 base_rtt = measure_rtt(bench, 200)
                 say(f"  baseline RTT a->b: median {base_rtt['median']:.3f} ms over {base_rtt['n']} pings")
+            if kind == "delivery" and base_oneway is None:
+                base_oneway = measure_latency(bench, THROUGHPUT_PPS, THROUGHPUT_S)
+                say(f"  baseline one-way a->b at {base_oneway['pps']:.0f} datagrams/s: p50 {base_oneway['p50']:.3f} "
+                    f"ms, p99 {base_oneway['p99']:.3f} ms, {base_oneway['lost']} of {base_oneway['n']} lost")
             bench.inject(path)
             extra = {}
             try:
@@ -486,12 +671,33 @@ def fidelity(bench: Bench, backends: list, packets: int, say) -> list:
                     note = f"lost {m['lost']}, duplicated {m['duplicates']}, sendto errors {m['send_errors']}"
                     if m["send_errors"]:
                         extra["send_errors"] = m["send_errors"]
+                elif kind == "reorder":
+                    m = measure_reorder(bench, packets, REORDER_DELAY_MS)
+                    measured, n = m["at_once_pct"], f"{m['delivered']} pkts"
+                    note = (f"{m['at_once']} at once (one-way p50 {m['at_once_p50']:.2f} ms), the others p50 "
+                            f"{m['held_p50']:.2f} ms; {m['overtakers']} overtook an earlier one; lost {m['lost']}")
+                elif kind == "corrupt":
+                    m = measure_corrupt(bench, packets)
+                    measured, n = m["corrupt_pct"], f"{m['n']} pkts"
+                    note = f"not delivered {m['lost']}, delivered damaged {m['damaged']}"
+                    if m["damaged"]:
+                        extra["damaged"] = m["damaged"]
+                elif kind == "delivery":
+                    m = measure_latency(bench, THROUGHPUT_PPS, THROUGHPUT_S)
+                    measured, n = m["loss_pct"], f"{m['n']} pkts"
+                    added = {"p50": m["p50"] - THROUGHPUT_DELAY_MS, "p99": m["p99"] - THROUGHPUT_DELAY_MS,
+                             "max": m["max"] - THROUGHPUT_DELAY_MS}
+                    extra["latency"] = {"pps": m["pps"], "delay_ms": THROUGHPUT_DELAY_MS, "delivered": m["delivered"],
+                                        "added": added, "base": {k: base_oneway[k] for k in ("p50", "p99", "max")}}
+                    note = (f"{m['delivered']} of {m['n']} delivered at {m['pps']:.0f}/s; one-way minus the "
+                            f"{THROUGHPUT_DELAY_MS:g} ms delay: p50 {added['p50']:.2f} ms, p99 {added['p99']:.2f} ms "
+                            f"(no fault: p50 {base_oneway['p50']:.2f}, p99 {base_oneway['p99']:.2f})")
                 elif kind == "rate":
                     m = measure_rate(bench)
                     measured, n = m["bits_per_s"], f"{m['in_window']} frames"
                     note = f"{m['frame_bytes']}-byte frames over {m['window_s']:.2f} s"
-                else:
-                    m = measure_rtt(bench, 500)
+                else:  # the median of a jittered delay varies more: a larger sample (see the docstring)
+                    m = measure_rtt(bench, 1500 if "jitter" in body else 500)
                     measured, n = m["median"] - base_rtt["median"], f"{m['n']} pings"
                     note = f"RTT p10/p50/p90 {m['p10']:.1f}/{m['median']:.1f}/{m['p90']:.1f} ms"
             finally:
@@ -501,9 +707,11 @@ def fidelity(bench: Bench, backends: list, packets: int, say) -> list:
             if left:
                 raise RuntimeError(f"after reverting {name}: still in the kernel: {left}")
             ratio = abs(measured - declared) / tolerance(kind, declared)
+            if extra.get("damaged"):
+                ratio = float("inf")  # a damaged datagram handed to the application: not what netem does
             rows.append({"backend": backend, "fault": name, "kind": kind, "declared": declared,
                          "measured": measured, "unit": unit, "n": n, "ratio": ratio, "note": note, **extra})
-            say(f"  {backend:5s} {name:20s} {_value(declared, unit):>14s} -> {_value(measured, unit):>14s}  "
+            say(f"  {backend:9s} {name:20s} {_value(declared, unit):>14s} -> {_value(measured, unit):>14s}  "
                 f"ratio {ratio:.2f}  ({note})")
     return rows
 
@@ -577,7 +785,9 @@ def netem_in_vm(args, say) -> tuple:
     with tempfile.TemporaryDirectory(prefix="netkeel-chaosfid-vm-") as job:
         job = Path(job)
         guest_dir = getattr(vm, "GUEST_DIR", "/tmp/netkeel-vm")
-        config = {"MODULES_DIR": str(kernel.modules), "MODULES": " ".join(vm.GUEST_MODULES)}
+        # As tests/vm/run.py's write_job: init.sh mounts the repository at REPO_DIR (without it, over
+        # the guest's whole root).
+        config = {"MODULES_DIR": str(kernel.modules), "MODULES": " ".join(vm.GUEST_MODULES), "REPO_DIR": str(ROOT)}
         (job / "config").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in config.items()))
         command = [str(ROOT / ".venv" / "bin" / "python"), str(HERE), "--backends", "netem", "--no-vm",
                    "--no-timing", "--in-vm", "--packets", str(args.packets), "--result", f"{guest_dir}/result.json"]
@@ -630,7 +840,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=10_000, help="datagrams per loss/duplicate fault")
     parser.add_argument("--rounds", type=int, default=7, help="timed injections per backend")
-    parser.add_argument("--backends", help="only these (comma-separated: nft, tbf, netem)")
+    parser.add_argument("--backends", help="only these (comma-separated: nft, tbf, netem, userspace)")
     parser.add_argument("--no-vm", action="store_true", help="never run netem in the kernel test tier")
     parser.add_argument("--no-timing", action="store_true", help="fidelity only")
     parser.add_argument("--vm-timeout", type=float, default=1200)
@@ -652,10 +862,14 @@ def main() -> int:
     can = probe()
     say(f"this kernel ({os.uname().release}) can do: {', '.join(can)}; load average {os.getloadavg()[0]:.2f}")
     wanted = args.backends.split(",") if args.backends else list(PLAN)
-    backends = [b for b in PLAN if b in wanted and b in can]
+    backends = [b for b in PLAN if b in wanted and CAPABILITY[b] in can]
     if "dup" not in can and "nft" in backends:
         PLAN["nft"] = [f for f in PLAN["nft"] if f[1] != "duplicate"]
     notes = []
+    if "userspace" in wanted and "userspace" not in backends:
+        why = ("iptables (iptables-nft) is not installed" if not shutil.which("iptables") else
+               "the capability probe found no NFQUEUE target or nfnetlink_queue here")
+        notes.append(f"the userspace backend was not measured: {why}")
     workdir = Path(tempfile.mkdtemp(prefix="netkeel-chaosfid-"))
     bench = Bench(workdir, slow=args.in_vm)
     rows, timings = [], {}
@@ -695,16 +909,28 @@ def main() -> int:
 
 
 def report(rows, timings, notes, can, say) -> None:
-    say("\nfidelity (declared vs measured; tolerance: loss/duplicate 2 points, delay 1 ms + 2%, rate 5%)")
-    say(f"{'backend':8s} {'fault':20s} {'declared':>14s} {'measured':>14s} {'sample':>14s} {'tolerance':>12s} "
+    say("\nfidelity (declared vs measured; tolerance: loss/duplicate/reorder 2 points, corrupt 1 point, "
+        "worker delivery 0.5 points lost, delay 1 ms + 2%, rate 5%)")
+    say(f"{'backend':9s} {'fault':20s} {'declared':>14s} {'measured':>14s} {'sample':>14s} {'tolerance':>12s} "
         f"{'ratio':>6s}")
     for r in rows:
         tol = tolerance(r["kind"], r["declared"])
-        say(f"{r['backend']:8s} {r['fault']:20s} {_value(r['declared'], r['unit']):>14s} "
+        say(f"{r['backend']:9s} {r['fault']:20s} {_value(r['declared'], r['unit']):>14s} "
             f"{_value(r['measured'], r['unit']):>14s} {r['n']:>14s} {_value(tol, r['unit']):>12s} "
             f"{r['ratio']:6.2f}")
     if not any(r["kind"] == "delay" for r in rows):
-        say(f"{'-':8s} {'delay-50, -jitter-10':20s} not measured: only netem delays (no userspace backend yet)")
+        say(f"{'-':9s} {'delay-50, -jitter-10':20s} not measured: neither netem nor the userspace backend here")
+    for r in rows:
+        if r.get("latency"):
+            lat = r["latency"]
+            say(f"note: {r['backend']} {r['fault']}: {lat['delivered']} datagrams delivered at {lat['pps']:.0f}/s "
+                f"through a {lat['delay_ms']:g} ms delay; the one-way time minus that delay: p50 "
+                f"{lat['added']['p50']:.2f} ms, p99 {lat['added']['p99']:.2f} ms, max {lat['added']['max']:.2f} ms "
+                f"(the same stream without a fault: p50 {lat['base']['p50']:.2f} ms, p99 {lat['base']['p99']:.2f} ms); "
+                f"printed, not in T: only the lost share is")
+        if r.get("damaged"):
+            say(f"note: {r['backend']} {r['fault']}: {r['damaged']} datagrams were handed to the receiver damaged "
+                f"(netem's are dropped by the receiver's checksum): ratio inf")
     for r in rows:
         if r.get("send_errors"):
             say(f"note: {r['backend']} {r['fault']}: the sender's sendto() failed (EPERM) for {r['send_errors']} "
@@ -716,12 +942,12 @@ def report(rows, timings, notes, can, say) -> None:
     reverts = [t for v in timings.values() for t in v["revert_ms"]]
     if timings:
         say("\nwhole-process wall time (ms): `netkeel chaos FILE` / `netkeel chaos revert --fault NAME`")
-        say(f"{'backend':8s} {'fault':14s} {'n':>3s} {'inject p50':>11s} {'min':>6s} {'max':>6s} "
+        say(f"{'backend':9s} {'fault':14s} {'n':>3s} {'inject p50':>11s} {'min':>6s} {'max':>6s} "
             f"{'revert p50':>11s} {'min':>6s} {'max':>6s} {'floor p50':>10s} {'cpu inj/rev':>12s} {'load':>5s}")
         for backend, t in timings.items():
             i, v = t["inject_ms"], t["revert_ms"]
             cpu = f"{statistics.median(t['inject_cpu_ms']):.0f}/{statistics.median(t['revert_cpu_ms']):.0f}"
-            say(f"{backend:8s} {t['fault']:14s} {len(i):3d} {statistics.median(i):11.0f} {min(i):6.0f} "
+            say(f"{backend:9s} {t['fault']:14s} {len(i):3d} {statistics.median(i):11.0f} {min(i):6.0f} "
                 f"{max(i):6.0f} {statistics.median(v):11.0f} {min(v):6.0f} {max(v):6.0f} "
                 f"{statistics.median(t['floor_ms']):10.0f} {cpu:>12s} {t['load']:5.2f}")
         say("floor: wall time of a process that only imports invoke, rich, yaml and fastjsonschema, as every "
