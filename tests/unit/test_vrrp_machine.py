@@ -124,7 +124,7 @@ def test_preempt_off_a_lower_priority_active_is_kept():
 def test_preempt_off_still_yields_when_active_to_a_higher_priority():
     mc = active(priority=100, preempt=False)
     actions = mc.receive(1.0, PEER, 200, 10)
-    assert kinds(actions) == ["RemoveVips", "Transition"] and mc.state == m.BACKUP
+    assert kinds(actions) == ["Send", "RemoveVips", "Transition"] and mc.state == m.BACKUP
 
 
 def test_equal_priority_is_accepted_by_a_backup():
@@ -204,7 +204,7 @@ def test_shutdown_when_backup_sends_nothing():
 def test_active_yields_to_a_higher_priority_adopting_its_interval():
     mc = active(priority=100, interval_cs=100)
     actions = mc.receive(3.0, PEER, 200, 10)
-    assert actions[0] == m.RemoveVips() and actions[1].new == m.BACKUP
+    assert actions[:2] == [m.Send(100), m.RemoveVips()] and actions[2].new == m.BACKUP
     assert mc.master == m.Master(PEER, 200, 10)
     assert mc.master_down_interval_ms == 360.9375
     assert mc.next_deadline() == pytest.approx(3.0 + 0.3609375)
@@ -212,7 +212,7 @@ def test_active_yields_to_a_higher_priority_adopting_its_interval():
 
 def test_tie_break_on_equal_priority_the_higher_primary_address_wins():
     mc = active(priority=100, primary="10.0.3.2")
-    assert kinds(mc.receive(1.0, "10.0.3.10", 100, 10)) == ["RemoveVips", "Transition"]  # 10 > 2 as integers
+    assert kinds(mc.receive(1.0, "10.0.3.10", 100, 10)) == ["Send", "RemoveVips", "Transition"]  # 10 > 2
     mc = active(priority=100, primary="10.0.3.10")
     assert kinds(mc.receive(1.0, "10.0.3.9", 100, 10)) == ["Send", "Garp"]               # 9 < 10: stays
     assert mc.state == m.ACTIVE
@@ -234,15 +234,32 @@ def test_lower_priority_active_is_answered_at_once_and_garp_is_rate_limited():
     assert kinds(mc.receive(11.1, PEER, 100, 10)) == ["Send", "Garp"]
 
 
-def test_split_brain_heals_to_the_higher_priority():
-    r1 = active(priority=200, primary="10.0.3.2")
-    r2 = active(priority=100, primary="10.0.3.3")
-    # the partition ends: each hears the other's next advert
-    to_r2 = r1.tick(r1.next_deadline())
-    assert to_r2 == [m.Send(200)]
-    assert kinds(r2.receive(1.0, "10.0.3.2", 200, 10)) == ["RemoveVips", "Transition"]
-    assert kinds(r1.receive(1.0, "10.0.3.3", 100, 10)) == ["Send", "Garp"]
-    assert (r1.state, r2.state) == (m.ACTIVE, m.BACKUP)
+def heal(first_heard: str):
+    """Two actives after a partition; the one named hears the other first, and
+    each then hears what the other sent in answer. Returns the actions of each."""
+    routers = {"r1": active(priority=200, primary="10.0.3.2"), "r2": active(priority=100, primary="10.0.3.3")}
+    prio = {"r1": 200, "r2": 100}
+    addr = {"r1": "10.0.3.2", "r2": "10.0.3.3"}
+    done = {"r1": [], "r2": []}
+    inbox = [(first_heard, "r2" if first_heard == "r1" else "r1", m.Send(prio["r2" if first_heard == "r1" else "r1"]))]
+    t = 1.0
+    for _ in range(10):
+        if not inbox:
+            break
+        to, frm, send = inbox.pop(0)
+        t += 0.001
+        actions = routers[to].receive(t, addr[frm], send.priority, 10)
+        done[to] += actions
+        inbox += [(frm, to, a) for a in actions if isinstance(a, m.Send)]
+    return routers, done
+
+
+@pytest.mark.parametrize("first_heard", ["r1", "r2"])
+def test_split_brain_heals_to_the_higher_priority_with_garp_whoever_hears_first(first_heard):
+    routers, done = heal(first_heard)
+    assert (routers["r1"].state, routers["r2"].state) == (m.ACTIVE, m.BACKUP)
+    assert any(isinstance(a, m.Garp) for a in done["r1"])         # the clients are pointed at r1
+    assert any(isinstance(a, m.RemoveVips) for a in done["r2"])
 
 
 def test_refuses_the_owner_priority():

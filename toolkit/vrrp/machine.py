@@ -23,8 +23,10 @@ except during a preempt delay, which counts from the first lower priority
 advert and ends in taking over at once. Active: an advert every
 Advertisement_Interval; priority 0 from another is answered at once; a higher
 priority (or an equal one from a higher primary address) makes this router
-Backup; a lower one is answered at once with an advert and, after a split
-brain (at most once a second), gratuitous ARP so clients point here again.
+Backup, after one last advert of its own; a lower one is answered at once with
+an advert and (at most once a second) gratuitous ARP so clients point here
+again. Between them, the last advert and the answer heal a split brain
+whichever side hears the other first.
 """
 
 from __future__ import annotations
@@ -208,7 +210,11 @@ class Machine:
             self.master_adver_interval_cs = interval_cs
             reason = (f"higher priority {priority} from {src}" if priority > self.priority
                       else f"equal priority from higher address {src}")
-            return [RemoveVips()] + self._to_backup(now, reason, Master(src, priority, interval_cs))
+            # One last advert before yielding: after a split brain the winner may
+            # never have heard this router (this one heard it first), and it is
+            # this advert that tells it to point the clients back with GARP.
+            return [Send(self.priority), RemoveVips()] + self._to_backup(now, reason,
+                                                                          Master(src, priority, interval_cs))
         # Lower priority (or equal from a lower address): another router thinks it is
         # active. Answer at once so it yields, and point the clients back here.
         self.adver_at = now + self.interval_cs / 100.0
