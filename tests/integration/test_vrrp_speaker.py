@@ -1,0 +1,335 @@
+"""The VRRPv3 speaker in real namespaces: a switch namespace with a bridge, and
+r1, r2 and a client each with a veth into it (10.0.3.0/24, VIP 10.0.3.254).
+
+Election, the client reaching the VIP, a graceful stop handing over within
+Skew_Time, preemption on return, a SIGKILLed speaker whose guardian withdraws
+the VIP, a killed guardian whose speaker stops gracefully, a split brain that
+heals with the client's ARP entry pointing at the survivor, unicast peers with
+both checksum modes, and 10 ms adverts without a flap.
+
+Every process started here is killed and every namespace removed afterwards;
+nothing runs in or sends from the root namespace; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from toolkit.vrrp.config import SpeakerConfig, master_down_interval_ms, skew_time_ms
+
+ROOT = Path(__file__).resolve().parents[2]
+VIP = "10.0.3.254"
+ADDRESSES = {"r1": "10.0.3.2", "r2": "10.0.3.3", "client": "10.0.3.10"}
+NODES = ("sw", "r1", "r2", "client")
+
+# Prints the addresses of eth0 carrying the VIP marker, read with the speaker's own netlink code.
+MARKED = ("import json, socket; from toolkit.vrrp.speaker import Rtnl; from toolkit.vrrp.config import VIP_ADDR_PROTO;"
+          "r = Rtnl(); print(json.dumps(sorted(f'{a.address}/{a.prefixlen}' for a in "
+          "r.addresses(socket.if_nametoindex('eth0')) if a.proto == VIP_ADDR_PROTO)))")
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.002) -> float:
+    """Seconds until predicate() held; fails after `timeout`."""
+    start = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(step)
+
+
+class VrrpLab:
+    def __init__(self, prefix: str, tmp: Path):
+        self.prefix = prefix
+        self.tmp = tmp
+        self.procs: dict = {}       # node -> the guardian's Popen (ip netns exec execs python)
+        self.speakers: set = set()  # speaker pids seen in status files
+
+    def ns(self, node: str) -> str:
+        return f"{self.prefix}{node}"
+
+    def ip(self, *argv: str) -> str:
+        return subprocess.run(["ip", *argv], capture_output=True, text=True, timeout=10, check=True).stdout
+
+    def exec(self, node: str, argv: list, timeout: float = 15) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.ns(node), *argv], capture_output=True, text=True,
+                              timeout=timeout, cwd=ROOT)
+
+    def build(self) -> None:
+        for node in NODES:
+            self.ip("netns", "add", self.ns(node))
+            self.ip("-n", self.ns(node), "link", "set", "lo", "up")
+        sw = self.ns("sw")
+        self.ip("-n", sw, "link", "add", "br0", "type", "bridge")
+        self.ip("-n", sw, "link", "set", "br0", "up")
+        for node in ("r1", "r2", "client"):
+            self.ip("-n", sw, "link", "add", f"p-{node}", "type", "veth", "peer", "name", "eth0", "netns",
+                    self.ns(node))
+            self.ip("-n", sw, "link", "set", f"p-{node}", "master", "br0", "up")
+            self.ip("-n", self.ns(node), "addr", "add", f"{ADDRESSES[node]}/24", "dev", "eth0")
+            self.ip("-n", self.ns(node), "link", "set", "eth0", "up")
+
+    def config(self, node: str, priority: int, **changes) -> SpeakerConfig:
+        data = {"group": "gw", "vrid": 51, "namespace": self.ns(node), "interface": "eth0", "priority": priority,
+                "addresses": [f"{VIP}/24"], "interval_cs": 10, "preempt": True, "preempt_delay_ms": 0,
+                "unicast_peers": [], "virtual_mac": False, "checksum": "rfc9568",
+                "status": str(self.tmp / f"{node}.status.json"), **changes}
+        return SpeakerConfig.from_dict(data)
+
+    def start(self, node: str, config: SpeakerConfig) -> subprocess.Popen:
+        path = self.tmp / f"{node}.json"
+        path.write_text(config.to_json())
+        log = open(self.tmp / f"{node}.log", "a")
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns(node), sys.executable, "-m", "toolkit.vrrp.speaker",
+                                 "--config", str(path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                cwd=ROOT, start_new_session=True)
+        log.close()
+        self.procs[node] = proc
+        return proc
+
+    def status(self, node: str) -> dict:
+        try:
+            data = json.loads((self.tmp / f"{node}.status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        if isinstance(data.get("pid"), int):
+            self.speakers.add(data["pid"])
+        return data
+
+    def state(self, node: str) -> str | None:
+        return self.status(node).get("state")
+
+    def has_vip(self, node: str) -> bool:
+        out = self.ip("-n", self.ns(node), "-j", "addr", "show", "dev", "eth0")
+        return any(i["local"] == VIP for link in json.loads(out) for i in link.get("addr_info", []))
+
+    def marked(self, node: str) -> list:
+        result = self.exec(node, [sys.executable, "-c", MARKED])
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def mac(self, node: str) -> str:
+        return json.loads(self.ip("-n", self.ns(node), "-j", "link", "show", "dev", "eth0"))[0]["address"]
+
+    def client_arp(self) -> str | None:
+        out = json.loads(self.ip("-n", self.ns("client"), "-j", "neigh", "show", VIP))
+        return out[0].get("lladdr") if out else None
+
+    def ping(self, count: int = 3) -> bool:
+        result = self.exec("client", ["ping", "-4", "-n", "-c", str(count), "-i", "0.2", "-W", "1", "-w", "5", VIP],
+                           timeout=15)
+        return result.returncode == 0
+
+    def log(self, node: str) -> str:
+        try:
+            return (self.tmp / f"{node}.log").read_text()
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        """Stop every process started here (gracefully, then for good), by pid."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for node in list(self.procs):
+            self.status(node)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        for pid in self.speakers:
+            if _is_our_speaker(pid, self.tmp):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for node in NODES:
+            subprocess.run(["ip", "netns", "del", self.ns(node)], capture_output=True, timeout=10)
+
+
+def _is_our_speaker(pid: int, tmp: Path) -> bool:
+    """The pid runs a speaker with one of this test's config files (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"toolkit.vrrp.speaker" in cmdline and str(tmp).encode() in cmdline
+
+
+@pytest.fixture
+def vlab(prefix, tmp_path):
+    lab = VrrpLab(prefix, tmp_path)
+    try:
+        lab.build()
+        yield lab
+    finally:
+        lab.close()
+
+
+def pair(lab: VrrpLab, **changes) -> None:
+    """r1 (200) and r2 (100) started; r1 active with the VIP, r2 backup."""
+    lab.start("r1", lab.config("r1", 200, **changes))
+    lab.start("r2", lab.config("r2", 100, **changes))
+    wait_for(lambda: lab.state("r1") == "active" and lab.state("r2") == "backup", 3.0,
+             "r1 active and r2 backup")
+
+
+# -- the tests -----------------------------------------------------------------------------
+
+def test_election_graceful_handover_and_preemption(vlab):
+    r1 = vlab.start("r1", vlab.config("r1", 200))
+    vlab.start("r2", vlab.config("r2", 100))
+    took = wait_for(lambda: vlab.state("r1") == "active" and vlab.has_vip("r1"), 2.0, "r1 active holding the VIP")
+    assert took < 1.5
+    wait_for(lambda: vlab.state("r2") == "backup", 1.0, "r2 backup")
+    time.sleep(0.3)     # a few adverts
+    s1, s2 = vlab.status("r1"), vlab.status("r2")
+    assert s1["holding"] and not s2["holding"] and not vlab.has_vip("r2")
+    assert vlab.marked("r1") == [f"{VIP}/24"] and vlab.marked("r2") == []
+    assert s1["master"] == {"address": "10.0.3.2", "priority": 200, "interval_cs": 10}
+    assert s2["master"] == {"address": "10.0.3.2", "priority": 200, "interval_cs": 10}
+    assert s2["peers"]["10.0.3.2"]["priority"] == 200 and s2["peers"]["10.0.3.2"]["adverts"] >= 2
+    assert s2["peers"]["10.0.3.2"]["checksum"] == "rfc9568"
+    assert s1["adverts_sent"] >= 2 and s2["adverts_sent"] == 0
+    assert (s2["skew_ms"], s2["master_down_interval_ms"]) == (skew_time_ms(100, 10), master_down_interval_ms(100, 10))
+    assert s1["config_hash"] == vlab.config("r1", 200).config_hash()
+    assert s1["guardian"] == r1.pid and s1["pid"] != r1.pid
+    assert time.time() - s1["updated"] < 1.0
+    assert vlab.ping()
+
+    # graceful stop of r1's speaker: priority 0, so r2 takes over after its Skew_Time
+    killed_at = time.time()
+    os.kill(s1["pid"], signal.SIGTERM)
+    wait_for(lambda: vlab.state("r2") == "active", 2.0, "r2 active after r1's graceful stop")
+    handover_ms = (vlab.status("r2")["since"] - killed_at) * 1000
+    assert handover_ms < skew_time_ms(100, 10) + 150, handover_ms
+    assert r1.wait(timeout=5) == 0
+    s1 = vlab.status("r1")
+    assert s1["state"] == "stopped" and not s1["holding"] and not vlab.has_vip("r1")
+    assert vlab.has_vip("r2") and vlab.status("r2")["holding"]
+    assert vlab.ping()
+    assert vlab.client_arp() == vlab.mac("r2")
+
+    # r1 returns: it preempts after its Master_Down_Interval
+    vlab.start("r1", vlab.config("r1", 200))
+    took = wait_for(lambda: vlab.state("r1") == "active" and vlab.state("r2") == "backup", 3.0,
+                    "r1 preempts r2")
+    assert took < 2.0
+    wait_for(lambda: not vlab.has_vip("r2"), 1.0, "r2 dropped the VIP")
+    assert vlab.has_vip("r1") and vlab.status("r2")["master"]["address"] == "10.0.3.2"
+    assert vlab.ping()
+    wait_for(lambda: vlab.client_arp() == vlab.mac("r1"), 1.0, "the client's ARP entry points at r1")
+    print(f"\ngraceful handover {handover_ms:.1f} ms (Skew_Time {skew_time_ms(100, 10)} ms)")
+
+
+def test_sigkill_of_the_speaker_guardian_withdraws_the_vip(vlab):
+    pair(vlab)
+    s1 = vlab.status("r1")
+    guardian = vlab.procs["r1"]
+    killed_at = time.monotonic()
+    os.kill(s1["pid"], signal.SIGKILL)
+    wait_for(lambda: not vlab.has_vip("r1"), master_down_interval_ms(200, 10) / 1000, "the VIP gone from r1")
+    gone_ms = (time.monotonic() - killed_at) * 1000
+    wait_for(lambda: vlab.state("r2") == "active", master_down_interval_ms(100, 10) / 1000 + 0.2, "r2 active")
+    active_ms = (time.monotonic() - killed_at) * 1000
+    assert guardian.wait(timeout=5) == 1
+    s1 = vlab.status("r1")
+    assert s1["state"] == "dead" and not s1["holding"] and s1["master"] is None
+    assert "killed by signal 9" in s1["error"]
+    assert vlab.marked("r1") == [] and vlab.has_vip("r2") and vlab.status("r2")["holding"]
+    assert vlab.ping()
+    print(f"\nSIGKILL: VIP off r1 after {gone_ms:.1f} ms, r2 active after {active_ms:.1f} ms")
+
+
+def test_a_killed_guardian_makes_its_speaker_stop_gracefully(vlab):
+    pair(vlab)
+    s1 = vlab.status("r1")
+    vlab.procs["r1"].kill()
+    vlab.procs["r1"].wait(timeout=5)
+    wait_for(lambda: vlab.state("r1") == "stopped", 3.0, "r1's speaker stopped")
+    wait_for(lambda: vlab.state("r2") == "active", 1.0, "r2 active")
+    assert not vlab.has_vip("r1") and not vlab.status("r1")["holding"]
+    wait_for(lambda: not Path(f"/proc/{s1['pid']}").exists(), 3.0, "r1's speaker exited")
+
+
+def test_sigterm_to_the_guardian_is_a_graceful_stop(vlab):
+    pair(vlab)
+    vlab.procs["r1"].send_signal(signal.SIGTERM)
+    assert vlab.procs["r1"].wait(timeout=5) == 0
+    assert vlab.state("r1") == "stopped" and not vlab.has_vip("r1")
+    wait_for(lambda: vlab.state("r2") == "active", 1.0, "r2 active")
+
+
+def test_split_brain_heals_and_the_client_points_at_the_survivor(vlab):
+    pair(vlab)
+    assert vlab.ping()
+    r2 = vlab.ns("r2")
+    nft = ["nft", "-f", "-"]
+    cut = ("table inet vrrpcut {\n chain i { type filter hook input priority 0; ip protocol 112 drop; }\n"
+           " chain o { type filter hook output priority 0; ip protocol 112 drop; }\n}\n")
+    subprocess.run(["ip", "netns", "exec", r2, *nft], input=cut, text=True, timeout=10, check=True)
+    wait_for(lambda: vlab.state("r2") == "active", 2.0, "r2 active in the split brain")
+    assert vlab.has_vip("r1") and vlab.has_vip("r2") and vlab.state("r1") == "active"
+    time.sleep(0.2)
+    healed_at = time.monotonic()
+    subprocess.run(["ip", "netns", "exec", r2, "nft", "delete", "table", "inet", "vrrpcut"], timeout=10, check=True)
+    wait_for(lambda: vlab.state("r2") == "backup" and not vlab.has_vip("r2"),
+             master_down_interval_ms(100, 10) / 1000 + 0.2, "one active after the heal")
+    heal_ms = (time.monotonic() - healed_at) * 1000
+    assert vlab.state("r1") == "active" and vlab.has_vip("r1")
+    wait_for(lambda: vlab.client_arp() == vlab.mac("r1"), 1.0, "the client's ARP entry points at r1")
+    assert vlab.ping()
+    assert "another active router 10.0.3.3" in vlab.log("r1")
+    print(f"\nsplit brain healed in {heal_ms:.1f} ms")
+
+
+def test_unicast_peers_with_both_checksum_modes(vlab):
+    vlab.start("r2", vlab.config("r2", 100, unicast_peers=["10.0.3.2"], checksum="rfc9568"))
+    wait_for(lambda: vlab.state("r2") == "active", 2.0, "r2 active alone")
+    vlab.start("r1", vlab.config("r1", 200, unicast_peers=["10.0.3.3"], checksum="pseudo-header"))
+    wait_for(lambda: vlab.state("r1") == "active" and vlab.state("r2") == "backup", 3.0, "r1 preempts")
+    time.sleep(0.3)
+    assert vlab.status("r1")["peers"]["10.0.3.3"]["checksum"] == "rfc9568"
+    assert vlab.status("r2")["peers"]["10.0.3.2"]["checksum"] == "pseudo-header"
+    assert vlab.has_vip("r1") and not vlab.has_vip("r2")
+    assert vlab.ping()
+
+
+def test_ten_millisecond_adverts_hold_steady_and_fail_over_fast(vlab):
+    pair(vlab, interval_cs=1)
+    before = (vlab.status("r1")["transitions"], vlab.status("r2")["transitions"])
+    time.sleep(2.0)
+    s1, s2 = vlab.status("r1"), vlab.status("r2")
+    assert (s1["transitions"], s2["transitions"]) == before, (vlab.log("r1"), vlab.log("r2"))
+    assert s2["peers"]["10.0.3.2"]["adverts"] >= 150          # 100 a second
+    assert s2["master_down_interval_ms"] == master_down_interval_ms(100, 1)
+    killed_at = time.time()
+    os.kill(s1["pid"], signal.SIGKILL)
+    wait_for(lambda: vlab.state("r2") == "active", 1.0, "r2 active")
+    took_ms = (vlab.status("r2")["since"] - killed_at) * 1000
+    assert took_ms < master_down_interval_ms(100, 1) + 100, took_ms
+    print(f"\n10 ms adverts: SIGKILL to r2 active in {took_ms:.1f} ms")
+
+
+def test_refused_configs_say_why(vlab, tmp_path):
+    config = vlab.config("r1", 200, virtual_mac=True)
+    proc = vlab.start("r1", config)
+    assert proc.wait(timeout=10) == 2
+    status = vlab.status("r1")
+    assert status["state"] == "dead" and "virtual_mac" in status["error"]
+    owner = tmp_path / "owner.json"
+    owner.write_text(json.dumps({**vlab.config("r2", 200).to_dict(), "priority": 255}))
+    result = vlab.exec("r2", [sys.executable, "-m", "toolkit.vrrp.speaker", "--config", str(owner)])
+    assert result.returncode == 2 and "255" in result.stderr
+    assert not vlab.has_vip("r1") and not vlab.has_vip("r2")
