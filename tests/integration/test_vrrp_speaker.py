@@ -1,11 +1,12 @@
 """The VRRPv3 speaker in real namespaces: a switch namespace with a bridge, and
-r1, r2 and a client each with a veth into it (10.0.3.0/24, VIP 10.0.3.254).
+r1, r2 and a client each with a veth into it (10.0.3.0/24, VIP 10.0.3.254;
+2001:db8:3::/64 for IPv6).
 
 Election, the client reaching the VIP, a graceful stop handing over within
 Skew_Time, preemption on return, a SIGKILLed speaker whose guardian withdraws
 the VIP, a killed guardian whose speaker stops gracefully, a split brain that
 heals with the client's ARP entry pointing at the survivor, unicast peers with
-both checksum modes, and 10 ms adverts without a flap.
+both checksum modes, 10 ms adverts without a flap, and an IPv6 group.
 
 Every process started here is killed and every namespace removed afterwards;
 nothing runs in or sends from the root namespace; every wait is bounded.
@@ -32,8 +33,8 @@ NODES = ("sw", "r1", "r2", "client")
 
 # Prints the addresses of eth0 carrying the VIP marker, read with the speaker's own netlink code.
 MARKED = ("import json, socket; from toolkit.vrrp.speaker import Rtnl; from toolkit.vrrp.config import VIP_ADDR_PROTO;"
-          "r = Rtnl(); print(json.dumps(sorted(f'{a.address}/{a.prefixlen}' for a in "
-          "r.addresses(socket.if_nametoindex('eth0')) if a.proto == VIP_ADDR_PROTO)))")
+          "r = Rtnl(); i = socket.if_nametoindex('eth0'); print(json.dumps(sorted(f'{a.address}/{a.prefixlen}' "
+          "for f in (socket.AF_INET, socket.AF_INET6) for a in r.addresses(i, f) if a.proto == VIP_ADDR_PROTO)))")
 
 
 def wait_for(predicate, timeout: float, what: str, step: float = 0.002) -> float:
@@ -320,6 +321,36 @@ def test_ten_millisecond_adverts_hold_steady_and_fail_over_fast(vlab):
     took_ms = (vlab.status("r2")["since"] - killed_at) * 1000
     assert took_ms < master_down_interval_ms(100, 1) + 100, took_ms
     print(f"\n10 ms adverts: SIGKILL to r2 active in {took_ms:.1f} ms")
+
+
+def test_ipv6_group_elects_answers_and_hands_over(vlab):
+    vip6 = "2001:db8:3::254"
+    for node, host in (("r1", 2), ("r2", 3), ("client", 10)):
+        vlab.ip("-n", vlab.ns(node), "addr", "add", f"2001:db8:3::{host}/64", "dev", "eth0", "nodad")
+    six = {"addresses": ["fe80::254/64", f"{vip6}/64"]}
+    vlab.start("r1", vlab.config("r1", 200, **six))
+    vlab.start("r2", vlab.config("r2", 100, **six))
+    # the speakers wait for their link-local addresses to leave duplicate address detection
+    wait_for(lambda: vlab.state("r1") == "active" and vlab.state("r2") == "backup", 6.0, "r1 active, r2 backup")
+    assert vlab.marked("r1") == [f"{vip6}/64", "fe80::254/64"] and vlab.marked("r2") == []
+    wait_for(lambda: (vlab.status("r2").get("master") or {}).get("priority") == 200, 1.0, "r2 knows r1 is active")
+    assert vlab.status("r2")["master"]["address"].startswith("fe80:")
+    ping6 = ["ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-w", "5", vip6]
+    assert vlab.exec("client", ping6).returncode == 0
+
+    def client_neigh():
+        out = json.loads(vlab.ip("-n", vlab.ns("client"), "-6", "-j", "neigh", "show", vip6))
+        return out[0].get("lladdr") if out else None
+
+    assert client_neigh() == vlab.mac("r1")
+    killed_at = time.time()
+    os.kill(vlab.status("r1")["pid"], signal.SIGTERM)
+    wait_for(lambda: vlab.state("r2") == "active", 2.0, "r2 active")
+    handover_ms = (vlab.status("r2")["since"] - killed_at) * 1000
+    assert handover_ms < skew_time_ms(100, 10) + 150, handover_ms
+    assert vlab.marked("r1") == [] and len(vlab.marked("r2")) == 2
+    wait_for(lambda: client_neigh() == vlab.mac("r2"), 1.0, "the client's neighbour entry points at r2")
+    assert vlab.exec("client", ping6).returncode == 0
 
 
 def test_refused_configs_say_why(vlab, tmp_path):

@@ -94,6 +94,49 @@ def test_ipv6_always_includes_its_pseudo_header():
         p.decode(data, 6, "fe80::3", "ff02::12")
 
 
+def test_ipv6_adverts_need_hop_limit_255():
+    v6 = p.Advert(52, 200, 10, ("fe80::254", "2001:db8:3::254"))
+    data = p.encode(v6, "rfc9568", "fe80::2", "ff02::12")
+    got = p.decode_ipv6(data, "fe80::2", "ff02::12", 255)
+    assert (got.src, got.advert, got.checksum) == ("fe80::2", v6, "rfc9568")
+    for hops in (1, 64, None):
+        with pytest.raises(p.PacketError, match="hop limit"):
+            p.decode_ipv6(data, "fe80::2", "ff02::12", hops)
+
+
+# -- announcements -------------------------------------------------------------------------
+
+MAC = bytes.fromhex("02 00 00 00 00 01")
+
+
+def test_gratuitous_arp_request_and_reply_golden():
+    request, reply = p.garp_frames(MAC, "10.0.3.254")
+    assert request == bytes.fromhex(
+        "ffffffffffff 020000000001 0806"        # broadcast, from MAC, ARP
+        "0001 0800 06 04 0001"                  # Ethernet/IPv4, request
+        "020000000001 0a0003fe"                 # sender: MAC, VIP
+        "000000000000 0a0003fe") + bytes(18)    # target: zero, VIP; padded to 60
+    assert reply == bytes.fromhex(
+        "ffffffffffff 020000000001 0806 0001 0800 06 04 0002"
+        "020000000001 0a0003fe 020000000001 0a0003fe") + bytes(18)   # target MAC = sender's
+
+
+def test_unsolicited_neighbour_advert_frame():
+    frame = p.unsolicited_na_frame(MAC, "2001:db8:3::254", "fe80::1", router=True)
+    eth, ip6, icmp = frame[:14], frame[14:54], frame[54:]
+    assert eth == bytes.fromhex("333300000001 020000000001 86dd")
+    assert ip6[:8] == bytes.fromhex("60000000 0020 3a ff")       # payload 32, ICMPv6, hop limit 255
+    assert ip6[8:24] == bytes.fromhex("fe800000000000000000000000000001")
+    assert ip6[24:40] == bytes.fromhex("ff020000000000000000000000000001")
+    assert icmp[0] == 136 and icmp[1] == 0 and icmp[4] == 0xA0    # Router and Override, not Solicited
+    assert icmp[8:24] == bytes.fromhex("20010db8000300000000000000000254")
+    assert icmp[24:] == bytes.fromhex("0201") + MAC                 # target link-layer address option
+    pseudo = ip6[8:40] + len(icmp).to_bytes(4, "big") + bytes(3) + bytes([58])
+    assert p.ones_sum(icmp, p.ones_sum(pseudo)) == 0xFFFF            # the checksum holds
+    host = p.unsolicited_na_frame(MAC, "2001:db8:3::254", "fe80::1", router=False)
+    assert host[54 + 4] == 0x20
+
+
 # -- dropped -------------------------------------------------------------------------------
 
 def test_bad_checksum_is_refused():
@@ -218,7 +261,7 @@ def test_unsupported_features_are_named():
     cfg = c.SpeakerConfig.from_dict(CONFIG)
     assert c.unsupported(cfg) == []
     assert "virtual_mac" in c.unsupported(c.SpeakerConfig.from_dict({**CONFIG, "virtual_mac": True}))[0]
-    assert "IPv6" in c.unsupported(c.SpeakerConfig.from_dict({**CONFIG, "addresses": ["2001:db8::1/64"]}))[0]
+    assert c.unsupported(c.SpeakerConfig.from_dict({**CONFIG, "addresses": ["fe80::1/64", "2001:db8::1/64"]})) == []
 
 
 @pytest.mark.parametrize("priority, interval_cs, skew, down", [

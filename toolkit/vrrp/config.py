@@ -220,8 +220,6 @@ def unsupported(config: SpeakerConfig) -> list:
     out = []
     if config.virtual_mac:
         out.append("virtual_mac: not supported by this speaker (the VIPs use the interface's own MAC)")
-    if config.family != 4:
-        out.append("IPv6 groups are not supported by this speaker yet")
     return out
 
 

@@ -214,6 +214,55 @@ def decode_ipv4(datagram: bytes) -> Received:
     return Received(ip.src, ip.dst, ip.ttl, decoded.advert, decoded.checksum)
 
 
+def decode_ipv6(payload: bytes, src: str, dst: str, hoplimit: int | None) -> Received:
+    """An advertisement received on an IPv6 raw socket (which gives no IPv6
+    header: the source, destination and hop limit come from recvmsg): the hop
+    limit must be 255, the checksum include the IPv6 pseudo-header."""
+    if hoplimit != TTL:
+        raise PacketError(f"hop limit {hoplimit}, not {TTL}")
+    decoded = decode(payload, 6, src, dst)
+    return Received(src, dst, hoplimit, decoded.advert, decoded.checksum)
+
+
+# -- announcements ----------------------------------------------------------------------
+
+BROADCAST_MAC = b"\xff" * 6
+ETH_P_ARP, ETH_P_IPV6 = 0x0806, 0x86DD
+ALL_NODES = "ff02::1"
+ND_NEIGHBOR_ADVERT = 136
+NA_ROUTER, NA_SOLICITED, NA_OVERRIDE = 0x80, 0x40, 0x20
+
+
+def garp_frames(mac: bytes, address: str) -> list:
+    """Gratuitous ARP for `address` from `mac`, Ethernet frames to broadcast: a
+    request (target hardware address zero) and a reply (target hardware address
+    the sender's: Linux takes a reply as gratuitous only so); sender = target =
+    address; padded to the Ethernet minimum."""
+    ip = ipaddress.IPv4Address(address).packed
+    eth = BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP)
+    frames = []
+    for op, target_mac in ((1, b"\0" * 6), (2, mac)):
+        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac + ip + target_mac + ip
+        frames.append((eth + arp).ljust(60, b"\0"))
+    return frames
+
+
+def unsolicited_na_frame(mac: bytes, target: str, source: str, router: bool = True) -> bytes:
+    """An unsolicited Neighbor Advertisement (RFC 4861 7.2.6) for `target` from
+    `mac`, as an Ethernet frame to all nodes (ff02::1): Override set, Solicited
+    clear, Router as asked, the target link-layer address option, hop limit
+    255, sent from `source` (an address of the interface)."""
+    src, dst = ipaddress.IPv6Address(source), ipaddress.IPv6Address(ALL_NODES)
+    flags = NA_OVERRIDE | (NA_ROUTER if router else 0)
+    body = struct.pack("!BBHB3x", ND_NEIGHBOR_ADVERT, 0, 0, flags) + ipaddress.IPv6Address(target).packed \
+        + struct.pack("!BB", 2, 1) + mac
+    start = ones_sum(src.packed + dst.packed + struct.pack("!I3xB", len(body), 58))
+    body = body[:2] + struct.pack("!H", internet_checksum(body, start)) + body[4:]
+    ipv6 = struct.pack("!IHBB", 6 << 28, len(body), 58, 255) + src.packed + dst.packed
+    eth = b"\x33\x33" + dst.packed[-4:] + mac + struct.pack("!H", ETH_P_IPV6)
+    return eth + ipv6 + body
+
+
 def encode_ipv4(advert: Advert, src: str, dst: str, checksum: str = "rfc9568", ttl: int = TTL,
                 ident: int = 0) -> bytes:
     """A whole IPv4 datagram (header checksum included): for tests and captures."""

@@ -41,9 +41,10 @@ import time
 import traceback
 
 from . import machine as m
-from .config import (MULTICAST_V4, STATUS_PERIOD_S, VIP_ADDR_PROTO, ConfigError, MasterStatus, PeerStatus,
-                     SpeakerConfig, SpeakerStatus, unsupported)
-from .packet import IPPROTO_VRRP, TTL, Advert, PacketError, decode_ipv4, encode
+from .config import (MULTICAST_V4, MULTICAST_V6, STATUS_PERIOD_S, VIP_ADDR_PROTO, ConfigError, MasterStatus,
+                     PeerStatus, SpeakerConfig, SpeakerStatus, unsupported)
+from .packet import (IPPROTO_VRRP, TTL, Advert, PacketError, decode_ipv4, decode_ipv6, encode, garp_frames,
+                     unsolicited_na_frame)
 
 STATUS_WRITE_S = STATUS_PERIOD_S / 2    # comfortably "at least every 500 ms"
 RECONCILE_S = STATUS_PERIOD_S           # VIPs and the primary address checked against the kernel
@@ -59,8 +60,6 @@ PR_SET_PDEATHSIG = 1
 IP_PKTINFO = 8
 IP_MULTICAST_ALL = 49
 SIOCGIFHWADDR = 0x8927
-ETH_P_ARP = 0x0806
-BROADCAST_MAC = b"\xff" * 6
 
 
 # -- logging -----------------------------------------------------------------------------
@@ -95,7 +94,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS, IFA_PROTO = 1, 2, 8, 11
-IFA_F_SECONDARY = 0x01
+IFA_F_SECONDARY, IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x01, 0x02, 0x08, 0x40
 _NLMSG = struct.Struct("=LHHLL")
 _IFADDR = struct.Struct("=BBBBI")
 _NLA = struct.Struct("=HH")
@@ -178,9 +177,14 @@ class Rtnl:
         return out
 
     def add(self, ifindex: int, address: str, prefixlen: int, proto: int) -> None:
+        """Add an address carrying IFA_PROTO `proto` (IPv6: without duplicate
+        address detection, usable at once)."""
         family, raw = _family_raw(address)
-        payload = (_IFADDR.pack(family, prefixlen, 0, 0, ifindex) + _nla(IFA_LOCAL, raw) + _nla(IFA_ADDRESS, raw)
-                   + _nla(IFA_PROTO, bytes([proto])))
+        flags = IFA_F_NODAD if family == socket.AF_INET6 else 0
+        payload = (_IFADDR.pack(family, prefixlen, flags, 0, ifindex) + _nla(IFA_LOCAL, raw)
+                   + _nla(IFA_ADDRESS, raw) + _nla(IFA_PROTO, bytes([proto])))
+        if flags:
+            payload += _nla(IFA_FLAGS, struct.pack("=I", flags))
         self._request(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, payload)
 
     def delete(self, ifindex: int, address: str, prefixlen: int) -> None:
@@ -194,9 +198,14 @@ def _family_raw(address: str):
     return (socket.AF_INET if ip.version == 4 else socket.AF_INET6), ip.packed
 
 
+def family_of(vips) -> int:
+    return socket.AF_INET6 if ":" in vips[0][0] else socket.AF_INET
+
+
 def held_vips(rtnl: Rtnl, ifindex: int, vips) -> list:
     """Which of `vips` ((address, prefixlen)) are on the interface carrying the VIP marker."""
-    marked = {(a.address, a.prefixlen) for a in rtnl.addresses(ifindex) if a.proto == VIP_ADDR_PROTO}
+    marked = {(a.address, a.prefixlen) for a in rtnl.addresses(ifindex, family_of(vips))
+              if a.proto == VIP_ADDR_PROTO}
     return [v for v in vips if v in marked]
 
 
@@ -215,11 +224,17 @@ def remove_vips(rtnl: Rtnl, ifindex: int, vips, log=None) -> list:
 
 
 def primary_address(addresses, vips) -> str | None:
-    """The interface's primary IPv4 address: its first non-secondary one that is
-    not one of the VIPs (by address) nor marked as a VIP."""
+    """The address adverts are sent from, never a VIP (by address or marker).
+    IPv4: the interface's first primary (not secondary) address. IPv6 (RFC 9568
+    5.1.2.1): its link-local address, once duplicate address detection is done."""
     vip_ips = {a for a, _ in vips}
     candidates = [a for a in addresses if a.proto != VIP_ADDR_PROTO and a.address not in vip_ips
                   and not a.address.startswith("127.")]
+    if ":" in (vips[0][0] if vips else ""):
+        for a in candidates:
+            if a.address.startswith("fe80:") and not a.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED):
+                return a.address
+        return None
     for a in candidates:
         if not a.flags & IFA_F_SECONDARY:
             return a.address
@@ -228,35 +243,86 @@ def primary_address(addresses, vips) -> str | None:
 
 # -- sockets -----------------------------------------------------------------------------
 
-def open_vrrp_socket(ifname: str, ifindex: int, multicast: bool) -> socket.socket:
-    """The raw IPPROTO_VRRP socket on `ifname`: bound to the device, the
-    multicast group joined there, TTL 255 sent, our own multicast not looped."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_VRRP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
-        mreqn = socket.inet_aton(MULTICAST_V4) + socket.inet_aton("0.0.0.0") + struct.pack("=i", ifindex)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, TTL)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xC0)    # internetwork control
+class Channel:
+    """The raw IPPROTO_VRRP socket of one family on one interface: bound to the
+    device, the group (224.0.0.18 or ff02::12) joined there unless adverts go to
+    unicast peers, TTL / hop limit 255 sent, our own multicast not looped, the
+    source of each advert set per packet (IP_PKTINFO / IPV6_PKTINFO)."""
+
+    def __init__(self, family: int, ifname: str, ifindex: int, multicast: bool):
+        self.family, self.ifindex = family, ifindex
+        self.v6 = family == socket.AF_INET6
+        self.sock = sock = socket.socket(family, socket.SOCK_RAW, IPPROTO_VRRP)
         try:
-            sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-        except OSError:
-            pass
-        if multicast:
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+            if self.v6:
+                v6 = socket.IPPROTO_IPV6
+                sock.setsockopt(v6, socket.IPV6_MULTICAST_IF, ifindex)
+                sock.setsockopt(v6, socket.IPV6_MULTICAST_HOPS, TTL)
+                sock.setsockopt(v6, socket.IPV6_UNICAST_HOPS, TTL)
+                sock.setsockopt(v6, socket.IPV6_MULTICAST_LOOP, 0)
+                sock.setsockopt(v6, socket.IPV6_TCLASS, 0xC0)
+                sock.setsockopt(v6, socket.IPV6_RECVPKTINFO, 1)
+                sock.setsockopt(v6, socket.IPV6_RECVHOPLIMIT, 1)
+                if multicast:
+                    mreq = socket.inet_pton(socket.AF_INET6, MULTICAST_V6) + struct.pack("=I", ifindex)
+                    sock.setsockopt(v6, socket.IPV6_JOIN_GROUP, mreq)
+            else:
+                mreqn = socket.inet_aton(MULTICAST_V4) + socket.inet_aton("0.0.0.0") + struct.pack("=i", ifindex)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, TTL)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xC0)    # internetwork control
+                try:
+                    sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+                except OSError:
+                    pass
+                if multicast:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, message: bytes, source: str, dst: str) -> None:
+        """One VRRP message from `source` (an address of the interface) to `dst`."""
+        if self.v6:
+            info = (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
+                    socket.inet_pton(socket.AF_INET6, source) + struct.pack("=I", self.ifindex))
+            self.sock.sendmsg([message], [info], 0, (dst, 0, 0, self.ifindex))
+        else:
+            info = (socket.IPPROTO_IP, IP_PKTINFO,
+                    struct.pack("=i4s4s", self.ifindex, socket.inet_aton(source), b"\0" * 4))
+            self.sock.sendmsg([message], [info], 0, (dst, 0))
+
+    def receive(self):
+        """The next advertisement (a packet.Received). Raises BlockingIOError
+        when there is none, PacketError for one to drop."""
+        if not self.v6:
+            return decode_ipv4(self.sock.recv(65535))
+        data, ancillary, _flags, address = self.sock.recvmsg(65535, 256)
+        dst, hoplimit = None, None
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                dst = socket.inet_ntop(socket.AF_INET6, value[:16])
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hoplimit = struct.unpack("=i", value[:4])[0]
+        if dst is None:
+            raise PacketError("no destination address")
+        return decode_ipv6(data, address[0].split("%")[0], dst, hoplimit)
 
 
 def open_arp_socket(ifname: str) -> socket.socket:
-    """A packet socket on `ifname` to send gratuitous ARP from (protocol 0: it
-    receives nothing). The guardian opens it before it forks the speaker and
+    """A packet socket on `ifname` to send gratuitous ARP and unsolicited
+    neighbour advertisements from (protocol 0: it receives nothing). The guardian opens it before it forks the speaker and
     keeps it: a packet socket's last close waits for an RCU grace period
     (10-20 ms), which would otherwise delay the speaker's death, and with it
     the guardian's cleanup."""
@@ -269,29 +335,19 @@ def open_arp_socket(ifname: str) -> socket.socket:
     return sock
 
 
-def pktinfo(ifindex: int, source: str) -> bytes:
-    """struct in_pktinfo: sent with each advert so its source is the primary address."""
-    return struct.pack("=i4s4s", ifindex, socket.inet_aton(source), b"\0" * 4)
-
-
 def interface_mac(ifname: str) -> bytes:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         raw = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode()[:15]))
     return raw[18:24]
 
 
-def garp_frames(mac: bytes, address: str) -> list:
-    """A gratuitous ARP request (target hardware address zero) and reply
-    (target hardware address = sender's: Linux takes a reply as gratuitous only
-    so), sender = target = address, from `mac` to broadcast, each padded to
-    the Ethernet minimum."""
-    ip = socket.inet_aton(address)
-    eth = BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP)
-    frames = []
-    for op, target_mac in ((1, b"\0" * 6), (2, mac)):
-        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac + ip + target_mac + ip
-        frames.append((eth + arp).ljust(60, b"\0"))
-    return frames
+def _forwarding(ifname: str) -> bool:
+    """Whether the interface forwards IPv6 (a router: NAs carry the Router flag)."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return True
 
 
 def _set_pdeathsig(sig: int) -> None:
@@ -353,7 +409,9 @@ class Speaker:
         self.wake_r = self.wake_w = -1
         self.next_status = 0.0
         self.next_reconcile = 0.0
-        self.destinations = config.unicast_peers or (MULTICAST_V4,)
+        self.family = family_of(self.vips)
+        self.destinations = config.unicast_peers or ((MULTICAST_V6,) if self.family == socket.AF_INET6
+                                                     else (MULTICAST_V4,))
 
     # -- setup ------------------------------------------------------------------------
 
@@ -382,7 +440,7 @@ class Speaker:
                 self.beat()
                 self._nap(0.1)
         self.rtnl = Rtnl()
-        self.sock = open_vrrp_socket(self.config.interface, self.ifindex, not self.config.unicast_peers)
+        self.sock = Channel(self.family, self.config.interface, self.ifindex, not self.config.unicast_peers)
         self.arp = self.inherited_arp if self.inherited_arp is not None else open_arp_socket(self.config.interface)
         self.refresh_addresses()
 
@@ -410,9 +468,9 @@ class Speaker:
             self.ifindex = index
             self.sock.close()
             self.arp.close()
-            self.sock = open_vrrp_socket(self.config.interface, index, not self.config.unicast_peers)
+            self.sock = Channel(self.family, self.config.interface, index, not self.config.unicast_peers)
             self.arp = open_arp_socket(self.config.interface)
-        addresses = self.rtnl.addresses(self.ifindex)
+        addresses = self.rtnl.addresses(self.ifindex, self.family)
         primary = primary_address(addresses, self.vips)
         if primary != self.primary:
             self.log(f"primary address on {self.config.interface}: {primary}")
@@ -431,7 +489,8 @@ class Speaker:
         try:
             self.setup()
             while self.primary is None:     # nothing to send adverts from yet
-                self.log.limited("noprimary", f"waiting for an IPv4 address on {self.config.interface}")
+                what = "an IPv6 link-local" if self.family == socket.AF_INET6 else "an IPv4"
+                self.log.limited("noprimary", f"waiting for {what} address on {self.config.interface}")
                 self.write_status()
                 self._nap(RECONCILE_S)
                 self.refresh_addresses()
@@ -483,20 +542,19 @@ class Speaker:
     def receive_all(self) -> None:
         for _ in range(MAX_PACKETS_PER_WAKE):
             try:
-                data = self.sock.recv(65535)
+                got = self.sock.receive()
             except (BlockingIOError, InterruptedError):
                 return
+            except PacketError as exc:
+                self.log.limited(("drop", str(exc)), f"dropped a packet: {exc}")
+                continue
             except OSError as exc:
                 self.log.limited("recv", f"receive: {exc}")
                 return
-            self.handle(data, self.clock())
+            self.handle(got, self.clock())
 
-    def handle(self, data: bytes, now: float) -> None:
-        try:
-            got = decode_ipv4(data)
-        except PacketError as exc:
-            self.log.limited(("drop", str(exc)), f"dropped a packet: {exc}")
-            return
+    def handle(self, got, now: float) -> None:
+        """A valid advertisement (packet.Received) for any VRID."""
         if got.src in self.local:
             return      # our own
         advert = got.advert
@@ -541,9 +599,10 @@ class Speaker:
             self.write_status()
 
     def garp(self, reason: str) -> None:
-        """A burst of gratuitous ARP now, and the repeats scheduled."""
+        """A burst of gratuitous ARP (IPv6: unsolicited neighbour
+        advertisements) now, and the repeats scheduled."""
         if reason != "became active":
-            self.log(f"gratuitous ARP: {reason}")
+            self.log(f"{'unsolicited NA' if self.family == socket.AF_INET6 else 'gratuitous ARP'}: {reason}")
         now = self.clock()
         self.send_garp()
         self.garp_at = [now + d for d in GARP_SCHEDULE_S if d > 0]
@@ -552,12 +611,11 @@ class Speaker:
         if not self.primary:
             return
         advert = Advert(self.config.vrid, priority, self.config.interval_cs, self.vip_ips)
-        info = [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo(self.ifindex, self.primary))]
         sent = False
         for dst in self.destinations:
             message = encode(advert, self.config.checksum, self.primary, dst)
             try:
-                self.sock.sendmsg([message], info, 0, (dst, 0))
+                self.sock.send(message, self.primary, dst)
                 sent = True
             except OSError as exc:
                 self.log.limited(("send", dst, exc.errno), f"sending an advert to {dst}: {exc}")
@@ -583,11 +641,17 @@ class Speaker:
     def send_garp(self) -> None:
         try:
             mac = interface_mac(self.config.interface)
-            for address in self.vip_ips:
-                for frame in garp_frames(mac, address):
-                    self.arp.send(frame)
+            if self.family == socket.AF_INET6:
+                if not self.primary:
+                    return
+                router = _forwarding(self.config.interface)
+                frames = [unsolicited_na_frame(mac, a, self.primary, router) for a in self.vip_ips]
+            else:
+                frames = [f for a in self.vip_ips for f in garp_frames(mac, a)]
+            for frame in frames:
+                self.arp.send(frame)
         except OSError as exc:
-            self.log.limited(("garp", exc.errno), f"gratuitous ARP: {exc}")
+            self.log.limited(("garp", exc.errno), f"announcing the VIPs: {exc}")
 
     def reconcile(self) -> None:
         """The kernel as the state says: an active speaker holds every VIP, a
@@ -839,24 +903,27 @@ def bury(config: SpeakerConfig, guardian: int, child: int, why: str, rtnl: Rtnl,
 def resign(config: SpeakerConfig, ifindex: int, rtnl: Rtnl, log: Log) -> bool:
     """One advert with priority 0 from the interface's primary address, as the
     speaker's shutdown would have sent."""
+    family = family_of(config.vips)
     try:
-        primary = primary_address(rtnl.addresses(ifindex), config.vips)
+        primary = primary_address(rtnl.addresses(ifindex, family), config.vips)
         if primary is None:
             return False
-        sock = open_vrrp_socket(config.interface, ifindex, multicast=False)
+        channel = Channel(family, config.interface, ifindex, multicast=False)
     except OSError as exc:
         log(f"priority 0 not sent: {exc}")
         return False
     sent = False
-    with sock:
+    try:
         advert = Advert(config.vrid, 0, config.interval_cs, tuple(a for a, _ in config.vips))
-        for dst in config.unicast_peers or (MULTICAST_V4,):
+        group = MULTICAST_V6 if family == socket.AF_INET6 else MULTICAST_V4
+        for dst in config.unicast_peers or (group,):
             try:
-                sock.sendmsg([encode(advert, config.checksum, primary, dst)],
-                             [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo(ifindex, primary))], 0, (dst, 0))
+                channel.send(encode(advert, config.checksum, primary, dst), primary, dst)
                 sent = True
             except OSError as exc:
                 log(f"priority 0 to {dst}: {exc}")
+    finally:
+        channel.close()
     return sent
 
 
