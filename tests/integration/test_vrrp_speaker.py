@@ -4,7 +4,7 @@ r1, r2 and a client each with a veth into it (10.0.3.0/24, VIP 10.0.3.254;
 
 Election, the client reaching the VIP, a graceful stop handing over within
 Skew_Time, preemption on return, a SIGKILLed speaker whose guardian withdraws
-the VIP, a killed guardian whose speaker stops gracefully, a split brain that
+the VIP, a hung one it kills, a killed guardian whose speaker stops gracefully, a split brain that
 heals with the client's ARP entry pointing at the survivor, unicast peers with
 both checksum modes, 10 ms adverts without a flap, and an IPv6 group.
 
@@ -251,6 +251,26 @@ def test_sigkill_of_the_speaker_guardian_withdraws_the_vip(vlab):
     assert vlab.marked("r1") == [] and vlab.has_vip("r2") and vlab.status("r2")["holding"]
     assert vlab.ping()
     print(f"\nSIGKILL: VIP off r1 after {gone_ms:.1f} ms, r2 active after {active_ms:.1f} ms")
+
+
+def test_a_hung_speaker_is_killed_by_its_guardian(vlab):
+    from toolkit.vrrp.speaker import HANG_S
+    pair(vlab)
+    s1 = vlab.status("r1")
+    stopped_at = time.monotonic()
+    os.kill(s1["pid"], signal.SIGSTOP)     # it holds the VIP and says nothing
+    try:
+        wait_for(lambda: vlab.state("r2") == "active", 1.0, "r2 active")
+        wait_for(lambda: vlab.state("r1") == "dead", HANG_S + 1.0, "r1's guardian gave up on it")
+    finally:
+        try:
+            os.kill(s1["pid"], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    took = time.monotonic() - stopped_at
+    assert HANG_S <= took < HANG_S + 1.0
+    assert not vlab.has_vip("r1") and "no heartbeat" in vlab.status("r1")["error"]
+    assert vlab.procs["r1"].wait(timeout=5) == 1
 
 
 def test_a_killed_guardian_makes_its_speaker_stop_gracefully(vlab):

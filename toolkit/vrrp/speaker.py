@@ -458,7 +458,9 @@ class Speaker:
         except (BlockingIOError, OSError):
             pass
 
-    def refresh_addresses(self) -> None:
+    def refresh_addresses(self) -> list:
+        """Re-read the interface: its index (a new device: new sockets), its
+        addresses, the primary one, ours, whether the VIPs are held."""
         try:
             index = socket.if_nametoindex(self.config.interface)
         except OSError:
