@@ -11,17 +11,30 @@ The process started is the GUARDIAN: it forks the SPEAKER and waits for it.
   VIPs, writes state "stopped", and both exit 0. A speaker that has not gone
   STOP_GRACE_S after a forwarded SIGTERM is killed (and handled as below).
 - Any other end of the speaker (SIGKILL, a crash, an error): the guardian at
-  once removes the configured VIPs from the interface (only addresses carrying
-  IFA_PROTO VIP_ADDR_PROTO), writes state "dead" and exits 1.
+  once (about 2 ms: it learns of the death from the speaker's end of a
+  heartbeat pipe closing) removes the configured VIPs from the interface (only
+  addresses carrying IFA_PROTO VIP_ADDR_PROTO), and if there were any sends one
+  advert with priority 0 in the speaker's name (a backup takes over after
+  Skew_Time rather than Master_Down_Interval), writes state "dead" with the
+  reason in "error", and exits 1. A speaker that stops beating for HANG_S
+  (hung, SIGSTOPped) is killed first.
+- SIGKILL to both at once (the whole process group) leaves no one to clean up:
+  don't; kill the speaker, or the guardian, not both.
 
 The speaker itself is one thread and one loop: select() on the VRRP raw socket
 and a signal pipe, with a timeout computed from the state machine's next
 deadline, the status period and pending gratuitous ARP (monotonic clock). It
 keeps the kernel in line with its state every RECONCILE_S: an active speaker
-re-adds a VIP someone removed (and sends gratuitous ARP again), a backup
-removes a marked VIP it finds. It touches nothing but its interface's VIPs.
+re-adds a VIP someone removed (and announces it again), a backup removes a
+marked VIP it finds. It touches nothing but its interface's VIPs.
 
-Exit codes: 0 clean stop; 1 the speaker died or failed; 2 a config refused.
+IPv4 groups advertise to 224.0.0.18 from the interface's primary address and
+announce with gratuitous ARP; IPv6 groups to ff02::12 from its link-local
+address, with unsolicited neighbour advertisements. Unicast peers replace the
+group address when configured.
+
+Exit codes: 0 clean stop; 1 the speaker died or failed; 2 a config refused
+(the status file, when its path is known, says why: state "dead", "error").
 """
 
 from __future__ import annotations
