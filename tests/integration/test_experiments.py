@@ -309,3 +309,68 @@ def manifest(tmp_path: Path, old: str, new: str) -> Path:
     path = tmp_path / "two-clients.yaml"
     path.write_text(text.replace(old, new))
     return path
+
+
+# -- what a hostile run found ----------------------------------------------------------------------
+
+def test_the_plot_never_replaces_a_device_node(built, tmp_path):
+    device = tmp_path / "null"
+    os.mknod(device, 0o666 | __import__("stat").S_IFCHR, os.makedev(1, 3))
+    path = write(tmp_path, "quick", f"topology: two-clients\n{ICMP_STEADY}")
+    result = built.run("experiment", None, path, "--ns-prefix", built.prefix, "--plot", str(device))
+    assert result.returncode == 0, result.stderr
+    assert "no plot written" in result.stderr
+    assert __import__("stat").S_ISCHR(os.lstat(device).st_mode)
+
+
+def test_a_halt_probe_within_a_later_fault_waits_for_it(built, tmp_path):
+    path = write(tmp_path, "later", f"""\
+topology: two-clients
+{ICMP_STEADY}
+faults:
+  - {{fault: loss-40, start: 1500ms, duration: 2s}}
+during:
+  probes:
+    - name: lossy while the fault is on
+      node: ns_client2
+      icmp: {{to: 10.0.2.1}}
+      within: loss-40
+      count: 70
+      interval: 50ms
+      timeout: 300ms
+      halt: true
+      expect: {{loss: ">= 10%"}}
+""")
+    code, doc = experiment(built, path, tmp_path)
+    assert doc["outcome"] == "held", doc["reasons"]
+    assert doc["faults"][0]["in_place"]["from_s"] is not None
+
+
+def test_apply_try_never_recreates_a_lab_destroyed_during_the_trial(built, tmp_path):
+    changed = manifest(tmp_path, "10.0.2.2/24", "10.0.2.3/24")
+    proc = subprocess.Popen(built.argv("apply", changed, "--try", "30s", "--confirm"), env=built.env, cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: any(json.loads(p.read_text())["state"] == "trying"
+                              for p in (built.state / "trials").glob("*.json")), 30, "the trial did not start")
+        assert built.run("destroy", changed).returncode == 0
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    _wait_for(lambda: json.loads(next((built.state / "trials").glob("*.json")).read_text())["state"] != "trying",
+              15, "the guard did not settle the trial")
+    (trial,) = [json.loads(p.read_text()) for p in (built.state / "trials").glob("*.json")]
+    assert trial["state"] == "superseded", trial
+    assert not lab_view(built.prefix), "the destroyed lab came back"
+
+
+def test_apply_try_killed_while_applying_is_rolled_back_by_its_guard(built, tmp_path):
+    before = lab_view(built.prefix)
+    changed = manifest(tmp_path, "10.0.2.2/24", "10.0.2.3/24")
+    # The apply SIGKILLs itself half-way (after 3 kernel requests): a kill mid-apply.
+    result = built.run("apply", changed, "--try", "30s", "--confirm", env={"NETKEEL_FAILPOINT": "apply.kill:3"})
+    assert result.returncode == -9, result.stderr
+    _wait_for(lambda: lab_view(built.prefix) == before, 30, "the guard did not roll the half-made change back")
+    (trial,) = [json.loads(p.read_text()) for p in (built.state / "trials").glob("*.json")]
+    assert trial["state"] == "rolled back" and "died" in trial["note"], trial

@@ -182,3 +182,17 @@ def test_the_readme_example_loads(tmp_path):
     example = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml\n"))]
     x = load(example, tmp_path)
     assert [f.fault.name for f in x.faults] == ["loss-40", "slow"] and x.during[0].halt
+
+
+def test_starts_that_are_not_times_are_refused(tmp_path):
+    found = problems(GOOD.replace("start: 1s", "start: .nan").replace("within: loss-40", "within: loss-40\n"
+                                                                      "      start: .inf"), tmp_path)
+    assert any("faults[0].start: a start is from 0 to an hour" in p for p in found), found
+    assert any("during.probes[0].start: a start is from 0 to an hour" in p for p in found), found
+
+
+def test_two_servers_on_one_port_and_control_characters_in_names_are_refused(tmp_path):
+    found = problems("services:\n  - {node: a, udp_time: 8080}\n  - {node: a, udp_time: 8080}\n"
+                     + GOOD.replace("name: ping", 'name: "ping\\e[31m"'), tmp_path)
+    assert any("services[1]: a second udp_time on a port 8080" in p for p in found), found
+    assert any("steady_state[0].name: a probe name is shown on terminals" in p for p in found), found

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from contextlib import ExitStack
+import threading
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 
 from ..core.owners import TOPOLOGY, Claim, overlay
@@ -179,13 +180,34 @@ def inject(backend, state: StateDir, fault: Fault, prefix: str | None = None, du
             if start_keeper is not None and not keeper_alive(lease):
                 lease.keeper = start_keeper(lease.id)  # the first one died (killed): another keeps it
                 leases.save(lease)
-        except BaseException:
+        except BaseException as exc:
             # Only what this injection made: a refused step made nothing, and a
             # qdisc of the same handle on that device would be someone else's.
-            _undo(backend, replace(lease, operations=[o for o in lease.operations if o.get("made")]))
-            leases.remove(lease.id)
+            # A step cut short by a signal (Ctrl-C, SIGTERM) may have made part of
+            # itself (a worker started, one of its rules added): it goes too (every
+            # revert takes away only what is there).
+            made = [o for o in lease.operations if o.get("made")]
+            cut = [o for o in lease.operations[len(made):] if not isinstance(exc, Exception)]
+            with uninterrupted():
+                _undo(backend, replace(lease, operations=made + cut))
+                leases.remove(lease.id)
             raise
     return lease, fault_plan
+
+
+@contextmanager
+def uninterrupted():
+    """Hold off Ctrl-C and SIGTERM (in this thread) while faults are taken away: a
+    second signal must not leave one half reverted. They arrive when it ends."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _still_mine(leases: Leases, lease: Lease, now) -> None:
@@ -224,6 +246,8 @@ def _slot(op: dict) -> str | None:
         return "state" if op["op"] == "flap" or "state" in op.get("set", {}) else "mtu"
     if op["op"] == "speaker":
         return "speaker"
+    if op["op"] == "nfqueue":
+        return "userspace queue"  # two workers on one device would not add up: one sees the other's verdicts
     return None
 
 

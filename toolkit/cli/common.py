@@ -103,6 +103,15 @@ def warn_interrupted(state) -> None:
     from ..state.journal import Journal
     from ..state.recovery import advice
 
+    from ..experiment import trial as trials
+
+    for trial in trials.abandoned(state):
+        with trials.locked(state, trial.id):  # said once: it is the user's to decide now
+            trials.save(state, trials.replace(trial, state="abandoned", note="its command and guard died"))
+        err.print(f"[bold yellow]warning[/]: the change tried by `apply --try` ({trial.id}, instance "
+                  f"{escape(trial.instance)}) was never settled: its command and its guard died. It stays as it is"
+                  + (f"; `rollback --snapshot {trial.snapshot}` returns to before it." if trial.snapshot else "."),
+                  soft_wrap=True)
     for record in Journal(state).interrupted():
         manifest = (record.get("manifests") or [{}])[0].get("path", "the manifest")
         choices = "; ".join(f"`{escape(command)}` {escape(effect)}" for command, effect in advice(record))

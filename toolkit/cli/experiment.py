@@ -64,6 +64,11 @@ def experiment(c, name, ns_prefix=None, plot=None, no_plot=False, json=False, st
         except (OSError, ValueError) as exc:
             err.print(f"[yellow]note[/]: no plot written to {escape(plot_path)}: {escape(str(exc))}")
             plot_path = None
+        except KeyboardInterrupt:  # the outcome is worth more than its picture: record and report it
+            err.print("[yellow]note[/]: interrupted while drawing: no plot")
+            plot_path = None
+            if outcome.verdict not in ("error",):
+                outcome.verdict = "interrupted"
     _record(state, outcome, plot_path, journal_record)
     if json:
         print(jsonlib.dumps(document(outcome, plot_path), indent=2))
@@ -79,7 +84,20 @@ def _stamp(epoch: float) -> str:
 
 
 def _draw(outcome, path: str) -> None:
+    """The timeline plot at `path`: a new file, or a regular file replaced (never a
+    device, a pipe or a directory that happens to be named: netkeel runs as root)."""
+    import stat
+
     from ..experiment.plot import timeline
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise ValueError("it exists and is not a regular file")
+    if mode is not None and stat.S_ISLNK(mode):
+        raise ValueError("it is a symbolic link (write the plot to where it points)")
 
     x = outcome.experiment
     windows = [(f"{f.name}: {f.scheduled.fault.text()}", f.injected, f.reverted)

@@ -22,7 +22,9 @@ def detached(module: str, state_root: str, what: str) -> int:
     session, no terminal, no inherited descriptors): it outlives a killed caller."""
     # Absolute: it runs from / (it must not hold the caller's directory).
     root = os.path.abspath(str(state_root))
-    proc = subprocess.Popen([sys.executable, "-m", module, "--state-dir", root, what],
+    # A failpoint is meant for the command it was set for, not for the process that cleans up after it.
+    env = {k: v for k, v in os.environ.items() if k != "NETKEEL_FAILPOINT"}
+    proc = subprocess.Popen([sys.executable, "-m", module, "--state-dir", root, what], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, close_fds=True, cwd="/")
     return proc.pid

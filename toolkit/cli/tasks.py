@@ -130,13 +130,25 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
     A snapshot of the live state is taken first (see `snapshots`, `rollback`).
     With --try, the change stays only if its probes pass (netplan try, with probes)."""
     trying = _trial_inputs(file, try_, probe, confirm, json)  # bad input first
+    trial = None
     with _reconciler(file, ns_prefix, state_dir, verbose, rev, wait) as rec:
-        with rec.locked():
-            result = rec.apply() if json else _apply_with_progress(rec, ns_prefix)
+        if trying:
+            # The trial and its guard exist before anything changes: a command killed
+            # in the middle of its apply is rolled back too.
+            trial = _open_trial(rec, trying)
+        try:
+            with rec.locked():
+                result = rec.apply() if json else _apply_with_progress(rec, ns_prefix)
+        except BaseException:
+            if trial is not None:
+                _close_unapplied(rec.state, trial)
+            raise
     if json and not trying:
         _print_json("apply", rec, result.plan, "in_sync" if result.plan.empty else "applied",
                     steps=result.steps, snapshot=result.snapshot)
     elif result.plan.empty:
+        if trial is not None:
+            _close_unapplied(rec.state, trial, "nothing changed: nothing to try")
         if json:
             _print_json("apply", rec, result.plan, "in_sync", steps=0, snapshot=None, trial="nothing to try")
         else:
@@ -147,8 +159,43 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
             out.print(f"[green]applied[/] {result.steps} kernel request(s); verified: the kernel matches the "
                       f"manifest. Snapshot before it: {result.snapshot} (`rollback` returns there).")
         if trying:
-            return _try(rec, result, trying, json, verbose)
+            return _try(rec, result, trial, trying, json, verbose)
     return 0
+
+
+def _open_trial(rec, trying):
+    """The trial of this apply, on file, with its guard running. Raises NetkeelError
+    (nothing changed) for probes of another topology, or another trial of this
+    instance still open."""
+    from ..errors import NetkeelError
+    from ..experiment import trial as trials
+    from .trialguard import start as start_guard
+
+    window_s, experiment, _ = trying
+    if experiment is not None and experiment.topology != rec.topology.name:
+        raise NetkeelError(f"--probe {experiment.source} is for topology {experiment.topology}, "
+                           f"not {rec.topology.name}")
+    others = trials.pending(rec.state, rec.instance)
+    if others:
+        raise NetkeelError(f"{rec.instance} has a change on trial already ({others[0].id}, pid {others[0].pid}): "
+                           "one at a time; wait until it is kept or rolled back")
+    trial = trials.new(rec.instance, window_s)
+    trials.save(rec.state, trial)
+    trial.guard = start_guard(rec.state.root, trial.id)
+    trials.save(rec.state, trial)
+    return trial
+
+
+def _close_unapplied(state, trial, why: str = "the apply did not complete (it restored what it had changed)"):
+    """An apply that changed nothing, or failed (and restored its snapshot itself):
+    nothing is on trial. Its guard sees the trial settled and leaves."""
+    from ..experiment import trial as trials
+
+    with trials.locked(state, trial.id):
+        current = trials.load(state, trial.id)
+        if current is not None and current.state == "applying":
+            current.state, current.note = "not applied", why
+            trials.save(state, current)
 
 
 def _trial_inputs(file, try_, probe, confirm, as_json):
@@ -178,25 +225,22 @@ def _trial_inputs(file, try_, probe, confirm, as_json):
     return window_s, experiment, confirm
 
 
-def _try(rec, result, trying, as_json, verbose) -> int:
+def _try(rec, result, trial, trying, as_json, verbose) -> int:
     """The change is in; keep it only if it proves itself in time, else roll back."""
     import time
 
     from ..experiment import trial as trials
     from ..experiment.runner import Runner
-    from .trialguard import start as start_guard
 
-    window_s, experiment, confirm = trying
+    _, experiment, confirm = trying
     state = rec.state
-    trial = trials.new(rec.instance, result.snapshot, window_s)
-    trials.save(state, trial)
-    trial.guard = start_guard(state.root, trial.id)  # from here a killed command is rolled back too
-    trials.save(state, trial)
     runs, verdict = [], None
     claims = lambda instance: _claims(state, instance)
     with kernel_session(verbose) as kernel:
         try:
-            if experiment is not None:
+            if not trials.applied(state, trial, result.snapshot):
+                verdict = "its guard settled it while it was being applied"
+            if verdict is None and experiment is not None:
                 say = (lambda text: None) if as_json else (lambda text: err.print(f"[dim]try:[/] {text}"))
                 runs = Runner(kernel, state, experiment, prefix=rec.prefix, say=say).check("try", trial.deadline)
                 failed = [r for r in runs if not r.passed]
@@ -206,33 +250,37 @@ def _try(rec, result, trying, as_json, verbose) -> int:
                 verdict = "the probes took longer than the time given"
             if verdict is None and confirm and not _confirmed(trial.deadline):
                 verdict = "not confirmed in time"
+            if verdict is None:
+                trial = trials.keep(state, trial)
+                if trial.state != "kept":
+                    verdict = f"too late: the trial was {trial.state} meanwhile ({trial.note})"
         except KeyboardInterrupt:
             verdict = "interrupted"
         except Exception as exc:  # the probes could not run: the change has not proved itself
             verdict = f"the probes could not run: {exc}"
-        if verdict is None:
-            trials.settle(state, trial, "kept")
-        else:
-            trials.roll_back(kernel, state, trial, verdict, claims)
+        if verdict is not None and trial.state in trials.OPEN:
+            trial = trials.roll_back(kernel, state, trial, verdict, claims)
     if as_json:
         from ..experiment.record import probe_record
 
         print(machine.dumps(machine.document("apply", rec.topology, rec.prefix, result.plan,
-                                             "kept" if verdict is None else "rolled_back", steps=result.steps,
-                                             snapshot=result.snapshot, trial={
+                                             "kept" if trial.state == "kept" else "rolled_back"
+                                             if trial.state == "rolled back" else trial.state.replace(" ", "_"),
+                                             steps=result.steps, snapshot=result.snapshot, trial={
                                                  "id": trial.id, "outcome": trial.state, "why": verdict,
+                                                 "note": trial.note,
                                                  "probes": [probe_record(r, lambda t: t) for r in runs]})))
     else:
         for run in runs:
             mark = "[green]pass[/]" if run.passed else "[red]FAIL[/]"
             out.print(f"  probe {run.probe.name}: {mark}")
-        if verdict is None:
+        if trial.state == "kept":
             out.print(f"[green]kept[/]: the change proved itself ({trial.id}).")
-        elif trial.state == "superseded":
-            out.print(f"[yellow]not rolled back[/]: {verdict}, but a later apply came first.")
+        elif trial.state == "rolled back":
+            out.print(f"[red]rolled back[/] to {trial.snapshot}: {trial.note}; verified.")
         else:
-            out.print(f"[red]rolled back[/] to {trial.snapshot}: {verdict}; verified.")
-    return 0 if verdict is None else EXIT_CHANGES
+            out.print(f"[yellow]{trial.state}[/]: {verdict or ''} ({trial.note})")
+    return 0 if trial.state == "kept" else EXIT_CHANGES
 
 
 def _claims(state, instance):

@@ -459,6 +459,21 @@ def stop_on_signals(deadline: float) -> None:
     signal.setitimer(signal.ITIMER_REAL, left)
 
 
+def stop_with_parent() -> None:
+    """SIGTERM (a clean stop) when the process that started us dies: a SIGKILLed
+    experiment must not leave its servers holding their ports until their deadline."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux's libc: the deadline still stops us
+    if os.getppid() != parent:  # it died before the request took effect
+        raise Stopped()
+
+
 def main(argv: list) -> int:
     try:
         spec = parse(argv)
@@ -467,6 +482,7 @@ def main(argv: list) -> int:
         return 2
     try:
         stop_on_signals(spec["deadline"])
+        stop_with_parent()
         MODES[spec["mode"]](spec)
     except Stopped:
         pass

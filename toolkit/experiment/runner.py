@@ -30,7 +30,8 @@ from .probes import AgentProcess, service_spec, spec_of
 
 READY_S = 5.0          # a service that is not listening by then failed to start
 TICK_S = 0.05          # how often the fault phase looks at its schedule and its halt probes
-HALT_MIN_SAMPLES = 5   # a halt probe is judged once it has this many samples (or all it will have)
+HALT_MIN_SAMPLES = 20  # a halt probe is judged once it has this many settled samples (or all it will have):
+                       # fewer would halt on chance (5 pings through 40% loss all arrive 8% of the time)
 
 
 @dataclass
@@ -131,7 +132,10 @@ class Runner:
                 outcome.after = self.steady("after", outcome)
         except KeyboardInterrupt:
             outcome.verdict = "interrupted"
-            outcome.reasons.append("interrupted (Ctrl-C or SIGTERM); every fault it injected was reverted")
+            left = [f.name for f in outcome.faults if f.lease and f.reverted is None]
+            outcome.reasons.append("interrupted (Ctrl-C or SIGTERM); " + (
+                f"fault(s) {', '.join(left)} could not be reverted now: their leases end them on time "
+                "(`chaos status`)" if left else "every fault it injected was reverted"))
         except NetkeelError as exc:
             outcome.verdict = "error"
             outcome.reasons.append(str(exc))
@@ -159,6 +163,11 @@ class Runner:
         instance = engine.find_instance(self.state, x.topology, self.prefix,
                                         lambda message: ExperimentError(x.name, message))
         outcome.instance, outcome.prefix = instance.id, instance.prefix
+        others = engine.active(self.state, instance.id)
+        if others:  # they would be measured as this experiment's, or mask its faults
+            raise ExperimentError(x.name, "faults are active on " + instance.id + ": " + ", ".join(
+                f"{l.fault} ({l.text}, {l.left():.0f} s left)" for l in others) + "; an experiment measures its "
+                "own faults alone: wait for them to end, or `chaos revert --all`")
         lab = engine.lab_of(self.kernel, self.state, instance)
         self.namespaces = lab.namespaces
         problems = []
@@ -189,6 +198,7 @@ class Runner:
             agent = stack.enter_context(AgentProcess())
             agent.start(self.namespaces[service.node], service_spec(service, self.deadline))
             if not agent.wait_ready(READY_S):
+                agent.wait(0.5)  # exited (its error is read then), or still not listening
                 raise ExperimentError(self.experiment.name, f"service {service.kind} on {service.node} port "
                                                             f"{service.port} did not start: "
                                       + (agent.error or "not listening after 5 s"))
@@ -298,11 +308,12 @@ class Runner:
 
     def revert_all(self, outcome: Outcome) -> None:
         errors = []
-        for fault in outcome.faults:
-            try:
-                self.revert(fault)
-            except NetkeelError as exc:
-                errors.append(f"{fault.name}: {exc}")
+        with engine.uninterrupted():  # a second Ctrl-C waits until every fault is reverted
+            for fault in outcome.faults:
+                try:
+                    self.revert(fault)
+                except NetkeelError as exc:
+                    errors.append(f"{fault.name}: {exc}")
         if errors:
             raise NetkeelError("reverting the experiment's faults failed (their leases end them at their "
                                "expiry): " + "; ".join(errors))
@@ -313,8 +324,13 @@ class Runner:
             if not run.probe.halt:
                 continue
             window = _window_of(run.probe, faults)
-            samples = list(agent.samples)
-            if window is not None:
+            # Only requests whose fate is known: answers come back before losses time out,
+            # so the newest ones would make any loss look smaller than it is.
+            settled_before = self.clock() - run.probe.timeout_ms / 1000
+            samples = [s for s in list(agent.samples) if s.get("t", 0) <= settled_before or s.get("done")]
+            if run.probe.within is not None:
+                if window is None:
+                    continue  # judged within a fault that is not in place yet
                 samples = measure.within(samples, *window)
             enough = min(HALT_MIN_SAMPLES, run.probe.count)
             if len([s for s in samples if "seq" in s]) < enough:

@@ -14,6 +14,7 @@ import ipaddress
 import os
 import re
 import shlex
+import unicodedata
 from dataclasses import replace
 
 from ..errors import ManifestError, Problem
@@ -95,6 +96,10 @@ class _Checker:
         topology = d.get("topology")
         services = tuple(s for s in (self.service(i, s) for i, s in enumerate(sequence(d.get("services"))))
                          if s is not None)
+        for i, service in enumerate(services):
+            if services.index(service) < i:
+                self.fail(("services", i), f"a second {service.kind} on {service.node} port {service.port}: "
+                                           "one server per port")
         steady = tuple(p for p in (self.probe(("steady_state", i), p)
                                    for i, p in enumerate(sequence(d.get("steady_state")))) if p is not None)
         if "steady_state" not in d:
@@ -160,6 +165,8 @@ class _Checker:
         if "name" not in spec or "node" not in spec:
             return None
         kind = kinds[0]
+        if any(unicodedata.category(ch)[0] == "C" for ch in spec["name"]):
+            self.fail((*path, "name"), "a probe name is shown on terminals and in plots: no control characters")
         times = {}
         for key in ("interval", "timeout"):
             ms = duration_ms(spec[key]) if key in spec else DEFAULTS[key]
@@ -195,7 +202,7 @@ class _Checker:
                       count=1 if kind == "tcp_transfer" else spec.get("count", DEFAULTS["count"]),
                       interval_ms=times["interval"], timeout_ms=times["timeout"], duration_ms=transfer_ms,
                       command=command, expect=expect, halt=bool(spec.get("halt")),
-                      start_ms=duration_ms(spec["start"]) if "start" in spec else 0.0,
+                      start_ms=self.offset((*path, "start"), spec.get("start")),
                       within=spec.get("within"), line=self.doc.line_of(path))
         if probe.budget_ms() > MAX_PROBE_MS:
             self.fail(path, f"this probe could take {probe.budget_ms() / 1000:.0f} s: at most "
@@ -207,6 +214,16 @@ class _Checker:
                 if key in spec:
                     self.fail((*path, key), f"{why}: it belongs to during.probes")
         return probe
+
+    def offset(self, path: tuple, value) -> float:
+        """A start offset in ms: from 0 to an hour (0 when not given or refused)."""
+        if value is None:
+            return 0.0
+        ms = duration_ms(value)
+        if not 0 <= ms <= MAX_DURING_MS:  # also NaN and infinity
+            self.fail(path, "a start is from 0 to an hour into the fault phase")
+            return 0.0
+        return ms
 
     def command(self, path: tuple, value) -> tuple:
         if isinstance(value, list):
@@ -286,12 +303,11 @@ class _Checker:
         if fault.topology and topology and fault.topology != topology:
             self.fail(path, f"fault {fault.name} is meant for topology {fault.topology}, "
                             f"this experiment runs on {topology}")
-        start = duration_ms(spec["start"]) if "start" in spec else 0.0
+        start = self.offset((*path, "start"), spec.get("start"))
         length = duration_ms(spec["duration"]) if "duration" in spec else float(fault.duration_ms)
-        if not 100 <= length <= MAX_DURING_MS:
+        if not 100 <= length <= MAX_DURING_MS:  # also NaN
             self.fail((*path, "duration"), "a scheduled fault lasts from 100ms to an hour")
-        if start > MAX_DURING_MS:
-            self.fail((*path, "start"), "a fault starts within the hour")
+            length = 100.0
         return ScheduledFault(fault, start, length, self.doc.line_of(path))
 
     def fault_file(self, path: tuple, name: str):
