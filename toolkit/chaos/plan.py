@@ -390,7 +390,8 @@ def _vip_ops(fault: Fault, vip, lab: Lab, table: str, expires_in_ms: int) -> lis
     ns = active[0]
     config, status = members[ns]["config"], members[ns]["status"]
     if vip.kind in ("speaker_kill", "speaker_stop"):
-        return [{"op": "speaker", "ns": ns, "group": group, "signal": "KILL" if vip.kind == "speaker_kill" else "TERM",
+        return [{"op": "speaker", "ns": ns, "dev": config.get("interface"), "group": group,
+                 "signal": "KILL" if vip.kind == "speaker_kill" else "TERM",
                  "pid": status.get("pid"), "config": config}]
     dev = config.get("interface")
     where, port = lab.peers.get((ns, dev), (ns, dev))

@@ -26,11 +26,13 @@ ACTIONS = ("status",)
 
 
 def timers(priority: int, interval_cs: int) -> dict:
-    """RFC 9568 section 6.1: Skew_Time and Master_Down_Interval in ms for a backup
-    of `priority` hearing adverts every `interval_cs` centiseconds."""
-    interval_ms = interval_cs * 10
-    skew = (256 - priority) * interval_ms / 256
-    return {"skew_ms": round(skew, 3), "master_down_interval_ms": round(3 * interval_ms + skew, 3)}
+    """What RFC 9568 predicts for a backup of `priority` hearing adverts every
+    `interval_cs` centiseconds: Skew_Time (a graceful handover) and
+    Master_Down_Interval (a silent master), in ms."""
+    from ..vrrp.config import master_down_interval_ms, skew_time_ms
+
+    return {"skew_ms": skew_time_ms(priority, interval_cs),
+            "master_down_interval_ms": master_down_interval_ms(priority, interval_cs)}
 
 
 @task(positional=["action"], help={

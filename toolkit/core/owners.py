@@ -43,13 +43,13 @@ OVERLAY_RT_PROTO = 145
 OVERLAY_IFA_PROTO = 145
 
 
-# An address a running VRRP speaker holds as its group says it should (the one
-# active member, on its interface): the group's, neither drift nor unmanaged.
-SPEAKER = "speaker"
-
-
 def overlay(name: str) -> str:
     return OVERLAY_PREFIX + name
+
+
+# An address a running VRRP speaker holds as its group says it should (the one
+# active member, on its interface): an overlay's, and the one drift does not report.
+SPEAKER = overlay("speaker")
 
 
 # What the reader calls an object marked as a fault's, before the active leases

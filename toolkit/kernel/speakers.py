@@ -89,7 +89,8 @@ def read(ns: str) -> list:
             continue
         if isinstance(config, dict):
             said = status(ns, group) or {}
-            out.append(Resource.make(KIND, (ns, group), **{k: config.get(k) for k in SPEC_FIELDS},
+            spec = {k: tuple(v) if isinstance(v, list) else v for k, v in ((k, config.get(k)) for k in SPEC_FIELDS)}
+            out.append(Resource.make(KIND, (ns, group), **spec,
                                      _state=said.get("state"), _holding=bool(said.get("holding"))))
     return out
 
@@ -104,7 +105,7 @@ def start(kernel, ns: str, group: str, spec: dict) -> None:
         _unlink(stale)
     withdraw_vips(kernel, ns, spec.get("addresses") or ())  # an orphan a killed speaker left: not ours to keep
     config = {"group": group, "namespace": ns, "status": status_path(ns, group),
-              **{k: spec.get(k) for k in SPEC_FIELDS}}
+              **{k: list(v) if isinstance(v, tuple) else v for k, v in ((k, spec.get(k)) for k in SPEC_FIELDS)}}
     config["unicast_peers"] = config.get("unicast_peers") or []
     _write(config_path(ns, group), config)
     kernel.log(ns, f"start VRRP speaker {group} (vrid {spec.get('vrid')}, priority {spec.get('priority')})")

@@ -67,8 +67,8 @@ class Speaker(Kind):
                 out.append(Resource.make(
                     self.name, (netns.namespace_name(prefix, member.node), group.name),
                     interface=member.interface, vrid=group.vrid, priority=member.priority,
-                    addresses=list(group.addresses), interval_cs=group.interval_cs, preempt=group.preempt,
-                    preempt_delay_ms=group.preempt_delay_ms, unicast_peers=peers,
+                    addresses=tuple(group.addresses), interval_cs=group.interval_cs, preempt=group.preempt,
+                    preempt_delay_ms=group.preempt_delay_ms, unicast_peers=tuple(peers),
                     virtual_mac=group.virtual_mac, checksum=group.checksum))
         return out
 

@@ -97,6 +97,10 @@ def _group(builder, path, name, group, nodes, declared, owners) -> VipGroup | No
             builder.fail(where, f"{address.ip} cannot be a virtual address")
             ok = False
         addresses.append(address.with_prefixlen)
+    if group.get("virtual_mac"):
+        builder.fail(path + ("virtual_mac",), "a virtual MAC is not supported yet: the member's own interface would "
+                                              "answer ARP for the VIP too (it needs arp_ignore and arp_filter there)")
+        ok = False
     members, seen = [], {}
     for k, member in enumerate(group["members"]):
         where = path + ("members", k)

@@ -54,6 +54,8 @@ def unmanaged_record(resource, prefix: str) -> dict:
               "node": node_name(resource.ns, prefix), "namespace": resource.ns, "object": resource.label}
     if resource.owner != FOREIGN:
         record["owner"] = resource.owner
+    if resource.get("reason"):
+        record["reason"] = resource.get("reason")
     return record
 
 
