@@ -164,6 +164,11 @@ def test_split_brain_is_reported_and_heals_to_one_holder(pair):
     assert "split brain" in reasons, doc["unmanaged"]
     members = status(pair)
     assert members["r1"]["state"] == members["r2"]["state"] == "active"
+    # As the client sees it: two advertising sources, two MACs answering ARP for the VIP.
+    result = pair.run("vip", None, "status", "--file", LAB, "--ns-prefix", pair.prefix, "--json")
+    (seen,) = json.loads(result.stdout)["observed"]
+    assert set(seen["adverts"]) == {"10.0.3.2", "10.0.3.3"}, seen
+    assert sorted(seen["macs"][m] for m in seen["arp"][VIP]) == ["r1", "r2"], seen
     _wait(lambda: holders(pair) == ["r1"], 3 + MASTER_DOWN_R2_MS / 1000 + 2, "the split brain did not heal")
     # The client's neighbour entry for the VIP points at the survivor (gratuitous ARP).
     assert pair.ping("client", VIP)

@@ -44,8 +44,10 @@ def vip(c, action, file=None, ns_prefix="", json=False, state_dir=None):
     if action not in ACTIONS:
         raise NetkeelError(f"vip {action!r}: say `vip status` (optionally --file FILE)")
     rows = _rows(StateDir(state_dir), file, ns_prefix)
+    observed = _observed(file, ns_prefix) if file else {}
     if json:
-        print(jsonlib.dumps({"format": 1, "command": "vip status", "members": rows}, indent=2))
+        print(jsonlib.dumps({"format": 1, "command": "vip status", "members": rows,
+                             "observed": [{"group": g, **o} for g, o in observed.items()]}, indent=2))
         return 0
     if not rows:
         out.print("no VIP group speakers" + (f" for {escape(file)}" if file else " in the applied instances"))
@@ -72,7 +74,62 @@ def vip(c, action, file=None, ns_prefix="", json=False, state_dir=None):
                           since, escape(seen), str(r.get("adverts_sent", "")),
                           f"{r['skew_ms']:g} / {r['master_down_interval_ms']:g} ms")
         out.print(table)
+        if group[1] in observed:
+            out.print(_observation(observed[group[1]]), soft_wrap=True)
     return 0
+
+
+def _observation(o: dict) -> str:
+    """What the bystander saw, in a line or two; red when it is a split brain."""
+    if o.get("error"):
+        return f"  seen from {escape(o['node'])}: [yellow]could not look[/] ({escape(o['error'])})"
+    sources = ", ".join(f"{ip} (prio {a['priority']}, {a['count']} adverts)" for ip, a in sorted(o["adverts"].items()))
+    answers = "; ".join(f"{vip} answered by " + (", ".join(f"{m} ({o['macs'].get(m, '?')})" for m in macs) or "nobody")
+                        for vip, macs in sorted(o["arp"].items()))
+    split = len(o["adverts"]) > 1 or any(len(m) > 1 for m in o["arp"].values())
+    head = "[bold red]split brain[/] " if split else ""
+    return (f"  {head}seen from {escape(o['node'])} in {o['ms']:.0f} ms: adverts from {sources or 'nobody'}; "
+            f"{escape(answers)}")
+
+
+def _observed(file: str, prefix: str) -> dict:
+    """group -> what a node on its segment that is not a member sees (toolkit/vrrp/observe.py):
+    who advertises, and which MACs answer ARP for the VIPs."""
+    import ipaddress
+    import subprocess
+    import sys
+
+    from ..manifest import load_topology
+
+    topology = load_topology(file)
+    out = {}
+    for group in topology.vips:
+        vips = [str(ipaddress.ip_interface(a).ip) for a in group.addresses]
+        subnet = ipaddress.ip_interface(group.addresses[0]).network
+        members = {m.node for m in group.members}
+        observer = next(((n.name, i.name) for n in topology.nodes if n.name not in members for i in n.interfaces
+                         if any(":" not in a and ipaddress.ip_interface(a).ip in subnet for a in i.addresses)), None)
+        if observer is None:
+            continue
+        ms = min(3000, max(300, 3 * group.interval_cs * 10 + 100))
+        macs = {}
+        for m in group.members:
+            link = subprocess.run(["ip", "-n", prefix + m.node, "-j", "link", "show", "dev", m.interface],
+                                  capture_output=True, text=True, timeout=10)
+            try:
+                macs[jsonlib.loads(link.stdout)[0]["address"]] = m.node
+            except (ValueError, IndexError, KeyError):
+                pass
+        found = subprocess.run(["ip", "netns", "exec", prefix + observer[0], sys.executable, "-m",
+                                "toolkit.vrrp.observe", observer[1], str(group.vrid), ",".join(vips), str(ms)],
+                               capture_output=True, text=True, timeout=ms / 1000 + 10)
+        entry = {"node": observer[0], "ms": ms, "macs": macs}
+        try:
+            entry.update(jsonlib.loads(found.stdout))
+        except ValueError:
+            entry["error"] = found.stderr.strip() or f"exit {found.returncode}"
+        out[group.name] = entry
+    return out
 
 
 def _state(state: str) -> str:

@@ -71,7 +71,8 @@ def print_unmanaged(console: Console, unmanaged, prefix: str = "") -> None:
             console.print(f"[magenta]unmanaged[/] in {node_name(r.ns, prefix)}: {r.label}: {why} "
                           "(reported, never changed)", markup=True, highlight=False)
         else:
-            console.print(f"[magenta]{r.owner}[/] in {node_name(r.ns, prefix)}: {r.label}: "
+            why = f"{r.describe()} " if r.describe() else ""
+            console.print(f"[magenta]{r.owner}[/] in {node_name(r.ns, prefix)}: {r.label}: {why}"
                           "(reported, left to its owner)", markup=True, highlight=False)
 
 
