@@ -176,3 +176,16 @@ def test_split_brain_is_reported_and_heals_to_one_holder(pair):
     neigh = pair.ip("client", f"neigh show {VIP}").stdout
     assert r1_mac in neigh, neigh
     _wait(lambda: drift(pair)[0] == 0, 5, "drift did not come back clean")
+
+
+def test_a_damaged_status_file_never_leads_to_two_speakers(pair):
+    status_file = Path(f"/run/netkeel/vrrp/{pair.ns('r2')}/gw.status.json")
+    status_file.write_text("{not json")
+    code, doc = drift(pair)
+    assert code == 2  # the speaker cannot be seen running: reported missing
+    assert pair.run("apply", LAB).returncode == 0
+    running = subprocess.run(["pgrep", "-f", f"toolkit.vrrp.speaker --config /run/netkeel/vrrp/{pair.ns('r2')}/"],
+                             capture_output=True, text=True)
+    assert len(running.stdout.split()) == 2, running.stdout  # one guardian and its speaker
+    _wait(lambda: status(pair)["r2"]["state"] == "backup", 5, "r2 is not backup again")
+    assert holders(pair) == ["r1"] and drift(pair)[0] == 0

@@ -103,6 +103,10 @@ def start(kernel, ns: str, group: str, spec: dict) -> None:
     os.makedirs(directory(ns), mode=0o700, exist_ok=True)
     for stale in (status_path(ns, group),):
         _unlink(stale)
+    # A speaker of this group whose status file was lost or damaged still runs: one
+    # speaker per group and namespace, so it goes before a new one starts.
+    for pid in _speakers_of(config_path(ns, group)):
+        _signal(pid, signal.SIGKILL)
     withdraw_vips(kernel, ns, spec.get("addresses") or ())  # an orphan a killed speaker left: not ours to keep
     config = {"group": group, "namespace": ns, "status": status_path(ns, group),
               **{k: list(v) if isinstance(v, tuple) else v for k, v in ((k, spec.get(k)) for k in SPEC_FIELDS)}}
@@ -209,6 +213,15 @@ def signal_speaker(ns: str, group: str, pid, signame: str) -> None:
 
 def alive(pid) -> bool:
     return isinstance(pid, int) and _alive(pid)
+
+
+def _speakers_of(config: str) -> list:
+    """The processes (guardians and speakers) running with this configuration file."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid() and _is_speaker(int(entry), config):
+            out.append(int(entry))
+    return out
 
 
 def _is_speaker(pid: int, config: str) -> bool:
