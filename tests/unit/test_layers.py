@@ -30,7 +30,8 @@ ALLOWED = {
     "report": BOTTOM | {"planner"},
     "chaos": BOTTOM | {"planner", "state", "runtime"},
     "experiment": BOTTOM | {"planner", "state", "runtime", "chaos"},
-    "cli": BOTTOM | {"planner", "state", "runtime", "chaos", "experiment", "report", "manifest", "kernel",
+    "doctor": BOTTOM | {"planner", "state", "runtime", "chaos", "experiment"},
+    "cli": BOTTOM | {"planner", "state", "runtime", "chaos", "experiment", "doctor", "report", "manifest", "kernel",
             "vrrp", "__version__"},
     "vrrp": set(),  # the speaker runs alone in its namespace: the standard library only
     "__init__": set(),

@@ -66,6 +66,20 @@ class Backend(Protocol):
         """group -> {"config": its configuration, "status": what it says (None when it
         does not run)}, for every speaker with files in `ns`."""
 
+    # -- what the doctor reads (toolkit/doctor) ----------------------------------------------
+    def route_get(self, ns: str, dst: str, src: str | None = None, iif: str | None = None) -> dict | None:
+        """The kernel's route lookup for `dst` in `ns` (as `ip route get`): {"dev", "gateway",
+        "src", "type"}; None when the kernel has no route (unreachable)."""
+    def sysctl_value(self, ns: str, name: str) -> str | None:
+        """A sysctl's value in `ns` (net.*), None if it does not exist."""
+    def neighbour_entries(self, ns: str) -> list:
+        """Every neighbour entry: [{"dev", "address", "mac", "state"}] (state names: reachable, stale, failed, ...)."""
+    def address_flags(self, ns: str) -> list:
+        """Every address with its flags: [{"dev", "address", "flags"}] (flags: dadfailed, tentative, ...)."""
+    def conntrack_entries(self, ns: str) -> list:
+        """The connection tracking table: [{"proto", "src", "dst", "sport", "dport", "reply_src",
+        "reply_dst", "seen_reply", "assured", "state"}]."""
+
     # -- nftables ------------------------------------------------------------------------
     def nft_transaction(self, ns: str, commands: str, what: str) -> None:
         """Run one libnftables JSON transaction (all or nothing) in namespace `ns`."""

@@ -255,6 +255,32 @@ class Kernel:
     def speakers_in(self, ns) -> dict:
         return speakers.found(ns)
 
+    # -- what the doctor reads (kernel/lookup.py, kernel/inspect.py) -------------------
+    def route_get(self, ns, dst, src=None, iif=None):
+        from . import lookup
+
+        return lookup.route_get(self, ns, dst, src=src, iif=iif)
+
+    def sysctl_value(self, ns, name):
+        from . import lookup
+
+        return lookup.sysctl_value(self, ns, name)
+
+    def neighbour_entries(self, ns):
+        from . import inspect
+
+        return inspect.neighbour_entries(self, ns)
+
+    def address_flags(self, ns):
+        from . import inspect
+
+        return inspect.address_flags(self, ns)
+
+    def conntrack_entries(self, ns):
+        from . import inspect
+
+        return inspect.conntrack_entries(self, ns)
+
     # -- faults (kernel/chaos.py) ---------------------------------------------------
     def fault_kernel_identity(self) -> str:
         return chaos.kernel_identity()
