@@ -1,0 +1,167 @@
+"""Conntrack asymmetry: flows a forwarding node tracks that never see their
+reply direction, because the reply comes back another way.
+
+Each node's connection tracking table is read (netlink, kernel/inspect.py);
+an entry is forwarded when neither end of it is the node's own address. Those
+without a reply (not seen_reply) are read again SETTLE_S later: one still
+unreplied then is older than that, not a flow that just started. Each is
+grouped per flow (protocol, source, destination, port), and the reply's path
+is walked from the replying node back to the source (the routes, hop by hop):
+when it does not pass the node, that is the asymmetry. A stateful firewall
+there drops the flow's later packets as invalid (or never lets replies it
+never saw open anything); NAT there is never undone. The fix is the route
+that would bring the reply back through the node: the first node on the
+reply's path that shares a segment with it, routed through it (a manifest
+diff where the route's line is found).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+from ..finding import Finding
+from .gateways import via_diff
+from .mtu import Router
+
+NAME = "conntrack"
+DOC = "forwarded flows whose replies never pass the node that tracks them (asymmetric routing)"
+
+SETTLE_S = 1.5
+
+
+def run(ctx, sleep=time.sleep, clock=time.monotonic) -> list:
+    nodes = [n.name for n in ctx.topology.nodes]
+    first = {node: _read(ctx, node) for node in nodes}
+    started = clock()
+    suspects = {node: unreplied(ctx, node, entries) for node, entries in first.items()}
+    suspects = {node: found for node, found in suspects.items() if found}
+    if not suspects:
+        return []
+    left = SETTLE_S - (clock() - started)
+    if left > 0:
+        sleep(left)
+    still = {}
+    for node, entries in suspects.items():
+        again = {_ident(e): e for e in unreplied(ctx, node, _read(ctx, node))}
+        kept = [e for e in entries if _ident(e) in again]
+        if kept:
+            still[node] = kept
+    return judge(ctx, still, Router(ctx))
+
+
+def _read(ctx, node):
+    try:
+        return ctx.kernel.conntrack_entries(ctx.ns(node))
+    except Exception:  # a namespace that went away, a kernel without conntrack netlink
+        return []
+
+
+def _ident(e) -> tuple:
+    return (e.get("id"), e.get("proto"), e.get("src"), e.get("dst"), e.get("sport"), e.get("dport"),
+            e.get("icmp_id"))
+
+
+def unreplied(ctx, node, entries) -> list:
+    """The entries `node` forwards (neither end is its own address) that saw no reply."""
+    own = {a.ip for (n, _), addrs in ctx.addresses().items() if n == node for a in addrs}
+    out = []
+    for e in entries:
+        if e.get("seen_reply"):
+            continue
+        try:
+            ends = {ipaddress.ip_address(e[k]) for k in ("src", "dst", "reply_src", "reply_dst") if e.get(k)}
+        except ValueError:
+            continue
+        if ends & own or any(ip.is_loopback or ip.is_multicast for ip in ends):
+            continue
+        out.append(e)
+    return out
+
+
+def flow_of(e) -> tuple:
+    port = e.get("dport") if e.get("dport") is not None else (f"type {e.get('icmp_type')}"
+                                                               if e.get("icmp_type") is not None else "")
+    return (e.get("proto"), e.get("src"), e.get("dst"), port, e.get("reply_src"), e.get("reply_dst"))
+
+
+def _flow_text(flow) -> str:
+    proto, src, dst, port, reply_src, _ = flow
+    where = f"{dst}:{port}" if isinstance(port, int) else f"{dst}" + (f" ({port})" if port else "")
+    nat = f" (answered by {reply_src})" if reply_src and reply_src != dst else ""
+    return f"{proto} {src} -> {where}{nat}"
+
+
+def judge(ctx, still: dict, router) -> list:
+    """Findings for {node: [entries older than SETTLE_S without a reply]}."""
+    holders = {}
+    for (n, ifname), addrs in ctx.addresses().items():
+        for a in addrs:
+            holders.setdefault(a.ip, (n, ifname))
+    found = []
+    for node, entries in sorted(still.items()):
+        flows: dict = {}
+        for e in entries:
+            flows.setdefault(flow_of(e), []).append(e)
+        for flow, group in sorted(flows.items(), key=lambda x: tuple(str(v) for v in x[0])):
+            proto, src, dst, port, reply_src, reply_dst = flow
+            replier = holders.get(ipaddress.ip_address(reply_src)) if reply_src else None
+            if replier is None or not reply_dst:
+                continue  # the reply comes from outside the lab: nothing to walk
+            forward = router.walk(holders.get(ipaddress.ip_address(src), (None,))[0] or node, dst)
+            back = router.walk(replier[0], reply_dst)
+            passing = [n for n, _, _ in back["hops"]]
+            if node in passing or back["to"] is None:
+                continue  # the reply does come this way (or goes nowhere): another story
+            states = sorted({e.get("state") for e in group if e.get("state")})
+            evidence = [f"{node} tracks {len(group)} {_flow_text(flow)} connection{'s' if len(group) > 1 else ''}"
+                        f" without a reply for over {SETTLE_S:g} s" + (f" (state {', '.join(states)})" if states else ""),
+                        "forward path: " + _path_text(forward),
+                        "reply path: " + _path_text(back) + f" (does not pass {node})"]
+            fix, diff = _symmetric_route(ctx, router, node, back, reply_dst)
+            found.append(Finding(
+                check=NAME, title=f"{node} never sees the replies of {_flow_text(flow)}",
+                where=f"{node}: {_flow_text(flow)}", evidence=tuple(evidence),
+                why=(f"the reply from {replier[0]} to {reply_dst} is routed back through "
+                     f"{', '.join(p for p in passing[1:]) or 'another way'}, not through {node}: {node}'s conntrack "
+                     f"never sees it, so the flow stays unreplied there; a stateful firewall on {node} drops the "
+                     f"flow's later packets as invalid, and NAT made there is never undone"),
+                fix=fix, diff=diff, nodes=tuple(sorted({node, replier[0], *passing}))))
+    return found
+
+
+def _path_text(path) -> str:
+    hops = [f"{n}/{d}" for n, d, _ in path["hops"]]
+    return " -> ".join(hops + [path["to"]] if path.get("to") else hops + [f"({path.get('stop')})"])
+
+
+def _symmetric_route(ctx, router, node, back, reply_dst) -> tuple:
+    """(fix text, diff) for the route that would bring the reply through `node`: the first
+    node on the reply's path that shares a subnet with `node`, routed via `node`'s address
+    there."""
+    mine = {(n, i): addrs for (n, i), addrs in ctx.addresses().items() if n == node}
+    target = ipaddress.ip_address(reply_dst)
+    for here, dev, nxt in back["hops"]:
+        theirs = [a for (n, _), addrs in ctx.addresses().items() if n == here for a in addrs]
+        for (_, ifname), addrs in sorted(mine.items()):
+            for a in addrs:
+                if a.version != target.version or not any(a.ip in t.network for t in theirs):
+                    continue
+                prefix = _covering_route(ctx, here, target)
+                text = (f"route {here}'s traffic for {prefix or target} via {a.ip} ({node}/{ifname}) instead of "
+                        f"{nxt}: the replies then pass {node}")
+                diff = via_diff(ctx.topology.source, here, str(nxt), str(a.ip)) if prefix else ""
+                return text, diff
+    return (f"make the return route from {back['hops'][0][0]} to {reply_dst} pass {node}, or the forward route "
+            f"avoid it", "")
+
+
+def _covering_route(ctx, node, target):
+    """The manifest's route of `node` that carries `target` (its `to:`), None if none."""
+    model = ctx.topology.node(node)
+    best = None
+    for r in (model.routes if model else ()):
+        net = ipaddress.ip_network(r.dst)
+        if net.version == target.version and target in net and (best is None or net.prefixlen > best.prefixlen):
+            best = net
+    return best
