@@ -108,9 +108,14 @@ def judge(ctx, still: dict, router) -> list:
             replier = holders.get(ipaddress.ip_address(reply_src)) if reply_src else None
             if replier is None or not reply_dst:
                 continue  # the reply comes from outside the lab: nothing to walk
-            forward = router.walk(holders.get(ipaddress.ip_address(src), (None,))[0] or node, dst)
+            sender = holders.get(ipaddress.ip_address(src))
+            if sender is None:
+                continue  # a source outside the lab
+            forward = router.walk(sender[0], dst)
             back = router.walk(replier[0], reply_dst)
             passing = [n for n, _, _ in back["hops"]]
+            if node not in [n for n, _, _ in forward["hops"]] or forward["to"] is None:
+                continue  # the flow does not get through this node to its end: not this story
             if node in passing or back["to"] is None:
                 continue  # the reply does come this way (or goes nowhere): another story
             states = sorted({e.get("state") for e in group if e.get("state")})
@@ -118,7 +123,7 @@ def judge(ctx, still: dict, router) -> list:
                         f" without a reply for over {SETTLE_S:g} s" + (f" (state {', '.join(states)})" if states else ""),
                         "forward path: " + _path_text(forward),
                         "reply path: " + _path_text(back) + f" (does not pass {node})"]
-            fix, diff = _symmetric_route(ctx, router, node, back, reply_dst)
+            fix, diff = _drifted(ctx, forward, back) or _symmetric_route(ctx, router, node, back, reply_dst)
             found.append(Finding(
                 check=NAME, title=f"{node} never sees the replies of {_flow_text(flow)}",
                 where=f"{node}: {_flow_text(flow)}", evidence=tuple(evidence),
@@ -148,12 +153,38 @@ def _symmetric_route(ctx, router, node, back, reply_dst) -> tuple:
                 if a.version != target.version or not any(a.ip in t.network for t in theirs):
                     continue
                 prefix = _covering_route(ctx, here, target)
+                if prefix is not None and str(a.ip) == _manifest_via(ctx, here, prefix):
+                    continue
                 text = (f"route {here}'s traffic for {prefix or target} via {a.ip} ({node}/{ifname}) instead of "
                         f"{nxt}: the replies then pass {node}")
                 diff = via_diff(ctx.topology.source, here, str(nxt), str(a.ip)) if prefix else ""
                 return text, diff
     return (f"make the return route from {back['hops'][0][0]} to {reply_dst} pass {node}, or the forward route "
             f"avoid it", "")
+
+
+def _drifted(ctx, *paths) -> tuple | None:
+    """(fix, "") when a node on the paths routes otherwise than the manifest says (a
+    route changed by hand): putting the manifest back is the fix."""
+    from ...kinds.route import KIND as ROUTE
+
+    changed = []
+    for node in dict.fromkeys(n for p in paths for n, _, _ in p["hops"]):
+        model = ctx.topology.node(node)
+        live = {r.key[1]: r.get("via") or "" for r in ctx.live if r.kind == ROUTE.name and ctx.node_of(r.ns) == node}
+        for route in (model.routes if model else ()):
+            if route.via and route.dst in live and live[route.dst] != route.via:
+                to = "default" if ipaddress.ip_network(route.dst).prefixlen == 0 else route.dst
+                changed.append(f"{node}'s route to {to} via {route.via} (live: via {live[route.dst] or 'no gateway'})")
+    if not changed:
+        return None
+    return (f"`netkeel apply` puts back {', '.join(changed)}: the manifest's routes take both directions through "
+            f"the same routers", "")
+
+
+def _manifest_via(ctx, node, prefix) -> str | None:
+    model = ctx.topology.node(node)
+    return next((r.via for r in (model.routes if model else ()) if ipaddress.ip_network(r.dst) == prefix), None)
 
 
 def _covering_route(ctx, node, target):

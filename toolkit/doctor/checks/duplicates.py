@@ -208,6 +208,15 @@ def dad_failures(ctx, flags=None) -> list:
             if others:
                 evidence.append(f"{e['address']} is also on {_name(others)}")
             link_local = e["address"].lower().startswith("fe80:")
+            owner = ctx.owner_of_address().get(ipaddress.ip_address(e["address"]))
+            if link_local:
+                fix = "give the interfaces distinct MACs (the manifest's `mac:`)"
+            elif owner is not None and owner != (node, e["dev"]):
+                fix = (f"the manifest gives {e['address']} to {owner[0]}/{owner[1]}: remove it from {node}/{e['dev']} "
+                       f"(`netkeel apply` removes what the manifest does not declare)")
+            else:
+                fix = (f"remove the duplicate ({_name(others) if others else 'the other holder'}) or choose another "
+                       f"address; then remove and add {e['address']} on {node}/{e['dev']} again (DAD runs once)")
             found.append(Finding(
                 check=NAME, title=f"IPv6 duplicate address detection failed for {e['address']}",
                 where=f"{node}/{e['dev']}", evidence=tuple(evidence),
@@ -215,9 +224,7 @@ def dad_failures(ctx, flags=None) -> list:
                      + ("the link-local address is derived from the MAC, so two interfaces share a MAC on the "
                         "segment; neighbour discovery and routing over it fail" if link_local else
                         "traffic to and from it fails on this node")),
-                fix=(f"give the interfaces distinct MACs (the manifest's `mac:`)" if link_local else
-                     f"remove the duplicate ({_name(others) if others else 'the other holder'}) or choose another "
-                     f"address; then remove and add {e['address']} on {node}/{e['dev']} again (DAD runs once)"),
+                fix=fix,
                 nodes=tuple(sorted({node, *(o[0] for o in others)}))))
     return found
 

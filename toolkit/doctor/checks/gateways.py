@@ -42,10 +42,13 @@ def run(ctx) -> list:
 def default_routes(ctx) -> list:
     """[(node, family, via, dev)] of the live default routes with a gateway."""
     out = []
+    addresses = ctx.addresses()
     for r in ctx.live:
         if r.kind == ROUTE.name and r.key[1] in DEFAULTS and r.get("via"):
-            via = ipaddress.ip_address(r.get("via"))
-            out.append((ctx.node_of(r.ns), via.version, via, r.get("dev")))
+            via, node = ipaddress.ip_address(r.get("via")), ctx.node_of(r.ns)
+            dev = r.get("dev") or next((i for (n, i), addrs in sorted(addresses.items()) if n == node
+                                        for a in addrs if a.version == via.version and via in a.network), None)
+            out.append((node, via.version, via, dev))
     return sorted(out, key=lambda x: (x[0], x[1], str(x[2])))
 
 
@@ -186,7 +189,9 @@ def via_diff(path: str, node: str, old: str, new: str) -> str:
     changed = list(lines)
     changed[index] = re.sub(r"(via:\s*[\"']?)" + re.escape(old) + r"([\"']?)", lambda m: m.group(1) + new + m.group(2),
                             lines[index], count=1)
-    return "".join(difflib.unified_diff(lines, changed, fromfile=f"a/{path}", tofile=f"b/{path}"))
+    absolute = path.startswith("/")
+    return "".join(difflib.unified_diff(lines, changed, fromfile=path if absolute else f"a/{path}",
+                                        tofile=path if absolute else f"b/{path}"))
 
 
 def via_line(lines: list, node: str, via: str) -> int | None:

@@ -28,6 +28,7 @@ from ..finding import Finding
 NAME = "mtu"
 DOC = "MTU mismatches on links, path MTU per pair, PMTUD black holes"
 
+FORWARDING = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 FIRST_MS = 1000          # the first round of probes (reachability) waits this long
 MAX_HOPS = 16
 
@@ -72,6 +73,7 @@ class Router:
     def __init__(self, ctx):
         self.ctx = ctx
         self.cache: dict = {}
+        self.forwards: dict = {}  # (node, family) -> whether it forwards
         self.local: dict = {}     # ip -> [(node, ifname)] holding it live
         for (node, ifname), addrs in ctx.addresses().items():
             for a in addrs:
@@ -93,6 +95,20 @@ class Router:
             return None
         return {"dev": found.get("dev"), "gateway": found.get("gateway"), "type": found.get("type")}
 
+    def forwarding(self, node: str, family: int) -> bool:
+        """Whether `node` forwards packets of the family: the live sysctl, else the manifest's."""
+        key = (node, family)
+        if key not in self.forwards:
+            name = FORWARDING[family]
+            value = None
+            try:
+                value = self.ctx.kernel.sysctl_value(self.ctx.ns(node), name)
+            except Exception:
+                model = self.ctx.topology.node(node)
+                value = dict(model.sysctls).get(name) if model else None
+            self.forwards[key] = str(value).strip() == "1"
+        return self.forwards[key]
+
     def _static(self, node, dst):
         from ...kinds.route import KIND as ROUTE
 
@@ -108,7 +124,14 @@ class Router:
                 net = ipaddress.ip_network(r.key[1])
                 if net.version == dst.version and dst in net and (best is None or net.prefixlen > best[0]):
                     best = (net.prefixlen, r.get("dev"), r.get("via") or None)
-        return None if best is None else {"dev": best[1], "gateway": best[2], "type": "unicast"}
+        if best is None:
+            return None
+        dev, gateway = best[1], best[2]
+        if dev is None and gateway:  # a route read without its device: the one the gateway is on
+            via = ipaddress.ip_address(gateway)
+            dev = next((ifname for (n, ifname), addrs in self.ctx.addresses().items() if n == node
+                        for a in addrs if a.version == via.version and via in a.network), None)
+        return {"dev": dev, "gateway": gateway, "type": "unicast"}
 
     def walk(self, node: str, dst) -> dict:
         """The path a packet from `node` to `dst` takes: {"hops": [(node, dev, next ip)],
@@ -120,6 +143,8 @@ class Router:
                 return {"hops": hops, "to": here, "stop": "arrived"}
             if here in seen:
                 return {"hops": hops, "to": None, "stop": f"a routing loop through {here}"}
+            if hops and not self.forwarding(here, dst.version):
+                return {"hops": hops, "to": None, "stop": f"{here} does not forward"}
             seen.add(here)
             route = self.lookup(here, dst)
             if route is None or not route.get("dev"):
