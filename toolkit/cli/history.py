@@ -15,6 +15,7 @@ from .chaos import chaos
 from .experiment import experiment
 from .vip import vip
 from .doctor import doctor
+from .graph import graph
 from .tasks import apply, destroy, drift, plan, show, validate
 
 STATE = {"state_dir": HELP["state_dir"]}
@@ -161,4 +162,4 @@ def diff(c, file, rev_a, rev_b, json=False, ns_prefix=""):
 
 # What users run: one collection, for `invoke` and the `netkeel` script alike.
 user = Collection(validate, plan, apply, drift, show, destroy, snapshots, rollback, history, diff, chaos,
-                  experiment, vip, doctor)
+                  experiment, vip, doctor, graph)
