@@ -98,7 +98,8 @@ def test_drift_reports_a_speaker_that_is_not_running_and_apply_starts_it(pair):
     subprocess.run(["kill", "-TERM", str(r2["pid"])], check=True)
     _wait(lambda: status(pair)["r2"]["state"] != "backup", 5, "r2's speaker did not stop")
     code, doc = drift(pair)
-    assert code == 2 and any(a["kind"] == "vrrp" and a["difference"] == "missing" for a in doc["differences"]), doc
+    assert code == 2 and any(a["kind"] == "vrrp" and a["difference"] == "changed" and
+                             [c["field"] for c in a["changes"]] == ["running"] for a in doc["differences"]), doc
     assert pair.run("apply", LAB).returncode == 0
     _wait(lambda: status(pair)["r2"]["state"] == "backup", 5, "apply did not start r2's speaker again")
     assert drift(pair)[0] == 0
@@ -179,8 +180,11 @@ def test_split_brain_is_reported_and_heals_to_one_holder(pair):
 
 
 def test_a_damaged_status_file_never_leads_to_two_speakers(pair):
+    # A directory where the status file was: the speaker cannot say it runs any more.
     status_file = Path(f"/run/netkeel/vrrp/{pair.ns('r2')}/gw.status.json")
-    status_file.write_text("{not json")
+    status_file.unlink()
+    status_file.mkdir()
+    _wait(lambda: status(pair)["r2"]["state"] == "not running", 5, "a speaker without status still reads as running")
     code, doc = drift(pair)
     assert code == 2  # the speaker cannot be seen running: reported missing
     assert pair.run("apply", LAB).returncode == 0
@@ -189,3 +193,17 @@ def test_a_damaged_status_file_never_leads_to_two_speakers(pair):
     assert len(running.stdout.split()) == 2, running.stdout  # one guardian and its speaker
     _wait(lambda: status(pair)["r2"]["state"] == "backup", 5, "r2 is not backup again")
     assert holders(pair) == ["r1"] and drift(pair)[0] == 0
+
+
+def test_destroy_stops_speakers_it_cannot_read_and_leaves_no_files(lab):
+    lab.applied(LAB)
+    _wait(lambda: holders(lab) == ["r1"], 5, "r1 did not become active")
+    status_file = Path(f"/run/netkeel/vrrp/{lab.ns('r1')}/gw.status.json")
+    status_file.unlink()
+    status_file.mkdir()
+    subprocess.run(["kill", "-9", str(json.loads(Path(f"/run/netkeel/vrrp/{lab.ns('r2')}/gw.status.json")
+                                                 .read_text())["pid"])], check=True)  # r2's speaker dies
+    assert lab.run("destroy", LAB).returncode == 0
+    left = subprocess.run(["pgrep", "-f", f"toolkit.vrrp.speaker.*{lab.prefix}"], capture_output=True)
+    assert left.returncode == 1, left.stdout
+    assert not list(Path("/run/netkeel/vrrp").glob(f"{lab.prefix}*"))

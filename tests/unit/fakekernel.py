@@ -245,7 +245,7 @@ class FakeKernel:
     def speaker_start(self, ns, group, spec):
         self._request("speaker_start", ns, group)
         self._need_link(ns, spec["interface"])
-        self._add(Resource.make("vrrp", (ns, group), **spec))
+        self._add(Resource.make("vrrp", (ns, group), **spec, running=True))
 
     def speaker_stop(self, ns, group):
         self._request("speaker_stop", ns, group)

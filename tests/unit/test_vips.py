@@ -109,7 +109,7 @@ def test_a_vip_outside_the_members_subnet_and_a_vrid_twice_on_a_segment():
         """))
     text = "\n".join(found)
     assert "vips.far.members[0].interface: 10.0.4.254 is not in a subnet of r2/eth0 (10.0.3.3/24)" in text
-    assert "vips.again.vrid: vrid 51 is already group gw's on r1/eth0" in text
+    assert "vips.again.vrid: vrid 51 is already group gw's on the segment of r2/eth0" in text
 
 
 # -- whose a live VIP address is ------------------------------------------------------------------
@@ -118,7 +118,8 @@ def _live(holders: dict, speakers: dict) -> list:
     """Live state: the VIP on each holder (ns -> ifname), the speakers running (ns -> holding)."""
     out = [Resource.make("addr", (ns, ifname, "10.0.3.254/24"), owner=overlay("unclaimed"))
            for ns, ifname in holders.items()]
-    out += [Resource.make(VRRP.name, (ns, "gw"), _holding=holding, _state="active" if holding else "backup")
+    out += [Resource.make(VRRP.name, (ns, "gw"), running=True, _holding=holding,
+                          _state="active" if holding else "backup")
             for ns, holding in speakers.items()]
     return out
 
@@ -219,3 +220,32 @@ def test_apply_starts_speakers_last_and_destroy_stops_them_first(tmp_path):
     stops = [i for i, c in enumerate(kernel.calls) if c[0] == "speaker_stop"]
     removals = [i for i, c in enumerate(kernel.calls) if c[0] == "remove_namespace"]
     assert len(stops) == 2 and max(stops) < min(removals)
+
+
+def test_members_must_share_a_segment_and_group_names_cannot_hold_dots():
+    found = problems(with_vips("""\
+        vips:
+          x.status:
+            vrid: 51
+            addresses: [10.0.3.254/24, 10.0.3.254/25, 10.0.3.0/24]
+            interval: 2.01s
+            members:
+              - {node: r1, interface: eth0, priority: 200}
+        """))
+    text = "\n".join(found)
+    assert "invalid VIP group name 'x.status'" in text
+    found = problems(with_vips("""\
+        vips:
+          gw:
+            vrid: 51
+            addresses: [10.0.3.254/24, 10.0.3.254/25, 10.0.3.0/24]
+            interval: 2.01s
+            members:
+              - {node: r1, interface: eth0, priority: 200}
+              - {node: client, interface: lo, priority: 100}
+        """))
+    text = "\n".join(found)
+    assert "vips.gw.addresses[1]: 10.0.3.254 is listed twice" in text
+    assert "vips.gw.addresses[2]: 10.0.3.0 is the network's own address" in text
+    assert "interval" not in text  # 2.01s is 201 centiseconds
+    assert "vips.gw.members[1].interface: client/lo has no IPv4 address to send adverts from" in text

@@ -34,8 +34,9 @@ HELP = {
 HELP_REV = "use the manifest (and its policy files) as of this git revision, read with git"
 HELP_WAIT = "wait for another netkeel's change to finish instead of failing at once"
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
+# emoji off: `:cd:` in a MAC address is not a compact disc.
+out = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 140)
 
 
 def require_root() -> None:

@@ -39,12 +39,13 @@ def timers(priority: int, interval_cs: int) -> dict:
     "action": "status", "file": "a topology manifest: only its VIP groups (default: every applied instance)",
     "ns_prefix": HELP["ns_prefix"], "json": HELP["json"], "state_dir": HELP["state_dir"]})
 @command("vip")
-def vip(c, action, file=None, ns_prefix="", json=False, state_dir=None):
+def vip(c, action, file=None, ns_prefix=None, json=False, state_dir=None):
     """VIP groups: the state of each member's VRRP speaker (vip status [--file FILE])."""
     if action not in ACTIONS:
         raise NetkeelError(f"vip {action!r}: say `vip status` (optionally --file FILE)")
-    rows = _rows(StateDir(state_dir), file, ns_prefix)
-    observed = _observed(file, ns_prefix) if file else {}
+    state = StateDir(state_dir)
+    rows = _rows(state, file, ns_prefix)
+    observed = _observed(file, ns_prefix or "") if file and _applied(state, file, ns_prefix or "") else {}
     if json:
         print(jsonlib.dumps({"format": 1, "command": "vip status", "members": rows,
                              "observed": [{"group": g, **o} for g, o in observed.items()]}, indent=2))
@@ -71,12 +72,21 @@ def vip(c, action, file=None, ns_prefix="", json=False, state_dir=None):
             master = r.get("master") or {}
             table.add_row(f"{r['node']} ({r['interface']})", _state(r["state"]), str(r["priority"]),
                           f"{master.get('address', '')} (prio {master.get('priority')})" if master else "",
-                          since, escape(seen), str(r.get("adverts_sent", "")),
+                          since, escape(seen), "" if r.get("adverts_sent") is None else str(r["adverts_sent"]),
                           f"{r['skew_ms']:g} / {r['master_down_interval_ms']:g} ms")
         out.print(table)
         if group[1] in observed:
             out.print(_observation(observed[group[1]]), soft_wrap=True)
     return 0
+
+
+def _applied(state: StateDir, file: str, prefix: str) -> bool:
+    """Whether this state directory's inventory has the file's lab applied under
+    `prefix`: the bystander's probe runs only in a namespace netkeel made."""
+    from ..manifest import load_topology
+    from ..state.inventory import Inventory, instance_id
+
+    return bool(Inventory(state).namespaces(instance_id(load_topology(file).name, prefix)))
 
 
 def _observation(o: dict) -> str:
@@ -148,6 +158,7 @@ def _rows(state: StateDir, file, prefix: str) -> list:
     if file:
         from ..manifest import load_topology
 
+        prefix = prefix or ""
         topology = load_topology(file)
         instance = instance_id(topology.name, prefix)
         wanted = [(instance, prefix + m.node, m.node, g, m) for g in topology.vips for m in g.members]
@@ -155,6 +166,8 @@ def _rows(state: StateDir, file, prefix: str) -> list:
         wanted = []
         for instance, entry in sorted(inventory.instances.items()):
             pre = entry.get("prefix", "")
+            if prefix is not None and pre != prefix:
+                continue
             for ns in sorted(entry.get("namespaces", [])):
                 for group in speakers.groups(ns):
                     wanted.append((instance, ns, ns[len(pre):], group, None))

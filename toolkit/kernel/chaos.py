@@ -161,7 +161,8 @@ def revert(kernel, op: dict) -> None:
     if kind == "nfqueue":
         nfqueue.revert(op)  # the rules first (traffic flows at once), then the worker
     if kind == "speaker":
-        if speakers.running(ns, op["group"]) is None:  # started again, as apply would
+        # Started again, as apply would, unless an apply removed the group meanwhile.
+        if os.path.exists(speakers.config_path(ns, op["group"])) and speakers.running(ns, op["group"]) is None:
             speakers.start(kernel, ns, op["group"], op["config"])
     if kind == "nft":
         if _has_table(kernel, ns, op["family"], op["table"]):

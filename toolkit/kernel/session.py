@@ -151,7 +151,9 @@ class Kernel:
 
     def remove_namespace(self, name: str) -> None:
         self.ns(name)  # still the namespace this command read (KernelError otherwise)
-        # Our own socket and fd would keep the namespace alive: close them first.
+        # Speakers we started in it would keep it alive (a process holds its namespace):
+        # they stop first; so would our own socket and fd.
+        speakers.stop_all(self, name)
         self.release(name)
         self.request(name, "netns del", netns.remove, name)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,9 +29,10 @@ KIND = "vrrp"
 RUN_DIR = "/run/netkeel/vrrp"
 START_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 3.0
+FRESH_S = 2.0   # a status older than this is a stopped or hung speaker's (it writes every 125 ms)
 SPEC_FIELDS = ("interface", "vrid", "priority", "addresses", "interval_cs", "preempt", "preempt_delay_ms",
-               "unicast_peers", "virtual_mac", "checksum")
-_GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+               "unicast_peers", "virtual_mac", "checksum")  # its configuration; `running` besides
+_GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # no dots: GROUP.status.json is never a group's
 
 
 def directory(ns: str) -> str:
@@ -56,42 +58,43 @@ def status(ns: str, group: str) -> dict | None:
 
 
 def running(ns: str, group: str, netns_inode=None) -> dict | None:
-    """The status of a speaker that runs now in namespace `ns` (both its
-    processes alive, in that namespace), else None."""
+    """The status of a speaker that runs now in namespace `ns`: both its processes
+    alive, in that namespace, running this group's configuration, and its status
+    fresh (a stopped or hung speaker stops writing it). Else None."""
     found = status(ns, group)
     if not found or found.get("state") in ("stopped", "dead"):
         return None
+    updated = found.get("updated")
+    if not isinstance(updated, (int, float)) or not time.time() - FRESH_S <= updated <= time.time() + FRESH_S:
+        return None
     inode = netns_inode if netns_inode is not None else _netns_inode_of_name(ns)
+    config = config_path(ns, group)
     for pid in (found.get("guardian"), found.get("pid")):
-        if not isinstance(pid, int) or pid <= 1 or _netns_inode_of_pid(pid) != inode or inode is None:
+        if inode is None or not isinstance(pid, int) or pid <= 1 or _netns_inode_of_pid(pid) != inode \
+                or not _is_speaker(pid, config):
             return None
     return found
 
 
 def read(ns: str) -> list:
-    """The speakers running in `ns`, as resources with their configuration."""
-    try:
-        names = sorted(os.listdir(directory(ns)))
-    except OSError:
-        return []
+    """A resource per group configured in `ns`, with its configuration and
+    whether its speaker runs (`running`: a dead, hung or unverifiable one is
+    not, and apply starts it again)."""
     inode = _netns_inode_of_name(ns)
     out = []
-    for name in names:
-        if not name.endswith(".status.json"):
-            continue
-        group = name[:-len(".status.json")]
-        if not _GROUP.fullmatch(group) or running(ns, group, inode) is None:
-            continue
+    for group in groups(ns):
         try:
             with open(config_path(ns, group)) as f:
                 config = json.load(f)
         except (OSError, ValueError):
-            continue
-        if isinstance(config, dict):
-            said = status(ns, group) or {}
-            spec = {k: tuple(v) if isinstance(v, list) else v for k, v in ((k, config.get(k)) for k in SPEC_FIELDS)}
-            out.append(Resource.make(KIND, (ns, group), **spec,
-                                     _state=said.get("state"), _holding=bool(said.get("holding"))))
+            config = None
+        if not isinstance(config, dict):
+            config = {}
+        said = running(ns, group, inode)
+        spec = {k: tuple(v) if isinstance(v, list) else v for k, v in ((k, config.get(k)) for k in SPEC_FIELDS)}
+        out.append(Resource.make(KIND, (ns, group), **spec, running=said is not None,
+                                 _state=(said or {}).get("state") or "not running",
+                                 _holding=bool((said or {}).get("holding"))))
     return out
 
 
@@ -142,7 +145,9 @@ def stop(kernel, ns: str, group: str) -> None:
         addresses = ()
     pids = [p for p in ((found or {}).get("guardian"), (found or {}).get("pid")) if isinstance(p, int) and p > 1]
     # Only processes that are this speaker's: a pid the system reused is someone else.
-    ours = [p for p in pids if _is_speaker(p, config_path(ns, group))]
+    # Those the status file no longer names (lost, damaged) are found by their configuration.
+    ours = list(dict.fromkeys([p for p in pids if _is_speaker(p, config_path(ns, group))]
+                              + _speakers_of(config_path(ns, group))))
     if ours:
         _signal(ours[0], signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
@@ -156,6 +161,27 @@ def stop(kernel, ns: str, group: str) -> None:
         withdraw_vips(kernel, ns, [a for a in addresses if isinstance(a, str)])
     _unlink(status_path(ns, group))
     _unlink(config_path(ns, group))
+    for name in _listing(ns):  # half-written status files of a speaker killed while writing one
+        if name.startswith(f".{group}.status.json.") and name.endswith(".tmp"):
+            _unlink(os.path.join(directory(ns), name))
+    try:
+        os.rmdir(directory(ns))
+    except OSError:
+        pass
+
+
+def _listing(ns: str) -> list:
+    try:
+        return os.listdir(directory(ns))
+    except OSError:
+        return []
+
+
+def stop_all(kernel, ns: str) -> None:
+    """Stop every speaker configured in `ns`, and remove its files: before the
+    namespace goes (a process keeps its namespace alive, unnamed)."""
+    for group in groups(ns):
+        stop(kernel, ns, group)
     try:
         os.rmdir(directory(ns))
     except OSError:
@@ -272,7 +298,11 @@ def _write(path: str, data: dict) -> None:
 
 
 def _unlink(path: str) -> None:
+    """Remove what is at `path` (in netkeel's own run directory): a file, a link
+    (never followed), or a directory someone put there."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)

@@ -47,6 +47,7 @@ class Speaker(Kind):
             preempt=(lambda v: isinstance(v, bool), "true or false"),
             preempt_delay_ms=(lambda v: is_integer(v, 0, 3_600_000), "0 to an hour in ms"),
             virtual_mac=(lambda v: isinstance(v, bool), "true or false"),
+            running=(lambda v: isinstance(v, bool), "true or false"),
             checksum=(lambda v: v in CHECKSUMS, " or ".join(CHECKSUMS)))
         if problem:
             return problem
@@ -69,7 +70,7 @@ class Speaker(Kind):
                     interface=member.interface, vrid=group.vrid, priority=member.priority,
                     addresses=tuple(group.addresses), interval_cs=group.interval_cs, preempt=group.preempt,
                     preempt_delay_ms=group.preempt_delay_ms, unicast_peers=tuple(peers),
-                    virtual_mac=group.virtual_mac, checksum=group.checksum))
+                    virtual_mac=group.virtual_mac, checksum=group.checksum, running=True))
         return out
 
     def settle_owners(self, resources, live) -> list:
@@ -134,8 +135,10 @@ class Speaker(Kind):
                 backend.speaker_stop(ns, group)
             else:
                 if action.live is not None:
-                    backend.speaker_stop(ns, group)  # a new configuration: a new speaker
-                backend.speaker_start(ns, group, action.desired.fields())
+                    backend.speaker_stop(ns, group)  # a new configuration, or a dead one: a new speaker
+                if action.desired.get("running") is not False:
+                    backend.speaker_start(ns, group, {k: v for k, v in action.desired.fields().items()
+                                                      if k != "running"})
 
 
 def _owner_of_vip(address, ip: str, group, members: dict, speakers: dict, holders: set) -> tuple:
@@ -143,15 +146,15 @@ def _owner_of_vip(address, ip: str, group, members: dict, speakers: dict, holder
     if group is None:
         return overlay("vip"), f"a VIP address ({ip}) of no group this topology declares: orphaned"
     owner = overlay(f"vip:{group}")
-    if len(holders) > 1:
-        return owner, f"VIP {ip} of group {group} is held by {' and '.join(sorted(holders))} at once (split brain)"
     if address.ns not in members:
         return owner, f"VIP {ip} of group {group} is held by {address.ns}, which is not a member"
     speaker = speakers.get((address.ns, group))
-    if speaker is None:
+    if speaker is None or not speaker.get("running"):
         return owner, (f"VIP {ip} of group {group} is orphaned on {address.ns}: its speaker is not running")
     if address.key[1] != members[address.ns] or not speaker.get("_holding"):
         return owner, f"VIP {ip} of group {group} is held by {address.ns}, whose speaker is {speaker.get('_state')}"
+    if len(holders) > 1:
+        return owner, f"VIP {ip} of group {group} is held by {' and '.join(sorted(holders))} at once (split brain)"
     return SPEAKER, ""
 
 

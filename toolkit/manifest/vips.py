@@ -32,10 +32,31 @@ MAX_PREEMPT_DELAY_MS = 3_600_000
 
 
 def time_ms(value) -> float:
+    """`100ms`, `2.01s` or a number of seconds, in ms (rounded to a microsecond:
+    2.01 * 1000 is 2009.9999999999998 in floating point)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) * 1000
+        return round(float(value) * 1000, 3)
     number, unit = re.fullmatch(r"([0-9.]+)(ms|s)", value).groups()
-    return float(number) * (1 if unit == "ms" else 1000)
+    return round(float(number) * (1 if unit == "ms" else 1000), 3)
+
+
+def segment(nodes: dict, node: str, ifname: str):
+    """Which layer-2 segment an interface is on: its bridge, or the bridge its veth
+    peer is a port of, or the veth pair itself; None for a loopback."""
+    iface = nodes[node].interface(ifname)
+    if iface is None or iface.kind == "loopback":
+        return None
+    if iface.kind == "bridge":
+        return ("bridge", node, ifname)
+    if iface.master:
+        return ("bridge", node, iface.master)
+    if iface.peer:
+        peer_node, peer_if = iface.peer
+        peer = nodes[peer_node].interface(peer_if) if peer_node in nodes else None
+        if peer is not None and peer.master:
+            return ("bridge", peer_node, peer.master)
+        return ("link",) + tuple(sorted([(node, ifname), (peer_node, peer_if)]))
+    return ("device", node, ifname)
 
 
 def build_vips(builder, spec: dict, nodes: tuple) -> tuple:
@@ -87,6 +108,13 @@ def _group(builder, path, name, group, nodes, declared, owners) -> VipGroup | No
             builder.fail(where, "only IPv4 virtual addresses are supported (VRRPv3 for IPv6 is not built yet)")
             ok = False
             continue
+        if address.ip in {ipaddress.ip_interface(a).ip for a in addresses}:
+            builder.fail(where, f"{address.ip} is listed twice")
+            ok = False
+            continue
+        if address.ip == address.network.network_address and address.network.prefixlen < 31:
+            builder.fail(where, f"{address.ip} is the network's own address ({address.network}), not a host's")
+            ok = False
         if address.ip in declared:
             node, ifname = declared[address.ip]
             builder.fail(where, f"{address.ip} is also an address of {node}/{ifname}: a virtual address belongs to "
@@ -101,7 +129,7 @@ def _group(builder, path, name, group, nodes, declared, owners) -> VipGroup | No
         builder.fail(path + ("virtual_mac",), "a virtual MAC is not supported yet: the member's own interface would "
                                               "answer ARP for the VIP too (it needs arp_ignore and arp_filter there)")
         ok = False
-    members, seen = [], {}
+    members, seen, segments = [], {}, set()
     for k, member in enumerate(group["members"]):
         where = path + ("members", k)
         if not isinstance(member, dict) or not {"node", "interface", "priority"} <= set(member):
@@ -120,14 +148,26 @@ def _group(builder, path, name, group, nodes, declared, owners) -> VipGroup | No
         if not _member_interface(builder, where, node, member["interface"], addresses):
             ok = False
             continue
-        key = (member["node"], member["interface"], group["vrid"])
-        if key in owners:
-            builder.fail(path + ("vrid",), f"vrid {group['vrid']} is already group {owners[key]}'s on "
-                                           f"{member['node']}/{member['interface']}: one virtual router per vrid "
+        where_on = segment(nodes, member["node"], member["interface"])
+        if where_on is None:
+            builder.fail(where + ("interface",), f"{member['node']}/{member['interface']} is a loopback: adverts "
+                                                 "and ARP need a segment shared with the other members")
+            ok = False
+            continue
+        segments.add(where_on)
+        key = (where_on, group["vrid"])
+        if owners.get(key, name) != name:
+            builder.fail(path + ("vrid",), f"vrid {group['vrid']} is already group {owners[key]}'s on the segment "
+                                           f"of {member['node']}/{member['interface']}: one virtual router per vrid "
                                            "on a segment")
             ok = False
         owners[key] = name
         members.append(VipMember(member["node"], member["interface"], member["priority"]))
+    if len(segments) > 1:
+        builder.fail(path + ("members",), "the members are not on one segment: they would never hear each "
+                                          "other's adverts (every member's interface must reach the same bridge "
+                                          "or link)")
+        ok = False
     if not ok:
         return None
     return VipGroup(name=name, vrid=group["vrid"], addresses=tuple(addresses), members=tuple(members),

@@ -63,7 +63,7 @@ STATUS_WRITE_S = STATUS_PERIOD_S / 2    # comfortably "at least every 500 ms"
 RECONCILE_S = STATUS_PERIOD_S           # VIPs and the primary address checked against the kernel
 GARP_SCHEDULE_S = (0.0, 0.1, 0.3)       # one burst at once, two repeats
 STOP_GRACE_S = 3.0                      # a forwarded SIGTERM: the speaker has this long to stop
-HANG_S = 2.0                            # no heartbeat from the speaker this long: it is killed
+HANG_S = 1.0                            # no heartbeat (every 125 ms) this long: it is killed
 GOODBYE = b"Q"                          # the speaker's last word to the guardian on a clean stop
 INTERFACE_WAIT_S = 5.0                  # at start, for the interface to appear
 MAX_PACKETS_PER_WAKE = 256
@@ -376,9 +376,16 @@ def write_status(path: str, status: SpeakerStatus) -> None:
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(status.to_json())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(status.to_json())
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)  # (a directory where the status should be: nothing left behind)
+        except OSError:
+            pass
+        raise
 
 
 def read_status(path: str) -> SpeakerStatus | None:
