@@ -81,6 +81,14 @@ def test_a_gateway_that_does_not_answer(two):
     assert {f["check"] for f in found} == {"gateways"}
 
 
+def test_a_gateway_that_does_not_forward(two):
+    two.exec("ns_server", ["sysctl", "-qw", "net.ipv4.ip_forward=0"], check=True)
+    code, found, _ = doctor(two, TWO)
+    assert sorted(f["title"] for f in found) == [
+        "ns_client1's default gateway 10.0.1.1 is ns_server, which does not forward",
+        "ns_client2's default gateway 10.0.2.1 is ns_server, which does not forward"], found
+
+
 def test_the_wrong_gateway_in_the_manifest_gets_a_diff(lab, tmp_path):
     text = open("topologies/two-clients-plain.yaml").read()
     healthy = tmp_path / "two.yaml"
@@ -245,8 +253,9 @@ def test_a_conntrack_asymmetry_is_named_with_the_route(lab, tmp_path):
     assert code == 2
     assert {f["check"] for f in found} == {"conntrack"}, found
     flows = {f["where"] for f in found}
-    assert "r1: icmp 10.1.1.2 -> 10.2.1.2 (type 8)" in flows, flows
+    assert "r1: 10.1.1.2 -> 10.2.1.2" in flows, flows
     assert all(w.startswith(("r1: ", "r2: ")) for w in flows), flows  # (r2: the doctor's own probes from b)
-    f = next(f for f in found if f["where"] == "r1: icmp 10.1.1.2 -> 10.2.1.2 (type 8)")
+    f = next(f for f in found if f["where"] == "r1: 10.1.1.2 -> 10.2.1.2")
+    assert "icmp (type 8)" in f["title"]
     assert "reply path: b/eth2 -> r2/eth0 -> a" in " ".join(f["evidence"])
     assert "b's route to 10.1.0.0/16 via 10.2.1.1 (live: via 10.2.2.1)" in f["fix"]

@@ -381,6 +381,21 @@ def test_the_via_line_is_found_in_the_nodes_block(text, line):
     assert gateways.via_line(text.splitlines(keepends=True), "b", "10.0.0.1") == line
 
 
+def test_a_gateway_that_does_not_forward_matters_only_with_something_beyond_it():
+    key = ("ns_client1", "veth_c1", ipaddress.ip_address("10.0.1.1"))
+    answer = {key: [mac_of(PREFIX + "ns_server", "veth_srv_c1")]}
+    ctx = lab(TWO, FakeKernel(forwarding=set()))
+    found = gateways.judge(ctx, gateways.default_routes(ctx), answer)
+    assert [f.title for f in found] == ["ns_client1's default gateway 10.0.1.1 is ns_server, which does not forward",
+                                        "ns_client2's default gateway 10.0.2.1 is ns_server, which does not forward"]
+    assert "10.0.2.1, 10.0.2.2" in " ".join(found[0].evidence)
+    ctx = lab(TWO, FakeKernel(forwarding={"ns_server"}))
+    assert gateways.judge(ctx, gateways.default_routes(ctx), answer) == []
+    ctx = lab(VRRP, FakeKernel(forwarding=set()))  # nothing beyond the segment needs a router
+    vip = {("client", "eth0", ipaddress.ip_address("10.0.3.254")): [mac_of(PREFIX + "r1", "eth0")]}
+    assert gateways.judge(ctx, gateways.default_routes(ctx), vip) == []
+
+
 # -- conntrack ----------------------------------------------------------------------------
 TRIANGLE = """\
     name: triangle
@@ -420,7 +435,7 @@ def test_an_unreplied_flow_whose_reply_goes_another_way_is_named_with_the_route(
     ctx = lab(path, FakeKernel(conntrack_reads=reads))
     (f,) = conntrack.run(ctx, sleep=slept.append, clock=lambda: 0.0)
     assert slept == [conntrack.SETTLE_S]
-    assert f.where == "r1: udp 10.1.1.2 -> 10.2.1.2:53" and "tracks 2 " in f.evidence[0]
+    assert f.where == "r1: 10.1.1.2 -> 10.2.1.2" and "tracks 2 " in f.evidence[0] and "2 x udp:53" in f.title
     assert "b/eth2 -> r2/eth0 -> a" in f.evidence[2]
     assert "via 10.2.1.1 (r1/eth1)" in f.fix
     assert "\n-  b: {routes: [{to: 10.1.0.0/16, via: 10.2.2.1}]}\n" in f.diff

@@ -5,7 +5,8 @@ Each node's connection tracking table is read (netlink, kernel/inspect.py);
 an entry is forwarded when neither end of it is the node's own address. Those
 without a reply (not seen_reply) are read again SETTLE_S later: one still
 unreplied then is older than that, not a flow that just started. Each is
-grouped per flow (protocol, source, destination, port), and the reply's path
+grouped per flow (source and destination addresses: the protocols and ports
+between them are listed, one story), and the reply's path
 is walked from the replying node back to the source (the routes, hop by hop):
 when it does not pass the node, that is the asymmetry. A stateful firewall
 there drops the flow's later packets as invalid (or never lets replies it
@@ -80,16 +81,28 @@ def unreplied(ctx, node, entries) -> list:
 
 
 def flow_of(e) -> tuple:
-    port = e.get("dport") if e.get("dport") is not None else (f"type {e.get('icmp_type')}"
-                                                               if e.get("icmp_type") is not None else "")
-    return (e.get("proto"), e.get("src"), e.get("dst"), port, e.get("reply_src"), e.get("reply_dst"))
+    """A flow: (src, dst, reply_src, reply_dst); its connections may differ in protocol and port."""
+    return (e.get("src"), e.get("dst"), e.get("reply_src"), e.get("reply_dst"))
+
+
+def service_of(e) -> str:
+    """tcp:22, udp:53, icmp (type 8)."""
+    if e.get("dport") is not None:
+        return f"{e.get('proto')}:{e.get('dport')}"
+    return f"{e.get('proto')}" + (f" (type {e.get('icmp_type')})" if e.get("icmp_type") is not None else "")
 
 
 def _flow_text(flow) -> str:
-    proto, src, dst, port, reply_src, _ = flow
-    where = f"{dst}:{port}" if isinstance(port, int) else f"{dst}" + (f" ({port})" if port else "")
+    src, dst, reply_src, _ = flow
     nat = f" (answered by {reply_src})" if reply_src and reply_src != dst else ""
-    return f"{proto} {src} -> {where}{nat}"
+    return f"{src} -> {dst}{nat}"
+
+
+def _services(group) -> str:
+    counts: dict = {}
+    for e in group:
+        counts[service_of(e)] = counts.get(service_of(e), 0) + 1
+    return ", ".join(f"{n} x {svc}" if n > 1 else svc for svc, n in sorted(counts.items()))
 
 
 def judge(ctx, still: dict, router) -> list:
@@ -104,7 +117,7 @@ def judge(ctx, still: dict, router) -> list:
         for e in entries:
             flows.setdefault(flow_of(e), []).append(e)
         for flow, group in sorted(flows.items(), key=lambda x: tuple(str(v) for v in x[0])):
-            proto, src, dst, port, reply_src, reply_dst = flow
+            src, dst, reply_src, reply_dst = flow
             replier = holders.get(ipaddress.ip_address(reply_src)) if reply_src else None
             if replier is None or not reply_dst:
                 continue  # the reply comes from outside the lab: nothing to walk
@@ -119,13 +132,14 @@ def judge(ctx, still: dict, router) -> list:
             if node in passing or back["to"] is None:
                 continue  # the reply does come this way (or goes nowhere): another story
             states = sorted({e.get("state") for e in group if e.get("state")})
-            evidence = [f"{node} tracks {len(group)} {_flow_text(flow)} connection{'s' if len(group) > 1 else ''}"
-                        f" without a reply for over {SETTLE_S:g} s" + (f" (state {', '.join(states)})" if states else ""),
+            evidence = [f"{node} tracks {len(group)} connection{'s' if len(group) > 1 else ''} {_flow_text(flow)} "
+                        f"without a reply for over {SETTLE_S:g} s: {_services(group)}"
+                        + (f" (tcp state {', '.join(states)})" if states else ""),
                         "forward path: " + _path_text(forward),
                         "reply path: " + _path_text(back) + f" (does not pass {node})"]
             fix, diff = _drifted(ctx, forward, back) or _symmetric_route(ctx, router, node, back, reply_dst)
             found.append(Finding(
-                check=NAME, title=f"{node} never sees the replies of {_flow_text(flow)}",
+                check=NAME, title=f"{node} never sees the replies of {_flow_text(flow)} ({_services(group)})",
                 where=f"{node}: {_flow_text(flow)}", evidence=tuple(evidence),
                 why=(f"the reply from {replier[0]} to {reply_dst} is routed back through "
                      f"{', '.join(p for p in passing[1:]) or 'another way'}, not through {node}: {node}'s conntrack "

@@ -6,7 +6,10 @@
 - an IPv4 gateway that does not answer ARP from the node's interface (its
   holder is down, or lost the address);
 - one that answers from a MAC that is not the MAC of the node the manifest
-  gives the address to (another node holds it too, or instead).
+  gives the address to (another node holds it too, or instead);
+- one held by a node that does not forward (ip_forward 0), while the lab has
+  addresses only the default route reaches: the gateway answers, and drops
+  everything beyond the segment without a word.
 
 The fix is the manifest change, as a diff of the manifest's text (the model
 keeps no line numbers: the line is found by its text, the `via:` of that
@@ -90,9 +93,11 @@ def judge(ctx, routes, answers) -> list:
             found.append(_not_on_segment(ctx, node, family, via, dev, seg, on_segment))
             continue
         seen = answers.get((node, dev, via))
-        if seen is None or (isinstance(seen, dict) and "error" in seen):
-            continue  # IPv6, or the probe could not run
         expected = expected_macs(ctx, via, seg)
+        if seen is None or (isinstance(seen, dict) and "error" in seen):
+            # IPv6, or the probe could not run: what the manifest and sysctls say
+            found.extend(_not_forwarding(ctx, node, family, via, dev, seg, on_segment, expected, None))
+            continue
         holders = sorted(e for e, addrs in ctx.addresses().items() if any(a.ip == via for a in addrs))
         if not seen:
             evidence = [f"ARP who-has {via} from {node}/{dev}: no answer in {ARP_MS} ms"]
@@ -111,6 +116,7 @@ def judge(ctx, routes, answers) -> list:
             continue
         wrong = [mac for mac in seen if mac not in expected]
         if not wrong:
+            found.extend(_not_forwarding(ctx, node, family, via, dev, seg, on_segment, expected, seen))
             continue
         evidence = [f"ARP who-has {via} from {node}/{dev}: answered by "
                     + " and ".join(f"{mac} ({_name(by_mac.get(mac, []))})" for mac in seen)]
@@ -131,22 +137,10 @@ def judge(ctx, routes, answers) -> list:
 
 
 def _not_on_segment(ctx, node, family, via, dev, seg, on_segment) -> Finding:
-    declared = next((r.via for r in (ctx.topology.node(node).routes if ctx.topology.node(node) else ())
-                     if r.dst in DEFAULTS and r.family == family and r.via), None)
-    right = right_router(ctx, node, family, dev, seg, on_segment)
+    fix, diff, right, evidence = _manifest_fix(ctx, node, family, via, dev, seg, on_segment)
     evidence = [f"{node}: default via {via} dev {dev}",
                 f"the addresses on that segment ({_name(seg)}) are "
-                + (", ".join(str(a) for a in sorted(on_segment, key=str) if a.version == family) or "none")]
-    diff = ""
-    if declared and ipaddress.ip_address(declared) != via:
-        evidence.append(f"the manifest says default via {declared}: the live route was changed by hand")
-        fix = f"`netkeel apply` puts back the manifest's default route via {declared}"
-    elif right is not None:
-        router, address = right
-        fix = f"route through {router}, the router on the segment: `via: {address}` in {node}'s default route"
-        diff = via_diff(ctx.topology.source, node, str(via), str(address))
-    else:
-        fix = f"point {node}'s default route at a router on the segment of {node}/{dev}"
+                + (", ".join(str(a) for a in sorted(on_segment, key=str) if a.version == family) or "none")] + evidence
     return Finding(
         check=NAME, title=f"{node}'s default gateway {via} is no address on its segment",
         where=f"{node}: default via {via} dev {dev}", evidence=tuple(evidence),
@@ -155,7 +149,60 @@ def _not_on_segment(ctx, node, family, via, dev, seg, on_segment) -> Finding:
         fix=fix, diff=diff, nodes=(node,) + ((right[0],) if right else ()))
 
 
-def right_router(ctx, node, family, dev, seg, on_segment) -> tuple | None:
+def _manifest_fix(ctx, node, family, via, dev, seg, on_segment, avoid=()) -> tuple:
+    """(fix, diff, (router, address) or None, evidence lines) for a default route via the
+    wrong address: `netkeel apply` when the manifest says otherwise (changed by hand),
+    else the manifest diff to the segment's router."""
+    declared = next((r.via for r in (ctx.topology.node(node).routes if ctx.topology.node(node) else ())
+                     if r.dst in DEFAULTS and r.family == family and r.via), None)
+    right = right_router(ctx, node, family, dev, seg, on_segment, avoid)
+    if declared and ipaddress.ip_address(declared) != via:
+        return (f"`netkeel apply` puts back the manifest's default route via {declared}", "", right,
+                [f"the manifest says default via {declared}: the live route was changed by hand"])
+    if right is not None:
+        router, address = right
+        return (f"route through {router}, the router on the segment: `via: {address}` in {node}'s default route",
+                via_diff(ctx.topology.source, node, str(via), str(address)), right, [])
+    return f"point {node}'s default route at a router on the segment of {node}/{dev}", "", None, []
+
+
+def forwards(ctx, node: str, family: int) -> bool | None:
+    """Whether `node` forwards the family: the live sysctl, else the manifest's; None
+    when neither says."""
+    name = FORWARDING[family]
+    try:
+        value = ctx.kernel.sysctl_value(ctx.ns(node), name)
+    except Exception:
+        model = ctx.topology.node(node)
+        value = dict(model.sysctls).get(name) if model else None
+    return None if value is None else str(value).strip() == "1"
+
+
+def _not_forwarding(ctx, node, family, via, dev, seg, on_segment, expected, seen) -> list:
+    """A gateway held by a node that does not forward, while the lab has addresses that
+    only the default route reaches."""
+    owners = sorted({e[0] for e in expected.values()} | {e[0] for e in on_segment.get(via, ())} - {node})
+    if not owners or any(forwards(ctx, o, family) is not False for o in owners):
+        return []
+    own_nets = [a.network for (n, _), addrs in ctx.addresses().items() if n == node for a in addrs]
+    beyond = sorted((ip for ip, (n, _) in ctx.owner_of_address().items()
+                     if ip.version == family and n != node and not any(ip in net for net in own_nets)), key=str)
+    if not beyond:
+        return []  # nothing in the lab needs the default route
+    fix, diff, right, evidence = _manifest_fix(ctx, node, family, via, dev, seg, on_segment, avoid=owners)
+    heard = (f"ARP who-has {via} from {node}/{dev}: answered by {', '.join(seen)} ({_name(expected.values())})"
+             if seen else f"{via} is {_name(sorted(on_segment.get(via, ())))}'s")
+    evidence = [heard] + [f"{o}: {FORWARDING[family]} = 0" for o in owners] +         [f"{len(beyond)} address{'es' if len(beyond) > 1 else ''} of the lab only the default route reaches: "
+         + ", ".join(map(str, beyond[:4])) + (", ..." if len(beyond) > 4 else "")] + evidence
+    return [Finding(
+        check=NAME, title=f"{node}'s default gateway {via} is {' and '.join(owners)}, which does not forward",
+        where=f"{node}: default via {via} dev {dev}", evidence=tuple(evidence),
+        why=(f"the gateway answers (the segment looks fine from {node}), but {' and '.join(owners)} drops every "
+             f"packet not addressed to itself, without an ICMP error: everything beyond the segment is lost"),
+        fix=fix, diff=diff, nodes=tuple(sorted({node, *owners} | ({right[0]} if right else set()))))]
+
+
+def right_router(ctx, node, family, dev, seg, on_segment, avoid=()) -> tuple | None:
     """(node, address) of the router `node` should use on this segment: a VIP of a group
     whose members are there, else a node there that forwards and has an address in the
     subnet of `node`'s own address on `dev`."""
@@ -166,10 +213,10 @@ def right_router(ctx, node, family, dev, seg, on_segment) -> tuple | None:
     for ip, (group, ends) in sorted(vip_addresses(ctx).items(), key=lambda x: str(x[0])):
         if ip.version == family and any(e in seg for e in ends) and any(ip in n for n in nets):
             return (group, ip)
-    forwarding = {n.name for n in ctx.topology.nodes if dict(n.sysctls).get(FORWARDING[family]) == "1"}
     for ip, ends in sorted(on_segment.items(), key=lambda x: str(x[0])):
         for other, _ in ends:
-            if other != node and other in forwarding and ip.version == family and any(ip in n for n in nets):
+            if other != node and other not in avoid and ip.version == family and any(ip in n for n in nets) \
+                    and forwards(ctx, other, family):
                 return (other, ip)
     return None
 
