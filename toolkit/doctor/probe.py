@@ -42,6 +42,7 @@ import time
 ETH_P_ARP = 0x0806
 MAX_MS = 10_000
 MAX_PROBES = 10
+PACE_AFTER, PACE_S = 16, 0.0005     # past 16 probes in a round, half a millisecond between sends
 SMALL = {4: 576, 6: 1280}           # sizes every IPv4 / IPv6 path carries
 HEADER = {4: 20 + 8, 6: 40 + 8}     # IP + ICMP echo headers
 
@@ -215,6 +216,8 @@ def pmtu(tops: dict, first_ms: float = 1000, max_probes: int = MAX_PROBES, candi
                     sweep.outcome(size, f"error:{exc.strerror or exc}")
                     continue
                 pending[seq] = (sweep, size, time.monotonic())
+                if len(pending) > PACE_AFTER:
+                    time.sleep(PACE_S)  # a burst to many new neighbours floods the segment with ARP
             if not pending:
                 break
             rtts = _collect(socks, ident, pending, round_ms / 1000)

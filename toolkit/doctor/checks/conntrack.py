@@ -1,7 +1,8 @@
 """Conntrack asymmetry: flows a forwarding node tracks that never see their
 reply direction, because the reply comes back another way.
 
-Each node's connection tracking table is read (netlink, kernel/inspect.py);
+Each forwarding node's connection tracking table is read (netlink,
+kernel/inspect.py);
 an entry is forwarded when neither end of it is the node's own address. Those
 without a reply (not seen_reply) are read again SETTLE_S later: one still
 unreplied then is older than that, not a flow that just started. Each is
@@ -22,7 +23,7 @@ import ipaddress
 import time
 
 from ..finding import Finding
-from .gateways import via_diff
+from .gateways import forwards, via_diff
 from .mtu import Router
 
 NAME = "conntrack"
@@ -32,7 +33,7 @@ SETTLE_S = 1.5
 
 
 def run(ctx, sleep=time.sleep, clock=time.monotonic) -> list:
-    nodes = [n.name for n in ctx.topology.nodes]
+    nodes = [n.name for n in ctx.topology.nodes if any(forwards(ctx, n.name, f) is not False for f in (4, 6))]
     first = {node: _read(ctx, node) for node in nodes}
     started = clock()
     suspects = {node: unreplied(ctx, node, entries) for node, entries in first.items()}

@@ -56,18 +56,24 @@ def default_routes(ctx) -> list:
 
 
 def arp_gateways(ctx, routes) -> dict:
-    """(node, dev, via) -> the MACs that answered ARP for it (or {"error"}), IPv4 gateways
-    that are addresses on their segment; the probes in parallel."""
+    """(node, dev, via) -> the MACs that answered ARP for it (or {"error"}), for IPv4
+    gateways that are addresses on their segment. One probe per segment and gateway,
+    from the first node that routes through it (every node of a segment hears the
+    same answers), the probes in parallel."""
     seg_of = segment_of(ctx)
-    jobs = [(node, dev, via) for node, family, via, dev in routes
-            if family == 4 and dev and (node, dev) in seg_of and via in segment_addresses(ctx, seg_of[(node, dev)])]
+    groups: dict = {}
+    for node, family, via, dev in routes:
+        seg = seg_of.get((node, dev))
+        if family == 4 and seg is not None and via in segment_addresses(ctx, seg):
+            groups.setdefault((seg, via), []).append((node, dev, via))
+    jobs = [(users[0], users) for users in groups.values()]
 
     def ask(job):
-        node, dev, via = job
+        (node, dev, via), _ = job
         found = probe.run(ctx.ns(node), ["arp", dev, str(ARP_MS), str(via)], timeout=ARP_MS / 1000 + 10)
         return found if "error" in found else found.get("arp", {}).get(str(via), [])
 
-    return dict(zip(jobs, ctx.parallel(ask, jobs)))
+    return {user: answer for (_, users), answer in zip(jobs, ctx.parallel(ask, jobs)) for user in users}
 
 
 def expected_macs(ctx, via, segment) -> dict:

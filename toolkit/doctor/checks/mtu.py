@@ -3,7 +3,8 @@ drops frames larger than its MTU that the other end sends), and path MTU
 discovery black holes.
 
 The path MTU of each pair of nodes on a routed path (each node towards the
-first IPv4 and first IPv6 address of every other node its routes lead to) is
+first IPv4 and first IPv6 address of every other node its routes lead to
+through at least one router) is
 measured with a DF size sweep from inside the source namespace
 (toolkit/doctor/probe.py: one process per source, its destinations swept
 together, at most 10 probes each, the lab's link MTUs tried first). A path
@@ -74,8 +75,9 @@ class Router:
         self.ctx = ctx
         self.cache: dict = {}
         self.forwards: dict = {}  # (node, family) -> whether it forwards
+        self.links, self.addrs = ctx.links(), ctx.addresses()  # read once: a walk asks them often
         self.local: dict = {}     # ip -> [(node, ifname)] holding it live
-        for (node, ifname), addrs in ctx.addresses().items():
+        for (node, ifname), addrs in self.addrs.items():
             for a in addrs:
                 self.local.setdefault(a.ip, []).append((node, ifname))
 
@@ -114,7 +116,7 @@ class Router:
 
         dst = ipaddress.ip_address(dst)
         best = None
-        for (n, ifname), addrs in self.ctx.addresses().items():
+        for (n, ifname), addrs in self.addrs.items():
             for a in addrs:
                 if n == node and a.version == dst.version and dst in a.network:
                     if best is None or a.network.prefixlen > best[0]:
@@ -129,7 +131,7 @@ class Router:
         dev, gateway = best[1], best[2]
         if dev is None and gateway:  # a route read without its device: the one the gateway is on
             via = ipaddress.ip_address(gateway)
-            dev = next((ifname for (n, ifname), addrs in self.ctx.addresses().items() if n == node
+            dev = next((ifname for (n, ifname), addrs in self.addrs.items() if n == node
                         for a in addrs if a.version == via.version and via in a.network), None)
         return {"dev": dev, "gateway": gateway, "type": "unicast"}
 
@@ -175,7 +177,9 @@ def first_addresses(ctx) -> dict:
 
 
 def pairs(ctx, router: Router) -> list:
-    """[(src node, dst ip, dst node, path)] of the pairs whose routes lead there."""
+    """[(src node, dst ip, dst node, path)] of the pairs whose routes lead there through
+    at least one router: only a router can narrow a path and owe the sender an ICMP
+    error (on one segment a narrower end is a mismatched link, found without a probe)."""
     out = []
     firsts = first_addresses(ctx)
     for src in sorted(firsts):
@@ -184,7 +188,7 @@ def pairs(ctx, router: Router) -> list:
                 continue
             for ip in ips:
                 path = router.walk(src, ip)
-                if path["to"] == dst_node and path["hops"]:
+                if path["to"] == dst_node and len(path["hops"]) >= 2:
                     out.append((src, ip, dst_node, path))
     return out
 
@@ -216,42 +220,41 @@ def black_holes(ctx, router: Router | None = None, results: dict | None = None) 
     router = router or Router(ctx)
     jobs = pairs(ctx, router)
     results = sweep(ctx, jobs) if results is None else results
-    links = ctx.links()
+    links = router.links
     found = []
     for src, ip, dst_node, path in jobs:
         result = results.get((src, ip))
         if not result or not result.get("reachable") or not result.get("path_mtu"):
             continue
         pmtu, top = result["path_mtu"], result["top"]
-        src_addr = _source_address(ctx, src, path)
+        src_addr = _source_address(router.addrs, path)
         back = router.walk(dst_node, src_addr) if src_addr is not None else {"hops": []}
         dst_end = (back["hops"][0][0], back["hops"][0][1]) if back["hops"] else None
         dst_mtu = links[dst_end].get("mtu") if dst_end in links else top
         if pmtu >= min(top, dst_mtu) or result.get("ptb"):
             continue  # as wide as an end, or the narrow hop said so: PMTUD works
-        narrow = _narrow_hop(ctx, path, pmtu)
+        narrow = _narrow_hop(ctx, path, router.links)
         if narrow is None or narrow[0] == "mismatch":
             continue  # a veth that drops silently: mismatched_links names it
         found.append(_black_hole(ctx, router, src, ip, dst_node, path, result, narrow[1], src_addr, dst_mtu))
     return found
 
 
-def _source_address(ctx, src, path):
-    """The address `src` sends from on the path's first hop (that device's first address
-    of the family)."""
+def _source_address(addresses, path):
+    """The address the path's source sends from on its first hop (that device's first
+    address of the family)."""
     node, dev, nxt = path["hops"][0]
-    for a in ctx.addresses().get((node, dev), ()):
+    for a in addresses.get((node, dev), ()):
         if a.version == nxt.version:
             return a.ip
     return None
 
 
-def _narrow_hop(ctx, path, pmtu):
+def _narrow_hop(ctx, path, links):
     """("router", (node, dev, mtu)) for the first node after the source that forwards onto
     a device narrower than the source's, ("mismatch", (node, dev, mtu)) when a veth whose
     far end is narrower than its near end comes first (it drops without a word, by
     design: mismatched_links reports it), None if neither."""
-    links = ctx.links()
     top = None
     for i, (node, dev, _) in enumerate(path["hops"]):
         link = links.get((node, dev))
