@@ -435,8 +435,9 @@ def test_an_unreplied_flow_whose_reply_goes_another_way_is_named_with_the_route(
     ctx = lab(path, FakeKernel(conntrack_reads=reads))
     (f,) = conntrack.run(ctx, sleep=slept.append, clock=lambda: 0.0)
     assert slept == [conntrack.SETTLE_S]
-    assert f.where == "r1: 10.1.1.2 -> 10.2.1.2" and "tracks 2 " in f.evidence[0] and "2 x udp:53" in f.title
-    assert "b/eth2 -> r2/eth0 -> a" in f.evidence[2]
+    assert f.where == "r1: from 10.1.1.2" and "tracks 2 " in f.evidence[0] and "2 x udp:53" in f.evidence[0]
+    assert f.title == "r1 never sees the replies to 10.1.1.2 (a) from 10.2.1.2"
+    assert "b/eth2 -> r2/eth0 -> a" in f.evidence[2] and "b answers 10.1.1.2 through r2" in f.why
     assert "via 10.2.1.1 (r1/eth1)" in f.fix
     assert "\n-  b: {routes: [{to: 10.1.0.0/16, via: 10.2.2.1}]}\n" in f.diff
     assert "\n+  b: {routes: [{to: 10.1.0.0/16, via: 10.2.1.1}]}\n" in f.diff

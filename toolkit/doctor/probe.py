@@ -1,7 +1,7 @@
 """The doctor's probes, run inside a lab namespace (never the root one):
 
     ip netns exec NS python -m toolkit.doctor.probe arp IFACE MS TARGET[,TARGET...]
-    ip netns exec NS python -m toolkit.doctor.probe pmtu MS DST=TOP[,DST=TOP...] [MTU,...]
+    ip netns exec NS python -m toolkit.doctor.probe pmtu MS DST=TOP[,DST=TOP...] [MTU,...] [MAX]
 
 arp: asks by ARP who has each IPv4 TARGET, from IFACE, twice, and collects
 every answer for MS milliseconds: {"arp": {target: [mac, ...]}, "mac": IFACE's}.
@@ -18,7 +18,7 @@ comes back is seen, with the router that sent it and the MTU it names.
 Destinations are swept together in rounds: first a small probe (reachable?),
 then TOP (the size of the source's egress MTU), then the likely MTUs given
 (the lab's link MTUs) below it, then bisection; at most
-MAX_PROBES per destination, each round bounded by a timeout (1 s for the
+MAX_PROBES (or MAX) per destination, each round bounded by a timeout (1 s for the
 first, a few round trips after). Prints one JSON document:
 
     {"pmtu": {dst: {"reachable": bool, "rtt_ms": float, "path_mtu": int, "exact": bool,
@@ -339,18 +339,19 @@ def main(argv: list) -> int:
             targets = [str(ipaddress.IPv4Address(t)) for t in argv[3].split(",") if t]
             print(json.dumps(arp(argv[1], targets, float(argv[2])), sort_keys=True))
             return 0
-        if len(argv) in (3, 4) and argv[0] == "pmtu":
+        if len(argv) in (3, 4, 5) and argv[0] == "pmtu":
             tops = {}
             for item in argv[2].split(","):
                 dst, _, top = item.partition("=")
                 tops[str(ipaddress.ip_address(dst))] = int(top)
-            candidates = [int(c) for c in argv[3].split(",") if c] if len(argv) == 4 else []
-            print(json.dumps({"pmtu": pmtu(tops, float(argv[1]), candidates=candidates)}, sort_keys=True))
+            candidates = [int(c) for c in argv[3].split(",") if c] if len(argv) >= 4 else []
+            most = max(1, min(MAX_PROBES, int(argv[4]))) if len(argv) == 5 else MAX_PROBES
+            print(json.dumps({"pmtu": pmtu(tops, float(argv[1]), most, candidates)}, sort_keys=True))
             return 0
     except (ValueError, OSError) as exc:
         print(f"probe: {exc}", file=sys.stderr)
         return 1
-    print("usage: probe arp IFACE MS TARGET[,...] | probe pmtu MS DST=TOP[,...] [MTU,...]", file=sys.stderr)
+    print("usage: probe arp IFACE MS TARGET[,...] | probe pmtu MS DST=TOP[,...] [MTU,...] [MAX]", file=sys.stderr)
     return 2
 
 

@@ -1,13 +1,15 @@
 """Conntrack asymmetry: flows a forwarding node tracks that never see their
 reply direction, because the reply comes back another way.
 
+The traffic is the doctor's own probes (the mtu check's, or with --only
+conntrack one echo request along each routed pair) and whatever the lab carries.
 Each forwarding node's connection tracking table is read (netlink,
 kernel/inspect.py);
 an entry is forwarded when neither end of it is the node's own address. Those
 without a reply (not seen_reply) are read again SETTLE_S later: one still
 unreplied then is older than that, not a flow that just started. Each is
-grouped per flow (source and destination addresses: the protocols and ports
-between them are listed, one story), and the reply's path
+grouped per flow (source and destination addresses, the protocols and ports
+between them listed) and reported once per node and source, and the reply's path
 is walked from the replying node back to the source (the routes, hop by hop):
 when it does not pass the node, that is the asymmetry. A stateful firewall
 there drops the flow's later packets as invalid (or never lets replies it
@@ -24,7 +26,7 @@ import time
 
 from ..finding import Finding
 from .gateways import forwards, via_diff
-from .mtu import Router
+from .mtu import Router, pairs, sweep
 
 NAME = "conntrack"
 DOC = "forwarded flows whose replies never pass the node that tracks them (asymmetric routing)"
@@ -34,6 +36,8 @@ SETTLE_S = 1.5
 
 def run(ctx, sleep=time.sleep, clock=time.monotonic) -> list:
     nodes = [n.name for n in ctx.topology.nodes if any(forwards(ctx, n.name, f) is not False for f in (4, 6))]
+    if ctx.only == NAME and nodes:
+        provoke(ctx)
     first = {node: _read(ctx, node) for node in nodes}
     started = clock()
     suspects = {node: unreplied(ctx, node, entries) for node, entries in first.items()}
@@ -50,6 +54,15 @@ def run(ctx, sleep=time.sleep, clock=time.monotonic) -> list:
         if kept:
             still[node] = kept
     return judge(ctx, still, Router(ctx))
+
+
+def provoke(ctx) -> None:
+    """Run alone (--only conntrack), the check makes its own traffic: one echo request
+    along each routed pair (the mtu check's sweep, cut to its first probe), so that
+    a forwarding node has flows to show. In a whole doctor run the mtu check's probes
+    have done that."""
+    router = Router(ctx)
+    sweep(ctx, pairs(ctx, router), most=1)
 
 
 def _read(ctx, node):
@@ -107,7 +120,9 @@ def _services(group) -> str:
 
 
 def judge(ctx, still: dict, router) -> list:
-    """Findings for {node: [entries older than SETTLE_S without a reply]}."""
+    """Findings for {node: [entries older than SETTLE_S without a reply]}: one per node
+    and source address, each asymmetric flow from that source (per destination) named
+    in its evidence."""
     holders = {}
     for (n, ifname), addrs in ctx.addresses().items():
         for a in addrs:
@@ -117,37 +132,52 @@ def judge(ctx, still: dict, router) -> list:
         flows: dict = {}
         for e in entries:
             flows.setdefault(flow_of(e), []).append(e)
+        stories: dict = {}  # source address -> [(flow, group, forward, back, replier)]
         for flow, group in sorted(flows.items(), key=lambda x: tuple(str(v) for v in x[0])):
             src, dst, reply_src, reply_dst = flow
             replier = holders.get(ipaddress.ip_address(reply_src)) if reply_src else None
-            if replier is None or not reply_dst:
-                continue  # the reply comes from outside the lab: nothing to walk
-            sender = holders.get(ipaddress.ip_address(src))
-            if sender is None:
-                continue  # a source outside the lab
+            sender = holders.get(ipaddress.ip_address(src)) if src else None
+            if replier is None or sender is None or not reply_dst:
+                continue  # an end outside the lab: nothing to walk
             forward = router.walk(sender[0], dst)
             back = router.walk(replier[0], reply_dst)
-            passing = [n for n, _, _ in back["hops"]]
             if node not in [n for n, _, _ in forward["hops"]] or forward["to"] is None:
                 continue  # the flow does not get through this node to its end: not this story
-            if node in passing or back["to"] is None:
+            if node in [n for n, _, _ in back["hops"]] or back["to"] is None:
                 continue  # the reply does come this way (or goes nowhere): another story
-            states = sorted({e.get("state") for e in group if e.get("state")})
-            evidence = [f"{node} tracks {len(group)} connection{'s' if len(group) > 1 else ''} {_flow_text(flow)} "
-                        f"without a reply for over {SETTLE_S:g} s: {_services(group)}"
-                        + (f" (tcp state {', '.join(states)})" if states else ""),
-                        "forward path: " + _path_text(forward),
-                        "reply path: " + _path_text(back) + f" (does not pass {node})"]
-            fix, diff = _drifted(ctx, forward, back) or _symmetric_route(ctx, router, node, back, reply_dst)
-            found.append(Finding(
-                check=NAME, title=f"{node} never sees the replies of {_flow_text(flow)} ({_services(group)})",
-                where=f"{node}: {_flow_text(flow)}", evidence=tuple(evidence),
-                why=(f"the reply from {replier[0]} to {reply_dst} is routed back through "
-                     f"{', '.join(p for p in passing[1:]) or 'another way'}, not through {node}: {node}'s conntrack "
-                     f"never sees it, so the flow stays unreplied there; a stateful firewall on {node} drops the "
-                     f"flow's later packets as invalid, and NAT made there is never undone"),
-                fix=fix, diff=diff, nodes=tuple(sorted({node, replier[0], *passing}))))
+            stories.setdefault(src, []).append((flow, group, forward, back, replier[0]))
+        for src, told in stories.items():
+            found.append(_finding(ctx, router, node, src, holders[ipaddress.ip_address(src)][0], told))
     return found
+
+
+def _finding(ctx, router, node, src, sender, told) -> Finding:
+    evidence, fixes, diff, nodes, ways = [], [], "", {node, sender}, []
+    for flow, group, forward, back, replier in told:
+        _, dst, _, reply_dst = flow
+        states = sorted({e.get("state") for e in group if e.get("state")})
+        evidence += [f"{node} tracks {len(group)} connection{'s' if len(group) > 1 else ''} {_flow_text(flow)} "
+                     f"without a reply for over {SETTLE_S:g} s: {_services(group)}"
+                     + (f" (tcp state {', '.join(states)})" if states else ""),
+                     f"  forward path: {_path_text(forward)}",
+                     f"  reply path: {_path_text(back)} (does not pass {node})"]
+        between = [n for n, _, _ in back["hops"][1:]]
+        ways.append(f"{replier} answers {reply_dst} " + (f"through {', '.join(between)}" if between else
+                                                         f"directly (it is on {sender}'s segment)"))
+        fix, one_diff = _drifted(ctx, forward, back) or _direct(ctx, sender, dst, back) or \
+            _symmetric_route(ctx, router, node, back, reply_dst)
+        if fix not in fixes:
+            fixes.append(fix)
+        diff = diff or one_diff
+        nodes |= {replier, *(n for n, _, _ in back["hops"])}
+    dsts = ", ".join(flow[1] for flow, *_ in told)
+    return Finding(
+        check=NAME, title=f"{node} never sees the replies to {src} ({sender}) from {dsts}",
+        where=f"{node}: from {src}", evidence=tuple(evidence),
+        why=(f"{'; '.join(ways)}: not through {node}, whose conntrack never sees the reply direction, so "
+             f"these flows stay unreplied there; a stateful firewall on {node} drops their later packets as "
+             f"invalid (a TCP connection opens, then hangs), and NAT made there is never undone"),
+        fix="; ".join(fixes), diff=diff, nodes=tuple(sorted(nodes)))
 
 
 def _path_text(path) -> str:
@@ -170,8 +200,9 @@ def _symmetric_route(ctx, router, node, back, reply_dst) -> tuple:
                 prefix = _covering_route(ctx, here, target)
                 if prefix is not None and str(a.ip) == _manifest_via(ctx, here, prefix):
                     continue
-                text = (f"route {here}'s traffic for {prefix or target} via {a.ip} ({node}/{ifname}) instead of "
-                        f"{nxt}: the replies then pass {node}")
+                what = "default route" if prefix is not None and prefix.prefixlen == 0 else \
+                    f"route to {prefix or target}"
+                text = f"{here}'s {what} via {a.ip} ({node}/{ifname}) instead of {nxt}: the replies then pass {node}"
                 diff = via_diff(ctx.topology.source, here, str(nxt), str(a.ip)) if prefix else ""
                 return text, diff
     return (f"make the return route from {back['hops'][0][0]} to {reply_dst} pass {node}, or the forward route "
@@ -195,6 +226,21 @@ def _drifted(ctx, *paths) -> tuple | None:
         return None
     return (f"`netkeel apply` puts back {', '.join(changed)}: the manifest's routes take both directions through "
             f"the same routers", "")
+
+
+def _direct(ctx, sender, dst, back) -> tuple | None:
+    """When the replier is on the sender's segment (its reply needs no router), the
+    forward route is the one to change: to the replier's address there."""
+    if len(back["hops"]) != 1:
+        return None
+    replier, _, _ = back["hops"][0]
+    mine = [a for (n, _), addrs in ctx.addresses().items() if n == sender for a in addrs]
+    theirs = [a.ip for (n, _), addrs in sorted(ctx.addresses().items()) if n == replier for a in addrs
+              if any(a.ip in m.network for m in mine)]
+    if not theirs:
+        return None
+    return (f"{replier} is on {sender}'s segment and answers directly: route {sender}'s traffic for {dst} via "
+            f"{theirs[0]} ({replier}) rather than through another router", "")
 
 
 def _manifest_via(ctx, node, prefix) -> str | None:

@@ -193,8 +193,9 @@ def pairs(ctx, router: Router) -> list:
     return out
 
 
-def sweep(ctx, jobs) -> dict:
-    """(src, dst ip) -> the probe's result for it; one probe process per source."""
+def sweep(ctx, jobs, most: int = probe.MAX_PROBES) -> dict:
+    """(src, dst ip) -> the probe's result for it; one probe process per source, at most
+    `most` probes per destination."""
     links = ctx.links()
     candidates = sorted({l.get("mtu") for l in links.values() if l.get("mtu")})
     by_src: dict = {}
@@ -206,7 +207,7 @@ def sweep(ctx, jobs) -> dict:
 
     def ask(item):
         src, targets = item
-        args = ["pmtu", str(FIRST_MS), ",".join(targets), ",".join(map(str, candidates))]
+        args = ["pmtu", str(FIRST_MS), ",".join(targets), ",".join(map(str, candidates)), str(most)]
         return src, probe.run(ctx.ns(src), args, timeout=FIRST_MS / 1000 + probe.MAX_PROBES * 1.1 + 10)
 
     out = {}
