@@ -40,6 +40,16 @@ command    command (argv), count, interval_ms, timeout_ms: runs it count times,
            scheduled like tcp_connect, each killed after timeout_ms (its whole
            process group); its output is discarded.
                            {"t", "seq", "ok", "exit", "ms", "error"?}
+icmp_sweep targets, count, interval_ms, timeout_ms: echo requests to every target
+           (at most MAX_TARGETS, IPv4 and IPv6 mixed), interleaved: round r
+           goes to every target before round r + 1, one send every
+           interval_ms; each answered or lost after timeout_ms. It ends once
+           every request is answered or lost, then writes one line per target,
+           in the order given:
+                           {"target", "sent", "answered", "rtt_ms"}
+           rtt_ms: the median of the answered requests' round trips (null if
+           none). Stopped early, it still writes them (what was in flight
+           counts as sent, not answered).
 serve_udp_time port: answers each time request (below).   {"ready", "port"}
 serve_tcp_sink port: reads each connection to its end, answers the count of
            bytes received (8 bytes, big-endian) and closes.  {"ready", "port"}
@@ -70,6 +80,7 @@ FIELDS = {
     "tcp_connect": ("target", "port", "count", "interval_ms", "timeout_ms"),
     "tcp_transfer": ("target", "port", "duration_ms", "timeout_ms"),
     "command": ("command", "count", "interval_ms", "timeout_ms"),
+    "icmp_sweep": ("targets", "count", "interval_ms", "timeout_ms"),
     "serve_udp_time": ("port",),
     "serve_tcp_sink": ("port",),
 }
@@ -81,6 +92,7 @@ REPORT_S = 0.25                 # tcp_transfer: one line per interval this long
 SEND_BUFFER = 64 * 1024         # small, so bytes written track bytes delivered
 BLOCK = bytes(64 * 1024)
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGALRM}
+MAX_TARGETS = 65536             # icmp_sweep: a target's index travels in the echo payload
 
 
 class SpecError(ValueError):
@@ -139,6 +151,8 @@ CHECKS = {
     "timeout_ms": (lambda v: _number(v) and v > 0, "milliseconds, more than 0"),
     "duration_ms": (lambda v: _number(v) and v > 0, "milliseconds, more than 0"),
     "command": (lambda v: isinstance(v, list) and v and all(isinstance(a, str) for a in v), "an argv list of strings"),
+    "targets": (lambda v: isinstance(v, list) and 0 < len(v) <= MAX_TARGETS and all(family_of(a) for a in v),
+                f"a list of 1 to {MAX_TARGETS} IPv4 or IPv6 addresses"),
 }
 
 
@@ -267,6 +281,98 @@ def udp(spec: dict) -> None:
                     yield TIME.unpack_from(data)[1]
 
         echo_schedule(spec, sock, send, answers, order=True)
+
+
+# --- icmp_sweep: many targets at once ------------------------------------------------
+
+SWEEP = struct.Struct("!8sIH")   # the echo payload: token, target index, round
+
+
+def icmp_sweep(spec: dict) -> None:
+    targets, count = spec["targets"], spec["count"]
+    interval, timeout = spec["interval_ms"] / 1000, spec["timeout_ms"] / 1000
+    families = [family_of(t) for t in targets]
+    ident, token = os.getpid() & 0xFFFF, os.urandom(8)
+    sent, answered = [0] * len(targets), [0] * len(targets)
+    rtts: list = [[] for _ in targets]
+    try:
+        socks = {}
+        for family in sorted(set(families)):
+            proto = socket.IPPROTO_ICMPV6 if family == socket.AF_INET6 else socket.IPPROTO_ICMP
+            socks[family] = socket.socket(family, socket.SOCK_RAW, proto)
+            socks[family].setblocking(False)
+        try:
+            sweep_schedule(targets, families, socks, ident, token, count, interval, timeout, sent, answered, rtts)
+        finally:
+            for sock in socks.values():
+                sock.close()
+    finally:  # also when stopped: what was measured so far is written
+        for i, target in enumerate(targets):
+            emit({"target": target, "sent": sent[i], "answered": answered[i],
+                  "rtt_ms": round(median(rtts[i]), 3) if rtts[i] else None})
+
+
+def median(values: list) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def sweep_schedule(targets, families, socks, ident, token, count, interval, timeout, sent, answered, rtts) -> None:
+    """Send k (round k // n to target k % n) at start + k * interval; count each
+    answer against its target; forget a request after `timeout`."""
+    n = len(targets)
+    total = n * count
+    start = time.monotonic()
+    k = 0
+    pending = {}    # (index, round) -> monotonic send time, in send order
+    replies = {socket.AF_INET: 0, socket.AF_INET6: 129}
+    while True:
+        for family, sock in socks.items():
+            while True:
+                try:
+                    data = sock.recv(65535)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    break  # an ICMP error queued on the socket: not an answer
+                if family == socket.AF_INET:
+                    data = data[(data[0] & 0x0F) * 4:]
+                if len(data) < 8 + SWEEP.size or data[0] != replies[family] or data[4:6] != struct.pack("!H", ident):
+                    continue
+                got, index, rnd = SWEEP.unpack_from(data, 8)
+                at = pending.pop((index, rnd), None) if got == token else None
+                if at is not None:
+                    answered[index] += 1
+                    rtts[index].append((time.monotonic() - at) * 1000)
+        now = time.monotonic()
+        while pending and now - next(iter(pending.values())) >= timeout:
+            del pending[next(iter(pending))]
+        if k == total and not pending:
+            return
+        due = start + k * interval
+        if k < total and now >= due:
+            index, rnd = k % n, k // n
+            pending[(index, rnd)] = time.monotonic()
+            sent[index] += 1
+            k += 1
+            try:
+                echo_send(socks[families[index]], targets[index], ident, k & 0xFFFF, SWEEP.pack(token, index, rnd))
+            except OSError:
+                pass  # refused by the kernel (no route, full buffer): lost, like one the network dropped
+            continue
+        wake = [next(iter(pending.values())) + timeout] if pending else []
+        wake += [due] if k < total else []
+        select.select(list(socks.values()), [], [], max(0.0, min(wake) - time.monotonic()))
+
+
+def echo_send(sock: socket.socket, target: str, ident: int, seq: int, payload: bytes) -> None:
+    if sock.family == socket.AF_INET6:  # the kernel fills in ICMPv6 checksums
+        sock.sendto(struct.pack("!BBHHH", 128, 0, 0, ident, seq) + payload, (target, 0))
+        return
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    header = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq)
+    sock.sendto(header + payload, (target, 0))
 
 
 # --- tcp_connect and command: one attempt after another ----------------------
@@ -439,7 +545,7 @@ def serve_tcp_sink(spec: dict) -> None:
 
 
 MODES = {"icmp": icmp, "udp": udp, "tcp_connect": tcp_connect, "tcp_transfer": tcp_transfer, "command": command,
-         "serve_udp_time": serve_udp_time, "serve_tcp_sink": serve_tcp_sink}
+         "icmp_sweep": icmp_sweep, "serve_udp_time": serve_udp_time, "serve_tcp_sink": serve_tcp_sink}
 
 
 def stop_on_signals(deadline: float) -> None:
@@ -471,7 +577,7 @@ def stop_with_parent() -> None:
     except (OSError, AttributeError):
         return  # not Linux's libc: the deadline still stops us
     if os.getppid() != parent:  # it died before the request took effect
-        raise Stopped()
+        raise Stopped("stopped")
 
 
 def main(argv: list) -> int:

@@ -3,9 +3,9 @@ NAME, a one-line DOC, and run(ctx) -> [Finding]."""
 
 from __future__ import annotations
 
-from . import conntrack, duplicates, gateways, mtu
+from . import conntrack, duplicates, gateways, mtu, reachability, routing
 
-CHECKS: tuple = (mtu, duplicates, gateways, conntrack)
+CHECKS: tuple = (mtu, reachability, routing, duplicates, gateways, conntrack)
 BY_NAME = {c.NAME: c for c in CHECKS}
 
 
