@@ -132,6 +132,34 @@ def test_a_policy_the_kernel_does_not_enforce_is_a_finding(built):
     assert "ns_client2 -> ns_client1 10.0.1.2: 3/3 answered" in text
 
 
+def test_a_down_interface_is_one_finding_at_that_interface(built):
+    built.ip("ns_client2", "link set veth_c2 down")
+    code, doc, _ = doctor(built, "--only", "reachability")
+    found = mine(doc)
+    assert code == 2 and len(found) == 1, found
+    (f,) = found
+    assert (f["where"], f["title"], f["nodes"]) == ("ns_client2/veth_c2", "ns_client2/veth_c2 is down", ["ns_client2"])
+    # from the server and client1 the segment is cut; from client2 its routes went with the device
+    text = "\n".join(f["evidence"])
+    assert "ns_server -> ns_client2 10.0.2.2: 0/3" in text and "ns_client2 -> ns_server 10.0.1.1: 0/3" in text
+
+
+def test_an_active_partition_fault_is_named(built):
+    result = built.run("chaos", "partition-client2", "--duration", "30s")
+    assert result.returncode == 0, result.stderr
+    try:
+        code, doc, _ = doctor(built, "--only", "reachability")
+    finally:
+        built.run("chaos", None, "revert", "--all", "--ns-prefix", built.prefix)
+    found = mine(doc)
+    assert code == 2 and len(found) == 1, found
+    (f,) = found
+    assert f["title"].startswith("a chaos fault is active: inet netkeel_chaos_")
+    assert set(f["nodes"]) == {"ns_client1", "ns_server", "ns_client2"}
+    assert any(line.startswith("ns_client1 -> ns_client2 10.0.2.2: 0/3") for line in f["evidence"])
+    assert not any(line.startswith("ns_client2 -> ns_client1") for line in f["evidence"])  # the policy's own drop
+
+
 def test_icmp_sweep_agent_pings_every_target_and_writes_a_line_each(built):
     spec = {"mode": "icmp_sweep", "targets": ["10.0.2.2", "10.0.1.1", "192.0.2.1"], "count": 3,
             "interval_ms": 1, "timeout_ms": 300, "deadline": time.time() + 10}

@@ -49,7 +49,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from ...core.owners import FOREIGN, TABLE_PREFIX, is_managed
+from ...core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, is_managed
 from ...errors import NetkeelError
 from ...kinds.nft_canon import canonical_rule, desired_table_spec
 from ...kinds.nft_table import KIND as NFT_TABLE
@@ -424,6 +424,7 @@ class Walk:
     detail: str = ""            # what the lookup said
     nexthop: str = ""           # the address it was looking for (no-neighbour)
     entry: str = ""             # the interface it came in by where it stopped ("" where it started)
+    down: tuple = ()            # link-down: the (node, ifname) that are down
 
     @property
     def nodes(self) -> tuple:
@@ -457,8 +458,8 @@ def walk(net, source: str, dst: str, *, strict: bool = False, src: str | None = 
     seen = set()
     rewrite = dict(rewrite or {})
 
-    def stop(cause, detail="", iface="", nexthop=""):
-        return Walk(tuple(hops), False, src, cause, node, iface, detail, nexthop, iif or "")
+    def stop(cause, detail="", iface="", nexthop="", down=()):
+        return Walk(tuple(hops), False, src, cause, node, iface, detail, nexthop, iif or "", tuple(down))
 
     for _ in range(MAX_HOPS):
         if (node, iif, dst) in seen:
@@ -499,7 +500,7 @@ def walk(net, source: str, dst: str, *, strict: bool = False, src: str | None = 
         dev, gateway = answer.get("dev"), answer.get("gateway")
         port = net.fabric.ports.get((node, dev))
         if port is not None and not port.up:
-            return stop("link-down", f"{node}/{dev} is down", dev)
+            return stop("link-down", f"{node}/{dev} is down", dev, down=[(node, dev)])
         nexthop = gateway or dst
         hops.append(Hop(node, iif, dev, gateway, dst))
         found, down = net.fabric.next_hop(node, dev, nexthop)
@@ -507,7 +508,7 @@ def walk(net, source: str, dst: str, *, strict: bool = False, src: str | None = 
             hops.pop()
             if down:
                 behind = ", ".join(f"{n}/{i}" for n, i in down)
-                return stop("link-down", f"{behind} down on the segment of {node}/{dev}", dev, nexthop)
+                return stop("link-down", f"{behind} down on the segment of {node}/{dev}", dev, nexthop, down)
             return stop("no-neighbour", f"nobody on the segment of {node}/{dev} has {nexthop}", dev, nexthop)
         node, iif = found
     return stop("too-long", f"more than {MAX_HOPS} hops")
@@ -736,6 +737,9 @@ def live_tables(ctx, node: str) -> LiveTables:
         if r.kind != NFT_TABLE.name or r.ns != ns:
             continue
         family, name = r.key[1], r.key[2]
+        if name.startswith(CHAOS_TABLE_PREFIX):
+            faults.append(f"{family} {name}")
+            continue
         if not is_managed(r.owner):
             (foreign if r.owner == FOREIGN else faults).append(f"{family} {name}")
             continue
@@ -812,6 +816,7 @@ class Cause:
     why: str = ""
     fix: str = ""
     source: str = ""            # the packet's source address, where it matters (rp_filter)
+    nodes: tuple = ()           # the nodes it concerns, when more than `node`
 
 
 def trace(ctx, live: LiveNetwork, plan: ManifestNetwork, pair: Pair, intent: Intent) -> tuple:
@@ -837,11 +842,14 @@ def trace(ctx, live: LiveNetwork, plan: ManifestNetwork, pair: Pair, intent: Int
     for node in dict.fromkeys(fwd.nodes + back.nodes):
         tables = live.tables(node)
         if tables.faults:
-            return Cause(("fault", node, tables.faults), f"a chaos fault's firewall is active on {node}", node, node,
-                         (f"fault tables: {', '.join(tables.faults)}",),
+            holders = [n.name for n in ctx.topology.nodes if set(live.tables(n.name).faults) & set(tables.faults)]
+            return Cause(("fault", tables.faults), f"a chaos fault is active: {', '.join(tables.faults)}",
+                         ", ".join(holders), node,
+                         (f"its tables are in {', '.join(holders)}",),
                          "a fault's nftables table sits on the path: the routes and the lab's own rules pass the "
                          "packet, the fault's table is what is left",
-                         "end the fault (`netkeel chaos` ... its lease) or wait for it to expire"), shown
+                         "`netkeel chaos status` names the fault, `netkeel chaos revert --fault NAME` ends it (or "
+                         "wait for its lease to expire)", nodes=tuple(holders)), shown
         if tables.foreign:
             return Cause(("foreign", node, tables.foreign), f"a firewall table netkeel does not own is on {node}",
                          node, node, (f"tables: {', '.join(tables.foreign)}",),
@@ -874,6 +882,10 @@ def walk_cause(ctx, live: LiveNetwork, plan: ManifestNetwork, w: Walk, dst: str,
     if w.cause == "no-route":
         evidence = [f"{ctx.ns(node)}: route get {dst}: no route"]
         declared = plan.declared_route(node, dst)
+        port = live.fabric.ports.get((node, declared[2])) if declared is not None else None
+        if port is not None and not port.up:  # the route went with its device
+            return link_down_cause([(node, declared[2])], way, f"{node}/{declared[2]} is down: {node} has no route "
+                                                               f"to {dst} without it")
         if declared is not None and declared[4] != "connected":
             route = declared[4].replace("to 0.0.0.0/0 ", "to default ").replace("to ::/0 ", "to default ")
             evidence.append(f"the manifest has the route `{route}` on {node}: it is not in the kernel")
@@ -890,9 +902,7 @@ def walk_cause(ctx, live: LiveNetwork, plan: ManifestNetwork, w: Walk, dst: str,
         return Cause(("no-route", node, title), title, node, node, tuple(evidence),
                      f"{node} drops what it has no route for {way} (and answers ICMP network unreachable)", fix)
     if w.cause == "link-down":
-        return Cause(("link-down", w.detail), f"a link is down {way}: {w.detail}", where, node,
-                     (w.detail,), "a down interface passes nothing; routes through it are gone",
-                     "bring it up (`netkeel apply` does, when the manifest has it up)")
+        return link_down_cause(w.down, way, w.detail)
     if w.cause == "no-neighbour":
         nexthop = w.nexthop
         holders = plan.fabric.owners(nexthop)
@@ -915,6 +925,14 @@ def walk_cause(ctx, live: LiveNetwork, plan: ManifestNetwork, w: Walk, dst: str,
                      "runs out", "fix the routes of the nodes in the loop")
     return Cause((w.cause, node, iface), f"{node} drops it {way}: {w.detail}", where, node, (w.detail,),
                  "the kernel refuses to route it", "")
+
+
+def link_down_cause(down, way: str, detail: str) -> Cause:
+    names = ", ".join(f"{n}/{i}" for n, i in down)
+    return Cause(("link-down", tuple(down)), f"{names} {'is' if len(down) == 1 else 'are'} down", names,
+                 down[0][0], (detail,), f"a down interface passes nothing ({way}); the routes through it are gone",
+                 "bring it up (`netkeel apply` does, when the manifest has it up)",
+                 nodes=tuple(dict.fromkeys(n for n, _ in down)))
 
 
 def rp_cause(ctx, live: LiveNetwork, node: str, iif: str, detail: str, way: str, source: str | None) -> Cause:
@@ -1069,7 +1087,7 @@ def finding_of(cause: Cause, lines: list) -> Finding:
     pairs = sorted(lines)
     return Finding(check=NAME, title=cause.title, where=cause.where,
                    evidence=tuple(cause.evidence) + (f"{len(pairs)} pair(s) affected:",) + tuple(_capped(pairs)),
-                   why=cause.why, fix=cause.fix, nodes=(cause.node,))
+                   why=cause.why, fix=cause.fix, nodes=cause.nodes or (cause.node,))
 
 
 def _capped(lines: list) -> list:
