@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
 def _sweep_run_namespaces():
     """Whatever a test left behind under this run's tag goes at the end, too."""
     yield
-    remove_prefixed(RUN_TAG)
+    remove_prefixed(RUN_TAG + "-")  # (the dash: nkt2847 must not sweep nkt28476-)
 
 
 @pytest.fixture(autouse=True)

@@ -105,3 +105,11 @@ def test_no_code_branches_on_a_kind_name_outside_the_kinds():
                     if isinstance(side, ast.Constant) and side.value in NAMES:
                         offenders.append(f"toolkit/{relative}:{node.lineno}: compares with {side.value!r}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_test_file_names_are_unique_across_tiers():
+    """`invoke test` collects both tiers in one pytest run, which refuses two test
+    modules of the same name (rootdir-relative imports)."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for tier in ("unit", "integration") for p in (tests / tier).glob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -77,7 +77,7 @@ def print_findings(name: str, findings: list, ran: list) -> None:
               f"(checks: {', '.join(ran)})")
     for f in findings:
         colour = "red" if f.severity == "error" else "yellow"
-        out.print(f"\n[{colour}]{f.severity}[/] [{escape(f.check)}] [bold]{escape(f.title)}[/]", soft_wrap=True)
+        out.print(f"\n[{colour}]{f.severity}[/] \\[{escape(f.check)}] [bold]{escape(f.title)}[/]", soft_wrap=True)
         out.print(f"  where: {escape(f.where)}", soft_wrap=True)
         for line in f.evidence:
             out.print(f"  evidence: {escape(line)}", soft_wrap=True)
