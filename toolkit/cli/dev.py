@@ -141,10 +141,17 @@ def _kernel_tier(c, select: str, explicit: bool) -> int:
             "rules": "how many rules for --nft (default 10000)",
             "chaos": "the chaos benchmark instead: declared vs measured loss, duplicate, rate and delay per "
                      "backend (netem in the kernel tier's VM where this kernel lacks it), inject and revert times",
-            "packets": "datagrams per loss or duplicate fault for --chaos (default 10000)"})
-def bench(c, nodes=1000, nft=False, rules=10000, chaos=False, packets=10000):
-    """Benchmark: netkeel vs `ip -batch` at N nodes, (--nft) vs `nft -f` at N rules, or (--chaos) faults."""
-    if chaos:
+            "packets": "datagrams per loss or duplicate fault for --chaos (default 10000)",
+            "doctor": "the doctor on a 100-node lab instead (bench/doctor_scale.py)",
+            "vrrp": "VIP failover instead: netkeel's speaker against keepalived (bench/vrrp_failover.py)"})
+def bench(c, nodes=1000, nft=False, rules=10000, chaos=False, packets=10000, doctor=False, vrrp=False):
+    """Benchmark: netkeel vs `ip -batch` at N nodes, (--nft) vs `nft -f` at N rules, (--chaos) faults,
+    (--doctor) the doctor on 100 nodes, or (--vrrp) VIP failover against keepalived."""
+    if doctor:
+        script = "bench/doctor_scale.py"
+    elif vrrp:
+        script = "bench/vrrp_failover.py"
+    elif chaos:
         script = f"bench/chaos_fidelity.py --packets {int(packets)}"
     elif nft:
         script = f"bench/nft_scale.py --rules {int(rules)}"
