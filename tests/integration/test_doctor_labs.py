@@ -100,3 +100,22 @@ def test_graph_live_marks_the_broken_node(lab, tmp_path):
     assert result.returncode == 0, result.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(png) > 5000
+
+
+def test_doctor_never_probes_namespaces_netkeel_did_not_make(lab):
+    for node in ("ns_client1", "ns_client2", "ns_server"):
+        lab.add_foreign_namespace(lab.ns(node))
+    result = lab.run("doctor", "topologies/two-clients.yaml")
+    assert result.returncode == 1 and "not applied" in result.stderr
+
+
+def test_an_active_loss_fault_is_reported_even_when_pings_get_through(lab):
+    manifest = "topologies/two-clients.yaml"
+    lab.applied(manifest)
+    assert lab.run("chaos", None, "loss-40", "--ns-prefix", lab.prefix, "--duration", "60s").returncode == 0
+    try:
+        code, doc = lab.json("doctor", manifest)
+        assert code == 2
+        assert any(f["check"] == "faults" and "loss-40" in f["title"] for f in doc["findings"]), doc["findings"]
+    finally:
+        lab.run("chaos", None, "revert", "--all")

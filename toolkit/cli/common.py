@@ -20,6 +20,8 @@ from ..errors import ApplyError, ManifestError, NetkeelError
 from ..report import machine
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+# Commands that change nothing: interrupted, they have nothing to restore.
+READ_ONLY = {"validate", "plan", "drift", "show", "snapshots", "history", "diff", "doctor", "graph", "vip"}
 
 HELP = {
     "file": "topology manifest (YAML)",
@@ -85,7 +87,8 @@ def command(name: str):
                 report_error(name, NetkeelError(f"{exc.strerror or exc}{where}"), as_json)
                 code = EXIT_ERROR
             except KeyboardInterrupt:
-                err.print("interrupted (a change in progress was restored; see `history`)")
+                err.print("interrupted" + ("" if name in READ_ONLY else
+                                           " (a change in progress was restored; see `history`)"))
                 code = EXIT_ERROR
             if code:
                 sys.stdout.flush()

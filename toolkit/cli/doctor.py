@@ -50,6 +50,7 @@ def diagnosed(file, prefix, state_dir, verbose, only=None):
     no root, not applied)."""
     from ..doctor.context import Context
     from ..manifest import load_topology
+    from ..state.inventory import instance_id
     from ..runtime.engine import Reconciler
     from ..state import StateDir
     from .common import kernel_session
@@ -61,12 +62,24 @@ def diagnosed(file, prefix, state_dir, verbose, only=None):
         from ..manifest.policy import resolve_native_rules
 
         topology, _ = resolve_native_rules(topology, native_resolver)
+    from ..chaos import engine
+    from .tasks import active_faults
+
+    state = StateDir(state_dir)
     with kernel_session(verbose) as kernel:
-        rec = Reconciler(topology, kernel, StateDir(state_dir), prefix=prefix)
+        active_faults(kernel, state, instance_id(topology.name, prefix))  # those whose time is up end now
+        # Read without the faults' claims: the doctor looks at what the kernel does
+        # now (an MTU a fault shrank included), and says which fault did it.
+        rec = Reconciler(topology, kernel, state, prefix=prefix)
         missing = [ns for ns in sorted(rec.desired_namespaces) if not kernel.exists(ns)]
         if missing:
             raise NetkeelError(f"the lab is not running: no namespace {', '.join(missing)} (apply it first)")
-        yield Context(topology, prefix, kernel, live=rec.read(), only=only)
+        if not rec.inventory.namespaces(rec.instance):
+            raise NetkeelError(f"{rec.instance} is not applied in {state.root}: the doctor probes only a lab netkeel "
+                               "made (see --state-dir, --ns-prefix)")
+        rec.check_ownership()  # never probes a namespace netkeel did not make, or one replaced since
+        yield Context(topology, prefix, kernel, live=rec.read(), only=only,
+                      faults=tuple(engine.active(state, rec.instance)))
 
 
 def print_findings(name: str, findings: list, ran: list) -> None:

@@ -28,6 +28,7 @@ class Context:
     kernel: object              # the backend (core/backend.py)
     live: list = field(default_factory=list)   # Resource, as read
     only: str | None = None     # --only CHECK
+    faults: tuple = ()          # the chaos leases active on this lab (state.leases.Lease)
 
     def ns(self, node: str) -> str:
         return namespace_name(self.prefix, node)

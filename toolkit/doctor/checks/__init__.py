@@ -3,9 +3,9 @@ NAME, a one-line DOC, and run(ctx) -> [Finding]."""
 
 from __future__ import annotations
 
-from . import conntrack, duplicates, gateways, mtu, reachability, routing
+from . import conntrack, duplicates, faults, gateways, mtu, reachability, routing
 
-CHECKS: tuple = (mtu, reachability, routing, duplicates, gateways, conntrack)
+CHECKS: tuple = (faults, mtu, reachability, routing, duplicates, gateways, conntrack)
 BY_NAME = {c.NAME: c for c in CHECKS}
 
 

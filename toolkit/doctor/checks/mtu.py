@@ -60,9 +60,28 @@ def mismatched_links(ctx) -> list:
             evidence=(f"{node}/{ifname} has MTU {mine}", f"{other[0]}/{other[1]} has MTU {theirs}"),
             why=(f"{big[0][0]}/{big[0][1]} sends frames of up to {big[1]} bytes; {small[0][0]}/{small[0][1]} "
                  f"drops every frame over {small[1]} without a word (no ICMP: a veth is not a router)"),
-            fix=f"give both ends the same MTU (the link's `mtu:` in the manifest)",
+            fix=_mtu_fix(ctx, (node, ifname, mine), (other[0], other[1], theirs)),
             nodes=(node, other[0])))
     return found
+
+
+def _mtu_fix(ctx, *ends) -> str:
+    """Whose the mismatch is: a fault's (it ends with the fault), a hand change
+    (apply puts the manifest's MTU back), or the manifest's own."""
+    for node, ifname, _ in ends:
+        for lease in ctx.faults:
+            if any(op.get("op") == "device" and "mtu" in op.get("set", {}) and op.get("ns") == ctx.ns(node)
+                   and op.get("dev") == ifname for op in lease.operations):
+                return (f"fault {lease.fault} set the MTU of {node}/{ifname}: it ends with the fault "
+                        f"(`netkeel chaos revert --fault {lease.fault}`)")
+    drifted = []
+    for node, ifname, live in ends:
+        declared = ctx.topology.node(node).interface(ifname) if ctx.topology.node(node) else None
+        if declared is not None and declared.mtu is not None and declared.mtu != live:
+            drifted.append(f"{node}/{ifname} to {declared.mtu}")
+    if drifted:
+        return f"`netkeel apply` sets the manifest's MTU back ({', '.join(drifted)}; see `netkeel drift`)"
+    return "give both ends the same MTU (the link's `mtu:` in the manifest, not each endpoint's own)"
 
 
 # -- routes, hop by hop -------------------------------------------------------------------

@@ -514,6 +514,16 @@ def walk(net, source: str, dst: str, *, strict: bool = False, src: str | None = 
     return stop("too-long", f"more than {MAX_HOPS} hops")
 
 
+def _rp_filter_on(net, node, iif) -> bool:
+    """Whether reverse-path filtering applies on `iif` (the kernel uses the larger
+    of conf.all and conf.IFACE); without live sysctls, assume it does."""
+    read = getattr(net, "sysctl", None)
+    if read is None:
+        return True
+    values = [read(node, f"net.ipv4.conf.{name.replace('.', '/')}.rp_filter") for name in ("all", iif)]
+    return any(v not in (None, "0") for v in values)
+
+
 def _refusal(net, node, family, iif, answer, transit: bool) -> tuple:
     """(cause, detail, iface) of a route lookup that gave no route."""
     if answer is None:
@@ -521,7 +531,11 @@ def _refusal(net, node, family, iif, answer, transit: bool) -> tuple:
     code = answer.get("errno")
     text = f"{answer.get('errno_name') or code}: {answer.get('error')}"
     if iif is not None and code in (errnos.EINVAL, errnos.EXDEV):
-        return "rp_filter", f"the kernel refuses the source on {iif} ({text})", iif
+        if _rp_filter_on(net, node, iif):
+            return "rp_filter", f"the kernel refuses the source on {iif} ({text})", iif
+        # rp_filter is off: the kernel calls the source martian (one of this node's own
+        # addresses, or not a valid source at all).
+        return "martian", f"the kernel refuses what arrives on {iif} as martian ({text}), with rp_filter off", iif
     if iif is not None and code == errnos.EHOSTUNREACH and transit:
         off = net.forwarding(node, family, iif)
         if off:
@@ -918,6 +932,13 @@ def walk_cause(ctx, live: LiveNetwork, plan: ManifestNetwork, w: Walk, dst: str,
                      "(ARP / neighbour discovery fails)",
                      f"route through an address on the segment of {node}/{iface}, or put {nexthop} back where the "
                      "manifest has it (`netkeel apply`)")
+    if w.cause == "martian":
+        return Cause(("martian", node, iface), f"{node} drops what arrives on {iface} {way} as martian", where, node,
+                     (f"{ctx.ns(node)}: {w.detail}",),
+                     f"{node} refuses a packet whose source is one of its own addresses (or no valid source): the "
+                     "address is on two nodes, or a route sent the packet back to where it came from",
+                     "look for a duplicate of the source address (`netkeel doctor --only duplicates`) and for a "
+                     "route that sends it back (`netkeel drift` shows hand-made routes)")
     if w.cause == "loop":
         ring = tuple(sorted(set(w.nodes)))
         return Cause(("loop", ring), f"routing loop {way}: {w.detail.split(': ', 1)[-1]}", node, node, (w.detail,),
