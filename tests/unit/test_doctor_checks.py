@@ -18,6 +18,7 @@ from toolkit.doctor import probe
 from toolkit.doctor.checks import conntrack, duplicates, gateways, mtu
 from toolkit.doctor.context import Context
 from toolkit.kernel import inspect
+from toolkit.vrrp import packet
 from toolkit.kinds.addr import KIND as ADDR
 from toolkit.kinds.link import KIND as LINK
 from toolkit.kinds.route import KIND as ROUTE
@@ -134,7 +135,7 @@ def test_echo_request_is_the_size_asked_with_a_valid_checksum():
 
 def test_arp_request_and_answers():
     mac = bytes.fromhex("020000000001")
-    frame = probe.who_has(mac, "0.0.0.0", "10.0.3.2")
+    frame = packet.who_has(mac, "0.0.0.0", "10.0.3.2")
     assert len(frame) == 60 and frame[:6] == b"\xff" * 6 and frame[38:42] == socket.inet_aton("10.0.3.2")
     assert frame[28:32] == b"\0\0\0\0"  # an RFC 5227 probe: nobody learns an entry from it
     answers = {"10.0.3.2": []}
@@ -142,9 +143,9 @@ def test_arp_request_and_answers():
     reply[20:22] = struct.pack("!H", 2)
     reply[22:28] = bytes.fromhex("02000000aaaa")
     reply[28:32] = socket.inet_aton("10.0.3.2")
-    probe.arp_answer(bytes(reply), answers)
-    probe.arp_answer(bytes(reply), answers)
-    probe.arp_answer(frame, answers)  # a request is no answer
+    packet.arp_answer(bytes(reply), answers)
+    packet.arp_answer(bytes(reply), answers)
+    packet.arp_answer(frame, answers)  # a request is no answer
     assert answers == {"10.0.3.2": ["02:00:00:00:aa:aa"]}
 
 

@@ -30,7 +30,7 @@ ALLOWED = {
     "report": BOTTOM | {"planner"},
     "chaos": BOTTOM | {"planner", "state", "runtime"},
     "experiment": BOTTOM | {"planner", "state", "runtime", "chaos"},
-    "doctor": BOTTOM | {"planner", "state", "runtime", "chaos", "experiment"},
+    "doctor": BOTTOM | {"planner", "state", "runtime", "chaos", "experiment", "vrrp"},
     "cli": BOTTOM | {"planner", "state", "runtime", "chaos", "experiment", "doctor", "report", "manifest", "kernel",
             "vrrp", "__version__"},
     "vrrp": set(),  # the speaker runs alone in its namespace: the standard library only

@@ -39,7 +39,8 @@ import struct
 import sys
 import time
 
-ETH_P_ARP = 0x0806
+from ..vrrp.packet import ETH_P_ARP, arp_answer, who_has
+
 MAX_MS = 10_000
 MAX_PROBES = 10
 PACE_AFTER, PACE_S = 16, 0.0005     # past 16 probes in a round, half a millisecond between sends
@@ -74,24 +75,6 @@ def arp(ifname: str, targets: list, ms: float) -> dict:
             if ready:
                 arp_answer(sock.recv(4096), answers)
     return {"arp": answers, "mac": mac.hex(":")}
-
-
-def arp_answer(frame: bytes, answers: dict) -> None:
-    """Record the sender MAC of an ARP reply for one of the asked addresses."""
-    if len(frame) < 42 or struct.unpack("!H", frame[12:14])[0] != ETH_P_ARP:
-        return
-    op = struct.unpack("!H", frame[20:22])[0]
-    sender_mac, sender_ip = frame[22:28], socket.inet_ntoa(frame[28:32])
-    if op == 2 and sender_ip in answers:
-        text = sender_mac.hex(":")
-        if text not in answers[sender_ip]:
-            answers[sender_ip].append(text)
-
-
-def who_has(mac: bytes, source: str, target: str) -> bytes:
-    body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + socket.inet_aton(source) + b"\0" * 6 \
-        + socket.inet_aton(target)
-    return (b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP) + body).ljust(60, b"\0")
 
 
 # -- path MTU ------------------------------------------------------------------------------

@@ -22,9 +22,8 @@ import struct
 import sys
 import time
 
-from .packet import PacketError, decode_ipv4
+from .packet import ETH_P_ARP, PacketError, arp_answer, decode_ipv4, who_has
 
-ETH_P_ARP = 0x0806
 VRRP_GROUP = "224.0.0.18"
 IPPROTO_VRRP = 112
 MAX_MS = 10_000
@@ -44,7 +43,7 @@ def observe(ifname: str, vrid: int, vips: list, ms: float) -> dict:
         mac = arp.getsockname()[4]
         source = _ipv4_of(ifname)
         for vip in vips:  # asked at once; the answers are read with the adverts
-            arp.send(_who_has(mac, source, vip))
+            arp.send(who_has(mac, source, vip))
         deadline = time.monotonic() + ms / 1000
         while (left := deadline - time.monotonic()) > 0:
             ready, _, _ = select.select([vrrp, arp], [], [], left)
@@ -53,7 +52,7 @@ def observe(ifname: str, vrid: int, vips: list, ms: float) -> dict:
                 if sock is vrrp:
                     _advert(data, vrid, adverts)
                 else:
-                    _answer(data, answers)
+                    arp_answer(data, answers)
     return {"adverts": adverts, "arp": answers}
 
 
@@ -67,23 +66,6 @@ def _advert(datagram: bytes, vrid: int, adverts: dict) -> None:
     seen = adverts.setdefault(received.src, {"priority": received.advert.priority, "count": 0})
     seen["priority"] = received.advert.priority
     seen["count"] += 1
-
-
-def _answer(frame: bytes, answers: dict) -> None:
-    if len(frame) < 42 or struct.unpack("!H", frame[12:14])[0] != ETH_P_ARP:
-        return
-    op = struct.unpack("!H", frame[20:22])[0]
-    sender_mac, sender_ip = frame[22:28], socket.inet_ntoa(frame[28:32])
-    if op == 2 and sender_ip in answers:
-        text = sender_mac.hex(":")
-        if text not in answers[sender_ip]:
-            answers[sender_ip].append(text)
-
-
-def _who_has(mac: bytes, source: str, target: str) -> bytes:
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + socket.inet_aton(source) + b"\0" * 6 \
-        + socket.inet_aton(target)
-    return (b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP) + arp).ljust(60, b"\0")
 
 
 def _ipv4_of(ifname: str) -> str:

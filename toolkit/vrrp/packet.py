@@ -25,6 +25,7 @@ modes.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -245,6 +246,27 @@ def garp_frames(mac: bytes, address: str) -> list:
         arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac + ip + target_mac + ip
         frames.append((eth + arp).ljust(60, b"\0"))
     return frames
+
+
+def who_has(mac: bytes, source: str, target: str) -> bytes:
+    """An ARP request for `target` from `mac`/`source` (0.0.0.0 for an RFC 5227
+    probe, which no host learns a neighbour entry from), to broadcast."""
+    body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + socket.inet_aton(source) + b"\0" * 6 \
+        + socket.inet_aton(target)
+    return (BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP) + body).ljust(60, b"\0")
+
+
+def arp_answer(frame: bytes, answers: dict) -> None:
+    """Add the sender MAC of an ARP reply to answers[its sender address], for the
+    addresses `answers` asks about."""
+    if len(frame) < 42 or struct.unpack("!H", frame[12:14])[0] != ETH_P_ARP:
+        return
+    op = struct.unpack("!H", frame[20:22])[0]
+    sender_mac, sender_ip = frame[22:28], socket.inet_ntoa(frame[28:32])
+    if op == 2 and sender_ip in answers:
+        text = sender_mac.hex(":")
+        if text not in answers[sender_ip]:
+            answers[sender_ip].append(text)
 
 
 def unsolicited_na_frame(mac: bytes, target: str, source: str, router: bool = True) -> bytes:
