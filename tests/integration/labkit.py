@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -25,7 +26,10 @@ PROBE = str(Path(__file__).with_name("netprobe.py"))
 
 def remove_prefixed(prefix: str) -> None:
     """Every namespace under `prefix`, and every placeholder file a create that a
-    test killed left there (not a mount, so not in list_names)."""
+    test killed left there (not a mount, so not in list_names); first the VRRP
+    speakers netkeel started in them (a process keeps its namespace alive) and
+    their files."""
+    _stop_speakers(prefix)
     try:
         entries = os.listdir(netns.NETNS_RUN_DIR)
     except FileNotFoundError:
@@ -33,6 +37,27 @@ def remove_prefixed(prefix: str) -> None:
     for name in entries:
         if name.startswith(prefix):
             netns.remove(name)
+
+
+def _stop_speakers(prefix: str) -> None:
+    run_dir = Path("/run/netkeel/vrrp")
+    mine = [d for d in run_dir.glob(f"{prefix}*") if d.is_dir()] if run_dir.is_dir() else []
+    if not mine:
+        return
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"toolkit.vrrp.speaker" in argv and any(str(d).encode() + b"/" in a for d in mine for a in argv):
+            try:
+                os.kill(int(proc.name), 9)
+            except ProcessLookupError:
+                pass
+    for d in mine:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def namespaces_with(prefix: str) -> set:

@@ -265,3 +265,17 @@ def test_split_brain_heals_to_the_higher_priority_with_garp_whoever_hears_first(
 def test_refuses_the_owner_priority():
     with pytest.raises(ValueError, match="255"):
         m.Machine(255, 10)
+
+
+def test_a_new_split_brain_healed_within_the_holdoff_still_gets_its_gratuitous_arp():
+    # Two heals 0.8 s apart with silence between them (a flapping port): each tells
+    # the clients, or they keep talking to the router that just stepped back.
+    from toolkit.vrrp.machine import Garp, Machine
+
+    mc = Machine(200, 10, "10.0.3.2")
+    mc.start(0)
+    mc.tick(0.4)
+    assert any(isinstance(a, Garp) for a in mc.receive(10.0, "10.0.3.3", 100, 10))
+    assert any(isinstance(a, Garp) for a in mc.receive(10.8, "10.0.3.3", 100, 10))
+    # Within one continuing split brain (adverts every 100 ms), one GARP a second.
+    assert not any(isinstance(a, Garp) for a in mc.receive(10.9, "10.0.3.3", 100, 10))

@@ -116,21 +116,35 @@ def start(kernel, ns: str, group: str, spec: dict) -> None:
     config["unicast_peers"] = config.get("unicast_peers") or []
     _write(config_path(ns, group), config)
     kernel.log(ns, f"start VRRP speaker {group} (vrid {spec.get('vrid')}, priority {spec.get('priority')})")
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "toolkit.vrrp.speaker",
-                             "--config", config_path(ns, group)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True, close_fds=True, cwd="/")
+    # Its log (transitions, dropped packets) goes to a file beside its status: a pipe
+    # closed once it runs would lose every line after.
+    with open(log_path(ns, group), "w") as log:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "toolkit.vrrp.speaker",
+                                 "--config", config_path(ns, group)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True, cwd="/")
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if running(ns, group) is not None:
-            proc.stderr.close()
             return
         if proc.poll() is not None:
-            error = proc.stderr.read().decode(errors="replace").strip()
-            raise KernelError(f"start VRRP speaker {group} in {ns}", error or f"exited with {proc.returncode}")
+            raise KernelError(f"start VRRP speaker {group} in {ns}", _tail(log_path(ns, group))
+                              or f"exited with {proc.returncode}")
         time.sleep(0.02)
     proc.kill()
     raise KernelError(f"start VRRP speaker {group} in {ns}", f"not running after {START_TIMEOUT_S:g} s")
+
+
+def log_path(ns: str, group: str) -> str:
+    return os.path.join(directory(ns), f"{group}.log")
+
+
+def _tail(path: str, limit: int = 2000) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-limit:].strip()
+    except OSError:
+        return ""
 
 
 def stop(kernel, ns: str, group: str) -> None:
@@ -161,6 +175,7 @@ def stop(kernel, ns: str, group: str) -> None:
         withdraw_vips(kernel, ns, [a for a in addresses if isinstance(a, str)])
     _unlink(status_path(ns, group))
     _unlink(config_path(ns, group))
+    _unlink(log_path(ns, group))
     for name in _listing(ns):  # half-written status files of a speaker killed while writing one
         if name.startswith(f".{group}.status.json.") and name.endswith(".tmp"):
             _unlink(os.path.join(directory(ns), name))

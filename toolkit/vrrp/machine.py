@@ -109,6 +109,7 @@ class Machine:
         self.adver_at = None            # Adver_Timer (Active)
         self.preempt_at = None          # end of a running preempt delay (Backup)
         self.last_heal_garp = None
+        self.last_lower_at = None   # when a lower-priority active was last heard (a split brain)
 
     # -- derived ----------------------------------------------------------------------
 
@@ -219,7 +220,13 @@ class Machine:
         # active. Answer at once so it yields, and point the clients back here.
         self.adver_at = now + self.interval_cs / 100.0
         actions = [Send(self.priority)]
-        if self.last_heal_garp is None or now - self.last_heal_garp >= HEAL_GARP_HOLDOFF_S:
+        # The holdoff spaces the GARPs of one split brain that goes on (the other keeps
+        # advertising); a split brain heard again after a silence longer than
+        # Master_Down_Interval is a new one, whose heal the clients must hear of at once.
+        continuing = self.last_lower_at is not None and \
+            now - self.last_lower_at < self.master_down_interval_ms / 1000.0
+        self.last_lower_at = now
+        if not continuing or self.last_heal_garp is None or now - self.last_heal_garp >= HEAL_GARP_HOLDOFF_S:
             self.last_heal_garp = now
             actions.append(Garp(f"another active router {src} (priority {priority})"))
         return actions
