@@ -68,6 +68,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import remove_all  # noqa: E402
+from toolkit.core.processes import alive, parent_of  # noqa: E402
 from toolkit.kernel import netns, speakers  # noqa: E402
 from toolkit.vrrp.config import master_down_interval_ms, skew_time_ms  # noqa: E402
 
@@ -436,20 +437,8 @@ def _cmdline(pid: int) -> list:
         return []
 
 
-def _ppid(pid: int):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class Keepalived:
@@ -485,7 +474,7 @@ class Keepalived:
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 pid = int(self.vrrp_pidfile.read_text().strip())
-                if _ppid(pid) == self.proc.pid:
+                if parent_of(pid) == self.proc.pid:
                     self.vrrp_pid = pid
                     return
             except (OSError, ValueError):
@@ -494,7 +483,7 @@ class Keepalived:
         raise RuntimeError(f"keepalived in {self.node} did not start (see {self.log})")
 
     def _vrrp_ours(self) -> bool:
-        return (self.vrrp_pid is not None and _alive(self.vrrp_pid)
+        return (self.vrrp_pid is not None and alive(self.vrrp_pid)
                 and str(self.conf).encode() in _cmdline(self.vrrp_pid))
 
     def terminate(self) -> None:

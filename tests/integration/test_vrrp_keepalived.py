@@ -39,6 +39,7 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.core.processes import alive, parent_of
 from toolkit.kernel import speakers
 
 pytestmark = pytest.mark.skipif(shutil.which("keepalived") is None,
@@ -128,20 +129,8 @@ def _cmdline_has(pid: int, *words: bytes) -> bool:
     return all(w in argv for w in words)
 
 
-def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # -- keepalived ----------------------------------------------------------------------------------
@@ -209,17 +198,17 @@ class Keepalived:
             pid = int(self.vrrp_pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if self.proc is not None and _ppid(pid) == self.proc.pid else None
+        return pid if self.proc is not None and parent_of(pid) == self.proc.pid else None
 
     def _vrrp_is_ours(self) -> bool:
-        return (self.vrrp_pid is not None and _alive(self.vrrp_pid)
+        return (self.vrrp_pid is not None and alive(self.vrrp_pid)
                 and _cmdline_has(self.vrrp_pid, b"keepalived", str(self.conf).encode()))
 
     def kill_vrrp(self) -> None:
         """SIGKILL the VRRP process: it cannot say goodbye nor take its VIP away."""
         assert self._vrrp_is_ours(), f"keepalived's VRRP process {self.vrrp_pid} is not running"
         os.kill(self.vrrp_pid, signal.SIGKILL)
-        _wait(lambda: not _alive(self.vrrp_pid), 5, "keepalived's VRRP process did not die")
+        _wait(lambda: not alive(self.vrrp_pid), 5, "keepalived's VRRP process did not die")
 
     def terminate(self) -> None:
         """A graceful stop: SIGTERM to the parent (priority 0, VIPs removed)."""

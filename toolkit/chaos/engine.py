@@ -23,6 +23,7 @@ import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 
+from ..core import processes
 from ..core.owners import TOPOLOGY, Claim, overlay
 from ..errors import FaultError, KernelError, OwnershipError
 from ..kinds.addr import KIND as ADDR
@@ -312,14 +313,7 @@ def _stop_keeper(lease: Lease) -> None:
 def keeper_alive(lease: Lease) -> bool:
     """Whether the lease's keeper still runs: its pid, running the keeper for this
     very lease (a reused pid is someone else)."""
-    if not lease.keeper:
-        return False
-    try:
-        with open(f"/proc/{lease.keeper}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    return lease.id.encode() in argv
+    return bool(lease.keeper) and processes.running(lease.keeper, lease.id.encode())
 
 
 def injector_alive(lease: Lease) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 
+from ..core import processes
 from ..errors import KernelError
 from ..state.leases import Leases
 from .engine import injector_alive, revert
@@ -119,14 +120,7 @@ def worker_health(op: dict, now: float) -> str:
     pid: its command line names the op's queue and lease) and touches its
     heartbeat file; else what is wrong. Processes and files only: no kernel call."""
     pid = op.get("pid")
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-        with open(f"/proc/{pid}/stat") as f:
-            zombie = f.read().rpartition(")")[2].split()[0] == "Z"
-    except (OSError, IndexError):
-        argv, zombie = [], True
-    if zombie or op.get("tag", "").encode() not in argv or str(op.get("queue")).encode() not in argv:
+    if not processes.running(pid, op.get("tag", "").encode(), str(op.get("queue")).encode()):
         return f"its userspace worker (pid {pid}) is gone"
     try:
         age = now - os.stat(op.get("heartbeat") or "").st_mtime

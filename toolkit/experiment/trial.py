@@ -32,6 +32,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
+from ..core.processes import alive
 from ..state.journal import Journal
 from ..state.statedir import StateDir
 
@@ -186,16 +187,6 @@ def _still_latest(state: StateDir, trial: Trial) -> bool:
     """Whether the instance's latest change of any kind is the apply on trial."""
     starts = _starts(state, trial.instance)
     return bool(starts) and starts[-1].get("op") == "apply" and starts[-1].get("snapshot") == trial.snapshot
-
-
-def alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _check(trial_id: str) -> None:

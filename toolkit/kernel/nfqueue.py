@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+from ..core import processes
 from ..errors import KernelError
 
 RUN_DIR = os.environ.get("NETKEEL_NFQUEUE_DIR", "/run/netkeel/nfqueue")
@@ -156,27 +157,15 @@ def revert(op: dict) -> None:
 
 def is_worker(op: dict) -> bool:
     """Whether op's pid is still its worker (alive, not a zombie, not a reused pid)."""
-    pid = op.get("pid")
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and b"toolkit.kernel.nfqworker" in argv and op["tag"].encode() in argv and \
-        str(op["queue"]).encode() in argv
+    return bool(op.get("pid")) and processes.running(op["pid"], b"toolkit.kernel.nfqworker", op["tag"].encode(),
+                                                     str(op["queue"]).encode())
 
 
 def _find_worker(op: dict) -> int | None:
     """The op's worker found by its command line (an injector killed before it
     recorded the pid leaves one behind)."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and is_worker({**op, "pid": int(entry)}):
-            return int(entry)
-    return None
+    found = processes.find(b"toolkit.kernel.nfqworker", op["tag"].encode(), str(op["queue"]).encode())
+    return found[0] if found else None
 
 
 def stop_worker(op: dict, grace_s: float = 1.0) -> None:

@@ -21,11 +21,13 @@ import subprocess
 import sys
 import time
 
+from ..core import processes
 from ..core.owners import OVERLAY_IFA_PROTO as VIP_ADDR_PROTO
 from ..core.resource import Resource
 from ..errors import KernelError
 
 KIND = "vrrp"
+SPEAKER_MODULE = b"toolkit.vrrp.speaker"
 RUN_DIR = "/run/netkeel/vrrp"
 START_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 3.0
@@ -165,10 +167,10 @@ def stop(kernel, ns: str, group: str) -> None:
     if ours:
         _signal(ours[0], signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and any(_alive(p) for p in ours):
+        while time.monotonic() < deadline and any(processes.alive(p) for p in ours):
             time.sleep(0.02)
         for pid in ours:
-            if _alive(pid):
+            if processes.alive(pid):
                 _signal(pid, signal.SIGKILL)
     if kernel.exists(ns):
         # Both processes killed at once leave the VIP behind: nobody else will take it away.
@@ -248,30 +250,21 @@ def signal_speaker(ns: str, group: str, pid, signame: str) -> None:
         raise KernelError(f"signal the VRRP speaker of {group} in {ns}", f"pid {pid} is not that speaker")
     _signal(pid, signal.SIGKILL if signame == "KILL" else signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and alive(pid):
+    while time.monotonic() < deadline and processes.alive(pid):
         time.sleep(0.005)
 
 
 def alive(pid) -> bool:
-    return isinstance(pid, int) and _alive(pid)
+    return processes.alive(pid)
 
 
 def _speakers_of(config: str) -> list:
     """The processes (guardians and speakers) running with this configuration file."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid() and _is_speaker(int(entry), config):
-            out.append(int(entry))
-    return out
+    return processes.find(SPEAKER_MODULE, config.encode())
 
 
 def _is_speaker(pid: int, config: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    return b"toolkit.vrrp.speaker" in argv and config.encode() in argv
+    return processes.running(pid, SPEAKER_MODULE, config.encode())
 
 
 def _netns_inode_of_pid(pid: int):
@@ -288,14 +281,6 @@ def _netns_inode_of_name(ns: str):
     except OSError:
         return None
     return (info.st_dev, info.st_ino)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _signal(pid: int, signum) -> None:
