@@ -2,3 +2,6 @@
 (toolkit/cli), so the installed `netkeel` script runs the very same ones."""
 
 from toolkit.cli.dev import ns  # noqa: F401
+from toolkit.cli.program import quiet_collector
+
+quiet_collector()  # as the `netkeel` script does (see program.py)

