@@ -68,9 +68,15 @@ def demo(c):
         _run(c, f"{netkeel} drift {lab} {opts}", expect=(2,))
         _run(c, "sleep 6.5")
         _run(c, f"{netkeel} drift {lab} {opts}")
-        _say("10. Every change was a transaction with a snapshot before it, in the journal")
+        _say("10. An experiment: does the lab's UDP time server hold up under 40% loss, then reordering? "
+             "(about 15 s; a timeline plot in reports/)")
+        _run(c, f"{netkeel} experiment loss-vs-timeserver {opts} --plot reports/demo-loss-vs-timeserver.png",
+             expect=(0, 2))
+        _say("11. The doctor looks for the lab notes' failure stories: none here")
+        _run(c, f"{netkeel} doctor {lab} {opts}", expect=(0, 2))
+        _say("12. Every change and experiment is in the journal, each change with a snapshot before it")
         _run(c, f"{netkeel} history")
-        _say("11. Destroy removes the lab's namespaces, and nothing else")
+        _say("13. Destroy removes the lab's namespaces, and nothing else")
         _run(c, f"{netkeel} destroy {lab} {opts}")
 
 
