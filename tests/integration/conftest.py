@@ -7,7 +7,7 @@ import itertools
 import os
 
 import pytest
-from labkit import Lab, remove_prefixed, root_firewall_and_qdiscs
+from labkit import Lab, in_root_namespace, remove_prefixed, root_firewall_and_qdiscs
 
 RUN_TAG = f"nkt{os.getpid() % 100000}"
 _counter = itertools.count()
@@ -39,6 +39,9 @@ def _root_namespace_untouched(request):
     before = root_firewall_and_qdiscs()
     yield
     assert root_firewall_and_qdiscs() == before, f"{request.node.name} changed the root namespace's nft or qdiscs"
+    # A test that failed half-way through a namespace switch must not leave the
+    # next ones running their commands elsewhere.
+    assert in_root_namespace(), f"{request.node.name} left this process's thread in another network namespace"
 
 
 @pytest.fixture

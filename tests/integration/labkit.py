@@ -195,6 +195,16 @@ def lab_view(prefix: str) -> dict:
     return {name: kernel_view(name) for name in sorted(namespaces_with(prefix))}
 
 
+# The namespace this test process started in: the root one (tests run as root from it).
+# Its views are read from inside it explicitly, whatever namespace a failed test may
+# have left the calling thread in.
+ROOT_NETNS_FD = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def in_root_namespace() -> bool:
+    return os.stat("/proc/thread-self/ns/net").st_ino == os.fstat(ROOT_NETNS_FD).st_ino
+
+
 def root_namespace_view() -> dict:
     """What tests promise never to change: the root namespace's links, addresses,
     routes, qdiscs and nftables ruleset (volatile counters left out)."""
@@ -202,14 +212,17 @@ def root_namespace_view() -> dict:
         out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=10, check=True)
         return json.loads(out.stdout or "[]")
 
-    return {**_root_links_addrs_routes(ip_json), **root_firewall_and_qdiscs()}
+    with netns.entered(ROOT_NETNS_FD):
+        return {**_root_links_addrs_routes(ip_json), **root_firewall_and_qdiscs()}
 
 
 def root_firewall_and_qdiscs() -> dict:
     """The root namespace's nftables ruleset and tc qdiscs, without counters."""
-    nft = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True, timeout=10, check=True)
+    with netns.entered(ROOT_NETNS_FD):
+        nft = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True, timeout=10,
+                             check=True)
+        tc = subprocess.run(["tc", "-j", "qdisc", "show"], capture_output=True, text=True, timeout=10, check=True)
     ruleset = _without(json.loads(nft.stdout or "{}").get("nftables", []), {"handle", "packets", "bytes"})
-    tc = subprocess.run(["tc", "-j", "qdisc", "show"], capture_output=True, text=True, timeout=10, check=True)
     qdiscs = sorted((q.get("dev"), q.get("kind"), q.get("handle"), q.get("parent", "root"))
                     for q in json.loads(tc.stdout or "[]"))
     return {"nft": ruleset, "qdiscs": qdiscs}

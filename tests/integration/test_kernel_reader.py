@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 
 import pytest
 from pyroute2 import IPRoute
@@ -20,6 +22,13 @@ def busy_namespace(lab):
 
 
 def test_dump_reader_matches_pyroute2(busy_namespace):
+    # IPv6's prefix routes come a moment after the link is up (bounded wait), and
+    # the comparison needs one.
+    deadline = time.monotonic() + 5
+    while "fd00:" not in subprocess.run(["ip", "-n", busy_namespace, "-6", "route", "show", "table", "main"],
+                                        capture_output=True, text=True, timeout=10).stdout:
+        assert time.monotonic() < deadline, "no IPv6 route in the lab after 5 s"
+        time.sleep(0.05)
     with Kernel() as kernel:
         ns = kernel.ns(busy_namespace)
         with IPRoute(netns=busy_namespace) as ipr:
