@@ -44,8 +44,14 @@ def vip(c, action, file=None, ns_prefix=None, json=False, state_dir=None):
     if action not in ACTIONS:
         raise NetkeelError(f"vip {action!r}: say `vip status` (optionally --file FILE)")
     state = StateDir(state_dir)
-    rows = _rows(state, file, ns_prefix)
-    observed = _observed(file, ns_prefix or "") if file and _applied(state, file, ns_prefix or "") else {}
+    topology = None
+    if file:
+        from ..manifest import load_topology
+
+        topology = load_topology(file)  # once: the rows, the check and the bystander's look all need it
+    rows = _rows(state, topology, ns_prefix)
+    applied = topology is not None and _applied(state, topology, ns_prefix or "")
+    observed = _observed(topology, ns_prefix or "") if applied else {}
     if json:
         print(jsonlib.dumps({"format": 1, "command": "vip status", "members": rows,
                              "observed": [{"group": g, **o} for g, o in observed.items()]}, indent=2))
@@ -80,13 +86,12 @@ def vip(c, action, file=None, ns_prefix=None, json=False, state_dir=None):
     return 0
 
 
-def _applied(state: StateDir, file: str, prefix: str) -> bool:
+def _applied(state: StateDir, topology, prefix: str) -> bool:
     """Whether this state directory's inventory has the file's lab applied under
     `prefix`: the bystander's probe runs only in a namespace netkeel made."""
-    from ..manifest import load_topology
     from ..state.inventory import Inventory, instance_id
 
-    return bool(Inventory(state).namespaces(instance_id(load_topology(file).name, prefix)))
+    return bool(Inventory(state).namespaces(instance_id(topology.name, prefix)))
 
 
 def _observation(o: dict) -> str:
@@ -102,16 +107,13 @@ def _observation(o: dict) -> str:
             f"{escape(answers)}")
 
 
-def _observed(file: str, prefix: str) -> dict:
+def _observed(topology, prefix: str) -> dict:
     """group -> what a node on its segment that is not a member sees (toolkit/vrrp/observe.py):
     who advertises, and which MACs answer ARP for the VIPs."""
     import ipaddress
     import subprocess
     import sys
 
-    from ..manifest import load_topology
-
-    topology = load_topology(file)
     out = {}
     for group in topology.vips:
         vips = [str(ipaddress.ip_interface(a).ip) for a in group.addresses]
@@ -147,19 +149,15 @@ def _state(state: str) -> str:
     return f"[{colour}]{state}[/]" if colour else state
 
 
-def _rows(state: StateDir, file, prefix: str) -> list:
+def _rows(state: StateDir, topology, prefix: str) -> list:
     """One row per member speaker: declared members (with a file) or every
     speaker with files under an applied instance's namespaces."""
     from ..kernel import speakers
     from ..state.inventory import Inventory, instance_id
 
     inventory = Inventory(state)
-    wanted = None
-    if file:
-        from ..manifest import load_topology
-
+    if topology is not None:
         prefix = prefix or ""
-        topology = load_topology(file)
         instance = instance_id(topology.name, prefix)
         wanted = [(instance, prefix + m.node, m.node, g, m) for g in topology.vips for m in g.members]
     else:
