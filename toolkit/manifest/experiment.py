@@ -22,7 +22,7 @@ from ..model.experiment import METRICS, PROBE_KINDS, SERVICE_KINDS, Bound, Exper
     ScheduledFault, Service, unit_of
 from .fault import _Checker as FaultChecker
 from .fault import duration_ms, load_fault
-from .files import read_file
+from .files import read_file, read_text
 from .loader import Document, format_path, load_document, mapping, sequence
 from .schema import schema_problems
 from .text import clean_problem, quote
@@ -46,15 +46,9 @@ def load_experiment(path, read=read_file) -> Experiment:
     """Load and check the experiment file at `path`, and the fault files it names.
     Raises ManifestError listing every problem."""
     path = str(path)
-    try:
-        raw = read(path)
-    except OSError as exc:
-        raise ManifestError([Problem(path, 1, "", f"cannot read experiment file: {exc.strerror or exc}")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ManifestError([Problem(path, line, "", "cannot read experiment file: it is not UTF-8 text")]) from None
+    text, problem = read_text(path, read, "experiment file")
+    if problem is not None:
+        raise ManifestError([problem])
     return load_experiment_text(text, path, read)
 
 

@@ -16,7 +16,7 @@ import re
 from ..errors import ManifestError, Problem
 from ..model.fault import DEFAULT_DURATION_MS, DEVICE_KINDS, VIP_KINDS, Fault, Impairment, Partition, Target
 from . import checks
-from .files import read_file
+from .files import read_file, read_text
 from .loader import load_document, mapping
 from .schema import schema_problems
 from .text import clean_problem, quote
@@ -54,15 +54,9 @@ def fault_name(path: str) -> str:
 def load_fault(path, read=read_file) -> Fault:
     """Load and check the fault file at `path`. Raises ManifestError listing every problem."""
     path = str(path)
-    try:
-        raw = read(path)
-    except OSError as exc:
-        raise ManifestError([Problem(path, 1, "", f"cannot read fault file: {exc.strerror or exc}")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ManifestError([Problem(path, line, "", "cannot read fault file: it is not UTF-8 text")]) from None
+    text, problem = read_text(path, read, "fault file")
+    if problem is not None:
+        raise ManifestError([problem])
     return load_fault_text(text, path)
 
 

@@ -14,6 +14,7 @@ import functools
 import os
 import stat
 
+from ..errors import Problem
 from .text import quote
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -83,3 +84,18 @@ def _root(directory: str, git_root: str | None) -> str:
 
 def _in_git(root: str) -> bool:
     return os.path.exists(os.path.join(root, ".git"))
+
+
+def read_text(path: str, read, what: str) -> tuple:
+    """(text, problem): the file as UTF-8 text, or why it cannot be read."""
+    try:
+        raw = read(path)
+    except OSError as exc:
+        # A policy file's problem is reported at the manifest's line naming it: say which file.
+        name = f" {path}" if what == "policy file" else ""
+        return None, Problem(path, 1, "", f"cannot read {what}{name}: {exc.strerror or exc}")
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        return None, Problem(path, line, "", f"cannot read {what}: it is not UTF-8 text")

@@ -15,27 +15,12 @@ from dataclasses import dataclass, field, replace
 from ..errors import ManifestError, Problem
 from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Neighbour, Node, Route, Topology
 from . import checks
-from .files import outside_problem, read_file  # read_file: how manifests are read
+from .files import outside_problem, read_file, read_text  # read_file: how manifests are read
 from .loader import Document, format_path, load_document, mapping, sequence
 from .policy import load_policy_text, resolve_native_rules
 from .schema import schema_problems
 from .text import clean_problem, listing, quote
 from .vips import build_vips
-
-
-def _read_text(path: str, read, what: str) -> tuple:
-    """(text, problem): the file as UTF-8 text, or why it cannot be read."""
-    try:
-        raw = read(path)
-    except OSError as exc:
-        # A policy file's problem is reported at the manifest's line naming it: say which file.
-        name = f" {path}" if what == "policy file" else ""
-        return None, Problem(path, 1, "", f"cannot read {what}{name}: {exc.strerror or exc}")
-    try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        return None, Problem(path, line, "", f"cannot read {what}: it is not UTF-8 text")
 
 
 def load_topology(path, read=read_file, natives=None) -> Topology:
@@ -46,7 +31,7 @@ def load_topology(path, read=read_file, natives=None) -> Topology:
 
     Raises ManifestError listing every problem (unreadable files included).
     """
-    text, problem = _read_text(str(path), read, "manifest")
+    text, problem = read_text(str(path), read, "manifest")
     if problem:
         raise _invalid([problem])
     return load_topology_text(text, str(path), read, natives)
@@ -358,7 +343,7 @@ class _Builder:
                 self.fail(("nodes", node, "policies", k), why)
                 self.policies[path] = ()
             if path not in self.policies:
-                text, problem = _read_text(path, self.read, "policy file")
+                text, problem = read_text(path, self.read, "policy file")
                 if problem:
                     self.fail(("nodes", node, "policies", k), problem.message)
                     self.policies[path] = ()
