@@ -261,9 +261,11 @@ class FakeKernel:
         self.sysctls[(ns, name)] = value
 
     # -- nftables ---------------------------------------------------------------------------------------
-    def nft_transaction(self, ns, commands, what):
+    def nft_transaction(self, ns, commands, what, script=None, tables=None):
         self._request("nft_transaction", ns, what)
         self._need_ns(ns)
+        if callable(commands):
+            commands = commands()
         items = list(self.nft.get(ns, []))
         for command in json.loads(commands)["nftables"]:
             (verb, body), = command.items()

@@ -125,9 +125,16 @@ def warn_interrupted(state) -> None:
 
 
 @contextmanager
-def kernel_session(verbose: bool):
+def kernel_session(verbose: bool, state=None, full: bool = False):
+    """A kernel session; with a state directory, nftables reads remember what they
+    found by (namespace cookie, ruleset generation) and skip listing an unchanged
+    ruleset (state/rulesets.py) unless `full`."""
     from ..kernel import Kernel  # pyroute2 is only imported for commands that need it
 
     log = (lambda ns, text: err.print(f"[dim]kernel[/] [cyan]{ns}[/] {escape(text)}")) if verbose else None
     with Kernel(log=log) as kernel:
+        if state is not None:
+            from ..state.rulesets import RulesetMemo
+
+            kernel.nft_memo = RulesetMemo(state, exists=kernel.exists, trust=not full)
         yield kernel

@@ -60,7 +60,7 @@ def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=F
     require_root()
     state = StateDir(state_dir)
     warn_interrupted(state)
-    with kernel_session(verbose) as kernel:
+    with kernel_session(verbose, state) as kernel:
         from ..chaos import engine as chaos
 
         chaos.expire(kernel, state)

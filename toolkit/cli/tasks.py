@@ -21,30 +21,61 @@ PROGRESS_THRESHOLD = 50  # steps; below this an apply is over before a bar helps
 
 
 @contextmanager
-def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False):
+def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=False):
     """The manifest (as of git revision `rev`, if given) loaded and checked (bad
     input is reported before anything else, root or not), then a reconciler on a
-    kernel session."""
-    from ..errors import ManifestError
-    from ..manifest.git import RevisionReader
-    from ..manifest.policy import resolve_native_rules
-    from ..manifest.topology import read_file
-    from ..manifest.git import repo_info
+    kernel session. Unchanged files compiled before come from the compile cache
+    (state/compiled.py); `full` ignores what is remembered (that cache and the
+    nftables read memo) and reads everything afresh."""
+    from ..manifest.git import RevisionReader, repo_info
     from ..runtime.engine import Reconciler
 
-    reader = RevisionReader(rev, file) if rev else read_file
-    topology = load_topology(file, read=reader)  # bad input first, before any kernel work
+    state = StateDir(state_dir)
+    revision = RevisionReader(rev, file) if rev else None
+    compiled = None if rev or full else _cached(state, file, ns_prefix)
+    if compiled is None:
+        compiled = _compile(state, file, ns_prefix, revision)
+    require_root()
+    warn_interrupted(state)
+    with kernel_session(verbose, state, full=full) as kernel:
+        git = revision.info() if rev else (lambda: repo_info([p for p, _ in compiled.files]))
+        faults = active_faults(kernel, state, instance_id(compiled.name, ns_prefix))
+        yield Reconciler(compiled, kernel, state, prefix=ns_prefix, wait=wait, git=git, claims=faults)
+
+
+def _cached(state, file, prefix):
+    """The compiled topology from the compile cache, if its files are unchanged (root only:
+    the cache is in the state directory)."""
+    import os
+
+    from ..manifest.topology import read_file
+    from ..state.compiled import CompileCache
+
+    return CompileCache(state, read_file).lookup(file, prefix) if os.geteuid() == 0 else None
+
+
+def _compile(state, file, prefix, revision):
+    """Load, check and compile the manifest (from a git revision if `revision`); bad
+    input raises ManifestError with every problem, before root is asked for. A
+    manifest read from the working tree is kept in the compile cache."""
+    from ..errors import ManifestError
+    from ..kinds import compile_topology
+    from ..manifest.policy import resolve_native_rules
+    from ..manifest.topology import read_file
+    from ..runtime.engine import PREFIX
+    from ..state.compiled import CompileCache, Recorder
+
+    recorder = Recorder(revision or read_file)
+    topology = load_topology(file, read=recorder)  # bad input first, before any kernel work
     require_root()
     if any(r.native for n in topology.nodes for t in n.tables for c in t.chains for r in c.rules):
         topology, problems = resolve_native_rules(topology, native_resolver)  # no second parse
         if problems:
             raise ManifestError(problems)
-    state = StateDir(state_dir)
-    warn_interrupted(state)
-    with kernel_session(verbose) as kernel:
-        git = reader.info() if rev else (lambda: repo_info([p for p, _ in topology.files]))
-        faults = active_faults(kernel, state, instance_id(topology.name, ns_prefix))
-        yield Reconciler(topology, kernel, state, prefix=ns_prefix, wait=wait, git=git, claims=faults)
+    compiled = compile_topology(topology, prefix)
+    if revision is None and PREFIX.fullmatch(prefix or "x"):
+        CompileCache(state, read_file).store(file, prefix, compiled, recorder.reads)
+    return compiled
 
 
 def active_faults(kernel, state, instance: str):
@@ -319,16 +350,18 @@ def _apply_with_progress(rec, prefix):
                          on_step=lambda done, total, step: bar.update(job, completed=done, total=total))
 
 
-@task(help=dict(HELP, junit="also write the result as a JUnit XML report to this file (for CI)"))
+@task(help=dict(HELP, junit="also write the result as a JUnit XML report to this file (for CI)",
+                full="load the manifest and list every nftables ruleset afresh, trusting nothing remembered "
+                     "(the compile cache, unchanged-ruleset generations)"))
 @command("drift")
-def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, junit=None):
+def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, junit=None, full=False):
     """Compare the kernel to the manifest: exit 0 in sync, 2 drifted, 1 error."""
-    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
+    with _reconciler(file, ns_prefix, state_dir, verbose, full=full) as rec:
         found = rec.drift()
     if junit:
         from ..report.junit import drift_report
 
-        nodes = [n.name for n in rec.topology.nodes]
+        nodes = list(rec.topology.node_names)
         with open(junit, "w") as report:
             report.write(drift_report(rec.topology.name, nodes, found.plan, found.unmanaged, ns_prefix))
     if json:

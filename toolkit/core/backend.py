@@ -81,8 +81,13 @@ class Backend(Protocol):
         "reply_dst", "seen_reply", "assured", "state"}]."""
 
     # -- nftables ------------------------------------------------------------------------
-    def nft_transaction(self, ns: str, commands: str, what: str) -> None:
-        """Run one libnftables JSON transaction (all or nothing) in namespace `ns`."""
+    def nft_transaction(self, ns: str, commands, what: str, script: str | None = None,
+                        tables: dict | None = None) -> None:
+        """Run one libnftables transaction (all or nothing) in namespace `ns`:
+        `script` (nft text) if given, else `commands` (JSON text, or a function
+        that makes it: made only if needed). `tables` maps each table key the
+        transaction creates or replaces to the resource it then holds (None:
+        removed), for a backend that remembers what it read."""
     def nft_rule_texts(self, ns: str, family: str, table: str) -> dict:
         """rule handle -> the rule as `nft list` prints it, for reports."""
 

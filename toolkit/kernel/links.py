@@ -123,6 +123,10 @@ def configure(kernel, ns_name: str, ifname: str, mark=False, mtu=None, mac=None,
     if state:
         attrs["state"] = state
         text.append(state)
-    if attrs:
+    if attrs and set(attrs) <= {"state", "mtu"} and state in (None, "up", "down"):
+        # The common case (lo up, an MTU): a plain rtnetlink request, no pyroute2.
+        kernel.request(ns_name, f"link set {ifname} {' '.join(text)}", ns.dump.set_link, ns.index(ifname),
+                       up=None if state is None else state == "up", mtu=mtu)
+    elif attrs:
         kernel.request(ns_name, f"link set {ifname} {' '.join(text)}", ns.ipr.link, "set",
                        index=ns.index(ifname), **attrs)

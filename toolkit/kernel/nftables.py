@@ -47,8 +47,27 @@ def run_cmd(kernel, ns, command: str) -> str:
 
 
 def read(kernel, ns_name: str) -> list:
-    """nft_table resources for the owned tables of a namespace, nft_foreign for the rest."""
+    """nft_table resources for the owned tables of a namespace, nft_foreign for the rest.
+
+    With a memo (kernel.nft_memo), a namespace whose cookie and ruleset generation
+    are those of an earlier read is not listed again: no commit happened there
+    since, so its tables are what that read found (kernel/nftgen.py). A listing
+    is remembered only if the generation did not move while it was made."""
     ns = kernel.ns(ns_name)
+    memo = kernel.nft_memo
+    mark = (ns.cookie(), ns.generation()) if memo is not None else (None, None)
+    if mark[1] is not None:
+        known = memo.get(ns_name, *mark)
+        if known is not None:
+            kernel.log(ns_name, f"nft ruleset unchanged since read (generation {mark[1]})")
+            return known
+    out = _listed(kernel, ns, ns_name)
+    if mark[1] is not None and ns.generation() == mark[1]:
+        memo.put(ns_name, *mark, out)
+    return out
+
+
+def _listed(kernel, ns, ns_name: str) -> list:
     listing = json.loads(kernel.request(ns_name, "nft list ruleset", run_cmd, kernel, ns, "list ruleset") or "{}")
     items = listing.get("nftables", [])
     chaos = {(i["table"]["family"], i["table"]["name"]) for i in items
@@ -90,13 +109,54 @@ def rule_texts(kernel, ns_name: str, family: str, table: str) -> dict:
     return texts
 
 
-def transaction(kernel, ns_name: str, commands: str, what: str) -> None:
-    """Run one JSON transaction (all or nothing) in namespace `ns_name`."""
-    kernel.log(ns_name, f"nft transaction: {what}")
+def transaction(kernel, ns_name: str, commands, what: str, script: str | None = None,
+                tables: dict | None = None) -> None:
+    """Run one transaction (all or nothing) in namespace `ns_name`: `script` (nft
+    text) if given, else `commands` (JSON text, or a function making it).
+
+    nft's parser may read a rendered name otherwise than meant (a chain called
+    like a keyword): a text transaction libnftables refuses, when nothing was
+    committed, is sent again as JSON, which names everything explicitly.
+
+    Then, with a memo, what the namespace holds is followed without listing it:
+    if the generation moved by exactly one, the commit was this transaction
+    alone (the kernel numbers every commit in the namespace), so the tables are
+    those read before it with `tables` in place (see _follow)."""
+    ns = kernel.ns(ns_name)
+    before = ns.generation()
+    kernel.log(ns_name, f"nft transaction ({'text' if script is not None else 'JSON'}): {what}")
     try:
-        run_cmd(kernel, kernel.ns(ns_name), commands)
+        if script is not None:
+            try:
+                run_cmd(kernel, ns, script)
+                script_ok = True
+            except KernelError as exc:
+                if before is None or ns.generation() != before:
+                    raise
+                kernel.log(ns_name, f"nft text refused ({exc.detail}); the same transaction as JSON")
+                script_ok = False
+            if not script_ok:
+                run_cmd(kernel, ns, commands() if callable(commands) else commands)
+        else:
+            run_cmd(kernel, ns, commands() if callable(commands) else commands)
     except KernelError as exc:
         raise KernelError(f"nft transaction in {ns_name} ({what})", exc.detail) from None
+    if kernel.nft_memo is not None and before is not None and tables is not None:
+        _follow(kernel.nft_memo, ns_name, ns.cookie(), before, ns.generation(), tables)
+
+
+def _follow(memo, ns_name: str, cookie: int, before: int, after, tables: dict) -> None:
+    """Remember the namespace's tables after our own commit, when that is certain:
+    the generation moved from `before` by exactly one (no other commit came
+    between the two readings, ours made exactly one), and what it held at
+    `before` is known. Otherwise nothing is remembered: the next read lists."""
+    if after != before + 1:
+        return
+    held = memo.get(ns_name, cookie, before)
+    if held is None:
+        return
+    kept = [r for r in held if r.key not in tables]
+    memo.put(ns_name, cookie, after, kept + [r for r in tables.values() if r is not None])
 
 
 def _first_error(err: str) -> str:

@@ -35,6 +35,7 @@ class Namespace:
         self._loop = loop
         self._ipr = None  # pyroute2's IPRoute, opened on first use
         self._nft = None
+        self._nfgen = None  # nfnetlink socket for the ruleset generation
         self._index: dict[str, int] | None = None
         self._nsids: dict[str, int | None] = {}
 
@@ -58,6 +59,23 @@ class Namespace:
             with netns.entered(self.fd):
                 self._nft = context()
         return self._nft
+
+    def generation(self) -> int | None:
+        """The namespace's nftables ruleset generation (kernel/nftgen.py); None if
+        the kernel will not say."""
+        from . import nftgen
+
+        try:
+            if self._nfgen is None:
+                with netns.entered(self.fd):
+                    self._nfgen = nftgen.open_socket()
+            return nftgen.generation(self._nfgen)
+        except OSError:
+            return None
+
+    def cookie(self) -> int:
+        """The namespace's cookie (SO_NETNS_COOKIE), from its dump socket."""
+        return struct.unpack("=Q", self.dump.sock.getsockopt(socket.SOL_SOCKET, netns.SO_NETNS_COOKIE, 8))[0]
 
     def still_named(self) -> bool:
         """Whether the name still leads to this namespace (nsfs inode numbers are
@@ -95,6 +113,8 @@ class Namespace:
             if self._ipr is not None:
                 self._ipr.close()
             self._nft = None  # frees the libnftables context and its socket
+            if self._nfgen is not None:
+                self._nfgen.close()
             self.dump.close()
         finally:
             os.close(self.fd)
@@ -113,6 +133,10 @@ class Kernel:
         # Called with (name, cookie) as each namespace is created, before it is
         # visible: the runtime records what it creates by identity.
         self.announce = None
+        # What the nftables reader found per namespace, by (cookie, generation):
+        # state/rulesets.RulesetMemo, handed in by a command that has a state
+        # directory. Without one every read lists the ruleset.
+        self.nft_memo = None
         self._open: dict[str, Namespace] = {}
         self._loop = asyncio.new_event_loop()
         _raise_fd_limit()
@@ -140,14 +164,26 @@ class Kernel:
             handle = self.ns(name)
         except KernelError:
             return netns.cookie(name)  # replaced since this command opened it: the new one's
-        return struct.unpack("=Q", handle.dump.sock.getsockopt(socket.SOL_SOCKET, netns.SO_NETNS_COOKIE, 8))[0]
+        return handle.cookie()
 
     def tidy(self, name: str) -> None:
         """Remove a placeholder a killed namespace create left under the name."""
         netns.remove_placeholder(name)
 
     def create_namespace(self, name: str) -> None:
-        self.request(name, "netns add", netns.create, name, self.announce)
+        def announce(ns_name, cookie):  # the thread is inside the new namespace, not yet named
+            if self.announce is not None:
+                self.announce(ns_name, cookie)
+            if self.nft_memo is not None:
+                # Nobody else can reach it yet: its ruleset is empty at this generation.
+                from . import nftgen
+
+                try:
+                    with nftgen.open_socket() as sock:
+                        self.nft_memo.put(ns_name, cookie, nftgen.generation(sock), [])
+                except OSError:
+                    pass
+        self.request(name, "netns add", netns.create, name, announce)
 
     def remove_namespace(self, name: str) -> None:
         self.ns(name)  # still the namespace this command read (KernelError otherwise)
@@ -188,6 +224,8 @@ class Kernel:
             handle.close()
 
     def close(self) -> None:
+        if self.nft_memo is not None:
+            self.nft_memo.save()
         for name in list(self._open):
             self.release(name)
         if not self._loop.is_closed():
@@ -242,8 +280,8 @@ class Kernel:
     def sysctl_write(self, ns, name, value) -> None:
         sysctls.write(self, ns, name, value)
 
-    def nft_transaction(self, ns, commands, what) -> None:
-        nftables.transaction(self, ns, commands, what)
+    def nft_transaction(self, ns, commands, what, script=None, tables=None) -> None:
+        nftables.transaction(self, ns, commands, what, script=script, tables=tables)
 
     def nft_rule_texts(self, ns, family, table) -> dict:
         return nftables.rule_texts(self, ns, family, table)

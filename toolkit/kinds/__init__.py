@@ -44,6 +44,16 @@ def compile_all(topology, prefix: str = "") -> frozenset:
     return frozenset(r for k in KINDS for r in k.compile(topology, prefix))
 
 
+def compile_topology(topology, prefix: str = ""):
+    """The topology compiled for `prefix` (model.compiled.Compiled): its resources
+    and what the reconciler reports it by."""
+    from ..model.compiled import Compiled
+
+    return Compiled(name=topology.name, source=topology.source, prefix=prefix,
+                    node_names=tuple(n.name for n in topology.nodes), desired=compile_all(topology, prefix),
+                    files=topology.files)
+
+
 def read_hints(resources) -> dict:
     """What the backend must know to read live state for `resources` (desired
     state or a snapshot): each kind's hints, merged."""

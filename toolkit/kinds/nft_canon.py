@@ -9,7 +9,8 @@ so that equal rulesets give equal resources.
 An nft_table resource spec has, per chain, a `chain NAME` field (its header as
 JSON: type, hook, priority, policy) and a `rules NAME` field (a tuple of
 canonical rule strings, in order); per named set a `set NAME` field; and an
-informational `_display` field mapping (chain, canonical rule) to readable text.
+informational `_display` field mapping (chain, canonical rule) to readable text, and
+`_nft`: the contents as nft text (nft_text.py), which an apply sends.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ipaddress
 import json
 
 from ..model.firewall import LIMIT_BURST, LOG_LEVEL, REJECT_CODE, REJECT_TYPE, Table
+from .nft_text import contents
 
 REJECT_DEFAULT = {family: {"type": kind, "expr": REJECT_CODE} for family, kind in REJECT_TYPE.items()}
 
@@ -101,6 +103,8 @@ def desired_table_spec(table: Table) -> dict:
     for named in table.sets:
         fields[f"set {named.name}"] = set_spec(named.type, named.flags, [json.loads(e) for e in named.elements])
     fields["_display"] = tuple(sorted(display.items()))
+    # Rendered once here, kept with the compiled topology: an apply sends it as is.
+    fields["_nft"] = contents(table.family, table.kernel_name, sorted(fields.items()))
     return fields
 
 

@@ -19,6 +19,7 @@ from ..core.resource import Resource
 from . import netns
 from .base import Kind, show, shown
 from .nft_canon import desired_table_spec, object_field
+from .nft_text import table_script
 
 ABSENT = "(absent)"
 
@@ -102,14 +103,31 @@ class NftTable(Kind):
         return out
 
     def run(self, backend, phase, actions) -> None:
-        """Every action of one namespace in one transaction."""
+        """Every action of one namespace in one transaction: nft text when every
+        table renders (nft_text.py: libnftables parses text faster), else JSON.
+        `tables` tells the backend what the changed tables hold once it commits."""
         ns = actions[0].ns
-        commands = [command for action in actions for command in table_commands(action)]
+        scripts = [table_script(a.op, a.key[1], a.key[2], a.desired.spec if a.desired is not None else ())
+                   for a in actions]
+        script = "".join(scripts) if all(part is not None for part in scripts) else None
         names = ", ".join(f"{a.op} table {a.key[1]} {a.key[2]}" for a in actions)
-        # JSON input, written as text: the rules are JSON text already, and parsing
-        # them only to serialise them again cost more than libnftables' own work.
-        backend.nft_transaction(ns, '{"nftables":[' + ",".join(commands) + "]}",
-                                f"{names} ({len(commands)} commands)")
+
+        def as_json() -> str:
+            # JSON input, written as text: the rules are JSON text already, and parsing
+            # them only to serialise them again cost more than libnftables' own work.
+            commands = [command for action in actions for command in table_commands(action)]
+            return '{"nftables":[' + ",".join(commands) + "]}"
+
+        tables = {a.key: None if a.desired is None else committed(a.desired) for a in actions}
+        backend.nft_transaction(ns, as_json, names, script=script, tables=tables)
+
+
+def committed(desired: Resource) -> Resource:
+    """The table a transaction that created or replaced it from `desired` leaves,
+    as the reader would read it back: the compared fields, none of the desired
+    side's information fields (the rules' handles are the kernel's to give)."""
+    return Resource(desired.kind, desired.key, tuple((k, v) for k, v in desired.spec if not k.startswith("_")),
+                    desired.owner)
 
 
 def _json_object(text):

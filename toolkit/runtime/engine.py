@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from ..core.action import Plan
 from ..core.owners import is_managed, is_reported
 from ..errors import ManifestError, NetkeelError, OwnershipError, Problem
-from ..kinds import NAMESPACE, compile_all, kind
+from ..kinds import NAMESPACE, compile_topology, kind
 from ..kinds.netns import names as namespace_names
 from ..model.topology import Topology
 from ..planner import diff
@@ -60,18 +60,28 @@ class Drift:
 
 
 class Reconciler:
-    def __init__(self, topology: Topology, backend, state: StateDir, prefix: str = "",
+    def __init__(self, topology, backend, state: StateDir, prefix: str = "",
                  git=None, wait: bool = False, claims=()):
-        """`topology` must have its native firewall rules resolved (ManifestError
-        otherwise, if it has any). `git` says where the manifest came from: a dict,
-        or a function returning one, called only when a change records it;
-        `wait` makes a change wait for the state lock instead of failing;
-        `claims` are overlays' claims on live objects (core.owners.Claim), or a
-        function that gives them."""
+        """`topology` is a model.topology.Topology, which must have its native
+        firewall rules resolved (ManifestError otherwise, if it has any), or a
+        model.compiled.Compiled for this prefix (from the compile cache). `git`
+        says where the manifest came from: a dict, or a function returning one,
+        called only when a change records it; `wait` makes a change wait for the
+        state lock instead of failing; `claims` are overlays' claims on live
+        objects (core.owners.Claim), or a function that gives them."""
         if prefix and not PREFIX.fullmatch(prefix):
             raise NetkeelError(f"invalid namespace prefix {prefix!r}: use letters, digits, '_', '.', '-', "
                                "starting with a letter or digit, at most 32 characters")
-        self.topology = topology
+        if isinstance(topology, Topology):
+            unresolved = [r.source for n in topology.nodes for t in n.tables for c in t.chains
+                          for r in c.rules if r.expr is None]
+            if unresolved:
+                raise ManifestError([Problem(src.rpartition(":")[0], int(src.rpartition(":")[2]), "",
+                                             "native rule not checked by libnftables") for src in unresolved])
+            topology = compile_topology(topology, prefix)
+        elif topology.prefix != prefix:
+            raise NetkeelError(f"{topology.source} was compiled for prefix {topology.prefix!r}, not {prefix!r}")
+        self.topology = topology  # model.compiled.Compiled
         self.kernel = backend
         self.state = state
         self.prefix = prefix
@@ -81,12 +91,7 @@ class Reconciler:
         self._held = ()
         self._lock = None
         self.instance = instance_id(topology.name, prefix)
-        unresolved = [r.source for n in topology.nodes for t in n.tables for c in t.chains
-                      for r in c.rules if r.expr is None]
-        if unresolved:
-            raise ManifestError([Problem(src.rpartition(":")[0], int(src.rpartition(":")[2]), "",
-                                         "native rule not checked by libnftables") for src in unresolved])
-        self.desired = compile_all(self.topology, prefix)
+        self.desired = topology.desired
         self.inventory = Inventory(state)
 
     @property

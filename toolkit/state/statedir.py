@@ -104,10 +104,12 @@ class StateDir:
         content = self.read_bytes(relative)
         return default if content is None else json.loads(content)
 
-    def write_json(self, relative: str, data, durable: bool = True):
+    def write_json(self, relative: str, data, durable: bool = True, compact: bool = False):
         """Write atomically: a fresh temp file (O_EXCL, never through a link) in the checked
-        directory, fsync, rename over the target, fsync the directory."""
-        content = (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()  # fails before any I/O
+        directory, fsync, rename over the target, fsync the directory. `compact`: one
+        line, for caches no one reads by eye."""
+        text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1, sort_keys=True)
+        content = (text + "\n").encode()  # fails before any I/O
         directory, _, name = relative.rpartition("/")
         with self.directory(directory, create=True) as dir_fd:
             temp = f".{name}.{secrets.token_hex(6)}.tmp"

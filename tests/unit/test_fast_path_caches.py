@@ -1,0 +1,228 @@
+"""The caches behind the fast paths: what the nftables reader found per namespace
+by (cookie, generation) (state/rulesets.py), the compile cache (state/compiled.py)
+and the rule that follows a commit without listing (kernel/nftables._follow).
+Each may only ever make a command faster: any doubt is a miss."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from toolkit.core.owners import FOREIGN, TOPOLOGY, overlay
+from toolkit.core.resource import Resource
+from toolkit.errors import NetkeelError
+from toolkit.kernel.nftables import _follow
+from toolkit.kinds import compile_topology
+from toolkit.manifest import load_topology
+from toolkit.manifest.files import read_file
+from toolkit.runtime.engine import Reconciler
+from toolkit.state import StateDir
+from toolkit.state import compiled as compiled_cache
+from toolkit.state.compiled import CompileCache, Recorder
+from toolkit.state.rulesets import FILE, RulesetMemo
+
+
+def table(ns="lab-fw", name="netkeel_filter", owner=TOPOLOGY, rules=('{"expr":[{"accept":null}]}',)):
+    return Resource.make("nft_table", (ns, "inet", name), owner=owner, **{
+        "chain input": '{"hook": "input", "policy": "drop", "prio": 0, "type": "filter"}',
+        "rules input": tuple(rules), "_handles": (("input", rules[0], 4),) if rules else None})
+
+
+@pytest.fixture
+def state(tmp_path):
+    return StateDir(tmp_path / "state")
+
+
+# -- the ruleset memo ---------------------------------------------------------------
+
+def test_a_ruleset_is_known_again_only_at_the_same_cookie_and_generation(state):
+    resources = [table(), table(name="other", owner=FOREIGN), table(name="netkeel_chaos_x", owner=overlay("fault"))]
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 12, resources)
+    memo.save()
+    again = RulesetMemo(state)
+    assert sorted(again.get("lab-fw", 77, 12)) == sorted(resources)
+    assert [r.owner for r in sorted(again.get("lab-fw", 77, 12))] == [r.owner for r in sorted(resources)]
+    assert again.get("lab-fw", 77, 13) is None   # a commit since
+    assert again.get("lab-fw", 78, 12) is None   # another namespace under the name
+    assert again.get("lab-other", 77, 12) is None
+    assert RulesetMemo(state, trust=False).get("lab-fw", 77, 12) is None  # drift --full
+
+
+def test_saving_merges_with_what_another_command_wrote_and_drops_gone_namespaces(state):
+    first, second = RulesetMemo(state, exists=lambda ns: ns != "lab-gone"), RulesetMemo(state)
+    second.get("lab-a", 1, 1)  # read the (empty) file before the other command writes
+    first.put("lab-a", 1, 5, [table("lab-a")])
+    first.put("lab-gone", 2, 5, [table("lab-gone")])
+    first.save()
+    second.put("lab-b", 3, 9, [table("lab-b")])
+    second.save()
+    third = RulesetMemo(state)
+    assert third.get("lab-a", 1, 5) == [table("lab-a")]
+    assert third.get("lab-b", 3, 9) == [table("lab-b")]
+    assert third.get("lab-gone", 2, 5) is None
+
+
+@pytest.mark.parametrize("content", [
+    b"not json", b"[]", b'{"format": 2, "namespaces": {}}', b'{"format": 1, "namespaces": []}',
+    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-other", "inet", "t"], "topology", []]]}}}).encode(),     # another namespace's
+    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["link", ["lab-fw", "eth0"], "topology", []]]}}}).encode(),                 # not a table
+    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["rules x", {"a": 1}]]]]}}}).encode(),
+    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-fw", "inet", "t"], "root!", []]]}}}).encode(),          # unknown owner
+    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["a", "1"], ["a", "2"]]]]}}}).encode(),
+    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": 7}}}).encode(),
+    json.dumps({"format": 1, "namespaces": {"lab-fw": "x"}}).encode(),
+])
+def test_a_hostile_or_damaged_memo_is_a_miss_never_an_error(state, content):
+    state.ensure()
+    os.makedirs(state.path("cache"), mode=0o700, exist_ok=True)
+    state.path(FILE).write_bytes(content)
+    os.chmod(state.path(FILE), 0o600)
+    memo = RulesetMemo(state)
+    assert memo.get("lab-fw", 77, 12) is None
+    memo.put("lab-fw", 77, 13, [table()])
+    memo.save()  # rewritten whole
+    assert RulesetMemo(state).get("lab-fw", 77, 13) == [table()]
+
+
+def test_a_memo_that_cannot_be_written_only_costs_time(state, tmp_path):
+    state.ensure()
+    state.path("cache").write_text("a file where the directory would be")
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 1, 1, [table()])
+    memo.save()  # no exception
+    assert RulesetMemo(state).get("lab-fw", 1, 1) is None
+
+
+# -- following our own commit -------------------------------------------------------
+
+def test_a_commit_is_followed_only_when_the_generation_moved_by_exactly_one(state):
+    before = [table(), table(name="foreign", owner=FOREIGN)]
+    replaced = table(rules=('{"expr":[{"drop":null}]}',))
+    new = Resource.make("nft_table", ("lab-fw", "inet", "netkeel_nat"), **{"chain post": "{}"})
+    for after, expected in ((13, True), (14, False), (12, False), (None, False)):
+        memo = RulesetMemo(state)
+        memo.put("lab-fw", 77, 12, before)
+        _follow(memo, "lab-fw", 77, 12, after, {replaced.key: replaced, new.key: new})
+        found = memo.get("lab-fw", 77, 13)
+        if expected:
+            assert sorted(found) == sorted([replaced, new, before[1]])
+        else:
+            assert found is None
+
+
+def test_a_commit_on_an_unknown_ruleset_is_not_followed(state):
+    memo = RulesetMemo(state)
+    _follow(memo, "lab-fw", 77, 12, 13, {table().key: table()})
+    assert memo.get("lab-fw", 77, 13) is None
+
+
+def test_a_removed_table_is_gone_from_what_is_followed(state):
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 3, [table()])
+    _follow(memo, "lab-fw", 77, 3, 4, {table().key: None})
+    assert memo.get("lab-fw", 77, 4) == []
+
+
+# -- the compile cache --------------------------------------------------------------
+
+MANIFEST = """\
+name: cached
+nodes:
+  fw:
+    policies: [policy.yaml]
+"""
+POLICY = """\
+tables:
+  filter:
+    family: inet
+    chains:
+      input:
+        hook: input
+        rules:
+          - {protocol: tcp, dport: 22, action: accept}
+"""
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab.yaml").write_text(MANIFEST)
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    return tmp_path
+
+
+def compile_and_store(state, prefix="p-"):
+    recorder = Recorder(read_file)
+    topology = load_topology("lab.yaml", read=recorder)
+    compiled = compile_topology(topology, prefix)
+    CompileCache(state, read_file).store("lab.yaml", prefix, compiled, recorder.reads)
+    return compiled
+
+
+def test_an_unchanged_manifest_comes_back_from_the_cache_whole(state, lab):
+    compiled = compile_and_store(state)
+    found = CompileCache(state, read_file).lookup("lab.yaml", "p-")
+    assert found == compiled
+    assert found.files == compiled.files
+    assert [r.fields() for r in sorted(found.desired)] == [r.fields() for r in sorted(compiled.desired)]
+    rec = Reconciler(found, backend=None, state=state, prefix="p-")
+    assert rec.desired == compiled.desired and rec.topology.name == "cached"
+
+
+@pytest.mark.parametrize("change", ["policy", "manifest", "prefix", "cwd", "code", "policy gone"])
+def test_any_change_of_what_it_came_from_is_a_miss(state, lab, monkeypatch, change):
+    compile_and_store(state)
+    prefix = "p-"
+    if change == "policy":
+        (lab / "policy.yaml").write_text(POLICY.replace("22", "23"))
+    elif change == "manifest":
+        (lab / "lab.yaml").write_text(MANIFEST + "# a comment\n")
+    elif change == "prefix":
+        prefix = "q-"
+    elif change == "cwd":
+        other = lab / "elsewhere"
+        other.mkdir()
+        (other / "lab.yaml").write_text(MANIFEST)
+        (other / "policy.yaml").write_text(POLICY)
+        monkeypatch.chdir(other)
+    elif change == "code":
+        monkeypatch.setattr(compiled_cache, "fingerprint", lambda: "another netkeel")
+    elif change == "policy gone":
+        (lab / "policy.yaml").unlink()
+    assert CompileCache(state, read_file).lookup("lab.yaml", prefix) is None
+
+
+def test_a_damaged_or_foreign_entry_is_a_miss(state, lab):
+    compile_and_store(state)
+    cache = CompileCache(state, read_file)
+    path = state.path(cache._name("lab.yaml", "p-"))
+    entry = json.loads(path.read_text())
+    entry["resources"].append(["netns", ["elsewhere"], "topology", []])  # outside the prefix
+    path.write_text(json.dumps(entry))
+    assert cache.lookup("lab.yaml", "p-") is None
+    path.write_text("{truncated")
+    assert cache.lookup("lab.yaml", "p-") is None
+    path.unlink()
+    path.symlink_to("/etc/passwd")
+    assert cache.lookup("lab.yaml", "p-") is None
+
+
+def test_a_reconciler_refuses_a_topology_compiled_for_another_prefix(state, lab):
+    compiled = compile_and_store(state, prefix="p-")
+    with pytest.raises(NetkeelError, match="compiled for prefix 'p-'"):
+        Reconciler(compiled, backend=None, state=state, prefix="q-")
+
+
+def test_old_entries_beyond_the_limit_are_removed(state, lab, monkeypatch):
+    monkeypatch.setattr(compiled_cache, "KEEP", 3)
+    for i in range(5):
+        compile_and_store(state, prefix=f"p{i}-")
+    assert len(state.regular_files(compiled_cache.DIRECTORY)) == 3

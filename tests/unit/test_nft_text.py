@@ -1,0 +1,156 @@
+"""nft text for canonical tables (kinds/nft_text.py): every rule form the
+compiler writes renders to the nft statement that means it; anything the
+renderer does not know renders to None (the transaction then goes as JSON)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from toolkit.kinds.nft_canon import desired_table_spec
+from toolkit.kinds.nft_text import contents, rule_text, table_script
+from toolkit.manifest.policy import load_policy_text
+
+
+def rendered(rule: str, family: str = "inet", chain: str = "input", hook: str = "input", extra: str = "") -> str:
+    """The text of one structured rule, compiled as a policy would compile it."""
+    text = textwrap.dedent(f"""\
+        tables:
+          t:
+            family: {family}
+            {extra}
+            chains:
+              other: {{}}
+              {chain}:
+                hook: {hook}
+                {"type: nat" if hook in ("prerouting", "postrouting") else ""}
+                rules:
+                  - {rule}
+        """)
+    tables, problems = load_policy_text(text, "p.yaml")
+    assert problems == []
+    spec = desired_table_spec(tables[0])
+    (rule_key,) = spec[f"rules {chain}"]
+    return rule_text(rule_key)
+
+
+@pytest.mark.parametrize("rule, text", [
+    ("{iif: lo, action: accept}", 'iifname "lo" accept'),
+    ("{oif: [eth0, eth1], action: drop}", 'oifname { "eth0", "eth1" } drop'),
+    ("{saddr: 10.0.1.2, action: accept}", "ip saddr 10.0.1.2 accept"),
+    ("{saddr: 10.0.1.0/24, daddr: [10.0.2.0/24, 10.0.3.1], action: accept}",
+     "ip saddr 10.0.1.0/24 ip daddr { 10.0.3.1, 10.0.2.0/24 } accept"),  # canonical order
+    ("{daddr: 2001:db8::/64, action: drop}", "ip6 daddr 2001:db8::/64 drop"),
+    ("{protocol: tcp, dport: 22, action: accept}", "tcp dport 22 accept"),
+    ("{protocol: udp, sport: '1000-2000', action: accept}", "udp sport 1000-2000 accept"),
+    ("{protocol: [tcp, udp], dport: [53, 80], action: accept}",
+     "meta l4proto { tcp, udp } th dport { 53, 80 } accept"),
+    ("{protocol: icmp, icmp_type: echo-request, action: accept}", "icmp type echo-request accept"),
+    ("{protocol: icmpv6, icmpv6_type: [nd-neighbor-solicit, echo-request], action: accept}",
+     "icmpv6 type { echo-request, nd-neighbor-solicit } accept"),
+    ("{protocol: gre, action: accept}", "meta l4proto gre accept"),
+    ("{ct_state: [related, established], action: accept}", "ct state established,related accept"),
+    ("{ct_state: new, action: accept}", "ct state new accept"),
+    ("{ct_status: dnat, action: accept}", "ct status dnat accept"),
+    ("{mark: 7, action: accept}", "meta mark 7 accept"),
+    ("{limit: 10/second, action: accept}", "limit rate 10/second burst 5 packets accept"),
+    ("{counter: true, action: drop}", "counter drop"),
+    ("{log: true, action: drop}", "log drop"),
+    ("{log: {prefix: 'dropped: ', level: info}, action: drop}", 'log prefix "dropped: " level info drop'),
+    ("{action: {jump: other}}", "jump other"),
+    ("{action: {goto: other}}", "goto other"),
+    ("{action: return}", "return"),
+    ("{action: reject}", "reject with icmpx port-unreachable"),
+    ("{protocol: tcp, action: {reject: tcp-reset}}", "meta l4proto tcp reject with tcp reset"),
+    ("{action: drop, comment: time server}", 'drop comment "time server"'),
+])
+def test_each_rule_form_renders_as_nft_writes_it(rule, text):
+    assert rendered(rule) == text
+
+
+def test_nat_statements_name_their_family_in_an_inet_table():
+    assert rendered('{protocol: tcp, dport: 8022, action: {dnat: "10.0.1.2:8022"}}', chain="pre",
+                    hook="prerouting") == "tcp dport 8022 dnat ip to 10.0.1.2:8022"
+    assert rendered('{protocol: tcp, dport: 80, action: {dnat: "[2001:db8::1]:8080"}}', chain="pre",
+                    hook="prerouting") == "tcp dport 80 dnat ip6 to [2001:db8::1]:8080"
+    assert rendered("{action: masquerade}", chain="post", hook="postrouting") == "masquerade"
+    assert rendered('{action: {snat: "10.0.2.1"}}', family="ip", chain="post", hook="postrouting") == \
+        "snat to 10.0.2.1"
+
+
+def test_a_whole_table_renders_sets_then_chains_then_rules():
+    spec = desired_table_spec(_table("""\
+        tables:
+          filter:
+            family: inet
+            sets:
+              clients: {type: ipv4_addr, flags: [interval], elements: [10.0.1.0/24, 10.0.2.0/24]}
+              ports: {type: inet_service, elements: [22, 80]}
+            chains:
+              input:
+                hook: input
+                policy: drop
+                rules:
+                  - {saddr: "@clients", protocol: tcp, dport: 22, action: accept}
+              helper: {}
+        """))
+    body = spec["_nft"]
+    assert body == contents("inet", "netkeel_filter", sorted(spec.items()))
+    assert body.splitlines() == [
+        "add set inet netkeel_filter clients { type ipv4_addr; flags interval; "
+        "elements = { 10.0.1.0/24, 10.0.2.0/24 }; }",
+        "add set inet netkeel_filter ports { type inet_service; elements = { 22, 80 }; }",
+        "add chain inet netkeel_filter helper",
+        "add chain inet netkeel_filter input { type filter hook input priority 0; policy drop; }",
+        "add rule inet netkeel_filter input ip saddr @clients tcp dport 22 accept",
+    ]
+    script = table_script("modify", "inet", "netkeel_filter", sorted(spec.items()))
+    assert script.splitlines()[:3] == ["add table inet netkeel_filter", "delete table inet netkeel_filter",
+                                       "add table inet netkeel_filter"]
+    assert table_script("delete", "inet", "netkeel_filter", ()) == "delete table inet netkeel_filter\n"
+
+
+def _table(text):
+    tables, problems = load_policy_text(textwrap.dedent(text), "p.yaml")
+    assert problems == []
+    return tables[0]
+
+
+def canonical(expr, comment=None) -> str:
+    body = {"expr": expr}
+    if comment is not None:
+        body["comment"] = comment
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("expr, comment", [
+    ([{"accept": None}], 'say "hi"'),                 # a quote would end nft's string early
+    ([{"accept": None}], "back\\slash"),
+    ([{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": 'e"th0'}}, {"accept": None}], None),
+    ([{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                 "right": "10.0.0.1; flush ruleset"}}], None),  # not an address: never spliced in
+    ([{"match": {"op": "<", "left": {"meta": {"key": "mark"}}, "right": 5}}], None),
+    ([{"queue": {"num": 1}}], None),
+    ([{"counter": {"packets": 3, "bytes": 9}}], None),
+    ([{"jump": {"target": "a b"}}], None),
+    ([{"xt": {"type": "target", "name": "NFQUEUE"}}], None),
+    ([], None),
+])
+def test_what_it_does_not_know_is_none_so_the_transaction_goes_as_json(expr, comment):
+    spec = [("chain input", json.dumps({"type": None, "hook": None, "prio": None, "policy": None})),
+            ("rules input", (canonical(expr, comment),))]
+    assert contents("inet", "netkeel_t", spec) is None
+    assert table_script("create", "inet", "netkeel_t", spec) is None
+
+
+@pytest.mark.parametrize("family, name, spec", [
+    ("netdev", "netkeel_t", ()),
+    ("inet", "netkeel_t; flush ruleset", ()),
+    ("inet", "netkeel_t", (("map m", "{}"),)),
+    ("inet", "netkeel_t", (("set s", json.dumps({"type": ["ipv4_addr", "inet_service"], "flags": [],
+                                                  "elements": []})),)),
+])
+def test_unknown_families_names_objects_and_set_types_are_none(family, name, spec):
+    assert table_script("create", family, name, spec) is None

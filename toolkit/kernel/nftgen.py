@@ -1,0 +1,71 @@
+"""The nftables ruleset generation of a namespace: one NFT_MSG_GETGEN over nfnetlink.
+
+The kernel numbers every committed nftables transaction of a network namespace:
+the id moves by exactly one per commit there, and never on traffic, counters,
+listings, refused batches or `nft -c` (measured on 6.18 and libnftables 1.0.6).
+A namespace deleted and made again starts over, so the id identifies a ruleset
+only together with the namespace's cookie (SO_NETNS_COOKIE). Asking costs a few
+microseconds against a listing's hundreds of milliseconds for a large ruleset:
+that is what lets a no-op apply or a drift check skip the listing (nftables.py).
+
+Message layout from <linux/netfilter/nfnetlink.h> and nf_tables.h: a netlink
+header, struct nfgenmsg {family u8, version u8, res_id be16}, then attributes;
+the answer is NFT_MSG_NEWGEN carrying NFTA_GEN_ID (be32).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_NEWGEN, NFT_MSG_GETGEN = 15, 16
+NFTA_GEN_ID = 1
+NLM_F_REQUEST, NLMSG_ERROR = 0x1, 2
+
+_HDR = struct.Struct("=LHHLL")
+_NFGEN = struct.Struct("=BBH")
+_NLA = struct.Struct("=HH")
+
+
+def open_socket() -> socket.socket:
+    """An nfnetlink socket, bound to the namespace the calling thread is in."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
+    sock.settimeout(2.0)  # the kernel answers at once; never hang a command on it
+    return sock
+
+
+def generation(sock: socket.socket, seq: int = 1) -> int:
+    """The namespace's current ruleset generation id. Raises OSError."""
+    msg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN
+    request = _HDR.pack(_HDR.size + _NFGEN.size, msg_type, NLM_F_REQUEST, seq, 0) + _NFGEN.pack(0, 0, 0)
+    sock.send(request)
+    while True:
+        data = sock.recv(65536)
+        offset = 0
+        while offset + _HDR.size <= len(data):
+            length, kind, _, got_seq, _ = _HDR.unpack_from(data, offset)
+            if length < _HDR.size:
+                raise OSError("short nfnetlink message")
+            if got_seq == seq:
+                if kind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
+                    raise OSError(code, f"NFT_MSG_GETGEN refused (errno {code})")
+                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN:
+                    found = _gen_id(data, offset + _HDR.size + _NFGEN.size, offset + length)
+                    if found is None:
+                        raise OSError("NFT_MSG_NEWGEN without NFTA_GEN_ID")
+                    return found
+            offset += (length + 3) & ~3
+
+
+def _gen_id(data: bytes, offset: int, end: int) -> int | None:
+    while offset + _NLA.size <= end:
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < _NLA.size:
+            return None
+        if kind & 0x3FFF == NFTA_GEN_ID and length >= _NLA.size + 4:
+            return struct.unpack_from(">I", data, offset + _NLA.size)[0]
+        offset += (length + 3) & ~3
+    return None
