@@ -261,7 +261,10 @@ class FakeKernel:
         self.sysctls[(ns, name)] = value
 
     # -- nftables ---------------------------------------------------------------------------------------
-    def nft_transaction(self, ns, commands, what, script=None, tables=None):
+    def nft_rule_handles(self, ns, family, table):
+        return None  # the fake's rules have no handles: tables are replaced whole
+
+    def nft_transaction(self, ns, commands, what, script=None, tables=None, echo=False):
         self._request("nft_transaction", ns, what)
         self._need_ns(ns)
         if callable(commands):

@@ -92,6 +92,27 @@ def test_a_hostile_or_damaged_memo_is_a_miss_never_an_error(state, content):
     assert RulesetMemo(state).get("lab-fw", 77, 13) == [table()]
 
 
+def test_a_large_entry_has_a_file_of_its_own_checked_against_its_name(state):
+    big = table(rules=tuple(f'{{"expr":[{{"drop":null}}],"comment":"{i}"}}' for i in range(2000)))
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 5, 6, [big])
+    memo.put("lab-small", 5, 6, [table("lab-small")])
+    memo.save()
+    (name,) = state.regular_files("cache/nft-rulesets")
+    index = json.loads(state.path(FILE).read_text())["namespaces"]
+    assert index["lab-fw"]["digest"] + ".json" == name and "resources" in index["lab-small"]
+    assert RulesetMemo(state).get("lab-fw", 5, 6) == [big]
+    side = state.path("cache/nft-rulesets", name)
+    side.write_bytes(side.read_bytes().replace(b"1999", b"1998", 1))
+    assert RulesetMemo(state).get("lab-fw", 5, 6) is None   # changed since written: a miss
+    side.unlink()
+    assert RulesetMemo(state).get("lab-fw", 5, 6) is None
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 5, 7, [table()])
+    memo.save()
+    assert state.regular_files("cache/nft-rulesets") == []   # no entry names it any more
+
+
 def test_a_memo_that_cannot_be_written_only_costs_time(state, tmp_path):
     state.ensure()
     state.path("cache").write_text("a file where the directory would be")

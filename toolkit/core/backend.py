@@ -82,12 +82,18 @@ class Backend(Protocol):
 
     # -- nftables ------------------------------------------------------------------------
     def nft_transaction(self, ns: str, commands, what: str, script: str | None = None,
-                        tables: dict | None = None) -> None:
+                        tables=None, echo: bool = False):
         """Run one libnftables transaction (all or nothing) in namespace `ns`:
         `script` (nft text) if given, else `commands` (JSON text, or a function
-        that makes it: made only if needed). `tables` maps each table key the
-        transaction creates or replaces to the resource it then holds (None:
-        removed), for a backend that remembers what it read."""
+        that makes it: made only if needed). With `echo`, return [(chain, handle,
+        rule JSON)] of every rule it added, as the kernel took them, in order.
+        `tables` maps each table key the transaction creates, replaces or changes
+        to the resource it then holds (None: removed), or is a function of the
+        echoed rules giving that (which may raise, to fail the step), for a
+        backend that remembers what it read."""
+    def nft_rule_handles(self, ns: str, family: str, table: str):
+        """[(chain, handle)] of a table's rules in order, if the namespace still holds
+        the ruleset this backend last read there; else None."""
     def nft_rule_texts(self, ns: str, family: str, table: str) -> dict:
         """rule handle -> the rule as `nft list` prints it, for reports."""
 

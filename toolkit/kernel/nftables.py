@@ -55,16 +55,38 @@ def read(kernel, ns_name: str) -> list:
     is remembered only if the generation did not move while it was made."""
     ns = kernel.ns(ns_name)
     memo = kernel.nft_memo
-    mark = (ns.cookie(), ns.generation()) if memo is not None else (None, None)
-    if mark[1] is not None:
+    mark = (ns.cookie(), ns.generation())
+    ns.read_generation = None
+    if memo is not None and mark[1] is not None:
         known = memo.get(ns_name, *mark)
         if known is not None:
             kernel.log(ns_name, f"nft ruleset unchanged since read (generation {mark[1]})")
+            ns.read_generation = mark[1]
             return known
     out = _listed(kernel, ns, ns_name)
     if mark[1] is not None and ns.generation() == mark[1]:
-        memo.put(ns_name, *mark, out)
+        ns.read_generation = mark[1]  # what was read is what this generation holds
+        if memo is not None:
+            memo.put(ns_name, *mark, out)
     return out
+
+
+def rule_handles(kernel, ns_name: str, family: str, table: str):
+    """[(chain, handle)] of a table's rules in order, if the namespace still holds
+    the ruleset this command last read there (same generation before and after
+    the dump); else None."""
+    from . import nftgen
+
+    ns = kernel.ns(ns_name)
+    read = getattr(ns, "read_generation", None)
+    if read is None or ns.generation() != read:
+        return None
+    try:
+        found = kernel.request(ns_name, f"nft rule handles of {family} {table}", nftgen.rule_handles,
+                               ns.nfgen_socket(), family, table)
+    except KernelError:
+        return None
+    return found if ns.generation() == read else None
 
 
 def _listed(kernel, ns, ns_name: str) -> list:
@@ -110,7 +132,7 @@ def rule_texts(kernel, ns_name: str, family: str, table: str) -> dict:
 
 
 def transaction(kernel, ns_name: str, commands, what: str, script: str | None = None,
-                tables: dict | None = None) -> None:
+                tables=None, echo: bool = False):
     """Run one transaction (all or nothing) in namespace `ns_name`: `script` (nft
     text) if given, else `commands` (JSON text, or a function making it).
 
@@ -118,31 +140,53 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     like a keyword): a text transaction libnftables refuses, when nothing was
     committed, is sent again as JSON, which names everything explicitly.
 
+    With `echo`, returns [(chain, handle, rule JSON)] of each rule the
+    transaction added, as the kernel took it (libnftables' echo), in order.
+
     Then, with a memo, what the namespace holds is followed without listing it:
     if the generation moved by exactly one, the commit was this transaction
     alone (the kernel numbers every commit in the namespace), so the tables are
-    those read before it with `tables` in place (see _follow)."""
+    those read before it with `tables` in place (see _follow). `tables` is a
+    dict, or a function of the echoed rules giving one (it may raise: the
+    caller's verification)."""
     ns = kernel.ns(ns_name)
     before = ns.generation()
     kernel.log(ns_name, f"nft transaction ({'text' if script is not None else 'JSON'}): {what}")
+    if echo:
+        ns.nft.set_echo_output(True)
     try:
+        output = None
         if script is not None:
             try:
-                run_cmd(kernel, ns, script)
-                script_ok = True
+                output = run_cmd(kernel, ns, script)
             except KernelError as exc:
                 if before is None or ns.generation() != before:
                     raise
                 kernel.log(ns_name, f"nft text refused ({exc.detail}); the same transaction as JSON")
-                script_ok = False
-            if not script_ok:
-                run_cmd(kernel, ns, commands() if callable(commands) else commands)
-        else:
-            run_cmd(kernel, ns, commands() if callable(commands) else commands)
+        if output is None:
+            output = run_cmd(kernel, ns, commands() if callable(commands) else commands)
     except KernelError as exc:
         raise KernelError(f"nft transaction in {ns_name} ({what})", exc.detail) from None
+    finally:
+        if echo:
+            ns.nft.set_echo_output(False)
+    echoed = _echoed(output) if echo else None
+    if callable(tables):
+        tables = tables(echoed)
     if kernel.nft_memo is not None and before is not None and tables is not None:
         _follow(kernel.nft_memo, ns_name, ns.cookie(), before, ns.generation(), tables)
+    return echoed
+
+
+def _echoed(output: str) -> list:
+    """[(chain, handle, rule)] of the rules an echoed transaction added."""
+    out = []
+    for item in json.loads(output or "{}").get("nftables", []):
+        (verb, body), = item.items() if len(item) == 1 else (("", {}),)
+        rule = body.get("rule") if verb in ("add", "insert") and isinstance(body, dict) else None
+        if isinstance(rule, dict):
+            out.append((rule.get("chain"), rule.get("handle"), rule))
+    return out
 
 
 def _follow(memo, ns_name: str, cookie: int, before: int, after, tables: dict) -> None:

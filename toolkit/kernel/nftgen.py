@@ -1,4 +1,4 @@
-"""The nftables ruleset generation of a namespace: one NFT_MSG_GETGEN over nfnetlink.
+"""Two small nfnetlink questions: a namespace's ruleset generation, a table's rule handles.
 
 The kernel numbers every committed nftables transaction of a network namespace:
 the id moves by exactly one per commit there, and never on traffic, counters,
@@ -69,3 +69,54 @@ def _gen_id(data: bytes, offset: int, end: int) -> int | None:
             return struct.unpack_from(">I", data, offset + _NLA.size)[0]
         offset += (length + 3) & ~3
     return None
+
+
+NFT_MSG_NEWRULE, NFT_MSG_GETRULE = 6, 7
+NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE = 1, 2, 3
+NLM_F_DUMP, NLMSG_DONE = 0x300, 3
+FAMILIES = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
+
+
+def rule_handles(sock: socket.socket, family: str, table: str, seq: int = 2) -> list:
+    """[(chain, handle)] of every rule of one table, in the kernel's order (one
+    NFT_MSG_GETRULE dump, reading only each rule's chain and handle: a tenth of
+    what a listing costs). Raises OSError."""
+    name = table.encode() + b"\0"
+    attr = _NLA.pack(_NLA.size + len(name), NFTA_RULE_TABLE) + name + b"\0" * (-len(name) % 4)
+    body = _NFGEN.pack(FAMILIES[family], 0, 0) + attr
+    sock.send(_HDR.pack(_HDR.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+                        NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
+    out = []
+    while True:
+        data = sock.recv(1 << 20)
+        offset = 0
+        while offset + _HDR.size <= len(data):
+            length, kind, _, got_seq, _ = _HDR.unpack_from(data, offset)
+            if length < _HDR.size:
+                raise OSError("short nfnetlink message")
+            if got_seq == seq:
+                if kind == NLMSG_DONE:
+                    return out
+                if kind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
+                    raise OSError(code, f"NFT_MSG_GETRULE refused (errno {code})")
+                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE:
+                    out.append(_chain_and_handle(data, offset + _HDR.size + _NFGEN.size, offset + length))
+            offset += (length + 3) & ~3
+
+
+def _chain_and_handle(data: bytes, offset: int, end: int) -> tuple:
+    chain = handle = None
+    while offset + _NLA.size <= end and (chain is None or handle is None):
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < _NLA.size:
+            break
+        kind &= 0x3FFF
+        if kind == NFTA_RULE_CHAIN:
+            chain = data[offset + _NLA.size: offset + length].rstrip(b"\0").decode("utf-8", "replace")
+        elif kind == NFTA_RULE_HANDLE and length >= _NLA.size + 8:
+            handle = struct.unpack_from(">Q", data, offset + _NLA.size)[0]
+        offset += (length + 3) & ~3
+    if chain is None or handle is None:
+        raise OSError("a rule without chain or handle")
+    return chain, handle

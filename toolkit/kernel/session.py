@@ -36,6 +36,7 @@ class Namespace:
         self._ipr = None  # pyroute2's IPRoute, opened on first use
         self._nft = None
         self._nfgen = None  # nfnetlink socket for the ruleset generation
+        self.read_generation = None  # the generation of the nftables ruleset last read here
         self._index: dict[str, int] | None = None
         self._nsids: dict[str, int | None] = {}
 
@@ -60,16 +61,22 @@ class Namespace:
                 self._nft = context()
         return self._nft
 
+    def nfgen_socket(self):
+        """An nfnetlink socket bound to this namespace (made on first use)."""
+        if self._nfgen is None:
+            from . import nftgen
+
+            with netns.entered(self.fd):
+                self._nfgen = nftgen.open_socket()
+        return self._nfgen
+
     def generation(self) -> int | None:
         """The namespace's nftables ruleset generation (kernel/nftgen.py); None if
         the kernel will not say."""
         from . import nftgen
 
         try:
-            if self._nfgen is None:
-                with netns.entered(self.fd):
-                    self._nfgen = nftgen.open_socket()
-            return nftgen.generation(self._nfgen)
+            return nftgen.generation(self.nfgen_socket())
         except OSError:
             return None
 
@@ -280,8 +287,11 @@ class Kernel:
     def sysctl_write(self, ns, name, value) -> None:
         sysctls.write(self, ns, name, value)
 
-    def nft_transaction(self, ns, commands, what, script=None, tables=None) -> None:
-        nftables.transaction(self, ns, commands, what, script=script, tables=tables)
+    def nft_transaction(self, ns, commands, what, script=None, tables=None, echo=False):
+        return nftables.transaction(self, ns, commands, what, script=script, tables=tables, echo=echo)
+
+    def nft_rule_handles(self, ns, family, table):
+        return nftables.rule_handles(self, ns, family, table)
 
     def nft_rule_texts(self, ns, family, table) -> dict:
         return nftables.rule_texts(self, ns, family, table)

@@ -18,8 +18,10 @@ from ..core.owners import is_managed
 from ..core.resource import Resource
 from . import netns
 from .base import Kind, show, shown
-from .nft_canon import desired_table_spec, object_field
-from .nft_text import table_script
+from ..errors import KernelError
+from .nft_canon import canonical_rule, desired_table_spec, object_field
+from .nft_delta import delta
+from .nft_text import Unrenderable, rule_text, table_script
 
 ABSENT = "(absent)"
 
@@ -62,15 +64,35 @@ class NftTable(Kind):
                 for node in topology.nodes for table in node.tables]
 
     def explain(self, backend, action):
-        """The live side with its rules as `nft list` prints them (fetched only
-        for tables that differ: listing text costs time)."""
+        """The live side as reports and a rule-by-rule change need it: its rules'
+        handles if the read did not give them (a ruleset followed after our own
+        commit: backend.nft_rule_handles, a short dump), and the text of each
+        rule that is not in the manifest, rendered from its JSON (nft_text.py)
+        or, where that does not render, as `nft list` prints it (a listing)."""
         if action.live is None or action.implicit or not is_managed(action.live.owner):
             return action.live
         _, family, table = action.key
-        texts = backend.nft_rule_texts(action.ns, family, table)
-        shown = tuple(sorted({((chain, key), texts.get(handle, key))
-                              for chain, key, handle in action.live.get("_handles", ())}))
-        return action.live.with_fields(_display=shown)
+        live = action.live.fields()
+        if "_handles" not in live and action.op == "modify":
+            found = backend.nft_rule_handles(action.ns, family, table)
+            if found is not None:
+                live["_handles"] = _aligned(live, found)
+        wanted = {(chain, key) for name, rules in (action.desired.fields() if action.desired else {}).items()
+                  if name.startswith("rules ") for chain, key in ((name[6:], r) for r in rules)}
+        shown, unrendered = {}, False
+        for chain, key, handle in live.get("_handles") or ():
+            if (chain, key) in wanted:
+                continue
+            try:
+                shown[(chain, key)] = rule_text(key)
+            except (Unrenderable, ValueError, KeyError, TypeError):
+                unrendered = True
+        if unrendered:  # listing text costs time: only for what does not render
+            texts = backend.nft_rule_texts(action.ns, family, table)
+            shown.update({(chain, key): texts[handle] for chain, key, handle in live.get("_handles") or ()
+                          if handle in texts and (chain, key) not in wanted})
+        live["_display"] = tuple(sorted(shown.items()))
+        return Resource.make(action.live.kind, action.live.key, owner=action.live.owner, **live)
 
     def label(self, resource) -> str:
         return f"nft table {resource.key[1]} {resource.key[2]}"
@@ -103,13 +125,12 @@ class NftTable(Kind):
         return out
 
     def run(self, backend, phase, actions) -> None:
-        """Every action of one namespace in one transaction: nft text when every
-        table renders (nft_text.py: libnftables parses text faster), else JSON.
-        `tables` tells the backend what the changed tables hold once it commits."""
+        """Every action of one namespace in one transaction. As nft text when every
+        table renders (nft_text.py: libnftables parses text faster), else JSON;
+        changed tables by their changed rules and elements alone (nft_delta.py)
+        when nothing in the namespace is created or replaced whole. The backend
+        is told what the tables hold once it commits (`tables`)."""
         ns = actions[0].ns
-        scripts = [table_script(a.op, a.key[1], a.key[2], a.desired.spec if a.desired is not None else ())
-                   for a in actions]
-        script = "".join(scripts) if all(part is not None for part in scripts) else None
         names = ", ".join(f"{a.op} table {a.key[1]} {a.key[2]}" for a in actions)
 
         def as_json() -> str:
@@ -118,8 +139,78 @@ class NftTable(Kind):
             commands = [command for action in actions for command in table_commands(action)]
             return '{"nftables":[' + ",".join(commands) + "]}"
 
+        deltas = _deltas(actions)
+        if deltas is not None:
+            script = "".join(d.script for d in deltas.values())
+            backend.nft_transaction(ns, as_json, f"{names} (changed rules and elements only)", script=script,
+                                    tables=lambda echoed: _after_deltas(actions, deltas, echoed), echo=True)
+            return
+        scripts = [table_script(a.op, a.key[1], a.key[2], a.desired.spec if a.desired is not None else ())
+                   for a in actions]
+        script = "".join(scripts) if all(part is not None for part in scripts) else None
         tables = {a.key: None if a.desired is None else committed(a.desired) for a in actions}
         backend.nft_transaction(ns, as_json, names, script=script, tables=tables)
+
+
+def _deltas(actions) -> dict | None:
+    """{table key: Delta} if every action is a delete or a change nft_delta can
+    make rule by rule, and at least one is such a change; else None."""
+    out = {}
+    for a in actions:
+        if a.op == "delete":
+            continue
+        if a.op != "modify" or a.live is None:
+            return None
+        found = delta(a.key[1], a.key[2], a.desired.fields(), a.live.fields())
+        if found is None:
+            return None
+        out[a.key] = found
+    return out or None
+
+
+def _after_deltas(actions, deltas: dict, echoed) -> dict:
+    """What the tables hold after a rule-by-rule change, with the handles the
+    kernel gave: each added rule, as libnftables echoed it back from the kernel,
+    must be the desired rule (KernelError otherwise: the change is undone)."""
+    out = {a.key: None for a in actions if a.op == "delete"}
+    echoed = list(echoed or ())
+    for a in actions:
+        if a.key not in deltas:
+            continue
+        d, want = deltas[a.key], a.desired.fields()
+        handles = {chain: dict(kept) for chain, kept in d.kept.items()}
+        for chain, j in d.added:
+            if not echoed:
+                raise KernelError(f"verify nft table {a.key[2]} in {a.ns}",
+                                  "libnftables echoed fewer rules than were added")
+            got_chain, handle, rule = echoed.pop(0)
+            expected = want[f"rules {chain}"][j]
+            if got_chain != chain or canonical_rule(rule.get("expr", []), rule.get("comment"), a.key[1]) != expected:
+                raise KernelError(f"verify nft table {a.key[2]} in {a.ns}",
+                                  f"the kernel took rule #{j + 1} of chain {chain} otherwise than sent: "
+                                  f"{json.dumps(rule.get('expr'))} for {expected}")
+            handles.setdefault(chain, {})[j] = handle
+        ordered = tuple((chain, rule, handles[chain][j]) for chain in sorted(handles)
+                        for j, rule in enumerate(want.get(f"rules {chain}", ())))
+        out[a.key] = Resource(a.kind, a.key, tuple(sorted(dict(committed(a.desired).spec, _handles=ordered).items())),
+                              a.desired.owner)
+    return out
+
+
+def _aligned(live: dict, found: list):
+    """`_handles` ((chain, rule, handle), ...) from the handles a dump found in
+    order, if they match the rules read chain by chain; else None."""
+    per_chain: dict = {}
+    for chain, handle in found:
+        per_chain.setdefault(chain, []).append(handle)
+    out = []
+    for name, rules in live.items():
+        if name.startswith("rules "):
+            handles = per_chain.pop(name[6:], [])
+            if len(handles) != len(rules):
+                return None
+            out.extend((name[6:], rule, handle) for rule, handle in zip(rules, handles))
+    return tuple(out) if not per_chain else None
 
 
 def committed(desired: Resource) -> Resource:

@@ -233,3 +233,13 @@ def _string(text) -> str:
     if not isinstance(text, str) or not _SAFE_STRING.fullmatch(text) or not text.isprintable():
         raise Unrenderable(text)
     return f'"{text}"'
+
+
+def name_text(text) -> str:
+    """A table, chain or set name as nft text. Raises Unrenderable."""
+    return _name(text)
+
+
+def element_text(value, quoted: bool) -> str:
+    """A set element (decoded JSON) as nft text. Raises Unrenderable."""
+    return _value(value, quoted)

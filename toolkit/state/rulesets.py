@@ -9,18 +9,26 @@ unknown namespace, another cookie or generation, an unreadable or malformed
 file) is a miss, and the reader lists as it always did: this file can make a
 command faster, never different.
 
-One file for every namespace (state/cache/nft-rulesets.json), read once per
+One index for every namespace (state/cache/nft-rulesets.json), read once per
 command when first needed, written once at its end if something new was read,
 merged with what other commands wrote meanwhile; a lost update only costs a
-listing. Entries of namespaces that no longer exist are dropped on writing.
+listing. A large entry (a 10,000-rule table) lives in a file of its own named
+by the SHA-256 of its content, read (and checked against its name) only by a
+command that reads that namespace. Entries of namespaces that no longer exist
+are dropped on writing, and files no entry names are removed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from .codec import decode, encode
 
 FILE = "cache/nft-rulesets.json"
-FORMAT = 1
+DIRECTORY = "cache/nft-rulesets"  # large entries, one file each, named by their SHA-256
+FORMAT = 2
+INLINE = 32 * 1024  # bytes of JSON: larger entries go to a file of their own
 KIND = "nft_table"
 
 
@@ -32,28 +40,42 @@ class RulesetMemo:
         self.state = state
         self.trust = trust
         self._exists = exists or (lambda name: True)
-        self._entries: dict | None = None
-        self._new: dict = {}
+        self._entries: dict | None = None   # the file's entries, as read
+        self._known: dict = {}              # ns -> (cookie, generation, resources): decoded or put
+        self._new: dict = {}                # ns -> (cookie, generation, resources), to save
 
     def get(self, ns: str, cookie: int, generation: int):
         """The resources read in `ns` at this (cookie, generation), or None."""
-        if not self.trust:
+        known = self._known.get(ns)
+        if known is not None and known[:2] == (cookie, generation):
+            return list(known[2])
+        if not self.trust or ns in self._new:
             return None
-        entry = self._new.get(ns) if ns in self._new else self._loaded().get(ns)
+        entry = self._loaded().get(ns)
         if not isinstance(entry, dict) or entry.get("cookie") != cookie or entry.get("generation") != generation:
             return None
         try:
-            return _decode(ns, entry.get("resources"))
-        except (TypeError, ValueError):  # not what put() writes: a hand-edited file, say
+            resources = _decode(ns, self._resources_of(entry))
+        except (TypeError, ValueError, OSError):  # not what save() writes: a hand-edited file, say
             return None
+        self._known[ns] = (cookie, generation, tuple(resources))
+        return resources
+
+    def _resources_of(self, entry: dict):
+        """An entry's resources, inline or from its own file (whose content must
+        hash to the name the entry gives). Raises ValueError, OSError."""
+        if "digest" not in entry:
+            return entry.get("resources")
+        digest = entry["digest"]
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise ValueError("bad digest")
+        content = self.state.read_bytes(f"{DIRECTORY}/{digest}.json")
+        if content is None or hashlib.sha256(content).hexdigest() != digest:
+            raise ValueError("entry file missing or changed")
+        return json.loads(content)
 
     def put(self, ns: str, cookie: int, generation: int, resources) -> None:
-        self._new[ns] = {"cookie": cookie, "generation": generation,
-                         "resources": [encode(r) for r in resources]}
-
-    def forget(self, ns: str) -> None:
-        """Drop what is known of `ns` (its ruleset changed in a way not followed)."""
-        self._new[ns] = None
+        self._known[ns] = self._new[ns] = (cookie, generation, tuple(resources))
 
     def save(self) -> None:
         """Write what this command learned, merged with the file as it is now.
@@ -62,14 +84,24 @@ class RulesetMemo:
             return
         try:
             entries = dict(self._read())
-            for ns, entry in self._new.items():
-                if entry is None:
-                    entries.pop(ns, None)
+            for ns, (cookie, generation, resources) in self._new.items():
+                encoded = [encode(r) for r in resources]
+                content = (json.dumps(encoded, separators=(",", ":")) + "\n").encode()
+                entry = {"cookie": cookie, "generation": generation}
+                if len(content) <= INLINE:
+                    entry["resources"] = encoded
                 else:
-                    entries[ns] = entry
+                    entry["digest"] = digest = hashlib.sha256(content).hexdigest()
+                    if f"{digest}.json" not in self.state.regular_files(DIRECTORY):  # named by content
+                        self.state.write_json(f"{DIRECTORY}/{digest}.json", encoded, durable=False, compact=True)
+                entries[ns] = entry
             entries = {ns: e for ns, e in entries.items() if self._exists(ns)}
             self.state.write_json(FILE, {"format": FORMAT, "namespaces": entries}, durable=False, compact=True)
             self._new = {}
+            used = {f"{e.get('digest')}.json" for e in entries.values() if isinstance(e, dict)}
+            for name in self.state.regular_files(DIRECTORY):
+                if name not in used:  # another command's entry file written since is rewritten when needed
+                    self.state.unlink(f"{DIRECTORY}/{name}")
         except Exception:  # noqa: BLE001 - full state dir, unsafe file, ...: the next read lists
             pass
 

@@ -1,0 +1,111 @@
+"""A changed table changed in proportion to the change: single rules and elements.
+
+Replacing a 10,000-rule table to change one rule costs as much as loading it.
+When a table keeps its chains, sets and objects and only rules or set elements
+differ, the transaction instead deletes the rules that went (by handle), adds
+the new ones next to a rule that stays (`add ... position H` puts a rule after
+H, `insert ... position H` before it), and adds or deletes the elements. It
+still runs as one transaction, so traffic never meets half of it; libnftables
+echoes each rule it added with its handle and expressions as the kernel took
+them, which are compared with the desired rules (kinds/nft_table.py), and the
+handles kept for the next change.
+
+Anything else (a chain header, a set's type or flags, an object, a rule that
+does not render as text, a live table whose rule handles are unknown) gives
+None, and the table is replaced whole, as before.
+
+Pure: text in, text out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+
+from .nft_text import Unrenderable, element_text, name_text, rule_text
+
+
+@dataclass(frozen=True)
+class Delta:
+    script: str                 # nft commands, one per line
+    added: tuple                # (chain, index in the desired chain) of each rule added, in command order
+    kept: dict                  # chain -> {index in the desired chain: live handle} of the rules that stay
+
+
+def delta(family: str, table: str, desired: dict, live: dict) -> Delta | None:
+    """The commands taking the live table (fields, with `_handles`) to the desired
+    one (fields), or None if it must be replaced whole."""
+    handles = live.get("_handles")
+    compared = lambda fields: {k: v for k, v in fields.items() if not k.startswith("_")}  # noqa: E731
+    want, have = compared(desired), compared(live)
+    if handles is None or set(want) != set(have):
+        return None
+    try:
+        where = f"{family} {name_text(table)}"
+        lines, added, kept = [], [], {}
+        for field in sorted(want):
+            kind, _, item = field.partition(" ")
+            if kind == "rules":
+                per_chain = [h for c, _, h in handles if c == item]
+                if len(per_chain) != len(have[field]) or not all(isinstance(h, int) for h in per_chain):
+                    return None  # handles that do not match the rules read: replace
+                kept[item] = _rules(where, item, want[field], have[field], per_chain, lines, added)
+            elif want[field] == have[field]:
+                continue
+            elif kind == "set":
+                if not _elements(where, item, json.loads(want[field]), json.loads(have[field]), lines):
+                    return None
+            else:
+                return None  # a chain header or an object changed
+        return Delta("".join(line + "\n" for line in lines), tuple(added), kept)
+    except (Unrenderable, ValueError, KeyError, TypeError):
+        return None
+
+
+def _rules(where: str, chain: str, want: tuple, have: tuple, handles: list, lines: list, added: list) -> dict:
+    """Commands for one chain's rules; returns {desired index: live handle} of those kept."""
+    kept = {}
+    if want == have:
+        return {j: handles[j] for j in range(len(want))}
+    ops = difflib.SequenceMatcher(a=have, b=want, autojunk=False).get_opcodes()
+    stays = [False] * len(have)
+    for op, i1, i2, j1, j2 in ops:
+        if op == "equal":
+            for k in range(i2 - i1):
+                stays[i1 + k] = True
+                kept[j1 + k] = handles[i1 + k]
+    head = f"{where} {name_text(chain)}"
+    for op, i1, i2, j1, j2 in ops:
+        if op in ("delete", "replace"):
+            lines.extend(f"delete rule {head} handle {handles[i]}" for i in range(i1, i2))
+    for op, i1, i2, j1, j2 in ops:
+        if op not in ("insert", "replace"):
+            continue
+        before = next((handles[i] for i in range(i1 - 1, -1, -1) if stays[i]), None)
+        after = next((handles[i] for i in range(i2, len(have)) if stays[i]), None)
+        texts = [rule_text(want[j]) for j in range(j1, j2)]
+        if before is not None:   # each lands right after the anchor: the last one first
+            order = list(range(j2 - 1, j1 - 1, -1))
+            lines.extend(f"add rule {head} position {before} {texts[j - j1]}" for j in order)
+        elif after is not None:  # each lands right before the anchor: in order
+            order = list(range(j1, j2))
+            lines.extend(f"insert rule {head} position {after} {texts[j - j1]}" for j in order)
+        else:                    # nothing stays in the chain: appended in order
+            order = list(range(j1, j2))
+            lines.extend(f"add rule {head} {texts[j - j1]}" for j in order)
+        added.extend((chain, j) for j in order)
+    return kept
+
+
+def _elements(where: str, name: str, want: dict, have: dict, lines: list) -> bool:
+    if want["type"] != have.get("type") or want["flags"] != have.get("flags"):
+        return False
+    quoted = want["type"] == "ifname"
+    gone = sorted(set(have.get("elements", ())) - set(want["elements"]))
+    new = sorted(set(want["elements"]) - set(have.get("elements", ())))
+    for verb, elements in (("delete", gone), ("add", new)):
+        if elements:
+            shown = ", ".join(element_text(json.loads(e), quoted) for e in elements)
+            lines.append(f"{verb} element {where} {name_text(name)} {{ {shown} }}")
+    return True
