@@ -1,50 +1,90 @@
 #!/usr/bin/env python3
 """Benchmark: a 10,000-rule policy (plus a 10,000-element set) on one node.
 
-`netkeel apply` applies it (load and check the topology and policy, plan, one
-libnftables JSON transaction, re-read and verify) and, in the same run, `nft -f`
-loads the equivalent ruleset text into a namespace of its own. Then a no-op
-re-apply and a drift check. Each is a whole process, as a user meets it (the
-interpreter's start-up and imports included), as `nft -f` is; the peak RSS is
-the largest of the netkeel processes'. Last line:
+Every figure is a whole process, as a user meets it (the interpreter's start-up
+and imports included), as the baseline `nft -f` is: that loads the equivalent
+ruleset text into a namespace of its own, in the same run. netkeel is
+byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
+
+    cold_apply_s      `netkeel apply` with an empty state directory (nothing
+                      cached): load and check the topology and policy, plan, one
+                      libnftables JSON transaction, re-read and verify
+    plan_s            `netkeel plan` (exit 2: changes pending), in namespaces and
+                      a state directory of their own; it compiles the manifest
+                      and caches it
+    apply_s           `netkeel apply` right after that plan: the usual
+                      plan-then-apply flow, and the figure the last line reports
+                      (the plan's own time not included; cold_apply_s is printed
+                      beside it, so nothing is hidden)
+    noop_apply_s      `netkeel apply` again: nothing to change
+    drift_s           `netkeel drift` (exit 0): nothing changed
+    foreign_drift_s   `netkeel drift` (exit 2) after another tool committed in
+                      the namespace (`nft add rule ... ip saddr 192.0.2.1 drop`),
+                      so the full comparison must run; then `netkeel apply`
+                      repairs it (repair_apply_s) and `netkeel drift` exits 0
+    one_rule_apply_s  `netkeel apply` after the policy file was rewritten with
+                      one rule's dport changed; then the kernel holds the new
+                      rule and `netkeel drift` exits 0
+
+Each is printed with its ratio to nft_f_s (issue 13's targets: first apply
+<= 1.5x, no-op and drift <= 0.2x, foreign drift <= 1.0x, one-rule change
+<= 0.1x). The peak RSS is the largest of the netkeel processes' (from wait4,
+each process alone). All namespaces (prefix nkf<pid>-) and the temporary
+directory are removed at the end, even on failure or Ctrl-C. Last line:
 
     rules=N apply_s=A nft_f_s=B apply_vs_nft_f=R noop_apply_s=C drift_s=D peak_rss_mb=M
+
+With --sweep, the whole measurement runs once per size (--sizes, default
+10000,50000), each in a child process of its own (fresh namespaces, state
+directory and peak RSS); then a line per size and, for each larger size, a
+linearity line: each figure at that size over its value at the first size,
+within 1.2x of linear (6x for 50,000 against 10,000 rules) or not:
+
+    linear: apply_s_50k/10k=R ... peak_rss_mb_50k/10k=R limit=6.00 over=none
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import peak_rss_mb, remove_all, timed  # noqa: E402
+from common import Netkeel, byte_compile, print_peak_rss, remove_all, run, run_sizes, write_figures  # noqa: E402
 from toolkit.kernel import netns  # noqa: E402
 
-NETKEEL = str(Path(sys.executable).with_name("netkeel"))
+TABLE = "inet netkeel_bench"  # the policy's table `bench`, as netkeel names it in the kernel
+FOREIGN_RULE = "ip saddr 192.0.2.1 drop"
+CHANGED_PORT = 60000  # above every rule's own port (1000 + i % 50000)
+# The timed figures, in the order printed; each is also divided by nft_f_s.
+TIMES = ["apply_s", "cold_apply_s", "plan_s", "noop_apply_s", "drift_s", "foreign_drift_s", "one_rule_apply_s"]
+
+
+def prefix_of(pid: int) -> str:
+    return f"nkf{pid}-"
 
 
 def address(i: int) -> str:
     return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
 
 
-def rule(i: int) -> tuple:
-    """(source address, destination port) of rule i."""
-    return address(i + 1), 1000 + i % 50000
+def rule(i: int, changed: int | None = None) -> tuple:
+    """(source address, destination port) of rule i; rule `changed` gets CHANGED_PORT."""
+    return address(i + 1), CHANGED_PORT if i == changed else 1000 + i % 50000
 
 
-def policy_yaml(n: int) -> str:
+def policy_yaml(n: int, changed: int | None = None) -> str:
     lines = ["tables:", "  bench:", "    family: inet", "    sets:", "      blocked:",
              "        type: ipv4_addr", "        elements:"]
     lines += [f"          - {address(0x200000 + i)}" for i in range(n)]
     lines += ["    chains:", "      input:", "        hook: input", "        policy: accept", "        rules:",
               '          - {saddr: "@blocked", action: drop}']
     lines += [f"          - {{saddr: {a}, protocol: tcp, dport: {p}, counter: true, action: accept}}"
-              for a, p in map(rule, range(n - 1))]
+              for a, p in (rule(i, changed) for i in range(n - 1))]
     return "\n".join(lines) + "\n"
 
 
@@ -57,41 +97,121 @@ def nft_text(n: int) -> str:
     return "\n".join(lines + ["  }", "}"]) + "\n"
 
 
+def nft(namespace: str, *args: str) -> str:
+    """Run `nft ARGS` inside the namespace (untimed), return its output."""
+    result = run(["ip", "netns", "exec", namespace, "nft", *args])
+    assert result.returncode == 0, f"nft {' '.join(args)}: {result.returncode} {result.stderr[-2000:]}"
+    return result.stdout
+
+
+def measure(n: int) -> dict:
+    """One run at n rules; prints as it goes and returns the figures."""
+    byte_compile()
+    prefix = prefix_of(os.getpid())
+    work = Path(tempfile.mkdtemp(prefix="netkeel-nft-bench-"))
+    policy, topology = work / "policy.yaml", work / "topology.yaml"
+    policy.write_text(policy_yaml(n))
+    topology.write_text("name: nftbench\nnodes:\n  fw:\n    policies: [policy.yaml]\n")
+    (work / "ruleset.nft").write_text(nft_text(n))
+    baseline_ns = f"{prefix}nft-f"
+    # Two copies side by side, each with namespaces and a state directory of its own.
+    cold = Netkeel(topology, f"{prefix}c-", work / "state-cold")
+    warm = Netkeel(topology, f"{prefix}w-", work / "state")
+    fw = f"{warm.prefix}fw"
+    f = {"rules": n}
+    try:
+        netns.create(baseline_ns)
+        baseline = run(["ip", "netns", "exec", baseline_ns, "nft", "-f", str(work / "ruleset.nft")])
+        assert baseline.returncode == 0, f"nft -f: {baseline.returncode} {baseline.stderr[-2000:]}"
+        f["nft_f_s"] = baseline.seconds
+        print(f"nft -f: {f['nft_f_s']:.2f} s", flush=True)
+
+        f["cold_apply_s"] = cold("apply").seconds
+        print(f"netkeel apply, empty state directory: {f['cold_apply_s']:.2f} s", flush=True)
+        f["plan_s"] = warm("plan", expect=2).seconds
+        f["apply_s"] = warm("apply").seconds
+        print(f"netkeel plan: {f['plan_s']:.2f} s; apply after it: {f['apply_s']:.2f} s", flush=True)
+
+        noop = warm("apply")
+        assert "already in sync" in noop.stdout, f"re-apply changed something: {noop.stdout[-2000:]}"
+        f["noop_apply_s"] = noop.seconds
+        f["drift_s"] = warm("drift").seconds  # exit 0: in sync
+        print(f"no-op apply: {f['noop_apply_s']:.2f} s; drift: {f['drift_s']:.2f} s", flush=True)
+
+        nft(fw, "add", "rule", *TABLE.split(), "input", *FOREIGN_RULE.split())
+        f["foreign_drift_s"] = warm("drift", expect=2).seconds
+        f["repair_apply_s"] = warm("apply").seconds
+        warm("drift")  # exit 0: repaired
+        print(f"drift after a foreign rule: {f['foreign_drift_s']:.2f} s; "
+              f"apply repairing it: {f['repair_apply_s']:.2f} s", flush=True)
+
+        changed = (n - 1) // 2
+        policy.write_text(policy_yaml(n, changed))
+        one = warm("apply")
+        assert "already in sync" not in one.stdout, f"the one-rule change was not applied: {one.stdout[-2000:]}"
+        f["one_rule_apply_s"] = one.seconds
+        saddr, port = rule(changed, changed)
+        assert f"ip saddr {saddr} tcp dport {port} " in nft(fw, "list", "chain", *TABLE.split(), "input"), \
+            "the changed rule is not in the kernel"
+        warm("drift")  # exit 0: in sync with the changed policy
+        print(f"apply of a one-rule change: {f['one_rule_apply_s']:.2f} s", flush=True)
+    finally:
+        remove_all(prefix)
+        shutil.rmtree(work, ignore_errors=True)
+    f["peak_rss_mb"] = max(cold.peak_rss_mb, warm.peak_rss_mb)
+    for key in TIMES:
+        f[f"{key[:-2]}_vs_nft_f"] = f[key] / f["nft_f_s"]
+    print(f"cold_apply_s={f['cold_apply_s']:.3f} cold_apply_vs_nft_f={f['cold_apply_vs_nft_f']:.3f}")
+    print(f"plan_s={f['plan_s']:.3f} repair_apply_s={f['repair_apply_s']:.3f}")
+    print(f"noop_apply_vs_nft_f={f['noop_apply_vs_nft_f']:.3f} drift_vs_nft_f={f['drift_vs_nft_f']:.3f}")
+    print(f"foreign_drift_s={f['foreign_drift_s']:.3f} foreign_drift_vs_nft_f={f['foreign_drift_vs_nft_f']:.3f}")
+    print(f"one_rule_apply_s={f['one_rule_apply_s']:.3f} "
+          f"one_rule_apply_vs_nft_f={f['one_rule_apply_vs_nft_f']:.3f}")
+    print_peak_rss(f["peak_rss_mb"])
+    print(f"rules={n} apply_s={f['apply_s']:.2f} nft_f_s={f['nft_f_s']:.2f} "
+          f"apply_vs_nft_f={f['apply_vs_nft_f']:.2f} "
+          f"noop_apply_s={f['noop_apply_s']:.2f} drift_s={f['drift_s']:.2f} peak_rss_mb={f['peak_rss_mb']:.0f}")
+    return f
+
+
+def label(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def sweep(sizes: list[int]) -> None:
+    """The whole measurement per size, each in a child process; then the lines per size and linearity."""
+    results = run_sizes(__file__, "--rules", sizes, prefix_of)
+    print("sweep:")
+    for f in results:
+        print(f"rules={f['rules']} " + " ".join(f"{k}={f[k]:.3f}" for k in TIMES) + f" nft_f_s={f['nft_f_s']:.3f} "
+              + " ".join(f"{k[:-2]}_vs_nft_f={f[k[:-2] + '_vs_nft_f']:.3f}" for k in TIMES)
+              + f" peak_rss_mb={f['peak_rss_mb']:.0f}")
+    first = results[0]
+    for f in results[1:]:
+        limit = 1.2 * f["rules"] / first["rules"]
+        ratios = {k: f[k] / first[k] for k in TIMES + ["peak_rss_mb"]}
+        over = [k for k, r in ratios.items() if r > limit]
+        suffix = f"_{label(f['rules'])}/{label(first['rules'])}"
+        print("linear: " + " ".join(f"{k}{suffix}={r:.2f}" for k, r in ratios.items())
+              + f" limit={limit:.2f} over={','.join(over) or 'none'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", type=int, default=10_000)
-    n = parser.parse_args().rules
-    prefix = f"nkf{os.getpid()}-"
-    work = Path(tempfile.mkdtemp(prefix="netkeel-nft-bench-"))
-    (work / "policy.yaml").write_text(policy_yaml(n))
-    (work / "topology.yaml").write_text("name: nftbench\nnodes:\n  fw:\n    policies: [policy.yaml]\n")
-    (work / "ruleset.nft").write_text(nft_text(n))
-    env = dict(os.environ, NETKEEL_STATE_DIR=str(work / "state"))
-    baseline_ns = f"{prefix}nft-f"
-
-    def netkeel(command: str, expect: int = 0):
-        def run():
-            result = subprocess.run([NETKEEL, command, str(work / "topology.yaml"), "--ns-prefix", prefix],
-                                    capture_output=True, text=True, env=env)
-            assert result.returncode == expect, f"netkeel {command}: {result.returncode} {result.stderr[-2000:]}"
-            return result
-        return run
-
-    try:
-        netns.create(baseline_ns)
-        nft_s, _ = timed(lambda: subprocess.run(["ip", "netns", "exec", baseline_ns, "nft", "-f",
-                                                 str(work / "ruleset.nft")], check=True))
-        print(f"nft -f: {nft_s:.2f} s", flush=True)
-        apply_s, _ = timed(netkeel("apply"))
-        print(f"netkeel apply: {apply_s:.2f} s", flush=True)
-        noop_s, noop = timed(netkeel("apply"))
-        assert "already in sync" in noop.stdout, f"re-apply changed something: {noop.stdout[-2000:]}"
-        drift_s, _ = timed(netkeel("drift"))  # exit 0: in sync
-        print(f"no-op apply: {noop_s:.2f} s; drift: {drift_s:.2f} s", flush=True)
-    finally:
-        remove_all(prefix)
-    print(f"rules={n} apply_s={apply_s:.2f} nft_f_s={nft_s:.2f} apply_vs_nft_f={apply_s / nft_s:.2f} "
-          f"noop_apply_s={noop_s:.2f} drift_s={drift_s:.2f} peak_rss_mb={peak_rss_mb():.0f}")
+    parser.add_argument("--sweep", action="store_true", help="run the whole measurement once per --sizes")
+    parser.add_argument("--sizes", default="10000,50000", help="rule counts for --sweep (default 10000,50000)")
+    parser.add_argument("--figures", help="also write the figures as JSON to this file (for --sweep)")
+    args = parser.parse_args()
+    if args.sweep:
+        sizes = [int(x) for x in args.sizes.split(",")]
+        if len(sizes) < 2 or min(sizes) < 2:
+            parser.error("--sizes: at least two sizes, each of at least 2 rules")
+        sweep(sizes)
+    else:
+        if args.rules < 2:
+            parser.error("--rules: at least 2")
+        write_figures(args.figures, measure(args.rules))
     return 0
 
 

@@ -9,18 +9,31 @@ namespaces and veth pairs, then one `ip -n NS -batch` per namespace for
 addresses, link state and routes (ip's batch mode cannot switch namespaces).
 
 Both run from this script, one after the other, with the namespaces removed and
-the kernel given time to settle in between. Then a no-op re-apply and a drift
+the kernel given time to settle in between; netkeel is byte-compiled first
+(untimed), as scripts/setup does for users. Then a no-op re-apply and a drift
 check are timed on the netkeel build. Every netkeel figure is a whole `netkeel`
 process (start-up and imports included), as the `ip` baseline is; the peak RSS is
-the largest of the child processes'. Last line:
+the largest of the netkeel processes' (from wait4, each process alone). All
+namespaces (prefix nkb<pid>-) and the temporary directory are removed at the
+end, even on failure or Ctrl-C. Last line:
 
     nodes=N apply_s=A ip_batch_s=B apply_vs_ip_batch=R noop_apply_s=C drift_s=D peak_rss_mb=M
+
+With --sweep, that runs once per size (--sizes, default 250,500,1000,2000), each
+in a child process of its own (fresh namespaces, state directory and peak RSS).
+Issue 13's targets: seconds per node of apply, no-op and drift within 1.3x of
+the first size's at every size, peak RSS at the largest size <= 200 MB, and the
+1,000-node apply <= 1.2x `ip -batch`. It prints per size each figure in ms per
+node and its ratio to the first size's, the peak RSS, and the verdicts; last line:
+
+    sweep sizes=250,500,1000,2000 worst_per_node_ratio=R peak_rss_mb_at_max=M
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,9 +42,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import peak_rss_mb, remove_all, timed  # noqa: E402
+from common import Netkeel, byte_compile, print_peak_rss, remove_all, run_sizes, timed, write_figures  # noqa: E402
 
-NETKEEL = str(Path(sys.executable).with_name("netkeel"))
+PER_NODE = ["apply_s", "noop_apply_s", "drift_s"]  # the figures that should grow linearly with the nodes
+PER_NODE_LIMIT = 1.3  # times the first size's seconds per node
+RSS_LIMIT_MB = 200  # at the largest size
+IP_BATCH_LIMIT = (1000, 1.2)  # apply_vs_ip_batch at this many nodes
+
+
+def prefix_of(pid: int) -> str:
+    return f"nkb{pid}-"
 
 
 def link_net(i: int) -> tuple[str, str]:
@@ -84,41 +104,82 @@ def settle(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=1000)
-    args = parser.parse_args()
-    n = args.nodes
-    prefix = f"nkb{os.getpid()}-"
+def measure(n: int) -> dict:
+    """One run at n nodes; prints as it goes and returns the figures."""
+    byte_compile()
+    prefix = prefix_of(os.getpid())
     workdir = Path(tempfile.mkdtemp(prefix="netkeel-bench-"))
     manifest_path = workdir / "scale.yaml"
     manifest_path.write_text(manifest(n))
-    env = dict(os.environ, NETKEEL_STATE_DIR=str(workdir / "state"))
-
-    def netkeel(command: str):
-        def run():
-            result = subprocess.run([NETKEEL, command, str(manifest_path), "--ns-prefix", prefix],
-                                    capture_output=True, text=True, env=env)
-            assert result.returncode == 0, f"netkeel {command}: {result.returncode} {result.stderr[-2000:]}"
-            return result
-        return run
-
+    netkeel = Netkeel(manifest_path, prefix, workdir / "state")
+    f = {"nodes": n}
     try:
-        ip_s, _ = timed(lambda: ip_batch_build(n, prefix))
-        print(f"ip -batch build: {ip_s:.2f} s", flush=True)
+        f["ip_batch_s"], _ = timed(lambda: ip_batch_build(n, prefix))
+        print(f"ip -batch build: {f['ip_batch_s']:.2f} s", flush=True)
         remove_all(prefix)
         settle(2 + n / 250)
-        apply_s, _ = timed(netkeel("apply"))
-        print(f"netkeel apply: {apply_s:.2f} s", flush=True)
-        noop_s, noop = timed(netkeel("apply"))
+        f["apply_s"] = netkeel("apply").seconds
+        print(f"netkeel apply: {f['apply_s']:.2f} s", flush=True)
+        noop = netkeel("apply")
         assert "already in sync" in noop.stdout, f"re-apply changed something: {noop.stdout[-2000:]}"
-        drift_s, _ = timed(netkeel("drift"))  # exit 0: in sync
-        print(f"no-op apply: {noop_s:.2f} s; drift: {drift_s:.2f} s", flush=True)
+        f["noop_apply_s"] = noop.seconds
+        f["drift_s"] = netkeel("drift").seconds  # exit 0: in sync
+        print(f"no-op apply: {f['noop_apply_s']:.2f} s; drift: {f['drift_s']:.2f} s", flush=True)
     finally:
         remove_all(prefix)
-    print(f"nodes={n} apply_s={apply_s:.2f} ip_batch_s={ip_s:.2f} "
-          f"apply_vs_ip_batch={apply_s / ip_s:.2f} noop_apply_s={noop_s:.2f} drift_s={drift_s:.2f} "
-          f"peak_rss_mb={peak_rss_mb():.0f}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    f["apply_vs_ip_batch"] = f["apply_s"] / f["ip_batch_s"]
+    f["peak_rss_mb"] = netkeel.peak_rss_mb
+    print_peak_rss(f["peak_rss_mb"])
+    print(f"nodes={n} apply_s={f['apply_s']:.2f} ip_batch_s={f['ip_batch_s']:.2f} "
+          f"apply_vs_ip_batch={f['apply_vs_ip_batch']:.2f} noop_apply_s={f['noop_apply_s']:.2f} "
+          f"drift_s={f['drift_s']:.2f} peak_rss_mb={f['peak_rss_mb']:.0f}")
+    return f
+
+
+def sweep(sizes: list[int]) -> None:
+    """The whole measurement per size, each in a child process; then per size the
+    figures per node against the first size's, and the verdicts."""
+    results = run_sizes(__file__, "--nodes", sizes, prefix_of)
+    first = results[0]
+    worst = 0.0
+    print(f"sweep (ms per node; ratio to the {first['nodes']}-node value, limit {PER_NODE_LIMIT}x):")
+    for f in results:
+        per_node = {k: f[k] / f["nodes"] for k in PER_NODE}
+        ratios = {k: per_node[k] / (first[k] / first["nodes"]) for k in PER_NODE}
+        worst = max(worst, *ratios.values())
+        within = all(r <= PER_NODE_LIMIT for r in ratios.values())
+        print(f"nodes={f['nodes']} "
+              + " ".join(f"{k[:-2]}_ms_per_node={1000 * per_node[k]:.3f} {k[:-2]}_ratio={ratios[k]:.2f}"
+                         for k in PER_NODE)
+              + f" within_{PER_NODE_LIMIT}x={'yes' if within else 'no'}"
+              + f" apply_vs_ip_batch={f['apply_vs_ip_batch']:.2f} peak_rss_mb={f['peak_rss_mb']:.0f}")
+    largest = max(results, key=lambda f: f["nodes"])
+    print(f"peak RSS at {largest['nodes']} nodes: {largest['peak_rss_mb']:.0f} MB "
+          f"({'within' if largest['peak_rss_mb'] <= RSS_LIMIT_MB else 'over'} {RSS_LIMIT_MB} MB)")
+    nodes, limit = IP_BATCH_LIMIT
+    for f in results:
+        if f["nodes"] == nodes:
+            print(f"apply at {nodes} nodes: {f['apply_vs_ip_batch']:.2f}x ip -batch "
+                  f"({'within' if f['apply_vs_ip_batch'] <= limit else 'over'} {limit}x)")
+    print(f"sweep sizes={','.join(str(f['nodes']) for f in results)} worst_per_node_ratio={worst:.2f} "
+          f"peak_rss_mb_at_max={largest['peak_rss_mb']:.0f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--sweep", action="store_true", help="run the whole measurement once per --sizes")
+    parser.add_argument("--sizes", default="250,500,1000,2000", help="node counts for --sweep")
+    parser.add_argument("--figures", help="also write the figures as JSON to this file (for --sweep)")
+    args = parser.parse_args()
+    if args.sweep:
+        sizes = [int(x) for x in args.sizes.split(",")]
+        if len(sizes) < 2 or min(sizes) < 1:
+            parser.error("--sizes: at least two sizes, each of at least 1 node")
+        sweep(sizes)
+    else:
+        write_figures(args.figures, measure(args.nodes))
     return 0
 
 
