@@ -21,7 +21,12 @@ from toolkit.runtime.engine import Reconciler
 from toolkit.state import StateDir
 from toolkit.state import compiled as compiled_cache
 from toolkit.state.compiled import CompileCache, Recorder
-from toolkit.state.rulesets import FILE, RulesetMemo
+from toolkit.state.rulesets import FILE, FORMAT, RulesetMemo, boot_id
+
+
+def memo_file(namespaces: dict) -> str:
+    """A memo index as save() writes it, for this boot."""
+    return json.dumps({"format": FORMAT, "boot": boot_id(), "namespaces": namespaces})
 
 
 def table(ns="lab-fw", name="netkeel_filter", owner=TOPOLOGY, rules=('{"expr":[{"accept":null}]}',)):
@@ -51,6 +56,16 @@ def test_a_ruleset_is_known_again_only_at_the_same_cookie_and_generation(state):
     assert RulesetMemo(state, trust=False).get("lab-fw", 77, 12) is None  # drift --full
 
 
+def test_what_another_boot_remembered_is_a_miss(state):
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 12, [table()])
+    memo.save()
+    data = json.loads(state.path(FILE).read_text())
+    data["boot"] = "another boot"
+    state.path(FILE).write_text(json.dumps(data))
+    assert RulesetMemo(state).get("lab-fw", 77, 12) is None
+
+
 def test_saving_merges_with_what_another_command_wrote_and_drops_gone_namespaces(state):
     first, second = RulesetMemo(state, exists=lambda ns: ns != "lab-gone"), RulesetMemo(state)
     second.get("lab-a", 1, 1)  # read the (empty) file before the other command writes
@@ -66,19 +81,19 @@ def test_saving_merges_with_what_another_command_wrote_and_drops_gone_namespaces
 
 
 @pytest.mark.parametrize("content", [
-    b"not json", b"[]", b'{"format": 2, "namespaces": {}}', b'{"format": 1, "namespaces": []}',
-    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["nft_table", ["lab-other", "inet", "t"], "topology", []]]}}}).encode(),     # another namespace's
-    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["link", ["lab-fw", "eth0"], "topology", []]]}}}).encode(),                 # not a table
-    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["rules x", {"a": 1}]]]]}}}).encode(),
-    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["nft_table", ["lab-fw", "inet", "t"], "root!", []]]}}}).encode(),          # unknown owner
-    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["a", "1"], ["a", "2"]]]]}}}).encode(),
-    json.dumps({"format": 1, "namespaces": {"lab-fw": {"cookie": 77, "generation": 12, "resources": 7}}}).encode(),
-    json.dumps({"format": 1, "namespaces": {"lab-fw": "x"}}).encode(),
+    b"not json", b"[]", b'{"format": 1, "namespaces": {}}', b'{"format": 2, "namespaces": []}',
+    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-other", "inet", "t"], "topology", []]]}}).encode(),     # another namespace's
+    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["link", ["lab-fw", "eth0"], "topology", []]]}}).encode(),                 # not a table
+    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["rules x", {"a": 1}]]]]}}).encode(),
+    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-fw", "inet", "t"], "root!", []]]}}).encode(),          # unknown owner
+    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["a", "1"], ["a", "2"]]]]}}).encode(),
+    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": 7}}).encode(),
+    memo_file({"lab-fw": "x"}).encode(),
 ])
 def test_a_hostile_or_damaged_memo_is_a_miss_never_an_error(state, content):
     state.ensure()

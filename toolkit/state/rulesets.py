@@ -15,7 +15,8 @@ merged with what other commands wrote meanwhile; a lost update only costs a
 listing. A large entry (a 10,000-rule table) lives in a file of its own named
 by the SHA-256 of its content, read (and checked against its name) only by a
 command that reads that namespace. Entries of namespaces that no longer exist
-are dropped on writing, and files no entry names are removed.
+are dropped on writing, and files no entry names are removed; the whole index
+belongs to one boot (cookies are unique within a boot only).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class RulesetMemo:
                         self.state.write_json(f"{DIRECTORY}/{digest}.json", encoded, durable=False, compact=True)
                 entries[ns] = entry
             entries = {ns: e for ns, e in entries.items() if self._exists(ns)}
-            self.state.write_json(FILE, {"format": FORMAT, "namespaces": entries}, durable=False, compact=True)
+            self.state.write_json(FILE, {"format": FORMAT, "boot": boot_id(), "namespaces": entries}, durable=False,
+                                  compact=True)
             self._new = {}
             used = {f"{e.get('digest')}.json" for e in entries.values() if isinstance(e, dict)}
             for name in self.state.regular_files(DIRECTORY):
@@ -117,7 +119,18 @@ class RulesetMemo:
             return {}
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("namespaces"), dict):
             return {}
+        if data.get("boot") != boot_id():  # cookies start again at each boot
+            return {}
         return data["namespaces"]
+
+
+def boot_id() -> str:
+    """This boot's id: namespace cookies are unique within a boot only."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _decode(ns: str, items) -> list:

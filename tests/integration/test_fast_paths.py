@@ -1,0 +1,176 @@
+"""The fast paths against the kernel, attacked with every kind of hand change:
+a ruleset unchanged since read is not listed again (same namespace cookie and
+nftables generation), a compiled manifest comes from the cache only while its
+files are unchanged, a changed rule is changed alone. Each must decide
+"nothing changed" only when nothing did, and fall back to a full look otherwise."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).with_name("data")
+UNCHANGED = "nft ruleset unchanged since read"
+LISTED = "nft list ruleset"
+POLICY = """\
+tables:
+  guard:
+    family: inet
+    sets:
+      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}
+    chains:
+      input:
+        hook: input
+        policy: accept
+        rules:
+          - {saddr: "@blocked", action: drop}
+          - {protocol: tcp, dport: 22, counter: true, action: accept}
+          - {protocol: tcp, dport: 23, action: drop, comment: no telnet}
+          - {protocol: icmp, icmp_type: echo-request, counter: true, action: accept}
+"""
+
+
+@pytest.fixture
+def guarded(lab, tmp_path):
+    """One node `fw` (with a peer `peer` to ping it) under a small policy, applied."""
+    (tmp_path / "fw.yaml").write_text(POLICY)
+    (tmp_path / "lab.yaml").write_text(
+        "name: guarded\nnodes:\n  fw:\n    policies: [fw.yaml]\n  peer: {}\n"
+        "links:\n  - endpoints:\n      - {node: fw, interface: p0, addresses: [10.9.0.1/24]}\n"
+        "      - {node: peer, interface: p0, addresses: [10.9.0.2/24]}\n")
+    lab.manifest = tmp_path / "lab.yaml"
+    lab.policy = tmp_path / "fw.yaml"
+    assert lab.run("apply", lab.manifest).returncode == 0
+    return lab
+
+
+def nft(lab, *args, check=True):
+    return subprocess.run(["ip", "netns", "exec", lab.ns("fw"), "nft", *args], capture_output=True, text=True,
+                          timeout=10, check=check).stdout
+
+
+def drift(lab, *args):
+    """(exit code, what the kernel was asked) of a drift check."""
+    result = lab.run("drift", lab.manifest, "--verbose", *args)
+    return result.returncode, result.stderr
+
+
+def handle_of(lab, text: str) -> str:
+    return next(line.split("# handle ")[1] for line in nft(lab, "-a", "list", "chain", "inet", "netkeel_guard",
+                                                           "input").splitlines() if text in line)
+
+
+def test_an_unchanged_ruleset_is_not_listed_again_traffic_and_counters_aside(guarded):
+    code, asked = drift(guarded)
+    assert code == 0 and UNCHANGED in asked and LISTED not in asked
+    assert guarded.ping("peer", "10.9.0.1")  # counters move; the generation does not
+    assert "packets 0" not in nft(guarded, "list", "chain", "inet", "netkeel_guard", "input").split("icmp")[1]
+    code, asked = drift(guarded)
+    assert code == 0 and UNCHANGED in asked
+    code, asked = drift(guarded, "--full")
+    assert code == 0 and LISTED in asked and UNCHANGED not in asked
+
+
+@pytest.mark.parametrize("change, drifted", [
+    (["add", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "80", "accept"], True),
+    (["insert", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "53", "drop"], True),
+    (["add", "element", "inet", "netkeel_guard", "blocked", "{ 192.0.2.9 }"], True),
+    (["delete", "element", "inet", "netkeel_guard", "blocked", "{ 192.0.2.1 }"], True),
+    (["chain", "inet", "netkeel_guard", "input", "{ policy drop; }"], True),
+    (["flush", "chain", "inet", "netkeel_guard", "input"], True),
+    (["delete", "table", "inet", "netkeel_guard"], True),
+    (["add", "table", "ip", "theirs"], True),             # a foreign table: reported, not ours
+    (["add", "table", "inet", "netkeel_guard"], False),    # a commit that changes nothing
+    (["-c", "add", "rule", "inet", "netkeel_guard", "input", "drop"], False),  # checked, never committed
+])
+def test_every_hand_change_between_two_commands_is_seen(guarded, change, drifted):
+    assert drift(guarded)[0] == 0  # the ruleset is remembered now
+    nft(guarded, *change)
+    code, asked = drift(guarded)
+    assert code == (2 if drifted else 0), asked
+    if drifted:
+        assert guarded.run("apply", guarded.manifest).returncode == 0
+        assert drift(guarded, "--full")[0] == (2 if change[1:3] == ["table", "ip"] else 0)
+
+
+def test_a_rule_deleted_and_added_back_identically_is_in_sync_after_a_full_look(guarded):
+    handle = handle_of(guarded, "echo-request")  # the last rule: added back, it is last again
+    nft(guarded, "delete", "rule", "inet", "netkeel_guard", "input", "handle", handle)
+    nft(guarded, "add", "rule", "inet", "netkeel_guard", "input", "icmp", "type", "echo-request", "counter",
+        "accept")
+    code, asked = drift(guarded)
+    assert code == 0 and LISTED in asked  # the generation moved: listed, and the content is the same
+
+
+def test_a_namespace_made_again_under_the_name_is_not_trusted_whatever_its_generation(guarded):
+    ruleset = nft(guarded, "list", "ruleset")
+    subprocess.run(["ip", "netns", "del", guarded.ns("fw")], check=True, timeout=10)
+    subprocess.run(["ip", "netns", "add", guarded.ns("fw")], check=True, timeout=10)
+    subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-f", "-"], input=ruleset, text=True,
+                   check=True, timeout=10)  # the same ruleset: generation 2 or so, as before maybe
+    code, asked = drift(guarded)
+    assert code == 1 and "not the namespace netkeel created" in asked
+
+
+def test_a_damaged_memory_of_rulesets_changes_nothing_but_speed(guarded):
+    index = guarded.state / "cache" / "nft-rulesets.json"
+    assert index.exists()
+    data = json.loads(index.read_text())
+    entry = data["namespaces"][guarded.ns("fw")]
+    entry["resources"] = [["nft_table", [guarded.ns("fw"), "inet", "netkeel_guard"], "topology", []]]
+    index.write_text(json.dumps(data))  # a lie: an empty table at the live generation
+    code, asked = drift(guarded)
+    assert code == 2  # believed, as any state file is: it names its generation ...
+    index.write_text("{not json")
+    code, asked = drift(guarded)
+    assert code == 0 and LISTED in asked  # ... a damaged one is a miss
+    index.unlink()
+    assert drift(guarded)[0] == 0
+
+
+def test_an_edited_policy_is_compiled_again_and_one_changed_rule_changes_alone(guarded):
+    before = {h: handle_of(guarded, h) for h in ("dport 22", "echo-request")}
+    guarded.policy.write_text(POLICY.replace("dport: 23, action: drop", "dport: 2323, action: drop"))
+    code, asked = drift(guarded)
+    assert code == 2  # the cache did not hide the edit
+    result = guarded.run("apply", guarded.manifest, "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert "changed rules and elements only" in result.stderr
+    assert {h: handle_of(guarded, h) for h in before} == before  # the others stayed, handles and all
+    listing = nft(guarded, "list", "chain", "inet", "netkeel_guard", "input")
+    assert "tcp dport 2323 drop" in listing and "dport 23 " not in listing
+    order = [line.strip().split(" ")[0:4] for line in listing.splitlines() if "dport" in line or "icmp" in line]
+    assert [o[2] for o in order[:2]] == ["22", "2323"]  # in its place
+    assert drift(guarded, "--full")[0] == 0
+    # Again: the handles of what the last change added are known (echoed), no listing needed.
+    guarded.policy.write_text(POLICY.replace("dport: 23, action: drop", "dport: 2424, action: drop")
+                              .replace("192.0.2.2]", "192.0.2.3]"))
+    result = guarded.run("apply", guarded.manifest, "--verbose")
+    assert result.returncode == 0 and "changed rules and elements only" in result.stderr
+    assert "192.0.2.3" in nft(guarded, "list", "set", "inet", "netkeel_guard", "blocked")
+    assert drift(guarded, "--full")[0] == 0
+
+
+def test_a_chain_named_like_an_nft_keyword_goes_as_json(lab, tmp_path):
+    (tmp_path / "fw.yaml").write_text(POLICY.replace("input:\n        hook: input", "counter:\n        hook: input"))
+    (tmp_path / "lab.yaml").write_text("name: keyword\nnodes:\n  fw:\n    policies: [fw.yaml]\n")
+    result = lab.run("apply", tmp_path / "lab.yaml", "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert "nft text refused" in result.stderr
+    assert lab.run("drift", tmp_path / "lab.yaml", "--full").returncode == 0
+
+
+def test_every_rule_form_sent_as_text_lists_back_as_compiled(lab, tmp_path):
+    shutil.copy(DATA / "everything.yaml", tmp_path / "everything.yaml")
+    policy = (DATA / "everything-policy.yaml").read_text()
+    # Without the native rules (they go as JSON): the rest must go, and come back, as text.
+    kept = [line for line in policy.splitlines() if "nft:" not in line]
+    (tmp_path / "everything-policy.yaml").write_text("\n".join(kept) + "\n")
+    result = lab.run("apply", tmp_path / "everything.yaml", "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert "nft transaction (text)" in result.stderr and "nft text refused" not in result.stderr
+    assert lab.run("drift", tmp_path / "everything.yaml", "--full").returncode == 0
