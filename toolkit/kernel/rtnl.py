@@ -35,8 +35,11 @@ SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 NLA_TYPE_MASK = 0x3FFF
 
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
-IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = 18, 20, 37
+IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID, IFLA_EXT_MASK = 18, 20, 37, 29
+RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFLA_INFO_KIND = 1
+_LINK_ATTRS = frozenset((IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS,
+                         IFLA_LINK_NETNSID))
 IFA_ADDRESS, IFA_LOCAL, IFA_CACHEINFO, IFA_PROTO = 1, 2, 6, 11
 INFINITY_LIFE_TIME = 0xFFFFFFFF
 NDA_DST, NDA_LLADDR, NDA_PROTOCOL = 1, 2, 12
@@ -198,31 +201,43 @@ class DumpSocket:
 
     # -- the three dumps ------------------------------------------------------
     def links(self) -> list:
+        # Statistics are most of a link message and netkeel reads none: the kernel
+        # leaves them out (RTEXT_FILTER_SKIP_STATS; older kernels ignore the mask).
+        request = _IFINFO.pack(0, 0, 0, 0, 0) + _NLA.pack(8, IFLA_EXT_MASK) + _U32.pack(RTEXT_FILTER_SKIP_STATS)
         out = []
-        for mtype, _, p in self.request(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0)):
+        unpack_nla = _NLA.unpack_from
+        for mtype, _, p in self.request(RTM_GETLINK, NLM_F_DUMP, request):
             if mtype != RTM_NEWLINK:
                 continue
             _, _, index, flags, _ = _IFINFO.unpack_from(p)
             link = Link(index=index, flags=flags)
-            for kind, value in _attrs(p, _IFINFO.size):
-                if kind == IFLA_IFNAME:
-                    link.ifname = _text(value)
-                elif kind == IFLA_MTU:
-                    link.mtu = _U32.unpack_from(value)[0]
-                elif kind == IFLA_ADDRESS:
-                    link.mac = ":".join(f"{b:02x}" for b in value)
-                elif kind == IFLA_MASTER:
-                    link.master = _U32.unpack_from(value)[0]
-                elif kind == IFLA_LINK:
-                    link.link = _U32.unpack_from(value)[0]
-                elif kind == IFLA_LINK_NETNSID:
-                    link.link_netnsid = _S32.unpack_from(value)[0]
-                elif kind == IFLA_IFALIAS:
-                    link.alias = _text(value)
-                elif kind == IFLA_LINKINFO:
-                    for sub, subvalue in _attrs(value, 0):
-                        if sub == IFLA_INFO_KIND:
-                            link.kind = _text(subvalue)
+            offset, end = _IFINFO.size, len(p)
+            while offset + 4 <= end:  # inline: a link has some thirty attributes, netkeel reads eight
+                length, kind = unpack_nla(p, offset)
+                if length < 4:
+                    break
+                kind &= NLA_TYPE_MASK
+                if kind in _LINK_ATTRS:
+                    value = p[offset + 4: offset + length]
+                    if kind == IFLA_IFNAME:
+                        link.ifname = _text(value)
+                    elif kind == IFLA_MTU:
+                        link.mtu = _U32.unpack_from(value)[0]
+                    elif kind == IFLA_ADDRESS:
+                        link.mac = ":".join(f"{b:02x}" for b in value)
+                    elif kind == IFLA_MASTER:
+                        link.master = _U32.unpack_from(value)[0]
+                    elif kind == IFLA_LINK:
+                        link.link = _U32.unpack_from(value)[0]
+                    elif kind == IFLA_LINK_NETNSID:
+                        link.link_netnsid = _S32.unpack_from(value)[0]
+                    elif kind == IFLA_IFALIAS:
+                        link.alias = _text(value)
+                    elif kind == IFLA_LINKINFO:
+                        for sub, subvalue in _attrs(value, 0):
+                            if sub == IFLA_INFO_KIND:
+                                link.kind = _text(subvalue)
+                offset += (length + 3) & ~3
             out.append(link)
         return out
 
