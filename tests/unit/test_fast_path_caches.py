@@ -262,3 +262,21 @@ def test_old_entries_beyond_the_limit_are_removed(state, lab, monkeypatch):
     for i in range(5):
         compile_and_store(state, prefix=f"p{i}-")
     assert len(state.regular_files(compiled_cache.DIRECTORY)) == 3
+
+
+def test_a_policy_file_that_may_no_longer_be_read_is_a_miss(state, tmp_path, monkeypatch):
+    from toolkit.manifest.files import ALLOW_OUTSIDE, outside_problem
+
+    lab, elsewhere = tmp_path / "lab", tmp_path / "elsewhere"
+    lab.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "policy.yaml").write_text(POLICY)
+    (lab / "policy.yaml").symlink_to(elsewhere / "policy.yaml")  # outside the manifest's directory
+    (lab / "lab.yaml").write_text(MANIFEST)
+    monkeypatch.chdir(lab)
+    monkeypatch.setenv(ALLOW_OUTSIDE, "1")
+    compile_and_store(state)
+    cache = CompileCache(state, read_file, lambda path, manifest: outside_problem(path, path, manifest, read_file))
+    assert cache.lookup("lab.yaml", "p-") is not None
+    monkeypatch.delenv(ALLOW_OUTSIDE)
+    assert cache.lookup("lab.yaml", "p-") is None  # the load would refuse it now: so must the cache

@@ -48,10 +48,14 @@ def _cached(state, file, prefix):
     the cache is in the state directory)."""
     import os
 
+    from ..manifest.files import outside_problem
     from ..manifest.topology import read_file
     from ..state.compiled import CompileCache
 
-    return CompileCache(state, read_file).lookup(file, prefix) if os.geteuid() == 0 else None
+    def refused(path, manifest):
+        return outside_problem(path, path, manifest, read_file)
+
+    return CompileCache(state, read_file, refused).lookup(file, prefix) if os.geteuid() == 0 else None
 
 
 def _compile(state, file, prefix, revision):

@@ -10,7 +10,9 @@ that names the same manifest takes it if, and only if:
 
   * the code fingerprint is the same (netkeel's source files, the YAML, schema
     and libnftables libraries, by path, size and modification time);
-  * every file the load read has the same SHA-256 now (read again, whole);
+  * every file the load read has the same SHA-256 now (read again, whole), and
+    may still be read (a policy file must be inside the manifest's repository
+    or directory: a link pointing elsewhere since is a miss, and the load refuses it);
   * the manifest path, the working directory (relative paths) and the prefix
     are the same (they are the entry's name).
 
@@ -78,10 +80,15 @@ class Recorder:
 
 
 class CompileCache:
-    def __init__(self, state, read):
-        """`read(path) -> bytes` reads manifests (manifest.files.read_file)."""
+    def __init__(self, state, read, refused=None):
+        """`read(path) -> bytes` reads manifests (manifest.files.read_file);
+        `refused(path, manifest)` says why a file the manifest names may not be
+        read now (manifest.files.outside_problem: a link that points elsewhere
+        since, an environment that no longer allows it), or None: asked again of
+        every file at each lookup, since it depends on more than their bytes."""
         self.state = state
         self._read = read
+        self._refused = refused or (lambda path, manifest: None)
         self._code = None
 
     def _name(self, manifest: str, prefix: str) -> str:
@@ -109,6 +116,8 @@ class CompileCache:
             return None
         for path, digest in reads.items():
             try:
+                if path != manifest and self._refused(path, manifest) is not None:
+                    return None
                 if hashlib.sha256(self._read(path)).hexdigest() != digest:
                     return None
             except Exception:  # noqa: BLE001 - gone or unreadable now: load as usual (and report it)
