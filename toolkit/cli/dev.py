@@ -149,10 +149,13 @@ def _kernel_tier(c, select: str, explicit: bool) -> int:
                      "backend (netem in the kernel tier's VM where this kernel lacks it), inject and revert times",
             "packets": "datagrams per loss or duplicate fault for --chaos (default 10000)",
             "doctor": "the doctor on a 100-node lab instead (bench/doctor_scale.py)",
-            "vrrp": "VIP failover instead: netkeel's speaker against keepalived (bench/vrrp_failover.py)"})
-def bench(c, nodes=1000, nft=False, rules=10000, chaos=False, packets=10000, doctor=False, vrrp=False):
+            "vrrp": "VIP failover instead: netkeel's speaker against keepalived (bench/vrrp_failover.py)",
+            "sweep": "the node (or --nft rule) benchmark at several sizes, each in a process of its own"})
+def bench(c, nodes=1000, nft=False, rules=10000, chaos=False, packets=10000, doctor=False, vrrp=False,
+          sweep=False):
     """Benchmark: netkeel vs `ip -batch` at N nodes, (--nft) vs `nft -f` at N rules, (--chaos) faults,
-    (--doctor) the doctor on 100 nodes, or (--vrrp) VIP failover against keepalived."""
+    (--doctor) the doctor on 100 nodes, or (--vrrp) VIP failover against keepalived; --sweep: the
+    node or rule benchmark at several sizes (250-2,000 nodes; 10,000 and 50,000 rules)."""
     if doctor:
         script = "bench/doctor_scale.py"
     elif vrrp:
@@ -160,9 +163,9 @@ def bench(c, nodes=1000, nft=False, rules=10000, chaos=False, packets=10000, doc
     elif chaos:
         script = f"bench/chaos_fidelity.py --packets {int(packets)}"
     elif nft:
-        script = f"bench/nft_scale.py --rules {int(rules)}"
+        script = "bench/nft_scale.py --sweep" if sweep else f"bench/nft_scale.py --rules {int(rules)}"
     else:
-        script = f"bench/scale.py --nodes {int(nodes)}"
+        script = "bench/scale.py --sweep" if sweep else f"bench/scale.py --nodes {int(nodes)}"
     with c.cd(str(ROOT)):
         c.run(f"{shlex.quote(sys.executable)} {script}", pty=sys.stdout.isatty())
 
