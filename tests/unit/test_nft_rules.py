@@ -479,3 +479,34 @@ def test_describe(rule, text):
 
 def test_describe_log_true_reads_like_nft():
     assert describe({"log": True, "action": "drop"}) == "log drop"
+
+
+# -- what the kernel lists back ----------------------------------------------------
+
+@pytest.mark.parametrize("value, right", [
+    ("::1.2.3.4", "::1.2.3.4"),                     # Python writes ::102:304; the kernel lists this
+    ("2001:db8::/64", prefix("2001:db8::", 64)),
+    ("2001:DB8:0:0:1::1", "2001:db8::1:0:0:1"),
+])
+def test_ipv6_addresses_are_written_as_the_kernel_lists_them(value, right):
+    assert compile_({"saddr": value, "action": "drop"})[0] == match(payload("ip6", "saddr"), right)
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"saddr": ["10.0.0.0/8", "10.1.0.0/16"]}, "10.0.0.0/8 and 10.1.0.0/16 overlap"),
+    ({"saddr": ["10.0.0.0/24", "10.0.1.0/24"]}, "10.0.0.0/24 and 10.0.1.0/24 touch"),
+    ({"saddr": ["10.0.0.1", "10.0.0.1"]}, "10.0.0.1 and 10.0.0.1 overlap"),
+    ({"protocol": "tcp", "dport": [22, "80-90", 85]}, "80-90 and 85 overlap"),
+    ({"protocol": "tcp", "dport": [22, 23, "80-90"]}, "22 and 23 touch"),
+    ({"protocol": "tcp", "dport": ["80-90", "91-95"]}, "80-90 and 91-95 touch"),
+])
+def test_what_nftables_would_merge_is_refused_with_what_to_write(rule, message):
+    field, text = error({**rule, "action": "drop"})
+    assert field == next(k for k in ("saddr", "dport") if k in rule) and message in text
+
+
+def test_single_values_side_by_side_are_not_merged():
+    assert compile_({"saddr": ["10.0.0.1", "10.0.0.2"], "action": "drop"})[0]["match"]["right"] == \
+        {"set": ["10.0.0.1", "10.0.0.2"]}
+    assert compile_({"protocol": "tcp", "dport": [22, 23], "action": "drop"})[0]["match"]["right"] == \
+        {"set": [22, 23]}

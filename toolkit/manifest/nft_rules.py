@@ -14,6 +14,7 @@ import difflib
 import ipaddress
 import json
 import re
+import socket
 
 from ..model.firewall import LIMIT_BURST, LOG_LEVEL, REJECT_CODE
 from .text import listing, quote
@@ -197,13 +198,63 @@ def _address_match(key: str, value, ctx: RuleContext) -> dict:
             raise RuleError(key, f"{text} is an IPv4-mapped IPv6 address: match the IPv4 address instead")
         versions.add(net.version)
         host = net.prefixlen == net.max_prefixlen
-        elements.append(str(net.network_address) if host else
-                        {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}})
+        elements.append(nft_address(net.network_address) if host else
+                        {"prefix": {"addr": nft_address(net.network_address), "len": net.prefixlen}})
     if len(versions) > 1:
         raise RuleError(key, "a rule cannot match IPv4 and IPv6 addresses at once: write two rules")
     proto = "ip" if versions == {4} else "ip6"
     _check_family(key, proto, ctx)
+    _unmerged(key, elements)
     return _match({"payload": {"protocol": proto, "field": key}}, _one_or_set(elements))
+
+
+def nft_address(address) -> str:
+    """An address (ipaddress) as nftables lists it: IPv6 through inet_ntop, which
+    writes `::1.2.3.4` where Python writes `::102:304`."""
+    if address.version == 6:
+        return socket.inet_ntop(socket.AF_INET6, address.packed)
+    return str(address)
+
+
+def _span(element) -> tuple:
+    """(low, high) integers an element of an anonymous set covers."""
+    if isinstance(element, int):
+        return element, element
+    if isinstance(element, dict) and "range" in element:
+        return tuple(element["range"])
+    if isinstance(element, dict):
+        net = ipaddress.ip_network(f"{element['prefix']['addr']}/{element['prefix']['len']}")
+        return int(net.network_address), int(net.broadcast_address)
+    address = int(ipaddress.ip_address(element))
+    return address, address
+
+
+def _shown(element) -> str:
+    if isinstance(element, dict) and "range" in element:
+        return f"{element['range'][0]}-{element['range'][1]}"
+    if isinstance(element, dict):
+        return f"{element['prefix']['addr']}/{element['prefix']['len']}"
+    return str(element)
+
+
+def _unmerged(key: str, elements: list) -> None:
+    """RuleError when a rule's list of addresses or ports holds elements that
+    nftables would merge: the same one twice, overlapping ones, or (in a list
+    with a prefix or range, which nftables makes an interval set) ones that
+    touch. It would list them back merged, so the rule would never match its
+    manifest; the message says what to write instead."""
+    if len(elements) < 2:
+        return
+    interval = any(isinstance(e, dict) for e in elements)
+    spans = sorted((_span(e), e) for e in elements)
+    for ((low_a, high_a), a), ((low_b, high_b), b) in zip(spans, spans[1:]):
+        if low_b <= high_a:
+            raise RuleError(key, f"{_shown(a)} and {_shown(b)} overlap: nftables keeps them as one "
+                                 "interval and lists that back; write each address or port once")
+        if interval and low_b == high_a + 1:
+            raise RuleError(key, f"{_shown(a)} and {_shown(b)} touch: in a list with a prefix or range "
+                                 "nftables merges them into one interval and lists that back; write the "
+                                 "merged prefix or range instead")
 
 
 def _check_family(key: str, proto: str, ctx: RuleContext) -> None:
@@ -286,7 +337,9 @@ def port_value(key: str, value):
 
 def _ports(key: str, value):
     values = value if isinstance(value, list) else [value]
-    return _one_or_set([port_value(key, v) for v in values])
+    ports = [port_value(key, v) for v in values]
+    _unmerged(key, ports)
+    return _one_or_set(ports)
 
 
 _RATE = re.compile(r" *([0-9]{1,11}) */ *(second|minute|hour|day) *")
@@ -388,7 +441,7 @@ def _nat_target(name: str, text: str, ctx: RuleContext) -> dict:
     proto = "ip" if addr.version == 4 else "ip6"
     if ctx.family in ("ip", "ip6") and proto != ctx.family:
         raise RuleError("action", f"{name} to an IPv{addr.version} address in a table of family {ctx.family}")
-    target = {"addr": str(addr)}
+    target = {"addr": nft_address(addr)}
     if ctx.family == "inet":
         target = {"family": proto, **target}
     if port is not None:
