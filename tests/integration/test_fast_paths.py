@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,71 @@ def test_every_rule_form_sent_as_text_lists_back_as_compiled(lab, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "nft transaction (text)" in result.stderr and "nft text refused" not in result.stderr
     assert lab.run("drift", tmp_path / "everything.yaml", "--full").returncode == 0
+
+
+# -- what a hostile review found: contents that change without a commit ------------
+
+def write_policy(lab, text):
+    lab.policy.write_text(text)
+    result = lab.run("apply", lab.manifest)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_device_made_again_under_a_rule_that_names_it_by_index_is_seen(guarded):
+    write_policy(guarded, POLICY.replace("          - {saddr: \"@blocked\", action: drop}",
+                                         '          - {saddr: "@blocked", action: drop}\n'
+                                         '          - {nft: "iif p0 udp dport 7777 drop"}'))
+    assert drift(guarded)[0] == 0
+    guarded.ip("fw", "link del p0")  # the kernel's rule keeps p0's old index
+    code, asked = drift(guarded)
+    assert code == 2 and LISTED in asked
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert 'iif "p0" udp dport 7777 drop' in nft(guarded, "list", "chain", "inet", "netkeel_guard", "input")
+    assert drift(guarded)[0] == 0 and drift(guarded, "--full")[0] == 0
+
+
+def test_a_set_the_packet_path_fills_is_listed_at_every_read(guarded):
+    write_policy(guarded, POLICY.replace(
+        "      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}",
+        "      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}\n"
+        "      seen: {type: ipv4_addr, flags: [timeout]}").replace(
+        "          - {saddr: \"@blocked\", action: drop}",
+        '          - {saddr: "@blocked", action: drop}\n'
+        '          - {nft: "ip saddr 10.9.0.0/24 update @seen { ip saddr }"}'))
+    assert drift(guarded)[0] == 0
+    assert guarded.ping("peer", "10.9.0.1")  # adds 10.9.0.2 to @seen: no commit, no generation
+    code, asked = drift(guarded)
+    assert code == 2 and f"{guarded.ns('fw')} {LISTED}" in asked
+
+
+def test_an_element_that_times_out_is_seen_going(guarded):
+    write_policy(guarded, POLICY.replace("blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}",
+                                         "blocked: {type: ipv4_addr, flags: [timeout], "
+                                         "elements: [192.0.2.1, 192.0.2.2]}"))
+    nft(guarded, "delete", "element", "inet", "netkeel_guard", "blocked", "{ 192.0.2.2 }")
+    nft(guarded, "add", "element", "inet", "netkeel_guard", "blocked", "{ 192.0.2.2 timeout 2s }")
+    assert drift(guarded)[0] == 0  # the element is there, for now
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline and "192.0.2.2" in nft(guarded, "list", "set", "inet", "netkeel_guard",
+                                                              "blocked"):
+        time.sleep(0.2)
+    code, asked = drift(guarded)
+    assert code == 2 and LISTED in asked
+
+
+def test_a_dormant_table_is_drift_and_apply_wakes_it(guarded):
+    nft(guarded, "add", "table", "inet", "netkeel_guard", "{ flags dormant; }")
+    code, asked = drift(guarded)
+    assert code == 2 and LISTED in asked
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert "dormant" not in nft(guarded, "list", "table", "inet", "netkeel_guard")
+    assert drift(guarded, "--full")[0] == 0
+
+
+def test_a_quota_keeps_its_limit_through_a_rollback(guarded):
+    nft(guarded, "add", "quota", "inet", "netkeel_guard", "q1", "{ over 100 mbytes }")
+    code, doc = guarded.json("drift", guarded.manifest)
+    assert code == 2 and any("quota q1" in item["what"] for d in doc["differences"] for item in d["details"])
+    assert guarded.run("apply", guarded.manifest).returncode == 0  # removes it; the snapshot before has it
+    assert guarded.run("rollback", None).returncode == 0
+    assert "over 100 mbytes" in nft(guarded, "list", "quota", "inet", "netkeel_guard", "q1")

@@ -24,8 +24,14 @@ from toolkit.state.compiled import CompileCache, Recorder
 from toolkit.state.rulesets import FILE, FORMAT, RulesetMemo, boot_id
 
 
+DEV = [["lo", 1], ["p0", 2]]  # the devices a read saw: (name, index)
+
+
 def memo_file(namespaces: dict) -> str:
-    """A memo index as save() writes it, for this boot."""
+    """A memo index as save() writes it, for this boot (the devices DEV)."""
+    for entry in namespaces.values():
+        if isinstance(entry, dict):
+            entry["devices"] = DEV
     return json.dumps({"format": FORMAT, "boot": boot_id(), "namespaces": namespaces})
 
 
@@ -45,39 +51,40 @@ def state(tmp_path):
 def test_a_ruleset_is_known_again_only_at_the_same_cookie_and_generation(state):
     resources = [table(), table(name="other", owner=FOREIGN), table(name="netkeel_chaos_x", owner=overlay("fault"))]
     memo = RulesetMemo(state)
-    memo.put("lab-fw", 77, 12, resources)
+    memo.put("lab-fw", 77, 12, DEV, resources)
     memo.save()
     again = RulesetMemo(state)
-    assert sorted(again.get("lab-fw", 77, 12)) == sorted(resources)
-    assert [r.owner for r in sorted(again.get("lab-fw", 77, 12))] == [r.owner for r in sorted(resources)]
-    assert again.get("lab-fw", 77, 13) is None   # a commit since
-    assert again.get("lab-fw", 78, 12) is None   # another namespace under the name
-    assert again.get("lab-other", 77, 12) is None
-    assert RulesetMemo(state, trust=False).get("lab-fw", 77, 12) is None  # drift --full
+    assert sorted(again.get("lab-fw", 77, 12, DEV)) == sorted(resources)
+    assert [r.owner for r in sorted(again.get("lab-fw", 77, 12, DEV))] == [r.owner for r in sorted(resources)]
+    assert again.get("lab-fw", 77, 13, DEV) is None   # a commit since
+    assert again.get("lab-fw", 78, 12, DEV) is None   # another namespace under the name
+    assert again.get("lab-other", 77, 12, DEV) is None
+    assert again.get("lab-fw", 77, 12, [["lo", 1], ["p0", 3]]) is None  # p0 made again: `iif p0` is stale
+    assert RulesetMemo(state, trust=False).get("lab-fw", 77, 12, DEV) is None  # drift --full
 
 
 def test_what_another_boot_remembered_is_a_miss(state):
     memo = RulesetMemo(state)
-    memo.put("lab-fw", 77, 12, [table()])
+    memo.put("lab-fw", 77, 12, DEV, [table()])
     memo.save()
     data = json.loads(state.path(FILE).read_text())
     data["boot"] = "another boot"
     state.path(FILE).write_text(json.dumps(data))
-    assert RulesetMemo(state).get("lab-fw", 77, 12) is None
+    assert RulesetMemo(state).get("lab-fw", 77, 12, DEV) is None
 
 
 def test_saving_merges_with_what_another_command_wrote_and_drops_gone_namespaces(state):
     first, second = RulesetMemo(state, exists=lambda ns: ns != "lab-gone"), RulesetMemo(state)
-    second.get("lab-a", 1, 1)  # read the (empty) file before the other command writes
-    first.put("lab-a", 1, 5, [table("lab-a")])
-    first.put("lab-gone", 2, 5, [table("lab-gone")])
+    second.get("lab-a", 1, 1, DEV)  # read the (empty) file before the other command writes
+    first.put("lab-a", 1, 5, DEV, [table("lab-a")])
+    first.put("lab-gone", 2, 5, DEV, [table("lab-gone")])
     first.save()
-    second.put("lab-b", 3, 9, [table("lab-b")])
+    second.put("lab-b", 3, 9, DEV, [table("lab-b")])
     second.save()
     third = RulesetMemo(state)
-    assert third.get("lab-a", 1, 5) == [table("lab-a")]
-    assert third.get("lab-b", 3, 9) == [table("lab-b")]
-    assert third.get("lab-gone", 2, 5) is None
+    assert third.get("lab-a", 1, 5, DEV) == [table("lab-a")]
+    assert third.get("lab-b", 3, 9, DEV) == [table("lab-b")]
+    assert third.get("lab-gone", 2, 5, DEV) is None
 
 
 @pytest.mark.parametrize("content", [
@@ -101,29 +108,29 @@ def test_a_hostile_or_damaged_memo_is_a_miss_never_an_error(state, content):
     state.path(FILE).write_bytes(content)
     os.chmod(state.path(FILE), 0o600)
     memo = RulesetMemo(state)
-    assert memo.get("lab-fw", 77, 12) is None
-    memo.put("lab-fw", 77, 13, [table()])
+    assert memo.get("lab-fw", 77, 12, DEV) is None
+    memo.put("lab-fw", 77, 13, DEV, [table()])
     memo.save()  # rewritten whole
-    assert RulesetMemo(state).get("lab-fw", 77, 13) == [table()]
+    assert RulesetMemo(state).get("lab-fw", 77, 13, DEV) == [table()]
 
 
 def test_a_large_entry_has_a_file_of_its_own_checked_against_its_name(state):
     big = table(rules=tuple(f'{{"expr":[{{"drop":null}}],"comment":"{i}"}}' for i in range(2000)))
     memo = RulesetMemo(state)
-    memo.put("lab-fw", 5, 6, [big])
-    memo.put("lab-small", 5, 6, [table("lab-small")])
+    memo.put("lab-fw", 5, 6, DEV, [big])
+    memo.put("lab-small", 5, 6, DEV, [table("lab-small")])
     memo.save()
     (name,) = state.regular_files("cache/nft-rulesets")
     index = json.loads(state.path(FILE).read_text())["namespaces"]
     assert index["lab-fw"]["digest"] + ".json" == name and "resources" in index["lab-small"]
-    assert RulesetMemo(state).get("lab-fw", 5, 6) == [big]
+    assert RulesetMemo(state).get("lab-fw", 5, 6, DEV) == [big]
     side = state.path("cache/nft-rulesets", name)
     side.write_bytes(side.read_bytes().replace(b"1999", b"1998", 1))
-    assert RulesetMemo(state).get("lab-fw", 5, 6) is None   # changed since written: a miss
+    assert RulesetMemo(state).get("lab-fw", 5, 6, DEV) is None   # changed since written: a miss
     side.unlink()
-    assert RulesetMemo(state).get("lab-fw", 5, 6) is None
+    assert RulesetMemo(state).get("lab-fw", 5, 6, DEV) is None
     memo = RulesetMemo(state)
-    memo.put("lab-fw", 5, 7, [table()])
+    memo.put("lab-fw", 5, 7, DEV, [table()])
     memo.save()
     assert state.regular_files("cache/nft-rulesets") == []   # no entry names it any more
 
@@ -132,9 +139,9 @@ def test_a_memo_that_cannot_be_written_only_costs_time(state, tmp_path):
     state.ensure()
     state.path("cache").write_text("a file where the directory would be")
     memo = RulesetMemo(state)
-    memo.put("lab-fw", 1, 1, [table()])
+    memo.put("lab-fw", 1, 1, DEV, [table()])
     memo.save()  # no exception
-    assert RulesetMemo(state).get("lab-fw", 1, 1) is None
+    assert RulesetMemo(state).get("lab-fw", 1, 1, DEV) is None
 
 
 # -- following our own commit -------------------------------------------------------
@@ -145,9 +152,9 @@ def test_a_commit_is_followed_only_when_the_generation_moved_by_exactly_one(stat
     new = Resource.make("nft_table", ("lab-fw", "inet", "netkeel_nat"), **{"chain post": "{}"})
     for after, expected in ((13, True), (14, False), (12, False), (None, False)):
         memo = RulesetMemo(state)
-        memo.put("lab-fw", 77, 12, before)
-        _follow(memo, "lab-fw", 77, 12, after, {replaced.key: replaced, new.key: new})
-        found = memo.get("lab-fw", 77, 13)
+        memo.put("lab-fw", 77, 12, DEV, before)
+        _follow(memo, "lab-fw", 77, 12, after, DEV, {replaced.key: replaced, new.key: new})
+        found = memo.get("lab-fw", 77, 13, DEV)
         if expected:
             assert sorted(found) == sorted([replaced, new, before[1]])
         else:
@@ -156,15 +163,15 @@ def test_a_commit_is_followed_only_when_the_generation_moved_by_exactly_one(stat
 
 def test_a_commit_on_an_unknown_ruleset_is_not_followed(state):
     memo = RulesetMemo(state)
-    _follow(memo, "lab-fw", 77, 12, 13, {table().key: table()})
-    assert memo.get("lab-fw", 77, 13) is None
+    _follow(memo, "lab-fw", 77, 12, 13, DEV, {table().key: table()})
+    assert memo.get("lab-fw", 77, 13, DEV) is None
 
 
 def test_a_removed_table_is_gone_from_what_is_followed(state):
     memo = RulesetMemo(state)
-    memo.put("lab-fw", 77, 3, [table()])
-    _follow(memo, "lab-fw", 77, 3, 4, {table().key: None})
-    assert memo.get("lab-fw", 77, 4) == []
+    memo.put("lab-fw", 77, 3, DEV, [table()])
+    _follow(memo, "lab-fw", 77, 3, 4, DEV, {table().key: None})
+    assert memo.get("lab-fw", 77, 4, DEV) == []
 
 
 # -- the compile cache --------------------------------------------------------------

@@ -284,3 +284,43 @@ def test_a_changed_live_object_is_a_difference():
     desired = desired_table_spec(table(SMALL))
     live = live_table_specs(listing, "netkeel_")[0][("inet", "netkeel_small")]
     assert [k for k in desired if k[0] != "_" and desired[k] != live[k]] == ["chain input", "rules input"]
+
+
+# -- what changes without a commit, what is content --------------------------------
+
+@pytest.mark.parametrize("fields, by_itself", [
+    ({"set s": set_spec("ipv4_addr", ["timeout"], [])}, True),
+    ({"set s": set_spec("ipv4_addr", ["dynamic"], [])}, True),
+    ({"set s": set_spec("ipv4_addr", ["interval"], ["10.0.0.1"])}, False),
+    ({"rules c": (canonical_rule([{"set": {"op": "update", "elem": {"payload": {"protocol": "ip", "field": "saddr"}},
+                                           "set": "@seen"}}], None, "inet"),)}, True),
+    ({"rules c": (canonical_rule([{"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 1}},
+                                  {"accept": None}], None, "inet"),)}, False),
+])
+def test_a_table_that_can_change_without_a_commit_is_known(fields, by_itself):
+    from toolkit.kinds.nft_canon import changes_by_itself
+
+    assert changes_by_itself(fields) is by_itself
+
+
+def test_a_quota_object_keeps_its_limit_and_drops_what_it_used():
+    listing = [{"table": {"family": "inet", "name": "netkeel_q", "handle": 1}},
+               {"quota": {"family": "inet", "table": "netkeel_q", "name": "q1", "handle": 2, "bytes": 104857600,
+                          "used": 5000, "inv": True}},
+               {"counter": {"family": "inet", "table": "netkeel_q", "name": "c1", "handle": 3, "packets": 9,
+                            "bytes": 900}}]
+    (fields,) = live_table_specs(listing, "netkeel_")[0].values()
+    assert json.loads(fields["quota q1"]) == {"bytes": 104857600, "inv": True}
+    assert json.loads(fields["counter c1"]) == {}
+
+
+def test_a_dormant_table_says_so():
+    listing = [{"table": {"family": "inet", "name": "netkeel_d", "handle": 1, "flags": ["dormant"]}}]
+    (fields,) = live_table_specs(listing, "netkeel_")[0].values()
+    assert json.loads(fields["table flags"]) == ["dormant"]
+
+
+def test_inline_quota_and_last_drop_what_traffic_moves():
+    assert canonical_expr({"quota": {"val": 10, "val_unit": "mbytes", "used": 77, "used_unit": "bytes"}}, "inet") \
+        == {"quota": {"val": 10, "val_unit": "mbytes", "used_unit": "bytes"}}
+    assert canonical_expr({"last": {"used": 1234}}, "inet") == {"last": {}}

@@ -20,7 +20,7 @@ import re
 from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, overlay
 from ..core.resource import Resource
 from ..errors import KernelError
-from ..kinds.nft_canon import live_table_specs
+from ..kinds.nft_canon import changes_by_itself, live_table_specs
 
 KIND = "nft_table"
 _HANDLE = re.compile(r"^(?P<text>.*?)\s+# handle (?P<handle>\d+)$")
@@ -46,18 +46,23 @@ def run_cmd(kernel, ns, command: str) -> str:
     return out
 
 
-def read(kernel, ns_name: str) -> list:
+def read(kernel, ns_name: str, devices=None) -> list:
     """nft_table resources for the owned tables of a namespace, nft_foreign for the rest.
 
-    With a memo (kernel.nft_memo), a namespace whose cookie and ruleset generation
-    are those of an earlier read is not listed again: no commit happened there
-    since, so its tables are what that read found (kernel/nftgen.py). A listing
-    is remembered only if the generation did not move while it was made."""
+    With a memo (kernel.nft_memo), a namespace whose cookie, ruleset generation
+    and devices (`devices`: (name, index) pairs, from the link dump of the same
+    read) are those of an earlier read is not listed again: no commit happened
+    there since, and a rule naming a device by index (`iif`) still means the
+    same device, so its tables are what that read found (kernel/nftgen.py). A
+    listing is remembered only if the generation did not move while it was made
+    and no table of ours can change by itself (element timeouts, sets the
+    packet path fills: nft_canon.changes_by_itself)."""
     ns = kernel.ns(ns_name)
     memo = kernel.nft_memo
-    mark = (ns.cookie(), ns.generation())
+    mark = (ns.cookie(), ns.generation(), device_list(devices))
     ns.read_generation = None
-    if memo is not None and mark[1] is not None:
+    ns.read_devices = mark[2]
+    if memo is not None and mark[1] is not None and mark[2] is not None:
         known = memo.get(ns_name, *mark)
         if known is not None:
             kernel.log(ns_name, f"nft ruleset unchanged since read (generation {mark[1]})")
@@ -66,9 +71,52 @@ def read(kernel, ns_name: str) -> list:
     out = _listed(kernel, ns, ns_name)
     if mark[1] is not None and ns.generation() == mark[1]:
         ns.read_generation = mark[1]  # what was read is what this generation holds
-        if memo is not None:
+        if memo is not None and mark[2] is not None and not any(changes_by_itself(r.fields()) for r in out):
             memo.put(ns_name, *mark, out)
     return out
+
+
+def device_list(devices) -> list | None:
+    """(name, index) pairs as the memo keeps them: sorted, as lists."""
+    return None if devices is None else sorted([str(name), int(index)] for name, index in devices)
+
+
+def _listed(kernel, ns, ns_name: str) -> list:
+    for attempt in (1, 2):  # libnftables 1.0.6 may print a dormant table's flags as stray memory
+        text = kernel.request(ns_name, "nft list ruleset", run_cmd, kernel, ns, "list ruleset") or "{}"
+        try:
+            listing = json.loads(text)
+            break
+        except ValueError as exc:
+            if attempt == 2:
+                raise KernelError(f"nft list ruleset in {ns_name}",
+                                  f"libnftables printed JSON that does not parse ({exc}); `nft list ruleset` "
+                                  "there shows the ruleset as text") from None
+    items = listing.get("nftables", [])
+    chaos = {(i["table"]["family"], i["table"]["name"]) for i in items
+             if "table" in i and i["table"].get("name", "").startswith(CHAOS_TABLE_PREFIX)}
+    # A fault's table is netkeel's but not the topology's: read as an overlay's,
+    # whole (never compared), so that an apply of the topology leaves it alone.
+    items = [i for i in items if _table_key(i) not in chaos]
+    owned, foreign = live_table_specs(items, TABLE_PREFIX)
+    out = [Resource.make(KIND, (ns_name, family, name), owner=FOREIGN) for family, name in foreign]
+    out += [Resource.make(KIND, (ns_name, family, name), owner=overlay("fault")) for family, name in sorted(chaos)]
+    for (family, name), fields in owned.items():
+        if "table flags" in fields:  # listed, but its value not to be trusted: asked of the kernel
+            fields["table flags"] = _table_flags(kernel, ns, ns_name, family, name)
+        # Rule handles, to fetch the rules' text only if a report needs it (with_display).
+        fields["_handles"] = tuple(fields.get("_handles", ()))
+        out.append(Resource.make(KIND, (ns_name, family, name), **fields))
+    return out
+
+
+def _table_flags(kernel, ns, ns_name: str, family: str, table: str) -> str | None:
+    """A table's flags as its `table flags` field (JSON text), None if it has none."""
+    from . import nftgen
+
+    flags = kernel.request(ns_name, f"nft table flags of {family} {table}", nftgen.table_flags,
+                           ns.nfgen_socket(), family, table)
+    return json.dumps(sorted(flags)) if flags else None
 
 
 def rule_handles(kernel, ns_name: str, family: str, table: str):
@@ -87,24 +135,6 @@ def rule_handles(kernel, ns_name: str, family: str, table: str):
     except KernelError:
         return None
     return found if ns.generation() == read else None
-
-
-def _listed(kernel, ns, ns_name: str) -> list:
-    listing = json.loads(kernel.request(ns_name, "nft list ruleset", run_cmd, kernel, ns, "list ruleset") or "{}")
-    items = listing.get("nftables", [])
-    chaos = {(i["table"]["family"], i["table"]["name"]) for i in items
-             if "table" in i and i["table"].get("name", "").startswith(CHAOS_TABLE_PREFIX)}
-    # A fault's table is netkeel's but not the topology's: read as an overlay's,
-    # whole (never compared), so that an apply of the topology leaves it alone.
-    items = [i for i in items if _table_key(i) not in chaos]
-    owned, foreign = live_table_specs(items, TABLE_PREFIX)
-    out = [Resource.make(KIND, (ns_name, family, name), owner=FOREIGN) for family, name in foreign]
-    out += [Resource.make(KIND, (ns_name, family, name), owner=overlay("fault")) for family, name in sorted(chaos)]
-    for (family, name), fields in owned.items():
-        # Rule handles, to fetch the rules' text only if a report needs it (with_display).
-        fields["_handles"] = tuple(fields.get("_handles", ()))
-        out.append(Resource.make(KIND, (ns_name, family, name), **fields))
-    return out
 
 
 def _table_key(item: dict):
@@ -174,7 +204,8 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     if callable(tables):
         tables = tables(echoed)
     if kernel.nft_memo is not None and before is not None and tables is not None:
-        _follow(kernel.nft_memo, ns_name, ns.cookie(), before, ns.generation(), tables)
+        _follow(kernel.nft_memo, ns_name, ns.cookie(), before, ns.generation(), getattr(ns, "read_devices", None),
+                tables)
     return echoed
 
 
@@ -189,18 +220,21 @@ def _echoed(output: str) -> list:
     return out
 
 
-def _follow(memo, ns_name: str, cookie: int, before: int, after, tables: dict) -> None:
+def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, tables: dict) -> None:
     """Remember the namespace's tables after our own commit, when that is certain:
     the generation moved from `before` by exactly one (no other commit came
-    between the two readings, ours made exactly one), and what it held at
-    `before` is known. Otherwise nothing is remembered: the next read lists."""
-    if after != before + 1:
+    between the two readings, ours made exactly one), what it held at `before`
+    (with these devices) is known, and no table can change by itself.
+    Otherwise nothing is remembered: the next read lists."""
+    if after != before + 1 or devices is None:
         return
-    held = memo.get(ns_name, cookie, before)
+    held = memo.get(ns_name, cookie, before, devices)
     if held is None:
         return
     kept = [r for r in held if r.key not in tables]
-    memo.put(ns_name, cookie, after, kept + [r for r in tables.values() if r is not None])
+    now = kept + [r for r in tables.values() if r is not None]
+    if not any(changes_by_itself(r.fields()) for r in now):
+        memo.put(ns_name, cookie, after, devices, now)
 
 
 def _first_error(err: str) -> str:

@@ -120,3 +120,46 @@ def _chain_and_handle(data: bytes, offset: int, end: int) -> tuple:
     if chain is None or handle is None:
         raise OSError("a rule without chain or handle")
     return chain, handle
+
+
+NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE = 0, 1
+NFTA_TABLE_NAME, NFTA_TABLE_FLAGS = 1, 2
+TABLE_FLAGS = {1: "dormant", 2: "owner", 4: "persist"}
+
+
+def table_flags(sock: socket.socket, family: str, table: str, seq: int = 3) -> list:
+    """The flags of one table by name ("dormant", ...): libnftables 1.0.6 prints
+    a table's flags in JSON as whatever string lies in memory there (its name,
+    its family), so netkeel asks the kernel. Raises OSError."""
+    name = table.encode() + b"\0"
+    attr = _NLA.pack(_NLA.size + len(name), NFTA_TABLE_NAME) + name + b"\0" * (-len(name) % 4)
+    body = _NFGEN.pack(FAMILIES[family], 0, 0) + attr
+    sock.send(_HDR.pack(_HDR.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_REQUEST,
+                        seq, 0) + body)
+    while True:
+        data = sock.recv(65536)
+        offset = 0
+        while offset + _HDR.size <= len(data):
+            length, kind, _, got_seq, _ = _HDR.unpack_from(data, offset)
+            if length < _HDR.size:
+                raise OSError("short nfnetlink message")
+            if got_seq == seq:
+                if kind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
+                    raise OSError(code, f"NFT_MSG_GETTABLE refused (errno {code})")
+                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE:
+                    flags = _u32_attr(data, offset + _HDR.size + _NFGEN.size, offset + length, NFTA_TABLE_FLAGS)
+                    return [TABLE_FLAGS.get(bit, f"0x{bit:x}") for bit in (1 << i for i in range(32))
+                            if (flags or 0) & bit]
+            offset += (length + 3) & ~3
+
+
+def _u32_attr(data: bytes, offset: int, end: int, wanted: int):
+    while offset + _NLA.size <= end:
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < _NLA.size:
+            return None
+        if kind & 0x3FFF == wanted and length >= _NLA.size + 4:
+            return struct.unpack_from(">I", data, offset + _NLA.size)[0]
+        offset += (length + 3) & ~3
+    return None

@@ -58,7 +58,7 @@ def read_live(kernel, names, hints=None) -> list:
                    if r.key[1] not in foreign)
         out.extend(rules.to_resources(name, rule_msgs))
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
-        out.extend(nftables.read(kernel, name))
+        out.extend(nftables.read(kernel, name, [(link.ifname, link.index) for link in link_msgs]))
         out.extend(speakers.read(name))
     return out
 

@@ -40,6 +40,7 @@ class Namespace:
         self._nft = None
         self._nfgen = None  # nfnetlink socket for the ruleset generation
         self.read_generation = None  # the generation of the nftables ruleset last read here
+        self.read_devices = None     # and the devices it was read with (nftables.read)
         self._index: dict[str, int] | None = None
         self._nsids: dict[str, int | None] = {}
 
@@ -190,8 +191,9 @@ class Kernel:
                 from . import nftgen
 
                 try:
-                    with nftgen.open_socket() as sock:
-                        self.nft_memo.put(ns_name, cookie, nftgen.generation(sock), [])
+                    with nftgen.open_socket() as sock:  # and its one device: lo, index 1
+                        self.nft_memo.put(ns_name, cookie, nftgen.generation(sock), nftables.device_list([("lo", 1)]),
+                                          [])
                 except OSError:
                     pass
         self.request(name, "netns add", netns.create, name, announce)

@@ -41,6 +41,8 @@ def canonical_expr(node, family: str):
                 value.pop("rate_unit", None)
         elif key == "log":
             value = {k: v for k, v in (value or {}).items() if not (k == "level" and v == LOG_LEVEL)} or None
+        elif key in ("quota", "last") and isinstance(value, dict) and "used" in value:
+            value = {k: canonical_expr(v, family) for k, v in value.items() if k != "used"}  # traffic, not content
         elif key == "reject" and value is None:
             value = REJECT_DEFAULT.get(family)
         elif key == "set" and isinstance(value, list):
@@ -113,7 +115,25 @@ def desired_table_spec(table: Table) -> dict:
 # hold it whole so that rollback can bring it (and the rules using it) back.
 OBJECT_KINDS = ("map", "counter", "quota", "limit", "flowtable", "ct helper", "ct timeout",
                 "ct expectation", "secmark", "synproxy")
-_VOLATILE = ("handle", "family", "table", "name", "packets", "bytes", "used")
+# What identifies an object or changes with traffic, not content: a counter's
+# packets and bytes, a quota's `used` (its `bytes` is its limit: content).
+_IDENTITY = ("handle", "family", "table", "name")
+_STATE = {"counter": ("packets", "bytes"), "quota": ("used",)}
+
+
+def changes_by_itself(fields: dict) -> bool:
+    """Whether a table's content can change without a commit: a set with timeouts
+    (elements expire) or one the packet path adds to (`update @set`, a meter).
+    Such a table is listed at every read, never taken as unchanged from its
+    ruleset generation (state/rulesets.py). Errs on the side of True."""
+    for name, value in fields.items():
+        if name.startswith(("set ", "map ")) and isinstance(value, str) and \
+                ('"timeout"' in value or '"dynamic"' in value or '"elem":' in value and '"timeout":' in value):
+            return True
+        if name.startswith("rules ") and any('"op":"add"' in r or '"op":"update"' in r or '"op":"delete"' in r
+                                             or '"meter"' in r for r in value):
+            return True
+    return False
 
 
 def object_field(field: str):
@@ -141,7 +161,11 @@ def live_table_specs(listing: list, prefix: str) -> tuple:
                 foreign.append((family, table))
             continue
         fields = owned.setdefault((family, table), {})
-        if kind == "chain":
+        if kind == "table":
+            flags = body.get("flags")
+            if flags:  # a dormant table: off, whatever its chains say
+                fields["table flags"] = json.dumps(sorted([flags] if isinstance(flags, str) else flags))
+        elif kind == "chain":
             fields[f"chain {body['name']}"] = chain_header(body.get("type"), body.get("hook"),
                                                            body.get("prio"), body.get("policy"))
             fields.setdefault(f"rules {body['name']}", [])
@@ -152,7 +176,7 @@ def live_table_specs(listing: list, prefix: str) -> tuple:
         elif kind == "set":
             fields[f"set {body['name']}"] = set_spec(body.get("type"), body.get("flags"), body.get("elem"))
         elif kind in OBJECT_KINDS:
-            content = {k: v for k, v in body.items() if k not in _VOLATILE}
+            content = {k: v for k, v in body.items() if k not in _IDENTITY and k not in _STATE.get(kind, ())}
             fields[f"{kind} {body['name']}"] = json.dumps(canonical_expr(content, family), sort_keys=True)
     for fields in owned.values():  # specs hold tuples: resources are hashable
         for name, value in fields.items():

@@ -45,6 +45,9 @@ class NftTable(Kind):
             kind, _, item = name.partition(" ")
             if name == "reason":
                 ok = isinstance(value, str)
+            elif name == "table flags":
+                flags = _json_list(value)
+                ok = flags is not None and all(isinstance(f, str) for f in flags)
             elif not item or not (kind in ("chain", "rules", "set") or object_field(name)):
                 return f"{shown(name)} is not a field of a table (chain, rules, set or a stateful object NAME)"
             elif kind == "rules":
@@ -221,6 +224,15 @@ def committed(desired: Resource) -> Resource:
                     desired.owner)
 
 
+def _json_list(text):
+    """The list `text` holds as JSON, or None."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
+
+
 def _json_object(text):
     """The dict `text` holds as JSON, or None."""
     try:
@@ -284,11 +296,16 @@ def table_commands(action) -> list:
     ident = json.dumps({"family": family, "name": name})
     if action.op == "delete":
         return [f'{{"delete":{{"table":{ident}}}}}']
+    flags = json.loads(action.desired.get("table flags", "[]"))  # a snapshot's dormant table
+    created = json.dumps({"family": family, "name": name, **({"flags": flags} if flags else {})})
     commands = [f'{{"add":{{"table":{ident}}}}}']
     if action.op == "modify":
         # add (a no-op if it exists), delete, add: the table is replaced whole,
         # inside the same transaction.
-        commands += [f'{{"delete":{{"table":{ident}}}}}', f'{{"add":{{"table":{ident}}}}}']
+        commands += [f'{{"delete":{{"table":{ident}}}}}']
+        commands.append(f'{{"add":{{"table":{created}}}}}')
+    elif flags:
+        commands = [f'{{"add":{{"table":{created}}}}}']
     where = {"family": family, "table": name}
     sets, chains, rules = [], [], []
     for field, value in action.desired.spec:

@@ -1,8 +1,10 @@
-"""What the nftables reader last found in each namespace, by (cookie, generation).
+"""What the nftables reader last found in each namespace, by (cookie, generation, devices).
 
 A namespace's ruleset generation moves with every commit in it, and its cookie
 is new if it was deleted and made again (kernel/nftgen.py): while both are what
-they were when a namespace's tables were read, the tables are what was read.
+they were when a namespace's tables were read, the tables are what was read;
+and while its devices keep their indexes, a rule naming one by index (`iif`)
+still means the same device.
 So a reader that finds the same (cookie, generation) takes the resources from
 here instead of listing and parsing the whole ruleset again. Anything else (an
 unknown namespace, another cookie or generation, an unreadable or malformed
@@ -28,7 +30,7 @@ from .codec import decode, encode
 
 FILE = "cache/nft-rulesets.json"
 DIRECTORY = "cache/nft-rulesets"  # large entries, one file each, named by their SHA-256
-FORMAT = 2
+FORMAT = 3
 INLINE = 32 * 1024  # bytes of JSON: larger entries go to a file of their own
 KIND = "nft_table"
 
@@ -45,21 +47,22 @@ class RulesetMemo:
         self._known: dict = {}              # ns -> (cookie, generation, resources): decoded or put
         self._new: dict = {}                # ns -> (cookie, generation, resources), to save
 
-    def get(self, ns: str, cookie: int, generation: int):
-        """The resources read in `ns` at this (cookie, generation), or None."""
+    def get(self, ns: str, cookie: int, generation: int, devices: list):
+        """The resources read in `ns` at this (cookie, generation, devices), or None."""
         known = self._known.get(ns)
-        if known is not None and known[:2] == (cookie, generation):
-            return list(known[2])
+        if known is not None and known[:3] == (cookie, generation, devices):
+            return list(known[3])
         if not self.trust or ns in self._new:
             return None
         entry = self._loaded().get(ns)
-        if not isinstance(entry, dict) or entry.get("cookie") != cookie or entry.get("generation") != generation:
+        if not isinstance(entry, dict) or entry.get("cookie") != cookie or entry.get("generation") != generation \
+                or entry.get("devices") != devices:
             return None
         try:
             resources = _decode(ns, self._resources_of(entry))
-        except (TypeError, ValueError, OSError):  # not what save() writes: a hand-edited file, say
+        except Exception:  # noqa: BLE001 - not what save() writes (a hand-edited file, a FIFO ...): a miss
             return None
-        self._known[ns] = (cookie, generation, tuple(resources))
+        self._known[ns] = (cookie, generation, devices, tuple(resources))
         return resources
 
     def _resources_of(self, entry: dict):
@@ -75,8 +78,8 @@ class RulesetMemo:
             raise ValueError("entry file missing or changed")
         return json.loads(content)
 
-    def put(self, ns: str, cookie: int, generation: int, resources) -> None:
-        self._known[ns] = self._new[ns] = (cookie, generation, tuple(resources))
+    def put(self, ns: str, cookie: int, generation: int, devices: list, resources) -> None:
+        self._known[ns] = self._new[ns] = (cookie, generation, devices, tuple(resources))
 
     def save(self) -> None:
         """Write what this command learned, merged with the file as it is now.
@@ -85,10 +88,10 @@ class RulesetMemo:
             return
         try:
             entries = dict(self._read())
-            for ns, (cookie, generation, resources) in self._new.items():
+            for ns, (cookie, generation, devices, resources) in self._new.items():
                 encoded = [encode(r) for r in resources]
                 content = (json.dumps(encoded, separators=(",", ":")) + "\n").encode()
-                entry = {"cookie": cookie, "generation": generation}
+                entry = {"cookie": cookie, "generation": generation, "devices": devices}
                 if len(content) <= INLINE:
                     entry["resources"] = encoded
                 else:
