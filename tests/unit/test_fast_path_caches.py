@@ -153,7 +153,8 @@ def test_a_commit_is_followed_only_when_the_generation_moved_by_exactly_one(stat
     for after, expected in ((13, True), (14, False), (12, False), (None, False)):
         memo = RulesetMemo(state)
         memo.put("lab-fw", 77, 12, DEV, before)
-        _follow(memo, "lab-fw", 77, 12, after, DEV, {replaced.key: replaced, new.key: new})
+        memo.prove([replaced, new])  # each was listed back so before
+        _follow(memo, "lab-fw", 77, 12, after, DEV, DEV, {replaced.key: replaced, new.key: new})
         found = memo.get("lab-fw", 77, 13, DEV)
         if expected:
             assert sorted(found) == sorted([replaced, new, before[1]])
@@ -161,16 +162,55 @@ def test_a_commit_is_followed_only_when_the_generation_moved_by_exactly_one(stat
             assert found is None
 
 
+def test_a_commit_of_content_never_listed_back_is_not_followed_unless_verified_by_echo(state):
+    replaced = table(rules=('{"expr":[{"drop":null}]}',))
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 12, DEV, [table()])
+    _follow(memo, "lab-fw", 77, 12, 13, DEV, DEV, {replaced.key: replaced})
+    assert memo.get("lab-fw", 77, 13, DEV) is None   # the apply's verification lists it
+    _follow(memo, "lab-fw", 77, 12, 13, DEV, DEV, {replaced.key: replaced}, verified=True)
+    assert memo.get("lab-fw", 77, 13, DEV) == [replaced]
+    memo.save()
+    again = RulesetMemo(state)
+    assert not again.proven(replaced) and again.proven(table()) is False
+    again.prove([replaced])
+    again.save()
+    assert RulesetMemo(state).proven(replaced)
+    assert not RulesetMemo(state, trust=False).proven(replaced)
+
+
+def test_what_another_netkeel_remembered_is_a_miss(state, monkeypatch):
+    from toolkit.state import rulesets
+
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 12, DEV, [table()])
+    memo.save()
+    monkeypatch.setattr(rulesets, "fingerprint", lambda: "another netkeel")
+    assert RulesetMemo(state).get("lab-fw", 77, 12, DEV) is None
+
+
+def test_a_commit_after_devices_changed_is_followed_only_if_it_made_every_table(state):
+    moved = [["lo", 1], ["p0", 3]]
+    other = table(name="netkeel_other")
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 12, DEV, [table(), other])
+    memo.prove([table()])
+    _follow(memo, "lab-fw", 77, 12, 13, DEV, moved, {table().key: table()})
+    assert memo.get("lab-fw", 77, 13, moved) is None  # `other` may name p0 by its old index
+    _follow(memo, "lab-fw", 77, 12, 13, DEV, moved, {table().key: table(), other.key: None})
+    assert memo.get("lab-fw", 77, 13, moved) == [table()]
+
+
 def test_a_commit_on_an_unknown_ruleset_is_not_followed(state):
     memo = RulesetMemo(state)
-    _follow(memo, "lab-fw", 77, 12, 13, DEV, {table().key: table()})
+    _follow(memo, "lab-fw", 77, 12, 13, DEV, DEV, {table().key: table()})
     assert memo.get("lab-fw", 77, 13, DEV) is None
 
 
 def test_a_removed_table_is_gone_from_what_is_followed(state):
     memo = RulesetMemo(state)
     memo.put("lab-fw", 77, 3, DEV, [table()])
-    _follow(memo, "lab-fw", 77, 3, 4, DEV, {table().key: None})
+    _follow(memo, "lab-fw", 77, 3, 4, DEV, DEV, {table().key: None})
     assert memo.get("lab-fw", 77, 4, DEV) == []
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, overlay
+from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, overlay
 from ..core.resource import Resource
 from ..errors import KernelError
 from ..kinds.nft_canon import changes_by_itself, live_table_specs
@@ -71,8 +71,10 @@ def read(kernel, ns_name: str, devices=None) -> list:
     out = _listed(kernel, ns, ns_name)
     if mark[1] is not None and ns.generation() == mark[1]:
         ns.read_generation = mark[1]  # what was read is what this generation holds
-        if memo is not None and mark[2] is not None and not any(changes_by_itself(r.fields()) for r in out):
-            memo.put(ns_name, *mark, out)
+        if memo is not None:
+            memo.prove(r for r in out if r.owner == TOPOLOGY)  # listed back exactly so: see _follow
+            if mark[2] is not None and not any(changes_by_itself(r.fields()) for r in out):
+                memo.put(ns_name, *mark, out)
     return out
 
 
@@ -204,8 +206,9 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     if callable(tables):
         tables = tables(echoed)
     if kernel.nft_memo is not None and before is not None and tables is not None:
-        _follow(kernel.nft_memo, ns_name, ns.cookie(), before, ns.generation(), getattr(ns, "read_devices", None),
-                tables)
+        now = device_list((link.ifname, link.index) for link in ns.links())
+        _follow(kernel.nft_memo, ns_name, ns.cookie(), before, ns.generation(), ns.read_devices, now, tables,
+                verified=echo)
     return echoed
 
 
@@ -220,21 +223,38 @@ def _echoed(output: str) -> list:
     return out
 
 
-def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, tables: dict) -> None:
+def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, tables: dict,
+            verified: bool = False) -> None:
     """Remember the namespace's tables after our own commit, when that is certain:
-    the generation moved from `before` by exactly one (no other commit came
-    between the two readings, ours made exactly one), what it held at `before`
-    (with these devices) is known, and no table can change by itself.
-    Otherwise nothing is remembered: the next read lists."""
+
+    * the generation moved from `before` by exactly one: no other commit came
+      between the two readings, and ours made exactly one, whole;
+    * what the namespace held at `before` (with these devices) is known;
+    * each table it now holds is what the kernel lists back for what was sent:
+      its content was listed back exactly so before (memo.proven: the compiler's
+      form of it is the kernel's), or the transaction was `verified` rule by
+      rule (libnftables' echo of each added rule, compared by the caller);
+    * no table can change by itself (timeouts, sets the packet path fills);
+    * the devices are those it was read with (`devices`), or every table of
+      ours was made by this transaction (with the devices there are `now`): a
+      rule naming a device by index means what it meant when it was made.
+
+    Otherwise nothing is remembered: the next read, the apply's verification
+    first, lists the ruleset and compares it whole."""
     if after != before + 1 or devices is None:
         return
     held = memo.get(ns_name, cookie, before, devices)
     if held is None:
         return
+    placed = [r for r in tables.values() if r is not None]
+    if not verified and not all(memo.proven(r) for r in placed):
+        return
     kept = [r for r in held if r.key not in tables]
-    now = kept + [r for r in tables.values() if r is not None]
-    if not any(changes_by_itself(r.fields()) for r in now):
-        memo.put(ns_name, cookie, after, devices, now)
+    if now != devices and any(r.owner == TOPOLOGY for r in kept):
+        return
+    tables_now = kept + placed
+    if not any(changes_by_itself(r.fields()) for r in tables_now):
+        memo.put(ns_name, cookie, after, now, tables_now)
 
 
 def _first_error(err: str) -> str:

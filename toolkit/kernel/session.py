@@ -197,6 +197,8 @@ class Kernel:
                 except OSError:
                     pass
         self.request(name, "netns add", netns.create, name, announce)
+        if self.nft_memo is not None:  # what a read of it now would find: see announce
+            self.ns(name).read_devices = nftables.device_list([("lo", 1)])
 
     def remove_namespace(self, name: str) -> None:
         self.ns(name)  # still the namespace this command read (KernelError otherwise)

@@ -25,6 +25,7 @@ shape and that every resource lives in a namespace of its prefix.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ FORMAT = 1
 KEEP = 64  # entries; the oldest beyond this are removed on writing
 
 
+@functools.lru_cache(maxsize=1)
 def fingerprint() -> str:
     """Netkeel's code and the libraries a compile depends on, by path, size and
     modification time: a change of any makes every entry a miss."""

@@ -27,12 +27,22 @@ import hashlib
 import json
 
 from .codec import decode, encode
+from .compiled import fingerprint
 
 FILE = "cache/nft-rulesets.json"
 DIRECTORY = "cache/nft-rulesets"  # large entries, one file each, named by their SHA-256
-FORMAT = 3
+FORMAT = 4
 INLINE = 32 * 1024  # bytes of JSON: larger entries go to a file of their own
 KIND = "nft_table"
+
+
+PROVEN = 256  # content digests kept (see prove())
+
+
+def content_digest(resource) -> str:
+    """The SHA-256 of a table's compared fields (information fields aside)."""
+    compared = [[k, v] for k, v in resource.spec if not k.startswith("_")]
+    return hashlib.sha256(json.dumps(compared, separators=(",", ":")).encode()).hexdigest()
 
 
 class RulesetMemo:
@@ -44,8 +54,10 @@ class RulesetMemo:
         self.trust = trust
         self._exists = exists or (lambda name: True)
         self._entries: dict | None = None   # the file's entries, as read
-        self._known: dict = {}              # ns -> (cookie, generation, resources): decoded or put
-        self._new: dict = {}                # ns -> (cookie, generation, resources), to save
+        self._proven: list | None = None    # the file's proven content digests, oldest first
+        self._known: dict = {}              # ns -> (cookie, generation, devices, resources): decoded or put
+        self._new: dict = {}                # ns -> (cookie, generation, devices, resources), to save
+        self._new_proven: list = []
 
     def get(self, ns: str, cookie: int, generation: int, devices: list):
         """The resources read in `ns` at this (cookie, generation, devices), or None."""
@@ -81,13 +93,33 @@ class RulesetMemo:
     def put(self, ns: str, cookie: int, generation: int, devices: list, resources) -> None:
         self._known[ns] = self._new[ns] = (cookie, generation, devices, tuple(resources))
 
+    def prove(self, tables) -> None:
+        """Note that the kernel listed these tables back exactly so: a commit of
+        the same content may later be followed without listing it (nftables._follow),
+        the compiler's form of it being what the kernel lists."""
+        for table in tables:
+            digest = content_digest(table)
+            if digest not in self._new_proven:
+                self._new_proven.append(digest)
+
+    def proven(self, table) -> bool:
+        """Whether this content was listed back exactly so before (by this netkeel, this boot)."""
+        digest = content_digest(table)
+        if digest in self._new_proven:
+            return True
+        if self._proven is None:
+            self._loaded()
+        return self.trust and digest in (self._proven or ())
+
     def save(self) -> None:
         """Write what this command learned, merged with the file as it is now.
         Never raises: a cache that cannot be written is only slower next time."""
-        if not self._new:
+        if not self._new and not self._new_proven:
             return
         try:
-            entries = dict(self._read())
+            entries, proven = self._read()
+            entries = dict(entries)
+            proven = [d for d in proven if d not in self._new_proven] + self._new_proven
             for ns, (cookie, generation, devices, resources) in self._new.items():
                 encoded = [encode(r) for r in resources]
                 content = (json.dumps(encoded, separators=(",", ":")) + "\n").encode()
@@ -100,9 +132,10 @@ class RulesetMemo:
                         self.state.write_json(f"{DIRECTORY}/{digest}.json", encoded, durable=False, compact=True)
                 entries[ns] = entry
             entries = {ns: e for ns, e in entries.items() if self._exists(ns)}
-            self.state.write_json(FILE, {"format": FORMAT, "boot": boot_id(), "namespaces": entries}, durable=False,
-                                  compact=True)
-            self._new = {}
+            self.state.write_json(FILE, {"format": FORMAT, "boot": boot_id(), "code": fingerprint(),
+                                         "namespaces": entries, "proven": proven[-PROVEN:]},
+                                  durable=False, compact=True)
+            self._new, self._new_proven = {}, []
             used = {f"{e.get('digest')}.json" for e in entries.values() if isinstance(e, dict)}
             for name in self.state.regular_files(DIRECTORY):
                 if name not in used:  # another command's entry file written since is rewritten when needed
@@ -112,19 +145,23 @@ class RulesetMemo:
 
     def _loaded(self) -> dict:
         if self._entries is None:
-            self._entries = self._read()
+            self._entries, self._proven = self._read()
         return self._entries
 
-    def _read(self) -> dict:
+    def _read(self) -> tuple:
+        """(entries by namespace, proven digests) of the file; ({}, []) unless it is
+        this format, this boot's (cookies start again at each boot) and this
+        netkeel's (its canonical forms may differ from another's)."""
         try:
             data = self.state.read_json(FILE, {})
         except Exception:  # noqa: BLE001 - corrupt or unsafe: a miss, rewritten on saving
-            return {}
+            return {}, []
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("namespaces"), dict):
-            return {}
-        if data.get("boot") != boot_id():  # cookies start again at each boot
-            return {}
-        return data["namespaces"]
+            return {}, []
+        if data.get("boot") != boot_id() or data.get("code") != fingerprint():
+            return {}, []
+        proven = data.get("proven")
+        return data["namespaces"], [d for d in proven if isinstance(d, str)] if isinstance(proven, list) else []
 
 
 def boot_id() -> str:
