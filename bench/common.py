@@ -163,3 +163,25 @@ def _end(proc: subprocess.Popen, interrupted: bool, grace: float = 60) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def sizes_from_arguments(option: str, default: int, sweep_sizes: str, minimum: int, description: str):
+    """Parse `--OPTION N | --sweep [--sizes A,B,...] [--figures FILE]`, the command
+    line both scaling benchmarks take: (sizes to sweep or None, the one size, --figures)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(f"--{option}", type=int, default=default)
+    parser.add_argument("--sweep", action="store_true", help="run the whole measurement once per --sizes")
+    parser.add_argument("--sizes", default=sweep_sizes, help=f"{option} for --sweep (default {sweep_sizes})")
+    parser.add_argument("--figures", help="also write the figures as JSON to this file (for --sweep)")
+    args = parser.parse_args()
+    if args.sweep:
+        sizes = [int(x) for x in args.sizes.split(",")]
+        if len(sizes) < 2 or min(sizes) < minimum:
+            parser.error(f"--sizes: at least two sizes, each of at least {minimum} {option}")
+        return sizes, None, args.figures
+    one = getattr(args, option)
+    if one < minimum:
+        parser.error(f"--{option}: at least {minimum}")
+    return None, one, args.figures

@@ -45,7 +45,6 @@ within 1.2x of linear (6x for 50,000 against 10,000 rules) or not:
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -54,7 +53,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import Netkeel, byte_compile, print_peak_rss, remove_all, run, run_sizes, write_figures  # noqa: E402
+from common import (byte_compile, Netkeel, print_peak_rss, remove_all,
+                    run, run_sizes, sizes_from_arguments, write_figures)  # noqa: E402
 from toolkit.kernel import netns  # noqa: E402
 
 TABLE = "inet netkeel_bench"  # the policy's table `bench`, as netkeel names it in the kernel
@@ -197,21 +197,11 @@ def sweep(sizes: list[int]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rules", type=int, default=10_000)
-    parser.add_argument("--sweep", action="store_true", help="run the whole measurement once per --sizes")
-    parser.add_argument("--sizes", default="10000,50000", help="rule counts for --sweep (default 10000,50000)")
-    parser.add_argument("--figures", help="also write the figures as JSON to this file (for --sweep)")
-    args = parser.parse_args()
-    if args.sweep:
-        sizes = [int(x) for x in args.sizes.split(",")]
-        if len(sizes) < 2 or min(sizes) < 2:
-            parser.error("--sizes: at least two sizes, each of at least 2 rules")
+    sizes, one, figures = sizes_from_arguments("rules", 10_000, "10000,50000", 2, __doc__.splitlines()[0])
+    if sizes:
         sweep(sizes)
     else:
-        if args.rules < 2:
-            parser.error("--rules: at least 2")
-        write_figures(args.figures, measure(args.rules))
+        write_figures(figures, measure(one))
     return 0
 
 

@@ -31,7 +31,6 @@ node and its ratio to the first size's, the peak RSS, and the verdicts; last lin
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -42,7 +41,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import Netkeel, byte_compile, print_peak_rss, remove_all, run_sizes, timed, write_figures  # noqa: E402
+from common import (byte_compile, Netkeel, print_peak_rss, remove_all,
+                    run_sizes, sizes_from_arguments, timed, write_figures)  # noqa: E402
 
 PER_NODE = ["apply_s", "noop_apply_s", "drift_s"]  # the figures that should grow linearly with the nodes
 PER_NODE_LIMIT = 1.3  # times the first size's seconds per node
@@ -167,19 +167,11 @@ def sweep(sizes: list[int]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=1000)
-    parser.add_argument("--sweep", action="store_true", help="run the whole measurement once per --sizes")
-    parser.add_argument("--sizes", default="250,500,1000,2000", help="node counts for --sweep")
-    parser.add_argument("--figures", help="also write the figures as JSON to this file (for --sweep)")
-    args = parser.parse_args()
-    if args.sweep:
-        sizes = [int(x) for x in args.sizes.split(",")]
-        if len(sizes) < 2 or min(sizes) < 1:
-            parser.error("--sizes: at least two sizes, each of at least 1 node")
+    sizes, one, figures = sizes_from_arguments("nodes", 1000, "250,500,1000,2000", 1, __doc__.splitlines()[0])
+    if sizes:
         sweep(sizes)
     else:
-        write_figures(args.figures, measure(args.nodes))
+        write_figures(figures, measure(one))
     return 0
 
 

@@ -22,7 +22,7 @@ NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWGEN, NFT_MSG_GETGEN = 15, 16
 NFTA_GEN_ID = 1
-NLM_F_REQUEST, NLMSG_ERROR = 0x1, 2
+NLM_F_REQUEST, NLMSG_ERROR, NLMSG_DONE, NLM_F_DUMP = 0x1, 2, 3, 0x300
 
 _HDR = struct.Struct("=LHHLL")
 _NFGEN = struct.Struct("=BBH")
@@ -38,55 +38,21 @@ def open_socket() -> socket.socket:
 
 def generation(sock: socket.socket, seq: int = 1) -> int:
     """The namespace's current ruleset generation id. Raises OSError."""
-    msg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN
-    request = _HDR.pack(_HDR.size + _NFGEN.size, msg_type, NLM_F_REQUEST, seq, 0) + _NFGEN.pack(0, 0, 0)
-    sock.send(request)
-    while True:
-        data = sock.recv(65536)
-        offset = 0
-        while offset + _HDR.size <= len(data):
-            length, kind, _, got_seq, _ = _HDR.unpack_from(data, offset)
-            if length < _HDR.size:
-                raise OSError("short nfnetlink message")
-            if got_seq == seq:
-                if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
-                    raise OSError(code, f"NFT_MSG_GETGEN refused (errno {code})")
-                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN:
-                    found = _gen_id(data, offset + _HDR.size + _NFGEN.size, offset + length)
-                    if found is None:
-                        raise OSError("NFT_MSG_NEWGEN without NFTA_GEN_ID")
-                    return found
-            offset += (length + 3) & ~3
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETGEN, 0, _NFGEN.pack(0, 0, 0), seq):
+        if kind == NFT_MSG_NEWGEN:
+            found = _gen_id(data, offset, end)
+            if found is None:
+                raise OSError("NFT_MSG_NEWGEN without NFTA_GEN_ID")
+            return found
+    raise OSError("no answer to NFT_MSG_GETGEN")
 
 
-def _gen_id(data: bytes, offset: int, end: int) -> int | None:
-    while offset + _NLA.size <= end:
-        length, kind = _NLA.unpack_from(data, offset)
-        if length < _NLA.size:
-            return None
-        if kind & 0x3FFF == NFTA_GEN_ID and length >= _NLA.size + 4:
-            return struct.unpack_from(">I", data, offset + _NLA.size)[0]
-        offset += (length + 3) & ~3
-    return None
-
-
-NFT_MSG_NEWRULE, NFT_MSG_GETRULE = 6, 7
-NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE = 1, 2, 3
-NLM_F_DUMP, NLMSG_DONE = 0x300, 3
-FAMILIES = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
-
-
-def rule_handles(sock: socket.socket, family: str, table: str, seq: int = 2) -> list:
-    """[(chain, handle)] of every rule of one table, in the kernel's order (one
-    NFT_MSG_GETRULE dump, reading only each rule's chain and handle: a tenth of
-    what a listing costs). Raises OSError."""
-    name = table.encode() + b"\0"
-    attr = _NLA.pack(_NLA.size + len(name), NFTA_RULE_TABLE) + name + b"\0" * (-len(name) % 4)
-    body = _NFGEN.pack(FAMILIES[family], 0, 0) + attr
-    sock.send(_HDR.pack(_HDR.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
-                        NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
-    out = []
+def _ask(sock: socket.socket, msg: int, flags: int, body: bytes, seq: int):
+    """Send one nf_tables request; yield (message type, buffer, attributes' start,
+    end) of each answer until the last (one, or a dump's). Raises OSError with
+    the kernel's errno on an error answer."""
+    sock.send(_HDR.pack(_HDR.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | msg, NLM_F_REQUEST | flags, seq, 0)
+              + body)
     while True:
         data = sock.recv(1 << 20)
         offset = 0
@@ -96,13 +62,38 @@ def rule_handles(sock: socket.socket, family: str, table: str, seq: int = 2) -> 
                 raise OSError("short nfnetlink message")
             if got_seq == seq:
                 if kind == NLMSG_DONE:
-                    return out
+                    return
                 if kind == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
-                    raise OSError(code, f"NFT_MSG_GETRULE refused (errno {code})")
-                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE:
-                    out.append(_chain_and_handle(data, offset + _HDR.size + _NFGEN.size, offset + length))
+                    raise OSError(code, f"nf_tables request {msg} refused (errno {code})")
+                yield kind & 0xFF, data, offset + _HDR.size + _NFGEN.size, offset + length
+                if not flags & NLM_F_DUMP:
+                    return
             offset += (length + 3) & ~3
+
+
+def _gen_id(data: bytes, offset: int, end: int) -> int | None:
+    return _u32_attr(data, offset, end, NFTA_GEN_ID)
+
+
+NFT_MSG_NEWRULE, NFT_MSG_GETRULE = 6, 7
+NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE = 1, 2, 3
+FAMILIES = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
+
+
+def rule_handles(sock: socket.socket, family: str, table: str, seq: int = 2) -> list:
+    """[(chain, handle)] of every rule of one table, in the kernel's order (one
+    NFT_MSG_GETRULE dump, reading only each rule's chain and handle: a tenth of
+    what a listing costs). Raises OSError."""
+    body = _NFGEN.pack(FAMILIES[family], 0, 0) + _name_attr(NFTA_RULE_TABLE, table)
+    return [_chain_and_handle(data, offset, end)
+            for kind, data, offset, end in _ask(sock, NFT_MSG_GETRULE, NLM_F_DUMP, body, seq)
+            if kind == NFT_MSG_NEWRULE]
+
+
+def _name_attr(kind: int, name: str) -> bytes:
+    value = name.encode() + b"\0"
+    return _NLA.pack(_NLA.size + len(value), kind) + value + b"\0" * (-len(value) % 4)
 
 
 def _chain_and_handle(data: bytes, offset: int, end: int) -> tuple:
@@ -131,27 +122,12 @@ def table_flags(sock: socket.socket, family: str, table: str, seq: int = 3) -> l
     """The flags of one table by name ("dormant", ...): libnftables 1.0.6 prints
     a table's flags in JSON as whatever string lies in memory there (its name,
     its family), so netkeel asks the kernel. Raises OSError."""
-    name = table.encode() + b"\0"
-    attr = _NLA.pack(_NLA.size + len(name), NFTA_TABLE_NAME) + name + b"\0" * (-len(name) % 4)
-    body = _NFGEN.pack(FAMILIES[family], 0, 0) + attr
-    sock.send(_HDR.pack(_HDR.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_REQUEST,
-                        seq, 0) + body)
-    while True:
-        data = sock.recv(65536)
-        offset = 0
-        while offset + _HDR.size <= len(data):
-            length, kind, _, got_seq, _ = _HDR.unpack_from(data, offset)
-            if length < _HDR.size:
-                raise OSError("short nfnetlink message")
-            if got_seq == seq:
-                if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
-                    raise OSError(code, f"NFT_MSG_GETTABLE refused (errno {code})")
-                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE:
-                    flags = _u32_attr(data, offset + _HDR.size + _NFGEN.size, offset + length, NFTA_TABLE_FLAGS)
-                    return [TABLE_FLAGS.get(bit, f"0x{bit:x}") for bit in (1 << i for i in range(32))
-                            if (flags or 0) & bit]
-            offset += (length + 3) & ~3
+    body = _NFGEN.pack(FAMILIES[family], 0, 0) + _name_attr(NFTA_TABLE_NAME, table)
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETTABLE, 0, body, seq):
+        if kind == NFT_MSG_NEWTABLE:
+            flags = _u32_attr(data, offset, end, NFTA_TABLE_FLAGS) or 0
+            return [TABLE_FLAGS.get(bit, f"0x{bit:x}") for bit in (1 << i for i in range(32)) if flags & bit]
+    return []
 
 
 def _u32_attr(data: bytes, offset: int, end: int, wanted: int):

@@ -226,20 +226,20 @@ def committed(desired: Resource) -> Resource:
 
 def _json_list(text):
     """The list `text` holds as JSON, or None."""
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-    return value if isinstance(value, list) else None
+    return _json_of(text, list)
 
 
 def _json_object(text):
     """The dict `text` holds as JSON, or None."""
+    return _json_of(text, dict)
+
+
+def _json_of(text, kind):
     try:
         value = json.loads(text) if isinstance(text, str) else None
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, kind) else None
 
 
 def _is_set(spec) -> bool:
