@@ -8,14 +8,15 @@ byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
 
     cold_apply_s      `netkeel apply` with an empty state directory (nothing
                       cached): load and check the topology and policy, plan, one
-                      libnftables JSON transaction, re-read and verify
+                      libnftables transaction, list it back whole to verify
     plan_s            `netkeel plan` (exit 2: changes pending), in namespaces and
                       a state directory of their own; it compiles the manifest
                       and caches it
     apply_s           `netkeel apply` right after that plan: the usual
                       plan-then-apply flow, and the figure the last line reports
                       (the plan's own time not included; cold_apply_s is printed
-                      beside it, so nothing is hidden)
+                      beside it, so nothing is hidden); content never listed back
+                      before, so it is listed back whole as verification
     noop_apply_s      `netkeel apply` again: nothing to change
     drift_s           `netkeel drift` (exit 0): nothing changed
     foreign_drift_s   `netkeel drift` (exit 2) after another tool committed in
@@ -25,6 +26,9 @@ byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
     one_rule_apply_s  `netkeel apply` after the policy file was rewritten with
                       one rule's dport changed; then the kernel holds the new
                       rule and `netkeel drift` exits 0
+    rebuild_apply_s   `netkeel destroy`, then `netkeel apply` of the same files:
+                      content listed back before, so its commit is followed by
+                      its generation alone (a lab rebuilt, as a teacher does)
 
 Each is printed with its ratio to nft_f_s (issue 13's targets: first apply
 <= 1.5x, no-op and drift <= 0.2x, foreign drift <= 1.0x, one-rule change
@@ -61,7 +65,8 @@ TABLE = "inet netkeel_bench"  # the policy's table `bench`, as netkeel names it 
 FOREIGN_RULE = "ip saddr 192.0.2.1 drop"
 CHANGED_PORT = 60000  # above every rule's own port (1000 + i % 50000)
 # The timed figures, in the order printed; each is also divided by nft_f_s.
-TIMES = ["apply_s", "cold_apply_s", "plan_s", "noop_apply_s", "drift_s", "foreign_drift_s", "one_rule_apply_s"]
+TIMES = ["apply_s", "cold_apply_s", "plan_s", "noop_apply_s", "drift_s", "foreign_drift_s", "one_rule_apply_s",
+         "rebuild_apply_s"]
 
 
 def prefix_of(pid: int) -> str:
@@ -155,6 +160,11 @@ def measure(n: int) -> dict:
             "the changed rule is not in the kernel"
         warm("drift")  # exit 0: in sync with the changed policy
         print(f"apply of a one-rule change: {f['one_rule_apply_s']:.2f} s", flush=True)
+
+        warm("destroy")
+        f["rebuild_apply_s"] = warm("apply").seconds
+        warm("drift")  # exit 0
+        print(f"apply after destroy, the same files: {f['rebuild_apply_s']:.2f} s", flush=True)
     finally:
         remove_all(prefix)
         shutil.rmtree(work, ignore_errors=True)
@@ -165,6 +175,7 @@ def measure(n: int) -> dict:
     print(f"plan_s={f['plan_s']:.3f} repair_apply_s={f['repair_apply_s']:.3f}")
     print(f"noop_apply_vs_nft_f={f['noop_apply_vs_nft_f']:.3f} drift_vs_nft_f={f['drift_vs_nft_f']:.3f}")
     print(f"foreign_drift_s={f['foreign_drift_s']:.3f} foreign_drift_vs_nft_f={f['foreign_drift_vs_nft_f']:.3f}")
+    print(f"rebuild_apply_s={f['rebuild_apply_s']:.3f} rebuild_apply_vs_nft_f={f['rebuild_apply_vs_nft_f']:.3f}")
     print(f"one_rule_apply_s={f['one_rule_apply_s']:.3f} "
           f"one_rule_apply_vs_nft_f={f['one_rule_apply_vs_nft_f']:.3f}")
     print_peak_rss(f["peak_rss_mb"])

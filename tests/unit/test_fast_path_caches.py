@@ -327,3 +327,12 @@ def test_a_policy_file_that_may_no_longer_be_read_is_a_miss(state, tmp_path, mon
     assert cache.lookup("lab.yaml", "p-") is not None
     monkeypatch.delenv(ALLOW_OUTSIDE)
     assert cache.lookup("lab.yaml", "p-") is None  # the load would refuse it now: so must the cache
+
+
+def test_a_ruleset_without_tables_of_ours_is_known_whatever_devices_come_and_go(state):
+    foreign = table(name="theirs", owner=FOREIGN)
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 1, [["lo", 1]], [foreign])
+    memo.save()
+    again = RulesetMemo(state)
+    assert again.get("lab-fw", 77, 1, DEV) == [foreign]  # veths added since: nothing of ours names them

@@ -86,6 +86,7 @@ def device_list(devices) -> list | None:
 def _listed(kernel, ns, ns_name: str) -> list:
     for attempt in (1, 2):  # libnftables 1.0.6 may print a dormant table's flags as stray memory
         text = kernel.request(ns_name, "nft list ruleset", run_cmd, kernel, ns, "list ruleset") or "{}"
+        ns.release_nft()  # its cache holds the whole ruleset: a thousand of them would not be small
         try:
             listing = json.loads(text)
             break

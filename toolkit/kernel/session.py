@@ -65,6 +65,10 @@ class Namespace:
                 self._nft = context()
         return self._nft
 
+    def release_nft(self) -> None:
+        """Free the libnftables context (made again on next use)."""
+        self._nft = None
+
     def nfgen_socket(self):
         """An nfnetlink socket bound to this namespace (made on first use)."""
         if self._nfgen is None:

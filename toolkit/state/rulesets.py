@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from ..core.owners import TOPOLOGY
 from .codec import decode, encode
 from .compiled import fingerprint
 
@@ -62,13 +63,13 @@ class RulesetMemo:
     def get(self, ns: str, cookie: int, generation: int, devices: list):
         """The resources read in `ns` at this (cookie, generation, devices), or None."""
         known = self._known.get(ns)
-        if known is not None and known[:3] == (cookie, generation, devices):
+        if known is not None and known[:2] == (cookie, generation) and known[2] in (None, devices):
             return list(known[3])
         if not self.trust or ns in self._new:
             return None
         entry = self._loaded().get(ns)
         if not isinstance(entry, dict) or entry.get("cookie") != cookie or entry.get("generation") != generation \
-                or entry.get("devices") != devices:
+                or entry.get("devices") not in (None, devices):
             return None
         try:
             resources = _decode(ns, self._resources_of(entry))
@@ -91,7 +92,13 @@ class RulesetMemo:
         return json.loads(content)
 
     def put(self, ns: str, cookie: int, generation: int, devices: list, resources) -> None:
-        self._known[ns] = self._new[ns] = (cookie, generation, devices, tuple(resources))
+        """Remember what `ns` holds at (cookie, generation); with its devices only
+        if a table of ours is among it (a foreign table is read by its name alone,
+        and an empty ruleset means the same whatever devices come and go)."""
+        resources = tuple(resources)
+        if not any(r.owner == TOPOLOGY for r in resources):
+            devices = None
+        self._known[ns] = self._new[ns] = (cookie, generation, devices, resources)
 
     def prove(self, tables) -> None:
         """Note that the kernel listed these tables back exactly so: a commit of
