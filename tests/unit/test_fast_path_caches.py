@@ -172,11 +172,12 @@ def test_a_commit_of_content_never_listed_back_is_not_followed_unless_verified_b
     assert memo.get("lab-fw", 77, 13, DEV) == [replaced]
     memo.save()
     again = RulesetMemo(state)
-    assert not again.proven(replaced) and again.proven(table()) is False
-    again.prove([replaced])
+    assert again.proven(replaced)  # verified by echo: proven from now on
+    assert not again.proven(table())  # never listed back
+    again.prove([table()])
     again.save()
-    assert RulesetMemo(state).proven(replaced)
-    assert not RulesetMemo(state, trust=False).proven(replaced)
+    assert RulesetMemo(state).proven(table())
+    assert not RulesetMemo(state, trust=False).proven(table())
 
 
 def test_what_another_netkeel_remembered_is_a_miss(state, monkeypatch):

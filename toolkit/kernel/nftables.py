@@ -248,7 +248,9 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
     if held is None:
         return
     placed = [r for r in tables.values() if r is not None]
-    if not verified and not all(memo.proven(r) for r in placed):
+    if verified:  # what stayed was known, what was added the kernel echoed: this content is proven too
+        memo.prove(placed)
+    elif not all(memo.proven(r) for r in placed):
         return
     kept = [r for r in held if r.key not in tables]
     if now != devices and any(r.owner == TOPOLOGY for r in kept):
