@@ -160,7 +160,7 @@ def _probe_table(title: str, runs: list, origin: float) -> Table:
         declared = "\n".join(f"{b.metric} {b.text}" for b in p.expect) or "(measure only)"
         measured = "\n".join(f"{b.metric} {format_value(v, b.metric)}" for b, v, _ in run.results) \
             or _summary(run.measured)
-        result = "[green]pass[/]" if run.passed else f"[red]FAIL[/]" + (f": {escape(run.error)}" if run.error else "")
+        result = "[green]pass[/]" if run.passed else "[red]FAIL[/]" + (f": {escape(run.error)}" if run.error else "")
         table.add_row(escape(p.name), escape(where), escape(declared), escape(measured), result)
     return table
 
@@ -175,7 +175,7 @@ def _fault_table(outcome, origin: float) -> Table:
         declared = f"{s.fault.text()}\n+{phase - origin + s.start_ms / 1000:.2f} s .. " \
                    f"+{phase - origin + s.end_ms / 1000:.2f} s"
         if f.injected is None:
-            placed = f"[red]never[/]" + (f": {escape(f.error)}" if f.error else "")
+            placed = "[red]never[/]" + (f": {escape(f.error)}" if f.error else "")
         else:
             end = f"+{f.reverted - origin:.2f} s" if f.reverted else "?"
             placed = f"+{f.injected - origin:.2f} s .. {end}"

@@ -30,7 +30,7 @@ import re
 import secrets
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from ..core.processes import alive
 from ..state.journal import Journal

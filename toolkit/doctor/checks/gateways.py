@@ -117,7 +117,7 @@ def judge(ctx, routes, answers) -> list:
                 why=(f"{node} cannot resolve its gateway's MAC: every packet for a destination without a more "
                      f"specific route is dropped (host unreachable)"),
                 fix=(f"bring the gateway back: `netkeel apply` restores {_name(expected.values())} as the manifest "
-                     f"declares it" if expected else f"point the default route at a router on the segment"),
+                     "declares it" if expected else "point the default route at a router on the segment"),
                 nodes=tuple(sorted({node, *(e[0] for e in expected.values())}))))
             continue
         wrong = [mac for mac in seen if mac not in expected]
