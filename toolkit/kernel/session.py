@@ -367,10 +367,11 @@ class Kernel:
         """Run one netlink request, logging it; kernel refusals become KernelError."""
         self.log(ns, what)
         self._requests += 1
-        if self._requests % COLLECT_EVERY == 0 and not gc.isenabled():
+        if self._requests % COLLECT_EVERY == 0 and not gc.isenabled() and "pyroute2" in sys.modules:
             # Commands run without the cyclic collector (cli/program.py), and
             # pyroute2 leaves a cycle or two behind per request: collected here
             # now and then, the young ones only, a 2,000-node apply stays small.
+            # Reads alone (drift, a no-op apply) never load pyroute2 and leave none.
             gc.collect(1)
         try:
             return call(*args, **kwargs)
