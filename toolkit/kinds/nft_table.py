@@ -2,11 +2,12 @@
 
 Spec fields (canonical forms in nft_canon.py, the same for desired and live):
 `chain NAME` (its header as JSON), `rules NAME` (canonical rule strings, in
-order), `set NAME`, stateful objects (`map NAME`, `counter NAME`, ...), and the
-information fields `_display` (rules as text) and `_handles`. Compared whole:
-a chain added by hand is a difference. Each namespace's changed tables are
-replaced in ONE libnftables transaction, so traffic never meets a half-applied
-ruleset.
+order), `set NAME`, stateful objects (`map NAME`, `counter NAME`, ...), `table
+flags` (a live table's, such as dormant), and the information fields `_display`
+(rules as text), `_handles` (live) and `_nft` (desired: the contents as nft
+text). Compared whole: a chain added by hand is a difference. Each namespace's
+changed tables change in ONE libnftables transaction (replaced whole, or rule
+by rule: nft_delta.py), so traffic never meets a half-applied ruleset.
 """
 
 from __future__ import annotations
