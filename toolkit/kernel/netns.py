@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 from contextlib import contextmanager
 
 NETNS_RUN_DIR = os.environ.get("NETKEEL_NETNS_DIR", "/run/netns")
+LOCK_DIR = "/run/netkeel"  # netkeel's own run directory (the VRRP speakers' is below it)
+_lock_fd: int | None = None
 
 CLONE_NEWNET = 0x40000000
 MS_REC = 0x4000
@@ -104,6 +107,30 @@ def create(name: str, announce=None) -> None:
     nothing). Raises FileExistsError if the name is taken."""
     _prepare_run_dir()
     path = path_of(name)
+    with _creating():
+        _create_locked(name, path, announce)
+
+
+@contextmanager
+def _creating():
+    """Creates of namespaces, one at a time on this machine (netkeel's, whatever
+    their state directory): a create removes the placeholder a create cut short
+    left, and must never take it for another's that is about to be mounted
+    (two mounts would stack on one name). The kernel drops the lock of a killed
+    process, whose placeholder the next create then removes."""
+    global _lock_fd
+    if _lock_fd is None:
+        os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
+        _lock_fd = os.open(os.path.join(LOCK_DIR, "netns-create.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                           0o600)
+    fcntl.flock(_lock_fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(_lock_fd, fcntl.LOCK_UN)
+
+
+def _create_locked(name: str, path: str, announce) -> None:
     if os.path.lexists(path) and not os.path.ismount(path):
         os.unlink(path)  # a mount point left by a create cut short: no namespace behind it
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
@@ -125,15 +152,21 @@ def create(name: str, announce=None) -> None:
 
 
 def remove(name: str) -> None:
-    """Detach and remove the named namespace's mount. The kernel frees the
+    """Detach and remove the named namespace's mount(s). The kernel frees the
     namespace once nothing else (sockets, processes) holds it."""
     path = path_of(name)
-    if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
-        _check(-1, f"umount {path}")
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    for _ in range(4):  # mounts stacked on one name (an old race) come off one by one
+        if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+            _check(-1, f"umount {path}")
+        try:
+            os.unlink(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+    os.unlink(path)
 
 
 SO_NETNS_COOKIE = 71  # <asm-generic/socket.h>, Linux 5.14+
