@@ -109,6 +109,16 @@ class Netkeel:
         return result
 
 
+def time_noop_and_drift(netkeel: Netkeel, figures: dict) -> None:
+    """Time a no-op re-apply (which must change nothing) and a drift check (exit 0)
+    of a built lab, into figures["noop_apply_s"] and figures["drift_s"]."""
+    noop = netkeel("apply")
+    assert "already in sync" in noop.stdout, f"re-apply changed something: {noop.stdout[-2000:]}"
+    figures["noop_apply_s"] = noop.seconds
+    figures["drift_s"] = netkeel("drift").seconds  # exit 0: in sync
+    print(f"no-op apply: {figures['noop_apply_s']:.2f} s; drift: {figures['drift_s']:.2f} s", flush=True)
+
+
 def print_peak_rss(netkeel_mb: float) -> None:
     """One line: the largest netkeel process (what the scripts report) and, for
     comparison, the largest child process of any kind (`nft -f`, `ip`, compileall)."""

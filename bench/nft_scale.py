@@ -58,7 +58,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import (byte_compile, Netkeel, print_peak_rss, remove_all,
-                    run, run_sizes, sizes_from_arguments, write_figures)  # noqa: E402
+                    run, run_sizes, sizes_from_arguments, time_noop_and_drift, write_figures)  # noqa: E402
 from toolkit.kernel import netns  # noqa: E402
 
 TABLE = "inet netkeel_bench"  # the policy's table `bench`, as netkeel names it in the kernel
@@ -137,11 +137,7 @@ def measure(n: int) -> dict:
         f["apply_s"] = warm("apply").seconds
         print(f"netkeel plan: {f['plan_s']:.2f} s; apply after it: {f['apply_s']:.2f} s", flush=True)
 
-        noop = warm("apply")
-        assert "already in sync" in noop.stdout, f"re-apply changed something: {noop.stdout[-2000:]}"
-        f["noop_apply_s"] = noop.seconds
-        f["drift_s"] = warm("drift").seconds  # exit 0: in sync
-        print(f"no-op apply: {f['noop_apply_s']:.2f} s; drift: {f['drift_s']:.2f} s", flush=True)
+        time_noop_and_drift(warm, f)
 
         nft(fw, "add", "rule", *TABLE.split(), "input", *FOREIGN_RULE.split())
         f["foreign_drift_s"] = warm("drift", expect=2).seconds

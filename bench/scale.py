@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import (byte_compile, Netkeel, print_peak_rss, remove_all,
-                    run_sizes, sizes_from_arguments, timed, write_figures)  # noqa: E402
+                    run_sizes, sizes_from_arguments, time_noop_and_drift, timed, write_figures)  # noqa: E402
 
 PER_NODE = ["apply_s", "noop_apply_s", "drift_s"]  # the figures that should grow linearly with the nodes
 PER_NODE_LIMIT = 1.3  # times the first size's seconds per node
@@ -120,11 +120,7 @@ def measure(n: int) -> dict:
         settle(2 + n / 250)
         f["apply_s"] = netkeel("apply").seconds
         print(f"netkeel apply: {f['apply_s']:.2f} s", flush=True)
-        noop = netkeel("apply")
-        assert "already in sync" in noop.stdout, f"re-apply changed something: {noop.stdout[-2000:]}"
-        f["noop_apply_s"] = noop.seconds
-        f["drift_s"] = netkeel("drift").seconds  # exit 0: in sync
-        print(f"no-op apply: {f['noop_apply_s']:.2f} s; drift: {f['drift_s']:.2f} s", flush=True)
+        time_noop_and_drift(netkeel, f)
     finally:
         remove_all(prefix)
         shutil.rmtree(workdir, ignore_errors=True)

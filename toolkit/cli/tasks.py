@@ -66,7 +66,6 @@ def _compile(state, file, prefix, revision):
     from ..kinds import compile_topology
     from ..manifest.policy import resolve_native_rules
     from ..manifest.topology import read_file
-    from ..runtime.engine import PREFIX
     from ..state.compiled import CompileCache, Recorder
 
     recorder = Recorder(revision or read_file)
@@ -77,7 +76,7 @@ def _compile(state, file, prefix, revision):
         if problems:
             raise ManifestError(problems)
     compiled = compile_topology(topology, prefix)
-    if revision is None and PREFIX.fullmatch(prefix or "x"):
+    if revision is None:
         CompileCache(state, read_file).store(file, prefix, compiled, recorder.reads)
     return compiled
 

@@ -129,7 +129,7 @@ def rule_handles(kernel, ns_name: str, family: str, table: str):
     from . import nftgen
 
     ns = kernel.ns(ns_name)
-    read = getattr(ns, "read_generation", None)
+    read = ns.read_generation
     if read is None or ns.generation() != read:
         return None
     try:

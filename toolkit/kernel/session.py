@@ -148,9 +148,9 @@ class Kernel:
         # Called with (name, cookie) as each namespace is created, before it is
         # visible: the runtime records what it creates by identity.
         self.announce = None
-        # What the nftables reader found per namespace, by (cookie, generation):
-        # state/rulesets.RulesetMemo, handed in by a command that has a state
-        # directory. Without one every read lists the ruleset.
+        # What the nftables reader found per namespace, by (cookie, generation,
+        # devices): state/rulesets.RulesetMemo, handed in by a command that has a
+        # state directory. Without one every read lists the ruleset.
         self.nft_memo = None
         self._requests = 0
         self._open: dict[str, Namespace] = {}

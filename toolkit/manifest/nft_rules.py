@@ -216,17 +216,21 @@ def nft_address(address) -> str:
     return str(address)
 
 
-def _span(element) -> tuple:
-    """(low, high) integers an element of an anonymous set covers."""
+def element_span(element):
+    """(low, high) integers an interval element covers (a port, a range, a prefix,
+    an address), to find overlaps; None for anything else."""
     if isinstance(element, int):
-        return element, element
+        return (element, element)
     if isinstance(element, dict) and "range" in element:
         return tuple(element["range"])
-    if isinstance(element, dict):
+    if isinstance(element, dict) and "prefix" in element:
         net = ipaddress.ip_network(f"{element['prefix']['addr']}/{element['prefix']['len']}")
-        return int(net.network_address), int(net.broadcast_address)
-    address = int(ipaddress.ip_address(element))
-    return address, address
+        return (int(net.network_address), int(net.broadcast_address))
+    try:
+        address = int(ipaddress.ip_address(element))
+        return (address, address)
+    except ValueError:
+        return None
 
 
 def _shown(element) -> str:
@@ -246,7 +250,7 @@ def _unmerged(key: str, elements: list) -> None:
     if len(elements) < 2:
         return
     interval = any(isinstance(e, dict) for e in elements)
-    spans = sorted((_span(e), e) for e in elements)
+    spans = sorted((span, e) for e in elements if (span := element_span(e)) is not None)
     for ((low_a, high_a), a), ((low_b, high_b), b) in zip(spans, spans[1:]):
         if low_b <= high_a:
             raise RuleError(key, f"{_shown(a)} and {_shown(b)} overlap: nftables keeps them as one "

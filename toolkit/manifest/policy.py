@@ -17,7 +17,7 @@ from ..errors import Problem
 from ..model.firewall import Chain, NamedSet, Rule, Table
 from .loader import Document, format_path, load_document, mapping, sequence
 from .nft_rules import (RuleContext, RuleError, check_comment, check_native_strings, compile_rule, describe,
-                        interface_match, nft_address, port_value)
+                        element_span, interface_match, nft_address, port_value)
 from .schema import schema_problems
 from .text import clean_problem, quote, shorten
 
@@ -95,7 +95,7 @@ class _PolicyBuilder:
                 self.fail(path + ("elements", k), str(exc))
                 continue
             elements.append(json.dumps(element, sort_keys=True))
-            if "interval" in flags and (span := _span(element)):
+            if "interval" in flags and (span := element_span(element)):
                 spans.append((span, k, value))
         spans.sort()
         for (a, k_a, v_a), (b, k_b, v_b) in zip(spans, spans[1:]):
@@ -225,24 +225,6 @@ def _element(set_type: str, value, interval: bool):
             raise ValueError(f"invalid MAC address {quote(value)}: six hex pairs like 02:00:00:00:00:01")
         return ":".join(p.lower().zfill(2) for p in parts)  # as nft lists it
     return str(value)
-
-
-def _span(element):
-    """(low, high) integers an interval-set element covers, to find overlaps."""
-    if isinstance(element, int):
-        return (element, element)
-    if isinstance(element, dict) and "range" in element:
-        return tuple(element["range"])
-    if isinstance(element, dict) and "prefix" in element:
-        net = ipaddress.ip_network(f"{element['prefix']['addr']}/{element['prefix']['len']}")
-        return (int(net.network_address), int(net.broadcast_address))
-    try:
-        address = int(ipaddress.ip_address(element))
-        return (address, address)
-    except ValueError:
-        return None
-
-
 
 
 def resolve_native_rules(topology, resolve):
