@@ -15,6 +15,7 @@ thread inside the namespace.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, overlay
@@ -84,9 +85,22 @@ def device_list(devices) -> list | None:
 
 
 def _listed(kernel, ns, ns_name: str) -> list:
-    for attempt in (1, 2):  # libnftables 1.0.6 may print a dormant table's flags as stray memory
-        text = kernel.request(ns_name, "nft list ruleset", run_cmd, kernel, ns, "list ruleset") or "{}"
-        ns.release_nft()  # its cache holds the whole ruleset: a thousand of them would not be small
+    from . import nftgen
+
+    # libnftables 1.0.6 prints a flagged (dormant) table's flags in JSON from
+    # stray memory, and may abort the process doing it: such a ruleset is
+    # listed in a child process, whose death is an error, not netkeel's.
+    flagged = dict(kernel.request(ns_name, "nft flagged tables", nftgen.flagged_tables, ns.nfgen_socket()))
+    lister = _list_apart if flagged else run_cmd
+    for attempt in (1, 2):  # the flags' stray memory may not even be JSON, or kill the lister: once more
+        try:
+            text = kernel.request(ns_name, "nft list ruleset", lister, kernel, ns, "list ruleset") or "{}"
+        except KernelError:
+            if attempt == 2 or lister is run_cmd:
+                raise
+            continue
+        finally:
+            ns.release_nft()  # its cache holds the whole ruleset: a thousand of them would not be small
         try:
             listing = json.loads(text)
             break
@@ -105,21 +119,39 @@ def _listed(kernel, ns, ns_name: str) -> list:
     out = [Resource.make(KIND, (ns_name, family, name), owner=FOREIGN) for family, name in foreign]
     out += [Resource.make(KIND, (ns_name, family, name), owner=overlay("fault")) for family, name in sorted(chaos)]
     for (family, name), fields in owned.items():
-        if "table flags" in fields:  # listed, but its value not to be trusted: asked of the kernel
-            fields["table flags"] = _table_flags(kernel, ns, ns_name, family, name)
+        if "table flags" in fields:  # listed, but its value not to be trusted: the kernel's
+            flags = flagged.get((family, name))
+            fields["table flags"] = json.dumps(sorted(flags)) if flags else None
         # Rule handles, to fetch the rules' text only if a report needs it (with_display).
         fields["_handles"] = tuple(fields.get("_handles", ()))
         out.append(Resource.make(KIND, (ns_name, family, name), **fields))
     return out
 
 
-def _table_flags(kernel, ns, ns_name: str, family: str, table: str) -> str | None:
-    """A table's flags as its `table flags` field (JSON text), None if it has none."""
-    from . import nftgen
-
-    flags = kernel.request(ns_name, f"nft table flags of {family} {table}", nftgen.table_flags,
-                           ns.nfgen_socket(), family, table)
-    return json.dumps(sorted(flags)) if flags else None
+def _list_apart(kernel, ns, command: str) -> str:
+    """run_cmd in a forked child: its output, or KernelError if it died."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: list, write, leave without any of the parent's cleanup
+        code = 1
+        try:
+            os.close(read_end)
+            data = run_cmd(kernel, ns, command).encode()
+            while data:
+                data = data[os.write(write_end, data):]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as pipe:
+        while chunk := pipe.read(1 << 20):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        why = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
+        raise KernelError(f"nft {command} in {ns.name}", f"libnftables died listing a flagged (dormant) table ({why})")
+    return b"".join(chunks).decode()
 
 
 def rule_handles(kernel, ns_name: str, family: str, table: str):

@@ -1,4 +1,4 @@
-"""Two small nfnetlink questions: a namespace's ruleset generation, a table's rule handles.
+"""Small nfnetlink questions: a ruleset's generation, a table's rule handles, flagged tables.
 
 The kernel numbers every committed nftables transaction of a network namespace:
 the id moves by exactly one per commit there, and never on traffic, counters,
@@ -118,18 +118,6 @@ NFTA_TABLE_NAME, NFTA_TABLE_FLAGS = 1, 2
 TABLE_FLAGS = {1: "dormant", 2: "owner", 4: "persist"}
 
 
-def table_flags(sock: socket.socket, family: str, table: str, seq: int = 3) -> list:
-    """The flags of one table by name ("dormant", ...): libnftables 1.0.6 prints
-    a table's flags in JSON as whatever string lies in memory there (its name,
-    its family), so netkeel asks the kernel. Raises OSError."""
-    body = _NFGEN.pack(FAMILIES[family], 0, 0) + _name_attr(NFTA_TABLE_NAME, table)
-    for kind, data, offset, end in _ask(sock, NFT_MSG_GETTABLE, 0, body, seq):
-        if kind == NFT_MSG_NEWTABLE:
-            flags = _u32_attr(data, offset, end, NFTA_TABLE_FLAGS) or 0
-            return [TABLE_FLAGS.get(bit, f"0x{bit:x}") for bit in (1 << i for i in range(32)) if flags & bit]
-    return []
-
-
 def _u32_attr(data: bytes, offset: int, end: int, wanted: int):
     while offset + _NLA.size <= end:
         length, kind = _NLA.unpack_from(data, offset)
@@ -137,5 +125,31 @@ def _u32_attr(data: bytes, offset: int, end: int, wanted: int):
             return None
         if kind & 0x3FFF == wanted and length >= _NLA.size + 4:
             return struct.unpack_from(">I", data, offset + _NLA.size)[0]
+        offset += (length + 3) & ~3
+    return None
+
+
+def flagged_tables(sock: socket.socket, seq: int = 4) -> list:
+    """[((family, table), flag names)] of every table of the namespace with flags
+    ("dormant", ...), from one NFT_MSG_GETTABLE dump: libnftables 1.0.6 prints a
+    table's flags in JSON from stray memory, so netkeel asks the kernel. Raises
+    OSError."""
+    names = {number: name for name, number in FAMILIES.items()}
+    out = []
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETTABLE, NLM_F_DUMP, _NFGEN.pack(0, 0, 0), seq):
+        if kind == NFT_MSG_NEWTABLE and (flags := _u32_attr(data, offset, end, NFTA_TABLE_FLAGS)):
+            family = names.get(data[offset - _NFGEN.size], str(data[offset - _NFGEN.size]))
+            out.append(((family, _text_attr(data, offset, end, NFTA_TABLE_NAME)),
+                        [TABLE_FLAGS.get(bit, f"0x{bit:x}") for bit in (1 << i for i in range(32)) if flags & bit]))
+    return out
+
+
+def _text_attr(data: bytes, offset: int, end: int, wanted: int) -> str | None:
+    while offset + _NLA.size <= end:
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < _NLA.size:
+            return None
+        if kind & 0x3FFF == wanted:
+            return data[offset + _NLA.size: offset + length].rstrip(b"\0").decode("utf-8", "replace")
         offset += (length + 3) & ~3
     return None
