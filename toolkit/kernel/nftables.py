@@ -15,7 +15,6 @@ thread inside the namespace.
 from __future__ import annotations
 
 import json
-import os
 import re
 
 from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, overlay
@@ -88,28 +87,21 @@ def _listed(kernel, ns, ns_name: str) -> list:
     from . import nftgen
 
     # libnftables 1.0.6 prints a flagged (dormant) table's flags in JSON from
-    # stray memory, and may abort the process doing it: such a ruleset is
-    # listed in a child process, whose death is an error, not netkeel's.
-    flagged = dict(kernel.request(ns_name, "nft flagged tables", nftgen.flagged_tables, ns.nfgen_socket()))
-    lister = _list_apart if flagged else run_cmd
-    for attempt in (1, 2):  # the flags' stray memory may not even be JSON, or kill the lister: once more
-        try:
-            text = kernel.request(ns_name, "nft list ruleset", lister, kernel, ns, "list ruleset") or "{}"
-        except KernelError:
-            if attempt == 2 or lister is run_cmd:
-                raise
-            continue
-        finally:
-            ns.release_nft()  # its cache holds the whole ruleset: a thousand of them would not be small
-        try:
-            listing = json.loads(text)
-            break
-        except ValueError as exc:
-            if attempt == 2:
-                raise KernelError(f"nft list ruleset in {ns_name}",
-                                  f"libnftables printed JSON that does not parse ({exc}); `nft list ruleset` "
-                                  "there shows the ruleset as text") from None
-    items = listing.get("nftables", [])
+    # stray memory, and may abort the process doing it. So where a table has
+    # flags (the kernel says which), the others are listed one by one and a
+    # flagged one is known by its name and flags alone: it is drift, or
+    # foreign, whatever it holds, and an apply replaces ours whole.
+    tables = kernel.request(ns_name, "nft tables", nftgen.tables, ns.nfgen_socket())
+    if any(flags for _, _, flags in tables):
+        items = []
+        for family, name, flags in tables:
+            if flags:
+                items.append({"table": {"family": family, "name": name, "flags": flags}})
+            else:
+                command = json.dumps({"nftables": [{"list": {"table": {"family": family, "name": name}}}]})
+                items += _listing(kernel, ns, ns_name, command, f"nft list table {family} {name}")
+    else:
+        items = _listing(kernel, ns, ns_name, "list ruleset", "nft list ruleset")
     chaos = {(i["table"]["family"], i["table"]["name"]) for i in items
              if "table" in i and i["table"].get("name", "").startswith(CHAOS_TABLE_PREFIX)}
     # A fault's table is netkeel's but not the topology's: read as an overlay's,
@@ -119,39 +111,10 @@ def _listed(kernel, ns, ns_name: str) -> list:
     out = [Resource.make(KIND, (ns_name, family, name), owner=FOREIGN) for family, name in foreign]
     out += [Resource.make(KIND, (ns_name, family, name), owner=overlay("fault")) for family, name in sorted(chaos)]
     for (family, name), fields in owned.items():
-        if "table flags" in fields:  # listed, but its value not to be trusted: the kernel's
-            flags = flagged.get((family, name))
-            fields["table flags"] = json.dumps(sorted(flags)) if flags else None
         # Rule handles, to fetch the rules' text only if a report needs it (with_display).
         fields["_handles"] = tuple(fields.get("_handles", ()))
         out.append(Resource.make(KIND, (ns_name, family, name), **fields))
     return out
-
-
-def _list_apart(kernel, ns, command: str) -> str:
-    """run_cmd in a forked child: its output, or KernelError if it died."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: list, write, leave without any of the parent's cleanup
-        code = 1
-        try:
-            os.close(read_end)
-            data = run_cmd(kernel, ns, command).encode()
-            while data:
-                data = data[os.write(write_end, data):]
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    chunks = []
-    with os.fdopen(read_end, "rb") as pipe:
-        while chunk := pipe.read(1 << 20):
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
-        why = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
-        raise KernelError(f"nft {command} in {ns.name}", f"libnftables died listing a flagged (dormant) table ({why})")
-    return b"".join(chunks).decode()
 
 
 def rule_handles(kernel, ns_name: str, family: str, table: str):
@@ -170,6 +133,18 @@ def rule_handles(kernel, ns_name: str, family: str, table: str):
     except KernelError:
         return None
     return found if ns.generation() == read else None
+
+
+def _listing(kernel, ns, ns_name: str, command: str, what: str) -> list:
+    """The items of one libnftables listing (JSON), its context freed after."""
+    try:
+        text = kernel.request(ns_name, what, run_cmd, kernel, ns, command) or "{}"
+    finally:
+        ns.release_nft()  # its cache holds the whole ruleset: a thousand of them would not be small
+    try:
+        return [i for i in json.loads(text).get("nftables", []) if "metainfo" not in i]
+    except (ValueError, AttributeError) as exc:
+        raise KernelError(f"{what} in {ns_name}", f"libnftables printed JSON that does not parse ({exc})") from None
 
 
 def _table_key(item: dict):

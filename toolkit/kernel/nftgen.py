@@ -1,4 +1,4 @@
-"""Small nfnetlink questions: a ruleset's generation, a table's rule handles, flagged tables.
+"""Small nfnetlink questions: a ruleset's generation, a table's rule handles, its tables and their flags.
 
 The kernel numbers every committed nftables transaction of a network namespace:
 the id moves by exactly one per commit there, and never on traffic, counters,
@@ -129,17 +129,18 @@ def _u32_attr(data: bytes, offset: int, end: int, wanted: int):
     return None
 
 
-def flagged_tables(sock: socket.socket, seq: int = 4) -> list:
-    """[((family, table), flag names)] of every table of the namespace with flags
-    ("dormant", ...), from one NFT_MSG_GETTABLE dump: libnftables 1.0.6 prints a
-    table's flags in JSON from stray memory, so netkeel asks the kernel. Raises
-    OSError."""
+def tables(sock: socket.socket, seq: int = 4) -> list:
+    """[(family, table, flag names)] of every table of the namespace, from one
+    NFT_MSG_GETTABLE dump: libnftables 1.0.6 prints a table's flags ("dormant",
+    ...) in JSON from stray memory, and may abort doing it, so netkeel asks the
+    kernel. Raises OSError."""
     names = {number: name for name, number in FAMILIES.items()}
     out = []
     for kind, data, offset, end in _ask(sock, NFT_MSG_GETTABLE, NLM_F_DUMP, _NFGEN.pack(0, 0, 0), seq):
-        if kind == NFT_MSG_NEWTABLE and (flags := _u32_attr(data, offset, end, NFTA_TABLE_FLAGS)):
+        if kind == NFT_MSG_NEWTABLE:
+            flags = _u32_attr(data, offset, end, NFTA_TABLE_FLAGS) or 0
             family = names.get(data[offset - _NFGEN.size], str(data[offset - _NFGEN.size]))
-            out.append(((family, _text_attr(data, offset, end, NFTA_TABLE_NAME)),
+            out.append((family, _text_attr(data, offset, end, NFTA_TABLE_NAME),
                         [TABLE_FLAGS.get(bit, f"0x{bit:x}") for bit in (1 << i for i in range(32)) if flags & bit]))
     return out
 
