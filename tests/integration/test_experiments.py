@@ -120,7 +120,8 @@ def test_reorder_vs_tcp_holds_and_costs_goodput(built, tmp_path):
     before = measured(doc, "before", "transfer through the port forward", "goodput")
     during = measured(doc, "during", "transfer under reordering", "goodput")
     assert 1 <= during < before / 2
-    assert measured(doc, "during", "connect under reordering", "connect_p50") >= 15  # the 20 ms delay
+    # the 20 ms delay (the 90th percentile: the median of 20 falls below it ~5% of runs)
+    assert measured(doc, "during", "connect under reordering", "connect_p90") >= 15
     no_fault_left(built)
 
 

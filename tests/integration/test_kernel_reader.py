@@ -21,17 +21,16 @@ def busy_namespace(lab):
     return lab.ns("gw")
 
 
-def test_dump_reader_matches_pyroute2(busy_namespace):
-    # IPv6's prefix routes come a moment after the link is up (bounded wait), and
-    # the comparison needs one.
-    deadline = time.monotonic() + 5
-    while "fd00:" not in subprocess.run(["ip", "-n", busy_namespace, "-6", "route", "show", "table", "main"],
-                                        capture_output=True, text=True, timeout=10).stdout:
-        assert time.monotonic() < deadline, "no IPv6 route in the lab after 5 s"
-        time.sleep(0.05)
+def _ip(namespace: str, *args: str) -> str:
+    return subprocess.run(["ip", "-n", namespace, *args], capture_output=True, text=True, timeout=10).stdout
+
+
+def _both_readers(namespace: str):
+    """The routes of table main as the fast reader and pyroute2 see them, after
+    comparing links and addresses."""
     with Kernel() as kernel:
-        ns = kernel.ns(busy_namespace)
-        with IPRoute(netns=busy_namespace) as ipr:
+        ns = kernel.ns(namespace)
+        with IPRoute(netns=namespace) as ipr:
             full_links = {m["index"]: m for m in ipr.link("dump")}
             full_addrs = list(ipr.addr("dump"))
             full_routes = [m for m in ipr.route("dump") if m.get("RTA_TABLE") == 254]
@@ -57,11 +56,29 @@ def test_dump_reader_matches_pyroute2(busy_namespace):
 
         fast_routes = {route_key(r.family, r.dst, r.dst_len, r.gateway, r.oif, r.priority, r.type)
                        for r in ns.dump.routes(254)}
-        assert fast_routes == {route_key(m["family"], m.get("RTA_DST"), m["dst_len"], m.get("RTA_GATEWAY"),
-                                         m.get("RTA_OIF"), m.get("RTA_PRIORITY"), m["type"])
-                               for m in full_routes}
-        assert any(r[0] == socket.AF_INET6 for r in fast_routes)
-        assert any(r[6] == 6 for r in fast_routes)  # the blackhole route
+        full = {route_key(m["family"], m.get("RTA_DST"), m["dst_len"], m.get("RTA_GATEWAY"),
+                          m.get("RTA_OIF"), m.get("RTA_PRIORITY"), m["type"])
+                for m in full_routes}
+        return fast_routes, full
+
+
+def test_dump_reader_matches_pyroute2(busy_namespace):
+    # The comparison needs IPv6 routes in it. They come a moment after the links
+    # are up, and one CI run found none at all in the readers' dumps just after
+    # `ip` had listed them: compare again (bounded) until a comparison has them,
+    # and say what the namespace held if none ever does.
+    deadline = time.monotonic() + 5
+    while True:
+        fast_routes, full_routes = _both_readers(busy_namespace)
+        assert fast_routes == full_routes
+        if any(r[0] == socket.AF_INET6 for r in fast_routes):
+            break
+        assert time.monotonic() < deadline, (
+            "no IPv6 route in the readers' dumps after 5 s; the namespace held:\n"
+            + _ip(busy_namespace, "-d", "link") + _ip(busy_namespace, "address")
+            + _ip(busy_namespace, "-6", "route", "show", "table", "all") + _ip(busy_namespace, "route"))
+        time.sleep(0.05)
+    assert any(r[6] == 6 for r in fast_routes)  # the blackhole route
 
 
 def test_veth_peers_resolve_across_namespaces(busy_namespace, lab):
