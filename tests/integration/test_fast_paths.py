@@ -245,3 +245,75 @@ def test_a_quota_keeps_its_limit_through_a_rollback(guarded):
     assert guarded.run("apply", guarded.manifest).returncode == 0  # removes it; the snapshot before has it
     assert guarded.run("rollback", None).returncode == 0
     assert "over 100 mbytes" in nft(guarded, "list", "quota", "inet", "netkeel_guard", "q1")
+
+
+# -- in-sync verdicts: the quick answer of a drift or no-op apply (cli/quick.py) ------
+
+def plain(lab, command="drift"):
+    """(exit code, stdout, stderr, answered quickly) of a plain `drift`/`apply`:
+    the quick answer is the one that never imports invoke."""
+    result = lab.run(command, lab.manifest, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line}
+    noise = "\n".join(line for line in result.stderr.splitlines() if "import time:" not in line)
+    return result.returncode, result.stdout, noise, "invoke" not in imported
+
+
+def test_a_drift_found_clean_lets_the_next_answer_quickly_and_say_the_same(guarded):
+    code, out, _, quick = plain(guarded)
+    assert code == 0 and not quick  # the apply made changes: a whole comparison, which keeps a verdict
+    code, quick_out, noise, quick = plain(guarded)
+    assert (code, quick_out, noise, quick) == (0, out, "", True)
+    code, out, noise, quick = plain(guarded, "apply")
+    assert (code, noise, quick) == (0, "", True) and "already in sync, nothing changed." in out
+    assert guarded.run("drift", guarded.manifest, "--json").returncode == 0  # other forms: as usual
+
+
+@pytest.mark.parametrize("change", [
+    lambda lab: nft(lab, "add", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "80", "accept"),
+    lambda lab: nft(lab, "add", "element", "inet", "netkeel_guard", "blocked", "{ 192.0.2.9 }"),
+    lambda lab: nft(lab, "add", "table", "ip", "theirs"),
+    lambda lab: lab.ip("fw", "address add 10.9.9.9/32 dev lo"),
+    lambda lab: lab.ip("fw", "link set p0 mtu 1400"),
+    lambda lab: lab.ip("fw", "route add 198.51.100.0/24 via 10.9.0.2"),
+    lambda lab: lab.ip("peer", "link set p0 down"),
+    lambda lab: lab.policy.write_text(POLICY.replace("dport: 23", "dport: 24")),
+    lambda lab: (lab.state / "inventory.json").write_text((lab.state / "inventory.json").read_text() + " "),
+])
+def test_any_change_since_the_verdict_gets_a_whole_comparison(guarded, change):
+    assert plain(guarded)[0] == 0 and plain(guarded)[3]  # a verdict, and it is taken
+    change(guarded)
+    code, out, _, quick = plain(guarded)
+    full = guarded.run("drift", guarded.manifest, "--full")
+    assert not quick and (code, out) == (full.returncode, full.stdout)
+
+
+def test_a_namespace_made_again_under_its_name_gets_a_whole_comparison(guarded):
+    assert plain(guarded)[0] == 0 and plain(guarded)[3]
+    ruleset = nft(guarded, "list", "ruleset")
+    subprocess.run(["ip", "netns", "del", guarded.ns("fw")], check=True, timeout=10)
+    subprocess.run(["ip", "netns", "add", guarded.ns("fw")], check=True, timeout=10)
+    subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-f", "-"], input=ruleset, text=True,
+                   check=True, timeout=10)
+    code, _, noise, quick = plain(guarded)
+    assert code == 1 and not quick and "not the namespace netkeel created" in noise
+
+
+def test_a_change_cut_off_is_warned_of_not_answered_quickly(guarded):
+    assert plain(guarded)[0] == 0 and plain(guarded)[3]
+    path = guarded.state / "journal.jsonl"
+    start = [json.loads(line) for line in path.read_text().splitlines() if '"start"' in line][-1]
+    with open(path, "a") as journal:  # the same apply started again and never ended (a kill)
+        journal.write(json.dumps(dict(start, tx="20260101T000000.000Z-dead", pid=1)) + "\n")
+    code, _, noise, quick = plain(guarded)
+    assert not quick and "was interrupted" in noise
+
+
+def test_a_quick_apply_holds_the_state_lock_as_any_apply(guarded):
+    import fcntl
+
+    assert plain(guarded)[0] == 0 and plain(guarded)[3]
+    with open(guarded.state / "lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another netkeel's change, running
+        code, _, noise, quick = plain(guarded, "apply")
+    assert code == 1 and not quick and "another netkeel is changing the kernel" in noise
+    assert plain(guarded, "apply")[3]

@@ -3,14 +3,21 @@
 import os
 import sys
 
-from invoke import Program
-
 from .. import __version__
 
 
 def main() -> None:
     quiet_collector()
     try:
+        # A drift or no-op apply that a verdict answers, before invoke and the
+        # tasks are imported (quick.py); None: the command runs as usual.
+        from .quick import answer
+
+        code = answer(sys.argv)
+        if code is not None:
+            sys.exit(code)
+        from invoke import Program
+
         argv = chaos_words(sys.argv)
         Program(namespace=collection(argv), name="netkeel", binary="netkeel", version=__version__).run(argv)
     except KeyboardInterrupt:  # before a task started (while loading): nothing was changed

@@ -62,6 +62,8 @@ def _compile(state, file, prefix, revision):
     """Load, check and compile the manifest (from a git revision if `revision`); bad
     input raises ManifestError with every problem, before root is asked for. A
     manifest read from the working tree is kept in the compile cache."""
+    from dataclasses import replace
+
     from ..errors import ManifestError
     from ..kinds import compile_topology
     from ..manifest.policy import resolve_native_rules
@@ -75,10 +77,18 @@ def _compile(state, file, prefix, revision):
         topology, problems = resolve_native_rules(topology, native_resolver)  # no second parse
         if problems:
             raise ManifestError(problems)
-    compiled = compile_topology(topology, prefix)
+    compiled = replace(compile_topology(topology, prefix), reads=dict(recorder.reads) if revision is None else {})
     if revision is None:
         CompileCache(state, read_file).store(file, prefix, compiled, recorder.reads)
     return compiled
+
+
+def _keep_verdict(rec) -> None:
+    """After a whole comparison found the instance in sync: the next drift or
+    no-op apply of the same files can say so at once (cli/quick.py)."""
+    from ..experiment import trial as trials
+
+    rec.keep_verdict(lambda: any(t.state in trials.OPEN for t in trials.all_trials(rec.state)))
 
 
 def active_faults(kernel, state, instance: str):
@@ -181,6 +191,8 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
         _print_json("apply", rec, result.plan, "in_sync" if result.plan.empty else "applied",
                     steps=result.steps, snapshot=result.snapshot)
     elif result.plan.empty:
+        if trial is None:
+            _keep_verdict(rec)
         if trial is not None:
             _close_unapplied(rec.state, trial, "nothing changed: nothing to try")
         if json:
@@ -361,6 +373,8 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
     """Compare the kernel to the manifest: exit 0 in sync, 2 drifted, 1 error."""
     with _reconciler(file, ns_prefix, state_dir, verbose, full=full) as rec:
         found = rec.drift()
+        if found.clean:
+            _keep_verdict(rec)
     if junit:
         from ..report.junit import drift_report
 

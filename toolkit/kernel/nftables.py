@@ -60,6 +60,9 @@ def read(kernel, ns_name: str, devices=None) -> list:
     ns = kernel.ns(ns_name)
     memo = kernel.nft_memo
     mark = (ns.cookie(), ns.generation(), device_list(devices))
+    if kernel.nft_marks is not None:  # a quick check: the marks, compared with a verdict's
+        kernel.nft_marks[ns_name] = mark
+        return []
     ns.read_generation = None
     ns.read_devices = mark[2]
     if memo is not None and mark[1] is not None and mark[2] is not None:
@@ -67,6 +70,7 @@ def read(kernel, ns_name: str, devices=None) -> list:
         if known is not None:
             kernel.log(ns_name, f"nft ruleset unchanged since read (generation {mark[1]})")
             ns.read_generation = mark[1]
+            kernel.nft_settled[ns_name] = mark
             return known
     out = _listed(kernel, ns, ns_name)
     if mark[1] is not None and ns.generation() == mark[1]:
@@ -75,6 +79,7 @@ def read(kernel, ns_name: str, devices=None) -> list:
             memo.prove(r for r in out if r.owner == TOPOLOGY)  # listed back exactly so: see _follow
             if mark[2] is not None and not any(changes_by_itself(r.fields()) for r in out):
                 memo.put(ns_name, *mark, out)
+                kernel.nft_settled[ns_name] = mark  # these marks will mean these tables
     return out
 
 

@@ -9,7 +9,6 @@ sockets, not a thousand loops.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import gc
 import os
@@ -31,11 +30,11 @@ class Namespace:
     """An open namespace: its fd, a dump socket, a pyroute2 IPRoute for changes
     (opened on first use: reads never need it) and an ifname -> index cache."""
 
-    def __init__(self, name: str, fd: int, dump: DumpSocket, loop):
+    def __init__(self, name: str, fd: int, dump: DumpSocket, loop: Callable):
         self.name = name
         self.fd = fd
         self.dump = dump
-        self._loop = loop
+        self._loop = loop  # the session's asyncio loop, made on first need
         self._ipr = None  # pyroute2's IPRoute, opened on first use
         self._nft = None
         self._nfgen = None  # nfnetlink socket for the ruleset generation
@@ -52,7 +51,7 @@ class Namespace:
 
             with netns.entered(self.fd):
                 sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
-            self._ipr = IPRoute(use_socket=sock, use_event_loop=self._loop)
+            self._ipr = IPRoute(use_socket=sock, use_event_loop=self._loop())
         return self._ipr
 
     @property
@@ -152,9 +151,18 @@ class Kernel:
         # devices): state/rulesets.RulesetMemo, handed in by a command that has a
         # state directory. Without one every read lists the ruleset.
         self.nft_memo = None
+        # A quick check (cli/quick.py) sets this to a dict: a read then takes each
+        # namespace's nftables marks (cookie, generation, devices) into it instead
+        # of its tables. Every read also notes in `nft_settled` the namespaces
+        # whose tables those marks alone determine (nftables.read), and keeps
+        # (names, hints, resources) in `last_read`: an in-sync verdict is made of
+        # them (state/verdicts.py).
+        self.nft_marks = None
+        self.nft_settled: dict = {}
+        self.last_read = None
         self._requests = 0
         self._open: dict[str, Namespace] = {}
-        self._loop = asyncio.new_event_loop()
+        self._event_loop = None  # asyncio (14 ms to import) only once pyroute2 needs it
         _raise_fd_limit()
 
     def __enter__(self) -> "Kernel":
@@ -247,15 +255,27 @@ class Kernel:
             self.nft_memo.save()
         for name in list(self._open):
             self.release(name)
-        if not self._loop.is_closed():
+        loop = self._event_loop
+        if loop is not None and not loop.is_closed():
             # pyroute2 leaves async generators suspended on the shared loop;
             # finish them so closing the loop is quiet.
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def _loop(self):
+        """The one asyncio loop every namespace's pyroute2 socket shares."""
+        if self._event_loop is None:
+            import asyncio
+
+            self._event_loop = asyncio.new_event_loop()
+        return self._event_loop
 
     # -- the backend protocol: reading and the kinds' requests -------------------------
     def read(self, names, hints: dict) -> list:
-        return reader.read_live(self, names, hints)
+        self.nft_settled = {}
+        live = reader.read_live(self, names, hints)
+        self.last_read = (sorted(set(names)), hints, live)
+        return live
 
     def link_add_veth(self, ns, ifname, peer_ns, peer_ifname) -> None:
         links.add_veth(self, ns, ifname, peer_ns, peer_ifname)

@@ -20,3 +20,6 @@ class Compiled:
     desired: frozenset          # core.resource.Resource, every one the topology declares
     # Every file it was built from, (path, sha256), the manifest first: provenance.
     files: tuple = field(default=(), compare=False)
+    # Every file its load read, {path: sha256}, the manifest's included: what
+    # the compile cache and in-sync verdicts (state/verdicts.py) check again.
+    reads: dict = field(default_factory=dict, compare=False)

@@ -90,6 +90,7 @@ class Reconciler:
         self._claims = claims
         self._held = ()
         self._lock = None
+        self._last_plan = None  # (plan, live) of the last plan(): what keep_verdict rests on
         self.instance = instance_id(topology.name, prefix)
         self.desired = topology.desired
         self.inventory = Inventory(state)
@@ -165,6 +166,7 @@ class Reconciler:
         check_harm_outside(plan, live)
         if strict:
             self.check_held_fields(plan)
+        self._last_plan = (plan, live)
         return self.explained(plan), live
 
     def check_held_fields(self, plan: Plan) -> None:
@@ -208,8 +210,46 @@ class Reconciler:
 
     def drift(self) -> Drift:
         plan, live = self.plan(strict=False)
-        return Drift(plan, tuple(sorted(r for r in live if not is_managed(r.owner) and is_reported(r.owner))),
-                     tuple(dict.fromkeys(c.text for c in self._held if c.text)))
+        return Drift(plan, _unmanaged(live), tuple(dict.fromkeys(c.text for c in self._held if c.text)))
+
+    def keep_verdict(self, trials_open=lambda: False) -> bool:
+        """After the last plan() found the instance in sync with nothing else to
+        report (what a clean drift says): keep what lets the next drift or no-op
+        apply of the same files say so without loading or listing them
+        (state/verdicts.py). Only when nothing but the live state and the files
+        could change that answer: the manifest read from files (not --rev), no
+        fault active, no change open or cut off, no trial open (`trials_open()`,
+        asked after the state's stamp is taken), and every
+        namespace read known to its nftables marks. Returns whether it was kept;
+        never raises (a verdict not kept only costs the next command a whole
+        comparison)."""
+        try:
+            return self._keep_verdict(trials_open)
+        except Exception:  # noqa: BLE001
+            return False
+
+    def _keep_verdict(self, trials_open) -> bool:
+        from ..state.leases import Leases
+        from ..state.verdicts import state_stamp, Verdicts
+
+        # The stamp first, the checks after: whatever starts after this point
+        # changes the stamp, and what started before is seen by the checks.
+        stamp = state_stamp(self.state)
+        last_read = getattr(self.kernel, "last_read", None)
+        if self._last_plan is None or last_read is None or not self.topology.reads:
+            return False
+        plan, live = self._last_plan
+        names, hints, raw = last_read
+        settled = getattr(self.kernel, "nft_settled", {})
+        present = {r.key[0] for r in raw}
+        if not plan.empty or _unmanaged(live) or self._held or not set(names) >= self.scope() \
+                or not present <= set(settled):
+            return False
+        if Journal(self.state).summary().open or any(Leases(self.state).all()) or trials_open():
+            return False
+        return Verdicts(self.state).record(self.topology.source, self.prefix, self.topology.name,
+                                           self.topology.reads, names, hints,
+                                           {ns: settled[ns] for ns in present}, raw, stamp)
 
     def apply(self, on_step=None, planned=None) -> ApplyResult:
         """Converge the kernel to the topology as a transaction (transaction.run).
@@ -271,6 +311,11 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
                         git={**snapshot.git, "rollback_to": snapshot.id}, claims=held)
         steps, taken = transaction.run(backend, state, change, on_step)
         return ApplyResult(plan, steps, taken)
+
+
+def _unmanaged(live) -> tuple:
+    """What drift reports as not the topology's to change: foreign objects and overlays'."""
+    return tuple(sorted(r for r in live if not is_managed(r.owner) and is_reported(r.owner)))
 
 
 def unsettled(state: StateDir, instance: str) -> bool:

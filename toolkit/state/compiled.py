@@ -67,6 +67,30 @@ def _stat_into(digest, path: str) -> None:
     digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
 
 
+def entry_name(directory: str, form: int, manifest: str, prefix: str) -> str:
+    """The file of a cache entry for a manifest path, prefix and working directory
+    (relative paths), made by this code in this entry format."""
+    key = json.dumps([form, fingerprint(), os.getcwd(), str(manifest), prefix])
+    return f"{directory}/{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+
+
+def unchanged(reads, manifest: str, read, refused) -> bool:
+    """Whether every file a load read ({path: sha256}, the manifest among them)
+    has the same bytes now and may still be read (`refused(path, manifest)`, as
+    CompileCache takes it, is None for each policy file). Never raises."""
+    if not isinstance(reads, dict) or manifest not in reads:
+        return False
+    for path, digest in reads.items():
+        try:
+            if path != manifest and refused(path, manifest) is not None:
+                return False
+            if hashlib.sha256(read(path)).hexdigest() != digest:
+                return False
+        except Exception:  # noqa: BLE001 - gone or unreadable now: load as usual (and report it)
+            return False
+    return True
+
+
 class Recorder:
     """Wraps a manifest reader (`read(path) -> bytes`), noting each file it read
     and the SHA-256 of what it got."""
@@ -91,13 +115,9 @@ class CompileCache:
         self.state = state
         self._read = read
         self._refused = refused or (lambda path, manifest: None)
-        self._code = None
 
     def _name(self, manifest: str, prefix: str) -> str:
-        if self._code is None:
-            self._code = fingerprint()
-        key = json.dumps([FORMAT, self._code, os.getcwd(), str(manifest), prefix])
-        return f"{DIRECTORY}/{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+        return entry_name(DIRECTORY, FORMAT, manifest, prefix)
 
     def lookup(self, manifest, prefix: str) -> Compiled | None:
         """The compiled topology if every file it came from is unchanged; else None."""
@@ -114,16 +134,8 @@ class CompileCache:
                 or data.get("prefix") != prefix:
             return None
         reads = data["reads"]
-        if not isinstance(reads, dict) or manifest not in reads:
+        if not unchanged(reads, manifest, self._read, self._refused):
             return None
-        for path, digest in reads.items():
-            try:
-                if path != manifest and self._refused(path, manifest) is not None:
-                    return None
-                if hashlib.sha256(self._read(path)).hexdigest() != digest:
-                    return None
-            except Exception:  # noqa: BLE001 - gone or unreadable now: load as usual (and report it)
-                return None
         desired = frozenset(decode(item) for item in data["resources"])
         if not all(isinstance(r.key[0], str) and r.key[0].startswith(prefix) for r in desired):
             return None
@@ -132,7 +144,7 @@ class CompileCache:
         if not (isinstance(data["name"], str) and isinstance(nodes, list) and all(isinstance(n, str) for n in nodes)):
             return None
         return Compiled(name=data["name"], source=manifest, prefix=prefix, node_names=tuple(nodes),
-                        desired=desired, files=files)
+                        desired=desired, files=files, reads=dict(reads))
 
     def store(self, manifest, prefix: str, compiled: Compiled, reads: dict) -> None:
         """Keep `compiled` for the files `reads` ({path: sha256}) named. Never raises."""
@@ -142,15 +154,6 @@ class CompileCache:
                 "resources": [encode(r) for r in sorted(compiled.desired)]}
         try:
             self.state.write_json(self._name(manifest, prefix), data, durable=False, compact=True)
-            self._prune()
+            self.state.keep_newest(DIRECTORY, KEEP)
         except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
             pass
-
-    def _prune(self) -> None:
-        names = [n for n in self.state.regular_files(DIRECTORY) if n.endswith(".json")]
-        if len(names) <= KEEP:
-            return
-        with self.state.directory(DIRECTORY) as fd:
-            aged = sorted(names, key=lambda n: os.stat(n, dir_fd=fd, follow_symlinks=False).st_mtime_ns)
-        for name in aged[:len(names) - KEEP]:
-            self.state.unlink(f"{DIRECTORY}/{name}")

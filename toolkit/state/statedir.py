@@ -140,6 +140,17 @@ class StateDir:
         except FileNotFoundError:
             return []
 
+    def keep_newest(self, relative: str, keep: int) -> None:
+        """Remove the oldest .json files of a subdirectory beyond `keep` (a cache's
+        bound), by modification time."""
+        names = [n for n in self.regular_files(relative) if n.endswith(".json")]
+        if len(names) <= keep:
+            return
+        with self.directory(relative) as fd:
+            aged = sorted(names, key=lambda n: os.stat(n, dir_fd=fd, follow_symlinks=False).st_mtime_ns)
+        for name in aged[:len(names) - keep]:
+            self.unlink(f"{relative}/{name}")
+
     def unlink(self, relative: str) -> None:
         """Remove a state file (a link is removed itself, never followed); missing is fine."""
         directory, _, name = relative.rpartition("/")

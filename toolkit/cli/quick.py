@@ -1,0 +1,106 @@
+"""The quick answer: `netkeel drift FILE` and a no-op `netkeel apply FILE` say
+"in sync" from a verdict (state/verdicts.py), before the CLI framework, the
+manifest loader or libnftables is imported.
+
+A verdict is kept by a whole comparison that found the instance in sync. This
+takes it only if every file the manifest load read has the same bytes and may
+still be read, the state directory's parts that matter are as they were, and a
+read of the same namespaces finds the same (nftables by each namespace's
+cookie, ruleset generation and devices). Then the whole comparison would find
+what it found, and print what is printed here.
+
+Only the plain forms are answered here (the manifest, --ns-prefix, --state-dir;
+root; output not on a terminal, where rich would style it). Anything else, a
+missing or differing verdict, or any error at all, returns None: the command
+then runs as it always does (and keeps a new verdict if it finds the instance
+in sync). So this can make a command faster, never different.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+COMMANDS = ("drift", "apply")
+OPTIONS = {"--ns-prefix": "prefix", "--state-dir": "state_dir"}
+WIDTH = 140  # the console width cli/common gives output that is not a terminal
+# Environment that makes rich style output off a terminal, or a command behave otherwise.
+DIFFERENT = ("NETKEEL_FAILPOINT", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+
+
+def parse(argv: list):
+    """(command, manifest, prefix, state_dir) of a plain `drift`/`apply`, else None."""
+    if len(argv) < 3 or argv[1] not in COMMANDS:
+        return None
+    found = {"prefix": "", "state_dir": None}
+    files = []
+    rest = iter(argv[2:])
+    for word in rest:
+        option, equals, value = word.partition("=")
+        if option in OPTIONS:
+            if not equals:
+                value = next(rest, None)
+                if value is None:
+                    return None
+            found[OPTIONS[option]] = value
+        elif word.startswith("-") or files:
+            return None
+        else:
+            files.append(word)
+    if not files:
+        return None
+    return argv[1], files[0], found["prefix"], found["state_dir"]
+
+
+def answer(argv: list) -> int | None:
+    """The exit code, having printed the answer; None to run the command as usual."""
+    parsed = parse(argv)
+    if parsed is None or os.geteuid() != 0 or sys.stdout.isatty() or any(os.environ.get(v) for v in DIFFERENT):
+        return None
+    command, manifest, prefix, state_dir = parsed
+    try:
+        line = _in_sync(command, manifest, prefix, state_dir)
+    except Exception:  # noqa: BLE001 - any doubt: the whole comparison decides
+        return None
+    if line is None:
+        return None
+    print(line, flush=True)
+    return 0
+
+
+def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
+    from contextlib import nullcontext
+
+    from ..kernel import Kernel
+    from ..manifest.files import outside_problem, read_file
+    from ..state.compiled import unchanged
+    from ..state.lock import StateLock
+    from ..state.statedir import StateDir
+    from ..state.verdicts import hints_from, live_digest, marks_record, state_stamp, Verdicts
+
+    state = StateDir(state_dir)
+    verdict = Verdicts(state).load(manifest, prefix)
+    if verdict is None:
+        return None
+    title = verdict["name"] + (f" (prefix {prefix})" if prefix else "")
+    line = f"drift of {title}: in sync, no drift." if command == "drift" else \
+        f"{title}: already in sync, nothing changed."
+    if len(line) > WIDTH or any(c in title for c in "[]\\") or not line.isprintable():
+        return None  # rich would wrap or read markup: the whole command prints it
+
+    def refused(path, manifest):
+        return outside_problem(path, path, manifest, read_file)
+
+    if not unchanged(verdict["reads"], manifest, read_file, refused):
+        return None
+    # An apply holds the state lock as a no-op apply does (held by another: the
+    # whole command says so, or waits).
+    with StateLock(state) if command == "apply" else nullcontext():
+        if state_stamp(state) != verdict["state"]:
+            return None
+        with Kernel() as kernel:
+            kernel.nft_marks = {}
+            live = kernel.read(verdict["names"], hints_from(verdict["hints"]))
+            if marks_record(kernel.nft_marks) != verdict["marks"] or live_digest(live) != verdict["live"]:
+                return None
+    return line
