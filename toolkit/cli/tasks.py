@@ -190,6 +190,7 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
     if json and not trying:
         _print_json("apply", rec, result.plan, "in_sync" if result.plan.empty else "applied",
                     steps=result.steps, snapshot=result.snapshot)
+        _keep_verdict(rec)
     elif result.plan.empty:
         if trial is None:
             _keep_verdict(rec)
@@ -206,6 +207,7 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
                       f"manifest. Snapshot before it: {result.snapshot} (`rollback` returns there).")
         if trying:
             return _try(rec, result, trial, trying, json, verbose)
+        _keep_verdict(rec)
     return 0
 
 

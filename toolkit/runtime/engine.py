@@ -90,7 +90,7 @@ class Reconciler:
         self._claims = claims
         self._held = ()
         self._lock = None
-        self._last_plan = None  # (plan, live) of the last plan(): what keep_verdict rests on
+        self._last_plan = None  # (plan, live, raw read) of the last plan(): see keep_verdict
         self.instance = instance_id(topology.name, prefix)
         self.desired = topology.desired
         self.inventory = Inventory(state)
@@ -166,7 +166,8 @@ class Reconciler:
         check_harm_outside(plan, live)
         if strict:
             self.check_held_fields(plan)
-        self._last_plan = (plan, live)
+        last_read = getattr(self.kernel, "last_read", None)
+        self._last_plan = (plan, live, last_read[2] if last_read else None)
         return self.explained(plan), live
 
     def check_held_fields(self, plan: Plan) -> None:
@@ -213,22 +214,23 @@ class Reconciler:
         return Drift(plan, _unmanaged(live), tuple(dict.fromkeys(c.text for c in self._held if c.text)))
 
     def keep_verdict(self, trials_open=lambda: False) -> bool:
-        """After the last plan() found the instance in sync with nothing else to
-        report (what a clean drift says): keep what lets the next drift or no-op
-        apply of the same files say so without loading or listing them
-        (state/verdicts.py). Only when nothing but the live state and the files
-        could change that answer: the manifest read from files (not --rev), no
-        fault active, no change open or cut off, no trial open (`trials_open()`,
-        asked after the state's stamp is taken), and every
-        namespace read known to its nftables marks. Returns whether it was kept;
-        never raises (a verdict not kept only costs the next command a whole
-        comparison)."""
+        """After the last read found the instance in sync with nothing else to
+        report (a clean drift, an apply with nothing to do or one verified):
+        keep what lets the next drift or no-op apply of the same files say so
+        without loading or listing them (state/verdicts.py). Only when nothing
+        but the live state and the files could change that answer: the manifest
+        read from files (not --rev), that read what a drift would read, no fault
+        active, no change open or cut off, no trial open (`trials_open()`, asked
+        after the state's stamp is taken), and every namespace read known by its
+        nftables marks. Returns whether it was kept; never raises (a verdict not
+        kept only costs the next command a whole comparison)."""
         try:
             return self._keep_verdict(trials_open)
         except Exception:  # noqa: BLE001
             return False
 
     def _keep_verdict(self, trials_open) -> bool:
+        from ..kinds import read_hints
         from ..state.leases import Leases
         from ..state.verdicts import state_stamp, Verdicts
 
@@ -236,14 +238,22 @@ class Reconciler:
         # changes the stamp, and what started before is seen by the checks.
         stamp = state_stamp(self.state)
         last_read = getattr(self.kernel, "last_read", None)
-        if self._last_plan is None or last_read is None or not self.topology.reads:
+        if last_read is None or not self.topology.reads or self._held:
             return False
-        plan, live = self._last_plan
         names, hints, raw = last_read
+        inventory = Inventory(self.state)  # as the next command finds it (an apply changed it)
+        wanted = self.desired | remembered(inventory, self.instance)
+        if hints != read_hints(wanted) or not set(names) >= self.desired_namespaces | inventory.namespaces(
+                self.instance):
+            return False  # not the read a drift makes
+        if self._last_plan is not None and self._last_plan[2] is raw:
+            plan, live = self._last_plan[:2]
+        else:  # an apply's verification was the last read: compared here as a drift compares
+            live = read_scope(_Replay(raw), names, wanted)
+            plan = diff(self.desired, live)
         settled = getattr(self.kernel, "nft_settled", {})
         present = {r.key[0] for r in raw}
-        if not plan.empty or _unmanaged(live) or self._held or not set(names) >= self.scope() \
-                or not present <= set(settled):
+        if not plan.empty or _unmanaged(live) or not present <= set(settled):
             return False
         if Journal(self.state).summary().open or any(Leases(self.state).all()) or trials_open():
             return False
@@ -311,6 +321,16 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
                         git={**snapshot.git, "rollback_to": snapshot.id}, claims=held)
         steps, taken = transaction.run(backend, state, change, on_step)
         return ApplyResult(plan, steps, taken)
+
+
+class _Replay:
+    """A backend whose read gives what was read before (see keep_verdict)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def read(self, names, hints) -> list:
+        return list(self.raw)
 
 
 def _unmanaged(live) -> tuple:
