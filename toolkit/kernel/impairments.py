@@ -13,8 +13,6 @@ from __future__ import annotations
 from ..core.owners import CHAOS_QDISC_HANDLE, TOPOLOGY, overlay
 from ..core.resource import Resource
 from ..errors import KernelError
-from ..model.fault import queue_limit, tbf_args
-from .chaos import _tc, root_qdisc
 
 KIND = "impair"
 HANDLE = "4e4b:"
@@ -43,6 +41,8 @@ def to_resources(ns: str, qdiscs, by_index: dict) -> list:
 
 
 def set_impairment(kernel, ns: str, dev: str, spec: dict) -> None:
+    from .chaos import _tc, root_qdisc  # (tc and the fault model: changes only, never reads)
+
     kernel.log(ns, f"impair {dev}: {spec}")
     current = root_qdisc(ns, dev)
     if current is not None and current.get("handle") == CHAOS_QDISC_HANDLE:
@@ -54,6 +54,8 @@ def set_impairment(kernel, ns: str, dev: str, spec: dict) -> None:
 
 
 def clear(kernel, ns: str, dev: str) -> None:
+    from .chaos import _tc, root_qdisc
+
     kernel.log(ns, f"impair {dev}: none")
     if root_qdisc(ns, dev) is not None:
         _tc(ns, ["qdisc", "del", "dev", dev, "root"])
@@ -61,6 +63,8 @@ def clear(kernel, ns: str, dev: str) -> None:
 
 def arguments(spec: dict) -> list:
     """tc arguments for a spec: tbf for a rate alone, else netem (which does rate too)."""
+    from ..model.fault import queue_limit, tbf_args
+
     if spec.get("qdisc") == "tbf":
         return ["tbf", *tbf_args(spec["rate"])]
     args = ["netem"]

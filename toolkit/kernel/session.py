@@ -20,7 +20,7 @@ from typing import Callable
 
 
 from ..errors import KernelError
-from . import addresses, chaos, impairments, links, neighbours, netns, nftables, reader, routes, speakers, sysctls
+from . import addresses, impairments, links, neighbours, netns, nftables, reader, routes, speakers, sysctls
 from .rtnl import DumpSocket
 
 COLLECT_EVERY = 256  # kernel requests between two collections of young cyclic garbage
@@ -365,22 +365,22 @@ class Kernel:
 
     # -- faults (kernel/chaos.py) ---------------------------------------------------
     def fault_kernel_identity(self) -> str:
-        return chaos.kernel_identity()
+        return _chaos().kernel_identity()
 
     def fault_capabilities(self) -> list:
-        return chaos.probe()
+        return _chaos().probe()
 
     def fault_apply(self, op: dict) -> dict:
-        return chaos.apply(self, op)
+        return _chaos().apply(self, op)
 
     def fault_revert(self, op: dict) -> None:
-        chaos.revert(self, op)
+        _chaos().revert(self, op)
 
     def fault_in_place(self, op: dict) -> str:
-        return chaos.in_place(self, op)
+        return _chaos().in_place(self, op)
 
     def fault_device_up(self, op: dict) -> None:
-        chaos.device_up(self, op)
+        _chaos().device_up(self, op)
 
     # -- requests -------------------------------------------------------------
     def request(self, ns: str, what: str, call, *args, **kwargs):
@@ -421,3 +421,11 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
+
+
+def _chaos():
+    """kernel/chaos.py (tc, NFQUEUE workers, the fault model), imported by the
+    commands that inject or revert faults only."""
+    from . import chaos
+
+    return chaos
