@@ -11,7 +11,10 @@ addresses, link state and routes (ip's batch mode cannot switch namespaces).
 Both run from this script, one after the other, with the namespaces removed and
 the kernel given time to settle in between; netkeel is byte-compiled first
 (untimed), as scripts/setup does for users. Then a no-op re-apply and a drift
-check are timed on the netkeel build. Every netkeel figure is a whole `netkeel`
+check are timed on the netkeel build, as users run them (answered from the
+in-sync verdict the apply kept: every namespace read again, nftables by cookie
+and generation, nothing loaded or compared), and a drift that compares the
+whole state (`drift --json`, never answered from a verdict). Every netkeel figure is a whole `netkeel`
 process (start-up and imports included), as the `ip` baseline is; the peak RSS is
 the largest of the netkeel processes' (from wait4, each process alone). All
 namespaces (prefix nkb<pid>-) and the temporary directory are removed at the
@@ -44,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import (byte_compile, Netkeel, print_peak_rss, remove_all,
                     run_sizes, sizes_from_arguments, time_noop_and_drift, timed, write_figures)  # noqa: E402
 
-PER_NODE = ["apply_s", "noop_apply_s", "drift_s"]  # the figures that should grow linearly with the nodes
+PER_NODE = ["apply_s", "noop_apply_s", "drift_s", "drift_compared_s"]  # should grow linearly with the nodes
 PER_NODE_LIMIT = 1.3  # times the first size's seconds per node
 RSS_LIMIT_MB = 200  # at the largest size
 IP_BATCH_LIMIT = (1000, 1.2)  # apply_vs_ip_batch at this many nodes
@@ -127,6 +130,7 @@ def measure(n: int) -> dict:
     f["apply_vs_ip_batch"] = f["apply_s"] / f["ip_batch_s"]
     f["peak_rss_mb"] = netkeel.peak_rss_mb
     print_peak_rss(f["peak_rss_mb"])
+    print(f"drift_compared_s={f['drift_compared_s']:.3f}")
     print(f"nodes={n} apply_s={f['apply_s']:.2f} ip_batch_s={f['ip_batch_s']:.2f} "
           f"apply_vs_ip_batch={f['apply_vs_ip_batch']:.2f} noop_apply_s={f['noop_apply_s']:.2f} "
           f"drift_s={f['drift_s']:.2f} peak_rss_mb={f['peak_rss_mb']:.0f}")
