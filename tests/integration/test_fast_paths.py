@@ -318,3 +318,16 @@ def test_a_quick_apply_holds_the_state_lock_as_any_apply(guarded):
         code, _, noise, quick = plain(guarded, "apply")
     assert code == 1 and not quick and "another netkeel is changing the kernel" in noise
     assert plain(guarded, "apply")[3]
+
+
+def test_the_invoke_tasks_answer_from_the_verdict_too(guarded):
+    import sys
+
+    assert plain(guarded)[3]
+    argv = [str(Path(sys.executable).with_name("invoke")), "drift", str(guarded.manifest), "--ns-prefix",
+            guarded.prefix]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
+                            env={**guarded.env, "PYTHONPROFILEIMPORTTIME": "1"})
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line}
+    assert result.returncode == 0 and result.stdout == plain(guarded)[1]
+    assert "toolkit.runtime.engine" not in imported  # no reconciler: the verdict answered

@@ -10,7 +10,8 @@ cookie, ruleset generation and devices). Then the whole comparison would find
 what it found, and print what is printed here.
 
 Only the plain forms are answered here (the manifest, --ns-prefix, --state-dir;
-root; output not on a terminal, where rich would style it). Anything else, a
+root; output not on a terminal, where rich would style it); the tasks ask
+in_sync() too, for `invoke drift` and the like (invoke already loaded). Anything else, a
 missing or differing verdict, or any error at all, returns None: the command
 then runs as it always does (and keeps a new verdict if it finds the instance
 in sync). So this can make a command faster, never different.
@@ -55,17 +56,29 @@ def parse(argv: list):
 def answer(argv: list) -> int | None:
     """The exit code, having printed the answer; None to run the command as usual."""
     parsed = parse(argv)
-    if parsed is None or os.geteuid() != 0 or sys.stdout.isatty() or any(os.environ.get(v) for v in DIFFERENT):
+    if parsed is None or sys.stdout.isatty() or any(os.environ.get(v) for v in DIFFERENT):
         return None
     command, manifest, prefix, state_dir = parsed
-    try:
-        line = _in_sync(command, manifest, prefix, state_dir)
-    except Exception:  # noqa: BLE001 - any doubt: the whole comparison decides
+    title = in_sync(command, manifest, prefix, state_dir)
+    if title is None:
         return None
-    if line is None:
-        return None
+    line = f"drift of {title}: in sync, no drift." if command == "drift" else \
+        f"{title}: already in sync, nothing changed."
+    if len(line) > WIDTH or any(c in title for c in "[]\\") or not line.isprintable():
+        return None  # rich would wrap it or read markup in it: the whole command prints it
     print(line, flush=True)
     return 0
+
+
+def in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
+    """The title to report "in sync" under (the topology's name, and prefix), if
+    a verdict says so for this `drift` or `apply`; else None. Never raises."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return _in_sync(command, manifest, prefix, state_dir)
+    except Exception:  # noqa: BLE001 - any doubt: the whole comparison decides
+        return None
 
 
 def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
@@ -82,11 +95,6 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
     verdict = Verdicts(state).load(manifest, prefix)
     if verdict is None:
         return None
-    title = verdict["name"] + (f" (prefix {prefix})" if prefix else "")
-    line = f"drift of {title}: in sync, no drift." if command == "drift" else \
-        f"{title}: already in sync, nothing changed."
-    if len(line) > WIDTH or any(c in title for c in "[]\\") or not line.isprintable():
-        return None  # rich would wrap or read markup: the whole command prints it
 
     def refused(path, manifest):
         return outside_problem(path, path, manifest, read_file)
@@ -103,4 +111,4 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
             live = kernel.read(verdict["names"], hints_from(verdict["hints"]))
             if marks_record(kernel.nft_marks) != verdict["marks"] or live_digest(live) != verdict["live"]:
                 return None
-    return line
+    return str(verdict["name"]) + (f" (prefix {prefix})" if prefix else "")

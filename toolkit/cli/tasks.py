@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from invoke import task
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..core.action import Plan
 from ..kinds.netns import names as namespace_names
 from ..manifest import load_topology
 from ..runtime.execute import steps
@@ -16,6 +17,7 @@ from ..state import StateDir
 from ..state.inventory import instance_id
 from .common import (EXIT_CHANGES, HELP, HELP_REV, HELP_WAIT, command, err, kernel_session, out,
                      require_root, warn_interrupted)
+from .quick import in_sync
 
 PROGRESS_THRESHOLD = 50  # steps; below this an apply is over before a bar helps
 
@@ -174,6 +176,11 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
     A snapshot of the live state is taken first (see `snapshots`, `rollback`).
     With --try, the change stays only if its probes pass (netplan try, with probes)."""
     trying = _trial_inputs(file, try_, probe, confirm, json)  # bad input first
+    if not (json or verbose or rev or trying):
+        title = in_sync("apply", file, ns_prefix, state_dir)  # a verdict says nothing is to be done
+        if title is not None:
+            out.print(f"[bold]{title}[/]: already in sync, nothing changed.")
+            return 0
     trial = None
     with _reconciler(file, ns_prefix, state_dir, verbose, rev, wait) as rec:
         if trying:
@@ -373,6 +380,11 @@ def _apply_with_progress(rec, prefix):
 @command("drift")
 def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, junit=None, full=False):
     """Compare the kernel to the manifest: exit 0 in sync, 2 drifted, 1 error."""
+    if not (json or verbose or junit or full):
+        title = in_sync("drift", file, ns_prefix, state_dir)  # a verdict says nothing changed
+        if title is not None:
+            human.print_drift(out, Plan(), f"drift of {title}", ns_prefix)
+            return 0
     with _reconciler(file, ns_prefix, state_dir, verbose, full=full) as rec:
         found = rec.drift()
         if found.clean:
