@@ -161,7 +161,9 @@ def test_reorder_sends_a_share_at_once_and_the_burst_arrives_out_of_order(built,
     inversions = sum(1 for a, b in zip(numbers, numbers[1:]) if b < a)
     assert inversions >= 10, numbers
     at_once = sum(1 for _, ms, _ in got if ms < 20)
-    assert 30 <= at_once <= 70, at_once  # reorder 50%: about half go at once, the rest wait
+    # reorder 50%: about half go at once, and a few delayed ones draw under 20 ms
+    # (p = 0.557: 30..75 holds but for ~2e-5 of runs)
+    assert 30 <= at_once <= 75, at_once
 
 
 def test_corrupt_flips_bits_that_the_receiver_catches(built, tmp_path):

@@ -93,9 +93,9 @@ def journal(lab) -> list:
 def test_loss_vs_timeserver_holds_and_shows_loss_then_stale_answers(built, tmp_path):
     code, doc = experiment(built, "loss-vs-timeserver", tmp_path)
     assert code == 0 and doc["outcome"] == "held", doc["reasons"]
-    assert 20 <= measured(doc, "during", "time client under loss", "loss") <= 60
+    assert 15 <= measured(doc, "during", "time client under loss", "loss") <= 65  # binomial: ~1e-5 outside
     assert measured(doc, "during", "time client under loss", "stale") == 0
-    assert measured(doc, "during", "time client under reordering", "stale") >= 20
+    assert measured(doc, "during", "time client under reordering", "stale") >= 10
     assert measured(doc, "during", "time client under reordering", "out_of_order") >= 10
     assert measured(doc, "after", "time server answers client2", "loss") <= 2.5
     faults = {f["fault"]: f for f in doc["faults"]}
@@ -340,7 +340,9 @@ during:
       interval: 50ms
       timeout: 300ms
       halt: true
-      expect: {{loss: ">= 10%"}}
+      # checked at every sample from the 20th on: ">= 10%" fell short by chance
+      # about once in 400 runs (1 lost of 20); any loss shows the fault is on
+      expect: {{loss: ">= 2.5%"}}
 """)
     code, doc = experiment(built, path, tmp_path)
     assert doc["outcome"] == "held", doc["reasons"]
