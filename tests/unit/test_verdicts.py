@@ -135,6 +135,8 @@ def test_plain_forms_are_answered(argv, parsed):
     ["netkeel", "drift", "t.yaml", "-n", "x-"], ["netkeel", "drift", "t.yaml", "--ns-prefix"],
     ["netkeel", "drift", "a.yaml", "b.yaml"], ["netkeel", "--echo", "drift", "t.yaml"],
     ["netkeel", "drift", "t.yaml", "-v"], ["netkeel", "apply", "t.yaml", "--wait"],
+    ["netkeel", "drift", "t.yaml", "--ns-prefix", "a-", "--ns-prefix", "b-"],  # invoke refuses these
+    ["netkeel", "drift", "t.yaml", "--state-dir=/a", "--state-dir", "/b"],
 ])
 def test_every_other_form_runs_as_usual(argv):
     assert quick.parse(argv) is None
@@ -145,3 +147,17 @@ def test_without_a_verdict_the_command_runs_as_usual(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr("sys.stdout.isatty", lambda: False, raising=False)
     assert quick.answer(["netkeel", "drift", str(tmp_path / "t.yaml")]) is None
+
+
+def test_a_failpoint_is_left_to_the_whole_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(quick, "_in_sync", lambda *args: "lab")
+    assert quick.in_sync("apply", "t.yaml", "", str(tmp_path)) == "lab"
+    monkeypatch.setenv("NETKEEL_FAILPOINT", "bogus")  # refused (or acted on) by apply itself
+    assert quick.in_sync("apply", "t.yaml", "", str(tmp_path)) is None
+
+
+def test_a_verdict_larger_than_netkeel_writes_is_not_read(state, monkeypatch):
+    assert keep(state)
+    monkeypatch.setattr(verdicts, "MAX_BYTES", 10)
+    assert Verdicts(state).load("lab.yaml", "lab-") is None

@@ -26,7 +26,7 @@ COMMANDS = ("drift", "apply")
 OPTIONS = {"--ns-prefix": "prefix", "--state-dir": "state_dir"}
 WIDTH = 140  # the console width cli/common gives output that is not a terminal
 # Environment that makes rich style output off a terminal, or a command behave otherwise.
-DIFFERENT = ("NETKEEL_FAILPOINT", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+STYLED = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 
 def parse(argv: list):
@@ -34,6 +34,7 @@ def parse(argv: list):
     if len(argv) < 3 or argv[1] not in COMMANDS:
         return None
     found = {"prefix": "", "state_dir": None}
+    given: set = set()
     files = []
     rest = iter(argv[2:])
     for word in rest:
@@ -43,6 +44,9 @@ def parse(argv: list):
                 value = next(rest, None)
                 if value is None:
                     return None
+            if OPTIONS[option] in given:
+                return None  # invoke refuses an option given twice
+            given.add(OPTIONS[option])
             found[OPTIONS[option]] = value
         elif word.startswith("-") or files:
             return None
@@ -56,7 +60,7 @@ def parse(argv: list):
 def answer(argv: list) -> int | None:
     """The exit code, having printed the answer; None to run the command as usual."""
     parsed = parse(argv)
-    if parsed is None or sys.stdout.isatty() or any(os.environ.get(v) for v in DIFFERENT):
+    if parsed is None or sys.stdout.isatty() or any(os.environ.get(v) for v in STYLED):
         return None
     command, manifest, prefix, state_dir = parsed
     title = in_sync(command, manifest, prefix, state_dir)
@@ -66,15 +70,20 @@ def answer(argv: list) -> int | None:
         f"{title}: already in sync, nothing changed."
     if len(line) > WIDTH or any(c in title for c in "[]\\") or not line.isprintable():
         return None  # rich would wrap it or read markup in it: the whole command prints it
-    print(line, flush=True)
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        raise  # the reader left: as any command (program.py)
+    except OSError:  # stdout cannot take it (a full disk): the whole command reports it
+        return None
     return 0
 
 
 def in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
     """The title to report "in sync" under (the topology's name, and prefix), if
     a verdict says so for this `drift` or `apply`; else None. Never raises."""
-    if os.geteuid() != 0:
-        return None
+    if os.geteuid() != 0 or os.environ.get("NETKEEL_FAILPOINT"):
+        return None  # (a failpoint is checked, and acted on, by the whole command)
     try:
         return _in_sync(command, manifest, prefix, state_dir)
     except Exception:  # noqa: BLE001 - any doubt: the whole comparison decides
@@ -95,6 +104,10 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
     verdict = Verdicts(state).load(manifest, prefix)
     if verdict is None:
         return None
+    name, names = verdict["name"], verdict["names"]
+    if not (isinstance(name, str) and name.isprintable() and isinstance(names, list) and names
+            and all(isinstance(n, str) and n.startswith(prefix) for n in names)):
+        return None  # not what keep_verdict writes
 
     def refused(path, manifest):
         return outside_problem(path, path, manifest, read_file)
@@ -108,7 +121,7 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
             return None
         with Kernel() as kernel:
             kernel.nft_marks = {}
-            live = kernel.read(verdict["names"], hints_from(verdict["hints"]))
+            live = kernel.read(names, hints_from(verdict["hints"]))
             if marks_record(kernel.nft_marks) != verdict["marks"] or live_digest(live) != verdict["live"]:
                 return None
-    return str(verdict["name"]) + (f" (prefix {prefix})" if prefix else "")
+    return name + (f" (prefix {prefix})" if prefix else "")

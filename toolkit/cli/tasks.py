@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from invoke import task
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..core.action import Plan
@@ -179,7 +180,7 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
     if not (json or verbose or rev or trying):
         title = in_sync("apply", file, ns_prefix, state_dir)  # a verdict says nothing is to be done
         if title is not None:
-            out.print(f"[bold]{title}[/]: already in sync, nothing changed.")
+            out.print(f"[bold]{escape(title)}[/]: already in sync, nothing changed.")
             return 0
     trial = None
     with _reconciler(file, ns_prefix, state_dir, verbose, rev, wait) as rec:
@@ -383,7 +384,7 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
     if not (json or verbose or junit or full):
         title = in_sync("drift", file, ns_prefix, state_dir)  # a verdict says nothing changed
         if title is not None:
-            human.print_drift(out, Plan(), f"drift of {title}", ns_prefix)
+            human.print_drift(out, Plan(), f"drift of {escape(title)}", ns_prefix)
             return 0
     with _reconciler(file, ns_prefix, state_dir, verbose, full=full) as rec:
         found = rec.drift()

@@ -241,7 +241,13 @@ class Reconciler:
         if last_read is None or not self.topology.reads or self._held:
             return False
         names, hints, raw = last_read
-        inventory = Inventory(self.state)  # as the next command finds it (an apply changed it)
+        # The state as the next command finds it (an apply changed it), read after
+        # the stamp: ownership and identities checked again on it.
+        self.inventory = inventory = Inventory(self.state)
+        try:
+            self.check_ownership()
+        except OwnershipError:
+            return False
         wanted = self.desired | remembered(inventory, self.instance)
         if hints != read_hints(wanted) or not set(names) >= self.desired_namespaces | inventory.namespaces(
                 self.instance):

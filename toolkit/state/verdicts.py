@@ -34,6 +34,7 @@ from .codec import encode
 DIRECTORY = "cache/verdicts"
 FORMAT = 1
 KEEP = 64  # entries; the oldest beyond this are removed on writing
+MAX_BYTES = 16 * 1024 * 1024  # a larger file is not one netkeel wrote (a 2,000-node lab's: ~1 MB)
 NFT_KIND = "nft_table"  # what nftables.read yields, foreign tables included: known by marks
 # Hashed whole: small, and what ownership checks read.
 CONTENT = ("inventory.json", "identities.json", "identities.log")
@@ -119,7 +120,11 @@ class Verdicts:
         """The verdict kept for this manifest and prefix (this code, this working
         directory, this boot), or None. Never raises."""
         try:
-            data = self.state.read_json(entry_name(manifest, prefix))
+            relative = entry_name(manifest, prefix)
+            with self.state.directory(DIRECTORY) as fd:
+                if os.stat(os.path.basename(relative), dir_fd=fd, follow_symlinks=False).st_size > MAX_BYTES:
+                    return None
+            data = self.state.read_json(relative)
             if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("manifest") != str(manifest) \
                     or data.get("prefix") != prefix or data.get("boot") != boot_id() or not boot_id():
                 return None
