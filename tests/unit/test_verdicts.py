@@ -137,6 +137,7 @@ def test_plain_forms_are_answered(argv, parsed):
     ["netkeel", "drift", "t.yaml", "-v"], ["netkeel", "apply", "t.yaml", "--wait"],
     ["netkeel", "drift", "t.yaml", "--ns-prefix", "a-", "--ns-prefix", "b-"],  # invoke refuses these
     ["netkeel", "drift", "t.yaml", "--state-dir=/a", "--state-dir", "/b"],
+    ["netkeel", "drift", "t.yaml", "--state-dir", "-v"], ["netkeel", "drift", "t.yaml", "--state-dir=-v"],
 ])
 def test_every_other_form_runs_as_usual(argv):
     assert quick.parse(argv) is None

@@ -44,8 +44,8 @@ def parse(argv: list):
                 value = next(rest, None)
                 if value is None:
                     return None
-            if OPTIONS[option] in given:
-                return None  # invoke refuses an option given twice
+            if OPTIONS[option] in given or value.startswith("-"):
+                return None  # invoke refuses an option given twice, or a flag for its value
             given.add(OPTIONS[option])
             found[OPTIONS[option]] = value
         elif word.startswith("-") or files:
