@@ -30,6 +30,7 @@ import os
 import stat
 
 from .codec import encode
+from .rulesets import boot_id
 
 DIRECTORY = "cache/verdicts"
 FORMAT = 1
@@ -41,14 +42,6 @@ CONTENT = ("inventory.json", "identities.json", "identities.log")
 # Known by file identity: the journal (any change appends), trials and leases.
 IDENTITY = ("journal.jsonl", "journal-index.json")
 LISTED = ("trials", "leases")
-
-
-def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def entry_name(manifest: str, prefix: str) -> str:
