@@ -266,6 +266,9 @@ def test_a_drift_found_clean_lets_the_next_answer_quickly_and_say_the_same(guard
     assert plain(guarded)[1:] == (out, "", True)
     code, out, noise, quick = plain(guarded, "apply")
     assert (code, noise, quick) == (0, "", True) and "already in sync, nothing changed." in out
+    code, out, noise, quick = plain(guarded, "plan")
+    compared = guarded.run("plan", guarded.manifest, "--verbose")  # --verbose: never from a verdict
+    assert (code, noise, quick) == (0, "", True) and (compared.returncode, compared.stdout) == (0, out)
     assert guarded.run("drift", guarded.manifest, "--json").returncode == 0  # other forms: as usual
 
 

@@ -123,13 +123,15 @@ def test_old_verdicts_beyond_the_limit_are_removed(state, monkeypatch):
     (["netkeel", "apply", "t.yaml", "--ns-prefix", "x-"], ("apply", "t.yaml", "x-", None)),
     (["netkeel", "drift", "--ns-prefix=x-", "t.yaml", "--state-dir", "/s"], ("drift", "t.yaml", "x-", "/s")),
     (["netkeel", "drift", "--state-dir=/s", "t.yaml"], ("drift", "t.yaml", "", "/s")),
+    (["netkeel", "plan", "t.yaml"], ("plan", "t.yaml", "", None)),
 ])
 def test_plain_forms_are_answered(argv, parsed):
     assert quick.parse(argv) == parsed
 
 
 @pytest.mark.parametrize("argv", [
-    ["netkeel"], ["netkeel", "drift"], ["netkeel", "plan", "t.yaml"], ["netkeel", "drift", "t.yaml", "--json"],
+    ["netkeel"], ["netkeel", "drift"], ["netkeel", "show", "t.yaml"], ["netkeel", "drift", "t.yaml", "--json"],
+    ["netkeel", "plan", "t.yaml", "--rev", "HEAD"],
     ["netkeel", "drift", "t.yaml", "--full"], ["netkeel", "drift", "t.yaml", "--junit", "r.xml"],
     ["netkeel", "apply", "t.yaml", "--rev", "HEAD"], ["netkeel", "apply", "t.yaml", "--try", "1m"],
     ["netkeel", "drift", "t.yaml", "-n", "x-"], ["netkeel", "drift", "t.yaml", "--ns-prefix"],

@@ -1,5 +1,5 @@
-"""The quick answer: `netkeel drift FILE` and a no-op `netkeel apply FILE` say
-"in sync" from a verdict (state/verdicts.py), before the CLI framework, the
+"""The quick answer: `netkeel drift FILE`, `netkeel plan FILE` and a no-op
+`netkeel apply FILE` say "in sync" from a verdict (state/verdicts.py), before the CLI framework, the
 manifest loader or libnftables is imported.
 
 A verdict is kept by a whole comparison that found the instance in sync. This
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-COMMANDS = ("drift", "apply")
+COMMANDS = ("drift", "apply", "plan")
 OPTIONS = {"--ns-prefix": "prefix", "--state-dir": "state_dir"}
 WIDTH = 140  # the console width cli/common gives output that is not a terminal
 # Environment that makes rich style output off a terminal, or a command behave otherwise.
@@ -30,7 +30,7 @@ STYLED = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 
 def parse(argv: list):
-    """(command, manifest, prefix, state_dir) of a plain `drift`/`apply`, else None."""
+    """(command, manifest, prefix, state_dir) of a plain `drift`/`plan`/`apply`, else None."""
     if len(argv) < 3 or argv[1] not in COMMANDS:
         return None
     found = {"prefix": "", "state_dir": None}
@@ -66,8 +66,9 @@ def answer(argv: list) -> int | None:
     title = in_sync(command, manifest, prefix, state_dir)
     if title is None:
         return None
-    line = f"drift of {title}: in sync, no drift." if command == "drift" else \
-        f"{title}: already in sync, nothing changed."
+    line = {"drift": f"drift of {title}: in sync, no drift.",
+            "plan": f"plan for {title}: nothing to do, the kernel matches the manifest.",
+            "apply": f"{title}: already in sync, nothing changed."}[command]
     if len(line) > WIDTH or any(c in title for c in "[]\\") or not line.isprintable():
         return None  # rich would wrap it or read markup in it: the whole command prints it
     try:
@@ -81,7 +82,7 @@ def answer(argv: list) -> int | None:
 
 def in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
     """The title to report "in sync" under (the topology's name, and prefix), if
-    a verdict says so for this `drift` or `apply`; else None. Never raises."""
+    a verdict says so for this `drift`, `plan` or `apply`; else None. Never raises."""
     if os.geteuid() != 0 or os.environ.get("NETKEEL_FAILPOINT"):
         return None  # (a failpoint is checked, and acted on, by the whole command)
     try:

@@ -153,6 +153,11 @@ def validate(c, file):
 @command("plan")
 def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=None):
     """Show the ordered actions apply would take (exit 2 when changes are pending)."""
+    if not (json or verbose or rev):
+        title = in_sync("plan", file, ns_prefix, state_dir)  # a verdict says there is nothing to do
+        if title is not None:
+            human.print_plan(out, Plan(), f"plan for {escape(title)}", ns_prefix)
+            return 0
     with _reconciler(file, ns_prefix, state_dir, verbose, rev) as rec:
         the_plan, _ = rec.plan()
     if json:
