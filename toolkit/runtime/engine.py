@@ -261,6 +261,10 @@ class Reconciler:
         present = {r.key[0] for r in raw}
         if not plan.empty or _unmanaged(live) or not present <= set(settled):
             return False
+        try:  # what plan (and apply) would refuse, a verdict must not answer either
+            self.check_collisions(live)
+        except OwnershipError:
+            return False
         if Journal(self.state).summary().open or any(Leases(self.state).all()) or trials_open():
             return False
         return Verdicts(self.state).record(self.topology.source, self.prefix, self.topology.name,
