@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ..report import HEADING, IN_SYNC, title as report_title
+
 COMMANDS = ("drift", "apply", "plan")
 OPTIONS = {"--ns-prefix": "prefix", "--state-dir": "state_dir"}
 WIDTH = 140  # the console width cli/common gives output that is not a terminal
@@ -66,9 +68,7 @@ def answer(argv: list) -> int | None:
     title = in_sync(command, manifest, prefix, state_dir)
     if title is None:
         return None
-    line = {"drift": f"drift of {title}: in sync, no drift.",
-            "plan": f"plan for {title}: nothing to do, the kernel matches the manifest.",
-            "apply": f"{title}: already in sync, nothing changed."}[command]
+    line = f"{HEADING[command].format(title)}: {IN_SYNC[command]}."
     if len(line) > WIDTH or any(c in title for c in "[]\\") or not line.isprintable():
         return None  # rich would wrap it or read markup in it: the whole command prints it
     try:
@@ -125,4 +125,4 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
             live = kernel.read(names, hints_from(verdict["hints"]))
             if marks_record(kernel.nft_marks) != verdict["marks"] or live_digest(live) != verdict["live"]:
                 return None
-    return name + (f" (prefix {prefix})" if prefix else "")
+    return report_title(name, prefix)

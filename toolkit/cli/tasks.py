@@ -13,7 +13,7 @@ from ..core.action import Plan
 from ..kinds.netns import names as namespace_names
 from ..manifest import load_topology
 from ..runtime.execute import steps
-from ..report import human, machine
+from ..report import HEADING, human, IN_SYNC, machine, title as report_title
 from ..state import StateDir
 from ..state.inventory import instance_id
 from .common import (EXIT_CHANGES, HELP, HELP_REV, HELP_WAIT, command, err, kernel_session, out,
@@ -128,7 +128,7 @@ def _print_json(command: str, rec, plan, outcome: str, **extra) -> None:
 
 
 def _title(topology, prefix: str) -> str:
-    return f"{topology.name}" + (f" (prefix {prefix})" if prefix else "")
+    return report_title(topology.name, prefix)
 
 
 @task(help={"file": HELP["file"]})
@@ -156,7 +156,7 @@ def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=N
     if not (json or verbose or rev):
         title = in_sync("plan", file, ns_prefix, state_dir)  # a verdict says there is nothing to do
         if title is not None:
-            human.print_plan(out, Plan(), f"plan for {escape(title)}", ns_prefix)
+            human.print_plan(out, Plan(), HEADING["plan"].format(escape(title)), ns_prefix)
             return 0
     with _reconciler(file, ns_prefix, state_dir, verbose, rev) as rec:
         the_plan, _ = rec.plan()
@@ -164,7 +164,7 @@ def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=N
         _print_json("plan", rec, the_plan, "in_sync" if the_plan.empty else "changes",
                     requests=len(steps(the_plan)))
     else:
-        human.print_plan(out, the_plan, f"plan for {_title(rec.topology, ns_prefix)}", ns_prefix)
+        human.print_plan(out, the_plan, HEADING["plan"].format(_title(rec.topology, ns_prefix)), ns_prefix)
     return 0 if the_plan.empty else EXIT_CHANGES
 
 
@@ -185,7 +185,7 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
     if not (json or verbose or rev or trying):
         title = in_sync("apply", file, ns_prefix, state_dir)  # a verdict says nothing is to be done
         if title is not None:
-            out.print(f"[bold]{escape(title)}[/]: already in sync, nothing changed.")
+            out.print(f"[bold]{escape(title)}[/]: {IN_SYNC['apply']}.")
             return 0
     trial = None
     with _reconciler(file, ns_prefix, state_dir, verbose, rev, wait) as rec:
@@ -207,12 +207,12 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
     elif result.plan.empty:
         if trial is None:
             _keep_verdict(rec)
-        if trial is not None:
+        else:
             _close_unapplied(rec.state, trial, "nothing changed: nothing to try")
         if json:
             _print_json("apply", rec, result.plan, "in_sync", steps=0, snapshot=None, trial="nothing to try")
         else:
-            out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: already in sync, nothing changed"
+            out.print(f"[bold]{_title(rec.topology, ns_prefix)}[/]: {IN_SYNC['apply']}"
                       + (" (nothing to try)." if trying else "."))
     else:
         if not json:
@@ -389,7 +389,7 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
     if not (json or verbose or junit or full):
         title = in_sync("drift", file, ns_prefix, state_dir)  # a verdict says nothing changed
         if title is not None:
-            human.print_drift(out, Plan(), f"drift of {escape(title)}", ns_prefix)
+            human.print_drift(out, Plan(), HEADING["drift"].format(escape(title)), ns_prefix)
             return 0
     with _reconciler(file, ns_prefix, state_dir, verbose, full=full) as rec:
         found = rec.drift()
@@ -406,7 +406,7 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
                     unmanaged=[machine.unmanaged_record(r, ns_prefix) for r in found.unmanaged],
                     overlays=list(found.overlays))
     else:
-        human.print_drift(out, found.plan, f"drift of {_title(rec.topology, ns_prefix)}", ns_prefix,
+        human.print_drift(out, found.plan, HEADING["drift"].format(_title(rec.topology, ns_prefix)), ns_prefix,
                           found.unmanaged, found.overlays)
     return 0 if found.clean else EXIT_CHANGES
 

@@ -14,7 +14,7 @@ from ..core.owners import FOREIGN
 from ..kinds import KINDS, NAMESPACE
 from ..kinds.addr import addresses_by_device
 from ..kinds.link import KIND as LINK
-from . import node_name
+from . import IN_SYNC, node_name
 from .details import ABSENT, details
 
 MARK = {CREATE: ("+", "green"), DELETE: ("-", "red"), MODIFY: ("~", "yellow")}
@@ -35,7 +35,7 @@ def _summary(plan: Plan) -> str:
 def print_plan(console: Console, plan: Plan, title: str, prefix: str = "") -> None:
     """A diff-like listing: nodes, then + / - / ~ lines; implicit lines dimmed."""
     if plan.empty:
-        console.print(f"[bold]{title}[/]: nothing to do, the kernel matches the manifest.")
+        console.print(f"[bold]{title}[/]: {IN_SYNC['plan']}.")
         return
     console.print(f"[bold]{title}[/]: {_summary(plan)}")
     for node, actions in sorted(_group(plan.actions, prefix).items()):
@@ -85,7 +85,7 @@ def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unma
     """Each difference with its node, object, desired and live values; then what
     is not the topology's (unmanaged objects, active faults)."""
     if plan.empty:
-        console.print(f"[bold]{title}[/]: " + ("in sync, no drift." if not (unmanaged or overlays) else
+        console.print(f"[bold]{title}[/]: " + (f"{IN_SYNC['drift']}." if not (unmanaged or overlays) else
                                               "the managed state is in sync, but:"))
         print_overlays(console, overlays)
         print_unmanaged(console, unmanaged, prefix)
