@@ -133,3 +133,21 @@ def test_a_state_directory_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(StateDirError, match="not a directory"):
         StateDir(tmp_path / "file").ensure()
+
+
+def test_temp_files_a_killed_writer_left_are_swept_by_a_later_write(state):
+    """A writer killed between creating its temp file and renaming it leaves a
+    whole copy behind; the next write in that directory removes such copies once
+    they are old enough that no live writer can own them, and never a young one."""
+    state.write_json("cache/a.json", {"n": 1})
+    directory = state.path("cache")
+    old = directory / ".snapshot-x.json.0123456789ab.tmp"
+    young = directory / ".a.json.ba9876543210.tmp"
+    old.write_text("{}")
+    young.write_text("{}")
+    aged = os.stat(old).st_mtime - 3600
+    os.utime(old, (aged, aged))
+    state.write_json("cache/a.json", {"n": 2})
+    assert not old.exists()
+    assert young.exists()
+    assert state.read_json("cache/a.json") == {"n": 2}

@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import stat
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -128,6 +129,7 @@ class StateDir:
                 raise
             if durable:
                 os.fsync(dir_fd)
+            _sweep_stale_temps(dir_fd)
         return self.path(relative)
 
     def regular_files(self, relative: str) -> list:
@@ -159,6 +161,25 @@ class StateDir:
                 os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
+
+
+STALE_TEMP_S = 600  # a write takes well under a second; an older temp file's writer was killed
+
+
+def _sweep_stale_temps(dir_fd: int) -> None:
+    """Remove the temp files killed writers left in a directory (SIGKILL between
+    creating one and renaming it): each is a whole copy of a state file, and a
+    cache rewritten at every command would gather them without end. Only those
+    older than STALE_TEMP_S: a younger one may be another command's, mid-write."""
+    try:
+        with os.scandir(dir_fd) as entries:
+            stale = [e.name for e in entries if e.name.startswith(".") and e.name.endswith(".tmp")
+                     and e.is_file(follow_symlinks=False)
+                     and time.time() - e.stat(follow_symlinks=False).st_mtime > STALE_TEMP_S]
+    except OSError:
+        return
+    for temp in stale:
+        _unlink_quietly(temp, dir_fd)
 
 
 def read_from(fd: int, offset: int = 0) -> bytes:
