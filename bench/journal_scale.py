@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toolkit.state.inventory import Inventory  # noqa: E402
-from toolkit.state.journal import Journal, now  # noqa: E402
+from toolkit.state.journal import Journal  # noqa: E402
+from toolkit.state.process import now  # noqa: E402
 from toolkit.state.lock import StateLock  # noqa: E402
 from toolkit.state.snapshots import Snapshot, Snapshots, new_id  # noqa: E402
 from toolkit.state.statedir import StateDir  # noqa: E402

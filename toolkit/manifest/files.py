@@ -13,8 +13,9 @@ import errno
 import functools
 import os
 import stat
+import subprocess
 
-from ..errors import Problem
+from ..errors import GitError, Problem
 from .text import quote
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -77,9 +78,20 @@ def outside_problem(path: str, relative: str, manifest: str, read) -> str | None
 
 @functools.lru_cache(maxsize=64)
 def _root(directory: str, git_root: str | None) -> str:
-    from .git import toplevel
-
     return os.path.realpath(git_root or toplevel(os.path.join(directory, "x")) or directory)
+
+
+def toplevel(path: str) -> str | None:
+    """The root of the git work tree holding `path`, or None. Raises GitError without git."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    while not os.path.isdir(directory):  # a file not written yet: its nearest existing directory
+        directory = os.path.dirname(directory)
+    try:
+        result = subprocess.run(["git", "-C", directory, "rev-parse", "--show-toplevel"], capture_output=True,
+                                timeout=30)
+    except FileNotFoundError:
+        raise GitError("git is not installed") from None
+    return result.stdout.decode().strip() if result.returncode == 0 else None
 
 
 def _in_git(root: str) -> bool:

@@ -12,7 +12,7 @@ import os
 import subprocess
 
 from ..errors import GitError
-from .files import MAX_BYTES, too_big
+from .files import MAX_BYTES, too_big, toplevel
 
 
 def _real(path: str) -> str:
@@ -27,15 +27,6 @@ def _git(cwd: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", cwd, *args], capture_output=True, timeout=30)
     except FileNotFoundError:
         raise GitError("git is not installed") from None
-
-
-def toplevel(path: str) -> str | None:
-    """The root of the git work tree holding `path`, or None."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    while not os.path.isdir(directory):  # a file not written yet: its nearest existing directory
-        directory = os.path.dirname(directory)
-    result = _git(directory, "rev-parse", "--show-toplevel")
-    return result.stdout.decode().strip() if result.returncode == 0 else None
 
 
 class RevisionReader:

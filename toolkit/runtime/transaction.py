@@ -30,7 +30,8 @@ from ..kinds.netns import names as namespace_names
 from ..planner import diff
 from ..state.identities import Identities
 from ..state.inventory import Inventory
-from ..state.journal import Journal, command_line, now
+from ..state.journal import Journal
+from ..state.process import command_line, now
 from ..state.snapshots import Snapshot, Snapshots, keep_setting, new_id
 from . import failpoints
 from .execute import execute, verify

@@ -22,22 +22,18 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from ..errors import NetkeelError
 from . import validation
+from .lock import held
+from .process import now
 from .statedir import StateDir, read_from, write_all
 
 FILE = "journal.jsonl"
 INDEX = "journal-index.json"
 _CHECK_BYTES = 32  # the journal bytes just before the index's offset, to notice a rewritten journal
 FORMAT = 2  # of the index: 1 held copies of records, 2 only where they are in the journal
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def parse_record(line: bytes) -> tuple:
@@ -233,7 +229,6 @@ class Journal:
         return self._running(self.summary())
 
     def _running(self, summary: Summary) -> str | None:
-        from .lock import held  # lock.py uses this module's clock
 
         latest_is_open = any(r["tx"] == summary.last_start for r in summary.open)
         return summary.last_start if latest_is_open and held(self.state) else None
@@ -344,7 +339,3 @@ def _parsed_start(line: bytes) -> dict | None:
     the cost. Callers get a copy."""
     record = parse_record(line)[0]
     return record if record is not None and record["event"] == "start" else None
-
-
-def command_line() -> str:
-    return " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))

@@ -14,7 +14,7 @@ import os
 import time
 
 from ..errors import LockHeld
-from .journal import command_line, now
+from .process import command_line, now
 from .statedir import StateDir
 
 FILE = "lock"

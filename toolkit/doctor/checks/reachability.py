@@ -1080,10 +1080,26 @@ def run(ctx) -> list:
 def told_by_routing(live: LiveNetwork, cause: Cause) -> bool:
     """Whether the routing check reports this rp_filter drop too (it runs after
     this one in a whole doctor run, and finds the same drop from the routes)."""
-    from .routing import rp_problem
-
     _, node, iif = cause.key
     return bool(cause.source) and rp_problem(live, node, iif, cause.source) is not None
+
+
+def rp_problem(live, node: str, iif: str, source: str) -> dict | None:
+    """What rp_filter on node/iif does to a packet from `source`: None when it
+    passes; else {"mode", "back": the node's route to source (None: none)}."""
+    if live.local(node, source):
+        return None
+    mode = live.rp_filter(node, iif)
+    if mode not in (1, 2):
+        return None
+    route = live.route(node, source)
+    if route is not None and "error" in route:
+        route = None
+    if mode == 1 and route is not None and route.get("dev") == iif:
+        return None
+    if mode == 2 and route is not None:
+        return None
+    return {"mode": mode, "back": route}
 
 
 def unenforced(ctx, live: LiveNetwork, intent: Intent) -> Cause:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..finding import Finding
-from .reachability import REACHABLE, live_network, intents, walk
+from .reachability import REACHABLE, live_network, intents, rp_problem, walk
 
 NAME = "routing"
 DOC = "return paths that rp_filter drops (asymmetric routing, return-path mismatch)"
@@ -67,24 +67,6 @@ def run(ctx) -> list:
                     entry["asymmetric"] = True
                 break
     return [rp_finding(ctx, live, node, iif, entry) for (node, iif), entry in sorted(drops.items())]
-
-
-def rp_problem(live, node: str, iif: str, source: str) -> dict | None:
-    """What rp_filter on node/iif does to a packet from `source`: None when it
-    passes; else {"mode", "back": the node's route to source (None: none)}."""
-    if live.local(node, source):
-        return None
-    mode = live.rp_filter(node, iif)
-    if mode not in (1, 2):
-        return None
-    route = live.route(node, source)
-    if route is not None and "error" in route:
-        route = None
-    if mode == 1 and route is not None and route.get("dev") == iif:
-        return None
-    if mode == 2 and route is not None:
-        return None
-    return {"mode": mode, "back": route}
 
 
 def symmetric(there, back) -> bool:
