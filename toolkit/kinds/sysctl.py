@@ -3,10 +3,20 @@
 A sysctl cannot be removed: one no longer declared is left at its value.
 Per-interface sysctls (net.ipv4.conf.<if>.*) go with their device, which comes
 back with the defaults.
+
+Some writes spread: net.ipv4.ip_forward and net.ipv{4,6}.conf.all.forwarding
+set `forwarding` on every interface (and `default`), conf.all.disable_ipv6
+every interface's disable_ipv6, and an IPv4 conf.default.X every interface's X
+not set explicitly. So sysctls are written all-wide first, then `default`, then
+the rest, per interface last; and after a spreading write, the same field's
+declared values under it (in sync until then) are written again.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ..core.action import CREATE, MODIFY
 from ..core.resource import Resource
 from . import link, netns
 from .base import Kind, check_fields, is_text
@@ -45,9 +55,58 @@ class Sysctl(Kind):
     def show_rows(self, resources, addresses_of) -> list:
         return [(r.label, str(r.get("value"))) for r in sorted(resources)]
 
+    def after_plan(self, planner, have: dict, want: dict) -> None:
+        """A write that spreads carries (`_then`) the declared values it would
+        overwrite and nothing else in the plan writes: run() writes them again."""
+        planned = {a.key for a in planner.actions if a.kind == self.name}
+        for i, action in enumerate(planner.actions):
+            if action.kind != self.name or action.op not in (CREATE, MODIFY) or action.implicit:
+                continue
+            ns, name = action.key
+            under = [(r.key[1], r.get("value")) for r in want.values()
+                     if r.ns == ns and r.key not in planned and overwrites(name, r.key[1])]
+            if under:
+                desired = action.desired.with_fields(_then=tuple(sorted(under)))
+                planner.actions[i] = replace(action, desired=desired)
+
+    def restore_order(self, resources) -> list:
+        return sorted(resources, key=lambda r: (r.ns, write_rank(r.key[1]), r.key[1]))
+
     def run(self, backend, phase, actions) -> None:
         for action in actions:
             backend.sysctl_write(action.ns, action.key[1], action.desired.get("value"))
+            for name, value in action.desired.get("_then") or ():
+                backend.sysctl_write(action.ns, name, value)
+
+
+def _conf(name: str):
+    """(family, scope, field) of net.ipv{4,6}.conf.SCOPE.FIELD (ip_forward as
+    ipv4's all.forwarding, which it is), else None."""
+    if name == "net.ipv4.ip_forward":
+        return "ipv4", "all", "forwarding"
+    parts = name.split(".")
+    if len(parts) == 5 and parts[0] == "net" and parts[1] in ("ipv4", "ipv6") and parts[2] == "conf":
+        return parts[1], parts[3], parts[4]
+    return None
+
+
+def overwrites(written: str, other: str) -> bool:
+    """Whether writing sysctl `written` changes sysctl `other` (see the module's docstring)."""
+    a, b = _conf(written), _conf(other)
+    if a is None or b is None or written == other or a[0] != b[0] or a[2] != b[2] or b[1] == "all":
+        return False
+    family, scope, field = a
+    if scope == "all":
+        return field == "forwarding" or (family, field) == ("ipv6", "disable_ipv6")
+    return scope == "default" and family == "ipv4" and b[1] != "default"
+
+
+def write_rank(name: str) -> int:
+    """0 all-wide, 1 default, 2 the rest, 3 per interface: the order of writing."""
+    conf = _conf(name)
+    if conf is not None and conf[1] in ("all", "default"):
+        return 0 if conf[1] == "all" else 1
+    return 3 if interface_of(name) else 2
 
 
 def interface_of(name: str) -> str | None:

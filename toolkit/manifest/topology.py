@@ -414,7 +414,16 @@ class _Builder:
             canonical = self.check(path, checks.sysctl_value, value)
             if canonical is not None:
                 out[name] = canonical
+        one, other = ALIASES
+        if one in out and other in out and out[one] != out[other]:
+            self.fail(("nodes", node, "sysctls", other),
+                      f"{other} = {out[other]}, yet {one} = {out[one]}: they are one setting (the kernel keeps "
+                      "whichever is written last); declare one of them")
         return tuple(sorted(out.items()))
+
+
+# Two names of one kernel setting.
+ALIASES = ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding")
 
 
 def _is_int(value) -> bool:

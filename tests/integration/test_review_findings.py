@@ -1,0 +1,52 @@
+"""Defects a hostile review of the sixth session found, each shown fixed with
+real namespaces."""
+
+from __future__ import annotations
+
+import pytest
+
+SPREAD = """name: spread
+nodes:
+  a:
+    sysctls:
+      net.ipv4.conf.all.forwarding: 1
+      net.ipv4.conf.{ifname}.forwarding: 0
+  b: {{}}
+links:
+  - endpoints:
+      - {{node: a, interface: {ifname}, addresses: [10.0.1.1/24]}}
+      - {{node: b, interface: {ifname}, addresses: [10.0.1.2/24]}}
+"""
+
+
+def _sysctl(lab, node: str, name: str) -> str:
+    return lab.exec(node, ["sysctl", "-n", name], check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("ifname", ["a0", "e0"])  # sorting before `all`, and after it
+def test_forwarding_on_all_interfaces_and_off_on_one_applies_whatever_the_interface_is_called(
+        lab, tmp_path, ifname):
+    """Writing conf.all.forwarding sets every interface's forwarding: it is written
+    first, and the interface's own value after it, whatever their names' order."""
+    manifest = tmp_path / "spread.yaml"
+    manifest.write_text(SPREAD.format(ifname=ifname))
+    lab.applied(manifest)
+    assert _sysctl(lab, "a", f"net.ipv4.conf.{ifname}.forwarding") == "0"
+    assert _sysctl(lab, "a", "net.ipv4.conf.all.forwarding") == "1"
+    assert lab.run("drift", manifest).returncode == 0
+
+
+def test_a_hand_change_to_all_forwarding_is_repaired_without_losing_the_interfaces_own_value(lab, tmp_path):
+    """Repairing conf.all.forwarding resets the interface's forwarding, in sync until
+    then: the apply writes it again, and the lab converges."""
+    manifest = tmp_path / "spread.yaml"
+    manifest.write_text(SPREAD.format(ifname="e0"))
+    lab.applied(manifest)
+    lab.exec("a", ["sysctl", "-qw", "net.ipv4.conf.all.forwarding=0"], check=True)
+    code, doc = lab.json("drift", manifest)
+    assert code == 2 and [d["object"] for d in doc["differences"]] == ["sysctl net.ipv4.conf.all.forwarding"], doc
+    repaired = lab.run("apply", manifest)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert _sysctl(lab, "a", "net.ipv4.conf.e0.forwarding") == "0"
+    assert _sysctl(lab, "a", "net.ipv4.conf.all.forwarding") == "1"
+    assert lab.run("drift", manifest).returncode == 0
