@@ -20,14 +20,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from invoke import task
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from ..errors import FaultError, NetkeelError
 from ..state import StateDir
-from .common import HELP, command, err, kernel_session, out, require_root
+from .common import HELP, command, err, kernel_session, out, require_root, task
 
 FAULTS_DIR = "faults"
 WORDS = ("list", "status", "revert")

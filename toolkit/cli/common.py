@@ -12,6 +12,7 @@ import signal
 import sys
 from contextlib import contextmanager
 
+import invoke
 from invoke.exceptions import Exit
 from rich.console import Console
 from rich.markup import escape
@@ -30,6 +31,24 @@ HELP = {
     "state_dir": "state directory (default: $NETKEEL_STATE_DIR or /var/lib/netkeel)",
     "verbose": "show each kernel request as it is made",
 }
+
+# The short flags every command shares mean the same everywhere (invoke would
+# give each option the first letter still free, so `-s` was --state-dir for
+# drift and --ns-prefix for chaos); no other option of any command takes them.
+SHORT_FLAGS = {"file": "f", "json": "j", "ns_prefix": "n", "state_dir": "s", "verbose": "v"}
+
+
+class Task(invoke.Task):
+    def arg_opts(self, name, default, taken_names):
+        fixed = SHORT_FLAGS.get(name)
+        reserved = set(SHORT_FLAGS.values()) - {fixed}
+        opts = super().arg_opts(name, default, taken_names | reserved | ({fixed} if fixed else set()))
+        if fixed:
+            opts["names"] = [opts["names"][0], fixed]
+        return opts
+
+
+task = functools.partial(invoke.task, klass=Task)
 
 # Off a terminal (CI logs, pipes) rich would assume 80 columns; tables read
 # better wider, and nothing downstream wraps them again.

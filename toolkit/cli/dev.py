@@ -8,9 +8,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from invoke import Collection, task
+from invoke import Collection
 from invoke.exceptions import Exit
 
+from .common import task
 from .history import user
 
 ROOT = Path(__file__).resolve().parents[2]

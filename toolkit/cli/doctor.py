@@ -13,11 +13,10 @@ from __future__ import annotations
 import json as jsonlib
 from contextlib import contextmanager
 
-from invoke import task
 from rich.markup import escape
 
 from ..errors import NetkeelError
-from .common import EXIT_CHANGES, HELP, command, out, require_root
+from .common import EXIT_CHANGES, HELP, command, out, require_root, task
 
 
 @task(help={"file": HELP["file"], "ns_prefix": HELP["ns_prefix"], "json": HELP["json"],

@@ -14,7 +14,6 @@ import os
 import time
 from pathlib import Path
 
-from invoke import task
 from rich import box
 from rich.markup import escape
 from rich.table import Table
@@ -22,7 +21,7 @@ from rich.table import Table
 from ..errors import NetkeelError
 from ..model.experiment import format_value
 from ..state import StateDir
-from .common import EXIT_CHANGES, EXIT_ERROR, HELP, command, err, kernel_session, out, require_root
+from .common import EXIT_CHANGES, EXIT_ERROR, HELP, command, err, kernel_session, out, require_root, task
 
 EXPERIMENTS_DIR = "experiments"
 REPORTS_DIR = "reports"

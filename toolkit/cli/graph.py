@@ -21,10 +21,9 @@ import stat
 import sys
 import tempfile
 
-from invoke import task
 
 from ..errors import NetkeelError
-from .common import EXIT_CHANGES, HELP, command, err
+from .common import EXIT_CHANGES, HELP, command, err, task
 
 FORMATS = ("mermaid", "svg", "png")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invoke import Collection, task
+from invoke import Collection
 from rich import box
 from rich.markup import escape
 from rich.table import Table
@@ -10,7 +10,7 @@ from rich.table import Table
 from ..manifest import load_topology
 from ..report import human, machine
 from ..state import StateDir
-from .common import HELP, HELP_WAIT, command, err, kernel_session, out, require_root, warn_interrupted
+from .common import HELP, HELP_WAIT, command, err, kernel_session, out, require_root, warn_interrupted, task
 from .chaos import chaos
 from .experiment import experiment
 from .vip import vip

@@ -18,7 +18,7 @@ def main() -> None:
             sys.exit(code)
         from invoke import Program
 
-        argv = chaos_words(sys.argv)
+        argv = chaos_words(help_words(sys.argv))
         Program(namespace=collection(argv), name="netkeel", binary="netkeel", version=__version__).run(argv)
     except KeyboardInterrupt:  # before a task started (while loading): nothing was changed
         print("interrupted", file=sys.stderr)
@@ -53,6 +53,15 @@ def collection(argv: list):
     from .history import user
 
     return user
+
+
+def help_words(argv: list) -> list:
+    """`netkeel apply --help` as `netkeel --help apply`: invoke would take a
+    `--help` after the command for its positional argument (a manifest called
+    "--help") and fail reading it."""
+    if len(argv) > 2 and not argv[1].startswith("-") and any(a in ("--help", "-h") for a in argv[2:]):
+        return [argv[0], "--help", argv[1]]
+    return list(argv)
 
 
 def chaos_words(argv: list) -> list:

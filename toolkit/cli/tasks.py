@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from invoke import task
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -17,7 +16,7 @@ from ..report import HEADING, human, IN_SYNC, machine, title as report_title
 from ..state import StateDir
 from ..state.inventory import instance_id
 from .common import (EXIT_CHANGES, HELP, HELP_REV, HELP_WAIT, command, err, kernel_session, out,
-                     require_root, warn_interrupted)
+                     require_root, task, warn_interrupted)
 from .quick import in_sync
 
 PROGRESS_THRESHOLD = 50  # steps; below this an apply is over before a bar helps

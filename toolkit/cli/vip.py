@@ -13,14 +13,13 @@ from __future__ import annotations
 import json as jsonlib
 import time
 
-from invoke import task
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from ..errors import NetkeelError
 from ..state import StateDir
-from .common import HELP, command, out
+from .common import HELP, command, out, task
 
 ACTIONS = ("status",)
 

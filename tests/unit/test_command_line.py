@@ -1,0 +1,41 @@
+"""The command line's shape: the shared options keep their short flags in every
+command, and `COMMAND --help` shows the command's help."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolkit.cli.common import SHORT_FLAGS
+from toolkit.cli.history import user
+from toolkit.cli.program import help_words
+
+
+def _flags(task) -> dict:
+    return {arg.name: set(arg.names) for arg in task.get_arguments()}
+
+
+@pytest.mark.parametrize("name", sorted(user.task_names))
+def test_the_shared_options_have_one_short_flag_everywhere_and_no_other_option_takes_it(name):
+    flags = _flags(user[name])
+    for option, names in flags.items():
+        shared = SHORT_FLAGS.get(option.replace("-", "_"))
+        if shared:
+            assert shared in names, (name, option, names)
+        else:
+            assert not names & set(SHORT_FLAGS.values()), (name, option, names)
+
+
+def test_chaos_takes_s_for_the_state_directory_as_drift_does():
+    assert "s" in _flags(user["chaos"])["state_dir"] and "s" in _flags(user["drift"])["state_dir"]
+    assert "n" in _flags(user["chaos"])["ns_prefix"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["netkeel", "apply", "--help"], ["netkeel", "--help", "apply"]),
+    (["netkeel", "drift", "x.yaml", "-h"], ["netkeel", "--help", "drift"]),
+    (["netkeel", "chaos", "list", "--help"], ["netkeel", "--help", "chaos"]),
+    (["netkeel", "apply", "x.yaml"], ["netkeel", "apply", "x.yaml"]),
+    (["netkeel", "--help", "apply"], ["netkeel", "--help", "apply"]),
+])
+def test_help_after_a_command_is_the_commands_help(argv, expected):
+    assert help_words(argv) == expected
