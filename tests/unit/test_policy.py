@@ -571,3 +571,12 @@ def test_the_same_table_name_in_two_families_is_fine():
     loaded = load_topology("lab/t.yaml", read=Files({"lab/t.yaml": topology, "policies/p.yaml": POLICY,
                                                      "policies/q.yaml": "tables:\n  filter: {family: ip}\n"}))
     assert [(t.family, t.name) for t in loaded.nodes[0].tables] == [("inet", "filter"), ("ip", "filter")]
+
+
+def test_a_table_named_like_a_faults_is_refused():
+    """A policy table `chaos_x` would be netkeel_chaos_x in the kernel, which the
+    reader takes for a fault's overlay: every apply would fail its verification."""
+    assert problems("tables:\n  chaos_x:\n    chains: {input: {hook: input}}\n") == [
+        "2: tables.chaos_x: table names starting with 'chaos_' are netkeel's faults' (in the kernel "
+        "netkeel_chaos_x): choose another name"]
+    assert "chaosx" in tables("tables:\n  chaosx:\n    chains: {input: {hook: input}}\n")

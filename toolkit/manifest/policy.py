@@ -13,6 +13,7 @@ import json
 import string
 from dataclasses import replace
 
+from ..core.owners import CHAOS_TABLE_PREFIX, TABLE_PREFIX
 from ..errors import Problem
 from ..model.firewall import Chain, NamedSet, Rule, Table
 from .loader import Document, format_path, load_document, mapping, sequence
@@ -53,6 +54,9 @@ class _PolicyBuilder:
             spec = mapping(spec)
             family = spec.get("family") if spec.get("family") in ("inet", "ip", "ip6") else "inet"
             path = ("tables", name)
+            if (TABLE_PREFIX + name).startswith(CHAOS_TABLE_PREFIX):
+                self.fail(path, f"table names starting with {CHAOS_TABLE_PREFIX[len(TABLE_PREFIX):]!r} are "
+                                f"netkeel's faults' (in the kernel {TABLE_PREFIX + name}): choose another name")
             sets = tuple(self.build_set(path + ("sets", s), s, mapping(v))
                          for s, v in mapping(spec.get("sets")).items())
             set_types = {s.name: s.type for s in sets}
