@@ -50,3 +50,16 @@ def test_a_hand_change_to_all_forwarding_is_repaired_without_losing_the_interfac
     assert _sysctl(lab, "a", "net.ipv4.conf.e0.forwarding") == "0"
     assert _sysctl(lab, "a", "net.ipv4.conf.all.forwarding") == "1"
     assert lab.run("drift", manifest).returncode == 0
+
+
+def test_drift_that_cannot_run_replaces_an_older_junit_report_with_one_in_error(lab, tmp_path):
+    manifest = tmp_path / "spread.yaml"
+    manifest.write_text(SPREAD.format(ifname="e0"))
+    lab.applied(manifest)
+    report = tmp_path / "drift.xml"
+    assert lab.run("drift", manifest, "--junit", str(report)).returncode == 0
+    assert 'failures="0" errors="0"' in report.read_text()
+    manifest.write_text("name: spread\nnodes: [a]\n")  # invalid now
+    failed = lab.run("drift", manifest, "--junit", str(report))
+    assert failed.returncode == 1, failed.stdout
+    assert 'errors="1"' in report.read_text() and "ManifestError" in report.read_text()

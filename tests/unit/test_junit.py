@@ -72,3 +72,15 @@ def test_a_missing_namespace_and_names_needing_escaping():
     assert failures(suite)["node d"] == ["namespace: missing", "link eth2: missing",
                                          "link lo: changed (state: desired up, live down)"]
     assert suite.get("failures") == "1"
+
+
+def test_a_drift_check_that_could_not_run_is_one_test_case_in_error():
+    from toolkit.errors import ManifestError, Problem
+    from toolkit.report.junit import error_report
+
+    error = ManifestError([Problem("lab.yaml", 3, "nodes.a", "expected a mapping")])
+    suite = ET.fromstring(error_report("lab.yaml", error)).find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("1", "0", "1")
+    problem = suite.find("testcase/error")
+    assert problem.get("type") == "ManifestError"
+    assert "lab.yaml:3" in problem.text and "expected a mapping" in problem.text

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..core.action import Plan
+from ..errors import NetkeelError
 from ..kinds.netns import names as namespace_names
 from ..manifest import load_topology
 from ..runtime.execute import steps
@@ -227,7 +228,6 @@ def _open_trial(rec, trying):
     """The trial of this apply, on file, with its guard running. Raises NetkeelError
     (nothing changed) for probes of another topology, or another trial of this
     instance still open."""
-    from ..errors import NetkeelError
     from ..experiment import trial as trials
     from .trialguard import start as start_guard
 
@@ -261,7 +261,6 @@ def _close_unapplied(state, trial, why: str = "the apply did not complete (it re
 def _trial_inputs(file, try_, probe, confirm, as_json):
     """(window seconds, experiment or None, confirm) for --try, checked before anything
     is changed; None without --try."""
-    from ..errors import NetkeelError
 
     if try_ is None:
         if probe or confirm:
@@ -390,16 +389,22 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
         if title is not None:
             human.print_drift(out, Plan(), HEADING["drift"].format(escape(title)), ns_prefix)
             return 0
-    with _reconciler(file, ns_prefix, state_dir, verbose, full=full) as rec:
-        found = rec.drift()
-        if found.clean:
-            _keep_verdict(rec)
+    try:
+        with _reconciler(file, ns_prefix, state_dir, verbose, full=full) as rec:
+            found = rec.drift()
+            if found.clean:
+                _keep_verdict(rec)
+    except NetkeelError as exc:
+        if junit:
+            from ..report.junit import error_report
+
+            _write_report(junit, error_report(file, exc))
+        raise
     if junit:
         from ..report.junit import drift_report
 
         nodes = list(rec.topology.node_names)
-        with open(junit, "w") as report:
-            report.write(drift_report(rec.topology.name, nodes, found.plan, found.unmanaged, ns_prefix))
+        _write_report(junit, drift_report(rec.topology.name, nodes, found.plan, found.unmanaged, ns_prefix))
     if json:
         _print_json("drift", rec, found.plan, "in_sync" if found.clean else "drift",
                     unmanaged=[machine.unmanaged_record(r, ns_prefix) for r in found.unmanaged],
@@ -408,6 +413,11 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
         human.print_drift(out, found.plan, HEADING["drift"].format(_title(rec.topology, ns_prefix)), ns_prefix,
                           found.unmanaged, found.overlays)
     return 0 if found.clean else EXIT_CHANGES
+
+
+def _write_report(path: str, text: str) -> None:
+    with open(path, "w") as report:
+        report.write(text)
 
 
 @task(help={k: HELP[k] for k in ("file", "ns_prefix", "state_dir", "verbose")})

@@ -1,7 +1,9 @@
 """Drift as a JUnit XML report, which CI systems display as test results.
 
 One test case per node: it passes when the node is in sync, and fails listing
-each difference (and each unmanaged object) otherwise.
+each difference (and each unmanaged object) otherwise. A drift check that could
+not run (an invalid manifest, a refusal) is one test case in error: CI must not
+go on showing an older report that passed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,19 @@ def drift_report(topology: str, nodes, plan, unmanaged, prefix: str = "") -> str
             failure = ET.SubElement(case, "failure", message=f"{len(problems[name])} difference(s)",
                                     type="drift")
             failure.text = "\n".join(problems[name])
+    return _document(suite)
+
+
+def error_report(manifest: str, error: BaseException) -> str:
+    """The report of a drift check that could not run: one test case, in error."""
+    suite = ET.Element("testsuite", name=f"netkeel drift {manifest}", tests="1", failures="0", errors="1")
+    case = ET.SubElement(suite, "testcase", classname="netkeel.drift", name=f"drift {manifest}")
+    problem = ET.SubElement(case, "error", message=str(error).split("\n", 1)[0][:200], type=type(error).__name__)
+    problem.text = str(error)  # every problem, for a manifest error
+    return _document(suite)
+
+
+def _document(suite) -> str:
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
