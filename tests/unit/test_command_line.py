@@ -39,3 +39,18 @@ def test_chaos_takes_s_for_the_state_directory_as_drift_does():
 ])
 def test_help_after_a_command_is_the_commands_help(argv, expected):
     assert help_words(argv) == expected
+
+
+def test_every_error_a_command_can_report_is_documented_in_the_json_contract(repo):
+    """docs/json.md lists each `error.type` a --json document may carry: every
+    NetkeelError class (StepError never leaves the runtime: an apply reports it
+    as ApplyError)."""
+    import inspect
+
+    from toolkit import errors
+
+    documented = (repo / "docs" / "json.md").read_text()
+    classes = [name for name, value in vars(errors).items()
+               if inspect.isclass(value) and issubclass(value, errors.NetkeelError) and name != "StepError"]
+    assert len(classes) > 10
+    assert [name for name in classes if f"`{name}`" not in documented] == []
