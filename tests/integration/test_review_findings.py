@@ -4,6 +4,7 @@ real namespaces."""
 from __future__ import annotations
 
 import pytest
+from pyroute2 import NetNS
 
 SPREAD = """name: spread
 nodes:
@@ -63,3 +64,21 @@ def test_drift_that_cannot_run_replaces_an_older_junit_report_with_one_in_error(
     failed = lab.run("drift", manifest, "--junit", str(report))
     assert failed.returncode == 1, failed.stdout
     assert 'errors="1"' in report.read_text() and "ManifestError" in report.read_text()
+
+
+def test_a_route_and_a_vip_address_marked_145_by_hand_are_drift_that_apply_removes(lab, tmp_path):
+    """Protocol 145 marks a VIP's address; no overlay makes routes. Made by hand,
+    neither has an owner that will ever take it away: the topology's drift."""
+    manifest = tmp_path / "spread.yaml"
+    manifest.write_text(SPREAD.format(ifname="e0"))
+    lab.applied(manifest)
+    lab.ip("a", "route add blackhole 10.9.0.0/24 proto 145")
+    with NetNS(lab.ns("a")) as ns:  # b's address, as a stray VIP (iproute2 6.1 cannot mark one)
+        ns.addr("add", index=ns.link_lookup(ifname="e0")[0], address="10.0.1.2", prefixlen=24, proto=145)
+    code, doc = lab.json("drift", manifest)
+    assert code == 2, doc
+    assert sorted(d["object"] for d in doc["differences"]) == ["addr 10.0.1.2/24 on e0", "route 10.9.0.0/24"], doc
+    assert lab.run("apply", manifest).returncode == 0
+    assert "10.9.0.0" not in lab.ip("a", "route show").stdout
+    assert "10.0.1.2" not in lab.ip("a", "address show dev e0").stdout
+    assert lab.run("drift", manifest).returncode == 0

@@ -12,7 +12,7 @@ import pytest
 from fakekernel import FakeKernel
 
 from toolkit.chaos.plan import Lab, plan
-from toolkit.core.owners import SPEAKER, overlay
+from toolkit.core.owners import SPEAKER, TOPOLOGY, overlay
 from toolkit.core.resource import Resource
 from toolkit.errors import FaultError, ManifestError
 from toolkit.kinds import compile_all, settle_owners
@@ -152,10 +152,21 @@ def test_a_vip_where_it_should_not_be_says_why(holders, speakers, why):
     assert owner == overlay("vip:gw") and why in reason
 
 
-def test_a_vip_of_no_declared_group_is_an_orphan():
+def test_a_vip_of_no_declared_group_that_a_configured_speaker_holds_is_an_orphan_left_to_it():
+    """A group taken out of the manifest, its speaker still configured there: the
+    apply stops that speaker, which withdraws its VIPs itself."""
+    live = [Resource.make("addr", ("r1", "eth0", "10.0.3.200/24"), owner=overlay("unclaimed")),
+            Resource.make(VRRP.name, ("r1", "old"), running=True, addresses=("10.0.3.200/24",))]
+    r = next(r for r in settle_owners(DESIRED, live) if r.kind == "addr")
+    assert r.owner == overlay("vip") and "of no group" in r.get("reason")
+
+
+def test_a_vip_no_group_declares_and_no_speaker_holds_is_the_topologys_drift():
+    """Marked as a VIP (by hand, or left by a speaker that died with its files):
+    nothing will ever take it away, so apply does."""
     live = [Resource.make("addr", ("r1", "eth0", "10.0.3.200/24"), owner=overlay("unclaimed"))]
     (r,) = settle_owners(DESIRED, live)
-    assert r.owner == overlay("vip") and "of no group" in r.get("reason")
+    assert r.owner == TOPOLOGY and r.get("reason") is None
 
 
 # -- the VIP groups' faults --------------------------------------------------------------------------

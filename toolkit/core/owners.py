@@ -37,9 +37,8 @@ CHAOS_TABLE_PREFIX = "netkeel_chaos_"
 # tc handles of qdiscs faults add (major 0x8e4b), and the name prefix of their ifb devices.
 CHAOS_QDISC_HANDLE = "8e4b:"
 CHAOS_IFB_PREFIX = "nkifb"
-# Overlays mark their objects with values of their own, so that an apply of
-# the topology can tell them from hand-made drift.
-OVERLAY_RT_PROTO = 145
+# VIP addresses carry a marker of their own, so that an apply of the topology
+# can tell them from hand-made drift (no overlay makes routes).
 OVERLAY_IFA_PROTO = 145
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from ..core.owners import FOREIGN, OVERLAY_RT_PROTO, RT_PROTO, overlay
+from ..core.owners import FOREIGN, RT_PROTO
 from ..core.resource import Resource
 
 KIND = "route"
@@ -39,7 +39,7 @@ def to_resources(ns: str, routes, by_index: dict) -> list:
             continue
         out.append(Resource.make(
             KIND, (ns, prefix, r.priority),
-            owner=overlay("unclaimed") if r.proto == OVERLAY_RT_PROTO else "topology",
+            owner="topology",  # hand-made (whatever its protocol): the topology's drift
             via=r.gateway or "",
             dev=by_index.get(r.oif, f"#{r.oif}") if r.oif else None,
             type=_TYPES[r.type],

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..core.action import DELETE
-from ..core.owners import SPEAKER, overlay
+from ..core.owners import SPEAKER, TOPOLOGY, overlay
 from ..core.resource import Resource
 from . import link, netns
 from .addr import KIND as ADDR
@@ -92,6 +92,8 @@ class Speaker(Kind):
         if not held:
             return live
         speakers = {(r.ns, r.key[1]): r for r in live if r.kind == self.name}
+        # Addresses of every speaker configured (running or not), declared or not.
+        listed = {(r.ns, a.split("/")[0]) for r in speakers.values() for a in r.get("addresses") or ()}
         holders = {}  # address -> namespaces holding it
         for r in held:
             holders.setdefault(r.key[2].split("/")[0], set()).add(r.ns)
@@ -99,6 +101,12 @@ class Speaker(Kind):
         for r in held:
             ip = r.key[2].split("/")[0]
             group = groups.get(ip)
+            if group is None and (r.ns, ip) not in listed:
+                # No group declares it and no speaker here was configured with it: a VIP
+                # nothing will ever take away (made by hand, or left by a speaker that
+                # died with its files): the topology's drift, which apply removes.
+                settled[r.ident] = (TOPOLOGY, "")
+                continue
             settled[r.ident] = _owner_of_vip(r, ip, group, members.get(group, {}), speakers, holders[ip])
         out = []
         for r in live:
