@@ -82,3 +82,17 @@ def test_a_route_and_a_vip_address_marked_145_by_hand_are_drift_that_apply_remov
     assert "10.9.0.0" not in lab.ip("a", "route show").stdout
     assert "10.0.1.2" not in lab.ip("a", "address show dev e0").stdout
     assert lab.run("drift", manifest).returncode == 0
+
+
+def test_arp_turned_off_by_hand_is_drift_and_apply_turns_it_back_on(lab, tmp_path):
+    """A device with ARP off neither asks nor answers: its neighbours cannot reach it."""
+    manifest = tmp_path / "spread.yaml"
+    manifest.write_text(SPREAD.format(ifname="e0"))
+    lab.applied(manifest)
+    lab.ip("a", "link set e0 arp off")
+    code, doc = lab.json("drift", manifest)
+    assert code == 2 and [(d["object"], d["changes"]) for d in doc["differences"]] == [
+        ("link e0", [{"field": "arp", "desired": "on", "live": "off"}])], doc
+    assert lab.run("apply", manifest).returncode == 0
+    assert "NOARP" not in lab.ip("a", "link show e0").stdout
+    assert lab.run("drift", manifest).returncode == 0

@@ -310,7 +310,7 @@ class FakeKernel:
 
     def _device(self, ns, ifname, kind, peer):
         n = next(_macs)
-        return Resource.make("link", (ns, ifname), kind=kind, peer=peer, mtu=1500, state="down",
+        return Resource.make("link", (ns, ifname), kind=kind, peer=peer, mtu=1500, state="down", arp="on",
                              mac=f"02:00:00:00:{n // 256:02x}:{n % 256:02x}", master="")
 
     def _need_ns(self, ns):

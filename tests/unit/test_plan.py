@@ -34,11 +34,11 @@ def lo(ns, state="up"):
 
 
 def veth(ns, name, peer, mtu=1500, state="up", master="", mac="02:00:00:00:00:01"):
-    return R("link", (ns, name), kind="veth", peer=peer, mtu=mtu, state=state, mac=mac, master=master)
+    return R("link", (ns, name), kind="veth", peer=peer, mtu=mtu, state=state, mac=mac, master=master, arp="on")
 
 
 def bridge(ns, name, mtu=1500, state="up"):
-    return R("link", (ns, name), kind="bridge", mtu=mtu, state=state, mac="02:00:00:00:00:99", master="")
+    return R("link", (ns, name), kind="bridge", mtu=mtu, state=state, mac="02:00:00:00:00:99", master="", arp="on")
 
 
 def addr(ns, dev, cidr):
@@ -245,8 +245,8 @@ def test_veth_whose_peer_changed_is_recreated_with_its_addresses_and_routes():
     # veth_c2 now pairs with a new end, veth_srv_x, instead of veth_srv_c2.
     desired = replace(
         without(DESIRED, link_id("ns_server", "veth_srv_c2"), ("addr", ("ns_server", "veth_srv_c2", "10.0.2.1/24"))),
-        R("link", ("ns_client2", "veth_c2"), kind="veth", peer="ns_server/veth_srv_x", mtu=1500, state="up", master=""),
-        R("link", ("ns_server", "veth_srv_x"), kind="veth", peer="ns_client2/veth_c2", mtu=1500, state="up", master=""),
+        R("link", ("ns_client2", "veth_c2"), kind="veth", peer="ns_server/veth_srv_x", mtu=1500, state="up", master="", arp="on"),
+        R("link", ("ns_server", "veth_srv_x"), kind="veth", peer="ns_client2/veth_c2", mtu=1500, state="up", master="", arp="on"),
         R("addr", ("ns_server", "veth_srv_x", "10.0.2.1/24")),
     )
     plan = diff(desired, LIVE)
@@ -267,7 +267,7 @@ def test_veth_whose_peer_changed_is_recreated_with_its_addresses_and_routes():
 
 
 def test_kind_change_is_delete_and_create():
-    desired = {netns("n"), R("link", ("n", "x0"), kind="bridge", mtu=1500, state="up", master="")}
+    desired = {netns("n"), R("link", ("n", "x0"), kind="bridge", mtu=1500, state="up", master="", arp="on")}
     live = {netns("n"), R("link", ("n", "x0"), kind="dummy", mtu=1500, state="up", mac="02:00:00:00:00:07",
                           master="")}
     assert lines(diff(desired, live)) == ["delete link x0 in n", "create link x0 in n"]
@@ -286,8 +286,8 @@ def desired_port(master):
     return {netns("sw"), netns("h"),
             R("link", ("sw", "lo"), kind="loopback", state="up"),
             R("link", ("h", "lo"), kind="loopback", state="up"),
-            R("link", ("sw", "p0"), kind="veth", peer="h/eth0", mtu=1500, state="up", master=master),
-            R("link", ("h", "eth0"), kind="veth", peer="sw/p0", mtu=1500, state="up", master="")}
+            R("link", ("sw", "p0"), kind="veth", peer="h/eth0", mtu=1500, state="up", master=master, arp="on"),
+            R("link", ("h", "eth0"), kind="veth", peer="sw/p0", mtu=1500, state="up", master="", arp="on")}
 
 
 def test_removed_bridge_releases_its_port_without_a_spurious_modify():
@@ -298,7 +298,7 @@ def test_removed_bridge_releases_its_port_without_a_spurious_modify():
 
 
 def test_recreated_bridge_takes_its_port_back():
-    desired = desired_port("br0") | {R("link", ("sw", "br0"), kind="bridge", mtu=1500, state="up", master="")}
+    desired = desired_port("br0") | {R("link", ("sw", "br0"), kind="bridge", mtu=1500, state="up", master="", arp="on")}
     live = replace(bridged("br0"), R("link", ("sw", "br0"), kind="dummy", mtu=1500, state="up", master=""))
     assert lines(diff(desired, live)) == [
         "delete addr 10.0.0.1/24 on br0 in sw [implicit: with its device]",
@@ -309,7 +309,7 @@ def test_recreated_bridge_takes_its_port_back():
 
 
 def test_port_moved_off_a_kept_bridge_is_a_modify():
-    desired = desired_port("") | {R("link", ("sw", "br0"), kind="bridge", mtu=1500, state="up", master="")}
+    desired = desired_port("") | {R("link", ("sw", "br0"), kind="bridge", mtu=1500, state="up", master="", arp="on")}
     assert lines(diff(desired, without(bridged("br0"), ("addr", ("sw", "br0", "10.0.0.1/24"))))) == [
         "modify link p0 in sw (master: 'br0' -> '')"]
 
@@ -476,9 +476,9 @@ def test_removing_a_secondary_address_leaves_the_primary_alone():
 def test_a_device_set_down_takes_its_ipv6_addresses_and_routes_along():
     v6 = R("addr", ("ns_client1", "veth_c1", "fd00::2/64"))
     desired = (DESIRED - {R("link", ("ns_client1", "veth_c1"), kind="veth", peer="ns_server/veth_srv_c1",
-                            mtu=1500, state="up", master="")}) | {v6} | \
+                            mtu=1500, state="up", master="", arp="on")}) | {v6} | \
         {R("link", ("ns_client1", "veth_c1"), kind="veth", peer="ns_server/veth_srv_c1", mtu=1500,
-           state="down", master="")}
+           state="down", master="", arp="on")}
     desired -= {R("route", ("ns_client1", "0.0.0.0/0", 0), via="10.0.1.1")}
     got = lines(diff(desired, LIVE | {v6}))
     assert "modify link veth_c1 in ns_client1 (state: 'up' -> 'down')" in got
@@ -490,9 +490,9 @@ def test_a_per_interface_sysctl_comes_back_with_its_recreated_device():
     conf = R("sysctl", ("ns_server", "net.ipv4.conf.veth_srv_c1.forwarding"), value="1")
     moved = {r for r in DESIRED if r.key not in {("ns_server", "veth_srv_c1"), ("ns_client1", "veth_c1")}}
     moved |= {R("link", ("ns_server", "veth_srv_c1"), kind="veth", peer="ns_client2/veth_x", mtu=1500,
-                state="up", master=""),
+                state="up", master="", arp="on"),
               R("link", ("ns_client2", "veth_x"), kind="veth", peer="ns_server/veth_srv_c1", mtu=1500,
-                state="up", master=""), conf}
+                state="up", master="", arp="on"), conf}
     got = lines(diff(moved, LIVE | {conf}))
     assert "create sysctl net.ipv4.conf.veth_srv_c1.forwarding in ns_server" in got
 

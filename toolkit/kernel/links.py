@@ -12,6 +12,7 @@ from ..core.resource import Resource
 KIND = "link"
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
+IFF_NOARP = 0x80
 
 # Fallback devices the kernel adds to every namespace when a tunnel module is
 # loaded; they are not ours to manage, nor drift.
@@ -54,6 +55,7 @@ def to_resources(ns: str, links, peers: dict, scope) -> list:
             peer=peer,
             mtu=link.mtu,
             state="up" if link.flags & IFF_UP else "down",
+            arp="off" if link.flags & IFF_NOARP else "on",
             mac=link.mac,
             master=by_index.get(link.master, f"#{link.master}") if link.master else "",
             _alias=link.alias,
@@ -104,9 +106,12 @@ def move(kernel, ns_name: str, ifname: str, to_ns: str) -> None:
 
 
 def configure(kernel, ns_name: str, ifname: str, mark=False, mtu=None, mac=None, master=None,
-              state=None) -> None:
+              state=None, arp=None) -> None:
     """Set the device's attributes in one request; `mark` writes the ownership alias."""
     ns = kernel.ns(ns_name)
+    if arp is not None:  # a flag pyroute2's link set does not take by name
+        kernel.request(ns_name, f"link set {ifname} arp {arp}", ns.dump.set_link, ns.index(ifname),
+                       arp=arp == "on")
     attrs, text = {}, []
     if mtu is not None:
         attrs["mtu"] = mtu

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x10, 0x300
-IFF_UP = 0x1
+IFF_UP, IFF_NOARP = 0x1, 0x80
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
@@ -352,14 +352,14 @@ class DumpSocket:
                 out.append(route)
         return out
 
-    def set_link(self, index: int, up: bool | None = None, mtu: int | None = None) -> None:
-        """Bring a device up or down and/or set its MTU (RTM_NEWLINK on an existing
-        index, acknowledged): the changes most applies make, without loading
-        pyroute2 for them. Raises OSError with the kernel's errno."""
+    def set_link(self, index: int, up: bool | None = None, mtu: int | None = None, arp: bool | None = None) -> None:
+        """Bring a device up or down, turn its ARP on or off and/or set its MTU
+        (RTM_NEWLINK on an existing index, acknowledged): the changes most applies
+        make, without loading pyroute2 for them. Raises OSError with the kernel's errno."""
         if index is None:
             raise OSError(_errno.ENODEV, "no such device")
-        flags = IFF_UP if up else 0
-        change = IFF_UP if up is not None else 0
+        flags = (IFF_UP if up else 0) | (IFF_NOARP if arp is False else 0)
+        change = (IFF_UP if up is not None else 0) | (IFF_NOARP if arp is not None else 0)
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, change)
         if mtu is not None:
             body += _NLA.pack(8, IFLA_MTU) + _U32.pack(mtu)

@@ -1,6 +1,8 @@
 """Kind "link": a network device (veth end, bridge, loopback), key (ns, ifname).
 
-Spec fields: kind, peer ("ns/ifname" for a veth), mtu, state, mac, master.
+Spec fields: kind, peer ("ns/ifname" for a veth), mtu, state, mac, master, arp
+("on", as the kernel makes a veth or bridge; "off" set by hand stops it
+answering and asking: drift).
 A device is created bare in one phase and configured in a later one, so that
 every bridge exists before its ports are enslaved.
 """
@@ -30,7 +32,8 @@ class Link(Kind):
         return super().check_spec(spec) or check_fields(
             spec, kind=(is_text, "a string"), peer=(is_text, 'a string "ns/ifname"'),
             mtu=(is_integer, "an integer"), state=(lambda v: v in ("up", "down"), '"up" or "down"'),
-            mac=(is_text, "a string"), master=(is_text, "a string"), reason=(is_text, "a string"))
+            mac=(is_text, "a string"), master=(is_text, "a string"), reason=(is_text, "a string"),
+            arp=(lambda v: v in ("on", "off"), '"on" or "off"'))
 
     def reaches(self, key, spec) -> set:
         """A veth is made with both its ends: its peer's namespace too."""
@@ -45,8 +48,9 @@ class Link(Kind):
                 peer = f"{netns.namespace_name(prefix, iface.peer[0])}/{iface.peer[1]}" if iface.peer else None
                 # "" means "managed, and none": a port enslaved by hand is drift.
                 master = None if iface.kind == "loopback" else (iface.master or "")
+                arp = None if iface.kind == "loopback" else "on"
                 out.append(Resource.make(self.name, (ns, iface.name), kind=iface.kind, peer=peer,
-                                         mtu=iface.mtu, state=iface.state, mac=iface.mac, master=master))
+                                         mtu=iface.mtu, state=iface.state, mac=iface.mac, master=master, arp=arp))
         return out
 
     def read_hints(self, resources) -> dict:
@@ -165,9 +169,12 @@ class Link(Kind):
                 new = action.op == CREATE
                 fields = None if new else {f for f, _, _ in action.changes}
                 wanted = {f: v for f, v in action.desired.spec if fields is None or f in fields}
-                settings = {f: wanted[f] for f in ("mtu", "mac", "master", "state") if wanted.get(f) is not None}
+                settings = {f: wanted[f] for f in ("mtu", "mac", "master", "state", "arp")
+                            if wanted.get(f) is not None}
                 if not settings.get("mac"):
                     settings.pop("mac", None)  # "" is "the kernel's choice": nothing to set
+                if new:
+                    settings.pop("arp", None)  # a new veth or bridge has ARP on
                 mark = new and action.desired.get("kind") != "loopback"
                 if settings or mark:
                     backend.link_set(ns, ifname, mark=mark, **settings)
