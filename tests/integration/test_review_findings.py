@@ -96,3 +96,32 @@ def test_arp_turned_off_by_hand_is_drift_and_apply_turns_it_back_on(lab, tmp_pat
     assert lab.run("apply", manifest).returncode == 0
     assert "NOARP" not in lab.ip("a", "link show e0").stdout
     assert lab.run("drift", manifest).returncode == 0
+
+
+IMPAIRED = """name: slow
+nodes:
+  a: {{}}
+  b: {{}}
+links:
+  - impair: {{rate: {rate}}}
+    endpoints:
+      - {{node: a, interface: up, addresses: [10.0.7.2/24]}}
+      - {{node: b, interface: down, addresses: [10.0.7.1/24]}}
+"""
+
+
+@pytest.mark.parametrize("rate", ["1mbit", "10mbit", "123456789bit", "10gbit"])
+def test_a_tbf_burst_shrunk_by_hand_is_drift_and_the_burst_as_set_is_not(lab, tmp_path, rate):
+    """The kernel keeps tbf's burst as a time (ticks of 64 ns): read back, it is the
+    burst set give or take a tick's worth of bytes, at any rate; one changed by
+    hand (`tc qdisc change ... burst 1600b`) drops what a burst of traffic brings."""
+    manifest = tmp_path / "slow.yaml"
+    manifest.write_text(IMPAIRED.format(rate=rate))
+    lab.applied(manifest)
+    assert lab.run("drift", manifest).returncode == 0
+    lab.exec("a", ["tc", "qdisc", "change", "dev", "up", "root", "handle", "4e4b:", "tbf", "rate", rate,
+                   "burst", "1500b", "limit", "1500b"], check=True)
+    code, doc = lab.json("drift", manifest)
+    assert code == 2 and {c["field"] for d in doc["differences"] for c in d["changes"]} == {"burst", "limit"}, doc
+    assert lab.run("apply", manifest).returncode == 0
+    assert lab.run("drift", manifest).returncode == 0

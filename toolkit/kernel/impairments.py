@@ -36,8 +36,19 @@ def to_resources(ns: str, qdiscs, by_index: dict) -> list:
             delay_us=q.delay_ns // 1000 if q.delay_ns else None,
             jitter_us=q.jitter_ns // 1000 if q.jitter_ns else None,
             loss=round(q.loss / LOSS_SCALE * 100, 4) if q.loss else None,
+            **(_tbf_shape(q) if q.kind == "tbf" else {}),
         ))
     return out
+
+
+PSCHED_TICK_NS = 64  # the kernel keeps tbf's burst as the time to send it, in ticks of 2**6 ns
+
+
+def _tbf_shape(q) -> dict:
+    """tbf's burst (bytes, from the time the kernel keeps: within a tick's worth
+    of the bytes tc was given), queue limit (bytes) and peak rate (bits/s, 0 for none)."""
+    burst = round(q.burst * PSCHED_TICK_NS * q.rate / 1e9) if q.burst is not None and q.rate else None
+    return {"burst": burst, "limit": q.limit, "peakrate": (q.peakrate or 0) * 8}
 
 
 def set_impairment(kernel, ns: str, dev: str, spec: dict) -> None:

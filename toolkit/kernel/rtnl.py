@@ -27,7 +27,7 @@ RTM_NEWQDISC, RTM_GETQDISC = 36, 38
 RTM_NEWRULE, RTM_GETRULE = 32, 34
 FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_FWMARK, FRA_TABLE, FRA_OIFNAME, FRA_PROTOCOL = 1, 2, 3, 6, 10, 15, 17, 21
 TCA_KIND, TCA_OPTIONS = 1, 2
-TCA_TBF_PARMS, TCA_TBF_RATE64 = 1, 4
+TCA_TBF_PARMS, TCA_TBF_RATE64, TCA_TBF_PRATE64 = 1, 4, 5
 TCA_NETEM_RATE, TCA_NETEM_RATE64, TCA_NETEM_LATENCY64, TCA_NETEM_JITTER64 = 6, 8, 10, 11
 TC_H_ROOT = 0xFFFFFFFF
 RTM_NEWNSID, RTM_GETNSID = 88, 90
@@ -56,7 +56,7 @@ _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _NDMSG = struct.Struct("=BxxxiHBB")
 _TCMSG = struct.Struct("=BxxxiIII")
-_TBF_QOPT = struct.Struct("=BBHhHI12xIII")   # rate (tc_ratespec), peakrate, limit, buffer, mtu
+_TBF_QOPT = struct.Struct("=BBHhHIBBHhHIIII")  # rate (tc_ratespec), peakrate (one too), limit, buffer, mtu
 _NETEM_QOPT = struct.Struct("=IIIIII")       # latency, limit, loss, gap, duplicate, jitter
 _U64 = struct.Struct("=Q")
 _FIB_RULE = struct.Struct("=BBBBBBBBI")   # family, dst_len, src_len, tos, table, res1, res2, action, flags
@@ -101,8 +101,9 @@ class Qdisc:
     parent: int
     kind: str = ""
     rate: int | None = None        # bytes/s (tbf, netem rate)
-    burst: int | None = None       # tbf buffer (ticks, as the kernel keeps it)
+    burst: int | None = None       # tbf buffer (ticks of 64 ns, as the kernel keeps it)
     limit: int | None = None
+    peakrate: int | None = None    # tbf, bytes/s
     delay_ns: int | None = None    # netem
     jitter_ns: int | None = None
     loss: int | None = None        # netem, out of 2**32 - 1
@@ -390,10 +391,14 @@ def _attrs(data: bytes, offset: int):
 def _tbf_options(q: Qdisc, options: bytes) -> None:
     for kind, value in _attrs(options, 0):
         if kind == TCA_TBF_PARMS and len(value) >= _TBF_QOPT.size:
-            *_, rate, q.limit, q.burst, _ = _TBF_QOPT.unpack_from(value)
+            fields = _TBF_QOPT.unpack_from(value)
+            rate, peakrate, q.limit, q.burst = fields[5], fields[11], fields[12], fields[13]
             q.rate = q.rate or rate
+            q.peakrate = q.peakrate or peakrate
         elif kind == TCA_TBF_RATE64:
             q.rate = _U64.unpack_from(value)[0]
+        elif kind == TCA_TBF_PRATE64:
+            q.peakrate = _U64.unpack_from(value)[0]
 
 
 def _netem_options(q: Qdisc, options: bytes) -> None:

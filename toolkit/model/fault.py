@@ -146,10 +146,22 @@ def queue_limit(delay_ms: float, jitter_ms: float = 0) -> int:
     return max(1000, int(100_000 * (delay_ms + 3 * jitter_ms) / 1000))
 
 
+TBF_LATENCY_US = 50_000
+
+
+def tbf_burst(bits: int) -> int:
+    """The tbf burst (bytes) for a rate: at least one MTU-sized frame, or 10 ms worth of tokens."""
+    return max(1600, bits // 8 // 100)
+
+
+def tbf_limit(bits: int) -> int:
+    """The queue (bytes) tc gives tbf for that burst and a 50 ms latency (tc-tbf(8))."""
+    return int(bits // 8 * TBF_LATENCY_US / 1_000_000 + tbf_burst(bits))
+
+
 def tbf_args(bits: int) -> list:
-    """tc-tbf(8) arguments for a rate: a burst of at least one MTU-sized frame or
-    10 ms worth of tokens, and a 50 ms queue."""
-    return ["rate", f"{bits}bit", "burst", str(max(1600, bits // 8 // 100)), "latency", "50ms"]
+    """tc-tbf(8) arguments for a rate: tbf_burst's burst and a 50 ms queue."""
+    return ["rate", f"{bits}bit", "burst", str(tbf_burst(bits)), "latency", f"{TBF_LATENCY_US // 1000}ms"]
 
 
 def format_rate(bits: int) -> str:
