@@ -19,7 +19,9 @@ def test_a_declared_rate_applies_drifts_repairs_and_rolls_back(lab, tmp_path):
     code, doc = lab.json("drift", LAB)
     assert code == 2
     assert [(d["object"], d["changes"]) for d in doc["differences"]] == [
-        ("impairment on uplink", [{"field": "rate", "desired": 10_000_000, "live": 5_000_000}])]
+        ("impairment on uplink", [{"field": "burst", "desired": 12_500, "live": 1_600},
+                                  {"field": "limit", "desired": 75_000, "live": 32_850},  # 5mbit x 50ms + burst
+                                  {"field": "rate", "desired": 10_000_000, "live": 5_000_000}])]
     assert lab.run("apply", LAB).returncode == 0
     assert lab.run("drift", LAB).returncode == 0
 
