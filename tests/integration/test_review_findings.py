@@ -125,3 +125,14 @@ def test_a_tbf_burst_shrunk_by_hand_is_drift_and_the_burst_as_set_is_not(lab, tm
     assert code == 2 and {c["field"] for d in doc["differences"] for c in d["changes"]} == {"burst", "limit"}, doc
     assert lab.run("apply", manifest).returncode == 0
     assert lab.run("drift", manifest).returncode == 0
+
+
+def test_an_empty_snapshot_id_is_refused_not_read_as_the_default(lab):
+    result = lab.run("rollback", None, "--snapshot", "")
+    assert result.returncode == 1 and "--snapshot needs a snapshot id" in result.stderr, result.stderr
+
+
+def test_diff_of_one_revision_with_itself_says_nothing_would_change_without_naming_the_kernel(lab):
+    result = lab.run("diff", "topologies/two-clients.yaml", "HEAD", "HEAD")
+    assert result.returncode == 0, result.stderr
+    assert "nothing would change" in result.stdout and "kernel" not in result.stdout, result.stdout

@@ -7,6 +7,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import NetkeelError
 from ..manifest import load_topology
 from ..report import human, machine
 from ..state import StateDir
@@ -57,6 +58,9 @@ def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=F
     """Return the kernel to a snapshot: by default the state before the last apply."""
     from ..runtime.engine import rollback as roll_back
 
+    if snapshot is not None and not snapshot.strip():
+        raise NetkeelError("--snapshot needs a snapshot id (see `snapshots`); leave it out for the one "
+                           "before the last apply")
     require_root()
     state = StateDir(state_dir)
     warn_interrupted(state)
@@ -156,7 +160,8 @@ def diff(c, file, rev_a, rev_b, json=False, ns_prefix=""):
                                              "in_sync" if changes.empty else "changes",
                                              rev_a=rev_a, rev_b=rev_b)))
     else:
-        human.print_plan(out, changes, f"{file}: {rev_a} -> {rev_b}", ns_prefix)
+        human.print_plan(out, changes, f"{file}: {rev_a} -> {rev_b}", ns_prefix,
+                         empty="the same lab at both revisions, nothing would change")
     return 0 if changes.empty else 2
 
 

@@ -217,7 +217,8 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
     else:
         if not json:
             out.print(f"[green]applied[/] {result.steps} kernel request(s); verified: the kernel matches the "
-                      f"manifest. Snapshot before it: {result.snapshot} (`rollback` returns there).")
+                      "manifest.")
+            out.print(f"Snapshot before it: {result.snapshot} (`rollback` returns there).")
         if trying:
             return _try(rec, result, trial, trying, json, verbose)
         _keep_verdict(rec)

@@ -45,6 +45,7 @@ INFINITY_LIFE_TIME = 0xFFFFFFFF
 NDA_DST, NDA_LLADDR, NDA_PROTOCOL = 1, 2, 12
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS, RTA_MULTIPATH, RTA_TABLE = \
     1, 4, 5, 6, 7, 8, 9, 15
+RTAX_LOCK = 1
 RTAX_NAMES = {2: "mtu", 3: "window", 4: "rtt", 5: "rttvar", 6: "ssthresh", 7: "cwnd", 8: "advmss",
               9: "reordering", 10: "hoplimit", 11: "initcwnd", 12: "features", 13: "rto_min", 14: "initrwnd",
               15: "quickack", 16: "congctl", 17: "fastopen_no_cookie"}
@@ -345,8 +346,7 @@ class DumpSocket:
                 elif kind == RTA_PREFSRC:
                     route.src = socket.inet_ntop(family, value)
                 elif kind == RTA_METRICS:
-                    route.metrics = " ".join(f"{RTAX_NAMES.get(k, k)} {_U32.unpack_from(v)[0]}"
-                                             for k, v in _attrs(value, 0) if len(v) >= 4)
+                    route.metrics = _metrics(value)
                 elif kind == RTA_MULTIPATH:
                     route.multipath = True
             if table is None or route.table == table:
@@ -386,6 +386,14 @@ def _attrs(data: bytes, offset: int):
             break
         yield kind & NLA_TYPE_MASK, data[offset + 4: offset + length]
         offset += (length + 3) & ~3
+
+
+def _metrics(value: bytes) -> str:
+    """RTA_METRICS as `ip route` writes them: "mtu lock 600 advmss 500" (RTAX_LOCK,
+    1, is a bitmask of the metrics locked, not one of its own)."""
+    found = {k: _U32.unpack_from(v)[0] for k, v in _attrs(value, 0) if len(v) >= 4}
+    locked = found.pop(RTAX_LOCK, 0)
+    return " ".join(f"{RTAX_NAMES.get(k, k)}{' lock' if locked & (1 << k) else ''} {v}" for k, v in found.items())
 
 
 def _tbf_options(q: Qdisc, options: bytes) -> None:

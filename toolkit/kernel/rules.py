@@ -27,5 +27,5 @@ def to_resources(ns: str, rules) -> list:
         action = _ACTIONS.get(r.action, str(r.action))
         target = f"lookup {r.table}" if action == "lookup" else action
         out.append(Resource.make(KIND, (ns, family, r.priority, r.selector), owner=FOREIGN,
-                                 reason=f"a policy routing rule ({r.selector} {target}): reported, never changed"))
+                                 reason=f"a policy routing rule ({r.selector} {target})"))
     return out

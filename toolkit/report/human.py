@@ -32,10 +32,11 @@ def _summary(plan: Plan) -> str:
     return f"{c[CREATE]} to create, {c[MODIFY]} to change, {c[DELETE]} to remove"
 
 
-def print_plan(console: Console, plan: Plan, title: str, prefix: str = "") -> None:
-    """A diff-like listing: nodes, then + / - / ~ lines; implicit lines dimmed."""
+def print_plan(console: Console, plan: Plan, title: str, prefix: str = "", empty: str = IN_SYNC["plan"]) -> None:
+    """A diff-like listing: nodes, then + / - / ~ lines; implicit lines dimmed;
+    `empty` is what an empty plan says."""
     if plan.empty:
-        console.print(f"[bold]{title}[/]: {IN_SYNC['plan']}.")
+        console.print(f"[bold]{title}[/]: {empty}.")
         return
     console.print(f"[bold]{title}[/]: {_summary(plan)}")
     for node, actions in sorted(_group(plan.actions, prefix).items()):
