@@ -334,3 +334,13 @@ def test_the_invoke_tasks_answer_from_the_verdict_too(guarded):
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line}
     assert result.returncode == 0 and result.stdout == plain(guarded)[1]
     assert "toolkit.runtime.engine" not in imported  # no reconciler: the verdict answered
+
+
+def test_a_dormant_table_is_reported_as_dormant_not_as_every_chain_gone(guarded):
+    nft(guarded, "add", "table", "inet", "netkeel_guard", "{ flags dormant; }")
+    code, doc = guarded.json("drift", guarded.manifest)
+    assert code == 2
+    (difference,) = doc["differences"]
+    assert [(d["what"], d["desired"], d["live"]) for d in difference["details"]] == [
+        ("table", "active", "dormant (its chains and sets not read; apply replaces it whole)")], difference
+    assert guarded.run("apply", guarded.manifest).returncode == 0

@@ -113,6 +113,12 @@ class NftTable(Kind):
         is missing, which element is new, which policy changed."""
         shown_desired = dict(action.desired.get("_display", ()))
         shown_live = dict(action.live.get("_display", ()))
+        flags = _json_list(action.live.get("table flags"))
+        if flags and not action.desired.get("table flags"):
+            # A flagged (dormant) table is read by its name and flags alone (see
+            # kernel/nftables.py): what its chains hold is not known, not absent.
+            return [("table", "active", f"{', '.join(map(str, flags))} (its chains and sets not read; "
+                                        "apply replaces it whole)")]
         out = []
         for field, desired, live in action.changes:
             kind, _, name = field.partition(" ")
