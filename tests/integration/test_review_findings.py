@@ -136,3 +136,15 @@ def test_diff_of_one_revision_with_itself_says_nothing_would_change_without_nami
     result = lab.run("diff", "topologies/two-clients.yaml", "HEAD", "HEAD")
     assert result.returncode == 0, result.stderr
     assert "nothing would change" in result.stdout and "kernel" not in result.stdout, result.stdout
+
+
+def test_a_fault_table_no_lease_holds_says_what_it_is_and_apply_removes_it(lab, tmp_path):
+    manifest = tmp_path / "spread.yaml"
+    manifest.write_text(SPREAD.format(ifname="e0"))
+    lab.applied(manifest)
+    lab.exec("a", ["nft", "add table inet netkeel_chaos_left { chain c { type filter hook input priority 0; }; }"],
+             check=True)
+    drift = lab.run("drift", manifest)
+    assert drift.returncode == 2 and "a fault's table that no active lease holds" in drift.stdout, drift.stdout
+    assert lab.run("apply", manifest).returncode == 0
+    assert "netkeel_chaos_left" not in lab.exec("a", ["nft", "list", "tables"], check=True).stdout
