@@ -148,3 +148,21 @@ def test_a_fault_table_no_lease_holds_says_what_it_is_and_apply_removes_it(lab, 
     assert drift.returncode == 2 and "a fault's table that no active lease holds" in drift.stdout, drift.stdout
     assert lab.run("apply", manifest).returncode == 0
     assert "netkeel_chaos_left" not in lab.exec("a", ["nft", "list", "tables"], check=True).stdout
+
+
+def test_bridge_and_port_switches_set_by_hand_are_drift_that_apply_undoes(lab):
+    """An isolated port, one that stops learning or flooding, or STP turned on (which
+    holds every port back for tens of seconds): each cuts a LAN, each is drift."""
+    manifest = "topologies/bridged-lan.yaml"
+    lab.applied(manifest)
+    lab.ip("sw", "link set dev sw_h1 type bridge_slave isolated on")
+    lab.ip("sw", "link set dev sw_h2 type bridge_slave learning off flood off")
+    lab.ip("sw", "link set br0 type bridge stp_state 1")
+    code, doc = lab.json("drift", manifest)
+    assert code == 2
+    found = sorted((d["object"], c["field"], c["live"]) for d in doc["differences"] for c in d["changes"])
+    assert found == [("link br0", "stp", "on"), ("link sw_h1", "isolated", "on"), ("link sw_h2", "flood", "off"),
+                     ("link sw_h2", "learning", "off")], found
+    assert lab.run("apply", manifest).returncode == 0
+    assert lab.run("drift", manifest).returncode == 0
+    assert "isolated off" in lab.ip("sw", "-d link show sw_h1").stdout

@@ -24,6 +24,7 @@ import json
 from toolkit.core.owners import FOREIGN, TABLE_PREFIX
 from toolkit.core.resource import Resource
 from toolkit.errors import KernelError
+from toolkit.kinds.link import PORT_DEFAULTS
 from toolkit.kinds.nft_canon import live_table_specs
 
 _cookies = itertools.count(1000)
@@ -140,7 +141,7 @@ class FakeKernel:
         self._need_ns(ns)
         if ("link", (ns, ifname)) in self.objects:
             raise KernelError(f"link add {ifname} in {ns}", "File exists", 17)
-        self._add(self._device(ns, ifname, "bridge", None))
+        self._add(self._device(ns, ifname, "bridge", None).with_fields(stp="off"))
 
     def link_delete(self, ns, ifname, peer):
         self._request("link_delete", ns, ifname, peer)
@@ -156,6 +157,10 @@ class FakeKernel:
         link = self._need_link(ns, ifname)
         if settings.get("master"):
             self._need_link(ns, settings["master"])
+        if "master" in settings and not link.get("master"):  # enslaved: a port, as the kernel makes one
+            settings = {**PORT_DEFAULTS, **settings} if settings["master"] else settings
+        elif settings.get("master") == "":  # released: no longer a port
+            settings = {**settings, **{option: None for option in PORT_DEFAULTS}}
         self._add(link.with_fields(**settings))
         if settings.get("state") == "down" and link.get("state") == "up":
             for ident, r in list(self.objects.items()):

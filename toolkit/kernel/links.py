@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..core.owners import ALIAS_TAG, CHAOS_IFB_PREFIX, FOREIGN, overlay
 from ..core.resource import Resource
+from ..errors import KernelError
 
 KIND = "link"
 IFF_UP = 0x1
@@ -56,6 +57,8 @@ def to_resources(ns: str, links, peers: dict, scope) -> list:
             mtu=link.mtu,
             state="up" if link.flags & IFF_UP else "down",
             arp="off" if link.flags & IFF_NOARP else "on",
+            stp=None if link.stp is None else ("on" if link.stp else "off"),
+            **{option: "on" if value else "off" for option, value in (link.port or {}).items()},
             mac=link.mac,
             master=by_index.get(link.master, f"#{link.master}") if link.master else "",
             _alias=link.alias,
@@ -105,13 +108,36 @@ def move(kernel, ns_name: str, ifname: str, to_ns: str) -> None:
     target.forget_links()
 
 
+# Bridge port options netkeel keeps as the kernel makes them (iproute2's words):
+# an isolated port, or one that does not learn or flood, cuts a LAN in pieces.
+PORT_OPTIONS = ("isolated", "learning", "flood")
+
+
+def _ip(kernel, ns_name: str, argv: list) -> None:
+    """iproute2's `ip` in the namespace, for what it says best (bridge options)."""
+    import subprocess
+
+    what = f"ip {' '.join(argv)}"
+    kernel.log(ns_name, what)
+    try:
+        result = subprocess.run(["ip", "-n", ns_name, *argv], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise KernelError(f"{what} in {ns_name}", str(exc)) from None
+    if result.returncode != 0:
+        raise KernelError(f"{what} in {ns_name}", (result.stderr or result.stdout).strip() or
+                          f"exit {result.returncode}")
+
+
 def configure(kernel, ns_name: str, ifname: str, mark=False, mtu=None, mac=None, master=None,
-              state=None, arp=None) -> None:
-    """Set the device's attributes in one request; `mark` writes the ownership alias."""
+              state=None, arp=None, stp=None, **port) -> None:
+    """Set the device's attributes in one request; `mark` writes the ownership
+    alias; `port`: bridge port options (PORT_OPTIONS), `stp` a bridge's."""
     ns = kernel.ns(ns_name)
     if arp is not None:  # a flag pyroute2's link set does not take by name
         kernel.request(ns_name, f"link set {ifname} arp {arp}", ns.dump.set_link, ns.index(ifname),
                        arp=arp == "on")
+    if set(port) - set(PORT_OPTIONS):
+        raise ValueError(f"unknown link settings {sorted(set(port) - set(PORT_OPTIONS))}")
     attrs, text = {}, []
     if mtu is not None:
         attrs["mtu"] = mtu
@@ -135,3 +161,10 @@ def configure(kernel, ns_name: str, ifname: str, mark=False, mtu=None, mac=None,
     elif attrs:
         kernel.request(ns_name, f"link set {ifname} {' '.join(text)}", ns.ipr.link, "set",
                        index=ns.index(ifname), **attrs)
+    # After the master is set: these are options of the port it makes.
+    if stp is not None:
+        _ip(kernel, ns_name, ["link", "set", "dev", ifname, "type", "bridge", "stp_state",
+                              "1" if stp == "on" else "0"])
+    if port:
+        _ip(kernel, ns_name, ["link", "set", "dev", ifname, "type", "bridge_slave",
+                              *[word for option, value in sorted(port.items()) for word in (option, value)]])

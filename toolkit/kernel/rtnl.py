@@ -37,7 +37,10 @@ NLA_TYPE_MASK = 0x3FFF
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID, IFLA_EXT_MASK = 18, 20, 37, 29
 RTEXT_FILTER_SKIP_STATS = 1 << 3
-IFLA_INFO_KIND = 1
+IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA = 1, 2, 5
+IFLA_BR_STP_STATE = 5
+# Bridge port options read back, by attribute (IFLA_BRPORT_*, one byte each).
+BRPORT_OPTIONS = {8: "learning", 9: "flood", 33: "isolated"}
 _LINK_ATTRS = frozenset((IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS,
                          IFLA_LINK_NETNSID))
 IFA_ADDRESS, IFA_LOCAL, IFA_CACHEINFO, IFA_PROTO = 1, 2, 6, 11
@@ -79,6 +82,8 @@ class Link:
     link_netnsid: int | None = None  # peer namespace id, as this namespace knows it
     kind: str | None = None
     alias: str | None = None
+    stp: int | None = None           # a bridge's STP state (IFLA_BR_STP_STATE)
+    port: dict | None = None         # a bridge port's options: BRPORT_OPTIONS name -> bool
 
 
 IFA_F_SECONDARY = 0x01
@@ -239,6 +244,10 @@ class DumpSocket:
                         for sub, subvalue in _attrs(value, 0):
                             if sub == IFLA_INFO_KIND:
                                 link.kind = _text(subvalue)
+                            elif sub == IFLA_INFO_DATA:
+                                _info_data(link, subvalue)
+                            elif sub == IFLA_INFO_SLAVE_DATA:
+                                _slave_data(link, subvalue)
                 offset += (length + 3) & ~3
             out.append(link)
         return out
@@ -386,6 +395,23 @@ def _attrs(data: bytes, offset: int):
             break
         yield kind & NLA_TYPE_MASK, data[offset + 4: offset + length]
         offset += (length + 3) & ~3
+
+
+def _info_data(link: Link, data: bytes) -> None:
+    """A bridge's own options (the kind attribute comes first, so it is known here)."""
+    if link.kind == "bridge":
+        for kind, value in _attrs(data, 0):
+            if kind == IFLA_BR_STP_STATE and len(value) >= 4:
+                link.stp = _U32.unpack_from(value)[0]
+
+
+def _slave_data(link: Link, data: bytes) -> None:
+    """A bridge port's options (a port of another kind of master has others: kept
+    only when every one of ours is there)."""
+    found = {BRPORT_OPTIONS[kind]: bool(value[0]) for kind, value in _attrs(data, 0)
+             if kind in BRPORT_OPTIONS and value}
+    if len(found) == len(BRPORT_OPTIONS):
+        link.port = found
 
 
 def _metrics(value: bytes) -> str:

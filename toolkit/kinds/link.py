@@ -2,7 +2,9 @@
 
 Spec fields: kind, peer ("ns/ifname" for a veth), mtu, state, mac, master, arp
 ("on", as the kernel makes a veth or bridge; "off" set by hand stops it
-answering and asking: drift).
+answering and asking: drift); a bridge's stp ("off"), a bridge port's isolated,
+learning and flood (off, on, on): as the kernel makes them, each of which, set
+otherwise by hand, cuts a LAN in pieces.
 A device is created bare in one phase and configured in a later one, so that
 every bridge exists before its ports are enslaved.
 """
@@ -17,6 +19,9 @@ from .base import CREATE, DELETE, MODIFY, Action, Kind, check_fields, is_integer
 # Fields that cannot change on a live device: a different value means delete
 # and create again.
 IDENTITY_FIELDS = ("kind", "peer")
+# On/off settings a device keeps as the kernel makes it (see the module's docstring).
+PORT_DEFAULTS = {"isolated": "off", "learning": "on", "flood": "on"}
+SWITCHES = ("arp", "stp", *PORT_DEFAULTS)
 # What netkeel can create, and so may delete.
 CREATABLE = ("veth", "bridge", "loopback")
 
@@ -33,7 +38,7 @@ class Link(Kind):
             spec, kind=(is_text, "a string"), peer=(is_text, 'a string "ns/ifname"'),
             mtu=(is_integer, "an integer"), state=(lambda v: v in ("up", "down"), '"up" or "down"'),
             mac=(is_text, "a string"), master=(is_text, "a string"), reason=(is_text, "a string"),
-            arp=(lambda v: v in ("on", "off"), '"on" or "off"'))
+            **{name: (lambda v: v in ("on", "off"), '"on" or "off"') for name in SWITCHES})
 
     def reaches(self, key, spec) -> set:
         """A veth is made with both its ends: its peer's namespace too."""
@@ -48,14 +53,27 @@ class Link(Kind):
                 peer = f"{netns.namespace_name(prefix, iface.peer[0])}/{iface.peer[1]}" if iface.peer else None
                 # "" means "managed, and none": a port enslaved by hand is drift.
                 master = None if iface.kind == "loopback" else (iface.master or "")
-                arp = None if iface.kind == "loopback" else "on"
+                switches = {} if iface.kind == "loopback" else {"arp": "on"}
+                if iface.kind == "bridge":
+                    switches["stp"] = "off"
+                if master:
+                    switches.update(PORT_DEFAULTS)
                 out.append(Resource.make(self.name, (ns, iface.name), kind=iface.kind, peer=peer,
-                                         mtu=iface.mtu, state=iface.state, mac=iface.mac, master=master, arp=arp))
+                                         mtu=iface.mtu, state=iface.state, mac=iface.mac, master=master,
+                                         **switches))
         return out
 
     def read_hints(self, resources) -> dict:
         return {"veth_peers": {r.key: r.get("peer").partition("/")[0] for r in resources
                                if r.kind == self.name and r.get("peer")}}
+
+    def changes(self, desired, live) -> tuple:
+        """As declared; but a device that is not the port it should be has no port
+        options to compare: it becomes one with the kernel's, which are declared."""
+        changes = super().changes(desired, live)
+        if desired.get("master") != live.get("master"):
+            changes = tuple(c for c in changes if c[0] not in PORT_DEFAULTS)
+        return changes
 
     def born_in(self, ns: str) -> Resource:
         """The loopback device a new namespace comes with, as the kernel makes it."""
@@ -169,12 +187,13 @@ class Link(Kind):
                 new = action.op == CREATE
                 fields = None if new else {f for f, _, _ in action.changes}
                 wanted = {f: v for f, v in action.desired.spec if fields is None or f in fields}
-                settings = {f: wanted[f] for f in ("mtu", "mac", "master", "state", "arp")
+                settings = {f: wanted[f] for f in ("mtu", "mac", "master", "state", *SWITCHES)
                             if wanted.get(f) is not None}
                 if not settings.get("mac"):
                     settings.pop("mac", None)  # "" is "the kernel's choice": nothing to set
                 if new:
-                    settings.pop("arp", None)  # a new veth or bridge has ARP on
+                    for switch in SWITCHES:  # a new device, or port, is as the kernel makes it
+                        settings.pop(switch, None)
                 mark = new and action.desired.get("kind") != "loopback"
                 if settings or mark:
                     backend.link_set(ns, ifname, mark=mark, **settings)
