@@ -166,3 +166,25 @@ def test_bridge_and_port_switches_set_by_hand_are_drift_that_apply_undoes(lab):
     assert lab.run("apply", manifest).returncode == 0
     assert lab.run("drift", manifest).returncode == 0
     assert "isolated off" in lab.ip("sw", "-d link show sw_h1").stdout
+
+
+def test_an_apply_that_would_remove_a_device_a_fault_acts_on_is_refused_until_the_fault_ends(lab, tmp_path):
+    """Else the fault would go on showing as active, on a device that is gone,
+    until its lease ran out."""
+    with_extra = tmp_path / "spread.yaml"
+    with_extra.write_text(SPREAD.format(ifname="e0") + "  - endpoints:\n      - {node: a, interface: x0}\n"
+                                                       "      - {node: b, interface: x1}\n")
+    lab.applied(with_extra)
+    fault = tmp_path / "shrink.yaml"
+    fault.write_text("topology: spread\ntarget: {node: a, interface: x0}\nmtu: 1280\nduration: 2m\n")
+    try:
+        assert lab.run("chaos", None, str(fault), "--ns-prefix", lab.prefix).returncode == 0
+        without = tmp_path / "without.yaml"
+        without.write_text(SPREAD.format(ifname="e0"))
+        refused = lab.run("apply", without)
+        assert refused.returncode == 1, refused.stdout
+        assert "link x0" in refused.stderr and "revert that fault first" in refused.stderr, refused.stderr
+        assert "x0" in lab.ip("a", "link show").stdout  # nothing changed
+    finally:
+        assert lab.run("chaos", None, "revert", "--all").returncode == 0
+    assert lab.run("apply", without).returncode == 0

@@ -360,18 +360,22 @@ def claims(state: StateDir, instance: str) -> list:
     for lease in active(state, instance):
         owner = owner_of(lease)
         text = f"fault {lease.fault}: {lease.text}, {lease.left():.0f} s left"
+        targets = tuple(sorted({(op.get("ns"), op.get("dev")) for op in lease.operations if op.get("ns")}
+                               | {(ns, dev) for ns, dev, _ in lease.claims}, key=str))
         tables = {(op["ns"], op["family"], op["table"]) for op in lease.operations if op["op"] == "nft"}
         if tables:
-            out.append(Claim(owner, NFT_TABLE.name, lambda r, t=frozenset(tables): r.key in t, text=text))
+            out.append(Claim(owner, NFT_TABLE.name, lambda r, t=frozenset(tables): r.key in t, text=text,
+                             targets=targets))
         ifbs = {(op["ns"], op["ifb"]) for op in lease.operations if op["op"] == "ifb"}
         if ifbs:
-            out.append(Claim(owner, LINK.name, lambda r, t=frozenset(ifbs): r.key in t, text=text))
+            out.append(Claim(owner, LINK.name, lambda r, t=frozenset(ifbs): r.key in t, text=text, targets=targets))
         qdiscs = {(op["ns"], op["dev"]) for op in lease.operations if op["op"] in ("netem", "tbf")}
         if qdiscs:
-            out.append(Claim(owner, IMPAIR.name, lambda r, t=frozenset(qdiscs): r.key in t, text=text))
+            out.append(Claim(owner, IMPAIR.name, lambda r, t=frozenset(qdiscs): r.key in t, text=text,
+                             targets=targets))
         for ns, dev, before in lease.claims:
             out.append(Claim(owner, LINK.name, lambda r, k=(ns, dev): r.key == k, mask=tuple(before.items()),
-                             text=text))
+                             text=text, targets=targets))
         if not (tables or ifbs or qdiscs or lease.claims):
-            out.append(Claim(owner, "", lambda r: False, text=text))  # reported all the same
+            out.append(Claim(owner, "", lambda r: False, text=text, targets=targets))  # reported all the same
     return out

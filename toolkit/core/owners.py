@@ -86,6 +86,7 @@ class Claim:
     matches: Callable
     mask: tuple = ()   # (field, value) pairs
     text: str = ""     # how drift and status describe it
+    targets: tuple = ()  # (ns, device or None) the overlay acts on: removing one would orphan it
 
 
 def assign(resources, claims=()) -> list:

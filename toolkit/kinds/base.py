@@ -155,6 +155,11 @@ class Kind:
             return ()
         return self.forward_phases
 
+    def place(self, resource):
+        """(namespace, device or None) of what deleting `resource` takes away with
+        all that acts on it (a namespace, a device); None for other kinds."""
+        return None
+
     def harm_outside(self, resource) -> str:
         """What removing `resource`'s namespace would also destroy outside netkeel's
         scope ("" for nothing): such a namespace is not removed."""

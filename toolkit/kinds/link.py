@@ -137,6 +137,9 @@ class Link(Kind):
             return ("configure",) if action.implicit else ("create", "configure")
         return ("configure",)
 
+    def place(self, resource):
+        return resource.key
+
     def harm_outside(self, resource) -> str:
         """A veth whose other end is outside the scope (another party's namespace,
         the root namespace): the kernel deletes that end with this one."""

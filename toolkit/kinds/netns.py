@@ -27,6 +27,9 @@ class Namespace(Kind):
             planner.actions.append(Action(CREATE, desired=want[ident]))
             planner.born(ident[1][0])
 
+    def place(self, resource):
+        return (resource.ns, None)
+
     def label(self, resource) -> str:
         return "namespace"
 

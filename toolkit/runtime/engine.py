@@ -173,9 +173,21 @@ class Reconciler:
     def check_held_fields(self, plan: Plan) -> None:
         """Raise OwnershipError if the plan would change a field an overlay holds
         (a fault that shrank an MTU): the change would undo the fault behind its
-        back, and could never verify. Revert the fault first."""
+        back, and could never verify; or remove a device or namespace a fault acts
+        on: the fault would go on being reported as active on nothing until its
+        lease ends. Revert the fault first."""
         problems = []
         for action in plan.actions:
+            place = kind(action.kind).place(action.resource) if action.op == "delete" else None
+            if place is not None:
+                ns, device = place
+                for claim in self._held:
+                    if any(at == ns and device in (None, dev) for at, dev in claim.targets):
+                        problems.append((action.ns, claim.owner,
+                                         f"{action.resource.label} in {action.ns} would be removed under "
+                                         f"{claim.text or claim.owner}; revert that fault first, then apply"))
+                        break
+                continue
             if action.op != "modify":
                 continue
             for claim in self._held:
