@@ -263,3 +263,8 @@ def test_an_alias_bomb_is_stopped(errors):
     lines.append("nodes: {n: {}}")
     [only] = errors("\n".join(lines) + "\n")
     assert "expands to more than 1,000,000 values" in only
+
+
+def test_a_field_path_cuts_a_long_key_as_messages_cut_values():
+    assert format_path(("nodes", "n" * 240, "sysctls")) == f'nodes["{"n" * 64}..."].sysctls'
+    assert format_path(("nodes", "n" * 64)) == f"nodes.{'n' * 64}"

@@ -15,7 +15,7 @@ import json
 import yaml
 
 from ..errors import Problem
-from .text import quote
+from .text import SHOWN_CHARS, quote
 
 Path = tuple  # of str (mapping keys) and int (sequence indexes)
 
@@ -23,10 +23,13 @@ Path = tuple  # of str (mapping keys) and int (sequence indexes)
 def format_path(path: Path) -> str:
     """`("links", 1, "endpoints", 0)` -> `links[1].endpoints[0]`.
 
-    Keys that are not plain identifiers (sysctl names have dots) are quoted.
+    Keys that are not plain identifiers (sysctl names have dots) are quoted; a
+    key longer than SHOWN_CHARS is cut there (the message quotes it, with its length).
     """
     out = ""
     for part in path:
+        if isinstance(part, str) and len(part) > SHOWN_CHARS:
+            part = part[:SHOWN_CHARS] + "..."
         if isinstance(part, int):
             out += f"[{part}]"
         elif part and part.replace("_", "").replace("-", "").isalnum():

@@ -70,7 +70,8 @@ class Reconciler:
         state lock instead of failing; `claims` are overlays' claims on live
         objects (core.owners.Claim), or a function that gives them."""
         if prefix and not PREFIX.fullmatch(prefix):
-            raise NetkeelError(f"invalid namespace prefix {prefix!r}: use letters, digits, '_', '.', '-', "
+            shown = repr(prefix) if len(prefix) <= 40 else f"{prefix[:40]!r}... ({len(prefix)} characters)"
+            raise NetkeelError(f"invalid namespace prefix {shown}: use letters, digits, '_', '.', '-', "
                                "starting with a letter or digit, at most 32 characters")
         if isinstance(topology, Topology):
             unresolved = [r.source for n in topology.nodes for t in n.tables for c in t.chains
