@@ -203,7 +203,9 @@ HOSTILE = [
      ["1: target: rate cannot be narrowed by peer, protocol or port here (only loss, duplicate and "
       "partitions can)"]),
     ("peer with host bits", "target: {node: a, interface: e0, peer: 10.0.0.1/24}\nloss: 5%\n",
-     ["1: target.peer: peer '10.0.0.1/24' is not a prefix (10.0.1.0/24) or address"]),
+     ["1: target.peer: peer '10.0.0.1/24' has host bits set: the prefix is 10.0.0.0/24, the address 10.0.0.1"]),
+    ("peer that is no address", "target: {node: a, interface: e0, peer: ten}\nloss: 5%\n",
+     ["1: target.peer: peer 'ten' is not an address or a prefix, such as 10.0.1.0/24 or 10.0.1.7"]),
     ("interface with a newline", 'target: {node: a, interface: "e\\n0"}\nloss: 5%\n',
      ["1: target.interface: interface name 'e\\n0' contains illegal character(s) '\\n'"]),
     ("interface with a quote", 'target: {node: a, interface: "e0\\""}\nloss: 5%\n',

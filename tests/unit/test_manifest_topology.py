@@ -679,3 +679,10 @@ def test_type_errors_use_yaml_words(errors):
         "4: nodes.a.routes: expected a list, got a mapping",
         "5: nodes.a.sysctls: expected a mapping, got a list",
     ]
+
+
+def test_a_value_the_loader_refused_is_reported_once(errors):
+    """A tag the safe loader does not construct is the problem; the schema's view
+    of the gap it leaves ("expected a string, got nothing") is not a second one."""
+    assert errors("name: !!python/object:os.system {a: 1}\nnodes: {a: {}}\n") == [
+        "1: name: YAML tag 'tag:yaml.org,2002:python/object:os.system' is not allowed here"]

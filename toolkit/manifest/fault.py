@@ -211,7 +211,7 @@ class _Checker:
             try:
                 peer = ipaddress.ip_network(peer).with_prefixlen
             except ValueError:
-                self.fail(("target", "peer"), f"peer {quote(peer)} is not a prefix (10.0.1.0/24) or address")
+                self.fail(("target", "peer"), _peer_problem(peer))
                 peer = None
         if spec.get("port") is not None and spec.get("protocol") not in ("tcp", "udp"):
             self.fail(("target", "port"), "a port needs protocol: tcp or udp")
@@ -239,3 +239,12 @@ class _Checker:
             if shaped:
                 self.fail(("target",), f"{shaped[0]} cannot be narrowed by peer, protocol or port here "
                                        "(only loss, duplicate and partitions can)")
+
+
+def _peer_problem(peer) -> str:
+    """Why `peer` is not a prefix or an address: host bits set is the usual slip."""
+    try:
+        network = ipaddress.ip_network(str(peer), strict=False)
+    except ValueError:
+        return f"peer {quote(peer)} is not an address or a prefix, such as 10.0.1.0/24 or 10.0.1.7"
+    return f"peer {quote(peer)} has host bits set: the prefix is {network}, the address {str(peer).split('/')[0]}"

@@ -62,6 +62,9 @@ class Document:
     # person typed rather than what YAML 1.1 made of it.
     written: dict = field(default_factory=dict)
     has_floats: bool = False
+    # Paths whose value the loader refused, and said why (a tag, an alias loop,
+    # too deep): what the schema would add about the gap is left unsaid.
+    refused: set = field(default_factory=set)
 
     def line_of(self, path: Path) -> int:
         """The line of the value at `path`, or of its nearest ancestor we know."""
@@ -171,13 +174,16 @@ def _build(node, path: Path, loader: _Constructor, doc: Document, within=frozens
             # Named by its first levels: the full path would be a line of brackets.
             doc.problems.append(Problem(doc.file, node.start_mark.line + 1, format_path(path[:4]),
                                         f"nesting too deep: more than {MAX_DEPTH} levels"))
+        doc.refused.add(path)
         return None
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
         if node.tag not in _COLLECTION_TAGS:
             doc.problems.append(doc.problem(path, f"YAML tag {quote(node.tag)} is not allowed here"))
+            doc.refused.add(path)
             return None
         if id(node) in within:  # an alias to one of its own ancestors
             doc.problems.append(doc.problem(path, "a YAML alias refers to a node that contains it"))
+            doc.refused.add(path)
             return None
         within = within | {id(node)}
     if isinstance(node, yaml.MappingNode):

@@ -73,7 +73,8 @@ def schema_problems(doc: Document, name: str) -> list:
     problems, invalid = [], []
     for error in validator.iter_errors(doc.data):
         path = tuple(error.absolute_path)
-        for sub_path, message in _explain(error, validator.schema, doc.written.get(path)):
+        said = any(path[:len(refused)] == refused for refused in doc.refused)  # the loader said why
+        for sub_path, message in () if said else _explain(error, validator.schema, doc.written.get(path)):
             problems.append(doc.problem(path + sub_path, message))
         if not _is_shape_only(error):
             invalid.append(_item_of(path, _ATOMIC.get(name, ())))
