@@ -111,8 +111,10 @@ def command(name: str):
                 report_error(name, NetkeelError(f"{exc.strerror or exc}{where}"), as_json)
                 code = EXIT_ERROR
             except KeyboardInterrupt:
+                # A change cut off is restored (runtime/transaction.py); one already
+                # made stays: the journal knows which.
                 err.print("interrupted" + ("" if name in READ_ONLY else
-                                           " (a change in progress was restored; see `history`)"))
+                                           " (`history` says whether the change was made or restored)"))
                 code = EXIT_ERROR
             if code:
                 sys.stdout.flush()

@@ -26,6 +26,13 @@ def main() -> None:
     except BrokenPipeError:  # `netkeel ... | head`: the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    finally:
+        # The outcome is decided and said: a Ctrl-C or SIGTERM while the process
+        # leaves would only turn its exit code into a signal's (130).
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def quiet_collector() -> None:
