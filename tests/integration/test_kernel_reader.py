@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import pytest
-from pyroute2 import IPRoute
 
 from toolkit.kernel import Kernel
 
@@ -30,10 +29,13 @@ def _both_readers(namespace: str):
     comparing links and addresses."""
     with Kernel() as kernel:
         ns = kernel.ns(namespace)
-        with IPRoute(netns=namespace) as ipr:
-            full_links = {m["index"]: m for m in ipr.link("dump")}
-            full_addrs = list(ipr.addr("dump"))
-            full_routes = [m for m in ipr.route("dump") if m.get("RTA_TABLE") == 254]
+        # pyroute2 on a socket opened inside the namespace, as netkeel opens its own:
+        # IPRoute(netns=...) moves threads between namespaces itself, and in one CI
+        # run its dumps came from another namespace, and a thread was left there.
+        ipr = ns.ipr
+        full_links = {m["index"]: m for m in ipr.link("dump")}
+        full_addrs = list(ipr.addr("dump"))
+        full_routes = [m for m in ipr.route("dump") if m.get("RTA_TABLE") == 254]
 
         fast_links = ns.links()
         assert {link.index for link in fast_links} == set(full_links)

@@ -78,3 +78,32 @@ def test_netem_delay_sets_the_round_trip_time(client2):
     median = statistics.median(rtts)
     print(f"netem delay 20ms: median RTT {median:.2f} ms over {len(rtts)} pings")
     assert 17 <= median <= 23, f"median RTT {median:.2f} ms"
+
+
+DELAYED = """name: delayed
+nodes:
+  a: {}
+  b: {}
+links:
+  - impair: {delay: 20ms, jitter: 2ms}
+    endpoints:
+      - {node: a, interface: up, addresses: [10.0.7.2/24]}
+      - {node: b, interface: down, addresses: [10.0.7.1/24]}
+"""
+
+
+def test_a_declared_netem_impairment_is_in_sync_and_duplicates_added_by_hand_are_drift(lab, tmp_path):
+    """netem's queue limit, duplicate, corrupt and reorder are compared: what
+    netkeel sets reads back the same, and `duplicate 10%` added by hand is drift."""
+    manifest = tmp_path / "delayed.yaml"
+    manifest.write_text(DELAYED)
+    lab.applied(manifest)
+    assert lab.run("drift", manifest).returncode == 0
+    subprocess.run(["tc", "-n", lab.ns("a"), "qdisc", "change", "dev", "up", "root", "handle", "4e4b:", "netem",
+                    "delay", "20ms", "2ms", "duplicate", "10%", "limit", "2600"],
+                   check=True, capture_output=True, timeout=10)
+    code, doc = lab.json("drift", manifest)
+    assert code == 2 and [(c["field"], c["live"]) for d in doc["differences"] for c in d["changes"]] == [
+        ("duplicate", 10.0)], doc
+    assert lab.run("apply", manifest).returncode == 0
+    assert lab.run("drift", manifest).returncode == 0

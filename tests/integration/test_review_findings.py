@@ -3,8 +3,10 @@ real namespaces."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from pyroute2 import NetNS
 
 SPREAD = """name: spread
 nodes:
@@ -18,6 +20,17 @@ links:
       - {{node: a, interface: {ifname}, addresses: [10.0.1.1/24]}}
       - {{node: b, interface: {ifname}, addresses: [10.0.1.2/24]}}
 """
+
+
+def mark_vip(lab, node: str, ifname: str, address: str, prefixlen: int) -> None:
+    """Add an address marked as a VIP's (IFA_PROTO 145: iproute2 6.1 cannot), from a
+    process inside the namespace (pyroute2's own netns= handling moves threads)."""
+    code = ("import sys; from pyroute2 import IPRoute\n"
+            "with IPRoute() as ipr:\n"
+            "    ipr.addr('add', index=ipr.link_lookup(ifname=sys.argv[1])[0], address=sys.argv[2],"
+            " prefixlen=int(sys.argv[3]), proto=145)\n")
+    subprocess.run(["ip", "netns", "exec", lab.ns(node), sys.executable, "-c", code, ifname, address,
+                    str(prefixlen)], check=True, capture_output=True, timeout=30)
 
 
 def _sysctl(lab, node: str, name: str) -> str:
@@ -73,8 +86,7 @@ def test_a_route_and_a_vip_address_marked_145_by_hand_are_drift_that_apply_remov
     manifest.write_text(SPREAD.format(ifname="e0"))
     lab.applied(manifest)
     lab.ip("a", "route add blackhole 10.9.0.0/24 proto 145")
-    with NetNS(lab.ns("a")) as ns:  # b's address, as a stray VIP (iproute2 6.1 cannot mark one)
-        ns.addr("add", index=ns.link_lookup(ifname="e0")[0], address="10.0.1.2", prefixlen=24, proto=145)
+    mark_vip(lab, "a", "e0", "10.0.1.2", 24)  # b's address, as a stray VIP
     code, doc = lab.json("drift", manifest)
     assert code == 2, doc
     assert sorted(d["object"] for d in doc["differences"]) == ["addr 10.0.1.2/24 on e0", "route 10.9.0.0/24"], doc

@@ -36,9 +36,20 @@ def to_resources(ns: str, qdiscs, by_index: dict) -> list:
             delay_us=q.delay_ns // 1000 if q.delay_ns else None,
             jitter_us=q.jitter_ns // 1000 if q.jitter_ns else None,
             loss=round(q.loss / LOSS_SCALE * 100, 4) if q.loss else None,
-            **(_tbf_shape(q) if q.kind == "tbf" else {}),
+            **(_tbf_shape(q) if q.kind == "tbf" else _netem_extras(q) if q.kind == "netem" else {}),
         ))
     return out
+
+
+def _netem_extras(q) -> dict:
+    """netem's queue limit (packets) and what a declared impairment never asks
+    for (duplicate, corrupt, reorder: percent, 0 for none), so that one added by
+    hand is drift."""
+    return {"limit": q.limit, **{name: _percent(getattr(q, name)) for name in ("duplicate", "corrupt", "reorder")}}
+
+
+def _percent(scaled) -> float | int:
+    return round(scaled / LOSS_SCALE * 100, 4) if scaled else 0
 
 
 PSCHED_TICK_NS = 64  # the kernel keeps tbf's burst as the time to send it, in ticks of 2**6 ns

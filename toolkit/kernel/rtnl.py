@@ -28,6 +28,7 @@ RTM_NEWRULE, RTM_GETRULE = 32, 34
 FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_FWMARK, FRA_TABLE, FRA_OIFNAME, FRA_PROTOCOL = 1, 2, 3, 6, 10, 15, 17, 21
 TCA_KIND, TCA_OPTIONS = 1, 2
 TCA_TBF_PARMS, TCA_TBF_RATE64, TCA_TBF_PRATE64 = 1, 4, 5
+TCA_NETEM_REORDER, TCA_NETEM_CORRUPT = 3, 4
 TCA_NETEM_RATE, TCA_NETEM_RATE64, TCA_NETEM_LATENCY64, TCA_NETEM_JITTER64 = 6, 8, 10, 11
 TC_H_ROOT = 0xFFFFFFFF
 RTM_NEWNSID, RTM_GETNSID = 88, 90
@@ -113,6 +114,9 @@ class Qdisc:
     delay_ns: int | None = None    # netem
     jitter_ns: int | None = None
     loss: int | None = None        # netem, out of 2**32 - 1
+    duplicate: int | None = None   # netem, out of 2**32 - 1
+    corrupt: int | None = None     # netem, out of 2**32 - 1
+    reorder: int | None = None     # netem, out of 2**32 - 1
 
 
 @dataclass(slots=True)
@@ -439,9 +443,13 @@ def _netem_options(q: Qdisc, options: bytes) -> None:
     """netem's options: a struct, then (aligned) attributes."""
     if len(options) < _NETEM_QOPT.size:
         return
-    latency, q.limit, q.loss, _, _, jitter = _NETEM_QOPT.unpack_from(options)
+    latency, q.limit, q.loss, _, q.duplicate, jitter = _NETEM_QOPT.unpack_from(options)
     for kind, value in _attrs(options, (_NETEM_QOPT.size + 3) & ~3):
-        if kind == TCA_NETEM_LATENCY64:
+        if kind == TCA_NETEM_CORRUPT and len(value) >= 4:
+            q.corrupt = _U32.unpack_from(value)[0]
+        elif kind == TCA_NETEM_REORDER and len(value) >= 4:
+            q.reorder = _U32.unpack_from(value)[0]
+        elif kind == TCA_NETEM_LATENCY64:
             q.delay_ns = _S64.unpack_from(value)[0]
         elif kind == TCA_NETEM_JITTER64:
             q.jitter_ns = _S64.unpack_from(value)[0]

@@ -5,7 +5,8 @@ endpoint), key (ns, ifname).
 Spec: qdisc (tbf when only a rate is declared, else netem, which does rate too),
 rate (bits/s), delay_us, jitter_us, loss (percent); for tbf its shape too, as
 netkeel sets it: burst and limit (bytes), peakrate (0: none), so that a burst
-shrunk by hand (which drops what a burst of traffic brings) is drift; and `_distribution`
+shrunk by hand (which drops what a burst of traffic brings) is drift; for netem
+its queue limit (packets) and duplicate, corrupt, reorder (0); and `_distribution`
 (information: the kernel does not list a delay distribution back, so it is
 set but never compared). Its qdisc carries netkeel's handle 4e4b: at the root;
 a root qdisc without it is not the topology's.
@@ -14,7 +15,7 @@ a root qdisc without it is not the topology's.
 from __future__ import annotations
 
 from ..core.resource import Resource
-from ..model.fault import tbf_burst, tbf_limit
+from ..model.fault import queue_limit, tbf_burst, tbf_limit
 from . import link, netns
 from .base import Kind, check_fields, is_integer, is_number, is_text
 
@@ -29,7 +30,8 @@ class Impairment(Kind):
         count = (lambda v: is_integer(v, 0, 2**64 - 1), "a whole number")
         return super().check_spec(spec) or check_fields(
             spec, qdisc=(is_text, "a string"), rate=count, delay_us=count, jitter_us=count, burst=count,
-            limit=count, peakrate=count,
+            limit=count, peakrate=count, **{name: (lambda v: is_number(v, 0, 100), "a percentage")
+                                            for name in ("duplicate", "corrupt", "reorder")},
             loss=(lambda v: is_number(v, 0, 100), "a percentage"), reason=(is_text, "a string"))
 
     def compile(self, topology, prefix):
@@ -39,8 +41,12 @@ class Impairment(Kind):
                 if iface.impair:
                     spec = dict(iface.impair)
                     netem = any(k in spec for k in ("delay_us", "jitter_us", "loss"))
-                    shape = {} if netem else {"burst": tbf_burst(spec["rate"]), "limit": tbf_limit(spec["rate"]),
-                                              "peakrate": 0}
+                    if netem:
+                        shape = {"limit": queue_limit((spec.get("delay_us") or 0) / 1000,
+                                                      (spec.get("jitter_us") or 0) / 1000),
+                                 "duplicate": 0, "corrupt": 0, "reorder": 0}
+                    else:
+                        shape = {"burst": tbf_burst(spec["rate"]), "limit": tbf_limit(spec["rate"]), "peakrate": 0}
                     out.append(Resource.make(self.name, (netns.namespace_name(prefix, node.name), iface.name),
                                              qdisc="netem" if netem else "tbf", rate=spec.get("rate"),
                                              delay_us=spec.get("delay_us"), jitter_us=spec.get("jitter_us"),
