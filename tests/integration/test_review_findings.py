@@ -180,7 +180,7 @@ def test_bridge_and_port_switches_set_by_hand_are_drift_that_apply_undoes(lab):
     assert "isolated off" in lab.ip("sw", "-d link show sw_h1").stdout
 
 
-def test_an_apply_that_would_remove_a_device_a_fault_acts_on_is_refused_until_the_fault_ends(lab, tmp_path):
+def test_an_apply_or_rollback_that_would_remove_a_device_a_fault_acts_on_is_refused_until_it_ends(lab, tmp_path):
     """Else the fault would go on showing as active, on a device that is gone,
     until its lease ran out."""
     with_extra = tmp_path / "spread.yaml"
@@ -197,6 +197,9 @@ def test_an_apply_that_would_remove_a_device_a_fault_acts_on_is_refused_until_th
         assert refused.returncode == 1, refused.stdout
         assert "link x0" in refused.stderr and "revert that fault first" in refused.stderr, refused.stderr
         assert "x0" in lab.ip("a", "link show").stdout  # nothing changed
+        rolled = lab.run("rollback", None)  # back to before the lab: x0 would go too
+        assert rolled.returncode == 1 and "revert that fault first" in rolled.stderr, rolled.stdout + rolled.stderr
+        assert "x0" in lab.ip("a", "link show").stdout
     finally:
         assert lab.run("chaos", None, "revert", "--all").returncode == 0
     assert lab.run("apply", without).returncode == 0

@@ -172,33 +172,8 @@ class Reconciler:
         return self.explained(plan), live
 
     def check_held_fields(self, plan: Plan) -> None:
-        """Raise OwnershipError if the plan would change a field an overlay holds
-        (a fault that shrank an MTU): the change would undo the fault behind its
-        back, and could never verify; or remove a device or namespace a fault acts
-        on: the fault would go on being reported as active on nothing until its
-        lease ends. Revert the fault first."""
-        problems = []
-        for action in plan.actions:
-            place = kind(action.kind).place(action.resource) if action.op == "delete" else None
-            if place is not None:
-                ns, device = place
-                for claim in self._held:
-                    if any(at == ns and device in (None, dev) for at, dev in claim.targets):
-                        problems.append((action.ns, claim.owner,
-                                         f"{action.resource.label} in {action.ns} would be removed under "
-                                         f"{claim.text or claim.owner}; revert that fault first, then apply"))
-                        break
-                continue
-            if action.op != "modify":
-                continue
-            for claim in self._held:
-                held = {f for f, _ in claim.mask} & {f for f, _, _ in action.changes}
-                if claim.kind == action.kind and held and claim.matches(action.live):
-                    problems.append((action.ns, claim.owner,
-                                     f"{action.resource.label} in {action.ns}: {', '.join(sorted(held))} is held by "
-                                     f"{claim.text or claim.owner}; revert that fault first, then apply"))
-        if problems:
-            raise OwnershipError(problems)
+        """Raise OwnershipError if the plan would undo or orphan a fault (check_held)."""
+        check_held(plan, self._held)
 
     def check_collisions(self, live) -> None:
         """Raise OwnershipError if something the manifest declares already exists
@@ -318,6 +293,36 @@ class Reconciler:
         return ApplyResult(plan, steps, snapshot)
 
 
+def check_held(plan: Plan, held) -> None:
+    """Raise OwnershipError if the plan would change a field an overlay holds
+    (a fault that shrank an MTU): the change would undo the fault behind its
+    back, and could never verify; or remove a device or namespace a fault acts
+    on: the fault would go on being reported as active on nothing until its
+    lease ends. Revert the fault first. `held`: the overlays' claims."""
+    problems = []
+    for action in plan.actions:
+        place = kind(action.kind).place(action.resource) if action.op == "delete" else None
+        if place is not None:
+            ns, device = place
+            for claim in held:
+                if any(at == ns and device in (None, dev) for at, dev in claim.targets):
+                    problems.append((action.ns, claim.owner,
+                                     f"{action.resource.label} in {action.ns} would be removed under "
+                                     f"{claim.text or claim.owner}; revert that fault first"))
+                    break
+            continue
+        if action.op != "modify":
+            continue
+        for claim in held:
+            fields = {f for f, _ in claim.mask} & {f for f, _, _ in action.changes}
+            if claim.kind == action.kind and fields and claim.matches(action.live):
+                problems.append((action.ns, claim.owner,
+                                 f"{action.resource.label} in {action.ns}: {', '.join(sorted(fields))} is held by "
+                                 f"{claim.text or claim.owner}; revert that fault first"))
+    if problems:
+        raise OwnershipError(problems)
+
+
 def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: bool = False,
              on_step=None, claims=None) -> ApplyResult:
     """Reconcile the kernel back to a snapshot (default: the one taken before the
@@ -335,6 +340,7 @@ def rollback(backend, state: StateDir, snapshot_id: str | None = None, wait: boo
         live = read_scope(backend, names, wanted | remembered(inventory, snapshot.instance), held)
         plan = diff(wanted, live)
         check_harm_outside(plan, live)
+        check_held(plan, held)
         if plan.empty and not unsettled(state, snapshot.instance):
             inventory.record(snapshot.instance, snapshot.owned)
             return ApplyResult(plan, 0, None)
