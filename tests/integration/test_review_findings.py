@@ -203,3 +203,19 @@ def test_an_apply_or_rollback_that_would_remove_a_device_a_fault_acts_on_is_refu
     finally:
         assert lab.run("chaos", None, "revert", "--all").returncode == 0
     assert lab.run("apply", without).returncode == 0
+
+
+def test_an_ipv6_all_setting_that_spreads_is_repaired_without_losing_the_interfaces_own(lab, tmp_path):
+    """On recent kernels IPv6's conf.all.X spreads to every interface for more
+    fields than forwarding (ignore_routes_with_linkdown here): repairing `all`
+    writes the interface's declared value again."""
+    manifest = tmp_path / "v6.yaml"
+    manifest.write_text(SPREAD.format(ifname="e0").replace(
+        "net.ipv4.conf.all.forwarding: 1\n      net.ipv4.conf.e0.forwarding: 0",
+        "net.ipv6.conf.all.ignore_routes_with_linkdown: 1\n      net.ipv6.conf.e0.ignore_routes_with_linkdown: 0"))
+    lab.applied(manifest)
+    lab.exec("a", ["sysctl", "-qw", "net.ipv6.conf.all.ignore_routes_with_linkdown=0"], check=True)
+    repaired = lab.run("apply", manifest)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert _sysctl(lab, "a", "net.ipv6.conf.e0.ignore_routes_with_linkdown") == "0"
+    assert lab.run("drift", manifest).returncode == 0

@@ -19,12 +19,15 @@ def test_writes_that_spread_and_what_they_overwrite():
     assert overwrites("net.ipv6.conf.all.forwarding", "net.ipv6.conf.e0.forwarding")
     assert overwrites("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.e0.disable_ipv6")
     assert overwrites("net.ipv4.conf.default.rp_filter", "net.ipv4.conf.e0.rp_filter")
-    # Not: another field, another family, the other scope upwards, rp_filter's `all`
-    # (the kernel combines it at use), IPv6 defaults (new devices only), itself.
+    # Any `all` field may spread, as IPv6's do more with each kernel (6.18: addr_gen_mode,
+    # ignore_routes_with_linkdown, force_forwarding): written again, which is harmless.
+    assert overwrites("net.ipv6.conf.all.ignore_routes_with_linkdown", "net.ipv6.conf.e0.ignore_routes_with_linkdown")
+    assert overwrites("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.e0.rp_filter")
+    # Not: another field, another family, the other scope upwards, IPv6 defaults (new
+    # devices only), itself.
     assert not overwrites("net.ipv4.conf.all.forwarding", "net.ipv4.conf.e0.rp_filter")
     assert not overwrites("net.ipv4.conf.all.forwarding", "net.ipv6.conf.e0.forwarding")
     assert not overwrites("net.ipv4.conf.e0.forwarding", "net.ipv4.conf.all.forwarding")
-    assert not overwrites("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.e0.rp_filter")
     assert not overwrites("net.ipv6.conf.default.forwarding", "net.ipv6.conf.e0.forwarding")
     assert not overwrites("net.ipv4.conf.default.rp_filter", "net.ipv4.conf.default.rp_filter")
     assert not overwrites("net.ipv4.conf.all.forwarding", "net.ipv4.ip_forward")  # one setting, two names

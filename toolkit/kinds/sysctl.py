@@ -5,11 +5,14 @@ Per-interface sysctls (net.ipv4.conf.<if>.*) go with their device, which comes
 back with the defaults.
 
 Some writes spread: net.ipv4.ip_forward and net.ipv{4,6}.conf.all.forwarding
-set `forwarding` on every interface (and `default`), conf.all.disable_ipv6
-every interface's disable_ipv6, and an IPv4 conf.default.X every interface's X
-not set explicitly. So sysctls are written all-wide first, then `default`, then
-the rest, per interface last; and after a spreading write, the same field's
-declared values under it (in sync until then) are written again.
+set `forwarding` on every interface (and `default`); IPv6's conf.all.X does so
+for more and more fields as kernels go (disable_ipv6, addr_gen_mode,
+ignore_routes_with_linkdown, force_forwarding on 6.18), and an IPv4
+conf.default.X sets every interface's X not set explicitly. So sysctls are
+written all-wide first, then `default`, then the rest, per interface last; and
+after any conf.all.X (or IPv4 conf.default.X) write, the declared values of X
+under it (in sync until then) are written again: needless where the kernel did
+not spread it, harmless, and right on kernels to come.
 """
 
 from __future__ import annotations
@@ -91,14 +94,12 @@ def _conf(name: str):
 
 
 def overwrites(written: str, other: str) -> bool:
-    """Whether writing sysctl `written` changes sysctl `other` (see the module's docstring)."""
+    """Whether writing sysctl `written` may change sysctl `other` (see the module's docstring)."""
     a, b = _conf(written), _conf(other)
     if a is None or b is None or written == other or a[0] != b[0] or a[2] != b[2] or b[1] == "all":
         return False
-    family, scope, field = a
-    if scope == "all":
-        return field == "forwarding" or (family, field) == ("ipv6", "disable_ipv6")
-    return scope == "default" and family == "ipv4" and b[1] != "default"
+    family, scope, _ = a
+    return scope == "all" or (scope == "default" and family == "ipv4" and b[1] != "default")
 
 
 def write_rank(name: str) -> int:
