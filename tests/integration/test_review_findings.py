@@ -3,6 +3,7 @@ real namespaces."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -168,13 +169,13 @@ def test_bridge_and_port_switches_set_by_hand_are_drift_that_apply_undoes(lab):
     manifest = "topologies/bridged-lan.yaml"
     lab.applied(manifest)
     lab.ip("sw", "link set dev sw_h1 type bridge_slave isolated on")
-    lab.ip("sw", "link set dev sw_h2 type bridge_slave learning off flood off")
+    lab.ip("sw", "link set dev sw_h2 type bridge_slave learning off flood off bcast_flood off")
     lab.ip("sw", "link set br0 type bridge stp_state 1")
     code, doc = lab.json("drift", manifest)
     assert code == 2
     found = sorted((d["object"], c["field"], c["live"]) for d in doc["differences"] for c in d["changes"])
-    assert found == [("link br0", "stp", "on"), ("link sw_h1", "isolated", "on"), ("link sw_h2", "flood", "off"),
-                     ("link sw_h2", "learning", "off")], found
+    assert found == [("link br0", "stp", "on"), ("link sw_h1", "isolated", "on"), ("link sw_h2", "bcast_flood", "off"),
+                     ("link sw_h2", "flood", "off"), ("link sw_h2", "learning", "off")], found
     assert lab.run("apply", manifest).returncode == 0
     assert lab.run("drift", manifest).returncode == 0
     assert "isolated off" in lab.ip("sw", "-d link show sw_h1").stdout
@@ -218,4 +219,53 @@ def test_an_ipv6_all_setting_that_spreads_is_repaired_without_losing_the_interfa
     repaired = lab.run("apply", manifest)
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert _sysctl(lab, "a", "net.ipv6.conf.e0.ignore_routes_with_linkdown") == "0"
+    assert lab.run("drift", manifest).returncode == 0
+
+
+TWO_BRIDGES = """name: lan
+nodes:
+  sw: {{bridges: {{br0: {{ports: [{br0}], addresses: [10.7.0.254/24]}}, {br1}}}}}
+  h1: {{}}
+  h2: {{}}
+links:
+  - endpoints: [{{node: h1, interface: eth0, addresses: [10.7.0.1/24]}}, {{node: sw, interface: p1}}]
+  - endpoints: [{{node: h2, interface: eth0, addresses: [10.7.0.2/24]}}, {{node: sw, interface: p2}}]
+"""
+
+
+def test_rollback_brings_back_switches_set_by_hand_on_a_port_moved_and_a_bridge_removed(lab, tmp_path):
+    """A snapshot holds what was there, hand-set switches too: a rollback that
+    enslaves a port again, or makes a bridge again, sets them after."""
+    before = tmp_path / "before.yaml"
+    before.write_text(TWO_BRIDGES.format(br0="p1, p2", br1="br1: {}"))
+    lab.applied(before)
+    lab.ip("sw", "link set dev p1 type bridge_slave isolated on learning off bcast_flood off")
+    lab.ip("sw", "link set br1 type bridge stp_state 1")
+    assert lab.run("rollback", None).returncode in (0, 1)  # (nothing to roll back to yet: the empty lab)
+    lab.applied(before)  # again: the snapshot before this apply holds the hand-set switches
+    lab.ip("sw", "link set dev p1 type bridge_slave isolated on learning off bcast_flood off")
+    lab.ip("sw", "link set br1 type bridge stp_state 1")
+    after = tmp_path / "after.yaml"
+    after.write_text(TWO_BRIDGES.format(br0="p2", br1=""))  # p1 released, br1 gone
+    lab.applied(after)
+    rolled = lab.run("rollback", None)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    details = lab.ip("sw", "-d link show p1").stdout
+    assert "isolated on" in details and "learning off" in details and "bcast_flood off" in details, details
+    assert "stp_state 1" in lab.ip("sw", "-d link show br1").stdout
+
+
+def test_rollback_brings_back_a_tbf_burst_set_by_hand_and_huge_rates_apply(lab, tmp_path):
+    manifest = tmp_path / "slow.yaml"
+    manifest.write_text(IMPAIRED.format(rate="12345kbit"))
+    lab.applied(manifest)
+    lab.exec("a", ["tc", "qdisc", "change", "dev", "up", "root", "handle", "4e4b:", "tbf", "rate", "12345kbit",
+                   "burst", "3000", "latency", "50ms"], check=True)
+    lab.applied(manifest)  # repairs it; its snapshot holds the hand-set burst
+    rolled = lab.run("rollback", None)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    shown = lab.exec("a", ["tc", "qdisc", "show", "dev", "up"], check=True).stdout
+    assert int(re.search(r"burst (\d+)b", shown)[1]) in range(2998, 3003), shown  # kept as a time: a tick's bytes
+    manifest.write_text(IMPAIRED.format(rate="800gbit"))  # 50 ms of it would overflow 32 bits of queue
+    lab.applied(manifest)
     assert lab.run("drift", manifest).returncode == 0

@@ -111,7 +111,7 @@ def test_bridges_ports_and_endpoint_settings():
     assert links == {
         ("a", "br0"): {"kind": "bridge", "mtu": 9000, "state": "up", "master": "", "arp": "on", "stp": "off"},
         ("a", "p0"): {"kind": "veth", "peer": "b/eth0", "mtu": 1500, "state": "up", "master": "br0", "arp": "on",
-                       "isolated": "off", "learning": "on", "flood": "on"},
+                       "isolated": "off", "learning": "on", "flood": "on", "bcast_flood": "on"},
         ("b", "eth0"): {"kind": "veth", "peer": "a/p0", "mtu": 1500, "state": "down", "master": "",
                         "mac": "aa:bb:cc:dd:ee:01", "arp": "on"},
     }

@@ -88,7 +88,7 @@ def arguments(spec: dict) -> list:
     from ..model.fault import queue_limit, tbf_args
 
     if spec.get("qdisc") == "tbf":
-        return ["tbf", *tbf_args(spec["rate"])]
+        return ["tbf", *tbf_args(spec["rate"], spec.get("burst"), spec.get("limit"), spec.get("peakrate") or 0)]
     args = ["netem"]
     if spec.get("delay_us"):
         args += ["delay", f"{spec['delay_us']}us"]

@@ -110,7 +110,7 @@ def move(kernel, ns_name: str, ifname: str, to_ns: str) -> None:
 
 # Bridge port options netkeel keeps as the kernel makes them (iproute2's words):
 # an isolated port, or one that does not learn or flood, cuts a LAN in pieces.
-PORT_OPTIONS = ("isolated", "learning", "flood")
+PORT_OPTIONS = ("isolated", "learning", "flood", "bcast_flood")
 
 
 def _ip(kernel, ns_name: str, argv: list) -> None:

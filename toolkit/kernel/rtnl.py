@@ -41,7 +41,7 @@ RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA = 1, 2, 5
 IFLA_BR_STP_STATE = 5
 # Bridge port options read back, by attribute (IFLA_BRPORT_*, one byte each).
-BRPORT_OPTIONS = {8: "learning", 9: "flood", 33: "isolated"}
+BRPORT_OPTIONS = {8: "learning", 9: "flood", 30: "bcast_flood", 33: "isolated"}
 _LINK_ATTRS = frozenset((IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS,
                          IFLA_LINK_NETNSID))
 IFA_ADDRESS, IFA_LOCAL, IFA_CACHEINFO, IFA_PROTO = 1, 2, 6, 11

@@ -3,8 +3,8 @@
 Spec fields: kind, peer ("ns/ifname" for a veth), mtu, state, mac, master, arp
 ("on", as the kernel makes a veth or bridge; "off" set by hand stops it
 answering and asking: drift); a bridge's stp ("off"), a bridge port's isolated,
-learning and flood (off, on, on): as the kernel makes them, each of which, set
-otherwise by hand, cuts a LAN in pieces.
+learning, flood and bcast_flood (off, on, on, on): as the kernel makes them,
+each of which, set otherwise by hand, cuts a LAN in pieces.
 A device is created bare in one phase and configured in a later one, so that
 every bridge exists before its ports are enslaved.
 """
@@ -20,8 +20,9 @@ from .base import CREATE, DELETE, MODIFY, Action, Kind, check_fields, is_integer
 # and create again.
 IDENTITY_FIELDS = ("kind", "peer")
 # On/off settings a device keeps as the kernel makes it (see the module's docstring).
-PORT_DEFAULTS = {"isolated": "off", "learning": "on", "flood": "on"}
-SWITCHES = ("arp", "stp", *PORT_DEFAULTS)
+PORT_DEFAULTS = {"isolated": "off", "learning": "on", "flood": "on", "bcast_flood": "on"}
+DEFAULTS = {"arp": "on", "stp": "off", **PORT_DEFAULTS}
+SWITCHES = tuple(DEFAULTS)
 # What netkeel can create, and so may delete.
 CREATABLE = ("veth", "bridge", "loopback")
 
@@ -72,7 +73,9 @@ class Link(Kind):
         options to compare: it becomes one with the kernel's, which are declared."""
         changes = super().changes(desired, live)
         if desired.get("master") != live.get("master"):
-            changes = tuple(c for c in changes if c[0] not in PORT_DEFAULTS)
+            # Enslaved anew, it gets the kernel's port options: those that differ
+            # (a snapshot's) are set after.
+            changes = tuple(c for c in changes if c[0] not in PORT_DEFAULTS or c[1] != PORT_DEFAULTS[c[0]])
         return changes
 
     def born_in(self, ns: str) -> Resource:
@@ -194,9 +197,10 @@ class Link(Kind):
                             if wanted.get(f) is not None}
                 if not settings.get("mac"):
                     settings.pop("mac", None)  # "" is "the kernel's choice": nothing to set
-                if new:
-                    for switch in SWITCHES:  # a new device, or port, is as the kernel makes it
-                        settings.pop(switch, None)
+                if new:  # a new device (or port) is as the kernel makes it: only what differs is set
+                    for switch in SWITCHES:
+                        if settings.get(switch) == DEFAULTS[switch]:
+                            settings.pop(switch)
                 mark = new and action.desired.get("kind") != "loopback"
                 if settings or mark:
                     backend.link_set(ns, ifname, mark=mark, **settings)

@@ -155,13 +155,21 @@ def tbf_burst(bits: int) -> int:
 
 
 def tbf_limit(bits: int) -> int:
-    """The queue (bytes) tc gives tbf for that burst and a 50 ms latency (tc-tbf(8))."""
-    return int(bits // 8 * TBF_LATENCY_US / 1_000_000 + tbf_burst(bits))
+    """The queue (bytes) for that burst and 50 ms of the rate (as tc-tbf(8)'s
+    latency gives it), within the kernel's 32 bits (above ~570 Gbit/s)."""
+    return min(int(bits // 8 * TBF_LATENCY_US / 1_000_000 + tbf_burst(bits)), 2**32 - 1)
 
 
-def tbf_args(bits: int) -> list:
-    """tc-tbf(8) arguments for a rate: tbf_burst's burst and a 50 ms queue."""
-    return ["rate", f"{bits}bit", "burst", str(tbf_burst(bits)), "latency", f"{TBF_LATENCY_US // 1000}ms"]
+def tbf_args(bits: int, burst: int | None = None, limit: int | None = None, peakrate: int = 0) -> list:
+    """tc-tbf(8) arguments for a rate: tbf_burst's burst and a 50 ms queue; or
+    the burst, queue limit (bytes) and peak rate given (a declared impairment's,
+    a snapshot's, within the kernel's 32 bits where 50 ms of the rate is not)."""
+    args = ["rate", f"{bits}bit", "burst", str(burst or tbf_burst(bits))]
+    if limit is None and burst is None and tbf_limit(bits) < 2**32 - 1:
+        args += ["latency", f"{TBF_LATENCY_US // 1000}ms"]
+    else:
+        args += ["limit", str(limit or tbf_limit(bits))]
+    return args + (["peakrate", f"{peakrate}bit", "mtu", "1600"] if peakrate else [])
 
 
 def format_rate(bits: int) -> str:
