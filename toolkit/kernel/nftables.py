@@ -83,6 +83,24 @@ def read(kernel, ns_name: str, devices=None) -> list:
     return out
 
 
+def _flagged_parts(kernel, ns, ns_name: str, family: str, table: str) -> list:
+    """The listing items of a flagged table's chains (with their rules), sets
+    and maps, each listed alone; [] if it has stateful objects or flowtables."""
+    from . import nftgen
+
+    parts = kernel.request(ns_name, f"nft parts of {family} {table}", nftgen.table_parts, ns.nfgen_socket(),
+                           family, table)
+    if parts["others"]:
+        return []
+    items = []
+    for kind, names in (("set", parts["sets"]), ("map", parts["maps"]), ("chain", parts["chains"])):
+        for name in names:
+            command = json.dumps({"nftables": [{"list": {kind: {"family": family, "table": table, "name": name}}}]})
+            items += [i for i in _listing(kernel, ns, ns_name, command, f"nft list {kind} {family} {table} {name}")
+                      if "table" not in i]
+    return items
+
+
 def device_list(devices) -> list | None:
     """(name, index) pairs as the memo keeps them: sorted, as lists."""
     return None if devices is None else sorted([str(name), int(index)] for name, index in devices)
@@ -93,15 +111,19 @@ def _listed(kernel, ns, ns_name: str) -> list:
 
     # libnftables 1.0.6 prints a flagged (dormant) table's flags in JSON from
     # stray memory, and may abort the process doing it. So where a table has
-    # flags (the kernel says which), the others are listed one by one and a
-    # flagged one is known by its name and flags alone: it is drift, or
-    # foreign, whatever it holds, and an apply replaces ours whole.
+    # flags (the kernel says which), the others are listed one by one; a
+    # flagged one of ours is listed by its parts (each chain, set and map: no
+    # listing of those prints the table), so that a snapshot of it holds what it
+    # holds; one with stateful objects (whose listings misbehave alike), or
+    # another's, is known by its name and flags alone.
     tables = kernel.request(ns_name, "nft tables", nftgen.tables, ns.nfgen_socket())
     if any(flags for _, _, flags in tables):
         items = []
         for family, name, flags in tables:
             if flags:
                 items.append({"table": {"family": family, "name": name, "flags": flags}})
+                if name.startswith(TABLE_PREFIX) and not name.startswith(CHAOS_TABLE_PREFIX):
+                    items += _flagged_parts(kernel, ns, ns_name, family, name)
             else:
                 command = json.dumps({"nftables": [{"list": {"table": {"family": family, "name": name}}}]})
                 items += _listing(kernel, ns, ns_name, command, f"nft list table {family} {name}")
@@ -260,6 +282,8 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
     if held is None:
         return
     placed = [r for r in tables.values() if r is not None]
+    if any(r.get("table flags") for r in placed):
+        return  # a flagged table: what libnftables sends for it is checked by listing it
     if verified:  # what stayed was known, what was added the kernel echoed: this content is proven too
         memo.prove(placed)
     elif not all(memo.proven(r) for r in placed):

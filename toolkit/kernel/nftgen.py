@@ -154,3 +154,38 @@ def _text_attr(data: bytes, offset: int, end: int, wanted: int) -> str | None:
             return data[offset + _NLA.size: offset + length].rstrip(b"\0").decode("utf-8", "replace")
         offset += (length + 3) & ~3
     return None
+
+
+# What a table holds, by name (for a flagged table, whose JSON listing libnftables
+# 1.0.6 gets wrong: its parts are listed one by one instead, see nftables.py).
+NFT_MSG_NEWCHAIN, NFT_MSG_GETCHAIN = 3, 4
+NFT_MSG_NEWSET, NFT_MSG_GETSET = 9, 10
+NFT_MSG_NEWOBJ, NFT_MSG_GETOBJ = 18, 19
+NFT_MSG_NEWFLOWTABLE, NFT_MSG_GETFLOWTABLE = 22, 23
+NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME = 1, 3
+NFTA_SET_TABLE, NFTA_SET_NAME, NFTA_SET_FLAGS = 1, 2, 3
+NFTA_OBJ_TABLE, NFTA_FLOWTABLE_TABLE = 1, 1
+NFT_SET_ANONYMOUS, NFT_SET_MAP, NFT_SET_OBJECT = 0x1, 0x8, 0x40
+
+
+def table_parts(sock: socket.socket, family: str, table: str, seq: int = 6) -> dict:
+    """{"chains": [name], "sets": [name], "maps": [name], "others": n} of one
+    table: its chains, its named sets and maps (anonymous ones belong to rules),
+    and how many stateful objects and flowtables it has. Raises OSError."""
+    body = _NFGEN.pack(FAMILIES[family], 0, 0)
+    out = {"chains": [], "sets": [], "maps": [], "others": 0}
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETCHAIN, NLM_F_DUMP, body, seq):
+        if kind == NFT_MSG_NEWCHAIN and _text_attr(data, offset, end, NFTA_CHAIN_TABLE) == table:
+            out["chains"].append(_text_attr(data, offset, end, NFTA_CHAIN_NAME))
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETSET, NLM_F_DUMP, body, seq + 1):
+        if kind == NFT_MSG_NEWSET and _text_attr(data, offset, end, NFTA_SET_TABLE) == table:
+            flags = _u32_attr(data, offset, end, NFTA_SET_FLAGS) or 0
+            if not flags & NFT_SET_ANONYMOUS:
+                which = "maps" if flags & (NFT_SET_MAP | NFT_SET_OBJECT) else "sets"
+                out[which].append(_text_attr(data, offset, end, NFTA_SET_NAME))
+    for msg, answer, attr, step in ((NFT_MSG_GETOBJ, NFT_MSG_NEWOBJ, NFTA_OBJ_TABLE, 2),
+                                    (NFT_MSG_GETFLOWTABLE, NFT_MSG_NEWFLOWTABLE, NFTA_FLOWTABLE_TABLE, 3)):
+        for kind, data, offset, end in _ask(sock, msg, NLM_F_DUMP, body, seq + step):
+            if kind == answer and _text_attr(data, offset, end, attr) == table:
+                out["others"] += 1
+    return out

@@ -116,14 +116,19 @@ class NftTable(Kind):
         shown_desired = dict(action.desired.get("_display", ()))
         shown_live = dict(action.live.get("_display", ()))
         flags = _json_list(action.live.get("table flags"))
-        if flags and not action.desired.get("table flags"):
-            # A flagged (dormant) table is read by its name and flags alone (see
-            # kernel/nftables.py): what its chains hold is not known, not absent.
-            return [("table", "active", f"{', '.join(map(str, flags))} (its chains and sets not read; "
-                                        "apply replaces it whole)")]
+        said = bool(flags) and not action.desired.get("table flags")
         out = []
+        if said:
+            if not any(f.startswith(("chain ", "set ", "map ")) for f in action.live.fields()):
+                # Read by its name and flags alone (one with stateful objects, see
+                # kernel/nftables.py): what its chains hold is not known, not absent.
+                return [("table", "active", f"{', '.join(map(str, flags))} (its chains and sets not read; "
+                                            "apply replaces it whole)")]
+            out.append(("table", "active", ", ".join(map(str, flags))))
         for field, desired, live in action.changes:
             kind, _, name = field.partition(" ")
+            if field == "table flags" and said:
+                continue  # said above
             if desired is None or live is None:
                 out.append((f"{kind} {name}", ABSENT if desired is None else "present",
                             ABSENT if live is None else "present"))

@@ -41,10 +41,14 @@ def table_script(op: str, family: str, name: str, spec) -> str | None:
             raise Unrenderable(family)
         if op == "delete":
             return f"delete table {where}\n"
-        lines = [f"add table {where}"]
-        if op == "modify":  # add (a no-op if it exists), delete, add: replaced whole, in one transaction
-            lines += [f"delete table {where}", f"add table {where}"]
-        body = dict(spec).get("_nft")
+        fields = dict(spec)
+        # A snapshot's flagged (dormant) table: libnftables 1.0.6's JSON input drops
+        # table flags without a word, so they are only ever sent as text.
+        flags = json.loads(fields.get("table flags") or "[]")
+        made = f"add table {where}" + (f" {{ flags {', '.join(_word(f) for f in flags)}; }}" if flags else "")
+        # modify: add (a no-op if it exists), delete, add: replaced whole, in one transaction
+        lines = [f"add table {where}", f"delete table {where}", made] if op == "modify" else [made]
+        body = fields.get("_nft")
         return "\n".join(lines) + "\n" + (body if body is not None else table_body(family, name, spec))
     except (Unrenderable, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -67,7 +71,7 @@ def table_body(family: str, name: str, spec) -> str:
     sets, chains, rules = [], [], []
     for field, value in spec:
         kind, _, item = field.partition(" ")
-        if field.startswith("_"):
+        if field.startswith("_") or field == "table flags":  # flags: table_script's
             continue
         if kind == "set":
             sets.append(f"add set {where} {_name(item)} {_set_body(json.loads(value))}")
