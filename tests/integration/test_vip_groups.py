@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -207,3 +208,21 @@ def test_destroy_stops_speakers_it_cannot_read_and_leaves_no_files(lab):
     left = subprocess.run(["pgrep", "-f", f"toolkit.vrrp.speaker.*{lab.prefix}"], capture_output=True)
     assert left.returncode == 1, left.stdout
     assert not list(Path("/run/netkeel/vrrp").glob(f"{lab.prefix}*"))
+
+
+def test_a_vip_marked_address_on_a_node_no_speaker_runs_on_is_drift_that_apply_removes(pair):
+    """Marked as the group's VIP, on the client (not a member, no speaker there):
+    nothing would ever take it away, so it is the topology's drift."""
+    code = ("import sys; from pyroute2 import IPRoute\n"
+            "with IPRoute() as ipr:\n"
+            "    ipr.addr('add', index=ipr.link_lookup(ifname='lo')[0], address=sys.argv[1], prefixlen=32, proto=145)\n")
+    subprocess.run(["ip", "netns", "exec", pair.ns("client"), sys.executable, "-c", code, VIP], check=True,
+                   capture_output=True, timeout=30)
+    drift, doc = pair.json("drift", LAB)
+    assert drift == 2 and [d["object"] for d in doc["differences"]] == [f"addr {VIP}/32 on lo"], doc
+    assert not doc["unmanaged"] and not doc.get("overlays"), doc  # r1's VIP is no split brain for it
+    assert pair.run("apply", LAB).returncode == 0
+    assert f" {VIP}/" not in pair.ip("client", "-4 addr show dev lo").stdout
+    assert holders(pair) == ["r1"]
+    assert pair.run("drift", LAB).returncode == 0
+

@@ -94,20 +94,26 @@ class Speaker(Kind):
         speakers = {(r.ns, r.key[1]): r for r in live if r.kind == self.name}
         # Addresses of every speaker configured (running or not), declared or not.
         listed = {(r.ns, a.split("/")[0]) for r in speakers.values() for a in r.get("addresses") or ()}
-        holders = {}  # address -> namespaces holding it
-        for r in held:
-            holders.setdefault(r.key[2].split("/")[0], set()).add(r.ns)
         settled = {}
         for r in held:
             ip = r.key[2].split("/")[0]
             group = groups.get(ip)
-            if group is None and (r.ns, ip) not in listed:
-                # No group declares it and no speaker here was configured with it: a VIP
-                # nothing will ever take away (made by hand, or left by a speaker that
-                # died with its files): the topology's drift, which apply removes.
+            if (r.ns, ip) not in listed and (group is None or r.ns not in members.get(group, {})):
+                # No speaker here was configured with it, and none will be (no declared
+                # group has this node as a member with it): a VIP nothing will ever
+                # take away (made by hand, or left by a speaker that died with its
+                # files): the topology's drift, which apply removes (and not a
+                # second holder of a rightly held VIP).
                 settled[r.ident] = (TOPOLOGY, "")
-                continue
-            settled[r.ident] = _owner_of_vip(r, ip, group, members.get(group, {}), speakers, holders[ip])
+        holders = {}  # address -> namespaces holding it (strays aside)
+        for r in held:
+            if r.ident not in settled:
+                holders.setdefault(r.key[2].split("/")[0], set()).add(r.ns)
+        for r in held:
+            if r.ident not in settled:
+                ip = r.key[2].split("/")[0]
+                group = groups.get(ip)
+                settled[r.ident] = _owner_of_vip(r, ip, group, members.get(group, {}), speakers, holders[ip])
         out = []
         for r in live:
             found = settled.get(r.ident) if r.owner == unclaimed and r.kind == ADDR.name else None
