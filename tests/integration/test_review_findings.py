@@ -269,3 +269,14 @@ def test_rollback_brings_back_a_tbf_burst_set_by_hand_and_huge_rates_apply(lab, 
     manifest.write_text(IMPAIRED.format(rate="800gbit"))  # 50 ms of it would overflow 32 bits of queue
     lab.applied(manifest)
     assert lab.run("drift", manifest).returncode == 0
+
+
+def test_ipv6_off_everywhere_but_on_one_interface_with_an_ipv6_address_applies(lab, tmp_path):
+    manifest = tmp_path / "v6only.yaml"
+    manifest.write_text("name: v6\nnodes:\n  a:\n    sysctls: {net.ipv6.conf.all.disable_ipv6: 1, "
+                        "net.ipv6.conf.e0.disable_ipv6: 0}\n  b: {}\nlinks:\n  - endpoints:\n"
+                        "      - {node: a, interface: e0, addresses: ['fd00:7::1/64']}\n"
+                        "      - {node: b, interface: e0, addresses: ['fd00:7::2/64']}\n")
+    lab.applied(manifest)
+    assert "fd00:7::1" in lab.ip("a", "-6 addr show dev e0").stdout
+    assert lab.run("drift", manifest).returncode == 0

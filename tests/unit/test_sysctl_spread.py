@@ -70,3 +70,22 @@ def test_ip_forward_and_all_forwarding_declared_apart_are_refused(errors, load):
                         "net.ipv4.ip_forward = 1: they are one setting (the kernel keeps whichever is written "
                         "last); declare one of them"], problems
     load("name: t\nnodes:\n  a:\n    sysctls: {net.ipv4.ip_forward: 1, net.ipv4.conf.all.forwarding: 1}\n")
+
+
+def test_ipv6_off_everywhere_but_on_an_interface_with_ipv6_addresses_is_valid(load, errors):
+    """`all` is written first, the interface's own value after: e0 keeps IPv6."""
+    lab = """\
+        name: t
+        nodes:
+          a:
+            sysctls: {{net.ipv6.conf.all.disable_ipv6: 1{own}}}
+          b: {{}}
+        links:
+          - endpoints:
+              - {{node: a, interface: e0, addresses: ["fd00::1/64"]}}
+              - {{node: b, interface: e0}}
+        """
+    load(lab.format(own=", net.ipv6.conf.e0.disable_ipv6: 0"))
+    assert errors(lab.format(own="")) == [
+        '4: nodes.a.sysctls["net.ipv6.conf.all.disable_ipv6"]: net.ipv6.conf.all.disable_ipv6 = 1, yet e0 has '
+        "IPv6 addresses: the kernel refuses them"]

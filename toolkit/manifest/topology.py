@@ -393,9 +393,10 @@ class _Builder:
         for draft in self.ifaces.get(node, {}).values():
             if not any(":" in a for a in draft.addresses):
                 continue
-            for scope in ("all", draft.name.replace(".", "/")):
-                name = f"net.ipv6.conf.{scope}.disable_ipv6"
-                if sysctls.get(name) == "1":
+            own = f"net.ipv6.conf.{draft.name.replace('.', '/')}.disable_ipv6"
+            for name in ("net.ipv6.conf.all.disable_ipv6", own):
+                # `all` is written first and the interface's own value after it (kinds/sysctl.py).
+                if sysctls.get(name) == "1" and not (name != own and sysctls.get(own) == "0"):
                     self.fail(("nodes", node, "sysctls", name),
                               f"{name} = 1, yet {draft.name} has IPv6 addresses: the kernel refuses them")
 
