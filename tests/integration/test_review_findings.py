@@ -280,3 +280,11 @@ def test_ipv6_off_everywhere_but_on_one_interface_with_an_ipv6_address_applies(l
     lab.applied(manifest)
     assert "fd00:7::1" in lab.ip("a", "-6 addr show dev e0").stdout
     assert lab.run("drift", manifest).returncode == 0
+
+
+def test_rollback_with_a_state_directory_that_does_not_exist_says_so_and_makes_none(lab, tmp_path):
+    missing = tmp_path / "20261130T212148.533Z-8f7d"  # a snapshot id given as -s, the old short flag
+    result = subprocess.run([*lab.argv("rollback", None), "-s", str(missing)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1 and "did you mean --snapshot" in result.stderr, result.stderr
+    assert not missing.exists()

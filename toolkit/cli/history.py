@@ -63,6 +63,11 @@ def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=F
                            "before the last apply")
     require_root()
     state = StateDir(state_dir)
+    if not state.root.exists():  # nothing was ever applied with it; do not make one to say so
+        from ..state.snapshots import ID
+
+        hint = " (a snapshot id: did you mean --snapshot? -s is --state-dir)" if ID.fullmatch(state.root.name) else ""
+        raise NetkeelError(f"state directory {state.root} does not exist{hint}")
     warn_interrupted(state)
     with kernel_session(verbose, state) as kernel:
         from ..chaos import engine as chaos
