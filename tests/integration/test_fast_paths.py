@@ -249,13 +249,30 @@ def test_a_quota_keeps_its_limit_through_a_rollback(guarded):
 
 # -- in-sync verdicts: the quick answer of a drift or no-op apply (cli/quick.py) ------
 
-def plain(lab, command="drift"):
+def plain(lab, command="drift", imports=None):
     """(exit code, stdout, stderr, answered quickly) of a plain `drift`/`apply`:
-    the quick answer is the one that never imports invoke."""
+    the quick answer is the one that never imports invoke. `imports`, a set,
+    gets the names of every module the process imported."""
     result = lab.run(command, lab.manifest, env={"PYTHONPROFILEIMPORTTIME": "1"})
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line}
+    if imports is not None:
+        imports |= imported
     noise = "\n".join(line for line in result.stderr.splitlines() if "import time:" not in line)
     return result.returncode, result.stdout, noise, "invoke" not in imported
+
+
+# What a quick answer must not import: the CLI framework, the manifest's loader
+# and models (their dataclasses alone were a fifth of a quick drift's time),
+# YAML, the schema checkers, libnftables, pyroute2, asyncio, rich.
+HEAVY = ("invoke", "yaml", "jsonschema", "fastjsonschema", "nftables", "pyroute2", "asyncio", "rich",
+         "toolkit.manifest.loader", "toolkit.manifest.topology", "toolkit.manifest.policy",
+         "toolkit.model.topology", "toolkit.model.firewall", "toolkit.model.fault", "toolkit.model.experiment")
+
+
+def test_a_quick_answer_imports_nothing_heavy(guarded):
+    imported = set()
+    assert plain(guarded, imports=imported)[0::3] == (0, True)
+    assert sorted(m for m in imported if m.split(".")[0] in HEAVY or m in HEAVY) == []
 
 
 def test_a_drift_found_clean_lets_the_next_answer_quickly_and_say_the_same(guarded):

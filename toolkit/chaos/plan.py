@@ -31,8 +31,8 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..errors import FaultError
-from ..model.fault import BACKENDS, DEVICE_KINDS, VIP_KINDS, Fault, Target, queue_limit
-from ..model.fault import tbf_args as rate_args
+from ..model.fault import BACKENDS, DEVICE_KINDS, VIP_KINDS, Fault, Target
+from ..model.shaping import queue_limit, tbf_args as rate_args
 
 CHAOS_TABLE_PREFIX = "netkeel_chaos_"
 DUP_MARK = 0x4E4B0D00  # marks duplicates so that they are not duplicated again
@@ -353,13 +353,13 @@ def netem_args(fault: Fault, kinds) -> list:
 
 
 def netem_limit(fault: Fault, kinds) -> int:
-    """A queue long enough for what the fault's delay holds (model.fault.queue_limit)."""
+    """A queue long enough for what the fault's delay holds (model.shaping.queue_limit)."""
     delay = fault.impairment("delay") if "delay" in kinds else None
     return queue_limit(delay.get("time_ms"), delay.get("jitter_ms", 0)) if delay else queue_limit(0)
 
 
 def tbf_args(fault: Fault) -> list:
-    """tc-tbf(8) arguments for the fault's rate (model.fault.tbf_args)."""
+    """tc-tbf(8) arguments for the fault's rate (model.shaping.tbf_args)."""
     return rate_args(fault.impairment("rate").get("bits"))
 
 

@@ -33,7 +33,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from ..model.topology import DEFAULT_MTU
+from ..model.defaults import DEFAULT_MTU
 
 # Sysctls worth showing on a node: how it forwards, filters by source, answers
 # ARP, discovers path MTU, tracks connections. Matched on the last component.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..core.owners import CHAOS_QDISC_HANDLE, TOPOLOGY, overlay
 from ..core.resource import Resource
 from ..errors import KernelError
+from ..model.shaping import queue_limit, tbf_args
 
 KIND = "impair"
 HANDLE = "4e4b:"
@@ -85,8 +86,6 @@ def clear(kernel, ns: str, dev: str) -> None:
 
 def arguments(spec: dict) -> list:
     """tc arguments for a spec: tbf for a rate alone, else netem (which does rate too)."""
-    from ..model.fault import queue_limit, tbf_args
-
     if spec.get("qdisc") == "tbf":
         return ["tbf", *tbf_args(spec["rate"], spec.get("burst"), spec.get("limit"), spec.get("peakrate") or 0)]
     args = ["netem"]

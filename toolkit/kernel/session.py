@@ -16,7 +16,7 @@ import resource
 import socket
 import struct
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 from ..errors import KernelError

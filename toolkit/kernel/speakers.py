@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -120,6 +118,8 @@ def start(kernel, ns: str, group: str, spec: dict) -> None:
     kernel.log(ns, f"start VRRP speaker {group} (vrid {spec.get('vrid')}, priority {spec.get('priority')})")
     # Its log (transitions, dropped packets) goes to a file beside its status: a pipe
     # closed once it runs would lose every line after.
+    import subprocess  # here: reading speakers (every drift) starts none
+
     with open(log_path(ns, group), "w") as log:
         proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "toolkit.vrrp.speaker",
                                  "--config", config_path(ns, group)],
@@ -305,4 +305,6 @@ def _unlink(path: str) -> None:
     except FileNotFoundError:
         pass
     except IsADirectoryError:
+        import shutil  # a rare case: kept off every drift's imports
+
         shutil.rmtree(path, ignore_errors=True)

@@ -15,7 +15,7 @@ a root qdisc without it is not the topology's.
 from __future__ import annotations
 
 from ..core.resource import Resource
-from ..model.fault import queue_limit, tbf_burst, tbf_limit
+from ..model.shaping import queue_limit, tbf_burst, tbf_limit
 from . import link, netns
 from .base import Kind, check_fields, is_integer, is_number, is_text
 

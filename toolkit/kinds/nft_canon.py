@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from ..model.firewall import LIMIT_BURST, LOG_LEVEL, REJECT_CODE, REJECT_TYPE, Table
+from ..model.defaults import LIMIT_BURST, LOG_LEVEL, REJECT_CODE, REJECT_TYPE
 from .nft_text import contents
 
 REJECT_DEFAULT = {family: {"type": kind, "expr": REJECT_CODE} for family, kind in REJECT_TYPE.items()}
@@ -91,8 +91,10 @@ def _element(value) -> str:
     return json.dumps(canonical_expr(value, ""), sort_keys=True)
 
 
-def desired_table_spec(table: Table) -> dict:
-    """The spec fields of a declared table (native rules must be resolved: rule.expr set)."""
+def desired_table_spec(table) -> dict:
+    """The spec fields of a declared table, a model.firewall.Table (native rules
+    must be resolved: rule.expr set). The model is not imported here: reading
+    the kernel needs none of it."""
     fields, display = {}, {}
     for chain in table.chains:
         fields[f"chain {chain.name}"] = chain_header(chain.type, chain.hook, chain.priority, chain.policy)

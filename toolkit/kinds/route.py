@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..core.resource import Resource
-from ..model.topology import DEFAULT_METRIC
+from ..model.defaults import DEFAULT_METRIC
 from . import link, netns
 from .base import Kind, check_fields, is_integer, is_text, shown
 

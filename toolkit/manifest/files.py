@@ -13,7 +13,6 @@ import errno
 import functools
 import os
 import stat
-import subprocess
 
 from ..errors import GitError, Problem
 from .text import quote
@@ -86,6 +85,8 @@ def toplevel(path: str) -> str | None:
     directory = os.path.dirname(os.path.abspath(path)) or "."
     while not os.path.isdir(directory):  # a file not written yet: its nearest existing directory
         directory = os.path.dirname(directory)
+    import subprocess  # here, not at the top: the modules that read the kernel import this one
+
     try:
         result = subprocess.run(["git", "-C", directory, "rev-parse", "--show-toplevel"], capture_output=True,
                                 timeout=30)

@@ -16,7 +16,7 @@ import json
 import re
 import socket
 
-from ..model.firewall import LIMIT_BURST, LOG_LEVEL, REJECT_CODE
+from ..model.defaults import LIMIT_BURST, LOG_LEVEL, REJECT_CODE
 from .text import listing, quote
 
 PORT_PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "udplite")

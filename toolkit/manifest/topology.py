@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass, field, replace
 
 from ..errors import ManifestError, Problem
-from ..model.topology import DEFAULT_METRIC, DEFAULT_MTU, Interface, Neighbour, Node, Route, Topology
+from ..model.defaults import DEFAULT_METRIC, DEFAULT_MTU
+from ..model.topology import Interface, Neighbour, Node, Route, Topology
 from . import checks
 from .files import outside_problem, read_file, read_text  # read_file: how manifests are read
 from .loader import Document, format_path, load_document, mapping, sequence

@@ -1,5 +1,2 @@
-"""Typed, frozen descriptions of what a manifest declares."""
-
-from .topology import Interface, Node, Route, Topology
-
-__all__ = ["Interface", "Node", "Route", "Topology"]
+"""Typed, frozen descriptions of what a manifest declares (topology, firewall,
+faults, VIPs, experiments), and the defaults they leave out (defaults.py)."""

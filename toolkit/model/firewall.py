@@ -14,14 +14,6 @@ from dataclasses import dataclass
 # is `netkeel_filter` in `nft list ruleset`. Anything else is not netkeel's.
 TABLE_PREFIX = "netkeel_"
 
-# What nftables assumes when a rule leaves it out, and so never lists back:
-# the policy compiler leaves these out too, and the canonical form fills them
-# in on both sides, so that a rule compares equal however it was written.
-LIMIT_BURST = 5                 # packets, for a packet-rate limit
-LOG_LEVEL = "warn"
-REJECT_CODE = "port-unreachable"
-REJECT_TYPE = {"inet": "icmpx", "ip": "icmp", "ip6": "icmpv6", "bridge": "icmpx"}
-
 
 @dataclass(frozen=True)
 class Rule:

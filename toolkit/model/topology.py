@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DEFAULT_MTU = 1500
-# What the kernel uses when a route names no metric.
-DEFAULT_METRIC = {4: 0, 6: 1024}
+from .defaults import DEFAULT_MTU
+
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import secrets
 import stat
 import time
 from contextlib import contextmanager
@@ -113,7 +112,7 @@ class StateDir:
         content = (text + "\n").encode()  # fails before any I/O
         directory, _, name = relative.rpartition("/")
         with self.directory(directory, create=True) as dir_fd:
-            temp = f".{name}.{secrets.token_hex(6)}.tmp"
+            temp = f".{name}.{os.urandom(6).hex()}.tmp"
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=dir_fd)
             try:
                 try:

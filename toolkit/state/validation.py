@@ -7,13 +7,13 @@ import functools
 import json
 from pathlib import Path
 
-import fastjsonschema
-
 SCHEMAS = Path(__file__).parent / "schemas"
 
 
 @functools.lru_cache(maxsize=None)
 def _validator(name: str):
+    import fastjsonschema  # here: a command that checks no state file (a quick drift) never loads it
+
     # Compiled once per process: fastjsonschema turns a schema into plain Python,
     # cheap enough to check each of 100,000 journal lines.
     return fastjsonschema.compile(json.loads((SCHEMAS / f"{name}.schema.json").read_text()))
@@ -21,8 +21,11 @@ def _validator(name: str):
 
 def problem(name: str, document) -> str | None:
     """What is wrong with `document` according to schema `name` ("data.tx must be string"), or None."""
+    validate = _validator(name)
+    from fastjsonschema import JsonSchemaException
+
     try:
-        _validator(name)(document)
-    except fastjsonschema.JsonSchemaException as exc:
+        validate(document)
+    except JsonSchemaException as exc:
         return exc.message
     return None

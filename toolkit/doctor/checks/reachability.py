@@ -54,7 +54,7 @@ from ...errors import NetkeelError
 from ...kinds.nft_canon import canonical_rule, desired_table_spec
 from ...kinds.nft_table import KIND as NFT_TABLE
 from ...model.firewall import Chain, NamedSet, Rule, Table
-from ...model.topology import DEFAULT_METRIC
+from ...model.defaults import DEFAULT_METRIC
 from .. import nftables
 from ..finding import Finding
 
