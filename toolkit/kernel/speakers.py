@@ -116,10 +116,10 @@ def start(kernel, ns: str, group: str, spec: dict) -> None:
     config["unicast_peers"] = config.get("unicast_peers") or []
     _write(config_path(ns, group), config)
     kernel.log(ns, f"start VRRP speaker {group} (vrid {spec.get('vrid')}, priority {spec.get('priority')})")
-    # Its log (transitions, dropped packets) goes to a file beside its status: a pipe
-    # closed once it runs would lose every line after.
     import subprocess  # here: reading speakers (every drift) starts none
 
+    # Its log (transitions, dropped packets) goes to a file beside its status: a pipe
+    # closed once it runs would lose every line after.
     with open(log_path(ns, group), "w") as log:
         proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "toolkit.vrrp.speaker",
                                  "--config", config_path(ns, group)],
