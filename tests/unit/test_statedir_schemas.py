@@ -88,3 +88,28 @@ def test_the_schemas_ship_as_package_data():
     from pathlib import Path
     text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert '"toolkit.state" = ["schemas/*.json"]' in text
+
+
+NESTED = "[" * 3000 + "]" * 3000  # a few kilobytes that raise RecursionError in json.loads
+
+
+def test_state_files_nested_too_deeply_are_damage_not_a_traceback(state):
+    state.path("journal.jsonl").write_text(json.dumps(GOOD_START) + "\n" + NESTED + "\n")
+    records, problems = Journal(state).records()
+    assert len(records) == 1 and len(problems) == 1 and ":2: damaged" in problems[0]
+    state.path("inventory.json").write_text(NESTED)
+    with pytest.raises(InventoryError, match="nested too deeply"):
+        Inventory(state)
+    snapshots = Snapshots(state)
+    state.path("snapshots").mkdir(mode=0o700)
+    snapshots.path(SNAPSHOT).write_text(NESTED)
+    with pytest.raises(SnapshotError, match="nested too deeply"):
+        snapshots.load(SNAPSHOT)
+
+
+def test_a_resource_spec_nested_too_deeply_is_refused_as_damage():
+    from toolkit.state.codec import decode
+
+    deep = json.loads("[" * 900 + "]" * 900)  # parses, but freezing it recurses twice as deep
+    with pytest.raises(ValueError, match="nested too deeply"):
+        decode(["netns", ["a"], "topology", [["x", deep]]])

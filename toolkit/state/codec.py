@@ -32,7 +32,10 @@ def decode(item) -> Resource:
     for pair in spec:
         if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)) or pair[0] in fields:
             raise ValueError("bad spec field")
-        fields[pair[0]] = _frozen(pair[1])
+        try:
+            fields[pair[0]] = _frozen(pair[1])
+        except RecursionError:  # a damaged file's thousand nested lists: damage like any other
+            raise ValueError("a spec field nested too deeply") from None
     return Resource(kind, tuple(key), tuple(sorted(fields.items())), owner)
 
 

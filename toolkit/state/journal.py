@@ -28,7 +28,7 @@ from ..errors import NetkeelError
 from . import validation
 from .lock import held
 from .process import now
-from .statedir import StateDir, read_from, write_all
+from .statedir import StateDir, parse_json, read_from, write_all
 
 FILE = "journal.jsonl"
 INDEX = "journal-index.json"
@@ -39,7 +39,7 @@ FORMAT = 2  # of the index: 1 held copies of records, 2 only where they are in t
 def parse_record(line: bytes) -> tuple:
     """(record, None) for a valid journal line, (None, why not) for a damaged one."""
     try:
-        record = json.loads(line)
+        record = parse_json(line)
     except ValueError:  # UnicodeDecodeError included
         return None, "not JSON: cut short or overwritten"
     problem = validation.problem("journal-record", record)

@@ -15,7 +15,7 @@ import time
 
 from ..errors import LockHeld
 from .process import command_line, now
-from .statedir import StateDir
+from .statedir import StateDir, parse_json
 
 FILE = "lock"
 
@@ -72,7 +72,7 @@ def held(state: StateDir) -> bool:
 
 def _holder(fd: int) -> dict:
     try:
-        holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        holder = parse_json(os.pread(fd, 4096, 0).decode() or "{}")
     except ValueError:
         return {}
     return holder if isinstance(holder, dict) else {}

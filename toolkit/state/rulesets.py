@@ -29,6 +29,7 @@ import json
 from ..core.owners import TOPOLOGY
 from .codec import decode, encode
 from .compiled import fingerprint
+from .statedir import parse_json
 
 FILE = "cache/nft-rulesets.json"
 DIRECTORY = "cache/nft-rulesets"  # large entries, one file each, named by their SHA-256
@@ -89,7 +90,7 @@ class RulesetMemo:
         content = self.state.read_bytes(f"{DIRECTORY}/{digest}.json")
         if content is None or hashlib.sha256(content).hexdigest() != digest:
             raise ValueError("entry file missing or changed")
-        return json.loads(content)
+        return parse_json(content)
 
     def put(self, ns: str, cookie: int, generation: int, devices: list, resources) -> None:
         """Remember what `ns` holds at (cookie, generation); with its devices only

@@ -34,6 +34,16 @@ def default_state_dir() -> str:
     return os.environ.get(ENV) or DEFAULT
 
 
+
+def parse_json(content):
+    """json.loads, with a document nested too deep for the parser (a few
+    kilobytes of brackets raise RecursionError) refused as damaged, ValueError,
+    as every other damage of a state file is."""
+    try:
+        return json.loads(content)
+    except RecursionError:
+        raise ValueError("nested too deeply to be a state file") from None
+
 class StateDir:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root or default_state_dir())
@@ -102,7 +112,7 @@ class StateDir:
     def read_json(self, relative: str, default=None):
         """Parsed JSON; `default` if the file is missing. Raises ValueError, StateDirError."""
         content = self.read_bytes(relative)
-        return default if content is None else json.loads(content)
+        return default if content is None else parse_json(content)
 
     def write_json(self, relative: str, data, durable: bool = True, compact: bool = False):
         """Write atomically: a fresh temp file (O_EXCL, never through a link) in the checked
