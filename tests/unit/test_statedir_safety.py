@@ -151,3 +151,12 @@ def test_temp_files_a_killed_writer_left_are_swept_by_a_later_write(state):
     assert not old.exists()
     assert young.exists()
     assert state.read_json("cache/a.json") == {"n": 2}
+
+
+@pytest.mark.parametrize("root", ["", "  "])
+def test_an_empty_state_dir_option_is_refused_never_read_as_the_default(root, monkeypatch, tmp_path):
+    monkeypatch.setenv("NETKEEL_STATE_DIR", str(tmp_path / "default"))
+    with pytest.raises(StateDirError, match="--state-dir is empty"):
+        StateDir(root)
+    assert not (tmp_path / "default").exists()
+    assert StateDir(None).root == tmp_path / "default"  # the option left out: the default, as before

@@ -34,7 +34,6 @@ def default_state_dir() -> str:
     return os.environ.get(ENV) or DEFAULT
 
 
-
 def parse_json(content):
     """json.loads, with a document nested too deep for the parser (a few
     kilobytes of brackets raise RecursionError) refused as damaged, ValueError,
@@ -44,8 +43,14 @@ def parse_json(content):
     except RecursionError:
         raise ValueError("nested too deeply to be a state file") from None
 
+
 class StateDir:
     def __init__(self, root: str | os.PathLike | None = None):
+        if isinstance(root, str) and not root.strip():
+            # `-s ""` (a variable left unset in a script): never read as "the default",
+            # which would act on every lab the machine-wide state directory holds.
+            raise StateDirError(f"--state-dir is empty ({root!r}): name a directory, or leave the option out "
+                                f"for ${ENV} or {DEFAULT}")
         self.root = Path(root or default_state_dir())
 
     def path(self, *parts: str) -> Path:
