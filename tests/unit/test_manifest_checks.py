@@ -73,9 +73,16 @@ def test_interface_name_with_percent_is_rejected():
     ("2001:DB8:0::1/64", "2001:db8::1/64"),
     ("fd00:0:0:0:0:0:0:1/128", "fd00::1/128"),
     ("fd00::ffff:ffff:ffff:ffff/64", "fd00::ffff:ffff:ffff:ffff/64"),  # IPv6 has no broadcast
+    # IPv4-compatible: written as the kernel's readers (inet_ntop) write it, or apply never verified
+    ("::a00:1/96", "::10.0.0.1/96"),
+    ("::10.1.1.1/128", "::10.1.1.1/128"),
 ])
 def test_interface_address_canonical(text, canonical):
     assert checks.interface_address(text) == canonical
+
+
+def test_an_ipv4_compatible_neighbour_is_written_as_the_kernel_lists_it():
+    assert checks.neighbour_address("::a00:9") == "::10.0.0.9"
 
 
 @pytest.mark.parametrize("text, message", [

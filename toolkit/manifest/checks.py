@@ -11,6 +11,7 @@ import functools
 import ipaddress
 import os
 import re
+import socket
 
 from .text import quote
 
@@ -86,7 +87,7 @@ def interface_address(text) -> str:
         raise ValueError(f"{text} has prefix length 0: it would make every address connected")
     if iface.version == 6 and iface.ip.ipv4_mapped is not None:
         raise ValueError(f"{text} is an IPv4-mapped IPv6 address: give the IPv4 address itself")
-    return iface.with_prefixlen
+    return f"{kernel_text(iface.ip)}/{iface.network.prefixlen}"
 
 
 def route_destination(text, family_hint: int | None) -> tuple[str, int]:
@@ -175,7 +176,14 @@ def neighbour_address(text: str) -> str:
                          "for an ARP entry")
     if ip.is_multicast or ip.is_unspecified or ip.is_loopback or (ip.version == 4 and ip == ipaddress.ip_address("255.255.255.255")):
         raise ValueError(f"{ip} is not a unicast host address: a neighbour entry needs one")
-    return str(ip)
+    return kernel_text(ip)
+
+
+def kernel_text(ip) -> str:
+    """An address as the kernel's readers write it: IPv6 through inet_ntop, which
+    writes an IPv4-compatible address as `::10.0.0.1` where Python writes `::a00:1`
+    (so that what is declared and what is read compare equal)."""
+    return socket.inet_ntop(socket.AF_INET6, ip.packed) if ip.version == 6 else str(ip)
 
 
 def neighbour_mac(text: str) -> str:
