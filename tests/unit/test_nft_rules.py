@@ -505,6 +505,16 @@ def test_what_nftables_would_merge_is_refused_with_what_to_write(rule, message):
     assert field == next(k for k in ("saddr", "dport") if k in rule) and message in text
 
 
+@pytest.mark.parametrize("rule, field", [
+    ({"protocol": ["tcp", "tcp"]}, "protocol"),
+    ({"protocol": ["tcp", "udp", "tcp"], "dport": 53}, "protocol"),
+    ({"protocol": "icmp", "icmp_type": ["echo-request", "echo-request"]}, "icmp_type"),
+    ({"iif": ["va", "va"]}, "iif"),
+])
+def test_a_name_listed_twice_is_refused_as_nftables_would_keep_it_once(rule, field):
+    assert error({**rule, "action": "drop"}) == (field, f"'{rule[field][-1]}' is listed twice")
+
+
 def test_single_values_side_by_side_are_not_merged():
     assert compile_({"saddr": ["10.0.0.1", "10.0.0.2"], "action": "drop"})[0]["match"]["right"] == \
         {"set": ["10.0.0.1", "10.0.0.2"]}

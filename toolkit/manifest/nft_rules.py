@@ -86,8 +86,16 @@ def _one_or_set(values: list):
     return values[0] if len(values) == 1 else {"set": values}
 
 
-def _names(value) -> list:
-    return [value] if isinstance(value, str) else list(value)
+def _names(value, key: str | None = None) -> list:
+    """A name or a list of names. With `key`, a name listed twice is refused:
+    nftables keeps a set's element once, so the rule would never list back as
+    written (and apply could never verify it)."""
+    names = [value] if isinstance(value, str) else list(value)
+    if key is not None:
+        twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if twice is not None:
+            raise RuleError(key, f"{quote(twice)} is listed twice")
+    return names
 
 
 def _byte_length(key: str, what: str, text: str, limit: int) -> None:
@@ -137,7 +145,7 @@ def compile_rule(rule: dict, ctx: RuleContext) -> list:
     expr = []
     for key, meta in (("iif", "iifname"), ("oif", "oifname")):
         if key in rule:
-            names = [interface_match(key, name) for name in _names(rule[key])]
+            names = [interface_match(key, name) for name in _names(rule[key], key)]
             expr.append(_match({"meta": {"key": meta}}, _one_or_set(names)))
     for key in ("saddr", "daddr"):
         if key in rule:
@@ -268,7 +276,7 @@ def _check_family(key: str, proto: str, ctx: RuleContext) -> None:
 
 
 def _protocol_matches(rule: dict, ctx: RuleContext) -> list:
-    protocols = _names(rule["protocol"]) if "protocol" in rule else []
+    protocols = _names(rule["protocol"], "protocol") if "protocol" in rule else []
     for p in protocols:
         if p not in PROTOCOLS:
             raise RuleError("protocol", f"unknown protocol {quote(p)} (known: {', '.join(PROTOCOLS)})")
@@ -298,7 +306,7 @@ def _protocol_matches(rule: dict, ctx: RuleContext) -> list:
                 raise RuleError(key, f"{key.replace('_', ' ')} needs protocol {proto}, not {', '.join(protocols)}")
             if ctx.family == family:
                 raise RuleError(key, f"{proto} does not exist in a table of family {family}")
-            values = _names(rule[key])
+            values = _names(rule[key], key)
             bad = [v for v in values if v not in names]
             if bad:
                 raise RuleError(key, f"unknown {proto} type {quote(bad[0])} (known: {', '.join(names)})")
