@@ -164,6 +164,11 @@ def test_egress_loss_drops_where_the_packets_arrive():
     assert "hook prerouting" in op["text"] and "iifname @armed numgen random mod 10000 < 4000 drop" in op["text"]
 
 
+def test_loss_of_every_packet_drops_without_a_chance_nft_would_refuse():
+    [op] = ops("target: {node: a, interface: e0}\nloss: 100%")
+    assert "numgen" not in op["text"] and "@armed  drop\n" in op["text"]  # `< 10000`: outside numgen's 0-9999
+
+
 def test_an_ipv6_peer_and_hundredths_of_a_percent():
     [op] = ops("target: {node: a, interface: e0, peer: 'fd00::/64', protocol: tcp}\nloss: 0.01%")
     assert "oifname @armed ip6 daddr fd00::/64 meta l4proto tcp numgen random mod 10000 < 1 drop\n" in op["text"]

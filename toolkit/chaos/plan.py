@@ -194,8 +194,10 @@ def _narrowing(target: Target, direction: str) -> str:
 
 def _chance(percent: float) -> str:
     """`numgen random mod 10000 < N`: a share of packets, to a hundredth of a percent
-    (a smaller share was refused by choose())."""
-    return f"numgen random mod 10000 < {max(1, round(percent * 100))}"
+    (a smaller share was refused by choose()); every packet (no match at all) for
+    100%, since nft refuses `< 10000` as outside numgen's range 0-9999."""
+    share = max(1, round(percent * 100))
+    return f"numgen random mod 10000 < {share}" if share < 10000 else ""
 
 
 def _loss_op(fault: Fault, loss: float, ns: str, dev: str, direction: str, peer, table: str,
