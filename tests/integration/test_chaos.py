@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from labkit import kernel_view
+from labkit import ROOT, kernel_view
 
 LAB = "topologies/two-clients.yaml"
 
@@ -304,3 +304,30 @@ def test_loss_is_silent_to_the_sender_as_on_a_lossy_link(built):
               "    except OSError:\n        errors += 1\nprint(errors)\n")
     result = built.exec("ns_client2", [sys.executable, "-c", sender], check=True)
     assert result.stdout.strip() == "0"  # dropped on the way, not refused to the sender (EPERM)
+
+
+def test_a_fault_waits_for_a_change_under_way_and_takes_the_value_it_left(built):
+    """A fault injected in the middle of an apply took the value from before the
+    apply as the one to put back, and its revert undid the verified apply: it
+    now waits for the state lock, as a second apply does."""
+    from toolkit.state.lock import StateLock
+    from toolkit.state.statedir import StateDir
+
+    with StateLock(StateDir(built.state)):  # an apply under way
+        started = subprocess.Popen(built.argv("chaos", None, "mtu-1280", "--duration", "30s"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=built.env,
+                                   cwd=ROOT)
+        try:
+            time.sleep(1.5)
+            assert started.poll() is None  # waiting for the lock, nothing done
+            assert "mtu 1500" in built.ip("ns_server", "link show veth_srv_c2").stdout and leases(built) == []
+            built.ip("ns_server", "link set veth_srv_c2 mtu 1400")  # what the apply under way sets
+        except BaseException:
+            started.kill()
+            started.wait(10)
+            raise
+    out, err = started.communicate(timeout=60)
+    assert started.returncode == 0, err
+    assert "mtu 1280" in built.ip("ns_server", "link show veth_srv_c2").stdout
+    assert chaos(built, "revert", "--fault", "mtu-1280").returncode == 0
+    assert "mtu 1400" in built.ip("ns_server", "link show veth_srv_c2").stdout  # the apply's value, not 1500

@@ -34,6 +34,7 @@ from ..model.fault import Fault
 from ..runtime.engine import check_identities
 from ..state.inventory import Inventory
 from ..state.leases import Lease, Leases, new_id
+from ..state.lock import StateLock
 from ..state.statedir import StateDir
 from .plan import FaultPlan, Lab, plan
 
@@ -45,6 +46,10 @@ class Instance:
     id: str
     prefix: str
     topology: str
+
+
+# How long a fault waits for a change under way (an apply, a rollback) to end.
+LOCK_WAIT_S = 60
 
 
 def owner_of(lease: Lease) -> str:
@@ -134,8 +139,21 @@ def lab_of(backend, state: StateDir, instance: Instance) -> Lab:
 def inject(backend, state: StateDir, fault: Fault, prefix: str | None = None, duration_ms: int | None = None,
            dry_run: bool = False, start_keeper=None, now=time.time) -> tuple:
     """Put `fault` in place. Returns (lease, plan); with dry_run (lease None, plan)
-    and nothing changed. Raises FaultError, OwnershipError, KernelError; on any
-    failure what was made is taken away again."""
+    and nothing changed. Raises FaultError, OwnershipError, KernelError, LockHeld;
+    on any failure what was made is taken away again."""
+    arguments = (backend, state, fault, prefix, duration_ms, dry_run, start_keeper, now)
+    if dry_run:
+        return _inject(*arguments)
+    # Under the state lock, from the read of the lab on, as apply, destroy and
+    # rollback change the kernel: a fault put in place in the middle of an apply
+    # took the value from before the apply as the one to put back, and its revert
+    # undid what the apply had verified (found by racing the two). A fault waits
+    # for a change under way; an apply started after it sees its claims.
+    with StateLock(state, wait=True, timeout=LOCK_WAIT_S):
+        return _inject(*arguments)
+
+
+def _inject(backend, state: StateDir, fault: Fault, prefix, duration_ms, dry_run, start_keeper, now) -> tuple:
     leases = Leases(state)
     expire(backend, state, now=now)
     instance = resolve_instance(state, fault, prefix)
