@@ -256,6 +256,17 @@ def test_a_killed_keeper_is_noticed_by_the_next_command(built):
     assert leases(built) == []
 
 
+def test_a_drift_that_ends_a_fault_whose_keeper_was_killed_says_so(built):
+    assert chaos(built, "mtu-1280", "--duration", "30s").returncode == 0
+    [lease] = leases(built)
+    subprocess.run(["kill", "-9", str(lease["keeper"])], check=True, timeout=10)
+    time.sleep(0.5)
+    drift = built.run("drift", LAB)
+    assert drift.returncode == 0 and f"fault lease {lease['lease']} was past its time or had lost its keeper: " \
+        "reverted now" in " ".join(drift.stderr.split()), drift.stderr
+    assert "mtu 1500" in built.ip("ns_server", "link show veth_srv_c2").stdout
+
+
 def test_a_lost_lease_leaves_no_fault_behind(built):
     assert chaos(built, "rate-1mbit", "--duration", "30s").returncode == 0
     [lease] = leases(built)

@@ -100,7 +100,12 @@ def active_faults(kernel, state, instance: str):
     objects are theirs, not drift."""
     from ..chaos import engine
 
-    engine.expire(kernel, state)
+    for lease_id in engine.expire(kernel, state):
+        # Said, not done silently: a drift (a CI gate) that put a link back up
+        # must not just say "in sync" (a fault outlives its time only when its
+        # keeper was killed).
+        err.print(f"[yellow]note[/]: fault lease {escape(lease_id)} was past its time or had lost its keeper: "
+                  "reverted now")
     return lambda: engine.claims(state, instance)
 
 
