@@ -180,9 +180,10 @@ def neighbour_address(text: str) -> str:
 
 
 def kernel_text(ip) -> str:
-    """An address as the kernel's readers write it: IPv6 through inet_ntop, which
-    writes an IPv4-compatible address as `::10.0.0.1` where Python writes `::a00:1`
-    (so that what is declared and what is read compare equal)."""
+    """An address (ipaddress) as the kernel's readers and nftables write it: IPv6
+    through inet_ntop, which writes an IPv4-compatible address as `::10.0.0.1`
+    where Python writes `::a00:1` (so that what is declared and what is read
+    compare equal)."""
     return socket.inet_ntop(socket.AF_INET6, ip.packed) if ip.version == 6 else str(ip)
 
 

@@ -14,9 +14,9 @@ import difflib
 import ipaddress
 import json
 import re
-import socket
 
 from ..model.defaults import LIMIT_BURST, LOG_LEVEL, REJECT_CODE
+from .checks import kernel_text
 from .text import listing, quote
 
 PORT_PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "udplite")
@@ -206,22 +206,14 @@ def _address_match(key: str, value, ctx: RuleContext) -> dict:
             raise RuleError(key, f"{text} is an IPv4-mapped IPv6 address: match the IPv4 address instead")
         versions.add(net.version)
         host = net.prefixlen == net.max_prefixlen
-        elements.append(nft_address(net.network_address) if host else
-                        {"prefix": {"addr": nft_address(net.network_address), "len": net.prefixlen}})
+        elements.append(kernel_text(net.network_address) if host else
+                        {"prefix": {"addr": kernel_text(net.network_address), "len": net.prefixlen}})
     if len(versions) > 1:
         raise RuleError(key, "a rule cannot match IPv4 and IPv6 addresses at once: write two rules")
     proto = "ip" if versions == {4} else "ip6"
     _check_family(key, proto, ctx)
     _unmerged(key, elements)
     return _match({"payload": {"protocol": proto, "field": key}}, _one_or_set(elements))
-
-
-def nft_address(address) -> str:
-    """An address (ipaddress) as nftables lists it: IPv6 through inet_ntop, which
-    writes `::1.2.3.4` where Python writes `::102:304`."""
-    if address.version == 6:
-        return socket.inet_ntop(socket.AF_INET6, address.packed)
-    return str(address)
 
 
 def element_span(element):
@@ -453,7 +445,7 @@ def _nat_target(name: str, text: str, ctx: RuleContext) -> dict:
     proto = "ip" if addr.version == 4 else "ip6"
     if ctx.family in ("ip", "ip6") and proto != ctx.family:
         raise RuleError("action", f"{name} to an IPv{addr.version} address in a table of family {ctx.family}")
-    target = {"addr": nft_address(addr)}
+    target = {"addr": kernel_text(addr)}
     if ctx.family == "inet":
         target = {"family": proto, **target}
     if port is not None:

@@ -16,9 +16,10 @@ from dataclasses import replace
 from ..core.owners import CHAOS_TABLE_PREFIX, TABLE_PREFIX
 from ..errors import Problem
 from ..model.firewall import Chain, NamedSet, Rule, Table
+from .checks import kernel_text
 from .loader import Document, format_path, load_document, mapping, sequence
 from .nft_rules import (RuleContext, RuleError, check_comment, check_native_strings, compile_rule, describe,
-                        element_span, interface_match, nft_address, port_value)
+                        element_span, interface_match, port_value)
 from .schema import schema_problems
 from .text import clean_problem, quote, shorten
 
@@ -205,10 +206,10 @@ def _element(set_type: str, value, interval: bool):
         if net.version != version:
             raise ValueError(f"{value} is IPv{net.version}, the set holds {set_type}")
         if net.prefixlen == net.max_prefixlen:
-            return nft_address(net.network_address)
+            return kernel_text(net.network_address)
         if not interval:
             raise ValueError(f"prefix {value} needs the set to have flags: [interval]")
-        return {"prefix": {"addr": nft_address(net.network_address), "len": net.prefixlen}}
+        return {"prefix": {"addr": kernel_text(net.network_address), "len": net.prefixlen}}
     if set_type == "inet_service":
         try:
             port = port_value("elements", value)
