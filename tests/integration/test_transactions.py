@@ -61,6 +61,24 @@ def test_a_failure_after_k_requests_leaves_the_state_as_before(lab, prefix, frac
     assert lab.run("drift", V1).returncode == 0
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_ctrl_c_twice_waits_for_the_restore_to_finish(lab, prefix, fraction):
+    """Ctrl-C during an apply, then again as its snapshot is being restored (the
+    failpoint sends both): the second waits; the kernel is as before, no traceback."""
+    assert lab.run("apply", V1).returncode == 0
+    before = lab_view(prefix)
+    requests = lab.json("plan", V2)[1]["requests"]
+    after = max(1, round(fraction * requests))
+    result = lab.run("apply", V2, env={"NETKEEL_FAILPOINT": f"apply.interrupt:{after}"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "interrupted" in result.stderr, result.stderr
+    assert lab_view(prefix) == before
+    assert lab.run("drift", V1).returncode == 0
+    ends = [json.loads(line) for line in (lab.state / "journal.jsonl").read_text().splitlines()
+            if '"end"' in line]
+    assert ends[-1]["outcome"] == "restored" and ends[-1]["failed"] == "interrupted", ends[-1]
+
+
 def big_lab(tmp_path: Path, nodes: int, extra: int = 0) -> Path:
     """A chain of `nodes` namespaces: hundreds of objects (veth pairs, addresses,
     routes both ways, sysctls); `extra` changes every address on the way."""

@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-import threading
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
 from ..core import processes
+from ..core.interrupts import uninterrupted
 from ..core.owners import TOPOLOGY, Claim, overlay
 from ..errors import FaultError, KernelError, OwnershipError
 from ..kinds.addr import KIND as ADDR
@@ -212,21 +212,6 @@ def _inject(backend, state: StateDir, fault: Fault, prefix, duration_ms, dry_run
                 leases.remove(lease.id)
             raise
     return lease, fault_plan
-
-
-@contextmanager
-def uninterrupted():
-    """Hold off Ctrl-C and SIGTERM (in this thread) while faults are taken away: a
-    second signal must not leave one half reverted. They arrive when it ends."""
-    signals = {signal.SIGINT, signal.SIGTERM}
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _still_mine(leases: Leases, lease: Lease, now) -> None:

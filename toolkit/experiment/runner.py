@@ -22,6 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from ..chaos import engine
+from ..core.interrupts import uninterrupted
 from ..errors import ExperimentError, NetkeelError
 from ..model.experiment import Experiment, Probe, ScheduledFault, format_value
 from ..state.statedir import StateDir
@@ -308,7 +309,7 @@ class Runner:
 
     def revert_all(self, outcome: Outcome) -> None:
         errors = []
-        with engine.uninterrupted():  # a second Ctrl-C waits until every fault is reverted
+        with uninterrupted():  # a second Ctrl-C waits until every fault is reverted
             for fault in outcome.faults:
                 try:
                     self.revert(fault)

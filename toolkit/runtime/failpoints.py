@@ -2,10 +2,15 @@
 
     NETKEEL_FAILPOINT=apply.after:K   raise after K kernel requests (K >= 1; 0 acts as 1)
     NETKEEL_FAILPOINT=apply.kill:K    SIGKILL this process after K kernel requests
+    NETKEEL_FAILPOINT=apply.interrupt:K
+                                      SIGINT this process after K kernel requests,
+                                      and again as the restore begins (Ctrl-C twice)
 
 `apply.after` exercises the restore path (the pre-apply snapshot is restored and
 verified, exit 1); `apply.kill` leaves a half-applied state and an unfinished
-journal record behind, as a crash or a power cut would.
+journal record behind, as a crash or a power cut would; `apply.interrupt` is a
+user pressing Ctrl-C, then again while the snapshot is being restored: the
+restore must finish first (the second signal waits for it).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import signal
 from ..errors import FailpointHit, NetkeelError
 
 ENV = "NETKEEL_FAILPOINT"
+NAMES = ("apply.after", "apply.kill", "apply.interrupt")
 
 
 def active() -> tuple | None:
@@ -24,8 +30,8 @@ def active() -> tuple | None:
     if not value:
         return None
     name, _, count = value.partition(":")
-    if name not in ("apply.after", "apply.kill") or not (count.isascii() and count.isdigit()):
-        raise NetkeelError(f"{ENV}={value!r}: expected apply.after:K or apply.kill:K")
+    if name not in NAMES or not (count.isascii() and count.isdigit()):
+        raise NetkeelError(f"{ENV}={value!r}: expected apply.after:K, apply.kill:K or apply.interrupt:K")
     return name, int(count)
 
 
@@ -42,5 +48,15 @@ def wrap(on_step):
         if done >= limit:
             if name == "apply.kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if name == "apply.interrupt":
+                os.kill(os.getpid(), signal.SIGINT)  # raised as KeyboardInterrupt on its way back
+                return
             raise FailpointHit(f"failpoint {name}:{limit} after {done} of {total} kernel requests")
     return step
+
+
+def restore_begins() -> None:
+    """Called as a failed or interrupted change starts restoring its snapshot."""
+    point = active()
+    if point is not None and point[0] == "apply.interrupt":
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..core.action import Plan
+from ..core.interrupts import uninterrupted
 from ..core.owners import TOPOLOGY, UNCLAIMED_FAULT, assign
 from ..errors import ApplyError, StepError, VerifyError
 from ..core.resource import Resource
@@ -130,16 +131,20 @@ def _carry_out(backend, change, snapshot, journal, inventory, owned_before, targ
         if not remaining.empty:
             raise VerifyError(remaining.actions)
     except BaseException as exc:  # interrupted too: the snapshot goes back before we leave
-        restorable = _restorable(backend, snapshot, names, created)
-        restored, restore_error = restore(backend, snapshot, restorable, change.claims)
-        # After a failed restore, what this transaction created is still ours.
-        inventory.record(change.instance, owned_before if restored else owned_before | set(created))
-        failed = exc.what if isinstance(exc, StepError) else \
-            "interrupted" if isinstance(exc, KeyboardInterrupt) else "verification after the change"
-        cause = exc.cause if isinstance(exc, StepError) else exc
-        journal.append({"event": "end", "tx": tx, "outcome": "restored" if restored else "restore-failed",
-                        "failed": failed, "error": str(cause), "restore_error": restore_error,
-                        "steps": getattr(exc, "done", None)})
+        # A second Ctrl-C (or a SIGTERM after it) waits until the restore is
+        # done and recorded: cut off, it would leave the kernel half restored.
+        with uninterrupted():
+            failpoints.restore_begins()
+            restorable = _restorable(backend, snapshot, names, created)
+            restored, restore_error = restore(backend, snapshot, restorable, change.claims)
+            # After a failed restore, what this transaction created is still ours.
+            inventory.record(change.instance, owned_before if restored else owned_before | set(created))
+            failed = exc.what if isinstance(exc, StepError) else \
+                "interrupted" if isinstance(exc, KeyboardInterrupt) else "verification after the change"
+            cause = exc.cause if isinstance(exc, StepError) else exc
+            journal.append({"event": "end", "tx": tx, "outcome": "restored" if restored else "restore-failed",
+                            "failed": failed, "error": str(cause), "restore_error": restore_error,
+                            "steps": getattr(exc, "done", None)})
         raise ApplyError(failed, cause, restored, restore_error,
                          action=exc.action if isinstance(exc, StepError) else None) from exc
     inventory.record(change.instance, change.owned_after, topology=change.topology, prefix=change.prefix,

@@ -1,0 +1,27 @@
+"""Holding off Ctrl-C and SIGTERM while netkeel puts the kernel back.
+
+A first signal starts a restore (an apply's snapshot, a fault's revert); a
+second one, pressed while that runs, must not leave the kernel half restored:
+it waits until the restore ends, then arrives as usual."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def uninterrupted():
+    """Block SIGINT and SIGTERM in this thread for the block's lifetime (only the
+    main thread receives them: elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
