@@ -39,7 +39,7 @@ TRIALS = 20
 NODES = 40
 SEED_ENV = "NETKEEL_CRASH_SEED"
 REAP_TIMEOUT_S = 60  # a killed (or finishing) apply is reaped within this
-ADVICE = re.compile(r"`rollback --snapshot (\S+)` returns to the state before it")
+ADVICE = re.compile(r"`rollback --snapshot (\S+) --state-dir \S+` returns to the state before it")
 
 
 @pytest.fixture

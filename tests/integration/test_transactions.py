@@ -113,7 +113,10 @@ def test_crashes_at_any_point_are_reported_converged_and_rolled_back(lab, prefix
         assert killed.returncode == -9, (kill_at, killed.stderr)
         noticed = lab.run("plan", large)
         assert "was interrupted" in noticed.stderr, noticed.stderr
-        snapshot = re.search(r"rollback --snapshot (\S+)` returns to the state before it", noticed.stderr)[1]
+        advised = re.search(r"rollback --snapshot (\S+) --state-dir (\S+)` returns to the state before it",
+                            noticed.stderr)
+        snapshot = advised[1]
+        assert advised[2] == str(lab.state)  # the journal it speaks of is there
         if run % 2 == 0:  # converge from the half state, then go back before it
             converged = lab.run("apply", large)
             assert converged.returncode == 0, converged.stderr

@@ -29,3 +29,16 @@ def test_an_interrupted_rollback_is_finished_by_rolling_back_to_its_target():
 def test_without_a_prefix_or_manifest_the_advice_still_reads():
     assert advice(start("apply", instance="lab", manifests=[]))[0][0] == "apply FILE"
     assert advice({"op": "fault", "instance": "lab"}) == []
+
+
+def test_a_state_directory_other_than_the_default_is_named_in_every_command():
+    advised = advice(start("apply"), "/tmp/lab state")
+    assert [command for command, _ in advised] == [
+        "apply lab.yaml --ns-prefix t_ --state-dir '/tmp/lab state'",
+        "rollback --snapshot S0 --state-dir '/tmp/lab state'"]
+
+
+def test_words_from_the_journal_are_quoted_for_the_shell():
+    advised = advice(start("apply", manifests=[{"path": "my lab.yaml"}], snapshot="S0;rm -rf /"))
+    assert [command for command, _ in advised] == ["apply 'my lab.yaml' --ns-prefix t_",
+                                                   "rollback --snapshot 'S0;rm -rf /'"]

@@ -17,7 +17,7 @@ from invoke.exceptions import Exit
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import ApplyError, ManifestError, NetkeelError
+from ..errors import ApplyError, KernelError, ManifestError, NetkeelError
 from ..report import machine
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -78,13 +78,22 @@ def report_error(name: str, error: BaseException, as_json: bool) -> None:
             print(problem, file=sys.stderr)
     elif isinstance(error, ApplyError):
         err.print(f"[bold red]{name} failed[/] at: {escape(str(error.failed))}")
-        err.print(f"  kernel said: {escape(str(error.cause))}")
+        err.print(f"  {_cause_line(error.cause)}")
+        before = "the pre-apply state" if name == "apply" else f"the state before the {name}"
         if error.restored:
-            err.print("  [green]the pre-apply state was restored and verified[/]")
+            err.print(f"  [green]{before} was restored and verified[/]")
         else:
-            err.print(f"  [bold red]restoring the pre-apply state failed[/]: {error.restore_error}")
+            err.print(f"  [bold red]restoring {before} failed[/]: {escape(str(error.restore_error))}")
     else:
         err.print(f"[bold red]error[/]: {escape(str(error))}")
+
+
+def _cause_line(cause) -> str:
+    """Why a change stopped, as one line: the kernel's words, or the signal."""
+    if isinstance(cause, KeyboardInterrupt):
+        return "cut off by Ctrl-C or SIGTERM"
+    text = escape(str(cause)) or type(cause).__name__
+    return f"kernel said: {text}" if isinstance(cause, KernelError) else text
 
 
 def command(name: str):
@@ -132,6 +141,7 @@ def warn_interrupted(state) -> None:
     command that could follow would do."""
     from ..state.journal import Journal
     from ..state.recovery import advice
+    from ..state.statedir import DEFAULT
 
     from ..experiment import trial as trials
 
@@ -144,7 +154,8 @@ def warn_interrupted(state) -> None:
                   soft_wrap=True)
     for record in Journal(state).interrupted():
         manifest = (record.get("manifests") or [{}])[0].get("path", "the manifest")
-        choices = "; ".join(f"`{escape(command)}` {escape(effect)}" for command, effect in advice(record))
+        named = None if str(state.root) == DEFAULT else str(state.root)
+        choices = "; ".join(f"`{escape(command)}` {escape(effect)}" for command, effect in advice(record, named))
         err.print(f"[bold yellow]warning[/]: {escape(record.get('op', 'a change'))} of {escape(manifest)} "
                   f"(instance {escape(record.get('instance', '?'))}, pid {record.get('pid')}, "
                   f"started {record.get('ts')}) was interrupted. {choices}.", soft_wrap=True)

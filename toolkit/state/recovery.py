@@ -6,16 +6,21 @@ would build the lab again rather than finish removing it.
 
 from __future__ import annotations
 
+import shlex
 
-def advice(start: dict) -> list:
-    """[(command, what it does)] for the start record of an interrupted change."""
-    manifest = (start.get("manifests") or [{}])[0].get("path") or "FILE"
+
+def advice(start: dict, state_dir: str | None = None) -> list:
+    """[(command, what it does)] for the start record of an interrupted change;
+    `state_dir`, when not the default, is named in each command (the journal and
+    snapshots it speaks of are there)."""
+    manifest = (start.get("manifests") or [{}])[0].get("path")
     prefix = start.get("instance", "").partition("@")[2]
-    target = f"{manifest}" + (f" --ns-prefix {prefix}" if prefix else "")
+    target = (shlex.quote(manifest) if manifest else "FILE") + (f" --ns-prefix {shlex.quote(prefix)}" if prefix else "")
+    where = f" --state-dir {shlex.quote(state_dir)}" if state_dir else ""
     before = start.get("snapshot")
-    undo = [(f"rollback --snapshot {before}", _UNDO.get(start.get("op"), "returns to the state before it"))] \
+    undo = [(f"rollback --snapshot {shlex.quote(str(before))}", _UNDO.get(start.get("op"), "returns to the state before it"))] \
         if before else []
-    return _finish(start, target) + undo
+    return [(command + where, effect) for command, effect in _finish(start, target) + undo]
 
 
 _UNDO = {
@@ -33,5 +38,5 @@ def _finish(start: dict, target: str) -> list:
         return [(f"destroy {target}", "finishes removing the lab")]
     if op == "rollback" and (start.get("git") or {}).get("rollback_to"):
         to = start["git"]["rollback_to"]
-        return [(f"rollback --snapshot {to}", f"finishes it: returns to snapshot {to}")]
+        return [(f"rollback --snapshot {shlex.quote(str(to))}", f"finishes it: returns to snapshot {to}")]
     return []
