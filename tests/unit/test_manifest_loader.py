@@ -268,3 +268,15 @@ def test_an_alias_bomb_is_stopped(errors):
 def test_a_field_path_cuts_a_long_key_as_messages_cut_values():
     assert format_path(("nodes", "n" * 240, "sysctls")) == f'nodes["{"n" * 64}..."].sysctls'
     assert format_path(("nodes", "n" * 64)) == f"nodes.{'n' * 64}"
+
+
+@pytest.mark.parametrize("written, value", [("1:30", "1:30"), ("12:34:56:00:00:01", "12:34:56:00:00:01"),
+                                            ("-1:30", "-1:30"), ("1:30.5", "1:30.5"), ("010", "010"),
+                                            ("0", 0), ("10", 10), ("0x10", 16), ("1_000", 1000), ("1.5", 1.5),
+                                            ("'010'", "010"), ("on", True)])
+def test_numbers_only_yaml_1_1_reads_stay_text(written, value):
+    """`1:30` (base 60 to YAML 1.1: 90) and `010` (octal: 8) are read as YAML 1.2
+    reads them, as text: a port range typed with a colon, or a zero-padded
+    number, must not pass the checks as another number."""
+    document = doc(f"x: {written}\n")
+    assert document.problems == [] and document.data == {"x": value}

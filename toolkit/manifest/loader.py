@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import json
+import re
 
 import yaml
 
@@ -198,10 +199,26 @@ def _build(node, path: Path, loader: _Constructor, doc: Document, within=frozens
         problem = getattr(exc, "problem", None) or str(exc)
         doc.problems.append(doc.problem(path, f"cannot read value {quote(node.value)}: {problem}"))
         return node.value  # as text, so the later checks do not report it twice
+    if _yaml11_only_number(node.value, value):
+        return node.value
     if value is not None and not isinstance(value, str) and isinstance(node, yaml.ScalarNode):
         doc.written[path] = node.value
         doc.has_floats |= isinstance(value, float)
     return value
+
+
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+
+
+def _yaml11_only_number(written: str, value) -> bool:
+    """A plain scalar that only YAML 1.1 reads as a number: `1:30` is 90 (base
+    60), `010` is 8 (octal). It stays the text it is, as YAML 1.2 reads it: a
+    port range typed with a colon, or a zero-padded number, would otherwise pass
+    the checks silently as another value (and an unquoted MAC address is text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return bool(_SEXAGESIMAL.fullmatch(written) or isinstance(value, int) and _OCTAL.fullmatch(written))
 
 
 def _build_mapping(node, path: Path, loader: _Constructor, doc: Document, within) -> dict:
