@@ -288,3 +288,14 @@ def test_rollback_with_a_state_directory_that_does_not_exist_says_so_and_makes_n
                             timeout=60)
     assert result.returncode == 1 and "did you mean --snapshot" in result.stderr, result.stderr
     assert not missing.exists()
+
+
+def test_a_sysctl_value_the_kernel_does_not_know_is_named_as_the_value_not_the_sysctl(lab, tmp_path):
+    """Writing an unknown congestion control fails with ENOENT from the write: the
+    value is what the kernel does not know, the sysctl exists."""
+    manifest = tmp_path / "bbr9.yaml"
+    manifest.write_text("name: cc\nnodes:\n  a:\n    sysctls: {net.ipv4.tcp_congestion_control: bbr9}\n")
+    result = lab.run("apply", manifest)
+    assert result.returncode == 1
+    assert "the kernel knows no value 'bbr9' for it" in result.stderr and "no such sysctl" not in result.stderr
+    assert "the pre-apply state was restored and verified" in result.stderr

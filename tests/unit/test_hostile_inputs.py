@@ -335,6 +335,20 @@ CASES = [
      'm.yaml:4: nodes.a.sysctls["net.ipv4.ip_forward"]', "is out of range"),
     ("a second YAML document", {"m.yaml": manifest() + "---\nname: u\n"},
      "m.yaml:9", "expected a single document"),
+    ("a sysctl value of 5,000 characters", {"m.yaml": manifest("a:\n  sysctls: {net.ipv4.ip_forward: " + "x" * 5000
+                                                                 + "}\nb:\n")},
+     'm.yaml:4: nodes.a.sysctls["net.ipv4.ip_forward"]', "(5000 characters) is too long"),
+    # -- a scope id nftables cannot match: it was dropped without a word ------------------
+    ("a policy address with a scope id", rules("{saddr: 'fe80::1%e0', action: drop}"),
+     "p.yaml:9: tables.f.chains.c.rules[0].saddr", "address 'fe80::1%e0' has a scope id"),
+    ("a set element with a scope id",
+     with_policy("tables:\n  f:\n    sets:\n      s: {type: ipv6_addr, elements: ['fe80::1%e0']}\n"),
+     "p.yaml:4: tables.f.sets.s.elements[0]", "has a scope id"),
+    # -- YAML 1.1 numbers few mean: 1:30 is 90 to it, 010 is 8 -------------------------
+    ("a port range typed with a colon", rules("{protocol: tcp, dport: 1:30, action: accept}"),
+     "p.yaml:9: tables.f.chains.c.rules[0].dport", "invalid port '1:30'"),
+    ("an MTU typed with a colon", {"m.yaml": manifest(links=endpoint("interface: e0, mtu: 15:00"))},
+     "m.yaml:7: links[0].endpoints[0].mtu", "'15:00'"),
 ]
 
 

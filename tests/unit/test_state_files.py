@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from toolkit.core.resource import Resource
+from toolkit.errors import NetkeelError
 from toolkit.state.inventory import Inventory, InventoryError
 from toolkit.state.snapshots import (DEFAULT_KEEP, KEEP_ENV, Snapshot, SnapshotError, Snapshots,
                                      keep_setting, new_id)
@@ -192,15 +193,21 @@ def test_prune_with_fewer_snapshots_than_keep_removes_nothing(state):
     assert snapshots.ids() == [S1]
 
 
-@pytest.mark.parametrize("value, expected", [(None, DEFAULT_KEEP), ("7", 7), ("0", 1), ("-3", 1),
-                                             ("many", DEFAULT_KEEP), ("", DEFAULT_KEEP),
-                                             ("2.5", DEFAULT_KEEP)])
+@pytest.mark.parametrize("value, expected", [(None, DEFAULT_KEEP), ("7", 7), ("1", 1), ("", DEFAULT_KEEP),
+                                             (" 12 ", 12)])
 def test_keep_setting(monkeypatch, value, expected):
     if value is None:
         monkeypatch.delenv(KEEP_ENV, raising=False)
     else:
         monkeypatch.setenv(KEEP_ENV, value)
     assert keep_setting() == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", "2.5", "1e3", "\u0661"])
+def test_a_keep_setting_that_is_no_count_of_one_or_more_is_refused(monkeypatch, value):
+    monkeypatch.setenv(KEEP_ENV, value)
+    with pytest.raises(NetkeelError, match=rf"\${KEEP_ENV}=.*expected how many snapshots to keep"):
+        keep_setting()
 
 
 def test_new_ids_sort_by_time():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ..errors import KernelError
+from ..kinds.base import short
 
 KIND = "sysctl"
 from ..core.resource import Resource
@@ -41,14 +42,19 @@ def read(kernel, ns: str, names) -> list:
 
 
 def write(kernel, ns: str, name: str, value: str) -> None:
-    kernel.log(ns, f"sysctl {name}={value}")
+    kernel.log(ns, f"sysctl {name}={short(str(value))}")
+    opened = False
     try:
         with kernel.in_namespace(ns):
             fd = os.open(proc_path(name), os.O_WRONLY)
+            opened = True
             try:
                 os.write(fd, value.encode())
             finally:
                 os.close(fd)
     except OSError as exc:
-        detail = "no such sysctl in this kernel" if exc.errno == 2 else (exc.strerror or str(exc))
-        raise KernelError(f"sysctl {name}={value} in {ns}", detail, exc.errno) from None
+        # ENOENT from the write itself is the value the kernel does not know
+        # (tcp_congestion_control: bbr9, or a module not loaded), not the file.
+        detail = (f"the kernel knows no value {short(str(value), 40)!r} for it" if opened else
+                  "no such sysctl in this kernel") if exc.errno == 2 else (exc.strerror or str(exc))
+        raise KernelError(f"sysctl {name}={short(str(value))} in {ns}", detail, exc.errno) from None

@@ -215,11 +215,16 @@ def shown(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def short(text: str, limit: int = 60) -> str:
+    """Plain text for a plan line or message, cut to `limit` characters with its length said."""
+    return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(text):,} characters)"
+
+
 def show(value) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value)) or "(none)"
     return "(none)" if value in (None, "") else str(value)
 
 
-__all__ = ["Kind", "CREATE", "DELETE", "MODIFY", "Action", "show", "shown", "check_fields",
+__all__ = ["Kind", "CREATE", "DELETE", "MODIFY", "Action", "short", "show", "shown", "check_fields",
            "is_integer", "is_number", "is_text"]

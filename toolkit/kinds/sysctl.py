@@ -22,7 +22,7 @@ from dataclasses import replace
 from ..core.action import CREATE, MODIFY
 from ..core.resource import Resource
 from . import link, netns
-from .base import Kind, check_fields, is_text
+from .base import Kind, check_fields, is_text, short
 
 
 class Sysctl(Kind):
@@ -53,10 +53,10 @@ class Sysctl(Kind):
         return f"sysctl {resource.key[1]}"
 
     def describe(self, resource) -> str:
-        return f"= {resource.get('value')}"
+        return f"= {short(str(resource.get('value')))}"
 
     def show_rows(self, resources, addresses_of) -> list:
-        return [(r.label, str(r.get("value"))) for r in sorted(resources)]
+        return [(r.label, short(str(r.get("value")))) for r in sorted(resources)]
 
     def after_plan(self, planner, have: dict, want: dict) -> None:
         """A write that spreads carries (`_then`) the declared values it would

@@ -129,11 +129,19 @@ def sysctl_name(name: str) -> str:
     return name
 
 
+# The longest net.* values are lists (tcp_allowed_congestion_control, a few
+# names); the kernel reads one page at most and cuts string sysctls at their size.
+MAX_SYSCTL_VALUE = 1024
+
+
 def sysctl_value(value) -> str:
     """Canonical text of a sysctl value, as the kernel prints it (whitespace folded)."""
     if isinstance(value, bool):
         return "1" if value else "0"
     text = str(value)  # integers arrive as written (topology.build_sysctls), never huge ints
+    if len(text) > MAX_SYSCTL_VALUE:
+        raise ValueError(f"sysctl value {quote(text, 20)} is too long: a net.* sysctl holds a few numbers or a "
+                         f"short name (at most {MAX_SYSCTL_VALUE:,} characters here)")
     for word in text.split():  # vector sysctls (tcp_rmem) hold several numbers
         if re.fullmatch(r"-?[0-9]+", word) and (len(word) > 21 or not -2 ** 63 <= int(word) < 2 ** 64):
             raise ValueError(f"sysctl value {quote(value)} is out of range: a sysctl holds 64-bit numbers at most")

@@ -193,6 +193,9 @@ def _address_match(key: str, value, ctx: RuleContext) -> dict:
     for text in values:
         if text.startswith("@"):
             raise RuleError(key, "a set reference cannot be mixed with addresses")
+        if "%" in text:  # Python keeps a scope; nftables has none and would match every link's
+            raise RuleError(key, f"address {quote(text)} has a scope id, which nftables cannot match: "
+                                 "write the address alone and match the interface with iif or oif")
         try:
             net = ipaddress.ip_network(text, strict=True)
         except ValueError:

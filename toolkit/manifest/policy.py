@@ -195,6 +195,9 @@ def _element(set_type: str, value, interval: bool):
     """A set element as nftables JSON. Raises ValueError."""
     if set_type in ("ipv4_addr", "ipv6_addr"):
         version = 4 if set_type == "ipv4_addr" else 6
+        if "%" in str(value):  # nftables has no scope: the element would match every link's address
+            raise ValueError(f"element {quote(value)} has a scope id, which nftables cannot match: "
+                             "write the address alone")
         try:
             net = ipaddress.ip_network(str(value), strict=True)
         except ValueError:

@@ -84,6 +84,7 @@ class Change:
 def run(backend, state, change: Change, on_step=None) -> tuple:
     """Carry out `change` (the caller holds the state lock). Returns (steps, snapshot id).
     Raises ApplyError after restoring (or failing to restore) the snapshot."""
+    keep = keep_setting()  # a bad setting is refused before anything is written or changed
     inventory = Inventory(state)
     owned_before = inventory.namespaces(change.instance)
     snapshot = Snapshot(
@@ -97,7 +98,7 @@ def run(backend, state, change: Change, on_step=None) -> tuple:
     journal.append({"event": "start", "tx": tx, "op": change.op, "instance": change.instance,
                     "snapshot": snapshot.id, "manifests": list(change.manifests), "git": change.git or {},
                     "actions": len(change.plan.actions), "pid": os.getpid(), "command": command_line()})
-    snapshots.prune(keep_setting())  # never a snapshot the journal still points to
+    snapshots.prune(keep)  # never a snapshot the journal still points to
     target = namespace_names(change.desired)
     # Own what is about to be created before creating it: a crash in the middle
     # leaves nothing netkeel made unaccounted for.

@@ -199,7 +199,12 @@ def _snapshot(data: dict) -> Snapshot:
 
 
 def keep_setting() -> int:
-    try:
-        return max(1, int(os.environ.get(KEEP_ENV, DEFAULT_KEEP)))
-    except ValueError:
+    """How many snapshots to keep ($NETKEEL_SNAPSHOT_KEEP, unset or empty: DEFAULT_KEEP).
+    A value that is no whole number of at least 1 is refused, not read as something else."""
+    value = os.environ.get(KEEP_ENV, "").strip()
+    if not value:
         return DEFAULT_KEEP
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise NetkeelError(f"${KEEP_ENV}={value[:40]!r}: expected how many snapshots to keep, a whole number "
+                           f"of 1 or more (unset: {DEFAULT_KEEP})")
+    return int(value)
