@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import textwrap
 
 import pytest
@@ -82,6 +83,10 @@ def report(tmp_path, monkeypatch, files: dict) -> list[str]:
 
 def symlink(to: str):
     return lambda target: target.symlink_to(to)
+
+
+def char_device(target) -> None:
+    os.mknod(target, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
 
 
 def fifo(target) -> None:
@@ -213,6 +218,8 @@ CASES = [
     ("policy is larger than 16 MiB", {**with_policy(""), "p.yaml": sparse(16 * 1024 * 1024 + 1)},
      "m.yaml:4: nodes.a.policies[0]", "larger than 16 MiB"),
     ("manifest is a symlink to /dev/zero", {"m.yaml": symlink("/dev/zero")},
+     "m.yaml:1", "is a symlink to a file outside its directory"),
+    ("manifest is a symlink to a device in its directory", {"m.yaml": symlink("null"), "null": char_device},
      "m.yaml:1", "it is a character device, not a regular file"),
     ("manifest is a FIFO", {"m.yaml": fifo}, "m.yaml:1", "it is a FIFO"),
     ("manifest is larger than 16 MiB", {"m.yaml": sparse(17 * 1024 * 1024)}, "m.yaml:1", "larger than 16 MiB"),
@@ -371,6 +378,32 @@ def test_policies_outside_may_be_allowed_and_their_content_is_never_echoed(tmp_p
     assert_reported(lines, "/etc/passwd:1", "expected a mapping at the top level, got a string")
     assert_reported(lines, "m.yaml:4: nodes.a.policies[1]", "it is a character device")
     assert not any("root:" in line for line in lines)
+
+
+def test_a_manifest_or_fault_file_linked_out_of_its_repository_is_not_read(tmp_path, monkeypatch):
+    """A symlink in the repository (a pull request's) to a file elsewhere: its
+    lines would come back as unknown keys in a CI log. Refused unread, with the
+    way to allow it; a link inside the repository is read as before."""
+    from toolkit.manifest.fault import load_fault
+
+    secret = tmp_path / "elsewhere" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("root-password-line: x\n")
+    repo = tmp_path / "repo"
+    write(repo, {"m.yaml": symlink(str(secret)), "faults/f.yaml": symlink(str(secret)), "real.yaml": manifest(),
+                 "inside.yaml": symlink("real.yaml")})
+    monkeypatch.chdir(repo)
+    for load, name, what, root in ((load_topology, "m.yaml", "manifest", repo),
+                                   (load_fault, "faults/f.yaml", "fault file", repo / "faults")):
+        with pytest.raises(ManifestError) as caught:
+            load(name)
+        assert [str(p) for p in caught.value.problems] == [
+            f"{name}:1: {what} '{name}' is a symlink to a file outside its directory ('{root}'); name the file "
+            f"itself, or set NETKEEL_ALLOW_OUTSIDE_POLICIES=1 to allow it"]
+    assert load_topology("inside.yaml").name == "t"
+    monkeypatch.setenv("NETKEEL_ALLOW_OUTSIDE_POLICIES", "1")
+    with pytest.raises(ManifestError, match="root-password-line"):
+        load_topology("m.yaml")
 
 
 def _patterns(schema):

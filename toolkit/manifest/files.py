@@ -4,7 +4,9 @@ A manifest names its policy files, so what is read is input too: it may be a
 symlink to /dev/zero (read to the end: MemoryError), a FIFO (read: a hang), or
 a path out of the repository (`../../etc/passwd`). Only regular files are read,
 at most MAX_BYTES of them, and policy files only inside the manifest's git
-repository (outside git: its directory) unless NETKEEL_ALLOW_OUTSIDE_POLICIES=1.
+repository (outside git: its directory) unless NETKEEL_ALLOW_OUTSIDE_POLICIES=1;
+a manifest, fault or experiment file that is a symlink out of its repository is
+refused alike.
 """
 
 from __future__ import annotations
@@ -99,8 +101,32 @@ def _in_git(root: str) -> bool:
     return os.path.exists(os.path.join(root, ".git"))
 
 
+def link_out_problem(path: str, what: str) -> str | None:
+    """Why the file named at `path` may not be read, or None: a symlink (or a path
+    through one) to a file outside the repository holding the link (outside git:
+    its directory). A repository's files are input that others write: a link in
+    a pull request to /etc/shadow must not have its lines echoed into a CI log
+    as unknown keys. A path named without links is the caller's own choice."""
+    if os.environ.get(ALLOW_OUTSIDE) == "1":
+        return None
+    here = os.path.abspath(path)
+    real = os.path.realpath(path)
+    if real == here:
+        return None
+    root = _root(os.path.dirname(here), None)
+    if os.path.commonpath([real, root]) == root:
+        return None
+    where = "repository" if _in_git(root) else "directory"
+    return (f"{what} {quote(path)} is a symlink to a file outside its {where} ({quote(root, 200)}); "
+            f"name the file itself, or set {ALLOW_OUTSIDE}=1 to allow it")
+
+
 def read_text(path: str, read, what: str) -> tuple:
     """(text, problem): the file as UTF-8 text, or why it cannot be read."""
+    if what != "policy file" and getattr(read, "root", None) is None:  # policies: outside_problem
+        why = link_out_problem(path, what)
+        if why:
+            return None, Problem(path, 1, "", why)
     try:
         raw = read(path)
     except OSError as exc:
