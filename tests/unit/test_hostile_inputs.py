@@ -345,6 +345,11 @@ CASES = [
     ("a sysctl value of 5,000 characters", {"m.yaml": manifest("a:\n  sysctls: {net.ipv4.ip_forward: " + "x" * 5000
                                                                  + "}\nb:\n")},
      'm.yaml:4: nodes.a.sysctls["net.ipv4.ip_forward"]', "(5000 characters) is too long"),
+    # -- what the kernel's limit token bucket cannot hold (measured: EOVERFLOW at commit) --
+    ("a limit burst the token bucket cannot hold", rules("{limit: {rate: 1, per: day, burst: 4294967295}, "
+                                                         "action: accept}"),
+     "p.yaml:9: tables.f.chains.c.rules[0].limit", "a burst of 4294967295 at 1 per day is more than the kernel's "
+                                                   "token bucket holds: at most 213503 at this rate"),
     # -- a scope id nftables cannot match: it was dropped without a word ------------------
     ("a policy address with a scope id", rules("{saddr: 'fe80::1%e0', action: drop}"),
      "p.yaml:9: tables.f.chains.c.rules[0].saddr", "address 'fe80::1%e0' has a scope id"),
@@ -457,3 +462,23 @@ def test_the_cli_refuses_hostile_input_with_exit_1_and_no_traceback(tmp_path):
         assert done.returncode == 1, (name, output)
         assert "Traceback" not in output, (name, output)
         assert re.search(r"^[mp]\.yaml:[0-9]+: ", output, re.M), (name, output)
+
+
+def _jump_chain(depth: int) -> str:
+    """A policy whose base chain jumps through `depth` regular chains, one after another."""
+    lines = ["tables:", "  f:", "    chains:", "      base: {hook: input, rules: [{action: {jump: c1}}]}"]
+    lines += [f"      c{i}: {{rules: [{{action: {{{'goto' if i % 2 else 'jump'}: c{i + 1}}}}}]}}"
+              for i in range(1, depth)]
+    lines.append(f"      c{depth}: {{rules: [{{action: accept}}]}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_jump_deeper_than_the_kernels_stack_is_refused_at_the_rule_that_goes_too_deep(tmp_path, monkeypatch):
+    """The kernel refuses a chain reached through 16 jumps or gotos from a base
+    chain (measured: 15 commit, 16 give "Too many links"); 15 are valid."""
+    lines = report(tmp_path, monkeypatch, with_policy(_jump_chain(16)))
+    assert lines == ["p.yaml:19: tables.f.chains.c15.rules[0].action: goto to 'c16' goes 16 chains deep from base "
+                     "chain 'base' (base -> c1 -> c2 -> c3 -> c4 -> c5 -> c6 -> c7 -> c8 -> c9 -> c10 -> c11 -> "
+                     "c12 -> c13 -> c14 -> c15 -> c16): the kernel follows 15 at most"]
+    write(tmp_path, with_policy(_jump_chain(15)))
+    load_topology("m.yaml")

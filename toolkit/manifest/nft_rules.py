@@ -364,7 +364,17 @@ def _limit(value) -> dict:
     if not 1 <= value["rate"] <= MAX_RATE:
         raise RuleError("limit", f"a rate of {value['rate']} per {value.get('per', 'second')}: "
                                  f"it must be from 1 to {MAX_RATE}")
-    return {"rate": value["rate"], "burst": value.get("burst", LIMIT_BURST), "per": value.get("per", "second")}
+    per, burst = value.get("per", "second"), value.get("burst", LIMIT_BURST)
+    # The kernel's token bucket holds (unit in ns // rate) * burst in 64 bits, and
+    # refuses more at commit (EOVERFLOW: "Value too large for defined data type").
+    step = _UNIT_NS[per] // value["rate"]
+    if step * burst >= 2 ** 64:
+        raise RuleError("limit", f"a burst of {burst} at {value['rate']} per {per} is more than the kernel's "
+                                 f"token bucket holds: at most {(2 ** 64 - 1) // step} at this rate")
+    return {"rate": value["rate"], "burst": burst, "per": per}
+
+
+_UNIT_NS = {"second": 10 ** 9, "minute": 60 * 10 ** 9, "hour": 3600 * 10 ** 9, "day": 86400 * 10 ** 9}
 
 
 def _log(value):

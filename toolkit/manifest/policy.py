@@ -88,6 +88,16 @@ class _PolicyBuilder:
                 if frozenset(loop) not in reported:
                     reported.add(frozenset(loop))
                     self.fail(where, f"{verb} to '{loop[-1]}' closes a loop: {' -> '.join(loop)}")
+        if reported:
+            return
+        longest: dict = {}
+        for start in sorted(c for c, spec in chain_specs.items() if "hook" in spec):
+            steps = _deepest(start, edges, longest)
+            if len(steps) > MAX_JUMP_DEPTH:
+                target, where, verb = steps[MAX_JUMP_DEPTH]
+                trail = " -> ".join([start] + [t for t, _, _ in steps[:MAX_JUMP_DEPTH + 1]])
+                self.fail(where, f"{verb} to '{target}' goes {MAX_JUMP_DEPTH + 1} chains deep from base chain "
+                                 f"'{start}' ({trail}): the kernel follows {MAX_JUMP_DEPTH} at most")
 
     def build_set(self, path, name: str, spec: dict) -> NamedSet:
         set_type = spec.get("type", "ipv4_addr")
@@ -166,6 +176,25 @@ class _PolicyBuilder:
             return None
         return Rule(expr=json.dumps(expr), native=None, comment=comment, source=source, text=describe(rule),
                     path=format_path(path))
+
+
+# The kernel's jump stack (NFT_JUMP_STACK_SIZE, 16): a chain reached through 16
+# jumps or gotos from a base chain is refused at commit ("Too many links").
+MAX_JUMP_DEPTH = 15
+
+
+def _deepest(chain: str, edges: dict, longest: dict) -> list:
+    """The longest run of (target, path of the rule, verb) from `chain` over jump
+    edges that hold no loop; memoised in `longest`."""
+    if chain not in longest:
+        longest[chain] = []  # while being computed (no loops: never read so)
+        best = []
+        for target, where, verb in edges[chain]:
+            run = [(target, where, verb)] + _deepest(target, edges, longest)
+            if len(run) > len(best):
+                best = run
+        longest[chain] = best
+    return longest[chain]
 
 
 def _loops_from(start: str, edges: dict):
