@@ -196,3 +196,20 @@ def test_two_servers_on_one_port_and_control_characters_in_names_are_refused(tmp
                      + GOOD.replace("name: ping", 'name: "ping\\e[31m"'), tmp_path)
     assert any("services[1]: a second udp_time on a port 8080" in p for p in found), found
     assert any("steady_state[0].name: a probe name is shown on terminals" in p for p in found), found
+
+
+def test_a_fault_named_out_of_the_project_is_refused_unread(tmp_path, tmp_path_factory):
+    """An experiment file is input too (a pull request's): a fault path to
+    /etc/shadow had its lines echoed as unknown keys. Paths stay inside the
+    project (outside git: the directory holding experiments/ and faults/); a
+    fault of faults/ that is a link out of it is refused alike."""
+    secret = tmp_path_factory.mktemp("elsewhere") / "secret"
+    secret.write_text("root-password-line: x\n")
+    (tmp_path / "faults").mkdir()
+    (tmp_path / "faults" / "evil.yaml").symlink_to(secret)
+    for name in (str(secret), "../../" + secret.parent.name + "/secret", "evil"):
+        found = problems(GOOD.replace("fault: loss-40", f"fault: {name}"), tmp_path)
+        assert any(f"faults[0].fault: fault file '{name}' is outside the experiment's project directory "
+                   f"('{tmp_path}')" in p for p in found), found
+        assert not any("root-password-line" in p for p in found), found
+    assert load(GOOD.replace("fault: loss-40", "fault: ../faults/loss-40.yaml"), tmp_path).faults

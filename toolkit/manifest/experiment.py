@@ -22,7 +22,7 @@ from ..model.experiment import METRICS, PROBE_KINDS, SERVICE_KINDS, Bound, Exper
     ScheduledFault, Service, unit_of
 from .fault import _Checker as FaultChecker
 from .fault import duration_ms, load_fault
-from .files import read_file, read_text
+from .files import outside_problem, read_file, read_text
 from .loader import Document, format_path, load_document, mapping, sequence
 from .schema import schema_problems
 from .text import clean_problem, quote
@@ -310,6 +310,15 @@ class _Checker:
             file = os.path.normpath(os.path.join(here, name))
         else:
             file = os.path.normpath(os.path.join(here, "..", "faults", f"{name}.yaml"))
+        # The experiment file is input (a pull request's): the fault files it names
+        # are read only inside its git repository (outside git: the project
+        # directory above experiments/, where faults/ is), so /etc/shadow, or a
+        # link to it, never reaches a CI log.
+        project = os.path.join(here, "..", "experiment")
+        why = outside_problem(file, name, project, self.read, what="fault file", within="the experiment's project")
+        if why:
+            self.fail(path, why)
+            return None
         try:
             return load_fault(file, read=self.read)
         except ManifestError as exc:

@@ -60,12 +60,13 @@ def read_file(path: str) -> bytes:
         os.close(fd)
 
 
-def outside_problem(path: str, relative: str, manifest: str, read) -> str | None:
-    """Why the policy file at `path` (`relative` as the manifest writes it) may not
-    be read, or None: it must be inside the manifest's git repository (the
-    revision reader's, for --rev), else inside the manifest's directory."""
+def outside_problem(path: str, relative: str, manifest: str, read, what: str = "policy file",
+                    within: str = "the manifest's") -> str | None:
+    """Why the policy (or fault) file at `path` (`relative` as the manifest writes
+    it) may not be read, or None: it must be inside the manifest's git repository
+    (the revision reader's, for --rev), else inside the manifest's directory."""
     if not relative.isprintable():  # a NUL would not even reach the kernel
-        return f"policy path {quote(relative)} holds control characters"
+        return f"{what.split()[0]} path {quote(relative)} holds control characters"
     if os.environ.get(ALLOW_OUTSIDE) == "1":
         return None
     root = _root(os.path.dirname(os.path.abspath(manifest)), getattr(read, "root", None))
@@ -73,7 +74,7 @@ def outside_problem(path: str, relative: str, manifest: str, read) -> str | None
     if os.path.commonpath([real, root]) == root:
         return None
     where = "repository" if _in_git(root) else "directory"
-    return (f"policy file {quote(relative)} is outside the manifest's {where} ({quote(root)}); "
+    return (f"{what} {quote(relative, 200)} is outside {within} {where} ({quote(root, 200)}); "
             f"set {ALLOW_OUTSIDE}=1 to allow it")
 
 
