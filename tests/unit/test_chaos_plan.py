@@ -354,6 +354,21 @@ def test_device_operations(text, op):
     assert ops(f"{ON_A}{text}", frozenset()) == [op]
 
 
+def test_an_mtu_under_1280_on_a_device_with_ipv6_state_is_refused():
+    """The kernel takes IPv6 off a device under 1280 bytes and deletes its
+    addresses, routes and conf settings: no revert brings them back (measured by
+    a hostile review: drift after the fault's end). On a device without any, and at
+    1280, the fault is planned."""
+    held = Lab(LAB.namespaces, LAB.interfaces, LAB.addresses,
+               ipv6={("p-a", "e0"): ["address fd00::1/64", "route ::/0"]})
+    with pytest.raises(FaultError, match=r"an MTU of 1279 takes IPv6 off e0 in p-a: the kernel deletes its "
+                                         r"address fd00::1/64, route ::/0 for good.*use 1280 or more"):
+        plan(fault(f"{ON_A}mtu: 1279"), frozenset(), held, LEASE, 60_000)
+    assert list(plan(fault(f"{ON_A}mtu: 1280"), frozenset(), held, LEASE, 60_000).operations) == [
+        {"op": "device", "ns": "p-a", "dev": "e0", "set": {"mtu": 1280}}]
+    assert ops(f"{ON_A}mtu: 1000", frozenset()) == [{"op": "device", "ns": "p-a", "dev": "e0", "set": {"mtu": 1000}}]
+
+
 def test_descriptions_of_device_operations():
     device = {"op": "device", "ns": "p-a", "dev": "e0"}
     assert describe({**device, "set": {"mtu": 1280}}) == "ip -n p-a link set e0 mtu 1280"
@@ -680,3 +695,17 @@ def test_keep_with_no_lease_at_all(state):
     backend = FakeBackend(clock)
     assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "reverted elsewhere"
     assert backend.calls == []
+
+
+def test_the_ipv6_state_an_mtu_under_1280_would_delete_is_found_per_device():
+    from toolkit.chaos.engine import _ipv6_held
+    from toolkit.core.resource import Resource
+
+    assert _ipv6_held(Resource.make("addr", ("p-a", "e0", "fd00::1/64"))) == ("e0", "address fd00::1/64")
+    assert _ipv6_held(Resource.make("addr", ("p-a", "e0", "fe80::1/64"))) is None  # comes back by itself
+    assert _ipv6_held(Resource.make("addr", ("p-a", "e0", "10.0.0.1/24"))) is None
+    assert _ipv6_held(Resource.make("route", ("p-a", "::/0", 1024), via="fd00::2", dev="e0")) == ("e0", "route ::/0")
+    assert _ipv6_held(Resource.make("route", ("p-a", "0.0.0.0/0", 0), via="10.0.0.2", dev="e0")) is None
+    assert _ipv6_held(Resource.make("sysctl", ("p-a", "net.ipv6.conf.e0.forwarding"), value="1")) == (
+        "e0", "sysctl net.ipv6.conf.e0.forwarding")
+    assert _ipv6_held(Resource.make("sysctl", ("p-a", "net.ipv6.conf.all.forwarding"), value="1")) is None

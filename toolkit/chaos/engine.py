@@ -30,6 +30,8 @@ from ..kinds.addr import KIND as ADDR
 from ..kinds.impair import KIND as IMPAIR
 from ..kinds.link import KIND as LINK
 from ..kinds.nft_table import KIND as NFT_TABLE
+from ..kinds.route import KIND as ROUTE
+from ..kinds.sysctl import KIND as SYSCTL
 from ..model.fault import Fault
 from ..runtime.engine import check_identities
 from ..state.inventory import Inventory
@@ -114,8 +116,13 @@ def lab_of(backend, state: StateDir, instance: Instance) -> Lab:
     interfaces: dict = {ns: set() for ns in namespaces.values()}
     addresses: dict = {ns: [] for ns in namespaces.values()}
     on_device: dict = {}  # (ns, ifname) -> its IPv4 addresses, the topology's (a VIP is not a source)
+    ipv6: dict = {}  # (ns, ifname) -> what the kernel drops with IPv6 there (an MTU under 1280)
     peers = {}
     for r in live:
+        if r.kind in (ADDR.name, ROUTE.name, SYSCTL.name) and r.ns in interfaces:
+            held = _ipv6_held(r)
+            if held:
+                ipv6.setdefault((r.ns, held[0]), []).append(held[1])
         if r.kind == LINK.name and r.ns in interfaces:
             interfaces[r.ns].add(r.key[1])
             other = (r.get("peer") or "").partition("/")
@@ -131,7 +138,24 @@ def lab_of(backend, state: StateDir, instance: Instance) -> Lab:
             source = (on_device.get((ns, found["config"].get("interface"))) or [None])[0]
             speakers.setdefault(group, {})[ns] = {"config": {**found["config"], "source": source},
                                                   "status": found["status"]}
-    return Lab(namespaces, interfaces, addresses, peers, speakers)
+    return Lab(namespaces, interfaces, addresses, peers, speakers, ipv6)
+
+
+def _ipv6_held(r):
+    """(device, description) when resource `r` is IPv6 state of one device that the
+    kernel deletes for good when the device's MTU goes under 1280 (its global
+    addresses, routes through it, its conf.DEV settings); else None."""
+    if r.kind == ADDR.name:
+        address = r.key[2]
+        return (r.key[1], f"address {address}") if ":" in address and not address.startswith("fe80") else None
+    if r.kind == ROUTE.name:
+        if ":" in r.key[1] or ":" in (r.get("via") or ""):
+            return (r.get("dev"), f"route {r.key[1]}") if r.get("dev") else None
+        return None
+    parts = r.key[1].split(".")
+    if parts[:3] == ["net", "ipv6", "conf"] and len(parts) > 4 and parts[3] not in ("all", "default"):
+        return parts[3], f"sysctl {r.key[1]}"
+    return None
 
 
 # -- inject ----------------------------------------------------------------------------------

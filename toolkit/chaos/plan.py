@@ -59,6 +59,9 @@ class Lab:
     # VIP group -> {ns: {"config": the speaker's configuration, "status": what it says, or None
     # when it is not running}}, for the VIP groups' faults.
     speakers: dict = field(default_factory=dict)
+    # (ns, ifname) -> IPv6 state the kernel deletes when the device's MTU goes under
+    # 1280 ("address fd00::1/64", "route default", "sysctl net.ipv6.conf.eth0.X")
+    ipv6: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def plan(fault: Fault, capabilities, lab: Lab, lease_id: str, expires_in_ms: int
                 ops += _qdisc_ops(fault, backend, ns, dev, by_backend[backend], directions, lease_id)
         if by_backend.get("userspace"):
             ops.append(nfqueue_op(fault, ns, dev, by_backend["userspace"], directions, lease_id, expires_in_ms))
-        ops += _device_ops(fault, ns, dev)
+        ops += _device_ops(fault, ns, dev, lab.ipv6.get((ns, dev), ()))
     return FaultPlan(tuple(ops), backends, table)
 
 
@@ -408,11 +411,23 @@ def _vrrp_cut_table(table: str, sources, expires_in_ms: int) -> str:
             f"    ip protocol 112 ip saddr @peers drop\n  }}\n}}\n")
 
 
-def _device_ops(fault: Fault, ns: str, dev: str) -> list:
+IPV6_MIN_MTU = 1280
+
+
+def _device_ops(fault: Fault, ns: str, dev: str, ipv6=()) -> list:
     ops = []
     for impairment in fault.impairments:
         if impairment.kind == "mtu":
-            ops.append({"op": "device", "ns": ns, "dev": dev, "set": {"mtu": impairment.get("mtu")}})
+            mtu = impairment.get("mtu")
+            if mtu < IPV6_MIN_MTU and ipv6:
+                # The kernel takes IPv6 off a device under 1280 bytes: its
+                # addresses, routes and settings are deleted, and setting the MTU
+                # back brings only a link-local address back.
+                held = ", ".join(sorted(ipv6)[:3]) + (f" and {len(ipv6) - 3} more" if len(ipv6) > 3 else "")
+                raise FaultError(fault.name, "mtu", f"an MTU of {mtu} takes IPv6 off {dev} in {ns}: the kernel "
+                                                    f"deletes its {held} for good, which no revert brings back; "
+                                                    f"use {IPV6_MIN_MTU} or more on this device")
+            ops.append({"op": "device", "ns": ns, "dev": dev, "set": {"mtu": mtu}})
         elif impairment.kind == "link_down":
             ops.append({"op": "device", "ns": ns, "dev": dev, "set": {"state": "down"}})
         elif impairment.kind == "flap":
