@@ -213,3 +213,14 @@ def test_a_fault_named_out_of_the_project_is_refused_unread(tmp_path, tmp_path_f
                    f"('{tmp_path}')" in p for p in found), found
         assert not any("root-password-line" in p for p in found), found
     assert load(GOOD.replace("fault: loss-40", "fault: ../faults/loss-40.yaml"), tmp_path).faults
+
+
+def test_times_a_float_cannot_hold_or_not_a_number_are_refused_not_tracebacks(tmp_path):
+    huge = "1" + "0" * 400
+    text = GOOD.replace("interval: 20ms", f"interval: {huge}").replace(
+        "      udp: {to: ns_server, port: 8080}", "      tcp_transfer: {to: ns_server, port: 8080, duration: .nan}")
+    found = problems(text, tmp_path)
+    assert "7: steady_state[0].interval: an interval is from 1ms to 60s" in found, found
+    assert "17: during.probes[0].tcp_transfer.duration: a transfer lasts more than 0 and at most ten minutes" \
+        in found, found
+    assert not any("could take inf" in p for p in found), found

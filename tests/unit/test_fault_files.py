@@ -160,6 +160,13 @@ HOSTILE = [
       "got 'soon'"]),
     ("flap period infinite", f"{T}flap: {{period: .inf, down: 1s}}\n",
      ["2: flap: a flap's period and down time must be finite"]),
+    # numbers of hundreds of digits: a float cannot hold them (OverflowError tracebacks)
+    ("duration of 401 digits", f"{T}loss: 5%\nduration: 1{'0' * 400}\n",
+     ["3: duration: duration a 1329-bit integer is out of range: from 100ms to 7 days"]),
+    ("delay of 401 digits", f"{T}delay: 1{'0' * 400}\n",
+     ["2: delay: a delay must be more than 0 and, with its jitter, at most an hour (more is not a lab fault)"]),
+    ("rate of 401 digits", f"{T}rate: 1{'0' * 400}gbit\n",
+     [f"2: rate: rate '1{'0' * 63}'... (405 characters) is above 1000gbit, more than tc can shape"]),
     # bad rates
     ("rate below 8kbit", f"{T}rate: 1kbit\n", ["2: rate: rate '1kbit' is below 8kbit: nothing usable would pass"]),
     ("rate beyond tc", f"{T}rate: 99999999gbit\n",

@@ -11,6 +11,7 @@ when the experiment starts.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import shlex
@@ -187,6 +188,9 @@ class _Checker:
                                                          "and interval)")
                 else:
                     transfer_ms = duration_ms(end["duration"])
+                    if not 0 < transfer_ms <= MAX_PROBE_MS:  # also NaN and infinity
+                        self.fail((*path, kind, "duration"), "a transfer lasts more than 0 and at most ten minutes")
+                        transfer_ms = TRANSFER_MS
             elif kind == "tcp_transfer":
                 transfer_ms = TRANSFER_MS
             if kind == "tcp_transfer" and "count" in spec:
@@ -198,7 +202,7 @@ class _Checker:
                       command=command, expect=expect, halt=bool(spec.get("halt")),
                       start_ms=self.offset((*path, "start"), spec.get("start")),
                       within=spec.get("within"), line=self.doc.line_of(path))
-        if probe.budget_ms() > MAX_PROBE_MS:
+        if MAX_PROBE_MS < probe.budget_ms() < math.inf:  # an infinite time is refused at its own field
             self.fail(path, f"this probe could take {probe.budget_ms() / 1000:.0f} s: at most "
                             f"{MAX_PROBE_MS // 60_000} minutes (fewer samples, a shorter interval or timeout)")
         if path[0] != "during":

@@ -31,11 +31,19 @@ IMPAIRMENT_KEYS = TRAFFIC_KINDS + DEVICE_KINDS + ("partition",) + VIP_KINDS
 
 
 def duration_ms(value) -> float:
-    """`500ms`, `2s`, `1.5m` or a number of seconds, in milliseconds."""
+    """`500ms`, `2s`, `1.5m` or a number of seconds, in milliseconds; infinity for
+    a number too large for a float (the range checks then refuse it)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) * 1000
+        return _float(value) * 1000
     number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", value).groups()
     return float(number) * _UNITS_MS[unit]
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return math.inf
 
 
 def percent(value) -> float:
@@ -43,8 +51,11 @@ def percent(value) -> float:
 
 
 def rate_bits(value: str) -> int:
+    """`10mbit` in bits per second; a number too large for a float is 2**128 (the
+    range checks then refuse it)."""
     number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", value).groups()
-    return int(float(number) * _RATE[unit])
+    bits = float(number) * _RATE[unit]
+    return int(bits) if math.isfinite(bits) else 2 ** 128
 
 
 def fault_name(path: str) -> str:

@@ -63,6 +63,10 @@ def _invalid(problems) -> ManifestError:
     return ManifestError({clean_problem(p) for p in problems})
 
 
+MAX_LINK_RATE = 1000 * 10 ** 9      # bits/s: tc's tbf and netem rates go no further here
+MAX_LINK_DELAY_US = 3600 * 10 ** 6  # an hour, as faults' delays
+
+
 @dataclass
 class _Draft:
     """An interface while the model is being assembled (mutable until frozen)."""
@@ -225,9 +229,16 @@ class _Builder:
             out["rate"] = rate_bits(spec["rate"])
             if out["rate"] < 8000:
                 self.fail(path + ("rate",), f"rate {quote(spec['rate'])} is below 8kbit: nothing usable would pass")
+            elif out["rate"] > MAX_LINK_RATE:
+                self.fail(path + ("rate",), f"rate {quote(spec['rate'])} is above 1000gbit, more than tc can shape")
+                del out["rate"]
         for name in ("delay", "jitter"):
             if isinstance(spec.get(name), str):
-                out[f"{name}_us"] = int(round(duration_ms(spec[name]) * 1000))
+                us = duration_ms(spec[name]) * 1000
+                if not us <= MAX_LINK_DELAY_US:
+                    self.fail(path + (name,), f"{name} {quote(spec[name])} is more than an hour: not a link's")
+                    continue
+                out[f"{name}_us"] = int(round(us))
         if "loss" in spec and isinstance(spec["loss"], (str, int, float)):
             out["loss"] = percent(spec["loss"])
         if isinstance(spec.get("distribution"), str):

@@ -35,7 +35,10 @@ def time_ms(value) -> float:
     """`100ms`, `2.01s` or a number of seconds, in ms (rounded to a microsecond:
     2.01 * 1000 is 2009.9999999999998 in floating point)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return round(float(value) * 1000, 3)
+        try:
+            return round(float(value) * 1000, 3)
+        except OverflowError:  # an integer of hundreds of digits: refused as out of range
+            return math.inf
     number, unit = re.fullmatch(r"([0-9.]+)(ms|s)", value).groups()
     return round(float(number) * (1 if unit == "ms" else 1000), 3)
 
