@@ -709,3 +709,11 @@ def test_the_ipv6_state_an_mtu_under_1280_would_delete_is_found_per_device():
     assert _ipv6_held(Resource.make("sysctl", ("p-a", "net.ipv6.conf.e0.forwarding"), value="1")) == (
         "e0", "sysctl net.ipv6.conf.e0.forwarding")
     assert _ipv6_held(Resource.make("sysctl", ("p-a", "net.ipv6.conf.all.forwarding"), value="1")) is None
+
+
+@pytest.mark.parametrize("ms, text", [(60_000, "60000ms"), (99_999_999, "99999999ms"), (10 ** 8, "1d3h46m40s0ms"),
+                                      (7 * 86_400_000, "7d0ms"), (108_000_000, "1d6h0ms")])
+def test_long_timeouts_are_written_unit_by_unit_as_nft_reads_them(ms, text):
+    """nft refuses 100000000ms ("value too large"; a 30-hour fault failed to inject)."""
+    from toolkit.chaos.plan import nft_time
+    assert nft_time(ms) == text

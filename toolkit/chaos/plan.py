@@ -176,9 +176,25 @@ def _resolve(fault: Fault, lab: Lab) -> tuple:
     return ns, target.interface
 
 
+def nft_time(ms: int) -> str:
+    """A time as nft reads it: `60000ms`, and from 10^8 ms (28 hours) unit by unit
+    (`1d6h0ms`): nft refuses a number of milliseconds that large ("value too
+    large"), and faults may last 7 days."""
+    ms = int(ms)
+    if ms < 10 ** 8:
+        return f"{ms}ms"
+    days, ms = divmod(ms, 86_400_000)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    seconds, ms = divmod(ms, 1000)
+    return "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s"))
+                   if n) + f"{ms}ms"
+
+
 def _armed(name: str, expires_in_ms: int) -> str:
     """A set whose one element expires with the lease: rules match only while it is there."""
-    return (f"  set armed {{ type ifname; flags timeout; elements = {{ \"{name}\" timeout {expires_in_ms}ms }} }}\n")
+    return (f"  set armed {{ type ifname; flags timeout; "
+            f"elements = {{ \"{name}\" timeout {nft_time(expires_in_ms)} }} }}\n")
 
 
 def _narrowing(target: Target, direction: str) -> str:
@@ -272,7 +288,7 @@ def _cut_table(table: str, addresses, send: bool, get: bool, expires_in_ms: int)
         addrs = sorted({a for a in addresses if (":" in a) == (family == "ip6")}, key=ipaddress.ip_address)
         if not addrs:
             continue
-        elements = ", ".join(f"{a} timeout {expires_in_ms}ms" for a in addrs)
+        elements = ", ".join(f"{a} timeout {nft_time(expires_in_ms)}" for a in addrs)
         sets += f"  set {name} {{ type {kind}; flags timeout; elements = {{ {elements} }} }}\n"
         out_rules.append(f"    {family} daddr @{name} drop\n")
         in_rules.append(f"    {family} saddr @{name} drop\n")
@@ -405,7 +421,8 @@ def _vip_ops(fault: Fault, vip, lab: Lab, table: str, expires_in_ms: int) -> lis
 
 def _vrrp_cut_table(table: str, sources, expires_in_ms: int) -> str:
     """A table that drops VRRP (IP protocol 112) from `sources` until its set elements time out."""
-    elements = ", ".join(f"{a} timeout {expires_in_ms}ms" for a in sorted(set(sources), key=ipaddress.ip_address))
+    elements = ", ".join(f"{a} timeout {nft_time(expires_in_ms)}" for a in sorted(set(sources),
+                                                                                key=ipaddress.ip_address))
     return (f"table inet {table} {{\n  set peers {{ type ipv4_addr; flags timeout; elements = {{ {elements} }} }}\n"
             f"  chain in {{ type filter hook input priority -150; policy accept;\n"
             f"    ip protocol 112 ip saddr @peers drop\n  }}\n}}\n")
