@@ -256,14 +256,15 @@ def test_a_killed_keeper_is_noticed_by_the_next_command(built):
     assert leases(built) == []
 
 
-def test_a_drift_that_ends_a_fault_whose_keeper_was_killed_says_so(built):
+@pytest.mark.parametrize("command", ["drift", "chaos status"])
+def test_a_command_that_ends_a_fault_whose_keeper_was_killed_says_so(built, command):
     assert chaos(built, "mtu-1280", "--duration", "30s").returncode == 0
     [lease] = leases(built)
     subprocess.run(["kill", "-9", str(lease["keeper"])], check=True, timeout=10)
     time.sleep(0.5)
-    drift = built.run("drift", LAB)
-    assert drift.returncode == 0 and f"fault lease {lease['lease']} was past its time or had lost its keeper: " \
-        "reverted now" in " ".join(drift.stderr.split()), drift.stderr
+    result = built.run("drift", LAB) if command == "drift" else built.run("chaos", None, "status")
+    assert result.returncode == 0 and f"fault lease {lease['lease']} was past its time or had lost its keeper: " \
+        "reverted now" in " ".join(result.stderr.split()), result.stderr
     assert "mtu 1500" in built.ip("ns_server", "link show veth_srv_c2").stdout
 
 

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ..errors import FaultError, NetkeelError
 from ..state import StateDir
-from .common import HELP, command, err, kernel_session, out, require_root, task
+from .common import HELP, command, err, expire_faults, kernel_session, out, require_root, task
 
 FAULTS_DIR = "faults"
 WORDS = ("list", "status", "revert")
@@ -127,7 +127,7 @@ def _status(state, as_json, verbose) -> int:
 
     if os.geteuid() == 0:  # like every command: what has run out (or lost its keeper) ends now
         with kernel_session(verbose) as kernel:
-            engine.expire(kernel, state)
+            expire_faults(kernel, state)
     leases = engine.active(state)
     if as_json:
         print(jsonlib.dumps({"format": 1, "command": "chaos status", "faults": [

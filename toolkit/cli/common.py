@@ -132,6 +132,17 @@ def command(name: str):
     return wrap
 
 
+def expire_faults(kernel, state) -> None:
+    """Revert the faults whose time is up, or whose keeper died (every command
+    that reads the kernel does), and say so: a drift (a CI gate) that put a link
+    back up must not just say "in sync", nor `chaos status` "no active fault"."""
+    from ..chaos import engine
+
+    for lease_id in engine.expire(kernel, state):
+        err.print(f"[yellow]note[/]: fault lease {escape(lease_id)} was past its time or had lost its keeper: "
+                  "reverted now")
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 

@@ -16,7 +16,7 @@ from ..runtime.execute import steps
 from ..report import HEADING, human, IN_SYNC, machine, title as report_title
 from ..state import StateDir
 from ..state.inventory import instance_id
-from .common import (EXIT_CHANGES, HELP, HELP_REV, HELP_WAIT, command, err, kernel_session, out,
+from .common import (EXIT_CHANGES, HELP, HELP_REV, HELP_WAIT, command, err, expire_faults, kernel_session, out,
                      require_root, task, warn_interrupted)
 from .quick import in_sync
 
@@ -100,12 +100,7 @@ def active_faults(kernel, state, instance: str):
     objects are theirs, not drift."""
     from ..chaos import engine
 
-    for lease_id in engine.expire(kernel, state):
-        # Said, not done silently: a drift (a CI gate) that put a link back up
-        # must not just say "in sync" (a fault outlives its time only when its
-        # keeper was killed).
-        err.print(f"[yellow]note[/]: fault lease {escape(lease_id)} was past its time or had lost its keeper: "
-                  "reverted now")
+    expire_faults(kernel, state)
     return lambda: engine.claims(state, instance)
 
 
