@@ -7,6 +7,7 @@ clock and a fake sleep (chaos/keeper.py)."""
 from __future__ import annotations
 
 import textwrap
+from contextlib import ExitStack
 
 import pytest
 
@@ -615,19 +616,27 @@ def test_keep_leaves_when_the_lease_is_removed(state):
     assert clock.t < 1003.0
 
 
-def test_keep_keeps_its_hands_off_a_lease_being_reverted(state):
+def test_keep_keeps_its_hands_off_a_lease_being_reverted_and_finishes_one_whose_reverter_died(state):
+    """While a revert holds the lease's lock, the keeper leaves the devices alone;
+    a lease left "reverting" with its lock free lost its reverter half way (a
+    second Ctrl-C, a kill): the keeper finishes it then, not at expiry (a flapping
+    link stayed down for the fault's whole hour)."""
     clock = Clock(1000.0)
     backend = FakeBackend(clock)
-    lease = _keep_lease(state, [{**FLAP, "cycles": None}], duration=4.0)
+    lease = _keep_lease(state, [{**FLAP, "cycles": None}], duration=60.0)
+    reverter = ExitStack()
 
     def reverting():
-        lease.state = "reverting"  # a revert that failed half way leaves this: it is tried again at expiry
+        reverter.enter_context(Leases(state).locked(lease.id))
+        lease.state = "reverting"
         Leases(state).save(lease)
 
     clock.hooks.append((1001.5, reverting))
-    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "expired"
+    clock.hooks.append((1003.0, reverter.close))  # the reverter dies, its lock with it
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "its reverter died"
     assert backend.calls == [(1000.0, "link_set", "p-a", "e0", "down"), (1001.0, "link_set", "p-a", "e0", "up"),
-                             (pytest.approx(1004.0, abs=0.051), "revert", "flap", "e0")]
+                             (pytest.approx(1003.0, abs=0.051), "revert", "flap", "e0")]
+    assert Leases(state).load(lease.id) is None
 
 
 def test_keep_reverts_when_the_injector_died_while_injecting(state, monkeypatch):
@@ -717,3 +726,16 @@ def test_long_timeouts_are_written_unit_by_unit_as_nft_reads_them(ms, text):
     """nft refuses 100000000ms ("value too large"; a 30-hour fault failed to inject)."""
     from toolkit.chaos.plan import nft_time
     assert nft_time(ms) == text
+
+
+def test_any_command_finishes_a_revert_whose_reverter_died_and_leaves_one_under_way_alone(state, monkeypatch):
+    from toolkit.chaos import engine
+
+    monkeypatch.setattr(engine, "_stop_keeper", lambda lease: None)
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    lease = _keep_lease(state, [{**FLAP, "cycles": None}], duration=3600.0, lease_state="reverting")
+    with Leases(state).locked(lease.id):  # a revert under way (another process, in life)
+        assert engine.expire(backend, state, now=clock.now) == [] and backend.calls == []
+    assert engine.expire(backend, state, now=clock.now) == [lease.id]  # its lock is free: it died half way
+    assert backend.calls == [(1000.0, "revert", "flap", "e0")] and Leases(state).load(lease.id) is None

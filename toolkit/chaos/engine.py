@@ -300,12 +300,15 @@ def revert(backend, state: StateDir, lease_id: str) -> Lease | None:
         lease = leases.load(lease_id)
         if lease is None:
             return None
-        _mark(leases, lease, "reverting")
-        _undo(backend, lease, strict=True)
-        try:
-            leases.remove(lease_id)
-        except OSError:
-            pass  # the kernel is clean; the stale lease is reverted (a no-op) by the next command
+        # A second Ctrl-C waits until the fault is taken away whole: cut off, it
+        # left a flapping link down, or a worker running with its rules gone.
+        with uninterrupted():
+            _mark(leases, lease, "reverting")
+            _undo(backend, lease, strict=True)
+            try:
+                leases.remove(lease_id)
+            except OSError:
+                pass  # the kernel is clean; the stale lease is reverted (a no-op) by the next command
     _stop_keeper(lease)
     return lease
 
@@ -353,15 +356,17 @@ def injector_alive(lease: Lease) -> bool:
 
 def expire(backend, state: StateDir, now=time.time) -> list:
     """Revert every lease whose time is up, every lease whose injector died while
-    making it, and every active lease whose keeper is gone (killed): its fault
-    would outlive its time otherwise; returns their ids."""
+    making it, every active lease whose keeper is gone (killed), and every lease
+    whose reverter died half way: its fault would outlive its time otherwise;
+    returns their ids."""
     leases = Leases(state)
     found, _ = leases.all()
     done = []
     for lease in found:
         stale = lease.state == "injecting" and not injector_alive(lease)
         unkept = lease.state in ("active", "broken") and lease.keeper and not keeper_alive(lease)
-        if lease.expired(now()) or stale or unkept:
+        halted = lease.state == "reverting" and leases.abandoned(lease.id)  # its reverter was killed
+        if lease.expired(now()) or stale or unkept or halted:
             try:
                 if revert(backend, state, lease.id) is not None:
                     done.append(lease.id)

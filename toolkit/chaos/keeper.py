@@ -46,6 +46,9 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
                 sleep(0.05)
                 continue
             if lease.state == "reverting":  # someone is taking it away: hands off its devices
+                if leases.abandoned(lease_id):  # ... unless that one died half way: finish it
+                    revert(backend, state, lease_id)
+                    return "its reverter died"
                 sleep(0.05)
                 continue
             served = [op for op in lease.operations if op["op"] == "nfqueue"]

@@ -110,6 +110,18 @@ class Leases:
         with self._flock(f"{lease_id}.lock", timeout):
             yield
 
+    def abandoned(self, lease_id: str) -> bool:
+        """Whether nobody holds the lease's lock now. A lease marked "reverting"
+        whose lock is free lost its reverter half way (a Ctrl-C, a kill): the
+        marking and the whole revert happen under that lock."""
+        try:
+            with self.locked(lease_id, timeout=0):
+                return True
+        except TimeoutError:
+            return False
+        except OSError:
+            return False  # the directory cannot be written: nothing to decide from here
+
     @contextmanager
     def _flock(self, name: str, timeout: float):
         fd = self.state.open(f"{DIRECTORY}/{name}", os.O_RDWR | os.O_CREAT, create_dirs=True)
