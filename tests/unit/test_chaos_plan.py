@@ -739,3 +739,26 @@ def test_any_command_finishes_a_revert_whose_reverter_died_and_leaves_one_under_
         assert engine.expire(backend, state, now=clock.now) == [] and backend.calls == []
     assert engine.expire(backend, state, now=clock.now) == [lease.id]  # its lock is free: it died half way
     assert backend.calls == [(1000.0, "revert", "flap", "e0")] and Leases(state).load(lease.id) is None
+
+
+@pytest.mark.parametrize("change", [
+    {"operations": [{"op": "nft"}]},              # a revert met KeyError 'ns' half way (a traceback in every command)
+    {"operations": [{"op": "nft", "ns": "p-a"}]},
+    {"operations": [{"op": "tbf", "ns": "p-a"}]},
+    {"operations": "x"},
+    {"expires": "soon"},                          # TypeError in status, drift and doctor
+    {"expires": float("nan")},                    # taken as no lease at all, silently
+    {"state": "sleeping"},
+    {"claims": [["p-a"]]},
+    {"surprise": 1},
+])
+def test_a_damaged_lease_is_reported_with_its_file_never_used(state, change):
+    import json
+
+    lease = _keep_lease(state, [{**FLAP}])
+    path = state.path("leases", f"{lease.id}.json")
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    with pytest.raises(ValueError, match=f"lease {lease.id} is damaged: "):
+        Leases(state).load(lease.id)
+    found, problems = Leases(state).all()
+    assert found == [] and len(problems) == 1 and problems[0].startswith(f"{path}: lease {lease.id} is damaged")

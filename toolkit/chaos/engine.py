@@ -375,6 +375,11 @@ def expire(backend, state: StateDir, now=time.time) -> list:
     return done
 
 
+def damaged(state: StateDir) -> list:
+    """What is wrong with each lease file that cannot be read (one line each)."""
+    return Leases(state).all()[1]
+
+
 def active(state: StateDir, instance: str | None = None) -> list:
     leases, _ = Leases(state).all()
     return [l for l in leases if instance is None or l.instance == instance]

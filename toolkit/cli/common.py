@@ -141,6 +141,10 @@ def expire_faults(kernel, state) -> None:
     for lease_id in engine.expire(kernel, state):
         err.print(f"[yellow]note[/]: fault lease {escape(lease_id)} was past its time or had lost its keeper: "
                   "reverted now")
+    for problem in engine.damaged(state):
+        # Never acted on: what it says cannot be trusted to undo anything.
+        err.print(f"[bold yellow]warning[/]: {escape(problem)}; netkeel cannot revert the fault it recorded: "
+                  "check the lab (`drift`), then remove the file", soft_wrap=True)
 
 
 def _interrupt(signum, frame):

@@ -13,6 +13,7 @@ revert takes the lease's own lock, so two reverts never interleave.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import re
 import secrets
@@ -20,6 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from . import validation
 from .statedir import StateDir
 
 DIRECTORY = "leases"
@@ -71,10 +73,13 @@ class Leases:
         data = self.state.read_json(f"{DIRECTORY}/{lease_id}.json")
         if data is None:
             return None
-        try:
-            return Lease(**data)
-        except TypeError as exc:
-            raise ValueError(f"lease {lease_id} is damaged: {exc}") from None
+        # Checked whole before use: a revert that met a field missing in the
+        # middle of its undo would leave the fault half in place (and a traceback).
+        problem = validation.problem("lease", data) or \
+            (not all(math.isfinite(data[k]) for k in ("started", "expires")) and "its times are not finite")
+        if problem:
+            raise ValueError(f"lease {lease_id} is damaged: {problem}")
+        return Lease(**data)
 
     def all(self) -> tuple:
         """(leases, problems): every readable lease, oldest first, and what was unreadable."""
