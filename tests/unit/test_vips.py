@@ -266,3 +266,24 @@ def test_members_must_share_a_segment_and_group_names_cannot_hold_dots():
     assert "vips.gw.addresses[2]: 10.0.3.0 is the network's own address" in text
     assert "interval" not in text  # 2.01s is 201 centiseconds
     assert "vips.gw.members[1].interface: client/lo has no IPv4 address to send adverts from" in text
+
+
+@pytest.mark.parametrize("change", [{"peers": ["x"]}, {"peers": {"10.0.0.1": 5}}, {"state": 3}, {"since": "now"},
+                                    {"master": "r1"}, {"pid": "1"}])
+def test_a_status_file_with_a_field_of_the_wrong_type_is_damaged_not_read(tmp_path, monkeypatch, change):
+    """`vip status` tripped over `"peers": ["x"]` (a traceback); such a file is
+    read as no status at all, as a missing or unparsable one is."""
+    import json
+
+    from toolkit.kernel import speakers
+
+    monkeypatch.setattr(speakers, "RUN_DIR", str(tmp_path))
+    good = {"group": "gw", "state": "active", "since": 1.0, "updated": 2.0, "pid": 10, "guardian": 9,
+            "peers": {"10.0.0.1": {"adverts": 3}}, "master": None, "adverts_sent": 4, "priority": 100,
+            "holding": True, "error": None}
+    path = tmp_path / "ns" / "gw.status.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(good))
+    assert speakers.status("ns", "gw") == good
+    path.write_text(json.dumps({**good, **change}))
+    assert speakers.status("ns", "gw") is None

@@ -68,7 +68,8 @@ def capabilities(backend, state: StateDir) -> list:
         cached = state.read_json(CAPABILITIES) or {}
     except (ValueError, OSError):
         cached = {}
-    if isinstance(cached, dict) and cached.get("kernel") == identity and isinstance(cached.get("can"), list):
+    if isinstance(cached, dict) and cached.get("kernel") == identity and isinstance(cached.get("can"), list) \
+            and all(isinstance(c, str) for c in cached["can"]):
         return cached["can"]
     found = backend.fault_capabilities()
     state.write_json(CAPABILITIES, {"kernel": identity, "can": found}, durable=False)

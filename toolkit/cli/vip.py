@@ -188,9 +188,14 @@ def _rows(state: StateDir, topology, prefix: str) -> list:
 
 
 def _config(path: str) -> dict:
+    """A speaker's configuration file, as far as it is well formed ({} if not)."""
     try:
         with open(path) as f:
             data = jsonlib.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    wrong = [k for k, kind in (("priority", int), ("interval_cs", int), ("interface", str)) if k in data
+             and (not isinstance(data[k], kind) or isinstance(data[k], bool) or kind is int and data[k] <= 0)]
+    return {k: v for k, v in data.items() if k not in wrong}

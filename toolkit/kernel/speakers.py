@@ -48,13 +48,26 @@ def status_path(ns: str, group: str) -> str:
 
 
 def status(ns: str, group: str) -> dict | None:
-    """The speaker's own status file, or None (missing, unreadable, damaged)."""
+    """The speaker's own status file, or None (missing, unreadable, damaged: a
+    field of the wrong type, which readers would trip over)."""
     try:
         with open(status_path(ns, group)) as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    return data if isinstance(data, dict) else None
+    return data if isinstance(data, dict) and _well_formed(data) else None
+
+
+# The status fields readers use, and their types (the speaker writes them so).
+_FIELDS = {"state": str, "since": (int, float), "updated": (int, float), "pid": int, "guardian": int,
+           "adverts_sent": (int, type(None)), "priority": (int, type(None)), "holding": (bool, type(None)),
+           "master": (dict, type(None)), "peers": (dict, type(None)), "error": (str, type(None))}
+
+
+def _well_formed(data: dict) -> bool:
+    if any(key in data and not isinstance(data[key], kind) for key, kind in _FIELDS.items()):
+        return False
+    return all(isinstance(k, str) and isinstance(v, dict) for k, v in (data.get("peers") or {}).items())
 
 
 def running(ns: str, group: str, netns_inode=None) -> dict | None:
