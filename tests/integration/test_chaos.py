@@ -343,3 +343,30 @@ def test_a_fault_waits_for_a_change_under_way_and_takes_the_value_it_left(built)
     assert "mtu 1280" in built.ip("ns_server", "link show veth_srv_c2").stdout
     assert chaos(built, "revert", "--fault", "mtu-1280").returncode == 0
     assert "mtu 1400" in built.ip("ns_server", "link show veth_srv_c2").stdout  # the apply's value, not 1500
+
+
+def test_routes_a_downed_link_took_along_are_the_faults_not_drift_nor_a_snapshots_absence(built, tmp_path):
+    """The kernel drops a link's routes when a fault takes it down. They read as
+    present while the fault holds the link: no drift, an apply of another change
+    does not try to add them back (the kernel refused: "Network is unreachable"),
+    and the snapshot it takes keeps them, so a rollback after the fault does not
+    delete the default route (from a race review)."""
+    down = tmp_path / "down-c1.yaml"
+    down.write_text("topology: two-clients\ntarget: {node: ns_client1, interface: veth_c1}\nlink_down: true\n"
+                    "duration: 60s\n")
+    more = tmp_path / "two-clients.yaml"
+    more.write_text((ROOT / LAB).read_text().replace("[10.0.1.2/24]", "[10.0.1.2/24, 10.0.1.5/24]")
+                    .replace("../policies/", f"{ROOT}/policies/"))
+    outside = {"NETKEEL_ALLOW_OUTSIDE_POLICIES": "1"}
+    assert chaos(built, str(down)).returncode == 0
+    assert "default" not in built.ip("ns_client1", "route").stdout  # the kernel took it with the link
+    assert built.run("drift", LAB).returncode == 0
+    changed = built.run("apply", more, env=outside)
+    assert changed.returncode == 0 and "route" not in changed.stdout, changed.stdout + changed.stderr
+    assert chaos(built, "revert", "--all").returncode == 0
+    assert "default via 10.0.1.1" in built.ip("ns_client1", "route").stdout
+    rolled = built.run("rollback", None)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "default via 10.0.1.1" in built.ip("ns_client1", "route").stdout
+    assert "10.0.1.5" not in built.ip("ns_client1", "addr").stdout
+    assert built.run("drift", LAB).returncode == 0

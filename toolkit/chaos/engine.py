@@ -16,6 +16,7 @@ The backend is handed in (the kernel; see core/backend.py: fault_* methods).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import time
@@ -25,6 +26,7 @@ from dataclasses import dataclass, replace
 from ..core import processes
 from ..core.interrupts import uninterrupted
 from ..core.owners import TOPOLOGY, Claim, overlay
+from ..core.resource import Resource
 from ..errors import FaultError, KernelError, OwnershipError
 from ..kinds.addr import KIND as ADDR
 from ..kinds.impair import KIND as IMPAIR
@@ -140,6 +142,26 @@ def lab_of(backend, state: StateDir, instance: Instance) -> Lab:
             speakers.setdefault(group, {})[ns] = {"config": {**found["config"], "source": source},
                                                   "status": found["status"]}
     return Lab(namespaces, interfaces, addresses, peers, speakers, ipv6)
+
+
+def _taken_down(lease: Lease, ns: str, dev: str) -> tuple:
+    """The routes and IPv6 addresses the kernel removed when the lease took `dev`
+    down (recorded at injection: kernel/chaos.py), as the readers would read them
+    back; they come back with the device."""
+    out = []
+    for op in lease.operations:
+        restore = op.get("restore") if (op.get("ns"), op.get("dev")) == (ns, dev) else None
+        if not isinstance(restore, dict):
+            continue
+        for address in restore.get("addrs") or ():
+            out.append(Resource.make(ADDR.name, (ns, dev, address)))
+        for prefix, metric, via, type_ in restore.get("routes") or ():
+            try:
+                prefix = ipaddress.ip_network(prefix).with_prefixlen
+            except ValueError:
+                continue
+            out.append(Resource.make(ROUTE.name, (ns, prefix, metric), via=via or "", dev=dev, type=type_))
+    return tuple(out)
 
 
 def _ipv6_held(r):
@@ -413,7 +435,7 @@ def claims(state: StateDir, instance: str) -> list:
                              targets=targets))
         for ns, dev, before in lease.claims:
             out.append(Claim(owner, LINK.name, lambda r, k=(ns, dev): r.key == k, mask=tuple(before.items()),
-                             text=text, targets=targets))
+                             text=text, targets=targets, supplies=_taken_down(lease, ns, dev)))
         if not (tables or ifbs or qdiscs or lease.claims):
             out.append(Claim(owner, "", lambda r: False, text=text, targets=targets))  # reported all the same
     return out

@@ -87,6 +87,11 @@ class Claim:
     mask: tuple = ()   # (field, value) pairs
     text: str = ""     # how drift and status describe it
     targets: tuple = ()  # (ns, device or None) the overlay acts on: removing one would orphan it
+    # Resources the overlay took out of the kernel for its time, read as present
+    # when missing (routes and IPv6 addresses that went with a device a fault holds
+    # down): the topology sees no drift, never adds them back (the kernel would
+    # refuse), and a snapshot keeps them, so a rollback does not remove them after.
+    supplies: tuple = ()
 
 
 def assign(resources, claims=()) -> list:
@@ -103,4 +108,11 @@ def assign(resources, claims=()) -> list:
                 continue
             r = r.with_fields(**dict(claim.mask)) if claim.mask else r.owned_by(claim.owner)
         out.append(r)
+    present = {(r.kind, r.key) for r in out}
+    read = {r.ns for r in out}  # only into namespaces this read covered
+    for claim in claims:
+        for r in claim.supplies:
+            if (r.kind, r.key) not in present and r.ns in read:
+                out.append(r)
+                present.add((r.kind, r.key))
     return out

@@ -300,7 +300,16 @@ def check_held(plan: Plan, held) -> None:
     on: the fault would go on being reported as active on nothing until its
     lease ends. Revert the fault first. `held`: the overlays' claims."""
     problems = []
+    supplied = {(r.kind, r.key): claim for claim in held for r in claim.supplies}
     for action in plan.actions:
+        claim = supplied.get((action.kind, action.resource.key))
+        if claim is not None and action.op in ("delete", "modify"):
+            # Gone from the kernel with a device the fault holds down: neither
+            # removable nor changeable until it comes back.
+            problems.append((action.ns, claim.owner, f"{action.resource.label} in {action.ns} went with a device "
+                                                     f"{claim.text or claim.owner} holds down; revert that fault "
+                                                     "first"))
+            continue
         place = kind(action.kind).place(action.resource) if action.op == "delete" else None
         if place is not None:
             ns, device = place
