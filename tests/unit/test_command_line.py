@@ -54,3 +54,16 @@ def test_every_error_a_command_can_report_is_documented_in_the_json_contract(rep
                if inspect.isclass(value) and issubclass(value, errors.NetkeelError) and name != "StepError"]
     assert len(classes) > 10
     assert [name for name in classes if f"`{name}`" not in documented] == []
+
+
+def test_an_empty_chaos_duration_is_refused_not_taken_for_the_files(tmp_path):
+    """`--duration ''` used the fault file's duration silently (an empty
+    --state-dir is refused alike); nothing is read or changed before the refusal."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run([str(Path(sys.executable).with_name("netkeel")), "chaos", "loss-40", "--duration", "",
+                             "--dry-run", "-s", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "--duration '': write it like 30s, 500ms or 2m" in result.stderr
+    assert not (tmp_path / "state").exists()

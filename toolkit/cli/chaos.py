@@ -80,7 +80,7 @@ def _inject(state, name, prefix, duration, dry_run, follow, as_json, verbose) ->
     from .keeper import start
 
     fault = load_fault(fault_path(name))  # bad input first, before anything else
-    duration_ms = parse_duration(duration) if duration else None
+    duration_ms = parse_duration(duration) if duration is not None else None  # "" is refused, not ignored
     require_root()
     with kernel_session(verbose) as kernel:
         lease, plan = engine.inject(kernel, state, fault, prefix=prefix, duration_ms=duration_ms, dry_run=dry_run,
