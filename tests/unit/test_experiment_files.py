@@ -224,3 +224,25 @@ def test_times_a_float_cannot_hold_or_not_a_number_are_refused_not_tracebacks(tm
     assert "17: during.probes[0].tcp_transfer.duration: a transfer lasts more than 0 and at most ten minutes" \
         in found, found
     assert not any("could take inf" in p for p in found), found
+
+
+@pytest.mark.parametrize("probe, message", [
+    ('command: ["a\\0b"]', "steady_state[0].command[0]: word 'a\\x00b' holds control characters"),
+    ('command: [""]', "steady_state[0].command: the command's program (its first word) is empty"),
+    ("icmp: {to: 'fe80::1%veth_c1'}", "steady_state[0].icmp.to: 'fe80::1%veth_c1' has a scope id"),
+    ("icmp: {to: 0.0.0.0}", "steady_state[0].icmp.to: 0.0.0.0 is no one node's address"),
+    ("icmp: {to: 255.255.255.255}", "steady_state[0].icmp.to: 255.255.255.255 is no one node's address"),
+    ("icmp: {to: 10.0.1.1}\n    expect: {loss: ['>= 50%', '<= 10%']}",
+     "steady_state[0].expect.loss: no value meets >= 50% and <= 10%: the probe could never hold"),
+    ("icmp: {to: 10.0.1.1}\n    expect: {loss: ['> 10%', '< 10%']}",
+     "steady_state[0].expect.loss: no value meets > 10% and < 10%"),
+])
+def test_probes_that_could_never_run_or_never_hold_are_refused(tmp_path, probe, message):
+    text = GOOD.replace("    icmp: {to: 10.0.1.1}\n    count: 5\n    interval: 20ms\n"
+                        "    expect: {loss: \"<= 5%\", rtt_p99: \"< 50ms\"}\n", f"    {probe}\n")
+    assert any(message in p for p in problems(text, tmp_path)), problems(text, tmp_path)
+
+
+def test_bounds_some_value_meets_are_kept(tmp_path):
+    text = GOOD.replace('expect: {loss: "<= 5%", rtt_p99: "< 50ms"}', "expect: {loss: ['>= 10%', '<= 10%']}")
+    assert load(text, tmp_path).steady_state[0].expect

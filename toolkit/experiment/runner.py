@@ -186,8 +186,11 @@ class Runner:
                 if first is None:
                     problems.append(f"probe {probe.name!r}: node {probe.target} has no address to probe")
                 self.addresses[probe.target] = first
-            else:
+            elif _is_address(probe.target):
                 self.addresses[probe.target] = probe.target
+            else:  # refused here, as an unknown probe node is, not by the agent once probing
+                problems.append(f"probe {probe.name!r}: no node {probe.target!r} to probe in {instance.id} "
+                                f"(nodes: {', '.join(nodes)})")
         if problems:
             raise ExperimentError(x.name, "; ".join(problems))
         for scheduled in x.faults if faults else ():  # one this kernel cannot do stops it now, not half-way
@@ -383,3 +386,12 @@ def _failures(run: ProbeRun) -> str:
     return ", ".join(f"{bound.metric} {format_value(value, bound.metric)} is not {bound.text}"
                      for bound, value, ok in run.results if not ok)
 
+
+def _is_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -225,24 +225,36 @@ class _Checker:
 
     def command(self, path: tuple, value) -> tuple:
         if isinstance(value, list):
-            return tuple(value)
-        try:
-            argv = tuple(shlex.split(value))
-        except ValueError as exc:
-            self.fail(path, f"cannot split this command into words: {exc}")
+            argv = tuple(value)
+        else:
+            try:
+                argv = tuple(shlex.split(value))
+            except ValueError as exc:
+                self.fail(path, f"cannot split this command into words: {exc}")
+                return ()
+        if not argv or not argv[0]:
+            self.fail(path, "the command is empty" if not argv else "the command's program (its first word) is empty")
             return ()
-        if not argv:
-            self.fail(path, "the command is empty")
+        for k, word in enumerate(argv):
+            if isinstance(word, str) and not word.isprintable():  # a NUL cannot even reach exec
+                self.fail((*path, k) if isinstance(value, list) else path,
+                          f"word {quote(word)} holds control characters")
+                return ()
         return argv
 
     def target(self, path: tuple, value: str) -> None:
-        try:
-            ipaddress.ip_address(value)
+        if "%" in value:
+            self.fail(path, f"{quote(value)} has a scope id: probe a node by name, or an address without one")
             return
+        try:
+            address = ipaddress.ip_address(value)
         except ValueError:
-            pass
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}", value):
-            self.fail(path, f"{quote(value)} is neither an address nor a node name")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}", value):
+                self.fail(path, f"{quote(value)} is neither an address nor a node name")
+            return
+        if address.is_unspecified or address.is_multicast or value == "255.255.255.255":
+            # 0.0.0.0 answers from the probing node itself: a probe that always holds
+            self.fail(path, f"{value} is no one node's address: probe a node by name or one of its addresses")
 
     def expect(self, path: tuple, kind: str, spec: dict) -> tuple:
         bounds = []
@@ -251,10 +263,11 @@ class _Checker:
             if metric not in METRICS[kind]:
                 self.fail(where, f"a {kind} probe measures {', '.join(METRICS[kind])}; not {quote(metric)}")
                 continue
-            for text in (value if isinstance(value, list) else [value]):
-                bound = self.bound(where, metric, text)
-                if bound is not None:
-                    bounds.append(bound)
+            found = [b for b in (self.bound(where, metric, text)
+                                 for text in (value if isinstance(value, list) else [value])) if b is not None]
+            if found and not _satisfiable(found):
+                self.fail(where, f"no value meets {' and '.join(b.text for b in found)}: the probe could never hold")
+            bounds += found
         return tuple(bounds)
 
     def bound(self, path: tuple, metric: str, text: str) -> Bound | None:
@@ -348,3 +361,16 @@ class _Checker:
             self.problems.append(Problem(problem.file, problem.line, joined, problem.message))
         return None if found or checker.problems else fault
 
+
+def _satisfiable(bounds) -> bool:
+    """Whether some value meets every bound of one metric (`>= 50%` and `<= 10%`: none)."""
+    low, low_open, high, high_open = -math.inf, False, math.inf, False
+    for b in bounds:
+        if b.op in (">", ">=") and (b.value > low or b.value == low and b.op == ">"):
+            low, low_open = b.value, b.op == ">"
+        elif b.op in ("<", "<=") and (b.value < high or b.value == high and b.op == "<"):
+            high, high_open = b.value, b.op == "<"
+        elif b.op == "==":
+            if not all(o.holds(b.value) for o in bounds):
+                return False
+    return low < high or low == high and not (low_open or high_open)
