@@ -289,6 +289,7 @@ def _try(rec, result, trial, trying, as_json, verbose) -> int:
     """The change is in; keep it only if it proves itself in time, else roll back."""
     import time
 
+    from ..core.interrupts import uninterrupted
     from ..experiment import trial as trials
     from ..experiment.runner import Runner
 
@@ -319,7 +320,10 @@ def _try(rec, result, trial, trying, as_json, verbose) -> int:
         except Exception as exc:  # the probes could not run: the change has not proved itself
             verdict = f"the probes could not run: {exc}"
         if verdict is not None and trial.state in trials.OPEN:
-            trial = trials.roll_back(kernel, state, trial, verdict, claims)
+            # Asked to stop, or failed: the rollback finishes first (a second
+            # Ctrl-C waits), or the change would stay with nobody to undo it.
+            with uninterrupted():
+                trial = trials.roll_back(kernel, state, trial, verdict, claims)
     if as_json:
         from ..experiment.record import probe_record
 

@@ -184,8 +184,12 @@ def _snapshot_of(state: StateDir, trial: Trial) -> str | None:
 
 
 def _still_latest(state: StateDir, trial: Trial) -> bool:
-    """Whether the instance's latest change of any kind is the apply on trial."""
-    starts = _starts(state, trial.instance)
+    """Whether the instance's latest change of any kind is the apply on trial. A
+    rollback to the trial's own snapshot that began after it is this trial's own
+    attempt to roll back (cut off, it restored the change): not a later change."""
+    starts = [r for r in _starts(state, trial.instance)
+              if not (r.get("op") == "rollback" and isinstance(r.get("git"), dict)
+                      and r["git"].get("rollback_to") == trial.snapshot)]
     return bool(starts) and starts[-1].get("op") == "apply" and starts[-1].get("snapshot") == trial.snapshot
 
 
