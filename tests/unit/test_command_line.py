@@ -67,3 +67,29 @@ def test_an_empty_chaos_duration_is_refused_not_taken_for_the_files(tmp_path):
                              "--dry-run", "-s", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "--duration '': write it like 30s, 500ms or 2m" in result.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_control_characters_in_names_reach_the_terminal_as_escapes_and_colours_still_do():
+    """A device called x<ESC>[31my (made by hand in a lab) was printed raw by drift,
+    doctor and apply: the terminal turned red, or worse. The CLI's consoles write
+    such characters as escapes; rich's own styles stay codes."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from toolkit.cli.common import _EscapeControls, err, out
+
+    assert all(any(isinstance(h, _EscapeControls) for h in c._render_hooks) for c in (out, err))
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=80, highlight=False)
+    console.push_render_hook(_EscapeControls())
+    table = Table()
+    table.add_column("object")
+    table.add_row("link x\x1b[31my")
+    console.print(table)
+    console.print("[bold]error[/]: fault a\x1b]0;title b\x00c")
+    text = buffer.getvalue()
+    assert "\x1b[31m" not in text and "\x1b]0" not in text and "\x00" not in text
+    assert "x\\x1b[31my" in text and "a\\x1b]0;title b\\x00c" in text
+    assert "\x1b[1m" in text  # bold, as rich writes it

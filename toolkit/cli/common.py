@@ -14,8 +14,9 @@ from contextlib import contextmanager
 
 import invoke
 from invoke.exceptions import Exit
-from rich.console import Console
+from rich.console import Console, RenderHook
 from rich.markup import escape
+from rich.segment import Segment
 
 from ..errors import ApplyError, KernelError, ManifestError, NetkeelError
 from ..report import machine
@@ -55,9 +56,40 @@ task = functools.partial(invoke.task, klass=Task)
 HELP_REV = "use the manifest (and its policy files) as of this git revision, read with git"
 HELP_WAIT = "wait for another netkeel's change to finish instead of failing at once"
 
+class _Escaped:
+    """A renderable whose text has its control characters written as escapes."""
+
+    def __init__(self, renderable):
+        self.renderable = renderable
+
+    def __rich_console__(self, console, options):
+        for segment in console.render(self.renderable, options):
+            text = segment.text
+            if segment.control is None and text and not text.replace("\n", "").isprintable():
+                segment = Segment("".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text),
+                                  segment.style)
+            yield segment
+
+
+def _escape(ch: str) -> str:
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+
+class _EscapeControls(RenderHook):
+    """Names read from the kernel, the journal or a lease (an interface called
+    `x<ESC>[31my`, a fault's name) reach tables and messages: their control
+    characters are shown as escapes, never sent to the terminal, while rich's own
+    colours still are."""
+
+    def process_renderables(self, renderables):
+        return [_Escaped(r) for r in renderables]
+
+
 # emoji off: `:cd:` in a MAC address is not a compact disc.
 out = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 140)
+for _console in (out, err):
+    _console.push_render_hook(_EscapeControls())
 
 
 def require_root() -> None:
