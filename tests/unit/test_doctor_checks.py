@@ -452,3 +452,19 @@ def test_nothing_unreplied_means_no_wait_and_no_finding(tmp_path):
     # unreplied, but the reply does come back through r1 (the far end is silent): not this story
     ctx = lab(path, FakeKernel(conntrack_reads={"r1": [[_ct(1, "10.1.1.2", "10.2.1.2")]]}))
     assert conntrack.run(ctx, sleep=slept.append, clock=lambda: 0.0) == []
+
+
+def test_a_vip_left_on_a_dead_speakers_node_is_named_as_that_not_a_partition():
+    """Both r1's processes killed: r1 keeps the VIP (orphaned), r2 takes it (split
+    brain). Doctor said "held by 1 nodes at once" with a fix about adverts, and
+    never named the dead speaker (from a hostile review)."""
+    held = [Resource.make(ADDR.name, (PREFIX + "r1", "eth0", "10.0.3.254/24"), owner="overlay:vip:gw",
+                          reason="VIP 10.0.3.254 of group gw is orphaned on t-r1: its speaker is not running"),
+            Resource.make(ADDR.name, (PREFIX + "r2", "eth0", "10.0.3.254/24"), owner="overlay:vip:gw",
+                          reason="VIP 10.0.3.254 of group gw is held by t-r1 and t-r2 at once (split brain)")]
+    (vip,) = duplicates.split_vips(lab(VRRP, extra=held))
+    assert vip.title == "VIP 10.0.3.254 of group gw is left on r1, whose speaker is not running"
+    assert set(vip.nodes) == {"r1", "r2"} and len(vip.evidence) == 2
+    assert vip.fix.startswith("`netkeel apply` starts the speaker of group gw on r1 again")
+    (alone,) = duplicates.split_vips(lab(VRRP, extra=held[:1]))  # the other member has not taken over
+    assert alone.title == "VIP 10.0.3.254 of group gw is left on r1, whose speaker is not running"

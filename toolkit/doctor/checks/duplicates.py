@@ -231,13 +231,16 @@ def dad_failures(ctx, flags=None) -> list:
 
 # -- a VIP held by two nodes ------------------------------------------------------------
 def _split_reasons(ctx) -> dict:
-    """VIP ip -> [(node, ifname, reason)] for the addresses drift reads as held twice."""
+    """VIP ip -> [(node, ifname, reason)] of every address drift reads as a VIP
+    wrongly held (twice, on a dead speaker's node, on a backup), for the VIPs held
+    twice or left behind by a speaker that is not running."""
     out: dict = {}
     for r in ctx.live:
-        if r.kind == ADDR.name and "split brain" in (r.get("reason") or ""):
-            out.setdefault(ipaddress.ip_interface(r.key[2]).ip, []).append((ctx.node_of(r.ns), r.key[1],
-                                                                            r.get("reason")))
-    return out
+        reason = r.get("reason") or ""
+        if r.kind == ADDR.name and reason.startswith("VIP "):
+            out.setdefault(ipaddress.ip_interface(r.key[2]).ip, []).append((ctx.node_of(r.ns), r.key[1], reason))
+    return {ip: holders for ip, holders in out.items()
+            if any("split brain" in why or "speaker is not running" in why for _, _, why in holders)}
 
 
 def split_vips(ctx) -> list:
@@ -246,9 +249,26 @@ def split_vips(ctx) -> list:
     for ip, holders in sorted(_split_reasons(ctx).items()):
         group = vips.get(ip, ("?", []))[0]
         nodes = tuple(sorted({n for n, _, _ in holders}))
+        evidence = tuple(sorted({f"{n}/{i} holds {ip}: {why}" for n, i, why in holders}))
+        dead = sorted({n for n, _, why in holders if "speaker is not running" in why})
+        if dead:
+            # Not a partition between live speakers: one died (killed, hung and
+            # put down) and left its address; apply starts it again.
+            found.append(Finding(
+                check=NAME, title=f"VIP {ip} of group {group} is left on {', '.join(dead)}, whose speaker is not "
+                                  "running",
+                where=f"VIP {ip}", evidence=evidence,
+                why=("a speaker that dies leaves the VIP address on its interface: that node still answers ARP "
+                     "for it" + (" while another member holds it too, so clients' caches flip between their "
+                                 "MACs" if len(nodes) > 1 else "") + ", and nothing advertises for it there"),
+                fix=(f"`netkeel apply` starts the speaker of group {group} on {', '.join(dead)} again (it takes "
+                     "the VIP back or lets it go by the adverts it hears); `netkeel vip status` shows who "
+                     "advertises"),
+                nodes=nodes))
+            continue
         found.append(Finding(
             check=NAME, title=f"VIP {ip} of group {group} is held by {len(nodes)} nodes at once",
-            where=f"VIP {ip}", evidence=tuple(sorted({f"{n}/{i} holds {ip}: {why}" for n, i, why in holders})),
+            where=f"VIP {ip}", evidence=evidence,
             why=("split brain: both holders answer ARP for the VIP, clients' caches flip between their MACs and "
                  "connections through the virtual gateway break"),
             fix=(f"the members of group {group} must hear each other's adverts (VRRP, IP protocol 112, to "
