@@ -156,6 +156,22 @@ def test_a_sigkilled_master_has_its_vip_withdrawn_and_r2_takes_over(pair):
     _wait(lambda: holders(pair) == ["r1"], 15, "r1 did not come back when the fault ended")
 
 
+def test_an_apply_during_a_speaker_fault_leaves_the_killed_speaker_to_the_fault(pair):
+    """The speaker a fault killed reads as running while the fault holds it: an
+    apply does not start it again behind the fault's back (it cut the fault short,
+    from a race review); the revert does."""
+    result = pair.run("chaos", None, "vip-kill-master", "--ns-prefix", pair.prefix, "--duration", "30s")
+    assert result.returncode == 0, result.stderr
+    _wait(lambda: holders(pair) == ["r2"], MASTER_DOWN_R2_MS / 1000 + 1, "r2 did not become the only holder")
+    applied = pair.run("apply", LAB)
+    assert applied.returncode == 0 and "already in sync" in applied.stdout, applied.stdout + applied.stderr
+    assert status(pair)["r1"]["state"] == "not running" and holders(pair) == ["r2"]
+    code, doc = drift(pair)
+    assert code == 2 and doc["differences"] == [] and any("vip-kill-master" in o for o in doc["overlays"]), doc
+    assert pair.run("chaos", None, "revert", "--all").returncode == 0
+    _wait(lambda: holders(pair) == ["r1"], 15, "r1 did not come back when the fault ended")
+
+
 def test_split_brain_is_reported_and_heals_to_one_holder(pair):
     result = pair.run("chaos", None, "vip-split-brain", "--ns-prefix", pair.prefix, "--duration", "3s")
     assert result.returncode == 0, result.stderr

@@ -34,6 +34,7 @@ from ..kinds.link import KIND as LINK
 from ..kinds.nft_table import KIND as NFT_TABLE
 from ..kinds.route import KIND as ROUTE
 from ..kinds.sysctl import KIND as SYSCTL
+from ..kinds.vrrp import KIND as VRRP
 from ..model.fault import Fault
 from ..runtime.engine import check_identities
 from ..state.inventory import Inventory
@@ -433,9 +434,13 @@ def claims(state: StateDir, instance: str) -> list:
         if qdiscs:
             out.append(Claim(owner, IMPAIR.name, lambda r, t=frozenset(qdiscs): r.key in t, text=text,
                              targets=targets))
+        for op in lease.operations:
+            if op["op"] == "speaker":  # the speaker it killed or stopped reads as running: apply leaves it so
+                out.append(Claim(owner, VRRP.name, lambda r, k=(op["ns"], op["group"]): r.key == k,
+                                 mask=(("running", True),), text=text, targets=targets))
         for ns, dev, before in lease.claims:
             out.append(Claim(owner, LINK.name, lambda r, k=(ns, dev): r.key == k, mask=tuple(before.items()),
                              text=text, targets=targets, supplies=_taken_down(lease, ns, dev)))
-        if not (tables or ifbs or qdiscs or lease.claims):
+        if not (tables or ifbs or qdiscs or lease.claims or any(op["op"] == "speaker" for op in lease.operations)):
             out.append(Claim(owner, "", lambda r: False, text=text, targets=targets))  # reported all the same
     return out
