@@ -375,3 +375,29 @@ def test_a_destroy_finding_nothing_left_to_remove_still_settles_the_interrupted_
     assert kernel.list_namespaces() == [] and _interrupted(state) == ["destroy"]
     assert reconciler(text_topology(V1), kernel, state).destroy().plan.empty
     assert _interrupted(state) == []
+
+
+def test_a_ctrl_c_between_the_start_record_and_the_first_step_ends_the_change_restored(state, monkeypatch):
+    """A signal while the change is being recorded (after the journal's start, before
+    the try that restores) left a change begun and never ended: the next command
+    warned of an interruption. It is held until the change can restore, and ends so."""
+    import os
+    import signal
+
+    from toolkit.state.journal import Journal
+    from toolkit.state.snapshots import Snapshots
+
+    kernel = FakeKernel()
+    rec = reconciler(example("two-clients-plain"), kernel, state)
+    prune = Snapshots.prune
+
+    def pressed(self, keep):  # Ctrl-C, in the window
+        os.kill(os.getpid(), signal.SIGINT)
+        return prune(self, keep)
+
+    monkeypatch.setattr(Snapshots, "prune", pressed)
+    with pytest.raises(ApplyError) as caught:
+        rec.apply()
+    assert caught.value.failed == "interrupted" and caught.value.restored
+    assert Journal(state).interrupted() == []
+    assert kernel.cookies == {}  # nothing was made

@@ -25,3 +25,19 @@ def uninterrupted():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def hold():
+    """Block SIGINT and SIGTERM now (in the main thread); returns the function that
+    lets them in again, to be called where they can be handled: a signal that came
+    meanwhile is raised there."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    released = []
+
+    def release():
+        if not released:
+            released.append(True)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return release

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..core.action import Plan
-from ..core.interrupts import uninterrupted
+from ..core.interrupts import hold, uninterrupted
 from ..core.owners import TOPOLOGY, UNCLAIMED_FAULT, assign
 from ..errors import ApplyError, StepError, VerifyError
 from ..core.resource import Resource
@@ -95,6 +95,11 @@ def run(backend, state, change: Change, on_step=None) -> tuple:
     snapshots.save(snapshot)
     journal = Journal(state)
     tx = snapshot.id
+    # From the journal's start record to the try that restores: a Ctrl-C in
+    # between would leave a change recorded as begun and never ended (the next
+    # command warns of an interrupted change that changed nothing). Held here, it
+    # is raised inside that try, and the change ends "restored".
+    release = hold()
     journal.append({"event": "start", "tx": tx, "op": change.op, "instance": change.instance,
                     "snapshot": snapshot.id, "manifests": list(change.manifests), "git": change.git or {},
                     "actions": len(change.plan.actions), "pid": os.getpid(), "command": command_line()})
@@ -115,18 +120,20 @@ def run(backend, state, change: Change, on_step=None) -> tuple:
     previous, backend.announce = backend.announce, announce
     try:
         return _carry_out(backend, change, snapshot, journal, inventory, owned_before, target, names,
-                          created, on_step)
+                          created, on_step, release)
     finally:
+        release()  # (if _carry_out never ran)
         backend.announce = previous
         inventory = Inventory(state)
         identities.fold(set().union(*(inventory.namespaces(i) for i in inventory.instances)))
 
 
 def _carry_out(backend, change, snapshot, journal, inventory, owned_before, target, names, created,
-               on_step) -> tuple:
+               on_step, release=lambda: None) -> tuple:
     tx = snapshot.id
     progress = _progress(journal, tx, on_step)
     try:
+        release()  # a signal held since the start record is raised here, and restored from
         done = execute(backend, change.plan, failpoints.wrap(progress))
         remaining = verify(lambda: read_scope(backend, names, change.desired, change.claims), change.desired)
         if not remaining.empty:
