@@ -24,6 +24,12 @@ from .nft_text import contents
 REJECT_DEFAULT = {family: {"type": kind, "expr": REJECT_CODE} for family, kind in REJECT_TYPE.items()}
 
 
+_SCALARS = (str, int, float, bool, type(None))
+# Keys whose values canonical_expr rewrites; any other key with a scalar value is
+# copied as it is (most of a listing: a rule's matches), without a call per value.
+_SPECIAL = frozenset({"counter", "limit", "log", "quota", "last", "reject", "set", "prefix"})
+
+
 def canonical_expr(node, family: str):
     """One JSON expression (or statement), canonicalised recursively."""
     if isinstance(node, list):
@@ -32,6 +38,9 @@ def canonical_expr(node, family: str):
         return node
     out = {}
     for key, value in node.items():
+        if type(value) in _SCALARS and key not in _SPECIAL:
+            out[key] = value
+            continue
         if key == "counter" and (value is None or isinstance(value, dict)):
             value = {"packets": 0, "bytes": 0}  # an anonymous counter: its values are not content
         elif key == "limit" and isinstance(value, dict):
