@@ -299,3 +299,14 @@ def test_a_sysctl_value_the_kernel_does_not_know_is_named_as_the_value_not_the_s
     assert result.returncode == 1
     assert "the kernel knows no value 'bbr9' for it" in result.stderr and "no such sysctl" not in result.stderr
     assert "the pre-apply state was restored and verified" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["plan", "drift", "show"])
+def test_a_read_only_command_given_a_state_directory_that_does_not_exist_makes_none(lab, tmp_path, command):
+    """A mistyped `-s` made a whole state directory of caches (and drift said every
+    object was missing without a word about why)."""
+    missing = tmp_path / "no" / "such" / "state"
+    result = lab.run(command, "topologies/two-clients.yaml", "-s", str(missing))
+    assert result.returncode in (0, 2), result.stderr
+    assert f"note: state directory {missing} does not exist" in " ".join(result.stderr.split())
+    assert not (tmp_path / "no").exists()

@@ -43,6 +43,7 @@ def table(ns="lab-fw", name="netkeel_filter", owner=TOPOLOGY, rules=('{"expr":[{
 
 @pytest.fixture
 def state(tmp_path):
+    (tmp_path / "state").mkdir(mode=0o700)  # caches go only into a state directory that exists
     return StateDir(tmp_path / "state")
 
 
@@ -337,3 +338,17 @@ def test_a_ruleset_without_tables_of_ours_is_known_whatever_devices_come_and_go(
     memo.save()
     again = RulesetMemo(state)
     assert again.get("lab-fw", 77, 1, DEV) == [foreign]  # veths added since: nothing of ours names them
+
+
+def test_no_cache_makes_a_state_directory_that_does_not_exist(tmp_path):
+    """A plan or drift with a mistyped --state-dir wrote its caches there, making
+    the directory; an apply makes it with its first record, and caches follow."""
+    from toolkit.state.verdicts import Verdicts
+
+    state = StateDir(tmp_path / "no" / "state")
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 12, DEV, [table()])
+    memo.save()
+    assert not (tmp_path / "no").exists()
+    assert Verdicts(state).record("m.yaml", "p-", "lab", {"m.yaml": "00"}, [], {}, {}, [], "stamp") is False
+    assert not (tmp_path / "no").exists()

@@ -24,7 +24,7 @@ PROGRESS_THRESHOLD = 50  # steps; below this an apply is over before a bar helps
 
 
 @contextmanager
-def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=False):
+def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=False, read_only=False):
     """The manifest (as of git revision `rev`, if given) loaded and checked (bad
     input is reported before anything else, root or not), then a reconciler on a
     kernel session. Unchanged files compiled before come from the compile cache
@@ -40,6 +40,9 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=
         compiled = _compile(state, file, ns_prefix, revision)
     require_root()
     warn_interrupted(state)
+    if read_only and not state.root.exists():  # a plan or drift makes nothing there (a mistyped -s?)
+        err.print(f"[yellow]note[/]: state directory {escape(str(state.root))} does not exist: no lab was applied "
+                  "with it, and nothing is written there", soft_wrap=True)
     with kernel_session(verbose, state, full=full) as kernel:
         git = revision.info() if rev else (lambda: repo_info([p for p, _ in compiled.files]))
         faults = active_faults(kernel, state, instance_id(compiled.name, ns_prefix))
@@ -158,7 +161,7 @@ def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=N
         if title is not None:
             human.print_plan(out, Plan(), HEADING["plan"].format(escape(title)), ns_prefix)
             return 0
-    with _reconciler(file, ns_prefix, state_dir, verbose, rev) as rec:
+    with _reconciler(file, ns_prefix, state_dir, verbose, rev, read_only=True) as rec:
         the_plan, _ = rec.plan()
     if json:
         _print_json("plan", rec, the_plan, "in_sync" if the_plan.empty else "changes",
@@ -395,7 +398,7 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
             human.print_drift(out, Plan(), HEADING["drift"].format(escape(title)), ns_prefix)
             return 0
     try:
-        with _reconciler(file, ns_prefix, state_dir, verbose, full=full) as rec:
+        with _reconciler(file, ns_prefix, state_dir, verbose, full=full, read_only=True) as rec:
             found = rec.drift()
             if found.clean:
                 _keep_verdict(rec)
@@ -429,7 +432,7 @@ def _write_report(path: str, text: str) -> None:
 @command("show")
 def show(c, file, ns_prefix="", state_dir=None, verbose=False):
     """Show the live state of the topology's nodes as tables."""
-    with _reconciler(file, ns_prefix, state_dir, verbose) as rec:
+    with _reconciler(file, ns_prefix, state_dir, verbose, read_only=True) as rec:
         live = rec.read()
     human.print_live(out, live, f"live state of {_title(rec.topology, ns_prefix)}", ns_prefix)
 

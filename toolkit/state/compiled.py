@@ -147,7 +147,11 @@ class CompileCache:
                         desired=desired, files=files, reads=dict(reads))
 
     def store(self, manifest, prefix: str, compiled: Compiled, reads: dict) -> None:
-        """Keep `compiled` for the files `reads` ({path: sha256}) named. Never raises."""
+        """Keep `compiled` for the files `reads` ({path: sha256}) named. Never raises.
+        Only into a state directory that exists: a plan or drift given a mistyped
+        --state-dir must not make one (an apply makes it with its first record)."""
+        if not self.state.root.is_dir():
+            return
         data = {"format": FORMAT, "manifest": str(manifest), "prefix": prefix, "reads": reads,
                 "name": compiled.name, "nodes": list(compiled.node_names),
                 "files": [list(f) for f in compiled.files],

@@ -122,8 +122,8 @@ class RulesetMemo:
     def save(self) -> None:
         """Write what this command learned, merged with the file as it is now.
         Never raises: a cache that cannot be written is only slower next time."""
-        if not self._new and not self._new_proven:
-            return
+        if not self._new and not self._new_proven or not self.state.root.is_dir():
+            return  # nothing new, or no state directory to keep it in (see compiled.store)
         try:
             entries, proven = self._read()
             entries = dict(entries)

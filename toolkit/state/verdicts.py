@@ -131,7 +131,7 @@ class Verdicts:
         state_stamp() taken before the caller checked the state; False if what
         the verdict would rest on is not all known. Never raises."""
         hints = hints_record(hints)
-        if hints is None or not reads:
+        if hints is None or not reads or not self.state.root.is_dir():
             return False
         data = {"format": FORMAT, "manifest": str(manifest), "prefix": prefix, "boot": boot_id(), "name": name,
                 "reads": reads, "names": sorted(names), "hints": hints, "marks": marks_record(marks),
