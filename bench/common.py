@@ -99,6 +99,9 @@ class Netkeel:
 
     def __init__(self, manifest: Path, prefix: str, state_dir: Path):
         self.manifest, self.prefix = manifest, prefix
+        # Made empty, as a user's is after any first apply: a plan keeps its caches only
+        # in a state directory that exists (it never makes one).
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.env = dict(os.environ, NETKEEL_STATE_DIR=str(state_dir))
         self.peak_rss_mb = 0.0
 
