@@ -117,12 +117,17 @@ def start(kernel, ns: str, group: str, spec: dict) -> None:
     if not _GROUP.fullmatch(group):
         raise KernelError(f"start VRRP speaker {group!r} in {ns}", "not a group name")
     os.makedirs(directory(ns), mode=0o700, exist_ok=True)
-    for stale in (status_path(ns, group),):
-        _unlink(stale)
-    # A speaker of this group whose status file was lost or damaged still runs: one
-    # speaker per group and namespace, so it goes before a new one starts.
-    for pid in _speakers_of(config_path(ns, group)):
+    # A speaker of this group whose status file was lost or damaged, or one still
+    # leaving after a stop cut short (a signal), still runs: one speaker per group
+    # and namespace, so it goes, and is gone, before a new one starts; its last
+    # status ("stopped") written after the new one's would read as not running.
+    olds = _speakers_of(config_path(ns, group))
+    for pid in olds:
         _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and any(processes.alive(p) for p in olds):
+        time.sleep(0.01)
+    _unlink(status_path(ns, group))
     withdraw_vips(kernel, ns, spec.get("addresses") or ())  # an orphan a killed speaker left: not ours to keep
     config = {"group": group, "namespace": ns, "status": status_path(ns, group),
               **{k: list(v) if isinstance(v, tuple) else v for k, v in ((k, spec.get(k)) for k in SPEC_FIELDS)}}
