@@ -762,3 +762,38 @@ def test_a_damaged_lease_is_reported_with_its_file_never_used(state, change):
         Leases(state).load(lease.id)
     found, problems = Leases(state).all()
     assert found == [] and len(problems) == 1 and problems[0].startswith(f"{path}: lease {lease.id} is damaged")
+
+
+@pytest.mark.parametrize("restore", [{"routes": [["x"]]}, {"addrs": [5]}, {"routes": [["10.0.0.0/8", "1", "", None]]},
+                                     "everything"])
+def test_a_lease_whose_record_of_what_went_down_is_damaged_is_damaged(state, restore):
+    """A route record that cannot be unpacked passed the schema, then every command
+    raised a traceback reading the fault's claims, and a revert stopped half way."""
+    import json
+
+    lease = _keep_lease(state, [{**FLAP, "restore": {"addrs": [], "routes": []}}])
+    assert Leases(state).load(lease.id) is not None  # the shape the code writes
+    path = state.path("leases", f"{lease.id}.json")
+    data = json.loads(path.read_text())
+    data["operations"][0]["restore"] = restore
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="is damaged"):
+        Leases(state).load(lease.id)
+
+
+def test_ipv6_state_another_fault_holds_away_and_a_bridges_own_count_for_an_mtu_under_1280(state):
+    """From a review: with a link_down holding up0's IPv6 away, an MTU fault of 1279
+    on up0 passed (nothing IPv6 was there to see) and the link_down's revert then
+    failed; a port's MTU under 1280 took its bridge's IPv6 address for good."""
+    from toolkit.chaos.engine import Instance, _with_held_away
+    from toolkit.core.resource import Resource
+
+    _keep_lease(state, [{"op": "device", "ns": "p-a", "dev": "e0", "set": {"state": "down"},
+                         "before": {"state": "up"},
+                         "restore": {"addrs": ["fd00::1/64"], "routes": [["fd00:9::/64", 1024, "fd00::9", None]]}}])
+    live = [Resource.make("link", ("p-b", "port1"), master="br0"), Resource.make("link", ("p-b", "br0"))]
+    held = _with_held_away({("p-b", "br0"): ["address fd00:50::99/64"]}, live, state,
+                           Instance(id="lab@p-", topology="lab", prefix="p-"))
+    assert held[("p-a", "e0")] == ["address fd00::1/64 (held away by fault flap)",
+                                   "route fd00:9::/64 (held away by fault flap)"]
+    assert held[("p-b", "port1")] == ["address fd00:50::99/64 on bridge br0"]

@@ -142,7 +142,27 @@ def lab_of(backend, state: StateDir, instance: Instance) -> Lab:
             source = (on_device.get((ns, found["config"].get("interface"))) or [None])[0]
             speakers.setdefault(group, {})[ns] = {"config": {**found["config"], "source": source},
                                                   "status": found["status"]}
-    return Lab(namespaces, interfaces, addresses, peers, speakers, ipv6)
+    return Lab(namespaces, interfaces, addresses, peers, speakers, _with_held_away(ipv6, live, state, instance))
+
+
+def _with_held_away(ipv6: dict, live, state: StateDir, instance: Instance) -> dict:
+    """`ipv6` ((ns, ifname) -> IPv6 state an MTU under 1280 would delete) with what
+    an active fault took away with a device it holds down (it comes back with the
+    device, and could not under 1280), and, for a bridge's port, the bridge's own:
+    a bridge's MTU follows its smallest port down."""
+    out = {k: list(v) for k, v in ipv6.items()}
+    for lease in active(state, instance.id):
+        for op in lease.operations:
+            if isinstance(op.get("restore"), dict):
+                for r in _taken_down(lease, op["ns"], op["dev"]):
+                    held = _ipv6_held(r)
+                    if held:
+                        out.setdefault((op["ns"], held[0]), []).append(f"{held[1]} (held away by fault {lease.fault})")
+    for r in live:
+        master = r.get("master") if r.kind == LINK.name else None
+        if master and (r.ns, master) in out:
+            out.setdefault(r.key, []).extend(f"{what} on bridge {master}" for what in out[(r.ns, master)])
+    return out
 
 
 def _taken_down(lease: Lease, ns: str, dev: str) -> tuple:
@@ -440,7 +460,8 @@ def claims(state: StateDir, instance: str) -> list:
                                  mask=(("running", True),), text=text, targets=targets))
         for ns, dev, before in lease.claims:
             out.append(Claim(owner, LINK.name, lambda r, k=(ns, dev): r.key == k, mask=tuple(before.items()),
-                             text=text, targets=targets, supplies=_taken_down(lease, ns, dev)))
+                             text=text, targets=targets, supplies=_taken_down(lease, ns, dev),
+                             supplies_while=lambda r: r.get("state") == "down"))
         if not (tables or ifbs or qdiscs or lease.claims or any(op["op"] == "speaker" for op in lease.operations)):
             out.append(Claim(owner, "", lambda r: False, text=text, targets=targets))  # reported all the same
     return out

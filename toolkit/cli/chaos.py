@@ -24,9 +24,9 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import FaultError, NetkeelError
+from ..errors import FaultError, KernelError, NetkeelError
 from ..state import StateDir
-from .common import HELP, command, err, expire_faults, kernel_session, out, require_root, task
+from .common import EXIT_ERROR, HELP, command, err, expire_faults, kernel_session, out, require_root, task
 
 FAULTS_DIR = "faults"
 WORDS = ("list", "status", "revert")
@@ -144,7 +144,8 @@ def _status(state, as_json, verbose) -> int:
         table.add_column(column, overflow="fold")
     for l in leases:
         alive = engine.keeper_alive(l)
-        table.add_row(l.fault, l.instance, l.text, ", ".join(f"{k}: {b}" for k, b in l.backends), l.state,
+        table.add_row(*(escape(str(v)) for v in (l.fault, l.instance, l.text,
+                                                  ", ".join(f"{k}: {b}" for k, b in l.backends), l.state)),
                       f"{l.left():.0f} s", f"{l.keeper} ({'running' if alive else 'GONE: ends at the next command'})",
                       style=None if alive and l.state != "broken" else "yellow")
     out.print(table)
@@ -160,19 +161,28 @@ def _revert(state, name, every, as_json, verbose) -> int:
     targets = engine.active(state) if every else engine.find(state, name)
     if not targets and not every:
         raise FaultError(name, "revert", "no such active fault (see `chaos status`)")
-    done = []
+    done, failed = [], []
     with kernel_session(verbose) as kernel:
-        for lease in targets:
-            if engine.revert(kernel, state, lease.id) is not None:
-                done.append(lease)
+        # Newest first, as faults stack (an MTU set on a link another fault holds
+        # down); each one tried, whatever the one before it met.
+        for lease in reversed(targets):
+            try:
+                if engine.revert(kernel, state, lease.id) is not None:
+                    done.append(lease)
+            except (KernelError, TimeoutError) as exc:
+                failed.append((lease, exc))
     if as_json:
-        print(jsonlib.dumps({"format": 1, "command": "chaos revert", "reverted": [l.id for l in done]}, indent=2))
+        print(jsonlib.dumps({"format": 1, "command": "chaos revert", "reverted": [l.id for l in done],
+                             "failed": {l.id: str(e) for l, e in failed}}, indent=2))
     else:
         for lease in done:
             out.print(f"reverted fault {escape(lease.fault)} ({escape(lease.text)}) on {escape(lease.instance)}")
-        if not done:
+        for lease, exc in failed:
+            err.print(f"[bold red]error[/]: revert fault {escape(lease.fault)} ({escape(lease.id)}): "
+                      f"{escape(str(exc))}; its lease stays, and the next command tries again", soft_wrap=True)
+        if not done and not failed:
             out.print("nothing to revert")
-    return 0
+    return EXIT_ERROR if failed else 0
 
 
 def _list(state, as_json, verbose) -> int:
@@ -211,10 +221,11 @@ def _list(state, as_json, verbose) -> int:
         table.add_column(column, overflow="fold")
     for row in rows:
         if "error" in row:
-            table.add_row(row["fault"], f"invalid: {row['error']}", "", "", "", style="red")
+            table.add_row(escape(row["fault"]), escape(f"invalid: {row['error']}"), "", "", "", style="red")
         else:
-            table.add_row(row["fault"], row["what"], f"{row['duration_s']:g} s", row["topology"] or "",
-                          row["here"], style=None if not row["here"].startswith("no") else "dim")
+            table.add_row(escape(row["fault"]), escape(row["what"]), f"{row['duration_s']:g} s",
+                          escape(row["topology"] or ""), escape(row["here"]),
+                          style=None if not row["here"].startswith("no") else "dim")
     out.print(table)
     return 0
 
@@ -259,7 +270,7 @@ def _follow(kernel, state, lease) -> None:
                 last = time.monotonic()
     except KeyboardInterrupt:
         engine.revert(kernel, state, lease.id)
-        out.print(f"reverted fault {lease.fault}")
+        out.print(f"reverted fault {escape(lease.fault)}")
     finally:
         if proc:
             proc.kill()

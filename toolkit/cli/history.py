@@ -38,8 +38,10 @@ def snapshots(c, state_dir=None):
             table.add_row(snapshot_id, "", "[red]unreadable[/]", escape(str(snap)), "", "")
             continue
         manifest = snap.manifests[0]["path"] if snap.manifests else ""
-        table.add_row(snap.id, snap.time.replace("T", " ")[:19], f"{snap.instance}\n{snap.reason}", manifest,
-                      _git(snap.git), str(len(snap.resources)))
+        # Every cell from the file is text, never markup: a manifest at `q[red]/x.yaml`.
+        table.add_row(escape(snap.id), escape(snap.time.replace("T", " ")[:19]),
+                      escape(f"{snap.instance}\n{snap.reason}"), escape(str(manifest)), escape(_git(snap.git)),
+                      str(len(snap.resources)))
     out.print(table if table.row_count else f"no snapshots in {state.root}")
 
 
@@ -119,9 +121,10 @@ def history(c, state_dir=None, limit=20):
         outcome = end.get("outcome") or _unfinished(tx, interrupted, running)
         if end.get("failed"):
             outcome += f": {escape(end['failed'])}"
-        table.add_row(start.get("ts", "").replace("+00:00", "")[:19], start.get("op", ""), start.get("instance", ""),
-                      outcome, str(end.get("steps", "") if end.get("steps") is not None else ""),
-                      start.get("snapshot", ""), _git(start.get("git") or {}))
+        table.add_row(*(escape(str(v)) for v in (str(start.get("ts", "")).replace("+00:00", "")[:19],
+                                                  start.get("op", ""), start.get("instance", ""))),
+                      outcome, escape(str(end.get("steps", "") if end.get("steps") is not None else "")),
+                      escape(str(start.get("snapshot", ""))), escape(_git(start.get("git") or {})))
     out.print(table if table.row_count else f"no changes recorded in {journal.path}")
 
 
@@ -130,8 +133,9 @@ def _experiment_row(record: dict) -> tuple:
     probes = record.get("probes") if isinstance(record.get("probes"), list) else []
     passed = sum(1 for p in probes if isinstance(p, dict) and p.get("passed"))
     outcome = f"{record.get('outcome', '?')} ({passed}/{len(probes)} probes passed)"
-    return (str(record.get("ts", "")).replace("+00:00", "")[:19], f"experiment {record.get('experiment', '?')}",
-            str(record.get("instance", "")), escape(outcome), "", "", "")
+    return (escape(str(record.get("ts", "")).replace("+00:00", "")[:19]),
+            escape(f"experiment {record.get('experiment', '?')}"), escape(str(record.get("instance", ""))),
+            escape(outcome), "", "", "")
 
 
 def _unfinished(tx: str, interrupted: set, running: str | None) -> str:

@@ -92,6 +92,9 @@ class Claim:
     # down): the topology sees no drift, never adds them back (the kernel would
     # refuse), and a snapshot keeps them, so a rollback does not remove them after.
     supplies: tuple = ()
+    # Whether the resource the claim matches, as read (before any mask), still has
+    # them away (the device is still down); None: always.
+    supplies_while: Callable | None = None
 
 
 def assign(resources, claims=()) -> list:
@@ -101,18 +104,19 @@ def assign(resources, claims=()) -> list:
     by_kind: dict = {}
     for claim in claims:
         by_kind.setdefault(claim.kind, []).append(claim)
-    out = []
+    out, supplying = [], []
     for r in resources:
         for claim in by_kind.get(r.kind, ()):
             if not claim.matches(r) or not (r.owner == TOPOLOGY or is_overlay(r.owner)):
                 continue
+            if claim.supplies and (claim.supplies_while is None or claim.supplies_while(r)):
+                supplying.append(claim)
             r = r.with_fields(**dict(claim.mask)) if claim.mask else r.owned_by(claim.owner)
         out.append(r)
     present = {(r.kind, r.key) for r in out}
-    read = {r.ns for r in out}  # only into namespaces this read covered
-    for claim in claims:
+    for claim in supplying:
         for r in claim.supplies:
-            if (r.kind, r.key) not in present and r.ns in read:
+            if (r.kind, r.key) not in present:
                 out.append(r)
                 present.add((r.kind, r.key))
     return out

@@ -140,14 +140,23 @@ def device_up(kernel, op: dict) -> None:
     handle = kernel.ns(ns)
     index = handle.index(dev)
     have = {f"{a.address}/{a.prefixlen}" for a in handle.dump.addrs() if a.index == index}
+    refused = []  # each one tried: an address the kernel refuses must not keep the routes away
     for address in restore.get("addrs", []):
         if address not in have:
-            addresses.add(kernel, ns, dev, address)
+            try:
+                addresses.add(kernel, ns, dev, address)
+            except KernelError as exc:
+                refused.append(exc)
     present = {(f"{r.dst or ('::' if r.family == 10 else '0.0.0.0')}/{r.dst_len}", r.priority)
                for r in handle.dump.routes(254)}
     for prefix, metric, via, type_ in restore.get("routes", []):
         if (prefix, metric) not in present:
-            routes.set_route(kernel, ns, prefix, metric, via=via or None, dev=dev, type=type_)
+            try:
+                routes.set_route(kernel, ns, prefix, metric, via=via or None, dev=dev, type=type_)
+            except KernelError as exc:
+                refused.append(exc)
+    if refused:
+        raise refused[0]
 
 
 def revert(kernel, op: dict) -> None:
