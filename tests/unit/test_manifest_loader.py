@@ -271,12 +271,13 @@ def test_a_field_path_cuts_a_long_key_as_messages_cut_values():
 
 
 @pytest.mark.parametrize("written, value", [("1:30", "1:30"), ("12:34:56:00:00:01", "12:34:56:00:00:01"),
-                                            ("-1:30", "-1:30"), ("1:30.5", "1:30.5"), ("010", "010"),
+                                            ("-1:30", "-1:30"), ("1:30.5", "1:30.5"), ("010", 10), ("-010", -10),
+                                            ("01400", 1400),
                                             ("0", 0), ("10", 10), ("0x10", 16), ("1_000", 1000), ("1.5", 1.5),
                                             ("'010'", "010"), ("on", True)])
-def test_numbers_only_yaml_1_1_reads_stay_text(written, value):
-    """`1:30` (base 60 to YAML 1.1: 90) and `010` (octal: 8) are read as YAML 1.2
-    reads them, as text: a port range typed with a colon, or a zero-padded
+def test_numbers_yaml_1_1_reads_otherwise_are_read_as_yaml_1_2_reads_them(written, value):
+    """`1:30` (base 60 to YAML 1.1: 90) is text and `010` (octal to YAML 1.1: 8) is
+    10, as YAML 1.2 reads them: a port range typed with a colon, or a zero-padded
     number, must not pass the checks as another number."""
     document = doc(f"x: {written}\n")
     assert document.problems == [] and document.data == {"x": value}

@@ -200,7 +200,9 @@ def _build(node, path: Path, loader: _Constructor, doc: Document, within=frozens
         doc.problems.append(doc.problem(path, f"cannot read value {quote(node.value)}: {problem}"))
         return node.value  # as text, so the later checks do not report it twice
     if _yaml11_only_number(node.value, value):
-        return node.value
+        # As YAML 1.2 reads it: a number written with leading zeros is decimal
+        # (`010` is 10, not octal 8); a base-60 one (`1:30`) is text.
+        return int(node.value.replace("_", ""), 10) if _OCTAL.fullmatch(node.value) else node.value
     if value is not None and not isinstance(value, str) and isinstance(node, yaml.ScalarNode):
         doc.written[path] = node.value
         doc.has_floats |= isinstance(value, float)
@@ -212,10 +214,10 @@ _OCTAL = re.compile(r"[-+]?0[0-7_]+")
 
 
 def _yaml11_only_number(written: str, value) -> bool:
-    """A plain scalar that only YAML 1.1 reads as a number: `1:30` is 90 (base
-    60), `010` is 8 (octal). It stays the text it is, as YAML 1.2 reads it: a
-    port range typed with a colon, or a zero-padded number, would otherwise pass
-    the checks silently as another value (and an unquoted MAC address is text)."""
+    """A plain scalar that YAML 1.1 reads as another number than YAML 1.2 does:
+    `1:30` is 90 (base 60; text to YAML 1.2), `010` is 8 (octal; 10 to YAML 1.2).
+    A port range typed with a colon, or a zero-padded number, would otherwise
+    pass the checks silently as another value (and an unquoted MAC is text)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     return bool(_SEXAGESIMAL.fullmatch(written) or isinstance(value, int) and _OCTAL.fullmatch(written))
