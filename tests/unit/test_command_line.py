@@ -65,7 +65,7 @@ def test_an_empty_chaos_duration_is_refused_not_taken_for_the_files(tmp_path):
 
     result = subprocess.run([str(Path(sys.executable).with_name("netkeel")), "chaos", "loss-40", "--duration", "",
                              "--dry-run", "-s", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "--duration '': write it like 30s, 500ms or 2m" in result.stderr
+    assert result.returncode == 1 and "--duration '': write it like 30s, 500ms, 2m or 48h" in result.stderr
     assert not (tmp_path / "state").exists()
 
 

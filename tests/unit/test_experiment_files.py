@@ -246,3 +246,14 @@ def test_probes_that_could_never_run_or_never_hold_are_refused(tmp_path, probe, 
 def test_bounds_some_value_meets_are_kept(tmp_path):
     text = GOOD.replace('expect: {loss: "<= 5%", rtt_p99: "< 50ms"}', "expect: {loss: ['>= 10%', '<= 10%']}")
     assert load(text, tmp_path).steady_state[0].expect
+
+
+def test_an_experiment_in_a_subdirectory_finds_its_projects_faults(tmp_path):
+    """Outside git, experiments/sub/e.yaml could not use ../../faults/ (its parent
+    was taken for the project) nor `fault: NAME`."""
+    load(GOOD, tmp_path)  # the project: experiments/ beside a copy of the shipped faults/
+    sub = tmp_path / "experiments" / "sub"
+    sub.mkdir()
+    for name in ("loss-40", "../../faults/loss-40.yaml"):
+        (sub / "e.yaml").write_text(textwrap.dedent(GOOD).replace("fault: loss-40", f"fault: {name}"))
+        assert load_experiment(sub / "e.yaml").faults[0].fault.name == "loss-40"

@@ -482,3 +482,12 @@ def test_a_jump_deeper_than_the_kernels_stack_is_refused_at_the_rule_that_goes_t
                      "c12 -> c13 -> c14 -> c15 -> c16): the kernel follows 15 at most"]
     write(tmp_path, with_policy(_jump_chain(15)))
     load_topology("m.yaml")
+
+
+def test_native_rules_jumping_count_for_the_jump_depth(tmp_path, monkeypatch):
+    """A chain of jumps written as native rules passed validate and was refused by
+    the kernel at apply ("Too many links")."""
+    policy = _jump_chain(16).replace("c15: {rules: [{action: {goto: c16}}]}", 'c15: {rules: [{nft: "jump c16"}]}')
+    lines = report(tmp_path, monkeypatch, with_policy(policy))
+    assert len(lines) == 1 and lines[0].startswith("p.yaml:19: tables.f.chains.c15.rules[0].nft: jump to 'c16' goes "
+                                                   "16 chains deep"), lines

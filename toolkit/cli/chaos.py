@@ -44,10 +44,10 @@ def parse_duration(text: str) -> int:
     from ..manifest.fault import duration_ms
 
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(us|ms|s|m|h)?", text or ""):
-        raise NetkeelError(f"--duration {text!r}: write it like 30s, 500ms or 2m")
+        raise NetkeelError(f"--duration {text!r}: write it like 30s, 500ms, 2m or 48h")
     value = duration_ms(text if text[-1].isalpha() else float(text))
     if not 100 <= value <= 7 * 24 * 3_600_000:
-        raise NetkeelError(f"--duration {text!r}: from 100ms to 7 days")
+        raise NetkeelError(f"--duration {text!r}: from 100ms to 7 days (168h)")
     return int(value)
 
 

@@ -323,16 +323,16 @@ class _Checker:
 
     def fault_file(self, path: tuple, name: str):
         here = os.path.dirname(self.doc.file) or "."
+        project = _project_of(here)
         if "/" in name or name.endswith((".yaml", ".yml")):
             file = os.path.normpath(os.path.join(here, name))
         else:
-            file = os.path.normpath(os.path.join(here, "..", "faults", f"{name}.yaml"))
+            file = os.path.normpath(os.path.join(project, "faults", f"{name}.yaml"))
         # The experiment file is input (a pull request's): the fault files it names
-        # are read only inside its git repository (outside git: the project
-        # directory above experiments/, where faults/ is), so /etc/shadow, or a
-        # link to it, never reaches a CI log.
-        project = os.path.join(here, "..", "experiment")
-        why = outside_problem(file, name, project, self.read, what="fault file", within="the experiment's project")
+        # are read only inside its git repository (outside git: its project), so
+        # /etc/shadow, or a link to it, never reaches a CI log.
+        why = outside_problem(file, name, os.path.join(project, "experiment"), self.read, what="fault file",
+                              within="the experiment's project")
         if why:
             self.fail(path, why)
             return None
@@ -374,3 +374,17 @@ def _satisfiable(bounds) -> bool:
             if not all(o.holds(b.value) for o in bounds):
                 return False
     return low < high or low == high and not (low_open or high_open)
+
+
+def _project_of(here: str) -> str:
+    """The lab's project directory for an experiment in `here`: the nearest
+    directory at or above it that holds faults/ (experiments/sub/x.yaml: the one
+    holding experiments/), else the one above `here`."""
+    directory = os.path.abspath(here)
+    while True:
+        if os.path.isdir(os.path.join(directory, "faults")):
+            return directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return os.path.dirname(os.path.abspath(here))
+        directory = parent

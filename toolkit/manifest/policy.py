@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import string
 from dataclasses import replace
 
@@ -82,6 +83,11 @@ class _PolicyBuilder:
                     target = mapping(action).get(verb)
                     if target in edges and target != chain:  # a jump to itself is reported by the rule check
                         edges[chain].append((target, path + ("chains", chain, "rules", k, "action"), verb))
+                native = mapping(rule).get("nft")
+                if isinstance(native, str):  # a native rule jumps as well: `... jump c2`
+                    for verb, target in _NATIVE_JUMP.findall(native):
+                        if target in edges and target != chain:
+                            edges[chain].append((target, path + ("chains", chain, "rules", k, "nft"), verb))
         reported = set()
         for start in edges:
             for loop, where, verb in _loops_from(start, edges):
@@ -177,6 +183,9 @@ class _PolicyBuilder:
         return Rule(expr=json.dumps(expr), native=None, comment=comment, source=source, text=describe(rule),
                     path=format_path(path))
 
+
+# A verdict statement in a native rule's text (a chain name nft reads bare or quoted).
+_NATIVE_JUMP = re.compile(r'\b(jump|goto)\s+"?([A-Za-z0-9_.-]+)"?')
 
 # The kernel's jump stack (NFT_JUMP_STACK_SIZE, 16): a chain reached through 16
 # jumps or gotos from a base chain is refused at commit ("Too many links").

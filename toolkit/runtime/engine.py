@@ -306,9 +306,9 @@ def check_held(plan: Plan, held) -> None:
         if claim is not None and action.op in ("delete", "modify"):
             # Gone from the kernel with a device the fault holds down: neither
             # removable nor changeable until it comes back.
-            problems.append((action.ns, claim.owner, f"{action.resource.label} in {action.ns} went with a device "
-                                                     f"{claim.text or claim.owner} holds down; revert that fault "
-                                                     "first"))
+            problems.append((action.ns, claim.owner, f"{action.resource.label} in {action.ns} went away with a "
+                                                     f"device a fault holds down ({claim.text or claim.owner}); "
+                                                     "revert that fault first"))
             continue
         place = kind(action.kind).place(action.resource) if action.op == "delete" else None
         if place is not None:
