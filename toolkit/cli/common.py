@@ -155,6 +155,7 @@ def command(name: str):
                 # A change cut off is restored (runtime/transaction.py); one already
                 # made stays: the journal knows which.
                 err.print("interrupted" + ("" if name in READ_ONLY else
+                                           " (`chaos status` says which faults are active)" if name == "chaos" else
                                            " (`history` says whether the change was made or restored)"))
                 code = EXIT_ERROR
             if code:
