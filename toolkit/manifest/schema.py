@@ -149,6 +149,17 @@ def _explain(error, root: dict, written: str | None):
     scalar's text as typed, when YAML made something else of it."""
     kind = error.validator
     custom = error.schema.get("x-messages", {}).get(kind)
+    if kind == "oneOf" and isinstance(error.instance, dict):
+        # A mapping where a value or a mapping may be: what is wrong inside the
+        # mapping's own form, field by field ("got a mapping" named no field).
+        inner = [e for e in error.context if e.schema_path and isinstance(e.schema_path[0], int)
+                 and (error.validator_value[e.schema_path[0]] or {}).get("type") == "object"]
+        # An empty (or overfull) mapping is better told what the whole may be.
+        if inner and not all(e.validator in ("minProperties", "maxProperties") for e in inner):
+            for sub in inner:
+                for at, message in _explain(sub, root, None):
+                    yield tuple(sub.relative_path) + at, message
+            return
     if custom:
         # Under propertyNames the error sits on the mapping; point at the key itself.
         at = (error.instance,) if "propertyNames" in error.schema_path else ()
