@@ -310,3 +310,18 @@ def test_a_read_only_command_given_a_state_directory_that_does_not_exist_makes_n
     assert result.returncode in (0, 2), result.stderr
     assert f"note: state directory {missing} does not exist" in " ".join(result.stderr.split())
     assert not (tmp_path / "no").exists()
+
+
+def test_a_route_added_by_hand_on_a_device_is_removed_by_apply(lab):
+    """`ip route add X dev Y` makes a route of scope link; the delete asked for scope
+    universe, the kernel found none ("No such process"), and every apply failed and
+    restored (from a hostile review)."""
+    lab.applied("topologies/two-clients.yaml")
+    lab.ip("ns_server", "route add 10.50.0.0/16 dev veth_srv_c1")
+    lab.ip("ns_server", "-6 route add fd00:77::/64 dev veth_srv_c1")
+    assert lab.run("drift", "topologies/two-clients.yaml").returncode == 2
+    repaired = lab.run("apply", "topologies/two-clients.yaml")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "10.50.0.0" not in lab.ip("ns_server", "route").stdout
+    assert "fd00:77::" not in lab.ip("ns_server", "-6 route").stdout
+    assert lab.run("drift", "topologies/two-clients.yaml").returncode == 0

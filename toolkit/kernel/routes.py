@@ -75,6 +75,12 @@ def set_route(kernel, ns_name: str, prefix: str, metric: int, replace=False, via
     kernel.request(ns_name, f"{where} {command}", ns.ipr.route, command, proto=RT_PROTO, **args)
 
 
+RT_SCOPE_NOWHERE = 255  # in a delete: any scope, as `ip route del` asks
+
+
 def delete(kernel, ns_name: str, prefix: str, metric: int) -> None:
     ns = kernel.ns(ns_name)
-    kernel.request(ns_name, f"route {prefix} metric {metric} del", ns.ipr.route, "del", **_args(prefix, metric))
+    # pyroute2 would send scope 0 (universe): the kernel then finds no route of
+    # scope link (`ip route add X dev Y` by hand) and says "No such process".
+    kernel.request(ns_name, f"route {prefix} metric {metric} del", ns.ipr.route, "del",
+                   scope=RT_SCOPE_NOWHERE, **_args(prefix, metric))
