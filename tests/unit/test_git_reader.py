@@ -2,6 +2,7 @@
 repository made in tmp_path."""
 
 import errno
+import os
 import subprocess
 
 import pytest
@@ -110,3 +111,76 @@ def test_repo_info_outside_git_is_empty(repo, tmp_path):
     assert repo_info([str(tmp_path / "elsewhere" / "lab.yaml")]) == {}
     assert repo_info([]) == {}
     assert repo_info([None, ""]) == {}
+
+
+def test_the_working_trees_own_directory_links_do_not_redirect_a_revision(repo, monkeypatch):
+    """A local (uncommitted) `policies -> other` made --rev read the revision's
+    other/x.yaml for its policies/x.yaml (from a hostile review)."""
+    for name, text in (("policies", "the revision's policy\n"), ("other", "another file\n")):
+        (repo / name).mkdir()
+        (repo / name / "x.yaml").write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "policies")
+    git(repo, "rm", "-rq", "--cached", "policies")
+    subprocess.run(["rm", "-rf", str(repo / "policies")], check=True)
+    (repo / "policies").symlink_to("other")
+    monkeypatch.chdir(repo)
+    assert RevisionReader("HEAD", "sub/lab.yaml")("policies/x.yaml") == b"the revision's policy\n"
+
+
+def test_paths_are_taken_literally_not_as_git_pathspec_magic(repo, monkeypatch):
+    """`:(top)lab.yaml` is a file of that name, not git's magic for lab.yaml at the top."""
+    monkeypatch.chdir(repo)
+    (repo / ":(literal)x.yaml").write_text("the odd one\n")
+    (repo / "x.yaml").write_text("the plain one\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "odd names")
+    reader = RevisionReader("HEAD", "sub/lab.yaml")
+    assert reader(":(literal)x.yaml") == b"the odd one\n"
+    with pytest.raises(OSError) as caught:
+        reader(":(top)x.yaml")
+    assert caught.value.errno == errno.ENOENT
+
+
+def test_a_repository_found_through_git_dir_set_by_a_hook_is_still_the_manifests(repo, tmp_path, monkeypatch):
+    """A git hook sets GIT_DIR (and GIT_INDEX_FILE): netkeel finds the repository
+    by the manifest's own path."""
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(other / ".git" / "index"))
+    reader = RevisionReader("HEAD~1", str(repo / "sub" / "lab.yaml"))
+    assert reader.root == str(repo) and reader(str(repo / "sub" / "lab.yaml")) == b"v1\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives the repository to another user")
+def test_a_repository_git_refuses_to_read_is_still_found_by_its_git_directory(repo):
+    """Another user's checkout ("dubious ownership"): git refuses it, and netkeel
+    took the manifest for one outside git (its policies then 'outside the
+    manifest's directory'). Its work tree is found by its .git."""
+    from toolkit.manifest.files import toplevel
+
+    os.chown(repo, 65534, 65534)  # nobody's now
+    try:
+        refused = subprocess.run(["git", "-C", str(repo / "sub"), "rev-parse", "--show-toplevel"],
+                                 capture_output=True, text=True)
+        if refused.returncode == 0:
+            pytest.skip("this git reads other users' repositories")
+        assert "dubious ownership" in refused.stderr
+        assert toplevel(str(repo / "sub" / "lab.yaml")) == str(repo)
+    finally:
+        os.chown(repo, 0, 0)
+
+
+def test_a_git_that_does_not_answer_is_an_error_not_a_traceback(repo, tmp_path, monkeypatch):
+    from toolkit.manifest import files
+
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    (slow / "git").write_text("#!/bin/sh\nsleep 5\n")
+    (slow / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}:/usr/bin:/bin")
+    monkeypatch.setattr(files, "GIT_TIMEOUT_S", 0.3)
+    with pytest.raises(GitError, match=r"git rev-parse in .* did not answer in 0.3 s"):
+        files.toplevel(str(repo / "sub" / "lab.yaml"))

@@ -17,7 +17,7 @@ import os
 import stat
 
 from ..errors import GitError, Problem
-from .text import quote
+from .text import quote, shorten
 
 MAX_BYTES = 16 * 1024 * 1024
 ALLOW_OUTSIDE = "NETKEEL_ALLOW_OUTSIDE_POLICIES"
@@ -69,8 +69,11 @@ def outside_problem(path: str, relative: str, manifest: str, read, what: str = "
         return f"{what.split()[0]} path {quote(relative)} holds control characters"
     if os.environ.get(ALLOW_OUTSIDE) == "1":
         return None
-    root = _root(os.path.dirname(os.path.abspath(manifest)), getattr(read, "root", None))
-    real = os.path.realpath(path)
+    revision = getattr(read, "root", None)
+    root = _root(os.path.dirname(os.path.abspath(manifest)), revision)
+    # From a git revision the path is the revision's, not the working tree's: its
+    # links are followed (and kept inside) by the reader, in the revision's tree.
+    real = os.path.normpath(os.path.join(os.getcwd(), path)) if revision else os.path.realpath(path)
     if os.path.commonpath([real, root]) == root:
         return None
     where = "repository" if _in_git(root) else "directory"
@@ -83,19 +86,56 @@ def _root(directory: str, git_root: str | None) -> str:
     return os.path.realpath(git_root or toplevel(os.path.join(directory, "x")) or directory)
 
 
+GIT_TIMEOUT_S = 30
+# Variables that point git at another repository than the one holding the file
+# (a git hook sets GIT_DIR and GIT_INDEX_FILE): netkeel finds the repository by
+# the manifest's own path.
+_RELOCATING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+               "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE")
+
+
+def run_git(cwd: str, *args: str):
+    """`git ARGS` in `cwd`, paths taken literally (a file named `:(top)x.yaml` is
+    that file); its CompletedProcess. Raises GitError without git, or when it
+    does not answer in GIT_TIMEOUT_S (a slow remote for a partial clone)."""
+    import subprocess  # here, not at the top: the modules that read the kernel import this one
+
+    env = {k: v for k, v in os.environ.items() if k not in _RELOCATING}
+    try:
+        return subprocess.run(["git", "--literal-pathspecs", "-C", cwd, *args], capture_output=True,
+                              timeout=GIT_TIMEOUT_S, env=env)
+    except FileNotFoundError:
+        raise GitError("git is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0] if args else ''} in {cwd} did not answer in {GIT_TIMEOUT_S} s") from None
+
+
+def git_said(result) -> str:
+    """git's own words from a failed run, one line."""
+    lines = [line for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
+    return shorten(" ".join(lines), 300) if lines else f"exit {result.returncode}"
+
+
 def toplevel(path: str) -> str | None:
-    """The root of the git work tree holding `path`, or None. Raises GitError without git."""
+    """The root of the git work tree holding `path`, or None. Raises GitError without
+    git. A work tree git refuses to read (another user's: "dubious ownership") is
+    still found, by its .git: what lies inside it is decided by where it is."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     while not os.path.isdir(directory):  # a file not written yet: its nearest existing directory
         directory = os.path.dirname(directory)
-    import subprocess  # here, not at the top: the modules that read the kernel import this one
-
-    try:
-        result = subprocess.run(["git", "-C", directory, "rev-parse", "--show-toplevel"], capture_output=True,
-                                timeout=30)
-    except FileNotFoundError:
-        raise GitError("git is not installed") from None
-    return result.stdout.decode().strip() if result.returncode == 0 else None
+    result = run_git(directory, "rev-parse", "--show-toplevel")
+    if result.returncode == 0:
+        return result.stdout.decode().strip()
+    if b"not a git repository" in result.stderr:
+        return None
+    found = os.path.realpath(directory)
+    while True:
+        if os.path.exists(os.path.join(found, ".git")):
+            return found
+        parent = os.path.dirname(found)
+        if parent == found:
+            return None
+        found = parent
 
 
 def _in_git(root: str) -> bool:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 
 from ..errors import GitError
-from .files import MAX_BYTES, too_big, toplevel
+from .files import MAX_BYTES, git_said, run_git as _git, too_big, toplevel
 
 
 def _real(path: str) -> str:
@@ -22,11 +21,15 @@ def _real(path: str) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
 
 
-def _git(cwd: str, *args: str) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(["git", "-C", cwd, *args], capture_output=True, timeout=30)
-    except FileNotFoundError:
-        raise GitError("git is not installed") from None
+def _in_repository(path: str, root: str) -> str:
+    """`path` relative to the repository's `root`, as written: the working tree's
+    own symlinks are not followed (a local `policies -> other` must not make a
+    revision's `policies/x.yaml` read as its `other/x.yaml`). A path that reaches
+    the repository only through a link (a symlinked checkout) is resolved."""
+    lexical = os.path.relpath(os.path.normpath(os.path.join(os.getcwd(), path)), root)
+    if lexical != ".." and not lexical.startswith("../"):
+        return lexical
+    return os.path.relpath(_real(path), root)
 
 
 class RevisionReader:
@@ -39,7 +42,8 @@ class RevisionReader:
             raise GitError(f"{manifest} is not in a git repository, so --rev cannot apply")
         result = _git(self.root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
         if result.returncode != 0:
-            raise GitError(f"unknown git revision {rev!r} in {self.root}")
+            said = git_said(result) if result.stderr.strip() else ""  # --quiet: silent when only unknown
+            raise GitError(f"unknown git revision {rev!r} in {self.root}" + (f" (git said: {said})" if said else ""))
         self.rev = rev
         self.commit = result.stdout.decode().strip()
 
@@ -47,14 +51,19 @@ class RevisionReader:
         """The bytes of `path` in the revision. Symlinks are followed inside the
         repository, as the working tree would; a path or link leaving it, a
         directory, a submodule or a file over files.MAX_BYTES raise OSError."""
-        relative = os.path.relpath(_real(path), self.root)
+        relative = _in_repository(path, self.root)
         if relative == ".." or relative.startswith("../"):
             raise OSError(errno.EXDEV, "it is outside the repository")
         sha = self._blob(relative)
         size = _git(self.root, "cat-file", "-s", sha)
-        if size.returncode != 0 or int(size.stdout or 0) > MAX_BYTES:
-            raise too_big(int(size.stdout or 0))
-        return _git(self.root, "cat-file", "blob", sha).stdout
+        if size.returncode != 0:  # a partial clone without the blob, a damaged object store
+            raise OSError(errno.EIO, f"git could not read it: {git_said(size)}")
+        if int(size.stdout or 0) > MAX_BYTES:
+            raise too_big(int(size.stdout))
+        blob = _git(self.root, "cat-file", "blob", sha)
+        if blob.returncode != 0:
+            raise OSError(errno.EIO, f"git could not read it: {git_said(blob)}")
+        return blob.stdout
 
     def _blob(self, relative: str) -> str:
         """The blob id of `relative` in the commit, symlinks resolved component by component."""
@@ -108,7 +117,7 @@ def repo_info(paths) -> dict:
     if root is None:
         return {}
     head = _git(root, "rev-parse", "--verify", "--quiet", "HEAD")
-    relative = [os.path.relpath(_real(p), root) for p in paths]
+    relative = [_in_repository(p, root) for p in paths]
     status = _git(root, "status", "--porcelain", "--", *relative)
     return {"root": root, "commit": head.stdout.decode().strip() or None,
             "dirty": bool(status.stdout.strip())}
