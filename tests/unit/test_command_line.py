@@ -93,3 +93,14 @@ def test_control_characters_in_names_reach_the_terminal_as_escapes_and_colours_s
     assert "\x1b[31m" not in text and "\x1b]0" not in text and "\x00" not in text
     assert "x\\x1b[31my" in text and "a\\x1b]0;title b\\x00c" in text
     assert "\x1b[1m" in text  # bold, as rich writes it
+
+
+def test_a_cell_from_a_file_is_one_line_of_text_never_markup():
+    """A manifest path with a newline forged a row of `snapshots`; one with `[/x]`
+    raised rich's MarkupError."""
+    from rich.text import Text
+
+    from toolkit.cli.common import cell
+
+    assert cell("x.yaml\n  20261201T000000.000Z-dead FORGED") == "x.yaml\\x0a  20261201T000000.000Z-dead FORGED"
+    assert Text.from_markup(cell("q[/x].yaml [red]r")).plain == "q[/x].yaml [red]r"

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ..errors import FaultError, KernelError, NetkeelError
 from ..state import StateDir
-from .common import EXIT_ERROR, HELP, command, err, expire_faults, kernel_session, out, require_root, task
+from .common import EXIT_ERROR, HELP, cell, command, err, expire_faults, kernel_session, out, require_root, task
 
 FAULTS_DIR = "faults"
 WORDS = ("list", "status", "revert")
@@ -144,8 +144,8 @@ def _status(state, as_json, verbose) -> int:
         table.add_column(column, overflow="fold")
     for l in leases:
         alive = engine.keeper_alive(l)
-        table.add_row(*(escape(str(v)) for v in (l.fault, l.instance, l.text,
-                                                  ", ".join(f"{k}: {b}" for k, b in l.backends), l.state)),
+        table.add_row(*(cell(v) for v in (l.fault, l.instance, l.text,
+                                          ", ".join(f"{k}: {b}" for k, b in l.backends), l.state)),
                       f"{l.left():.0f} s", f"{l.keeper} ({'running' if alive else 'GONE: ends at the next command'})",
                       style=None if alive and l.state != "broken" else "yellow")
     out.print(table)
@@ -221,10 +221,10 @@ def _list(state, as_json, verbose) -> int:
         table.add_column(column, overflow="fold")
     for row in rows:
         if "error" in row:
-            table.add_row(escape(row["fault"]), escape(f"invalid: {row['error']}"), "", "", "", style="red")
+            table.add_row(cell(row["fault"]), cell(f"invalid: {row['error']}"), "", "", "", style="red")
         else:
-            table.add_row(escape(row["fault"]), escape(row["what"]), f"{row['duration_s']:g} s",
-                          escape(row["topology"] or ""), escape(row["here"]),
+            table.add_row(cell(row["fault"]), cell(row["what"]), f"{row['duration_s']:g} s",
+                          cell(row["topology"] or ""), cell(row["here"]),
                           style=None if not row["here"].startswith("no") else "dim")
     out.print(table)
     return 0

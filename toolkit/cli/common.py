@@ -56,6 +56,15 @@ task = functools.partial(invoke.task, klass=Task)
 HELP_REV = "use the manifest (and its policy files) as of this git revision, read with git"
 HELP_WAIT = "wait for another netkeel's change to finish instead of failing at once"
 
+def cell(value) -> str:
+    """A value from a file or the kernel, for a table cell or a message: its
+    control characters (a newline too: it would forge a row) as escapes, and
+    never read as rich markup."""
+    from ..manifest.text import escape_controls
+
+    return escape(escape_controls(str(value)))
+
+
 class _Escaped:
     """A renderable whose text has its control characters written as escapes."""
 

@@ -11,7 +11,7 @@ from ..errors import NetkeelError
 from ..manifest import load_topology
 from ..report import human, machine
 from ..state import StateDir
-from .common import HELP, HELP_WAIT, command, err, kernel_session, out, require_root, warn_interrupted, task
+from .common import HELP, HELP_WAIT, cell, command, err, kernel_session, out, require_root, warn_interrupted, task
 from .chaos import chaos
 from .experiment import experiment
 from .vip import vip
@@ -39,8 +39,8 @@ def snapshots(c, state_dir=None):
             continue
         manifest = snap.manifests[0]["path"] if snap.manifests else ""
         # Every cell from the file is text, never markup: a manifest at `q[red]/x.yaml`.
-        table.add_row(escape(snap.id), escape(snap.time.replace("T", " ")[:19]),
-                      escape(f"{snap.instance}\n{snap.reason}"), escape(str(manifest)), escape(_git(snap.git)),
+        table.add_row(cell(snap.id), cell(snap.time.replace("T", " ")[:19]),
+                      f"{cell(snap.instance)}\n{cell(snap.reason)}", cell(manifest), cell(_git(snap.git)),
                       str(len(snap.resources)))
     out.print(table if table.row_count else f"no snapshots in {state.root}")
 
@@ -120,11 +120,11 @@ def history(c, state_dir=None, limit=20):
             continue
         outcome = end.get("outcome") or _unfinished(tx, interrupted, running)
         if end.get("failed"):
-            outcome += f": {escape(end['failed'])}"
-        table.add_row(*(escape(str(v)) for v in (str(start.get("ts", "")).replace("+00:00", "")[:19],
-                                                  start.get("op", ""), start.get("instance", ""))),
-                      outcome, escape(str(end.get("steps", "") if end.get("steps") is not None else "")),
-                      escape(str(start.get("snapshot", ""))), escape(_git(start.get("git") or {})))
+            outcome += f": {cell(end['failed'])}"
+        table.add_row(*(cell(v) for v in (str(start.get("ts", "")).replace("+00:00", "")[:19],
+                                          start.get("op", ""), start.get("instance", ""))),
+                      outcome, cell(end.get("steps", "") if end.get("steps") is not None else ""),
+                      cell(start.get("snapshot", "")), cell(_git(start.get("git") or {})))
     out.print(table if table.row_count else f"no changes recorded in {journal.path}")
 
 
@@ -133,9 +133,9 @@ def _experiment_row(record: dict) -> tuple:
     probes = record.get("probes") if isinstance(record.get("probes"), list) else []
     passed = sum(1 for p in probes if isinstance(p, dict) and p.get("passed"))
     outcome = f"{record.get('outcome', '?')} ({passed}/{len(probes)} probes passed)"
-    return (escape(str(record.get("ts", "")).replace("+00:00", "")[:19]),
-            escape(f"experiment {record.get('experiment', '?')}"), escape(str(record.get("instance", ""))),
-            escape(outcome), "", "", "")
+    return (cell(str(record.get("ts", "")).replace("+00:00", "")[:19]),
+            cell(f"experiment {record.get('experiment', '?')}"), cell(record.get("instance", "")),
+            cell(outcome), "", "", "")
 
 
 def _unfinished(tx: str, interrupted: set, running: str | None) -> str:
