@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from toolkit.core.owners import FOREIGN
 from toolkit.core.resource import Resource
 from toolkit.doctor import probe
 from toolkit.doctor.checks import conntrack, duplicates, gateways, mtu
@@ -21,6 +22,7 @@ from toolkit.kernel import inspect
 from toolkit.vrrp import packet
 from toolkit.kinds.addr import KIND as ADDR
 from toolkit.kinds.link import KIND as LINK
+from toolkit.kinds.nft_table import KIND as NFT_TABLE
 from toolkit.kinds.route import KIND as ROUTE
 from toolkit.manifest import load_topology
 from toolkit.runtime.engine import Reconciler
@@ -468,3 +470,13 @@ def test_a_vip_left_on_a_dead_speakers_node_is_named_as_that_not_a_partition():
     assert vip.fix.startswith("`netkeel apply` starts the speaker of group gw on r1 again")
     (alone,) = duplicates.split_vips(lab(VRRP, extra=held[:1]))  # the other member has not taken over
     assert alone.title == "VIP 10.0.3.254 of group gw is left on r1, whose speaker is not running"
+
+
+def test_a_healthy_gateway_unheard_behind_the_nodes_own_foreign_table_names_that_table():
+    """client1's own hand-made tables drop everything: doctor blamed the gateway
+    and offered `netkeel apply` to restore it, which changes nothing (from a review)."""
+    ctx = lab(TWO, extra=[Resource.make(NFT_TABLE.name, (PREFIX + "ns_client1", "inet", "block"), owner=FOREIGN)])
+    key = ("ns_client1", "veth_c1", ipaddress.ip_address("10.0.1.1"))
+    (f,) = gateways.judge(ctx, gateways.default_routes(ctx), {key: []})
+    assert f.title == "ns_client1 hears nothing from its gateway 10.0.1.1, which is up and holds it"
+    assert "inet block" in f.evidence[-1] and "nft delete table inet block" in f.fix and f.nodes == ("ns_client1",)

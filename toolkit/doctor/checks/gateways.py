@@ -23,6 +23,8 @@ import difflib
 import ipaddress
 import re
 
+from ...core.owners import FOREIGN
+from ...kinds.nft_table import KIND as NFT_TABLE
 from ...kinds.route import KIND as ROUTE
 from .. import probe
 from ..finding import Finding
@@ -111,6 +113,21 @@ def judge(ctx, routes, answers) -> list:
                 state = links[e].get("state")
                 has = e in holders
                 evidence.append(f"{e[0]}/{e[1]} ({mac}) is {state}{'' if has else f' and does not hold {via}'}")
+            healthy = bool(expected) and all(links[e].get("state") == "up" and e in holders for e in expected.values())
+            own = _foreign_tables(ctx, node)
+            if healthy and own:
+                # The gateway is up and holds the address: the silence is on the
+                # asking side, whose own firewall (no table of the manifest's) drops it.
+                found.append(Finding(
+                    check=NAME, title=f"{node} hears nothing from its gateway {via}, which is up and holds it",
+                    where=where, evidence=tuple(evidence + [f"{node} has tables netkeel does not own: "
+                                                            + ", ".join(own)]),
+                    why=(f"a firewall on {node} itself (a table no manifest declares) drops what it sends or "
+                         f"receives: the gateway is fine, and {node} reaches nothing beyond its segment"),
+                    fix=(f"remove the table(s) made by hand in {ctx.ns(node)} (`ip netns exec {ctx.ns(node)} nft "
+                         f"delete table {own[0]}`); `netkeel apply` never touches tables it does not own"),
+                    nodes=(node,)))
+                continue
             found.append(Finding(
                 check=NAME, title=f"{node}'s default gateway {via} does not answer", where=where,
                 evidence=tuple(evidence),
@@ -271,3 +288,10 @@ def via_line(lines: list, node: str, via: str) -> int | None:
         if current == node and pattern.search(stripped):
             return i
     return None
+
+
+def _foreign_tables(ctx, node: str) -> list:
+    """"family name" of the nftables tables on `node` that netkeel does not own."""
+    ns = ctx.ns(node)
+    return sorted(f"{r.key[1]} {r.key[2]}" for r in ctx.live
+                  if r.kind == NFT_TABLE.name and r.ns == ns and r.owner == FOREIGN)
