@@ -480,3 +480,14 @@ def test_a_healthy_gateway_unheard_behind_the_nodes_own_foreign_table_names_that
     (f,) = gateways.judge(ctx, gateways.default_routes(ctx), {key: []})
     assert f.title == "ns_client1 hears nothing from its gateway 10.0.1.1, which is up and holds it"
     assert "inet block" in f.evidence[-1] and "nft delete table inet block" in f.fix and f.nodes == ("ns_client1",)
+
+
+def test_a_copy_on_a_routers_lo_answered_on_another_interface_is_named_where_it_lives():
+    """A node answers ARP on any interface for an address on its lo: the fix named
+    the interface that answered (r1/eth0), not where the copy is (r1/lo)."""
+    extra = [Resource.make(ADDR.name, (PREFIX + "r1", "lo", "10.0.3.3/32"))]
+    ctx = lab(VRRP, extra=extra)
+    seg = duplicates.segment_of(ctx)[("client", "eth0")]
+    answers = [(seg, ("client", "eth0"), {"10.0.3.3": [mac_of(PREFIX + "r1", "eth0"), mac_of(PREFIX + "r2", "eth0")]})]
+    (f,) = duplicates.duplicate_ipv4(ctx, answers)
+    assert "remove 10.0.3.3 from r1/lo" in f.fix, f.fix

@@ -175,7 +175,10 @@ def duplicate_ipv4(ctx, answers=None) -> list:
             holding = sorted(e for e, addrs in live.items() if any(a.ip == ip for a in addrs))
             if holding:
                 evidence.append(f"live on {_name(holding)}")
-            undeclared = [e for e in extra if e in holding]
+            # Where the extra copy lives, which may not be the interface that answered:
+            # a node answers ARP on any interface for an address on its lo.
+            undeclared = [e for e in holding if e != owner and e[0] in {x[0] for x in extra}] \
+                or [e for e in extra if e in holding]
             fix = (f"remove {ip} from {_name(undeclared)} (the manifest does not give it there: `netkeel apply` "
                    f"removes it), or give that node its own address" if undeclared else
                    f"give each of {_name([e for _, ends in holders for e in ends])} an address of its own")
