@@ -325,3 +325,19 @@ def test_a_route_added_by_hand_on_a_device_is_removed_by_apply(lab):
     assert "10.50.0.0" not in lab.ip("ns_server", "route").stdout
     assert "fd00:77::" not in lab.ip("ns_server", "-6 route").stdout
     assert lab.run("drift", "topologies/two-clients.yaml").returncode == 0
+
+
+def test_a_junit_report_path_that_is_a_symlink_is_refused_never_written_through(lab, tmp_path):
+    """`drift --junit /tmp/x.xml` runs as root: a symlink someone left there was
+    followed, and its target overwritten."""
+    lab.applied("topologies/two-clients.yaml")
+    target = tmp_path / "precious"
+    target.write_text("keep")
+    report = tmp_path / "drift.xml"
+    report.symlink_to(target)
+    result = lab.run("drift", "topologies/two-clients.yaml", "--junit", str(report))
+    assert result.returncode == 1 and "it exists and is a symlink" in result.stderr, result.stderr
+    assert target.read_text() == "keep" and report.is_symlink()
+    report.unlink()
+    assert lab.run("drift", "topologies/two-clients.yaml", "--junit", str(report)).returncode == 0
+    assert 'failures="0"' in report.read_text() and not report.is_symlink()

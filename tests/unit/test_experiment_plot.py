@@ -274,3 +274,18 @@ def test_many_windows_are_summarised_in_the_legend(tmp_path, count):
     if count > plot.WINDOW_LEGEND_MAX:
         assert f"\u2026 and {count - plot.WINDOW_LEGEND_MAX} more fault windows" in shown
     plot.timeline(tmp_path / "w.png", "t", O, [], windows, series)
+
+
+def test_a_symlink_at_the_plot_path_is_refused_never_written_through(tmp_path):
+    """Written as root, often into /tmp: a symlink someone left at the path (or at
+    the old guessable `.NAME.PID.partial`) was written through."""
+    from toolkit.errors import NetkeelError
+
+    target = tmp_path / "precious"
+    target.write_text("keep")
+    link = tmp_path / "timeline.png"
+    link.symlink_to(target)
+    with pytest.raises(NetkeelError, match="--plot .*timeline.png: it exists and is a symlink"):
+        plot.timeline(link, "t", O, PHASES, WINDOWS, _series())
+    assert target.read_text() == "keep" and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious", "timeline.png"]  # nothing left aside

@@ -49,6 +49,10 @@ def experiment(c, name, ns_prefix=None, plot=None, no_plot=False, json=False, st
     from .keeper import start
 
     x = load_experiment(experiment_path(name))  # bad input first, before anything else
+    if plot and not no_plot and os.path.lexists(plot):
+        from ..core.output import refuse_output
+
+        refuse_output(plot, "--plot")  # a symlink or FIFO there: refused now, not after the run
     require_root()
     state = StateDir(state_dir)
     say = (lambda text: None) if json else (lambda text: err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] "
@@ -60,7 +64,7 @@ def experiment(c, name, ns_prefix=None, plot=None, no_plot=False, json=False, st
     if plot_path:
         try:
             _draw(outcome, plot_path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, NetkeelError) as exc:
             err.print(f"[yellow]note[/]: no plot written to {escape(plot_path)}: {escape(str(exc))}")
             plot_path = None
         except KeyboardInterrupt:  # the outcome is worth more than its picture: record and report it

@@ -16,13 +16,11 @@ stdout is not a terminal.
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
-import tempfile
 
 
 from ..errors import NetkeelError
+from ..core.output import refuse_output, write_output
 from .common import EXIT_CHANGES, HELP, command, err, task
 
 FORMATS = ("mermaid", "svg", "png")
@@ -76,53 +74,3 @@ def graph(c, file, ns_prefix="", live=False, format="mermaid", output=None, stat
         write_output(output, data)
         err.print(f"wrote {fmt} to {output}" + (f" ({len(findings)} finding(s) marked)" if live else ""))
     return EXIT_CHANGES if findings else 0
-
-
-def refuse_output(path) -> None:
-    """NetkeelError when `path` exists and is not a regular file (lstat: a symlink
-    is refused, not followed), or its directory does not exist."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise NetkeelError(f"--output {path}: no directory {parent}") from None
-        return
-    if not stat.S_ISREG(st.st_mode):
-        raise NetkeelError(f"--output {path}: it exists and is {_kind(st.st_mode)}, not a regular file; "
-                           "not written (give a new path or a regular file)")
-
-
-def write_output(path, data: bytes) -> None:
-    """Write `data` to `path`: to a new file beside it, then renamed over it, so a
-    reader never sees half a file and a symlink or device put there meanwhile is
-    replaced, not written through. An existing file's permissions are kept."""
-    refuse_output(path)
-    try:
-        mode = stat.S_IMODE(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, partial = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-        os.replace(partial, path)
-    except BaseException:
-        try:
-            os.unlink(partial)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"

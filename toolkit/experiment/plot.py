@@ -19,11 +19,13 @@ a second that the other commands must not pay), and draws with Agg, no display.
 
 from __future__ import annotations
 
+import io
 import math
-import os
 import time
 import warnings
 from pathlib import Path
+
+from ..core.output import write_output
 
 BIN_S = 1.0            # width of a loss bin, seconds
 LOG_DECADES = 2.0      # more than this many decades of RTT: log scale
@@ -187,15 +189,14 @@ def timeline(path, title: str, origin: float, phases: list, windows: list, serie
     fig = figure(title, origin, phases, windows, series)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with warnings.catch_warnings():
-            # A glyph DejaVu lacks (a probe named in emoji) is drawn as a box: fine.
-            warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing.*")
-            fig.savefig(partial, format="png", dpi=DPI)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    image = io.BytesIO()
+    with warnings.catch_warnings():
+        # A glyph DejaVu lacks (a probe named in emoji) is drawn as a box: fine.
+        warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing.*")
+        fig.savefig(image, format="png", dpi=DPI)
+    # Beside it under a name nobody can guess, then renamed: a symlink left at
+    # the path (or at a guessable partial name) is never written through as root.
+    write_output(str(path), image.getvalue(), "--plot")
     return str(path)
 
 

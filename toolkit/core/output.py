@@ -1,0 +1,66 @@
+"""Files netkeel writes where the user says (a drift's JUnit report, a graph, an
+experiment's plot): as root, often in /tmp, where anyone may have put a symlink
+or a FIFO under the name first.
+
+A path that exists as anything but a regular file is refused; the content goes
+to a new file beside it (a name nobody can guess), renamed over the path: a
+reader never sees half a file, and a symlink put there meanwhile is replaced,
+never written through."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+
+from ..errors import NetkeelError
+
+
+def refuse_output(path, option: str = "--output") -> None:
+    """NetkeelError when `path` exists and is not a regular file (lstat: a symlink
+    is refused, not followed), or its directory does not exist."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise NetkeelError(f"{option} {path}: no directory {parent}") from None
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise NetkeelError(f"{option} {path}: it exists and is {_kind(st.st_mode)}, not a regular file; "
+                           "not written (give a new path or a regular file)")
+
+
+def write_output(path, data: bytes, option: str = "--output") -> None:
+    """Write `data` to `path`: to a new file beside it, then renamed over it, so a
+    reader never sees half a file and a symlink or device put there meanwhile is
+    replaced, not written through. An existing file's permissions are kept."""
+    refuse_output(path, option)
+    try:
+        mode = stat.S_IMODE(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, partial = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+        os.replace(partial, path)
+    except BaseException:
+        try:
+            os.unlink(partial)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
