@@ -159,3 +159,32 @@ def test_last_apply_snapshot_without_an_apply_is_none(journal):
     assert journal.last_apply_snapshot() is None
     write(journal, start("r1", op="rollback", snapshot="s1"), end("r1"))
     assert journal.last_apply_snapshot() is None
+
+
+def test_the_last_changes_are_read_from_the_end_as_the_whole_journal_gives_them(journal, state):
+    """`history` shows the last 20 changes: it parsed all 100,000 records for them
+    (1.6 s, 246 MB in a review); it reads from the end now, with the same result."""
+    for i in range(200):
+        write(journal, start(f"S{i:03d}"), end(f"S{i:03d}"))
+    with open(state.path("journal.jsonl"), "ab") as f:
+        f.write(b'{"event": "start", "tx": "cut sh\n')  # a crash's half line, among the last
+    write(journal, start("S200"))  # under way
+    records, problems = journal.records()
+    recent, recent_problems = journal.recent(20)
+    assert txs(recent) == txs(records)[-len(recent):] and txs(recent)[0] == "S181" and txs(recent)[-1] == "S200"
+    assert recent_problems == problems and len(problems) == 1 and ":401: damaged journal record skipped" in problems[0]
+    assert journal.recent(10_000) == (records, problems)
+
+
+def test_a_reader_that_rebuilds_the_index_keeps_it_for_the_next(journal, state):
+    """`history` after records another writer appended rebuilt the index from the
+    whole journal at every run (1.6 s at 100,000 records): the first reader keeps it."""
+    write(journal, start("S1"), end("S1"))
+    with open(state.path("journal.jsonl"), "a") as f:
+        for i in range(2, 50):
+            f.write(json.dumps({"ts": "2026-12-01T00:00:00+00:00", **start(f"S{i}")}) + "\n")
+            f.write(json.dumps({"ts": "2026-12-01T00:00:00+00:00", **end(f"S{i}")}) + "\n")
+    before = json.loads(state.path("journal-index.json").read_text())
+    assert journal.unfinished() == ([], None)
+    after = json.loads(state.path("journal-index.json").read_text())
+    assert after["offset"] == os.path.getsize(state.path("journal.jsonl")) > before["offset"]

@@ -22,6 +22,8 @@ from .tasks import apply, destroy, drift, plan, show, validate
 STATE = {"state_dir": HELP["state_dir"]}
 
 
+SHOWN_PROBLEMS = 10  # damaged records named one by one; the rest counted
+
 @task(help=STATE)
 @command("snapshots")
 def snapshots(c, state_dir=None):
@@ -97,9 +99,11 @@ def history(c, state_dir=None, limit=20):
     from ..state.journal import Journal
 
     journal = Journal(StateDir(state_dir))
-    records, problems = journal.records()
-    for problem in problems:
+    records, problems = journal.recent(int(limit)) if int(limit) > 0 else journal.records()
+    for problem in problems[:SHOWN_PROBLEMS]:
         err.print(f"[yellow]note[/]: {escape(problem)}")
+    if len(problems) > SHOWN_PROBLEMS:
+        err.print(f"[yellow]note[/]: and {len(problems) - SHOWN_PROBLEMS:,} more damaged journal records skipped")
     changes, order = {}, []
     for record in records:
         tx = record.get("tx")
@@ -108,8 +112,8 @@ def history(c, state_dir=None, limit=20):
             order.append(tx)
         elif tx in changes:
             changes[tx][record.get("event")] = record
-    interrupted = {r["tx"] for r in journal.interrupted()}
-    running = journal.running()
+    cut_off, running = journal.unfinished()
+    interrupted = {r["tx"] for r in cut_off}
     table = Table(title=f"history in {journal.path}", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("started (UTC)", "op", "instance", "outcome", "requests", "snapshot before", "git"):
         table.add_column(column, overflow="fold", no_wrap=column in ("started (UTC)", "snapshot before"))

@@ -210,6 +210,30 @@ class Journal:
                 records.append(record)
         return records, problems
 
+    def recent(self, changes: int) -> tuple:
+        """(records, problems) as records() gives them, of the last `changes` changes
+        only (their start records and every record after the oldest of them), read
+        from the journal's end: `history` shows 20 of 100,000 without parsing all."""
+        try:
+            data = self.state.read_bytes(FILE) or b""
+        except OSError as exc:
+            return [], [f"{self.path}: cannot read the journal: {exc.strerror or exc}"]
+        lines = data.split(b"\n")
+        records, problems, starts = [], [], 0
+        for number in range(len(lines) - 1, -1, -1):
+            if not lines[number].strip():
+                continue
+            record, problem = parse_record(lines[number])
+            if record is None:
+                problems.append(f"{self.path}:{number + 1}: damaged journal record skipped ({problem})")
+                continue
+            records.append(record)
+            if record.get("event") in ("start", "experiment"):
+                starts += 1
+                if starts >= changes:
+                    break
+        return records[::-1], problems[::-1]
+
     def summary(self) -> Summary:
         """The unfinished transactions and last apply snapshots, from the index and the
         records appended after it: no whole-journal read unless the index is unusable."""
@@ -220,9 +244,22 @@ class Journal:
         unless a later transaction of the same instance finished. Only the latest start
         can be running (every change holds the state lock), and only while the lock is
         held: unlike a pid, which the system reuses, an flock dies with its holder."""
-        summary = self.summary()
+        return self.unfinished()[0]
+
+    def unfinished(self) -> tuple:
+        """(interrupted(), running()) from one read of the journal. An index that had
+        to be rebuilt (missing, or behind records another writer appended) is kept
+        again, so that the next reader does not rebuild it too."""
+        stored = self._read_index()
+        summary, index = self._summary()
+        if index is not None and (stored is None or (stored.get("inode"), stored.get("offset"))
+                                  != (index["inode"], index["offset"])):
+            try:
+                self.state.write_json(INDEX, {"format": FORMAT, **index}, durable=False)
+            except (OSError, NetkeelError):
+                pass  # only slower next time
         running = self._running(summary)
-        return [r for r in summary.open if r["tx"] != running]
+        return [r for r in summary.open if r["tx"] != running], running
 
     def running(self) -> str | None:
         """The tx of the change running right now, if any."""
