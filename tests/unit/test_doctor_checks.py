@@ -491,3 +491,21 @@ def test_a_copy_on_a_routers_lo_answered_on_another_interface_is_named_where_it_
     answers = [(seg, ("client", "eth0"), {"10.0.3.3": [mac_of(PREFIX + "r1", "eth0"), mac_of(PREFIX + "r2", "eth0")]})]
     (f,) = duplicates.duplicate_ipv4(ctx, answers)
     assert "remove 10.0.3.3 from r1/lo" in f.fix, f.fix
+
+
+def test_a_blocked_pair_answered_by_another_holder_of_the_address_is_not_a_firewall_leak():
+    """10.0.1.2 copied onto ns_server's lo: ns_server answered client2's pings for
+    client1's address, and doctor said the firewall let through what the policy
+    drops (from a review)."""
+    from types import SimpleNamespace
+
+    from toolkit.doctor.checks import reachability
+
+    ctx = SimpleNamespace(topology=load_topology(TWO))
+    pair = SimpleNamespace(source="ns_client2", owner="ns_client1", target="10.0.1.2")
+    held = SimpleNamespace(local=lambda node, address: node in ("ns_client1", "ns_server"))
+    cause = reachability.answered_elsewhere(ctx, held, pair)
+    assert cause.title == "10.0.1.2 is held by ns_server too, which answers for ns_client1"
+    assert cause.fix.startswith("remove 10.0.1.2 from ns_server") and cause.nodes == ("ns_client1", "ns_server")
+    alone = SimpleNamespace(local=lambda node, address: node == "ns_client1")
+    assert reachability.answered_elsewhere(ctx, alone, pair) is None

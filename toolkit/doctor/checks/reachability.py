@@ -1054,7 +1054,7 @@ def run(ctx) -> list:
         answer = answers.get(pair.source, {}).get(pair.target, Answer(0, 0))
         line = f"{pair.source} -> {pair.owner} {pair.target}: {answer.answered}/{answer.sent} answered"
         if intent.verdict == POLICY and answer.answered:
-            cause = unenforced(ctx, live, intent)
+            cause = answered_elsewhere(ctx, live, pair) or unenforced(ctx, live, intent)
             causes.setdefault(cause.key, (cause, []))[1].append(
                 f"{line}; live path: {walk(live, pair.source, pair.target).text()}")
         elif intent.verdict in (REACHABLE, UNKNOWN) and not answer.answered:
@@ -1100,6 +1100,24 @@ def rp_problem(live, node: str, iif: str, source: str) -> dict | None:
     if mode == 2 and route is not None:
         return None
     return {"mode": mode, "back": route}
+
+
+def answered_elsewhere(ctx, live: LiveNetwork, pair) -> Cause | None:
+    """When another node holds the target address too (on its lo, say), the packet
+    the policy blocks on its way to the owner is delivered there and answered: not
+    a firewall letting it through. None when no other node holds it."""
+    others = sorted(n.name for n in ctx.topology.nodes if n.name != pair.owner and live.local(n.name, pair.target))
+    if not others:
+        return None
+    return Cause(("elsewhere", pair.target, tuple(others)),
+                 f"{pair.target} is held by {' and '.join(others)} too, which answer{'s' if len(others) == 1 else ''} "
+                 f"for {pair.owner}", others[0], others[0],
+                 (f"the manifest gives {pair.target} to {pair.owner}; live, {', '.join(others)} hold"
+                  f"{'s' if len(others) == 1 else ''} it as well",),
+                 "a packet for the address is delivered at the first node on its way that holds it, and answered "
+                 "there: what the policy blocks on the way to its owner seems to pass",
+                 f"remove {pair.target} from {', '.join(others)} (`netkeel apply` removes addresses the manifest does "
+                 "not declare)", nodes=tuple(sorted({pair.owner, *others})))
 
 
 def unenforced(ctx, live: LiveNetwork, intent: Intent) -> Cause:
