@@ -341,3 +341,21 @@ def test_a_junit_report_path_that_is_a_symlink_is_refused_never_written_through(
     report.unlink()
     assert lab.run("drift", "topologies/two-clients.yaml", "--junit", str(report)).returncode == 0
     assert 'failures="0"' in report.read_text() and not report.is_symlink()
+
+
+def test_a_route_removed_by_apply_is_that_route_not_a_multipath_one_of_the_same_prefix(lab):
+    """The kernel deletes the first route matching what a delete sends: deleting a
+    hand-made device route took the multipath route of the same prefix and metric
+    (which netkeel reports and never changes) instead, and the restore could not
+    bring it back (from a review). A route with a TOS selector is left alone too."""
+    lab.applied("topologies/two-clients.yaml")
+    lab.ip("ns_server", "route add 192.168.70.0/24 nexthop via 10.0.1.2 nexthop via 10.0.2.2")
+    lab.ip("ns_server", "route append 192.168.70.0/24 dev veth_srv_c1")
+    lab.ip("ns_server", "route add 192.168.71.0/24 tos 0x10 via 10.0.1.2")
+    repaired = lab.run("apply", "topologies/two-clients.yaml")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    routes = lab.ip("ns_server", "route").stdout
+    assert "nexthop via 10.0.1.2" in routes and "nexthop via 10.0.2.2" in routes, routes
+    assert "192.168.70.0/24 dev veth_srv_c1" not in routes and "192.168.71.0/24 tos 0x10" in routes, routes
+    drift = lab.run("drift", "topologies/two-clients.yaml")
+    assert drift.returncode == 2 and "a multipath route" in drift.stdout and "TOS selector" in drift.stdout

@@ -223,7 +223,7 @@ class FakeKernel:
             raise KernelError(f"route {prefix} add in {ns}", "File exists", 17)
         self._add(Resource.make("route", (ns, prefix, metric), via=via or "", dev=dev, type=type))
 
-    def route_delete(self, ns, prefix, metric):
+    def route_delete(self, ns, prefix, metric, via=None, dev=None, type=None, scope=None, proto=None):
         self._request("route_delete", ns, prefix, metric)
         if self.objects.pop(("route", (ns, prefix, metric)), None) is None:
             raise KernelError(f"route {prefix} del in {ns}", "No such process", 3)

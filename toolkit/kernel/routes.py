@@ -33,9 +33,10 @@ def to_resources(ns: str, routes, by_index: dict) -> list:
             out.append(Resource.make(KIND, (ns, f"{prefix} table {r.table}", r.priority), owner=FOREIGN,
                                      reason=f"a route in table {r.table}: netkeel manages the main table only"))
             continue
-        if r.multipath:
+        if r.multipath or r.tos:
+            what = "a multipath route" if r.multipath else f"a route with a TOS selector ({r.tos:#x})"
             out.append(Resource.make(KIND, (ns, prefix, r.priority), owner=FOREIGN,
-                                     reason="a multipath route: netkeel does not manage those"))
+                                     reason=f"{what}: netkeel does not manage those"))
             continue
         out.append(Resource.make(
             KIND, (ns, prefix, r.priority),
@@ -46,6 +47,7 @@ def to_resources(ns: str, routes, by_index: dict) -> list:
             src=r.src,
             metrics=r.metrics or None,
             _proto=r.proto,
+            _scope=r.scope,  # what a delete sends, to take this route and no other of its key
         ))
     return out
 
@@ -78,9 +80,25 @@ def set_route(kernel, ns_name: str, prefix: str, metric: int, replace=False, via
 RT_SCOPE_NOWHERE = 255  # in a delete: any scope, as `ip route del` asks
 
 
-def delete(kernel, ns_name: str, prefix: str, metric: int) -> None:
+def delete(kernel, ns_name: str, prefix: str, metric: int, via=None, dev=None, type=None, scope=None,
+           proto=None) -> None:
+    """Delete the route of this prefix and metric that goes `via` / `dev` / is of
+    `type` (as read): the kernel deletes the first route that matches what is
+    sent, and another of the same prefix and metric (a multipath one netkeel
+    leaves alone) must not be that one."""
     ns = kernel.ns(ns_name)
-    # pyroute2 would send scope 0 (universe): the kernel then finds no route of
-    # scope link (`ip route add X dev Y` by hand) and says "No such process".
+    args = _args(prefix, metric)
+    if via:
+        args["gateway"] = via
+    index = ns.index(dev) if dev and not str(dev).startswith("#") else None
+    if index is not None:
+        args["oif"] = index
+    if type:
+        args["type"] = type
+    if proto:
+        args["proto"] = proto
+    # The route's own scope, else any: pyroute2 would send 0 (universe), and the
+    # kernel then finds no route of scope link (`ip route add X dev Y` by hand);
+    # the scope also tells a device route from a multipath one through that device.
     kernel.request(ns_name, f"route {prefix} metric {metric} del", ns.ipr.route, "del",
-                   scope=RT_SCOPE_NOWHERE, **_args(prefix, metric))
+                   scope=RT_SCOPE_NOWHERE if scope is None else scope, **args)

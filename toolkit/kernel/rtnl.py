@@ -153,6 +153,8 @@ class Route:
     multipath: bool = False
     src: str | None = None        # RTA_PREFSRC
     metrics: str | None = None    # RTA_METRICS, as `ip route` writes them ("mtu 1000 advmss 500")
+    tos: int = 0                  # a TOS selector (`ip route add ... tos 0x10`): another route of the key
+    scope: int = 0                # RT_SCOPE_*: link for `ip route add X dev Y`
     extra: dict = field(default_factory=dict)
 
 
@@ -343,8 +345,9 @@ class DumpSocket:
         for mtype, _, p in self.request(RTM_GETROUTE, NLM_F_DUMP, header):
             if mtype != RTM_NEWROUTE:
                 continue
-            family, dst_len, _, _, rtm_table, proto, _, rtype, _ = _RTMSG.unpack_from(p)
-            route = Route(family=family, dst_len=dst_len, table=rtm_table, proto=proto, type=rtype)
+            family, dst_len, _, tos, rtm_table, proto, scope, rtype, _ = _RTMSG.unpack_from(p)
+            route = Route(family=family, dst_len=dst_len, table=rtm_table, proto=proto, type=rtype, tos=tos,
+                          scope=scope)
             for kind, value in _attrs(p, _RTMSG.size):
                 if kind == RTA_DST:
                     route.dst = socket.inet_ntop(family, value)

@@ -301,8 +301,8 @@ class Kernel:
     def route_set(self, ns, prefix, metric, replace=False, via=None, dev=None, type=None) -> None:
         routes.set_route(self, ns, prefix, metric, replace=replace, via=via, dev=dev, type=type)
 
-    def route_delete(self, ns, prefix, metric) -> None:
-        routes.delete(self, ns, prefix, metric)
+    def route_delete(self, ns, prefix, metric, via=None, dev=None, type=None, scope=None, proto=None) -> None:
+        routes.delete(self, ns, prefix, metric, via=via, dev=dev, type=type, scope=scope, proto=proto)
 
     def neigh_set(self, ns, ifname, address, mac) -> None:
         neighbours.set_entry(self, ns, ifname, address, mac)

@@ -81,8 +81,11 @@ class Route(Kind):
     def run(self, backend, phase, actions) -> None:
         for action in actions:
             ns, prefix, metric = action.key
-            if phase == "delete":
-                backend.route_delete(ns, prefix, metric)
+            if phase == "delete":  # exactly the route read: another of this key may be there too
+                live = action.live
+                read = (lambda f: live.get(f) or None) if live is not None else (lambda f: None)
+                backend.route_delete(ns, prefix, metric, via=read("via"), dev=read("dev"), type=read("type"),
+                                     scope=live.get("_scope") if live is not None else None, proto=read("_proto"))
             else:
                 d = action.desired
                 backend.route_set(ns, prefix, metric, replace=action.op == "modify",
