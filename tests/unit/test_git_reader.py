@@ -169,6 +169,9 @@ def test_a_repository_git_refuses_to_read_is_still_found_by_its_git_directory(re
             pytest.skip("this git reads other users' repositories")
         assert "dubious ownership" in refused.stderr
         assert toplevel(str(repo / "sub" / "lab.yaml")) == str(repo)
+        with pytest.raises(GitError, match=r"git refuses to read the repository at .*: it belongs to another user "
+                                           r"\(`git config --global --add safe.directory"):
+            RevisionReader("HEAD", str(repo / "sub" / "lab.yaml"))
     finally:
         os.chown(repo, 0, 0)
 
@@ -184,3 +187,19 @@ def test_a_git_that_does_not_answer_is_an_error_not_a_traceback(repo, tmp_path, 
     monkeypatch.setattr(files, "GIT_TIMEOUT_S", 0.3)
     with pytest.raises(GitError, match=r"git rev-parse in .* did not answer in 0.3 s"):
         files.toplevel(str(repo / "sub" / "lab.yaml"))
+
+
+def test_a_revisions_paths_reached_through_a_symlinked_checkout_are_inside_it(repo, tmp_path):
+    """`diff /tmp/link/topologies/x.yaml A B` with /tmp/link -> the repository
+    refused its policies as outside the repository (a regression of this session's
+    lexical paths); the compile's reader carries the revision's root, so plan and
+    apply --rev check the revision's paths too."""
+    from toolkit.manifest.files import outside_problem
+    from toolkit.state.compiled import Recorder
+
+    link = tmp_path / "link"
+    link.symlink_to(repo)
+    reader = RevisionReader("HEAD", str(link / "sub" / "lab.yaml"))
+    assert outside_problem(str(link / "policy.yaml"), "../policy.yaml", str(link / "sub" / "lab.yaml"), reader) is None
+    assert reader(str(link / "policy.yaml")) == b"policy v1\n"
+    assert Recorder(reader).root == reader.root and Recorder(lambda p: b"").root is None

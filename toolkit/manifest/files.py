@@ -74,6 +74,8 @@ def outside_problem(path: str, relative: str, manifest: str, read, what: str = "
     # From a git revision the path is the revision's, not the working tree's: its
     # links are followed (and kept inside) by the reader, in the revision's tree.
     real = os.path.normpath(os.path.join(os.getcwd(), path)) if revision else os.path.realpath(path)
+    if revision and os.path.commonpath([real, root]) != root:  # named through a link to the repository
+        real = os.path.join(os.path.realpath(os.path.dirname(real)), os.path.basename(real))
     if os.path.commonpath([real, root]) == root:
         return None
     where = "repository" if _in_git(root) else "directory"
@@ -112,7 +114,7 @@ def run_git(cwd: str, *args: str):
 
 def git_said(result) -> str:
     """git's own words from a failed run, one line."""
-    lines = [line for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
+    lines = [" ".join(line.split()) for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
     return shorten(" ".join(lines), 300) if lines else f"exit {result.returncode}"
 
 

@@ -41,6 +41,9 @@ class RevisionReader:
         if self.root is None:
             raise GitError(f"{manifest} is not in a git repository, so --rev cannot apply")
         result = _git(self.root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        if b"dubious ownership" in result.stderr:
+            raise GitError(f"git refuses to read the repository at {self.root}: it belongs to another user "
+                           f"(`git config --global --add safe.directory {self.root}` trusts it)")
         if result.returncode != 0:
             said = git_said(result) if result.stderr.strip() else ""  # --quiet: silent when only unknown
             raise GitError(f"unknown git revision {rev!r} in {self.root}" + (f" (git said: {said})" if said else ""))

@@ -98,6 +98,9 @@ class Recorder:
     def __init__(self, read):
         self._read = read
         self.reads: dict = {}
+        # A git revision's reader says where its repository is: the path checks of
+        # what a revision names are the revision's, not the working tree's.
+        self.root = getattr(read, "root", None)
 
     def __call__(self, path):
         data = self._read(path)
