@@ -350,3 +350,25 @@ def test_graph_is_a_user_task():
     from toolkit.cli.history import user
 
     assert "graph" in user.task_names
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives a file to another user")
+def test_a_replaced_output_keeps_its_owner(tmp_path):
+    """Root replacing a user's report made it root's (mode 640: the user could not read it)."""
+    from toolkit.core.output import write_output
+
+    out = tmp_path / "drift.xml"
+    out.write_text("old")
+    out.chmod(0o640)
+    os.chown(out, 65534, 65534)
+    write_output(str(out), b"new", "--junit")
+    st = out.stat()
+    assert out.read_bytes() == b"new" and (st.st_uid, st.st_gid) == (65534, 65534) and st.st_mode & 0o777 == 0o640
+
+
+def test_a_dash_or_dev_stdout_is_standard_output(capfdbinary):
+    from toolkit.core.output import write_output
+
+    write_output("-", b"one ", "--junit")
+    write_output("/dev/stdout", b"two", "--output")
+    assert capfdbinary.readouterr().out == b"one two"

@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 
 from ..errors import NetkeelError
 
 
+# Standard output, named as people name it: written to directly.
+STDOUT = ("-", "/dev/stdout")
+
+
 def refuse_output(path, option: str = "--output") -> None:
     """NetkeelError when `path` exists and is not a regular file (lstat: a symlink
-    is refused, not followed), or its directory does not exist."""
+    is refused, not followed), or its directory does not exist. `-` and
+    /dev/stdout are standard output."""
+    if str(path) in STDOUT:
+        return
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -28,16 +36,24 @@ def refuse_output(path, option: str = "--output") -> None:
         return
     if not stat.S_ISREG(st.st_mode):
         raise NetkeelError(f"{option} {path}: it exists and is {_kind(st.st_mode)}, not a regular file; "
-                           "not written (give a new path or a regular file)")
+                           "not written (give a new path or a regular file, or - for standard output)")
 
 
 def write_output(path, data: bytes, option: str = "--output") -> None:
     """Write `data` to `path`: to a new file beside it, then renamed over it, so a
     reader never sees half a file and a symlink or device put there meanwhile is
-    replaced, not written through. An existing file's permissions are kept."""
+    replaced, not written through. An existing file's permissions and owner are
+    kept (root replacing a user's report must not take it from them)."""
     refuse_output(path, option)
+    if str(path) in STDOUT:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    owner = None
     try:
-        mode = stat.S_IMODE(os.lstat(path).st_mode)
+        st = os.lstat(path)
+        mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
     except FileNotFoundError:
         umask = os.umask(0)
         os.umask(umask)
@@ -48,7 +64,9 @@ def write_output(path, data: bytes, option: str = "--output") -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), mode)
+            if owner is not None and owner != (os.geteuid(), os.getegid()):
+                os.fchown(f.fileno(), *owner)
+            os.fchmod(f.fileno(), mode)  # after the owner: fchown clears set-id bits
         os.replace(partial, path)
     except BaseException:
         try:
