@@ -479,7 +479,15 @@ def test_a_healthy_gateway_unheard_behind_the_nodes_own_foreign_table_names_that
     key = ("ns_client1", "veth_c1", ipaddress.ip_address("10.0.1.1"))
     (f,) = gateways.judge(ctx, gateways.default_routes(ctx), {key: []})
     assert f.title == "ns_client1 hears nothing from its gateway 10.0.1.1, which is up and holds it"
-    assert "inet block" in f.evidence[-1] and "nft delete table inet block" in f.fix and f.nodes == ("ns_client1",)
+    assert f.evidence[-1] == "tables netkeel does not own: ns_client1: inet block" and f.nodes == ("ns_client1",)
+    assert "ip netns exec t-ns_client1 nft list ruleset" in f.fix
+    # A harmless table on the client and an ARP filter on the gateway: both named (review).
+    gateway = Resource.make(NFT_TABLE.name, (PREFIX + "ns_server", "arp", "srvarp"), owner=FOREIGN)
+    ctx = lab(TWO, extra=[Resource.make(NFT_TABLE.name, (PREFIX + "ns_client1", "inet", "mine"), owner=FOREIGN),
+                          gateway])
+    (f,) = gateways.judge(ctx, gateways.default_routes(ctx), {key: []})
+    assert f.evidence[-1] == "tables netkeel does not own: ns_client1: inet mine; ns_server: arp srvarp"
+    assert f.nodes == ("ns_client1", "ns_server")
 
 
 def test_a_copy_on_a_routers_lo_answered_on_another_interface_is_named_where_it_lives():

@@ -116,6 +116,8 @@ CASES = [
      "p.yaml:9: tables.f.chains.c.rules[0].limit", "got 10"),
     ("action is an empty mapping", rules("{action: {}}"),
      "p.yaml:9: tables.f.chains.c.rules[0].action", "got a mapping"),
+    ("action with an unknown field", rules("{action: {jump: x, foo: 1}}"),
+     "p.yaml:9: tables.f.chains.c.rules[0].action.foo", "unknown field 'foo'"),
     ("action is an unknown word", rules("{action: allow}"),
      "p.yaml:9: tables.f.chains.c.rules[0].action", "got 'allow'"),
     ("protocol is a number", rules("{protocol: 6, dport: 22, action: accept}"),
@@ -491,3 +493,11 @@ def test_native_rules_jumping_count_for_the_jump_depth(tmp_path, monkeypatch):
     lines = report(tmp_path, monkeypatch, with_policy(policy))
     assert len(lines) == 1 and lines[0].startswith("p.yaml:19: tables.f.chains.c15.rules[0].nft: jump to 'c16' goes "
                                                    "16 chains deep"), lines
+
+
+def test_one_mistake_in_a_mapping_is_reported_once(tmp_path, monkeypatch):
+    """`action: {jump: x, foo: 1}` was two problems: "too many properties" and the unknown field."""
+    lines = report(tmp_path, monkeypatch, rules("{action: {jump: x, foo: 1}}"))
+    assert [line for line in lines if "rules[0].action" in line] == [
+        "p.yaml:9: tables.f.chains.c.rules[0].action.foo: unknown field 'foo'; expected one of: dnat, goto, jump, "
+        "reject, snat"], lines

@@ -154,8 +154,10 @@ def _explain(error, root: dict, written: str | None):
         # mapping's own form, field by field ("got a mapping" named no field).
         inner = [e for e in error.context if e.schema_path and isinstance(e.schema_path[0], int)
                  and (error.validator_value[e.schema_path[0]] or {}).get("type") == "object"]
-        # An empty (or overfull) mapping is better told what the whole may be.
-        if inner and not all(e.validator in ("minProperties", "maxProperties") for e in inner):
+        # How many fields the mapping has is said by what is wrong with them (an
+        # unknown one); an empty mapping is better told what the whole may be.
+        inner = [e for e in inner if e.validator not in ("minProperties", "maxProperties")]
+        if inner:
             for sub in inner:
                 for at, message in _explain(sub, root, None):
                     yield tuple(sub.relative_path) + at, message

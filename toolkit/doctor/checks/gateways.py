@@ -114,19 +114,24 @@ def judge(ctx, routes, answers) -> list:
                 has = e in holders
                 evidence.append(f"{e[0]}/{e[1]} ({mac}) is {state}{'' if has else f' and does not hold {via}'}")
             healthy = bool(expected) and all(links[e].get("state") == "up" and e in holders for e in expected.values())
-            own = _foreign_tables(ctx, node)
-            if healthy and own:
-                # The gateway is up and holds the address: the silence is on the
-                # asking side, whose own firewall (no table of the manifest's) drops it.
+            # Tables no manifest declares, on the asking node and on the gateway's:
+            # known by name only, any of them may drop the ARP exchange.
+            suspects = {n: t for n in dict.fromkeys([node, *(e[0] for e in expected.values())])
+                        if (t := _foreign_tables(ctx, n))}
+            if healthy and suspects:
+                # The gateway is up and holds the address: what is left is a firewall
+                # netkeel does not own, which apply never touches.
+                named = "; ".join(f"{n}: {', '.join(t)}" for n, t in suspects.items())
                 found.append(Finding(
                     check=NAME, title=f"{node} hears nothing from its gateway {via}, which is up and holds it",
-                    where=where, evidence=tuple(evidence + [f"{node} has tables netkeel does not own: "
-                                                            + ", ".join(own)]),
-                    why=(f"a firewall on {node} itself (a table no manifest declares) drops what it sends or "
-                         f"receives: the gateway is fine, and {node} reaches nothing beyond its segment"),
-                    fix=(f"remove the table(s) made by hand in {ctx.ns(node)} (`ip netns exec {ctx.ns(node)} nft "
-                         f"delete table {own[0]}`); `netkeel apply` never touches tables it does not own"),
-                    nodes=(node,)))
+                    where=where, evidence=tuple(evidence + [f"tables netkeel does not own: {named}"]),
+                    why=(f"a firewall netkeel does not own ({' or '.join(suspects)}) drops what {node} and its "
+                         f"gateway send each other: the gateway is fine, and {node} reaches nothing beyond its "
+                         "segment"),
+                    fix=("look at the table(s) made by hand and remove the one that drops it (`ip netns exec "
+                         f"{ctx.ns(next(iter(suspects)))} nft list ruleset`); `netkeel apply` never touches tables it "
+                         "does not own"),
+                    nodes=tuple(sorted({node, *suspects}))))
                 continue
             found.append(Finding(
                 check=NAME, title=f"{node}'s default gateway {via} does not answer", where=where,
