@@ -315,13 +315,16 @@ def manifest(tmp_path: Path, old: str, new: str) -> Path:
 # -- what a hostile run found ----------------------------------------------------------------------
 
 def test_the_plot_never_replaces_a_device_node(built, tmp_path):
+    """A --plot path that is a device (or a symlink, a FIFO) is refused before the
+    experiment runs: bad input first, nothing done."""
     device = tmp_path / "null"
     os.mknod(device, 0o666 | __import__("stat").S_IFCHR, os.makedev(1, 3))
     path = write(tmp_path, "quick", f"topology: two-clients\n{ICMP_STEADY}")
     result = built.run("experiment", None, path, "--ns-prefix", built.prefix, "--plot", str(device))
-    assert result.returncode == 0, result.stderr
-    assert "no plot written" in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert f"--plot {device}: it exists and is a character device" in " ".join(result.stderr.split())
     assert __import__("stat").S_ISCHR(os.lstat(device).st_mode)
+    assert "experiment" not in built.run("history", None).stdout  # it never ran
 
 
 def test_a_halt_probe_within_a_later_fault_waits_for_it(built, tmp_path):
