@@ -8,7 +8,7 @@ byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
 
     cold_apply_s      `netkeel apply` with an empty state directory (nothing
                       cached): load and check the topology and policy, plan, one
-                      libnftables transaction, list it back whole to verify
+                      libnftables transaction, read it back as text to verify
     plan_s            `netkeel plan` (exit 2: changes pending), in namespaces and
                       a state directory of their own; it compiles the manifest
                       and caches it
@@ -16,7 +16,8 @@ byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
                       plan-then-apply flow, and the figure the last line reports
                       (the plan's own time not included; cold_apply_s is printed
                       beside it, so nothing is hidden); content never listed back
-                      before, so it is listed back whole as verification
+                      before, so it is verified by reading it back as text (every
+                      rule printed as sent; kernel/nftables._read_back_as_text)
     noop_apply_s      `netkeel apply` again: nothing to change; answered from
                       the in-sync verdict the apply kept (state/verdicts.py:
                       the files' digests, the state directory's stamp, each

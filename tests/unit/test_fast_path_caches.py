@@ -181,6 +181,36 @@ def test_a_commit_of_content_never_listed_back_is_not_followed_unless_verified_b
     assert not RulesetMemo(state, trust=False).proven(table())
 
 
+def test_new_content_is_followed_when_it_reads_back_as_sent(state):
+    """A table made whole with content never listed back: followed only if the
+    check (the kernel's text listing, kernel/nftables._read_back_as_text) gives
+    it back, with its handles; then proven. No check is made where nothing else
+    allows following (another generation), or where the content is proven."""
+    replaced = table(rules=('{"expr":[{"drop":null}]}',))
+    read_back = Resource(replaced.kind, replaced.key,
+                         tuple(sorted(dict(replaced.spec, _handles=(("input", "x", 4),)).items())), replaced.owner)
+    asked = []
+
+    def check(answer):
+        def checked(placed):
+            asked.append(placed)
+            return answer
+        return checked
+
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 12, DEV, [table()])
+    _follow(memo, "lab-fw", 77, 12, 13, DEV, DEV, {replaced.key: replaced}, check=check(None))
+    assert asked == [[replaced]] and memo.get("lab-fw", 77, 13, DEV) is None  # did not read back: listed
+    _follow(memo, "lab-fw", 77, 12, 14, DEV, DEV, {replaced.key: replaced}, check=check([read_back]))
+    assert len(asked) == 1 and memo.get("lab-fw", 77, 14, DEV) is None  # another commit came between
+    _follow(memo, "lab-fw", 77, 12, 13, DEV, DEV, {replaced.key: replaced}, check=check([read_back]))
+    assert memo.get("lab-fw", 77, 13, DEV) == [read_back] and memo.proven(replaced)
+    memo.put("lab-fw", 77, 12, DEV, [table()])
+    _follow(memo, "lab-fw", 77, 12, 13, DEV, DEV, {replaced.key: replaced}, check=check(None))
+    assert len(asked) == 2  # proven now: no check asked
+    assert memo.get("lab-fw", 77, 13, DEV) == [replaced]
+
+
 def test_what_another_netkeel_remembered_is_a_miss(state, monkeypatch):
     from toolkit.state import rulesets
 

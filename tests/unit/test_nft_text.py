@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from toolkit.kinds.nft_canon import desired_table_spec
-from toolkit.kinds.nft_text import contents, rule_text, table_script
+from toolkit.kinds.nft_text import contents, listed_table, rule_text, sent_rules, table_script
 from toolkit.manifest.policy import load_policy_text
 
 
@@ -154,3 +154,49 @@ def test_what_it_does_not_know_is_none_so_the_transaction_goes_as_json(expr, com
 ])
 def test_unknown_families_names_objects_and_set_types_are_none(family, name, spec):
     assert table_script("create", family, name, spec) is None
+
+
+LISTED = """\
+table inet netkeel_f { # handle 7
+	set clients { # handle 1
+		type ifname
+		elements = { "a{", "b}",
+			     "c" }
+	}
+	chain helper { # handle 2
+	}
+	chain input { # handle 3
+		type filter hook input priority filter; policy drop;
+		iifname "lo" counter packets 12 bytes 3400 accept # handle 4
+		drop comment "x # handle 9" # handle 5
+	}
+}
+"""
+
+
+def test_a_text_listing_reads_as_each_chains_rules_with_their_handles():
+    chains, sets = listed_table(LISTED, "inet", "netkeel_f")
+    assert sets == ["clients"]  # braces in quoted elements are not the set's
+    assert chains == {"helper": [], "input": [('iifname "lo" counter accept', 4),   # counter values dropped
+                                              ('drop comment "x # handle 9"', 5)]}
+
+
+@pytest.mark.parametrize("listing", [
+    LISTED.replace("netkeel_f", "netkeel_g", 1),                        # another table
+    LISTED.replace("\tchain helper { # handle 2\n\t}\n", "\tflowtable ft { # handle 2\n\t}\n"),
+    LISTED.replace(" # handle 5", ""),                                   # a line that is no rule
+    LISTED.replace("\t\tdrop comment", "\t\ttype filter hook input priority 0;\n\t\tdrop comment"),
+    LISTED + "table ip other { # handle 8\n}\n",
+    LISTED.replace("\t\t\t     \"c\" }\n", ""),                      # a set never closed
+    LISTED.replace("chain helper", "chain input"),                         # a chain twice
+    "",
+])
+def test_a_listing_that_is_not_one_table_of_sets_chains_and_rules_is_no_answer(listing):
+    assert listed_table(listing, "inet", "netkeel_f") is None
+
+
+def test_the_rules_a_script_sent_are_read_per_table_and_chain():
+    script = ("add table inet netkeel_f\nadd chain inet netkeel_f input\n"
+              "add rule inet netkeel_f input tcp dport 22 accept\nadd rule inet netkeel_g input drop\n"
+              "add rule inet netkeel_f input drop comment \"a b\"\n")
+    assert sent_rules(script, "inet", "netkeel_f") == {"input": ["tcp dport 22 accept", 'drop comment "a b"']}

@@ -20,6 +20,7 @@ import re
 from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, overlay
 from ..core.resource import Resource
 from ..errors import KernelError
+from ..kinds import nft_text
 from ..kinds.nft_canon import changes_by_itself, live_table_specs
 
 KIND = "nft_table"
@@ -221,11 +222,13 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     kernel.log(ns_name, f"nft transaction ({'text' if script is not None else 'JSON'}): {what}")
     if echo:
         ns.nft.set_echo_output(True)
+    sent = None  # the text the kernel took, if it took text
     try:
         output = None
         if script is not None:
             try:
                 output = run_cmd(kernel, ns, script)
+                sent = script
             except KernelError as exc:
                 if before is None or ns.generation() != before:
                     raise
@@ -242,8 +245,13 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
         tables = tables(echoed)
     if kernel.nft_memo is not None and before is not None and tables is not None:
         now = device_list((link.ifname, link.index) for link in ns.links())
-        _follow(kernel.nft_memo, ns_name, ns.cookie(), before, ns.generation(), ns.read_devices, now, tables,
-                verified=echo)
+        after = ns.generation()
+        check = None
+        if sent is not None and not echo:
+            def check(placed):
+                return _read_back_as_text(kernel, ns, ns_name, sent, placed, after)
+        _follow(kernel.nft_memo, ns_name, ns.cookie(), before, after, ns.read_devices, now, tables,
+                verified=echo, check=check)
     return echoed
 
 
@@ -259,7 +267,7 @@ def _echoed(output: str) -> list:
 
 
 def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, tables: dict,
-            verified: bool = False) -> None:
+            verified: bool = False, check=None) -> None:
     """Remember the namespace's tables after our own commit, when that is certain:
 
     * the generation moved from `before` by exactly one: no other commit came
@@ -268,7 +276,9 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
     * each table it now holds is what the kernel lists back for what was sent:
       its content was listed back exactly so before (memo.proven: the compiler's
       form of it is the kernel's), or the transaction was `verified` rule by
-      rule (libnftables' echo of each added rule, compared by the caller);
+      rule (libnftables' echo of each added rule, compared by the caller), or
+      `check(tables)` read the new content back and gives the tables with the
+      handles their rules got (None: it did not read back as sent);
     * no table can change by itself (timeouts, sets the packet path fills);
     * the devices are those it was read with (`devices`), or every table of
       ours was made by this transaction (with the devices there are `now`): a
@@ -284,16 +294,81 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
     placed = [r for r in tables.values() if r is not None]
     if any(r.get("table flags") for r in placed):
         return  # a flagged table: what libnftables sends for it is checked by listing it
-    if verified:  # what stayed was known, what was added the kernel echoed: this content is proven too
-        memo.prove(placed)
-    elif not all(memo.proven(r) for r in placed):
-        return
     kept = [r for r in held if r.key not in tables]
     if now != devices and any(r.owner == TOPOLOGY for r in kept):
         return
-    tables_now = kept + placed
-    if not any(changes_by_itself(r.fields()) for r in tables_now):
-        memo.put(ns_name, cookie, after, now, tables_now)
+    if any(changes_by_itself(r.fields()) for r in kept + placed):
+        return
+    if verified:  # what stayed was known, what was added the kernel echoed: this content is proven too
+        memo.prove(placed)
+    elif not all(memo.proven(r) for r in placed):
+        placed = check(placed) if check is not None and placed else None
+        if placed is None:
+            return
+        memo.prove(placed)  # it read back exactly as sent
+    memo.put(ns_name, cookie, after, now, kept + placed)
+
+
+def _read_back_as_text(kernel, ns, ns_name: str, script: str, placed: list, generation: int):
+    """The tables `placed` (made whole by `script`, now at `generation`) with
+    their rules' handles, if the kernel holds them as sent: each table's text
+    listing (half the cost of its JSON one, and no canonical form to make) has
+    every rule printed exactly as the script sent it (counter values aside), in
+    order, in the chains and sets it should have and nothing else; its chains'
+    headers and its sets (elements included) are listed as JSON alone and
+    compared as the reader compares them. None if anything differs or cannot be
+    read, or the generation moved meanwhile: the caller then lists and compares
+    the whole ruleset, as it always did."""
+    out = []
+    for table in placed:
+        _, family, name = table.key
+        fields = table.fields()
+        rules = {field[6:]: keys for field, keys in fields.items() if field.startswith("rules ")}
+        sets = {field[4:] for field in fields if field.startswith("set ")}
+        try:
+            listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}"),
+                                           family, name)
+            if listed is None or set(listed[0]) != set(rules) or sorted(listed[1]) != sorted(sets):
+                return None
+            sent = nft_text.sent_rules(script, family, name)
+            for chain, keys in rules.items():
+                texts = sent.get(chain, [])
+                if len(texts) != len(keys) or [text for text, _ in listed[0][chain]] != texts:
+                    return None
+            items = [{"table": {"family": family, "name": name}}]
+            items += [i for i in _listing(kernel, ns, ns_name, _list_command("chains", {}), "nft list chains")
+                      if "chain" in i and _table_key(i) == (family, name)]
+            for set_name in sorted(sets):
+                command = _list_command("set", {"family": family, "table": name, "name": set_name})
+                items += [i for i in _listing(kernel, ns, ns_name, command, f"nft list set {family} {name} {set_name}")
+                          if "set" in i]
+        except KernelError:
+            return None
+        headers = live_table_specs(items, TABLE_PREFIX)[0].get((family, name), {})
+        if {k: v for k, v in headers.items() if not k.startswith(("rules ", "_"))} != \
+                {k: v for k, v in fields.items() if not k.startswith(("rules ", "_"))}:
+            return None
+        handles = tuple((chain, key, handle) for chain in sorted(rules)
+                        for key, (_, handle) in zip(rules[chain], listed[0][chain]))
+        out.append(Resource(table.kind, table.key, tuple(sorted(dict(fields, _handles=handles).items())),
+                            table.owner))
+    if ns.generation() != generation:
+        return None  # another commit came while reading: what was read may not be this generation's
+    kernel.log(ns_name, "nft commit read back as text: every rule as sent")
+    return out
+
+
+def _list_command(kind: str, body: dict) -> str:
+    return json.dumps({"nftables": [{"list": {kind: body}}]})
+
+
+def _text_listing(kernel, ns, ns_name: str, command: str) -> str:
+    """What an nft list command prints as text (handles shown), its context freed after."""
+    ns.nft.set_json_output(False)
+    try:
+        return kernel.request(ns_name, f"nft {command}", run_cmd, kernel, ns, command) or ""
+    finally:
+        ns.release_nft()
 
 
 def _first_error(err: str) -> str:

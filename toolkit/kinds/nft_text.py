@@ -247,3 +247,86 @@ def name_text(text) -> str:
 def element_text(value, quoted: bool) -> str:
     """A set element (decoded JSON) as nft text. Raises Unrenderable."""
     return _value(value, quoted)
+
+
+# -- reading a table back as text: the apply's check of new content -----------------
+#
+# A table this command rendered whole is checked after its commit by the kernel's
+# text listing of it: every rule must print exactly as it was sent (counter values
+# aside), chain by chain, in order. That listing costs half the JSON one and needs
+# no canonical form: a rule libnftables prints as the text sent is the rule sent.
+# Anything that does not read back so (another printing of the same rule, a
+# listing this reader does not follow) is no answer, and the caller lists the
+# table as JSON and compares it whole, as it always did.
+
+_LISTED_RULE = re.compile(r"^(?P<text>.*\S) # handle (?P<handle>\d+)$")
+_COUNTER_VALUES = re.compile(r"\bcounter packets \d+ bytes \d+")
+_BLOCK = re.compile(r"^(?P<kind>set|chain) (?P<name>[A-Za-z][A-Za-z0-9_]{0,63}) \{ # handle \d+$")
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def sent_rules(script: str, family: str, table: str) -> dict:
+    """{chain: [rule text]} of the `add rule` lines a script sent for one table."""
+    head = f"add rule {family} {table} "
+    out: dict = {}
+    for line in script.splitlines():
+        if line.startswith(head):
+            chain, _, text = line[len(head):].partition(" ")
+            out.setdefault(chain, []).append(text)
+    return out
+
+
+def listed_table(listing: str, family: str, table: str):
+    """From `nft -a list table FAMILY TABLE` (text): ({chain: [(rule text, handle)]},
+    [set names]); rule texts with counter values dropped (`counter`, as sent).
+    None if the listing holds anything else than that table's sets, chains
+    (a base chain's one header line) and one-line rules."""
+    chains: dict = {}
+    sets: list = []
+    lines = [line.strip() for line in listing.splitlines() if line.strip()]
+    if not lines or not re.fullmatch(rf"table {re.escape(family)} {re.escape(table)} \{{ # handle \d+", lines[0]) \
+            or lines[-1] != "}":
+        return None
+    inside = None        # (kind, name) of the block being read
+    depth = 0            # a set's braces, its elements' included
+    header_allowed = False
+    for line in lines[1:-1]:
+        if inside is None:
+            block = _BLOCK.fullmatch(line)
+            if block is None:
+                return None
+            inside = (block["kind"], block["name"])
+            if inside[0] == "chain":
+                if inside[1] in chains:
+                    return None
+                chains[inside[1]] = []
+                header_allowed = True
+            else:
+                sets.append(inside[1])
+                depth = 1
+            continue
+        if inside[0] == "set":
+            depth += _braces(line)
+            if depth == 0:
+                inside = None
+            elif depth < 0:
+                return None
+            continue
+        if line == "}":
+            inside = None
+            continue
+        if header_allowed and line.startswith("type ") and line.endswith(";") and "#" not in line:
+            header_allowed = False
+            continue
+        header_allowed = False
+        rule = _LISTED_RULE.fullmatch(line)
+        if rule is None:
+            return None
+        chains[inside[1]].append((_COUNTER_VALUES.sub("counter", rule["text"]), int(rule["handle"])))
+    return (chains, sets) if inside is None else None
+
+
+def _braces(line: str) -> int:
+    """Opened minus closed braces on a line, quoted strings aside."""
+    bare = _QUOTED.sub("", line)
+    return bare.count("{") - bare.count("}")
