@@ -16,7 +16,7 @@ import pytest
 
 DATA = Path(__file__).with_name("data")
 UNCHANGED = "nft ruleset unchanged since read"
-LISTED = "nft list ruleset"
+LISTED = "nft list "  # the ruleset (JSON), or a table (text) and its parts: read, not remembered
 POLICY = """\
 tables:
   guard:
@@ -369,3 +369,42 @@ def test_a_dormant_table_is_read_whole_reported_as_dormant_and_rolled_back_whole
     after = nft(guarded, "list", "table", "inet", "netkeel_guard")
     assert "flags dormant" in after
     assert after.replace("\tflags dormant\n\n", "").count("\n") == before.count("\n"), (before, after)
+
+
+@pytest.mark.parametrize("change, by_text", [
+    ([["add", "rule", "inet", "netkeel_guard", "input", "ip", "saddr", "198.51.100.7", "drop"]], True),
+    ([["insert", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "22", "counter", "accept"]], True),
+    ([["delete", "rule", "inet", "netkeel_guard", "input", "handle", "COMMENTED"]], True),
+    ([["delete", "rule", "inet", "netkeel_guard", "input", "handle", "COMMENTED"],
+      ["add", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "23", "drop"]], False),  # one for the other?
+    ([["add", "element", "inet", "netkeel_guard", "blocked", "{ 192.0.2.9 }"]], True),
+    ([["chain", "inet", "netkeel_guard", "input", "{ policy drop; }"]], True),
+    ([["add", "chain", "inet", "netkeel_guard", "extra"]], True),
+    ([["add", "counter", "inet", "netkeel_guard", "c1"]], False),  # an object: no text reading of it
+])
+def test_a_drift_check_reads_a_changed_table_by_its_text_and_says_what_a_full_one_says(guarded, change, by_text):
+    """After a hand change the ruleset is read again; a plain drift check reads a
+    table of ours by its text listing where that decides every rule (a rule the
+    manifest lacks known by its text), else lists it as JSON; either way it
+    says exactly what `drift --full` says, and an apply repairs it."""
+    handle = handle_of(guarded, "no telnet")
+    for command in change:
+        nft(guarded, *[handle if part == "COMMENTED" else part for part in command])
+    result = guarded.run("drift", guarded.manifest, "--verbose")
+    assert result.returncode == 2, result.stdout
+    assert "nft list table inet netkeel_guard" in result.stderr  # tried first
+    assert ("nft list ruleset" in result.stderr) is not by_text, result.stderr  # then listed whole, or not
+    plain = guarded.run("drift", guarded.manifest)
+    full = guarded.run("drift", guarded.manifest, "--full")
+    assert (plain.returncode, plain.stdout) == (full.returncode, full.stdout)
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert drift(guarded, "--full")[0] == 0
+
+
+def test_a_rule_nft_prints_otherwise_than_sent_is_compared_by_json(guarded):
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: reject"))
+    nft(guarded, "add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "drop")
+    code, asked = drift(guarded)
+    assert code == 2 and "nft list ruleset" in asked  # `reject` lists as `reject`, sent as `reject with ...`
+    plain = guarded.run("drift", guarded.manifest)
+    assert "udp dport 9 drop" in plain.stdout and "reject" not in plain.stdout, plain.stdout

@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 from toolkit.kinds.nft_canon import desired_table_spec
-from toolkit.kinds.nft_text import contents, listed_table, rule_text, sent_rules, table_script
+from toolkit.kinds.nft_text import (contents, keys_of_listed, listed_key, listed_table, listed_text, rule_text,
+                                    sent_rules, table_script)
 from toolkit.manifest.policy import load_policy_text
 
 
@@ -200,3 +201,13 @@ def test_the_rules_a_script_sent_are_read_per_table_and_chain():
               "add rule inet netkeel_f input tcp dport 22 accept\nadd rule inet netkeel_g input drop\n"
               "add rule inet netkeel_f input drop comment \"a b\"\n")
     assert sent_rules(script, "inet", "netkeel_f") == {"input": ["tcp dport 22 accept", 'drop comment "a b"']}
+
+
+def test_rules_listed_are_the_desired_ones_they_print_as_and_the_rest_known_by_text():
+    texts, keys = ["a", "b", "c"], ["K1", "K2", "K3"]
+    assert keys_of_listed(texts, keys, ["a", "x", "b", "c", "b"]) == ["K1", listed_key("x"), "K2", "K3", "K2"]
+    assert keys_of_listed(texts, keys, ["a", "c"]) == ["K1", "K3"]          # one missing, nothing unknown
+    assert keys_of_listed(texts, keys, ["a", "c", "x"]) is None             # missing, and an unknown one: b?
+    assert keys_of_listed(texts, keys, ["a", "y", "c"]) is None             # b printed otherwise, maybe
+    assert listed_text(listed_key('drop comment "{x}"')) == 'drop comment "{x}"'
+    assert listed_text('{"expr": [{"drop": null}]}') is None and listed_text('{"listed": 1}') is None

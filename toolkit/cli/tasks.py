@@ -399,7 +399,7 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
             return 0
     try:
         with _reconciler(file, ns_prefix, state_dir, verbose, full=full, read_only=True) as rec:
-            found = rec.drift()
+            found = rec.drift(by_text=not (json or junit or full))  # those report rules as JSON
             if found.clean:
                 _keep_verdict(rec)
     except NetkeelError as exc:

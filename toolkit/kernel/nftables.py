@@ -10,6 +10,10 @@ namespace gets its own context, created with the thread inside it. Interface
 names in rules (`iif "eth0"`) are looked up by libnftables with fresh sockets
 in whatever namespace the thread is in, so every command also runs with the
 thread inside the namespace.
+
+Where a table is known by what netkeel sent for it (a commit of its own, a
+drift check against the manifest), it may be read by its text listing instead
+(_table_by_text): half the cost, and no canonical form to make.
 """
 
 from __future__ import annotations
@@ -57,7 +61,12 @@ def read(kernel, ns_name: str, devices=None) -> list:
     same device, so its tables are what that read found (kernel/nftgen.py). A
     listing is remembered only if the generation did not move while it was made
     and no table of ours can change by itself (element timeouts, sets the
-    packet path fills: nft_canon.changes_by_itself)."""
+    packet path fills: nft_canon.changes_by_itself).
+
+    With `kernel.nft_expected` (desired tables by key, set by a drift check),
+    a namespace's tables are read by their text listings where that can be
+    decided (_listed_by_text); a rule found there that the manifest does not
+    have is then known by its text alone, and such a read is not remembered."""
     ns = kernel.ns(ns_name)
     memo = kernel.nft_memo
     mark = (ns.cookie(), ns.generation(), device_list(devices))
@@ -73,8 +82,8 @@ def read(kernel, ns_name: str, devices=None) -> list:
             ns.read_generation = mark[1]
             kernel.nft_settled[ns_name] = mark
             return known
-    out = _listed(kernel, ns, ns_name)
-    if mark[1] is not None and ns.generation() == mark[1]:
+    out, exact = _listed(kernel, ns, ns_name)
+    if exact and mark[1] is not None and ns.generation() == mark[1]:
         ns.read_generation = mark[1]  # what was read is what this generation holds
         if memo is not None:
             memo.prove(r for r in out if r.owner == TOPOLOGY)  # listed back exactly so: see _follow
@@ -107,7 +116,8 @@ def device_list(devices) -> list | None:
     return None if devices is None else sorted([str(name), int(index)] for name, index in devices)
 
 
-def _listed(kernel, ns, ns_name: str) -> list:
+def _listed(kernel, ns, ns_name: str) -> tuple:
+    """(resources, exact): exact unless a rule is known by its text alone."""
     from . import nftgen
 
     # libnftables 1.0.6 prints a flagged (dormant) table's flags in JSON from
@@ -118,6 +128,11 @@ def _listed(kernel, ns, ns_name: str) -> list:
     # holds; one with stateful objects (whose listings misbehave alike), or
     # another's, is known by its name and flags alone.
     tables = kernel.request(ns_name, "nft tables", nftgen.tables, ns.nfgen_socket())
+    expected = getattr(kernel, "nft_expected", None)
+    if expected:
+        found = _listed_by_text(kernel, ns, ns_name, tables, expected)
+        if found is not None:
+            return found
     if any(flags for _, _, flags in tables):
         items = []
         for family, name, flags in tables:
@@ -142,7 +157,93 @@ def _listed(kernel, ns, ns_name: str) -> list:
         # Rule handles, to fetch the rules' text only if a report needs it (with_display).
         fields["_handles"] = tuple(fields.get("_handles", ()))
         out.append(Resource.make(KIND, (ns_name, family, name), **fields))
-    return out
+    return out, True
+
+
+def _listed_by_text(kernel, ns, ns_name: str, tables: list, expected: dict):
+    """_listed's answer with each table of ours read by _table_by_text against
+    the desired table of the same key; others' tables and faults' are known by
+    their names, as always. None (list it all as JSON) if a table of ours is
+    flagged, not desired, not rendered as text, or does not read so."""
+    out, exact = [], True
+    for family, name, flags in tables:
+        key = (ns_name, family, name)
+        if name.startswith(CHAOS_TABLE_PREFIX):
+            out.append(Resource.make(KIND, key, owner=overlay("fault")))
+            continue
+        if not name.startswith(TABLE_PREFIX):
+            out.append(Resource.make(KIND, key, owner=FOREIGN))
+            continue
+        desired = expected.get(key)
+        body = desired.get("_nft") if desired is not None and desired.kind == KIND else None
+        if flags or body is None:
+            return None
+        read = _table_by_text(kernel, ns, ns_name, family, name, desired.fields(),
+                              nft_text.sent_rules(body, family, name), extras=True)
+        if read is None:
+            return None
+        fields, table_exact = read
+        exact = exact and table_exact
+        out.append(Resource.make(KIND, key, **fields))
+    return out, exact
+
+
+def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: dict, sent: dict, extras: bool):
+    """(fields, exact) of one table as the reader gives them, read without its
+    JSON listing: its chain headers and sets (elements included) from their
+    own JSON listings, as the reader reads them; its rules from its text
+    listing (half the cost, and no canonical form to make), each rule printed
+    exactly as the text sent for a desired rule (`sent`: {chain: [text]}, with
+    `desired` the desired table's fields) being that rule.
+
+    With `extras`, a chain may also hold rules that print as no desired rule
+    (each known by its text: nft_text.listed_key; then not `exact`), or lack
+    desired rules, not both: a desired rule missing where an unknown one stands
+    may be the same rule printed otherwise. None where it cannot be decided so
+    (a listing this reader does not follow, a chain holding rules printed
+    otherwise, the generation moving while reading): the caller lists as JSON."""
+    generation = ns.generation()
+    try:
+        listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}"),
+                                       family, name)
+        if listed is None:
+            return None
+        chains, sets = listed
+        items = [{"table": {"family": family, "name": name}}]
+        items += [i for i in _listing(kernel, ns, ns_name, _list_command("chains", {}), "nft list chains")
+                  if "chain" in i and _table_key(i) == (family, name)]
+        for set_name in sorted(sets):
+            command = _list_command("set", {"family": family, "table": name, "name": set_name})
+            items += [i for i in _listing(kernel, ns, ns_name, command, f"nft list set {family} {name} {set_name}")
+                      if "set" in i]
+    except KernelError:
+        return None
+    if generation is None or ns.generation() != generation:
+        return None  # a commit came while reading: the parts may be of different rulesets
+    fields = live_table_specs(items, TABLE_PREFIX)[0].get((family, name), {})
+    if {f[6:] for f in fields if f.startswith("rules ")} != set(chains) or \
+            sorted(f[4:] for f in fields if f.startswith("set ")) != sorted(sets):
+        return None
+    exact, handles = True, []
+    for chain, rows in chains.items():
+        keys = desired.get(f"rules {chain}", ())
+        texts = sent.get(chain, [])
+        if len(texts) != len(keys):
+            return None
+        found = [text for text, _ in rows]
+        if found == texts:
+            live = list(keys)
+        elif not extras:
+            return None
+        else:
+            live = nft_text.keys_of_listed(texts, keys, found)
+            if live is None:
+                return None
+            exact = exact and not any(nft_text.listed_text(k) is not None for k in live)
+        fields[f"rules {chain}"] = tuple(live)
+        handles += [(chain, key, handle) for key, (_, handle) in zip(live, rows)]
+    fields["_handles"] = tuple(handles)
+    return fields, exact
 
 
 def rule_handles(kernel, ns_name: str, family: str, table: str):
@@ -311,46 +412,24 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
 
 def _read_back_as_text(kernel, ns, ns_name: str, script: str, placed: list, generation: int):
     """The tables `placed` (made whole by `script`, now at `generation`) with
-    their rules' handles, if the kernel holds them as sent: each table's text
-    listing (half the cost of its JSON one, and no canonical form to make) has
-    every rule printed exactly as the script sent it (counter values aside), in
-    order, in the chains and sets it should have and nothing else; its chains'
-    headers and its sets (elements included) are listed as JSON alone and
-    compared as the reader compares them. None if anything differs or cannot be
-    read, or the generation moved meanwhile: the caller then lists and compares
-    the whole ruleset, as it always did."""
+    their rules' handles, if each reads back as sent (_table_by_text: every
+    rule printed exactly as the script sent it, in order, and its chain headers
+    and sets as desired). None if anything differs or cannot be read, or the
+    generation moved meanwhile: the caller then lists and compares the whole
+    ruleset, as it always did."""
     out = []
     for table in placed:
         _, family, name = table.key
         fields = table.fields()
-        rules = {field[6:]: keys for field, keys in fields.items() if field.startswith("rules ")}
-        sets = {field[4:] for field in fields if field.startswith("set ")}
-        try:
-            listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}"),
-                                           family, name)
-            if listed is None or set(listed[0]) != set(rules) or sorted(listed[1]) != sorted(sets):
-                return None
-            sent = nft_text.sent_rules(script, family, name)
-            for chain, keys in rules.items():
-                texts = sent.get(chain, [])
-                if len(texts) != len(keys) or [text for text, _ in listed[0][chain]] != texts:
-                    return None
-            items = [{"table": {"family": family, "name": name}}]
-            items += [i for i in _listing(kernel, ns, ns_name, _list_command("chains", {}), "nft list chains")
-                      if "chain" in i and _table_key(i) == (family, name)]
-            for set_name in sorted(sets):
-                command = _list_command("set", {"family": family, "table": name, "name": set_name})
-                items += [i for i in _listing(kernel, ns, ns_name, command, f"nft list set {family} {name} {set_name}")
-                          if "set" in i]
-        except KernelError:
+        read = _table_by_text(kernel, ns, ns_name, family, name, fields, nft_text.sent_rules(script, family, name),
+                              extras=False)
+        if read is None:
             return None
-        headers = live_table_specs(items, TABLE_PREFIX)[0].get((family, name), {})
-        if {k: v for k, v in headers.items() if not k.startswith(("rules ", "_"))} != \
-                {k: v for k, v in fields.items() if not k.startswith(("rules ", "_"))}:
+        live, _ = read
+        if {k: v for k, v in live.items() if not k.startswith("_")} != \
+                {k: v for k, v in fields.items() if not k.startswith("_")}:
             return None
-        handles = tuple((chain, key, handle) for chain in sorted(rules)
-                        for key, (_, handle) in zip(rules[chain], listed[0][chain]))
-        out.append(Resource(table.kind, table.key, tuple(sorted(dict(fields, _handles=handles).items())),
+        out.append(Resource(table.kind, table.key, tuple(sorted(dict(fields, _handles=live["_handles"]).items())),
                             table.owner))
     if ns.generation() != generation:
         return None  # another commit came while reading: what was read may not be this generation's

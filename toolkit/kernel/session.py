@@ -158,6 +158,9 @@ class Kernel:
         # (names, hints, resources) in `last_read`: an in-sync verdict is made of
         # them (state/verdicts.py).
         self.nft_marks = None
+        # A drift check for a human sets this to the desired resources by key: a
+        # read may then read those tables by their text listings (nftables.read).
+        self.nft_expected = None
         self.nft_settled: dict = {}
         self.last_read = None
         self._requests = 0

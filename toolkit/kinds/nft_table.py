@@ -22,7 +22,7 @@ from .base import Kind, show, shown
 from ..errors import KernelError
 from .nft_canon import canonical_rule, desired_table_spec, object_field
 from .nft_delta import delta
-from .nft_text import Unrenderable, rule_text, table_script
+from .nft_text import Unrenderable, listed_text, rule_text, table_script
 
 ABSENT = "(absent)"
 
@@ -86,6 +86,9 @@ class NftTable(Kind):
         shown, unrendered = {}, False
         for chain, key, handle in live.get("_handles") or ():
             if (chain, key) in wanted:
+                continue
+            if listed_text(key) is not None:  # read by its text (a drift check's read)
+                shown[(chain, key)] = listed_text(key)
                 continue
             try:
                 shown[(chain, key)] = rule_text(key)
@@ -284,8 +287,10 @@ def _rule_lines(chain, desired, live, shown_desired, shown_live) -> list:
             out += [(f"rule missing from {chain} (#{i + 1})",
                      shown_desired.get((chain, desired[i]), desired[i]), ABSENT) for i in range(a1, a2)]
         if op in ("insert", "replace"):
+            # A rule the manifest has once, found once more: shown as the manifest writes it.
             out += [(f"rule not in the manifest, in {chain} (#{i + 1})", ABSENT,
-                     shown_live.get((chain, live[i]), live[i])) for i in range(b1, b2)]
+                     shown_live.get((chain, live[i]), shown_desired.get((chain, live[i]), live[i])))
+                    for i in range(b1, b2)]
     return out
 
 

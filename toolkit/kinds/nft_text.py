@@ -330,3 +330,37 @@ def _braces(line: str) -> int:
     """Opened minus closed braces on a line, quoted strings aside."""
     bare = _QUOTED.sub("", line)
     return bare.count("{") - bare.count("}")
+
+
+def listed_key(text: str) -> str:
+    """The rule key of a listed rule known by its text alone (it prints as no
+    desired rule): never a canonical rule's (those have "expr")."""
+    return json.dumps({"listed": text})
+
+
+def listed_text(key: str) -> str | None:
+    """The text a listed_key() holds, or None for any other rule key."""
+    if not key.startswith('{"listed": '):
+        return None
+    try:
+        body = json.loads(key)
+    except ValueError:
+        return None
+    if isinstance(body, dict) and set(body) == {"listed"} and isinstance(body["listed"], str):
+        return body["listed"]
+    return None
+
+
+def keys_of_listed(texts: list, keys, found: list):
+    """The rule keys of a chain listed as `found` (texts), where the desired
+    rules print as `texts` (keys `keys`): a rule printed as a desired one is
+    that rule; any other is known by its text (listed_key). None when desired
+    rules are missing and unknown ones stand too (one may be the other,
+    printed otherwise)."""
+    import difflib
+
+    ops = {op for op, *_ in difflib.SequenceMatcher(a=texts, b=found, autojunk=False).get_opcodes()}
+    if "replace" in ops or {"insert", "delete"} <= ops:
+        return None
+    known = dict(zip(texts, keys))
+    return [known[text] if text in known else listed_key(text) for text in found]

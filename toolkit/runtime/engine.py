@@ -197,8 +197,19 @@ class Reconciler:
             actions.append(action)
         return Plan(tuple(actions))
 
-    def drift(self) -> Drift:
-        plan, live = self.plan(strict=False)
+    def drift(self, by_text: bool = False) -> Drift:
+        """What differs. With `by_text`, firewall tables may be read by their text
+        listings against the desired ones (kernel/nftables._listed_by_text): a
+        rule the manifest lacks is then known by its text, which a human report
+        shows as nft prints it, but not its JSON form."""
+        expect = by_text and hasattr(self.kernel, "nft_expected")
+        if expect:
+            self.kernel.nft_expected = {r.key: r for r in self.desired}  # the reader takes its kind's
+        try:
+            plan, live = self.plan(strict=False)
+        finally:
+            if expect:
+                self.kernel.nft_expected = None
         return Drift(plan, _unmanaged(live), tuple(dict.fromkeys(c.text for c in self._held if c.text)))
 
     def keep_verdict(self, trials_open=lambda: False) -> bool:
