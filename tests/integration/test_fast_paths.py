@@ -374,8 +374,8 @@ def test_a_dormant_table_is_read_whole_reported_as_dormant_and_rolled_back_whole
 @pytest.mark.parametrize("change, by_text", [
     ([["add", "rule", "inet", "netkeel_guard", "input", "ip", "saddr", "198.51.100.7", "drop"]], True),
     ([["insert", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "22", "counter", "accept"]], True),
-    ([["delete", "rule", "inet", "netkeel_guard", "input", "handle", "COMMENTED"]], True),
-    ([["delete", "rule", "inet", "netkeel_guard", "input", "handle", "COMMENTED"],
+    ([["delete", "rule", "inet", "netkeel_guard", "input", "handle", "TELNET"]], True),
+    ([["delete", "rule", "inet", "netkeel_guard", "input", "handle", "TELNET"],
       ["add", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "23", "drop"]], False),  # one for the other?
     ([["add", "element", "inet", "netkeel_guard", "blocked", "{ 192.0.2.9 }"]], True),
     ([["chain", "inet", "netkeel_guard", "input", "{ policy drop; }"]], True),
@@ -386,10 +386,12 @@ def test_a_drift_check_reads_a_changed_table_by_its_text_and_says_what_a_full_on
     """After a hand change the ruleset is read again; a plain drift check reads a
     table of ours by its text listing where that decides every rule (a rule the
     manifest lacks known by its text), else lists it as JSON; either way it
-    says exactly what `drift --full` says, and an apply repairs it."""
-    handle = handle_of(guarded, "no telnet")
+    says exactly what `drift --full` says, and an apply repairs it. (The
+    policy without its comment: a table printing strings is always listed.)"""
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop"))
+    handle = handle_of(guarded, "dport 23")
     for command in change:
-        nft(guarded, *[handle if part == "COMMENTED" else part for part in command])
+        nft(guarded, *[handle if part == "TELNET" else part for part in command])
     result = guarded.run("drift", guarded.manifest, "--verbose")
     assert result.returncode == 2, result.stdout
     assert "nft list table inet netkeel_guard" in result.stderr  # tried first
@@ -408,3 +410,33 @@ def test_a_rule_nft_prints_otherwise_than_sent_is_compared_by_json(guarded):
     assert code == 2 and "nft list ruleset" in asked  # `reject` lists as `reject`, sent as `reject with ...`
     plain = guarded.run("drift", guarded.manifest)
     assert "udp dport 9 drop" in plain.stdout and "reject" not in plain.stdout, plain.stdout
+
+
+def test_strings_in_rules_never_stand_for_more_rule(guarded, tmp_path):
+    """nft prints a comment or log prefix raw: text inside one that reads as
+    counter values, more statements or more rules must not pass for them; a
+    table printing strings is listed whole, and the hand change is seen."""
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet",
+                                         "log: 'telnet counter', action: drop, comment: no telnet"))
+    nft(guarded, "flush", "chain", "inet", "netkeel_guard", "input")
+    for rule in ('ip saddr @blocked drop', 'tcp dport 22 counter accept',
+                 'tcp dport 23 log prefix "telnet counter packets 0 bytes 0" drop comment "no telnet"',
+                 'icmp type echo-request counter accept'):
+        nft(guarded, f"add rule inet netkeel_guard input {rule}")  # one argument: nft parses it whole
+    code, asked = drift(guarded)
+    assert code == 2 and "nft list ruleset" in asked
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    # A comment holding a quote and a newline (JSON input takes any string): one
+    # rule printed as the two the manifest has.
+    handle = handle_of(guarded, "dport 22")
+    evil = {"nftables": [{"replace": {"rule": {
+        "family": "inet", "table": "netkeel_guard", "chain": "input", "handle": int(handle),
+        "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}},
+                 {"counter": None}, {"accept": None}],
+        "comment": 'x" # handle 99\n\t\ttcp dport 23 log prefix "telnet counter" drop comment "no telnet'}}}]}
+    (tmp_path / "evil.json").write_text(json.dumps(evil))
+    nft(guarded, "-j", "-f", str(tmp_path / "evil.json"))
+    plain, full = guarded.run("drift", guarded.manifest), guarded.run("drift", guarded.manifest, "--full")
+    assert plain.returncode == full.returncode == 2, (plain.stdout, full.stdout)
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert drift(guarded, "--full")[0] == 0

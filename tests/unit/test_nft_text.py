@@ -168,8 +168,8 @@ table inet netkeel_f { # handle 7
 	}
 	chain input { # handle 3
 		type filter hook input priority filter; policy drop;
-		iifname "lo" counter packets 12 bytes 3400 accept # handle 4
-		drop comment "x # handle 9" # handle 5
+		tcp dport 22 counter packets 12 bytes 3400 accept # handle 4
+		drop # handle 5
 	}
 }
 """
@@ -178,15 +178,16 @@ table inet netkeel_f { # handle 7
 def test_a_text_listing_reads_as_each_chains_rules_with_their_handles():
     chains, sets = listed_table(LISTED, "inet", "netkeel_f")
     assert sets == ["clients"]  # braces in quoted elements are not the set's
-    assert chains == {"helper": [], "input": [('iifname "lo" counter accept', 4),   # counter values dropped
-                                              ('drop comment "x # handle 9"', 5)]}
+    assert chains == {"helper": [], "input": [("tcp dport 22 counter accept", 4), ("drop", 5)]}  # no values
 
 
 @pytest.mark.parametrize("listing", [
     LISTED.replace("netkeel_f", "netkeel_g", 1),                        # another table
     LISTED.replace("\tchain helper { # handle 2\n\t}\n", "\tflowtable ft { # handle 2\n\t}\n"),
-    LISTED.replace(" # handle 5", ""),                                   # a line that is no rule
-    LISTED.replace("\t\tdrop comment", "\t\ttype filter hook input priority 0;\n\t\tdrop comment"),
+    LISTED.replace("drop # handle 5", "drop"),                            # a line that is no rule
+    LISTED.replace("drop # handle 5", 'drop comment "x" # handle 5'),     # a string, printed raw
+    LISTED.replace('"a{", "b}",', '"a{\n}\n\tchain x { # handle 9",'),    # a newline in an element
+    LISTED.replace("\t\tdrop #", "\t\ttype filter hook input priority 0;\n\t\tdrop #"),
     LISTED + "table ip other { # handle 8\n}\n",
     LISTED.replace("\t\t\t     \"c\" }\n", ""),                      # a set never closed
     LISTED.replace("chain helper", "chain input"),                         # a chain twice
@@ -211,3 +212,10 @@ def test_rules_listed_are_the_desired_ones_they_print_as_and_the_rest_known_by_t
     assert keys_of_listed(texts, keys, ["a", "y", "c"]) is None             # b printed otherwise, maybe
     assert listed_text(listed_key('drop comment "{x}"')) == 'drop comment "{x}"'
     assert listed_text('{"expr": [{"drop": null}]}') is None and listed_text('{"listed": 1}') is None
+
+
+def test_counter_values_are_dropped_outside_strings_only():
+    from toolkit.kinds.nft_text import without_counter_values
+
+    assert without_counter_values('counter packets 1 bytes 2 log prefix "counter packets 3 bytes 4" drop') == \
+        'counter log prefix "counter packets 3 bytes 4" drop'

@@ -216,10 +216,20 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
             command = _list_command("set", {"family": family, "table": name, "name": set_name})
             items += [i for i in _listing(kernel, ns, ns_name, command, f"nft list set {family} {name} {set_name}")
                       if "set" in i]
+        from . import nftgen
+
+        # One printed line, one rule: the kernel's own list of the rules' handles.
+        dumped = kernel.request(ns_name, f"nft rule handles of {family} {name}", nftgen.rule_handles,
+                                ns.nfgen_socket(), family, name)
     except KernelError:
         return None
     if generation is None or ns.generation() != generation:
         return None  # a commit came while reading: the parts may be of different rulesets
+    per_chain: dict = {chain: [] for chain in chains}
+    for chain, handle in dumped:
+        per_chain.setdefault(chain, []).append(handle)
+    if per_chain != {chain: [handle for _, handle in rows] for chain, rows in chains.items()}:
+        return None
     fields = live_table_specs(items, TABLE_PREFIX)[0].get((family, name), {})
     if {f[6:] for f in fields if f.startswith("rules ")} != set(chains) or \
             sorted(f[4:] for f in fields if f.startswith("set ")) != sorted(sets):

@@ -22,7 +22,7 @@ from .base import Kind, show, shown
 from ..errors import KernelError
 from .nft_canon import canonical_rule, desired_table_spec, object_field
 from .nft_delta import delta
-from .nft_text import Unrenderable, listed_text, rule_text, table_script
+from .nft_text import Unrenderable, listed_text, rule_text, table_script, without_counter_values
 
 ABSENT = "(absent)"
 
@@ -96,7 +96,8 @@ class NftTable(Kind):
                 unrendered = True
         if unrendered:  # listing text costs time: only for what does not render
             texts = backend.nft_rule_texts(action.ns, family, table)
-            shown.update({(chain, key): texts[handle] for chain, key, handle in live.get("_handles") or ()
+            shown.update({(chain, key): without_counter_values(texts[handle])
+                          for chain, key, handle in live.get("_handles") or ()
                           if handle in texts and (chain, key) not in wanted})
         live["_display"] = tuple(sorted(shown.items()))
         return Resource.make(action.live.kind, action.live.key, owner=action.live.owner, **live)

@@ -258,6 +258,12 @@ def element_text(value, quoted: bool) -> str:
 # Anything that does not read back so (another printing of the same rule, a
 # listing this reader does not follow) is no answer, and the caller lists the
 # table as JSON and compares it whole, as it always did.
+#
+# nft prints the strings a rule holds (comments, log prefixes, interface names)
+# raw, quotes and newlines included: a comment can print as more of the rule,
+# or as more rules. So a table whose rules print any string (a `"`) is no
+# answer either, and the caller also checks each chain's rule handles against
+# the kernel's own dump (one line, one rule).
 
 _LISTED_RULE = re.compile(r"^(?P<text>.*\S) # handle (?P<handle>\d+)$")
 _COUNTER_VALUES = re.compile(r"\bcounter packets \d+ bytes \d+")
@@ -280,7 +286,7 @@ def listed_table(listing: str, family: str, table: str):
     """From `nft -a list table FAMILY TABLE` (text): ({chain: [(rule text, handle)]},
     [set names]); rule texts with counter values dropped (`counter`, as sent).
     None if the listing holds anything else than that table's sets, chains
-    (a base chain's one header line) and one-line rules."""
+    (a base chain's one header line) and one-line rules printing no string."""
     chains: dict = {}
     sets: list = []
     lines = [line.strip() for line in listing.splitlines() if line.strip()]
@@ -306,6 +312,8 @@ def listed_table(listing: str, family: str, table: str):
                 depth = 1
             continue
         if inside[0] == "set":
+            if line.count('"') % 2:
+                return None  # a string element across lines: a newline in it
             depth += _braces(line)
             if depth == 0:
                 inside = None
@@ -315,6 +323,8 @@ def listed_table(listing: str, family: str, table: str):
         if line == "}":
             inside = None
             continue
+        if '"' in line:
+            return None  # a string printed raw in a chain: see above
         if header_allowed and line.startswith("type ") and line.endswith(";") and "#" not in line:
             header_allowed = False
             continue
@@ -322,8 +332,16 @@ def listed_table(listing: str, family: str, table: str):
         rule = _LISTED_RULE.fullmatch(line)
         if rule is None:
             return None
-        chains[inside[1]].append((_COUNTER_VALUES.sub("counter", rule["text"]), int(rule["handle"])))
+        chains[inside[1]].append((without_counter_values(rule["text"]), int(rule["handle"])))
     return (chains, sets) if inside is None else None
+
+
+def without_counter_values(text: str) -> str:
+    """A listed rule with `counter packets N bytes M` written `counter`, as sent
+    (quoted strings left as they are)."""
+    parts = text.split('"')
+    parts[::2] = [_COUNTER_VALUES.sub("counter", part) for part in parts[::2]]
+    return '"'.join(parts)
 
 
 def _braces(line: str) -> int:
