@@ -127,11 +127,13 @@ def _listed(kernel, ns, ns_name: str) -> tuple:
     # listing of those prints the table), so that a snapshot of it holds what it
     # holds; one with stateful objects (whose listings misbehave alike), or
     # another's, is known by its name and flags alone.
+    start = ns.generation()
     tables = kernel.request(ns_name, "nft tables", nftgen.tables, ns.nfgen_socket())
     expected = getattr(kernel, "nft_expected", None)
-    if expected:
+    if expected and start is not None:
         found = _listed_by_text(kernel, ns, ns_name, tables, expected)
-        if found is not None:
+        # Table by table: all of one generation, as one listing is, or none.
+        if found is not None and ns.generation() == start:
             return found
     if any(flags for _, _, flags in tables):
         items = []
