@@ -381,6 +381,11 @@ def test_a_dormant_table_is_read_whole_reported_as_dormant_and_rolled_back_whole
     ([["chain", "inet", "netkeel_guard", "input", "{ policy drop; }"]], True),
     ([["add", "chain", "inet", "netkeel_guard", "extra"]], True),
     ([["add", "counter", "inet", "netkeel_guard", "c1"]], False),  # an object: no text reading of it
+    ([["add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "reject"],   # printed otherwise
+      ["add", "rule", "inet", "netkeel_guard", "input", "limit", "rate", "10/second", "accept"],
+      ["add", "rule", "inet", "netkeel_guard", "input", "meta", "mark", "0x10", "drop"]], True),
+    ([["add", "rule", "inet", "netkeel_guard", "input", "tcp", "flags", "syn", "drop"],   # no rendering of it
+      ["add", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "80", "counter", "accept"]], True),
 ])
 def test_a_drift_check_reads_a_changed_table_by_its_text_and_says_what_a_full_one_says(guarded, change, by_text):
     """After a hand change the ruleset is read again; a plain drift check reads a
@@ -440,3 +445,20 @@ def test_strings_in_rules_never_stand_for_more_rule(guarded, tmp_path):
     assert plain.returncode == full.returncode == 2, (plain.stdout, full.stdout)
     assert guarded.run("apply", guarded.manifest).returncode == 0
     assert drift(guarded, "--full")[0] == 0
+
+
+def test_rules_added_by_hand_read_by_text_are_remembered_and_the_repair_lists_nothing(guarded):
+    """A rule the manifest lacks gets its JSON form from libnftables in a
+    throwaway namespace: the drift check's read is then what a listing gives,
+    so it is remembered, and the apply that repairs it reads nothing again."""
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop"))
+    nft(guarded, "add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "reject")
+    code, asked = drift(guarded)
+    assert code == 2 and "nft list table inet netkeel_guard" in asked and "nft list ruleset" not in asked
+    code, asked = drift(guarded)
+    assert code == 2 and UNCHANGED in asked  # remembered
+    repair = guarded.run("apply", guarded.manifest, "--verbose")
+    assert repair.returncode == 0 and "nft list" not in repair.stderr, repair.stderr
+    assert "udp dport 9 reject with icmpx port-unreachable" in repair.stdout
+    assert drift(guarded, "--full")[0] == 0
+

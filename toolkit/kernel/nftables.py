@@ -25,7 +25,7 @@ from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, o
 from ..core.resource import Resource
 from ..errors import KernelError
 from ..kinds import nft_text
-from ..kinds.nft_canon import changes_by_itself, live_table_specs
+from ..kinds.nft_canon import canonical_rule, changes_by_itself, live_table_specs
 
 KIND = "nft_table"
 _HANDLE = re.compile(r"^(?P<text>.*?)\s+# handle (?P<handle>\d+)$")
@@ -198,10 +198,13 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     exactly as the text sent for a desired rule (`sent`: {chain: [text]}, with
     `desired` the desired table's fields) being that rule.
 
-    With `extras`, a chain may also hold rules that print as no desired rule
-    (each known by its text: nft_text.listed_key; then not `exact`), or lack
-    desired rules, not both: a desired rule missing where an unknown one stands
-    may be the same rule printed otherwise. None where it cannot be decided so
+    With `extras`, a chain may also hold rules that print as no desired rule,
+    or lack desired rules, not both: a desired rule missing where an unknown one
+    stands may be the same rule printed otherwise. An unknown rule gets its
+    canonical form from libnftables in a throwaway namespace
+    (_compiled_in_scratch); where it cannot, it is known by its text alone
+    (nft_text.listed_key), and the read is not `exact`: a report can show it,
+    but it is not remembered, nor made a snapshot of. None where it cannot be decided so
     (a listing this reader does not follow, a chain holding rules printed
     otherwise, the generation moving while reading): the caller lists as JSON."""
     generation = ns.generation()
@@ -236,7 +239,7 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     if {f[6:] for f in fields if f.startswith("rules ")} != set(chains) or \
             sorted(f[4:] for f in fields if f.startswith("set ")) != sorted(sets):
         return None
-    exact, handles = True, []
+    per_rule = {}
     for chain, rows in chains.items():
         keys = desired.get(f"rules {chain}", ())
         texts = sent.get(chain, [])
@@ -244,18 +247,60 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
             return None
         found = [text for text, _ in rows]
         if found == texts:
-            live = list(keys)
+            per_rule[chain] = list(keys)
         elif not extras:
             return None
         else:
-            live = nft_text.keys_of_listed(texts, keys, found)
-            if live is None:
+            per_rule[chain] = nft_text.keys_of_listed(texts, keys, found)
+            if per_rule[chain] is None:
                 return None
-            exact = exact and not any(nft_text.listed_text(k) is not None for k in live)
-        fields[f"rules {chain}"] = tuple(live)
-        handles += [(chain, key, handle) for key, (_, handle) in zip(live, rows)]
+    unknown = sorted({(chain, text) for chain, keys in per_rule.items() for key in keys
+                      if (text := nft_text.listed_text(key)) is not None})
+    known = _compiled_in_scratch(family, name, fields, chains, unknown) if unknown else {}
+    exact, handles = True, []
+    for chain, keys in per_rule.items():
+        keys = [known.get((chain, nft_text.listed_text(key)), key) for key in keys]
+        exact = exact and not any(nft_text.listed_text(key) is not None for key in keys)
+        fields[f"rules {chain}"] = tuple(keys)
+        handles += [(chain, key, handle) for key, (_, handle) in zip(keys, chains[chain])]
     fields["_handles"] = tuple(handles)
     return fields, exact
+
+
+SCRATCH_RULES = 200  # more rules than this unknown: listing the table costs less
+
+
+def _compiled_in_scratch(family: str, name: str, fields: dict, chains: dict, rules: list) -> dict:
+    """{(chain, text): canonical rule} for rules a table holds that print as no
+    desired rule: each added, as printed, to its chain in a skeleton of the table
+    (its sets and chains) in a throwaway namespace, and listed back as JSON there
+    (nft_scratch, as native rules are compiled), so that a read holding them is
+    what a JSON listing gives and can be remembered. {} (known by text alone)
+    when too many, or any does not go back in as printed."""
+    from . import nft_scratch
+
+    if len(rules) > SCRATCH_RULES:
+        return {}
+    sets = []
+    for field, value in fields.items():
+        if field.startswith("set "):
+            spec = json.loads(value)
+            sets.append({"name": field[4:], "type": spec["type"], **({"flags": spec["flags"]} if spec["flags"] else {})})
+    headers = {chain: {k: v for k, v in json.loads(fields.get(f"chain {chain}", "{}")).items() if v is not None}
+               for chain in chains}
+    job = {"family": family, "table": name, "sets": sets, "chains": headers, "devices": [],
+           "rules": [[str(i), chain, text] for i, (chain, text) in enumerate(rules)]}
+    try:
+        results = nft_scratch.resolve([job])
+    except (nft_scratch.ScratchUnavailable, OSError, ValueError):
+        return {}
+    out = {}
+    for i, rule in enumerate(rules):
+        outcome = results.get(str(i))
+        if outcome is None or "error" in outcome:
+            return {}
+        out[rule] = canonical_rule(outcome["expr"], outcome.get("comment"), family)
+    return out
 
 
 def rule_handles(kernel, ns_name: str, family: str, table: str):
