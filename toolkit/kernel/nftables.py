@@ -65,8 +65,8 @@ def read(kernel, ns_name: str, devices=None) -> list:
 
     With `kernel.nft_expected` (desired tables by key, set by a drift check),
     a namespace's tables are read by their text listings where that can be
-    decided (_listed_by_text); a rule found there that the manifest does not
-    have is then known by its text alone, and such a read is not remembered."""
+    decided (_listed_by_text); a read holding a rule known by its text alone
+    (_table_by_text) is not remembered."""
     ns = kernel.ns(ns_name)
     memo = kernel.nft_memo
     mark = (ns.cookie(), ns.generation(), device_list(devices))
@@ -204,9 +204,12 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     canonical form from libnftables in a throwaway namespace
     (_compiled_in_scratch); where it cannot, it is known by its text alone
     (nft_text.listed_key), and the read is not `exact`: a report can show it,
-    but it is not remembered, nor made a snapshot of. None where it cannot be decided so
-    (a listing this reader does not follow, a chain holding rules printed
-    otherwise, the generation moving while reading): the caller lists as JSON."""
+    but it is not remembered (only drift checks read so: no snapshot is made of
+    it). None where it cannot be decided so (a listing this reader does not
+    follow, a chain holding rules printed otherwise, the generation moving
+    while reading): the caller lists as JSON."""
+    from . import nftgen
+
     generation = ns.generation()
     try:
         listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}"),
@@ -221,8 +224,6 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
             command = _list_command("set", {"family": family, "table": name, "name": set_name})
             items += [i for i in _listing(kernel, ns, ns_name, command, f"nft list set {family} {name} {set_name}")
                       if "set" in i]
-        from . import nftgen
-
         # One printed line, one rule: the kernel's own list of the rules' handles.
         dumped = kernel.request(ns_name, f"nft rule handles of {family} {name}", nftgen.rule_handles,
                                 ns.nfgen_socket(), family, name)
