@@ -65,6 +65,12 @@ def test_skew_and_master_down_interval_at_start(priority, interval_cs, skew_ms, 
     assert mc.next_deadline() == pytest.approx(down_ms / 1000)
 
 
+@pytest.mark.parametrize("interval_cs, rt", [(1, 10), (10, 10), (99, 10), (100, 0), (4095, 0)])
+def test_only_sub_second_adverts_ask_for_realtime_scheduling(interval_cs, rt):
+    from toolkit.vrrp.config import realtime_priority
+    assert realtime_priority(interval_cs) == rt
+
+
 def test_backup_adopts_the_advertised_interval_and_recomputes_skew_and_master_down_interval():
     mc = started(priority=100, interval_cs=100)           # own: 1 s adverts
     assert mc.master_down_interval_ms == 3609.375

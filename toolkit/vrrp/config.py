@@ -59,6 +59,21 @@ def master_down_interval_ms(priority: int, interval_cs: int) -> float:
     return 3 * interval_cs * 10.0 + skew_time_ms(priority, interval_cs)
 
 
+# Sub-second adverts leave a backup only 3 intervals (and a skew) of slack: at
+# 10 ms, a speaker kept off the CPU for ~35 ms by an ordinary busy machine
+# makes its backup take over. Such speakers ask for SCHED_RR, as keepalived
+# does when given vrrp_rt_priority; one-second adverts do not need it.
+REALTIME_BELOW_CS = 100
+REALTIME_PRIORITY = 10      # above ordinary tasks, well below the kernel's own threads
+REALTIME_CPU_LIMIT_US = 200_000     # RLIMIT_RTTIME: a speaker that spins this long unblocked is killed
+
+
+def realtime_priority(interval_cs: int) -> int:
+    """The SCHED_RR priority a speaker advertising every `interval_cs` asks
+    for; 0: ordinary scheduling."""
+    return REALTIME_PRIORITY if interval_cs < REALTIME_BELOW_CS else 0
+
+
 # -- config ------------------------------------------------------------------------------
 
 _REQUIRED = ("group", "vrid", "interface", "priority", "addresses", "status")

@@ -45,6 +45,7 @@ import errno
 import fcntl
 import ipaddress
 import os
+import resource
 import select
 import signal
 import socket
@@ -54,8 +55,9 @@ import time
 import traceback
 
 from . import machine as m
-from .config import (MULTICAST_V4, MULTICAST_V6, STATUS_PERIOD_S, VIP_ADDR_PROTO, ConfigError, MasterStatus,
-                     PeerStatus, SpeakerConfig, SpeakerStatus, unsupported)
+from .config import (MULTICAST_V4, MULTICAST_V6, REALTIME_CPU_LIMIT_US, STATUS_PERIOD_S, VIP_ADDR_PROTO,
+                     ConfigError, MasterStatus, PeerStatus, SpeakerConfig, SpeakerStatus, realtime_priority,
+                     unsupported)
 from .packet import (IPPROTO_VRRP, TTL, Advert, PacketError, decode_ipv4, decode_ipv6, encode, garp_frames,
                      unsolicited_na_frame)
 
@@ -371,6 +373,23 @@ def _set_pdeathsig(sig: int) -> None:
 
 # -- status file -------------------------------------------------------------------------
 
+def ask_realtime(priority: int, log) -> bool:
+    """Run this process under SCHED_RR at `priority`, with RLIMIT_RTTIME so a
+    runaway loop cannot take a CPU for good. A kernel or container that refuses
+    leaves ordinary scheduling, said once in the log."""
+    if priority <= 0:
+        return False
+    try:
+        resource.setrlimit(resource.RLIMIT_RTTIME, (REALTIME_CPU_LIMIT_US, REALTIME_CPU_LIMIT_US * 2))
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
+    except (OSError, ValueError) as exc:
+        log(f"no realtime scheduling ({exc.strerror if isinstance(exc, OSError) else exc}): "
+            "adverts may come late on a busy machine")
+        return False
+    log(f"realtime scheduling: SCHED_RR priority {priority}")
+    return True
+
+
 def write_status(path: str, status: SpeakerStatus) -> None:
     """Atomically: a temporary file in the same directory, then rename."""
     directory = os.path.dirname(path) or "."
@@ -460,6 +479,7 @@ class Speaker:
                 self.beat()
                 self._nap(0.1)
         self.rtnl = Rtnl()
+        ask_realtime(realtime_priority(self.config.interval_cs), self.log)
         self.sock = Channel(self.family, self.config.interface, self.ifindex, not self.config.unicast_peers)
         self.arp = self.inherited_arp if self.inherited_arp is not None else open_arp_socket(self.config.interface)
         self.refresh_addresses()
