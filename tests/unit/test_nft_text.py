@@ -219,3 +219,22 @@ def test_counter_values_are_dropped_outside_strings_only():
 
     assert without_counter_values('counter packets 1 bytes 2 log prefix "counter packets 3 bytes 4" drop') == \
         'counter log prefix "counter packets 3 bytes 4" drop'
+
+
+def test_a_one_element_set_is_sent_with_its_element_twice_and_shown_once():
+    from toolkit.kinds.nft_text import as_sent
+    one = '{"expr":[{"match":{"left":{"payload":{"field":"dport","protocol":"tcp"}},"op":"==","right":{"set":[22]}}},' \
+          '{"accept":null}]}'
+    assert json.loads(as_sent(one))["expr"][0]["match"]["right"] == {"set": [22, 22]}
+    assert rule_text(as_sent(one)) == "tcp dport { 22, 22 } accept"
+    assert rule_text(one) == "tcp dport { 22 } accept"      # reports show what is held
+    two = one.replace("[22]", "[22,23]")
+    plain = '{"expr":[{"accept":null}]}'
+    assert as_sent(two) == two and as_sent(plain) == plain
+
+
+def test_the_scratch_namespace_reads_rules_not_blocks_from_a_listing():
+    from toolkit.kernel.nft_scratch import _printed_rules
+    listing = ("table inet t { # handle 1\n\tset s { # handle 2\n\t\ttype ipv4_addr\n\t}\n"
+               "\tchain c { # handle 3\n\t\ttcp dport { 22 } counter packets 0 bytes 0 accept # handle 4\n\t}\n}\n")
+    assert _printed_rules(listing) == {4: "tcp dport { 22 } counter packets 0 bytes 0 accept"}

@@ -28,7 +28,8 @@ class ScratchUnavailable(Exception):
 
 
 def resolve(jobs: list) -> dict:
-    """Run native-rule jobs; returns {rule id: {"expr": [...], "comment": ...} or {"error": text}}.
+    """Run native-rule jobs; returns {rule id: {"expr": [...], "comment": ..., "printed": text}
+    or {"error": text}}, "printed" being the rule as `nft list` prints it back.
 
     A job is {"family", "table", "sets": [set bodies], "chains": {name: header or {}},
     "rules": [[rule id, chain, nft text], ...], "devices": [interface names]}; the
@@ -186,13 +187,29 @@ def _check_jobs(jobs: list, send) -> None:
             handles[added[0]["handle"]] = rule_id
         nft.set_echo_output(False)
         rc, out, _ = nft.cmd(f"list table {family} {table}")
+        nft.set_json_output(False)
+        _, text, _ = nft.cmd(f"list table {family} {table}")
+        nft.set_json_output(True)
         nft.set_echo_output(True)
+        printed = _printed_rules(text)
         for item in json.loads(out)["nftables"]:
             rule = item.get("rule")
             if rule and rule.get("handle") in handles:
                 send({"answer": handles[rule["handle"]],
-                      "outcome": {"expr": rule["expr"], "comment": rule.get("comment")}})
+                      "outcome": {"expr": rule["expr"], "comment": rule.get("comment"),
+                                  "printed": printed.get(rule["handle"])}})
         nft.cmd(f"delete table {family} {table}")
+
+
+def _printed_rules(listing: str) -> dict:
+    """{handle: the rule as `nft -a list` printed it} (a table's, set's or
+    chain's opening line is no rule: it ends in `{`)."""
+    out = {}
+    for line in listing.splitlines():
+        text, sep, handle = line.strip().rpartition(" # handle ")
+        if sep and handle.isdigit() and not text.endswith("{"):
+            out[int(handle)] = text
+    return out
 
 
 def _make_devices(names: list) -> None:

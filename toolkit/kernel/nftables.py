@@ -277,7 +277,8 @@ def _compiled_in_scratch(family: str, name: str, fields: dict, chains: dict, rul
     (its sets and chains) in a throwaway namespace, and listed back as JSON there
     (nft_scratch, as native rules are compiled), so that a read holding them is
     what a JSON listing gives and can be remembered. {} (known by text alone)
-    when too many, or any does not go back in as printed."""
+    when too many, or any does not go back in as printed, or is not printed
+    back there exactly as listed."""
     from . import nft_scratch
 
     if len(rules) > SCRATCH_RULES:
@@ -299,6 +300,13 @@ def _compiled_in_scratch(family: str, name: str, fields: dict, chains: dict, rul
     for i, rule in enumerate(rules):
         outcome = results.get(str(i))
         if outcome is None or "error" in outcome:
+            return {}
+        # nft prints some rules in a form that goes back in as another rule:
+        # `tcp dport { 22, 22 }` prints `{ 22 }`, which is added as `tcp dport
+        # 22`; `meta l4proto tcp` twice prints once. Only a rule the scratch
+        # table prints back exactly as listed is taken to be what it compiled.
+        printed = outcome.get("printed")
+        if printed is None or nft_text.without_counter_values(printed) != rule[1]:
             return {}
         out[rule] = canonical_rule(outcome["expr"], outcome.get("comment"), family)
     return out

@@ -22,7 +22,7 @@ from .base import Kind, show, shown
 from ..errors import KernelError
 from .nft_canon import canonical_rule, desired_table_spec, object_field
 from .nft_delta import delta
-from .nft_text import Unrenderable, listed_text, rule_text, table_script, without_counter_values
+from .nft_text import Unrenderable, as_sent, listed_text, rule_text, table_script, without_counter_values
 
 ABSENT = "(absent)"
 
@@ -351,7 +351,7 @@ def table_commands(action) -> list:
         elif kind == "rules":
             # Each rule is canonical JSON text {"comment":..,"expr":[..]}: splice it in.
             head = json.dumps({**where, "chain": item})[:-1] + ","
-            rules.extend(f'{{"add":{{"rule":{head}{rule[1:]}}}}}' for rule in value)
+            rules.extend(f'{{"add":{{"rule":{head}{as_sent(rule)[1:]}}}}}' for rule in value)
     return commands + sets + chains + rules
 
 

@@ -79,10 +79,40 @@ def table_body(family: str, name: str, spec) -> str:
             chains.append(f"add chain {where} {_name(item)}{_chain_body(json.loads(value))}")
         elif kind == "rules":
             head = f"add rule {where} {_name(item)} "
-            rules.extend(head + rule_text(rule) for rule in value)
+            rules.extend(head + rule_text(as_sent(rule)) for rule in value)
         else:
             raise Unrenderable(field)  # stateful objects: JSON
     return "".join(line + "\n" for line in sets + chains + rules)
+
+
+def as_sent(rule: str) -> str:
+    """A canonical rule (JSON text) as a JSON transaction sends it: with each
+    one-element anonymous set's element written twice. libnftables turns a
+    one-element set it is given into a plain match (`{ 22 }` becomes `22`),
+    but the kernel can hold one (`tcp dport { 22, 22 }` is added so), and a
+    rollback must make again what was listed; nft drops the repeat."""
+    if '"set":[' not in rule:
+        return rule
+    body = json.loads(rule)
+    return json.dumps(_doubled(body), sort_keys=True, separators=(",", ":")) if _has_single(body) else rule
+
+
+def _has_single(node) -> bool:
+    if isinstance(node, list):
+        return any(_has_single(item) for item in node)
+    if isinstance(node, dict):
+        return any((key == "set" and isinstance(value, list) and len(value) == 1) or _has_single(value)
+                   for key, value in node.items())
+    return False
+
+
+def _doubled(node):
+    if isinstance(node, list):
+        return [_doubled(item) for item in node]
+    if isinstance(node, dict):
+        return {key: value * 2 if key == "set" and isinstance(value, list) and len(value) == 1 else _doubled(value)
+                for key, value in node.items()}
+    return node
 
 
 def rule_text(rule: str) -> str:
