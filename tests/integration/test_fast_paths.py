@@ -163,6 +163,23 @@ def test_a_chain_named_like_an_nft_keyword_goes_as_json(lab, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "nft text refused" in result.stderr
     assert lab.run("drift", tmp_path / "lab.yaml", "--full").returncode == 0
+    # One rule changed, then one added by hand: each apply changes the table and it reads back whole.
+    for change in ("dport: 23, action: drop", "dport: 24, action: drop"):
+        (tmp_path / "fw.yaml").write_text(POLICY.replace("input:\n        hook: input", "counter:\n        hook: input")
+                                          .replace("dport: 23, action: drop", change))
+        result = lab.run("apply", tmp_path / "lab.yaml")
+        assert result.returncode == 0, result.stderr
+        assert lab.run("drift", tmp_path / "lab.yaml", "--full").returncode == 0
+    added = {"nftables": [{"add": {"rule": {  # nft's text cannot name the chain
+        "family": "inet", "table": "netkeel_guard", "chain": "counter",
+        "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 9}},
+                 {"drop": None}]}}}]}
+    subprocess.run(["ip", "netns", "exec", lab.ns("fw"), "nft", "-j", "-f", "-"], input=json.dumps(added), text=True,
+                   timeout=10, check=True)
+    assert lab.run("drift", tmp_path / "lab.yaml").returncode == 2
+    result = lab.run("apply", tmp_path / "lab.yaml")
+    assert result.returncode == 0, result.stderr
+    assert lab.run("drift", tmp_path / "lab.yaml", "--full").returncode == 0
 
 
 def test_every_rule_form_sent_as_text_lists_back_as_compiled(lab, tmp_path):

@@ -83,7 +83,7 @@ class Backend(Protocol):
 
     # -- nftables ------------------------------------------------------------------------
     def nft_transaction(self, ns: str, commands, what: str, script: str | None = None,
-                        tables=None, echo: bool = False):
+                        tables=None, echo: bool = False, json_tables=None):
         """Run one libnftables transaction (all or nothing) in namespace `ns`:
         `script` (nft text) if given, else `commands` (JSON text, or a function
         that makes it: made only if needed). With `echo`, return [(chain, handle,
@@ -91,7 +91,8 @@ class Backend(Protocol):
         `tables` maps each table key the transaction creates, replaces or changes
         to the resource it then holds (None: removed), or is a function of the
         echoed rules giving that (which may raise, to fail the step), for a
-        backend that remembers what it read."""
+        backend that remembers what it read; `json_tables` replaces it when
+        the script is refused and `commands` go instead."""
     def nft_rule_handles(self, ns: str, family: str, table: str):
         """[(chain, handle)] of a table's rules in order, if the namespace still holds
         the ruleset this backend last read there; else None."""

@@ -367,13 +367,15 @@ def rule_texts(kernel, ns_name: str, family: str, table: str) -> dict:
 
 
 def transaction(kernel, ns_name: str, commands, what: str, script: str | None = None,
-                tables=None, echo: bool = False):
+                tables=None, echo: bool = False, json_tables=None):
     """Run one transaction (all or nothing) in namespace `ns_name`: `script` (nft
     text) if given, else `commands` (JSON text, or a function making it).
 
     nft's parser may read a rendered name otherwise than meant (a chain called
     like a keyword): a text transaction libnftables refuses, when nothing was
     committed, is sent again as JSON, which names everything explicitly.
+    The JSON may make the change otherwise than the text (whole tables for a
+    rule-by-rule change): `json_tables` then stands for `tables`.
 
     With `echo`, returns [(chain, handle, rule JSON)] of each rule the
     transaction added, as the kernel took it (libnftables' echo), in order.
@@ -400,6 +402,7 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
                 if before is None or ns.generation() != before:
                     raise
                 kernel.log(ns_name, f"nft text refused ({exc.detail}); the same transaction as JSON")
+                tables = json_tables
         if output is None:
             output = run_cmd(kernel, ns, commands() if callable(commands) else commands)
     except KernelError as exc:

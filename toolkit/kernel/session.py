@@ -322,8 +322,9 @@ class Kernel:
     def sysctl_write(self, ns, name, value) -> None:
         sysctls.write(self, ns, name, value)
 
-    def nft_transaction(self, ns, commands, what, script=None, tables=None, echo=False):
-        return nftables.transaction(self, ns, commands, what, script=script, tables=tables, echo=echo)
+    def nft_transaction(self, ns, commands, what, script=None, tables=None, echo=False, json_tables=None):
+        return nftables.transaction(self, ns, commands, what, script=script, tables=tables, echo=echo,
+                                    json_tables=json_tables)
 
     def nft_rule_handles(self, ns, family, table):
         return nftables.rule_handles(self, ns, family, table)

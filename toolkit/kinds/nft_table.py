@@ -160,21 +160,24 @@ class NftTable(Kind):
             commands = [command for action in actions for command in table_commands(action)]
             return '{"nftables":[' + ",".join(commands) + "]}"
 
-        deltas = _deltas(actions)
-        if deltas is not None:
-            script = "".join(d.script for d in deltas.values())
-            backend.nft_transaction(ns, as_json, f"{names} (changed rules and elements only)", script=script,
-                                    tables=lambda echoed: _after_deltas(actions, deltas, echoed), echo=True)
-            return
-        scripts = [table_script(a.op, a.key[1], a.key[2], a.desired.spec if a.desired is not None else ())
-                   for a in actions]
-        script = "".join(scripts) if all(part is not None for part in scripts) else None
         tables = {a.key: None if a.desired is None else committed(a.desired) for a in actions}
         if any(a.desired is not None and a.desired.get("_nft") is None for a in actions):
             # A table this command did not compile (a snapshot's, which holds what
             # was listed, hand-made parts too): whether what is sent for it makes
             # it again is not known, so the verification lists it back.
             tables = None
+        deltas = _deltas(actions)
+        if deltas is not None:
+            script = "".join(d.script for d in deltas.values())
+            # Text nft refuses (a chain named like a keyword) goes as the JSON
+            # commands, which make the tables whole: then `json_tables` holds.
+            backend.nft_transaction(ns, as_json, f"{names} (changed rules and elements only)", script=script,
+                                    tables=lambda echoed: _after_deltas(actions, deltas, echoed), echo=True,
+                                    json_tables=tables)
+            return
+        scripts = [table_script(a.op, a.key[1], a.key[2], a.desired.spec if a.desired is not None else ())
+                   for a in actions]
+        script = "".join(scripts) if all(part is not None for part in scripts) else None
         backend.nft_transaction(ns, as_json, names, script=script, tables=tables)
 
 
