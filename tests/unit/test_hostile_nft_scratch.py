@@ -82,3 +82,25 @@ def test_the_real_libnftables_crash_is_contained():
     results = nft_scratch.resolve([job("tcp dport 22 accept", crash, "iif \"e0\" accept", devices=["e0"])])
     assert results["r1"]["error"].startswith("libnftables ")
     assert results["r0"]["expr"] and results["r2"]["expr"]
+
+
+def test_an_interrupt_while_the_child_hangs_kills_it_and_returns_at_once(checker, monkeypatch):
+    import signal
+
+    monkeypatch.setattr(nft_scratch, "TIMEOUT_S", 30)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    started = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            checker([job("hang")])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 5   # not the child's 60 s, nor the 30 s timeout
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)          # the child was reaped

@@ -67,6 +67,7 @@ def _run_child(jobs: list) -> tuple:
         _child_main(jobs, write_end)
     os.close(write_end)
     answers, started, finished, unavailable = {}, None, False, None
+    read_all = False
     try:
         for message in _messages(read_end, pid):
             if "start" in message:
@@ -77,8 +78,14 @@ def _run_child(jobs: list) -> tuple:
                 unavailable = message["unavailable"]
             elif "done" in message:
                 finished = True
+        read_all = True
     finally:
         os.close(read_end)
+        if not read_all:    # interrupted (Ctrl-C) or a bad line: the child may be stuck, and is not waited for
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         _, status = os.waitpid(pid, 0)
     if unavailable is not None:
         raise ScratchUnavailable(unavailable)
