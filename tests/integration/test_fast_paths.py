@@ -514,6 +514,7 @@ def test_a_rule_printed_as_another_rule_is_read_as_json_and_rolled_back_as_it_wa
     if restorable:
         assert rolled.returncode == 0, rolled.stdout + rolled.stderr
         assert rules(after) == rules(held)
+        assert "\"expr\"" not in rolled.stdout, rolled.stdout  # the restored rule shown as nft text
     else:
         assert rolled.returncode == 1 and "otherwise than sent" in rolled.stderr, rolled.stdout + rolled.stderr
         assert rules(after) == rules(repaired)

@@ -77,10 +77,13 @@ def test_a_rule_added_by_hand_shows_the_live_text():
     assert details(action(changed)) == [("rule not in the manifest, in input (#3)", ABSENT, "tcp dport 23 drop")]
 
 
-def test_a_rule_added_by_hand_without_display_text_shows_its_json():
+def test_a_rule_without_display_text_shows_as_nft_text_or_else_its_json():
     extra = canonical_rule([{"drop": None}], None, "inet")
     changed = live(**{"rules input": rules() + (extra,)})
-    assert details(action(changed)) == [("rule not in the manifest, in input (#4)", ABSENT, extra)]
+    assert details(action(changed)) == [("rule not in the manifest, in input (#4)", ABSENT, "drop")]
+    odd = canonical_rule([{"xt": {"type": "match", "name": "conntrack"}}, {"drop": None}], None, "inet")
+    changed = live(**{"rules input": rules() + (odd,)})
+    assert details(action(changed)) == [("rule not in the manifest, in input (#4)", ABSENT, odd)]
 
 
 def test_a_missing_rule_shows_the_manifest_text_and_source():

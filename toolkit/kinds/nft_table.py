@@ -289,13 +289,24 @@ def _rule_lines(chain, desired, live, shown_desired, shown_live) -> list:
     for op, a1, a2, b1, b2 in matcher.get_opcodes():
         if op in ("delete", "replace"):
             out += [(f"rule missing from {chain} (#{i + 1})",
-                     shown_desired.get((chain, desired[i]), desired[i]), ABSENT) for i in range(a1, a2)]
+                     shown_desired.get((chain, desired[i])) or _rendered(desired[i]), ABSENT) for i in range(a1, a2)]
         if op in ("insert", "replace"):
             # A rule the manifest has once, found once more: shown as the manifest writes it.
             out += [(f"rule not in the manifest, in {chain} (#{i + 1})", ABSENT,
-                     shown_live.get((chain, live[i]), shown_desired.get((chain, live[i]), live[i])))
+                     shown_live.get((chain, live[i])) or shown_desired.get((chain, live[i])) or _rendered(live[i]))
                     for i in range(b1, b2)]
     return out
+
+
+def _rendered(key: str) -> str:
+    """A rule no display text was given for (a snapshot's, being restored) as
+    nft text where it renders, else as its JSON."""
+    if listed_text(key) is not None:
+        return listed_text(key)
+    try:
+        return rule_text(key)
+    except (Unrenderable, ValueError, KeyError, TypeError):
+        return key
 
 
 def _set_lines(name, desired: dict, live: dict) -> list:
