@@ -23,7 +23,7 @@ from ..model.experiment import METRICS, PROBE_KINDS, SERVICE_KINDS, Bound, Exper
     ScheduledFault, Service, unit_of
 from .fault import _Checker as FaultChecker
 from .fault import duration_ms, load_fault
-from .files import outside_problem, read_file, read_text
+from .files import nearest_holding, outside_problem, read_file, read_text
 from .loader import Document, format_path, load_document, mapping, sequence
 from .schema import schema_problems
 from .text import clean_problem, quote
@@ -380,11 +380,4 @@ def _project_of(here: str) -> str:
     """The lab's project directory for an experiment in `here`: the nearest
     directory at or above it that holds faults/ (experiments/sub/x.yaml: the one
     holding experiments/), else the one above `here`."""
-    directory = os.path.abspath(here)
-    while True:
-        if os.path.isdir(os.path.join(directory, "faults")):
-            return directory
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            return os.path.dirname(os.path.abspath(here))
-        directory = parent
+    return nearest_holding(os.path.abspath(here), "faults", is_dir=True) or os.path.dirname(os.path.abspath(here))

@@ -130,14 +130,20 @@ def toplevel(path: str) -> str | None:
         return result.stdout.decode().strip()
     if b"not a git repository" in result.stderr:
         return None
-    found = os.path.realpath(directory)
+    return nearest_holding(os.path.realpath(directory), ".git")
+
+
+def nearest_holding(directory: str, name: str, is_dir: bool = False) -> str | None:
+    """The nearest directory at or above `directory` that holds `name` (a
+    directory, with `is_dir`), or None."""
+    exists = os.path.isdir if is_dir else os.path.exists
     while True:
-        if os.path.exists(os.path.join(found, ".git")):
-            return found
-        parent = os.path.dirname(found)
-        if parent == found:
+        if exists(os.path.join(directory, name)):
+            return directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
             return None
-        found = parent
+        directory = parent
 
 
 def _in_git(root: str) -> bool:
