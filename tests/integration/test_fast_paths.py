@@ -180,6 +180,15 @@ def test_a_chain_named_like_an_nft_keyword_goes_as_json(lab, tmp_path):
     result = lab.run("apply", tmp_path / "lab.yaml")
     assert result.returncode == 0, result.stderr
     assert lab.run("drift", tmp_path / "lab.yaml", "--full").returncode == 0
+    # A rule the kernel takes otherwise than compiled (the doubled match lists
+    # once), sent as JSON after the text was refused: the apply's verification
+    # sees it, and the apply is undone; plain drift says what --full says.
+    (tmp_path / "fw.yaml").write_text(POLICY.replace("input:\n        hook: input", "counter:\n        hook: input")
+                                      + '          - {nft: "meta l4proto tcp meta l4proto tcp tcp dport 99 drop"}\n')
+    result = lab.run("apply", tmp_path / "lab.yaml")
+    assert result.returncode == 1 and "restored" in result.stderr, result.stdout + result.stderr
+    plain, full = lab.run("drift", tmp_path / "lab.yaml"), lab.run("drift", tmp_path / "lab.yaml", "--full")
+    assert plain.returncode == 2 and (plain.returncode, plain.stdout) == (full.returncode, full.stdout)
 
 
 def test_every_rule_form_sent_as_text_lists_back_as_compiled(lab, tmp_path):
