@@ -412,6 +412,11 @@ def test_a_dormant_table_is_read_whole_reported_as_dormant_and_rolled_back_whole
       ["add", "rule", "inet", "netkeel_guard", "input", "meta", "mark", "0x10", "drop"]], True),
     ([["add", "rule", "inet", "netkeel_guard", "input", "tcp", "flags", "syn", "drop"],   # no rendering of it
       ["add", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "80", "counter", "accept"]], True),
+    # One of two unknown rules printed as another rule: the table is listed (both
+    # shown from JSON, as --full shows them).
+    ([["add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "reject"],
+      ["add", "rule", "inet", "netkeel_guard", "input", "ip saddr { 10.0.0.0/8, 10.1.0.0/16 } drop"]], False),
+    ([["add", "rule", "inet", "netkeel_guard", "input", "meta mark { 0x10, 0x10 } drop"]], False),
 ])
 def test_a_drift_check_reads_a_changed_table_by_its_text_and_says_what_a_full_one_says(guarded, change, by_text):
     """After a hand change the ruleset is read again; a plain drift check reads a
@@ -527,3 +532,16 @@ def test_a_rule_printed_as_another_rule_is_read_as_json_and_rolled_back_as_it_wa
     else:
         assert rolled.returncode == 1 and "otherwise than sent" in rolled.stderr, rolled.stdout + rolled.stderr
         assert rules(after) == rules(repaired)
+
+
+def test_more_rules_added_by_hand_than_are_compiled_apart_list_the_table(guarded, tmp_path):
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop"))
+    script = tmp_path / "many.nft"
+    script.write_text("".join(f"add rule inet netkeel_guard input meta mark {i + 1} drop\n" for i in range(201)))
+    nft(guarded, "-f", str(script))
+    code, asked = drift(guarded)
+    assert code == 2 and "nft list ruleset" in asked
+    plain, full = guarded.run("drift", guarded.manifest), guarded.run("drift", guarded.manifest, "--full")
+    assert (plain.returncode, plain.stdout) == (full.returncode, full.stdout)
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert drift(guarded, "--full")[0] == 0

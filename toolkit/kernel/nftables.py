@@ -82,8 +82,8 @@ def read(kernel, ns_name: str, devices=None) -> list:
             ns.read_generation = mark[1]
             kernel.nft_settled[ns_name] = mark
             return known
-    out, exact = _listed(kernel, ns, ns_name)
-    if exact and mark[1] is not None and ns.generation() == mark[1]:
+    out = _listed(kernel, ns, ns_name)
+    if mark[1] is not None and ns.generation() == mark[1]:
         ns.read_generation = mark[1]  # what was read is what this generation holds
         if memo is not None:
             memo.prove(r for r in out if r.owner == TOPOLOGY)  # listed back exactly so: see _follow
@@ -116,8 +116,8 @@ def device_list(devices) -> list | None:
     return None if devices is None else sorted([str(name), int(index)] for name, index in devices)
 
 
-def _listed(kernel, ns, ns_name: str) -> tuple:
-    """(resources, exact): exact unless a rule is known by its text alone."""
+def _listed(kernel, ns, ns_name: str) -> list:
+    """The namespace's tables as resources, as a JSON listing gives them."""
     from . import nftgen
 
     # libnftables 1.0.6 prints a flagged (dormant) table's flags in JSON from
@@ -159,7 +159,7 @@ def _listed(kernel, ns, ns_name: str) -> tuple:
         # Rule handles, to fetch the rules' text only if a report needs it (with_display).
         fields["_handles"] = tuple(fields.get("_handles", ()))
         out.append(Resource.make(KIND, (ns_name, family, name), **fields))
-    return out, True
+    return out
 
 
 def _listed_by_text(kernel, ns, ns_name: str, tables: list, expected: dict):
@@ -167,7 +167,7 @@ def _listed_by_text(kernel, ns, ns_name: str, tables: list, expected: dict):
     the desired table of the same key; others' tables and faults' are known by
     their names, as always. None (list it all as JSON) if a table of ours is
     flagged, not desired, not rendered as text, or does not read so."""
-    out, exact = [], True
+    out = []
     for family, name, flags in tables:
         key = (ns_name, family, name)
         if name.startswith(CHAOS_TABLE_PREFIX):
@@ -180,18 +180,16 @@ def _listed_by_text(kernel, ns, ns_name: str, tables: list, expected: dict):
         body = desired.get("_nft") if desired is not None and desired.kind == KIND else None
         if flags or body is None:
             return None
-        read = _table_by_text(kernel, ns, ns_name, family, name, desired.fields(),
-                              nft_text.sent_rules(body, family, name), extras=True)
-        if read is None:
+        fields = _table_by_text(kernel, ns, ns_name, family, name, desired.fields(),
+                                nft_text.sent_rules(body, family, name), extras=True)
+        if fields is None:
             return None
-        fields, table_exact = read
-        exact = exact and table_exact
         out.append(Resource.make(KIND, key, **fields))
-    return out, exact
+    return out
 
 
 def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: dict, sent: dict, extras: bool):
-    """(fields, exact) of one table as the reader gives them, read without its
+    """The fields of one table as the reader gives them, read without its
     JSON listing: its chain headers and sets (elements included) from their
     own JSON listings, as the reader reads them; its rules from its text
     listing (half the cost, and no canonical form to make), each rule printed
@@ -202,12 +200,11 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     or lack desired rules, not both: a desired rule missing where an unknown one
     stands may be the same rule printed otherwise. An unknown rule gets its
     canonical form from libnftables in a throwaway namespace
-    (_compiled_in_scratch); where it cannot, it is known by its text alone
-    (nft_text.listed_key), and the read is not `exact`: a report can show it,
-    but it is not remembered (only drift checks read so: no snapshot is made of
-    it). None where it cannot be decided so (a listing this reader does not
-    follow, a chain holding rules printed otherwise, the generation moving
-    while reading): the caller lists as JSON."""
+    (_compiled_in_scratch), so the read is what a JSON listing gives. None
+    where it cannot be decided so (a listing this reader does not follow, a
+    chain holding rules printed otherwise, an unknown rule the throwaway
+    namespace does not make exactly, the generation moving while reading): the
+    caller lists as JSON."""
     from . import nftgen
 
     generation = ns.generation()
@@ -258,14 +255,15 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     unknown = sorted({(chain, text) for chain, keys in per_rule.items() for key in keys
                       if (text := nft_text.listed_text(key)) is not None})
     known = _compiled_in_scratch(family, name, fields, chains, unknown) if unknown else {}
-    exact, handles = True, []
+    if len(known) != len(unknown):
+        return None  # a rule known by its text alone would be shown otherwise than a listing shows it
+    handles = []
     for chain, keys in per_rule.items():
         keys = [known.get((chain, nft_text.listed_text(key)), key) for key in keys]
-        exact = exact and not any(nft_text.listed_text(key) is not None for key in keys)
         fields[f"rules {chain}"] = tuple(keys)
         handles += [(chain, key, handle) for key, (_, handle) in zip(keys, chains[chain])]
     fields["_handles"] = tuple(handles)
-    return fields, exact
+    return fields
 
 
 SCRATCH_RULES = 200  # more rules than this unknown: listing the table costs less
@@ -276,7 +274,7 @@ def _compiled_in_scratch(family: str, name: str, fields: dict, chains: dict, rul
     desired rule: each added, as printed, to its chain in a skeleton of the table
     (its sets and chains) in a throwaway namespace, and listed back as JSON there
     (nft_scratch, as native rules are compiled), so that a read holding them is
-    what a JSON listing gives and can be remembered. {} (known by text alone)
+    what a JSON listing gives and can be remembered. {} (the table is listed as JSON)
     when too many, or any does not go back in as printed, or is not printed
     back there exactly as listed."""
     from . import nft_scratch
@@ -492,11 +490,10 @@ def _read_back_as_text(kernel, ns, ns_name: str, script: str, placed: list, gene
     for table in placed:
         _, family, name = table.key
         fields = table.fields()
-        read = _table_by_text(kernel, ns, ns_name, family, name, fields, nft_text.sent_rules(script, family, name),
+        live = _table_by_text(kernel, ns, ns_name, family, name, fields, nft_text.sent_rules(script, family, name),
                               extras=False)
-        if read is None:
+        if live is None:
             return None
-        live, _ = read
         if {k: v for k, v in live.items() if not k.startswith("_")} != \
                 {k: v for k, v in fields.items() if not k.startswith("_")}:
             return None

@@ -22,7 +22,7 @@ from .base import Kind, show, shown
 from ..errors import KernelError
 from .nft_canon import canonical_rule, desired_table_spec, object_field
 from .nft_delta import delta
-from .nft_text import Unrenderable, as_sent, listed_text, rule_text, table_script, without_counter_values
+from .nft_text import Unrenderable, as_sent, rule_text, table_script, without_counter_values
 
 ABSENT = "(absent)"
 
@@ -86,9 +86,6 @@ class NftTable(Kind):
         shown, unrendered = {}, False
         for chain, key, handle in live.get("_handles") or ():
             if (chain, key) in wanted:
-                continue
-            if listed_text(key) is not None:  # read by its text (a drift check's read)
-                shown[(chain, key)] = listed_text(key)
                 continue
             try:
                 shown[(chain, key)] = rule_text(key)
@@ -301,8 +298,6 @@ def _rule_lines(chain, desired, live, shown_desired, shown_live) -> list:
 def _rendered(key: str) -> str:
     """A rule no display text was given for (a snapshot's, being restored) as
     nft text where it renders, else as its JSON."""
-    if listed_text(key) is not None:
-        return listed_text(key)
     try:
         return rule_text(key)
     except (Unrenderable, ValueError, KeyError, TypeError):

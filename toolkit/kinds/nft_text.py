@@ -381,8 +381,8 @@ def _braces(line: str) -> int:
 
 
 def listed_key(text: str) -> str:
-    """The rule key of a listed rule known by its text alone (it prints as no
-    desired rule): never a canonical rule's (those have "expr")."""
+    """A placeholder key for a listed rule that prints as no desired rule, until
+    its canonical form is known: never a canonical rule's (those have "expr")."""
     return json.dumps({"listed": text})
 
 
@@ -402,7 +402,7 @@ def listed_text(key: str) -> str | None:
 def keys_of_listed(texts: list, keys, found: list):
     """The rule keys of a chain listed as `found` (texts), where the desired
     rules print as `texts` (keys `keys`): a rule printed as a desired one is
-    that rule; any other is known by its text (listed_key). None when desired
+    that rule; any other gets a placeholder (listed_key). None when desired
     rules are missing and unknown ones stand too (one may be the other,
     printed otherwise)."""
     import difflib
