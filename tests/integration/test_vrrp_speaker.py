@@ -353,6 +353,60 @@ def test_ten_millisecond_adverts_hold_steady_and_fail_over_fast(vlab):
     print(f"\n10 ms adverts: SIGKILL to r2 active in {took_ms:.1f} ms")
 
 
+def test_busy_past_the_realtime_cpu_limit_a_speaker_goes_on_as_ordinary_then_realtime_again(vlab):
+    """SIGXCPU (what RLIMIT_RTTIME sends a speaker a flood keeps from blocking)
+    must not end it: it drops to SCHED_OTHER, says so, and asks for SCHED_RR
+    again REALTIME_RETRY_S later."""
+    from toolkit.vrrp.config import REALTIME_RETRY_S
+
+    vlab.start("r1", vlab.config("r1", 200, interval_cs=1))
+    wait_for(lambda: vlab.state("r1") == "active", 2.0, "r1 active")
+    pid = vlab.status("r1")["pid"]
+    assert os.sched_getscheduler(pid) == os.SCHED_RR
+    os.kill(pid, signal.SIGXCPU)
+    wait_for(lambda: os.sched_getscheduler(pid) == os.SCHED_OTHER, 1.0, "ordinary scheduling")
+    wait_for(lambda: "busy past the realtime CPU limit" in vlab.log("r1"), 1.0, "the speaker says why")
+    assert vlab.state("r1") == "active" and vlab.has_vip("r1")
+    wait_for(lambda: os.sched_getscheduler(pid) == os.SCHED_RR, REALTIME_RETRY_S + 2.0, "realtime again")
+    assert vlab.status("r1")["pid"] == pid and vlab.state("r1") == "active"
+
+
+FLOOD = """
+import socket, sys, time
+from toolkit.vrrp.packet import Advert, encode
+payload = encode(Advert(99, 100, 1, ("10.0.3.254",)))      # another VRID's adverts: read, then ignored
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))
+s.setblocking(False)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    for _ in range(1000):
+        try:
+            s.sendto(payload, ("224.0.0.18", 0))
+        except BlockingIOError:
+            pass
+"""
+
+
+def test_a_flood_of_adverts_does_not_end_a_realtime_speaker(vlab):
+    """A neighbour flooding the segment keeps the speaker's socket readable, so
+    it never blocks; under SCHED_RR that runs into RLIMIT_RTTIME, whose SIGXCPU
+    must not end it (the VIP would go)."""
+    vlab.start("r1", vlab.config("r1", 200, interval_cs=1))
+    wait_for(lambda: vlab.state("r1") == "active", 2.0, "r1 active")
+    pid = vlab.status("r1")["pid"]
+    floods = [subprocess.Popen(["ip", "netns", "exec", vlab.ns("client"), sys.executable, "-c", FLOOD,
+                                ADDRESSES["client"], "1.5"], cwd=ROOT) for _ in range(os.cpu_count() or 1)]
+    for flood in floods:
+        assert flood.wait(timeout=30) == 0
+    wait_for(lambda: vlab.state("r1") == "active", 1.0, "r1 still active")
+    assert vlab.status("r1")["pid"] == pid and Path(f"/proc/{pid}").exists(), vlab.log("r1")
+    assert vlab.has_vip("r1")
+    print("\nthe flood ran the speaker past its realtime CPU limit:",
+          "busy past the realtime CPU limit" in vlab.log("r1"))
+
+
 def test_ipv6_group_elects_answers_and_hands_over(vlab):
     vip6 = "2001:db8:3::254"
     for node, host in (("r1", 2), ("r2", 3), ("client", 10)):

@@ -65,7 +65,12 @@ def master_down_interval_ms(priority: int, interval_cs: int) -> float:
 # does when given vrrp_rt_priority; one-second adverts do not need it.
 REALTIME_BELOW_CS = 100
 REALTIME_PRIORITY = 10      # above ordinary tasks, well below the kernel's own threads
-REALTIME_CPU_LIMIT_US = 200_000     # RLIMIT_RTTIME: a speaker that spins this long unblocked is killed
+# RLIMIT_RTTIME: a speaker kept busy this long without blocking (a runaway
+# loop, or a flood of packets keeping its socket readable) gets SIGXCPU and
+# goes back to ordinary scheduling, so it cannot hold a CPU from the machine;
+# it asks for realtime again after REALTIME_RETRY_S.
+REALTIME_CPU_LIMIT_US = 200_000
+REALTIME_RETRY_S = 5.0
 
 
 def realtime_priority(interval_cs: int) -> int:

@@ -55,9 +55,9 @@ import time
 import traceback
 
 from . import machine as m
-from .config import (MULTICAST_V4, MULTICAST_V6, REALTIME_CPU_LIMIT_US, STATUS_PERIOD_S, VIP_ADDR_PROTO,
-                     ConfigError, MasterStatus, PeerStatus, SpeakerConfig, SpeakerStatus, realtime_priority,
-                     unsupported)
+from .config import (MULTICAST_V4, MULTICAST_V6, REALTIME_CPU_LIMIT_US, REALTIME_RETRY_S, STATUS_PERIOD_S,
+                     VIP_ADDR_PROTO, ConfigError, MasterStatus, PeerStatus, SpeakerConfig, SpeakerStatus,
+                     realtime_priority, unsupported)
 from .packet import (IPPROTO_VRRP, TTL, Advert, PacketError, decode_ipv4, decode_ipv6, encode, garp_frames,
                      unsolicited_na_frame)
 
@@ -374,13 +374,17 @@ def _set_pdeathsig(sig: int) -> None:
 # -- status file -------------------------------------------------------------------------
 
 def ask_realtime(priority: int, log) -> bool:
-    """Run this process under SCHED_RR at `priority`, with RLIMIT_RTTIME so a
-    runaway loop cannot take a CPU for good. A kernel or container that refuses
-    leaves ordinary scheduling, said once in the log."""
+    """Run this process under SCHED_RR at `priority`, with RLIMIT_RTTIME so that
+    being kept busy without blocking ends in SIGXCPU (the caller handles it:
+    ordinary_scheduling) rather than a CPU taken for good. A kernel or
+    container that refuses leaves ordinary scheduling, said in the log."""
     if priority <= 0:
         return False
     try:
-        resource.setrlimit(resource.RLIMIT_RTTIME, (REALTIME_CPU_LIMIT_US, REALTIME_CPU_LIMIT_US * 2))
+        # Within the hard limit inherited: lowering needs no privilege.
+        _, hard = resource.getrlimit(resource.RLIMIT_RTTIME)
+        wanted = REALTIME_CPU_LIMIT_US * 2 if hard == resource.RLIM_INFINITY else min(hard, REALTIME_CPU_LIMIT_US * 2)
+        resource.setrlimit(resource.RLIMIT_RTTIME, (min(REALTIME_CPU_LIMIT_US, wanted), wanted))
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
     except (OSError, ValueError) as exc:
         log(f"no realtime scheduling ({exc.strerror if isinstance(exc, OSError) else exc}): "
@@ -388,6 +392,15 @@ def ask_realtime(priority: int, log) -> bool:
         return False
     log(f"realtime scheduling: SCHED_RR priority {priority}")
     return True
+
+
+def ordinary_scheduling() -> None:
+    """Back to SCHED_OTHER (from a SIGXCPU handler: the hard limit's SIGKILL
+    comes if the process goes on running as realtime)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except OSError:
+        pass
 
 
 def write_status(path: str, status: SpeakerStatus) -> None:
@@ -448,6 +461,9 @@ class Speaker:
         self.wake_r = self.wake_w = -1
         self.next_status = 0.0
         self.next_reconcile = 0.0
+        self.realtime = False
+        self.realtime_lost_at = None    # when SIGXCPU took realtime scheduling away (clock())
+        self.realtime_loss_said = False
         self.family = family_of(self.vips)
         self.destinations = config.unicast_peers or ((MULTICAST_V6,) if self.family == socket.AF_INET6
                                                      else (MULTICAST_V4,))
@@ -456,6 +472,14 @@ class Speaker:
 
     def _on_signal(self, signum, frame):
         self.stop_requested = True
+
+    def _on_cpu_limit(self, signum, frame):
+        # SIGXCPU: busy past RLIMIT_RTTIME without blocking. Its default action
+        # ends the process, and a neighbour flooding the segment could do that.
+        ordinary_scheduling()
+        if self.realtime:
+            self.realtime = False
+            self.realtime_lost_at = self.clock()
 
     def setup(self) -> None:
         self.wake_r, self.wake_w = os.pipe()
@@ -479,7 +503,8 @@ class Speaker:
                 self.beat()
                 self._nap(0.1)
         self.rtnl = Rtnl()
-        ask_realtime(realtime_priority(self.config.interval_cs), self.log)
+        signal.signal(signal.SIGXCPU, self._on_cpu_limit)
+        self.realtime = ask_realtime(realtime_priority(self.config.interval_cs), self.log)
         self.sock = Channel(self.family, self.config.interface, self.ifindex, not self.config.unicast_peers)
         self.arp = self.inherited_arp if self.inherited_arp is not None else open_arp_socket(self.config.interface)
         self.refresh_addresses()
@@ -698,6 +723,7 @@ class Speaker:
     def reconcile(self) -> None:
         """The kernel as the state says: an active speaker holds every VIP, a
         backup none; the primary address and our own addresses re-read."""
+        self.regain_realtime()
         try:
             addresses = self.refresh_addresses()
         except OSError as exc:
@@ -712,6 +738,20 @@ class Speaker:
                 self.garp("VIPs added again")
         else:
             self.reconcile_vips()
+
+    def regain_realtime(self) -> None:
+        """Say that SIGXCPU took realtime scheduling away (not from the handler:
+        it may have interrupted a write to the log), and ask for it again
+        REALTIME_RETRY_S later."""
+        if self.realtime_lost_at is None:
+            return
+        if not self.realtime_loss_said:
+            self.realtime_loss_said = True
+            self.log(f"busy past the realtime CPU limit ({REALTIME_CPU_LIMIT_US // 1000} ms without blocking: "
+                     "a flood of packets?): ordinary scheduling for a while")
+        if self.clock() - self.realtime_lost_at >= REALTIME_RETRY_S:
+            self.realtime_lost_at, self.realtime_loss_said = None, False
+            self.realtime = ask_realtime(realtime_priority(self.config.interval_cs), self.log)
 
     def reconcile_vips(self) -> None:
         """Not active: no marked VIP on the interface."""
