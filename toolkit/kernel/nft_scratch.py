@@ -12,6 +12,7 @@ makes a user namespace too (where the system allows unprivileged ones).
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import json
 import os
 import resource
@@ -99,6 +100,7 @@ def _child_main(jobs: list, fd: int) -> None:
         # not for the user's terminal, and a core file is not wanted.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
+        faulthandler.disable()  # (it writes to the stderr it was given, a copy of the old one)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         _child(jobs, lambda message: _send(fd, message))
         _send(fd, {"done": True})
