@@ -545,3 +545,20 @@ def test_more_rules_added_by_hand_than_are_compiled_apart_list_the_table(guarded
     assert (plain.returncode, plain.stdout) == (full.returncode, full.stdout)
     assert guarded.run("apply", guarded.manifest).returncode == 0
     assert drift(guarded, "--full")[0] == 0
+
+
+def test_a_table_made_by_hand_proves_nothing_about_what_netkeel_sends(guarded):
+    """A drift check lists a table holding a rule added by hand; that listing
+    must not stand as proof that netkeel's own sending of that content makes
+    it: a later apply sending it (here a native rule the kernel takes
+    otherwise) is verified by listing, fails, and is undone."""
+    base = POLICY.replace("action: drop, comment: no telnet", "action: drop")
+    write_policy(guarded, base)
+    nft(guarded, "add rule inet netkeel_guard input meta l4proto tcp meta l4proto tcp tcp dport 99 drop")
+    assert drift(guarded)[0] == 2                       # lists the hand-made table
+    nft(guarded, "delete", "table", "inet", "netkeel_guard")
+    guarded.policy.write_text(base + '          - {nft: "meta l4proto tcp meta l4proto tcp tcp dport 99 drop"}\n')
+    result = guarded.run("apply", guarded.manifest)
+    assert result.returncode == 1 and "restored" in result.stderr, result.stdout + result.stderr
+    plain, full = guarded.run("drift", guarded.manifest), guarded.run("drift", guarded.manifest, "--full")
+    assert plain.returncode == 2 and (plain.returncode, plain.stdout) == (full.returncode, full.stdout)

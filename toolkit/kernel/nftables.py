@@ -65,8 +65,14 @@ def read(kernel, ns_name: str, devices=None) -> list:
 
     With `kernel.nft_expected` (desired tables by key, set by a drift check),
     a namespace's tables are read by their text listings where that can be
-    decided (_listed_by_text); a read holding a rule known by its text alone
-    (_table_by_text) is not remembered."""
+    decided (_listed_by_text).
+
+    A table read just after this process's own commit, at the generation it
+    made, and found as committed, has its content proven (memo.prove: what
+    netkeel sends for that content lists back as it, so a later commit of it
+    can be followed without listing; see _follow). A table found otherwise
+    proves nothing: another tool made it, perhaps in a form netkeel's own
+    sending would not make again."""
     ns = kernel.ns(ns_name)
     memo = kernel.nft_memo
     mark = (ns.cookie(), ns.generation(), device_list(devices))
@@ -86,11 +92,20 @@ def read(kernel, ns_name: str, devices=None) -> list:
     if mark[1] is not None and ns.generation() == mark[1]:
         ns.read_generation = mark[1]  # what was read is what this generation holds
         if memo is not None:
-            memo.prove(r for r in out if r.owner == TOPOLOGY)  # listed back exactly so: see _follow
+            committed = kernel.nft_committed.get(ns_name)
+            if committed is not None and committed[:2] == mark[:2]:
+                memo.prove(r for r in out if r.owner == TOPOLOGY and _same_content(r, committed[2].get(r.key)))
             if mark[2] is not None and not any(changes_by_itself(r.fields()) for r in out):
                 memo.put(ns_name, *mark, out)
                 kernel.nft_settled[ns_name] = mark  # these marks will mean these tables
     return out
+
+
+def _same_content(read, committed) -> bool:
+    if committed is None:
+        return False
+    return {k: v for k, v in read.fields().items() if not k.startswith("_")} == \
+        {k: v for k, v in committed.fields().items() if not k.startswith("_")}
 
 
 def _flagged_parts(kernel, ns, ns_name: str, family: str, table: str) -> list:
@@ -411,6 +426,10 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     echoed = _echoed(output) if echo else None
     if callable(tables):
         tables = tables(echoed)
+    if tables is not None and before is not None:
+        after = ns.generation()
+        if after == before + 1:  # our commit alone: a listing at `after` shows what it made
+            kernel.nft_committed[ns_name] = (ns.cookie(), after, {k: r for k, r in tables.items() if r is not None})
     if kernel.nft_memo is not None and before is not None and tables is not None:
         now = device_list((link.ifname, link.index) for link in ns.links())
         after = ns.generation()

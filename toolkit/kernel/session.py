@@ -161,6 +161,11 @@ class Kernel:
         # A drift check for a human sets this to the desired resources by key: a
         # read may then read those tables by their text listings (nftables.read).
         self.nft_expected = None
+        # What this process's own last nft commit in each namespace made: (cookie,
+        # generation after it, {table key: resource}). A listing at that
+        # generation that finds those tables so proves their content (what
+        # netkeel sends for it lists back as it): nftables.read.
+        self.nft_committed: dict = {}
         self.nft_settled: dict = {}
         self.last_read = None
         self._requests = 0
