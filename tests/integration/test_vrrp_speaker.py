@@ -371,6 +371,31 @@ def test_busy_past_the_realtime_cpu_limit_a_speaker_goes_on_as_ordinary_then_rea
     assert vlab.status("r1")["pid"] == pid and vlab.state("r1") == "active"
 
 
+SPELLS = """
+import os, signal, sys, time
+from toolkit.vrrp import speaker
+speaker.REALTIME_CPU_LIMIT_US = 20_000          # 20 ms soft, 40 ms hard: the cycles go fast
+lost = []
+signal.signal(signal.SIGXCPU, lambda signum, frame: (speaker.ordinary_scheduling(), lost.append(1)))
+for spell in range(int(sys.argv[1])):
+    assert speaker.ask_realtime(10, lambda text: None), spell
+    end = time.monotonic() + 2.0
+    while os.sched_getscheduler(0) == os.SCHED_RR and time.monotonic() < end:
+        pass                                    # busy, never blocking: as under a flood
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER, spell
+print(len(lost))
+"""
+
+
+def test_spells_of_realtime_each_ended_by_sigxcpu_never_add_up_to_the_hard_limit():
+    """The kernel counts realtime CPU time without blocking from the last
+    realtime wakeup; a speaker asking for realtime again after SIGXCPU must
+    start that count afresh, or the spells add up to the hard limit: SIGKILL."""
+    done = subprocess.run([sys.executable, "-c", SPELLS, "30"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["30"]
+
+
 FLOOD = """
 import socket, sys, time
 from toolkit.vrrp.packet import Advert, encode

@@ -376,8 +376,9 @@ def _set_pdeathsig(sig: int) -> None:
 def ask_realtime(priority: int, log) -> bool:
     """Run this process under SCHED_RR at `priority`, with RLIMIT_RTTIME so that
     being kept busy without blocking ends in SIGXCPU (the caller handles it:
-    ordinary_scheduling) rather than a CPU taken for good. A kernel or
-    container that refuses leaves ordinary scheduling, said in the log."""
+    ordinary_scheduling) rather than a CPU taken for good. True if it runs so
+    now. A kernel or container that refuses leaves ordinary scheduling, said
+    in the log."""
     if priority <= 0:
         return False
     try:
@@ -390,6 +391,12 @@ def ask_realtime(priority: int, log) -> bool:
         log(f"no realtime scheduling ({exc.strerror if isinstance(exc, OSError) else exc}): "
             "adverts may come late on a busy machine")
         return False
+    # The kernel counts realtime CPU time without blocking from the last wakeup
+    # as realtime: a count left from an earlier spell (one SIGXCPU ended) would
+    # go on growing to the hard limit, and SIGKILL. A short sleep starts it again.
+    time.sleep(0.001)
+    if os.sched_getscheduler(0) != os.SCHED_RR:
+        return False    # SIGXCPU came first: the caller's handler asks again later
     log(f"realtime scheduling: SCHED_RR priority {priority}")
     return True
 
@@ -461,7 +468,7 @@ class Speaker:
         self.wake_r = self.wake_w = -1
         self.next_status = 0.0
         self.next_reconcile = 0.0
-        self.realtime = False
+        self.realtime_priority = realtime_priority(config.interval_cs)
         self.realtime_lost_at = None    # when SIGXCPU took realtime scheduling away (clock())
         self.realtime_loss_said = False
         self.family = family_of(self.vips)
@@ -477,8 +484,7 @@ class Speaker:
         # SIGXCPU: busy past RLIMIT_RTTIME without blocking. Its default action
         # ends the process, and a neighbour flooding the segment could do that.
         ordinary_scheduling()
-        if self.realtime:
-            self.realtime = False
+        if self.realtime_priority and self.realtime_lost_at is None:
             self.realtime_lost_at = self.clock()
 
     def setup(self) -> None:
@@ -504,7 +510,7 @@ class Speaker:
                 self._nap(0.1)
         self.rtnl = Rtnl()
         signal.signal(signal.SIGXCPU, self._on_cpu_limit)
-        self.realtime = ask_realtime(realtime_priority(self.config.interval_cs), self.log)
+        ask_realtime(self.realtime_priority, self.log)
         self.sock = Channel(self.family, self.config.interface, self.ifindex, not self.config.unicast_peers)
         self.arp = self.inherited_arp if self.inherited_arp is not None else open_arp_socket(self.config.interface)
         self.refresh_addresses()
@@ -751,7 +757,7 @@ class Speaker:
                      "a flood of packets?): ordinary scheduling for a while")
         if self.clock() - self.realtime_lost_at >= REALTIME_RETRY_S:
             self.realtime_lost_at, self.realtime_loss_said = None, False
-            self.realtime = ask_realtime(realtime_priority(self.config.interval_cs), self.log)
+            ask_realtime(self.realtime_priority, self.log)
 
     def reconcile_vips(self) -> None:
         """Not active: no marked VIP on the interface."""
