@@ -169,6 +169,8 @@ def test_set_element_problems():
               c: {type: ipv6_addr, elements: [10.0.0.1]}
               d: {type: mark, elements: [one]}
               e: {type: ether_addr, elements: ["02:00:00:00:01"]}
+              f: {type: ifname, elements: ["eth*"]}
+              g: {type: ifname, flags: [interval], elements: ["eth*"]}
     """) == [
         "4: tables.t.sets.a.elements[0]: prefix 10.0.0.0/8 needs the set to have flags: [interval]",
         "4: tables.t.sets.a.elements[1]: fd00::1 is IPv6, the set holds ipv4_addr",
@@ -179,6 +181,7 @@ def test_set_element_problems():
         "11: tables.t.sets.c.elements[0]: 10.0.0.1 is IPv4, the set holds ipv6_addr",
         "12: tables.t.sets.d.elements[0]: invalid mark 'one': a number from 0 to 4294967295",
         "13: tables.t.sets.e.elements[0]: invalid MAC address '02:00:00:00:01': six hex pairs like 02:00:00:00:00:01",
+        "14: tables.t.sets.f.elements[0]: wildcard 'eth*' needs the set to have flags: [interval]",
     ]
 
 

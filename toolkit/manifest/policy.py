@@ -264,7 +264,10 @@ def _element(set_type: str, value, interval: bool):
             raise ValueError(f"invalid mark {quote(value)}: a number from 0 to 4294967295")
         return value
     if set_type == "ifname":
-        return interface_match("elements", str(value))
+        name = interface_match("elements", str(value))
+        if name.endswith("*") and not interval:  # a wildcard is a range of names to the kernel
+            raise ValueError(f"wildcard {quote(name)} needs the set to have flags: [interval]")
+        return name
     if set_type == "ether_addr":
         parts = str(value).split(":")
         if len(parts) != 6 or not all(1 <= len(p) <= 2 and all(c in string.hexdigits for c in p) for p in parts):
