@@ -562,3 +562,36 @@ def test_a_table_made_by_hand_proves_nothing_about_what_netkeel_sends(guarded):
     assert result.returncode == 1 and "restored" in result.stderr, result.stdout + result.stderr
     plain, full = guarded.run("drift", guarded.manifest), guarded.run("drift", guarded.manifest, "--full")
     assert plain.returncode == 2 and (plain.returncode, plain.stdout) == (full.returncode, full.stdout)
+
+
+@pytest.mark.parametrize("variant", ["keyword chain", "native rule"])
+def test_a_dormant_table_that_goes_as_json_comes_back_dormant(lab, tmp_path, variant):
+    """libnftables' JSON input drops table flags: a dormant table whose contents
+    cannot go as text (a chain named like a keyword, a native rule that does not
+    render) is made dormant by text first, then filled as JSON, by a rollback
+    and by the restore after a failed apply alike."""
+    policy = POLICY
+    if variant == "keyword chain":
+        policy = POLICY.replace("input:\n        hook: input", "counter:\n        hook: input")
+    else:
+        policy += '          - {nft: "tcp flags syn tcp option maxseg size set 1360"}\n'
+    (tmp_path / "fw.yaml").write_text(policy)
+    (tmp_path / "lab.yaml").write_text("name: dormant\nnodes:\n  fw:\n    policies: [fw.yaml]\n")
+    manifest = tmp_path / "lab.yaml"
+    assert lab.run("apply", manifest).returncode == 0
+
+    def listed():
+        return subprocess.run(["ip", "netns", "exec", lab.ns("fw"), "nft", "list", "table", "inet", "netkeel_guard"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout
+
+    subprocess.run(["ip", "netns", "exec", lab.ns("fw"), "nft", "add table inet netkeel_guard { flags dormant; }"],
+                   timeout=10, check=True)
+    dormant = listed()
+    failed = lab.run("apply", manifest, env={"NETKEEL_FAILPOINT": "apply.after:1"})
+    assert failed.returncode == 1 and "restored" in failed.stderr, failed.stdout + failed.stderr
+    assert listed() == dormant
+    assert lab.run("apply", manifest).returncode == 0
+    assert "dormant" not in listed()
+    rolled = lab.run("rollback", None)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert listed() == dormant

@@ -151,10 +151,11 @@ class NftTable(Kind):
         ns = actions[0].ns
         names = ", ".join(f"{a.op} table {a.key[1]} {a.key[2]}" for a in actions)
 
-        def as_json() -> str:
+        def as_json(shells_made=()) -> str:
             # JSON input, written as text: the rules are JSON text already, and parsing
             # them only to serialise them again cost more than libnftables' own work.
-            commands = [command for action in actions for command in table_commands(action)]
+            commands = [command for action in actions
+                        for command in table_commands(action, contents_only=action.key in shells_made)]
             return '{"nftables":[' + ",".join(commands) + "]}"
 
         tables = {a.key: None if a.desired is None else committed(a.desired) for a in actions}
@@ -175,7 +176,58 @@ class NftTable(Kind):
         scripts = [table_script(a.op, a.key[1], a.key[2], a.desired.spec if a.desired is not None else ())
                    for a in actions]
         script = "".join(scripts) if all(part is not None for part in scripts) else None
-        backend.nft_transaction(ns, as_json, names, script=script, tables=tables)
+        flagged = [a for a in actions if a.desired is not None and _json_list(a.desired.get("table flags"))]
+        if not flagged:
+            backend.nft_transaction(ns, as_json, names, script=script, tables=tables)
+            return
+        # A snapshot's flagged (dormant) table. libnftables 1.0.6's JSON input
+        # drops table flags, and its `add table` clears them: as JSON it would
+        # come back active. Text carries them; where the text does not render
+        # or nft refuses it (a chain named like a keyword), two transactions:
+        # the tables made empty and flagged as text, then their contents as
+        # JSON without any table command. Between the two a dormant table is
+        # empty, which no packet can tell from a dormant full one.
+        if script is not None:
+            try:
+                backend.nft_transaction(ns, _refuse_json, names, script=script, tables=tables)
+                return
+            except _FlagsNeedText:
+                pass    # the text was refused before anything was committed
+        shells = "".join(table_script(a.op, a.key[1], a.key[2], (("table flags", a.desired.get("table flags")),
+                                                                  ("_nft", ""))) for a in flagged)
+        made = {a.key for a in flagged}
+        backend.nft_transaction(ns, lambda: as_json_shells(flagged), f"{names} (flagged tables first, as text)",
+                                script=shells)
+        backend.nft_transaction(ns, lambda: as_json(made), f"{names} (contents, as JSON)")
+
+
+def table_head_commands(action) -> list:
+    """The JSON commands that delete the table, or make it (again, empty)."""
+    _, family, name = action.key
+    ident = json.dumps({"family": family, "name": name})
+    if action.op == "delete":
+        return [f'{{"delete":{{"table":{ident}}}}}']
+    flags = json.loads(action.desired.get("table flags", "[]"))  # a snapshot's dormant table
+    created = json.dumps({"family": family, "name": name, **({"flags": flags} if flags else {})})
+    if action.op == "modify":
+        # add (a no-op if it exists), delete, add: the table is replaced whole,
+        # inside the same transaction.
+        return [f'{{"add":{{"table":{ident}}}}}', f'{{"delete":{{"table":{ident}}}}}', f'{{"add":{{"table":{created}}}}}']
+    return [f'{{"add":{{"table":{created}}}}}']
+
+
+class _FlagsNeedText(Exception):
+    """The text of a transaction with a flagged table was refused: JSON would lose the flags."""
+
+
+def _refuse_json():
+    raise _FlagsNeedText()
+
+
+def as_json_shells(actions) -> str:
+    """The flagged tables' shells as JSON (all JSON can say of them: no flags),
+    for a backend that takes only JSON."""
+    return '{"nftables":[' + ",".join(c for a in actions for c in table_head_commands(a)) + "]}"
 
 
 def _deltas(actions) -> dict | None:
@@ -323,23 +375,14 @@ def element_text(element: str) -> str:
     return str(value)
 
 
-def table_commands(action) -> list:
+def table_commands(action, contents_only: bool = False) -> list:
     """The libnftables JSON commands (as JSON text) that take one table from live
-    to desired."""
+    to desired; with `contents_only`, its sets, chains and rules alone (the
+    table exists, empty: see NftTable.run)."""
     _, family, name = action.key
-    ident = json.dumps({"family": family, "name": name})
     if action.op == "delete":
-        return [f'{{"delete":{{"table":{ident}}}}}']
-    flags = json.loads(action.desired.get("table flags", "[]"))  # a snapshot's dormant table
-    created = json.dumps({"family": family, "name": name, **({"flags": flags} if flags else {})})
-    commands = [f'{{"add":{{"table":{ident}}}}}']
-    if action.op == "modify":
-        # add (a no-op if it exists), delete, add: the table is replaced whole,
-        # inside the same transaction.
-        commands += [f'{{"delete":{{"table":{ident}}}}}']
-        commands.append(f'{{"add":{{"table":{created}}}}}')
-    elif flags:
-        commands = [f'{{"add":{{"table":{created}}}}}']
+        return table_head_commands(action)
+    commands = [] if contents_only else table_head_commands(action)
     where = {"family": family, "table": name}
     sets, chains, rules = [], [], []
     for field, value in action.desired.spec:
