@@ -595,3 +595,22 @@ def test_a_dormant_table_that_goes_as_json_comes_back_dormant(lab, tmp_path, var
     rolled = lab.run("rollback", None)
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert listed() == dormant
+
+
+def test_a_rule_by_rule_change_proves_nothing_of_the_rules_it_did_not_send(guarded):
+    """A rule-by-rule change around a rule another tool made (equal, as
+    listed, to a native rule of the manifest) proves the rules it added, not
+    that one: sent by netkeel later (the table deleted), the kernel takes it
+    otherwise, and the apply is verified by listing, fails and is undone."""
+    base = POLICY.replace("action: drop, comment: no telnet", "action: drop")
+    write_policy(guarded, base)
+    nft(guarded, "add rule inet netkeel_guard input meta l4proto tcp meta l4proto tcp tcp dport 99 drop")
+    guarded.policy.write_text(base.replace("dport: 22,", "dport: 2222,")
+                              + '          - {nft: "meta l4proto tcp meta l4proto tcp tcp dport 99 drop"}\n')
+    changed = guarded.run("apply", guarded.manifest, "--verbose")
+    assert changed.returncode == 0 and "changed rules and elements only" in changed.stderr, changed.stderr
+    nft(guarded, "delete", "table", "inet", "netkeel_guard")
+    result = guarded.run("apply", guarded.manifest)
+    assert result.returncode == 1 and "restored" in result.stderr, result.stdout + result.stderr
+    plain, full = guarded.run("drift", guarded.manifest), guarded.run("drift", guarded.manifest, "--full")
+    assert plain.returncode == 2 and (plain.returncode, plain.stdout) == (full.returncode, full.stdout)

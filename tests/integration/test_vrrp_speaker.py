@@ -396,6 +396,31 @@ def test_spells_of_realtime_each_ended_by_sigxcpu_never_add_up_to_the_hard_limit
     assert done.stdout.split() == ["30"]
 
 
+TIGHT = """
+import os, resource, signal, sys, time
+from toolkit.vrrp import speaker
+hard = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_RTTIME, (hard, hard))       # as a service manager may leave it
+signal.signal(signal.SIGXCPU, lambda signum, frame: speaker.ordinary_scheduling())
+if not speaker.ask_realtime(10, lambda text: print(text)):
+    sys.exit(0)
+end = time.monotonic() + 2.0
+while os.sched_getscheduler(0) == os.SCHED_RR and time.monotonic() < end:
+    pass
+print("ordinary" if os.sched_getscheduler(0) == os.SCHED_OTHER else "still realtime")
+"""
+
+
+@pytest.mark.parametrize("hard_us, said", [(150_000, "ordinary"), (10_000, "no realtime scheduling")])
+def test_a_tight_inherited_realtime_limit_never_ends_the_speaker(hard_us, said):
+    """The kernel checks RLIMIT_RTTIME's hard limit first (SIGKILL): the soft one
+    is set below a tight inherited hard limit, or realtime is not asked for."""
+    done = subprocess.run([sys.executable, "-c", TIGHT, str(hard_us)], capture_output=True, text=True, timeout=30,
+                          cwd=ROOT)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert said in done.stdout, done.stdout
+
+
 FLOOD = """
 import socket, sys, time
 from toolkit.vrrp.packet import Advert, encode

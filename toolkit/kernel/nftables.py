@@ -488,8 +488,12 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
         return
     if any(changes_by_itself(r.fields()) for r in kept + placed):
         return
-    if verified:  # what stayed was known, what was added the kernel echoed: this content is proven too
-        memo.prove(placed)
+    if verified:
+        # What was added the kernel echoed as sent; what stayed is proven only if
+        # the table it stayed in was (read after a commit of ours, see read):
+        # another tool's rule, listed, says nothing of netkeel's sending.
+        before_held = {r.key: r for r in held}
+        memo.prove(r for r in placed if r.key in before_held and memo.proven(before_held[r.key]))
     elif not all(memo.proven(r) for r in placed):
         placed = check(placed) if check is not None and placed else None
         if placed is None:

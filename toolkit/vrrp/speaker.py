@@ -382,10 +382,17 @@ def ask_realtime(priority: int, log) -> bool:
     if priority <= 0:
         return False
     try:
-        # Within the hard limit inherited: lowering needs no privilege.
+        # Within the hard limit inherited (lowering needs no privilege), with the
+        # soft one well below it: the kernel checks the hard limit first, and
+        # reaching it is SIGKILL, with no SIGXCPU before.
         _, hard = resource.getrlimit(resource.RLIMIT_RTTIME)
         wanted = REALTIME_CPU_LIMIT_US * 2 if hard == resource.RLIM_INFINITY else min(hard, REALTIME_CPU_LIMIT_US * 2)
-        resource.setrlimit(resource.RLIMIT_RTTIME, (min(REALTIME_CPU_LIMIT_US, wanted), wanted))
+        soft = min(REALTIME_CPU_LIMIT_US, wanted // 2)
+        if soft < REALTIME_CPU_LIMIT_US // 20:
+            log(f"no realtime scheduling: the inherited RLIMIT_RTTIME ({hard} us) leaves no room to give it up "
+                "before the kernel's SIGKILL; adverts may come late on a busy machine")
+            return False
+        resource.setrlimit(resource.RLIMIT_RTTIME, (soft, wanted))
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
     except (OSError, ValueError) as exc:
         log(f"no realtime scheduling ({exc.strerror if isinstance(exc, OSError) else exc}): "
