@@ -196,7 +196,7 @@ class NftTable(Kind):
         shells = "".join(table_script(a.op, a.key[1], a.key[2], (("table flags", a.desired.get("table flags")),
                                                                   ("_nft", ""))) for a in flagged)
         made = {a.key for a in flagged}
-        backend.nft_transaction(ns, lambda: as_json_shells(flagged), f"{names} (flagged tables first, as text)",
+        backend.nft_transaction(ns, lambda: _shells_as_json(flagged), f"{names} (flagged tables first, as text)",
                                 script=shells)
         backend.nft_transaction(ns, lambda: as_json(made), f"{names} (contents, as JSON)")
 
@@ -224,7 +224,7 @@ def _refuse_json():
     raise _FlagsNeedText()
 
 
-def as_json_shells(actions) -> str:
+def _shells_as_json(actions) -> str:
     """The flagged tables' shells as JSON (all JSON can say of them: no flags),
     for a backend that takes only JSON."""
     return '{"nftables":[' + ",".join(c for a in actions for c in table_head_commands(a)) + "]}"
