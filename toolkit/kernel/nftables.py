@@ -22,7 +22,7 @@ import json
 import re
 
 from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, overlay
-from ..core.resource import Resource
+from ..core.resource import Resource, changed_fields
 from ..errors import KernelError
 from ..kinds import nft_text
 from ..kinds.nft_canon import canonical_rule, changes_by_itself, live_table_specs
@@ -102,10 +102,7 @@ def read(kernel, ns_name: str, devices=None) -> list:
 
 
 def _same_content(read, committed) -> bool:
-    if committed is None:
-        return False
-    return {k: v for k, v in read.fields().items() if not k.startswith("_")} == \
-        {k: v for k, v in committed.fields().items() if not k.startswith("_")}
+    return committed is not None and not changed_fields(committed, read, closed=True)
 
 
 def _flagged_parts(kernel, ns, ns_name: str, family: str, table: str) -> list:
