@@ -37,7 +37,7 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=
     revision = RevisionReader(rev, file) if rev else None
     compiled = None if rev or full else _cached(state, file, ns_prefix)
     if compiled is None:
-        compiled = _compile(state, file, ns_prefix, revision)
+        compiled = _compile(state, file, ns_prefix, revision, remembered=not full)
     require_root()
     warn_interrupted(state)
     if read_only and not state.root.exists():  # a plan or drift makes nothing there (a mistyped -s?)
@@ -64,20 +64,28 @@ def _cached(state, file, prefix):
     return CompileCache(state, read_file, refused).lookup(file, prefix) if os.geteuid() == 0 else None
 
 
-def _compile(state, file, prefix, revision):
+def _compile(state, file, prefix, revision, remembered=True):
     """Load, check and compile the manifest (from a git revision if `revision`); bad
     input raises ManifestError with every problem, before root is asked for. A
-    manifest read from the working tree is kept in the compile cache."""
+    manifest read from the working tree is kept in the compile cache, and its
+    policy files' reads (state/policy_loads.py: with `remembered`, an edited
+    policy file is read again only where it changed)."""
+    import os
     from dataclasses import replace
 
     from ..errors import ManifestError
     from ..kinds import compile_topology
     from ..manifest.policy import resolve_native_rules
+    from ..manifest.policy_edit import PolicyReader
     from ..manifest.topology import read_file
     from ..state.compiled import CompileCache, Recorder
+    from ..state.policy_loads import PolicyLoads
 
     recorder = Recorder(revision or read_file)
-    topology = load_topology(file, read=recorder)  # bad input first, before any kernel work
+    # Policy files read before are read again only where they changed (never from a revision).
+    kept = PolicyLoads(state) if revision is None and os.geteuid() == 0 else None
+    policies = PolicyReader(kept.kept, kept.used) if kept is not None and remembered else PolicyReader()
+    topology = load_topology(file, read=recorder, policies=policies.load)  # bad input first
     require_root()
     if any(r.native for n in topology.nodes for t in n.tables for c in t.chains for r in c.rules):
         topology, problems = resolve_native_rules(topology, native_resolver)  # no second parse
@@ -86,6 +94,8 @@ def _compile(state, file, prefix, revision):
     compiled = replace(compile_topology(topology, prefix), reads=dict(recorder.reads) if revision is None else {})
     if revision is None:
         CompileCache(state, read_file).store(file, prefix, compiled, recorder.reads)
+        if kept is not None:
+            kept.keep(policies.made)
     return compiled
 
 

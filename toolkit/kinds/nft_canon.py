@@ -82,6 +82,37 @@ def canonical_rule(expr: list, comment: str | None, family: str) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
+# Declared rules' canonical forms by (expression JSON, comment, family): pure,
+# so remembered for the process, and filled from the last read of a policy file
+# (state/policy_loads.py) so that recompiling a table with one rule edited costs
+# one rule's work.
+_DECLARED_KEYS: dict = {}
+MEMO_LIMIT = 500_000
+
+
+def declared_rule_key(expr: str, comment: str | None, family: str) -> str:
+    """canonical_rule() of a declared rule, its expression given as JSON text."""
+    memo = (expr, comment, family)
+    key = _DECLARED_KEYS.get(memo)
+    if key is None:
+        key = canonical_rule(json.loads(expr), comment, family)
+        if len(_DECLARED_KEYS) >= MEMO_LIMIT:
+            _DECLARED_KEYS.clear()
+        _DECLARED_KEYS[memo] = key
+    return key
+
+
+def known_rule_key(expr: str, comment: str | None, family: str) -> str | None:
+    """The canonical form remembered for a declared rule, if it is."""
+    return _DECLARED_KEYS.get((expr, comment, family))
+
+
+def remember_rule_key(expr: str, comment: str | None, family: str, key: str) -> None:
+    """What an earlier process computed for a declared rule (declared_rule_key)."""
+    if len(_DECLARED_KEYS) < MEMO_LIMIT:
+        _DECLARED_KEYS[(expr, comment, family)] = key
+
+
 def chain_header(type_, hook, priority, policy) -> str:
     return json.dumps({"type": type_, "hook": hook, "prio": priority, "policy": policy}, sort_keys=True)
 
@@ -109,7 +140,7 @@ def desired_table_spec(table) -> dict:
         fields[f"chain {chain.name}"] = chain_header(chain.type, chain.hook, chain.priority, chain.policy)
         rules = []
         for rule in chain.rules:
-            key = canonical_rule(json.loads(rule.expr), rule.comment, table.family)
+            key = declared_rule_key(rule.expr, rule.comment, table.family)
             rules.append(key)
             display[(chain.name, key)] = f"{rule.text}  ({rule.source})"
         fields[f"rules {chain.name}"] = tuple(rules)

@@ -23,7 +23,7 @@ import difflib
 import json
 from dataclasses import dataclass
 
-from .nft_text import Unrenderable, as_sent, element_text, name_text, rule_text
+from .nft_text import Unrenderable, element_text, name_text, sent_text
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _rules(where: str, chain: str, want: tuple, have: tuple, handles: list, line
             continue
         before = next((handles[i] for i in range(i1 - 1, -1, -1) if stays[i]), None)
         after = next((handles[i] for i in range(i2, len(have)) if stays[i]), None)
-        texts = [rule_text(as_sent(want[j])) for j in range(j1, j2)]
+        texts = [sent_text(want[j]) for j in range(j1, j2)]
         if before is not None:   # each lands right after the anchor: the last one first
             order = list(range(j2 - 1, j1 - 1, -1))
             lines.extend(f"add rule {head} position {before} {texts[j - j1]}" for j in order)

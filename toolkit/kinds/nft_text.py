@@ -79,10 +79,38 @@ def table_body(family: str, name: str, spec) -> str:
             chains.append(f"add chain {where} {_name(item)}{_chain_body(json.loads(value))}")
         elif kind == "rules":
             head = f"add rule {where} {_name(item)} "
-            rules.extend(head + rule_text(as_sent(rule)) for rule in value)
+            rules.extend(head + sent_text(rule) for rule in value)
         else:
             raise Unrenderable(field)  # stateful objects: JSON
     return "".join(line + "\n" for line in sets + chains + rules)
+
+
+# Canonical rule -> its text as sent (rule_text of as_sent): pure, so remembered
+# for the process, and filled from the last read of a policy file as the rule
+# keys are (nft_canon.declared_rule_key).
+_SENT_TEXTS: dict = {}
+MEMO_LIMIT = 500_000
+
+
+def sent_text(rule: str) -> str:
+    """rule_text(as_sent(rule)), remembered. Raises Unrenderable."""
+    text = _SENT_TEXTS.get(rule)
+    if text is None:
+        text = rule_text(as_sent(rule))
+        if len(_SENT_TEXTS) >= MEMO_LIMIT:
+            _SENT_TEXTS.clear()
+        _SENT_TEXTS[rule] = text
+    return text
+
+
+def known_sent_text(rule: str) -> str | None:
+    return _SENT_TEXTS.get(rule)
+
+
+def remember_sent_text(rule: str, text: str) -> None:
+    """What an earlier process computed for a canonical rule (sent_text)."""
+    if len(_SENT_TEXTS) < MEMO_LIMIT:
+        _SENT_TEXTS[rule] = text
 
 
 def as_sent(rule: str) -> str:

@@ -253,3 +253,53 @@ def _build_mapping(node, path: Path, loader: _Constructor, doc: Document, within
         # Report a field on the line of its key, which is where the eye looks.
         doc.lines[path + (key,)] = key_node.start_mark.line + 1
     return out
+
+
+_SEQ = "tag:yaml.org,2002:seq"
+
+
+def load_sequence_item(text: str, file: str, path: Path) -> Document | None:
+    """The one item of a block sequence written alone in `text`, built as the
+    value at `path` of a document of `file` (`text` starts with a newline per
+    line before the item's in the file, so lines are the file's).
+
+    None unless it is exactly that and sound on its own: one item, no problem,
+    no anchor or alias (an alias may name an anchor elsewhere in the file; an
+    anchor may be named from elsewhere) and every scalar on one line (a scalar
+    running on past the item's last line would be read so only by the whole
+    file). Used to read again one edited rule of a file read before
+    (manifest/policy_edit.py); None sends the caller to the whole file."""
+    loader = _Constructor(text)
+    events = []  # libyaml's events: anchors and aliases show only there
+    try:
+        while loader.check_event():
+            events.append(loader.get_event())
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+    if any(isinstance(e, yaml.AliasEvent) or getattr(e, "anchor", None) is not None for e in events):
+        return None
+    doc = Document(file=file, data=None)
+    loader = _Constructor(text)
+    try:
+        node = loader.get_single_node()
+        if not (isinstance(node, yaml.SequenceNode) and node.tag == _SEQ and len(node.value) == 1
+                and _one_line_scalars(node.value[0])):
+            return None
+        doc.data = _build(node.value[0], tuple(path), loader, doc)
+    except (yaml.YAMLError, RecursionError, _TooBig):
+        return None
+    finally:
+        loader.dispose()
+    if doc.problems or doc.refused or doc.data is None:
+        return None
+    return doc
+
+
+def _one_line_scalars(node) -> bool:
+    if isinstance(node, yaml.ScalarNode):
+        return node.start_mark.line == node.end_mark.line
+    if isinstance(node, yaml.MappingNode):
+        return all(_one_line_scalars(k) and _one_line_scalars(v) for k, v in node.value)
+    return all(_one_line_scalars(item) for item in node.value)

@@ -16,9 +16,10 @@ from dataclasses import replace
 
 from ..core.owners import CHAOS_TABLE_PREFIX, TABLE_PREFIX
 from ..errors import Problem
-from ..model.firewall import Chain, NamedSet, Rule, Table
+from ..model.firewall import Chain, NamedSet, PolicyLoad, Rule, Table
 from .checks import kernel_text
 from .loader import Document, format_path, load_document, mapping, sequence
+from .policy_edit import rule_spans
 from .nft_rules import (RuleContext, RuleError, check_comment, check_native_strings, compile_rule, describe,
                         element_span, interface_match, port_value)
 from .schema import schema_problems
@@ -30,15 +31,24 @@ NAT_HOOKS = ("prerouting", "input", "output", "postrouting")
 
 def load_policy_text(text: str, file: str) -> tuple:
     """(tables, problems) for one policy file; never raises for bad input."""
+    load, problems = load_policy(text, file)
+    return load.tables, problems
+
+
+def load_policy(text: str, file: str) -> tuple:
+    """(PolicyLoad, problems) for one policy file, read whole: the tables, and
+    where its rule items are (policy_edit.rule_spans) when there is no
+    problem, for a later edit of the file to be read rule by rule."""
     doc = load_document(text, file)
     if doc.data is None:
         if not doc.problems:
             doc.problems.append(doc.problem((), "the policy file is empty; it needs `tables`"))
-        return (), [clean_problem(p) for p in doc.problems]
+        return PolicyLoad(text, ()), [clean_problem(p) for p in doc.problems]
     problems = list(doc.problems) + schema_problems(doc, "policy")
     builder = _PolicyBuilder(doc)
     tables = builder.build()
-    return tables, [clean_problem(p) for p in problems + builder.problems]
+    problems = [clean_problem(p) for p in problems + builder.problems]
+    return PolicyLoad(text, tables, () if problems else rule_spans(text, doc)), problems
 
 
 class _PolicyBuilder:

@@ -24,21 +24,23 @@ from .text import clean_problem, listing, quote
 from .vips import build_vips
 
 
-def load_topology(path, read=read_file, natives=None) -> Topology:
+def load_topology(path, read=read_file, natives=None, policies=None) -> Topology:
     """Load and validate the topology manifest at `path` and the policy files it
     names, read with `read(path) -> bytes`. With `natives` (a resolver such as
     kernel/nft_scratch.resolve), native firewall rules are checked and compiled
     by libnftables too; without it they stay unresolved (rule.expr None).
+    `policies(text, path) -> (tables, problems)` reads each policy file
+    (load_policy_text; state/policy_loads.py's reads again only what changed).
 
     Raises ManifestError listing every problem (unreadable files included).
     """
     text, problem = read_text(str(path), read, "manifest")
     if problem:
         raise _invalid([problem])
-    return load_topology_text(text, str(path), read, natives)
+    return load_topology_text(text, str(path), read, natives, policies)
 
 
-def load_topology_text(text: str, file: str, read=read_file, natives=None) -> Topology:
+def load_topology_text(text: str, file: str, read=read_file, natives=None, policies=None) -> Topology:
     """Like load_topology, for manifest text already in hand (named `file` in errors)."""
     doc = load_document(text, file)
     if doc.data is None and not doc.problems:
@@ -46,7 +48,7 @@ def load_topology_text(text: str, file: str, read=read_file, natives=None) -> To
     if doc.data is None:
         raise _invalid(doc.problems)
     problems = list(doc.problems) + schema_problems(doc, "topology")
-    builder = _Builder(doc, read)
+    builder = _Builder(doc, read, policies or load_policy_text)
     topology = builder.build()
     problems += builder.problems
     if natives is not None:
@@ -89,9 +91,10 @@ class _Draft:
 
 
 class _Builder:
-    def __init__(self, doc: Document, read=read_file):
+    def __init__(self, doc: Document, read=read_file, load_policy=load_policy_text):
         self.doc = doc
         self.read = read
+        self.load_policy = load_policy
         self.policies: dict = {}       # path -> tables, each file loaded once
         self.policy_hashes: dict = {}  # path -> sha256 of its text
         self.data = doc.data if isinstance(doc.data, dict) else {}
@@ -361,7 +364,7 @@ class _Builder:
                     self.policies[path] = ()
                     continue
                 self.policy_hashes[path] = hashlib.sha256(text.encode()).hexdigest()
-                self.policies[path], problems = load_policy_text(text, path)
+                self.policies[path], problems = self.load_policy(text, path)
                 self.problems.extend(problems)
             for table in self.policies[path]:
                 ident = (table.family, table.name)

@@ -54,3 +54,15 @@ class Table:
     @property
     def kernel_name(self) -> str:
         return TABLE_PREFIX + self.name
+
+
+@dataclass(frozen=True)
+class PolicyLoad:
+    """A policy file's text, the tables a read of it made with no problem, and
+    where its rule items are: (table, chain, index, first, end, column) per
+    item, lines [first, end) counted from 0, its dash at `column` (for reading
+    an edit of it rule by rule: manifest/policy_edit.py)."""
+
+    text: str
+    tables: tuple
+    spans: tuple = ()

@@ -1,0 +1,174 @@
+"""An edited policy file read rule by rule (manifest/policy_edit.py) gives
+exactly what reading it whole gives, or declines: checked against the whole
+read over many edits, random and chosen."""
+
+import random
+
+import pytest
+
+from toolkit.manifest.policy import load_policy
+from toolkit.manifest.policy_edit import splice
+
+FILE = "policies/edited.yaml"
+
+POLICY = """\
+# A policy written in both styles, with comments and blank lines.
+tables:
+  filter:
+    family: inet
+    sets:
+      blocked:
+        type: ipv4_addr
+        elements: [192.0.2.1, 192.0.2.2]
+    chains:
+      input:
+        hook: input
+        policy: drop
+        rules:
+          - {ct_state: [established, related], action: accept}
+          - {saddr: "@blocked", action: drop}   # the block list
+
+          - protocol: tcp
+            dport: 22
+            counter: true
+            action: accept
+          # between items
+          - {protocol: udp, dport: [53, 5353], action: accept, comment: "dns"}
+          - action:
+              jump: audit
+          - protocol: tcp
+            dport: 80
+            action: accept
+      audit:
+        rules:
+        - {counter: true, action: return}
+        - {saddr: 10.0.0.0/8, action: drop}
+      output:
+        hook: output
+        rules:
+          - {daddr: 198.51.100.7, action: drop}
+  nat:
+    family: ip
+    chains:
+      post:
+        type: nat
+        hook: postrouting
+        rules:
+          - {oif: eth0, action: masquerade}
+          - {saddr: 10.1.0.0/16, action: masquerade}
+"""
+
+
+def whole(text):
+    load, problems = load_policy(text, FILE)
+    return load, problems
+
+
+def check_edit(old_text, new_text):
+    """The edit read rule by rule equals the whole read; returns whether it was."""
+    old, problems = whole(old_text)
+    assert problems == []
+    spliced = splice(old, new_text, FILE)
+    full, full_problems = whole(new_text)
+    if spliced is None:
+        return False
+    assert full_problems == [], f"a rule-by-rule read passed what the whole read refuses: {full_problems}"
+    assert spliced.tables == full.tables
+    assert spliced.spans == full.spans
+    assert spliced.text == new_text
+    return True
+
+
+def test_the_policy_reads_whole_with_spans_for_every_rule():
+    load, problems = whole(POLICY)
+    assert problems == []
+    assert len(load.spans) == 11
+
+
+@pytest.mark.parametrize("old, new", [
+    ("dport: 22", "dport: 2222"),                                        # a block rule's value
+    ("dport: 22\n", "dport: 22\n            comment: ssh\n"),            # a line added within it
+    ("            counter: true\n", ""),                                 # a line taken out of it
+    ('"dns"}', '"dns", counter: true}'),                                 # a flow rule
+    ("{daddr: 198.51.100.7, action: drop}", "{daddr: 198.51.100.8, action: accept}"),  # the last, another chain
+    ("- {saddr: 10.1.0.0/16", "- {saddr: 10.2.0.0/16"),                  # the last rule of the file
+    ("# between items", "# between the items, said again"),             # a comment inside a span
+    ("{saddr: 10.0.0.0/8, action: drop}", "{saddr: 10.0.0.0/8, action: drop}  # ours"),
+])
+def test_edits_within_one_rule_read_alone_as_the_whole_read(old, new):
+    assert old in POLICY
+    assert check_edit(POLICY, POLICY.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("old, new", [
+    ("dport: 22", "dport: 70000"),                      # out of range: the whole read says so
+    ("dport: 22", "dport: [22"),                        # YAML broken
+    ("dport: 22", "dport: 22\n          - {action: drop}"),  # a new item: not an edit of one
+    ("jump: audit", "jump: output"),                # a jump: the loop checks are the table's
+    ("- {counter: true, action: return}", "- {action: jump, target: audit}"),  # a jump made
+    ('- {oif: eth0, action: masquerade}', '- {nft: "oifname eth0 masquerade"}'),  # native
+    ("dport: 22", "dport: &port 22"),                   # an anchor
+    ("policy: drop", "policy: accept"),                 # outside any rule
+    ("192.0.2.2]", "192.0.2.3]"),                       # a set
+    ('"dns"}', '"dns\n             "}'),                # a scalar over two lines
+    ("dport: 22", "dport: 22.0"),                       # a float: the schema's slow path
+    ("            counter: true", "\tcounter: true"),   # a tab
+    ("dport: 80\n", "dport: 80\n  other: 1\n"),         # a line that ends the item differently
+])
+def test_edits_that_are_not_one_plain_rule_are_declined(old, new):
+    assert old in POLICY
+    edited = POLICY.replace(old, new, 1)
+    old_load, _ = whole(POLICY)
+    assert splice(old_load, edited, FILE) is None
+
+
+def test_a_rule_that_moves_later_lines_moves_their_sources():
+    edited = POLICY.replace("dport: 22\n", "dport: 22\n            comment: one\n            log: true\n", 1)
+    assert check_edit(POLICY, edited)
+    full, _ = whole(edited)
+    assert full.tables[1].source == f"{FILE}:{POLICY.splitlines().index('  nat:') + 3}"
+
+
+def test_an_unchanged_text_is_no_edit():
+    old, _ = whole(POLICY)
+    assert splice(old, POLICY, FILE) is None
+
+
+def _mutations(rng, lines):
+    """One random edit of a line: a value changed, a character dropped or
+    doubled, indentation moved, a line inserted or removed."""
+    i = rng.randrange(len(lines))
+    line = lines[i]
+    choice = rng.randrange(7)
+    out = list(lines)
+    if choice == 0 and line:
+        j = rng.randrange(len(line))
+        out[i] = line[:j] + line[j + 1:]
+    elif choice == 1 and line:
+        j = rng.randrange(len(line))
+        out[i] = line[:j] + rng.choice("0123456789 :,{}[]-#'\"&*!|>abz") + line[j:]
+    elif choice == 2:
+        out[i] = " " + line if rng.random() < 0.5 else line[1:] if line.startswith(" ") else line
+    elif choice == 3:
+        out.insert(i, rng.choice(["", "            # note", "            counter: true", "          - {action: drop}",
+                                  "            dport: 8080", "      extra:", "          - action: accept"]))
+    elif choice == 4:
+        del out[i]
+    else:
+        for digit in "0123456789":
+            if digit in line:
+                out[i] = line.replace(digit, str((int(digit) + 1) % 10), 1)
+                break
+    return out
+
+
+def test_random_edits_read_rule_by_rule_equal_the_whole_read():
+    rng = random.Random(20261201)
+    lines = POLICY.split("\n")
+    read_alone = 0
+    for _ in range(1500):
+        edited = "\n".join(_mutations(rng, lines))
+        if edited == POLICY:
+            continue
+        read_alone += check_edit(POLICY, edited)
+    assert read_alone > 100  # the path is taken, not only declined

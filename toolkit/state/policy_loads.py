@@ -1,0 +1,138 @@
+"""The last good read of each policy file, for reading an edit of it rule by rule.
+
+The compile cache (compiled.py) answers for files that did not change at all.
+When one did, the topology is loaded again; this gives its policy reader
+(manifest/policy_edit.PolicyReader) the policy files it read before: a file
+whose text is the same is not read again, and a file edited inside one rule
+item is read as that item alone (anything else is read whole). With the tables come the canonical forms and nft text of their rules
+(kinds/nft_canon.declared_rule_key, kinds/nft_text.sent_text), so compiling a
+table with one rule edited costs one rule's work.
+
+An entry is kept per policy file path (and netkeel's code fingerprint: other
+code, other reads), written after a compile that succeeded, in netkeel's own
+state directory (0700, checked by statedir.py), as the compile cache's are.
+Reading one checks its shape; anything unexpected is a miss, and the file is
+read whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ..kinds import nft_canon, nft_text
+from ..model.firewall import Chain, NamedSet, PolicyLoad, Rule, Table
+from .compiled import fingerprint
+
+DIRECTORY = "cache/policies"
+FORMAT = 1
+KEEP = 64  # entries; the oldest beyond this are removed on writing
+
+
+class PolicyLoads:
+    """The kept reads of policy files, for manifest.policy_edit.PolicyReader:
+    `kept(path)` (a PolicyLoad, or None), `used(path)` (its rules' forms are
+    then remembered for the compile), `keep({path: PolicyLoad})`."""
+
+    def __init__(self, state):
+        self.state = state
+        self._forms: dict = {}  # path -> the kept rules' forms, remembered if used
+
+    def kept(self, path: str):
+        try:
+            data = self.state.read_json(_entry_name(path))
+            if data is None:
+                return None
+            load, self._forms[path] = _decoded(path, data)
+            return load
+        except Exception:  # noqa: BLE001 - unreadable, unsafe, malformed: the file is read whole
+            return None
+
+    def used(self, path: str) -> None:
+        """A kept read stands for the file: the compile of its tables finds its
+        rules' forms (an unused entry teaches nothing)."""
+        for expr, comment, family, key, sent in self._forms.get(path, ()):
+            nft_canon.remember_rule_key(expr, comment, family, key)
+            if sent is not None:
+                nft_text.remember_sent_text(key, sent)
+
+    def keep(self, loads: dict) -> None:
+        """Write `loads` ({path: PolicyLoad}, after the compile succeeded). Never
+        raises: a cache that cannot be written is only slower next time."""
+        if not loads or not self.state.root.is_dir():
+            return
+        for path, load in loads.items():
+            try:
+                self.state.write_json(_entry_name(path), _encoded(path, load), durable=False, compact=True)
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            self.state.keep_newest(DIRECTORY, KEEP)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _entry_name(path: str) -> str:
+    key = json.dumps([FORMAT, fingerprint(), str(path)])
+    return f"{DIRECTORY}/{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+
+
+def _encoded(path: str, load) -> dict:
+    tables = []
+    for table in load.tables:
+        chains = []
+        for chain in table.chains:
+            rules = []
+            for r in chain.rules:
+                key = nft_canon.known_rule_key(r.expr, r.comment, table.family) if r.expr is not None else None
+                sent = nft_text.known_sent_text(key) if key is not None else None
+                rules.append([r.expr, r.native, r.comment, r.source, r.text, r.path, key, sent])
+            chains.append([chain.name, chain.type, chain.hook, chain.priority, chain.policy, rules])
+        sets = [[s.name, s.type, list(s.flags), list(s.elements)] for s in table.sets]
+        tables.append([table.name, table.family, table.source, chains, sets])
+    return {"format": FORMAT, "path": str(path), "text": load.text, "tables": tables,
+            "spans": [list(s) for s in load.spans]}
+
+
+def _decoded(path: str, data) -> tuple:
+    """(the PolicyLoad an entry holds, [(expr, comment, family, key, sent text)]
+    of its rules); raises on any damage."""
+    if not (isinstance(data, dict) and data.get("format") == FORMAT and data.get("path") == str(path)
+            and isinstance(data.get("text"), str)):
+        raise ValueError("not an entry for this file")
+    tables, known = [], []
+    for name, family, source, chains, sets in data["tables"]:
+        _text(name, family, source)
+        built = []
+        for chain_name, type_, hook, priority, policy, rules in chains:
+            _text(chain_name, type_, hook, policy, optional=True)
+            if priority is not None and type(priority) is not int:
+                raise ValueError("priority")
+            made = []
+            for expr, native, comment, rule_source, text, rule_path, key, sent in rules:
+                _text(expr, native, comment, key, sent, optional=True)
+                _text(rule_source, text, rule_path)
+                made.append(Rule(expr=expr, native=native, comment=comment, source=rule_source, text=text,
+                                 path=rule_path))
+                if expr is not None and key is not None:
+                    known.append((expr, comment, family, key, sent))
+            built.append(Chain(name=chain_name, type=type_, hook=hook, priority=priority, policy=policy,
+                               rules=tuple(made)))
+        named = []
+        for set_name, set_type, flags, elements in sets:
+            _text(set_name, set_type, *flags, *elements)
+            named.append(NamedSet(name=set_name, type=set_type, flags=tuple(flags), elements=tuple(elements)))
+        tables.append(Table(name=name, family=family, chains=tuple(built), sets=tuple(named), source=source))
+    spans = []
+    for table, chain, index, first, end, column in data["spans"]:
+        _text(table, chain)
+        if not all(type(n) is int and n >= 0 for n in (index, first, end, column)) or end <= first:
+            raise ValueError("span")
+        spans.append((table, chain, index, first, end, column))
+    return PolicyLoad(text=data["text"], tables=tuple(tables), spans=tuple(spans)), known
+
+
+def _text(*values, optional: bool = False) -> None:
+    for value in values:
+        if not (isinstance(value, str) or optional and value is None):
+            raise ValueError("a field of the wrong type")
