@@ -385,3 +385,107 @@ def test_no_cache_makes_a_state_directory_that_does_not_exist(tmp_path):
     assert not (tmp_path / "no").exists()
     assert Verdicts(state).record("m.yaml", "p-", "lab", {"m.yaml": "00"}, [], {}, {}, [], "stamp") is False
     assert not (tmp_path / "no").exists()
+
+
+# -- the kept reads of policy files (state/policy_loads.py) ---------------------------
+
+def _policy(port: int = 22, rules: int = 30) -> str:
+    lines = ["tables:", "  filter:", "    sets:", "      blocked:", "        type: ipv4_addr",
+             "        elements: [192.0.2.1, 192.0.2.2]",
+             "    chains:", "      input:", "        hook: input", "        rules:"]
+    lines += [f"          - {{saddr: 10.0.0.{i}, protocol: tcp, dport: {port if i == 7 else 1000 + i}, "
+              f"action: accept}}" for i in range(rules)]
+    return "\n".join(lines) + "\n"
+
+
+def _topology(tmp_path, policy_text: str):
+    (tmp_path / "fw.yaml").write_text(policy_text)
+    manifest = tmp_path / "lab.yaml"
+    manifest.write_text("name: lab\nnodes:\n  fw:\n    policies: [fw.yaml]\n")
+    return manifest
+
+
+def _read(state, manifest, remembered=True):
+    """What cli/tasks._compile does: the topology loaded with the kept reads, then compiled; the reads kept."""
+    from toolkit.manifest.policy_edit import PolicyReader
+    from toolkit.state.policy_loads import PolicyLoads
+
+    kept = PolicyLoads(state)
+    reader = PolicyReader(kept.kept, kept.used) if remembered else PolicyReader()
+    compiled = compile_topology(load_topology(manifest, policies=reader.load), "lab-")
+    kept.keep(reader.made)
+    return compiled, reader
+
+
+def test_an_edited_policy_compiles_as_a_whole_read_would(state, tmp_path):
+    manifest = _topology(tmp_path, _policy())
+    _, first = _read(state, manifest)
+    assert list(first.made)  # read whole, and kept
+    (tmp_path / "fw.yaml").write_text(_policy(port=2222))
+    edited, reader = _read(state, manifest)
+    whole = compile_topology(load_topology(manifest), "lab-")
+    assert edited.desired == whole.desired
+    (path, load), = reader.made.items()
+    assert load.text == _policy(port=2222)
+    # and the edit of the edit, from the read kept after it
+    (tmp_path / "fw.yaml").write_text(_policy(port=2223))
+    again, _ = _read(state, manifest)
+    assert again.desired == compile_topology(load_topology(manifest), "lab-").desired
+
+
+def test_an_edit_outside_one_rule_is_read_whole(state, tmp_path, monkeypatch):
+    from toolkit.manifest import policy as policy_module
+
+    manifest = _topology(tmp_path, _policy())
+    _read(state, manifest)
+    whole_reads = []
+    real = policy_module.load_policy
+    monkeypatch.setattr(policy_module, "load_policy", lambda text, file: whole_reads.append(file) or real(text, file))
+    (tmp_path / "fw.yaml").write_text(_policy(port=2222).replace("192.0.2.2]", "192.0.2.3]"))
+    edited, _ = _read(state, manifest)
+    assert whole_reads == [str(tmp_path / "fw.yaml")]
+    (tmp_path / "fw.yaml").write_text(_policy(port=2223).replace("192.0.2.2]", "192.0.2.3]"))
+    again, _ = _read(state, manifest)
+    assert len(whole_reads) == 1  # one rule: read alone
+    assert again.desired == compile_topology(load_topology(manifest), "lab-").desired != edited.desired
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: data.update(tables="x"),
+    lambda data: data["tables"][0][3][0][5][0].__setitem__(0, 7),            # an expression not text
+    lambda data: data["tables"][0][3][0][5].__setitem__(0, ["only", "two"]),
+    lambda data: data.update(path="/elsewhere.yaml"),
+    lambda data: data["spans"].append(["filter", "input", 0, 5, 2, 10]),      # ends before it begins
+    lambda data: data.update(format=99),
+])
+def test_a_damaged_kept_read_is_a_miss_and_teaches_nothing(state, tmp_path, damage):
+    from toolkit.state.policy_loads import DIRECTORY
+
+    manifest = _topology(tmp_path, _policy())
+    _read(state, manifest)
+    name, = state.regular_files(DIRECTORY)
+    data = state.read_json(f"{DIRECTORY}/{name}")
+    damage(data)
+    state.write_json(f"{DIRECTORY}/{name}", data)
+    (tmp_path / "fw.yaml").write_text(_policy(port=2222))
+    edited, _ = _read(state, manifest)
+    assert edited.desired == compile_topology(load_topology(manifest), "lab-").desired
+
+
+def test_a_kept_read_with_wrong_forms_is_not_used_for_another_text(state, tmp_path):
+    """A kept read teaches its rules' forms only when it stands for the file (the
+    same text, or the text it was edited from): a read of another file learns nothing."""
+    from toolkit.kinds import nft_canon
+    from toolkit.state.policy_loads import DIRECTORY
+
+    manifest = _topology(tmp_path, _policy())
+    _read(state, manifest)
+    name, = state.regular_files(DIRECTORY)
+    data = state.read_json(f"{DIRECTORY}/{name}")
+    data["text"] = "tables: {}\n"  # a text this file no longer has, nor is one rule away from
+    for rule in data["tables"][0][3][0][5]:
+        rule[6] = '{"expr":[{"drop":null}]}'  # forms that lie
+    state.write_json(f"{DIRECTORY}/{name}", data)
+    nft_canon._DECLARED_KEYS.clear()
+    edited, _ = _read(state, manifest)
+    assert edited.desired == compile_topology(load_topology(manifest), "lab-").desired

@@ -113,6 +113,32 @@ def remember_rule_key(expr: str, comment: str | None, family: str, key: str) -> 
         _DECLARED_KEYS[(expr, comment, family)] = key
 
 
+_DECLARED_SETS: dict = {}
+
+
+def declared_set_spec(set_type: str, flags: tuple, elements: tuple) -> str:
+    """set_spec() of a declared set, its elements given as JSON texts; remembered
+    as declared_rule_key's forms are (a 10,000-element set costs as much as
+    10,000 rules)."""
+    memo = (set_type, tuple(flags), tuple(elements))
+    spec = _DECLARED_SETS.get(memo)
+    if spec is None:
+        spec = set_spec(set_type, flags, [json.loads(e) for e in elements])
+        if len(_DECLARED_SETS) >= 1000:
+            _DECLARED_SETS.clear()
+        _DECLARED_SETS[memo] = spec
+    return spec
+
+
+def known_set_spec(set_type: str, flags: tuple, elements: tuple) -> str | None:
+    return _DECLARED_SETS.get((set_type, tuple(flags), tuple(elements)))
+
+
+def remember_set_spec(set_type: str, flags: tuple, elements: tuple, spec: str) -> None:
+    if len(_DECLARED_SETS) < 1000:
+        _DECLARED_SETS[(set_type, tuple(flags), tuple(elements))] = spec
+
+
 def chain_header(type_, hook, priority, policy) -> str:
     return json.dumps({"type": type_, "hook": hook, "prio": priority, "policy": policy}, sort_keys=True)
 
@@ -145,7 +171,7 @@ def desired_table_spec(table) -> dict:
             display[(chain.name, key)] = f"{rule.text}  ({rule.source})"
         fields[f"rules {chain.name}"] = tuple(rules)
     for named in table.sets:
-        fields[f"set {named.name}"] = set_spec(named.type, named.flags, [json.loads(e) for e in named.elements])
+        fields[f"set {named.name}"] = declared_set_spec(named.type, named.flags, named.elements)
     fields["_display"] = tuple(sorted(display.items()))
     # Rendered once here, kept with the compiled topology: an apply sends it as is.
     fields["_nft"] = contents(table.family, table.kernel_name, sorted(fields.items()))

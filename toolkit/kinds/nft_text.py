@@ -74,7 +74,7 @@ def table_body(family: str, name: str, spec) -> str:
         if field.startswith("_") or field == "table flags":  # flags: table_script's
             continue
         if kind == "set":
-            sets.append(f"add set {where} {_name(item)} {_set_body(json.loads(value))}")
+            sets.append(f"add set {where} {_name(item)} {set_text(value)}")
         elif kind == "chain":
             chains.append(f"add chain {where} {_name(item)}{_chain_body(json.loads(value))}")
         elif kind == "rules":
@@ -101,6 +101,30 @@ def sent_text(rule: str) -> str:
             _SENT_TEXTS.clear()
         _SENT_TEXTS[rule] = text
     return text
+
+
+_SET_TEXTS: dict = {}  # a set's spec (JSON text) -> its body as nft text, as _SENT_TEXTS
+
+
+def set_text(spec: str) -> str:
+    """The nft text of a set's body (`{ type ...; elements = { ... }; }`) for its
+    spec field, remembered. Raises Unrenderable."""
+    text = _SET_TEXTS.get(spec)
+    if text is None:
+        text = _set_body(json.loads(spec))
+        if len(_SET_TEXTS) >= 1000:
+            _SET_TEXTS.clear()
+        _SET_TEXTS[spec] = text
+    return text
+
+
+def known_set_text(spec: str) -> str | None:
+    return _SET_TEXTS.get(spec)
+
+
+def remember_set_text(spec: str, text: str) -> None:
+    if len(_SET_TEXTS) < 1000:
+        _SET_TEXTS[spec] = text
 
 
 def known_sent_text(rule: str) -> str | None:

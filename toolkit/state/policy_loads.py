@@ -25,7 +25,7 @@ from ..model.firewall import Chain, NamedSet, PolicyLoad, Rule, Table
 from .compiled import fingerprint
 
 DIRECTORY = "cache/policies"
-FORMAT = 1
+FORMAT = 3
 KEEP = 64  # entries; the oldest beyond this are removed on writing
 
 
@@ -51,7 +51,14 @@ class PolicyLoads:
     def used(self, path: str) -> None:
         """A kept read stands for the file: the compile of its tables finds its
         rules' forms (an unused entry teaches nothing)."""
-        for expr, comment, family, key, sent in self._forms.get(path, ()):
+        for expr, *form in self._forms.get(path, ()):
+            if expr is None:  # a set's
+                set_type, flags, elements, spec, text = form
+                nft_canon.remember_set_spec(set_type, flags, elements, spec)
+                if text is not None:
+                    nft_text.remember_set_text(spec, text)
+                continue
+            comment, family, key, sent = form
             nft_canon.remember_rule_key(expr, comment, family, key)
             if sent is not None:
                 nft_text.remember_sent_text(key, sent)
@@ -88,15 +95,20 @@ def _encoded(path: str, load) -> dict:
                 sent = nft_text.known_sent_text(key) if key is not None else None
                 rules.append([r.expr, r.native, r.comment, r.source, r.text, r.path, key, sent])
             chains.append([chain.name, chain.type, chain.hook, chain.priority, chain.policy, rules])
-        sets = [[s.name, s.type, list(s.flags), list(s.elements)] for s in table.sets]
+        sets = []
+        for named in table.sets:
+            spec = nft_canon.known_set_spec(named.type, named.flags, named.elements)
+            text = nft_text.known_set_text(spec) if spec is not None else None
+            sets.append([named.name, named.type, list(named.flags), list(named.elements), spec, text])
         tables.append([table.name, table.family, table.source, chains, sets])
     return {"format": FORMAT, "path": str(path), "text": load.text, "tables": tables,
             "spans": [list(s) for s in load.spans]}
 
 
 def _decoded(path: str, data) -> tuple:
-    """(the PolicyLoad an entry holds, [(expr, comment, family, key, sent text)]
-    of its rules); raises on any damage."""
+    """(the PolicyLoad an entry holds, the forms of its rules and sets:
+    (expr, comment, family, key, sent text) and (None, type, flags, elements,
+    spec, set text)); raises on any damage."""
     if not (isinstance(data, dict) and data.get("format") == FORMAT and data.get("path") == str(path)
             and isinstance(data.get("text"), str)):
         raise ValueError("not an entry for this file")
@@ -119,9 +131,12 @@ def _decoded(path: str, data) -> tuple:
             built.append(Chain(name=chain_name, type=type_, hook=hook, priority=priority, policy=policy,
                                rules=tuple(made)))
         named = []
-        for set_name, set_type, flags, elements in sets:
+        for set_name, set_type, flags, elements, spec, text in sets:
             _text(set_name, set_type, *flags, *elements)
+            _text(spec, text, optional=True)
             named.append(NamedSet(name=set_name, type=set_type, flags=tuple(flags), elements=tuple(elements)))
+            if spec is not None:
+                known.append((None, set_type, tuple(flags), tuple(elements), spec, text))
         tables.append(Table(name=name, family=family, chains=tuple(built), sets=tuple(named), source=source))
     spans = []
     for table, chain, index, first, end, column in data["spans"]:
