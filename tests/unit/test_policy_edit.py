@@ -122,6 +122,41 @@ def test_edits_that_are_not_one_plain_rule_are_declined(old, new):
     assert splice(old_load, edited, FILE) is None
 
 
+BREAKS = ["\u2028", "\u2029", "\x85", "\r"]  # line breaks to YAML, not to str.split("\n")
+
+
+@pytest.mark.parametrize("mark", BREAKS)
+def test_a_text_yaml_counts_other_lines_in_is_never_read_rule_by_rule(mark):
+    """Found by review: with such a break above a chain, a line YAML gives is
+    not an index into the split text, and an edit replaced another rule."""
+    old_text = POLICY.replace("# between items", f"# between{mark}# items")
+    old, problems = whole(old_text)
+    assert old.spans == () or problems
+    if not problems:
+        assert splice(old, old_text.replace("dport: 22", "dport: 2222"), FILE) is None
+    # nor when the edit brings one in
+    fine, _ = whole(POLICY)
+    assert splice(fine, POLICY.replace('"dns"}', f'"dns"}}  # a{mark}# b'), FILE) is None
+
+
+def test_a_crlf_file_still_reads_rule_by_rule():
+    crlf = POLICY.replace("\n", "\r\n")
+    assert check_edit(crlf, crlf.replace("dport: 22", "dport: 2222"))
+
+
+def test_a_directive_before_the_document_is_never_read_rule_by_rule():
+    tagged = "%TAG !! tag:example.com,2000:\n---\n" + POLICY
+    old, problems = whole(tagged)
+    assert problems == [] and old.spans == ()
+    assert splice(old, tagged.replace("dport: 22", "dport: !!int 22"), FILE) is None
+
+
+def test_an_item_rewritten_to_begin_below_its_dash_is_read_whole():
+    edited = POLICY.replace("- {protocol: tcp, dport: 80", "-\n            {protocol: tcp, dport: 80")
+    old, _ = whole(POLICY)
+    assert splice(old, edited, FILE) is None
+
+
 def test_a_rule_that_moves_later_lines_moves_their_sources():
     edited = POLICY.replace("dport: 22\n", "dport: 22\n            comment: one\n            log: true\n", 1)
     assert check_edit(POLICY, edited)
@@ -146,7 +181,7 @@ def _mutations(rng, lines):
         out[i] = line[:j] + line[j + 1:]
     elif choice == 1 and line:
         j = rng.randrange(len(line))
-        out[i] = line[:j] + rng.choice("0123456789 :,{}[]-#'\"&*!|>abz") + line[j:]
+        out[i] = line[:j] + rng.choice("0123456789 :,{}[]-#'\"&*!|>abz%\r\x85\u2028\t") + line[j:]
     elif choice == 2:
         out[i] = " " + line if rng.random() < 0.5 else line[1:] if line.startswith(" ") else line
     elif choice == 3:

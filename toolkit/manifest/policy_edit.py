@@ -69,7 +69,9 @@ class PolicyReader:
 def rule_spans(text: str, doc: Document) -> tuple:
     """The spans of the rule items of a policy document read whole from `text`.
     A chain whose items cannot all be placed so gets none (its rules are then
-    never read alone)."""
+    never read alone), nor does a text whose lines YAML counts otherwise."""
+    if not lines_agree(text):
+        return ()
     lines = text.split("\n")
     out = []
     for table, spec in mapping(mapping(doc.data).get("tables")).items():
@@ -81,6 +83,19 @@ def rule_spans(text: str, doc: Document) -> tuple:
                 continue  # an item not begun by its dash line, or items that do not meet
             out += [(table, chain, k, first, end, column) for k, (first, end, column) in enumerate(spans)]
     return tuple(out)
+
+
+# Line breaks to YAML that str.split("\n") does not split at (a lone carriage
+# return, NEL, the Unicode line and paragraph separators): with one, a line
+# number YAML gives is not an index into the split text.
+_OTHER_BREAKS = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
+_DIRECTIVE = re.compile(r"^%", re.MULTILINE)
+
+
+def lines_agree(text: str) -> bool:
+    """Whether YAML's lines of `text` are its "\n"-split lines, and no directive
+    (`%TAG`, which changes how every item reads) stands before the document."""
+    return _OTHER_BREAKS.search(text) is None and _DIRECTIVE.search(text) is None
 
 
 def _span(lines: list, line):
@@ -116,7 +131,7 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
         same_tail += 1
     changed_end = len(before) - same_tail
     span = next((s for s in old.spans if s[3] <= same_head and changed_end <= s[4]), None)
-    if span is None or before == after:
+    if span is None or before == after or not lines_agree(text):
         return None
     table_name, chain_name, index, first, end, column = span
     shift = len(after) - len(before)
@@ -131,7 +146,9 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     if load_sequence_item("\n" * first + "\n".join(before[first:end]) + "\n", file, path) is None:
         return None  # the old item was not sound alone either: its lines may not be all of it
     doc = load_sequence_item("\n" * first + "\n".join(new_item) + "\n", file, path)
-    rule = _checked_rule(doc, table, chain, path) if doc is not None else None
+    if doc is None or doc.lines.get(path) != first + 1:
+        return None  # the item's mapping begins below its dash: the whole read gives its chain no spans
+    rule = _checked_rule(doc, table, chain, path)
     if rule is None:
         return None
     tables = tuple(_moved(t, end, shift, file, (chain_name, index, rule) if t is table else None)

@@ -55,13 +55,11 @@ class PolicyLoads:
             if expr is None:  # a set's
                 set_type, flags, elements, spec, text = form
                 nft_canon.remember_set_spec(set_type, flags, elements, spec)
-                if text is not None:
-                    nft_text.remember_set_text(spec, text)
+                nft_text.remember_set_text(spec, text)
                 continue
             comment, family, key, sent = form
             nft_canon.remember_rule_key(expr, comment, family, key)
-            if sent is not None:
-                nft_text.remember_sent_text(key, sent)
+            nft_text.remember_sent_text(key, sent)
 
     def keep(self, loads: dict) -> None:
         """Write `loads` ({path: PolicyLoad}, after the compile succeeded). Never
@@ -124,19 +122,20 @@ def _decoded(path: str, data) -> tuple:
             for expr, native, comment, rule_source, text, rule_path, key, sent in rules:
                 _text(expr, native, comment, key, sent, optional=True)
                 _text(rule_source, text, rule_path)
+                if expr is not None:
+                    _text(key, sent)  # a compiled rule's forms, as keep() writes them: never computed from it
                 made.append(Rule(expr=expr, native=native, comment=comment, source=rule_source, text=text,
                                  path=rule_path))
-                if expr is not None and key is not None:
+                if expr is not None:
                     known.append((expr, comment, family, key, sent))
             built.append(Chain(name=chain_name, type=type_, hook=hook, priority=priority, policy=policy,
                                rules=tuple(made)))
         named = []
         for set_name, set_type, flags, elements, spec, text in sets:
             _text(set_name, set_type, *flags, *elements)
-            _text(spec, text, optional=True)
+            _text(spec, text)  # as for rules: never computed from what the entry says
             named.append(NamedSet(name=set_name, type=set_type, flags=tuple(flags), elements=tuple(elements)))
-            if spec is not None:
-                known.append((None, set_type, tuple(flags), tuple(elements), spec, text))
+            known.append((None, set_type, tuple(flags), tuple(elements), spec, text))
         tables.append(Table(name=name, family=family, chains=tuple(built), sets=tuple(named), source=source))
     spans = []
     for table, chain, index, first, end, column in data["spans"]:
