@@ -32,8 +32,9 @@ byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
                       so the full comparison must run; then `netkeel apply`
                       repairs it (repair_apply_s) and `netkeel drift` exits 0
     one_rule_apply_s  `netkeel apply` after the policy file was rewritten with
-                      one rule's dport changed; then the kernel holds the new
-                      rule and `netkeel drift` exits 0
+                      one rule's dport changed (the file read again as that
+                      rule alone: state/policy_loads.py); then the kernel holds
+                      the new rule and `netkeel drift` exits 0
     rebuild_apply_s   `netkeel destroy`, then `netkeel apply` of the same files:
                       content listed back before, so its commit is followed by
                       its generation alone (a lab rebuilt, as a teacher does)
