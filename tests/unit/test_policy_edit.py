@@ -94,6 +94,16 @@ def test_the_policy_reads_whole_with_spans_for_every_rule():
     ("- {saddr: 10.1.0.0/16", "- {saddr: 10.2.0.0/16"),                  # the last rule of the file
     ("# between items", "# between the items, said again"),             # a comment inside a span
     ("{saddr: 10.0.0.0/8, action: drop}", "{saddr: 10.0.0.0/8, action: drop}  # ours"),
+    # rules added and removed: the later rules' indexes move
+    ("          # between items\n", "          # between items\n          - {protocol: udp, dport: 123, action: accept}\n"),
+    ("        rules:\n          - {ct_state", "        rules:\n          - {daddr: 192.0.2.9, action: drop}\n          - {ct_state"),
+    ("        - {saddr: 10.0.0.0/8, action: drop}\n", "        - {saddr: 10.0.0.0/8, action: drop}\n        - {log: true, action: drop}\n"),
+    ("          - protocol: tcp\n            dport: 22\n            counter: true\n            action: accept\n", ""),
+    ('          - {protocol: udp, dport: [53, 5353], action: accept, comment: "dns"}\n', ""),
+    ("          - {daddr: 198.51.100.7, action: drop}\n", ""),              # a chain left with no rules
+    ("          - {ct_state: [established, related], action: accept}\n          - {saddr",
+     "          - {ct_state: [established], action: accept}\n          - {ct_state: [related], action: accept}\n"
+     "          - {saddr"),                                                   # one rule made two
 ])
 def test_edits_within_one_rule_read_alone_as_the_whole_read(old, new):
     assert old in POLICY
@@ -171,10 +181,11 @@ def test_an_unchanged_text_is_no_edit():
 
 def _mutations(rng, lines):
     """One random edit of a line: a value changed, a character dropped or
-    doubled, indentation moved, a line inserted or removed."""
+    added, indentation moved, a line inserted, removed, doubled or swapped
+    with the next."""
     i = rng.randrange(len(lines))
     line = lines[i]
-    choice = rng.randrange(7)
+    choice = rng.randrange(9)
     out = list(lines)
     if choice == 0 and line:
         j = rng.randrange(len(line))
@@ -189,6 +200,10 @@ def _mutations(rng, lines):
                                   "            dport: 8080", "      extra:", "          - action: accept"]))
     elif choice == 4:
         del out[i]
+    elif choice == 5:
+        out.insert(i, line)  # a line twice: an item doubled, a key repeated
+    elif choice == 6 and i + 1 < len(out):
+        out[i], out[i + 1] = out[i + 1], out[i]
     else:
         for digit in "0123456789":
             if digit in line:
@@ -198,11 +213,16 @@ def _mutations(rng, lines):
 
 
 def test_random_edits_read_rule_by_rule_equal_the_whole_read():
+    """Each of 2,500 random edits (one or two at once) is read rule by rule
+    exactly as the whole read reads it, or declined."""
     rng = random.Random(20261201)
     lines = POLICY.split("\n")
     read_alone = 0
-    for _ in range(1500):
-        edited = "\n".join(_mutations(rng, lines))
+    for _ in range(2500):
+        edited_lines = _mutations(rng, lines)
+        if rng.random() < 0.3:
+            edited_lines = _mutations(rng, edited_lines)
+        edited = "\n".join(edited_lines)
         if edited == POLICY:
             continue
         read_alone += check_edit(POLICY, edited)

@@ -258,17 +258,18 @@ def _build_mapping(node, path: Path, loader: _Constructor, doc: Document, within
 _SEQ = "tag:yaml.org,2002:seq"
 
 
-def load_sequence_item(text: str, file: str, path: Path) -> Document | None:
-    """The one item of a block sequence written alone in `text`, built as the
-    value at `path` of a document of `file` (`text` starts with a newline per
-    line before the item's in the file, so lines are the file's).
+def load_sequence_items(text: str, file: str, base: Path, start: int) -> list | None:
+    """The items of a block sequence written alone in `text`, each built as the
+    value at `base + (start + i,)` of a document of `file` (`text` starts with
+    a newline per line before the items' in the file, so lines are the file's):
+    a Document per item; [] for a text with no node.
 
-    None unless it is exactly that and sound on its own: one item, no problem,
-    no anchor or alias (an alias may name an anchor elsewhere in the file; an
-    anchor may be named from elsewhere) and every scalar on one line (a scalar
-    running on past the item's last line would be read so only by the whole
-    file). Used to read again one edited rule of a file read before
-    (manifest/policy_edit.py); None sends the caller to the whole file."""
+    None unless sound on its own: no problem, no anchor or alias (an alias may
+    name an anchor elsewhere in the file; an anchor may be named from
+    elsewhere) and every scalar on one line (a scalar running on past the last
+    line would be read so only by the whole file). Used to read again the
+    edited rules of a file read before (manifest/policy_edit.py); None sends
+    the caller to the whole file."""
     loader = _Constructor(text)
     events = []  # libyaml's events: anchors and aliases show only there
     try:
@@ -280,21 +281,25 @@ def load_sequence_item(text: str, file: str, path: Path) -> Document | None:
         loader.dispose()
     if any(isinstance(e, yaml.AliasEvent) or getattr(e, "anchor", None) is not None for e in events):
         return None
-    doc = Document(file=file, data=None)
+    docs = []
     loader = _Constructor(text)
     try:
         node = loader.get_single_node()
-        if not (isinstance(node, yaml.SequenceNode) and node.tag == _SEQ and len(node.value) == 1
-                and _one_line_scalars(node.value[0])):
+        if node is None:
+            return []
+        if not (isinstance(node, yaml.SequenceNode) and node.tag == _SEQ and _one_line_scalars(node)):
             return None
-        doc.data = _build(node.value[0], tuple(path), loader, doc)
+        for i, item in enumerate(node.value):
+            doc = Document(file=file, data=None)
+            doc.data = _build(item, tuple(base) + (start + i,), loader, doc)
+            if doc.problems or doc.refused or doc.data is None:
+                return None
+            docs.append(doc)
     except (yaml.YAMLError, RecursionError, _TooBig):
         return None
     finally:
         loader.dispose()
-    if doc.problems or doc.refused or doc.data is None:
-        return None
-    return doc
+    return docs
 
 
 def _one_line_scalars(node) -> bool:

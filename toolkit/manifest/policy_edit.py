@@ -1,28 +1,36 @@
-"""An edited policy file read again from its last good read: one rule at a time.
+"""An edited policy file read again from its last good read: the rules it changed.
 
 Reading a 10,000-rule policy (YAML with line marks, the schema, the checks, the
 rule compiler) takes seconds; a change of one rule in it should cost what the
 change costs. So a good read is kept with the lines each rule item spans
 (`PolicyLoad.spans`), and a new text of the file that differs from it only
-inside one rule item's lines is read as that item alone and put in its place:
+within one run of one chain's rule items (a rule changed, rules added or
+removed there) has those lines read alone, and the rules they make put in
+place of the old ones:
 
 * the lines that differ (between the common first and last lines of the two
-  texts) lie within one rule item's lines [first, end): its dash line, the
-  lines under it, and the blank and comment lines after it;
-* the new item begins with its dash at the same column, every other line of
-  it is blank, a comment, or further in (so the file's parser, at the same
-  place in the same text before and after, reads exactly these lines as this
-  item), it has no tab, anchor or alias, and each scalar sits on one line;
-* the old item and the new one are structured rules with no jump or goto (a
-  native rule is compiled by libnftables, a jump takes part in the loop
+  texts) lie within consecutive rule items of one chain, [first, end): each
+  item's dash line, the lines under it, and the blank and comment lines after;
+* the new lines are none (items removed), or begin with a dash at the same
+  column and hold only dashes at that column, lines further in, blank lines
+  and comments (so the file's parser, at the same place in the same text
+  before and after, reads exactly these lines as these items); no tab, anchor
+  or alias, and each scalar sits on one line;
+* each item's mapping begins on its dash line (as the spans of a whole read
+  require);
+* the old items and the new ones are structured rules with no jump or goto
+  (a native rule is compiled by libnftables, a jump takes part in the loop
   checks of the whole table);
-* the new item passes the schema and the rule checks with no problem at all.
+* each new item passes the schema and the rule checks with no problem at all;
+* the text's lines are YAML's (no line break that a split at newlines does
+  not see) and no directive stands before the document.
 
 Anything else returns None, and the caller reads the whole file, as always: so
 an edit read here gives exactly the tables the whole read would (a rule's
-`source` line included; the later rules' lines move with the edit), and a
-problem is always reported by the whole read, with everything around it.
-Pure: no files, no state; state/policy_loads.py keeps the reads.
+`source` line and field path included: the later rules' lines and indexes move
+with the edit), and a problem is always reported by the whole read, with
+everything around it. Pure: no files, no state; state/policy_loads.py keeps
+the reads.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import re
 from dataclasses import replace
 
 from ..model.firewall import PolicyLoad, Table
-from .loader import Document, load_sequence_item, mapping, sequence
+from .loader import Document, format_path, load_sequence_items, mapping, sequence
 
 _DASH = re.compile(r"( *)-(?: |$)")
 
@@ -113,15 +121,17 @@ def _span(lines: list, line):
 
 def _within(line: str, column: int) -> bool:
     """Whether a line after an item's dash line (at `column`) may be part of it."""
-    stripped = line.strip()
-    return not stripped or stripped.startswith("#") or len(line) - len(line.lstrip(" ")) > column
+    return _blank(line) or len(line) - len(line.lstrip(" ")) > column
 
 
 def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     """`text` read from `old` (the last good read of the same file) by reading
-    the one rule item it changed; None where that cannot be done exactly (see
-    the module's docstring): read the whole file."""
+    only the rule items it changed, added or removed, all in one run of one
+    chain's items; None where that cannot be done exactly (see the module's
+    docstring): read the whole file."""
     before, after = old.text.split("\n"), text.split("\n")
+    if before == after or not lines_agree(text):
+        return None
     same_head = 0
     shortest = min(len(before), len(after))
     while same_head < shortest and before[same_head] == after[same_head]:
@@ -129,41 +139,101 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     same_tail = 0
     while same_tail < shortest - same_head and before[-1 - same_tail] == after[-1 - same_tail]:
         same_tail += 1
-    changed_end = len(before) - same_tail
-    span = next((s for s in old.spans if s[3] <= same_head and changed_end <= s[4]), None)
-    if span is None or before == after or not lines_agree(text):
+    run = _run(old.spans, same_head, len(before) - same_tail)
+    if run is None:
         return None
-    table_name, chain_name, index, first, end, column = span
+    table_name, chain_name, k, first, _, column = run[0]
+    m, end = run[-1][2], run[-1][4]
     shift = len(after) - len(before)
-    new_item = after[first:end + shift]
-    if not _alone(new_item, column) or not _alone(before[first:end], column):
+    if not _items_alone(before[first:end], column) or not _items_alone(after[first:end + shift], column):
         return None
     table = next((t for t in old.tables if t.name == table_name), None)
     chain = next((c for c in table.chains if c.name == chain_name), None) if table else None
-    if chain is None or index >= len(chain.rules) or not _plain(chain.rules[index]):
+    if chain is None or m >= len(chain.rules) or not all(_plain(r) for r in chain.rules[k:m + 1]):
         return None
-    path = ("tables", table_name, "chains", chain_name, "rules", index)
-    if load_sequence_item("\n" * first + "\n".join(before[first:end]) + "\n", file, path) is None:
-        return None  # the old item was not sound alone either: its lines may not be all of it
-    doc = load_sequence_item("\n" * first + "\n".join(new_item) + "\n", file, path)
-    if doc is None or doc.lines.get(path) != first + 1:
-        return None  # the item's mapping begins below its dash: the whole read gives its chain no spans
-    rule = _checked_rule(doc, table, chain, path)
-    if rule is None:
+    base = ("tables", table_name, "chains", chain_name, "rules")
+    was = load_sequence_items("\n" * first + "\n".join(before[first:end]) + "\n", file, base, k)
+    if was is None or len(was) != m + 1 - k:
+        return None  # the old items were not sound alone: their lines may not be all of them
+    docs = load_sequence_items("\n" * first + "\n".join(after[first:end + shift]) + "\n", file, base, k)
+    if docs is None:
         return None
-    tables = tuple(_moved(t, end, shift, file, (chain_name, index, rule) if t is table else None)
-                   for t in old.tables)
-    spans = tuple(s if s[3] < end else (*s[:3], s[3] + shift, s[4] + shift, s[5]) for s in old.spans)
-    spans = tuple((*s[:4], s[4] + shift, s[5]) if s == span else s for s in spans)
-    return PolicyLoad(text=text, tables=tables, spans=spans)
+    rules, starts = [], []
+    for i, doc in enumerate(docs):
+        path = base + (k + i,)
+        line = doc.lines.get(path)
+        found = _DASH.match(after[line - 1]) if isinstance(line, int) and first < line <= end + shift else None
+        if found is None or len(found.group(1)) != column:
+            return None  # the item's mapping begins below its dash: the whole read gives its chain no spans
+        rule = _checked_rule(doc, table, chain, path)
+        if rule is None:
+            return None
+        rules.append(rule)
+        starts.append(line - 1)
+    # Blank and comment lines before the first new item (or all of them, where
+    # none is left) end the item before the run, as a whole read counts them.
+    lead = next((n for n, line in enumerate(after[first:end + shift]) if _DASH.match(line)), end + shift - first)
+    if docs and starts[0] != first + lead:
+        return None
+    made = [(table_name, chain_name, k + i, start, stop, column)
+            for i, (start, stop) in enumerate(zip(starts, starts[1:] + [end + shift]))]
+    renumber = len(docs) - len(run)
+    kept = [replace(r, source=_moved_source(r.source, file, end, shift),
+                    path=format_path(base + (m + 1 + renumber + j,)) if renumber else r.path)
+            for j, r in enumerate(chain.rules[m + 1:])]
+    edited = (chain_name, chain.rules[:k] + tuple(rules) + tuple(kept))  # each in its place: moved no more
+    tables = tuple(_moved(t, end, shift, file, edited if t is table else None) for t in old.tables)
+    spans = []
+    for s in old.spans:
+        if lead and s[:3] == (table_name, chain_name, k - 1):
+            spans.append((*s[:4], first + lead, s[5]))
+        elif s in run:
+            if s is run[0]:
+                spans += made
+        elif s[3] < end:
+            spans.append(s)
+        elif s[:2] == (table_name, chain_name):
+            spans.append((s[0], s[1], s[2] + renumber, s[3] + shift, s[4] + shift, s[5]))
+        else:
+            spans.append((*s[:3], s[3] + shift, s[4] + shift, s[5]))
+    return PolicyLoad(text=text, tables=tables, spans=tuple(spans))
 
 
-def _alone(lines: list, column: int) -> bool:
-    """An item's lines that the file's parser reads as that item wherever they stand."""
-    if not lines or "\t" in "".join(lines):
+def _run(spans: tuple, first: int, end: int):
+    """The consecutive spans of one chain's items that hold lines [first, end)
+    (an empty range: an insertion at `first`), or None."""
+    start = next((n for n, s in enumerate(spans) if s[3] <= first <= s[4] and (first < s[4] or first == end)), None)
+    if start is None:
+        return None
+    run = [spans[start]]
+    while run[-1][4] < end:
+        following = spans[start + len(run)] if start + len(run) < len(spans) else None
+        if following is None or following[:2] != run[-1][:2] or following[2] != run[-1][2] + 1 \
+                or following[3] != run[-1][4]:
+            return None
+        run.append(following)
+    return run
+
+
+def _items_alone(lines: list, column: int) -> bool:
+    """Lines of items that the file's parser reads as those items wherever they
+    stand: blank lines and comments, then, if any, a dash at `column` and only
+    dashes at `column`, lines further in, blank lines and comments; no tab."""
+    if "\t" in "".join(lines):
         return False
-    found = _DASH.match(lines[0])
-    return found is not None and len(found.group(1)) == column and all(_within(line, column) for line in lines[1:])
+    seen_dash = False
+    for line in lines:
+        dash = _DASH.match(line)
+        if dash and len(dash.group(1)) == column:
+            seen_dash = True
+        elif not (_blank(line) or seen_dash and _within(line, column)):
+            return False
+    return True
+
+
+def _blank(line: str) -> bool:
+    stripped = line.strip()
+    return not stripped or stripped.startswith("#")
 
 
 def _plain(rule) -> bool:
@@ -196,17 +266,23 @@ def _checked_rule(doc: Document, table: Table, chain, path: tuple):
     return rule if rule is not None and not builder.problems else None
 
 
+def _moved_source(source: str, file: str, end: int, shift: int) -> str:
+    """A "file:line" source written below line `end` of the old text, moved by `shift` lines."""
+    where, _, line = source.rpartition(":")
+    return f"{where}:{int(line) + shift}" if where == file and line.isdigit() and int(line) > end else source
+
+
 def _moved(table: Table, end: int, shift: int, file: str, edit) -> Table:
     """`table` with the sources of what was written below line `end` moved by
-    `shift` lines, and the edited rule (chain, index, rule) in place if given."""
-    def moved(source: str) -> str:
-        where, _, line = source.rpartition(":")
-        return f"{where}:{int(line) + shift}" if where == file and line.isdigit() and int(line) > end else source
-
+    `shift` lines, and the edited chain's rules (chain, rules), as they now
+    stand, in place if given."""
     chains = []
     for chain in table.chains:
-        rules = [replace(r, source=moved(r.source)) if shift else r for r in chain.rules]
         if edit is not None and edit[0] == chain.name:
-            rules[edit[1]] = edit[2]
-        chains.append(replace(chain, rules=tuple(rules)) if shift or edit and edit[0] == chain.name else chain)
-    return replace(table, chains=tuple(chains), source=moved(table.source))
+            chains.append(replace(chain, rules=edit[1]))
+        elif shift:
+            chains.append(replace(chain, rules=tuple(replace(r, source=_moved_source(r.source, file, end, shift))
+                                                    for r in chain.rules)))
+        else:
+            chains.append(chain)
+    return replace(table, chains=tuple(chains), source=_moved_source(table.source, file, end, shift))
