@@ -20,6 +20,18 @@ tables:
       blocked:
         type: ipv4_addr
         elements: [192.0.2.1, 192.0.2.2]
+      ports:
+        type: inet_service
+        elements:
+          - 22
+          - 80   # web
+          - 443
+      nets:
+        type: ipv4_addr
+        flags: [interval]
+        elements:
+          - 10.0.0.0/8
+          - 192.168.0.0/16
     chains:
       input:
         hook: input
@@ -75,6 +87,7 @@ def check_edit(old_text, new_text):
     assert full_problems == [], f"a rule-by-rule read passed what the whole read refuses: {full_problems}"
     assert spliced.tables == full.tables
     assert spliced.spans == full.spans
+    assert spliced.repeated == full.repeated
     assert spliced.text == new_text
     return True
 
@@ -82,7 +95,8 @@ def check_edit(old_text, new_text):
 def test_the_policy_reads_whole_with_spans_for_every_rule():
     load, problems = whole(POLICY)
     assert problems == []
-    assert len(load.spans) == 11
+    assert len([s for s in load.spans if s[0] == "rules"]) == 11
+    assert len([s for s in load.spans if s[0] == "elements"]) == 5
 
 
 @pytest.mark.parametrize("old, new", [
@@ -94,6 +108,11 @@ def test_the_policy_reads_whole_with_spans_for_every_rule():
     ("- {saddr: 10.1.0.0/16", "- {saddr: 10.2.0.0/16"),                  # the last rule of the file
     ("# between items", "# between the items, said again"),             # a comment inside a span
     ("{saddr: 10.0.0.0/8, action: drop}", "{saddr: 10.0.0.0/8, action: drop}  # ours"),
+    # set elements changed, added and removed
+    ("          - 80   # web", "          - 8080   # web"),
+    ("          - 443\n", "          - 443\n          - 853\n"),
+    ("          - 22\n", ""),
+    ("          - 22\n          - 80   # web\n", "          - 21\n"),
     # rules added and removed: the later rules' indexes move
     ("          # between items\n", "          # between items\n          - {protocol: udp, dport: 123, action: accept}\n"),
     ("        rules:\n          - {ct_state", "        rules:\n          - {daddr: 192.0.2.9, action: drop}\n          - {ct_state"),
@@ -123,6 +142,9 @@ def test_edits_within_one_rule_read_alone_as_the_whole_read(old, new):
     ('"dns"}', '"dns\n             "}'),                # a scalar over two lines
     ("dport: 22", "dport: 22.0"),                       # a float: the schema's slow path
     ("            counter: true", "\tcounter: true"),   # a tab
+    ("          - 10.0.0.0/8", "          - 10.0.0.0/9"),   # an interval set: overlaps are the set's
+    ("          - 443", "          - 70000"),              # not a port
+    ("          - 443", "          - web"),                # not a port either
     ("dport: 80\n", "dport: 80\n  other: 1\n"),         # a line that ends the item differently
 ])
 def test_edits_that_are_not_one_plain_rule_are_declined(old, new):
@@ -165,6 +187,17 @@ def test_an_item_rewritten_to_begin_below_its_dash_is_read_whole():
     edited = POLICY.replace("- {protocol: tcp, dport: 80", "-\n            {protocol: tcp, dport: 80")
     old, _ = whole(POLICY)
     assert splice(old, edited, FILE) is None
+
+
+def test_an_element_written_twice_makes_the_set_read_whole_from_then_on():
+    twice = POLICY.replace("          - 443\n", "          - 443\n          - 22\n")
+    old, _ = whole(POLICY)
+    spliced = splice(old, twice, FILE)
+    full, _ = whole(twice)
+    assert spliced is not None and spliced.tables == full.tables and spliced.repeated == full.repeated
+    assert ("filter", "ports") in full.repeated
+    # taking one of the two out leaves the other: only the whole read knows there were two
+    assert splice(spliced, twice.replace("          - 22\n", "", 1), FILE) is None
 
 
 def test_a_rule_that_moves_later_lines_moves_their_sources():

@@ -19,7 +19,7 @@ from ..errors import Problem
 from ..model.firewall import Chain, NamedSet, PolicyLoad, Rule, Table
 from .checks import kernel_text
 from .loader import Document, format_path, load_document, mapping, sequence
-from .policy_edit import rule_spans
+from .policy_edit import item_spans
 from .nft_rules import (RuleContext, RuleError, check_comment, check_native_strings, compile_rule, describe,
                         element_span, interface_match, port_value)
 from .schema import schema_problems
@@ -37,7 +37,7 @@ def load_policy_text(text: str, file: str) -> tuple:
 
 def load_policy(text: str, file: str) -> tuple:
     """(PolicyLoad, problems) for one policy file, read whole: the tables, and
-    where its rule items are (policy_edit.rule_spans) when there is no
+    where its rule and set element items are (policy_edit.item_spans) when there is no
     problem, for a later edit of the file to be read rule by rule."""
     doc = load_document(text, file)
     if doc.data is None:
@@ -48,13 +48,16 @@ def load_policy(text: str, file: str) -> tuple:
     builder = _PolicyBuilder(doc)
     tables = builder.build()
     problems = [clean_problem(p) for p in problems + builder.problems]
-    return PolicyLoad(text, tables, () if problems else rule_spans(text, doc)), problems
+    if problems:
+        return PolicyLoad(text, tables), problems
+    return PolicyLoad(text, tables, item_spans(text, doc), frozenset(builder.repeated)), problems
 
 
 class _PolicyBuilder:
     def __init__(self, doc: Document):
         self.doc = doc
         self.problems = []
+        self.repeated = set()  # (table, set) holding an element written twice
 
     def fail(self, path, message: str) -> None:
         self.problems.append(self.doc.problem(path, message))
@@ -133,6 +136,8 @@ class _PolicyBuilder:
             if b[0] <= a[1] and a != b:  # the kernel refuses overlaps ("conflicting intervals"); equal ones merge
                 first, later = sorted(((k_a, v_a), (k_b, v_b)))
                 self.fail(path + ("elements", later[0]), f"{later[1]} overlaps {first[1]} (elements[{first[0]}])")
+        if len(set(elements)) < len(elements):
+            self.repeated.add((path[1], name))
         return NamedSet(name=name, type=set_type, flags=flags, elements=tuple(sorted(set(elements))))
 
     def build_chain(self, path, name, spec, family, set_types, regular, base) -> Chain:

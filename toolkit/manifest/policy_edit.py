@@ -1,27 +1,29 @@
-"""An edited policy file read again from its last good read: the rules it changed.
+"""An edited policy file read again from its last good read: the items it changed.
 
 Reading a 10,000-rule policy (YAML with line marks, the schema, the checks, the
 rule compiler) takes seconds; a change of one rule in it should cost what the
-change costs. So a good read is kept with the lines each rule item spans
-(`PolicyLoad.spans`), and a new text of the file that differs from it only
-within one run of one chain's rule items (a rule changed, rules added or
-removed there) has those lines read alone, and the rules they make put in
-place of the old ones:
+change costs. So a good read is kept with the lines each rule item and each
+set element item spans (`PolicyLoad.spans`), and a new text of the file that
+differs from it only within one run of one chain's rules or one set's
+elements (changed, added or removed there) has those lines read alone, and
+what they make put in place of the old:
 
 * the lines that differ (between the common first and last lines of the two
-  texts) lie within consecutive rule items of one chain, [first, end): each
+  texts) lie within consecutive items of one chain or set, [first, end): each
   item's dash line, the lines under it, and the blank and comment lines after;
-* the new lines are none (items removed), or begin with a dash at the same
-  column and hold only dashes at that column, lines further in, blank lines
-  and comments (so the file's parser, at the same place in the same text
-  before and after, reads exactly these lines as these items); no tab, anchor
-  or alias, and each scalar sits on one line;
-* each item's mapping begins on its dash line (as the spans of a whole read
-  require);
-* the old items and the new ones are structured rules with no jump or goto
-  (a native rule is compiled by libnftables, a jump takes part in the loop
-  checks of the whole table);
-* each new item passes the schema and the rule checks with no problem at all;
+* the new lines are blank lines and comments, then none or items that begin
+  with a dash at the same column and hold only dashes at that column, lines
+  further in, blank lines and comments (so the file's parser, at the same
+  place in the same text before and after, reads exactly these lines as these
+  items); no tab, anchor or alias, and each scalar sits on one line;
+* each item begins on its dash line (as the spans of a whole read require);
+* rules: the old and new ones are structured rules with no jump or goto (a
+  native rule is compiled by libnftables, a jump takes part in the loop
+  checks of the whole table), and each new one passes the schema and the rule
+  checks with no problem at all;
+* elements: the set has no intervals (the overlap checks are the set's) and
+  held no element twice (what taking one out leaves would not be known), and
+  each new element passes the schema and the element checks;
 * the text's lines are YAML's (no line break that a split at newlines does
   not see) and no directive stands before the document.
 
@@ -48,8 +50,8 @@ class PolicyReader:
     """Reads policy files for the topology loader (`load`, as
     policy.load_policy_text does) from their last good reads where it can:
     `kept(path)` gives one (a PolicyLoad) or None. A file with the same text
-    is not read again; one edited inside one rule item is read as that item
-    (splice); any other is read whole. `used(path)` is told of each kept read
+    is not read again; one edited within one run of one chain's rules or one
+    set's elements is read as those items (splice); any other is read whole. `used(path)` is told of each kept read
     used; `made` holds the reads made here ({path: PolicyLoad}), to be kept."""
 
     def __init__(self, kept=lambda path: None, used=lambda path: None):
@@ -74,22 +76,25 @@ class PolicyReader:
         return load.tables, problems
 
 
-def rule_spans(text: str, doc: Document) -> tuple:
-    """The spans of the rule items of a policy document read whole from `text`.
-    A chain whose items cannot all be placed so gets none (its rules are then
-    never read alone), nor does a text whose lines YAML counts otherwise."""
+def item_spans(text: str, doc: Document) -> tuple:
+    """The spans of the rule items and set element items of a policy document
+    read whole from `text`: (kind, table, chain or set, index, first, end,
+    column), kind "rules" or "elements". A chain or set whose items cannot all
+    be placed so gets none (they are then never read alone), nor does a text
+    whose lines YAML counts otherwise."""
     if not lines_agree(text):
         return ()
     lines = text.split("\n")
     out = []
     for table, spec in mapping(mapping(doc.data).get("tables")).items():
-        for chain, chain_spec in mapping(mapping(spec).get("chains")).items():
-            items = sequence(mapping(chain_spec).get("rules"))
-            spans = [_span(lines, doc.lines.get(("tables", table, "chains", chain, "rules", k)))
-                     for k in range(len(items))]
-            if any(s is None for s in spans) or any(a[1] != b[0] for a, b in zip(spans, spans[1:])):
-                continue  # an item not begun by its dash line, or items that do not meet
-            out += [(table, chain, k, first, end, column) for k, (first, end, column) in enumerate(spans)]
+        for kind, holders in (("elements", "sets"), ("rules", "chains")):
+            for holder, holder_spec in mapping(mapping(spec).get(holders)).items():
+                items = sequence(mapping(holder_spec).get(kind))
+                spans = [_span(lines, doc.lines.get(("tables", table, holders, holder, kind, k)))
+                         for k in range(len(items))]
+                if any(s is None for s in spans) or any(a[1] != b[0] for a, b in zip(spans, spans[1:])):
+                    continue  # an item not begun by its dash line, or items that do not meet
+                out += [(kind, table, holder, k, first, end, column) for k, (first, end, column) in enumerate(spans)]
     return tuple(out)
 
 
@@ -126,9 +131,9 @@ def _within(line: str, column: int) -> bool:
 
 def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     """`text` read from `old` (the last good read of the same file) by reading
-    only the rule items it changed, added or removed, all in one run of one
-    chain's items; None where that cannot be done exactly (see the module's
-    docstring): read the whole file."""
+    only the items it changed, added or removed, all in one run of one chain's
+    rules or one set's elements; None where that cannot be done exactly (see
+    the module's docstring): read the whole file."""
     before, after = old.text.split("\n"), text.split("\n")
     if before == after or not lines_agree(text):
         return None
@@ -142,74 +147,124 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     run = _run(old.spans, same_head, len(before) - same_tail)
     if run is None:
         return None
-    table_name, chain_name, k, first, _, column = run[0]
-    m, end = run[-1][2], run[-1][4]
+    kind, table_name, holder, k, first, _, column = run[0]
+    m, end = run[-1][3], run[-1][5]
     shift = len(after) - len(before)
     if not _items_alone(before[first:end], column) or not _items_alone(after[first:end + shift], column):
         return None
     table = next((t for t in old.tables if t.name == table_name), None)
-    chain = next((c for c in table.chains if c.name == chain_name), None) if table else None
-    if chain is None or m >= len(chain.rules) or not all(_plain(r) for r in chain.rules[k:m + 1]):
+    if table is None:
         return None
-    base = ("tables", table_name, "chains", chain_name, "rules")
+    base = ("tables", table_name, "chains" if kind == "rules" else "sets", holder, kind)
     was = load_sequence_items("\n" * first + "\n".join(before[first:end]) + "\n", file, base, k)
     if was is None or len(was) != m + 1 - k:
         return None  # the old items were not sound alone: their lines may not be all of them
     docs = load_sequence_items("\n" * first + "\n".join(after[first:end + shift]) + "\n", file, base, k)
     if docs is None:
         return None
-    rules, starts = [], []
+    starts = []
     for i, doc in enumerate(docs):
-        path = base + (k + i,)
-        line = doc.lines.get(path)
+        line = doc.lines.get(base + (k + i,))
         found = _DASH.match(after[line - 1]) if isinstance(line, int) and first < line <= end + shift else None
         if found is None or len(found.group(1)) != column:
-            return None  # the item's mapping begins below its dash: the whole read gives its chain no spans
-        rule = _checked_rule(doc, table, chain, path)
-        if rule is None:
-            return None
-        rules.append(rule)
+            return None  # the item begins below its dash: the whole read gives its chain or set no spans
         starts.append(line - 1)
     # Blank and comment lines before the first new item (or all of them, where
     # none is left) end the item before the run, as a whole read counts them.
     lead = next((n for n, line in enumerate(after[first:end + shift]) if _DASH.match(line)), end + shift - first)
     if docs and starts[0] != first + lead:
         return None
-    made = [(table_name, chain_name, k + i, start, stop, column)
-            for i, (start, stop) in enumerate(zip(starts, starts[1:] + [end + shift]))]
     renumber = len(docs) - len(run)
-    kept = [replace(r, source=_moved_source(r.source, file, end, shift),
-                    path=format_path(base + (m + 1 + renumber + j,)) if renumber else r.path)
-            for j, r in enumerate(chain.rules[m + 1:])]
-    edited = (chain_name, chain.rules[:k] + tuple(rules) + tuple(kept))  # each in its place: moved no more
-    tables = tuple(_moved(t, end, shift, file, edited if t is table else None) for t in old.tables)
+    if kind == "rules":
+        edited = _rules_edited(table, holder, k, m, was, docs, base, renumber, (file, end, shift))
+    else:
+        edited = _elements_edited(table, holder, old.repeated, was, docs)
+    if edited is None:
+        return None
+    tables = tuple(_moved(t, end, shift, file, (kind, holder, edited[0]) if t is table else None) for t in old.tables)
+    repeated = old.repeated | ({(table_name, holder)} if kind == "elements" and edited[1] else set())
+    made = [(kind, table_name, holder, k + i, start, stop, column)
+            for i, (start, stop) in enumerate(zip(starts, starts[1:] + [end + shift]))]
     spans = []
     for s in old.spans:
-        if lead and s[:3] == (table_name, chain_name, k - 1):
-            spans.append((*s[:4], first + lead, s[5]))
+        if lead and s[:4] == (kind, table_name, holder, k - 1):
+            spans.append((*s[:5], first + lead, s[6]))
         elif s in run:
             if s is run[0]:
                 spans += made
-        elif s[3] < end:
+        elif s[4] < end:
             spans.append(s)
-        elif s[:2] == (table_name, chain_name):
-            spans.append((s[0], s[1], s[2] + renumber, s[3] + shift, s[4] + shift, s[5]))
+        elif s[:3] == (kind, table_name, holder):
+            spans.append((*s[:3], s[3] + renumber, s[4] + shift, s[5] + shift, s[6]))
         else:
-            spans.append((*s[:3], s[3] + shift, s[4] + shift, s[5]))
-    return PolicyLoad(text=text, tables=tables, spans=tuple(spans))
+            spans.append((*s[:4], s[4] + shift, s[5] + shift, s[6]))
+    return PolicyLoad(text=text, tables=tables, spans=tuple(spans), repeated=frozenset(repeated))
+
+
+def _rules_edited(table: Table, chain_name: str, k: int, m: int, was: list, docs: list, base: tuple, renumber: int,
+                  moving: tuple):
+    """(the chain's rules with rules k..m made from `docs`, None), or None if an
+    old or new rule is not a plain structured one or a new one has a problem."""
+    chain = next((c for c in table.chains if c.name == chain_name), None)
+    if chain is None or m >= len(chain.rules) or not all(_plain(r) for r in chain.rules[k:m + 1]):
+        return None
+    rules = []
+    for i, doc in enumerate(docs):
+        rule = _checked_rule(doc, table, chain, base + (k + i,))
+        if rule is None:
+            return None
+        rules.append(rule)
+    kept = [replace(r, source=_moved_source(r.source, *moving),
+                    path=format_path(base + (m + 1 + renumber + j,)) if renumber else r.path)
+            for j, r in enumerate(chain.rules[m + 1:])]
+    return chain.rules[:k] + tuple(rules) + tuple(kept), None  # each in its place: moved no more
+
+
+def _elements_edited(table: Table, set_name: str, repeated, was: list, docs: list):
+    """(the set with elements `was` replaced by `docs`, whether it now holds an
+    element twice), or None: a set with intervals (the overlap checks are the
+    set's), one that held an element twice (what taking one out leaves is not
+    known here), or a new element with a problem."""
+    from .policy import _element
+    from .schema import schema_problems
+
+    named = next((n for n in table.sets if n.name == set_name), None)
+    if named is None or "interval" in named.flags or (table.name, set_name) in repeated:
+        return None
+    if any(doc.has_floats for doc in docs):
+        return None
+    spec = {"type": named.type, "elements": [doc.data for doc in docs]}
+    if named.flags:
+        spec["flags"] = list(named.flags)
+    if docs and schema_problems(Document(file="", data={"tables": {table.name: {"sets": {set_name: spec}}}}), "policy"):
+        return None
+    try:
+        gone = [_element_json(named.type, doc.data, _element) for doc in was]
+        new = [_element_json(named.type, doc.data, _element) for doc in docs]
+    except (ValueError, TypeError):
+        return None
+    left = set(named.elements) - set(gone)  # each held once (no repeats): taking it out leaves none
+    twice = len(set(new)) < len(new) or any(e in left for e in new)
+    return replace(named, elements=tuple(sorted(left | set(new)))), twice
+
+
+def _element_json(set_type: str, value, element) -> str:
+    import json
+
+    return json.dumps(element(set_type, value, False), sort_keys=True)
 
 
 def _run(spans: tuple, first: int, end: int):
-    """The consecutive spans of one chain's items that hold lines [first, end)
-    (an empty range: an insertion at `first`), or None."""
-    start = next((n for n, s in enumerate(spans) if s[3] <= first <= s[4] and (first < s[4] or first == end)), None)
+    """The consecutive spans of one chain's or set's items that hold lines
+    [first, end) (an empty range: an insertion at `first`), or None."""
+    start = next((n for n, s in enumerate(spans) if s[4] <= first <= s[5] and (first < s[5] or first == end)), None)
     if start is None:
         return None
     run = [spans[start]]
-    while run[-1][4] < end:
+    while run[-1][5] < end:
         following = spans[start + len(run)] if start + len(run) < len(spans) else None
-        if following is None or following[:2] != run[-1][:2] or following[2] != run[-1][2] + 1 \
-                or following[3] != run[-1][4]:
+        if following is None or following[:3] != run[-1][:3] or following[3] != run[-1][3] + 1 \
+                or following[4] != run[-1][5]:
             return None
         run.append(following)
     return run
@@ -274,15 +329,18 @@ def _moved_source(source: str, file: str, end: int, shift: int) -> str:
 
 def _moved(table: Table, end: int, shift: int, file: str, edit) -> Table:
     """`table` with the sources of what was written below line `end` moved by
-    `shift` lines, and the edited chain's rules (chain, rules), as they now
-    stand, in place if given."""
+    `shift` lines, and the edit in place if given: ("rules", chain, its rules
+    as they now stand) or ("elements", set, the set)."""
     chains = []
     for chain in table.chains:
-        if edit is not None and edit[0] == chain.name:
-            chains.append(replace(chain, rules=edit[1]))
+        if edit is not None and edit[:2] == ("rules", chain.name):
+            chains.append(replace(chain, rules=edit[2]))
         elif shift:
             chains.append(replace(chain, rules=tuple(replace(r, source=_moved_source(r.source, file, end, shift))
                                                     for r in chain.rules)))
         else:
             chains.append(chain)
-    return replace(table, chains=tuple(chains), source=_moved_source(table.source, file, end, shift))
+    sets = table.sets
+    if edit is not None and edit[0] == "elements":
+        sets = tuple(edit[2] if s.name == edit[1] else s for s in sets)
+    return replace(table, chains=tuple(chains), sets=sets, source=_moved_source(table.source, file, end, shift))

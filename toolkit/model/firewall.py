@@ -59,10 +59,13 @@ class Table:
 @dataclass(frozen=True)
 class PolicyLoad:
     """A policy file's text, the tables a read of it made with no problem, and
-    where its rule items are: (table, chain, index, first, end, column) per
-    item, lines [first, end) counted from 0, its dash at `column` (for reading
-    an edit of it rule by rule: manifest/policy_edit.py)."""
+    where its rule and set element items are: (kind, table, chain or set,
+    index, first, end, column) per item, kind "rules" or "elements", lines
+    [first, end) counted from 0, its dash at `column`; `repeated`, the (table,
+    set) that hold an element written twice. For reading an edit of it item by
+    item: manifest/policy_edit.py."""
 
     text: str
     tables: tuple
     spans: tuple = ()
+    repeated: frozenset = frozenset()

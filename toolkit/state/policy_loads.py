@@ -25,7 +25,7 @@ from ..model.firewall import Chain, NamedSet, PolicyLoad, Rule, Table
 from .compiled import fingerprint
 
 DIRECTORY = "cache/policies"
-FORMAT = 3
+FORMAT = 4
 KEEP = 64  # entries; the oldest beyond this are removed on writing
 
 
@@ -100,7 +100,7 @@ def _encoded(path: str, load) -> dict:
             sets.append([named.name, named.type, list(named.flags), list(named.elements), spec, text])
         tables.append([table.name, table.family, table.source, chains, sets])
     return {"format": FORMAT, "path": str(path), "text": load.text, "tables": tables,
-            "spans": [list(s) for s in load.spans]}
+            "spans": [list(s) for s in load.spans], "repeated": sorted(list(r) for r in load.repeated)}
 
 
 def _decoded(path: str, data) -> tuple:
@@ -138,12 +138,17 @@ def _decoded(path: str, data) -> tuple:
             known.append((None, set_type, tuple(flags), tuple(elements), spec, text))
         tables.append(Table(name=name, family=family, chains=tuple(built), sets=tuple(named), source=source))
     spans = []
-    for table, chain, index, first, end, column in data["spans"]:
-        _text(table, chain)
-        if not all(type(n) is int and n >= 0 for n in (index, first, end, column)) or end <= first:
+    for kind, table, holder, index, first, end, column in data["spans"]:
+        _text(table, holder)
+        if kind not in ("rules", "elements") or not all(type(n) is int and n >= 0 for n in (index, first, end, column)) \
+                or end <= first:
             raise ValueError("span")
-        spans.append((table, chain, index, first, end, column))
-    return PolicyLoad(text=data["text"], tables=tuple(tables), spans=tuple(spans)), known
+        spans.append((kind, table, holder, index, first, end, column))
+    repeated = set()
+    for table, holder in data["repeated"]:
+        _text(table, holder)
+        repeated.add((table, holder))
+    return PolicyLoad(text=data["text"], tables=tuple(tables), spans=tuple(spans), repeated=frozenset(repeated)), known
 
 
 def _text(*values, optional: bool = False) -> None:
