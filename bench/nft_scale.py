@@ -35,6 +35,9 @@ byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
                       one rule's dport changed (the file read again as that
                       rule alone: state/policy_loads.py); then the kernel holds
                       the new rule and `netkeel drift` exits 0
+    one_element_apply_s  `netkeel apply` after one element of the set was
+                      replaced (read alone as well); then the kernel's set holds
+                      it and `netkeel drift` exits 0
     rebuild_apply_s   `netkeel destroy`, then `netkeel apply` of the same files:
                       content listed back before, so its commit is followed by
                       its generation alone (a lab rebuilt, as a teacher does)
@@ -59,6 +62,7 @@ within 1.2x of linear (6x for 50,000 against 10,000 rules) or not:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -75,7 +79,8 @@ FOREIGN_RULE = "ip saddr 192.0.2.1 drop"
 CHANGED_PORT = 60000  # above every rule's own port (1000 + i % 50000)
 # The timed figures, in the order printed; each is also divided by nft_f_s.
 TIMES = ["apply_s", "cold_apply_s", "plan_s", "noop_apply_s", "drift_s", "drift_compared_s", "foreign_drift_s",
-         "one_rule_apply_s", "rebuild_apply_s"]
+         "one_rule_apply_s", "one_element_apply_s", "rebuild_apply_s"]
+NEW_ELEMENT = "198.51.100.77"  # replaces one element of the set (TEST-NET-2: no rule's address)
 
 
 def prefix_of(pid: int) -> str:
@@ -91,10 +96,11 @@ def rule(i: int, changed: int | None = None) -> tuple:
     return address(i + 1), CHANGED_PORT if i == changed else 1000 + i % 50000
 
 
-def policy_yaml(n: int, changed: int | None = None) -> str:
+def policy_yaml(n: int, changed: int | None = None, element: int | None = None) -> str:
+    """The policy: rule `changed` gets CHANGED_PORT, element `element` is NEW_ELEMENT."""
     lines = ["tables:", "  bench:", "    family: inet", "    sets:", "      blocked:",
              "        type: ipv4_addr", "        elements:"]
-    lines += [f"          - {address(0x200000 + i)}" for i in range(n)]
+    lines += [f"          - {NEW_ELEMENT if i == element else address(0x200000 + i)}" for i in range(n)]
     lines += ["    chains:", "      input:", "        hook: input", "        policy: accept", "        rules:",
               '          - {saddr: "@blocked", action: drop}']
     lines += [f"          - {{saddr: {a}, protocol: tcp, dport: {p}, counter: true, action: accept}}"
@@ -166,6 +172,16 @@ def measure(n: int) -> dict:
         warm("drift")  # exit 0: in sync with the changed policy
         print(f"apply of a one-rule change: {f['one_rule_apply_s']:.2f} s", flush=True)
 
+        policy.write_text(policy_yaml(n, changed, element=n // 2))
+        one = warm("apply")
+        assert "already in sync" not in one.stdout, f"the one-element change was not applied: {one.stdout[-2000:]}"
+        f["one_element_apply_s"] = one.seconds
+        held = nft(fw, "list", "set", *TABLE.split(), "blocked")
+        gone = re.search(rf"(?<![0-9.]){re.escape(address(0x200000 + n // 2))}(?![0-9.])", held) is None
+        assert NEW_ELEMENT in held and gone, "the set was not changed"
+        warm("drift")  # exit 0
+        print(f"apply of a one-element change of the set: {f['one_element_apply_s']:.2f} s", flush=True)
+
         warm("destroy")
         f["rebuild_apply_s"] = warm("apply").seconds
         warm("drift")  # exit 0
@@ -184,6 +200,8 @@ def measure(n: int) -> dict:
     print(f"rebuild_apply_s={f['rebuild_apply_s']:.3f} rebuild_apply_vs_nft_f={f['rebuild_apply_vs_nft_f']:.3f}")
     print(f"one_rule_apply_s={f['one_rule_apply_s']:.3f} "
           f"one_rule_apply_vs_nft_f={f['one_rule_apply_vs_nft_f']:.3f}")
+    print(f"one_element_apply_s={f['one_element_apply_s']:.3f} "
+          f"one_element_apply_vs_nft_f={f['one_element_apply_vs_nft_f']:.3f}")
     print_peak_rss(f["peak_rss_mb"])
     print(f"rules={n} apply_s={f['apply_s']:.2f} nft_f_s={f['nft_f_s']:.2f} "
           f"apply_vs_nft_f={f['apply_vs_nft_f']:.2f} "

@@ -489,3 +489,31 @@ def test_a_kept_read_with_wrong_forms_is_not_used_for_another_text(state, tmp_pa
     nft_canon._DECLARED_KEYS.clear()
     edited, _ = _read(state, manifest)
     assert edited.desired == compile_topology(load_topology(manifest), "lab-").desired
+
+
+def test_an_element_edit_compiles_as_a_whole_read_would(state, tmp_path, monkeypatch):
+    """A set of block items, one element replaced, then one added, then one
+    taken out: each read alone, compiled as the whole read compiles it (the
+    set's forms made afresh)."""
+    from toolkit.manifest import policy as policy_module
+
+    def policy(elements):
+        lines = ["tables:", "  filter:", "    sets:", "      blocked:", "        type: ipv4_addr", "        elements:"]
+        lines += [f"          - {e}" for e in elements]
+        lines += ["    chains:", "      input:", "        hook: input", "        rules:",
+                  '          - {saddr: "@blocked", action: drop}']
+        return "\n".join(lines) + "\n"
+
+    elements = [f"192.0.2.{i}" for i in range(1, 40)]
+    manifest = _topology(tmp_path, policy(elements))
+    _read(state, manifest)
+    real, whole_reads = policy_module.load_policy, []
+    for edit in (lambda e: e[:5] + ["198.51.100.1"] + e[6:], lambda e: e + ["198.51.100.2"], lambda e: e[1:]):
+        elements = edit(elements)
+        (tmp_path / "fw.yaml").write_text(policy(elements))
+        monkeypatch.setattr(policy_module, "load_policy", lambda text, file: whole_reads.append(file) or real(text, file))
+        edited, reader = _read(state, manifest)
+        monkeypatch.setattr(policy_module, "load_policy", real)
+        assert reader.made and next(iter(reader.made.values())).spans  # kept for the next edit
+        assert edited.desired == compile_topology(load_topology(manifest), "lab-").desired
+    assert whole_reads == []
