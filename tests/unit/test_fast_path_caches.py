@@ -322,10 +322,14 @@ def test_a_damaged_or_foreign_entry_is_a_miss(state, lab):
     compile_and_store(state)
     cache = CompileCache(state, read_file)
     path = state.path(cache._name("lab.yaml", "p-"))
-    entry = json.loads(path.read_text())
-    entry["resources"].append(["netns", ["elsewhere"], "topology", []])  # outside the prefix
-    path.write_text(json.dumps(entry))
-    assert cache.lookup("lab.yaml", "p-") is None
+    header, resources = (json.loads(line) for line in path.read_text().splitlines())
+    assert cache.lookup("lab.yaml", "p-") is not None
+    path.write_text(json.dumps(header) + "\n" + json.dumps(resources + [["netns", ["elsewhere"], "topology", []]]))
+    assert cache.lookup("lab.yaml", "p-") is None  # outside the prefix
+    path.write_text(json.dumps(header) + "\n")
+    assert cache.lookup("lab.yaml", "p-") is None  # the resources cut off
+    path.write_text(json.dumps(header) + "\n" + json.dumps(resources) + "\n" + json.dumps(resources) + "\n")
+    assert cache.lookup("lab.yaml", "p-") is None  # more than an entry
     path.write_text("{truncated")
     assert cache.lookup("lab.yaml", "p-") is None
     path.unlink()

@@ -36,7 +36,7 @@ from ..model.compiled import Compiled
 from .codec import decode, encode
 
 DIRECTORY = "cache/compiled"
-FORMAT = 1
+FORMAT = 2  # two lines: a header, then the resources
 KEEP = 64  # entries; the oldest beyond this are removed on writing
 
 
@@ -47,7 +47,7 @@ def fingerprint() -> str:
     digest = hashlib.sha256(sys.version.encode())
     package = Path(__file__).resolve().parents[1]
     for root, dirs, files in os.walk(package):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")  # bytecode and generated validators: not sources
         for name in sorted(files):
             if name.endswith((".py", ".json")):
                 _stat_into(digest, os.path.join(root, name))
@@ -123,23 +123,26 @@ class CompileCache:
         return entry_name(DIRECTORY, FORMAT, manifest, prefix)
 
     def lookup(self, manifest, prefix: str) -> Compiled | None:
-        """The compiled topology if every file it came from is unchanged; else None."""
+        """The compiled topology if every file it came from is unchanged; else None.
+        An entry is two lines: the header (what it came from) is read first, and
+        the resources (megabytes, for a large policy) only if it still holds."""
         try:
-            data = self.state.read_json(self._name(manifest, prefix))
-            if data is None:
+            found = self.state.read_json_lines(self._name(manifest, prefix))
+            if found is None:
                 return None
-            return self._valid(data, str(manifest), prefix)
+            return self._valid(*found, str(manifest), prefix)
         except Exception:  # noqa: BLE001 - unreadable, unsafe, malformed: load as usual
             return None
 
-    def _valid(self, data, manifest: str, prefix: str) -> Compiled | None:
+    def _valid(self, data, rest, manifest: str, prefix: str) -> Compiled | None:
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("manifest") != manifest \
                 or data.get("prefix") != prefix:
             return None
         reads = data["reads"]
         if not unchanged(reads, manifest, self._read, self._refused):
             return None
-        desired = frozenset(decode(item) for item in data["resources"])
+        resources, = rest()
+        desired = frozenset(decode(item) for item in resources)
         if not all(isinstance(r.key[0], str) and r.key[0].startswith(prefix) for r in desired):
             return None
         files = tuple((str(p), str(h)) for p, h in data["files"])
@@ -155,12 +158,12 @@ class CompileCache:
         --state-dir must not make one (an apply makes it with its first record)."""
         if not self.state.root.is_dir():
             return
-        data = {"format": FORMAT, "manifest": str(manifest), "prefix": prefix, "reads": reads,
-                "name": compiled.name, "nodes": list(compiled.node_names),
-                "files": [list(f) for f in compiled.files],
-                "resources": [encode(r) for r in sorted(compiled.desired)]}
+        header = {"format": FORMAT, "manifest": str(manifest), "prefix": prefix, "reads": reads,
+                  "name": compiled.name, "nodes": list(compiled.node_names),
+                  "files": [list(f) for f in compiled.files]}
         try:
-            self.state.write_json(self._name(manifest, prefix), data, durable=False, compact=True)
+            resources = [encode(r) for r in sorted(compiled.desired)]
+            self.state.write_json_lines(self._name(manifest, prefix), [header, resources], durable=False)
             self.state.keep_newest(DIRECTORY, KEEP)
         except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
             pass

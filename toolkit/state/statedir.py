@@ -124,7 +124,26 @@ class StateDir:
         directory, fsync, rename over the target, fsync the directory. `compact`: one
         line, for caches no one reads by eye."""
         text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1, sort_keys=True)
-        content = (text + "\n").encode()  # fails before any I/O
+        return self._write(relative, (text + "\n").encode(), durable)  # encoded before any I/O
+
+    def write_json_lines(self, relative: str, items: list, durable: bool = True):
+        """Like write_json(compact=True), each item a line of its own: a reader may
+        parse the first line (a cache entry's header) and stop there
+        (read_json_lines)."""
+        return self._write(relative, "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items).encode(),
+                           durable)
+
+    def read_json_lines(self, relative: str):
+        """(the first line parsed, a function parsing the rest as a list of the
+        other lines), or None if the file is missing. Raises ValueError,
+        StateDirError; the function raises ValueError."""
+        content = self.read_bytes(relative)
+        if content is None:
+            return None
+        head, _, rest = content.partition(b"\n")
+        return parse_json(head), lambda: [parse_json(line) for line in rest.splitlines()]
+
+    def _write(self, relative: str, content: bytes, durable: bool):
         directory, _, name = relative.rpartition("/")
         with self.directory(directory, create=True) as dir_fd:
             temp = f".{name}.{os.urandom(6).hex()}.tmp"
