@@ -90,7 +90,8 @@ class Backend(Protocol):
         rule JSON)] of every rule it added, as the kernel took them, in order.
         `tables` maps each table key the transaction creates, replaces or changes
         to the resource it then holds (None: removed), or is a function of the
-        echoed rules giving that (which may raise, to fail the step), for a
+        echoed rules giving that (which may raise, to fail the step: what it
+        gives stands verified), for a
         backend that remembers what it read; `json_tables` replaces it when
         the script is refused and `commands` go instead."""
     def nft_rule_handles(self, ns: str, family: str, table: str):

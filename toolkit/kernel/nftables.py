@@ -398,6 +398,7 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     caller's verification)."""
     ns = kernel.ns(ns_name)
     before = ns.generation()
+    checked_by_caller = callable(tables)  # it verifies what the kernel echoed (or that nothing needed it)
     kernel.log(ns_name, f"nft transaction ({'text' if script is not None else 'JSON'}): {what}")
     if echo:
         ns.nft.set_echo_output(True)
@@ -431,13 +432,14 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
         now = device_list((link.ifname, link.index) for link in ns.links())
         after = ns.generation()
         check = None
-        if sent is not None and not echo:
+        if sent is not None and not checked_by_caller:
             def check(placed):
                 return _read_back_as_text(kernel, ns, ns_name, sent, placed, after)
         # The echo verifies what the text sent (the caller's `tables` compares it
-        # rule by rule); after a fallback to JSON nothing compared the echo.
+        # rule by rule, and a change adding none needs none); after a fallback
+        # to JSON nothing compared the echo.
         _follow(kernel.nft_memo, ns_name, ns.cookie(), before, after, ns.read_devices, now, tables,
-                verified=echo and sent is not None, check=check)
+                verified=checked_by_caller and sent is not None, check=check)
     return echoed
 
 
