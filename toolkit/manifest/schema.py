@@ -49,7 +49,45 @@ def _validator(name: str):
 
 @lru_cache(maxsize=None)
 def _fast_validator(name: str):
-    return fastjsonschema.compile(load_schema(name))
+    """fastjsonschema's validator for schema `name`. Generating and compiling
+    it costs a command 30-70 ms, so its compiled code is kept beside the
+    schemas as Python keeps bytecode (schemas/__pycache__/, named by a digest
+    of the schema, fastjsonschema's version and the bytecode's magic number)
+    and loaded from there; where that cannot be written or read, it is made in
+    memory, as before."""
+    schema = load_schema(name)
+    try:
+        return _kept_validator(name, schema)
+    except Exception:  # noqa: BLE001 - a read-only install, a damaged file: generate it here
+        return fastjsonschema.compile(schema)
+
+
+def _kept_validator(name: str, schema: dict):
+    import hashlib
+    import importlib.util
+    import marshal
+    import os
+    import sys
+
+    key = json.dumps([schema, fastjsonschema.VERSION, importlib.util.MAGIC_NUMBER.hex()], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    path = os.path.join(os.path.dirname(__file__), "schemas", "__pycache__",
+                        f"validate_{name}_{digest}.{sys.implementation.cache_tag}.bin")
+    try:
+        with open(path, "rb") as kept:
+            code = marshal.loads(kept.read())
+    except (OSError, ValueError, EOFError, TypeError):  # none yet, or damaged: made (again)
+        source = fastjsonschema.compile_to_code(schema)
+        entry = re.search(r"^def (\w+)", source, re.MULTILINE).group(1)  # the schema's own: the first
+        code = compile(f"{source}\n\nvalidate = {entry}\n", f"<validator of {name}.schema.json>", "exec")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temp = f"{path}.{os.getpid()}.tmp"
+        with open(temp, "wb") as out:
+            out.write(marshal.dumps(code))
+        os.replace(temp, path)  # whole or not at all, whoever writes it at the same time
+    namespace = {"__name__": f"{__package__}._validate_{name}"}
+    exec(code, namespace)  # noqa: S102 - code generated above from our own schema, as Python's bytecode cache is
+    return namespace["validate"]
 
 
 def schema_problems(doc: Document, name: str) -> list:
