@@ -521,3 +521,16 @@ def test_an_element_edit_compiles_as_a_whole_read_would(state, tmp_path, monkeyp
         assert reader.made and next(iter(reader.made.values())).spans  # kept for the next edit
         assert edited.desired == compile_topology(load_topology(manifest), "lab-").desired
     assert whole_reads == []
+
+
+def test_a_kept_read_of_other_code_is_a_miss_and_replaced(state, tmp_path, monkeypatch):
+    from toolkit.state import policy_loads
+    from toolkit.state.policy_loads import DIRECTORY, PolicyLoads
+
+    manifest = _topology(tmp_path, _policy())
+    _read(state, manifest)
+    monkeypatch.setattr(policy_loads, "fingerprint", lambda: "other code")
+    assert PolicyLoads(state).kept(str(tmp_path / "fw.yaml")) is None
+    _read(state, manifest)
+    assert len(state.regular_files(DIRECTORY)) == 1  # one entry per file, whichever code kept it
+    assert PolicyLoads(state).kept(str(tmp_path / "fw.yaml")) is not None

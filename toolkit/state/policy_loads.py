@@ -8,8 +8,8 @@ item is read as that item alone (anything else is read whole). With the tables c
 (kinds/nft_canon.declared_rule_key, kinds/nft_text.sent_text), so compiling a
 table with one rule edited costs one rule's work.
 
-An entry is kept per policy file path (and netkeel's code fingerprint: other
-code, other reads), written after a compile that succeeded, in netkeel's own
+An entry is kept per policy file path (with netkeel's code fingerprint: an
+entry of other code is a miss), written after a compile that succeeded, in netkeel's own
 state directory (0700, checked by statedir.py), as the compile cache's are.
 Reading one checks its shape; anything unexpected is a miss, and the file is
 read whole.
@@ -78,7 +78,9 @@ class PolicyLoads:
 
 
 def _entry_name(path: str) -> str:
-    key = json.dumps([FORMAT, fingerprint(), str(path)])
+    """One entry per file: another netkeel's (its code fingerprint inside) is a
+    miss, and overwritten by the next read kept."""
+    key = json.dumps([FORMAT, str(path)])
     return f"{DIRECTORY}/{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
 
 
@@ -99,7 +101,7 @@ def _encoded(path: str, load) -> dict:
             text = nft_text.known_set_text(spec) if spec is not None else None
             sets.append([named.name, named.type, list(named.flags), list(named.elements), spec, text])
         tables.append([table.name, table.family, table.source, chains, sets])
-    return {"format": FORMAT, "path": str(path), "text": load.text, "tables": tables,
+    return {"format": FORMAT, "code": fingerprint(), "path": str(path), "text": load.text, "tables": tables,
             "spans": [list(s) for s in load.spans], "repeated": sorted(list(r) for r in load.repeated)}
 
 
@@ -108,7 +110,7 @@ def _decoded(path: str, data) -> tuple:
     (expr, comment, family, key, sent text) and (None, type, flags, elements,
     spec, set text)); raises on any damage."""
     if not (isinstance(data, dict) and data.get("format") == FORMAT and data.get("path") == str(path)
-            and isinstance(data.get("text"), str)):
+            and data.get("code") == fingerprint() and isinstance(data.get("text"), str)):
         raise ValueError("not an entry for this file")
     tables, known = [], []
     for name, family, source, chains, sets in data["tables"]:
