@@ -120,7 +120,11 @@ class CompileCache:
         self._refused = refused or (lambda path, manifest: None)
 
     def _name(self, manifest: str, prefix: str) -> str:
-        return entry_name(DIRECTORY, FORMAT, manifest, prefix)
+        """One entry per manifest, prefix and working directory: the code
+        fingerprint is inside (another code's entry is a miss, and replaced), so
+        an upgrade leaves no entries of megabytes behind."""
+        key = json.dumps([FORMAT, os.getcwd(), str(manifest), prefix])
+        return f"{DIRECTORY}/{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
 
     def lookup(self, manifest, prefix: str) -> Compiled | None:
         """The compiled topology if every file it came from is unchanged; else None.
@@ -136,7 +140,7 @@ class CompileCache:
 
     def _valid(self, data, rest, manifest: str, prefix: str) -> Compiled | None:
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("manifest") != manifest \
-                or data.get("prefix") != prefix:
+                or data.get("prefix") != prefix or data.get("code") != fingerprint():
             return None
         reads = data["reads"]
         if not unchanged(reads, manifest, self._read, self._refused):
@@ -158,7 +162,7 @@ class CompileCache:
         --state-dir must not make one (an apply makes it with its first record)."""
         if not self.state.root.is_dir():
             return
-        header = {"format": FORMAT, "manifest": str(manifest), "prefix": prefix, "reads": reads,
+        header = {"format": FORMAT, "code": fingerprint(), "manifest": str(manifest), "prefix": prefix, "reads": reads,
                   "name": compiled.name, "nodes": list(compiled.node_names),
                   "files": [list(f) for f in compiled.files]}
         try:
