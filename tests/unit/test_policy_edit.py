@@ -260,3 +260,68 @@ def test_random_edits_read_rule_by_rule_equal_the_whole_read():
             continue
         read_alone += check_edit(POLICY, edited)
     assert read_alone > 100  # the path is taken, not only declined
+
+
+SHARED = """\
+tables:
+  filter:
+    sets:
+      a:
+        type: ipv4_addr
+        elements: &e
+          - 10.0.0.1
+          - 10.0.0.2
+      b:
+        type: ipv4_addr
+        elements: *e
+    chains:
+      input:
+        hook: input
+        rules: &r
+          - {saddr: "@a", action: drop}
+          - {protocol: tcp, dport: 22, action: accept}
+      output:
+        hook: output
+        rules: *r
+"""
+
+
+@pytest.mark.parametrize("old, new", [
+    ("- 10.0.0.2", "- 10.0.0.3"),     # an element of two sets
+    ("dport: 22", "dport: 23"),       # a rule of two chains
+])
+def test_a_document_where_items_stand_in_two_places_is_never_read_by_items(old, new):
+    """Found by review: an element edited in one set stayed as it was in the set
+    aliasing it (a block list dropping the wrong address)."""
+    load, problems = whole(SHARED)
+    assert problems == [] and load.spans == ()
+    assert splice(load, SHARED.replace(old, new), FILE) is None
+
+
+def test_a_chain_taking_rules_by_a_merge_key_is_never_read_by_items():
+    merged = SHARED.replace("rules: *r", "rules: *r\n      audit: &c\n        rules:\n          - {action: drop}\n"
+                                         "      again:\n        <<: *c")
+    load, problems = whole(merged)
+    assert problems == [] and load.spans == ()
+
+
+@pytest.mark.parametrize("scalar", [">-", "|", "|+", ">+"])
+def test_lines_a_block_scalar_before_them_takes_are_read_with_it(scalar):
+    """Found by review: comment and blank lines before an edited item are the
+    text of a block scalar ending the item before it, if indented so."""
+    old_text = POLICY.replace("- {protocol: tcp, dport: 80, action: accept}",
+                              f"- protocol: tcp\n            dport: 80\n            action: accept\n"
+                              f"            comment: {scalar}\n              hello")
+    old, problems = whole(old_text)
+    assert problems == []
+    after = "          - {protocol: tcp, dport: 81, action: accept}\n"  # an item added after it
+    for inserted in ("              # world\n", "\n", "\n              # world\n", "    # x\n"):
+        edited = old_text.replace("              hello\n", "              hello\n" + inserted + after, 1)
+        spliced = splice(old, edited, FILE)
+        full, full_problems = whole(edited)
+        assert spliced is None or (not full_problems and spliced.tables == full.tables and spliced.spans == full.spans)
+
+
+def test_a_run_of_thousands_of_items_removed_reads_as_the_whole_read():
+    many = POLICY.replace("          - 443\n", "".join(f"          - {p}\n" for p in range(1000, 6000)))
+    assert check_edit(many, POLICY)

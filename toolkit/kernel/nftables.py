@@ -24,8 +24,10 @@ import re
 from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, overlay
 from ..core.resource import Resource, changed_fields
 from ..errors import KernelError
-from ..kinds import nft_text
-from ..kinds.nft_canon import canonical_rule, changes_by_itself, live_table_specs
+
+# The kinds' nftables forms (kinds/nft_text.py, nft_canon.py) are imported where
+# used: a quick answer (cli/quick.py) reads only generations, and importing the
+# kinds registry cost it a tenth of its time.
 
 KIND = "nft_table"
 _HANDLE = re.compile(r"^(?P<text>.*?)\s+# handle (?P<handle>\d+)$")
@@ -73,6 +75,7 @@ def read(kernel, ns_name: str, devices=None) -> list:
     can be followed without listing; see _follow). A table found otherwise
     proves nothing: another tool made it, perhaps in a form netkeel's own
     sending would not make again."""
+    from ..kinds.nft_canon import changes_by_itself
     ns = kernel.ns(ns_name)
     memo = kernel.nft_memo
     mark = (ns.cookie(), ns.generation(), device_list(devices))
@@ -130,6 +133,7 @@ def device_list(devices) -> list | None:
 
 def _listed(kernel, ns, ns_name: str) -> list:
     """The namespace's tables as resources, as a JSON listing gives them."""
+    from ..kinds.nft_canon import live_table_specs
     from . import nftgen
 
     # libnftables 1.0.6 prints a flagged (dormant) table's flags in JSON from
@@ -179,6 +183,7 @@ def _listed_by_text(kernel, ns, ns_name: str, tables: list, expected: dict):
     the desired table of the same key; others' tables and faults' are known by
     their names, as always. None (list it all as JSON) if a table of ours is
     flagged, not desired, not rendered as text, or does not read so."""
+    from ..kinds import nft_text
     out = []
     for family, name, flags in tables:
         key = (ns_name, family, name)
@@ -217,6 +222,8 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     chain holding rules printed otherwise, an unknown rule the throwaway
     namespace does not make exactly, the generation moving while reading): the
     caller lists as JSON."""
+    from ..kinds import nft_text
+    from ..kinds.nft_canon import live_table_specs
     from . import nftgen
 
     generation = ns.generation()
@@ -289,6 +296,8 @@ def _compiled_in_scratch(family: str, name: str, fields: dict, chains: dict, rul
     what a JSON listing gives and can be remembered. {} (the table is listed as JSON)
     when too many, or any does not go back in as printed, or is not printed
     back there exactly as listed."""
+    from ..kinds import nft_text
+    from ..kinds.nft_canon import canonical_rule
     from . import nft_scratch
 
     if len(rules) > SCRATCH_RULES:
@@ -474,6 +483,7 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
 
     Otherwise nothing is remembered: the next read, the apply's verification
     first, lists the ruleset and compares it whole."""
+    from ..kinds.nft_canon import changes_by_itself
     if after != before + 1 or devices is None:
         return
     held = memo.get(ns_name, cookie, before, devices)
@@ -508,6 +518,7 @@ def _read_back_as_text(kernel, ns, ns_name: str, script: str, placed: list, gene
     and sets as desired). None if anything differs or cannot be read, or the
     generation moved meanwhile: the caller then lists and compares the whole
     ruleset, as it always did."""
+    from ..kinds import nft_text
     out = []
     for table in placed:
         _, family, name = table.key

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 
+from ..core.resource import Resource
 from ..errors import KernelError
-from ..kinds.base import short
 
 KIND = "sysctl"
-from ..core.resource import Resource
 
 
 def proc_path(name: str) -> str:
@@ -42,6 +41,8 @@ def read(kernel, ns: str, names) -> list:
 
 
 def write(kernel, ns: str, name: str, value: str) -> None:
+    from ..kinds.base import short  # here: reading, as a quick answer does, needs no kinds
+
     kernel.log(ns, f"sysctl {name}={short(str(value))}")
     opened = False
     try:

@@ -66,6 +66,10 @@ class Document:
     # Paths whose value the loader refused, and said why (a tag, an alias loop,
     # too deep): what the schema would add about the gap is left unsaid.
     refused: set = field(default_factory=set)
+    # Whether a node stands at more than one place (a YAML alias, a merge key
+    # naming an anchor): an edit of its lines changes every place it stands.
+    shared: bool = False
+    _built: set = field(default_factory=set, repr=False)
 
     def line_of(self, path: Path) -> int:
         """The line of the value at `path`, or of its nearest ancestor we know."""
@@ -166,6 +170,9 @@ class _TooBig(Exception):
 
 def _build(node, path: Path, loader: _Constructor, doc: Document, within=frozenset()):
     doc.lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in doc._built:  # libyaml gives an alias the very node its anchor made
+        doc.shared = True
+    doc._built.add(id(node))
     doc.count = getattr(doc, "count", 0) + 1
     if doc.count > MAX_VALUES:
         raise _TooBig()

@@ -81,9 +81,10 @@ def item_spans(text: str, doc: Document) -> tuple:
     read whole from `text`: (kind, table, chain or set, index, first, end,
     column), kind "rules" or "elements". A chain or set whose items cannot all
     be placed so gets none (they are then never read alone), nor does a text
-    whose lines YAML counts otherwise."""
-    if not lines_agree(text):
-        return ()
+    whose lines YAML counts otherwise, nor one where a node stands at two
+    places (an alias, a merge key)."""
+    if not lines_agree(text) or doc.shared:
+        return ()  # (shared: an item written once may stand in two sets or chains)
     lines = text.split("\n")
     out = []
     for table, spec in mapping(mapping(doc.data).get("tables")).items():
@@ -150,6 +151,15 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     kind, table_name, holder, k, first, _, column = run[0]
     m, end = run[-1][3], run[-1][5]
     shift = len(after) - len(before)
+    if k > 0 and first < end + shift and _blank(after[first]):
+        # Blank and comment lines before the first new dash follow the item
+        # before the run: were it to end in a block scalar, they would be its
+        # text (found by review). That item is read again with them.
+        previous = next((s for s in old.spans if s[:4] == (kind, table_name, holder, k - 1)), None)
+        if previous is None or previous[5] != first:
+            return None
+        run = [previous] + run
+        k, first = previous[3], previous[4]
     if not _items_alone(before[first:end], column) or not _items_alone(after[first:end + shift], column):
         return None
     table = next((t for t in old.tables if t.name == table_name), None)
@@ -169,8 +179,9 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
         if found is None or len(found.group(1)) != column:
             return None  # the item begins below its dash: the whole read gives its chain or set no spans
         starts.append(line - 1)
-    # Blank and comment lines before the first new item (or all of them, where
-    # none is left) end the item before the run, as a whole read counts them.
+    # Blank and comment lines before the first new item are outside every span
+    # only before a chain's or set's first item (any other run begins with a
+    # dash: see above).
     lead = next((n for n, line in enumerate(after[first:end + shift]) if _DASH.match(line)), end + shift - first)
     if docs and starts[0] != first + lead:
         return None
@@ -185,11 +196,9 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     repeated = old.repeated | ({(table_name, holder)} if kind == "elements" and edited[1] else set())
     made = [(kind, table_name, holder, k + i, start, stop, column)
             for i, (start, stop) in enumerate(zip(starts, starts[1:] + [end + shift]))]
-    spans = []
+    spans, in_run = [], set(run)
     for s in old.spans:
-        if lead and s[:4] == (kind, table_name, holder, k - 1):
-            spans.append((*s[:5], first + lead, s[6]))
-        elif s in run:
+        if s in in_run:
             if s is run[0]:
                 spans += made
         elif s[4] < end:
