@@ -614,3 +614,19 @@ def test_a_rule_by_rule_change_proves_nothing_of_the_rules_it_did_not_send(guard
     assert result.returncode == 1 and "restored" in result.stderr, result.stdout + result.stderr
     plain, full = guarded.run("drift", guarded.manifest), guarded.run("drift", guarded.manifest, "--full")
     assert plain.returncode == 2 and (plain.returncode, plain.stdout) == (full.returncode, full.stdout)
+
+
+def test_a_rule_with_an_address_list_edited_is_applied_and_verified(guarded):
+    """Found by review: the rule-by-rule change deleting a rule with an anonymous
+    set and adding another was echoed by libnftables with both sets' elements,
+    and the apply failed (and so did restoring the state before it)."""
+    listed = POLICY.replace("          - {protocol: tcp, dport: 23, action: drop, comment: no telnet}\n",
+                            "          - {protocol: tcp, dport: 23, action: drop, comment: no telnet}\n"
+                            "          - {saddr: [192.0.2.11, 192.0.2.12], action: drop}\n")
+    guarded.policy.write_text(listed)
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    guarded.policy.write_text(listed.replace("192.0.2.12]", "192.0.2.13]"))
+    result = guarded.run("apply", guarded.manifest)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ip saddr { 192.0.2.11, 192.0.2.13 } drop" in nft(guarded, "list", "chain", "inet", "netkeel_guard", "input")
+    assert drift(guarded, "--full")[0] == 0
