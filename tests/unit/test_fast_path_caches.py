@@ -332,6 +332,12 @@ def test_a_damaged_or_foreign_entry_is_a_miss(state, lab):
     assert cache.lookup("lab.yaml", "p-") is None  # more than an entry
     path.write_text("{truncated")
     assert cache.lookup("lab.yaml", "p-") is None
+    # Found by review: a header with another entry's resources (another prefix's,
+    # whose namespaces would pass as this one's if the prefixes shared a start).
+    compile_and_store(state, prefix="p-x")
+    other = state.path(cache._name("lab.yaml", "p-x")).read_text().splitlines()[1]
+    path.write_text(json.dumps(header) + "\n" + other + "\n")
+    assert cache.lookup("lab.yaml", "p-") is None
     path.unlink()
     path.symlink_to("/etc/passwd")
     assert cache.lookup("lab.yaml", "p-") is None

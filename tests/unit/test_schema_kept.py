@@ -66,3 +66,27 @@ def test_where_nothing_can_be_kept_the_validator_is_made_in_memory(monkeypatch, 
     assert _answer(validate, {"name": "x", "nodes": {}}) == _answer(
         fastjsonschema.compile(schema.load_schema("topology")), {"name": "x", "nodes": {}})
     schema._fast_validator.cache_clear()
+
+
+def test_a_kept_file_that_is_no_validator_is_made_again(monkeypatch, tmp_path):
+    import marshal
+
+    kept_dir = _fresh(monkeypatch, tmp_path)
+    schema._fast_validator("policy")
+    kept, = kept_dir.iterdir()
+    kept.write_bytes(marshal.dumps(compile("validate = 5", "x", "exec")))  # loads, but validates nothing
+    schema._fast_validator.cache_clear()
+    validate = schema._fast_validator("policy")
+    assert _answer(validate, {"tables": 5}) != "valid"
+    assert callable(schema._validator_of(marshal.loads(kept.read_bytes()), "policy"))  # made again
+
+
+def test_a_validator_of_an_edited_schema_replaces_the_old_one(monkeypatch, tmp_path):
+    kept_dir = _fresh(monkeypatch, tmp_path)
+    schema._fast_validator("policy")
+    old, = kept_dir.iterdir()
+    monkeypatch.setattr(schema, "load_schema", lambda name: {"type": "object"})
+    schema._fast_validator.cache_clear()
+    schema._fast_validator("policy")
+    assert [p.name for p in kept_dir.iterdir()] != [old.name] and len(list(kept_dir.iterdir())) == 1
+    schema._fast_validator.cache_clear()

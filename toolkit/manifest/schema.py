@@ -71,23 +71,38 @@ def _kept_validator(name: str, schema: dict):
 
     key = json.dumps([schema, fastjsonschema.VERSION, importlib.util.MAGIC_NUMBER.hex()], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = os.path.join(os.path.dirname(__file__), "schemas", "__pycache__",
-                        f"validate_{name}_{digest}.{sys.implementation.cache_tag}.bin")
+    directory = os.path.join(os.path.dirname(__file__), "schemas", "__pycache__")
+    stem = f"validate_{name}_"
+    path = os.path.join(directory, f"{stem}{digest}.{sys.implementation.cache_tag}.bin")
     try:
         with open(path, "rb") as kept:
-            code = marshal.loads(kept.read())
-    except (OSError, ValueError, EOFError, TypeError):  # none yet, or damaged: made (again)
-        source = fastjsonschema.compile_to_code(schema)
-        entry = re.search(r"^def (\w+)", source, re.MULTILINE).group(1)  # the schema's own: the first
-        code = compile(f"{source}\n\nvalidate = {entry}\n", f"<validator of {name}.schema.json>", "exec")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+            return _validator_of(marshal.loads(kept.read()), name)
+    except Exception:  # noqa: BLE001 - none yet, or damaged (not code, no validator): made again
+        pass
+    source = fastjsonschema.compile_to_code(schema)
+    entry = re.search(r"^def (\w+)", source, re.MULTILINE).group(1)  # the schema's own: the first
+    code = compile(f"{source}\n\nvalidate = {entry}\n", f"<validator of {name}.schema.json>", "exec")
+    try:
+        os.makedirs(directory, exist_ok=True)
         temp = f"{path}.{os.getpid()}.tmp"
         with open(temp, "wb") as out:
             out.write(marshal.dumps(code))
         os.replace(temp, path)  # whole or not at all, whoever writes it at the same time
+        for other in os.listdir(directory):  # an edited schema's, or another Python's: never read again
+            if other.startswith(stem) and other != os.path.basename(path) and not other.endswith(".tmp"):
+                os.unlink(os.path.join(directory, other))
+    except OSError:
+        pass  # a read-only install: the code made here serves this command
+    return _validator_of(code, name)
+
+
+def _validator_of(code, name: str):
     namespace = {"__name__": f"{__package__}._validate_{name}"}
-    exec(code, namespace)  # noqa: S102 - code generated above from our own schema, as Python's bytecode cache is
-    return namespace["validate"]
+    exec(code, namespace)  # noqa: S102 - code generated from our own schema, kept as Python keeps bytecode
+    validate = namespace["validate"]
+    if not callable(validate):
+        raise TypeError("not a validator")
+    return validate
 
 
 def schema_problems(doc: Document, name: str) -> list:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..model.compiled import Compiled
 from .codec import decode, encode
+from .statedir import json_line, parse_json
 
 DIRECTORY = "cache/compiled"
 FORMAT = 2  # two lines: a header, then the resources
@@ -145,8 +146,9 @@ class CompileCache:
         reads = data["reads"]
         if not unchanged(reads, manifest, self._read, self._refused):
             return None
-        resources, = rest()
-        desired = frozenset(decode(item) for item in resources)
+        if hashlib.sha256(rest).hexdigest() != data["resources"]:
+            return None  # resources not written with this header
+        desired = frozenset(decode(item) for item in parse_json(rest))
         if not all(isinstance(r.key[0], str) and r.key[0].startswith(prefix) for r in desired):
             return None
         files = tuple((str(p), str(h)) for p, h in data["files"])
@@ -162,12 +164,14 @@ class CompileCache:
         --state-dir must not make one (an apply makes it with its first record)."""
         if not self.state.root.is_dir():
             return
-        header = {"format": FORMAT, "code": fingerprint(), "manifest": str(manifest), "prefix": prefix, "reads": reads,
-                  "name": compiled.name, "nodes": list(compiled.node_names),
-                  "files": [list(f) for f in compiled.files]}
         try:
-            resources = [encode(r) for r in sorted(compiled.desired)]
-            self.state.write_json_lines(self._name(manifest, prefix), [header, resources], durable=False)
+            resources = json_line([encode(r) for r in sorted(compiled.desired)])
+            header = {"format": FORMAT, "code": fingerprint(), "manifest": str(manifest), "prefix": prefix,
+                      "reads": reads, "name": compiled.name, "nodes": list(compiled.node_names),
+                      "files": [list(f) for f in compiled.files],
+                      # the resources line's digest: a header with another entry's resources is a miss
+                      "resources": hashlib.sha256((resources + "\n").encode()).hexdigest()}
+            self.state.write_json_lines(self._name(manifest, prefix), [json_line(header), resources], durable=False)
             self.state.keep_newest(DIRECTORY, KEEP)
         except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
             pass

@@ -34,6 +34,11 @@ def default_state_dir() -> str:
     return os.environ.get(ENV) or DEFAULT
 
 
+def json_line(data) -> str:
+    """`data` as one line of compact JSON (write_json_lines)."""
+    return json.dumps(data, separators=(",", ":"))
+
+
 def parse_json(content):
     """json.loads, with a document nested too deep for the parser (a few
     kilobytes of brackets raise RecursionError) refused as damaged, ValueError,
@@ -126,22 +131,21 @@ class StateDir:
         text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1, sort_keys=True)
         return self._write(relative, (text + "\n").encode(), durable)  # encoded before any I/O
 
-    def write_json_lines(self, relative: str, items: list, durable: bool = True):
-        """Like write_json(compact=True), each item a line of its own: a reader may
-        parse the first line (a cache entry's header) and stop there
-        (read_json_lines)."""
-        return self._write(relative, "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items).encode(),
-                           durable)
+    def write_json_lines(self, relative: str, lines: list, durable: bool = True):
+        """Write `lines` (JSON texts, one line each: json_line()) as write_json
+        does: a reader may parse the first (a cache entry's header) and stop
+        there (read_json_lines)."""
+        return self._write(relative, "".join(line + "\n" for line in lines).encode(), durable)
 
     def read_json_lines(self, relative: str):
-        """(the first line parsed, a function parsing the rest as a list of the
-        other lines), or None if the file is missing. Raises ValueError,
-        StateDirError; the function raises ValueError."""
+        """(the first line parsed, the rest as bytes: the caller parses it when it
+        needs it, parse_json per line), or None if the file is missing. Raises
+        ValueError, StateDirError."""
         content = self.read_bytes(relative)
         if content is None:
             return None
         head, _, rest = content.partition(b"\n")
-        return parse_json(head), lambda: [parse_json(line) for line in rest.splitlines()]
+        return parse_json(head), rest
 
     def _write(self, relative: str, content: bytes, durable: bool):
         directory, _, name = relative.rpartition("/")
