@@ -630,3 +630,29 @@ def test_a_rule_with_an_address_list_edited_is_applied_and_verified(guarded):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ip saddr { 192.0.2.11, 192.0.2.13 } drop" in nft(guarded, "list", "chain", "inet", "netkeel_guard", "input")
     assert drift(guarded, "--full")[0] == 0
+
+
+def test_a_set_made_again_merging_its_elements_is_drift_and_made_again(guarded):
+    """Found by review: a set another tool made again with auto-merge (the same
+    elements) was never drift, and an element change was then followed as sent
+    while the kernel held the merged interval; drift said in sync, --full not."""
+    ranged = POLICY.replace("      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}\n",
+                            "      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}\n"
+                            "      nets: {type: ipv4_addr, flags: [interval], elements: [10.20.0.0/24]}\n"
+                            ).replace('          - {saddr: "@blocked", action: drop}\n',
+                                      '          - {saddr: "@blocked", action: drop}\n'
+                                      '          - {saddr: "@nets", action: drop}\n')
+    guarded.policy.write_text(ranged)
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    table = nft(guarded, "list", "table", "inet", "netkeel_guard")
+    remade = table.replace("flags interval", "flags interval\n\t\tauto-merge", 1)
+    assert "auto-merge" in remade
+    subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-f", "-"], check=True, timeout=10, text=True,
+                   input="delete table inet netkeel_guard\n" + remade)
+    assert drift(guarded)[0] == 2  # seen
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert "auto-merge" not in nft(guarded, "list", "set", "inet", "netkeel_guard", "nets")
+    guarded.policy.write_text(ranged.replace("[10.20.0.0/24]", "[10.20.0.0/24, 10.20.1.0/24]"))
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert drift(guarded)[0] == 0 and drift(guarded, "--full")[0] == 0
+    assert "10.20.1.0/24" in nft(guarded, "list", "set", "inet", "netkeel_guard", "nets")

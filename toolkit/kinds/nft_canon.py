@@ -143,12 +143,17 @@ def chain_header(type_, hook, priority, policy) -> str:
     return json.dumps({"type": type_, "hook": hook, "prio": priority, "policy": policy}, sort_keys=True)
 
 
-def set_spec(set_type, flags, elements) -> str:
-    """A named set; `elements` as JSON values (decoded), as listed or declared."""
+def set_spec(set_type, flags, elements, auto_merge: bool = False) -> str:
+    """A named set; `elements` as JSON values (decoded), as listed or declared.
+    `auto_merge`: the kernel merges its adjacent and overlapping intervals (a
+    set another tool made so; declared sets never are), which must show as a
+    difference, since its elements are then not the ones sent."""
     if isinstance(flags, str):
         flags = [flags]  # newer nft lists a single flag as a plain string
-    return json.dumps({"type": set_type, "flags": sorted(flags or ()),
-                       "elements": sorted(_element(e) for e in elements or ())}, sort_keys=True)
+    spec = {"type": set_type, "flags": sorted(flags or ()), "elements": sorted(_element(e) for e in elements or ())}
+    if auto_merge:
+        spec["auto-merge"] = True
+    return json.dumps(spec, sort_keys=True)
 
 
 def _element(value) -> str:
@@ -242,7 +247,8 @@ def live_table_specs(listing: list, prefix: str) -> tuple:
             fields.setdefault(f"rules {body['chain']}", []).append(key)
             fields.setdefault("_handles", []).append((body["chain"], key, body.get("handle")))
         elif kind == "set":
-            fields[f"set {body['name']}"] = set_spec(body.get("type"), body.get("flags"), body.get("elem"))
+            fields[f"set {body['name']}"] = set_spec(body.get("type"), body.get("flags"), body.get("elem"),
+                                                     body.get("auto-merge") is True)
         elif kind in OBJECT_KINDS:
             content = {k: v for k, v in body.items() if k not in _IDENTITY and k not in _STATE.get(kind, ())}
             fields[f"{kind} {body['name']}"] = json.dumps(canonical_expr(content, family), sort_keys=True)

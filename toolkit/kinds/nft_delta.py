@@ -113,8 +113,8 @@ def _rules(where: str, chain: str, want: tuple, have: tuple, handles: list, line
 
 
 def _elements(where: str, name: str, want: dict, have: dict, lines: list) -> bool:
-    if want["type"] != have.get("type") or want["flags"] != have.get("flags"):
-        return False
+    if {k: v for k, v in want.items() if k != "elements"} != {k: v for k, v in have.items() if k != "elements"}:
+        return False  # type, flags, auto-merge: the set is made again
     quoted = want["type"] == "ifname"
     gone = sorted(set(have.get("elements", ())) - set(want["elements"]))
     new = sorted(set(want["elements"]) - set(have.get("elements", ())))

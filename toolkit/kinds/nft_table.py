@@ -398,6 +398,8 @@ def table_commands(action, contents_only: bool = False) -> list:
                 body["flags"] = spec["flags"]
             if spec["elements"]:
                 body["elem"] = [json.loads(e) for e in spec["elements"]]
+            if spec.get("auto-merge"):
+                body["auto-merge"] = True
             sets.append(json.dumps({"add": {"set": body}}))
         elif kind == "chain":
             header = {k: v for k, v in json.loads(value).items() if v is not None}

@@ -275,9 +275,13 @@ def _set_body(spec: dict) -> str:
     set_type = spec["type"]
     if not isinstance(set_type, str) or set_type not in _SET_TYPES:
         raise Unrenderable(set_type)
+    if set(spec) - {"type", "flags", "elements", "auto-merge"}:
+        raise Unrenderable(spec)
     parts = [f"type {set_type};"]
     if spec["flags"]:
         parts.append(f"flags {', '.join(_word(f) for f in spec['flags'])};")
+    if spec.get("auto-merge"):
+        parts.append("auto-merge;")
     if spec["elements"]:
         quoted = set_type in _QUOTED_TYPES
         parts.append("elements = { " + ", ".join(_value(json.loads(e), quoted) for e in spec["elements"]) + " };")
