@@ -178,25 +178,27 @@ class NftTable(Kind):
         scripts = [table_script(a.op, a.key[1], a.key[2], a.desired.spec if a.desired is not None else ())
                    for a in actions]
         script = "".join(scripts) if all(part is not None for part in scripts) else None
-        flagged = [a for a in actions if a.desired is not None and _json_list(a.desired.get("table flags"))]
+        flagged = [a for a in actions if _needs_text(a)]
         if not flagged:
             backend.nft_transaction(ns, as_json, names, script=script, tables=tables)
             return
-        # A snapshot's flagged (dormant) table. libnftables 1.0.6's JSON input
-        # drops table flags, and its `add table` clears them: as JSON it would
-        # come back active. Text carries them; where the text does not render
-        # or nft refuses it (a chain named like a keyword), two transactions:
-        # the tables made empty and flagged as text, then their contents as
-        # JSON without any table command. Between the two a dormant table is
-        # empty, which no packet can tell from a dormant full one.
+        # A snapshot's flagged (dormant) table, or one holding a set that merges
+        # its elements. libnftables 1.0.6's JSON input drops table flags (and
+        # its `add table` clears them) and a set's auto-merge, without a word:
+        # as JSON the table would come back active, the set not merging. Text
+        # carries them; where the text does not render or nft refuses it (a
+        # chain named like a keyword), two transactions: the tables made empty
+        # and flagged, with those sets empty, as text; then their contents as
+        # JSON without any table command (adding a set that exists adds only
+        # its elements). Between the two a dormant table is empty, which no
+        # packet can tell from a dormant full one.
         if script is not None:
             try:
                 backend.nft_transaction(ns, _refuse_json, names, script=script, tables=tables)
                 return
             except _FlagsNeedText:
                 pass    # the text was refused before anything was committed
-        shells = "".join(table_script(a.op, a.key[1], a.key[2], (("table flags", a.desired.get("table flags")),
-                                                                  ("_nft", ""))) for a in flagged)
+        shells = "".join(table_script(a.op, a.key[1], a.key[2], _shell_spec(a.desired)) for a in flagged)
         made = {a.key for a in flagged}
         backend.nft_transaction(ns, lambda: _shells_as_json(flagged), f"{names} (flagged tables first, as text)",
                                 script=shells)
@@ -218,8 +220,27 @@ def table_head_commands(action) -> list:
     return [f'{{"add":{{"table":{created}}}}}']
 
 
+def _needs_text(action) -> bool:
+    """A table that JSON cannot make as it is: flagged (dormant), or holding a
+    set that merges its elements (both a snapshot's: declared tables never are)."""
+    return action.desired is not None and bool(_json_list(action.desired.get("table flags"))
+                                               or _merging_sets(action.desired.spec))
+
+
+def _merging_sets(spec) -> list:
+    return [(field, value) for field, value in spec if field.startswith("set ") and json.loads(value).get("auto-merge")]
+
+
+def _shell_spec(desired) -> tuple:
+    """A table's flags and its merging sets, empty: what only text can make."""
+    empty = tuple((field, json.dumps({**json.loads(value), "elements": []}, sort_keys=True))
+                  for field, value in _merging_sets(desired.spec))
+    return (("table flags", desired.get("table flags")),) + empty
+
+
 class _FlagsNeedText(Exception):
-    """The text of a transaction with a flagged table was refused: JSON would lose the flags."""
+    """The text of a transaction with a flagged table, or a merging set, was
+    refused: JSON would lose the flags."""
 
 
 def _refuse_json():
@@ -361,6 +382,9 @@ def _rendered(key: str) -> str:
 def _set_lines(name, desired: dict, live: dict) -> list:
     out = [(f"set {name} {k}", show(desired[k]), show(live.get(k))) for k in ("type", "flags")
            if desired[k] != live.get(k)]  # flags are lists: show joins them
+    if bool(desired.get("auto-merge")) != bool(live.get("auto-merge")):  # another tool made it merge its elements
+        out.append((f"set {name} auto-merge", "on" if desired.get("auto-merge") else "off",
+                    "on" if live.get("auto-merge") else "off"))
     want, have = set(desired["elements"]), set(live.get("elements", []))
     out += [(f"set {name} element", element_text(e), ABSENT) for e in sorted(want - have)]
     out += [(f"set {name} element", ABSENT, element_text(e)) for e in sorted(have - want)]
