@@ -632,10 +632,10 @@ def test_a_rule_with_an_address_list_edited_is_applied_and_verified(guarded):
     assert drift(guarded, "--full")[0] == 0
 
 
-def test_a_set_made_again_merging_its_elements_is_drift_and_made_again(guarded):
-    """Found by review: a set another tool made again with auto-merge (the same
-    elements) was never drift, and an element change was then followed as sent
-    while the kernel held the merged interval; drift said in sync, --full not."""
+def merging_nets(guarded) -> str:
+    """The guard policy with an interval set `nets` (used by a rule), applied;
+    then the table made again by hand with `nets` merging its elements (as
+    another tool might). Returns the policy."""
     ranged = POLICY.replace("      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}\n",
                             "      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}\n"
                             "      nets: {type: ipv4_addr, flags: [interval], elements: [10.20.0.0/24]}\n"
@@ -649,6 +649,14 @@ def test_a_set_made_again_merging_its_elements_is_drift_and_made_again(guarded):
     assert "auto-merge" in remade
     subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-f", "-"], check=True, timeout=10, text=True,
                    input="delete table inet netkeel_guard\n" + remade)
+    return ranged
+
+
+def test_a_set_made_again_merging_its_elements_is_drift_and_made_again(guarded):
+    """Found by review: a set another tool made again with auto-merge (the same
+    elements) was never drift, and an element change was then followed as sent
+    while the kernel held the merged interval; drift said in sync, --full not."""
+    ranged = merging_nets(guarded)
     assert drift(guarded)[0] == 2  # seen, and said
     assert "set nets auto-merge" in guarded.run("drift", guarded.manifest).stdout
     assert guarded.run("apply", guarded.manifest).returncode == 0
@@ -664,15 +672,7 @@ def test_a_merging_set_is_restored_merging_when_its_table_goes_as_json(guarded, 
     """Found by review: libnftables 1.0.6's JSON input drops auto-merge, so the
     restore of a table holding a merging set another tool made, where the table
     had to go as JSON, failed its verification: the set is made as text first."""
-    ranged = POLICY.replace("      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}\n",
-                            "      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}\n"
-                            "      nets: {type: ipv4_addr, flags: [interval], elements: [10.20.0.0/24]}\n")
-    guarded.policy.write_text(ranged)
-    assert guarded.run("apply", guarded.manifest).returncode == 0
-    table = nft(guarded, "list", "table", "inet", "netkeel_guard")
-    remade = table.replace("flags interval", "flags interval\n\t\tauto-merge", 1)
-    subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-f", "-"], check=True, timeout=10, text=True,
-                   input="delete table inet netkeel_guard\n" + remade)
+    merging_nets(guarded)
     if unrenderable == "concatenation":  # a set netkeel renders only as JSON
         nft(guarded, "add", "set", "inet", "netkeel_guard", "cc",
             "{ type ipv4_addr . inet_service; elements = { 10.0.0.1 . 22 } }")
@@ -680,6 +680,7 @@ def test_a_merging_set_is_restored_merging_when_its_table_goes_as_json(guarded, 
         chain = {"add": {"chain": {"family": "inet", "table": "netkeel_guard", "name": "counter"}}}
         subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-j", "-f", "-"], check=True, timeout=10,
                        text=True, input=json.dumps({"nftables": [chain]}))
+
     def lines():  # in any order: the sets made first are listed first
         return sorted(nft(guarded, "list", "table", "inet", "netkeel_guard").splitlines())
 
