@@ -496,7 +496,7 @@ def test_a_kept_read_with_wrong_forms_is_not_used_for_another_text(state, tmp_pa
     for rule in data["tables"][0][3][0][5]:
         rule[6] = '{"expr":[{"drop":null}]}'  # forms that lie
     state.write_json(f"{DIRECTORY}/{name}", data)
-    nft_canon._DECLARED_KEYS.clear()
+    nft_canon.declared_rule_key.forget()
     edited, _ = _read(state, manifest)
     assert edited.desired == compile_topology(load_topology(manifest), "lab-").desired
 

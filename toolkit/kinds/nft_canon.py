@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
+from ..core.memo import Remembered
 from ..model.defaults import LIMIT_BURST, LOG_LEVEL, REJECT_CODE, REJECT_TYPE
 from .nft_text import contents
 
@@ -82,61 +83,16 @@ def canonical_rule(expr: list, comment: str | None, family: str) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
-# Declared rules' canonical forms by (expression JSON, comment, family): pure,
-# so remembered for the process, and filled from the last read of a policy file
-# (state/policy_loads.py) so that recompiling a table with one rule edited costs
-# one rule's work.
-_DECLARED_KEYS: dict = {}
-MEMO_LIMIT = 500_000
-
-
-def declared_rule_key(expr: str, comment: str | None, family: str) -> str:
-    """canonical_rule() of a declared rule, its expression given as JSON text."""
-    memo = (expr, comment, family)
-    key = _DECLARED_KEYS.get(memo)
-    if key is None:
-        key = canonical_rule(json.loads(expr), comment, family)
-        if len(_DECLARED_KEYS) >= MEMO_LIMIT:
-            _DECLARED_KEYS.clear()
-        _DECLARED_KEYS[memo] = key
-    return key
-
-
-def known_rule_key(expr: str, comment: str | None, family: str) -> str | None:
-    """The canonical form remembered for a declared rule, if it is."""
-    return _DECLARED_KEYS.get((expr, comment, family))
-
-
-def remember_rule_key(expr: str, comment: str | None, family: str, key: str) -> None:
-    """What an earlier process computed for a declared rule (declared_rule_key)."""
-    if len(_DECLARED_KEYS) < MEMO_LIMIT:
-        _DECLARED_KEYS[(expr, comment, family)] = key
-
-
-_DECLARED_SETS: dict = {}
-
-
-def declared_set_spec(set_type: str, flags: tuple, elements: tuple) -> str:
-    """set_spec() of a declared set, its elements given as JSON texts; remembered
-    as declared_rule_key's forms are (a 10,000-element set costs as much as
-    10,000 rules)."""
-    memo = (set_type, tuple(flags), tuple(elements))
-    spec = _DECLARED_SETS.get(memo)
-    if spec is None:
-        spec = set_spec(set_type, flags, [json.loads(e) for e in elements])
-        if len(_DECLARED_SETS) >= 1000:
-            _DECLARED_SETS.clear()
-        _DECLARED_SETS[memo] = spec
-    return spec
-
-
-def known_set_spec(set_type: str, flags: tuple, elements: tuple) -> str | None:
-    return _DECLARED_SETS.get((set_type, tuple(flags), tuple(elements)))
-
-
-def remember_set_spec(set_type: str, flags: tuple, elements: tuple, spec: str) -> None:
-    if len(_DECLARED_SETS) < 1000:
-        _DECLARED_SETS[(set_type, tuple(flags), tuple(elements))] = spec
+# A declared rule's canonical form, by (expression JSON, comment, family), and a
+# declared set's spec, by (type, flags, elements as JSON texts): pure, so
+# remembered for the process, and filled from the last read of a policy file
+# (state/policy_loads.py) so that compiling a table with one rule or element
+# edited costs that item's work (a 10,000-element set costs as much as 10,000
+# rules).
+declared_rule_key = Remembered(lambda expr, comment, family: canonical_rule(json.loads(expr), comment, family),
+                               500_000)
+declared_set_spec = Remembered(lambda set_type, flags, elements: set_spec(set_type, flags,
+                                                                          [json.loads(e) for e in elements]), 1000)
 
 
 def chain_header(type_, hook, priority, policy) -> str:

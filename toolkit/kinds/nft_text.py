@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import re
 
+from ..core.memo import Remembered
+
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _SAFE_STRING = re.compile(r'[^"\\\n\r\t]*')
 _PLAIN = re.compile(r"[A-Za-z0-9_.:/-]+")   # addresses, protocol and state names
@@ -85,56 +87,12 @@ def table_body(family: str, name: str, spec) -> str:
     return "".join(line + "\n" for line in sets + chains + rules)
 
 
-# Canonical rule -> its text as sent (rule_text of as_sent): pure, so remembered
-# for the process, and filled from the last read of a policy file as the rule
-# keys are (nft_canon.declared_rule_key).
-_SENT_TEXTS: dict = {}
-MEMO_LIMIT = 500_000
-
-
-def sent_text(rule: str) -> str:
-    """rule_text(as_sent(rule)), remembered. Raises Unrenderable."""
-    text = _SENT_TEXTS.get(rule)
-    if text is None:
-        text = rule_text(as_sent(rule))
-        if len(_SENT_TEXTS) >= MEMO_LIMIT:
-            _SENT_TEXTS.clear()
-        _SENT_TEXTS[rule] = text
-    return text
-
-
-_SET_TEXTS: dict = {}  # a set's spec (JSON text) -> its body as nft text, as _SENT_TEXTS
-
-
-def set_text(spec: str) -> str:
-    """The nft text of a set's body (`{ type ...; elements = { ... }; }`) for its
-    spec field, remembered. Raises Unrenderable."""
-    text = _SET_TEXTS.get(spec)
-    if text is None:
-        text = _set_body(json.loads(spec))
-        if len(_SET_TEXTS) >= 1000:
-            _SET_TEXTS.clear()
-        _SET_TEXTS[spec] = text
-    return text
-
-
-def known_set_text(spec: str) -> str | None:
-    return _SET_TEXTS.get(spec)
-
-
-def remember_set_text(spec: str, text: str) -> None:
-    if len(_SET_TEXTS) < 1000:
-        _SET_TEXTS[spec] = text
-
-
-def known_sent_text(rule: str) -> str | None:
-    return _SENT_TEXTS.get(rule)
-
-
-def remember_sent_text(rule: str, text: str) -> None:
-    """What an earlier process computed for a canonical rule (sent_text)."""
-    if len(_SENT_TEXTS) < MEMO_LIMIT:
-        _SENT_TEXTS[rule] = text
+# A canonical rule's text as sent (rule_text of as_sent), and a set's body as
+# nft text by its spec field: pure, so remembered for the process, and filled
+# from the last read of a policy file as the rule keys are
+# (nft_canon.declared_rule_key). Both raise Unrenderable.
+sent_text = Remembered(lambda rule: rule_text(as_sent(rule)), 500_000)
+set_text = Remembered(lambda spec: _set_body(json.loads(spec)), 1000)
 
 
 def as_sent(rule: str) -> str:

@@ -54,12 +54,12 @@ class PolicyLoads:
         for expr, *form in self._forms.get(path, ()):
             if expr is None:  # a set's
                 set_type, flags, elements, spec, text = form
-                nft_canon.remember_set_spec(set_type, flags, elements, spec)
-                nft_text.remember_set_text(spec, text)
+                nft_canon.declared_set_spec.remember(spec, set_type, flags, elements)
+                nft_text.set_text.remember(text, spec)
                 continue
             comment, family, key, sent = form
-            nft_canon.remember_rule_key(expr, comment, family, key)
-            nft_text.remember_sent_text(key, sent)
+            nft_canon.declared_rule_key.remember(key, expr, comment, family)
+            nft_text.sent_text.remember(sent, key)
 
     def keep(self, loads: dict) -> None:
         """Write `loads` ({path: PolicyLoad}, after the compile succeeded). Never
@@ -91,14 +91,14 @@ def _encoded(path: str, load) -> dict:
         for chain in table.chains:
             rules = []
             for r in chain.rules:
-                key = nft_canon.known_rule_key(r.expr, r.comment, table.family) if r.expr is not None else None
-                sent = nft_text.known_sent_text(key) if key is not None else None
+                key = nft_canon.declared_rule_key.known(r.expr, r.comment, table.family) if r.expr is not None else None
+                sent = nft_text.sent_text.known(key) if key is not None else None
                 rules.append([r.expr, r.native, r.comment, r.source, r.text, r.path, key, sent])
             chains.append([chain.name, chain.type, chain.hook, chain.priority, chain.policy, rules])
         sets = []
         for named in table.sets:
-            spec = nft_canon.known_set_spec(named.type, named.flags, named.elements)
-            text = nft_text.known_set_text(spec) if spec is not None else None
+            spec = nft_canon.declared_set_spec.known(named.type, named.flags, named.elements)
+            text = nft_text.set_text.known(spec) if spec is not None else None
             sets.append([named.name, named.type, list(named.flags), list(named.elements), spec, text])
         tables.append([table.name, table.family, table.source, chains, sets])
     return {"format": FORMAT, "code": fingerprint(), "path": str(path), "text": load.text, "tables": tables,
