@@ -51,8 +51,9 @@ class PolicyReader:
     policy.load_policy_text does) from their last good reads where it can:
     `kept(path)` gives one (a PolicyLoad) or None. A file with the same text
     is not read again; one edited within one run of one chain's rules or one
-    set's elements is read as those items (splice); any other is read whole. `used(path)` is told of each kept read
-    used; `made` holds the reads made here ({path: PolicyLoad}), to be kept."""
+    set's elements is read as those items (splice); any other is read whole.
+    `used(path)` is told of each kept read used; `made` holds the reads made
+    here ({path: PolicyLoad}), to be kept."""
 
     def __init__(self, kept=lambda path: None, used=lambda path: None):
         self.kept, self.used = kept, used

@@ -1,18 +1,20 @@
-"""The last good read of each policy file, for reading an edit of it rule by rule.
+"""The last good read of each policy file, for reading an edit of it item by item.
 
 The compile cache (compiled.py) answers for files that did not change at all.
 When one did, the topology is loaded again; this gives its policy reader
 (manifest/policy_edit.PolicyReader) the policy files it read before: a file
-whose text is the same is not read again, and a file edited inside one rule
-item is read as that item alone (anything else is read whole). With the tables come the canonical forms and nft text of their rules
-(kinds/nft_canon.declared_rule_key, kinds/nft_text.sent_text), so compiling a
-table with one rule edited costs one rule's work.
+whose text is the same is not read again, and a file edited within one run of
+one chain's rules or one set's elements has those items read alone (anything
+else is read whole). With the tables come the canonical forms and nft text of
+their rules and sets (kinds/nft_canon.declared_rule_key and declared_set_spec,
+kinds/nft_text.sent_text and set_text), so compiling a table with one rule
+edited costs one rule's work.
 
 An entry is kept per policy file path (with netkeel's code fingerprint: an
-entry of other code is a miss), written after a compile that succeeded, in netkeel's own
-state directory (0700, checked by statedir.py), as the compile cache's are.
-Reading one checks its shape; anything unexpected is a miss, and the file is
-read whole.
+entry of other code is a miss), written after a compile that succeeded, in
+netkeel's own state directory (0700, checked by statedir.py), as the compile
+cache's are. Reading one checks its shape; anything unexpected is a miss, and
+the file is read whole.
 """
 
 from __future__ import annotations
@@ -142,8 +144,8 @@ def _decoded(path: str, data) -> tuple:
     spans = []
     for kind, table, holder, index, first, end, column in data["spans"]:
         _text(table, holder)
-        if kind not in ("rules", "elements") or not all(type(n) is int and n >= 0 for n in (index, first, end, column)) \
-                or end <= first:
+        numbers = (index, first, end, column)
+        if kind not in ("rules", "elements") or not all(type(n) is int and n >= 0 for n in numbers) or end <= first:
             raise ValueError("span")
         spans.append((kind, table, holder, index, first, end, column))
     repeated = set()
