@@ -444,7 +444,7 @@ def test_an_edited_policy_compiles_as_a_whole_read_would(state, tmp_path):
 
 
 def test_an_edit_outside_one_rule_is_read_whole(state, tmp_path, monkeypatch):
-    from toolkit.manifest import policy as policy_module
+    from toolkit.manifest import policy_edit as policy_module  # the whole reads it makes
 
     manifest = _topology(tmp_path, _policy())
     _read(state, manifest)
@@ -505,7 +505,7 @@ def test_an_element_edit_compiles_as_a_whole_read_would(state, tmp_path, monkeyp
     """A set of block items, one element replaced, then one added, then one
     taken out: each read alone, compiled as the whole read compiles it (the
     set's forms made afresh)."""
-    from toolkit.manifest import policy as policy_module
+    from toolkit.manifest import policy_edit as policy_module  # the whole reads it makes
 
     def policy(elements):
         lines = ["tables:", "  filter:", "    sets:", "      blocked:", "        type: ipv4_addr", "        elements:"]

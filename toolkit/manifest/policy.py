@@ -18,8 +18,8 @@ from ..core.owners import CHAOS_TABLE_PREFIX, TABLE_PREFIX
 from ..errors import Problem
 from ..model.firewall import Chain, NamedSet, PolicyLoad, Rule, Table
 from .checks import kernel_text
+from .item_lines import item_spans
 from .loader import Document, format_path, load_document, mapping, sequence
-from .policy_edit import item_spans
 from .nft_rules import (RuleContext, RuleError, check_comment, check_native_strings, compile_rule, describe,
                         element_span, interface_match, port_value)
 from .schema import schema_problems
@@ -37,7 +37,7 @@ def load_policy_text(text: str, file: str) -> tuple:
 
 def load_policy(text: str, file: str) -> tuple:
     """(PolicyLoad, problems) for one policy file, read whole: the tables, and
-    where its rule and set element items are (policy_edit.item_spans) when there is no
+    where its rule and set element items are (item_lines.item_spans) when there is no
     problem, for a later edit of the file to be read rule by rule."""
     doc = load_document(text, file)
     if doc.data is None:
@@ -45,7 +45,7 @@ def load_policy(text: str, file: str) -> tuple:
             doc.problems.append(doc.problem((), "the policy file is empty; it needs `tables`"))
         return PolicyLoad(text, ()), [clean_problem(p) for p in doc.problems]
     problems = list(doc.problems) + schema_problems(doc, "policy")
-    builder = _PolicyBuilder(doc)
+    builder = PolicyBuilder(doc)
     tables = builder.build()
     problems = [clean_problem(p) for p in problems + builder.problems]
     if problems:
@@ -53,7 +53,7 @@ def load_policy(text: str, file: str) -> tuple:
     return PolicyLoad(text, tables, item_spans(text, doc), frozenset(builder.repeated)), problems
 
 
-class _PolicyBuilder:
+class PolicyBuilder:
     def __init__(self, doc: Document):
         self.doc = doc
         self.problems = []
@@ -124,7 +124,7 @@ class _PolicyBuilder:
         elements, spans = [], []
         for k, value in enumerate(sequence(spec.get("elements"))):
             try:
-                element = _element(set_type, value, "interval" in flags)
+                element = set_element(set_type, value, "interval" in flags)
             except ValueError as exc:
                 self.fail(path + ("elements", k), str(exc))
                 continue
@@ -244,7 +244,7 @@ def _default_priority(ctype: str, hook: str) -> int:
     return PRIORITIES["filter"]
 
 
-def _element(set_type: str, value, interval: bool):
+def set_element(set_type: str, value, interval: bool):
     """A set element as nftables JSON. Raises ValueError."""
     if set_type in ("ipv4_addr", "ipv6_addr"):
         version = 4 if set_type == "ipv4_addr" else 6

@@ -37,14 +37,15 @@ the reads.
 
 from __future__ import annotations
 
-import re
+import json
 from dataclasses import replace
 
 from ..model.firewall import PolicyLoad, Table
-from .loader import Document, format_path, load_sequence_items, mapping, sequence
-
-_DASH = re.compile(r"( *)-(?: |$)")
-
+from .item_lines import DASH, blank, items_alone, lines_agree
+from .loader import Document, format_path, load_sequence_items
+from .nft_rules import RuleContext
+from .policy import PolicyBuilder, load_policy, set_element
+from .schema import schema_problems
 
 class PolicyReader:
     """Reads policy files for the topology loader (`load`, as
@@ -60,8 +61,6 @@ class PolicyReader:
         self.made: dict = {}
 
     def load(self, text: str, path: str) -> tuple:
-        from .policy import load_policy
-
         kept = self.kept(path)
         if kept is not None and kept.text == text:
             self.used(path)
@@ -75,60 +74,6 @@ class PolicyReader:
         if not problems:
             self.made[path] = load
         return load.tables, problems
-
-
-def item_spans(text: str, doc: Document) -> tuple:
-    """The spans of the rule items and set element items of a policy document
-    read whole from `text`: (kind, table, chain or set, index, first, end,
-    column), kind "rules" or "elements". A chain or set whose items cannot all
-    be placed so gets none (they are then never read alone), nor does a text
-    whose lines YAML counts otherwise, nor one where a node stands at two
-    places (an alias, a merge key)."""
-    if not lines_agree(text) or doc.shared:
-        return ()  # (shared: an item written once may stand in two sets or chains)
-    lines = text.split("\n")
-    out = []
-    for table, spec in mapping(mapping(doc.data).get("tables")).items():
-        for kind, holders in (("elements", "sets"), ("rules", "chains")):
-            for holder, holder_spec in mapping(mapping(spec).get(holders)).items():
-                items = sequence(mapping(holder_spec).get(kind))
-                spans = [_span(lines, doc.lines.get(("tables", table, holders, holder, kind, k)))
-                         for k in range(len(items))]
-                if any(s is None for s in spans) or any(a[1] != b[0] for a, b in zip(spans, spans[1:])):
-                    continue  # an item not begun by its dash line, or items that do not meet
-                out += [(kind, table, holder, k, first, end, column) for k, (first, end, column) in enumerate(spans)]
-    return tuple(out)
-
-
-# Line breaks to YAML that str.split("\n") does not split at (a lone carriage
-# return, NEL, the Unicode line and paragraph separators): with one, a line
-# number YAML gives is not an index into the split text.
-_OTHER_BREAKS = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
-_DIRECTIVE = re.compile(r"^%", re.MULTILINE)
-
-
-def lines_agree(text: str) -> bool:
-    """Whether YAML's lines of `text` are its "\n"-split lines, and no directive
-    (`%TAG`, which changes how every item reads) stands before the document."""
-    return _OTHER_BREAKS.search(text) is None and _DIRECTIVE.search(text) is None
-
-
-def _span(lines: list, line):
-    if not isinstance(line, int) or not 1 <= line <= len(lines):
-        return None
-    found = _DASH.match(lines[line - 1])
-    if found is None:
-        return None
-    column = len(found.group(1))
-    end = line
-    while end < len(lines) and _within(lines[end], column):
-        end += 1
-    return line - 1, end, column
-
-
-def _within(line: str, column: int) -> bool:
-    """Whether a line after an item's dash line (at `column`) may be part of it."""
-    return _blank(line) or len(line) - len(line.lstrip(" ")) > column
 
 
 def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
@@ -152,7 +97,7 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     kind, table_name, holder, k, first, _, column = run[0]
     m, end = run[-1][3], run[-1][5]
     shift = len(after) - len(before)
-    if k > 0 and first < end + shift and _blank(after[first]):
+    if k > 0 and first < end + shift and blank(after[first]):
         # Blank and comment lines before the first new dash follow the item
         # before the run: were it to end in a block scalar, they would be its
         # text (found by review). That item is read again with them.
@@ -161,7 +106,7 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
             return None
         run = [previous] + run
         k, first = previous[3], previous[4]
-    if not _items_alone(before[first:end], column) or not _items_alone(after[first:end + shift], column):
+    if not items_alone(before[first:end], column) or not items_alone(after[first:end + shift], column):
         return None
     table = next((t for t in old.tables if t.name == table_name), None)
     if table is None:
@@ -176,14 +121,14 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     starts = []
     for i, doc in enumerate(docs):
         line = doc.lines.get(base + (k + i,))
-        found = _DASH.match(after[line - 1]) if isinstance(line, int) and first < line <= end + shift else None
+        found = DASH.match(after[line - 1]) if isinstance(line, int) and first < line <= end + shift else None
         if found is None or len(found.group(1)) != column:
             return None  # the item begins below its dash: the whole read gives its chain or set no spans
         starts.append(line - 1)
     # Blank and comment lines before the first new item are outside every span
     # only before a chain's or set's first item (any other run begins with a
     # dash: see above).
-    lead = next((n for n, line in enumerate(after[first:end + shift]) if _DASH.match(line)), end + shift - first)
+    lead = next((n for n, line in enumerate(after[first:end + shift]) if DASH.match(line)), end + shift - first)
     if docs and starts[0] != first + lead:
         return None
     renumber = len(docs) - len(run)
@@ -235,9 +180,6 @@ def _elements_edited(table: Table, set_name: str, repeated, was: list, docs: lis
     element twice), or None: a set with intervals (the overlap checks are the
     set's), one that held an element twice (what taking one out leaves is not
     known here), or a new element with a problem."""
-    from .policy import _element
-    from .schema import schema_problems
-
     named = next((n for n in table.sets if n.name == set_name), None)
     if named is None or "interval" in named.flags or (table.name, set_name) in repeated:
         return None
@@ -249,8 +191,8 @@ def _elements_edited(table: Table, set_name: str, repeated, was: list, docs: lis
     if docs and schema_problems(Document(file="", data={"tables": {table.name: {"sets": {set_name: spec}}}}), "policy"):
         return None
     try:
-        gone = [_element_json(named.type, doc.data, _element) for doc in was]
-        new = [_element_json(named.type, doc.data, _element) for doc in docs]
+        gone = [_element_json(named.type, doc.data) for doc in was]
+        new = [_element_json(named.type, doc.data) for doc in docs]
     except (ValueError, TypeError):
         return None
     left = set(named.elements) - set(gone)  # each held once (no repeats): taking it out leaves none
@@ -258,10 +200,9 @@ def _elements_edited(table: Table, set_name: str, repeated, was: list, docs: lis
     return replace(named, elements=tuple(sorted(left | set(new)))), twice
 
 
-def _element_json(set_type: str, value, element) -> str:
-    import json
-
-    return json.dumps(element(set_type, value, False), sort_keys=True)
+def _element_json(set_type: str, value) -> str:
+    """An element of a set without intervals as the whole read keeps it. Raises ValueError."""
+    return json.dumps(set_element(set_type, value, False), sort_keys=True)
 
 
 def _run(spans: tuple, first: int, end: int):
@@ -280,27 +221,6 @@ def _run(spans: tuple, first: int, end: int):
     return run
 
 
-def _items_alone(lines: list, column: int) -> bool:
-    """Lines of items that the file's parser reads as those items wherever they
-    stand: blank lines and comments, then, if any, a dash at `column` and only
-    dashes at `column`, lines further in, blank lines and comments; no tab."""
-    if "\t" in "".join(lines):
-        return False
-    seen_dash = False
-    for line in lines:
-        dash = _DASH.match(line)
-        if dash and len(dash.group(1)) == column:
-            seen_dash = True
-        elif not (_blank(line) or seen_dash and _within(line, column)):
-            return False
-    return True
-
-
-def _blank(line: str) -> bool:
-    stripped = line.strip()
-    return not stripped or stripped.startswith("#")
-
-
 def _plain(rule) -> bool:
     """A structured rule that jumps nowhere (as compiled: JSON text)."""
     return rule.native is None and isinstance(rule.expr, str) and '"jump":' not in rule.expr \
@@ -309,10 +229,6 @@ def _plain(rule) -> bool:
 
 def _checked_rule(doc: Document, table: Table, chain, path: tuple):
     """The rule the item makes, if it is a plain structured rule with no problem."""
-    from .nft_rules import RuleContext
-    from .policy import _PolicyBuilder
-    from .schema import schema_problems
-
     data = doc.data
     if not isinstance(data, dict) or "nft" in data or doc.has_floats:
         return None
@@ -326,7 +242,7 @@ def _checked_rule(doc: Document, table: Table, chain, path: tuple):
     base = {c.name for c in table.chains if c.hook is not None}
     context = RuleContext(table.family, chain.type, chain.hook, {s.name: s.type for s in table.sets},
                           regular - {chain.name}, chain.name, base)
-    builder = _PolicyBuilder(doc)
+    builder = PolicyBuilder(doc)
     rule = builder.build_rule(path, data, context)
     return rule if rule is not None and not builder.problems else None
 
