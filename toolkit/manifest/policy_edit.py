@@ -133,7 +133,7 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
         return None
     renumber = len(docs) - len(run)
     if kind == "rules":
-        edited = _rules_edited(table, holder, k, m, was, docs, base, renumber, (file, end, shift))
+        edited = _rules_edited(table, holder, k, m, docs, base, renumber, (file, end, shift))
     else:
         edited = _elements_edited(table, holder, old.repeated, was, docs)
     if edited is None:
@@ -156,7 +156,7 @@ def splice(old: PolicyLoad, text: str, file: str) -> PolicyLoad | None:
     return PolicyLoad(text=text, tables=tables, spans=tuple(spans), repeated=frozenset(repeated))
 
 
-def _rules_edited(table: Table, chain_name: str, k: int, m: int, was: list, docs: list, base: tuple, renumber: int,
+def _rules_edited(table: Table, chain_name: str, k: int, m: int, docs: list, base: tuple, renumber: int,
                   moving: tuple):
     """(the chain's rules with rules k..m made from `docs`, None), or None if an
     old or new rule is not a plain structured one or a new one has a problem."""
