@@ -9,12 +9,14 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import os
 import re
 from functools import lru_cache
 from importlib import resources
 
 import fastjsonschema
 
+from ..core.kept_validators import fast_validator
 from .loader import Document
 from .text import SHOWN_CHARS, quote, shorten
 
@@ -49,60 +51,9 @@ def _validator(name: str):
 
 @lru_cache(maxsize=None)
 def _fast_validator(name: str):
-    """fastjsonschema's validator for schema `name`. Generating and compiling
-    it costs a command 30-70 ms, so its compiled code is kept beside the
-    schemas as Python keeps bytecode (schemas/__pycache__/, named by a digest
-    of the schema, fastjsonschema's version and the bytecode's magic number)
-    and loaded from there; where that cannot be written or read, it is made in
-    memory, as before."""
-    schema = load_schema(name)
-    try:
-        return _kept_validator(name, schema)
-    except Exception:  # noqa: BLE001 - a read-only install, a damaged file: generate it here
-        return fastjsonschema.compile(schema)
-
-
-def _kept_validator(name: str, schema: dict):
-    import hashlib
-    import importlib.util
-    import marshal
-    import os
-    import sys
-
-    key = json.dumps([schema, fastjsonschema.VERSION, importlib.util.MAGIC_NUMBER.hex()], sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    directory = os.path.join(os.path.dirname(__file__), "schemas", "__pycache__")
-    stem = f"validate_{name}_"
-    path = os.path.join(directory, f"{stem}{digest}.{sys.implementation.cache_tag}.bin")
-    try:
-        with open(path, "rb") as kept:
-            return _validator_of(marshal.loads(kept.read()), name)
-    except Exception:  # noqa: BLE001 - none yet, or damaged (not code, no validator): made again
-        pass
-    source = fastjsonschema.compile_to_code(schema)
-    entry = re.search(r"^def (\w+)", source, re.MULTILINE).group(1)  # the schema's own: the first
-    code = compile(f"{source}\n\nvalidate = {entry}\n", f"<validator of {name}.schema.json>", "exec")
-    try:
-        os.makedirs(directory, exist_ok=True)
-        temp = f"{path}.{os.getpid()}.tmp"
-        with open(temp, "wb") as out:
-            out.write(marshal.dumps(code))
-        os.replace(temp, path)  # whole or not at all, whoever writes it at the same time
-        for other in os.listdir(directory):  # an edited schema's, or another Python's: never read again
-            if other.startswith(stem) and other != os.path.basename(path) and not other.endswith(".tmp"):
-                os.unlink(os.path.join(directory, other))
-    except OSError:
-        pass  # a read-only install: the code made here serves this command
-    return _validator_of(code, name)
-
-
-def _validator_of(code, name: str):
-    namespace = {"__name__": f"{__package__}._validate_{name}"}
-    exec(code, namespace)  # noqa: S102 - code generated from our own schema, kept as Python keeps bytecode
-    validate = namespace["validate"]
-    if not callable(validate):
-        raise TypeError("not a validator")
-    return validate
+    """fastjsonschema's validator for schema `name`, its compiled code kept
+    beside the schemas (core/kept_validators.py)."""
+    return fast_validator(load_schema(name), os.path.join(os.path.dirname(__file__), "schemas"), name)
 
 
 def schema_problems(doc: Document, name: str) -> list:
