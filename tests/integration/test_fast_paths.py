@@ -7,6 +7,7 @@ files are unchanged, a changed rule is changed alone. Each must decide
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -691,6 +692,45 @@ def test_a_merging_set_is_restored_merging_when_its_table_goes_as_json(guarded, 
     assert lines() == before
     assert guarded.run("apply", guarded.manifest).returncode == 0
     assert "\t\tauto-merge" not in lines()
+    rolled = guarded.run("rollback", None)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert lines() == before
+
+
+@pytest.mark.parametrize("unrenderable", [None, "keyword"])
+def test_a_set_another_tool_gave_a_size_and_timeouts_is_drift_and_restored_with_them(guarded, unrenderable):
+    """A set made again by hand with a size (which caps its elements), a timeout
+    (which expires those added later), a garbage collection interval and a
+    comment, its elements the same: drift, said option by option; an
+    apply makes it again as declared, and a failed apply or a rollback gives it
+    back with every option, as text or (a chain nft reads as a keyword) as JSON."""
+    table = nft(guarded, "list", "table", "inet", "netkeel_guard")
+    # (a policy too would do, but not with a size: the kernel then refuses the elements)
+    remade = table.replace("type ipv4_addr\n", "type ipv4_addr\n\t\tsize 64\n\t\ttimeout 1h\n"
+                           '\t\tgc-interval 30s\n\t\tcomment "by hand"\n', 1)
+    assert "size 64" in remade
+    subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-f", "-"], check=True, timeout=10, text=True,
+                   input="delete table inet netkeel_guard\n" + remade)
+    if unrenderable == "keyword":
+        chain = {"add": {"chain": {"family": "inet", "table": "netkeel_guard", "name": "counter"}}}
+        subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-j", "-f", "-"], check=True, timeout=10,
+                       text=True, input=json.dumps({"nftables": [chain]}))
+
+    def lines():  # in any order, the elements' time left aside
+        listed = nft(guarded, "list", "table", "inet", "netkeel_guard")
+        return sorted(re.sub(r" expires [0-9hms]+", "", listed).splitlines())
+
+    before = lines()
+    shown = guarded.run("drift", guarded.manifest)
+    assert shown.returncode == 2 and drift(guarded, "--full")[0] == 2
+    for said in ("size", "timeout", "gc-interval", "comment"):
+        assert f"set blocked {said}" in shown.stdout, shown.stdout
+    failed = guarded.run("apply", guarded.manifest, env={"NETKEEL_FAILPOINT": "apply.after:1"})
+    assert failed.returncode == 1 and "restored" in failed.stderr, failed.stdout + failed.stderr
+    assert lines() == before
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert "size" not in nft(guarded, "list", "set", "inet", "netkeel_guard", "blocked")
+    assert drift(guarded)[0] == 0 and drift(guarded, "--full")[0] == 0
     rolled = guarded.run("rollback", None)
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert lines() == before

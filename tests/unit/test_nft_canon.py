@@ -324,3 +324,18 @@ def test_inline_quota_and_last_drop_what_traffic_moves():
     assert canonical_expr({"quota": {"val": 10, "val_unit": "mbytes", "used": 77, "used_unit": "bytes"}}, "inet") \
         == {"quota": {"val": 10, "val_unit": "mbytes", "used_unit": "bytes"}}
     assert canonical_expr({"last": {"used": 1234}}, "inet") == {"last": {}}
+
+
+def test_set_spec_keeps_what_a_listed_set_says_of_itself():
+    body = {"type": "ipv4_addr", "flags": ["timeout"], "size": 64, "timeout": 3600, "gc-interval": 30,
+            "policy": "memory", "comment": "by hand", "handle": 7, "name": "s"}
+    spec = json.loads(set_spec("ipv4_addr", ["timeout"], [], False, body))
+    assert spec == {"type": "ipv4_addr", "flags": ["timeout"], "elements": [], "size": 64, "timeout": 3600,
+                    "gc-interval": 30, "policy": "memory", "comment": "by hand"}  # never the handle or name
+    assert set_spec("ipv4_addr", [], [], False, {"name": "s", "handle": 1}) == set_spec("ipv4_addr", (), ())
+
+
+def test_the_size_the_kernel_gives_a_set_a_rule_fills_is_no_option():
+    listed = {"type": "ipv4_addr", "flags": ["timeout"], "size": 65535}
+    assert set_spec("ipv4_addr", ["timeout"], [], False, listed) == set_spec("ipv4_addr", ["timeout"], [])
+    assert '"size": 64' in set_spec("ipv4_addr", [], [], False, {"size": 64})

@@ -262,3 +262,18 @@ def test_a_rule_with_an_anonymous_set_replaced_by_another_replaces_the_table():
     assert delta("inet", "netkeel_filter", changed, live) is None
     assert delta("inet", "netkeel_filter", added, live) is not None
     assert delta("inet", "netkeel_filter", plain, live) is not None
+
+
+def test_a_set_with_a_size_timeouts_a_policy_and_a_comment_renders_them():
+    spec = {"type": "ipv4_addr", "flags": ["timeout"], "elements": ['"192.0.2.1"'], "size": 64, "timeout": 3600,
+            "gc-interval": 30, "policy": "memory", "comment": "by hand"}
+    script = table_script("create", "inet", "netkeel_t", (("set s", json.dumps(spec)),))
+    assert ("add set inet netkeel_t s { type ipv4_addr; flags timeout; policy memory; size 64; timeout 3600s; "
+            'gc-interval 30s; comment "by hand"; elements = { 192.0.2.1 }; }') in script, script
+
+
+@pytest.mark.parametrize("option", [{"policy": "fast"}, {"size": "64"}, {"size": True}, {"timeout": 1.5},
+                                    {"comment": 'a"; flush ruleset; "'}, {"comment": "two\nlines"}, {"hash": 1}])
+def test_a_set_option_that_does_not_render_is_no_script(option):
+    spec = {"type": "ipv4_addr", "flags": [], "elements": [], **option}
+    assert table_script("create", "inet", "netkeel_t", (("set s", json.dumps(spec)),)) is None

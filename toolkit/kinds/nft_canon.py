@@ -20,7 +20,7 @@ import json
 
 from ..core.memo import Remembered
 from ..model.defaults import LIMIT_BURST, LOG_LEVEL, REJECT_CODE, REJECT_TYPE
-from .nft_text import contents
+from .nft_text import SET_OPTIONS, contents
 
 REJECT_DEFAULT = {family: {"type": kind, "expr": REJECT_CODE} for family, kind in REJECT_TYPE.items()}
 
@@ -99,16 +99,28 @@ def chain_header(type_, hook, priority, policy) -> str:
     return json.dumps({"type": type_, "hook": hook, "prio": priority, "policy": policy}, sort_keys=True)
 
 
-def set_spec(set_type, flags, elements, auto_merge: bool = False) -> str:
+# The size the kernel gives a set that a rule adds elements to (nft_dynset) when
+# it has none: listed so, never declared. One another tool gave exactly this is
+# not told from it (a cap no declared set comes near).
+DYNAMIC_SET_SIZE = 65535
+
+
+def set_spec(set_type, flags, elements, auto_merge: bool = False, options=None) -> str:
     """A named set; `elements` as JSON values (decoded), as listed or declared.
     `auto_merge`: the kernel merges its adjacent and overlapping intervals (a
     set another tool made so; declared sets never are), which must show as a
-    difference, since its elements are then not the ones sent."""
+    difference, since its elements are then not the ones sent. `options`: the
+    listed body, whose SET_OPTIONS are kept as listed."""
     if isinstance(flags, str):
         flags = [flags]  # newer nft lists a single flag as a plain string
     spec = {"type": set_type, "flags": sorted(flags or ()), "elements": sorted(_element(e) for e in elements or ())}
     if auto_merge:
         spec["auto-merge"] = True
+    for option in SET_OPTIONS:
+        if options and options.get(option) is not None:
+            spec[option] = options[option]
+    if spec.get("size") == DYNAMIC_SET_SIZE:
+        del spec["size"]  # the kernel's, for a set a rule adds to (`update @s`) given none
     return json.dumps(spec, sort_keys=True)
 
 
@@ -204,7 +216,7 @@ def live_table_specs(listing: list, prefix: str) -> tuple:
             fields.setdefault("_handles", []).append((body["chain"], key, body.get("handle")))
         elif kind == "set":
             fields[f"set {body['name']}"] = set_spec(body.get("type"), body.get("flags"), body.get("elem"),
-                                                     body.get("auto-merge") is True)
+                                                     body.get("auto-merge") is True, body)
         elif kind in OBJECT_KINDS:
             content = {k: v for k, v in body.items() if k not in _IDENTITY and k not in _STATE.get(kind, ())}
             fields[f"{kind} {body['name']}"] = json.dumps(canonical_expr(content, family), sort_keys=True)

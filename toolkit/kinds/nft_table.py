@@ -22,7 +22,7 @@ from .base import Kind, show, shown
 from ..errors import KernelError
 from .nft_canon import canonical_rule, desired_table_spec, object_field
 from .nft_delta import delta
-from .nft_text import Unrenderable, as_sent, rule_text, table_script, without_counter_values
+from .nft_text import SET_OPTIONS, Unrenderable, as_sent, rule_text, table_script, without_counter_values
 
 ABSENT = "(absent)"
 
@@ -183,15 +183,16 @@ class NftTable(Kind):
             backend.nft_transaction(ns, as_json, names, script=script, tables=tables)
             return
         # A snapshot's flagged (dormant) table, or one holding a set that merges
-        # its elements. libnftables 1.0.6's JSON input drops table flags (and
-        # its `add table` clears them) and a set's auto-merge, without a word:
-        # as JSON the table would come back active, the set not merging. Text
-        # carries them; where the text does not render or nft refuses it (a
-        # chain named like a keyword), two transactions: the tables made empty
-        # and flagged, with those sets empty, as text; then their contents as
-        # JSON without any table command (adding a set that exists adds only
-        # its elements). Between the two a dormant table is empty, which no
-        # packet can tell from a dormant full one.
+        # its elements or has a comment. libnftables 1.0.6's JSON input drops
+        # table flags (and its `add table` clears them), a set's auto-merge and
+        # its comment, without a word: as JSON the table would come back
+        # active, the set not merging, uncommented. Text carries them; where
+        # the text does not render or nft refuses it (a chain named like a
+        # keyword), two transactions: the tables made empty and flagged, with
+        # those sets empty, as text; then their contents as JSON without any
+        # table command (adding a set that exists adds only its elements).
+        # Between the two a dormant table is empty, which no packet can tell
+        # from a dormant full one.
         if script is not None:
             try:
                 backend.nft_transaction(ns, _refuse_json, names, script=script, tables=tables)
@@ -222,26 +223,30 @@ def table_head_commands(action) -> list:
 
 def _needs_text(action) -> bool:
     """A table that JSON cannot make as it is: flagged (dormant), or holding a
-    set that merges its elements (both a snapshot's: declared tables never are)."""
+    set that merges its elements or has a comment (all a snapshot's: declared
+    tables never do)."""
     return action.desired is not None and bool(_json_list(action.desired.get("table flags"))
-                                               or _merging_sets(action.desired.spec))
+                                               or _text_only_sets(action.desired.spec))
 
 
-def _merging_sets(spec) -> list:
+def _text_only_sets(spec) -> list:
+    """The sets that merge their elements or have a comment (libnftables 1.0.6's
+    JSON input drops both)."""
     # The text looked at first: a 10,000-element set's spec is not parsed at every apply.
     return [(field, value) for field, value in spec
-            if field.startswith("set ") and '"auto-merge"' in value and json.loads(value).get("auto-merge")]
+            if field.startswith("set ") and ('"auto-merge"' in value or '"comment"' in value)
+            and any(json.loads(value).get(key) for key in ("auto-merge", "comment"))]
 
 
 def _shell_spec(desired) -> tuple:
-    """A table's flags and its merging sets, empty: what only text can make."""
+    """A table's flags and its sets only text makes whole, empty."""
     empty = tuple((field, json.dumps({**json.loads(value), "elements": []}, sort_keys=True))
-                  for field, value in _merging_sets(desired.spec))
+                  for field, value in _text_only_sets(desired.spec))
     return (("table flags", desired.get("table flags")),) + empty
 
 
 class _FlagsNeedText(Exception):
-    """The text of a transaction with a flagged table, or a merging set, was
+    """The text of a transaction with a flagged table, or a set JSON cannot make whole, was
     refused: JSON would lose the flags."""
 
 
@@ -382,8 +387,8 @@ def _rendered(key: str) -> str:
 
 
 def _set_lines(name, desired: dict, live: dict) -> list:
-    out = [(f"set {name} {k}", show(desired[k]), show(live.get(k))) for k in ("type", "flags")
-           if desired[k] != live.get(k)]  # flags are lists: show joins them
+    out = [(f"set {name} {k}", show(desired.get(k)), show(live.get(k))) for k in ("type", "flags", *SET_OPTIONS)
+           if desired.get(k) != live.get(k)]  # flags are lists: show joins them
     if bool(desired.get("auto-merge")) != bool(live.get("auto-merge")):  # another tool made it merge its elements
         out.append((f"set {name} auto-merge", "on" if desired.get("auto-merge") else "off",
                     "on" if live.get("auto-merge") else "off"))
@@ -426,6 +431,7 @@ def table_commands(action, contents_only: bool = False) -> list:
                 body["elem"] = [json.loads(e) for e in spec["elements"]]
             if spec.get("auto-merge"):
                 body["auto-merge"] = True
+            body.update((option, spec[option]) for option in SET_OPTIONS if option in spec)
             sets.append(json.dumps({"add": {"set": body}}))
         elif kind == "chain":
             header = {k: v for k, v in json.loads(value).items() if v is not None}

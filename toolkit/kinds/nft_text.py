@@ -21,6 +21,14 @@ import re
 from ..core.memo import Remembered
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+# What else a set listed may say of itself (libnftables' JSON names; each only
+# when not the default): none is declared, so another tool's shows as a difference.
+# A size caps the elements, a timeout expires those added later, a garbage
+# collection interval goes with it; a policy and a comment change no packet's
+# fate, but are the set's as much as its type (a rule's comment is compared too).
+SET_OPTIONS = ("size", "timeout", "gc-interval", "policy", "comment")
+
 _SAFE_STRING = re.compile(r'[^"\\\n\r\t]*')
 _PLAIN = re.compile(r"[A-Za-z0-9_.:/-]+")   # addresses, protocol and state names
 _KEYWORD_LEFT = {"iifname", "oifname"}      # meta keys nft writes without `meta`
@@ -233,17 +241,34 @@ def _set_body(spec: dict) -> str:
     set_type = spec["type"]
     if not isinstance(set_type, str) or set_type not in _SET_TYPES:
         raise Unrenderable(set_type)
-    if set(spec) - {"type", "flags", "elements", "auto-merge"}:
+    if set(spec) - {"type", "flags", "elements", "auto-merge", *SET_OPTIONS}:
         raise Unrenderable(spec)
     parts = [f"type {set_type};"]
     if spec["flags"]:
         parts.append(f"flags {', '.join(_word(f) for f in spec['flags'])};")
     if spec.get("auto-merge"):
         parts.append("auto-merge;")
+    parts += _set_options(spec)
     if spec["elements"]:
         quoted = set_type in _QUOTED_TYPES
         parts.append("elements = { " + ", ".join(_value(json.loads(e), quoted) for e in spec["elements"]) + " };")
     return "{ " + " ".join(parts) + " }"
+
+
+def _set_options(spec: dict) -> list:
+    """A set's size, timeouts, policy and comment as nft writes them (another
+    tool's, in a snapshot being restored: see nft_canon.SET_OPTIONS)."""
+    parts = []
+    if "policy" in spec:
+        if spec["policy"] not in ("performance", "memory"):
+            raise Unrenderable(spec["policy"])
+        parts.append(f"policy {spec['policy']};")
+    for option, unit in (("size", ""), ("timeout", "s"), ("gc-interval", "s")):
+        if option in spec:
+            parts.append(f"{option} {_int(spec[option])}{unit};")
+    if "comment" in spec:
+        parts.append(f"comment {_string(spec['comment'])};")
+    return parts
 
 
 def _chain_body(header: dict) -> str:
