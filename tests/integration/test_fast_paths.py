@@ -6,6 +6,7 @@ files are unchanged, a changed rule is changed alone. Each must decide
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -121,17 +122,45 @@ def test_a_namespace_made_again_under_the_name_is_not_trusted_whatever_its_gener
 def test_a_damaged_memory_of_rulesets_changes_nothing_but_speed(guarded):
     index = guarded.state / "cache" / "nft-rulesets.json"
     assert index.exists()
-    data = json.loads(index.read_text())
+    seal, body, _ = index.read_bytes().split(b"\n")
+    data = json.loads(body)
     entry = data["namespaces"][guarded.ns("fw")]
     entry["resources"] = [["nft_table", [guarded.ns("fw"), "inet", "netkeel_guard"], "topology", []]]
-    index.write_text(json.dumps(data))  # a lie: an empty table at the live generation
+    index.write_bytes(seal + b"\n" + json.dumps(data).encode() + b"\n")  # an empty table at the live generation
     code, asked = drift(guarded)
-    assert code == 2  # believed, as any state file is: it names its generation ...
+    assert code == 0 and LISTED in asked  # not what was sealed: a miss (found by review: it was believed)
+    index.write_bytes(seal + b"\n" + body.replace(b"dport", b"dpost", 1) + b"\n")  # one bit
+    code, asked = drift(guarded)
+    assert code == 0 and LISTED in asked
     index.write_text("{not json")
     code, asked = drift(guarded)
-    assert code == 0 and LISTED in asked  # ... a damaged one is a miss
+    assert code == 0 and LISTED in asked
     index.unlink()
     assert drift(guarded)[0] == 0
+
+
+def test_what_drift_full_finds_is_what_the_next_drift_says(guarded):
+    """Found by review: a drift answered from a remembered ruleset that lied
+    kept an in-sync verdict, and after `drift --full` had found the change the
+    next drift still said in sync. The memory is forged here (sealed again, as
+    only root could), and --full must undo what it made believed."""
+    nft(guarded, "add", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "4444", "drop")
+    assert drift(guarded)[0] == 2  # remembered as read, at the new generation
+    index = guarded.state / "cache" / "nft-rulesets.json"
+    data = json.loads(index.read_bytes().split(b"\n")[1])
+    kind, key, owner, fields = data["namespaces"][guarded.ns("fw")]["resources"][0]
+    for field in fields:
+        if field[0] == "rules input":
+            field[1] = [rule for rule in field[1] if "4444" not in rule]
+        if field[0] == "_handles":
+            field[1] = [handle for handle in field[1] if "4444" not in handle[1]]
+    body = json.dumps(data).encode() + b"\n"
+    index.write_bytes(json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode() + b"\n" + body)
+    assert guarded.run("drift", guarded.manifest).returncode == 0  # the forgery believed, a verdict kept
+    assert drift(guarded, "--full")[0] == 2
+    assert guarded.run("drift", guarded.manifest).returncode == 2
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert "4444" not in nft(guarded, "list", "chain", "inet", "netkeel_guard", "input")
 
 
 def test_an_edited_policy_is_compiled_again_and_one_changed_rule_changes_alone(guarded):

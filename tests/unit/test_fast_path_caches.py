@@ -5,6 +5,7 @@ Each may only ever make a command faster: any doubt is a miss."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -27,8 +28,15 @@ from toolkit.state.rulesets import FILE, FORMAT, RulesetMemo, boot_id
 DEV = [["lo", 1], ["p0", 2]]  # the devices a read saw: (name, index)
 
 
+def sealed(*lines: str) -> bytes:
+    """Lines as StateDir.write_sealed writes them: a damaged file passes the
+    seal only so, and what is behind it is then checked for itself."""
+    body = "".join(line + "\n" for line in lines).encode()
+    return json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode() + b"\n" + body
+
+
 def memo_file(namespaces: dict) -> str:
-    """A memo index as save() writes it, for this boot (the devices DEV)."""
+    """A memo index as save() writes it, for this boot (the devices DEV), unsealed."""
     for entry in namespaces.values():
         if isinstance(entry, dict):
             entry["devices"] = DEV
@@ -68,10 +76,27 @@ def test_what_another_boot_remembered_is_a_miss(state):
     memo = RulesetMemo(state)
     memo.put("lab-fw", 77, 12, DEV, [table()])
     memo.save()
-    data = json.loads(state.path(FILE).read_text())
+    data = json.loads(state.read_sealed(FILE)[0])
     data["boot"] = "another boot"
-    state.path(FILE).write_text(json.dumps(data))
+    state.path(FILE).write_bytes(sealed(json.dumps(data)))
     assert RulesetMemo(state).get("lab-fw", 77, 12, DEV) is None
+
+
+def test_a_memo_with_any_bit_flipped_is_a_miss(state):
+    """Found by review: one flipped bit in an entry kept inline (a port 8081
+    read back as 8080) was believed, and drift said in sync of a changed firewall."""
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 77, 12, DEV, [table(rules=('{"expr":[{"match":{"right":8081}},{"accept":null}]}',))])
+    memo.save()
+    good = state.path(FILE).read_bytes()
+    for position in range(len(good)):
+        for bit in (0, 3):
+            damaged = bytearray(good)
+            damaged[position] ^= 1 << bit
+            state.path(FILE).write_bytes(bytes(damaged))
+            assert RulesetMemo(state).get("lab-fw", 77, 12, DEV) is None, (position, bit)
+    state.path(FILE).write_bytes(good)
+    assert RulesetMemo(state).get("lab-fw", 77, 12, DEV) is not None
 
 
 def test_saving_merges_with_what_another_command_wrote_and_drops_gone_namespaces(state):
@@ -89,19 +114,20 @@ def test_saving_merges_with_what_another_command_wrote_and_drops_gone_namespaces
 
 
 @pytest.mark.parametrize("content", [
-    b"not json", b"[]", b'{"format": 1, "namespaces": {}}', b'{"format": 2, "namespaces": []}',
-    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["nft_table", ["lab-other", "inet", "t"], "topology", []]]}}).encode(),     # another namespace's
-    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["link", ["lab-fw", "eth0"], "topology", []]]}}).encode(),                 # not a table
-    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["rules x", {"a": 1}]]]]}}).encode(),
-    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["nft_table", ["lab-fw", "inet", "t"], "root!", []]]}}).encode(),          # unknown owner
-    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
-        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["a", "1"], ["a", "2"]]]]}}).encode(),
-    memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": 7}}).encode(),
-    memo_file({"lab-fw": "x"}).encode(),
+    b"not json", b"[]", b'{"format": 1, "namespaces": {}}', memo_file({}).encode(),  # not sealed
+    sealed("not json"), sealed("[]"), sealed('{"format": 2, "namespaces": []}'), sealed(memo_file({}), "[]"),
+    sealed(memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-other", "inet", "t"], "topology", []]]}})),     # another namespace's
+    sealed(memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["link", ["lab-fw", "eth0"], "topology", []]]}})),                 # not a table
+    sealed(memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["rules x", {"a": 1}]]]]}})),
+    sealed(memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-fw", "inet", "t"], "root!", []]]}})),          # unknown owner
+    sealed(memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": [
+        ["nft_table", ["lab-fw", "inet", "t"], "topology", [["a", "1"], ["a", "2"]]]]}})),
+    sealed(memo_file({"lab-fw": {"cookie": 77, "generation": 12, "resources": 7}})),
+    sealed(memo_file({"lab-fw": "x"})),
 ])
 def test_a_hostile_or_damaged_memo_is_a_miss_never_an_error(state, content):
     state.ensure()
@@ -122,7 +148,7 @@ def test_a_large_entry_has_a_file_of_its_own_checked_against_its_name(state):
     memo.put("lab-small", 5, 6, DEV, [table("lab-small")])
     memo.save()
     (name,) = state.regular_files("cache/nft-rulesets")
-    index = json.loads(state.path(FILE).read_text())["namespaces"]
+    index = json.loads(state.read_sealed(FILE)[0])["namespaces"]
     assert index["lab-fw"]["digest"] + ".json" == name and "resources" in index["lab-small"]
     assert RulesetMemo(state).get("lab-fw", 5, 6, DEV) == [big]
     side = state.path("cache/nft-rulesets", name)
@@ -322,22 +348,25 @@ def test_a_damaged_or_foreign_entry_is_a_miss(state, lab):
     compile_and_store(state)
     cache = CompileCache(state, read_file)
     path = state.path(cache._name("lab.yaml", "p-"))
-    header, resources = (json.loads(line) for line in path.read_text().splitlines())
+    good = path.read_bytes()
+    header, resources = (json.loads(line) for line in state.read_sealed(cache._name("lab.yaml", "p-")))
     assert cache.lookup("lab.yaml", "p-") is not None
-    path.write_text(json.dumps(header) + "\n" + json.dumps(resources + [["netns", ["elsewhere"], "topology", []]]))
+    path.write_bytes(sealed(json.dumps(header), json.dumps(resources + [["netns", ["elsewhere"], "topology", []]])))
     assert cache.lookup("lab.yaml", "p-") is None  # outside the prefix
-    path.write_text(json.dumps(header) + "\n")
+    path.write_bytes(sealed(json.dumps(header)))
     assert cache.lookup("lab.yaml", "p-") is None  # the resources cut off
-    path.write_text(json.dumps(header) + "\n" + json.dumps(resources) + "\n" + json.dumps(resources) + "\n")
+    path.write_bytes(sealed(json.dumps(header), json.dumps(resources), json.dumps(resources)))
     assert cache.lookup("lab.yaml", "p-") is None  # more than an entry
     path.write_text("{truncated")
     assert cache.lookup("lab.yaml", "p-") is None
-    # Found by review: a header with another entry's resources (another prefix's,
-    # whose namespaces would pass as this one's if the prefixes shared a start).
-    compile_and_store(state, prefix="p-x")
-    other = state.path(cache._name("lab.yaml", "p-x")).read_text().splitlines()[1]
-    path.write_text(json.dumps(header) + "\n" + other + "\n")
-    assert cache.lookup("lab.yaml", "p-") is None
+    path.write_bytes(good.replace(b'"p-"', b'"p-"', 1)[:-2] + b"\n")
+    assert cache.lookup("lab.yaml", "p-") is None  # cut short under its seal
+    damaged = bytearray(good)
+    damaged[len(good) // 2] ^= 4
+    path.write_bytes(bytes(damaged))
+    assert cache.lookup("lab.yaml", "p-") is None  # a bit flipped
+    path.write_bytes(good)
+    assert cache.lookup("lab.yaml", "p-") is not None
     path.unlink()
     path.symlink_to("/etc/passwd")
     assert cache.lookup("lab.yaml", "p-") is None
@@ -474,12 +503,33 @@ def test_a_damaged_kept_read_is_a_miss_and_teaches_nothing(state, tmp_path, dama
     manifest = _topology(tmp_path, _policy())
     _read(state, manifest)
     name, = state.regular_files(DIRECTORY)
-    data = state.read_json(f"{DIRECTORY}/{name}")
+    data = json.loads(state.read_sealed(f"{DIRECTORY}/{name}")[0])
     damage(data)
-    state.write_json(f"{DIRECTORY}/{name}", data)
+    state.write_sealed(f"{DIRECTORY}/{name}", [json.dumps(data)])
     (tmp_path / "fw.yaml").write_text(_policy(port=2222))
     edited, _ = _read(state, manifest)
     assert edited.desired == compile_topology(load_topology(manifest), "lab-").desired
+
+
+def test_a_kept_read_with_a_bit_flipped_is_a_miss(state, tmp_path):
+    """A flipped bit in a rule's kept form would be compiled and sent as the
+    rule (the kept read is what the edited file is read against): sealed."""
+    import random
+
+    from toolkit.state.policy_loads import DIRECTORY, PolicyLoads
+
+    manifest = _topology(tmp_path, _policy())
+    _read(state, manifest)
+    name, = state.regular_files(DIRECTORY)
+    path = state.path(DIRECTORY, name)
+    good = path.read_bytes()
+    for position in random.Random(5).sample(range(len(good)), 60):
+        damaged = bytearray(good)
+        damaged[position] ^= 1 << random.Random(position).randrange(8)
+        path.write_bytes(bytes(damaged))
+        assert PolicyLoads(state).kept(str(tmp_path / "fw.yaml")) is None, position
+    path.write_bytes(good)
+    assert PolicyLoads(state).kept(str(tmp_path / "fw.yaml")) is not None
 
 
 def test_a_kept_read_with_wrong_forms_is_not_used_for_another_text(state, tmp_path):
@@ -491,11 +541,11 @@ def test_a_kept_read_with_wrong_forms_is_not_used_for_another_text(state, tmp_pa
     manifest = _topology(tmp_path, _policy())
     _read(state, manifest)
     name, = state.regular_files(DIRECTORY)
-    data = state.read_json(f"{DIRECTORY}/{name}")
+    data = json.loads(state.read_sealed(f"{DIRECTORY}/{name}")[0])
     data["text"] = "tables: {}\n"  # a text this file no longer has, nor is one rule away from
     for rule in data["tables"][0][3][0][5]:
         rule[6] = '{"expr":[{"drop":null}]}'  # forms that lie
-    state.write_json(f"{DIRECTORY}/{name}", data)
+    state.write_sealed(f"{DIRECTORY}/{name}", [json.dumps(data)])
     nft_canon.declared_rule_key.forget()
     edited, _ = _read(state, manifest)
     assert edited.desired == compile_topology(load_topology(manifest), "lab-").desired

@@ -74,7 +74,8 @@ def test_another_boot_or_another_netkeel_finds_no_verdict(state, monkeypatch):
 def test_a_damaged_verdict_is_none_never_an_error(state, content):
     assert keep(state)
     path = state.path(entry_name("lab.yaml", "lab-"))
-    data = json.loads(path.read_text())
+    good = path.read_bytes()
+    data = json.loads(state.read_sealed(entry_name("lab.yaml", "lab-"))[0])
     path.write_text(content)
     assert Verdicts(state).load("lab.yaml", "lab-") is None
     path.unlink()
@@ -82,8 +83,12 @@ def test_a_damaged_verdict_is_none_never_an_error(state, content):
     assert Verdicts(state).load("lab.yaml", "lab-") is None
     path.unlink()
     data["boot"] = ""
-    path.write_text(json.dumps(data))
+    state.write_sealed(entry_name("lab.yaml", "lab-"), [json.dumps(data)])
     assert Verdicts(state).load("lab.yaml", "lab-") is None
+    path.write_bytes(good.replace(b'"lab-"', b'"lab_"'))  # edited, the seal not made again
+    assert Verdicts(state).load("lab.yaml", "lab-") is None
+    path.write_bytes(good)
+    assert Verdicts(state).load("lab.yaml", "lab-") is not None
 
 
 @pytest.mark.parametrize("change", [

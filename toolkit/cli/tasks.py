@@ -173,6 +173,8 @@ def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=N
             return 0
     with _reconciler(file, ns_prefix, state_dir, verbose, rev, read_only=True) as rec:
         the_plan, _ = rec.plan()
+        if not the_plan.empty and rev is None:
+            rec.forget_verdict()
     if json:
         _print_json("plan", rec, the_plan, "in_sync" if the_plan.empty else "changes",
                     requests=len(steps(the_plan)))
@@ -412,6 +414,8 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
             found = rec.drift(by_text=not (json or junit or full))  # those report rules as JSON
             if found.clean:
                 _keep_verdict(rec)
+            else:
+                rec.forget_verdict()
     except NetkeelError as exc:
         if junit:
             from ..report.junit import error_report

@@ -228,6 +228,15 @@ class Reconciler:
         except Exception:  # noqa: BLE001
             return False
 
+    def forget_verdict(self) -> None:
+        """After a whole comparison found differences: no verdict kept before
+        may answer for these files again, whatever it rests on (a verdict
+        resting on a damaged cache said "in sync" after `drift --full` had
+        found the change, found by review)."""
+        from ..state.verdicts import Verdicts
+
+        Verdicts(self.state).forget(self.topology.source, self.prefix)
+
     def _keep_verdict(self, trials_open) -> bool:
         from ..kinds import read_hints
         from ..state.leases import Leases

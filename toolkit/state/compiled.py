@@ -19,8 +19,9 @@ that names the same manifest takes it if, and only if:
 Anything else, or any doubt (unreadable, malformed, foreign entry), is a miss:
 the command loads as it always did. Bad input is never cached, so a manifest
 that fails keeps failing with its messages. Entries are written by netkeel in
-its own state directory (0700, checked by statedir.py); reading one checks its
-shape and that every resource lives in a namespace of its prefix.
+its own state directory (0700, checked by statedir.py), sealed by their SHA-256
+(a damaged entry is a miss); reading one checks its shape and that every
+resource lives in a namespace of its prefix.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .codec import decode, encode
 from .statedir import json_line, parse_json
 
 DIRECTORY = "cache/compiled"
-FORMAT = 2  # two lines: a header, then the resources
+FORMAT = 3  # two lines, sealed (statedir.write_sealed): a header, then the resources
 KEEP = 64  # entries; the oldest beyond this are removed on writing
 
 
@@ -129,13 +130,14 @@ class CompileCache:
 
     def lookup(self, manifest, prefix: str) -> Compiled | None:
         """The compiled topology if every file it came from is unchanged; else None.
-        An entry is two lines: the header (what it came from) is read first, and
-        the resources (megabytes, for a large policy) only if it still holds."""
+        An entry is two lines under a seal: the header (what it came from) is
+        parsed first, and the resources (megabytes, for a large policy) only if
+        it still holds."""
         try:
-            found = self.state.read_json_lines(self._name(manifest, prefix))
-            if found is None:
+            found = self.state.read_sealed(self._name(manifest, prefix))
+            if found is None or len(found) != 2:
                 return None
-            return self._valid(*found, str(manifest), prefix)
+            return self._valid(parse_json(found[0]), found[1], str(manifest), prefix)
         except Exception:  # noqa: BLE001 - unreadable, unsafe, malformed: load as usual
             return None
 
@@ -146,8 +148,6 @@ class CompileCache:
         reads = data["reads"]
         if not unchanged(reads, manifest, self._read, self._refused):
             return None
-        if hashlib.sha256(rest).hexdigest() != data["resources"]:
-            return None  # resources not written with this header
         desired = frozenset(decode(item) for item in parse_json(rest))
         if not all(isinstance(r.key[0], str) and r.key[0].startswith(prefix) for r in desired):
             return None
@@ -168,10 +168,8 @@ class CompileCache:
             resources = json_line([encode(r) for r in sorted(compiled.desired)])
             header = {"format": FORMAT, "code": fingerprint(), "manifest": str(manifest), "prefix": prefix,
                       "reads": reads, "name": compiled.name, "nodes": list(compiled.node_names),
-                      "files": [list(f) for f in compiled.files],
-                      # the resources line's digest: a header with another entry's resources is a miss
-                      "resources": hashlib.sha256((resources + "\n").encode()).hexdigest()}
-            self.state.write_json_lines(self._name(manifest, prefix), [json_line(header), resources], durable=False)
+                      "files": [list(f) for f in compiled.files]}
+            self.state.write_sealed(self._name(manifest, prefix), [json_line(header), resources], durable=False)
             self.state.keep_newest(DIRECTORY, KEEP)
         except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
             pass

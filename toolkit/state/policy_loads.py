@@ -12,9 +12,9 @@ edited costs one rule's work.
 
 An entry is kept per policy file path (with netkeel's code fingerprint: an
 entry of other code is a miss), written after a compile that succeeded, in
-netkeel's own state directory (0700, checked by statedir.py), as the compile
-cache's are. Reading one checks its shape; anything unexpected is a miss, and
-the file is read whole.
+netkeel's own state directory (0700, checked by statedir.py), sealed by its
+SHA-256, as the compile cache's are. Reading one checks the seal and its
+shape; anything unexpected is a miss, and the file is read whole.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import json
 from ..kinds import nft_canon, nft_text
 from ..model.firewall import Chain, NamedSet, PolicyLoad, Rule, Table
 from .compiled import fingerprint
+from .statedir import json_line, parse_json
 
 DIRECTORY = "cache/policies"
-FORMAT = 4
+FORMAT = 5
 KEEP = 64  # entries; the oldest beyond this are removed on writing
 
 
@@ -42,9 +43,10 @@ class PolicyLoads:
 
     def kept(self, path: str):
         try:
-            data = self.state.read_json(_entry_name(path))
-            if data is None:
+            lines = self.state.read_sealed(_entry_name(path))  # a flipped bit would be compiled: sealed
+            if lines is None or len(lines) != 1:
                 return None
+            data = parse_json(lines[0])
             load, self._forms[path] = _decoded(path, data)
             return load
         except Exception:  # noqa: BLE001 - unreadable, unsafe, malformed: the file is read whole
@@ -70,7 +72,7 @@ class PolicyLoads:
             return
         for path, load in loads.items():
             try:
-                self.state.write_json(_entry_name(path), _encoded(path, load), durable=False, compact=True)
+                self.state.write_sealed(_entry_name(path), [json_line(_encoded(path, load))], durable=False)
             except Exception:  # noqa: BLE001
                 pass
         try:

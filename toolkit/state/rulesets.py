@@ -9,7 +9,9 @@ So a reader that finds the same (cookie, generation) takes the resources from
 here instead of listing and parsing the whole ruleset again. Anything else (an
 unknown namespace, another cookie or generation, an unreadable or malformed
 file) is a miss, and the reader lists as it always did: this file can make a
-command faster, never different.
+command faster, never different. The index is sealed by its SHA-256
+(statedir.write_sealed) and each large entry named by its own: a flipped bit
+is a miss, never a ruleset believed.
 
 One index for every namespace (state/cache/nft-rulesets.json), read once per
 command when first needed, written once at its end if something new was read,
@@ -29,11 +31,11 @@ import json
 from ..core.owners import TOPOLOGY
 from .codec import decode, encode
 from .compiled import fingerprint
-from .statedir import parse_json
+from .statedir import json_line, parse_json
 
 FILE = "cache/nft-rulesets.json"
 DIRECTORY = "cache/nft-rulesets"  # large entries, one file each, named by their SHA-256
-FORMAT = 4
+FORMAT = 5
 INLINE = 32 * 1024  # bytes of JSON: larger entries go to a file of their own
 KIND = "nft_table"
 
@@ -140,9 +142,9 @@ class RulesetMemo:
                         self.state.write_json(f"{DIRECTORY}/{digest}.json", encoded, durable=False, compact=True)
                 entries[ns] = entry
             entries = {ns: e for ns, e in entries.items() if self._exists(ns)}
-            self.state.write_json(FILE, {"format": FORMAT, "boot": boot_id(), "code": fingerprint(),
-                                         "namespaces": entries, "proven": proven[-PROVEN:]},
-                                  durable=False, compact=True)
+            self.state.write_sealed(FILE, [json_line({"format": FORMAT, "boot": boot_id(), "code": fingerprint(),
+                                                      "namespaces": entries, "proven": proven[-PROVEN:]})],
+                                    durable=False)
             self._new, self._new_proven = {}, []
             used = {f"{e.get('digest')}.json" for e in entries.values() if isinstance(e, dict)}
             for name in self.state.regular_files(DIRECTORY):
@@ -161,7 +163,8 @@ class RulesetMemo:
         this format, this boot's (cookies start again at each boot) and this
         netkeel's (its canonical forms may differ from another's)."""
         try:
-            data = self.state.read_json(FILE, {})
+            lines = self.state.read_sealed(FILE)  # a damaged file would be believed: sealed
+            data = parse_json(lines[0]) if lines and len(lines) == 1 else {}
         except Exception:  # noqa: BLE001 - corrupt or unsafe: a miss, rewritten on saving
             return {}, []
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("namespaces"), dict):

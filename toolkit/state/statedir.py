@@ -12,6 +12,7 @@ hard link to /etc/shadow is refused too).
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -35,7 +36,7 @@ def default_state_dir() -> str:
 
 
 def json_line(data) -> str:
-    """`data` as one line of compact JSON (write_json_lines)."""
+    """`data` as one line of compact JSON (write_sealed)."""
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -131,21 +132,30 @@ class StateDir:
         text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1, sort_keys=True)
         return self._write(relative, (text + "\n").encode(), durable)  # encoded before any I/O
 
-    def write_json_lines(self, relative: str, lines: list, durable: bool = True):
+    def write_sealed(self, relative: str, lines: list, durable: bool = True):
         """Write `lines` (JSON texts, one line each: json_line()) as write_json
-        does: a reader may parse the first (a cache entry's header) and stop
-        there (read_json_lines)."""
-        return self._write(relative, "".join(line + "\n" for line in lines).encode(), durable)
+        does, under a first line holding their SHA-256. What netkeel believes
+        without asking the kernel again (its caches, its in-sync verdicts) is
+        sealed so: one flipped bit in a cached ruleset made drift say "in sync"
+        of a changed firewall (found by review)."""
+        body = "".join(line + "\n" for line in lines).encode()
+        seal = json_line({"sha256": hashlib.sha256(body).hexdigest()}).encode()
+        return self._write(relative, seal + b"\n" + body, durable)
 
-    def read_json_lines(self, relative: str):
-        """(the first line parsed, the rest as bytes: the caller parses it when it
-        needs it, parse_json per line), or None if the file is missing. Raises
-        ValueError, StateDirError."""
+    def read_sealed(self, relative: str):
+        """The lines write_sealed wrote, as bytes (the caller parses each when it
+        needs it: parse_json), or None if the file is missing. Raises ValueError
+        if they are not the bytes sealed (damaged, cut short, edited), StateDirError."""
         content = self.read_bytes(relative)
         if content is None:
             return None
-        head, _, rest = content.partition(b"\n")
-        return parse_json(head), rest
+        seal, _, body = content.partition(b"\n")
+        expected = parse_json(seal)
+        if not (isinstance(expected, dict) and expected.get("sha256") == hashlib.sha256(body).hexdigest()):
+            raise ValueError(f"{self.path(relative)} is not what was written (its seal does not match)")
+        if not body.endswith(b"\n"):
+            raise ValueError(f"{self.path(relative)} is not lines")
+        return body[:-1].split(b"\n")
 
     def _write(self, relative: str, content: bytes, durable: bool):
         directory, _, name = relative.rpartition("/")

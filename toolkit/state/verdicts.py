@@ -31,9 +31,10 @@ import stat
 
 from .codec import encode
 from .rulesets import boot_id
+from .statedir import json_line, parse_json
 
 DIRECTORY = "cache/verdicts"
-FORMAT = 1
+FORMAT = 2
 KEEP = 64  # entries; the oldest beyond this are removed on writing
 MAX_BYTES = 16 * 1024 * 1024  # a larger file is not one netkeel wrote (a 2,000-node lab's: ~1 MB)
 NFT_KIND = "nft_table"  # what nftables.read yields, foreign tables included: known by marks
@@ -117,13 +118,22 @@ class Verdicts:
             with self.state.directory(DIRECTORY) as fd:
                 if os.stat(os.path.basename(relative), dir_fd=fd, follow_symlinks=False).st_size > MAX_BYTES:
                     return None
-            data = self.state.read_json(relative)
+            lines = self.state.read_sealed(relative)  # sealed: one flipped bit must not be believed
+            data = parse_json(lines[0]) if lines and len(lines) == 1 else None
             if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("manifest") != str(manifest) \
                     or data.get("prefix") != prefix or data.get("boot") != boot_id() or not boot_id():
                 return None
             return data
         except Exception:  # noqa: BLE001 - unreadable, unsafe, malformed: no verdict
             return None
+
+    def forget(self, manifest: str, prefix: str) -> None:
+        """Remove the verdict kept for this manifest and prefix: a whole
+        comparison found what it no longer stands for. Never raises."""
+        try:
+            self.state.unlink(entry_name(manifest, prefix))
+        except Exception:  # noqa: BLE001 - none kept, or unsafe: nothing to believe either way
+            pass
 
     def record(self, manifest: str, prefix: str, name: str, reads: dict, names, hints: dict, marks: dict,
                live, stamp: str) -> bool:
@@ -137,7 +147,7 @@ class Verdicts:
                 "reads": reads, "names": sorted(names), "hints": hints, "marks": marks_record(marks),
                 "live": live_digest(live), "state": stamp}
         try:
-            self.state.write_json(entry_name(manifest, prefix), data, durable=False, compact=True)
+            self.state.write_sealed(entry_name(manifest, prefix), [json_line(data)], durable=False)
             self.state.keep_newest(DIRECTORY, KEEP)
         except Exception:  # noqa: BLE001 - a verdict that cannot be kept only costs a whole comparison
             return False
