@@ -248,3 +248,25 @@ def test_throughput_and_added_latency_at_10k_packets_per_second(built, tmp_path)
     print(f"\n10k pps through the worker: {delivered}/20000 delivered, added p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     assert delivered >= 19_800, delivered
     assert p50 < 4 and p99 < 15, (p50, p99)  # measured here (2 CPUs, sender and receiver on them too): 1.6-2.2, 5-7
+
+
+@pytest.mark.parametrize("order", ["oldest first", "newest first"])
+def test_two_faults_in_one_namespace_leave_no_mangle_table_whichever_goes_first(built, tmp_path, order):
+    """Found by review: the second fault found the mangle tables the first had
+    made and did not count them; the first, reverted while the second's rules
+    were there, left them; the second then did not own them: left for good."""
+    before = kernel_view(built.ns("ns_server"))
+    names = []
+    for number, dev in enumerate(("veth_srv_c1", "veth_srv_c2")):
+        fault = tmp_path / f"slow-{number}.yaml"
+        fault.write_text("backend: userspace\ntopology: two-clients\n"
+                         f"target: {{node: ns_server, interface: {dev}, direction: egress}}\ndelay: 20ms\n")
+        inject(built, str(fault))
+        names.append(f"slow-{number}")
+    assert nfqueue_rules(built)
+    for name in names if order == "oldest first" else reversed(names):
+        result = built.run("chaos", None, "revert", "--fault", name)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert nfqueue_rules(built) == []
+    assert kernel_view(built.ns("ns_server")) == before  # no mangle table left behind
+    assert built.run("drift", LAB).returncode == 0

@@ -250,6 +250,7 @@ def _inject(backend, state: StateDir, fault: Fault, prefix, duration_ms, dry_run
                 leases.save(lease)
             for op in fault_plan.operations:
                 _still_mine(leases, lease, now)
+                op = _with_tables_of_faults(op, leases, lease_id)
                 lease.operations.append(op)  # on record before it is made: a crash leaves nothing unknown
                 leases.save(lease)
                 lease.operations[-1] = {**backend.fault_apply(op), "made": True}
@@ -355,6 +356,18 @@ def revert(backend, state: StateDir, lease_id: str) -> Lease | None:
                 pass  # the kernel is clean; the stale lease is reverted (a no-op) by the next command
     _stop_keeper(lease)
     return lease
+
+
+def _with_tables_of_faults(op: dict, leases: Leases, lease_id: str) -> dict:
+    """A userspace op with the mangle tables other faults' ops made in its
+    namespace (`tables_of_faults`): it finds them there and would not count them
+    its own, and whichever fault goes last removes them (two faults in one
+    namespace left both behind, found by review)."""
+    if op.get("op") != "nfqueue":
+        return op
+    made = sorted({table for other in leases.all()[0] if other.id != lease_id for o in other.operations
+                   if o.get("op") == "nfqueue" and o.get("ns") == op["ns"] for table in o.get("made_tables") or ()})
+    return {**op, "tables_of_faults": made}
 
 
 def _mark(leases: Leases, lease: Lease, state: str) -> None:

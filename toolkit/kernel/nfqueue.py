@@ -10,7 +10,8 @@ holds the queued packets' verdicts.
     revert:  the rules first (traffic flows at once), then the worker
              (SIGTERM: it releases what it holds; SIGKILL after a second), then
              the mangle tables iptables made, when they were not there before
-             and are empty now.
+             (or another fault's op made them: `tables_of_faults`) and are
+             empty now.
     health:  "" while the worker runs and its heartbeat is fresh; the keeper
              reverts a worker that died or hung (within a second).
 """
@@ -109,14 +110,17 @@ def apply(op: dict) -> dict:
         time.sleep(0.01)
     log.close()
     before = _tables(ns)
+    # Made by this op, or by another fault's there (it may go first): the last removes them.
+    ours = set(op.get("tables_of_faults") or ())
+    made = sorted(f"{f} mangle" for _, f in TOOLS if (f, "mangle") not in before or f"{f} mangle" in ours)
     op["made_tables"] = []
     try:
         for direction in op["directions"]:
             for tool, family in TOOLS:
                 _xt(ns, tool, "-A", rule(op, direction))
-        op["made_tables"] = sorted(f"{f} mangle" for _, f in TOOLS if (f, "mangle") not in before)
+        op["made_tables"] = made
     except KernelError:
-        op["made_tables"] = sorted(f"{f} mangle" for _, f in TOOLS if (f, "mangle") not in before)
+        op["made_tables"] = made
         revert(op)
         raise
     return op
