@@ -371,3 +371,26 @@ def test_routes_a_downed_link_took_along_are_the_faults_not_drift_nor_a_snapshot
     assert "default via 10.0.1.1" in built.ip("ns_client1", "route").stdout
     assert "10.0.1.5" not in built.ip("ns_client1", "addr").stdout
     assert built.run("drift", LAB).returncode == 0
+
+
+def test_a_damaged_lease_is_never_said_to_be_no_fault(built, tmp_path):
+    """Found by review: a lease file cut short made `chaos status` say "no
+    active fault" and `revert --all` "nothing to revert", both exit 0, while the
+    link it took down stayed down."""
+    fault = tmp_path / "down.yaml"
+    fault.write_text("topology: two-clients\ntarget: {node: ns_client1, interface: veth_c1}\nlink_down: true\n")
+    assert chaos(built, str(fault), "--duration", "30s").returncode == 0
+    [lease] = leases(built)
+    path = built.state / "leases" / f"{lease['lease']}.json"
+    path.write_bytes(path.read_bytes()[:100])
+    status = built.run("chaos", None, "status")
+    assert status.returncode == 1 and str(path) in status.stderr, status.stdout + status.stderr
+    as_json = built.run("chaos", None, "status", "--json")
+    doc = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and doc["faults"] == [] and len(doc["damaged"]) == 1
+    reverted = built.run("chaos", None, "revert", "--all")
+    assert reverted.returncode == 1 and str(path) in reverted.stderr
+    assert "state DOWN" in built.ip("ns_client1", "link show veth_c1").stdout  # never acted on
+    path.unlink()  # as the message says, once the lab is checked
+    assert built.run("apply", LAB).returncode == 0
+    assert built.run("chaos", None, "status").returncode == 0

@@ -129,16 +129,19 @@ def _status(state, as_json, verbose) -> int:
         with kernel_session(verbose) as kernel:
             expire_faults(kernel, state)
     leases = engine.active(state)
+    # A lease file netkeel cannot read may stand for a fault still in place: never
+    # "no active fault" and exit 0 then (found by review: a link left down so).
+    damaged = engine.damaged(state)
     if as_json:
         print(jsonlib.dumps({"format": 1, "command": "chaos status", "faults": [
             {"fault": l.fault, "lease": l.id, "instance": l.instance, "what": l.text,
              "backends": dict(l.backends), "left_s": round(l.left(), 1), "state": l.state,
              "keeper": l.keeper, "keeper_alive": engine.keeper_alive(l), "injector": l.injector}
-            for l in leases]}, indent=2))
-        return 0
+            for l in leases], "damaged": damaged}, indent=2))
+        return EXIT_ERROR if damaged else 0
     if not leases:
-        out.print(f"no active fault in {state.root}")
-        return 0
+        out.print(f"no active fault in {state.root}" + (" that netkeel can read" if damaged else ""))
+        return _say_damaged(damaged)
     table = Table(title=f"active faults in {state.root}", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("fault", "instance", "what", "backend", "state", "left", "keeper"):
         table.add_column(column, overflow="fold")
@@ -149,7 +152,15 @@ def _status(state, as_json, verbose) -> int:
                       f"{l.left():.0f} s", f"{l.keeper} ({'running' if alive else 'GONE: ends at the next command'})",
                       style=None if alive and l.state != "broken" else "yellow")
     out.print(table)
-    return 0
+    return _say_damaged(damaged)
+
+
+def _say_damaged(damaged: list) -> int:
+    """EXIT_ERROR, said, if any lease file is damaged; else 0."""
+    for problem in damaged:
+        err.print(f"[bold red]error[/]: {escape(problem)}: the fault it recorded may still be in place, and "
+                  "netkeel cannot revert it: check the lab (`drift`), then remove the file", soft_wrap=True)
+    return EXIT_ERROR if damaged else 0
 
 
 def _revert(state, name, every, as_json, verbose) -> int:
@@ -171,9 +182,10 @@ def _revert(state, name, every, as_json, verbose) -> int:
                     done.append(lease)
             except (KernelError, TimeoutError) as exc:
                 failed.append((lease, exc))
+    damaged = engine.damaged(state) if every else []  # --all cannot be all then
     if as_json:
         print(jsonlib.dumps({"format": 1, "command": "chaos revert", "reverted": [l.id for l in done],
-                             "failed": {l.id: str(e) for l, e in failed}}, indent=2))
+                             "failed": {l.id: str(e) for l, e in failed}, "damaged": damaged}, indent=2))
     else:
         for lease in done:
             out.print(f"reverted fault {escape(lease.fault)} ({escape(lease.text)}) on {escape(lease.instance)}")
@@ -181,8 +193,9 @@ def _revert(state, name, every, as_json, verbose) -> int:
             err.print(f"[bold red]error[/]: revert fault {escape(lease.fault)} ({escape(lease.id)}): "
                       f"{escape(str(exc))}; its lease stays, and the next command tries again", soft_wrap=True)
         if not done and not failed:
-            out.print("nothing to revert")
-    return EXIT_ERROR if failed else 0
+            out.print("nothing to revert" + (" that netkeel can read" if damaged else ""))
+        _say_damaged(damaged)
+    return EXIT_ERROR if failed or damaged else 0
 
 
 def _list(state, as_json, verbose) -> int:
