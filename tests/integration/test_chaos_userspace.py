@@ -217,7 +217,7 @@ def test_a_hung_worker_is_taken_out_within_a_second(built, tmp_path):
             os.kill(ops[0]["pid"], signal.SIGCONT)
         except ProcessLookupError:
             pass
-    # The keeper lets traffic through first, then records the fault broken: wait (bounded).
+    # The keeper records the fault broken, then lets traffic through: wait (bounded).
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and status(built)[0]["state"] != "broken":
         time.sleep(0.1)

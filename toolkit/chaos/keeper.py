@@ -107,11 +107,13 @@ def _broken(backend, leases: Leases, lease_id: str, served) -> str | None:
             return None
         if held.state != "active":
             return why
-        for op in served:
-            backend.fault_revert(op)  # the rules first, then the worker: traffic flows again
+        # Said first: taking a hung worker out waits a second for it to go, while
+        # `chaos status` went on saying "active" of a fault no packet met (found by review).
         held.state = "broken"
         held.text = f"{held.text} (BROKEN: {why}; traffic passes unimpaired)"
         leases.save(held)
+        for op in served:
+            backend.fault_revert(op)  # the rules first, then the worker: traffic flows again
     return why
 
 
