@@ -88,6 +88,7 @@ def test_a_gateway_that_does_not_forward(two):
     assert sorted(f["title"] for f in found) == [
         "ns_client1's default gateway 10.0.1.1 is ns_server, which does not forward",
         "ns_client2's default gateway 10.0.2.1 is ns_server, which does not forward"], found
+    assert all("`netkeel apply` turns forwarding back on on ns_server" in f["fix"] for f in found), found
 
 
 def test_the_wrong_gateway_in_the_manifest_gets_a_diff(lab, tmp_path):

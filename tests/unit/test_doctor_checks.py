@@ -9,6 +9,7 @@ import ipaddress
 import socket
 import struct
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -384,7 +385,7 @@ def test_the_via_line_is_found_in_the_nodes_block(text, line):
     assert gateways.via_line(text.splitlines(keepends=True), "b", "10.0.0.1") == line
 
 
-def test_a_gateway_that_does_not_forward_matters_only_with_something_beyond_it():
+def test_a_gateway_that_does_not_forward_matters_only_with_something_beyond_it(tmp_path, monkeypatch):
     key = ("ns_client1", "veth_c1", ipaddress.ip_address("10.0.1.1"))
     answer = {key: [mac_of(PREFIX + "ns_server", "veth_srv_c1")]}
     ctx = lab(TWO, FakeKernel(forwarding=set()))
@@ -392,6 +393,16 @@ def test_a_gateway_that_does_not_forward_matters_only_with_something_beyond_it()
     assert [f.title for f in found] == ["ns_client1's default gateway 10.0.1.1 is ns_server, which does not forward",
                                         "ns_client2's default gateway 10.0.2.1 is ns_server, which does not forward"]
     assert "10.0.2.1, 10.0.2.2" in " ".join(found[0].evidence)
+    # The manifest turns forwarding on there: turned off by hand, and apply is the fix
+    # (found by review: the finding said to point the route elsewhere).
+    assert all(f.fix.startswith("`netkeel apply` turns forwarding back on on ns_server") for f in found), found
+    monkeypatch.setenv("NETKEEL_ALLOW_OUTSIDE_POLICIES", "1")  # its policies stay where they are
+    undeclared = tmp_path / "two.yaml"  # never turned on: the route is what to change
+    undeclared.write_text(open(TWO).read().replace("net.ipv4.ip_forward: 1", "net.ipv4.ip_forward: 0")
+                          .replace("../policies/", f"{Path('policies').resolve()}/"))
+    ctx = lab(undeclared, FakeKernel(forwarding=set()))
+    fixes = [f.fix for f in gateways.judge(ctx, gateways.default_routes(ctx), answer)]
+    assert fixes and not any("turns forwarding back on" in fix for fix in fixes), fixes
     ctx = lab(TWO, FakeKernel(forwarding={"ns_server"}))
     assert gateways.judge(ctx, gateways.default_routes(ctx), answer) == []
     ctx = lab(VRRP, FakeKernel(forwarding=set()))  # nothing beyond the segment needs a router

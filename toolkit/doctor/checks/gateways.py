@@ -217,7 +217,15 @@ def _not_forwarding(ctx, node, family, via, dev, seg, on_segment, expected, seen
                      if ip.version == family and n != node and not any(ip in net for net in own_nets)), key=str)
     if not beyond:
         return []  # nothing in the lab needs the default route
-    fix, diff, right, evidence = _manifest_fix(ctx, node, family, via, dev, seg, on_segment, avoid=owners)
+    declared = [o for o in owners if _declared_forwarding(ctx, o, family)]
+    if declared:
+        # The manifest is right and the kernel is not: turning forwarding back on is
+        # the fix, not another route (found by review: the two findings disagreed).
+        fix, diff, right = (f"`netkeel apply` turns forwarding back on on {' and '.join(declared)}, as the "
+                            f"manifest declares ({FORWARDING[family]} = 1; it was changed by hand)"), "", None
+        evidence = [f"the manifest declares {FORWARDING[family]} = 1 on {' and '.join(declared)}"]
+    else:
+        fix, diff, right, evidence = _manifest_fix(ctx, node, family, via, dev, seg, on_segment, avoid=owners)
     heard = (f"ARP who-has {via} from {node}/{dev}: answered by {', '.join(seen)} ({_name(expected.values())})"
              if seen else f"{via} is {_name(sorted(on_segment.get(via, ())))}'s")
     evidence = [heard] + [f"{o}: {FORWARDING[family]} = 0" for o in owners] +         [f"{len(beyond)} address{'es' if len(beyond) > 1 else ''} of the lab only the default route reaches: "
@@ -228,6 +236,13 @@ def _not_forwarding(ctx, node, family, via, dev, seg, on_segment, expected, seen
         why=(f"the gateway answers (the segment looks fine from {node}), but {' and '.join(owners)} drops every "
              f"packet not addressed to itself, without an ICMP error: everything beyond the segment is lost"),
         fix=fix, diff=diff, nodes=tuple(sorted({node, *owners} | ({right[0]} if right else set()))))]
+
+
+def _declared_forwarding(ctx, node: str, family: int) -> bool:
+    """Whether the manifest turns forwarding on for `node` (the family's sysctl = 1)."""
+    model = ctx.topology.node(node)
+    value = dict(model.sysctls).get(FORWARDING[family]) if model else None
+    return value is not None and str(value).strip() == "1"
 
 
 def right_router(ctx, node, family, dev, seg, on_segment, avoid=()) -> tuple | None:
