@@ -37,12 +37,11 @@ def run(lab, node, *argv):
     subprocess.run(["ip", "netns", "exec", lab.ns(node), *argv], check=True, timeout=10, capture_output=True)
 
 
-def test_the_healthy_lab_has_no_findings_and_the_doctor_is_quick(built):
+def test_the_healthy_lab_has_no_findings(built):
     code, doc, seconds = doctor(built)
-    print(f"doctor on two-clients: {seconds:.2f} s")
+    print(f"doctor on two-clients: {seconds:.2f} s (timed in bench/doctor_scale.py, never asserted here)")
     assert (code, doc["healthy"], doc["findings"]) == (0, True, [])
     assert {"reachability", "routing"} <= set(doc["checks"])
-    assert seconds < 20
 
 
 def test_forwarding_off_on_the_server_is_named_at_the_server(built):
