@@ -428,10 +428,13 @@ def check_identities(backend, state: StateDir, names) -> list:
     for name in sorted(names):
         live = backend.cookie(name)
         if live is not None and recorded.get(name) != live:
+            # No record at all may also be a damaged or replaced identities file: said (found by review).
+            why = ("it was deleted and made again, or netkeel never made it" if name in recorded else
+                   f"{state.path('identities.json')} and identities.log hold no record of it: netkeel never "
+                   "made it, or they were damaged or replaced")
             problems.append((name, "not netkeel's", f"namespace {name} exists but is not the namespace netkeel "
-                             "created under that name (it was deleted and made again, or netkeel never made "
-                             f"it): netkeel will not adopt, change or delete it; remove it by hand "
-                             f"(ip netns del {name}) or use another --ns-prefix"))
+                             f"created under that name ({why}): netkeel will not adopt, change or delete it; "
+                             f"remove it by hand (ip netns del {name}) or use another --ns-prefix"))
     return problems
 
 
