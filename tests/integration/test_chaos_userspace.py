@@ -275,3 +275,24 @@ def test_two_faults_in_one_namespace_leave_no_mangle_table_whichever_goes_first(
     assert nfqueue_rules(built) == []
     assert kernel_view(built.ns("ns_server")) == before  # no mangle table left behind
     assert built.run("drift", LAB).returncode == 0
+
+
+def test_a_mangle_table_holding_someone_elses_chain_or_set_is_never_removed(built, tmp_path):
+    """Found by review: the revert removed the ip mangle table it had made though a
+    user had put a chain and a set in it since (iptables -S shows neither)."""
+    fault = tmp_path / "slow.yaml"
+    fault.write_text("backend: userspace\ntopology: two-clients\n"
+                     "target: {node: ns_server, interface: veth_srv_c1, direction: egress}\ndelay: 20ms\n")
+    inject(built, str(fault))
+    server = built.ns("ns_server")
+    subprocess.run(["ip", "netns", "exec", server, "nft", "add", "chain", "ip", "mangle", "userchain"], check=True,
+                   timeout=10)
+    subprocess.run(["ip", "netns", "exec", server, "nft", "add", "set", "ip", "mangle", "userset",
+                    "{ type ipv4_addr; }"], check=True, timeout=10)
+    assert built.run("chaos", None, "revert", "--fault", "slow").returncode == 0
+    assert nfqueue_rules(built) == []
+    listing = subprocess.run(["ip", "netns", "exec", server, "nft", "list", "table", "ip", "mangle"],
+                             capture_output=True, text=True, timeout=10)
+    assert listing.returncode == 0 and "userchain" in listing.stdout and "userset" in listing.stdout
+    assert "ip6 mangle" not in subprocess.run(["ip", "netns", "exec", server, "nft", "list", "tables"],
+                                              capture_output=True, text=True, timeout=10).stdout  # empty: gone

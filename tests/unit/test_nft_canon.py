@@ -117,10 +117,13 @@ def test_set_spec_is_the_same_from_declared_values_and_from_a_listing():
                                    "elements": ['"192.0.2.1"', '{"prefix": {"addr": "10.0.0.0", "len": 8}}']}
 
 
-def test_set_spec_ignores_element_timeouts_and_host_prefixes():
-    live = [{"elem": {"val": "10.0.0.1", "timeout": 60, "expires": 42}},
-            {"elem": {"val": {"prefix": {"addr": "10.0.0.2", "len": 32}}, "timeout": 60}}]
+def test_set_spec_ignores_the_time_left_and_host_prefixes_but_keeps_an_elements_own_timeout_and_comment():
+    live = [{"elem": {"val": "10.0.0.1", "expires": 42}}, {"prefix": {"addr": "10.0.0.2", "len": 32}}]
     assert set_spec("ipv4_addr", ["timeout"], live) == set_spec("ipv4_addr", ["timeout"], ["10.0.0.1", "10.0.0.2"])
+    timed = [{"elem": {"val": {"prefix": {"addr": "10.0.0.2", "len": 32}}, "timeout": 60, "expires": 42,
+                       "comment": "lab"}}]
+    assert json.loads(set_spec("ipv4_addr", ["timeout"], timed))["elements"] == [
+        '{"elem": {"comment": "lab", "timeout": 60, "val": "10.0.0.2"}}']  # will go: not the declared element
 
 
 def test_set_spec_without_flags_or_elements():

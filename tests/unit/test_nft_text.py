@@ -277,3 +277,17 @@ def test_a_set_with_a_size_timeouts_a_policy_and_a_comment_renders_them():
 def test_a_set_option_that_does_not_render_is_no_script(option):
     spec = {"type": "ipv4_addr", "flags": [], "elements": [], **option}
     assert table_script("create", "inet", "netkeel_t", (("set s", json.dumps(spec)),)) is None
+
+
+def test_an_element_with_its_own_timeout_and_comment_renders_them_and_is_deleted_by_its_key():
+    from toolkit.kinds.nft_delta import delta
+
+    timed = '{"elem": {"comment": "a\\\\b", "timeout": 600, "val": {"prefix": {"addr": "10.0.1.0", "len": 24}}}}'
+    spec = {"type": "ipv4_addr", "flags": ["interval", "timeout"], "elements": [timed, '"192.0.2.1"']}
+    script = table_script("create", "inet", "netkeel_t", (("set s", json.dumps(spec)),))
+    assert 'elements = { 10.0.1.0/24 timeout 600s comment "a\\b", 192.0.2.1 };' in script, script
+    plain = {**spec, "flags": ["timeout"], "elements": ['"192.0.2.1"', '"192.0.2.2"']}
+    live = {**plain, "elements": ['"192.0.2.1"', '{"elem": {"timeout": 2, "val": "192.0.2.2"}}']}
+    found = delta("inet", "netkeel_t", {"set s": json.dumps(plain)}, {"set s": json.dumps(live), "_handles": ()})
+    assert found.script == ("delete element inet netkeel_t s { 192.0.2.2 }\n"
+                            "add element inet netkeel_t s { 192.0.2.2 }\n"), found.script

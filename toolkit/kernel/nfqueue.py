@@ -18,6 +18,9 @@ holds the queued packets' verdicts.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -58,6 +61,58 @@ def _tables(ns: str) -> set:
     except (OSError, subprocess.TimeoutExpired):
         return set()
     return {tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("table ")}
+
+
+# The chains iptables-nft makes in its mangle table: a table holding these alone,
+# empty, is what it made and nothing of anyone's.
+_IPTABLES_CHAINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
+
+def _only_iptables_shell(ns: str, family: str) -> bool:
+    """Whether `family mangle` in `ns` holds nothing but iptables' own empty base
+    chains: no rule, set, map or other chain of anyone's (a revert removed a
+    table with a user's chain and set in it, iptables -S shows neither: found by
+    review)."""
+    try:
+        out = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "table", family, "mangle"],
+                             capture_output=True, text=True, timeout=10)
+        items = json.loads(out.stdout)["nftables"] if out.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError):
+        return False
+    if not isinstance(items, list):
+        return False
+    for item in items:
+        (kind, body), = item.items() if isinstance(item, dict) and len(item) == 1 else (("?", None),)
+        if kind in ("metainfo", "table"):
+            continue
+        if kind != "chain" or not isinstance(body, dict) or body.get("name") not in _IPTABLES_CHAINS:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _tables_held(ns: str, timeout_s: float = 15.0):
+    """Held while a fault adds its rules to the mangle tables of `ns`, or a revert
+    decides whether to remove them: an injection and a revert in one namespace
+    raced (the revert found them empty and removed them under the new rules,
+    found by review). One lock file for all namespaces (a few ms held, and none
+    left behind per namespace) under RUN_DIR; bounded wait."""
+    os.makedirs(RUN_DIR, exist_ok=True)
+    fd = os.open(os.path.join(RUN_DIR, "tables.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise KernelError(f"hold the mangle tables of {ns}",
+                                      f"another netkeel held them for {timeout_s:.0f} s") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def heartbeat_path(op: dict) -> str:
@@ -109,20 +164,22 @@ def apply(op: dict) -> dict:
             raise KernelError(f"start the nfqueue worker for {op['dev']} in {ns}", why)
         time.sleep(0.01)
     log.close()
-    before = _tables(ns)
-    # Made by this op, or by another fault's there (it may go first): the last removes them.
-    ours = set(op.get("tables_of_faults") or ())
-    made = sorted(f"{f} mangle" for _, f in TOOLS if (f, "mangle") not in before or f"{f} mangle" in ours)
-    op["made_tables"] = []
-    try:
-        for direction in op["directions"]:
-            for tool, family in TOOLS:
-                _xt(ns, tool, "-A", rule(op, direction))
+    with _tables_held(ns):  # another fault's revert must not remove them under our rules
+        before = _tables(ns)
+        # Made by this op, or by another fault's there (it may go first): the last removes them.
+        ours = set(op.get("tables_of_faults") or ())
+        made = sorted(f"{f} mangle" for _, f in TOOLS if (f, "mangle") not in before or f"{f} mangle" in ours)
         op["made_tables"] = made
-    except KernelError:
-        op["made_tables"] = made
-        revert(op)
-        raise
+        refused = None
+        try:
+            for direction in op["directions"]:
+                for tool, family in TOOLS:
+                    _xt(ns, tool, "-A", rule(op, direction))
+        except KernelError as exc:
+            refused = exc
+    if refused is not None:
+        revert(op)  # outside the hold: it takes it again to remove the tables
+        raise refused
     return op
 
 
@@ -145,13 +202,12 @@ def revert(op: dict) -> None:
     ns = op["ns"]
     remove_rules(op)
     stop_worker(op)
-    for table in op.get("made_tables") or []:
-        family = table.split()[0]
-        tool = "iptables" if family == "ip" else "ip6tables"
-        listing = _xt(ns, tool, "-S", ["-t", "mangle"], check=False).stdout
-        if listing and not any(line.startswith("-A ") for line in listing.splitlines()):
-            subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", family, "mangle"],
-                           capture_output=True, timeout=10)
+    with _tables_held(ns):  # a fault being injected there may be adding its rules now
+        for table in op.get("made_tables") or []:
+            family = table.split()[0]
+            if _only_iptables_shell(ns, family):
+                subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", family, "mangle"],
+                               capture_output=True, timeout=10)
     for path in (heartbeat_path(op), heartbeat_path(op) + ".log"):
         try:
             os.unlink(path)

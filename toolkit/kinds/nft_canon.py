@@ -20,7 +20,7 @@ import json
 
 from ..core.memo import Remembered
 from ..model.defaults import LIMIT_BURST, LOG_LEVEL, REJECT_CODE, REJECT_TYPE
-from .nft_text import SET_OPTIONS, contents
+from .nft_text import ELEMENT_OPTIONS, SET_OPTIONS, contents
 
 REJECT_DEFAULT = {family: {"type": kind, "expr": REJECT_CODE} for family, kind in REJECT_TYPE.items()}
 
@@ -126,7 +126,14 @@ def set_spec(set_type, flags, elements, auto_merge: bool = False, options=None) 
 
 def _element(value) -> str:
     if isinstance(value, dict) and "elem" in value:
-        value = value["elem"].get("val")  # timeouts and expiry times are not content
+        body = value["elem"]
+        # Its own timeout (it will go) and comment are the element's, as listed
+        # (found by review: a rollback gave back for good elements due to expire);
+        # the time left (`expires`) is not.
+        own = {key: body[key] for key in ELEMENT_OPTIONS if body.get(key) is not None}
+        value = body.get("val")
+        if own:
+            return json.dumps({"elem": {"val": canonical_expr(value, ""), **own}}, sort_keys=True)
     return json.dumps(canonical_expr(value, ""), sort_keys=True)
 
 

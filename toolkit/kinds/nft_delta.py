@@ -120,6 +120,6 @@ def _elements(where: str, name: str, want: dict, have: dict, lines: list) -> boo
     new = sorted(set(want["elements"]) - set(have.get("elements", ())))
     for verb, elements in (("delete", gone), ("add", new)):
         if elements:
-            shown = ", ".join(element_text(json.loads(e), quoted) for e in elements)
+            shown = ", ".join(element_text(json.loads(e), quoted, key_only=verb == "delete") for e in elements)
             lines.append(f"{verb} element {where} {name_text(name)} {{ {shown} }}")
     return True

@@ -28,6 +28,7 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 # collection interval goes with it; a policy and a comment change no packet's
 # fate, but are the set's as much as its type (a rule's comment is compared too).
 SET_OPTIONS = ("size", "timeout", "gc-interval", "policy", "comment")
+ELEMENT_OPTIONS = ("timeout", "comment")  # an element's own, listed as {"elem": {"val": ..., ...}}
 
 _SAFE_STRING = re.compile(r'[^"\\\n\r\t]*')
 _PLAIN = re.compile(r"[A-Za-z0-9_.:/-]+")   # addresses, protocol and state names
@@ -251,7 +252,8 @@ def _set_body(spec: dict) -> str:
     parts += _set_options(spec)
     if spec["elements"]:
         quoted = set_type in _QUOTED_TYPES
-        parts.append("elements = { " + ", ".join(_value(json.loads(e), quoted) for e in spec["elements"]) + " };")
+        parts.append("elements = { " + ", ".join(element_text(json.loads(e), quoted) for e in spec["elements"])
+                     + " };")
     return "{ " + " ".join(parts) + " }"
 
 
@@ -267,8 +269,18 @@ def _set_options(spec: dict) -> list:
         if option in spec:
             parts.append(f"{option} {_int(spec[option])}{unit};")
     if "comment" in spec:
-        parts.append(f"comment {_string(spec['comment'])};")
+        parts.append(f"comment {_set_comment(spec['comment'])};")
     return parts
+
+
+def _set_comment(text) -> str:
+    """A set's comment as nft text: nft takes a backslash or a tab in quotes as
+    itself, and a set's comment comes back in its JSON listing, never parsed from
+    text; a quote or a line break would end the string or the command line."""
+    if not isinstance(text, str) or any(c in text for c in '"\n\r') or \
+            not text.replace("\t", " ").isprintable():
+        raise Unrenderable(text)
+    return f'"{text}"'
 
 
 def _chain_body(header: dict) -> str:
@@ -313,9 +325,22 @@ def name_text(text) -> str:
     return _name(text)
 
 
-def element_text(value, quoted: bool) -> str:
-    """A set element (decoded JSON) as nft text. Raises Unrenderable."""
-    return _value(value, quoted)
+def element_text(value, quoted: bool, key_only: bool = False) -> str:
+    """A set element (decoded JSON) as nft text, with its own timeout and comment
+    unless `key_only` (what a `delete element` names). Raises Unrenderable."""
+    if not (isinstance(value, dict) and set(value) == {"elem"} and isinstance(value["elem"], dict)):
+        return _value(value, quoted)
+    body = value["elem"]
+    if set(body) - {"val", *ELEMENT_OPTIONS}:
+        raise Unrenderable(body)
+    text = _value(body.get("val"), quoted)
+    if key_only:
+        return text
+    if "timeout" in body:
+        text += f" timeout {_int(body['timeout'])}s"
+    if "comment" in body:
+        text += f" comment {_set_comment(body['comment'])}"
+    return text
 
 
 # -- reading a table back as text: the apply's check of new content -----------------
