@@ -385,6 +385,16 @@ def test_bad_route(errors, route, error):
     assert errors(with_routes(route)) == [f"5: nodes.a.routes[0]{sep}{error}"]
 
 
+def test_a_bad_destination_and_a_bad_gateway_are_both_said(errors):
+    """Every problem at once: the gateway's was said only once `to` was fixed (found by review)."""
+    assert errors(with_routes("{to: 10.7.0.1/16, via: 10.98.0.1}")) == [
+        "5: nodes.a.routes[0].to: route destination 10.7.0.1/16 has host bits set (did you mean 10.7.0.0/16?)",
+        "5: nodes.a.routes[0].via: gateway 10.98.0.1 is not in any connected prefix of node 'a' (10.0.0.0/24)"]
+    assert errors(with_routes("{to: 10.7.0.1/16, dev: e9}")) == [
+        "5: nodes.a.routes[0].dev: 'e9' is not an interface of node 'a'",
+        "5: nodes.a.routes[0].to: route destination 10.7.0.1/16 has host bits set (did you mean 10.7.0.0/16?)"]
+
+
 def test_link_local_gateway_needs_dev(errors):
     [error] = errors(with_routes("{to: default, via: 'fe80::1'}"))
     assert error.startswith("5: nodes.a.routes[0].via: gateway fe80::1 ")

@@ -283,6 +283,12 @@ class _Builder:
             dst = self.check(path + ("to",), checks.route_destination, spec["to"],
                              via.version if via else None)
             if dst is None:
+                # A bad destination says nothing of the gateway: every problem at once
+                # (found by review: the gateway's was said only once `to` was fixed).
+                if dev is not None and dev not in connected:
+                    self.fail(path + ("dev",), f"{quote(dev)} is not an interface of node '{node}'")
+                elif via is not None and (why := self.bad_gateway(node, via, dev, connected)):
+                    self.fail(path + ("via",), why)
                 continue
             prefix, family = dst
             if via is not None and via.version != family:
