@@ -296,3 +296,30 @@ def test_a_mangle_table_holding_someone_elses_chain_or_set_is_never_removed(buil
     assert listing.returncode == 0 and "userchain" in listing.stdout and "userset" in listing.stdout
     assert "ip6 mangle" not in subprocess.run(["ip", "netns", "exec", server, "nft", "list", "tables"],
                                               capture_output=True, text=True, timeout=10).stdout  # empty: gone
+
+
+def test_a_users_policy_on_a_mangle_chain_keeps_the_table(built, tmp_path):
+    """Found by review: `iptables -t mangle -P FORWARD DROP` set during the fault was
+    lost with the table the revert removed (a base chain's policy is someone's too)."""
+    fault = tmp_path / "slow.yaml"
+    fault.write_text("backend: userspace\ntopology: two-clients\n"
+                     "target: {node: ns_server, interface: veth_srv_c1, direction: egress}\ndelay: 20ms\n")
+    inject(built, str(fault))
+    built.exec("ns_server", ["iptables", "-w", "5", "-t", "mangle", "-P", "FORWARD", "DROP"], check=True)
+    assert built.run("chaos", None, "revert", "--fault", "slow").returncode == 0
+    assert "-P FORWARD DROP" in built.exec("ns_server", ["iptables", "-w", "5", "-t", "mangle", "-S"]).stdout
+
+
+def test_an_injection_that_cannot_hold_the_tables_leaves_no_worker(built, tmp_path):
+    """Found by review: the worker started, the tables' lock could not be had, and
+    the worker ran on with no lease to end it (for the fault's whole duration)."""
+    run_dir = tmp_path / "nfq"
+    (run_dir / "tables.lock").mkdir(parents=True)  # a directory where the lock file should be
+    before = subprocess.run(["pgrep", "-f", "toolkit.kernel.nfqworker"], capture_output=True, text=True).stdout
+    result = built.run("chaos", None, forced(tmp_path, "delay-50"), "--duration", "120s",
+                       env={"NETKEEL_NFQUEUE_DIR": str(run_dir)})
+    assert result.returncode == 1 and "tables.lock" in result.stderr, result.stdout + result.stderr
+    after = subprocess.run(["pgrep", "-f", "toolkit.kernel.nfqworker"], capture_output=True, text=True).stdout
+    assert set(after.split()) <= set(before.split()), (before, after)
+    assert nfqueue_rules(built) == [] and status(built) == []
+    assert sorted(p.name for p in run_dir.iterdir()) == ["tables.lock"]  # no heartbeat or log left

@@ -342,3 +342,9 @@ def test_the_size_the_kernel_gives_a_set_a_rule_fills_is_no_option():
     listed = {"type": "ipv4_addr", "flags": ["timeout"], "size": 65535}
     assert set_spec("ipv4_addr", ["timeout"], [], False, listed) == set_spec("ipv4_addr", ["timeout"], [])
     assert '"size": 64' in set_spec("ipv4_addr", [], [], False, {"size": 64})
+
+
+def test_an_element_going_within_the_second_is_not_in_the_set():
+    """Listed with "timeout": 0 (whole seconds), which sent back would make it permanent."""
+    listed = [{"elem": {"val": "10.0.0.1", "timeout": 0, "expires": 0}}, "10.0.0.2"]
+    assert set_spec("ipv4_addr", ["timeout"], listed) == set_spec("ipv4_addr", ["timeout"], ["10.0.0.2"])

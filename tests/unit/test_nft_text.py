@@ -291,3 +291,12 @@ def test_an_element_with_its_own_timeout_and_comment_renders_them_and_is_deleted
     found = delta("inet", "netkeel_t", {"set s": json.dumps(plain)}, {"set s": json.dumps(live), "_handles": ()})
     assert found.script == ("delete element inet netkeel_t s { 192.0.2.2 }\n"
                             "add element inet netkeel_t s { 192.0.2.2 }\n"), found.script
+
+
+@pytest.mark.parametrize("comment, renders", [("a\\b\tc", True), ("zero\u200bwidth", True), ("ünï€", True),
+                                              ('a"b', False), ("a\nb", False), ("a\u2028b", False),
+                                              ("a\x0bb", False), ("a\x00b", False)])
+def test_a_set_comment_renders_unless_it_would_end_the_string_or_the_line(comment, renders):
+    spec = {"type": "ipv4_addr", "flags": [], "elements": [], "comment": comment}
+    script = table_script("create", "inet", "netkeel_t", (("set s", json.dumps(spec)),))
+    assert (script is not None) == renders, script

@@ -85,8 +85,9 @@ def _only_iptables_shell(ns: str, family: str) -> bool:
         (kind, body), = item.items() if isinstance(item, dict) and len(item) == 1 else (("?", None),)
         if kind in ("metainfo", "table"):
             continue
-        if kind != "chain" or not isinstance(body, dict) or body.get("name") not in _IPTABLES_CHAINS:
-            return False
+        if kind != "chain" or not isinstance(body, dict) or body.get("name") not in _IPTABLES_CHAINS \
+                or "hook" not in body or body.get("policy", "accept") != "accept":
+            return False  # a chain of anyone's, or a policy someone set (`iptables -P FORWARD DROP`)
     return True
 
 
@@ -97,8 +98,12 @@ def _tables_held(ns: str, timeout_s: float = 15.0):
     raced (the revert found them empty and removed them under the new rules,
     found by review). One lock file for all namespaces (a few ms held, and none
     left behind per namespace) under RUN_DIR; bounded wait."""
-    os.makedirs(RUN_DIR, exist_ok=True)
-    fd = os.open(os.path.join(RUN_DIR, "tables.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    path = os.path.join(RUN_DIR, "tables.lock")
+    try:
+        os.makedirs(RUN_DIR, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+    except OSError as exc:  # a directory, a link where the lock file should be
+        raise KernelError(f"hold the mangle tables of {ns}", f"cannot open {path}: {exc.strerror}") from None
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -164,19 +169,29 @@ def apply(op: dict) -> dict:
             raise KernelError(f"start the nfqueue worker for {op['dev']} in {ns}", why)
         time.sleep(0.01)
     log.close()
-    with _tables_held(ns):  # another fault's revert must not remove them under our rules
-        before = _tables(ns)
-        # Made by this op, or by another fault's there (it may go first): the last removes them.
-        ours = set(op.get("tables_of_faults") or ())
-        made = sorted(f"{f} mangle" for _, f in TOOLS if (f, "mangle") not in before or f"{f} mangle" in ours)
-        op["made_tables"] = made
-        refused = None
+    refused = None
+    try:
+        with _tables_held(ns):  # another fault's revert must not remove the tables under our rules
+            before = _tables(ns)
+            # Made by this op, or by another fault's there (it may go first): the last removes them.
+            ours = set(op.get("tables_of_faults") or ())
+            made = sorted(f"{f} mangle" for _, f in TOOLS if (f, "mangle") not in before or f"{f} mangle" in ours)
+            op["made_tables"] = made
+            try:
+                for direction in op["directions"]:
+                    for tool, family in TOOLS:
+                        _xt(ns, tool, "-A", rule(op, direction))
+            except KernelError as exc:
+                refused = exc
+    except BaseException:
+        # The tables could not be held (or an interrupt): nothing may be left running
+        # with no lease to end it (a worker outlived a failed injection, found by review).
         try:
-            for direction in op["directions"]:
-                for tool, family in TOOLS:
-                    _xt(ns, tool, "-A", rule(op, direction))
-        except KernelError as exc:
-            refused = exc
+            revert(op)
+        except KernelError:
+            stop_worker(op)
+            _remove_files(op)
+        raise
     if refused is not None:
         revert(op)  # outside the hold: it takes it again to remove the tables
         raise refused
@@ -208,6 +223,10 @@ def revert(op: dict) -> None:
             if _only_iptables_shell(ns, family):
                 subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", family, "mangle"],
                                capture_output=True, timeout=10)
+    _remove_files(op)
+
+
+def _remove_files(op: dict) -> None:
     for path in (heartbeat_path(op), heartbeat_path(op) + ".log"):
         try:
             os.unlink(path)

@@ -113,7 +113,8 @@ def set_spec(set_type, flags, elements, auto_merge: bool = False, options=None) 
     listed body, whose SET_OPTIONS are kept as listed."""
     if isinstance(flags, str):
         flags = [flags]  # newer nft lists a single flag as a plain string
-    spec = {"type": set_type, "flags": sorted(flags or ()), "elements": sorted(_element(e) for e in elements or ())}
+    spec = {"type": set_type, "flags": sorted(flags or ()),
+            "elements": sorted(_element(e) for e in elements or () if not _going_now(e))}
     if auto_merge:
         spec["auto-merge"] = True
     for option in SET_OPTIONS:
@@ -122,6 +123,14 @@ def set_spec(set_type, flags, elements, auto_merge: bool = False, options=None) 
     if spec.get("size") == DYNAMIC_SET_SIZE:
         del spec["size"]  # the kernel's, for a set a rule adds to (`update @s`) given none
     return json.dumps(spec, sort_keys=True)
+
+
+def _going_now(value) -> bool:
+    """An element whose own timeout is under a second: libnftables lists it as
+    `"timeout": 0` (whole seconds), which sent back means no timeout at all, a
+    permanent element (found by review). It is gone within the second: neither
+    drift nor something to give back."""
+    return isinstance(value, dict) and isinstance(value.get("elem"), dict) and value["elem"].get("timeout") == 0
 
 
 def _element(value) -> str:

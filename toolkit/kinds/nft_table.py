@@ -411,7 +411,7 @@ def element_text(element: str) -> str:
     if isinstance(value, dict) and isinstance(value.get("elem"), dict):
         body = value["elem"]
         own = [f"timeout {body['timeout']}s"] if "timeout" in body else []
-        own += [f"comment {json.dumps(body['comment'])}"] if "comment" in body else []
+        own += [f"comment {json.dumps(body['comment'], ensure_ascii=False)}"] if "comment" in body else []
         return " ".join([element_text(json.dumps(body.get("val")))] + own)
     if isinstance(value, dict) and "prefix" in value:
         return f"{value['prefix']['addr']}/{value['prefix']['len']}"

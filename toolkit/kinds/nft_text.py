@@ -274,11 +274,12 @@ def _set_options(spec: dict) -> list:
 
 
 def _set_comment(text) -> str:
-    """A set's comment as nft text: nft takes a backslash or a tab in quotes as
-    itself, and a set's comment comes back in its JSON listing, never parsed from
-    text; a quote or a line break would end the string or the command line."""
-    if not isinstance(text, str) or any(c in text for c in '"\n\r') or \
-            not text.replace("\t", " ").isprintable():
+    """A set's (or an element's) comment as nft text: nft takes anything between
+    quotes as itself (a backslash, a tab, U+200B), and a set's comment comes back
+    in its JSON listing, never parsed from text; a quote or a line break would end
+    the string or the command line, a NUL the C string (and any character Python
+    splits lines at: scripts are read back line by line, sent_rules)."""
+    if not isinstance(text, str) or '"' in text or "\x00" in text or len(f"x{text}x".splitlines()) != 1:
         raise Unrenderable(text)
     return f'"{text}"'
 
