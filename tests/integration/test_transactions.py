@@ -212,6 +212,14 @@ def test_plan_apply_and_diff_from_git_revisions(lab, tmp_path):
     assert lab.run("diff", lab_file, "HEAD", "HEAD").returncode == 0
     bad = lab.run("plan", lab_file, "--rev", "no-such-rev")
     assert bad.returncode == 1 and "unknown git revision 'no-such-rev'" in bad.stderr
+    # drift and destroy at a revision too: the working tree's manifest is broken (found
+    # by review: a lab applied from a revision could not be destroyed then).
+    assert lab.run("drift", lab_file, "--rev", "HEAD").returncode == 0
+    assert lab.run("drift", lab_file, "--rev", "HEAD~1").returncode == 2
+    assert lab.run("drift", lab_file).returncode == 1  # the working tree's, as before
+    destroyed = lab.run("destroy", lab_file, "--rev", "HEAD")
+    assert destroyed.returncode == 0 and "removed 3 namespace(s)" in destroyed.stdout, destroyed.stdout
+    assert git(repo, "status", "--porcelain") == status
 
 
 def test_drift_writes_a_junit_report(lab, tmp_path):

@@ -398,23 +398,23 @@ def _apply_with_progress(rec, prefix):
                          on_step=lambda done, total, step: bar.update(job, completed=done, total=total))
 
 
-@task(help=dict(HELP, junit="also write the result as a JUnit XML report to this file (for CI)",
+@task(help=dict(HELP, rev=HELP_REV, junit="also write the result as a JUnit XML report to this file (for CI)",
                 full="load the manifest and list every nftables ruleset afresh, trusting nothing remembered "
                      "(the compile cache, unchanged-ruleset generations)"))
 @command("drift")
-def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, junit=None, full=False):
+def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, junit=None, full=False, rev=None):
     """Compare the kernel to the manifest: exit 0 in sync, 2 drifted, 1 error."""
-    if not (json or verbose or junit or full):
+    if not (json or verbose or junit or full or rev):
         title = in_sync("drift", file, ns_prefix, state_dir)  # a verdict says nothing changed
         if title is not None:
             human.print_drift(out, Plan(), HEADING["drift"].format(escape(title)), ns_prefix)
             return 0
     try:
-        with _reconciler(file, ns_prefix, state_dir, verbose, full=full, read_only=True) as rec:
+        with _reconciler(file, ns_prefix, state_dir, verbose, rev, full=full, read_only=True) as rec:
             found = rec.drift(by_text=not (json or junit or full))  # those report rules as JSON
             if found.clean:
-                _keep_verdict(rec)
-            else:
+                _keep_verdict(rec)  # never for a revision (engine.keep_verdict)
+            elif rev is None:
                 rec.forget_verdict()
     except NetkeelError as exc:
         if junit:
@@ -454,11 +454,13 @@ def show(c, file, ns_prefix="", state_dir=None, verbose=False):
     human.print_live(out, live, f"live state of {_title(rec.topology, ns_prefix)}", ns_prefix)
 
 
-@task(help=dict(HELP, wait=HELP_WAIT))
+@task(help=dict(HELP, wait=HELP_WAIT, rev=HELP_REV))
 @command("destroy")
-def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, wait=False):
+def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, wait=False, rev=None):
     """Remove every namespace the topology owns (and all inside them); nothing else."""
-    with _reconciler(file, ns_prefix, state_dir, verbose, wait=wait) as rec:
+    # --rev: a lab applied from a revision is destroyed by it, whatever the working
+    # tree's manifest has become meanwhile (an invalid one stopped it, found by review).
+    with _reconciler(file, ns_prefix, state_dir, verbose, rev, wait=wait) as rec:
         end_faults(rec.kernel, rec.state, rec.instance)  # they would outlive the lab otherwise
         result = rec.destroy()
     if json:
