@@ -6,6 +6,7 @@ files are unchanged, a changed rule is changed alone. Each must decide
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -727,18 +728,15 @@ def test_a_merging_set_is_restored_merging_when_its_table_goes_as_json(guarded, 
     assert lines() == before
 
 
-@pytest.mark.parametrize("unrenderable", [None, "keyword"])
-def test_a_set_another_tool_gave_a_size_and_timeouts_is_drift_and_restored_with_them(guarded, unrenderable):
-    """A set made again by hand with a size (which caps its elements), a timeout
-    (which expires those added later), a garbage collection interval and a
-    comment, its elements the same: drift, said option by option; an
-    apply makes it again as declared, and a failed apply or a rollback gives it
-    back with every option, as text or (a chain nft reads as a keyword) as JSON."""
-    table = nft(guarded, "list", "table", "inet", "netkeel_guard")
-    # (a policy too would do, but not with a size: the kernel then refuses the elements)
-    remade = table.replace("type ipv4_addr\n", "type ipv4_addr\n\t\tsize 64\n\t\ttimeout 1h\n"
-                           '\t\tgc-interval 30s\n\t\tcomment "by hand"\n', 1)
-    assert "size 64" in remade
+def remade_by_hand(guarded, unrenderable, *edits) -> None:
+    """The guard table deleted and made again by hand (as another tool might), its
+    listing with each (old, new) of `edits` replaced; with `unrenderable`
+    "keyword", a chain nft's text reads as a keyword added (its table then goes
+    as JSON)."""
+    remade = nft(guarded, "list", "table", "inet", "netkeel_guard")
+    for old, new in edits:
+        assert old in remade, old
+        remade = remade.replace(old, new, 1)
     subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-f", "-"], check=True, timeout=10, text=True,
                    input="delete table inet netkeel_guard\n" + remade)
     if unrenderable == "keyword":
@@ -746,10 +744,25 @@ def test_a_set_another_tool_gave_a_size_and_timeouts_is_drift_and_restored_with_
         subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-j", "-f", "-"], check=True, timeout=10,
                        text=True, input=json.dumps({"nftables": [chain]}))
 
-    def lines():  # in any order, the elements' time left aside
-        listed = nft(guarded, "list", "table", "inet", "netkeel_guard")
-        return sorted(re.sub(r" expires [0-9hms]+", "", listed).splitlines())
 
+def listed_lines(guarded) -> list:
+    """The guard table's listing as sorted lines (sets made first list first), the
+    elements' time left aside."""
+    listed = nft(guarded, "list", "table", "inet", "netkeel_guard")
+    return sorted(re.sub(r" expires [0-9hms]+", "", listed).splitlines())
+
+
+@pytest.mark.parametrize("unrenderable", [None, "keyword"])
+def test_a_set_another_tool_gave_a_size_and_timeouts_is_drift_and_restored_with_them(guarded, unrenderable):
+    """A set made again by hand with a size (which caps its elements), a timeout
+    (which expires those added later), a garbage collection interval and a
+    comment, its elements the same: drift, said option by option; an
+    apply makes it again as declared, and a failed apply or a rollback gives it
+    back with every option, as text or (a chain nft reads as a keyword) as JSON."""
+    # (a policy too would do, but not with a size: the kernel then refuses the elements)
+    remade_by_hand(guarded, unrenderable, ("type ipv4_addr\n", "type ipv4_addr\n\t\tsize 64\n\t\ttimeout 1h\n"
+                                                              '\t\tgc-interval 30s\n\t\tcomment "by hand"\n'))
+    lines = functools.partial(listed_lines, guarded)
     before = lines()
     shown = guarded.run("drift", guarded.manifest)
     assert shown.returncode == 2 and drift(guarded, "--full")[0] == 2
@@ -771,22 +784,11 @@ def test_elements_with_their_own_timeouts_and_comments_are_drift_and_restored_wi
     """Found by review: a rollback or a failed apply gave back for good the elements
     another tool had given a timeout (and said it verified), element comments were
     never drift, and a set comment with a backslash met a None while restoring."""
-    table = nft(guarded, "list", "table", "inet", "netkeel_guard")
-    remade = table.replace("type ipv4_addr\n", 'type ipv4_addr\n\t\tflags timeout\n\t\tcomment "a\\b\tc"\n', 1)
-    remade = remade.replace("elements = { 192.0.2.1, 192.0.2.2 }",
-                            'elements = { 192.0.2.1 timeout 10m comment "lab1", 192.0.2.2, 192.0.2.9 timeout 2h }')
-    assert "timeout 10m" in remade
-    subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-f", "-"], check=True, timeout=10, text=True,
-                   input="delete table inet netkeel_guard\n" + remade)
-    if unrenderable == "keyword":
-        chain = {"add": {"chain": {"family": "inet", "table": "netkeel_guard", "name": "counter"}}}
-        subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "-j", "-f", "-"], check=True, timeout=10,
-                       text=True, input=json.dumps({"nftables": [chain]}))
-
-    def lines():  # in any order, the elements' time left aside
-        listed = nft(guarded, "list", "table", "inet", "netkeel_guard")
-        return sorted(re.sub(r" expires [0-9hms]+", "", listed).splitlines())
-
+    remade_by_hand(guarded, unrenderable,
+                   ("type ipv4_addr\n", 'type ipv4_addr\n\t\tflags timeout\n\t\tcomment "a\\b\tc"\n'),
+                   ("elements = { 192.0.2.1, 192.0.2.2 }",
+                    'elements = { 192.0.2.1 timeout 10m comment "lab1", 192.0.2.2, 192.0.2.9 timeout 2h }'))
+    lines = functools.partial(listed_lines, guarded)
     before = lines()
     assert any("192.0.2.1 timeout 10m" in line for line in before), before
     shown = guarded.run("drift", guarded.manifest)

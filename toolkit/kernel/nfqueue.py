@@ -19,7 +19,6 @@ holds the queued packets' verdicts.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from ..core import processes
+from ..core import flock, processes
 from ..errors import KernelError
 
 RUN_DIR = os.environ.get("NETKEEL_NFQUEUE_DIR", "/run/netkeel/nfqueue")
@@ -105,16 +104,8 @@ def _tables_held(ns: str, timeout_s: float = 15.0):
     except OSError as exc:  # a directory, a link where the lock file should be
         raise KernelError(f"hold the mangle tables of {ns}", f"cannot open {path}: {exc.strerror}") from None
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise KernelError(f"hold the mangle tables of {ns}",
-                                      f"another netkeel held them for {timeout_s:.0f} s") from None
-                time.sleep(0.02)
+        if not flock.take(fd, timeout_s):
+            raise KernelError(f"hold the mangle tables of {ns}", f"another netkeel held them for {timeout_s:.0f} s")
         yield
     finally:
         os.close(fd)  # releases the lock

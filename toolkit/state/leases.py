@@ -12,7 +12,6 @@ revert takes the lease's own lock, so two reverts never interleave.
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import re
@@ -21,6 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from ..core import flock
 from . import validation
 from .statedir import StateDir
 
@@ -131,16 +131,8 @@ class Leases:
     def _flock(self, name: str, timeout: float):
         fd = self.state.open(f"{DIRECTORY}/{name}", os.O_RDWR | os.O_CREAT, create_dirs=True)
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{self.state.path(DIRECTORY, name)} stayed locked for "
-                                           f"{timeout:g} s") from None
-                    time.sleep(0.02)
+            if not flock.take(fd, timeout):
+                raise TimeoutError(f"{self.state.path(DIRECTORY, name)} stayed locked for {timeout:g} s")
             yield
         finally:
             os.close(fd)

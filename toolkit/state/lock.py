@@ -11,8 +11,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import time
 
+from ..core import flock
 from ..errors import LockHeld
 from .process import command_line, now
 from .statedir import StateDir, parse_json
@@ -29,17 +29,10 @@ class StateLock:
 
     def __enter__(self) -> "StateLock":
         fd = self.state.open(FILE, os.O_RDWR | os.O_CREAT, create_dirs=True)
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not self.wait or (deadline is not None and time.monotonic() > deadline):
-                    holder = _holder(fd)
-                    os.close(fd)
-                    raise LockHeld(holder) from None
-                time.sleep(0.05)
+        if not flock.take(fd, self.timeout if self.wait else 0, poll_s=0.05):
+            holder = _holder(fd)
+            os.close(fd)
+            raise LockHeld(holder)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command_line(), "since": now()}).encode(), 0)
         self.fd = fd
