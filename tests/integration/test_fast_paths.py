@@ -6,7 +6,6 @@ files are unchanged, a changed rule is changed alone. Each must decide
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -752,6 +751,21 @@ def listed_lines(guarded) -> list:
     return sorted(re.sub(r" expires [0-9hms]+", "", listed).splitlines())
 
 
+def restored_exactly_and_repaired(guarded, before: list, undeclared: str) -> None:
+    """A failed apply gives the table back as `before` (listed_lines); an apply makes
+    set `blocked` as declared (no `undeclared` in it) and both drifts agree; a
+    rollback gives `before` back."""
+    failed = guarded.run("apply", guarded.manifest, env={"NETKEEL_FAILPOINT": "apply.after:1"})
+    assert failed.returncode == 1 and "restored" in failed.stderr, failed.stdout + failed.stderr
+    assert listed_lines(guarded) == before
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert undeclared not in nft(guarded, "list", "set", "inet", "netkeel_guard", "blocked")
+    assert drift(guarded)[0] == 0 and drift(guarded, "--full")[0] == 0
+    rolled = guarded.run("rollback", None)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert listed_lines(guarded) == before
+
+
 @pytest.mark.parametrize("unrenderable", [None, "keyword"])
 def test_a_set_another_tool_gave_a_size_and_timeouts_is_drift_and_restored_with_them(guarded, unrenderable):
     """A set made again by hand with a size (which caps its elements), a timeout
@@ -762,21 +776,12 @@ def test_a_set_another_tool_gave_a_size_and_timeouts_is_drift_and_restored_with_
     # (a policy too would do, but not with a size: the kernel then refuses the elements)
     remade_by_hand(guarded, unrenderable, ("type ipv4_addr\n", "type ipv4_addr\n\t\tsize 64\n\t\ttimeout 1h\n"
                                                               '\t\tgc-interval 30s\n\t\tcomment "by hand"\n'))
-    lines = functools.partial(listed_lines, guarded)
-    before = lines()
+    before = listed_lines(guarded)
     shown = guarded.run("drift", guarded.manifest)
     assert shown.returncode == 2 and drift(guarded, "--full")[0] == 2
     for said in ("size", "timeout", "gc-interval", "comment"):
         assert f"set blocked {said}" in shown.stdout, shown.stdout
-    failed = guarded.run("apply", guarded.manifest, env={"NETKEEL_FAILPOINT": "apply.after:1"})
-    assert failed.returncode == 1 and "restored" in failed.stderr, failed.stdout + failed.stderr
-    assert lines() == before
-    assert guarded.run("apply", guarded.manifest).returncode == 0
-    assert "size" not in nft(guarded, "list", "set", "inet", "netkeel_guard", "blocked")
-    assert drift(guarded)[0] == 0 and drift(guarded, "--full")[0] == 0
-    rolled = guarded.run("rollback", None)
-    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
-    assert lines() == before
+    restored_exactly_and_repaired(guarded, before, "size")
 
 
 @pytest.mark.parametrize("unrenderable", [None, "keyword"])
@@ -788,21 +793,12 @@ def test_elements_with_their_own_timeouts_and_comments_are_drift_and_restored_wi
                    ("type ipv4_addr\n", 'type ipv4_addr\n\t\tflags timeout\n\t\tcomment "a\\b\tc"\n'),
                    ("elements = { 192.0.2.1, 192.0.2.2 }",
                     'elements = { 192.0.2.1 timeout 10m comment "lab1", 192.0.2.2, 192.0.2.9 timeout 2h }'))
-    lines = functools.partial(listed_lines, guarded)
-    before = lines()
+    before = listed_lines(guarded)
     assert any("192.0.2.1 timeout 10m" in line for line in before), before
     shown = guarded.run("drift", guarded.manifest)
     assert shown.returncode == 2 and drift(guarded, "--full")[0] == 2
     assert '192.0.2.1 timeout 600s comment "lab1"' in shown.stdout, shown.stdout
-    failed = guarded.run("apply", guarded.manifest, env={"NETKEEL_FAILPOINT": "apply.after:1"})
-    assert failed.returncode == 1 and "restored" in failed.stderr, failed.stdout + failed.stderr
-    assert lines() == before
-    assert guarded.run("apply", guarded.manifest).returncode == 0
-    assert "timeout" not in nft(guarded, "list", "set", "inet", "netkeel_guard", "blocked")
-    assert drift(guarded)[0] == 0 and drift(guarded, "--full")[0] == 0
-    rolled = guarded.run("rollback", None)
-    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
-    assert lines() == before
+    restored_exactly_and_repaired(guarded, before, "timeout")
 
 
 def test_a_set_comment_no_text_carries_fails_its_restore_with_a_message(guarded):
