@@ -25,7 +25,6 @@ import json
 from ..kinds import nft_canon, nft_text
 from ..model.firewall import Chain, NamedSet, PolicyLoad, Rule, Table
 from .compiled import fingerprint
-from .statedir import json_line, parse_json
 
 DIRECTORY = "cache/policies"
 FORMAT = 5
@@ -43,10 +42,9 @@ class PolicyLoads:
 
     def kept(self, path: str):
         try:
-            lines = self.state.read_sealed(_entry_name(path))  # a flipped bit would be compiled: sealed
-            if lines is None or len(lines) != 1:
+            data = self.state.read_sealed_json(_entry_name(path))  # a flipped bit would be compiled: sealed
+            if data is None:
                 return None
-            data = parse_json(lines[0])
             load, self._forms[path] = _decoded(path, data)
             return load
         except Exception:  # noqa: BLE001 - unreadable, unsafe, malformed: the file is read whole
@@ -72,7 +70,7 @@ class PolicyLoads:
             return
         for path, load in loads.items():
             try:
-                self.state.write_sealed(_entry_name(path), [json_line(_encoded(path, load))], durable=False)
+                self.state.write_sealed_json(_entry_name(path), _encoded(path, load), durable=False)
             except Exception:  # noqa: BLE001
                 pass
         try:

@@ -31,7 +31,7 @@ import json
 from ..core.owners import TOPOLOGY
 from .codec import decode, encode
 from .compiled import fingerprint
-from .statedir import json_line, parse_json
+from .statedir import parse_json
 
 FILE = "cache/nft-rulesets.json"
 DIRECTORY = "cache/nft-rulesets"  # large entries, one file each, named by their SHA-256
@@ -142,9 +142,8 @@ class RulesetMemo:
                         self.state.write_json(f"{DIRECTORY}/{digest}.json", encoded, durable=False, compact=True)
                 entries[ns] = entry
             entries = {ns: e for ns, e in entries.items() if self._exists(ns)}
-            self.state.write_sealed(FILE, [json_line({"format": FORMAT, "boot": boot_id(), "code": fingerprint(),
-                                                      "namespaces": entries, "proven": proven[-PROVEN:]})],
-                                    durable=False)
+            self.state.write_sealed_json(FILE, {"format": FORMAT, "boot": boot_id(), "code": fingerprint(),
+                                                "namespaces": entries, "proven": proven[-PROVEN:]}, durable=False)
             self._new, self._new_proven = {}, []
             used = {f"{e.get('digest')}.json" for e in entries.values() if isinstance(e, dict)}
             for name in self.state.regular_files(DIRECTORY):
@@ -163,8 +162,7 @@ class RulesetMemo:
         this format, this boot's (cookies start again at each boot) and this
         netkeel's (its canonical forms may differ from another's)."""
         try:
-            lines = self.state.read_sealed(FILE)  # a damaged file would be believed: sealed
-            data = parse_json(lines[0]) if lines and len(lines) == 1 else {}
+            data = self.state.read_sealed_json(FILE)  # a damaged file would be believed: sealed
         except Exception:  # noqa: BLE001 - corrupt or unsafe: a miss, rewritten on saving
             return {}, []
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("namespaces"), dict):

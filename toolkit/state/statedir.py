@@ -157,6 +157,20 @@ class StateDir:
             raise ValueError(f"{self.path(relative)} is not lines")
         return body[:-1].split(b"\n")
 
+    def write_sealed_json(self, relative: str, data, durable: bool = True):
+        """`data` as one sealed line (write_sealed)."""
+        return self.write_sealed(relative, [json_line(data)], durable)
+
+    def read_sealed_json(self, relative: str):
+        """The document write_sealed_json wrote, or None if the file is missing.
+        Raises ValueError if it is not that (read_sealed), StateDirError."""
+        lines = self.read_sealed(relative)
+        if lines is None:
+            return None
+        if len(lines) != 1:
+            raise ValueError(f"{self.path(relative)} is not one document")
+        return parse_json(lines[0])
+
     def _write(self, relative: str, content: bytes, durable: bool):
         directory, _, name = relative.rpartition("/")
         with self.directory(directory, create=True) as dir_fd:

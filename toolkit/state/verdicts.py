@@ -31,7 +31,6 @@ import stat
 
 from .codec import encode
 from .rulesets import boot_id
-from .statedir import json_line, parse_json
 
 DIRECTORY = "cache/verdicts"
 FORMAT = 2
@@ -118,8 +117,7 @@ class Verdicts:
             with self.state.directory(DIRECTORY) as fd:
                 if os.stat(os.path.basename(relative), dir_fd=fd, follow_symlinks=False).st_size > MAX_BYTES:
                     return None
-            lines = self.state.read_sealed(relative)  # sealed: one flipped bit must not be believed
-            data = parse_json(lines[0]) if lines and len(lines) == 1 else None
+            data = self.state.read_sealed_json(relative)  # sealed: one flipped bit must not be believed
             if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("manifest") != str(manifest) \
                     or data.get("prefix") != prefix or data.get("boot") != boot_id() or not boot_id():
                 return None
@@ -147,7 +145,7 @@ class Verdicts:
                 "reads": reads, "names": sorted(names), "hints": hints, "marks": marks_record(marks),
                 "live": live_digest(live), "state": stamp}
         try:
-            self.state.write_sealed(entry_name(manifest, prefix), [json_line(data)], durable=False)
+            self.state.write_sealed_json(entry_name(manifest, prefix), data, durable=False)
             self.state.keep_newest(DIRECTORY, KEEP)
         except Exception:  # noqa: BLE001 - a verdict that cannot be kept only costs a whole comparison
             return False
