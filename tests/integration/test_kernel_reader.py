@@ -96,3 +96,46 @@ def test_veth_peers_resolve_across_namespaces(busy_namespace, lab):
     [outside] = [r for r in live if r.key == (lab.ns("sw"), "sw_h1")]
     assert outside.kind == "link" and outside.owner == "foreign"
     assert f"namespace {lab.ns('h1')}" in outside.get("reason")
+
+
+def test_namespaces_read_by_helper_processes_read_as_read_here(lab, monkeypatch):
+    """A large lab's namespaces are read partly by forked helper processes
+    (kernel/fanout.py, from 200 namespaces on): forced here on a small lab, what
+    they read (veth peers across namespaces, sysctls, a foreign nftables table,
+    a hand-made address) is what this process reads alone."""
+    from toolkit import kinds
+    from toolkit.kernel import fanout
+    from toolkit.manifest.topology import load_topology
+
+    manifest = "topologies/bridged-lan.yaml"
+    lab.applied(manifest)
+    desired = kinds.compile_all(load_topology(manifest), lab.prefix)
+    names = sorted({r.key[0] for r in desired})
+    hints = kinds.read_hints(desired)
+    lab.ip("h3", "address add 192.0.2.33/32 dev lo")
+    subprocess.run(["ip", "netns", "exec", lab.ns("upstream"), "nft", "add", "table", "ip", "theirs"],
+                   check=True, timeout=10)
+
+    real_read_all = fanout.read_all
+
+    def read(helpers: int) -> tuple:
+        helped = []
+
+        def read_all(items, read_here, read_in_helper, _):
+            results, by_helper = real_read_all(items, read_here, read_in_helper, helpers)
+            helped.extend(by_helper)
+            return results, by_helper
+
+        monkeypatch.setattr(fanout, "read_all", read_all)
+        with Kernel() as kernel:
+            live = kernel.read(names, hints)
+        return sorted(live, key=repr), helped
+
+    alone, none = read(0)
+    helped_read, helped = read(2)
+    assert not none and len(helped) >= 2 and set(helped) < set(names)
+    assert helped_read == alone
+    shown = repr(alone)
+    assert "192.0.2.33" in shown and "theirs" in shown  # the hand changes are in both reads
+    peers = [r for r in alone if r.kind == "link" and r.get("peer")]
+    assert peers and not any(str(r.get("peer")).startswith("?") for r in peers)  # every veth peer resolved

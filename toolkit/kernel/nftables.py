@@ -53,8 +53,11 @@ def run_cmd(kernel, ns, command: str) -> str:
     return out
 
 
-def read(kernel, ns_name: str, devices=None) -> list:
+def read(kernel, ns_name: str, devices=None, seen=None) -> list:
     """nft_table resources for the owned tables of a namespace, nft_foreign for the rest.
+
+    `seen`: (cookie, generation) read with the link dump that gave `devices`
+    (kernel/reader.py), else they are read now.
 
     With a memo (kernel.nft_memo), a namespace whose cookie, ruleset generation
     and devices (`devices`: (name, index) pairs, from the link dump of the same
@@ -78,7 +81,7 @@ def read(kernel, ns_name: str, devices=None) -> list:
     from ..kinds.nft_canon import changes_by_itself
     ns = kernel.ns(ns_name)
     memo = kernel.nft_memo
-    mark = (ns.cookie(), ns.generation(), device_list(devices))
+    mark = (*(seen or (ns.cookie(), ns.generation())), device_list(devices))
     if kernel.nft_marks is not None:  # a quick check: the marks, compared with a verdict's
         kernel.nft_marks[ns_name] = mark
         return []

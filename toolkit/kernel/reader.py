@@ -14,7 +14,8 @@ from __future__ import annotations
 import itertools
 
 from ..core.owners import FOREIGN
-from . import addresses, impairments, links, namespaces, neighbours, nftables, routes, rules, speakers, sysctls
+from . import addresses, fanout, impairments, links, namespaces, neighbours, netns, nftables, routes, rules, speakers, sysctls
+from .rtnl import DumpSocket
 
 
 def read_live(kernel, names, hints=None) -> list:
@@ -26,23 +27,22 @@ def read_live(kernel, names, hints=None) -> list:
     """
     hints = hints or {}
     sysctl_names = hints.get("sysctls", {})
-    dumps = {}
-    for name in sorted(set(names)):
-        if not kernel.exists(name):
-            continue
-        ns = kernel.ns(name)
-        link_msgs = kernel.request(name, "link dump", ns.links)
-        addr_msgs = kernel.request(name, "addr dump", ns.dump.addrs)
-        rule_msgs = kernel.request(name, "rule dump", ns.dump.rules)
-        # Other routing tables matter only through a rule made by hand: read them
-        # then (every table), else the main table alone, as the kernel filters it.
-        hand_rules = any(r.proto != rules.RTPROT_KERNEL for r in rule_msgs)
-        route_msgs = kernel.request(name, "route dump", ns.dump.routes, None if hand_rules else routes.MAIN_TABLE)
-        neigh_msgs = kernel.request(name, "neighbour dump", ns.dump.neighbours)
-        qdisc_msgs = kernel.request(name, "qdisc dump", ns.dump.qdiscs)
-        dumps[name] = (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs, rule_msgs)
+    present = [name for name in sorted(set(names)) if kernel.exists(name)]
+    # Opened first: a helper process reads the very namespaces these are.
+    fds = {name: kernel.ns(name).fd for name in present}
+    peer_hints = hints.get("veth_peers", {})
+    dumps, by_helper = fanout.read_all(present, lambda name: _read_here(kernel, name),
+                                       lambda name: _read_alone(fds, name, peer_hints),
+                                       fanout.helpers_for(len(present)))
+    seen = {}
+    for name in present:
+        *dumps[name], seen[name], nsids = dumps[name]
+        if name in by_helper:
+            kernel.log(name, "link, address, rule, route, neighbour and qdisc dumps, nftables generation "
+                       "(read by a helper process)")
+            kernel.ns(name).note_read(dumps[name][0], nsids)
 
-    peers = _resolve_peers(kernel, dumps, hints.get("veth_peers", {}))
+    peers = _resolve_peers(kernel, dumps, peer_hints)
     out = []
     for name, (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs, rule_msgs) in dumps.items():
         link_resources = links.to_resources(name, link_msgs, peers, dumps)
@@ -58,9 +58,57 @@ def read_live(kernel, names, hints=None) -> list:
                    if r.key[1] not in foreign)
         out.extend(rules.to_resources(name, rule_msgs))
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
-        out.extend(nftables.read(kernel, name, [(link.ifname, link.index) for link in link_msgs]))
+        out.extend(nftables.read(kernel, name, [(link.ifname, link.index) for link in link_msgs], seen[name]))
         out.extend(speakers.read(name))
     return out
+
+
+def _read_here(kernel, name: str) -> tuple:
+    """One namespace's (links, addresses, routes, neighbours, qdiscs, rules,
+    (cookie, nftables generation), {}), the last two read right after the dumps."""
+    ns = kernel.ns(name)
+    dumps = _dumps(ns.dump, lambda what, call, *args: kernel.request(name, what, call, *args), links=ns.links)
+    return (*dumps, (ns.cookie(), ns.generation()), {})
+
+
+def _read_alone(fds: dict, name: str, peer_hints: dict) -> tuple:
+    """The same, in a helper process (kernel/fanout.py), with sockets of its own
+    made in the namespace (the caller's left alone), and, last, the id this
+    namespace has for the namespace each of its veths' peers is expected in
+    (`peer_hints`, the caller's to check): {namespace: nsid}."""
+    from . import nftgen
+
+    with netns.entered(fds[name]):
+        dump = DumpSocket()
+        nfgen = nftgen.open_socket()
+    try:
+        dumps = _dumps(dump, lambda what, call, *args: call(*args))
+        try:
+            generation = nftgen.generation(nfgen)
+        except OSError:
+            generation = None
+        nsids = {}
+        for link in dumps[0]:
+            other = peer_hints.get((name, link.ifname))
+            if link.kind == "veth" and link.link_netnsid is not None and other in fds and other not in nsids:
+                nsids[other] = dump.nsid_of(fds[other])
+        return (*dumps, (dump.cookie(), generation), nsids)
+    finally:
+        dump.close()
+        nfgen.close()
+
+
+def _dumps(dump, request, links=None) -> tuple:
+    link_msgs = request("link dump", links or dump.links)
+    addr_msgs = request("addr dump", dump.addrs)
+    rule_msgs = request("rule dump", dump.rules)
+    # Other routing tables matter only through a rule made by hand: read them
+    # then (every table), else the main table alone, as the kernel filters it.
+    hand_rules = any(r.proto != rules.RTPROT_KERNEL for r in rule_msgs)
+    route_msgs = request("route dump", dump.routes, None if hand_rules else routes.MAIN_TABLE)
+    neigh_msgs = request("neighbour dump", dump.neighbours)
+    qdisc_msgs = request("qdisc dump", dump.qdiscs)
+    return link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs, rule_msgs
 
 
 def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:

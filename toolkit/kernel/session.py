@@ -30,10 +30,10 @@ class Namespace:
     """An open namespace: its fd, a dump socket, a pyroute2 IPRoute for changes
     (opened on first use: reads never need it) and an ifname -> index cache."""
 
-    def __init__(self, name: str, fd: int, dump: DumpSocket, loop: Callable):
+    def __init__(self, name: str, fd: int, loop: Callable):
         self.name = name
         self.fd = fd
-        self.dump = dump
+        self._dump = None  # made on first use: a helper process may have read here instead
         self._loop = loop  # the session's asyncio loop, made on first need
         self._ipr = None  # pyroute2's IPRoute, opened on first use
         self._nft = None
@@ -42,6 +42,14 @@ class Namespace:
         self.read_devices = None     # and the devices it was read with (nftables.read)
         self._index: dict[str, int] | None = None
         self._nsids: dict[str, int | None] = {}
+
+    @property
+    def dump(self) -> DumpSocket:
+        """A plain rtnetlink socket made inside this namespace (kernel/rtnl.py)."""
+        if self._dump is None:
+            with netns.entered(self.fd):
+                self._dump = DumpSocket()
+        return self._dump
 
     @property
     def ipr(self):
@@ -89,7 +97,7 @@ class Namespace:
 
     def cookie(self) -> int:
         """The namespace's cookie (SO_NETNS_COOKIE), from its dump socket."""
-        return struct.unpack("=Q", self.dump.sock.getsockopt(socket.SOL_SOCKET, netns.SO_NETNS_COOKIE, 8))[0]
+        return self.dump.cookie()
 
     def still_named(self) -> bool:
         """Whether the name still leads to this namespace (nsfs inode numbers are
@@ -103,9 +111,19 @@ class Namespace:
 
     def links(self) -> list:
         """A fresh link dump (also refreshes the index cache)."""
-        links = self.dump.links()
+        return self.note_links(self.dump.links())
+
+    def note_links(self, links: list) -> list:
+        """Take `links`, a fresh dump of this namespace's, as the index cache."""
         self._index = {link.ifname: link.index for link in links}
         return links
+
+    def note_read(self, links: list, nsids: dict) -> None:
+        """Take what a helper process read here (kernel/fanout.py): a fresh link
+        dump, and the ids this namespace has for others ({name: nsid}), those
+        namespaces held open by this process (so the ids cannot change)."""
+        self.note_links(links)
+        self._nsids.update(nsids)
 
     def index(self, ifname: str) -> int | None:
         if self._index is None or ifname not in self._index:
@@ -129,7 +147,8 @@ class Namespace:
             self._nft = None  # frees the libnftables context and its socket
             if self._nfgen is not None:
                 self._nfgen.close()
-            self.dump.close()
+            if self._dump is not None:
+                self._dump.close()
         finally:
             os.close(self.fd)
 
@@ -244,13 +263,7 @@ class Kernel:
                 fd = netns.open_fd(name)
             except OSError as exc:
                 raise KernelError(f"open namespace {name}", exc.strerror, exc.errno) from None
-            try:
-                with netns.entered(fd):
-                    dump = DumpSocket()
-            except Exception:
-                os.close(fd)
-                raise
-            handle = self._open[name] = Namespace(name, fd, dump, self._loop)
+            handle = self._open[name] = Namespace(name, fd, self._loop)
         return handle
 
     def release(self, name: str) -> None:
