@@ -323,7 +323,8 @@ def plain(lab, command="drift", imports=None):
 # YAML, the schema checkers, libnftables, pyroute2, asyncio, rich.
 HEAVY = ("invoke", "yaml", "jsonschema", "fastjsonschema", "nftables", "pyroute2", "asyncio", "rich",
          "toolkit.manifest.loader", "toolkit.manifest.topology", "toolkit.manifest.policy",
-         "toolkit.model.topology", "toolkit.model.firewall", "toolkit.model.fault", "toolkit.model.experiment")
+         "toolkit.model.topology", "toolkit.model.firewall", "toolkit.model.fault", "toolkit.model.experiment",
+         "toolkit.kinds")  # the kinds: compiling, canonical forms, plans
 
 
 def test_a_quick_answer_imports_nothing_heavy(guarded):

@@ -78,13 +78,13 @@ def read(kernel, ns_name: str, devices=None, seen=None) -> list:
     can be followed without listing; see _follow). A table found otherwise
     proves nothing: another tool made it, perhaps in a form netkeel's own
     sending would not make again."""
-    from ..kinds.nft_canon import changes_by_itself
     ns = kernel.ns(ns_name)
     memo = kernel.nft_memo
     mark = (*(seen or (ns.cookie(), ns.generation())), device_list(devices))
     if kernel.nft_marks is not None:  # a quick check: the marks, compared with a verdict's
         kernel.nft_marks[ns_name] = mark
         return []
+    from ..kinds.nft_canon import changes_by_itself  # (the kinds: not for a quick check)
     ns.read_generation = None
     ns.read_devices = mark[2]
     if memo is not None and mark[1] is not None and mark[2] is not None:
