@@ -11,7 +11,7 @@ import pytest
 
 from toolkit.manifest.policy import load_policy_text
 from toolkit.kinds.nft_canon import (canonical_expr, canonical_rule, chain_header, desired_table_spec,
-                                         live_table_specs, set_spec)
+                                         live_table_specs, set_spec, shown_desired)
 from toolkit.core.resource import Resource, changed_fields
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,7 +149,7 @@ def server_table(name: str):
 
 def test_desired_spec_of_the_two_clients_filter_table():
     spec = desired_table_spec(server_table("filter"))
-    assert sorted(spec) == ["_display", "_nft", "chain forward", "chain input", "rules forward", "rules input",
+    assert sorted(spec) == ["_nft", "_shown", "chain forward", "chain input", "rules forward", "rules input",
                             "set clients"]
     assert json.loads(spec["chain input"]) == {"type": "filter", "hook": "input", "prio": 0, "policy": "drop"}
     assert [json.loads(r).get("comment") for r in spec["rules input"]] == [None, None, None, "time server"]
@@ -157,7 +157,7 @@ def test_desired_spec_of_the_two_clients_filter_table():
         match({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}]}
     assert json.loads(spec["set clients"]) == {"type": "ipv4_addr", "flags": ["interval"], "elements": [
         '{"prefix": {"addr": "10.0.1.0", "len": 24}}', '{"prefix": {"addr": "10.0.2.0", "len": 24}}']}
-    display = dict(spec["_display"])
+    display = shown_desired(spec)
     assert display[("input", spec["rules input"][3])] == \
         f'saddr @clients protocol udp dport 8080 accept comment "time server"  ({SERVER}:29)'
     assert set(display) == {("input", r) for r in spec["rules input"]} | \
@@ -273,7 +273,7 @@ def small_listing():
 def test_the_desired_spec_equals_the_live_spec_of_the_same_table():
     desired = desired_table_spec(table(SMALL))
     (live,) = live_table_specs(small_listing(), "netkeel_")[0].values()
-    assert {k: v for k, v in desired.items() if k not in ("_display", "_nft")} == \
+    assert {k: v for k, v in desired.items() if k not in ("_shown", "_nft")} == \
         {k: v for k, v in live.items() if k != "_handles"}
     key = ("ns", "inet", "netkeel_small")
     assert changed_fields(Resource.make("nft_table", key, **desired),

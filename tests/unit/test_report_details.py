@@ -40,7 +40,7 @@ def desired() -> Resource:
 
 def live(**changes) -> Resource:
     """The desired table as the reader would see it, with `changes` to its fields."""
-    fields = {k: v for k, v in desired().fields().items() if k != "_display"}
+    fields = {k: v for k, v in desired().fields().items() if k != "_shown"}
     fields.update(changes)
     return Resource.make("nft_table", KEY, **fields)
 

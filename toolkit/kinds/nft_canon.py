@@ -9,7 +9,8 @@ so that equal rulesets give equal resources.
 An nft_table resource spec has, per chain, a `chain NAME` field (its header as
 JSON: type, hook, priority, policy) and a `rules NAME` field (a tuple of
 canonical rule strings, in order); per named set a `set NAME` field; and an
-informational `_display` field mapping (chain, canonical rule) to readable text, and
+informational `_shown` field: per chain, each rule's text in the policy file and
+where it is, in the rules' order (shown_desired reads it by rule), and
 `_nft`: the contents as nft text (nft_text.py), which an apply sends.
 """
 
@@ -150,21 +151,29 @@ def desired_table_spec(table) -> dict:
     """The spec fields of a declared table, a model.firewall.Table (native rules
     must be resolved: rule.expr set). The model is not imported here: reading
     the kernel needs none of it."""
-    fields, display = {}, {}
+    fields, shown = {}, []
     for chain in table.chains:
         fields[f"chain {chain.name}"] = chain_header(chain.type, chain.hook, chain.priority, chain.policy)
-        rules = []
-        for rule in chain.rules:
-            key = declared_rule_key(rule.expr, rule.comment, table.family)
-            rules.append(key)
-            display[(chain.name, key)] = f"{rule.text}  ({rule.source})"
-        fields[f"rules {chain.name}"] = tuple(rules)
+        fields[f"rules {chain.name}"] = tuple(declared_rule_key(rule.expr, rule.comment, table.family)
+                                              for rule in chain.rules)
+        # By position, not by rule: a rule's canonical form is most of a large
+        # table's bytes, and the compile cache would hold each twice.
+        shown.append((chain.name, tuple(f"{rule.text}  ({rule.source})" for rule in chain.rules)))
     for named in table.sets:
         fields[f"set {named.name}"] = declared_set_spec(named.type, named.flags, named.elements)
-    fields["_display"] = tuple(sorted(display.items()))
+    fields["_shown"] = tuple(sorted(shown))
     # Rendered once here, kept with the compiled topology: an apply sends it as is.
     fields["_nft"] = contents(table.family, table.kernel_name, sorted(fields.items()))
     return fields
+
+
+def shown_desired(fields: dict) -> dict:
+    """{(chain, canonical rule): the policy's text of it and where it is} of a
+    desired table's fields (its `_shown`)."""
+    out = {}
+    for chain, texts in fields.get("_shown") or ():
+        out.update(zip(((chain, key) for key in fields.get(f"rules {chain}", ())), texts))
+    return out
 
 
 # Stateful objects a table may hold besides chains and sets. Policies do not

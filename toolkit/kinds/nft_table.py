@@ -3,9 +3,10 @@
 Spec fields (canonical forms in nft_canon.py, the same for desired and live):
 `chain NAME` (its header as JSON), `rules NAME` (canonical rule strings, in
 order), `set NAME`, stateful objects (`map NAME`, `counter NAME`, ...), `table
-flags` (a live table's, such as dormant), and the information fields `_display`
-(rules as text), `_handles` (live) and `_nft` (desired: the contents as nft
-text). Compared whole: a chain added by hand is a difference. Each namespace's
+flags` (a live table's, such as dormant), and the information fields `_shown`
+(desired: its rules' text in the policy files), `_display` (live: rules not in
+the manifest as text), `_handles` (live) and `_nft` (desired: the contents as
+nft text). Compared whole: a chain added by hand is a difference. Each namespace's
 changed tables change in ONE libnftables transaction (replaced whole, or rule
 by rule: nft_delta.py), so traffic never meets a half-applied ruleset.
 """
@@ -20,7 +21,7 @@ from ..core.resource import Resource
 from . import netns
 from .base import Kind, show, shown
 from ..errors import KernelError
-from .nft_canon import canonical_rule, desired_table_spec, object_field
+from .nft_canon import canonical_rule, desired_table_spec, object_field, shown_desired
 from .nft_delta import delta
 from .nft_text import SET_OPTIONS, Unrenderable, as_sent, rule_text, table_script, without_counter_values
 
@@ -114,7 +115,7 @@ class NftTable(Kind):
     def details(self, action) -> list:
         """Per chain, rule and set element: which rule was added by hand, which
         is missing, which element is new, which policy changed."""
-        shown_desired = dict(action.desired.get("_display", ()))
+        shown_manifest = shown_desired(action.desired.fields())
         shown_live = dict(action.live.get("_display", ()))
         flags = _json_list(action.live.get("table flags"))
         said = bool(flags) and not action.desired.get("table flags")
@@ -137,7 +138,7 @@ class NftTable(Kind):
                 d, l = json.loads(desired), json.loads(live)
                 out += [(f"chain {name} {k}", show(d.get(k)), show(l.get(k))) for k in d if d.get(k) != l.get(k)]
             elif kind == "rules":
-                out += _rule_lines(name, desired, live, shown_desired, shown_live)
+                out += _rule_lines(name, desired, live, shown_manifest, shown_live)
             elif kind == "set":
                 out += _set_lines(name, json.loads(desired), json.loads(live))
         return out

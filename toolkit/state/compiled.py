@@ -38,7 +38,7 @@ from .codec import decode, encode
 from .statedir import json_line, parse_json
 
 DIRECTORY = "cache/compiled"
-FORMAT = 3  # two lines, sealed (statedir.write_sealed): a header, then the resources
+FORMAT = 4  # two lines, sealed (statedir.write_sealed): a header, then the resources (4: tables' `_shown`)
 KEEP = 64  # entries; the oldest beyond this are removed on writing
 
 
