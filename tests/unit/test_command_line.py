@@ -104,3 +104,28 @@ def test_a_cell_from_a_file_is_one_line_of_text_never_markup():
 
     assert cell("x.yaml\n  20261201T000000.000Z-dead FORGED") == "x.yaml\\x0a  20261201T000000.000Z-dead FORGED"
     assert Text.from_markup(cell("q[/x].yaml [red]r")).plain == "q[/x].yaml [red]r"
+
+
+def test_the_script_knows_every_command_of_the_collection():
+    from toolkit.cli.program import ALONE, COMMANDS
+
+    assert set(COMMANDS) == set(user.task_names) | set(user.collections)
+    assert set(ALONE) <= set(user.task_names)
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "apply", "drift", "show", "destroy", "chaos"])
+def test_a_reconcile_command_or_chaos_is_loaded_alone_and_is_the_same_command(command):
+    from toolkit.cli.program import collection
+
+    alone = collection(["netkeel", command, "lab.yaml", "--ns-prefix", "p-"])
+    assert list(alone.task_names) == [command]
+    assert alone[command] is user[command]  # the same task object: its options and help
+
+
+@pytest.mark.parametrize("argv", [["netkeel"], ["netkeel", "--help"], ["netkeel", "--list"],
+                                  ["netkeel", "history"], ["netkeel", "apply", "a.yaml", "drift", "a.yaml"],
+                                  ["netkeel", "--help", "apply"], ["netkeel", "-e", "apply", "a.yaml"]])
+def test_anything_else_gets_the_whole_collection(argv):
+    from toolkit.cli.program import collection
+
+    assert collection(argv) is user

@@ -47,16 +47,30 @@ def quiet_collector() -> None:
     gc.disable()
 
 
+# Every command of the `netkeel` script (cli/history.py's collection: a test holds them equal).
+COMMANDS = ("validate", "plan", "apply", "drift", "show", "destroy", "snapshots", "rollback", "history", "diff",
+            "chaos", "experiment", "vip", "doctor", "graph")
+ALONE = ("validate", "plan", "apply", "drift", "show", "destroy")  # cli/tasks.py's
+
+
 def collection(argv: list):
-    """The chaos task alone when it is the command: a fault should be in place at
-    once, and importing every other task (manifests, policies, reports) costs more
-    than injecting it. Every other command gets the whole collection."""
-    if argv[1:2] == ["chaos"]:
+    """The command's own task alone where it is one of cli/tasks.py's (the
+    reconcile commands: the other commands' modules, experiments, doctor,
+    history, cost 15-20 ms to import) or chaos (a fault should be in place at
+    once, and importing every other task, manifests, policies, reports, costs
+    more than injecting it). Every other command line, and one naming two
+    commands, gets the whole collection."""
+    command = argv[1] if len(argv) > 1 else None
+    if command in ALONE + ("chaos",) and not set(argv[2:]) & set(COMMANDS):
         from invoke import Collection
 
-        from .chaos import chaos
+        if command == "chaos":
+            from .chaos import chaos
 
-        return Collection(chaos)
+            return Collection(chaos)
+        from . import tasks
+
+        return Collection(getattr(tasks, command))
     from .history import user
 
     return user
