@@ -162,6 +162,26 @@ def test_a_large_entry_has_a_file_of_its_own_checked_against_its_name(state):
     assert state.regular_files("cache/nft-rulesets") == []   # no entry names it any more
 
 
+@pytest.mark.parametrize("aligned", [True, False])
+def test_a_tables_rule_handles_come_back_exactly_and_each_rule_is_written_once(state, aligned):
+    rules = {chain: tuple(f'{{"expr":[{{"drop":null}}],"comment":"{chain} {i}"}}' for i in range(1500))
+             for chain in ("input", "forward")}
+    handles = tuple((chain, rule, 10 + i) for chain in ("forward", "input") for i, rule in enumerate(rules[chain]))
+    if not aligned:  # not in the rules' order (no reader gives this): kept as it is
+        handles = handles[1:] + handles[:1]
+    big = Resource.make("nft_table", ("lab-fw", "inet", "netkeel_filter"), owner=TOPOLOGY, **{
+        "chain input": '{"hook": "input", "policy": "drop", "prio": 0, "type": "filter"}',
+        "chain forward": '{"hook": "forward", "policy": "drop", "prio": 0, "type": "filter"}',
+        "rules input": rules["input"], "rules forward": rules["forward"], "_handles": handles})
+    memo = RulesetMemo(state)
+    memo.put("lab-fw", 5, 6, DEV, [big])
+    memo.save()
+    assert RulesetMemo(state).get("lab-fw", 5, 6, DEV) == [big]
+    (name,) = state.regular_files("cache/nft-rulesets")
+    written = state.path("cache/nft-rulesets", name).read_text()
+    assert written.count('"comment\\":\\"input 7\\"') == (1 if aligned else 2)
+
+
 def test_a_memo_that_cannot_be_written_only_costs_time(state, tmp_path):
     state.ensure()
     state.path("cache").write_text("a file where the directory would be")

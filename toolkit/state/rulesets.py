@@ -29,13 +29,14 @@ import hashlib
 import json
 
 from ..core.owners import TOPOLOGY
+from ..core.resource import Resource
 from .codec import decode, encode
 from .compiled import fingerprint
 from .statedir import parse_json
 
 FILE = "cache/nft-rulesets.json"
 DIRECTORY = "cache/nft-rulesets"  # large entries, one file each, named by their SHA-256
-FORMAT = 5
+FORMAT = 6  # 6: a table's rule handles by position (_compact)
 INLINE = 32 * 1024  # bytes of JSON: larger entries go to a file of their own
 KIND = "nft_table"
 
@@ -131,7 +132,7 @@ class RulesetMemo:
             entries = dict(entries)
             proven = [d for d in proven if d not in self._new_proven] + self._new_proven
             for ns, (cookie, generation, devices, resources) in self._new.items():
-                encoded = [encode(r) for r in resources]
+                encoded = [encode(_compact(r)) for r in resources]
                 content = (json.dumps(encoded, separators=(",", ":")) + "\n").encode()
                 entry = {"cookie": cookie, "generation": generation, "devices": devices}
                 if len(content) <= INLINE:
@@ -187,7 +188,52 @@ def _decode(ns: str, items) -> list:
     exactly what put() writes."""
     if not isinstance(items, list):
         raise ValueError("not a list")
-    out = [decode(item) for item in items]
+    out = [_expanded(decode(item)) for item in items]
     if any(r.kind != KIND or len(r.key) != 3 or r.key[0] != ns for r in out):
         raise ValueError("not this namespace's tables")
     return out
+
+
+# A live table's `_handles` is (chain, rule, handle) for each rule, the rule being
+# its canonical form: at 10,000 rules, half the entry again. Kept as
+# HANDLE_NUMBERS, per chain its rules' handles in order, wherever that gives
+# `_handles` back exactly from the table's `rules CHAIN` fields.
+HANDLE_NUMBERS = "_handle_numbers"
+
+
+def _compact(table):
+    handles = table.get("_handles")
+    if not handles:
+        return table
+    fields = table.fields()
+    numbers: dict = {}
+    for chain, _, handle in handles:
+        numbers.setdefault(chain, []).append(handle)
+    fields[HANDLE_NUMBERS] = tuple((chain, tuple(numbers[chain])) for chain in numbers)
+    del fields["_handles"]
+    try:
+        if _handles_of(fields) != tuple(tuple(h) for h in handles):
+            return table  # not in the rules' order: kept as it is
+    except ValueError:
+        return table  # not a handle per rule
+    return Resource(table.kind, table.key, tuple(sorted(fields.items())), table.owner)
+
+
+def _expanded(table):
+    fields = table.fields()
+    if HANDLE_NUMBERS not in fields:
+        return table
+    fields["_handles"] = _handles_of(fields)
+    del fields[HANDLE_NUMBERS]
+    return Resource(table.kind, table.key, tuple(sorted(fields.items())), table.owner)
+
+
+def _handles_of(fields: dict) -> tuple:
+    """`_handles` from HANDLE_NUMBERS and the rules. Raises ValueError where they do not align."""
+    out = []
+    for chain, numbers in fields[HANDLE_NUMBERS]:
+        rules = fields.get(f"rules {chain}", ())
+        if not isinstance(chain, str) or len(numbers) != len(rules):
+            raise ValueError("handles and rules do not align")
+        out += [(chain, rule, handle) for rule, handle in zip(rules, numbers)]
+    return tuple(out)
