@@ -150,3 +150,66 @@ def test_how_many_helpers(monkeypatch):
     assert fanout.helpers_for(100_000) == fanout.MAX_HELPERS
     monkeypatch.setattr(fanout.os, "sched_getaffinity", lambda pid: {0})
     assert fanout.helpers_for(100_000) == 0
+
+
+HANGS_UNLESS_KILLED = r"""
+import os, sys, time
+from toolkit.kernel import fanout
+pids = sys.argv[1]
+
+def helper(item):
+    if item in (300, 301, 302):  # each helper's first item (shares 300+i::3 ... see _shares)
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+    return f"{item:08}" * 125  # answers over a pipe's 64 KiB (each its own string: pickle keeps one of equals)
+def here(item):
+    if item == 0:
+        print("reading", flush=True)
+    return item
+try:
+    fanout.read_all(list(range(600)), here, lambda item: (time.sleep(0.002), helper(item))[1], 2)
+except KeyboardInterrupt:
+    sys.exit(3)
+"""
+
+
+def test_an_interrupt_while_collecting_kills_every_helper_and_never_hangs(tmp_path):
+    """Found by review: a helper held the read end of an earlier helper's pipe,
+    and an interrupt while collecting left the caller waiting for a helper it
+    had not killed, both helpers blocked writing: a SIGTERMed apply hung for
+    good, holding the state lock."""
+    import subprocess
+    import sys
+
+    pids = tmp_path / "pids"
+    for delay in (0.05, 0.3, 0.6, 0.9):
+        pids.write_text("")
+        proc = subprocess.Popen([sys.executable, "-c", HANGS_UNLESS_KILLED, str(pids)], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline() == "reading\n"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)  # to the caller alone, not its process group
+        try:
+            assert proc.wait(timeout=30) in (0, 3)  # finished first, or interrupted: never hung
+        finally:
+            proc.kill()
+            proc.wait()
+        for pid in map(int, pids.read_text().split()):
+            with pytest.raises(ProcessLookupError):  # killed and reaped by the caller before it left
+                os.kill(pid, 0)
+
+
+def test_a_helper_forked_while_the_caller_holds_signals_takes_them(forked):
+    """A read inside a section that holds off Ctrl-C and SIGTERM (core/interrupts.py)
+    forks helpers with them blocked: a helper unblocks them, so one signalled dies."""
+    def terminated(item):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(3 if item == ITEMS[-1] else 0)  # (had it lived on, it would answer in 3 s)
+        return helper(item)
+
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        results, by_helper = fanout.read_all(ITEMS, here, terminated, 1)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    assert not by_helper and list(results) == ITEMS  # it died of the signal: its share read here

@@ -27,7 +27,7 @@ HERE_WEIGHT = 1.25  # this process reads 1.25 times a helper's share (measured b
 
 def helpers_for(count: int) -> int:
     """How many helper processes to read `count` items with: one per spare
-    processor this process may run on, each with at least MIN_SHARE items."""
+    processor this process may run on, each share about MIN_SHARE items or more."""
     try:
         processors = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -43,13 +43,13 @@ def read_all(items: list, read_here, read_in_helper, helpers: int) -> tuple[dict
     is read here."""
     shares = _shares(items, helpers)
     here = list(shares[0])
-    started = []
+    started: list = []
     results: dict = {}
     by_helper: set = set()
     try:
         for share in shares[1:]:
             try:
-                started.append(_start(share, read_in_helper))
+                _start(share, read_in_helper, started)
             except OSError:  # no process to be had (a limit): read here
                 here += share
         for item in here:
@@ -79,42 +79,69 @@ def _shares(items: list, helpers: int) -> list:
     return [list(items[:here])] + [rest[i::helpers] for i in range(helpers)]
 
 
-def _start(share: list, read) -> tuple:
-    read_end, write_end = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_end)
-        os.close(write_end)
-        raise
-    if pid == 0:  # the helper: never returns
-        status = 1
-        try:
-            import pickle
+_STOPS = {signal.SIGINT, signal.SIGTERM}
 
+
+def _start(share: list, read, started: list) -> None:
+    """Fork a helper reading `share`; (pid, read end of its pipe, share) goes
+    into `started` before a Ctrl-C or SIGTERM can be taken (they wait, blocked,
+    across the fork): an interrupted caller always knows whom to kill."""
+    read_end, write_end = os.pipe()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        try:
+            pid = os.fork()
+        except OSError:
             os.close(read_end)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C ends it at once
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            data = memoryview(pickle.dumps({item: read(item) for item in share}, pickle.HIGHEST_PROTOCOL))
-            while data:
-                data = data[os.write(write_end, data):]
-            status = 0
-        except BaseException:  # noqa: BLE001 - the caller reads this share again
-            pass
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    return pid, read_end, share
+            os.close(write_end)
+            raise
+        if pid == 0:  # the helper: never returns
+            _helper(share, read, write_end, [read_end] + [fd for _, fd, _ in started])
+        os.close(write_end)
+        started.append((pid, read_end, share))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _helper(share: list, read, write_end: int, others: list) -> None:
+    status = 1
+    try:
+        # The read ends of its own pipe and of earlier helpers' are the caller's
+        # alone: a helper holding another's, that one could never see its
+        # reader gone, and would wait on a full pipe for good.
+        for fd in others:
+            os.close(fd)
+        for stop in _STOPS:  # a Ctrl-C or SIGTERM ends it at once, whatever the caller was in
+            try:
+                signal.signal(stop, signal.SIG_DFL)
+            except ValueError:  # forked from a thread other than the main one: the handler raises
+                pass
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+        import pickle
+
+        data = memoryview(pickle.dumps({item: read(item) for item in share}, pickle.HIGHEST_PROTOCOL))
+        while data:
+            data = data[os.write(write_end, data):]
+        status = 0
+    except BaseException:  # noqa: BLE001 - the caller reads this share again
+        pass
+    finally:
+        os._exit(status)
 
 
 def _collect(pid: int, fd: int):
-    """The helper's answer, or None if it failed; the helper reaped."""
+    """The helper's answer, or None if it failed; the helper reaped (killed
+    first if reading its answer was interrupted)."""
     chunks = []
+    read = False
     try:
         with os.fdopen(fd, "rb", closefd=True) as pipe:
             while chunk := pipe.read(1 << 20):
                 chunks.append(chunk)
+        read = True
     finally:
+        if not read:
+            _kill(pid)
         _, status = os.waitpid(pid, 0)
     if status != 0:
         return None
@@ -126,11 +153,15 @@ def _collect(pid: int, fd: int):
         return None
 
 
-def _end(pid: int, fd: int) -> None:
+def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _end(pid: int, fd: int) -> None:
+    _kill(pid)
     try:
         os.close(fd)
     except OSError:
