@@ -149,11 +149,15 @@ def test_what_drift_full_finds_is_what_the_next_drift_says(guarded):
     index = guarded.state / "cache" / "nft-rulesets.json"
     data = json.loads(index.read_bytes().split(b"\n")[1])
     kind, key, owner, fields = data["namespaces"][guarded.ns("fw")]["resources"][0]
+    rules = dict(fields)["rules input"]
+    gone = {i for i, rule in enumerate(rules) if "4444" in rule}
+    assert len(gone) == 1
     for field in fields:
         if field[0] == "rules input":
-            field[1] = [rule for rule in field[1] if "4444" not in rule]
-        if field[0] == "_handles":
-            field[1] = [handle for handle in field[1] if "4444" not in handle[1]]
+            field[1] = [rule for i, rule in enumerate(rules) if i not in gone]
+        if field[0] == "_handle_numbers":  # the rules' handles, per chain by position (state/rulesets.py)
+            field[1] = [[chain, [h for i, h in enumerate(numbers) if chain != "input" or i not in gone]]
+                        for chain, numbers in field[1]]
     body = json.dumps(data).encode() + b"\n"
     index.write_bytes(json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode() + b"\n" + body)
     assert guarded.run("drift", guarded.manifest).returncode == 0  # the forgery believed, a verdict kept

@@ -93,9 +93,12 @@ def read(ns: str) -> list:
     """A resource per group configured in `ns`, with its configuration and
     whether its speaker runs (`running`: a dead, hung or unverifiable one is
     not, and apply starts it again)."""
+    found = groups(ns)
+    if not found:
+        return []  # (most namespaces: one look at a directory that is not there)
     inode = _netns_inode_of_name(ns)
     out = []
-    for group in groups(ns):
+    for group in found:
         try:
             with open(config_path(ns, group)) as f:
                 config = json.load(f)
