@@ -124,7 +124,11 @@ def test_a_reconcile_command_or_chaos_is_loaded_alone_and_is_the_same_command(co
 
 @pytest.mark.parametrize("argv", [["netkeel"], ["netkeel", "--help"], ["netkeel", "--list"],
                                   ["netkeel", "history"], ["netkeel", "apply", "a.yaml", "drift", "a.yaml"],
-                                  ["netkeel", "--help", "apply"], ["netkeel", "-e", "apply", "a.yaml"]])
+                                  ["netkeel", "--help", "apply"], ["netkeel", "-e", "apply", "a.yaml"],
+                                  # found by review: invoke's listing options after a command
+                                  ["netkeel", "plan", "a.yaml", "--list"], ["netkeel", "plan", "a.yaml", "-l"],
+                                  ["netkeel", "plan", "a.yaml", "--complete"],
+                                  ["netkeel", "plan", "a.yaml", "--help=apply"]])
 def test_anything_else_gets_the_whole_collection(argv):
     from toolkit.cli.program import collection
 

@@ -61,7 +61,7 @@ def collection(argv: list):
     more than injecting it). Every other command line, and one naming two
     commands, gets the whole collection."""
     command = argv[1] if len(argv) > 1 else None
-    if command in ALONE + ("chaos",) and not set(argv[2:]) & set(COMMANDS):
+    if command in ALONE + ("chaos",) and not any(_needs_all(word) for word in argv[2:]):
         from invoke import Collection
 
         if command == "chaos":
@@ -74,6 +74,18 @@ def collection(argv: list):
     from .history import user
 
     return user
+
+
+# invoke's own options that list or name commands wherever they stand (found by review).
+LISTING = ("--list", "-l", "--complete", "--help", "-h", "--print-completion-script")
+
+
+def _needs_all(word: str) -> bool:
+    """Whether `word` on a command line makes invoke speak of other commands:
+    another command's name (a second task), alone or as an option's value
+    (`--help=apply`), or one of its listing options."""
+    option, _, value = word.partition("=")
+    return word in COMMANDS or value in COMMANDS or option in LISTING
 
 
 def help_words(argv: list) -> list:

@@ -55,8 +55,8 @@ def read_all(items: list, read_here, read_in_helper, helpers: int) -> tuple[dict
         for item in here:
             results[item] = read_here(item)
         while started:
-            pid, fd, share = started.pop(0)
-            answer = _collect(pid, fd)  # reaps the helper, whatever happens
+            share = started[0][2]
+            answer = _collect(started)  # takes the first helper off the list and reaps it, whatever happens
             if isinstance(answer, dict) and list(answer) == share:
                 results.update(answer)
                 by_helper.update(share)
@@ -129,17 +129,25 @@ def _helper(share: list, read, write_end: int, others: list) -> None:
         os._exit(status)
 
 
-def _collect(pid: int, fd: int):
-    """The helper's answer, or None if it failed; the helper reaped (killed
-    first if reading its answer was interrupted)."""
+def _collect(started: list):
+    """The answer of the first helper in `started`, or None if it failed; that
+    helper taken off the list and reaped (killed first if reading its answer
+    was interrupted). Ctrl-C and SIGTERM wait while it changes hands: a helper
+    is always either on the list or this function's to kill."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    pid, fd, _ = started.pop(0)
     chunks = []
-    read = False
+    opened = read = False
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         with os.fdopen(fd, "rb", closefd=True) as pipe:
+            opened = True
             while chunk := pipe.read(1 << 20):
                 chunks.append(chunk)
         read = True
     finally:
+        if not opened:
+            os.close(fd)
         if not read:
             _kill(pid)
         _, status = os.waitpid(pid, 0)
