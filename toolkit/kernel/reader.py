@@ -7,6 +7,10 @@ A veth's peer is reported by the kernel as (peer namespace id, peer ifindex),
 where the id is local to the namespace looking; we resolve it to a name by
 asking for the id of the namespace we expect (`hints`), falling back to every
 namespace read, and each answer resolves both ends of the pair.
+
+A long list of namespaces is read partly by forked helper processes
+(kernel/fanout.py): the dumps, the nftables generation and the peer ids each
+helper reads come back to be made into resources here, as this process's own.
 """
 
 from __future__ import annotations
