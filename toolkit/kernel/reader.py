@@ -18,7 +18,8 @@ from __future__ import annotations
 import itertools
 
 from ..core.owners import FOREIGN
-from . import addresses, fanout, impairments, links, namespaces, neighbours, netns, nftables, routes, rules, speakers, sysctls
+from . import (addresses, fanout, impairments, links, namespaces, neighbours, netns, nftables, routes, rules, speakers,
+               sysctls)
 from .rtnl import DumpSocket
 
 
