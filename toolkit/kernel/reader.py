@@ -72,6 +72,7 @@ def _read_here(kernel, name: str) -> tuple:
     """One namespace's (links, addresses, routes, neighbours, qdiscs, rules,
     (cookie, nftables generation), {}), the last two read right after the dumps."""
     ns = kernel.ns(name)
+    ns.open_reading_sockets()
     dumps = _dumps(ns.dump, lambda what, call, *args: kernel.request(name, what, call, *args), links=ns.links)
     return (*dumps, (ns.cookie(), ns.generation()), {})
 
@@ -83,9 +84,9 @@ def _read_alone(fds: dict, name: str, peer_hints: dict) -> tuple:
     (`peer_hints`, the caller's to check): {namespace: nsid}."""
     from . import nftgen
 
-    with netns.entered(fds[name]):
-        dump = DumpSocket()
-        nfgen = nftgen.open_socket()
+    netns.setns(fds[name])  # for good: a helper goes from namespace to namespace, never back
+    dump = DumpSocket()
+    nfgen = nftgen.open_socket()
     try:
         dumps = _dumps(dump, lambda what, call, *args: call(*args))
         try:

@@ -79,11 +79,21 @@ class Namespace:
     def nfgen_socket(self):
         """An nfnetlink socket bound to this namespace (made on first use)."""
         if self._nfgen is None:
-            from . import nftgen
-
-            with netns.entered(self.fd):
-                self._nfgen = nftgen.open_socket()
+            self.open_reading_sockets()
         return self._nfgen
+
+    def open_reading_sockets(self) -> None:
+        """Make the dump and nfnetlink sockets a read needs, both in one visit
+        to the namespace (a read of each of a thousand namespaces makes both)."""
+        if self._dump is not None and self._nfgen is not None:
+            return
+        from . import nftgen
+
+        with netns.entered(self.fd):
+            if self._dump is None:
+                self._dump = DumpSocket()
+            if self._nfgen is None:
+                self._nfgen = nftgen.open_socket()
 
     def generation(self) -> int | None:
         """The namespace's nftables ruleset generation (kernel/nftgen.py); None if
