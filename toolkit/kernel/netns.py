@@ -172,13 +172,20 @@ def remove(name: str) -> None:
 SO_NETNS_COOKIE = 71  # <asm-generic/socket.h>, Linux 5.14+
 
 
-def _own_cookie() -> int:
-    """The cookie of the namespace the calling thread is in."""
+def socket_cookie(sock) -> int:
+    """The cookie of the namespace the socket `sock` was made in."""
     import socket
     import struct
 
+    return struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+
+
+def _own_cookie() -> int:
+    """The cookie of the namespace the calling thread is in."""
+    import socket
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        return struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+        return socket_cookie(sock)
 
 
 def cookie(name: str) -> int | None:

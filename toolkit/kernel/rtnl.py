@@ -16,7 +16,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
-from .netns import SO_NETNS_COOKIE
+from .netns import socket_cookie
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x10, 0x300
@@ -179,7 +179,7 @@ class DumpSocket:
 
     def cookie(self) -> int:
         """The cookie (SO_NETNS_COOKIE) of the namespace this socket was made in."""
-        return _U64.unpack(self.sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+        return socket_cookie(self.sock)
 
     def request(self, msg_type: int, flags: int, body: bytes) -> list:
         """Send one request; return [(type, flags, payload)] of every reply message.
