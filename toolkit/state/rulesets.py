@@ -29,7 +29,6 @@ import hashlib
 import json
 
 from ..core.owners import TOPOLOGY
-from ..core.resource import Resource
 from .codec import decode, encode
 from .compiled import fingerprint
 from .statedir import parse_json
@@ -205,34 +204,30 @@ def _compact(table):
     handles = table.get("_handles")
     if not handles:
         return table
-    fields = table.fields()
     numbers: dict = {}
     for chain, _, handle in handles:
         numbers.setdefault(chain, []).append(handle)
-    fields[HANDLE_NUMBERS] = tuple((chain, tuple(numbers[chain])) for chain in numbers)
-    del fields["_handles"]
+    by_chain = tuple((chain, tuple(found)) for chain, found in numbers.items())
     try:
-        if _handles_of(fields) != tuple(tuple(h) for h in handles):
+        if _handles_of(by_chain, table) != tuple(tuple(h) for h in handles):
             return table  # not in the rules' order: kept as it is
     except ValueError:
         return table  # not a handle per rule
-    return Resource(table.kind, table.key, tuple(sorted(fields.items())), table.owner)
+    return table.with_fields(_handles=None, **{HANDLE_NUMBERS: by_chain})
 
 
 def _expanded(table):
-    fields = table.fields()
-    if HANDLE_NUMBERS not in fields:
+    by_chain = table.get(HANDLE_NUMBERS)
+    if by_chain is None:
         return table
-    fields["_handles"] = _handles_of(fields)
-    del fields[HANDLE_NUMBERS]
-    return Resource(table.kind, table.key, tuple(sorted(fields.items())), table.owner)
+    return table.with_fields(_handles=_handles_of(by_chain, table), **{HANDLE_NUMBERS: None})
 
 
-def _handles_of(fields: dict) -> tuple:
-    """`_handles` from HANDLE_NUMBERS and the rules. Raises ValueError where they do not align."""
+def _handles_of(by_chain, table) -> tuple:
+    """`_handles` from HANDLE_NUMBERS and the table's rules. Raises ValueError where they do not align."""
     out = []
-    for chain, numbers in fields[HANDLE_NUMBERS]:
-        rules = fields.get(f"rules {chain}", ())
+    for chain, numbers in by_chain:
+        rules = table.get(f"rules {chain}", ())
         if not isinstance(chain, str) or len(numbers) != len(rules):
             raise ValueError("handles and rules do not align")
         out += [(chain, rule, handle) for rule, handle in zip(rules, numbers)]
