@@ -531,6 +531,75 @@ def test_rules_added_by_hand_read_by_text_are_remembered_and_the_repair_lists_no
 
 
 
+# A drift process that says on stderr which thread read each table of ours by its text.
+WATCHED = """\
+import sys, threading
+from toolkit.kernel import nftables
+read = nftables.read_table_text
+def watched(kernel, ns, ns_name, family, name, **options):
+    found = read(kernel, ns, ns_name, family, name, **options)
+    where = "main" if threading.current_thread() is threading.main_thread() else "ahead"
+    print(f"read {name} {where}: {found is not None}", file=sys.stderr)
+    return found
+nftables.read_table_text = watched
+from toolkit.cli.program import main
+sys.argv[0] = "netkeel"
+main()
+"""
+
+
+@pytest.mark.parametrize("change", [
+    ["add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "reject"],
+    ["add", "element", "inet", "netkeel_guard", "blocked", "{ 192.0.2.9 }"],
+    ["add", "table", "ip", "theirs"],  # ours unchanged, read again all the same
+])
+def test_a_drift_after_another_tools_commit_takes_the_tables_read_ahead(guarded, tmp_path, change):
+    """The quick check finds the ruleset moved and starts reading our tables in
+    a thread while the command loads (kernel/readahead.py); the drift check
+    takes that reading instead of listing again, and says what --full says."""
+    import sys
+
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop"))
+    assert plain(guarded)[0::3] == (0, True)  # a verdict to compare the marks with
+    nft(guarded, *change)
+    (tmp_path / "watched.py").write_text(WATCHED)
+    result = subprocess.run([sys.executable, str(tmp_path / "watched.py"), "drift", str(guarded.manifest),
+                             "--ns-prefix", guarded.prefix], capture_output=True, text=True, timeout=60,
+                            env=guarded.env, cwd=Path(__file__).parents[2])
+    assert "read netkeel_guard ahead: True" in result.stderr and " main:" not in result.stderr, result.stderr
+    full = guarded.run("drift", guarded.manifest, "--full")
+    assert (result.returncode, result.stdout) == (full.returncode, full.stdout) == (2, full.stdout)
+
+
+def test_a_reading_made_ahead_is_taken_only_at_the_generation_it_was_made_at(guarded, monkeypatch):
+    """Read ahead, then another commit: the reader finds another generation and
+    lists for itself; read ahead for a namespace made again under the name
+    (another cookie), nothing is read at all."""
+    from toolkit.kernel import Kernel, nftables, readahead
+
+    monkeypatch.setattr(readahead, "_threads", {})
+    monkeypatch.setattr(readahead, "_readings", {})
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop"))
+    name, table = guarded.ns("fw"), ("inet", "netkeel_guard")
+    with Kernel() as kernel:
+        ns = kernel.ns(name)
+        cookie, generation = ns.cookie(), ns.generation()
+        readahead.start({name: (cookie, generation)})
+        ahead = readahead.take(name, cookie, generation, *table)
+        assert ahead == nftables.read_table_text(kernel, ns, name, *table) and ahead.generation == generation
+        assert readahead.take(name, cookie, generation, *table) is readahead.MISSING  # taken once
+        monkeypatch.setattr(readahead, "_threads", {})
+        readahead.start({name: (cookie, generation)})
+        readahead.settle()
+        nft(guarded, "add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "drop")
+        assert ns.generation() == generation + 1
+        assert readahead.take(name, cookie, generation + 1, *table) is readahead.MISSING
+        monkeypatch.setattr(readahead, "_threads", {})
+        readahead.start({name: (cookie + 1, generation + 1)})
+        assert readahead.take(name, cookie + 1, generation + 1, *table) is readahead.MISSING
+        assert list(readahead._readings) == [(cookie, generation, *table)]  # the stale one, never taken
+
+
 @pytest.mark.parametrize("rule, restorable", [
     ("ip saddr { 10.0.0.0/8, 10.1.0.0/16 } drop", True),    # merged: prints `{ 10.0.0.0/8 }`, added back as a prefix
     ("tcp dport { 22-23, 24 } drop", True),                  # prints `{ 22-24 }`, added back as a range

@@ -67,6 +67,7 @@ def answer(argv: list) -> int | None:
     command, manifest, prefix, state_dir = parsed
     title = in_sync(command, manifest, prefix, state_dir)
     if title is None:
+        _refused.add(parsed)
         return None
     line = f"{HEADING[command].format(title)}: {IN_SYNC[command]}."
     if len(line) > WIDTH or any(c in title for c in "[]\\") or not line.isprintable():
@@ -85,10 +86,17 @@ def in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
     a verdict says so for this `drift`, `plan` or `apply`; else None. Never raises."""
     if os.geteuid() != 0 or os.environ.get("NETKEEL_FAILPOINT"):
         return None  # (a failpoint is checked, and acted on, by the whole command)
+    if (command, manifest, prefix, state_dir) in _refused:
+        return None  # answer() just asked, before the task was loaded: no second read of every namespace
     try:
         return _in_sync(command, manifest, prefix, state_dir)
     except Exception:  # noqa: BLE001 - any doubt: the whole comparison decides
         return None
+
+
+# What answer() asked in this process and was told no: the task it then runs
+# does not ask again (no only means "compare everything", never wrong).
+_refused: set = set()
 
 
 def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
@@ -123,6 +131,29 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
         with Kernel() as kernel:
             kernel.nft_marks = {}
             live = kernel.read(names, hints_from(verdict["hints"]))
-            if marks_record(kernel.nft_marks) != verdict["marks"] or live_digest(live) != verdict["live"]:
+            marks = marks_record(kernel.nft_marks)
+            if marks != verdict["marks"]:
+                if command == "drift":
+                    _read_ahead(state, verdict["marks"], marks)
+                return None
+            if live_digest(live) != verdict["live"]:
                 return None
     return report_title(name, prefix)
+
+
+def _read_ahead(state, kept: dict, marks: dict) -> None:
+    """Start reading ahead (kernel/readahead.py) the namespaces whose ruleset
+    moved since the verdict (same cookie, another generation) to a generation
+    the ruleset memo does not know: the drift check about to run lists their
+    tables by text, and can take those listings instead."""
+    from ..kernel import readahead
+    from ..state.rulesets import RulesetMemo
+
+    memo = RulesetMemo(state)
+    moved = {}
+    for ns, (cookie, generation, _) in marks.items():
+        was = kept.get(ns)
+        if isinstance(was, list) and was[:1] == [cookie] and was[1:2] != [generation] \
+                and not memo.knows(ns, cookie, generation):
+            moved[ns] = (cookie, generation)
+    readahead.start(moved)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import NamedTuple
 
 from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, overlay
 from ..core.resource import Resource, changed_fields
@@ -209,13 +210,79 @@ def _listed_by_text(kernel, ns, ns_name: str, tables: list, expected: dict):
     return out
 
 
+class TextReading(NamedTuple):
+    """What _table_by_text decides on, all read at one ruleset generation: the
+    table's rules from its text listing ({chain: [(text, handle)]}), its set
+    names, the JSON items of its table, chain headers and sets (elements
+    included), and the kernel's own (chain, handle) list of its rules."""
+    generation: int
+    chains: dict
+    sets: list
+    items: list
+    dumped: list
+
+
+def tables_read_by_text(tables: list) -> list:
+    """(family, name) of the tables of ours, of `tables` ((family, name, flags)
+    as nftgen.tables gives them), that a text reading may serve: unflagged, not
+    a fault's."""
+    return [(family, name) for family, name, flags in tables
+            if name.startswith(TABLE_PREFIX) and not name.startswith(CHAOS_TABLE_PREFIX) and not flags]
+
+
+def read_table_text(kernel, ns, ns_name: str, family: str, name: str, overlap: bool = True):
+    """A TextReading of one table, or None if it cannot be made (a listing
+    this reader does not follow, a refusal, a commit while reading). With
+    `overlap`, the kernel's dump of the rules' handles runs in a thread of its
+    own while libnftables lists (both mostly outside Python's lock)."""
+    from ..kinds import nft_text
+    from . import nftgen
+    from .readahead import Background
+
+    generation = ns.generation()
+    if generation is None:
+        return None
+
+    def handles():
+        return nftgen.rule_handles(ns.nfgen_socket(), family, name)
+
+    try:
+        ns.nfgen_socket()  # made here, not in the thread: the thread only uses it
+        dumping = Background(handles) if overlap else None
+        try:
+            listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}",
+                                                         bare=True), family, name)
+            items = []
+            if listed is not None:
+                items = [{"table": {"family": family, "name": name}}]
+                items += [i for i in _listing(kernel, ns, ns_name, _list_command("chains", {}), "nft list chains")
+                          if "chain" in i and _table_key(i) == (family, name)]
+                for set_name in sorted(listed[1]):
+                    command = _list_command("set", {"family": family, "table": name, "name": set_name})
+                    items += [i for i in _listing(kernel, ns, ns_name, command,
+                                                  f"nft list set {family} {name} {set_name}") if "set" in i]
+                _mark_merging(kernel, ns, ns_name, items)
+        finally:
+            if dumping is not None:
+                dumping.join()  # the thread is done with the socket, whatever happened here
+        # One printed line, one rule: the kernel's own list of the rules' handles.
+        dumped = kernel.request(ns_name, f"nft rule handles of {family} {name}",
+                                dumping.result if dumping is not None else handles)
+    except KernelError:
+        return None
+    if listed is None or ns.generation() != generation:
+        return None  # a commit came while reading: the parts may be of different rulesets
+    return TextReading(generation, listed[0], listed[1], items, dumped)
+
+
 def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: dict, sent: dict, extras: bool):
     """The fields of one table as the reader gives them, read without its
     JSON listing: its chain headers and sets (elements included) from their
     own JSON listings, as the reader reads them; its rules from its text
     listing (half the cost, and no canonical form to make), each rule printed
     exactly as the text sent for a desired rule (`sent`: {chain: [text]}, with
-    `desired` the desired table's fields) being that rule.
+    `desired` the desired table's fields) being that rule. The listings may
+    have been made ahead, at this very generation (kernel/readahead.py).
 
     With `extras`, a chain may also hold rules that print as no desired rule,
     or lack desired rules, not both: a desired rule missing where an unknown one
@@ -228,29 +295,20 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     caller lists as JSON."""
     from ..kinds import nft_text
     from ..kinds.nft_canon import live_table_specs
-    from . import nftgen
+    from . import readahead
 
     generation = ns.generation()
-    try:
-        listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}"),
-                                       family, name)
-        if listed is None:
-            return None
-        chains, sets = listed
-        items = [{"table": {"family": family, "name": name}}]
-        items += [i for i in _listing(kernel, ns, ns_name, _list_command("chains", {}), "nft list chains")
-                  if "chain" in i and _table_key(i) == (family, name)]
-        for set_name in sorted(sets):
-            command = _list_command("set", {"family": family, "table": name, "name": set_name})
-            items += [i for i in _listing(kernel, ns, ns_name, command, f"nft list set {family} {name} {set_name}")
-                      if "set" in i]
-        _mark_merging(kernel, ns, ns_name, items)
-        # One printed line, one rule: the kernel's own list of the rules' handles.
-        dumped = kernel.request(ns_name, f"nft rule handles of {family} {name}", nftgen.rule_handles,
-                                ns.nfgen_socket(), family, name)
-    except KernelError:
+    if generation is None:
         return None
-    if generation is None or ns.generation() != generation:
+    reading = readahead.take(ns_name, ns.cookie(), generation, family, name)
+    if reading is readahead.MISSING:
+        reading = read_table_text(kernel, ns, ns_name, family, name)
+    else:
+        kernel.log(ns_name, f"nft table {family} {name}: read ahead at generation {generation}")
+    if reading is None or reading.generation != generation:
+        return None
+    chains, sets, items, dumped = reading.chains, reading.sets, reading.items, reading.dumped
+    if ns.generation() != generation:
         return None  # a commit came while reading: the parts may be of different rulesets
     per_chain: dict = {chain: [] for chain in chains}
     for chain, handle in dumped:
@@ -571,9 +629,15 @@ def _list_command(kind: str, body: dict) -> str:
     return json.dumps({"nftables": [{"list": {kind: body}}]})
 
 
-def _text_listing(kernel, ns, ns_name: str, command: str) -> str:
-    """What an nft list command prints as text (handles shown), its context freed after."""
+def _text_listing(kernel, ns, ns_name: str, command: str, bare: bool = False) -> str:
+    """What an nft list command prints as text (handles shown), its context
+    freed after. `bare`: without sets' elements and counters' values (`nft -t
+    -s`: a large set's elements, read as JSON anyway, are most of the lines to
+    parse)."""
     ns.nft.set_json_output(False)
+    if bare:
+        ns.nft.set_terse_output(True)
+        ns.nft.set_stateless_output(True)
     try:
         return kernel.request(ns_name, f"nft {command}", run_cmd, kernel, ns, command) or ""
     finally:

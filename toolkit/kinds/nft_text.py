@@ -434,6 +434,8 @@ def listed_table(listing: str, family: str, table: str):
 def without_counter_values(text: str) -> str:
     """A listed rule with `counter packets N bytes M` written `counter`, as sent
     (quoted strings left as they are)."""
+    if "counter packets " not in text:
+        return text  # (a stateless listing's, or a rule without a counter)
     parts = text.split('"')
     parts[::2] = [_COUNTER_VALUES.sub("counter", part) for part in parts[::2]]
     return '"'.join(parts)

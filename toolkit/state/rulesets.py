@@ -81,6 +81,15 @@ class RulesetMemo:
         self._known[ns] = (cookie, generation, devices, tuple(resources))
         return resources
 
+    def knows(self, ns: str, cookie: int, generation: int) -> bool:
+        """Whether an entry for `ns` at (cookie, generation) is kept (its
+        resources not read: a hint, not an answer). Never raises."""
+        try:
+            entry = self._loaded().get(ns) if self.trust else None
+        except Exception:  # noqa: BLE001 - unreadable: not known
+            return False
+        return isinstance(entry, dict) and entry.get("cookie") == cookie and entry.get("generation") == generation
+
     def _resources_of(self, entry: dict):
         """An entry's resources, inline or from its own file (whose content must
         hash to the name the entry gives). Raises ValueError, OSError."""

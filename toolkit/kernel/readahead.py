@@ -1,0 +1,124 @@
+"""Reading a namespace's tables ahead, on the second processor, while the command loads.
+
+A drift check whose quick answer failed because a namespace's ruleset moved
+(another tool committed there: cli/quick.py) will read that namespace's tables
+by their text listings (nftables._table_by_text): hundreds of milliseconds in
+libnftables for a large table, with nothing else to do meanwhile. The same
+hundreds of milliseconds go, in the main thread, to importing the CLI
+framework, loading the manifest and taking the lock. So the quick check starts
+those listings here, each namespace in a thread of its own (libnftables runs
+without Python's interpreter lock), and the reader takes what they read.
+
+Nothing here is believed on trust: a reading is kept under the namespace's
+cookie and the ruleset generation it was made at (the same before and after
+it), and the reader takes it only for the cookie and generation it finds
+itself, before and after its own use: one commit anywhere in between and the
+reading is not of the ruleset the reader would list, so it lists as ever. A
+thread that fails in any way leaves nothing, and the reader reads.
+
+The threads are daemons (a command that never asks does not wait for them at
+exit) with every signal blocked (Ctrl-C and SIGTERM reach the main thread,
+which defers them where it must: kernel/fanout.py), and they are joined
+before the command forks a child that runs Python (os.register_at_fork:
+fanout's helpers, the throwaway namespace's checker), which a thread caught
+mid-call could leave holding a lock.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+LIMIT = 4  # namespaces read ahead at most: a command reads the rest itself
+
+_threads: dict = {}    # namespace name -> its thread
+_readings: dict = {}   # (cookie, generation, family, table) -> nftables.TextReading
+_hooked = False
+
+
+class Background:
+    """A call run in a daemon thread with every signal blocked; result() joins it."""
+
+    def __init__(self, call, *args):
+        self._call, self._args = call, args
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        # The thread takes the signal mask of the thread starting it: block first.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def _run(self) -> None:
+        try:
+            self._value = self._call(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
+            self._error = exc
+
+    def result(self):
+        """The call's value; raises what it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+def start(marks: dict) -> None:
+    """Read ahead the tables of ours in each namespace of `marks` ({name:
+    (cookie, generation)}, as the quick check found them), up to LIMIT."""
+    global _hooked
+    if marks and not _hooked:
+        os.register_at_fork(before=settle)  # a forked child runs Python: no thread of ours mid-read then
+        _hooked = True
+    for name, (cookie, generation) in sorted(marks.items()):
+        if len(_threads) >= LIMIT:
+            break
+        if name not in _threads and isinstance(cookie, int) and isinstance(generation, int):
+            _threads[name] = Background(_read, name, cookie, generation)
+
+
+MISSING = object()  # take(): nothing read ahead for that table at that generation
+
+
+def take(name: str, cookie: int, generation: int, family: str, table: str):
+    """The reading of the table made ahead at exactly this cookie and
+    generation (waiting for it if it is under way): a TextReading, None where
+    the table does not read by text at that generation, MISSING if nothing
+    was read ahead for it."""
+    thread = _threads.get(name)
+    if thread is None:
+        return MISSING
+    thread.join()
+    return _readings.pop((cookie, generation, family, table), MISSING)
+
+
+def settle() -> None:
+    """Wait for every read under way (a fork copies only the calling thread)."""
+    for thread in list(_threads.values()):
+        thread.join()
+
+
+def _read(name: str, cookie: int, generation: int) -> None:
+    from . import nftables, nftgen
+    from .session import Kernel
+
+    try:
+        with Kernel() as kernel:
+            ns = kernel.ns(name)
+            if ns.cookie() != cookie or ns.generation() != generation:
+                return  # another namespace under the name, or another commit since: nothing to gain
+            for family, table in nftables.tables_read_by_text(nftgen.tables(ns.nfgen_socket())):
+                reading = nftables.read_table_text(kernel, ns, name, family, table)
+                if reading is None and ns.generation() == generation:
+                    _readings[(cookie, generation, family, table)] = None  # does not read by text: JSON then
+                    continue
+                if reading is None or reading.generation != generation:
+                    return
+                _readings[(cookie, generation, family, table)] = reading
+    except Exception:  # noqa: BLE001 - nothing read ahead: the reader reads
+        return
