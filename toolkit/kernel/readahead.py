@@ -72,7 +72,16 @@ def start(marks: dict) -> None:
     """Read ahead the tables of ours in each namespace of `marks` ({name:
     (cookie, generation)}, as the quick check found them), up to LIMIT."""
     global _hooked
-    if marks and not _hooked:
+    if not marks:
+        return
+    # What the threads use, imported here first: the main thread goes on
+    # importing the command's modules, and two threads importing into the same
+    # import cycle at once can make Python's deadlock detection fail an import
+    # in either. (The command imports these anyway.)
+    import nftables as _binding  # noqa: F401 - libnftables' binding
+    from ..kinds import nft_text  # noqa: F401
+    from . import nftables, nftgen, session  # noqa: F401
+    if not _hooked:
         os.register_at_fork(before=settle)  # a forked child runs Python: no thread of ours mid-read then
         _hooked = True
     for name, (cookie, generation) in sorted(marks.items()):
