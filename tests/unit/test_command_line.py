@@ -65,8 +65,25 @@ def test_an_empty_chaos_duration_is_refused_not_taken_for_the_files(tmp_path):
 
     result = subprocess.run([str(Path(sys.executable).with_name("netkeel")), "chaos", "loss-40", "--duration", "",
                              "--dry-run", "-s", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "--duration '': write it like 30s, 500ms, 2m or 48h" in result.stderr
+    assert result.returncode == 1 and "--duration '': write it like 30s, 500ms, 2m, 48h or 7d" in result.stderr
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("text, ms", [("7d", 7 * 86_400_000), ("1.5d", 129_600_000), ("168h", 7 * 86_400_000),
+                                      ("100ms", 100), ("90", 90_000)])
+def test_a_chaos_duration_may_be_written_in_days_up_to_a_week(text, ms):
+    from toolkit.cli.chaos import parse_duration
+
+    assert parse_duration(text) == ms
+
+
+@pytest.mark.parametrize("text", ["8d", "7.01d", "99ms", "1w", "d", "-1d"])
+def test_a_chaos_duration_out_of_range_or_unit_is_refused_with_its_range(text):
+    from toolkit.cli.chaos import parse_duration
+    from toolkit.errors import NetkeelError
+
+    with pytest.raises(NetkeelError, match="--duration"):
+        parse_duration(text)
 
 
 def test_control_characters_in_names_reach_the_terminal_as_escapes_and_colours_still_do():

@@ -81,7 +81,7 @@ def test_shipped_faults_model_exactly():
 
 @pytest.mark.parametrize("written, ms", [
     ("500ms", 500), ("2s", 2000), ("1.5m", 90_000), ("1h", 3_600_000), ("100000us", 100), ("30", 30_000),
-    ("0.5", 500),
+    ("0.5", 500), ("7d", 7 * 86_400_000), ("0.5d", 43_200_000),
 ])
 def test_durations(written, ms):
     assert load_fault_text(f"duration: {written}\n{T}loss: 5%\n", FILE).duration_ms == ms
@@ -133,15 +133,17 @@ HOSTILE = [
      ["1: duration: duration '5ms' is out of range: from 100ms to 7 days"]),
     ("duration too long", f"duration: 8000h\n{T}loss: 5%\n",
      ["1: duration: duration '8000h' is out of range: from 100ms to 7 days"]),
+    ("duration of 8 days", f"duration: 8d\n{T}loss: 5%\n",
+     ["1: duration: duration '8d' is out of range: from 100ms to 7 days"]),
     ("duration infinite", f"duration: .inf\n{T}loss: 5%\n",
      ["1: duration: duration inf is out of range: from 100ms to 7 days"]),
     ("duration NaN", f"duration: .nan\n{T}loss: 5%\n",
      ["1: duration: duration nan is out of range: from 100ms to 7 days"]),
     ("duration in parsecs", f"duration: 5 parsecs\n{T}loss: 5%\n",
-     ["1: duration: expected a time such as 500ms, 2s or 1.5m (us, ms, s, m, h), or a number of seconds, "
+     ["1: duration: expected a time such as 500ms, 2s or 1.5m (us, ms, s, m, h, d), or a number of seconds, "
       "got '5 parsecs'"]),
     ("negative duration", f"duration: -5\n{T}loss: 5%\n",
-     ["1: duration: expected a time such as 500ms, 2s or 1.5m (us, ms, s, m, h), or a number of seconds, got -5"]),
+     ["1: duration: expected a time such as 500ms, 2s or 1.5m (us, ms, s, m, h, d), or a number of seconds, got -5"]),
     ("delay of 0", f"{T}delay: 0ms\n",
      ["2: delay: a delay must be more than 0 and, with its jitter, at most an hour (more is not a lab fault)"]),
     ("delay of a day", f"{T}delay: {{time: 50ms, jitter: 24h}}\n",
@@ -155,7 +157,7 @@ HOSTILE = [
     ("flap too fast", f"{T}flap: {{period: 50ms, down: 10ms}}\n",
      ["2: flap.period: a flap period under 100ms is not one a keeper can keep"]),
     ("flap down not a time", f"{T}flap: {{period: 3s, down: soon}}\n",
-     ["2: flap.down: expected a time such as 500ms, 2s or 1.5m (us, ms, s, m, h), or a number of seconds, "
+     ["2: flap.down: expected a time such as 500ms, 2s or 1.5m (us, ms, s, m, h, d), or a number of seconds, "
       "got 'soon'"]),
     ("flap period infinite", f"{T}flap: {{period: .inf, down: 1s}}\n",
      ["2: flap: a flap's period and down time must be finite"]),

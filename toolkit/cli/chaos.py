@@ -40,14 +40,14 @@ def fault_path(name: str) -> Path:
 
 
 def parse_duration(text: str) -> int:
-    """--duration: 30s, 500ms, 2m, or seconds; in milliseconds."""
+    """--duration: 30s, 500ms, 2m, 7d, or seconds; in milliseconds."""
     from ..manifest.fault import duration_ms
 
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(us|ms|s|m|h)?", text or ""):
-        raise NetkeelError(f"--duration {text!r}: write it like 30s, 500ms, 2m or 48h")
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(us|ms|s|m|h|d)?", text or ""):
+        raise NetkeelError(f"--duration {text!r}: write it like 30s, 500ms, 2m, 48h or 7d")
     value = duration_ms(text if text[-1].isalpha() else float(text))
     if not 100 <= value <= 7 * 24 * 3_600_000:
-        raise NetkeelError(f"--duration {text!r}: from 100ms to 7 days (168h)")
+        raise NetkeelError(f"--duration {text!r}: from 100ms to 7 days (7d)")
     return int(value)
 
 

@@ -54,11 +54,12 @@ def run_cmd(kernel, ns, command: str) -> str:
     return out
 
 
-def read(kernel, ns_name: str, devices=None, seen=None) -> list:
+def read(kernel, ns_name: str, devices=None, seen=None, ns=None) -> list:
     """nft_table resources for the owned tables of a namespace, nft_foreign for the rest.
 
     `seen`: (cookie, generation) read with the link dump that gave `devices`
-    (kernel/reader.py), else they are read now.
+    (kernel/reader.py), else they are read now; `ns`: the namespace, open
+    (else kernel.ns(ns_name)).
 
     With a memo (kernel.nft_memo), a namespace whose cookie, ruleset generation
     and devices (`devices`: (name, index) pairs, from the link dump of the same
@@ -79,7 +80,7 @@ def read(kernel, ns_name: str, devices=None, seen=None) -> list:
     can be followed without listing; see _follow). A table found otherwise
     proves nothing: another tool made it, perhaps in a form netkeel's own
     sending would not make again."""
-    ns = kernel.ns(ns_name)
+    ns = ns or kernel.ns(ns_name)
     memo = kernel.nft_memo
     mark = (*(seen or (ns.cookie(), ns.generation())), device_list(devices))
     if kernel.nft_marks is not None:  # a quick check: the marks, compared with a verdict's

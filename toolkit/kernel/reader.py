@@ -33,10 +33,14 @@ def read_live(kernel, names, hints=None) -> list:
     hints = hints or {}
     sysctl_names = hints.get("sysctls", {})
     present = [name for name in sorted(set(names)) if kernel.exists(name)]
-    # Opened first: a helper process reads the very namespaces these are.
-    fds = {name: kernel.ns(name).fd for name in present}
+    # Opened first: a helper process reads the very namespaces these are. The
+    # read goes on with these handles (kernel.ns() checks each name still leads
+    # to its namespace, two system calls a time: a thousand namespaces asked it
+    # five times each spent 30 ms), and checks each name once more at its end.
+    opened = {name: kernel.ns(name) for name in present}
+    fds = {name: handle.fd for name, handle in opened.items()}
     peer_hints = hints.get("veth_peers", {})
-    dumps, by_helper = fanout.read_all(present, lambda name: _read_here(kernel, name),
+    dumps, by_helper = fanout.read_all(present, lambda name: _read_here(kernel, opened[name]),
                                        lambda name: _read_alone(fds, name, peer_hints),
                                        fanout.helpers_for(len(present)))
     seen = {}
@@ -45,9 +49,9 @@ def read_live(kernel, names, hints=None) -> list:
         if name in by_helper:
             kernel.log(name, "link, address, rule, route, neighbour and qdisc dumps, nftables generation "
                        "(read by a helper process)")
-            kernel.ns(name).note_read(dumps[name][0], nsids)
+            opened[name].note_read(dumps[name][0], nsids)
 
-    peers = _resolve_peers(kernel, dumps, peer_hints)
+    peers = _resolve_peers(kernel, dumps, peer_hints, opened)
     out = []
     for name, (link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs, rule_msgs) in dumps.items():
         link_resources = links.to_resources(name, link_msgs, peers, dumps)
@@ -63,17 +67,20 @@ def read_live(kernel, names, hints=None) -> list:
                    if r.key[1] not in foreign)
         out.extend(rules.to_resources(name, rule_msgs))
         out.extend(sysctls.read(kernel, name, sysctl_names.get(name, ())))
-        out.extend(nftables.read(kernel, name, [(link.ifname, link.index) for link in link_msgs], seen[name]))
+        out.extend(nftables.read(kernel, name, [(link.ifname, link.index) for link in link_msgs], seen[name],
+                                 opened[name]))
         out.extend(speakers.read(name))
+    for name in present:
+        kernel.ns(name)  # each name still leads to the namespace read (KernelError otherwise)
     return out
 
 
-def _read_here(kernel, name: str) -> tuple:
-    """One namespace's (links, addresses, routes, neighbours, qdiscs, rules,
-    (cookie, nftables generation), {}), the last two read right after the dumps."""
-    ns = kernel.ns(name)
+def _read_here(kernel, ns) -> tuple:
+    """One open namespace's (links, addresses, routes, neighbours, qdiscs,
+    rules, (cookie, nftables generation), {}), the last two read right after
+    the dumps."""
     ns.open_reading_sockets()
-    dumps = _dumps(ns.dump, lambda what, call, *args: kernel.request(name, what, call, *args), links=ns.links)
+    dumps = _dumps(ns.dump, lambda what, call, *args: kernel.request(ns.name, what, call, *args), links=ns.links)
     return (*dumps, (ns.cookie(), ns.generation()), {})
 
 
@@ -117,8 +124,9 @@ def _dumps(dump, request, links=None) -> tuple:
     return link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs, rule_msgs
 
 
-def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
-    """(ns, ifname) -> "peer_ns/peer_ifname" for every veth end read."""
+def _resolve_peers(kernel, dumps: dict, hints: dict, opened: dict) -> dict:
+    """(ns, ifname) -> "peer_ns/peer_ifname" for every veth end read (`opened`:
+    the namespaces read, by name)."""
     index = {name: {link.index: link for link in d[0]} for name, d in dumps.items()}
     resolved: dict = {}
     for name, (link_msgs, *_) in dumps.items():
@@ -137,8 +145,8 @@ def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
                 # (lazily: a thousand namespaces would make this quadratic).
                 candidates = itertools.chain([hinted] if hinted in dumps else [],
                                              (other for other in dumps if other not in (hinted, name)))
-            peer = _find_peer(kernel, name, m, nsid, candidates, index) or \
-                _find_peer(kernel, name, m, nsid, _outsiders(kernel, index, dumps), index)
+            peer = _find_peer(kernel, opened, name, m, nsid, candidates, index) or \
+                _find_peer(kernel, opened, name, m, nsid, _outsiders(kernel, index, dumps), index)
             if peer is None:
                 where = f"nsid {nsid}" if nsid is not None else "this namespace"
                 resolved[(name, ifname)] = f"?/index {peer_index} in {where}"
@@ -148,12 +156,12 @@ def _resolve_peers(kernel, dumps: dict, hints: dict) -> dict:
     return resolved
 
 
-def _find_peer(kernel, name, m, nsid, candidates, index):
+def _find_peer(kernel, opened, name, m, nsid, candidates, index):
     for other in candidates:
         peer_msg = index[other].get(m.link)
         if peer_msg is None or peer_msg.link != m.index:
             continue
-        if nsid is not None and kernel.ns(name).nsid_of(kernel.ns(other)) != nsid:
+        if nsid is not None and opened[name].nsid_of(opened.get(other) or kernel.ns(other)) != nsid:
             continue
         return (other, peer_msg.ifname)
     return None

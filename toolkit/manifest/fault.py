@@ -21,7 +21,7 @@ from .loader import load_document, mapping
 from .schema import schema_problems
 from .text import clean_problem, quote
 
-_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _RATE = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
 MAX_DURATION_MS = 7 * 24 * 3_600_000
 MAX_DELAY_MS = 3_600_000
@@ -31,7 +31,7 @@ IMPAIRMENT_KEYS = TRAFFIC_KINDS + DEVICE_KINDS + ("partition",) + VIP_KINDS
 
 
 def duration_ms(value) -> float:
-    """`500ms`, `2s`, `1.5m` or a number of seconds, in milliseconds; infinity for
+    """`500ms`, `2s`, `1.5m`, `7d` or a number of seconds, in milliseconds; infinity for
     a number too large for a float (the range checks then refuse it)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _float(value) * 1000
