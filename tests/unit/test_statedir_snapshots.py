@@ -6,7 +6,7 @@ import os
 import pytest
 
 from toolkit.state.journal import Journal
-from toolkit.state.snapshots import Snapshot, Snapshots, new_id
+from toolkit.state.snapshots import Snapshot, SnapshotError, Snapshots, new_id
 from toolkit.state.statedir import StateDir
 
 IDS = [f"2024010{d}T000000.000Z-abcd" for d in range(1, 5)]
@@ -41,20 +41,28 @@ def test_prune_leaves_files_netkeel_did_not_name(state, snapshots):
          f"{IDS[3]}.json"])
 
 
-def test_a_directory_named_like_json_is_neither_listed_nor_pruned(state, snapshots):
+def test_a_directory_named_like_a_snapshot_is_listed_as_not_one_and_never_pruned(state, snapshots):
     (directory(state) / "000.json").mkdir()
     (directory(state) / "20230101T000000.000Z-0000.json").mkdir()
     assert snapshots.ids() == IDS
-    assert [i for i, _ in snapshots.listing()] == IDS
+    (odd, error), *rest = snapshots.listing()
+    assert [odd] + [i for i, _ in rest] == ["20230101T000000.000Z-0000"] + IDS
+    assert isinstance(error, SnapshotError) and "is a directory, not a file netkeel wrote" in str(error)
     assert snapshots.prune(1) == IDS[:3]
     assert (directory(state) / "20230101T000000.000Z-0000.json").is_dir()
 
 
-def test_a_symlink_named_like_a_snapshot_is_ignored_and_its_target_kept(state, snapshots, tmp_path):
+def test_a_symlink_or_fifo_named_like_a_snapshot_is_never_read_and_listed_as_not_one(state, snapshots, tmp_path):
+    """Left out of `snapshots` silently, a snapshot replaced by something else
+    went unnoticed until a rollback to it was refused."""
     target = tmp_path / "precious.json"
     target.write_text("{}")
     (directory(state) / "20230101T000000.000Z-0000.json").symlink_to(target)
+    os.mkfifo(directory(state) / "20230102T000000.000Z-0000.json")
     assert snapshots.ids() == IDS
+    listed = dict(snapshots.listing())  # a FIFO read would block: it is not opened
+    assert "is a symbolic link" in str(listed["20230101T000000.000Z-0000"])
+    assert "is a FIFO" in str(listed["20230102T000000.000Z-0000"])
     snapshots.prune(1)
     assert target.read_text() == "{}"
 

@@ -129,14 +129,21 @@ class Snapshots:
         return sorted(name[:-5] for name in names if name.endswith(".json") and ID.fullmatch(name[:-5]))
 
     def listing(self) -> list:
-        """[(id, Snapshot or the SnapshotError that loading it raised)], oldest first."""
+        """[(id, Snapshot or the SnapshotError that loading it raised)], oldest
+        first; a snapshot's name standing for something else than a regular
+        file (a link, a FIFO: never read) is listed with the error it is."""
         out = []
         for snapshot_id in self.ids():
             try:
                 out.append((snapshot_id, self.load(snapshot_id)))
             except SnapshotError as exc:
                 out.append((snapshot_id, exc))
-        return out
+        for name, what in self.state.other_entries(DIRECTORY).items():
+            if name.endswith(".json") and ID.fullmatch(name[:-5]):
+                path = self.state.root / DIRECTORY / name
+                out.append((name[:-5], SnapshotError(f"snapshot {name[:-5]} is {what}, not a file netkeel wrote "
+                                                     f"({path}): never read; remove it")))
+        return sorted(out, key=lambda item: item[0])
 
     def prune(self, keep: int, pinned=()) -> list:
         """Remove all but the newest `keep` snapshots, never one in `pinned` nor one the

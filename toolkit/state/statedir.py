@@ -203,6 +203,28 @@ class StateDir:
         except FileNotFoundError:
             return []
 
+    def other_entries(self, relative: str) -> dict:
+        """{name: what it is} of the entries of a subdirectory that are not
+        regular files (a link, a FIFO, a directory ...: never read as state); {}
+        if it does not exist."""
+        kinds = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory",
+                 stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+        found = {}
+        try:
+            with self.directory(relative) as dir_fd:
+                with os.scandir(dir_fd) as entries:
+                    for entry in entries:
+                        if entry.is_file(follow_symlinks=False):
+                            continue
+                        try:
+                            mode = entry.stat(follow_symlinks=False).st_mode
+                        except FileNotFoundError:
+                            continue  # gone meanwhile
+                        found[entry.name] = kinds.get(stat.S_IFMT(mode), "not a regular file")
+        except FileNotFoundError:
+            return {}
+        return found
+
     def keep_newest(self, relative: str, keep: int) -> None:
         """Remove the oldest .json files of a subdirectory beyond `keep` (a cache's
         bound), by modification time."""
