@@ -113,3 +113,30 @@ def test_a_resource_spec_nested_too_deeply_is_refused_as_damage():
     deep = json.loads("[" * 900 + "]" * 900)  # parses, but freezing it recurses twice as deep
     with pytest.raises(ValueError, match="nested too deeply"):
         decode(["netns", ["a"], "topology", [["x", deep]]])
+
+
+@pytest.mark.parametrize("text", [
+    '{"format": 6, "namespaces": {"lab-a": {"cookie": 4096, "generation": 7}}, "x": [1.5, -0, null, true, "é"]}',
+    '{"a": 1, "a": 2}',                   # the last one, as json.loads
+    '[NaN, Infinity, -Infinity]',          # not JSON: orjson refuses it, the standard library reads it
+    '"\\ud800"',                           # a lone surrogate: the same
+    '[1e400]',
+])
+def test_a_sealed_document_parses_as_json_loads_parses_it(text):
+    from toolkit.state.statedir import parse_sealed_json
+
+    expected, found = json.loads(text), parse_sealed_json(text.encode())
+    assert repr(found) == repr(expected)  # (NaN != NaN: compared by how they print)
+
+
+def test_a_sealed_document_nested_too_deeply_or_damaged_is_damage(monkeypatch):
+    from toolkit.state.statedir import parse_sealed_json
+
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_sealed_json(NESTED.encode())
+    with pytest.raises(ValueError):
+        parse_sealed_json(b'{"cut": [1, 2')
+    monkeypatch.setitem(__import__("sys").modules, "orjson", None)  # not installed: the standard library
+    assert parse_sealed_json(b'{"a": [1, 2]}') == {"a": [1, 2]}
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_sealed_json(NESTED.encode())

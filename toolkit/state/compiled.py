@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..model.compiled import Compiled
 from .codec import decode, encode
-from .statedir import json_line, parse_json
+from .statedir import json_line, parse_sealed_json
 
 DIRECTORY = "cache/compiled"
 FORMAT = 4  # two lines, sealed (statedir.write_sealed): a header, then the resources (4: tables' `_shown`)
@@ -137,7 +137,7 @@ class CompileCache:
             found = self.state.read_sealed(self._name(manifest, prefix))
             if found is None or len(found) != 2:
                 return None
-            return self._valid(parse_json(found[0]), found[1], str(manifest), prefix)
+            return self._valid(parse_sealed_json(found[0]), found[1], str(manifest), prefix)
         except Exception:  # noqa: BLE001 - unreadable, unsafe, malformed: load as usual
             return None
 
@@ -148,7 +148,7 @@ class CompileCache:
         reads = data["reads"]
         if not unchanged(reads, manifest, self._read, self._refused):
             return None
-        desired = frozenset(decode(item) for item in parse_json(rest))
+        desired = frozenset(decode(item) for item in parse_sealed_json(rest))
         if not all(isinstance(r.key[0], str) and r.key[0].startswith(prefix) for r in desired):
             return None
         files = tuple((str(p), str(h)) for p, h in data["files"])

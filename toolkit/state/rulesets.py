@@ -31,7 +31,7 @@ import json
 from ..core.owners import TOPOLOGY
 from .codec import decode, encode
 from .compiled import fingerprint
-from .statedir import parse_json
+from .statedir import parse_sealed_json
 
 FILE = "cache/nft-rulesets.json"
 DIRECTORY = "cache/nft-rulesets"  # large entries, one file each, named by their SHA-256
@@ -101,7 +101,7 @@ class RulesetMemo:
         content = self.state.read_bytes(f"{DIRECTORY}/{digest}.json")
         if content is None or hashlib.sha256(content).hexdigest() != digest:
             raise ValueError("entry file missing or changed")
-        return parse_json(content)
+        return parse_sealed_json(content)  # its content hashes to its name: as sealed
 
     def put(self, ns: str, cookie: int, generation: int, devices: list, resources) -> None:
         """Remember what `ns` holds at (cookie, generation); with its devices only
