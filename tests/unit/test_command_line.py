@@ -150,3 +150,39 @@ def test_anything_else_gets_the_whole_collection(argv):
     from toolkit.cli.program import collection
 
     assert collection(argv) is user
+
+
+def test_the_console_script_leaves_with_the_status_sys_exit_would_give(monkeypatch, capsys):
+    """console() leaves by os._exit (no interpreter teardown): the status and the
+    output must be what sys.exit gave."""
+    import io
+
+    from toolkit.cli.program import _status
+
+    assert [_status(code) for code in (None, 0, 2, 256 + 3)] == [0, 0, 2, 3]
+    assert _status("refused: bad input") == 1 and "refused: bad input" in capsys.readouterr().err
+
+    class Gone(io.StringIO):
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", Gone())
+    assert _status(0) == 120 and _status(2) == 2  # stdout could not take the rest, as the interpreter says it
+
+
+def test_the_console_script_flushes_what_it_printed_before_leaving(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    netkeel = str(Path(sys.executable).with_name("netkeel"))
+    version = subprocess.run([netkeel, "--version"], capture_output=True, text=True, timeout=60)
+    assert (version.returncode, version.stdout.startswith("netkeel ")) == (0, True)
+    (tmp_path / "lab.yaml").write_text("name: lab\nnodes:\n  a: {}\n")
+    with open(tmp_path / "out", "w") as out:  # a file: fully buffered, so only a flush writes it
+        result = subprocess.run([netkeel, "validate", str(tmp_path / "lab.yaml")], stdout=out,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+    assert result.returncode == 0 and "lab" in (tmp_path / "out").read_text()
+    missing = subprocess.run([netkeel, "validate", str(tmp_path / "missing.yaml")], capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 1 and "cannot read manifest" in missing.stdout + missing.stderr
