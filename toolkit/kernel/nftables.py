@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import NamedTuple
 
 from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, overlay
@@ -34,11 +35,21 @@ KIND = "nft_table"
 _HANDLE = re.compile(r"^(?P<text>.*?)\s+# handle (?P<handle>\d+)$")
 
 
+# libnftables is used by one thread at a time. Reading ahead runs it in threads
+# of its own (kernel/readahead.py), each with a context of its own; but not
+# every part of the library is known to keep to its context (its number
+# library's allocators are process-wide), and a crash there would take the
+# command with it. The main thread meanwhile imports and loads, which is what
+# reading ahead overlaps: this lock costs it nothing.
+LIBRARY = threading.RLock()  # (re-entrant: a command makes its context on first use)
+
+
 def context():
     """A libnftables context for the namespace the calling thread is in."""
     import nftables  # libnftables is loaded only by commands that need it
 
-    ctx = nftables.Nftables()
+    with LIBRARY:
+        ctx = nftables.Nftables()
     ctx.set_json_output(True)
     ctx.set_handle_output(True)
     return ctx
@@ -46,7 +57,7 @@ def context():
 
 def run_cmd(kernel, ns, command: str) -> str:
     """Run one nft command (text or JSON) in namespace `ns`; its output. Raises KernelError."""
-    with kernel.in_namespace(ns.name):
+    with kernel.in_namespace(ns.name), LIBRARY:
         rc, out, err = ns.nft.cmd(command)
     if rc != 0:
         shown = command if len(command) < 80 else command[:77] + "..."

@@ -74,7 +74,8 @@ class Namespace:
 
     def release_nft(self) -> None:
         """Free the libnftables context (made again on next use)."""
-        self._nft = None
+        with nftables.LIBRARY:
+            self._nft = None
 
     def nfgen_socket(self):
         """An nfnetlink socket bound to this namespace (made on first use)."""
@@ -154,7 +155,7 @@ class Namespace:
         try:
             if self._ipr is not None:
                 self._ipr.close()
-            self._nft = None  # frees the libnftables context and its socket
+            self.release_nft()  # frees the libnftables context and its socket
             if self._nfgen is not None:
                 self._nfgen.close()
             if self._dump is not None:
