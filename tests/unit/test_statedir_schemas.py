@@ -140,3 +140,15 @@ def test_a_sealed_document_nested_too_deeply_or_damaged_is_damage(monkeypatch):
     assert parse_sealed_json(b'{"a": [1, 2]}') == {"a": [1, 2]}
     with pytest.raises(ValueError, match="nested too deeply"):
         parse_sealed_json(NESTED.encode())
+
+
+@pytest.mark.parametrize("document", [
+    {"format": 5, "text": "tables:\n  é: {}\n", "spans": [["rules", "t", "input", 0, 3, 4, 10]], "x": None, "b": True},
+    {"big": 2 ** 70, "key": "ok"},  # beyond orjson's integers: written as json writes it
+    [],
+])
+def test_a_plain_document_written_fast_reads_back_as_it_was(document):
+    from toolkit.state.statedir import json_line, parse_sealed_json, plain_json_line
+
+    line = plain_json_line(document)
+    assert "\n" not in line and parse_sealed_json(line.encode()) == json.loads(json_line(document)) == document

