@@ -577,7 +577,11 @@ def test_a_reading_made_ahead_is_taken_only_at_the_generation_it_was_made_at(gua
     (another cookie), nothing is read at all."""
     from toolkit.kernel import Kernel, nftables, readahead
 
-    monkeypatch.setattr(readahead, "_threads", {})
+    def fresh():  # nothing read ahead yet
+        monkeypatch.setattr(readahead, "_done", {})
+        monkeypatch.setattr(readahead, "_readers", [])
+
+    fresh()
     monkeypatch.setattr(readahead, "_readings", {})
     write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop"))
     name, table = guarded.ns("fw"), ("inet", "netkeel_guard")
@@ -588,16 +592,79 @@ def test_a_reading_made_ahead_is_taken_only_at_the_generation_it_was_made_at(gua
         ahead = readahead.take(name, cookie, generation, *table)
         assert ahead == nftables.read_table_text(kernel, ns, name, *table) and ahead.generation == generation
         assert readahead.take(name, cookie, generation, *table) is readahead.MISSING  # taken once
-        monkeypatch.setattr(readahead, "_threads", {})
+        fresh()
         readahead.start({name: (cookie, generation)})
         readahead.settle()
         nft(guarded, "add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "drop")
         assert ns.generation() == generation + 1
         assert readahead.take(name, cookie, generation + 1, *table) is readahead.MISSING
-        monkeypatch.setattr(readahead, "_threads", {})
+        fresh()
         readahead.start({name: (cookie + 1, generation + 1)})
         assert readahead.take(name, cookie + 1, generation + 1, *table) is readahead.MISSING
         assert list(readahead._readings) == [(cookie, generation, *table)]  # the stale one, never taken
+
+
+# Reads ahead in every namespace given (NAME=DEVICE ...) while the main thread
+# lists each as JSON, ROUNDS times; prints each listing's interface names that
+# are not that namespace's device (there should be none).
+CONCURRENT = """\
+import json, re, sys
+from toolkit.kernel import Kernel, nftables, readahead
+devices = dict(arg.split("=") for arg in sys.argv[2:])
+texts = []
+listed = nftables._text_listing
+def recording(kernel, ns, ns_name, command, bare=False):
+    out = listed(kernel, ns, ns_name, command, bare=bare)
+    texts.append((ns_name, out))
+    return out
+nftables._text_listing = recording
+wrong = []
+for _ in range(int(sys.argv[1])):
+    readahead._done.clear()
+    with Kernel() as kernel:
+        readahead.start({name: (kernel.ns(name).cookie(), kernel.ns(name).generation()) for name in devices})
+        for name in reversed(sorted(devices)):
+            for item in nftables._listing(kernel, kernel.ns(name), name, "list ruleset", "nft list ruleset"):
+                rule = item.get("rule")
+                for expr in rule["expr"] if rule else ():
+                    left = expr.get("match", {}).get("left", {})
+                    if left.get("meta", {}).get("key") == "iif" and expr["match"]["right"] != devices[name]:
+                        wrong.append([name, "json", expr["match"]["right"]])
+        readahead.settle()
+for name, text in texts:
+    wrong += [[name, "text", found] for found in re.findall(r"iif (\\S+)", text) if found != f'"{devices[name]}"']
+print(json.dumps({"wrong": wrong[:10], "texts": len(texts)}))
+"""
+
+
+def test_reading_ahead_in_many_namespaces_never_mixes_their_interfaces(prefix, tmp_path):
+    """libnftables keeps one interface cache for the whole process, filled in
+    the namespace of the thread that asks: threads listing `iif` rules in
+    several namespaces at once printed one's rules with another's interface
+    names (then remembered as read), or crashed (found by review). It is used
+    by one thread at a time; a run in a process of its own, so a crash fails
+    this test alone."""
+    import sys
+
+    devices = {}
+    for number in range(4):
+        name, device = f"{prefix}ra{number}", f"dev{number}a"
+        devices[name] = device
+        subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+        # Every namespace's device of index 2 has a name of its own.
+        subprocess.run(["ip", "-n", name, "link", "add", device, "type", "veth", "peer", "name", f"dev{number}b"],
+                       check=True, timeout=10)
+        rules = "\n".join(f"    iif {device} tcp dport {1000 + i} accept" for i in range(1500))
+        ruleset = f"table inet netkeel_ra {{\n  chain input {{\n{rules}\n  }}\n}}\n"
+        subprocess.run(["ip", "netns", "exec", name, "nft", "-f", "-"], input=ruleset, text=True, check=True,
+                       timeout=60)
+    (tmp_path / "concurrent.py").write_text(CONCURRENT)
+    result = subprocess.run([sys.executable, str(tmp_path / "concurrent.py"), "8",
+                             *(f"{name}={device}" for name, device in devices.items())],
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout)
+    assert found["wrong"] == [] and found["texts"] >= 8 * 4, found
 
 
 @pytest.mark.parametrize("rule, restorable", [

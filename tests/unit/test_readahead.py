@@ -17,7 +17,8 @@ from toolkit.kernel import readahead
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch):
     """Each test with no thread started and nothing read."""
-    monkeypatch.setattr(readahead, "_threads", {})
+    monkeypatch.setattr(readahead, "_done", {})
+    monkeypatch.setattr(readahead, "_readers", [])
     monkeypatch.setattr(readahead, "_readings", {})
 
 
@@ -65,15 +66,44 @@ def test_take_waits_for_the_reading_under_way(monkeypatch):
     assert readahead.take("ns", 1, 2, "inet", "t") == "read"
 
 
-def test_at_most_a_few_namespaces_are_read_ahead_and_marks_of_another_shape_none(monkeypatch):
+def test_at_most_a_few_namespaces_are_read_ahead_one_after_another_in_one_thread(monkeypatch):
     started = []
-    monkeypatch.setattr(readahead, "_read", lambda *args: started.append(args))
+    monkeypatch.setattr(readahead, "_read", lambda *args: started.append((*args, threading.get_ident())))
     marks = {f"ns{i:02}": (i, 5) for i in range(readahead.LIMIT + 3)}
     marks["bad"] = ("cookie", 5)
     readahead.start(marks)
     readahead.start(marks)  # asked again: nothing read twice
     readahead.settle()
-    assert sorted(started) == [(f"ns{i:02}", i, 5) for i in range(readahead.LIMIT)]
+    assert [args[:3] for args in started] == [(f"ns{i:02}", i, 5) for i in range(readahead.LIMIT)]
+    assert len({args[3] for args in started}) == 1 and len(readahead._readers) == 1
+
+
+def test_each_namespace_is_taken_as_soon_as_its_own_reading_is_over(monkeypatch):
+    """The reader takes the first namespace while the thread reads the next;
+    a reading that fails still lets the reader go on (with nothing)."""
+    second = threading.Event()
+
+    def read(name, cookie, generation):
+        if name == "b":
+            second.wait(5)
+            raise OSError("gone")
+        readahead._readings[(cookie, generation, "inet", "t")] = name
+
+    monkeypatch.setattr(readahead, "_read", read)
+    readahead.start({"a": (1, 1), "b": (2, 1), "c": (3, 1)})
+    assert readahead.take("a", 1, 1, "inet", "t") == "a"  # while b's is under way
+    second.set()
+    assert readahead.take("b", 2, 1, "inet", "t") is readahead.MISSING
+    assert readahead.take("c", 3, 1, "inet", "t") == "c"  # read all the same
+
+
+def test_a_thread_that_dies_leaves_no_reader_waiting(monkeypatch):
+    def read(name, cookie, generation):
+        raise SystemExit  # (not an Exception: the loop itself ends)
+
+    monkeypatch.setattr(readahead, "_read", read)
+    readahead.start({"a": (1, 1), "b": (2, 1)})
+    assert readahead.take("b", 2, 1, "inet", "t") is readahead.MISSING
 
 
 def test_a_fork_waits_for_the_readings_under_way(monkeypatch):

@@ -35,12 +35,15 @@ KIND = "nft_table"
 _HANDLE = re.compile(r"^(?P<text>.*?)\s+# handle (?P<handle>\d+)$")
 
 
-# libnftables is used by one thread at a time. Reading ahead runs it in threads
-# of its own (kernel/readahead.py), each with a context of its own; but not
-# every part of the library is known to keep to its context (its number
-# library's allocators are process-wide), and a crash there would take the
-# command with it. The main thread meanwhile imports and loads, which is what
-# reading ahead overlaps: this lock costs it nothing.
+# libnftables is used by one thread at a time. Reading ahead runs it in a
+# thread of its own (kernel/readahead.py), with a context of its own, but
+# libnftables 1.0.6 keeps state for the whole process: an interface cache
+# (index <-> name) filled in whatever namespace the calling thread is in and
+# emptied at each command's end. Two threads in it at once printed one
+# namespace's `iif` rules with another's interface names (a wrong read, then
+# remembered) and corrupted its heap (found by review). The main thread
+# meanwhile imports and loads, which is what reading ahead overlaps: this lock
+# costs it nothing there.
 LIBRARY = threading.RLock()  # (re-entrant: a command makes its context on first use)
 
 

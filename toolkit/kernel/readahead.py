@@ -6,8 +6,14 @@ by their text listings (nftables._table_by_text): hundreds of milliseconds in
 libnftables for a large table, with nothing else to do meanwhile. The same
 hundreds of milliseconds go, in the main thread, to importing the CLI
 framework, loading the manifest and taking the lock. So the quick check starts
-those listings here, each namespace in a thread of its own (libnftables runs
-without Python's interpreter lock), and the reader takes what they read.
+those listings here, in one thread (libnftables runs without Python's
+interpreter lock), namespace after namespace in the order the reader goes,
+and the reader takes each as it is done. One thread: libnftables is used by
+one thread at a time anyway (nftables.LIBRARY: it keeps an interface cache for
+the whole process, filled in whatever namespace the calling thread is in, and
+two threads in it at once printed one namespace's rules with another's
+interface names, or crashed: found by review), and on two processors more
+threads only slowed the main thread they are meant to hide behind.
 
 Nothing here is believed on trust: a reading is kept under the namespace's
 cookie and the ruleset generation it was made at (the same before and after
@@ -16,9 +22,9 @@ itself, before and after its own use: one commit anywhere in between and the
 reading is not of the ruleset the reader would list, so it lists as ever. A
 thread that fails in any way leaves nothing, and the reader reads.
 
-The threads are daemons (a command that never asks does not wait for them at
+The thread is a daemon (a command that never asks does not wait for it at
 exit) with every signal blocked (Ctrl-C and SIGTERM reach the main thread,
-which defers them where it must: kernel/fanout.py), and they are joined
+which defers them where it must: kernel/fanout.py), and it is joined
 before the command forks a child that runs Python (os.register_at_fork:
 fanout's helpers, the throwaway namespace's checker), which a thread caught
 mid-call could leave holding a lock.
@@ -32,7 +38,8 @@ import threading
 
 LIMIT = 4  # namespaces read ahead at most: a command reads the rest itself
 
-_threads: dict = {}    # namespace name -> its thread
+_done: dict = {}       # namespace name -> an Event set once its reading is over (made or given up)
+_readers: list = []    # the Background threads reading
 _readings: dict = {}   # (cookie, generation, family, table) -> nftables.TextReading
 _hooked = False
 
@@ -84,11 +91,13 @@ def start(marks: dict) -> None:
     if not _hooked:
         os.register_at_fork(before=settle)  # a forked child runs Python: no thread of ours mid-read then
         _hooked = True
-    for name, (cookie, generation) in sorted(marks.items()):
-        if len(_threads) >= LIMIT:
-            break
-        if name not in _threads and isinstance(cookie, int) and isinstance(generation, int):
-            _threads[name] = Background(_read, name, cookie, generation)
+    todo = [(name, cookie, generation) for name, (cookie, generation) in sorted(marks.items())
+            if name not in _done and isinstance(cookie, int) and isinstance(generation, int)]
+    todo = todo[:max(0, LIMIT - len(_done))]
+    if todo:
+        for name, _, _ in todo:
+            _done[name] = threading.Event()
+        _readers.append(Background(_read_each, todo))
 
 
 MISSING = object()  # take(): nothing read ahead for that table at that generation
@@ -99,17 +108,30 @@ def take(name: str, cookie: int, generation: int, family: str, table: str):
     generation (waiting for it if it is under way): a TextReading, None where
     the table does not read by text at that generation, MISSING if nothing
     was read ahead for it."""
-    thread = _threads.get(name)
-    if thread is None:
+    done = _done.get(name)
+    if done is None:
         return MISSING
-    thread.join()
+    done.wait()
     return _readings.pop((cookie, generation, family, table), MISSING)
 
 
 def settle() -> None:
     """Wait for every read under way (a fork copies only the calling thread)."""
-    for thread in list(_threads.values()):
-        thread.join()
+    for reader in list(_readers):
+        reader.join()
+
+
+def _read_each(todo: list) -> None:
+    try:
+        for name, cookie, generation in todo:
+            try:
+                _read(name, cookie, generation)
+            except Exception:  # noqa: BLE001 - nothing read ahead there: the reader reads
+                pass
+            _done[name].set()
+    finally:
+        for name, _, _ in todo:
+            _done[name].set()  # whatever happened, no reader waits for good
 
 
 def _read(name: str, cookie: int, generation: int) -> None:
