@@ -588,20 +588,30 @@ def test_a_reading_made_ahead_is_taken_only_at_the_generation_it_was_made_at(gua
     with Kernel() as kernel:
         ns = kernel.ns(name)
         cookie, generation = ns.cookie(), ns.generation()
+        devices = nftables.device_list((link.ifname, link.index) for link in ns.links())
         readahead.start({name: (cookie, generation)})
-        ahead = readahead.take(name, cookie, generation, *table)
+        ahead = readahead.take(name, cookie, generation, *table, devices)
         assert ahead == nftables.read_table_text(kernel, ns, name, *table) and ahead.generation == generation
-        assert readahead.take(name, cookie, generation, *table) is readahead.MISSING  # taken once
+        assert readahead.take(name, cookie, generation, *table, devices) is readahead.MISSING  # taken once
         fresh()
         readahead.start({name: (cookie, generation)})
         readahead.settle()
         nft(guarded, "add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "drop")
         assert ns.generation() == generation + 1
-        assert readahead.take(name, cookie, generation + 1, *table) is readahead.MISSING
+        assert readahead.take(name, cookie, generation + 1, *table, devices) is readahead.MISSING
         fresh()
         readahead.start({name: (cookie + 1, generation + 1)})
-        assert readahead.take(name, cookie + 1, generation + 1, *table) is readahead.MISSING
+        assert readahead.take(name, cookie + 1, generation + 1, *table, devices) is readahead.MISSING
         assert list(readahead._readings) == [(cookie, generation, *table)]  # the stale one, never taken
+        # A device renamed (no commit) between reading ahead and the reader's look: not taken.
+        fresh()
+        readahead.start({name: (cookie, generation + 1)})
+        readahead.settle()
+        guarded.ip("fw", "link set p0 down")
+        guarded.ip("fw", "link set p0 name p9")
+        renamed = nftables.device_list((link.ifname, link.index) for link in ns.links())
+        assert ns.generation() == generation + 1 and renamed != devices
+        assert readahead.take(name, cookie, generation + 1, *table, renamed) is readahead.MISSING
 
 
 # Reads ahead in every namespace given (NAME=DEVICE ...) while the main thread

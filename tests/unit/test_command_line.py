@@ -167,7 +167,7 @@ def test_the_console_script_leaves_with_the_status_sys_exit_would_give(monkeypat
             raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setattr("sys.stdout", Gone())
-    assert _status(0) == 120 and _status(2) == 2  # stdout could not take the rest, as the interpreter says it
+    assert _status(0) == _status(2) == 120  # stdout could not take the rest: as the interpreter says it
 
 
 def test_the_console_script_flushes_what_it_printed_before_leaving(tmp_path):

@@ -13,6 +13,8 @@ import pytest
 
 from toolkit.kernel import readahead
 
+DEVICES = [["lo", 1], ["eth0", 2]]  # what the reader read the namespace's devices as
+
 
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch):
@@ -43,27 +45,40 @@ def test_a_background_thread_takes_no_signal_and_leaves_the_callers_mask_alone()
 
 def test_a_reading_is_taken_once_and_only_at_its_own_cookie_and_generation(monkeypatch):
     def read(name, cookie, generation):
-        readahead._readings[(cookie, generation, "inet", "netkeel_lab")] = f"{name} at {generation}"
-        readahead._readings[(cookie, generation, "inet", "netkeel_other")] = None  # not readable by text
+        readahead._readings[(cookie, generation, "inet", "netkeel_lab")] = (DEVICES, f"{name} at {generation}")
+        readahead._readings[(cookie, generation, "inet", "netkeel_other")] = (DEVICES, None)  # not by text
 
     monkeypatch.setattr(readahead, "_read", read)
     readahead.start({"lab-fw": (7, 41)})
-    assert readahead.take("lab-fw", 7, 42, "inet", "netkeel_lab") is readahead.MISSING  # a commit since
-    assert readahead.take("lab-fw", 8, 41, "inet", "netkeel_lab") is readahead.MISSING  # another namespace
-    assert readahead.take("lab-fw", 7, 41, "inet", "netkeel_other") is None
-    assert readahead.take("lab-fw", 7, 41, "inet", "netkeel_lab") == "lab-fw at 41"
-    assert readahead.take("lab-fw", 7, 41, "inet", "netkeel_lab") is readahead.MISSING  # taken
-    assert readahead.take("lab-gw", 7, 41, "inet", "netkeel_lab") is readahead.MISSING  # never read ahead
+    assert readahead.take("lab-fw", 7, 42, "inet", "netkeel_lab", DEVICES) is readahead.MISSING  # a commit since
+    assert readahead.take("lab-fw", 8, 41, "inet", "netkeel_lab", DEVICES) is readahead.MISSING  # another namespace
+    assert readahead.take("lab-fw", 7, 41, "inet", "netkeel_other", DEVICES) is None
+    assert readahead.take("lab-fw", 7, 41, "inet", "netkeel_lab", DEVICES) == "lab-fw at 41"
+    assert readahead.take("lab-fw", 7, 41, "inet", "netkeel_lab", DEVICES) is readahead.MISSING  # taken
+    assert readahead.take("lab-gw", 7, 41, "inet", "netkeel_lab", DEVICES) is readahead.MISSING  # never read ahead
+
+
+def test_a_reading_made_with_other_devices_is_not_taken(monkeypatch):
+    """A rule naming a device by index prints the name the device had when
+    listed, and renaming a device moves no generation."""
+    def read(name, cookie, generation):
+        readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "read")
+
+    monkeypatch.setattr(readahead, "_read", read)
+    readahead.start({"ns": (1, 2)})
+    assert readahead.take("ns", 1, 2, "inet", "t", [["lo", 1], ["eth1", 2]]) is readahead.MISSING
+    readahead.start({"other": (3, 2)})
+    assert readahead.take("other", 3, 2, "inet", "t", None) is readahead.MISSING  # devices not known
 
 
 def test_take_waits_for_the_reading_under_way(monkeypatch):
     def read(name, cookie, generation):
         time.sleep(0.2)
-        readahead._readings[(cookie, generation, "inet", "t")] = "read"
+        readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "read")
 
     monkeypatch.setattr(readahead, "_read", read)
     readahead.start({"ns": (1, 2)})
-    assert readahead.take("ns", 1, 2, "inet", "t") == "read"
+    assert readahead.take("ns", 1, 2, "inet", "t", DEVICES) == "read"
 
 
 def test_at_most_a_few_namespaces_are_read_ahead_one_after_another_in_one_thread(monkeypatch):
@@ -87,14 +102,14 @@ def test_each_namespace_is_taken_as_soon_as_its_own_reading_is_over(monkeypatch)
         if name == "b":
             second.wait(5)
             raise OSError("gone")
-        readahead._readings[(cookie, generation, "inet", "t")] = name
+        readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, name)
 
     monkeypatch.setattr(readahead, "_read", read)
     readahead.start({"a": (1, 1), "b": (2, 1), "c": (3, 1)})
-    assert readahead.take("a", 1, 1, "inet", "t") == "a"  # while b's is under way
+    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) == "a"  # while b's is under way
     second.set()
-    assert readahead.take("b", 2, 1, "inet", "t") is readahead.MISSING
-    assert readahead.take("c", 3, 1, "inet", "t") == "c"  # read all the same
+    assert readahead.take("b", 2, 1, "inet", "t", DEVICES) is readahead.MISSING
+    assert readahead.take("c", 3, 1, "inet", "t", DEVICES) == "c"  # read all the same
 
 
 def test_a_thread_that_dies_leaves_no_reader_waiting(monkeypatch):
@@ -103,7 +118,7 @@ def test_a_thread_that_dies_leaves_no_reader_waiting(monkeypatch):
 
     monkeypatch.setattr(readahead, "_read", read)
     readahead.start({"a": (1, 1), "b": (2, 1)})
-    assert readahead.take("b", 2, 1, "inet", "t") is readahead.MISSING
+    assert readahead.take("b", 2, 1, "inet", "t", DEVICES) is readahead.MISSING
 
 
 def test_a_fork_waits_for_the_readings_under_way(monkeypatch):
@@ -127,4 +142,4 @@ def test_a_fork_waits_for_the_readings_under_way(monkeypatch):
 def test_a_failed_read_leaves_nothing(monkeypatch):
     """The real _read against a namespace that does not exist: no reading, no error."""
     readahead.start({"netkeel-test-no-such-namespace": (1, 2)})
-    assert readahead.take("netkeel-test-no-such-namespace", 1, 2, "inet", "netkeel_x") is readahead.MISSING
+    assert readahead.take("netkeel-test-no-such-namespace", 1, 2, "inet", "netkeel_x", DEVICES) is readahead.MISSING

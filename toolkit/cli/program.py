@@ -53,8 +53,8 @@ def console() -> None:
 
 def _status(code) -> int:
     """The exit status sys.exit(code) gives, with the output flushed: 120, as
-    the interpreter's own, when stdout cannot take what is left (the reader
-    left between the last write and the exit)."""
+    the interpreter's own whatever the status was, when stdout cannot take
+    what is left (the reader left between the last write and the exit)."""
     if code is None:
         status = 0
     elif isinstance(code, int):
@@ -65,7 +65,7 @@ def _status(code) -> int:
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
-        status = status or 120
+        status = 120
     try:
         sys.stderr.flush()
     except (OSError, ValueError):

@@ -315,7 +315,7 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     generation = ns.generation()
     if generation is None:
         return None
-    reading = readahead.take(ns_name, ns.cookie(), generation, family, name)
+    reading = readahead.take(ns_name, ns.cookie(), generation, family, name, ns.read_devices)
     if reading is readahead.MISSING:
         reading = read_table_text(kernel, ns, ns_name, family, name)
     else:

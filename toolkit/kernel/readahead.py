@@ -103,16 +103,21 @@ def start(marks: dict) -> None:
 MISSING = object()  # take(): nothing read ahead for that table at that generation
 
 
-def take(name: str, cookie: int, generation: int, family: str, table: str):
+def take(name: str, cookie: int, generation: int, family: str, table: str, devices):
     """The reading of the table made ahead at exactly this cookie and
-    generation (waiting for it if it is under way): a TextReading, None where
-    the table does not read by text at that generation, MISSING if nothing
-    was read ahead for it."""
+    generation, with these devices (nftables.device_list: a rule naming a
+    device by index prints the name it has when listed, and renaming one moves
+    no generation), waiting for it if it is under way: a TextReading, None
+    where the table does not read by text there, MISSING if nothing was read
+    ahead for it so."""
     done = _done.get(name)
-    if done is None:
+    if done is None or devices is None:
         return MISSING
     done.wait()
-    return _readings.pop((cookie, generation, family, table), MISSING)
+    found = _readings.pop((cookie, generation, family, table), None)
+    if found is None or found[0] != devices:
+        return MISSING
+    return found[1]
 
 
 def settle() -> None:
@@ -143,13 +148,23 @@ def _read(name: str, cookie: int, generation: int) -> None:
             ns = kernel.ns(name)
             if ns.cookie() != cookie or ns.generation() != generation:
                 return  # another namespace under the name, or another commit since: nothing to gain
+            devices = _devices(ns)
+            found = {}
             for family, table in nftables.tables_read_by_text(nftgen.tables(ns.nfgen_socket())):
                 reading = nftables.read_table_text(kernel, ns, name, family, table)
                 if reading is None and ns.generation() == generation:
-                    _readings[(cookie, generation, family, table)] = None  # does not read by text: JSON then
+                    found[(cookie, generation, family, table)] = (devices, None)  # does not read by text: JSON then
                     continue
                 if reading is None or reading.generation != generation:
                     return
-                _readings[(cookie, generation, family, table)] = reading
+                found[(cookie, generation, family, table)] = (devices, reading)
+            if _devices(ns) == devices:  # no device renamed, made or removed while listing
+                _readings.update(found)
     except Exception:  # noqa: BLE001 - nothing read ahead: the reader reads
         return
+
+
+def _devices(ns) -> list:
+    from .nftables import device_list
+
+    return device_list((link.ifname, link.index) for link in ns.links())

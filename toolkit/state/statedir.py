@@ -71,9 +71,11 @@ def parse_sealed_json(content):
     three times as fast on their megabytes (a 10,000-rule policy's kept read is
     10 MB: 105 -> 34 ms); with the standard library where orjson is missing or
     refuses the text (NaN, a lone surrogate, deep nesting), so the answer is
-    json.loads'. One difference, never met in what netkeel writes: orjson reads
-    an integer beyond 64 bits as a float, which the readers' own checks of
-    each field's type then refuse (a miss: the slow path)."""
+    json.loads'. One difference: orjson reads an integer beyond 64 bits as a
+    float. netkeel never writes one into these (plain_json_line falls back to
+    json for them, and what it caches holds none); a document someone forged
+    with one reads with a float there, as a forged document may hold any value
+    (the state directory is root's alone: 0700, checked)."""
     try:
         import orjson
     except ImportError:
