@@ -186,3 +186,19 @@ def test_the_console_script_flushes_what_it_printed_before_leaving(tmp_path):
     missing = subprocess.run([netkeel, "validate", str(tmp_path / "missing.yaml")], capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 1 and "cannot read manifest" in missing.stdout + missing.stderr
+
+
+def test_a_command_with_stdout_or_stderr_closed_says_its_outcome_by_its_status(tmp_path):
+    """`netkeel ... >&-` ended in a traceback (Python leaves sys.stdout None);
+    what would be said goes nowhere, and the status still tells (found by review)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    netkeel = str(Path(sys.executable).with_name("netkeel"))
+    (tmp_path / "lab.yaml").write_text("name: lab\nnodes:\n  a: {}\n")
+    for closing, manifest, status in ((">&-", "lab.yaml", 0), (">&-", "missing.yaml", 1), ("2>&-", "missing.yaml", 1),
+                                      (">&- 2>&-", "lab.yaml", 0)):
+        result = subprocess.run(["sh", "-c", f'exec "$0" validate "$1" {closing}', netkeel,
+                                 str(tmp_path / manifest)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == status and "Traceback" not in result.stderr, (closing, manifest, result.stderr)

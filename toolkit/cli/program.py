@@ -8,6 +8,7 @@ from .. import __version__
 
 def main() -> None:
     quiet_collector()
+    closed_streams_to_null()
     try:
         # A drift or no-op apply that a verdict answers, before invoke and the
         # tasks are imported (quick.py); None: the command runs as usual.
@@ -71,6 +72,21 @@ def _status(code) -> int:
     except (OSError, ValueError):
         pass
     return status
+
+
+def closed_streams_to_null() -> None:
+    """A command started with stdout or stderr closed (`netkeel drift X >&-`):
+    Python leaves sys.stdout None, and the first print ended in a traceback.
+    What would have been said goes to /dev/null instead; the exit status
+    still says the outcome."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)  # the lowest free fd: this one, if 0 is open
+        if null != fd:
+            os.dup2(null, fd, inheritable=False)
+            os.close(null)
+        setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))
 
 
 def quiet_collector() -> None:
