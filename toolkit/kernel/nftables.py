@@ -245,11 +245,11 @@ def tables_read_by_text(tables: list) -> list:
             if name.startswith(TABLE_PREFIX) and not name.startswith(CHAOS_TABLE_PREFIX) and not flags]
 
 
-def read_table_text(kernel, ns, ns_name: str, family: str, name: str, overlap: bool = True):
+def read_table_text(kernel, ns, ns_name: str, family: str, name: str):
     """A TextReading of one table, or None if it cannot be made (a listing
-    this reader does not follow, a refusal, a commit while reading). With
-    `overlap`, the kernel's dump of the rules' handles runs in a thread of its
-    own while libnftables lists (both mostly outside Python's lock)."""
+    this reader does not follow, a refusal, a commit while reading). The
+    kernel's dump of the rules' handles runs in a thread of its own while
+    libnftables lists (both mostly outside Python's lock)."""
     from ..kinds import nft_text
     from . import nftgen
     from .readahead import Background
@@ -263,7 +263,7 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str, overlap: b
 
     try:
         ns.nfgen_socket()  # made here, not in the thread: the thread only uses it
-        dumping = Background(handles) if overlap else None
+        dumping = Background(handles)
         try:
             listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}",
                                                          bare=True), family, name)
@@ -278,11 +278,9 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str, overlap: b
                                                   f"nft list set {family} {name} {set_name}") if "set" in i]
                 _mark_merging(kernel, ns, ns_name, items)
         finally:
-            if dumping is not None:
-                dumping.join()  # the thread is done with the socket, whatever happened here
+            dumping.join()  # the thread is done with the socket, whatever happened here
         # One printed line, one rule: the kernel's own list of the rules' handles.
-        dumped = kernel.request(ns_name, f"nft rule handles of {family} {name}",
-                                dumping.result if dumping is not None else handles)
+        dumped = kernel.request(ns_name, f"nft rule handles of {family} {name}", dumping.result)
     except KernelError:
         return None
     if listed is None or ns.generation() != generation:

@@ -40,7 +40,7 @@ LIMIT = 4  # namespaces read ahead at most: a command reads the rest itself
 
 _done: dict = {}       # namespace name -> an Event set once its reading is over (made or given up)
 _readers: list = []    # the Background threads reading
-_readings: dict = {}   # (cookie, generation, family, table) -> nftables.TextReading
+_readings: dict = {}   # (cookie, generation, family, table) -> (devices, nftables.TextReading or None)
 _hooked = False
 
 
@@ -143,25 +143,22 @@ def _read(name: str, cookie: int, generation: int) -> None:
     from . import nftables, nftgen
     from .session import Kernel
 
-    try:
-        with Kernel() as kernel:
-            ns = kernel.ns(name)
-            if ns.cookie() != cookie or ns.generation() != generation:
-                return  # another namespace under the name, or another commit since: nothing to gain
-            devices = _devices(ns)
-            found = {}
-            for family, table in nftables.tables_read_by_text(nftgen.tables(ns.nfgen_socket())):
-                reading = nftables.read_table_text(kernel, ns, name, family, table)
-                if reading is None and ns.generation() == generation:
-                    found[(cookie, generation, family, table)] = (devices, None)  # does not read by text: JSON then
-                    continue
-                if reading is None or reading.generation != generation:
-                    return
-                found[(cookie, generation, family, table)] = (devices, reading)
-            if _devices(ns) == devices:  # no device renamed, made or removed while listing
-                _readings.update(found)
-    except Exception:  # noqa: BLE001 - nothing read ahead: the reader reads
-        return
+    with Kernel() as kernel:  # (an error: nothing read ahead there, _read_each goes on)
+        ns = kernel.ns(name)
+        if ns.cookie() != cookie or ns.generation() != generation:
+            return  # another namespace under the name, or another commit since: nothing to gain
+        devices = _devices(ns)
+        found = {}
+        for family, table in nftables.tables_read_by_text(nftgen.tables(ns.nfgen_socket())):
+            reading = nftables.read_table_text(kernel, ns, name, family, table)
+            if reading is None and ns.generation() == generation:
+                found[(cookie, generation, family, table)] = (devices, None)  # does not read by text: JSON then
+                continue
+            if reading is None or reading.generation != generation:
+                return
+            found[(cookie, generation, family, table)] = (devices, reading)
+        if _devices(ns) == devices:  # no device renamed, made or removed while listing
+            _readings.update(found)
 
 
 def _devices(ns) -> list:
