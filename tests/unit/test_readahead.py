@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from toolkit.core.background import Background
 from toolkit.kernel import readahead
 
 DEVICES = [["lo", 1], ["eth0", 2]]  # what the reader read the namespace's devices as
@@ -25,20 +26,20 @@ def fresh(monkeypatch):
 
 
 def test_a_background_call_gives_its_value_or_raises_what_it_raised():
-    assert readahead.Background(lambda a, b: a + b, 2, 3).result() == 5
+    assert Background(lambda a, b: a + b, 2, 3).result() == 5
 
     def fails():
         raise OSError(5, "refused")
 
     with pytest.raises(OSError, match="refused"):
-        readahead.Background(fails).result()
+        Background(fails).result()
 
 
 def test_a_background_thread_takes_no_signal_and_leaves_the_callers_mask_alone():
     """Ctrl-C and SIGTERM must reach the main thread, which holds them back where
     it must (around a fork): a thread taking them would run Python's handler then."""
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    blocked = readahead.Background(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [])).result()
+    blocked = Background(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [])).result()
     assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} <= blocked
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
 

@@ -252,7 +252,7 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str):
     libnftables lists (both mostly outside Python's lock)."""
     from ..kinds import nft_text
     from . import nftgen
-    from .readahead import Background
+    from ..core.background import Background
 
     generation = ns.generation()
     if generation is None:

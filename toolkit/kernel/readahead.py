@@ -33,8 +33,9 @@ mid-call could leave holding a lock.
 from __future__ import annotations
 
 import os
-import signal
 import threading
+
+from ..core.background import Background
 
 LIMIT = 4  # namespaces read ahead at most: a command reads the rest itself
 
@@ -42,37 +43,6 @@ _done: dict = {}       # namespace name -> an Event set once its reading is over
 _readers: list = []    # the Background threads reading
 _readings: dict = {}   # (cookie, generation, family, table) -> (devices, nftables.TextReading or None)
 _hooked = False
-
-
-class Background:
-    """A call run in a daemon thread with every signal blocked; result() joins it."""
-
-    def __init__(self, call, *args):
-        self._call, self._args = call, args
-        self._value = self._error = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        # The thread takes the signal mask of the thread starting it: block first.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-        try:
-            self._thread.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-    def _run(self) -> None:
-        try:
-            self._value = self._call(*self._args)
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
-            self._error = exc
-
-    def result(self):
-        """The call's value; raises what it raised."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-    def join(self) -> None:
-        self._thread.join()
 
 
 def start(marks: dict) -> None:

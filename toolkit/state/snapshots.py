@@ -125,24 +125,23 @@ class Snapshots:
 
     def ids(self) -> list:
         """Snapshot ids, oldest first (ids sort by time): regular files named by new_id()."""
-        names = self.state.regular_files(DIRECTORY)
-        return sorted(name[:-5] for name in names if name.endswith(".json") and ID.fullmatch(name[:-5]))
+        return _ids(self.state.regular_files(DIRECTORY))
 
     def listing(self) -> list:
         """[(id, Snapshot or the SnapshotError that loading it raised)], oldest
         first; a snapshot's name standing for something else than a regular
         file (a link, a FIFO: never read) is listed with the error it is."""
+        entries = self.state.entries(DIRECTORY)
         out = []
-        for snapshot_id in self.ids():
+        for snapshot_id in _ids(name for name, kind in entries.items() if kind is None):
             try:
                 out.append((snapshot_id, self.load(snapshot_id)))
             except SnapshotError as exc:
                 out.append((snapshot_id, exc))
-        for name, what in self.state.other_entries(DIRECTORY).items():
-            if name.endswith(".json") and ID.fullmatch(name[:-5]):
-                path = self.state.root / DIRECTORY / name
-                out.append((name[:-5], SnapshotError(f"snapshot {name[:-5]} is {what}, not a file netkeel wrote "
-                                                     f"({path}): never read; remove it")))
+        for snapshot_id in _ids(name for name, kind in entries.items() if kind is not None):
+            path = self.state.root / DIRECTORY / f"{snapshot_id}.json"
+            out.append((snapshot_id, SnapshotError(f"snapshot {snapshot_id} is {entries[snapshot_id + '.json']}, "
+                                                   f"not a file netkeel wrote ({path}): never read; remove it")))
         return sorted(out, key=lambda item: item[0])
 
     def prune(self, keep: int, pinned=()) -> list:
@@ -154,6 +153,11 @@ class Snapshots:
         for snapshot_id in removable:
             self.state.unlink(f"{DIRECTORY}/{snapshot_id}.json")
         return removable
+
+
+def _ids(names) -> list:
+    """The snapshot ids among these entry names, sorted."""
+    return sorted(name[:-5] for name in names if name.endswith(".json") and ID.fullmatch(name[:-5]))
 
 
 def content_digest(data: dict) -> str:

@@ -40,14 +40,23 @@ def json_line(data) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+def _orjson():
+    """The orjson module, or None where it is not installed (a dependency, but
+    state written by either reads alike: the standard library serves then)."""
+    try:
+        import orjson
+    except ImportError:
+        return None
+    return orjson
+
+
 def plain_json_line(data) -> str:
     """json_line() of a document of text, integers, None, booleans, lists and
     mappings only (no floats: orjson writes NaN as null where json writes NaN),
     with orjson where installed: a 10,000-rule policy's kept read (10 MB) in 16
     ms against 69. The caller vouches for the document's types."""
-    try:
-        import orjson
-    except ImportError:
+    orjson = _orjson()
+    if orjson is None:
         return json_line(data)
     try:
         return orjson.dumps(data).decode()
@@ -76,14 +85,18 @@ def parse_sealed_json(content):
     json for them, and what it caches holds none); a document someone forged
     with one reads with a float there, as a forged document may hold any value
     (the state directory is root's alone: 0700, checked)."""
-    try:
-        import orjson
-    except ImportError:
+    orjson = _orjson()
+    if orjson is None:
         return parse_json(content)
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
         return parse_json(content)
+
+
+# What an entry of the state directory that is not a regular file is, for messages.
+_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory",
+          stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
 
 
 class StateDir:
@@ -229,37 +242,31 @@ class StateDir:
             _sweep_stale_temps(dir_fd)
         return self.path(relative)
 
-    def regular_files(self, relative: str) -> list:
-        """Names of the regular files in a subdirectory (links and anything else left out);
-        [] if it does not exist."""
-        try:
-            with self.directory(relative) as dir_fd:
-                with os.scandir(dir_fd) as entries:
-                    return [e.name for e in entries if e.is_file(follow_symlinks=False)]
-        except FileNotFoundError:
-            return []
-
-    def other_entries(self, relative: str) -> dict:
-        """{name: what it is} of the entries of a subdirectory that are not
-        regular files (a link, a FIFO, a directory ...: never read as state); {}
-        if it does not exist."""
-        kinds = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory",
-                 stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+    def entries(self, relative: str) -> dict:
+        """{name: None for a regular file, else what it is ("a symbolic link", "a
+        FIFO", "a directory" ...: never read as state)} of a subdirectory's
+        entries; {} if it does not exist."""
         found = {}
         try:
             with self.directory(relative) as dir_fd:
-                with os.scandir(dir_fd) as entries:
-                    for entry in entries:
+                with os.scandir(dir_fd) as listing:
+                    for entry in listing:
                         if entry.is_file(follow_symlinks=False):
+                            found[entry.name] = None
                             continue
                         try:
                             mode = entry.stat(follow_symlinks=False).st_mode
                         except FileNotFoundError:
                             continue  # gone meanwhile
-                        found[entry.name] = kinds.get(stat.S_IFMT(mode), "not a regular file")
+                        found[entry.name] = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
         except FileNotFoundError:
             return {}
         return found
+
+    def regular_files(self, relative: str) -> list:
+        """Names of the regular files in a subdirectory (links and anything else left out);
+        [] if it does not exist."""
+        return [name for name, kind in self.entries(relative).items() if kind is None]
 
     def keep_newest(self, relative: str, keep: int) -> None:
         """Remove the oldest .json files of a subdirectory beyond `keep` (a cache's
