@@ -202,3 +202,50 @@ def test_a_command_with_stdout_or_stderr_closed_says_its_outcome_by_its_status(t
         result = subprocess.run(["sh", "-c", f'exec "$0" validate "$1" {closing}', netkeel,
                                  str(tmp_path / manifest)], capture_output=True, text=True, timeout=60)
         assert result.returncode == status and "Traceback" not in result.stderr, (closing, manifest, result.stderr)
+
+
+def _netkeel_in_process(argv: list, env: dict):
+    """(status, stdout, stderr, whether invoke was imported) of program.main(argv) in a process of its own."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom toolkit.cli import program\nsys.argv = ['netkeel'] + sys.argv[1:]\n"
+             "try:\n    program.main()\n    code = 0\nexcept SystemExit as exc:\n    code = exc.code\n"
+             "sys.stdout.flush()\nprint('\\ninvoke loaded:', 'invoke' in sys.modules, file=sys.stderr)\n"
+             "sys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120,
+                            env=env)
+    stderr, _, loaded = result.stderr.rpartition("\ninvoke loaded: ")
+    return result.returncode, result.stdout, stderr, loaded.strip() == "True"
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "drift"])
+@pytest.mark.parametrize("manifest", ["missing", "invalid", "valid"])
+def test_a_plain_reconcile_command_runs_its_task_without_invoke_and_says_the_same(tmp_path, command, manifest):
+    """`netkeel drift FILE --ns-prefix P --state-dir D` calls the task's body
+    directly (invoke costs a tenth of a second to import): its status and every
+    line it prints are what the same task run by invoke (`--file FILE`) gives."""
+    import os
+
+    if manifest == "valid" and (command == "apply" or os.geteuid() != 0):
+        pytest.skip("reads the kernel as root (an apply would make a namespace)")
+    (tmp_path / "invalid.yaml").write_text("name: lab\nnodes:\n  a: {interfaces: [{name: 7}]}\n  b: 3\n")
+    (tmp_path / "valid.yaml").write_text("name: lab\nnodes:\n  a: {}\n")
+    path = str(tmp_path / f"{manifest}.yaml")
+    env = dict(os.environ, NETKEEL_STATE_DIR=str(tmp_path / "state"))
+    options = ["--ns-prefix", f"nkcl{os.getpid()}-"]
+    plain = _netkeel_in_process([command, path, *options], env)
+    by_invoke = _netkeel_in_process([command, "--file", path, *options], env)
+    assert plain[3] is False and by_invoke[3] is True
+    assert plain[:3] == by_invoke[:3]
+    assert plain[0] == {"missing": 1, "invalid": 1, "valid": 2}[manifest]
+
+
+@pytest.mark.parametrize("argv", [["drift", "a.yaml", "-n", "p-"], ["drift", "a.yaml", "--json"],
+                                  ["drift", "a.yaml", "--ns-prefix", "apply"], ["apply", "a.yaml", "b.yaml"],
+                                  ["drift", "a.yaml", "--ns-prefix"], ["drift", "apply"], ["plan", "a.yaml", "--help"]])
+def test_any_other_command_line_is_invokes_to_read(tmp_path, argv):
+    import os
+
+    env = dict(os.environ, NETKEEL_STATE_DIR=str(tmp_path / "state"))
+    assert _netkeel_in_process(argv, env)[3] is True

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from golden import check_golden
 from invoke import Context
-from invoke.exceptions import Exit
 
 from toolkit.doctor.finding import Finding
 from toolkit.doctor.graph import diagram, label, mermaid, to_mermaid
@@ -264,7 +263,7 @@ def _run(**kwargs) -> int:
 
     try:
         graph(Context(), **kwargs)
-    except Exit as exc:
+    except SystemExit as exc:  # a command's exit status (cli/common.command)
         return exc.code
     return 0
 

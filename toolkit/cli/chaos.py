@@ -26,7 +26,8 @@ from rich.table import Table
 
 from ..errors import FaultError, KernelError, NetkeelError
 from ..state import StateDir
-from .common import EXIT_ERROR, HELP, cell, command, err, expire_faults, kernel_session, out, require_root, task
+from .common import EXIT_ERROR, HELP, cell, command, err, expire_faults, kernel_session, out, require_root
+from .invoking import task
 
 FAULTS_DIR = "faults"
 WORDS = ("list", "status", "revert")

@@ -12,8 +12,6 @@ import signal
 import sys
 from contextlib import contextmanager
 
-import invoke
-from invoke.exceptions import Exit
 from rich.console import Console, RenderHook
 from rich.markup import escape
 from rich.segment import Segment
@@ -37,24 +35,9 @@ HELP = {
 # give each option the first letter still free, so `-s` was --state-dir for
 # drift and --ns-prefix for chaos); no other option of any command takes them.
 SHORT_FLAGS = {"file": "f", "json": "j", "ns_prefix": "n", "state_dir": "s", "verbose": "v"}
-
-
-class Task(invoke.Task):
-    def arg_opts(self, name, default, taken_names):
-        fixed = SHORT_FLAGS.get(name)
-        reserved = set(SHORT_FLAGS.values()) - {fixed}
-        opts = super().arg_opts(name, default, taken_names | reserved | ({fixed} if fixed else set()))
-        if fixed:
-            opts["names"] = [opts["names"][0], fixed]
-        return opts
-
-
-task = functools.partial(invoke.task, klass=Task)
-
-# Off a terminal (CI logs, pipes) rich would assume 80 columns; tables read
-# better wider, and nothing downstream wraps them again.
 HELP_REV = "use the manifest (and its policy files) as of this git revision, read with git"
 HELP_WAIT = "wait for another netkeel's change to finish instead of failing at once"
+
 
 def cell(value) -> str:
     """A value from a file or the kernel, for a table cell or a message: its
@@ -94,7 +77,9 @@ class _EscapeControls(RenderHook):
         return [_Escaped(r) for r in renderables]
 
 
-# emoji off: `:cd:` in a MAC address is not a compact disc.
+# emoji off: `:cd:` in a MAC address is not a compact disc. Off a terminal (CI
+# logs, pipes) rich would assume 80 columns; tables read better wider, and
+# nothing downstream wraps them again.
 out = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 140)
 for _console in (out, err):
@@ -169,7 +154,7 @@ def command(name: str):
                 code = EXIT_ERROR
             if code:
                 sys.stdout.flush()
-                raise Exit(code=code)
+                raise SystemExit(code)  # invoke lets it through: its exit status
         return task_body
     return wrap
 

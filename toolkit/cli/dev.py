@@ -11,7 +11,7 @@ from pathlib import Path
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from .common import task
+from .invoking import task
 from .history import user
 
 ROOT = Path(__file__).resolve().parents[2]

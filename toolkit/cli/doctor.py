@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from rich.markup import escape
 
 from ..errors import NetkeelError
-from .common import EXIT_CHANGES, HELP, command, out, require_root, task
+from .common import EXIT_CHANGES, HELP, command, out, require_root
+from .invoking import task
 
 
 @task(help={"file": HELP["file"], "ns_prefix": HELP["ns_prefix"], "json": HELP["json"],

@@ -21,7 +21,8 @@ from rich.table import Table
 from ..errors import NetkeelError
 from ..model.experiment import format_value
 from ..state import StateDir
-from .common import EXIT_CHANGES, EXIT_ERROR, HELP, command, err, kernel_session, out, require_root, task
+from .common import EXIT_CHANGES, EXIT_ERROR, HELP, command, err, kernel_session, out, require_root
+from .invoking import task
 
 EXPERIMENTS_DIR = "experiments"
 REPORTS_DIR = "reports"

@@ -21,7 +21,8 @@ import sys
 
 from ..errors import NetkeelError
 from ..core.output import refuse_output, write_output
-from .common import EXIT_CHANGES, HELP, command, err, task
+from .common import EXIT_CHANGES, HELP, command, err
+from .invoking import task
 
 FORMATS = ("mermaid", "svg", "png")
 

@@ -11,7 +11,8 @@ from ..errors import NetkeelError
 from ..manifest import load_topology
 from ..report import human, machine
 from ..state import StateDir
-from .common import HELP, HELP_WAIT, cell, command, err, kernel_session, out, require_root, warn_interrupted, task
+from .common import HELP, HELP_WAIT, cell, command, err, kernel_session, out, require_root, warn_interrupted
+from .invoking import task
 from .chaos import chaos
 from .experiment import experiment
 from .vip import vip

@@ -12,11 +12,17 @@ def main() -> None:
     try:
         # A drift or no-op apply that a verdict answers, before invoke and the
         # tasks are imported (quick.py); None: the command runs as usual.
-        from .quick import answer
+        from .quick import answer, parse
 
         code = answer(sys.argv)
         if code is not None:
             sys.exit(code)
+        plain = parse(sys.argv)
+        if plain is not None and not any(_needs_all(word) for word in sys.argv[2:]):
+            # `netkeel drift FILE --ns-prefix P`: the command's body, without invoke.
+            from .reconcile import run_plain
+
+            sys.exit(run_plain(*plain))
         from invoke import Program
 
         argv = chaos_words(help_words(sys.argv))

@@ -19,7 +19,8 @@ from rich.table import Table
 
 from ..errors import NetkeelError
 from ..state import StateDir
-from .common import HELP, command, out, task
+from .common import HELP, command, out
+from .invoking import task
 
 ACTIONS = ("status",)
 
