@@ -33,11 +33,19 @@ mid-call could leave holding a lock.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 from ..core.background import Background
 
 LIMIT = 4  # namespaces read ahead at most: a command reads the rest itself
+# Python's switch interval while the reader runs (the default is 5 ms). Each
+# system call the reader makes gives up the interpreter's lock, and taking it
+# back from a main thread busy importing waited a whole interval: the twenty
+# calls before its listing (entering the namespace, making its sockets, the
+# generation, the devices) took 75-100 ms instead of 2. A waiting thread asks
+# for the lock after this long; a main thread alone is never interrupted.
+SWITCH_INTERVAL = 0.0005
 
 _done: dict = {}       # namespace name -> an Event set once its reading is over (made or given up)
 _readers: list = []    # the Background threads reading
@@ -67,7 +75,9 @@ def start(marks: dict) -> None:
     if todo:
         for name, _, _ in todo:
             _done[name] = threading.Event()
-        _readers.append(Background(_read_each, todo))
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(min(previous, SWITCH_INTERVAL))
+        _readers.append(Background(_read_each, todo, previous))
 
 
 MISSING = object()  # take(): nothing read ahead for that table at that generation
@@ -96,39 +106,45 @@ def settle() -> None:
         reader.join()
 
 
-def _read_each(todo: list) -> None:
+def _read_each(todo: list, switch_interval: float) -> None:
+    from .session import Kernel
+
     try:
         for name, cookie, generation in todo:
             try:
-                _read(name, cookie, generation)
+                with Kernel() as kernel:
+                    try:
+                        _read(kernel, name, cookie, generation)
+                    finally:
+                        # Handed over before the listings' contexts are freed (close).
+                        _done[name].set()
             except Exception:  # noqa: BLE001 - nothing read ahead there: the reader reads
                 pass
-            _done[name].set()
     finally:
+        sys.setswitchinterval(switch_interval)
         for name, _, _ in todo:
             _done[name].set()  # whatever happened, no reader waits for good
 
 
-def _read(name: str, cookie: int, generation: int) -> None:
+def _read(kernel, name: str, cookie: int, generation: int) -> None:
     from . import nftables, nftgen
-    from .session import Kernel
 
-    with Kernel() as kernel:  # (an error: nothing read ahead there, _read_each goes on)
-        ns = kernel.ns(name)
-        if ns.cookie() != cookie or ns.generation() != generation:
-            return  # another namespace under the name, or another commit since: nothing to gain
-        devices = _devices(ns)
-        found = {}
-        for family, table in nftables.tables_read_by_text(nftgen.tables(ns.nfgen_socket())):
-            reading = nftables.read_table_text(kernel, ns, name, family, table)
-            if reading is None and ns.generation() == generation:
-                found[(cookie, generation, family, table)] = (devices, None)  # does not read by text: JSON then
-                continue
-            if reading is None or reading.generation != generation:
-                return
-            found[(cookie, generation, family, table)] = (devices, reading)
-        if _devices(ns) == devices:  # no device renamed, made or removed while listing
-            _readings.update(found)
+    ns = kernel.ns(name)
+    ns.parked = []
+    if ns.cookie() != cookie or ns.generation() != generation:
+        return  # another namespace under the name, or another commit since: nothing to gain
+    devices = _devices(ns)
+    found = {}
+    for family, table in nftables.tables_read_by_text(nftgen.tables(ns.nfgen_socket())):
+        reading = nftables.read_table_text(kernel, ns, name, family, table)
+        if reading is None and ns.generation() == generation:
+            found[(cookie, generation, family, table)] = (devices, None)  # does not read by text: JSON then
+            continue
+        if reading is None or reading.generation != generation:
+            return
+        found[(cookie, generation, family, table)] = (devices, reading)
+    if _devices(ns) == devices:  # no device renamed, made or removed while listing
+        _readings.update(found)
 
 
 def _devices(ns) -> list:

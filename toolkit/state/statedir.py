@@ -181,6 +181,11 @@ class StateDir:
         text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1, sort_keys=True)
         return self._write(relative, (text + "\n").encode(), durable)  # encoded before any I/O
 
+    def write_bytes(self, relative: str, content: bytes, durable: bool = True):
+        """Write `content` as write_json writes its text (a document encoded by
+        the caller, who names the file by its digest)."""
+        return self._write(relative, content, durable)
+
     def write_sealed(self, relative: str, lines: list, durable: bool = True):
         """Write `lines` (JSON texts, one line each: json_line()) as write_json
         does, under a first line holding their SHA-256. What netkeel believes
