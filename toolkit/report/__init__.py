@@ -7,7 +7,7 @@ def node_name(namespace: str, prefix: str) -> str:
 
 
 # What drift, plan and apply say when the kernel matches the manifest, and how
-# they name the instance: the whole commands (report/human.py, cli/tasks.py) and
+# they name the instance: the whole commands (report/human.py, cli/reconcile.py) and
 # the quick answer from a verdict (cli/quick.py, which prints without rich) say
 # it in the same words.
 HEADING = {"drift": "drift of {}", "plan": "plan for {}", "apply": "{}"}
