@@ -465,7 +465,7 @@ def _topology(tmp_path, policy_text: str):
 
 
 def _read(state, manifest, remembered=True):
-    """What cli/tasks._compile does: the topology loaded with the kept reads, then compiled; the reads kept."""
+    """What cli/reconcile._compile does: the topology loaded with the kept reads, then compiled; the reads kept."""
     from toolkit.manifest.policy_edit import PolicyReader
     from toolkit.state.policy_loads import PolicyLoads
 

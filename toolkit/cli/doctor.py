@@ -54,7 +54,7 @@ def diagnosed(file, prefix, state_dir, verbose, only=None):
     from ..runtime.engine import Reconciler
     from ..state import StateDir
     from .common import kernel_session
-    from .tasks import native_resolver
+    from .reconcile import native_resolver
 
     topology = load_topology(file)
     require_root()
@@ -63,7 +63,7 @@ def diagnosed(file, prefix, state_dir, verbose, only=None):
 
         topology, _ = resolve_native_rules(topology, native_resolver)
     from ..chaos import engine
-    from .tasks import active_faults
+    from .reconcile import active_faults
 
     state = StateDir(state_dir)
     with kernel_session(verbose) as kernel:
