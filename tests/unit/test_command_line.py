@@ -219,7 +219,7 @@ def _netkeel_in_process(argv: list, env: dict):
     return result.returncode, result.stdout, stderr, loaded.strip() == "True"
 
 
-@pytest.mark.parametrize("command", ["plan", "apply", "drift"])
+@pytest.mark.parametrize("command", ["validate", "plan", "apply", "drift", "show", "destroy"])
 @pytest.mark.parametrize("manifest", ["missing", "invalid", "valid"])
 def test_a_plain_reconcile_command_runs_its_task_without_invoke_and_says_the_same(tmp_path, command, manifest):
     """`netkeel drift FILE --ns-prefix P --state-dir D` calls the task's body
@@ -233,15 +233,18 @@ def test_a_plain_reconcile_command_runs_its_task_without_invoke_and_says_the_sam
     (tmp_path / "valid.yaml").write_text("name: lab\nnodes:\n  a: {}\n")
     path = str(tmp_path / f"{manifest}.yaml")
     env = dict(os.environ, NETKEEL_STATE_DIR=str(tmp_path / "state"))
-    options = ["--ns-prefix", f"nkcl{os.getpid()}-"]
+    options = [] if command == "validate" else ["--ns-prefix", f"nkcl{os.getpid()}-"]  # (none made: no apply)
     plain = _netkeel_in_process([command, path, *options], env)
     by_invoke = _netkeel_in_process([command, "--file", path, *options], env)
     assert plain[3] is False and by_invoke[3] is True
     assert plain[:3] == by_invoke[:3]
-    assert plain[0] == {"missing": 1, "invalid": 1, "valid": 2}[manifest]
+    if manifest != "valid":
+        assert plain[0] == 1
+        assert {"missing": "cannot read manifest", "invalid": "invalid manifest"}[manifest] in plain[2]
 
 
 @pytest.mark.parametrize("argv", [["drift", "a.yaml", "-n", "p-"], ["drift", "a.yaml", "--json"],
+                                  ["validate", "a.yaml", "--ns-prefix", "p-"], ["show", "a.yaml", "-v"],
                                   ["drift", "a.yaml", "--ns-prefix", "apply"], ["apply", "a.yaml", "b.yaml"],
                                   ["drift", "a.yaml", "--ns-prefix"], ["drift", "apply"], ["plan", "a.yaml", "--help"]])
 def test_any_other_command_line_is_invokes_to_read(tmp_path, argv):

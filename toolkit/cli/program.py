@@ -12,12 +12,12 @@ def main() -> None:
     try:
         # A drift or no-op apply that a verdict answers, before invoke and the
         # tasks are imported (quick.py); None: the command runs as usual.
-        from .quick import answer, parse
+        from .quick import answer, parse, PLAIN
 
         code = answer(sys.argv)
         if code is not None:
             sys.exit(code)
-        plain = parse(sys.argv)
+        plain = parse(sys.argv, PLAIN)
         if plain is not None and not any(_needs_all(word) for word in sys.argv[2:]):
             # `netkeel drift FILE --ns-prefix P`: the command's body, without invoke.
             from .reconcile import run_plain

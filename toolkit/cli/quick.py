@@ -26,22 +26,28 @@ from ..report import HEADING, IN_SYNC, title as report_title
 
 COMMANDS = ("drift", "apply", "plan")
 OPTIONS = {"--ns-prefix": "prefix", "--state-dir": "state_dir"}
+# The plain forms of every reconcile command (program.py runs them without
+# invoke): the options each takes of OPTIONS.
+PLAIN = {"validate": (), "plan": tuple(OPTIONS), "apply": tuple(OPTIONS), "drift": tuple(OPTIONS),
+         "show": tuple(OPTIONS), "destroy": tuple(OPTIONS)}
 WIDTH = 140  # the console width cli/common gives output that is not a terminal
 # Environment that makes rich style output off a terminal, or a command behave otherwise.
 STYLED = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 
-def parse(argv: list):
-    """(command, manifest, prefix, state_dir) of a plain `drift`/`plan`/`apply`, else None."""
-    if len(argv) < 3 or argv[1] not in COMMANDS:
+def parse(argv: list, commands=COMMANDS):
+    """(command, manifest, prefix, state_dir) of a plain `drift`/`plan`/`apply`
+    (of a plain form of PLAIN with `commands=PLAIN`), else None."""
+    if len(argv) < 3 or argv[1] not in commands:
         return None
+    allowed = PLAIN[argv[1]]
     found = {"prefix": "", "state_dir": None}
     given: set = set()
     files = []
     rest = iter(argv[2:])
     for word in rest:
         option, equals, value = word.partition("=")
-        if option in OPTIONS:
+        if option in allowed:
             if not equals:
                 value = next(rest, None)
                 if value is None:

@@ -469,15 +469,20 @@ def destroy(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, wa
 
 
 def run_plain(command_name: str, file: str, ns_prefix: str, state_dir) -> int:
-    """`netkeel plan|apply|drift FILE [--ns-prefix P] [--state-dir D]` (the
-    plain forms quick.parse reads): the command's body run directly, its exit
-    code returned. What invoke would do for such a line is only to call the
-    same body with these arguments; not importing it saves every such command
-    a tenth of a second (the framework, with its YAML reader, unittest.mock and
-    asyncio, imported for a parse of three words)."""
-    body = {"plan": plan, "apply": apply, "drift": drift}[command_name]
+    """`netkeel COMMAND FILE [--ns-prefix P] [--state-dir D]`, COMMAND one of
+    this module's (the plain forms quick.parse reads: validate takes the file
+    alone): the command's body run directly, its exit code returned. What
+    invoke would do for such a line is only to call the same body with these
+    arguments; not importing it saves every such command a tenth of a second
+    (the framework, with its YAML reader, unittest.mock and asyncio, imported
+    for a parse of three words)."""
+    body = {"validate": validate, "plan": plan, "apply": apply, "drift": drift, "show": show,
+            "destroy": destroy}[command_name]
     try:
-        body(None, file, ns_prefix=ns_prefix, state_dir=state_dir)
+        if command_name == "validate":
+            body(None, file)
+        else:
+            body(None, file, ns_prefix=ns_prefix, state_dir=state_dir)
     except SystemExit as exc:
         return exc.code
     return 0
