@@ -3,7 +3,8 @@
 
 Every figure is a whole process, as a user meets it (the interpreter's start-up
 and imports included), as the baseline `nft -f` is: that loads the equivalent
-ruleset text into a namespace of its own, in the same run. netkeel is
+ruleset text into a namespace of its own, in the same run (the median of three
+loads, each into an empty ruleset). netkeel is
 byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
 
     cold_apply_s      `netkeel apply` with an empty state directory (nothing
@@ -30,7 +31,8 @@ byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
     foreign_drift_s   `netkeel drift` (exit 2) after another tool committed in
                       the namespace (`nft add rule ... ip saddr 192.0.2.1 drop`),
                       so the full comparison must run; then `netkeel apply`
-                      repairs it (repair_apply_s) and `netkeel drift` exits 0
+                      repairs it (repair_apply_s) and `netkeel drift` exits 0;
+                      both the median of three such rounds
     one_rule_apply_s  `netkeel apply` after the policy file was rewritten with
                       one rule's dport changed (the file read again as that
                       rule alone: state/policy_loads.py); then the kernel holds
@@ -64,14 +66,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import (byte_compile, Netkeel, print_peak_rss, remove_all,
-                    run, run_sizes, sizes_from_arguments, time_noop_and_drift, write_figures)  # noqa: E402
+from common import (byte_compile, Netkeel, print_peak_rss, remove_all, run, run_sizes, RUNS,
+                    sizes_from_arguments, time_noop_and_drift, write_figures)  # noqa: E402
 from toolkit.kernel import netns  # noqa: E402
 
 TABLE = "inet netkeel_bench"  # the policy's table `bench`, as netkeel names it in the kernel
@@ -141,10 +144,14 @@ def measure(n: int) -> dict:
     f = {"rules": n}
     try:
         netns.create(baseline_ns)
-        baseline = run(["ip", "netns", "exec", baseline_ns, "nft", "-f", str(work / "ruleset.nft")])
-        assert baseline.returncode == 0, f"nft -f: {baseline.returncode} {baseline.stderr[-2000:]}"
-        f["nft_f_s"] = baseline.seconds
-        print(f"nft -f: {f['nft_f_s']:.2f} s", flush=True)
+        loads = []
+        for _ in range(RUNS):  # each into an empty ruleset; the median (one run moved 0.45-0.61 s)
+            nft(baseline_ns, "flush", "ruleset")
+            baseline = run(["ip", "netns", "exec", baseline_ns, "nft", "-f", str(work / "ruleset.nft")])
+            assert baseline.returncode == 0, f"nft -f: {baseline.returncode} {baseline.stderr[-2000:]}"
+            loads.append(baseline.seconds)
+        f["nft_f_s"] = statistics.median(loads)
+        print(f"nft -f: {f['nft_f_s']:.2f} s (median of {', '.join(f'{s:.2f}' for s in loads)})", flush=True)
 
         f["cold_apply_s"] = cold("apply").seconds
         print(f"netkeel apply, empty state directory: {f['cold_apply_s']:.2f} s", flush=True)
@@ -154,12 +161,15 @@ def measure(n: int) -> dict:
 
         time_noop_and_drift(warm, f)
 
-        nft(fw, "add", "rule", *TABLE.split(), "input", *FOREIGN_RULE.split())
-        f["foreign_drift_s"] = warm("drift", expect=2).seconds
-        f["repair_apply_s"] = warm("apply").seconds
-        warm("drift")  # exit 0: repaired
+        foreign, repairs = [], []
+        for _ in range(RUNS):  # the median: one run moved 0.5-1.0 s with the machine
+            nft(fw, "add", "rule", *TABLE.split(), "input", *FOREIGN_RULE.split())
+            foreign.append(warm("drift", expect=2).seconds)
+            repairs.append(warm("apply").seconds)
+            warm("drift")  # exit 0: repaired (and the verdict kept again, as before the first)
+        f["foreign_drift_s"], f["repair_apply_s"] = statistics.median(foreign), statistics.median(repairs)
         print(f"drift after a foreign rule: {f['foreign_drift_s']:.2f} s; "
-              f"apply repairing it: {f['repair_apply_s']:.2f} s", flush=True)
+              f"apply repairing it: {f['repair_apply_s']:.2f} s (medians of {RUNS})", flush=True)
 
         changed = (n - 1) // 2
         policy.write_text(policy_yaml(n, changed))
