@@ -10,12 +10,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..core.action import Plan
 from ..errors import NetkeelError
 from ..kinds.netns import names as namespace_names
-from ..manifest import load_topology
 from ..runtime.execute import steps
 from ..report import HEADING, human, IN_SYNC, machine, title as report_title
 from ..state import StateDir
@@ -57,8 +55,7 @@ def _cached(state, file, prefix):
     the cache is in the state directory)."""
     import os
 
-    from ..manifest.files import outside_problem
-    from ..manifest.topology import read_file
+    from ..manifest.files import outside_problem, read_file
     from ..state.compiled import CompileCache
 
     def refused(path, manifest):
@@ -79,6 +76,7 @@ def _compile(state, file, prefix, revision, remembered=True):
     from ..errors import ManifestError
     from ..kinds import compile_topology
     from ..manifest.policy import resolve_native_rules
+    from ..manifest import load_topology  # (a compiled manifest from the cache needs no loader)
     from ..manifest.policy_edit import PolicyReader
     from ..manifest.topology import read_file
     from ..state.compiled import CompileCache, Recorder
@@ -151,6 +149,7 @@ def _title(topology, prefix: str) -> str:
 def validate(c, file):
     """Check a manifest (schema and semantics) without touching the kernel."""
     from ..kernel.nft_scratch import resolve, ScratchUnavailable
+    from ..manifest import load_topology
 
     def natives(jobs):
         try:
@@ -386,6 +385,8 @@ def _apply_with_progress(rec, prefix):
     total = len(steps(planned[0]))
     if total < PROGRESS_THRESHOLD or not err.is_terminal:
         return rec.apply(planned=planned)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         job = bar.add_task("apply", total=total)
