@@ -37,8 +37,9 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=
     state = StateDir(state_dir)
     revision = RevisionReader(rev, file) if rev else None
     compiled = None if rev or full else _cached(state, file, ns_prefix)
+    later: list = []  # caches for a state directory the command itself makes (a first apply)
     if compiled is None:
-        compiled = _compile(state, file, ns_prefix, revision, remembered=not full)
+        compiled = _compile(state, file, ns_prefix, revision, remembered=not full, later=later)
     require_root()
     warn_interrupted(state)
     if read_only and not state.root.exists():  # a plan or drift makes nothing there (a mistyped -s?)
@@ -48,6 +49,8 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=
         git = revision.info() if rev else (lambda: repo_info([p for p, _ in compiled.files]))
         faults = active_faults(kernel, state, instance_id(compiled.name, ns_prefix))
         yield Reconciler(compiled, kernel, state, prefix=ns_prefix, wait=wait, git=git, claims=faults)
+    for keep in later:
+        keep()  # (only into a state directory that exists by now)
 
 
 def _cached(state, file, prefix):
@@ -64,12 +67,15 @@ def _cached(state, file, prefix):
     return CompileCache(state, read_file, refused).lookup(file, prefix) if os.geteuid() == 0 else None
 
 
-def _compile(state, file, prefix, revision, remembered=True):
+def _compile(state, file, prefix, revision, remembered=True, later=None):
     """Load, check and compile the manifest (from a git revision if `revision`); bad
     input raises ManifestError with every problem, before root is asked for. A
     manifest read from the working tree is kept in the compile cache, and its
     policy files' reads (state/policy_loads.py: with `remembered`, an edited
-    policy file is read again only where it changed)."""
+    policy file is read again only where it changed). Where the state directory
+    does not exist yet, keeping them is appended to `later` instead: a first
+    apply makes it, and the command after it found nothing cached (a 10,000-rule
+    policy compiled again, 2-3 s)."""
     import os
     from dataclasses import replace
 
@@ -94,9 +100,15 @@ def _compile(state, file, prefix, revision, remembered=True):
             raise ManifestError(problems)
     compiled = replace(compile_topology(topology, prefix), reads=dict(recorder.reads) if revision is None else {})
     if revision is None:
-        CompileCache(state, read_file).store(file, prefix, compiled, recorder.reads)
-        if kept is not None:
-            kept.keep(policies.made)
+        def keep():
+            CompileCache(state, read_file).store(file, prefix, compiled, recorder.reads)
+            if kept is not None:
+                kept.keep(policies.made)
+
+        if state.root.is_dir() or later is None:
+            keep()
+        else:
+            later.append(keep)
     return compiled
 
 
