@@ -106,3 +106,27 @@ def test_a_new_table_read_back_as_text_is_what_a_full_listing_finds(lab, tmp_pat
     # (`reject`, no default burst, the mark in hex, an anonymous set's own order),
     # or they hold a string.
     assert set(FORMS.splitlines()) - set(read_back) <= PRINTED_OTHERWISE, set(FORMS.splitlines()) - set(read_back)
+
+
+def test_a_table_removed_beside_one_changed_rule_by_rule_is_removed(lab, tmp_path):
+    """One apply that removes a table and changes another rule by rule in the
+    same namespace: the removal was left out of the transaction while the
+    verification believed it made, and every plain drift after said "in sync"
+    (found by review)."""
+    (tmp_path / "lab.yaml").write_text("name: two\nnodes:\n  fw:\n    policies: [fw.yaml]\n")
+    chain = "    chains:\n      input:\n        hook: input\n        rules:\n"
+    (tmp_path / "fw.yaml").write_text(
+        "tables:\n  keep:\n" + chain + "          - {protocol: tcp, dport: 22, action: accept}\n"
+        "  gone:\n" + chain + "          - {protocol: tcp, dport: 23, action: drop}\n")
+    assert lab.run("apply", tmp_path / "lab.yaml").returncode == 0
+    (tmp_path / "fw.yaml").write_text(
+        "tables:\n  keep:\n" + chain + "          - {protocol: tcp, dport: 22, action: accept}\n"
+        "          - {protocol: tcp, dport: 80, action: accept}\n")
+    result = lab.run("apply", tmp_path / "lab.yaml", "--verbose")
+    assert result.returncode == 0, result.stderr
+    said = " ".join((result.stdout + result.stderr).split())  # (rich wraps the long log lines)
+    assert "delete table inet netkeel_gone, modify table inet netkeel_keep (changed rules and elements only)" in said
+    tables = lab.exec("fw", ["nft", "list", "tables"], check=True).stdout
+    assert "netkeel_gone" not in tables and "netkeel_keep" in tables
+    assert lab.run("drift", tmp_path / "lab.yaml").returncode == 0
+    assert lab.run("drift", tmp_path / "lab.yaml", "--full").returncode == 0
