@@ -181,3 +181,28 @@ def test_the_switch_interval_is_short_while_reading_and_as_it_was_after(monkeypa
     readahead.start({"ns": (1, 2)})
     readahead.settle()
     assert seen == [readahead.SWITCH_INTERVAL] and sys.getswitchinterval() == before
+
+
+def test_overlapping_readers_put_the_switch_interval_back_as_it_was_before_the_first(monkeypatch):
+    """The second start saved the first's lowered interval and, ending last,
+    left it lowered for good (found by review)."""
+    import sys
+
+    second_started, second_may_end = threading.Event(), threading.Event()
+
+    def read(kernel, name, cookie, generation):
+        if name == "first":
+            second_started.wait(5)  # the two overlap
+        else:
+            second_started.set()
+            second_may_end.wait(5)
+
+    monkeypatch.setattr(readahead, "_read", read)
+    before = sys.getswitchinterval()
+    readahead.start({"first": (1, 1)})
+    readahead.start({"second": (2, 1)})
+    readahead._readers[0].join()  # the first is over, the second still reading
+    assert sys.getswitchinterval() == readahead.SWITCH_INTERVAL
+    second_may_end.set()
+    readahead.settle()
+    assert sys.getswitchinterval() == before

@@ -51,6 +51,8 @@ _done: dict = {}       # namespace name -> an Event set once its reading is over
 _readers: list = []    # the Background threads reading
 _readings: dict = {}   # (cookie, generation, family, table) -> (devices, nftables.TextReading or None)
 _hooked = False
+_interval = {"readers": 0, "before": None}  # threads reading, and the switch interval before the first
+_interval_lock = threading.Lock()
 
 
 def start(marks: dict) -> None:
@@ -75,9 +77,12 @@ def start(marks: dict) -> None:
     if todo:
         for name, _, _ in todo:
             _done[name] = threading.Event()
-        previous = sys.getswitchinterval()
-        sys.setswitchinterval(min(previous, SWITCH_INTERVAL))
-        _readers.append(Background(_read_each, todo, previous))
+        with _interval_lock:  # the first reader lowers it, the last one out puts it back
+            if _interval["readers"] == 0:
+                _interval["before"] = sys.getswitchinterval()
+                sys.setswitchinterval(min(_interval["before"], SWITCH_INTERVAL))
+            _interval["readers"] += 1
+        _readers.append(Background(_read_each, todo))
 
 
 MISSING = object()  # take(): nothing read ahead for that table at that generation
@@ -106,7 +111,7 @@ def settle() -> None:
         reader.join()
 
 
-def _read_each(todo: list, switch_interval: float) -> None:
+def _read_each(todo: list) -> None:
     from .session import Kernel
 
     try:
@@ -121,7 +126,10 @@ def _read_each(todo: list, switch_interval: float) -> None:
             except Exception:  # noqa: BLE001 - nothing read ahead there: the reader reads
                 pass
     finally:
-        sys.setswitchinterval(switch_interval)
+        with _interval_lock:
+            _interval["readers"] -= 1
+            if _interval["readers"] == 0:
+                sys.setswitchinterval(_interval["before"])
         for name, _, _ in todo:
             _done[name].set()  # whatever happened, no reader waits for good
 
