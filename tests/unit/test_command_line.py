@@ -252,3 +252,19 @@ def test_any_other_command_line_is_invokes_to_read(tmp_path, argv):
 
     env = dict(os.environ, NETKEEL_STATE_DIR=str(tmp_path / "state"))
     assert _netkeel_in_process(argv, env)[3] is True
+
+
+def test_a_signal_just_after_a_plain_commands_body_is_as_invokes_exit_1_without_a_word(monkeypatch, capsys):
+    """The body's SIGTERM handler is still in place a moment after it returns:
+    invoke's Program left silently with 1 there, and so does the plain path
+    (it said "interrupted" after a verified apply: found by review)."""
+    from toolkit.cli import reconcile
+
+    def drift(c, file, ns_prefix="", state_dir=None):
+        print("drift of lab: in sync, no drift.")
+        raise KeyboardInterrupt  # as the handler raises it on SIGTERM
+
+    monkeypatch.setattr(reconcile, "drift", drift)
+    assert reconcile.run_plain("drift", "lab.yaml", "p-", None) == 1
+    said = capsys.readouterr()
+    assert said.out == "drift of lab: in sync, no drift.\n" and "interrupted" not in said.err

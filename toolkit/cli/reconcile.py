@@ -498,4 +498,9 @@ def run_plain(command_name: str, file: str, ns_prefix: str, state_dir) -> int:
             body(None, file, ns_prefix=ns_prefix, state_dir=state_dir)
     except SystemExit as exc:
         return exc.code
+    except KeyboardInterrupt:
+        # Past the body's own handling (its SIGTERM handler is still in place a
+        # moment after it returns): exit 1 without a word, as invoke's Program
+        # does there, not "interrupted" after a verified apply (found by review).
+        return 1
     return 0
