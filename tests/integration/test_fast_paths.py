@@ -585,6 +585,46 @@ def test_a_drift_after_another_tools_commit_takes_the_tables_read_ahead(guarded,
     assert (result.returncode, result.stdout) == (full.returncode, full.stdout) == (2, full.stdout)
 
 
+# The same, saying which thread listed a namespace's whole ruleset as JSON.
+WATCHED_RULESET = """\
+import sys, threading
+from toolkit.kernel import nftables
+listed = nftables.ruleset_items
+def watched(kernel, ns, ns_name):
+    where = "main" if threading.current_thread() is threading.main_thread() else "ahead"
+    print(f"ruleset of {ns_name} listed {where}", file=sys.stderr)
+    return listed(kernel, ns, ns_name)
+nftables.ruleset_items = watched
+from toolkit.cli.program import main
+sys.argv[0] = "netkeel"
+main()
+"""
+
+
+@pytest.mark.parametrize("change", [
+    ["add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "reject"],
+    ["add", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "7", "drop", "comment", '"theirs"'],
+    ["add", "table", "ip", "theirs"],
+])
+def test_a_table_that_does_not_read_by_text_is_listed_ahead_as_json(guarded, tmp_path, change):
+    """A rule with a comment prints a string, so the table is listed as JSON,
+    not read by its text: after another tool's commit that whole listing is
+    made ahead, in the thread, and the drift says what --full says."""
+    import sys
+
+    assert plain(guarded)[0::3] == (0, True)  # POLICY's rule with a comment; a verdict
+    nft(guarded, *change)
+    (tmp_path / "watched.py").write_text(WATCHED_RULESET)
+    result = subprocess.run([sys.executable, str(tmp_path / "watched.py"), "drift", str(guarded.manifest),
+                             "--ns-prefix", guarded.prefix], capture_output=True, text=True, timeout=60,
+                            env=guarded.env, cwd=Path(__file__).parents[2])
+    fw = guarded.ns("fw")
+    assert f"ruleset of {fw} listed ahead" in result.stderr and f"{fw} listed main" not in result.stderr, \
+        result.stderr
+    full = guarded.run("drift", guarded.manifest, "--full")
+    assert (result.returncode, result.stdout) == (full.returncode, full.stdout) == (2, full.stdout)
+
+
 def test_a_reading_made_ahead_is_taken_only_at_the_generation_it_was_made_at(guarded, monkeypatch):
     """Read ahead, then another commit: the reader finds another generation and
     lists for itself; read ahead for a namespace made again under the name

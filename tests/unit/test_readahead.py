@@ -206,3 +206,17 @@ def test_overlapping_readers_put_the_switch_interval_back_as_it_was_before_the_f
     second_may_end.set()
     readahead.settle()
     assert sys.getswitchinterval() == before
+
+
+def test_a_whole_ruleset_listed_ahead_is_taken_once_at_its_own_marks(monkeypatch):
+    def read(kernel, name, cookie, generation):
+        readahead._readings[(cookie, generation, readahead.RULESET)] = (DEVICES, [{"table": {"name": name}}])
+
+    monkeypatch.setattr(readahead, "_read", read)
+    readahead.start({"ns": (1, 2)})
+    assert readahead.take_ruleset("ns", 1, 3, DEVICES) is readahead.MISSING  # a commit since
+    assert readahead.take_ruleset("ns", 1, 2, DEVICES) == [{"table": {"name": "ns"}}]
+    assert readahead.take_ruleset("ns", 1, 2, DEVICES) is readahead.MISSING  # taken
+    assert readahead.take_ruleset("other", 1, 2, DEVICES) is readahead.MISSING  # never read ahead
+    readahead.start({"renamed": (5, 2)})
+    assert readahead.take_ruleset("renamed", 5, 2, [["lo", 1], ["eth1", 2]]) is readahead.MISSING  # other devices

@@ -123,6 +123,25 @@ def read(kernel, ns_name: str, devices=None, seen=None, ns=None) -> list:
     return out
 
 
+def ruleset_items(kernel, ns, ns_name: str) -> list:
+    """The items of the namespace's whole ruleset, listed as JSON."""
+    return _listing(kernel, ns, ns_name, "list ruleset", "nft list ruleset")
+
+
+def _ruleset_items_at(kernel, ns, ns_name: str, start) -> list:
+    """ruleset_items(), or the listing of it made ahead (kernel/readahead.py) at
+    this very cookie, generation (`start`, read before) and devices, the
+    generation still the same now."""
+    from . import readahead
+
+    if start is not None:
+        ahead = readahead.take_ruleset(ns_name, ns.cookie(), start, ns.read_devices)
+        if ahead is not readahead.MISSING and ns.generation() == start:
+            kernel.log(ns_name, f"nft list ruleset: read ahead at generation {start}")
+            return ahead
+    return ruleset_items(kernel, ns, ns_name)
+
+
 def _same_content(read, committed) -> bool:
     return committed is not None and not changed_fields(committed, read, closed=True)
 
@@ -181,7 +200,7 @@ def _listed(kernel, ns, ns_name: str) -> list:
                 command = json.dumps({"nftables": [{"list": {"table": {"family": family, "name": name}}}]})
                 items += _listing(kernel, ns, ns_name, command, f"nft list table {family} {name}")
     else:
-        items = _listing(kernel, ns, ns_name, "list ruleset", "nft list ruleset")
+        items = _ruleset_items_at(kernel, ns, ns_name, start)
     chaos = {(i["table"]["family"], i["table"]["name"]) for i in items
              if "table" in i and i["table"].get("name", "").startswith(CHAOS_TABLE_PREFIX)}
     # A fault's table is netkeel's but not the topology's: read as an overlay's,

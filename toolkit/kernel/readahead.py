@@ -105,6 +105,24 @@ def take(name: str, cookie: int, generation: int, family: str, table: str, devic
     return found[1]
 
 
+def take_ruleset(name: str, cookie: int, generation: int, devices):
+    """The namespace's whole ruleset listed ahead as JSON (its items), at
+    exactly this cookie, generation and devices, where a table of ours did not
+    read by its text (a rule printing a string: a comment, an interface's
+    name); MISSING otherwise. Taken once, waiting for it if under way."""
+    done = _done.get(name)
+    if done is None or devices is None:
+        return MISSING
+    done.wait()
+    found = _readings.pop((cookie, generation, RULESET), None)
+    if found is None or found[0] != devices:
+        return MISSING
+    return found[1]
+
+
+RULESET = "ruleset"  # the key's last part of a whole ruleset listed ahead as JSON
+
+
 def settle() -> None:
     """Wait for every read under way (a fork copies only the calling thread)."""
     for reader in list(_readers):
@@ -143,7 +161,8 @@ def _read(kernel, name: str, cookie: int, generation: int) -> None:
         return  # another namespace under the name, or another commit since: nothing to gain
     devices = _devices(ns)
     found = {}
-    for family, table in nftables.tables_read_by_text(nftgen.tables(ns.nfgen_socket())):
+    tables = nftgen.tables(ns.nfgen_socket())
+    for family, table in nftables.tables_read_by_text(tables):
         reading = nftables.read_table_text(kernel, ns, name, family, table)
         if reading is None and ns.generation() == generation:
             found[(cookie, generation, family, table)] = (devices, None)  # does not read by text: JSON then
@@ -151,6 +170,12 @@ def _read(kernel, name: str, cookie: int, generation: int) -> None:
         if reading is None or reading.generation != generation:
             return
         found[(cookie, generation, family, table)] = (devices, reading)
+    if any(reading is None for _, reading in found.values()) and not any(flags for _, _, flags in tables):
+        # The reader will list the whole ruleset as JSON (nftables._listed): list it now.
+        items = nftables.ruleset_items(kernel, ns, name)
+        if ns.generation() != generation:
+            return
+        found[(cookie, generation, RULESET)] = (devices, items)
     if _devices(ns) == devices:  # no device renamed, made or removed while listing
         _readings.update(found)
 
