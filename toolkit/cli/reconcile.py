@@ -81,10 +81,10 @@ def _compile(state, file, prefix, revision, remembered=True, later=None):
 
     from ..errors import ManifestError
     from ..kinds import compile_topology
-    from ..manifest.policy import resolve_native_rules
     from ..manifest import load_topology  # (a compiled manifest from the cache needs no loader)
+    from ..manifest.files import read_file
+    from ..manifest.policy import resolve_native_rules
     from ..manifest.policy_edit import PolicyReader
-    from ..manifest.topology import read_file
     from ..state.compiled import CompileCache, Recorder
     from ..state.policy_loads import PolicyLoads
 

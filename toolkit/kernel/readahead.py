@@ -8,7 +8,9 @@ hundreds of milliseconds go, in the main thread, to importing the CLI
 framework, loading the manifest and taking the lock. So the quick check starts
 those listings here, in one thread (libnftables runs without Python's
 interpreter lock), namespace after namespace in the order the reader goes,
-and the reader takes each as it is done. One thread: libnftables is used by
+and the reader takes each as it is done (where a table of ours does not read
+by its text, the whole ruleset's JSON listing, which the reader makes then:
+nftables._listed). One thread: libnftables is used by
 one thread at a time anyway (nftables.LIBRARY: it keeps an interface cache for
 the whole process, filled in whatever namespace the calling thread is in, and
 two threads in it at once printed one namespace's rules with another's
@@ -20,7 +22,9 @@ cookie and the ruleset generation it was made at (the same before and after
 it), and the reader takes it only for the cookie and generation it finds
 itself, before and after its own use: one commit anywhere in between and the
 reading is not of the ruleset the reader would list, so it lists as ever. A
-thread that fails in any way leaves nothing, and the reader reads.
+thread that fails in any way leaves nothing, and the reader reads. A command
+reads ahead once (its quick check asks once): LIMIT counts every namespace
+read ahead in the process, and a reading never taken stays until it exits.
 
 The thread is a daemon (a command that never asks does not wait for it at
 exit) with every signal blocked (Ctrl-C and SIGTERM reach the main thread,
