@@ -90,6 +90,7 @@ def start(marks: dict) -> None:
 
 
 MISSING = object()  # take(): nothing read ahead for that table at that generation
+RULESET = "ruleset"  # the key's last part of a whole ruleset listed ahead as JSON
 
 
 def take(name: str, cookie: int, generation: int, family: str, table: str, devices):
@@ -99,14 +100,7 @@ def take(name: str, cookie: int, generation: int, family: str, table: str, devic
     no generation), waiting for it if it is under way: a TextReading, None
     where the table does not read by text there, MISSING if nothing was read
     ahead for it so."""
-    done = _done.get(name)
-    if done is None or devices is None:
-        return MISSING
-    done.wait()
-    found = _readings.pop((cookie, generation, family, table), None)
-    if found is None or found[0] != devices:
-        return MISSING
-    return found[1]
+    return _taken(name, (cookie, generation, family, table), devices)
 
 
 def take_ruleset(name: str, cookie: int, generation: int, devices):
@@ -114,17 +108,18 @@ def take_ruleset(name: str, cookie: int, generation: int, devices):
     exactly this cookie, generation and devices, where a table of ours did not
     read by its text (a rule printing a string: a comment, an interface's
     name); MISSING otherwise. Taken once, waiting for it if under way."""
+    return _taken(name, (cookie, generation, RULESET), devices)
+
+
+def _taken(name: str, key: tuple, devices):
     done = _done.get(name)
     if done is None or devices is None:
         return MISSING
     done.wait()
-    found = _readings.pop((cookie, generation, RULESET), None)
+    found = _readings.pop(key, None)
     if found is None or found[0] != devices:
         return MISSING
     return found[1]
-
-
-RULESET = "ruleset"  # the key's last part of a whole ruleset listed ahead as JSON
 
 
 def settle() -> None:
