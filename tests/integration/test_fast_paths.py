@@ -595,6 +595,11 @@ def watched(kernel, ns, ns_name):
     print(f"ruleset of {ns_name} listed {where}", file=sys.stderr)
     return listed(kernel, ns, ns_name)
 nftables.ruleset_items = watched
+read = nftables.read_table_text
+def watched_text(kernel, ns, ns_name, family, name, **options):
+    print(f"table {name} read by text", file=sys.stderr)
+    return read(kernel, ns, ns_name, family, name, **options)
+nftables.read_table_text = watched_text
 from toolkit.cli.program import main
 sys.argv[0] = "netkeel"
 main()
@@ -609,7 +614,9 @@ main()
 def test_a_table_that_does_not_read_by_text_is_listed_ahead_as_json(guarded, tmp_path, change):
     """A rule with a comment prints a string, so the table is listed as JSON,
     not read by its text: after another tool's commit that whole listing is
-    made ahead, in the thread, and the drift says what --full says."""
+    made ahead, in the thread (and no text listing, in either thread: the
+    verdict said the table prints a string), and the drift says what --full
+    says."""
     import sys
 
     assert plain(guarded)[0::3] == (0, True)  # POLICY's rule with a comment; a verdict
@@ -621,8 +628,25 @@ def test_a_table_that_does_not_read_by_text_is_listed_ahead_as_json(guarded, tmp
     fw = guarded.ns("fw")
     assert f"ruleset of {fw} listed ahead" in result.stderr and f"{fw} listed main" not in result.stderr, \
         result.stderr
+    assert "read by text" not in result.stderr, result.stderr
     full = guarded.run("drift", guarded.manifest, "--full")
     assert (result.returncode, result.stdout) == (full.returncode, full.stdout) == (2, full.stdout)
+
+
+@pytest.mark.parametrize("comment", [True, False])
+def test_a_table_printing_strings_is_verified_by_its_json_listing_alone(lab, tmp_path, comment):
+    """The first apply of a table reads it back to verify it: by its text
+    listing, unless a rule prints a string (a comment), which no text reading
+    follows; then by the JSON listing at once, with no text listing first that
+    could only be thrown away."""
+    policy = POLICY if comment else POLICY.replace(", comment: no telnet", "")
+    (tmp_path / "fw.yaml").write_text(policy)
+    (tmp_path / "lab.yaml").write_text("name: strings\nnodes:\n  fw:\n    policies: [fw.yaml]\n")
+    made = lab.run("apply", tmp_path / "lab.yaml", "--verbose")
+    assert made.returncode == 0, made.stderr
+    assert ("nft list table inet netkeel_guard" in made.stderr) is not comment, made.stderr
+    assert ("nft list ruleset" in made.stderr) is comment, made.stderr
+    assert lab.run("drift", tmp_path / "lab.yaml", "--full").returncode == 0
 
 
 def test_a_reading_made_ahead_is_taken_only_at_the_generation_it_was_made_at(guarded, monkeypatch):

@@ -45,7 +45,7 @@ def test_a_background_thread_takes_no_signal_and_leaves_the_callers_mask_alone()
 
 
 def test_a_reading_is_taken_once_and_only_at_its_own_cookie_and_generation(monkeypatch):
-    def read(kernel, name, cookie, generation):
+    def read(kernel, name, cookie, generation, as_json=False):
         readahead._readings[(cookie, generation, "inet", "netkeel_lab")] = (DEVICES, f"{name} at {generation}")
         readahead._readings[(cookie, generation, "inet", "netkeel_other")] = (DEVICES, None)  # not by text
 
@@ -62,7 +62,7 @@ def test_a_reading_is_taken_once_and_only_at_its_own_cookie_and_generation(monke
 def test_a_reading_made_with_other_devices_is_not_taken(monkeypatch):
     """A rule naming a device by index prints the name the device had when
     listed, and renaming a device moves no generation."""
-    def read(kernel, name, cookie, generation):
+    def read(kernel, name, cookie, generation, as_json=False):
         readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "read")
 
     monkeypatch.setattr(readahead, "_read", read)
@@ -73,7 +73,7 @@ def test_a_reading_made_with_other_devices_is_not_taken(monkeypatch):
 
 
 def test_take_waits_for_the_reading_under_way(monkeypatch):
-    def read(kernel, name, cookie, generation):
+    def read(kernel, name, cookie, generation, as_json=False):
         time.sleep(0.2)
         readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "read")
 
@@ -87,11 +87,11 @@ def test_at_most_a_few_namespaces_are_read_ahead_one_after_another_in_one_thread
     monkeypatch.setattr(readahead, "_read", lambda *args: started.append((*args, threading.get_ident())))
     marks = {f"ns{i:02}": (i, 5) for i in range(readahead.LIMIT + 3)}
     marks["bad"] = ("cookie", 5)
-    readahead.start(marks)
+    readahead.start(marks, by_json={"ns01"})
     readahead.start(marks)  # asked again: nothing read twice
     readahead.settle()
-    assert [args[1:4] for args in started] == [(f"ns{i:02}", i, 5) for i in range(readahead.LIMIT)]
-    assert len({args[4] for args in started}) == 1 and len(readahead._readers) == 1
+    assert [args[1:5] for args in started] == [(f"ns{i:02}", i, 5, i == 1) for i in range(readahead.LIMIT)]
+    assert len({args[-1] for args in started}) == 1 and len(readahead._readers) == 1
 
 
 def test_each_namespace_is_taken_as_soon_as_its_own_reading_is_over(monkeypatch):
@@ -99,7 +99,7 @@ def test_each_namespace_is_taken_as_soon_as_its_own_reading_is_over(monkeypatch)
     a reading that fails still lets the reader go on (with nothing)."""
     second = threading.Event()
 
-    def read(kernel, name, cookie, generation):
+    def read(kernel, name, cookie, generation, as_json=False):
         if name == "b":
             second.wait(5)
             raise OSError("gone")
@@ -114,7 +114,7 @@ def test_each_namespace_is_taken_as_soon_as_its_own_reading_is_over(monkeypatch)
 
 
 def test_a_thread_that_dies_leaves_no_reader_waiting(monkeypatch):
-    def read(kernel, name, cookie, generation):
+    def read(kernel, name, cookie, generation, as_json=False):
         raise SystemExit  # (not an Exception: the loop itself ends)
 
     monkeypatch.setattr(readahead, "_read", read)
@@ -127,7 +127,7 @@ def test_a_fork_waits_for_the_readings_under_way(monkeypatch):
     thread of ours may be mid-call in the parent when it is made."""
     done = threading.Event()
 
-    def read(kernel, name, cookie, generation):
+    def read(kernel, name, cookie, generation, as_json=False):
         time.sleep(0.3)
         done.set()
 
@@ -158,7 +158,7 @@ def test_a_reading_is_handed_over_before_its_listings_are_freed(monkeypatch):
         freed.wait(5)
         closing(kernel)
 
-    def read(kernel, name, cookie, generation):
+    def read(kernel, name, cookie, generation, as_json=False):
         readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "read")
 
     monkeypatch.setattr(Kernel, "close", close)
@@ -190,7 +190,7 @@ def test_overlapping_readers_put_the_switch_interval_back_as_it_was_before_the_f
 
     second_started, second_may_end = threading.Event(), threading.Event()
 
-    def read(kernel, name, cookie, generation):
+    def read(kernel, name, cookie, generation, as_json=False):
         if name == "first":
             second_started.wait(5)  # the two overlap
         else:
@@ -209,7 +209,7 @@ def test_overlapping_readers_put_the_switch_interval_back_as_it_was_before_the_f
 
 
 def test_a_whole_ruleset_listed_ahead_is_taken_once_at_its_own_marks(monkeypatch):
-    def read(kernel, name, cookie, generation):
+    def read(kernel, name, cookie, generation, as_json=False):
         readahead._readings[(cookie, generation, readahead.RULESET)] = (DEVICES, [{"table": {"name": name}}])
 
     monkeypatch.setattr(readahead, "_read", read)

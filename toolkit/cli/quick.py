@@ -140,18 +140,19 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
             marks = marks_record(kernel.nft_marks)
             if marks != verdict["marks"]:
                 if command == "drift":
-                    _read_ahead(state, verdict["marks"], marks)
+                    _read_ahead(state, verdict["marks"], marks, verdict.get("by_json"))
                 return None
             if live_digest(live) != verdict["live"]:
                 return None
     return report_title(name, prefix)
 
 
-def _read_ahead(state, kept: dict, marks: dict) -> None:
+def _read_ahead(state, kept: dict, marks: dict, by_json) -> None:
     """Start reading ahead (kernel/readahead.py) the namespaces whose ruleset
     moved since the verdict (same cookie, another generation) to a generation
     the ruleset memo does not know: the drift check about to run lists their
-    tables by text, and can take those listings instead."""
+    tables by text (as JSON in those the verdict names in `by_json`), and can
+    take those listings instead."""
     from ..kernel import readahead
     from ..state.rulesets import RulesetMemo
 
@@ -162,4 +163,4 @@ def _read_ahead(state, kept: dict, marks: dict) -> None:
         if isinstance(was, list) and was[:1] == [cookie] and was[1:2] != [generation] \
                 and not memo.knows(ns, cookie, generation):
             moved[ns] = (cookie, generation)
-    readahead.start(moved)
+    readahead.start(moved, {n for n in by_json if isinstance(n, str)} if isinstance(by_json, list) else ())

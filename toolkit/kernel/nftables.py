@@ -329,6 +329,8 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     from ..kinds.nft_canon import live_table_specs
     from . import readahead
 
+    if nft_text.prints_strings(sent):
+        return None  # a listing printing a string is never followed: JSON at once
     generation = ns.generation()
     if generation is None:
         return None

@@ -10,7 +10,8 @@ those listings here, in one thread (libnftables runs without Python's
 interpreter lock), namespace after namespace in the order the reader goes,
 and the reader takes each as it is done (where a table of ours does not read
 by its text, the whole ruleset's JSON listing, which the reader makes then:
-nftables._listed). One thread: libnftables is used by
+nftables._listed; that listing alone where the verdict says a table of ours
+prints a string, which no text reading is taken for). One thread: libnftables is used by
 one thread at a time anyway (nftables.LIBRARY: it keeps an interface cache for
 the whole process, filled in whatever namespace the calling thread is in, and
 two threads in it at once printed one namespace's rules with another's
@@ -59,9 +60,12 @@ _interval = {"readers": 0, "before": None}  # threads reading, and the switch in
 _interval_lock = threading.Lock()
 
 
-def start(marks: dict) -> None:
+def start(marks: dict, by_json=()) -> None:
     """Read ahead the tables of ours in each namespace of `marks` ({name:
-    (cookie, generation)}, as the quick check found them), up to LIMIT."""
+    (cookie, generation)}, as the quick check found them), up to LIMIT; in
+    those named in `by_json` (a table of ours there prints a string, as the
+    verdict says: the reader lists such a namespace as JSON, never by text),
+    the whole ruleset's JSON listing alone."""
     global _hooked
     if not marks:
         return
@@ -75,11 +79,11 @@ def start(marks: dict) -> None:
     if not _hooked:
         os.register_at_fork(before=settle)  # a forked child runs Python: no thread of ours mid-read then
         _hooked = True
-    todo = [(name, cookie, generation) for name, (cookie, generation) in sorted(marks.items())
+    todo = [(name, cookie, generation, name in by_json) for name, (cookie, generation) in sorted(marks.items())
             if name not in _done and isinstance(cookie, int) and isinstance(generation, int)]
     todo = todo[:max(0, LIMIT - len(_done))]
     if todo:
-        for name, _, _ in todo:
+        for name, *_ in todo:
             _done[name] = threading.Event()
         with _interval_lock:  # the first reader lowers it, the last one out puts it back
             if _interval["readers"] == 0:
@@ -132,11 +136,11 @@ def _read_each(todo: list) -> None:
     from .session import Kernel
 
     try:
-        for name, cookie, generation in todo:
+        for name, cookie, generation, as_json in todo:
             try:
                 with Kernel() as kernel:
                     try:
-                        _read(kernel, name, cookie, generation)
+                        _read(kernel, name, cookie, generation, as_json)
                     finally:
                         # Handed over before the listings' contexts are freed (close).
                         _done[name].set()
@@ -147,11 +151,11 @@ def _read_each(todo: list) -> None:
             _interval["readers"] -= 1
             if _interval["readers"] == 0:
                 sys.setswitchinterval(_interval["before"])
-        for name, _, _ in todo:
+        for name, *_ in todo:
             _done[name].set()  # whatever happened, no reader waits for good
 
 
-def _read(kernel, name: str, cookie: int, generation: int) -> None:
+def _read(kernel, name: str, cookie: int, generation: int, as_json: bool = False) -> None:
     from . import nftables, nftgen
 
     ns = kernel.ns(name)
@@ -162,6 +166,9 @@ def _read(kernel, name: str, cookie: int, generation: int) -> None:
     found = {}
     tables = nftgen.tables(ns.nfgen_socket())
     for family, table in nftables.tables_read_by_text(tables):
+        if as_json:  # not read by text there: the ruleset as JSON, below
+            found[(cookie, generation, family, table)] = (devices, None)
+            continue
         reading = nftables.read_table_text(kernel, ns, name, family, table)
         if reading is None and ns.generation() == generation:
             found[(cookie, generation, family, table)] = (devices, None)  # does not read by text: JSON then

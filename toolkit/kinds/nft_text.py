@@ -377,6 +377,19 @@ def sent_rules(script: str, family: str, table: str) -> dict:
     return out
 
 
+def prints_strings(sent: dict) -> bool:
+    """Whether a rule of `sent` ({chain: [rule text]}, as sent_rules gives them)
+    prints a string: such a table is never read by its text (see above), so
+    listing it so would only cost the time before the JSON listing it gets."""
+    return any('"' in text for texts in sent.values() for text in texts)
+
+
+def reads_by_text(script, family: str, table: str) -> bool:
+    """Whether the table a script (an nft_table's `_nft`; None where it has
+    none) makes may be read by its text listing."""
+    return script is not None and not prints_strings(sent_rules(script, family, table))
+
+
 def listed_table(listing: str, family: str, table: str):
     """From `nft -a list table FAMILY TABLE` (text): ({chain: [(rule text, handle)]},
     [set names]); rule texts with counter values dropped (`counter`, as sent).

@@ -23,6 +23,7 @@ from ..core.owners import is_managed, is_reported
 from ..errors import ManifestError, NetkeelError, OwnershipError, Problem
 from ..kinds import NAMESPACE, compile_topology, kind
 from ..kinds.netns import names as namespace_names
+from ..kinds.nft_table import namespaces_read_as_json
 from ..model.topology import Topology
 from ..planner import diff
 from ..state.identities import Identities
@@ -277,7 +278,8 @@ class Reconciler:
             return False
         return Verdicts(self.state).record(self.topology.source, self.prefix, self.topology.name,
                                            self.topology.reads, names, hints,
-                                           {ns: settled[ns] for ns in present}, raw, stamp)
+                                           {ns: settled[ns] for ns in present}, raw, stamp,
+                                           namespaces_read_as_json(self.desired) & present)
 
     def apply(self, on_step=None, planned=None) -> ApplyResult:
         """Converge the kernel to the topology as a transaction (transaction.run).

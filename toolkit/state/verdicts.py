@@ -14,7 +14,10 @@ When a whole comparison finds a topology instance in sync (a clean `drift`, an
     what it found, nftables aside;
   * for each namespace read, its nftables marks (cookie, ruleset generation,
     devices): taken only where the ruleset memo holds the tables those marks
-    stand for (state/rulesets.py), so equal marks mean equal tables.
+    stand for (state/rulesets.py), so equal marks mean equal tables; and the
+    namespaces where a table of ours is read as JSON, never by its text (a
+    rule printing a string): what a drift reads ahead there when the marks
+    moved (cli/quick.py), speed alone.
 
 A quick check (cli/quick.py) then reads the same namespaces again, marks
 instead of tables, and if every one of these is what it was, the comparison
@@ -134,7 +137,7 @@ class Verdicts:
             pass
 
     def record(self, manifest: str, prefix: str, name: str, reads: dict, names, hints: dict, marks: dict,
-               live, stamp: str) -> bool:
+               live, stamp: str, by_json=()) -> bool:
         """Keep an in-sync verdict (see the module's docstring): `stamp` is the
         state_stamp() taken before the caller checked the state; False if what
         the verdict would rest on is not all known. Never raises."""
@@ -143,7 +146,7 @@ class Verdicts:
             return False
         data = {"format": FORMAT, "manifest": str(manifest), "prefix": prefix, "boot": boot_id(), "name": name,
                 "reads": reads, "names": sorted(names), "hints": hints, "marks": marks_record(marks),
-                "live": live_digest(live), "state": stamp}
+                "live": live_digest(live), "state": stamp, "by_json": sorted(by_json)}
         try:
             self.state.write_sealed_json(entry_name(manifest, prefix), data, durable=False)
             self.state.keep_newest(DIRECTORY, KEEP)
