@@ -220,3 +220,32 @@ def test_a_whole_ruleset_listed_ahead_is_taken_once_at_its_own_marks(monkeypatch
     assert readahead.take_ruleset("other", 1, 2, DEVICES) is readahead.MISSING  # never read ahead
     readahead.start({"renamed": (5, 2)})
     assert readahead.take_ruleset("renamed", 5, 2, [["lo", 1], ["eth1", 2]]) is readahead.MISSING  # other devices
+
+
+def test_closing_a_namespace_with_no_libnftables_context_never_waits_for_the_reader():
+    """The quick check starts reading ahead, then closes its own session, whose
+    namespaces made no libnftables context: that close must not wait for the
+    library's lock, which the reader holds for a whole listing (it waited
+    0.3 s, the time the command meant to spend importing)."""
+    from toolkit.kernel import nftables
+    from toolkit.kernel.session import Namespace
+
+    handle = Namespace("ns", os.open(os.devnull, os.O_RDONLY), loop=lambda: None)
+    handle.parked = []  # as the reader's own sessions have it, empty
+    held, done = threading.Event(), threading.Event()
+
+    def reader():
+        with nftables.LIBRARY:
+            held.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        assert held.wait(5)
+        closed = threading.Event()
+        Background(lambda: (handle.close(), closed.set()))
+        assert closed.wait(2), "closing waited for libnftables' lock"
+    finally:
+        done.set()
+        thread.join(5)

@@ -79,6 +79,12 @@ class Namespace:
     def release_nft(self) -> None:
         """Free the libnftables context (made again on next use), or park it
         (see `parked`)."""
+        if self._nft is None:
+            # Nothing to free, so libnftables' lock is not waited for: reading
+            # ahead holds it for a whole listing, and the quick check closing
+            # its session right after starting that waited for all of it
+            # (0.3 s of a drift, that the command meant to spend importing).
+            return
         with nftables.LIBRARY:
             if self.parked is not None and self._nft is not None:
                 self.parked.append(self._nft)
@@ -163,8 +169,10 @@ class Namespace:
             if self._ipr is not None:
                 self._ipr.close()
             self.release_nft()  # frees the libnftables context and its socket
-            with nftables.LIBRARY:
-                self.parked = None  # and those parked
+            if self.parked:
+                with nftables.LIBRARY:
+                    self.parked = None  # and those parked
+            self.parked = None
             if self._nfgen is not None:
                 self._nfgen.close()
             if self._dump is not None:
