@@ -528,6 +528,50 @@ def test_strings_in_rules_never_stand_for_more_rule(guarded, tmp_path):
     assert drift(guarded, "--full")[0] == 0
 
 
+# A rule of the manifest, and another tool's rule (JSON input takes any string)
+# that nft prints exactly as that rule: a string holding quotes.
+FORGED = [
+    ("{protocol: tcp, dport: 23, log: telnet, action: drop, comment: no telnet}",  # a log prefix, and no drop
+     [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 23}},
+      {"log": {"prefix": 'telnet" drop comment "no telnet'}}], None),
+    ("{nft: 'iifname { \"p0\", \"p1\", \"p2\" } tcp dport 23 drop', comment: no telnet}",  # two names, not 3
+     [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": {"set": ["p0", 'p1", "p2']}}},
+      {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 23}},
+      {"drop": None}], "no telnet"),
+    ("{nft: 'iifname \"p0\" iifname \"p1\" tcp dport 23 drop'}",  # one name matched, not two
+     [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": 'p0" iifname "p1'}},
+      {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 23}},
+      {"drop": None}], None),
+]
+
+
+@pytest.mark.parametrize("declared, forged, comment", FORGED)
+def test_a_string_holding_quotes_never_passes_for_the_rule_it_prints_as(guarded, tmp_path, declared, forged,
+                                                                        comment):
+    """nft prints a rule's strings raw: another tool's rule whose string holds
+    quotes can print exactly as a rule of the manifest. Its line is not taken
+    for that rule (the kernel's own form of it shows the quote): the drift sees
+    it as --full does, and the apply puts the declared rule back."""
+    write_policy(guarded, POLICY.replace("{protocol: tcp, dport: 23, action: drop, comment: no telnet}", declared))
+    declared_line = next(line.split(" # handle ")[0].strip() for line in
+                         nft(guarded, "-a", "list", "chain", "inet", "netkeel_guard", "input").splitlines()
+                         if "dport 23" in line)
+    rule = {"family": "inet", "table": "netkeel_guard", "chain": "input",
+            "handle": int(handle_of(guarded, "dport 23")), "expr": forged}
+    if comment is not None:
+        rule["comment"] = comment
+    (tmp_path / "forged.json").write_text(json.dumps({"nftables": [{"replace": {"rule": rule}}]}))
+    nft(guarded, "-j", "-f", str(tmp_path / "forged.json"))
+    listed = [line.split(" # handle ")[0].strip() for line in
+              nft(guarded, "-a", "list", "chain", "inet", "netkeel_guard", "input").splitlines()]
+    if declared_line not in listed:
+        pytest.skip(f"this nft prints the forged rule otherwise: {listed}")
+    plain_drift, full = guarded.run("drift", guarded.manifest), guarded.run("drift", guarded.manifest, "--full")
+    assert plain_drift.returncode == full.returncode == 2, (plain_drift.stdout, full.stdout)
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert drift(guarded, "--full")[0] == 0
+
+
 def test_rules_added_by_hand_read_by_text_are_remembered_and_the_repair_lists_nothing(guarded):
     """A rule the manifest lacks gets its JSON form from libnftables in a
     throwaway namespace: the drift check's read is then what a listing gives,
@@ -612,14 +656,15 @@ main()
     ["add", "table", "ip", "theirs"],
 ])
 def test_a_table_that_does_not_read_by_text_is_listed_ahead_as_json(guarded, tmp_path, change):
-    """A rule with a comment prints a string, so the table is listed as JSON,
-    not read by its text: after another tool's commit that whole listing is
-    made ahead, in the thread (and no text listing, in either thread: the
-    verdict said the table prints a string), and the drift says what --full
-    says."""
+    """A comment holding a backslash has no nft text (nft_text._string), so the
+    table is sent and listed as JSON, never read by its text: after another
+    tool's commit that whole listing is made ahead, in the thread (and no text
+    listing, in either thread: the verdict said the table has no text), and the
+    drift says what --full says."""
     import sys
 
-    assert plain(guarded)[0::3] == (0, True)  # POLICY's rule with a comment; a verdict
+    write_policy(guarded, POLICY.replace("comment: no telnet", "comment: 'no\\telnet'"))
+    assert plain(guarded)[0::3] == (0, True)  # a verdict
     nft(guarded, *change)
     (tmp_path / "watched.py").write_text(WATCHED_RULESET)
     result = subprocess.run([sys.executable, str(tmp_path / "watched.py"), "drift", str(guarded.manifest),
@@ -633,19 +678,24 @@ def test_a_table_that_does_not_read_by_text_is_listed_ahead_as_json(guarded, tmp
     assert (result.returncode, result.stdout) == (full.returncode, full.stdout) == (2, full.stdout)
 
 
-@pytest.mark.parametrize("comment", [True, False])
-def test_a_table_printing_strings_is_verified_by_its_json_listing_alone(lab, tmp_path, comment):
-    """The first apply of a table reads it back to verify it: by its text
-    listing, unless a rule prints a string (a comment), which no text reading
-    follows; then by the JSON listing at once, with no text listing first that
-    could only be thrown away."""
-    policy = POLICY if comment else POLICY.replace(", comment: no telnet", "")
-    (tmp_path / "fw.yaml").write_text(policy)
-    (tmp_path / "lab.yaml").write_text("name: strings\nnodes:\n  fw:\n    policies: [fw.yaml]\n")
+@pytest.mark.parametrize("strings", [
+    "",
+    ", comment: no telnet",
+    ", comment: no telnet, log: 'telnet #1'",
+    ', iif: p0, comment: "on p0: no \\u00e9 # handle 9"',  # a non-ASCII letter, and what reads as a handle
+])
+def test_a_table_printing_plain_strings_is_verified_by_its_text_listing(lab, tmp_path, strings):
+    """The first apply of a table reads it back to verify it by its text
+    listing, strings and all (comments, log prefixes, interface names: the
+    kernel's form of each rule shows no quote in them), never by the JSON
+    listing; and a drift comparing everything agrees."""
+    (tmp_path / "fw.yaml").write_text(POLICY.replace(", comment: no telnet", strings))
+    (tmp_path / "lab.yaml").write_text(
+        "name: strings\nnodes:\n  fw:\n    policies: [fw.yaml]\n  peer: {}\n"
+        "links:\n  - endpoints: [{node: fw, interface: p0}, {node: peer, interface: p0}]\n")
     made = lab.run("apply", tmp_path / "lab.yaml", "--verbose")
     assert made.returncode == 0, made.stderr
-    assert ("nft list table inet netkeel_guard" in made.stderr) is not comment, made.stderr
-    assert ("nft list ruleset" in made.stderr) is comment, made.stderr
+    assert "nft list table inet netkeel_guard" in made.stderr and "nft list ruleset" not in made.stderr, made.stderr
     assert lab.run("drift", tmp_path / "lab.yaml", "--full").returncode == 0
 
 

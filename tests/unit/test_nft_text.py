@@ -181,11 +181,21 @@ def test_a_text_listing_reads_as_each_chains_rules_with_their_handles():
     assert chains == {"helper": [], "input": [("tcp dport 22 counter accept", 4), ("drop", 5)]}  # no values
 
 
+def test_a_rule_printing_strings_reads_with_them_whole():
+    """Strings whole on their line (the caller checks in the kernel's own form
+    of the rule that none holds a quote): counter values outside them dropped,
+    what reads as a handle inside them left alone."""
+    listing = LISTED.replace("drop # handle 5", 'iifname "p0" counter packets 3 bytes 9 drop comment '
+                                                '"counter packets 1 bytes 2 # handle 6" # handle 5')
+    chains, _ = listed_table(listing, "inet", "netkeel_f")
+    assert chains["input"][1] == ('iifname "p0" counter drop comment "counter packets 1 bytes 2 # handle 6"', 5)
+
+
 @pytest.mark.parametrize("listing", [
     LISTED.replace("netkeel_f", "netkeel_g", 1),                        # another table
     LISTED.replace("\tchain helper { # handle 2\n\t}\n", "\tflowtable ft { # handle 2\n\t}\n"),
     LISTED.replace("drop # handle 5", "drop"),                            # a line that is no rule
-    LISTED.replace("drop # handle 5", 'drop comment "x" # handle 5'),     # a string, printed raw
+    LISTED.replace("drop # handle 5", 'drop comment "x # handle 5'),      # a string broken across lines
     LISTED.replace('"a{", "b}",', '"a{\n}\n\tchain x { # handle 9",'),    # a newline in an element
     LISTED.replace("\t\tdrop #", "\t\ttype filter hook input priority 0;\n\t\tdrop #"),
     LISTED + "table ip other { # handle 8\n}\n",

@@ -277,11 +277,14 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str):
     if generation is None:
         return None
 
+    raw: dict = {}  # each rule's own form, by handle: what strings it prints (nftgen.prints_plain)
+
     def handles():
-        return nftgen.rule_handles(ns.nfgen_socket(), family, name)
+        return nftgen.rule_handles(ns.nfgen_socket(), family, name, raw=raw)
 
     try:
         ns.nfgen_socket()  # made here, not in the thread: the thread only uses it
+        devices = [link.ifname for link in ns.links()]  # (printed by `iif`: before and after the listing)
         dumping = Background(handles)
         try:
             listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}",
@@ -304,7 +307,24 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str):
         return None
     if listed is None or ns.generation() != generation:
         return None  # a commit came while reading: the parts may be of different rulesets
+    if not _strings_plain(ns, listed[0], raw, devices):
+        return None
     return TextReading(generation, listed[0], listed[1], items, dumped)
+
+
+def _strings_plain(ns, chains: dict, raw: dict, devices: list) -> bool:
+    """Whether every listed rule that prints a string prints it plain, its
+    kernel's form says (nftgen.prints_plain: no quote in it, so each quoted part
+    of its line is one string), and the devices' names (`devices`, read before
+    the listing, and now) hold no quote either."""
+    from . import nftgen
+
+    quoted = [handle for rows in chains.values() for text, handle in rows if '"' in text]
+    if not quoted:
+        return True
+    if not all(handle in raw and nftgen.prints_plain(*raw[handle]) for handle in quoted):
+        return False
+    return all(nftgen.plain_name(name) for name in devices + [link.ifname for link in ns.links()])
 
 
 def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: dict, sent: dict, extras: bool):
@@ -329,8 +349,6 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     from ..kinds.nft_canon import live_table_specs
     from . import readahead
 
-    if nft_text.prints_strings(sent):
-        return None  # a listing printing a string is never followed: JSON at once
     generation = ns.generation()
     if generation is None:
         return None

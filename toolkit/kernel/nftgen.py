@@ -81,14 +81,20 @@ NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE = 1, 2, 3
 FAMILIES = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 
 
-def rule_handles(sock: socket.socket, family: str, table: str, seq: int = 2) -> list:
+def rule_handles(sock: socket.socket, family: str, table: str, seq: int = 2, raw: dict | None = None) -> list:
     """[(chain, handle)] of every rule of one table, in the kernel's order (one
     NFT_MSG_GETRULE dump, reading only each rule's chain and handle: a tenth of
-    what a listing costs). Raises OSError."""
+    what a listing costs). With `raw` (a dict), each rule's attributes go into
+    it by handle, as (buffer, start, end), for printed_strings(). Raises OSError."""
     body = _NFGEN.pack(FAMILIES[family], 0, 0) + _name_attr(NFTA_RULE_TABLE, table)
-    return [_chain_and_handle(data, offset, end)
-            for kind, data, offset, end in _ask(sock, NFT_MSG_GETRULE, NLM_F_DUMP, body, seq)
-            if kind == NFT_MSG_NEWRULE]
+    out = []
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETRULE, NLM_F_DUMP, body, seq):
+        if kind == NFT_MSG_NEWRULE:
+            found = _chain_and_handle(data, offset, end)
+            out.append(found)
+            if raw is not None:
+                raw[found[1]] = (data, offset, end)
+    return out
 
 
 def _name_attr(kind: int, name: str) -> bytes:
@@ -189,3 +195,159 @@ def table_parts(sock: socket.socket, family: str, table: str, seq: int = 6) -> d
             if kind == answer and _text_attr(data, offset, end, attr) == table:
                 out["others"] += 1
     return out
+
+
+# -- what strings a rule prints ------------------------------------------------
+#
+# nft prints the strings a rule holds raw between quotes (a comment, a log
+# prefix, an interface's name), so a string holding a quote can print as more
+# of the rule, or as another rule (nft_text.py). A text listing of rules that
+# print strings is followed only where the kernel's own form of each such rule
+# shows no string it prints holding a quote: then each quoted part of the line
+# is exactly one string (a line break in one leaves a line with an odd number
+# of quotes, which nft_text.listed_table refuses). Most rules hold no quote
+# byte at all, found at C speed; one that does (an address or port may hold
+# the byte 0x22) is read attribute by attribute, conservatively: anything not
+# known to print no string, or a plain one, makes it "not plain", and the
+# table is listed as JSON, as ever (never wrong, only slower). Two kinds of
+# strings come from elsewhere: a device's name (`iif`), which the caller
+# checks among the namespace's devices, and the elements of an anonymous set
+# (`{ "a", "b" }`), which are not in the rule: a rule using one is not plain.
+
+NFTA_RULE_EXPRESSIONS, NFTA_RULE_USERDATA = 4, 7
+NFTA_LIST_ELEM, NFTA_EXPR_NAME, NFTA_EXPR_DATA, NFTA_DATA_VALUE = 1, 1, 2, 1
+UDATA_RULE_COMMENT = 0  # libnftnl's NFTNL_UDATA_RULE_COMMENT: a NUL-ended string
+ANONYMOUS_SET = b"__set"  # how nft names the sets it makes for a rule (`{ 22, 80 }`)
+
+# Loads into a register (meta and ct keys, <linux/netfilter/nf_tables.h>) whose
+# value a comparison prints as a number, an address, a keyword or a device's
+# name (NUMBER), or as the compared bytes' string (STRING); a key in neither
+# (a user's or a group's name, labels, ...) is not known to print plain.
+_META_NUMBER = {0, 1, 2, 3, 4, 5, 8, 9, 12, 15, 16, 19, 20, 24, 30, 31, 32, 33}
+_META_STRING = {6, 7, 17, 18, 26, 27, 34}  # iifname oifname ibrname obrname iifkind oifkind sdifname
+_CT_NUMBER = {0, 1, 2, 3, 5, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 23}
+_CT_STRING = {6}                           # helper
+# Expressions printing no string of their own (a log's prefix is checked).
+_PLAIN_EXPRESSIONS = {b"payload", b"meta", b"ct", b"cmp", b"range", b"lookup", b"immediate", b"bitwise", b"counter",
+                      b"limit", b"reject", b"log", b"quota", b"nat", b"masq", b"redir", b"notrack", b"queue"}
+NUMBER, STRING = "number", "string"
+
+
+def prints_plain(data: bytes, offset: int, end: int) -> bool:
+    """Whether every string a rule prints (its attributes as rule_handles(raw=)
+    keeps them) holds no quote, see above."""
+    if data.find(b'"', offset, end) < 0 and data.find(ANONYMOUS_SET, offset, end) < 0:
+        return True
+    try:
+        return _plain_rule(data, offset, end)
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return False
+
+
+def _plain_rule(data: bytes, offset: int, end: int) -> bool:
+    for kind, start, stop in _attributes(data, offset, end):
+        if kind == NFTA_RULE_USERDATA and not _plain_userdata(data[start:stop]):
+            return False
+        if kind != NFTA_RULE_EXPRESSIONS:
+            continue
+        registers: dict = {}  # register -> NUMBER or STRING: what loaded it last (None: neither)
+        for elem, elem_start, elem_stop in _attributes(data, start, stop):
+            parts = {k: (a, b) for k, a, b in _attributes(data, elem_start, elem_stop)}
+            if elem != NFTA_LIST_ELEM or NFTA_EXPR_NAME not in parts:
+                return False
+            name = data[slice(*parts[NFTA_EXPR_NAME])].rstrip(b"\0")
+            if name not in _PLAIN_EXPRESSIONS:
+                return False
+            body = {k: data[a:b] for k, a, b in _attributes(data, *parts[NFTA_EXPR_DATA])} \
+                if NFTA_EXPR_DATA in parts else {}
+            if not _plain_expression(name, body, registers):
+                return False
+    return True
+
+
+def _plain_expression(name: bytes, body: dict, registers: dict) -> bool:
+    """Whether one expression prints only plain strings, given what loaded each
+    register before it (`registers`, updated)."""
+    if name in (b"payload", b"immediate"):
+        if 1 in body:  # its destination register (an immediate's verdict goes to register 0)
+            registers[_u32(body[1])] = NUMBER if name == b"payload" else None
+        return True
+    if name in (b"meta", b"ct"):
+        key = _u32(body.get(2, b""))
+        number, string = (_META_NUMBER, _META_STRING) if name == b"meta" else (_CT_NUMBER, _CT_STRING)
+        if (3 if name == b"meta" else 4) in body:  # NFTA_META_SREG, NFTA_CT_SREG: a `set` statement
+            return key in number
+        if 1 not in body:
+            return False
+        registers[_u32(body[1])] = NUMBER if key in number else STRING if key in string else None
+        return True
+    if name in (b"cmp", b"range"):
+        if registers.get(_u32(body.get(1, b""))) == NUMBER:
+            return True
+        for value in (body.get(3), body.get(4)):  # NFTA_CMP_DATA; NFTA_RANGE_FROM_DATA, _TO_DATA
+            if value is not None:
+                inner = {k: value[a:b] for k, a, b in _attributes(value, 0, len(value))}
+                if set(inner) != {NFTA_DATA_VALUE} or not _plain_text(inner[NFTA_DATA_VALUE]):
+                    return False
+        return True
+    if name == b"lookup":
+        set_name = body.get(1, b"").rstrip(b"\0")
+        if not set_name or set_name.startswith(ANONYMOUS_SET):
+            return False  # an anonymous set's elements print in the rule, and are not in it
+        if 3 in body:  # a map's value, printed by the map's own type
+            registers[_u32(body[3])] = None
+        return True
+    if name == b"bitwise":
+        if registers.get(_u32(body.get(1, b""))) != NUMBER:
+            return False  # a mask of a string's bytes
+        if 2 in body:
+            registers[_u32(body[2])] = NUMBER
+        return True
+    if name == b"log":
+        return 2 not in body or _plain_text(body[2])  # NFTA_LOG_PREFIX
+    return True  # counter, limit, reject, quota, nat, masq, redir, notrack, queue: numbers and keywords
+
+
+def _plain_userdata(value: bytes) -> bool:
+    """A rule's user data: its comment alone (libnftnl's type-length-value
+    records), a plain string."""
+    at = 0
+    while at < len(value):
+        if at + 2 > len(value):
+            return False
+        kind, length = value[at], value[at + 1]
+        if kind != UDATA_RULE_COMMENT or at + 2 + length > len(value) or not _plain_text(value[at + 2:at + 2 + length]):
+            return False
+        at += 2 + length
+    return True
+
+
+def _plain_text(value: bytes) -> bool:
+    """Whether bytes print as a plain string: up to the first NUL (as nft
+    prints them) no quote, and nothing but NULs after it."""
+    text, _, rest = value.partition(b"\0")
+    return b'"' not in text and not rest.strip(b"\0")
+
+
+def plain_name(name) -> bool:
+    """Whether a device's name prints plain (no quote in it)."""
+    return isinstance(name, str) and '"' not in name
+
+
+def _attributes(data: bytes, offset: int, end: int):
+    """(type, start, end) of each attribute between offset and end; ValueError
+    on one that does not fit."""
+    while offset < end:
+        if offset + _NLA.size > end:
+            raise ValueError("a short attribute")
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < _NLA.size or offset + length > end:
+            raise ValueError("an attribute that does not fit")
+        yield kind & 0x3FFF, offset + _NLA.size, offset + length
+        offset += (length + 3) & ~3
+
+
+def _u32(value: bytes) -> int:
+    if len(value) < 4:
+        raise ValueError("a short number")
+    return struct.unpack_from(">I", value)[0]

@@ -11,7 +11,7 @@ interpreter lock), namespace after namespace in the order the reader goes,
 and the reader takes each as it is done (where a table of ours does not read
 by its text, the whole ruleset's JSON listing, which the reader makes then:
 nftables._listed; that listing alone where the verdict says a table of ours
-prints a string, which no text reading is taken for). One thread: libnftables is used by
+has no text to send, which no text reading is taken for). One thread: libnftables is used by
 one thread at a time anyway (nftables.LIBRARY: it keeps an interface cache for
 the whole process, filled in whatever namespace the calling thread is in, and
 two threads in it at once printed one namespace's rules with another's
@@ -63,9 +63,9 @@ _interval_lock = threading.Lock()
 def start(marks: dict, by_json=()) -> None:
     """Read ahead the tables of ours in each namespace of `marks` ({name:
     (cookie, generation)}, as the quick check found them), up to LIMIT; in
-    those named in `by_json` (a table of ours there prints a string, as the
-    verdict says: the reader lists such a namespace as JSON, never by text),
-    the whole ruleset's JSON listing alone."""
+    those named in `by_json` (a table of ours there has no text to send, as
+    the verdict says: the reader lists such a namespace as JSON, never by
+    text), the whole ruleset's JSON listing alone."""
     global _hooked
     if not marks:
         return
@@ -110,8 +110,8 @@ def take(name: str, cookie: int, generation: int, family: str, table: str, devic
 def take_ruleset(name: str, cookie: int, generation: int, devices):
     """The namespace's whole ruleset listed ahead as JSON (its items), at
     exactly this cookie, generation and devices, where a table of ours did not
-    read by its text (a rule printing a string: a comment, an interface's
-    name); MISSING otherwise. Taken once, waiting for it if under way."""
+    read by its text (a rule printing a string holding a quote, a listing
+    not followed); MISSING otherwise. Taken once, waiting for it if under way."""
     return _taken(name, (cookie, generation, RULESET), devices)
 
 

@@ -465,8 +465,5 @@ KIND = NftTable()
 
 def namespaces_read_as_json(resources) -> set:
     """The namespaces where a desired table of ours is read as JSON, never by
-    its text listing (a rule printing a string, or no text to send)."""
-    from .nft_text import reads_by_text
-
-    return {r.key[0] for r in resources
-            if r.kind == NftTable.name and not reads_by_text(r.get("_nft"), r.key[1], r.key[2])}
+    its text listing (it has no text to send: nft_text.Unrenderable)."""
+    return {r.key[0] for r in resources if r.kind == NftTable.name and r.get("_nft") is None}

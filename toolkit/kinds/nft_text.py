@@ -356,9 +356,13 @@ def element_text(value, quoted: bool, key_only: bool = False) -> str:
 #
 # nft prints the strings a rule holds (comments, log prefixes, interface names)
 # raw, quotes and newlines included: a comment can print as more of the rule,
-# or as more rules. So a table whose rules print any string (a `"`) is no
-# answer either, and the caller also checks each chain's rule handles against
-# the kernel's own dump (one line, one rule).
+# or as more rules. So a line printing a string is followed only where the
+# kernel's own form of that rule shows each string it prints holding no quote
+# (the caller: nftables.read_table_text, kernel/nftgen.prints_plain), and the
+# devices' names none either: then each quoted part of a line is one string,
+# and one holding a line break leaves a line with an odd number of quotes,
+# refused here. The caller also checks each chain's rule handles against the
+# kernel's own dump (one line, one rule).
 
 _LISTED_RULE = re.compile(r"^(?P<text>.*\S) # handle (?P<handle>\d+)$")
 _COUNTER_VALUES = re.compile(r"\bcounter packets \d+ bytes \d+")
@@ -377,24 +381,12 @@ def sent_rules(script: str, family: str, table: str) -> dict:
     return out
 
 
-def prints_strings(sent: dict) -> bool:
-    """Whether a rule of `sent` ({chain: [rule text]}, as sent_rules gives them)
-    prints a string: such a table is never read by its text (see above), so
-    listing it so would only cost the time before the JSON listing it gets."""
-    return any('"' in text for texts in sent.values() for text in texts)
-
-
-def reads_by_text(script, family: str, table: str) -> bool:
-    """Whether the table a script (an nft_table's `_nft`; None where it has
-    none) makes may be read by its text listing."""
-    return script is not None and not prints_strings(sent_rules(script, family, table))
-
-
 def listed_table(listing: str, family: str, table: str):
     """From `nft -a list table FAMILY TABLE` (text): ({chain: [(rule text, handle)]},
     [set names]); rule texts with counter values dropped (`counter`, as sent).
     None if the listing holds anything else than that table's sets, chains
-    (a base chain's one header line) and one-line rules printing no string."""
+    (a base chain's one header line) and one-line rules (strings whole on the
+    line: the caller checks that each is one, see above)."""
     chains: dict = {}
     sets: list = []
     lines = [line.strip() for line in listing.splitlines() if line.strip()]
@@ -431,8 +423,8 @@ def listed_table(listing: str, family: str, table: str):
         if line == "}":
             inside = None
             continue
-        if '"' in line:
-            return None  # a string printed raw in a chain: see above
+        if line.count('"') % 2:
+            return None  # a string across lines: a line break in it (see above)
         if header_allowed and line.startswith("type ") and line.endswith(";") and "#" not in line:
             header_allowed = False
             continue

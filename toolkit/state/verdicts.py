@@ -15,9 +15,9 @@ When a whole comparison finds a topology instance in sync (a clean `drift`, an
   * for each namespace read, its nftables marks (cookie, ruleset generation,
     devices): taken only where the ruleset memo holds the tables those marks
     stand for (state/rulesets.py), so equal marks mean equal tables; and the
-    namespaces where a table of ours is read as JSON, never by its text (a
-    rule printing a string): what a drift reads ahead there when the marks
-    moved (cli/quick.py), speed alone.
+    namespaces where a table of ours is read as JSON, never by its text (it
+    has no text to send): what a drift reads ahead there when the marks moved
+    (cli/quick.py), speed alone.
 
 A quick check (cli/quick.py) then reads the same namespaces again, marks
 instead of tables, and if every one of these is what it was, the comparison
