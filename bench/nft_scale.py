@@ -44,6 +44,10 @@ byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
                       content listed back before, so its commit is followed by
                       its generation alone (a lab rebuilt, as a teacher does)
 
+With NFT_BENCH_COMMENTS=1 in the environment every rule has a comment (`rule
+N`), in the policy and in the `nft -f` text alike: a policy whose rules print
+strings, as most real ones do (kernel/nftgen.prints_plain).
+
 Each is printed with its ratio to nft_f_s (issue 13's targets: first apply
 <= 1.5x, no-op and drift <= 0.2x, foreign drift <= 1.0x, one-rule change
 <= 0.1x). The peak RSS is the largest of the netkeel processes' (from wait4,
@@ -84,6 +88,7 @@ CHANGED_PORT = 60000  # above every rule's own port (1000 + i % 50000)
 TIMES = ["apply_s", "cold_apply_s", "plan_s", "noop_apply_s", "drift_s", "drift_compared_s", "foreign_drift_s",
          "one_rule_apply_s", "one_element_apply_s", "rebuild_apply_s"]
 NEW_ELEMENT = "198.51.100.77"  # replaces one element of the set (TEST-NET-2: no rule's address)
+COMMENTS = os.environ.get("NFT_BENCH_COMMENTS") == "1"  # a comment on every rule (see the docstring)
 
 
 def prefix_of(pid: int) -> str:
@@ -106,8 +111,9 @@ def policy_yaml(n: int, changed: int | None = None, element: int | None = None) 
     lines += [f"          - {NEW_ELEMENT if i == element else address(0x200000 + i)}" for i in range(n)]
     lines += ["    chains:", "      input:", "        hook: input", "        policy: accept", "        rules:",
               '          - {saddr: "@blocked", action: drop}']
-    lines += [f"          - {{saddr: {a}, protocol: tcp, dport: {p}, counter: true, action: accept}}"
-              for a, p in (rule(i, changed) for i in range(n - 1))]
+    comment = ", comment: rule {}" if COMMENTS else ""
+    lines += [f"          - {{saddr: {a}, protocol: tcp, dport: {p}, counter: true, action: accept"
+              f"{comment.format(i)}}}" for i, (a, p) in enumerate(rule(i, changed) for i in range(n - 1))]
     return "\n".join(lines) + "\n"
 
 
@@ -116,7 +122,9 @@ def nft_text(n: int) -> str:
     lines = ["table inet netkeel_bench {", f"  set blocked {{ type ipv4_addr; elements = {{ {elements} }} }}",
              "  chain input {", "    type filter hook input priority 0; policy accept;",
              "    ip saddr @blocked drop"]
-    lines += [f"    ip saddr {a} tcp dport {p} counter accept" for a, p in map(rule, range(n - 1))]
+    comment = ' comment "rule {}"' if COMMENTS else ""
+    lines += [f"    ip saddr {a} tcp dport {p} counter accept{comment.format(i)}"
+              for i, (a, p) in enumerate(map(rule, range(n - 1)))]
     return "\n".join(lines + ["  }", "}"]) + "\n"
 
 
