@@ -39,7 +39,7 @@ def rule(*expressions: bytes, comment: bytes | None = None, handle: int = 7) -> 
 
 
 def plain(raw: bytes) -> bool:
-    return nftgen.prints_plain(raw, 0, len(raw))
+    return nftgen.prints_plain(raw, 0, len(raw), {"blocked"})
 
 
 PORT_34 = (expr("payload", f1=u32(1), f2=u32(2), f3=u32(2), f4=u32(2)),  # th dport into register 1
@@ -66,6 +66,8 @@ def test_rules_whose_strings_hold_no_quote_print_plain(raw):
     rule(IIFNAME, expr("cmp", f1=u32(1), f2=u32(0), f3=data(b'p0" iifname "p1\0')), ACCEPT),
     rule(IIFNAME, expr("cmp", f1=u32(1), f2=u32(0), f3=data(b'eth0\0"x')), ACCEPT),  # bytes after the string
     rule(IIFNAME, expr("lookup", f1=b"__set0\0", f2=u32(1)), ACCEPT),  # an anonymous set's elements
+    rule(IIFNAME, expr("lookup", f1=b"x\0", f2=u32(1)), ACCEPT),       # any set not a named one of the table
+    rule(IIFNAME, expr("dynset", f1=b"blocked\0", f2=u32(1)), ACCEPT),  # not known to print plain
     rule(*PORT_34, expr("objref", f1=u32(1), f2=b'c"\0'), ACCEPT),    # an expression not known to print plain
     rule(expr("meta", f1=u32(1), f2=u32(10)),                         # skuid: a user's name
          expr("cmp", f1=u32(1), f2=u32(0), f3=data(b'"\0\0\0')), ACCEPT),

@@ -307,22 +307,23 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str):
         return None
     if listed is None or ns.generation() != generation:
         return None  # a commit came while reading: the parts may be of different rulesets
-    if not _strings_plain(ns, listed[0], raw, devices):
+    if not _strings_plain(ns, listed[0], listed[1], raw, devices):
         return None
     return TextReading(generation, listed[0], listed[1], items, dumped)
 
 
-def _strings_plain(ns, chains: dict, raw: dict, devices: list) -> bool:
+def _strings_plain(ns, chains: dict, sets: list, raw: dict, devices: list) -> bool:
     """Whether every listed rule that prints a string prints it plain, its
     kernel's form says (nftgen.prints_plain: no quote in it, so each quoted part
-    of its line is one string), and the devices' names (`devices`, read before
-    the listing, and now) hold no quote either."""
+    of its line is one string; `sets`, the table's named sets), and the devices'
+    names (`devices`, read before the listing, and now) hold no quote either."""
     from . import nftgen
 
     quoted = [handle for rows in chains.values() for text, handle in rows if '"' in text]
     if not quoted:
         return True
-    if not all(handle in raw and nftgen.prints_plain(*raw[handle]) for handle in quoted):
+    named = frozenset(sets)
+    if not all(handle in raw and nftgen.prints_plain(*raw[handle], named) for handle in quoted):
         return False
     return all(nftgen.plain_name(name) for name in devices + [link.ifname for link in ns.links()])
 
