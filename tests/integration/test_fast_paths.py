@@ -572,6 +572,27 @@ def test_a_string_holding_quotes_never_passes_for_the_rule_it_prints_as(guarded,
     assert drift(guarded, "--full")[0] == 0
 
 
+def test_an_anonymous_set_named_otherwise_never_passes_for_the_set_a_rule_printed(guarded):
+    """A set's elements print inside the rule when the set is anonymous by its
+    flag, whatever its name: another tool (raw netlink) points a rule at a new
+    anonymous set named `zz0` holding one name with quotes, and the line prints
+    exactly as before. Found by review: the text reading took it (a false "in
+    sync", kept); now only the table's named sets count as printing no element."""
+    import sys
+
+    write_policy(guarded, POLICY.replace("{protocol: tcp, dport: 23, action: drop, comment: no telnet}",
+                                         """{nft: 'iifname { "p0", "p1" } tcp dport 23 drop', comment: no telnet}"""))
+    assert drift(guarded)[0] == 0
+    before = nft(guarded, "list", "chain", "inet", "netkeel_guard", "input")
+    subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), sys.executable, str(DATA / "forge_anonymous_set.py"),
+                    handle_of(guarded, "dport 23"), "zz0", json.dumps(['p0", "p1'])], check=True, timeout=20)
+    assert nft(guarded, "list", "chain", "inet", "netkeel_guard", "input") == before  # printed as it was
+    plain_drift, full = guarded.run("drift", guarded.manifest), guarded.run("drift", guarded.manifest, "--full")
+    assert plain_drift.returncode == full.returncode == 2, (plain_drift.stdout, full.stdout)
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert drift(guarded, "--full")[0] == 0
+
+
 def test_rules_added_by_hand_read_by_text_are_remembered_and_the_repair_lists_nothing(guarded):
     """A rule the manifest lacks gets its JSON form from libnftables in a
     throwaway namespace: the drift check's read is then what a listing gives,
