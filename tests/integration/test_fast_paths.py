@@ -572,6 +572,24 @@ def test_a_string_holding_quotes_never_passes_for_the_rule_it_prints_as(guarded,
     assert drift(guarded, "--full")[0] == 0
 
 
+@pytest.mark.parametrize("rule", ['tcp dport 23 drop comment "no \udcfftelnet"',
+                                  'tcp dport 23 log prefix "dr\udcffop " drop comment "no telnet"'])
+def test_a_string_that_is_not_utf8_is_drift_not_a_traceback(guarded, rule):
+    """Another tool's comment or log prefix may hold any bytes: nft's text
+    listing prints them as they are, which is not UTF-8 (found by review: the
+    plain drift's text reading ended in a traceback). The table is then listed
+    as JSON, and the drift is what --full says; the apply puts the rule back."""
+    assert drift(guarded)[0] == 0
+    subprocess.run(["ip", "netns", "exec", guarded.ns("fw"), "nft", "replace", "rule", "inet", "netkeel_guard",
+                    "input", "handle", handle_of(guarded, "dport 23"), rule],  # (the byte 0xff: surrogateescape)
+                   check=True, timeout=10)
+    plain_drift, full = guarded.run("drift", guarded.manifest), guarded.run("drift", guarded.manifest, "--full")
+    assert plain_drift.returncode == full.returncode == 2, (plain_drift.stdout, plain_drift.stderr, full.stdout)
+    assert "Traceback" not in plain_drift.stderr
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    assert drift(guarded, "--full")[0] == 0
+
+
 def test_an_anonymous_set_named_otherwise_never_passes_for_the_set_a_rule_printed(guarded):
     """A set's elements print inside the rule when the set is anonymous by its
     flag, whatever its name: another tool (raw netlink) points a rule at a new

@@ -60,10 +60,16 @@ def context():
 
 def run_cmd(kernel, ns, command: str) -> str:
     """Run one nft command (text or JSON) in namespace `ns`; its output. Raises KernelError."""
+    shown = command if len(command) < 80 else command[:77] + "..."
     with kernel.in_namespace(ns.name), LIBRARY:
-        rc, out, err = ns.nft.cmd(command)
+        try:
+            rc, out, err = ns.nft.cmd(command)
+        except UnicodeDecodeError:
+            # A text listing prints strings as the kernel holds them (another
+            # tool's comment may hold any bytes), and the binding decodes it as
+            # UTF-8 (found by review: a plain drift's traceback).
+            raise KernelError(f"nft {shown}", "libnftables printed bytes that are not UTF-8") from None
     if rc != 0:
-        shown = command if len(command) < 80 else command[:77] + "..."
         raise KernelError(f"nft {shown}", _first_error(err))
     return out
 
