@@ -72,6 +72,9 @@ def test_rules_whose_strings_hold_no_quote_print_plain(raw):
     rule(expr("meta", f1=u32(1), f2=u32(10)),                         # skuid: a user's name
          expr("cmp", f1=u32(1), f2=u32(0), f3=data(b'"\0\0\0')), ACCEPT),
     rule(expr("cmp", f1=u32(9), f2=u32(0), f3=data(b'"x')), ACCEPT),  # a register nothing loaded
+    rule(expr("payload", f1=u32(9), f2=u32(2), f3=u32(2), f4=u32(2)),  # tcp dport . iifname: one cmp
+         expr("meta", f1=u32(10), f2=u32(6)),                          # over a number and a name
+         expr("cmp", f1=u32(9), f2=u32(0), f3=data(b"\0\x16\0\0" + b'a" drop'.ljust(16, b"\0"))), ACCEPT),
     rule(IIFNAME, expr("bitwise", f1=u32(1), f2=u32(1)),              # a mask of a name's bytes
          expr("cmp", f1=u32(1), f2=u32(0), f3=data(b"eth0\0")), ACCEPT, comment=b'"'),
     rule(*PORT_34, ACCEPT)[:-3],                                      # cut short

@@ -290,12 +290,16 @@ def _plain_expression(name: bytes, body: dict, registers: dict, named_sets: set)
         registers[_u32(body[1])] = NUMBER if key in number else STRING if key in string else None
         return True
     if name in (b"cmp", b"range"):
-        if registers.get(_u32(body.get(1, b""))) == NUMBER:
-            return True
+        number = registers.get(_u32(body.get(1, b""))) == NUMBER
         for value in (body.get(3), body.get(4)):  # NFTA_CMP_DATA; NFTA_RANGE_FROM_DATA, _TO_DATA
             if value is not None:
                 inner = {k: value[a:b] for k, a, b in _attributes(value, 0, len(value))}
-                if set(inner) != {NFTA_DATA_VALUE} or not _plain_text(inner[NFTA_DATA_VALUE]):
+                if set(inner) != {NFTA_DATA_VALUE}:
+                    return False
+                # A number's bytes print as a number; more than one register's
+                # worth may run on into the next register's (a concatenation,
+                # `tcp dport . iifname`): then read as a string, conservatively.
+                if not (number and len(inner[NFTA_DATA_VALUE]) <= 16) and not _plain_text(inner[NFTA_DATA_VALUE]):
                     return False
         return True
     if name == b"lookup":
