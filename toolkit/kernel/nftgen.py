@@ -85,7 +85,7 @@ def rule_handles(sock: socket.socket, family: str, table: str, seq: int = 2, raw
     """[(chain, handle)] of every rule of one table, in the kernel's order (one
     NFT_MSG_GETRULE dump, reading only each rule's chain and handle: a tenth of
     what a listing costs). With `raw` (a dict), each rule's attributes go into
-    it by handle, as (buffer, start, end), for printed_strings(). Raises OSError."""
+    it by handle, as (buffer, start, end), for prints_plain(). Raises OSError."""
     body = _NFGEN.pack(FAMILIES[family], 0, 0) + _name_attr(NFTA_RULE_TABLE, table)
     out = []
     for kind, data, offset, end in _ask(sock, NFT_MSG_GETRULE, NLM_F_DUMP, body, seq):

@@ -86,7 +86,7 @@ class Namespace:
             # (0.3 s of a drift, that the command meant to spend importing).
             return
         with nftables.LIBRARY:
-            if self.parked is not None and self._nft is not None:
+            if self.parked is not None:
                 self.parked.append(self._nft)
             self._nft = None
 
@@ -169,10 +169,10 @@ class Namespace:
             if self._ipr is not None:
                 self._ipr.close()
             self.release_nft()  # frees the libnftables context and its socket
-            if self.parked:
+            parked, self.parked = self.parked, None
+            if parked:
                 with nftables.LIBRARY:
-                    self.parked = None  # and those parked
-            self.parked = None
+                    parked.clear()  # and those parked, freed under the lock
             if self._nfgen is not None:
                 self._nfgen.close()
             if self._dump is not None:
