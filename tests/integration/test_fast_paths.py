@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from labkit import namespaces_with
+
 DATA = Path(__file__).with_name("data")
 UNCHANGED = "nft ruleset unchanged since read"
 LISTED = "nft list "  # the ruleset (JSON), or a table (text) and its parts: read, not remembered
@@ -1129,3 +1131,95 @@ def test_a_set_comment_no_text_carries_fails_its_restore_with_a_message(guarded)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "Traceback" not in failed.stderr and "NoneType" not in failed.stderr, failed.stderr
     assert "set extra" in failed.stderr, failed.stderr
+
+
+READ_BACK = "nft commit read back as text"
+PROVEN_IN_SCRATCH = "nft content proven in a throwaway namespace: 1 of 1 tables"
+LAB = ("name: proved\nnodes:\n  fw:\n    policies: [fw.yaml]\n  peer: {}\n"
+       "links:\n  - endpoints:\n      - {node: fw, interface: p0, addresses: [10.9.0.1/24]}\n"
+       "      - {node: peer, interface: p0, addresses: [10.9.0.2/24]}\n")
+
+
+@pytest.fixture
+def planned(lab, tmp_path):
+    """A lab not yet applied, its state directory made (a plan keeps nothing in one that does not exist)."""
+    (tmp_path / "fw.yaml").write_text(POLICY.replace("protocol: tcp, dport: 22", 'iif: p0, protocol: tcp, dport: 22'))
+    (tmp_path / "lab.yaml").write_text(LAB)
+    lab.manifest, lab.policy = tmp_path / "lab.yaml", tmp_path / "fw.yaml"
+    lab.state.mkdir(mode=0o700)
+    return lab
+
+
+def test_a_plan_proves_new_tables_in_a_throwaway_namespace_and_the_apply_lists_nothing(planned):
+    """A plan makes the tables its apply would make, by the same transaction,
+    in a namespace of its own that dies with it, and reads them back: the
+    apply after it then follows its commit by the generation alone. Without
+    the plan the same apply reads its commit back (the control)."""
+    before = set(namespaces_with(planned.prefix))
+    plan = planned.run("plan", planned.manifest, "--verbose")
+    assert plan.returncode == 2 and PROVEN_IN_SCRATCH in plan.stderr, plan.stderr
+    assert "warning" not in plan.stderr and set(namespaces_with(planned.prefix)) == before == set()
+    applied = planned.run("apply", planned.manifest, "--verbose")
+    assert applied.returncode == 0, applied.stderr
+    assert READ_BACK not in applied.stderr and LISTED not in applied.stderr and UNCHANGED in applied.stderr
+    assert drift(planned, "--full")[0] == 0
+    assert "tcp dport 22 counter" in nft(planned, "list", "chain", "inet", "netkeel_guard", "input")
+    assert planned.ping("peer", "10.9.0.1")
+
+    assert planned.run("destroy", planned.manifest).returncode == 0
+    shutil.rmtree(planned.state)   # nothing proven: the same apply reads its commit back
+    control = planned.run("apply", planned.manifest, "--verbose")
+    assert control.returncode == 0 and READ_BACK in control.stderr, control.stderr
+
+
+def test_a_proof_is_of_the_content_planned_not_of_what_is_applied_after_an_edit(planned):
+    """The policy edited between the plan and the apply: the apply's content was
+    never proven, so it is read back as text."""
+    assert planned.run("plan", planned.manifest).returncode == 2
+    planned.policy.write_text(planned.policy.read_text().replace("dport: 23", "dport: 2323"))
+    applied = planned.run("apply", planned.manifest, "--verbose")
+    assert applied.returncode == 0 and READ_BACK in applied.stderr, applied.stderr
+    assert "tcp dport 2323" in nft(planned, "list", "chain", "inet", "netkeel_guard", "input")
+    assert drift(planned, "--full")[0] == 0
+
+
+def test_a_plan_of_a_rule_the_kernel_takes_otherwise_proves_nothing(planned):
+    """A native rule the kernel takes otherwise than sent (it lists back as
+    another rule) does not read back as sent in the throwaway namespace
+    either: nothing is proven, and the apply is verified by listing, fails and
+    is undone, as without a plan."""
+    planned.policy.write_text(planned.policy.read_text()
+                              + '          - {nft: "meta l4proto tcp meta l4proto tcp tcp dport 99 drop"}\n')
+    plan = planned.run("plan", planned.manifest, "--verbose")
+    assert plan.returncode == 2 and "0 of 1 tables" in plan.stderr, plan.stderr
+    result = planned.run("apply", planned.manifest)
+    assert result.returncode == 1 and "restored" in result.stderr, result.stdout + result.stderr
+
+
+def test_a_plan_killed_while_proving_leaves_nothing_behind(planned):
+    """SIGKILL to plans at moments around their child's making of the tables
+    (each plan's content new: one port edited): the child dies with its parent
+    (and its namespace with it), no namespace is left, and the apply after
+    makes and verifies the lab."""
+    rules = "".join(f"          - {{protocol: tcp, dport: {1000 + i}, action: drop}}\n" for i in range(12000))
+    head = POLICY.split("        rules:\n")[0] + "        rules:\n"
+    planned.policy.write_text(head + rules)
+    assert planned.run("plan", planned.manifest).returncode == 2  # compiled and cached
+    for round_, delay in enumerate((0.3, 0.4, 0.5, 0.6, 0.7, 0.8)):
+        planned.policy.write_text(head + rules.replace("dport: 1500,", f"dport: {50000 + round_},"))
+        started = planned.start("plan", planned.manifest)
+        time.sleep(delay)
+        started.kill()
+        started.wait(timeout=30)
+        for _ in range(3):  # the child goes at once with its parent (PR_SET_PDEATHSIG), not 0.4 s later
+            # (a forked child keeps the command line, which names this test's manifest)
+            left = subprocess.run(["pgrep", "-f", str(planned.manifest)], capture_output=True, text=True).stdout
+            if not left.strip():
+                break
+            time.sleep(0.02)
+        assert not left.strip()
+        assert namespaces_with(planned.prefix) == set()
+    applied = planned.run("apply", planned.manifest)
+    assert applied.returncode == 0, applied.stderr
+    assert "tcp dport 50005 drop" in nft(planned, "list", "chain", "inet", "netkeel_guard", "input")
+    assert drift(planned, "--full")[0] == 0

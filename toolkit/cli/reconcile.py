@@ -187,6 +187,9 @@ def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=N
         the_plan, _ = rec.plan()
         if not the_plan.empty and rev is None:
             rec.forget_verdict()
+        for ns, why in rec.prove_firewall(the_plan):
+            err.print(f"[yellow]warning[/]: nftables in {escape(ns)}: the kernel refused the new tables in a "
+                      f"throwaway namespace ({escape(why)}); apply will meet the same refusal", soft_wrap=True)
     if json:
         _print_json("plan", rec, the_plan, "in_sync" if the_plan.empty else "changes",
                     requests=len(steps(the_plan)))

@@ -633,6 +633,37 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
     memo.put(ns_name, cookie, after, now, kept + placed)
 
 
+def prove_in_scratch(kernel, jobs: list) -> list:
+    """Prove, in a throwaway namespace, the content of the tables `jobs` would
+    make (kinds/nft_table.proof_jobs; kernel/nft_proof.py) that the memo does
+    not know proven yet: what lists back there exactly as sent is noted
+    proven, and the apply that sends it later follows its commit without
+    listing it. [(namespace, libnftables' error)] of what was refused there.
+    Nothing is proven without a memo, or where the child fails."""
+    from . import nft_proof
+
+    memo = kernel.nft_memo
+    if memo is None or not memo.trust:
+        return []
+    todo = [(ns, devices, actions) for ns, devices, actions in jobs
+            if not all(memo.proven(a.desired) for a in actions)]
+    try:
+        answers = nft_proof.prove(todo)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # no child, a garbled line, too slow: nothing proven
+        kernel.log("-", f"no proof in a throwaway namespace: {exc}")
+        return []
+    refused = []
+    for ns, _, actions in todo:
+        outcome = answers.get(ns) or {}
+        keys = {tuple(key) for key in outcome.get("proven") or () if isinstance(key, list)}
+        proven = [a.desired for a in actions if a.desired.key in keys]
+        memo.prove(proven)
+        kernel.log(ns, f"nft content proven in a throwaway namespace: {len(proven)} of {len(actions)} tables")
+        if "refused" in outcome:
+            refused.append((ns, str(outcome["refused"])))
+    return refused
+
+
 def _read_back_as_text(kernel, ns, ns_name: str, script: str, placed: list, generation: int):
     """The tables `placed` (made whole by `script`, now at `generation`) with
     their rules' handles, if each reads back as sent (_table_by_text: every

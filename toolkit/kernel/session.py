@@ -372,6 +372,9 @@ class Kernel:
         return nftables.transaction(self, ns, commands, what, script=script, tables=tables, echo=echo,
                                     json_tables=json_tables)
 
+    def nft_prove(self, jobs) -> list:
+        return nftables.prove_in_scratch(self, jobs)
+
     def nft_rule_handles(self, ns, family, table):
         return nftables.rule_handles(self, ns, family, table)
 

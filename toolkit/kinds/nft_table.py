@@ -463,6 +463,32 @@ def table_commands(action, contents_only: bool = False) -> list:
 KIND = NftTable()
 
 
+def proof_jobs(plan, desired) -> list:
+    """[(namespace, interface names, create actions)]: the namespaces whose
+    tables the plan's apply will make whole by a text transaction (not rule by
+    rule: libnftables' echo verifies those), each with the interfaces the
+    topology gives it and its tables to make, for a proof in a throwaway
+    namespace (kernel/nft_proof.py). A table that carries flags, has no text,
+    or can change by itself would not be followed after its commit anyway."""
+    from ..core.action import CREATE, Action
+    from .nft_canon import changes_by_itself
+
+    by_ns: dict = {}
+    for action in plan.requests():
+        if action.kind == NftTable.name:
+            by_ns.setdefault(action.ns, []).append(action)
+    jobs = []
+    for ns, actions in sorted(by_ns.items()):
+        made = [a.desired for a in actions if a.desired is not None]
+        if not made or _deltas(actions) is not None:
+            continue
+        if any(t.get("_nft") is None or t.get("table flags") or changes_by_itself(t.fields()) for t in made):
+            continue
+        devices = sorted({r.key[1] for r in desired if r.kind == "link" and r.key[0] == ns and r.key[1] != "lo"})
+        jobs.append((ns, devices, [Action(CREATE, desired=t) for t in made]))
+    return jobs
+
+
 def namespaces_read_as_json(resources) -> set:
     """The namespaces where a desired table of ours is read as JSON, never by
     its text listing (it has no text to send: nft_text.Unrenderable)."""

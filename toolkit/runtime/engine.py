@@ -172,6 +172,17 @@ class Reconciler:
         self._last_plan = (plan, live, last_read[2] if last_read else None)
         return self.explained(plan), live
 
+    def prove_firewall(self, plan: Plan) -> list:
+        """Make the tables `plan` would make whole in a throwaway namespace, as
+        the apply will, so that the apply need not list them back to verify
+        them (kernel/nft_proof.py). [(namespace, why)] of those the kernel
+        refused there: the apply would meet the same refusal."""
+        from ..kinds.nft_table import proof_jobs
+
+        prove = getattr(self.kernel, "nft_prove", None)
+        jobs = proof_jobs(plan, self.desired) if prove is not None else []
+        return prove(jobs) if jobs else []
+
     def check_held_fields(self, plan: Plan) -> None:
         """Raise OwnershipError if the plan would undo or orphan a fault (check_held)."""
         check_held(plan, self._held)

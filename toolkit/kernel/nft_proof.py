@@ -1,0 +1,178 @@
+"""A plan's proof of new firewall content, made in a throwaway namespace.
+
+An apply verifies each table it commits by listing it back (as text: every
+rule printed as sent, nftables._read_back_as_text), unless that very content
+was listed back exactly so before (RulesetMemo.proven): then its commit is
+followed by the ruleset generation alone (the kernel numbers every commit,
+and netkeel's sending of that content is known to list back as it). For new
+content the listing is a third of a 10,000-rule apply.
+
+A plan has that time to spend: it knows what the apply will send. For each
+namespace whose tables the apply would make whole (not rule by rule, which
+libnftables' echo verifies), a child process in a fresh network namespace of
+its own, with stand-ins for the node's interfaces, sends the very transaction
+the apply will send (the kind's own `run`, on a kernel session bound to that
+namespace) and follows it as the apply does: content that lists back exactly
+as sent is proven, and the parent notes it in the memo, which the state
+directory keeps. What the kernel refuses there, the plan can say before the
+apply meets it. Nothing of the machine is touched: the namespace dies with
+the child.
+
+The child is forked (everything it needs is in memory already; a reader thread
+is settled first, kernel/readahead.py) and says, per namespace, which tables
+were proven, or the refusal. A child that
+dies, hangs past TIMEOUT_S or cannot make a namespace proves nothing: the
+apply lists, as it did before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import time
+
+from . import nft_scratch
+from .session import Kernel, Namespace
+
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+TIMEOUT_S = 120  # a 50,000-rule table takes some 5 s to make and read back here
+
+
+def prove(jobs: list) -> dict:
+    """Run `jobs` ([(namespace name, device names, [create actions of its tables])])
+    in a child; {namespace name: {"proven": [keys of the tables read back as
+    sent, as lists]} or {"refused": libnftables' error}}. A namespace the child
+    did not answer for is missing."""
+    if not jobs:
+        return {}
+    read_end, write_end = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_end)
+        _child_main(jobs, write_end, parent)
+    os.close(write_end)
+    answers: dict = {}
+    finished = False
+    try:
+        for message in _messages(read_end):
+            answers[message["ns"]] = message["outcome"]
+        finished = True
+    finally:
+        os.close(read_end)
+        if not finished:  # interrupted, timed out or a bad line: not waited for alive
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.waitpid(pid, 0)
+    return answers
+
+
+def _messages(fd: int):
+    """The child's JSON lines until it closes the pipe, at most TIMEOUT_S in all."""
+    deadline = time.monotonic() + TIMEOUT_S
+    buffer = b""
+    while True:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(left, 0))
+        if not ready:
+            raise TimeoutError("the throwaway namespace's proof took too long")
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield json.loads(line)
+
+
+def _child_main(jobs: list, fd: int, parent: int) -> None:
+    status = 0
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)  # libnftables' own crash messages are not for the user's terminal
+        os.dup2(devnull, 1)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent kills it if it must
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # and a parent killed outright takes it along
+        if os.getppid() != parent:
+            return  # the parent died before that was asked
+        for name, devices, actions in jobs:
+            if libc.unshare(CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
+            nft_scratch._make_devices(list(devices))
+            outcome = _prove_here(name, actions)
+            data = (json.dumps({"ns": name, "outcome": outcome}) + "\n").encode()
+            while data:
+                data = data[os.write(fd, data):]
+    except BaseException:  # noqa: BLE001 - whatever it is, nothing more is proven
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _prove_here(name: str, actions: list) -> dict:
+    """Send `actions` (creates of one namespace's tables) as the apply would, in
+    the namespace this process is in, and say which tables read back as sent."""
+    from ..errors import KernelError
+    from ..kinds.nft_table import KIND
+    from .nftables import device_list
+
+    kernel = _HereKernel()
+    memo = kernel.nft_memo = _Proofs()
+    ns = kernel.ns(name)
+    devices = device_list((link.ifname, link.index) for link in ns.links())
+    ns.read_devices = devices
+    memo.put(name, ns.cookie(), ns.generation(), devices, [])  # what it holds: nothing yet
+    try:
+        KIND.run(kernel, "apply", actions)
+    except KernelError as exc:
+        return {"refused": exc.detail or str(exc)}
+    return {"proven": [list(key) for key in memo.proved]}
+
+
+class _Proofs:
+    """What a transaction asks of the ruleset memo (state/rulesets.RulesetMemo)
+    to follow its commit, kept in memory: what the namespace held before it,
+    and which tables were read back as sent (nftables._follow)."""
+
+    trust = False
+
+    def __init__(self):
+        self.held: dict = {}
+        self.proved: list = []
+
+    def get(self, ns: str, cookie: int, generation: int, devices):
+        known = self.held.get(ns)
+        return list(known[3]) if known is not None and known[:3] == (cookie, generation, devices) else None
+
+    def put(self, ns: str, cookie: int, generation: int, devices, resources) -> None:
+        self.held[ns] = (cookie, generation, devices, tuple(resources))
+
+    def prove(self, tables) -> None:
+        self.proved += [table.key for table in tables]
+
+    def proven(self, table) -> bool:
+        return table.key in self.proved
+
+
+class _Here(Namespace):
+    """The namespace this process is in, under the name the apply will use."""
+
+    def still_named(self) -> bool:
+        return True
+
+
+class _HereKernel(Kernel):
+    """A kernel session whose every namespace is the one this process is in."""
+
+    def ns(self, name: str) -> Namespace:
+        handle = self._open.get(name)
+        if handle is None:
+            handle = self._open[name] = _Here(name, os.open("/proc/self/ns/net", os.O_RDONLY), self._loop)
+        return handle
