@@ -21,25 +21,21 @@ the child.
 The child is forked (everything it needs is in memory already; a reader thread
 is settled first, kernel/readahead.py) and says, per namespace, which tables
 were proven, or the refusal. A child that
-dies, hangs past TIMEOUT_S or cannot make a namespace proves nothing: the
-apply lists, as it did before.
+dies, stays silent (nft_scratch.TIMEOUT_S) or cannot make a namespace proves
+nothing more: the apply lists, as it did before.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
-import select
 import signal
-import time
 
 from . import nft_scratch
 from .session import Kernel, Namespace
 
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
-TIMEOUT_S = 120  # a 50,000-rule table takes some 5 s to make and read back here
 
 
 def prove(jobs: list) -> dict:
@@ -59,7 +55,7 @@ def prove(jobs: list) -> dict:
     answers: dict = {}
     finished = False
     try:
-        for message in _messages(read_end):
+        for message in nft_scratch.messages(read_end, pid):  # (silent TIMEOUT_S: killed)
             answers[message["ns"]] = message["outcome"]
         finished = True
     finally:
@@ -71,24 +67,6 @@ def prove(jobs: list) -> dict:
                 pass
         os.waitpid(pid, 0)
     return answers
-
-
-def _messages(fd: int):
-    """The child's JSON lines until it closes the pipe, at most TIMEOUT_S in all."""
-    deadline = time.monotonic() + TIMEOUT_S
-    buffer = b""
-    while True:
-        left = deadline - time.monotonic()
-        ready, _, _ = select.select([fd], [], [], max(left, 0))
-        if not ready:
-            raise TimeoutError("the throwaway namespace's proof took too long")
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            yield json.loads(line)
 
 
 def _child_main(jobs: list, fd: int, parent: int) -> None:
@@ -105,11 +83,9 @@ def _child_main(jobs: list, fd: int, parent: int) -> None:
         for name, devices, actions in jobs:
             if libc.unshare(CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
-            nft_scratch._make_devices(list(devices))
+            nft_scratch.make_devices(list(devices))
             outcome = _prove_here(name, actions)
-            data = (json.dumps({"ns": name, "outcome": outcome}) + "\n").encode()
-            while data:
-                data = data[os.write(fd, data):]
+            nft_scratch.send(fd, {"ns": name, "outcome": outcome})
     except BaseException:  # noqa: BLE001 - whatever it is, nothing more is proven
         status = 1
     finally:

@@ -70,7 +70,7 @@ def _run_child(jobs: list) -> tuple:
     answers, started, finished, unavailable = {}, None, False, None
     read_all = False
     try:
-        for message in _messages(read_end, pid):
+        for message in messages(read_end, pid):
             if "start" in message:
                 started = message["start"]
             elif "answer" in message:
@@ -102,24 +102,24 @@ def _child_main(jobs: list, fd: int) -> None:
         os.dup2(devnull, 2)
         faulthandler.disable()  # (it writes to the stderr it was given, a copy of the old one)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        _child(jobs, lambda message: _send(fd, message))
-        _send(fd, {"done": True})
+        _child(jobs, lambda message: send(fd, message))
+        send(fd, {"done": True})
     except BaseException as exc:  # report anything to the parent, then leave
         try:
-            _send(fd, {"unavailable": str(exc) or type(exc).__name__})
+            send(fd, {"unavailable": str(exc) or type(exc).__name__})
         finally:
             status = 1
     finally:
         os._exit(status)
 
 
-def _send(fd: int, message: dict) -> None:
+def send(fd: int, message: dict) -> None:
     data = (json.dumps(message) + "\n").encode()
     while data:
         data = data[os.write(fd, data):]
 
 
-def _messages(fd: int, pid: int):
+def messages(fd: int, pid: int):
     """The child's JSON lines, until it closes the pipe or stays silent TIMEOUT_S."""
     buffer = b""
     while True:
@@ -156,7 +156,7 @@ def _child(jobs: list, send) -> None:
         if libc.unshare(flags) != 0:
             raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
         flags = CLONE_NEWNET  # the user namespace, when one was needed, is made once
-        _make_devices(list(devices))
+        make_devices(list(devices))
         _check_jobs(group, send)
 
 
@@ -221,7 +221,7 @@ def _printed_rules(listing: str) -> dict:
     return out
 
 
-def _make_devices(names: list) -> None:
+def make_devices(names: list) -> None:
     """Stand-in devices with the node's interface names, in the scratch namespace:
     dummies, or bridges where the kernel has no dummy driver (as here)."""
     if not names:
