@@ -468,8 +468,9 @@ def proof_jobs(plan, desired) -> list:
     tables the plan's apply will make whole by a text transaction (not rule by
     rule: libnftables' echo verifies those), each with the interfaces the
     topology gives it and its tables to make, for a proof in a throwaway
-    namespace (kernel/nft_proof.py). A table that carries flags, has no text,
-    or can change by itself would not be followed after its commit anyway."""
+    namespace (kernel/nft_proof.py); a content already in an earlier job is
+    left out. A table that carries flags, has no text, or can change by itself
+    would not be followed after its commit anyway."""
     from ..core.action import CREATE, Action
     from .nft_canon import changes_by_itself
 
@@ -477,15 +478,20 @@ def proof_jobs(plan, desired) -> list:
     for action in plan.requests():
         if action.kind == NftTable.name:
             by_ns.setdefault(action.ns, []).append(action)
-    jobs = []
+    jobs, seen = [], set()
     for ns, actions in sorted(by_ns.items()):
         made = [a.desired for a in actions if a.desired is not None]
         if not made or _deltas(actions) is not None:
             continue
         if any(t.get("_nft") is None or t.get("table flags") or changes_by_itself(t.fields()) for t in made):
             continue
-        devices = sorted({r.key[1] for r in desired if r.kind == "link" and r.key[0] == ns and r.key[1] != "lo"})
-        jobs.append((ns, devices, [Action(CREATE, desired=t) for t in made]))
+        # A proof is of content, whatever the namespace (the same policy on a
+        # hundred nodes is proven once).
+        made = [t for t in made if committed(t).spec not in seen]
+        seen.update(committed(t).spec for t in made)
+        if made:
+            devices = sorted({r.key[1] for r in desired if r.kind == "link" and r.key[0] == ns and r.key[1] != "lo"})
+            jobs.append((ns, devices, [Action(CREATE, desired=t) for t in made]))
     return jobs
 
 
