@@ -1,0 +1,52 @@
+"""Which tables a plan proves in a throwaway namespace (kinds/nft_table.proof_jobs):
+those its apply would make whole, each content once, with the node's interfaces."""
+
+from pathlib import Path
+
+from toolkit.core.action import CREATE, DELETE, MODIFY, Action, Plan
+from toolkit.kinds import compile_all
+from toolkit.kinds.nft_table import proof_jobs
+from toolkit.manifest.topology import load_topology
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+DESIRED = compile_all(load_topology(TOPOLOGIES / "two-clients.yaml"))
+TABLES = sorted((r for r in DESIRED if r.kind == "nft_table"), key=lambda r: r.key)
+
+
+def plan_of(*actions):
+    return Plan(tuple(actions))
+
+
+def test_new_tables_are_proven_with_the_nodes_interfaces():
+    jobs = proof_jobs(plan_of(*(Action(CREATE, desired=t) for t in TABLES)), DESIRED)
+    assert [(ns, devices) for ns, devices, _ in jobs] == [("ns_server", ["veth_srv_c1", "veth_srv_c2"])]
+    (_, _, actions), = jobs
+    assert [(a.op, a.desired) for a in actions] == [(CREATE, t) for t in TABLES]
+
+
+def test_the_same_content_in_another_namespace_is_proven_once():
+    moved = [type(t)(t.kind, ("ns_other", *t.key[1:]), t.spec, t.owner) for t in TABLES]
+    jobs = proof_jobs(plan_of(*(Action(CREATE, desired=t) for t in TABLES + moved)), DESIRED)
+    assert [ns for ns, _, _ in jobs] == ["ns_other"]  # (sorted: the first namespace proves it)
+
+
+def test_a_rule_by_rule_change_is_not_proven_the_echo_verifies_it():
+    filter_table = TABLES[0]
+    rules = dict(filter_table.spec)
+    chain = next(k for k in rules if k.startswith("rules ") and len(rules[k]) > 1)
+    kept = rules[chain][:-1]
+    handles = tuple((c[6:], rule, 10 + i) for c in sorted(rules) if c.startswith("rules ")
+                    for i, rule in enumerate(kept if c == chain else rules[c]))
+    live = filter_table.with_fields(**{chain: kept}, _handles=handles)
+    assert proof_jobs(plan_of(Action(MODIFY, desired=filter_table, live=live)), DESIRED) == []
+
+
+def test_a_deleted_table_alone_proves_nothing():
+    assert proof_jobs(plan_of(Action(DELETE, live=TABLES[0])), DESIRED) == []
+
+
+def test_a_flagged_table_or_one_changing_by_itself_is_not_proven():
+    dormant = TABLES[0].with_fields(**{"table flags": "dormant"})
+    assert proof_jobs(plan_of(Action(CREATE, desired=dormant)), DESIRED) == []
+    textless = TABLES[0].with_fields(_nft=None)
+    assert proof_jobs(plan_of(Action(CREATE, desired=textless)), DESIRED) == []
