@@ -14,7 +14,8 @@ from __future__ import annotations
 import errno as _errno
 import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 
 from .netns import socket_cookie
 
@@ -73,6 +74,17 @@ _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
 
 
+def _pickled_as_fields(cls):
+    """Pickle `cls` as its class and a tuple of its fields: a helper process
+    sends a thousand namespaces' messages through a pipe (kernel/fanout.py), and
+    pickle's default for a slotted class (a state dict per object) took five
+    times as long and twice the bytes (0.04 s against 0.008 for 444 namespaces)."""
+    values = attrgetter(*(f.name for f in fields(cls)))
+    cls.__reduce__ = lambda self: (cls, values(self))
+    return cls
+
+
+@_pickled_as_fields
 @dataclass(slots=True)
 class Link:
     index: int
@@ -92,6 +104,7 @@ class Link:
 IFA_F_SECONDARY = 0x01
 
 
+@_pickled_as_fields
 @dataclass(slots=True)
 class Addr:
     index: int
@@ -103,6 +116,7 @@ class Addr:
     valid_lft: int | None = None  # seconds left; None: forever
 
 
+@_pickled_as_fields
 @dataclass(slots=True)
 class Qdisc:
     index: int
@@ -121,6 +135,7 @@ class Qdisc:
     reorder: int | None = None     # netem, out of 2**32 - 1
 
 
+@_pickled_as_fields
 @dataclass(slots=True)
 class Rule:
     family: int
@@ -131,6 +146,7 @@ class Rule:
     selector: str = ""    # from/to/iif/oif/fwmark, as `ip rule` writes them
 
 
+@_pickled_as_fields
 @dataclass(slots=True)
 class Neigh:
     index: int
@@ -141,6 +157,7 @@ class Neigh:
     proto: int = 0
 
 
+@_pickled_as_fields
 @dataclass(slots=True)
 class Route:
     family: int
