@@ -1184,15 +1184,20 @@ def test_a_proof_is_of_the_content_planned_not_of_what_is_applied_after_an_edit(
     assert drift(planned, "--full")[0] == 0
 
 
-def test_a_plan_of_a_rule_the_kernel_takes_otherwise_proves_nothing(planned):
+def test_a_plan_of_a_rule_the_kernel_takes_otherwise_proves_nothing_and_is_not_tried_again(planned):
     """A native rule the kernel takes otherwise than sent (it lists back as
     another rule) does not read back as sent in the throwaway namespace
-    either: nothing is proven, and the apply is verified by listing, fails and
-    is undone, as without a plan."""
+    either: that table is not proven (the other table of the node is: each is
+    made in a namespace of its own), the next plan does not try it again, and
+    the apply is verified by listing, fails and is undone, as without a plan."""
     planned.policy.write_text(planned.policy.read_text()
-                              + '          - {nft: "meta l4proto tcp meta l4proto tcp tcp dport 99 drop"}\n')
+                              + '          - {nft: "meta l4proto tcp meta l4proto tcp tcp dport 99 drop"}\n'
+                              + "  other:\n    family: inet\n    chains:\n      output:\n        hook: output\n"
+                              + "        policy: accept\n        rules:\n          - {protocol: udp, dport: 53, action: accept}\n")
     plan = planned.run("plan", planned.manifest, "--verbose")
-    assert plan.returncode == 2 and "0 of 1 tables" in plan.stderr, plan.stderr
+    assert plan.returncode == 2 and "proven in a throwaway namespace: 1 of 2 tables" in plan.stderr, plan.stderr
+    again = planned.run("plan", planned.manifest, "--verbose")
+    assert again.returncode == 2 and "throwaway namespace" not in again.stderr, again.stderr
     result = planned.run("apply", planned.manifest)
     assert result.returncode == 1 and "restored" in result.stderr, result.stdout + result.stderr
 

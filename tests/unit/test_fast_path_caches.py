@@ -72,6 +72,25 @@ def test_a_ruleset_is_known_again_only_at_the_same_cookie_and_generation(state):
     assert RulesetMemo(state, trust=False).get("lab-fw", 77, 12, DEV) is None  # drift --full
 
 
+def test_proofs_and_failed_proofs_are_kept_per_content_and_never_under_full(state):
+    proven, refuted = table(), table(rules=('{"expr":[{"drop":null}]}',))
+    memo = RulesetMemo(state)
+    memo.prove([proven])
+    memo.refute([refuted])
+    assert memo.proven(proven) and memo.refuted(refuted)
+    memo.save()
+    again = RulesetMemo(state)
+    assert again.proven(proven) and not again.refuted(proven)
+    assert again.refuted(refuted) and not again.proven(refuted)
+    assert again.proven(table(ns="lab-other", name="other"))  # the content, wherever it is
+    full = RulesetMemo(state, trust=False)
+    assert not full.proven(proven) and not full.refuted(refuted)
+    data = json.loads(state.read_sealed(FILE)[0])
+    data["boot"] = "another boot"
+    state.path(FILE).write_bytes(sealed(json.dumps(data)))
+    assert not RulesetMemo(state).refuted(refuted) and not RulesetMemo(state).proven(proven)
+
+
 def test_what_another_boot_remembered_is_a_miss(state):
     memo = RulesetMemo(state)
     memo.put("lab-fw", 77, 12, DEV, [table()])

@@ -7,22 +7,22 @@ followed by the ruleset generation alone (the kernel numbers every commit,
 and netkeel's sending of that content is known to list back as it). For new
 content the listing is a third of a 10,000-rule apply.
 
-A plan has that time to spend: it knows what the apply will send. For each
-namespace whose tables the apply would make whole (not rule by rule, which
-libnftables' echo verifies), a child process in a fresh network namespace of
-its own, with stand-ins for the node's interfaces, sends the very transaction
-the apply will send (the kind's own `run`, on a kernel session bound to that
-namespace) and follows it as the apply does: content that lists back exactly
-as sent is proven, and the parent notes it in the memo, which the state
-directory keeps. What the kernel refuses there, the plan can say before the
-apply meets it. Nothing of the machine is touched: the namespace dies with
-the child.
+A plan has that time to spend: it knows what the apply will send. Each table
+the apply would make whole (not rule by rule, which libnftables' echo
+verifies), each content once, is made by a child process in a fresh network
+namespace of its own, with stand-ins for the node's interfaces, by the kind's
+own `run` (the text the apply sends) on a kernel session bound to that
+namespace, and followed as the apply follows it: content that lists back
+exactly as sent is proven, and the parent notes it in the memo, which the
+state directory keeps. Content that does not, or that the child did not
+answer for (it died, or stayed silent nft_scratch.TIMEOUT_S and was killed),
+is noted refuted, and not tried again: its apply lists, as it always did.
+What the kernel refuses there the plan says before the apply meets it.
+Nothing of the machine is touched: each namespace dies with the child's
+session in it, the child with the plan.
 
-The child is forked (everything it needs is in memory already; a reader thread
-is settled first, kernel/readahead.py) and says, per namespace, which tables
-were proven, or the refusal. A child that
-dies, stays silent (nft_scratch.TIMEOUT_S) or cannot make a namespace proves
-nothing more: the apply lists, as it did before.
+The child is forked: everything it needs is in memory already (a reader
+thread is settled first, kernel/readahead.py).
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ PR_SET_PDEATHSIG = 1
 
 def prove(jobs: list) -> dict:
     """Run `jobs` ([(namespace name, device names, [create actions of its tables])])
-    in a child; {namespace name: {"proven": [keys of the tables read back as
-    sent, as lists]} or {"refused": libnftables' error}}. A namespace the child
-    did not answer for is missing."""
+    in a child, each table in a namespace of its own (one that does not read
+    back as sent leaves the others their proof); {table key: {"proven": bool}
+    or {"refused": libnftables' error}}. A table the child did not answer for
+    (it died, or stayed silent nft_scratch.TIMEOUT_S and was killed) is missing."""
     if not jobs:
         return {}
     read_end, write_end = os.pipe()
@@ -55,12 +56,12 @@ def prove(jobs: list) -> dict:
     answers: dict = {}
     finished = False
     try:
-        for message in nft_scratch.messages(read_end, pid):  # (silent TIMEOUT_S: killed)
-            answers[message["ns"]] = message["outcome"]
+        for message in nft_scratch.messages(read_end, pid):
+            answers[tuple(message["key"])] = message["outcome"]
         finished = True
     finally:
         os.close(read_end)
-        if not finished:  # interrupted, timed out or a bad line: not waited for alive
+        if not finished:  # interrupted or a bad line: not waited for alive
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -72,44 +73,48 @@ def prove(jobs: list) -> dict:
 def _child_main(jobs: list, fd: int, parent: int) -> None:
     status = 0
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)  # libnftables' own crash messages are not for the user's terminal
-        os.dup2(devnull, 1)
+        nft_scratch.quiet_child()
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent kills it if it must
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # and a parent killed outright takes it along
         if os.getppid() != parent:
             return  # the parent died before that was asked
         for name, devices, actions in jobs:
-            if libc.unshare(CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
-            nft_scratch.make_devices(list(devices))
-            outcome = _prove_here(name, actions)
-            nft_scratch.send(fd, {"ns": name, "outcome": outcome})
+            for action in actions:
+                if libc.unshare(CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
+                nft_scratch.make_devices(list(devices))
+                outcome = _prove_here(name, action)
+                nft_scratch.send(fd, {"key": list(action.key), "outcome": outcome})
     except BaseException:  # noqa: BLE001 - whatever it is, nothing more is proven
         status = 1
     finally:
         os._exit(status)
 
 
-def _prove_here(name: str, actions: list) -> dict:
-    """Send `actions` (creates of one namespace's tables) as the apply would, in
-    the namespace this process is in, and say which tables read back as sent."""
+def _prove_here(name: str, action) -> dict:
+    """Send `action` (the create of one table) as the apply would, in the
+    namespace this process is in, and say whether it read back as sent. The
+    session is closed after: the namespace goes when the next is made."""
     from ..errors import KernelError
     from ..kinds.nft_table import KIND
     from .nftables import device_list
 
     kernel = _HereKernel()
     memo = kernel.nft_memo = _Proofs()
-    ns = kernel.ns(name)
-    devices = device_list((link.ifname, link.index) for link in ns.links())
-    ns.read_devices = devices
-    memo.put(name, ns.cookie(), ns.generation(), devices, [])  # what it holds: nothing yet
     try:
-        KIND.run(kernel, "apply", actions)
-    except KernelError as exc:
-        return {"refused": exc.detail or str(exc)}
-    return {"proven": [list(key) for key in memo.proved]}
+        ns = kernel.ns(name)
+        devices = device_list((link.ifname, link.index) for link in ns.links())
+        ns.read_devices = devices
+        memo.put(name, ns.cookie(), ns.generation(), devices, [])  # what it holds: nothing yet
+        try:
+            KIND.run(kernel, "apply", [action])
+        except KernelError as exc:
+            return {"refused": exc.detail or str(exc)}
+        return {"proven": action.key in memo.proved}
+    finally:
+        kernel.nft_memo = None
+        kernel.close()
 
 
 class _Proofs:

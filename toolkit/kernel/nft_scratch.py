@@ -96,12 +96,7 @@ def _run_child(jobs: list) -> tuple:
 def _child_main(jobs: list, fd: int) -> None:
     status = 0
     try:
-        # libnftables' own crash messages ("*** stack smashing detected ***") are
-        # not for the user's terminal, and a core file is not wanted.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        faulthandler.disable()  # (it writes to the stderr it was given, a copy of the old one)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        quiet_child()
         _child(jobs, lambda message: send(fd, message))
         send(fd, {"done": True})
     except BaseException as exc:  # report anything to the parent, then leave
@@ -111,6 +106,17 @@ def _child_main(jobs: list, fd: int) -> None:
             status = 1
     finally:
         os._exit(status)
+
+
+def quiet_child() -> None:
+    """For a forked child about to use libnftables: its own crash messages
+    ("*** stack smashing detected ***") are not for the user's terminal, and a
+    core file is not wanted."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.dup2(devnull, 1)
+    faulthandler.disable()  # (it writes to the stderr it was given, a copy of the old one)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def send(fd: int, message: dict) -> None:

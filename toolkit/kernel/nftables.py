@@ -635,32 +635,37 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
 
 def prove_in_scratch(kernel, jobs: list) -> list:
     """Prove, in a throwaway namespace, the content of the tables `jobs` would
-    make (kinds/nft_table.proof_jobs; kernel/nft_proof.py) that the memo does
-    not know proven yet: what lists back there exactly as sent is noted
+    make (kinds/nft_table.proof_jobs; kernel/nft_proof.py) that the memo knows
+    neither proven nor refuted: what lists back there exactly as sent is noted
     proven, and the apply that sends it later follows its commit without
-    listing it. [(namespace, libnftables' error)] of what was refused there.
-    Nothing is proven without a memo, or where the child fails."""
+    listing it; what does not (or was not answered for) is noted refuted, and
+    not tried again. [(namespace, libnftables' error)] of what was refused
+    there (tried again by the next plan: the user is told each time). Nothing
+    is proven without a memo."""
     from . import nft_proof
 
     memo = kernel.nft_memo
     if memo is None or not memo.trust:
         return []
-    todo = [(ns, devices, actions) for ns, devices, actions in jobs
-            if not all(memo.proven(a.desired) for a in actions)]
+    todo = []
+    for ns, devices, actions in jobs:
+        actions = [a for a in actions if not memo.proven(a.desired) and not memo.refuted(a.desired)]
+        if actions:
+            todo.append((ns, devices, actions))
     try:
         answers = nft_proof.prove(todo)
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # no child, a garbled line, too slow: nothing proven
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # no child, a garbled line: nothing proven
         kernel.log("-", f"no proof in a throwaway namespace: {exc}")
         return []
     refused = []
     for ns, _, actions in todo:
-        outcome = answers.get(ns) or {}
-        keys = {tuple(key) for key in outcome.get("proven") or () if isinstance(key, list)}
-        proven = [a.desired for a in actions if a.desired.key in keys]
+        outcomes = [(a.desired, answers.get(a.key) or {}) for a in actions]
+        proven = [table for table, outcome in outcomes if outcome.get("proven") is True]
         memo.prove(proven)
+        memo.refute(table for table, outcome in outcomes if outcome.get("proven") is not True
+                    and "refused" not in outcome)
+        refused += [(ns, str(outcome["refused"])) for _, outcome in outcomes if "refused" in outcome]
         kernel.log(ns, f"nft content proven in a throwaway namespace: {len(proven)} of {len(actions)} tables")
-        if "refused" in outcome:
-            refused.append((ns, str(outcome["refused"])))
     return refused
 
 

@@ -59,9 +59,11 @@ class RulesetMemo:
         self._exists = exists or (lambda name: True)
         self._entries: dict | None = None   # the file's entries, as read
         self._proven: list | None = None    # the file's proven content digests, oldest first
+        self._refuted: list | None = None   # and those a proof failed for (see refute())
         self._known: dict = {}              # ns -> (cookie, generation, devices, resources): decoded or put
         self._new: dict = {}                # ns -> (cookie, generation, devices, resources), to save
         self._new_proven: list = []
+        self._new_refuted: list = []
 
     def get(self, ns: str, cookie: int, generation: int, devices: list):
         """The resources read in `ns` at this (cookie, generation, devices), or None."""
@@ -130,15 +132,37 @@ class RulesetMemo:
             self._loaded()
         return self.trust and digest in (self._proven or ())
 
+    def refute(self, tables) -> None:
+        """Note that a proof of these tables' content failed (a plan's, in a
+        throwaway namespace: kernel/nft_proof.py): it read back otherwise than
+        sent, or took too long. Plans do not try it again; an apply of it lists
+        it back, as for any content never proven."""
+        for table in tables:
+            digest = content_digest(table)
+            if digest not in self._new_refuted:
+                self._new_refuted.append(digest)
+
+    def refuted(self, table) -> bool:
+        """Whether a proof of this content failed before (this netkeel, this boot)."""
+        digest = content_digest(table)
+        if digest in self._new_refuted:
+            return True
+        if not self.trust:
+            return False
+        if self._refuted is None:
+            self._loaded()
+        return digest in (self._refuted or ())
+
     def save(self) -> None:
         """Write what this command learned, merged with the file as it is now.
         Never raises: a cache that cannot be written is only slower next time."""
-        if not self._new and not self._new_proven or not self.state.root.is_dir():
+        if not (self._new or self._new_proven or self._new_refuted) or not self.state.root.is_dir():
             return  # nothing new, or no state directory to keep it in (see compiled.store)
         try:
-            entries, proven = self._read()
+            entries, proven, refuted = self._read()
             entries = dict(entries)
             proven = [d for d in proven if d not in self._new_proven] + self._new_proven
+            refuted = [d for d in refuted if d not in self._new_refuted] + self._new_refuted
             for ns, (cookie, generation, devices, resources) in self._new.items():
                 encoded = [encode(_compact(r)) for r in resources]
                 # Text, integers and None only (a table's fields are canonical texts, its
@@ -154,8 +178,9 @@ class RulesetMemo:
                 entries[ns] = entry
             entries = {ns: e for ns, e in entries.items() if self._exists(ns)}
             self.state.write_sealed_json(FILE, {"format": FORMAT, "boot": boot_id(), "code": fingerprint(),
-                                                "namespaces": entries, "proven": proven[-PROVEN:]}, durable=False)
-            self._new, self._new_proven = {}, []
+                                                "namespaces": entries, "proven": proven[-PROVEN:],
+                                                "refuted": refuted[-PROVEN:]}, durable=False)
+            self._new, self._new_proven, self._new_refuted = {}, [], []
             used = {f"{e.get('digest')}.json" for e in entries.values() if isinstance(e, dict)}
             for name in self.state.regular_files(DIRECTORY):
                 if name not in used:  # another command's entry file written since is rewritten when needed
@@ -165,23 +190,27 @@ class RulesetMemo:
 
     def _loaded(self) -> dict:
         if self._entries is None:
-            self._entries, self._proven = self._read()
+            self._entries, self._proven, self._refuted = self._read()
         return self._entries
 
     def _read(self) -> tuple:
-        """(entries by namespace, proven digests) of the file; ({}, []) unless it is
-        this format, this boot's (cookies start again at each boot) and this
-        netkeel's (its canonical forms may differ from another's)."""
+        """(entries by namespace, proven digests, refuted digests) of the file;
+        ({}, [], []) unless it is this format, this boot's (cookies start again
+        at each boot) and this netkeel's (its canonical forms may differ from
+        another's)."""
         try:
             data = self.state.read_sealed_json(FILE)  # a damaged file would be believed: sealed
         except Exception:  # noqa: BLE001 - corrupt or unsafe: a miss, rewritten on saving
-            return {}, []
+            return {}, [], []
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("namespaces"), dict):
-            return {}, []
+            return {}, [], []
         if data.get("boot") != boot_id() or data.get("code") != fingerprint():
-            return {}, []
-        proven = data.get("proven")
-        return data["namespaces"], [d for d in proven if isinstance(d, str)] if isinstance(proven, list) else []
+            return {}, [], []
+        return data["namespaces"], _digests(data.get("proven")), _digests(data.get("refuted"))
+
+
+def _digests(value) -> list:
+    return [d for d in value if isinstance(d, str)] if isinstance(value, list) else []
 
 
 def boot_id() -> str:
