@@ -50,3 +50,60 @@ def test_a_flagged_table_or_one_changing_by_itself_is_not_proven():
     assert proof_jobs(plan_of(Action(CREATE, desired=dormant)), DESIRED) == []
     textless = TABLES[0].with_fields(_nft=None)
     assert proof_jobs(plan_of(Action(CREATE, desired=textless)), DESIRED) == []
+
+
+# -- what a plan does with the child's answers (kernel/nftables.prove_in_scratch) ------
+
+class FakeMemo:
+    trust = True
+
+    def __init__(self, proven=(), refuted=()):
+        self.proven_keys, self.refuted_keys = set(proven), set(refuted)
+
+    def proven(self, table):
+        return table.key in self.proven_keys
+
+    def refuted(self, table):
+        return table.key in self.refuted_keys
+
+    def prove(self, tables):
+        self.proven_keys |= {t.key for t in tables}
+
+    def refute(self, tables):
+        self.refuted_keys |= {t.key for t in tables}
+
+
+class FakeKernel:
+    def __init__(self, memo):
+        self.nft_memo = memo
+
+    def log(self, ns, text):
+        pass
+
+
+def sized(name, rules):
+    base = TABLES[0]
+    chain = next(k for k, _ in base.spec if k.startswith("rules "))
+    return type(base)(base.kind, ("ns_x", "inet", name),
+                      tuple((k, tuple(f'{{"expr":[{{"counter":{i}}}]}}' for i in range(rules)) if k == chain else v)
+                            for k, v in base.spec), base.owner)
+
+
+def test_the_answers_prove_refute_or_warn_and_a_budget_bounds_the_work(monkeypatch):
+    from toolkit.kernel import nft_proof, nftables
+
+    big, bigger, known, failed, odd, refused = (sized("big", 15_000), sized("bigger", 15_000), sized("known", 3),
+                                                sized("failed", 4), sized("odd", 5), sized("refused", 6))
+    sent = []
+
+    def prove(todo):
+        sent.extend(a.key for _, _, actions in todo for a in actions)
+        return {big.key: {"proven": True}, odd.key: {"proven": False}, refused.key: {"refused": "no such chain"}}
+
+    monkeypatch.setattr(nft_proof, "prove", prove)
+    memo = FakeMemo(proven=[known.key], refuted=[failed.key])
+    jobs = [("ns_x", [], [Action(CREATE, desired=t) for t in (big, bigger, known, failed, odd, refused)])]
+    assert nftables.prove_in_scratch(FakeKernel(memo), jobs) == [("ns_x", "no such chain")]
+    assert sent == [big.key, odd.key, refused.key]  # bigger: past the budget; known, failed: not again
+    assert memo.proven_keys == {known.key, big.key}
+    assert memo.refuted_keys == {failed.key, odd.key}  # a refusal is said again by the next plan
