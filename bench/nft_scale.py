@@ -12,13 +12,16 @@ byte-compiled first (untimed), as scripts/setup does for users. Timed, in order:
                       libnftables transaction, read it back as text to verify
     plan_s            `netkeel plan` (exit 2: changes pending), in namespaces and
                       a state directory of their own; it compiles the manifest
-                      and caches it
+                      and caches it, and proves the new table in a throwaway
+                      namespace (kernel/nft_proof.py: the apply's transaction,
+                      read back as sent)
     apply_s           `netkeel apply` right after that plan: the usual
                       plan-then-apply flow, and the figure the last line reports
                       (the plan's own time not included; cold_apply_s is printed
-                      beside it, so nothing is hidden); content never listed back
-                      before, so it is verified by reading it back as text (every
-                      rule printed as sent; kernel/nftables._read_back_as_text)
+                      beside it, so nothing is hidden); its content proven by the
+                      plan, its commit is followed by the generation alone (the
+                      cold apply, with no plan before it, reads its commit back
+                      as text: every rule printed as sent)
     noop_apply_s      `netkeel apply` again: nothing to change; answered from
                       the in-sync verdict the apply kept (state/verdicts.py:
                       the files' digests, the state directory's stamp, each
