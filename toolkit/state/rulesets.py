@@ -118,40 +118,33 @@ class RulesetMemo:
         """Note that the kernel listed these tables back exactly so: a commit of
         the same content may later be followed without listing it (nftables._follow),
         the compiler's form of it being what the kernel lists."""
-        for table in tables:
-            digest = content_digest(table)
-            if digest not in self._new_proven:
-                self._new_proven.append(digest)
+        _note(tables, self._new_proven)
 
     def proven(self, table) -> bool:
         """Whether this content was listed back exactly so before (by this netkeel, this boot)."""
-        digest = content_digest(table)
-        if digest in self._new_proven:
-            return True
-        if self._proven is None:
-            self._loaded()
-        return self.trust and digest in (self._proven or ())
+        return self._noted(table, self._new_proven, lambda: self._proven)
 
     def refute(self, tables) -> None:
         """Note that a proof of these tables' content failed (a plan's, in a
         throwaway namespace: kernel/nft_proof.py): it read back otherwise than
         sent, or took too long. Plans do not try it again; an apply of it lists
         it back, as for any content never proven."""
-        for table in tables:
-            digest = content_digest(table)
-            if digest not in self._new_refuted:
-                self._new_refuted.append(digest)
+        _note(tables, self._new_refuted)
 
     def refuted(self, table) -> bool:
         """Whether a proof of this content failed before (this netkeel, this boot)."""
+        return self._noted(table, self._new_refuted, lambda: self._refuted)
+
+    def _noted(self, table, new: list, kept) -> bool:
+        """Whether the table's content is in `new` (noted by this command) or
+        in what `kept()` gives of the file (unless not trusted)."""
         digest = content_digest(table)
-        if digest in self._new_refuted:
+        if digest in new:
             return True
         if not self.trust:
             return False
-        if self._refuted is None:
-            self._loaded()
-        return digest in (self._refuted or ())
+        self._loaded()
+        return digest in (kept() or ())
 
     def save(self) -> None:
         """Write what this command learned, merged with the file as it is now.
@@ -207,6 +200,13 @@ class RulesetMemo:
         if data.get("boot") != boot_id() or data.get("code") != fingerprint():
             return {}, [], []
         return data["namespaces"], _digests(data.get("proven")), _digests(data.get("refuted"))
+
+
+def _note(tables, into: list) -> None:
+    for table in tables:
+        digest = content_digest(table)
+        if digest not in into:
+            into.append(digest)
 
 
 def _digests(value) -> list:
