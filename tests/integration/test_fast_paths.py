@@ -1229,3 +1229,24 @@ def test_a_plan_killed_while_proving_leaves_nothing_behind(planned):
     assert applied.returncode == 0, applied.stderr
     assert "tcp dport 50005 drop" in nft(planned, "list", "chain", "inet", "netkeel_guard", "input")
     assert drift(planned, "--full")[0] == 0
+
+
+def test_three_hundred_firewalled_nodes_apply_drift_and_repair_in_one_process(lab, tmp_path):
+    """Found by review: libnftables waits on its socket with select(), and glibc
+    aborts the process for an fd of 1024 or more; an apply of 260 namespaces
+    with firewalls died so half done (exit 134), each namespace keeping its fds
+    and its libnftables context open. The session's own fds now go above that
+    range and a context is freed after its transaction."""
+    (tmp_path / "fw.yaml").write_text(POLICY)
+    nodes = "".join(f"  n{i}:\n    policies: [fw.yaml]\n" for i in range(300))
+    manifest = tmp_path / "many.yaml"
+    manifest.write_text("name: many\nnodes:\n" + nodes)
+    applied = lab.run("apply", manifest)
+    assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-2000:]
+    subprocess.run(["ip", "netns", "exec", lab.ns("n250"), "nft", "add rule inet netkeel_guard input tcp dport 7 drop"],
+                   check=True, timeout=10)
+    full = lab.run("drift", manifest, "--full")
+    assert full.returncode == 2 and "tcp dport 7 drop" in full.stdout, full.stdout[-2000:] + full.stderr[-2000:]
+    assert lab.run("apply", manifest).returncode == 0
+    assert lab.run("drift", manifest, "--full").returncode == 0
+    assert lab.run("destroy", manifest).returncode == 0

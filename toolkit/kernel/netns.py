@@ -12,6 +12,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import socket
 from contextlib import contextmanager
 
 NETNS_RUN_DIR = os.environ.get("NETKEEL_NETNS_DIR", "/run/netns")
@@ -58,7 +59,47 @@ def list_names() -> list[str]:
 
 
 def open_fd(name: str) -> int:
-    return os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC)
+    return kept_high(os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC))
+
+
+# libnftables 1.0.6 waits on its netlink socket with select(), and glibc aborts
+# the whole process for an fd of FD_SETSIZE (1024) or more ("bit out of range 0
+# - FD_SETSIZE on fd_set"): an apply of 300 namespaces with firewalls died so,
+# half done (found by review). Its socket takes the lowest free fd, so the fds a
+# session keeps per namespace (its fd, dump and nfnetlink sockets) move above
+# that range once they climb past LOW_FDS, leaving it to libnftables.
+FD_SETSIZE = 1024
+LOW_FDS = 256
+
+
+def kept_high(fd: int) -> int:
+    """`fd`, or past LOW_FDS a copy of it numbered FD_SETSIZE or more (the
+    original closed); as it is where the fd limit allows no such number."""
+    high = _high_copy(fd)
+    if high is None:
+        return fd
+    os.close(fd)
+    return high
+
+
+def socket_kept_high(sock: socket.socket) -> socket.socket:
+    """kept_high() for a socket: the same socket (bound, in its namespace), renumbered."""
+    high = _high_copy(sock.fileno())
+    if high is None:
+        return sock
+    moved = socket.socket(fileno=high)
+    moved.settimeout(sock.gettimeout())
+    sock.close()
+    return moved
+
+
+def _high_copy(fd: int) -> int | None:
+    if fd < LOW_FDS:
+        return None
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, FD_SETSIZE)
+    except OSError:
+        return None
 
 
 def setns(fd: int) -> None:

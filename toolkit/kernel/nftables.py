@@ -498,7 +498,7 @@ def rule_texts(kernel, ns_name: str, family: str, table: str) -> dict:
         text = kernel.request(ns.name, f"nft list table {family} {table}", run_cmd, kernel, ns,
                               f"list table {family} {table}")
     finally:
-        ns.nft.set_json_output(True)
+        ns.release_nft()
     texts = {}
     for line in text.splitlines():
         found = _HANDLE.match(line.strip())
@@ -552,6 +552,10 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     finally:
         if echo:
             ns.nft.set_echo_output(False)
+        # Freed, not kept for the namespace's next use: its socket holds one of the
+        # fds below FD_SETSIZE libnftables needs (kernel/netns.kept_high), and an
+        # apply of a thousand firewalls would hold a thousand.
+        ns.release_nft()
     echoed = _echoed(output) if echo else None
     if callable(tables):
         tables = tables(echoed)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import socket
 import struct
 
+from .netns import socket_kept_high
+
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWGEN, NFT_MSG_GETGEN = 15, 16
@@ -33,7 +35,7 @@ def open_socket() -> socket.socket:
     """An nfnetlink socket, bound to the namespace the calling thread is in."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
     sock.settimeout(2.0)  # the kernel answers at once; never hang a command on it
-    return sock
+    return socket_kept_high(sock)
 
 
 def generation(sock: socket.socket, seq: int = 1) -> int:

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 
-from .netns import socket_cookie
+from .netns import socket_cookie, socket_kept_high
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x10, 0x300
@@ -182,7 +182,7 @@ class DumpSocket:
     inside the namespace it should read."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock = socket_kept_high(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE))
         self.sock.bind((0, 0))
         self.seq = 0
         try:  # let the kernel filter route dumps by table (Linux 4.20+)

@@ -62,7 +62,8 @@ class Namespace:
             from pyroute2 import IPRoute
 
             with netns.entered(self.fd):
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+                sock = netns.socket_kept_high(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM,
+                                                            socket.NETLINK_ROUTE))
             self._ipr = IPRoute(use_socket=sock, use_event_loop=self._loop())
         return self._ipr
 
