@@ -1,6 +1,7 @@
 """Which tables a plan proves in a throwaway namespace (kinds/nft_table.proof_jobs):
 those its apply would make whole, each content once, with the node's interfaces."""
 
+import json
 from pathlib import Path
 
 from toolkit.core.action import CREATE, DELETE, MODIFY, Action, Plan
@@ -92,7 +93,7 @@ def sized(name, rules):
 def test_the_answers_prove_refute_or_warn_and_a_budget_bounds_the_work(monkeypatch):
     from toolkit.kernel import nft_proof, nftables
 
-    big, bigger, known, failed, odd, refused = (sized("big", 15_000), sized("bigger", 15_000), sized("known", 3),
+    big, bigger, known, failed, odd, refused = (sized("big", 30_000), sized("bigger", 21_000), sized("known", 3),
                                                 sized("failed", 4), sized("odd", 5), sized("refused", 6))
     sent = []
 
@@ -107,3 +108,13 @@ def test_the_answers_prove_refute_or_warn_and_a_budget_bounds_the_work(monkeypat
     assert sent == [big.key, odd.key, refused.key]  # bigger: past the budget; known, failed: not again
     assert memo.proven_keys == {known.key, big.key}
     assert memo.refuted_keys == {failed.key, odd.key}  # a refusal is said again by the next plan
+
+
+def test_set_elements_count_in_the_budget_as_rules_do():
+    from toolkit.kernel.nftables import PROOF_BUDGET, _items
+
+    base = sized("elements", 2)
+    name, spec = next((k, v) for k, v in base.spec if k.startswith("set "))
+    elements = [f'"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"' for i in range(PROOF_BUDGET)]
+    big_set = base.with_fields(**{name: json.dumps({**json.loads(spec), "elements": elements})})
+    assert _items(big_set) - _items(base) == PROOF_BUDGET - len(json.loads(spec)["elements"])

@@ -637,10 +637,10 @@ def _follow(memo, ns_name: str, cookie: int, before: int, after, devices, now, t
     memo.put(ns_name, cookie, after, now, kept + placed)
 
 
-# Rules a plan proves at most (each content once): some 2 s of a plan here. A
-# lab of many large policies, each different, proves this much; the rest is
-# listed back by its apply, as before.
-PROOF_BUDGET = 25_000
+# Rules and set elements a plan proves at most (each content once): some 2 s
+# of a plan here. A lab of many large policies, each different, proves this
+# much; the rest is listed back by its apply, as before.
+PROOF_BUDGET = 50_000
 
 
 def prove_in_scratch(kernel, jobs: list) -> list:
@@ -662,10 +662,10 @@ def prove_in_scratch(kernel, jobs: list) -> list:
         actions = [a for a in actions if not memo.proven(a.desired) and not memo.refuted(a.desired)]
         chosen = []
         for action in actions:
-            rules = sum(len(v) for k, v in action.desired.spec if k.startswith("rules "))
-            if rules <= budget:
+            size = _items(action.desired)
+            if size <= budget:
                 chosen.append(action)
-                budget -= rules
+                budget -= size
         if chosen:
             todo.append((ns, devices, chosen))
     try:
@@ -683,6 +683,20 @@ def prove_in_scratch(kernel, jobs: list) -> list:
         refused += [(ns, str(outcome["refused"])) for _, outcome in outcomes if "refused" in outcome]
         kernel.log(ns, f"nft content proven in a throwaway namespace: {len(proven)} of {len(actions)} tables")
     return refused
+
+
+def _items(table) -> int:
+    """A table's rules and set elements (what its making and reading cost)."""
+    count = 0
+    for field, value in table.spec:
+        if field.startswith("rules "):
+            count += len(value)
+        elif field.startswith("set "):
+            try:
+                count += len(json.loads(value).get("elements") or ())
+            except (ValueError, AttributeError, TypeError):
+                count += 1
+    return count
 
 
 def _read_back_as_text(kernel, ns, ns_name: str, script: str, placed: list, generation: int):
