@@ -218,3 +218,17 @@ def test_new_ids_sort_by_time():
     assert ids[0].startswith("20241231T235959.998Z-")
     assert ids[2].startswith("20250101T000000.000Z-")
     assert new_id() != new_id()  # random suffix
+
+
+def test_an_inventory_a_process_out_of_files_cannot_open_is_not_called_damaged(tmp_path, monkeypatch):
+    import errno
+
+    state = StateDir(tmp_path / "state")
+
+    def out_of_files(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(state, "read_json", out_of_files)
+    with pytest.raises(InventoryError) as raised:
+        Inventory(state)
+    assert "ulimit -n" in str(raised.value) and "move it aside" not in str(raised.value)

@@ -7,6 +7,7 @@ with, so the same file can run side by side under different prefixes.
 
 from __future__ import annotations
 
+import errno
 from datetime import datetime, timezone
 
 from ..errors import InventoryError
@@ -28,7 +29,13 @@ class Inventory:
         self.state = state
         try:
             data = state.read_json(FILE, default={"version": 1, "instances": {}})
-        except (ValueError, OSError) as exc:
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):  # the process's trouble, not the file's
+                raise InventoryError(f"cannot open {state.path(FILE)}: {exc.strerror} (a namespace holds three "
+                                     "open files while a command runs: raise the limit, `ulimit -n`)") from None
+            raise InventoryError(f"{state.path(FILE)} is unreadable ({exc}); it is not a netkeel inventory "
+                                 "any more: move it aside") from None
+        except ValueError as exc:
             raise InventoryError(f"{state.path(FILE)} is unreadable ({exc}); it is not a netkeel inventory "
                                  "any more: move it aside") from None
         problem = validation.problem("inventory", data)
