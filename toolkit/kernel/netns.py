@@ -87,8 +87,9 @@ def socket_kept_high(sock: socket.socket) -> socket.socket:
     high = _high_copy(sock.fileno())
     if high is None:
         return sock
-    moved = socket.socket(fileno=high)
-    moved.settimeout(sock.gettimeout())
+    moved = socket.socket(sock.family, sock.type, sock.proto, fileno=high)  # (given: not asked of the kernel)
+    if sock.gettimeout() is not None:
+        moved.settimeout(sock.gettimeout())
     sock.close()
     return moved
 
