@@ -29,13 +29,10 @@ class Inventory:
         self.state = state
         try:
             data = state.read_json(FILE, default={"version": 1, "instances": {}})
-        except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE):  # the process's trouble, not the file's
+        except (ValueError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):  # the process's trouble
                 raise InventoryError(f"cannot open {state.path(FILE)}: {exc.strerror} (a namespace holds three "
                                      "open files while a command runs: raise the limit, `ulimit -n`)") from None
-            raise InventoryError(f"{state.path(FILE)} is unreadable ({exc}); it is not a netkeel inventory "
-                                 "any more: move it aside") from None
-        except ValueError as exc:
             raise InventoryError(f"{state.path(FILE)} is unreadable ({exc}); it is not a netkeel inventory "
                                  "any more: move it aside") from None
         problem = validation.problem("inventory", data)
