@@ -74,9 +74,18 @@ class FakeMemo:
         self.refuted_keys |= {t.key for t in tables}
 
 
+class FakeForms:
+    def __init__(self):
+        self.merged = []
+
+    def merge(self, noted):
+        self.merged.append(noted)
+
+
 class FakeKernel:
     def __init__(self, memo):
         self.nft_memo = memo
+        self.nft_forms = FakeForms()
 
     def log(self, ns, text):
         pass
@@ -99,12 +108,15 @@ def test_the_answers_prove_refute_or_warn_and_a_budget_bounds_the_work(monkeypat
 
     def prove(todo):
         sent.extend(a.key for _, _, actions in todo for a in actions)
-        return {big.key: {"proven": True}, odd.key: {"proven": False}, refused.key: {"refused": "no such chain"}}
+        return {big.key: {"proven": True, "forms": {"f" * 32: ["counter", [8]]}},
+                odd.key: {"proven": False, "forms": {"e" * 32: ["never", []]}}, refused.key: {"refused": "no such chain"}}
 
     monkeypatch.setattr(nft_proof, "prove", prove)
     memo = FakeMemo(proven=[known.key], refuted=[failed.key])
     jobs = [("ns_x", [], [Action(CREATE, desired=t) for t in (big, bigger, known, failed, odd, refused)])]
-    assert nftables.prove_in_scratch(FakeKernel(memo), jobs) == [("ns_x", "no such chain")]
+    kernel = FakeKernel(memo)
+    assert nftables.prove_in_scratch(kernel, jobs) == [("ns_x", "no such chain")]
+    assert kernel.nft_forms.merged == [{"f" * 32: ["counter", [8]]}]  # the forms of what was proven alone
     assert sent == [big.key, odd.key, refused.key]  # bigger: past the budget; known, failed: not again
     assert memo.proven_keys == {known.key, big.key}
     assert memo.refuted_keys == {failed.key, odd.key}  # a refusal is said again by the next plan

@@ -213,7 +213,9 @@ def kernel_session(verbose: bool, state=None, full: bool = False):
     log = (lambda ns, text: err.print(f"[dim]kernel[/] [cyan]{ns}[/] {escape(text)}")) if verbose else None
     with Kernel(log=log) as kernel:
         if state is not None:
+            from ..state.rule_forms import RuleForms
             from ..state.rulesets import RulesetMemo
 
             kernel.nft_memo = RulesetMemo(state, exists=kernel.exists, trust=not full)
+            kernel.nft_forms = RuleForms(state, trust=not full)
         yield kernel

@@ -154,6 +154,7 @@ def _read_ahead(state, kept: dict, marks: dict, by_json) -> None:
     tables by text (as JSON in those the verdict names in `by_json`), and can
     take those listings instead."""
     from ..kernel import readahead
+    from ..state.rule_forms import RuleForms
     from ..state.rulesets import RulesetMemo
 
     memo = RulesetMemo(state)
@@ -163,4 +164,5 @@ def _read_ahead(state, kept: dict, marks: dict, by_json) -> None:
         if isinstance(was, list) and was[:1] == [cookie] and was[1:2] != [generation] \
                 and not memo.knows(ns, cookie, generation):
             moved[ns] = (cookie, generation)
-    readahead.start(moved, {n for n in by_json if isinstance(n, str)} if isinstance(by_json, list) else ())
+    readahead.start(moved, {n for n in by_json if isinstance(n, str)} if isinstance(by_json, list) else (),
+                    RuleForms(state))

@@ -14,7 +14,9 @@ namespace of its own, with stand-ins for the node's interfaces, by the kind's
 own `run` (the text the apply sends) on a kernel session bound to that
 namespace, and followed as the apply follows it: content that lists back
 exactly as sent is proven, and the parent notes it in the memo, which the
-state directory keeps. Content that does not, or that the child did not
+state directory keeps, with the forms of its rules as that reading back
+dumped them (state/rule_forms.py: a read after another tool's commit then
+knows those rules from a dump). Content that does not, or that the child did not
 answer for (it died, or stayed silent nft_scratch.TIMEOUT_S and was killed),
 is noted refuted, and not tried again: its apply lists, as it always did.
 What the kernel refuses there the plan says before the apply meets it.
@@ -102,6 +104,7 @@ def _prove_here(name: str, action) -> dict:
 
     kernel = _HereKernel()
     memo = kernel.nft_memo = _Proofs()
+    forms = kernel.nft_forms = _Forms()
     try:
         ns = kernel.ns(name)
         devices = device_list((link.ifname, link.index) for link in ns.links())
@@ -111,9 +114,12 @@ def _prove_here(name: str, action) -> dict:
             KIND.run(kernel, "apply", [action])
         except KernelError as exc:
             return {"refused": exc.detail or str(exc)}
-        return {"proven": action.key in memo.proved}
+        if action.key not in memo.proved:
+            return {"proven": False}
+        return {"proven": True, "forms": {digest: [text, list(matches)] for digest, (text, matches)
+                                          in forms.noted.items()}}
     finally:
-        kernel.nft_memo = None
+        kernel.nft_memo = kernel.nft_forms = None
         kernel.close()
 
 
@@ -140,6 +146,24 @@ class _Proofs:
 
     def proven(self, table) -> bool:
         return table.key in self.proved
+
+
+class _Forms:
+    """What a reading back notes of the rules' forms (state/rule_forms.RuleForms),
+    kept in memory for the parent to merge."""
+
+    def __init__(self):
+        self.noted: dict = {}  # digest -> (text, counter matches)
+
+    def any(self) -> bool:
+        return False  # nothing known here: the reading back lists
+
+    def text(self, form):
+        found = self.noted.get(form.digest)
+        return found[0] if found is not None and found[1] == form.matches else None
+
+    def note(self, form, text: str) -> None:
+        self.noted[form.digest] = (text, form.matches)
 
 
 class _Here(Namespace):

@@ -34,6 +34,10 @@ def resolve(jobs: list) -> dict:
 
     A job is {"family", "table", "sets": [set bodies], "chains": {name: header or {}},
     "rules": [[rule id, chain, nft text], ...], "devices": [interface names]}; the
+    text may be {"raw": hex} instead: a rule's attributes as another
+    namespace's dump gave them, but its table and chain (all of a job's such
+    rules are added first, in one transaction: kernel/nftables.py reads rules
+    it knows no text for so); the
     devices are made (as stand-ins) so that rules naming them (`iif "eth0"`)
     check out as they will on the node. Jobs with different devices get
     namespaces of their own. Raises ScratchUnavailable.
@@ -192,7 +196,17 @@ def _check_jobs(jobs: list, send) -> None:
                       "outcome": {"error": f"the table around this rule was refused: {err.strip()}"}})
             continue
         handles = {}
+        replayed = [rule for rule in job["rules"] if isinstance(rule[2], dict)]
+        if replayed:
+            send({"start": replayed[0][0]})
+            error = _replay(family, table, [(rule_id, alias[chain], bytes.fromhex(rule["raw"]))
+                                            for rule_id, chain, rule in replayed], handles)
+            if error is not None:
+                for rule_id, _, _ in replayed:
+                    send({"answer": rule_id, "outcome": {"error": error}})
         for rule_id, chain, text in job["rules"]:
+            if isinstance(text, dict):
+                continue
             send({"start": rule_id})
             rc, out, err = nft.cmd(f"add rule {family} {table} {alias[chain]} {text}")
             if rc != 0:
@@ -214,6 +228,29 @@ def _check_jobs(jobs: list, send) -> None:
                       "outcome": {"expr": rule["expr"], "comment": rule.get("comment"),
                                   "printed": printed.get(rule["handle"])}})
         nft.cmd(f"delete table {family} {table}")
+
+
+def _replay(family: str, table: str, rules: list, handles: dict):
+    """Add rules as another process's dump gave them ((rule id, chain, its
+    attributes but table and chain)) in one transaction, by raw netlink; note
+    each one's handle in `handles` (handle -> rule id). None, or the kernel's
+    refusal."""
+    from . import nftgen
+
+    try:
+        with nftgen.open_socket() as sock:
+            nftgen.add_rules(sock, family, table, [(chain, attributes) for _, chain, attributes in rules])
+            dumped = nftgen.rule_handles(sock, family, table)
+    except OSError as exc:
+        return f"the kernel refused the rules as dumped ({exc.strerror or exc})"
+    by_chain: dict = {}
+    for chain, handle in dumped:
+        by_chain.setdefault(chain, []).append(handle)
+    for rule_id, chain, _ in rules:  # each chain's rules in the order sent, before any added as text
+        if not by_chain.get(chain):
+            return "the rules added are not in the table"
+        handles[by_chain[chain].pop(0)] = rule_id
+    return None
 
 
 def _printed_rules(listing: str) -> dict:

@@ -90,7 +90,7 @@ def read(kernel, ns_name: str, devices=None, seen=None, ns=None) -> list:
     and no table of ours can change by itself (element timeouts, sets the
     packet path fills: nft_canon.changes_by_itself).
 
-    With `kernel.nft_expected` (desired tables by key, set by a drift check),
+    With `kernel.nft_expected` (desired tables by key, set by a plan),
     a namespace's tables are read by their text listings where that can be
     decided (_listed_by_text).
 
@@ -260,6 +260,8 @@ class TextReading(NamedTuple):
     sets: list
     items: list
     dumped: list
+    raw: dict | None = None  # each rule's attributes by handle, dumped beside a listing (for noting forms)
+    unknown: dict | None = None  # handle -> (its attributes to replay, its form) of a rule of a form not known
 
 
 def tables_read_by_text(tables: list) -> list:
@@ -270,7 +272,7 @@ def tables_read_by_text(tables: list) -> list:
             if name.startswith(TABLE_PREFIX) and not name.startswith(CHAOS_TABLE_PREFIX) and not flags]
 
 
-def read_table_text(kernel, ns, ns_name: str, family: str, name: str):
+def read_table_text(kernel, ns, ns_name: str, family: str, name: str, by_forms: bool = True):
     """A TextReading of one table, or None if it cannot be made (a listing
     this reader does not follow, a refusal, a commit while reading). The
     kernel's dump of the rules' handles runs in a thread of its own while
@@ -282,8 +284,13 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str):
     generation = ns.generation()
     if generation is None:
         return None
+    dump = None  # (the rules' chains and handles, their attributes) if the dump was made already
+    if by_forms and getattr(kernel, "nft_forms", None) is not None and kernel.nft_forms.any():
+        reading, dump = _read_by_forms(kernel, ns, ns_name, family, name, kernel.nft_forms)
+        if reading is not None:
+            return reading
 
-    raw: dict = {}  # each rule's own form, by handle: what strings it prints (nftgen.prints_plain)
+    raw: dict = dump[1] if dump else {}  # each rule's attributes, by handle: what strings it prints (prints_plain)
 
     def handles():
         return nftgen.rule_handles(ns.nfgen_socket(), family, name, raw=raw)
@@ -291,31 +298,92 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str):
     try:
         ns.nfgen_socket()  # made here, not in the thread: the thread only uses it
         devices = [link.ifname for link in ns.links()]  # (printed by `iif`: before and after the listing)
-        dumping = Background(handles)
+        dumping = Background(handles) if dump is None else None
         try:
             listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}",
                                                          bare=True), family, name)
-            items = []
-            if listed is not None:
-                items = [{"table": {"family": family, "name": name}}]
-                items += [i for i in _listing(kernel, ns, ns_name, _list_command("chains", {}), "nft list chains")
-                          if "chain" in i and _table_key(i) == (family, name)]
-                for set_name in sorted(listed[1]):
-                    command = _list_command("set", {"family": family, "table": name, "name": set_name})
-                    items += [i for i in _listing(kernel, ns, ns_name, command,
-                                                  f"nft list set {family} {name} {set_name}") if "set" in i]
-                _mark_merging(kernel, ns, ns_name, items)
+            items = [] if listed is None else _table_items(kernel, ns, ns_name, family, name, listed[1])
         finally:
-            dumping.join()  # the thread is done with the socket, whatever happened here
-        # One printed line, one rule: the kernel's own list of the rules' handles.
-        dumped = kernel.request(ns_name, f"nft rule handles of {family} {name}", dumping.result)
+            if dumping is not None:
+                dumping.join()  # the thread is done with the socket, whatever happened here
+        # One printed line, one rule: the kernel's own list of the rules' handles (the
+        # generation checked below: the dump made before the listing is of its ruleset).
+        dumped = dump[0] if dump else kernel.request(ns_name, f"nft rule handles of {family} {name}", dumping.result)
     except KernelError:
         return None
     if listed is None or ns.generation() != generation:
         return None  # a commit came while reading: the parts may be of different rulesets
     if not _strings_plain(ns, listed[0], listed[1], raw, devices):
         return None
-    return TextReading(generation, listed[0], listed[1], items, dumped)
+    return TextReading(generation, listed[0], listed[1], items, dumped, raw)
+
+
+def _table_items(kernel, ns, ns_name: str, family: str, name: str, sets) -> list:
+    """The JSON items of a table, its chain headers and its sets (elements
+    included), as the reader reads them. Raises KernelError."""
+    items = [{"table": {"family": family, "name": name}}]
+    items += [i for i in _listing(kernel, ns, ns_name, _list_command("chains", {}), "nft list chains")
+              if "chain" in i and _table_key(i) == (family, name)]
+    for set_name in sorted(sets):
+        command = _list_command("set", {"family": family, "table": name, "name": set_name})
+        items += [i for i in _listing(kernel, ns, ns_name, command, f"nft list set {family} {name} {set_name}")
+                  if "set" in i]
+    _mark_merging(kernel, ns, ns_name, items)
+    return items
+
+
+def _read_by_forms(kernel, ns, ns_name: str, family: str, name: str, forms):
+    """(A TextReading of one table made without its text listing, the dump)
+    the reading: its rules dumped, each known by its form (kernel/nft_forms.py:
+    the text nft printed for that form before, state/rule_forms.py) or to be
+    made again in a throwaway namespace for its text (`unknown`:
+    _table_by_text does), its chain headers and sets read as ever. The reading
+    is None (list the table) if a rule of a form not known cannot be made
+    again so, or it looks up a set that is not one of the table's named sets
+    (whose elements it would print), or the table holds maps, objects or
+    flowtables (which no text reading follows), or the generation moved while
+    reading; the dump ((chain, handle) list, attributes by handle), if made,
+    serves the listing then."""
+    from . import nft_forms, nftgen
+
+    generation = ns.generation()
+    raw: dict = {}
+    unknown: dict = {}
+    dump = None
+    try:
+        sock = ns.nfgen_socket()
+        parts = kernel.request(ns_name, f"nft parts of {family} {name}", nftgen.table_parts, sock, family, name)
+        if parts["maps"] or parts["others"]:
+            return None, None
+        dumped = kernel.request(ns_name, f"nft rules of {family} {name}", nftgen.rule_handles, sock, family, name,
+                                raw=raw)
+        dump = (dumped, raw)
+        named = set(parts["sets"])
+        chains: dict = {chain: [] for chain in parts["chains"]}
+        code = nftgen.FAMILIES[family]
+        for chain, handle in dumped:
+            rule = nft_forms.form(code, *raw[handle])
+            looked_up = nft_forms.looked_up(rule.body)
+            if looked_up is None or not looked_up <= named or chain not in chains:
+                return None, dump
+            text = forms.text(rule)
+            if text is None:
+                # Another's rule, or ours printed otherwise: its text from the
+                # same rule made in a throwaway namespace (_table_by_text), if it
+                # prints there as here (nothing of it depends on this namespace)
+                # and each string it prints is plain (nftgen.prints_plain).
+                if len(unknown) >= SCRATCH_RULES or not nft_forms.learnable(rule) \
+                        or not nftgen.prints_plain(*raw[handle], named):
+                    return None, dump
+                unknown[handle] = (nft_forms.replayable(*raw[handle]).hex(), rule)
+            chains[chain].append((text, handle))
+        items = _table_items(kernel, ns, ns_name, family, name, named)
+    except (KernelError, ValueError):
+        return None, dump
+    if ns.generation() != generation:
+        return None, None
+    kernel.log(ns_name, f"nft table {family} {name}: read from its rules' dump, {len(unknown)} of a form not known")
+    return TextReading(generation, chains, sorted(named), items, dumped, unknown=unknown), dump
 
 
 def _strings_plain(ns, chains: dict, sets: list, raw: dict, devices: list) -> bool:
@@ -364,6 +432,16 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
         reading = read_table_text(kernel, ns, ns_name, family, name)
     else:
         kernel.log(ns_name, f"nft table {family} {name}: read ahead at generation {generation}")
+    replayed: dict = {}
+    if reading is not None and reading.unknown:
+        replayed = _replayed_in_scratch(family, name, reading)
+        if replayed is None:  # not made so there: listed after all
+            reading = read_table_text(kernel, ns, ns_name, family, name, by_forms=False)
+            replayed = {}
+        else:
+            reading = reading._replace(chains={chain: [(replayed[handle][0] if text is None else text, handle)
+                                                       for text, handle in rows]
+                                               for chain, rows in reading.chains.items()})
     if reading is None or reading.generation != generation:
         return None
     chains, sets, items, dumped = reading.chains, reading.sets, reading.items, reading.dumped
@@ -393,18 +471,53 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
             per_rule[chain] = nft_text.keys_of_listed(texts, keys, found)
             if per_rule[chain] is None:
                 return None
+    known = {(chain, text): replayed[handle][1] for chain, rows in chains.items() for text, handle in rows
+             if handle in replayed}
     unknown = sorted({(chain, text) for chain, keys in per_rule.items() for key in keys
-                      if (text := nft_text.listed_text(key)) is not None})
-    known = _compiled_in_scratch(family, name, fields, chains, unknown) if unknown else {}
-    if len(known) != len(unknown):
-        return None  # a rule known by its text alone would be shown otherwise than a listing shows it
+                      if (text := nft_text.listed_text(key)) is not None} - set(known))
+    if unknown:
+        compiled = _compiled_in_scratch(family, name, fields, chains, unknown)
+        if len(compiled) != len(unknown):
+            return None  # a rule known by its text alone would be shown otherwise than a listing shows it
+        known.update(compiled)
     handles = []
     for chain, keys in per_rule.items():
         keys = [known.get((chain, nft_text.listed_text(key)), key) for key in keys]
         fields[f"rules {chain}"] = tuple(keys)
         handles += [(chain, key, handle) for key, (_, handle) in zip(keys, chains[chain])]
     fields["_handles"] = tuple(handles)
+    forms = getattr(kernel, "nft_forms", None)
+    if forms is not None and reading.raw:
+        _note_forms(forms, family, chains, sent, reading.raw)
+    if forms is not None and replayed:
+        # A learnable rule prints alike in any namespace: made again, it printed as the node would.
+        for chain, rows in chains.items():
+            ours = set(sent.get(chain, ()))
+            for text, handle in rows:
+                if handle in replayed and text in ours:
+                    forms.note(reading.unknown[handle][1], text)
     return fields
+
+
+def _note_forms(forms, family: str, chains: dict, sent: dict, raw: dict) -> None:
+    """Note the form of each listed rule printed exactly as a desired rule was
+    sent (`chains`, `sent` as in _table_by_text; `raw`: the rules' attributes
+    by handle, dumped at the listing's generation) where it is learnable
+    (kernel/nft_forms.py), so that a later reading knows it from a dump."""
+    from . import nft_forms, nftgen
+
+    code = nftgen.FAMILIES[family]
+    for chain, rows in chains.items():
+        ours = set(sent.get(chain, ()))
+        for text, handle in rows:
+            if text not in ours or handle not in raw:
+                continue
+            try:
+                rule = nft_forms.form(code, *raw[handle])
+            except ValueError:
+                continue
+            if forms.text(rule) != text and nft_forms.learnable(rule):
+                forms.note(rule, text)
 
 
 SCRATCH_RULES = 200  # more rules than this unknown: listing the table costs less
@@ -424,15 +537,7 @@ def _compiled_in_scratch(family: str, name: str, fields: dict, chains: dict, rul
 
     if len(rules) > SCRATCH_RULES:
         return {}
-    sets = []
-    for field, value in fields.items():
-        if field.startswith("set "):
-            spec = json.loads(value)
-            sets.append({"name": field[4:], "type": spec["type"], **({"flags": spec["flags"]} if spec["flags"] else {})})
-    headers = {chain: {k: v for k, v in json.loads(fields.get(f"chain {chain}", "{}")).items() if v is not None}
-               for chain in chains}
-    job = {"family": family, "table": name, "sets": sets, "chains": headers, "devices": [],
-           "rules": [[str(i), chain, text] for i, (chain, text) in enumerate(rules)]}
+    job = dict(_skeleton(family, name, fields, chains), rules=[[str(i), chain, text] for i, (chain, text) in enumerate(rules)])
     try:
         results = nft_scratch.resolve([job])
     except (nft_scratch.ScratchUnavailable, OSError, ValueError):
@@ -450,6 +555,50 @@ def _compiled_in_scratch(family: str, name: str, fields: dict, chains: dict, rul
         if printed is None or nft_text.without_counter_values(printed) != rule[1]:
             return {}
         out[rule] = canonical_rule(outcome["expr"], outcome.get("comment"), family)
+    return out
+
+
+def _skeleton(family: str, name: str, fields: dict, chains) -> dict:
+    """A scratch job's table (nft_scratch.resolve): the sets and chain headers
+    of a table's fields (as the reader gives them), its chains `chains`."""
+    sets = []
+    for field, value in fields.items():
+        if field.startswith("set "):
+            spec = json.loads(value)
+            sets.append({"name": field[4:], "type": spec["type"], **({"flags": spec["flags"]} if spec["flags"] else {})})
+    headers = {chain: {k: v for k, v in json.loads(fields.get(f"chain {chain}", "{}")).items() if v is not None}
+               for chain in chains}
+    return {"family": family, "table": name, "sets": sets, "chains": headers, "devices": []}
+
+
+def _replayed_in_scratch(family: str, name: str, reading) -> dict | None:
+    """{handle: (printed text, canonical rule)} of the rules of a reading by
+    forms that no known form gave a text for (reading.unknown: their
+    attributes as dumped), each made again as dumped, by raw netlink, in a
+    skeleton of the table (its sets and chains) in a throwaway namespace, and
+    listed there (as text and JSON). None if any is refused there or does not
+    print there as one plain line: the table is listed then."""
+    from ..kinds import nft_text
+    from ..kinds.nft_canon import canonical_rule, live_table_specs
+    from . import nft_scratch
+
+    fields = live_table_specs(reading.items, TABLE_PREFIX)[0].get((family, name), {})
+    chain_of = {handle: chain for chain, rows in reading.chains.items() for _, handle in rows}
+    job = dict(_skeleton(family, name, fields, reading.chains),
+               rules=[[str(handle), chain_of[handle], {"raw": attributes}]
+                      for handle, (attributes, _) in reading.unknown.items()])
+    try:
+        results = nft_scratch.resolve([job])
+    except (nft_scratch.ScratchUnavailable, OSError, ValueError, KeyError):
+        return None
+    out = {}
+    for handle in reading.unknown:
+        outcome = results.get(str(handle)) or {"error": "no answer"}
+        printed = outcome.get("printed")
+        if "error" in outcome or not isinstance(printed, str) or printed.count('"') % 2:
+            return None
+        out[handle] = (nft_text.without_counter_values(printed), canonical_rule(outcome["expr"], outcome.get("comment"),
+                                                                              family))
     return out
 
 
@@ -678,6 +827,10 @@ def prove_in_scratch(kernel, jobs: list) -> list:
         outcomes = [(a.desired, answers.get(a.key) or {}) for a in actions]
         proven = [table for table, outcome in outcomes if outcome.get("proven") is True]
         memo.prove(proven)
+        if kernel.nft_forms is not None:
+            for _, outcome in outcomes:
+                if outcome.get("proven") is True:
+                    kernel.nft_forms.merge(outcome.get("forms"))
         memo.refute(table for table, outcome in outcomes if outcome.get("proven") is not True
                     and "refused" not in outcome)
         refused += [(ns, str(outcome["refused"])) for _, outcome in outcomes if "refused" in outcome]

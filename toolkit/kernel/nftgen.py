@@ -121,6 +121,42 @@ def _chain_and_handle(data: bytes, offset: int, end: int) -> tuple:
     return chain, handle
 
 
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NLM_F_ACK, NLM_F_CREATE, NLM_F_APPEND = 0x4, 0x400, 0x800
+
+
+def add_rules(sock: socket.socket, family: str, table: str, rules: list, seq: int = 100) -> None:
+    """Append rules, each (chain, its attributes but table and chain: an
+    expression list, user data), to chains of a table, in one transaction
+    (a batch, as libnftables sends). Raises OSError with the kernel's errno if
+    it refused any (then none was added)."""
+    def message(kind: int, flags: int, number: int, body: bytes) -> bytes:
+        return _HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | flags, number, 0) + body
+
+    batch = _NFGEN.pack(0, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
+    parts = [message(NFNL_MSG_BATCH_BEGIN, 0, seq, batch)]
+    header = _NFGEN.pack(FAMILIES[family], 0, 0) + _name_attr(NFTA_RULE_TABLE, table)
+    for i, (chain, attributes) in enumerate(rules, 1):
+        parts.append(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
+                             seq + i, header + _name_attr(NFTA_RULE_CHAIN, chain) + attributes))
+    parts.append(message(NFNL_MSG_BATCH_END, 0, seq + len(rules) + 1, batch))
+    sock.send(b"".join(parts))
+    waiting = set(range(seq + 1, seq + len(rules) + 1))
+    while waiting:
+        data = sock.recv(1 << 16)
+        offset = 0
+        while offset + _HDR.size <= len(data):
+            length, kind, _, got_seq, _ = _HDR.unpack_from(data, offset)
+            if length < _HDR.size:
+                raise OSError("short nfnetlink message")
+            if kind == NLMSG_ERROR and got_seq in waiting:
+                code = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
+                if code:
+                    raise OSError(code, f"a rule refused (errno {code})")
+                waiting.discard(got_seq)
+            offset += (length + 3) & ~3
+
+
 NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE = 0, 1
 NFTA_TABLE_NAME, NFTA_TABLE_FLAGS = 1, 2
 TABLE_FLAGS = {1: "dormant", 2: "owner", 4: "persist"}

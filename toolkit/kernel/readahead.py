@@ -60,12 +60,14 @@ _interval = {"readers": 0, "before": None}  # threads reading, and the switch in
 _interval_lock = threading.Lock()
 
 
-def start(marks: dict, by_json=()) -> None:
+def start(marks: dict, by_json=(), forms=None) -> None:
     """Read ahead the tables of ours in each namespace of `marks` ({name:
     (cookie, generation)}, as the quick check found them), up to LIMIT; in
     those named in `by_json` (a table of ours there has no text to send, as
     the verdict says: the reader lists such a namespace as JSON, never by
-    text), the whole ruleset's JSON listing alone."""
+    text), the whole ruleset's JSON listing alone. `forms`: the rule forms
+    known (state/rule_forms.RuleForms, used by this thread alone), so that a
+    table whose rules are all known is read from their dump."""
     global _hooked
     if not marks:
         return
@@ -90,7 +92,7 @@ def start(marks: dict, by_json=()) -> None:
                 _interval["before"] = sys.getswitchinterval()
                 sys.setswitchinterval(min(_interval["before"], SWITCH_INTERVAL))
             _interval["readers"] += 1
-        _readers.append(Background(_read_each, todo))
+        _readers.append(Background(_read_each, todo, forms))
 
 
 MISSING = object()  # take(): nothing read ahead for that table at that generation
@@ -132,13 +134,14 @@ def settle() -> None:
         reader.join()
 
 
-def _read_each(todo: list) -> None:
+def _read_each(todo: list, forms) -> None:
     from .session import Kernel
 
     try:
         for name, cookie, generation, as_json in todo:
             try:
                 with Kernel() as kernel:
+                    kernel.nft_forms = forms
                     try:
                         _read(kernel, name, cookie, generation, as_json)
                     finally:

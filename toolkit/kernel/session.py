@@ -199,6 +199,10 @@ class Kernel:
         # devices): state/rulesets.RulesetMemo, handed in by a command that has a
         # state directory. Without one every read lists the ruleset.
         self.nft_memo = None
+        # The text nft printed for each rule form seen (state/rule_forms.RuleForms),
+        # handed in alike: a read after another tool's commit then dumps a
+        # table's rules instead of listing it, where every rule's form is known.
+        self.nft_forms = None
         # A quick check (cli/quick.py) sets this to a dict: a read then takes each
         # namespace's nftables marks (cookie, generation, devices) into it instead
         # of its tables. Every read also notes in `nft_settled` the namespaces
@@ -206,8 +210,9 @@ class Kernel:
         # (names, hints, resources) in `last_read`: an in-sync verdict is made of
         # them (state/verdicts.py).
         self.nft_marks = None
-        # A drift check for a human sets this to the desired resources by key: a
-        # read may then read those tables by their text listings (nftables.read).
+        # A plan (an apply's, a drift check's) sets this to the desired resources
+        # by key: a read may then read those tables by their text listings or
+        # their rules' dump (nftables.read).
         self.nft_expected = None
         # What this process's own last nft commit in each namespace made: (cookie,
         # generation after it, {table key: resource}). A listing at that
@@ -303,6 +308,8 @@ class Kernel:
     def close(self) -> None:
         if self.nft_memo is not None:
             self.nft_memo.save()
+        if self.nft_forms is not None:
+            self.nft_forms.save()
         for name in list(self._open):
             self.release(name)
         loop = self._event_loop

@@ -154,14 +154,26 @@ class Reconciler:
             self.inventory = Inventory(self.state)
             yield
 
-    def plan(self, strict: bool = True) -> tuple:
+    def plan(self, strict: bool = True, by_text: bool = True) -> tuple:
         """(plan, live). Raises OwnershipError; with strict False, a declared object
         that exists as someone else's is not an error (drift reports it, with the
-        declared one missing)."""
+        declared one missing). With `by_text`, firewall tables of ours may be read
+        by their text listings (or their rules' dump) against the desired ones
+        (kernel/nftables._listed_by_text): each rule printed as sent is the
+        desired rule, any other gets its canonical form from a throwaway
+        namespace, so the read is what the JSON listing gives, at a fraction of
+        its cost (a table read otherwise is listed as JSON)."""
         if self._lock is None or self._lock.fd is None:
             self.inventory = Inventory(self.state)  # not under the lock: read it as it is now
         self.check_ownership()
-        live = self.read()
+        expect = by_text and hasattr(self.kernel, "nft_expected")
+        if expect:
+            self.kernel.nft_expected = {r.key: r for r in self.desired}  # the reader takes its kind's
+        try:
+            live = self.read()
+        finally:
+            if expect:
+                self.kernel.nft_expected = None
         if strict:
             self.check_collisions(live)
         plan = diff(self.desired, live)
@@ -210,18 +222,8 @@ class Reconciler:
         return Plan(tuple(actions))
 
     def drift(self, by_text: bool = False) -> Drift:
-        """What differs. With `by_text`, firewall tables may be read by their text
-        listings against the desired ones (kernel/nftables._listed_by_text): a
-        rule the manifest lacks is then known by its text, which a human report
-        shows as nft prints it, but not its JSON form."""
-        expect = by_text and hasattr(self.kernel, "nft_expected")
-        if expect:
-            self.kernel.nft_expected = {r.key: r for r in self.desired}  # the reader takes its kind's
-        try:
-            plan, live = self.plan(strict=False)
-        finally:
-            if expect:
-                self.kernel.nft_expected = None
+        """What differs; `by_text` as for plan()."""
+        plan, live = self.plan(strict=False, by_text=by_text)
         return Drift(plan, _unmanaged(live), tuple(dict.fromkeys(c.text for c in self._held if c.text)))
 
     def keep_verdict(self, trials_open=lambda: False) -> bool:

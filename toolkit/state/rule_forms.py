@@ -1,0 +1,111 @@
+"""The text nft printed for each rule form seen (kernel/nft_forms.py), kept across commands.
+
+A rule's form (its dumped attributes, handle and position left out, counters'
+values zeroed) says what the rule is; for a learnable form (no device named by
+index, no other set's elements, no stateful or unknown expression) it also
+says what nft prints for it. So the reader, after another tool committed in a
+namespace, dumps a table's rules and takes each rule of a form noted here for
+the text noted with it, listing the table only if a rule's form is new
+(kernel/nftables.read_table_text).
+
+Forms are noted only for rules a listing printed exactly as netkeel sent a
+desired rule (another tool's rule teaches nothing: it is listed whenever it is
+met), and only by this netkeel with this libnftables (the code fingerprint,
+which covers the library): another nft may print otherwise. One sealed file
+(state/cache/nft-rule-forms.json), read when first needed, written at the
+end of a command that noted something new, merged with what other commands
+wrote meanwhile; a lost update only costs a listing. At most LIMIT forms, the
+oldest dropped first. A file that is not this exactly is a miss: it can make
+a read faster, never different.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .compiled import fingerprint
+from .statedir import plain_json_line
+
+FILE = "cache/nft-rule-forms.json"
+FORMAT = 1
+LIMIT = 100_000  # forms kept (some 12 MB of file at 120 bytes each: 10 policies of 10,000 rules)
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+class RuleForms:
+    def __init__(self, state, trust: bool = True):
+        """With `trust` False nothing is taken from the file (`drift --full`),
+        but what is noted is kept."""
+        self.state = state
+        self.trust = trust
+        self._forms: dict | None = None  # digest -> (text, counter matches), as read
+        self._new: dict = {}
+
+    def text(self, form) -> str | None:
+        """The text nft printed for a rule of this form, if noted (and the
+        counter pattern matched where it did then: nft_forms.Form)."""
+        found = self._new.get(form.digest)
+        if found is None and self.trust:
+            found = _entry(self._loaded().get(form.digest))
+        return found[0] if found is not None and found[1] == form.matches else None
+
+    def any(self) -> bool:
+        """Whether any form is known (else a reader lists at once)."""
+        return bool(self._new) or (self.trust and bool(self._loaded()))
+
+    def note(self, form, text: str) -> None:
+        """Note that nft printed a rule of this (learnable) form as `text`."""
+        self._new[form.digest] = (text, form.matches)
+
+    def merge(self, noted) -> None:
+        """Take forms another process noted ({digest: [text, matches]}: a plan's
+        proof, kernel/nft_proof.py)."""
+        self._new.update(_valid(noted))
+
+    def save(self) -> None:
+        """Write what was noted, merged with the file as it is now. Never
+        raises: a file that cannot be written only costs a listing."""
+        if not self._new or not self.state.root.is_dir():
+            return
+        try:
+            forms = _valid(self._read())
+            forms.update(self._new)
+            kept = list(forms.items())[-LIMIT:]
+            data = {"format": FORMAT, "code": fingerprint(),
+                    "forms": {digest: [text, list(matches)] for digest, (text, matches) in kept}}
+            self.state.write_sealed(FILE, [plain_json_line(data)], durable=False)
+            self._new = {}
+        except Exception:  # noqa: BLE001 - full state dir, unsafe file, ...: the next read lists
+            pass
+
+    def _loaded(self) -> dict:
+        if self._forms is None:
+            self._forms = self._read()
+        return self._forms
+
+    def _read(self) -> dict:
+        try:
+            data = self.state.read_sealed_json(FILE)  # sealed: a damaged file would be believed
+        except Exception:  # noqa: BLE001 - corrupt or unsafe: a miss, rewritten on saving
+            return {}
+        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("code") != fingerprint() \
+                or not isinstance(data.get("forms"), dict):
+            return {}
+        return data["forms"]  # each entry checked when used (_entry): 10,000 of them cost 15 ms at once
+
+
+def _entry(value):
+    """(text, counter offsets) of an entry as kept, or None if it is not that."""
+    if isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[0], str) \
+            and isinstance(value[1], (tuple, list)) and all(type(m) is int for m in value[1]):
+        return value[0], tuple(value[1])
+    return None
+
+
+def _valid(forms) -> dict:
+    """The well-made entries of {digest: (text, matches)}: a 32-digit digest,
+    a text, counter offsets as integers."""
+    if not isinstance(forms, dict):
+        return {}
+    return {digest: entry for digest, value in forms.items()
+            if isinstance(digest, str) and _DIGEST.fullmatch(digest) and (entry := _entry(value)) is not None}
