@@ -1341,3 +1341,22 @@ def test_a_forged_or_damaged_forms_file_never_makes_a_read_wrong(guarded):
     assert "nft list table inet netkeel_guard" in asked and DUMPED not in asked, asked
     full = guarded.run("drift", guarded.manifest, "--full")
     assert (code, guarded.run("drift", guarded.manifest).stdout) == (full.returncode, full.stdout)
+
+
+def test_a_table_holding_a_rule_never_learnable_is_listed_with_no_dump_first(guarded):
+    """A rule of a form never learnable (here an anonymous set: its elements are
+    not in the rule) would make every read by forms give up at it, its dump
+    and hashing for nothing: once a listing held one, the table is listed at once."""
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop")
+                 .replace("dport: 22,", "dport: [22, 2222],"))
+    learn_forms(guarded)
+    nft(guarded, "add", "table", "ip", "theirs")
+    code, asked = drift(guarded)
+    assert "nft list table inet netkeel_guard" in asked and "nft rules of" not in asked, asked
+    full = guarded.run("drift", guarded.manifest, "--full")
+    assert (code, guarded.run("drift", guarded.manifest).stdout) == (full.returncode, full.stdout)
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop"))  # learnable again
+    learn_forms(guarded)
+    nft(guarded, "add", "table", "ip", "theirs2")
+    code, asked = drift(guarded)
+    assert f"{DUMPED}, 0 of a form not known" in asked, asked

@@ -13,7 +13,8 @@ import pytest
 
 from toolkit.kernel import nft_forms
 from toolkit.state import StateDir
-from toolkit.state.rule_forms import FILE, RuleForms
+from toolkit.state.compiled import fingerprint
+from toolkit.state.rule_forms import FILE, FORMAT, RuleForms
 
 INET = 1
 
@@ -152,14 +153,27 @@ def state(tmp_path):
 def test_a_text_noted_is_kept_and_found_again_by_another_command(state):
     one = form(rule(TCP, counter(), accept()))
     forms = RuleForms(state)
-    assert forms.text(one) is None and not forms.any()
+    assert forms.text(one) is None and not forms.serves("inet", "netkeel_filter")
     forms.note(one, "meta l4proto tcp counter accept")
     forms.save()
     again = RuleForms(state)
-    assert again.any()
+    assert again.serves("inet", "netkeel_filter")
     assert again.text(form(rule(TCP, counter(7, 700), accept(), handle=99))) == "meta l4proto tcp counter accept"
     assert again.text(form(rule(TCP, accept()))) is None
     assert RuleForms(state, trust=False).text(one) is None  # drift --full takes nothing from it
+
+
+def test_a_table_last_listed_with_a_rule_never_learnable_is_not_read_by_forms(state):
+    forms = RuleForms(state)
+    forms.note(form(rule(TCP, accept())), "meta l4proto tcp accept")
+    forms.note_table("inet", "netkeel_filter", False)
+    forms.note_table("inet", "netkeel_other", True)
+    forms.save()
+    again = RuleForms(state)
+    assert not again.serves("inet", "netkeel_filter")
+    assert again.serves("inet", "netkeel_other") and again.serves("ip", "netkeel_filter")
+    again.note_table("inet", "netkeel_filter", True)  # listed since with every rule learnable
+    assert again.serves("inet", "netkeel_filter")
 
 
 def test_a_text_is_taken_only_where_the_counters_matched_as_they_did(state):
@@ -200,7 +214,7 @@ def test_a_damaged_file_is_a_miss_never_an_error(state, content):
     (state.root / FILE).parent.mkdir(parents=True, exist_ok=True)
     (state.root / FILE).write_bytes(content)
     forms = RuleForms(state)
-    assert not forms.any()
+    assert not forms.serves("inet", "netkeel_filter")
     forms.note(form(rule(TCP, accept())), "t")
     forms.save()
     assert RuleForms(state).text(form(rule(TCP, accept()))) == "t"
@@ -220,10 +234,11 @@ def test_a_file_with_a_bit_flipped_is_a_miss(state):
 
 def test_a_file_sealed_but_holding_junk_values_is_read_for_its_good_entries(state):
     one = form(rule(TCP, accept()))
-    body = json.dumps({"format": 1, "code": __import__("toolkit.state.compiled", fromlist=["x"]).fingerprint(),
+    body = json.dumps({"format": FORMAT, "code": fingerprint(), "tables": {"inet netkeel_filter": "junk"},
                        "forms": {one.digest: ["good", []], "b" * 32: [1, []], "c" * 32: "x"}}) + "\n"
     path = state.root / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(json.dumps({"sha256": hashlib.sha256(body.encode()).hexdigest()}).encode() + b"\n"
                      + body.encode())
     assert RuleForms(state).text(one) == "good"
+    assert RuleForms(state).serves("inet", "netkeel_filter")  # a junk mark is no mark

@@ -155,8 +155,11 @@ class _Forms:
     def __init__(self):
         self.noted: dict = {}  # digest -> (text, counter matches)
 
-    def any(self) -> bool:
+    def serves(self, family: str, table: str) -> bool:
         return False  # nothing known here: the reading back lists
+
+    def note_table(self, family: str, table: str, served: bool) -> None:
+        pass
 
     def text(self, form):
         found = self.noted.get(form.digest)

@@ -285,7 +285,7 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str, by_forms: 
     if generation is None:
         return None
     dump = None  # (the rules' chains and handles, their attributes) if the dump was made already
-    if by_forms and getattr(kernel, "nft_forms", None) is not None and kernel.nft_forms.any():
+    if by_forms and getattr(kernel, "nft_forms", None) is not None and kernel.nft_forms.serves(family, name):
         reading, dump = _read_by_forms(kernel, ns, ns_name, family, name, kernel.nft_forms)
         if reading is not None:
             return reading
@@ -488,7 +488,7 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     fields["_handles"] = tuple(handles)
     forms = getattr(kernel, "nft_forms", None)
     if forms is not None and reading.raw:
-        _note_forms(forms, family, chains, sent, reading.raw)
+        _note_forms(forms, family, name, chains, sets, sent, reading.raw)
     if forms is not None and replayed:
         # A learnable rule prints alike in any namespace: made again, it printed as the node would.
         for chain, rows in chains.items():
@@ -499,25 +499,35 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     return fields
 
 
-def _note_forms(forms, family: str, chains: dict, sent: dict, raw: dict) -> None:
+def _note_forms(forms, family: str, name: str, chains: dict, sets, sent: dict, raw: dict) -> None:
     """Note the form of each listed rule printed exactly as a desired rule was
     sent (`chains`, `sent` as in _table_by_text; `raw`: the rules' attributes
     by handle, dumped at the listing's generation) where it is learnable
-    (kernel/nft_forms.py), so that a later reading knows it from a dump."""
+    (kernel/nft_forms.py) and looks up none but the table's named sets
+    (`sets`), so that a later reading knows it from a dump; and whether every
+    rule listed is so (else reading this table by forms would be given up at
+    that rule: RuleForms.serves)."""
     from . import nft_forms, nftgen
 
     code = nftgen.FAMILIES[family]
+    named = set(sets)
+    served = True
     for chain, rows in chains.items():
         ours = set(sent.get(chain, ()))
         for text, handle in rows:
-            if text not in ours or handle not in raw:
-                continue
             try:
                 rule = nft_forms.form(code, *raw[handle])
-            except ValueError:
+            except (KeyError, ValueError):
+                served = False
                 continue
-            if forms.text(rule) != text and nft_forms.learnable(rule):
+            if forms.text(rule) == text:
+                continue  # known (learnable when noted)
+            looked_up = nft_forms.looked_up(rule.body)
+            learnable = looked_up is not None and looked_up <= named and nft_forms.learnable(rule)
+            served = served and learnable
+            if learnable and text in ours:
                 forms.note(rule, text)
+    forms.note_table(family, name, served)
 
 
 SCRATCH_RULES = 200  # more rules than this unknown: listing the table costs less

@@ -77,7 +77,7 @@ def start(marks: dict, by_json=(), forms=None) -> None:
     # in either. (The command imports these anyway.)
     import nftables as _binding  # noqa: F401 - libnftables' binding
     from ..kinds import nft_text  # noqa: F401
-    from . import nftables, nftgen, session  # noqa: F401
+    from . import nft_forms, nftables, nftgen, session  # noqa: F401
     if not _hooked:
         os.register_at_fork(before=settle)  # a forked child runs Python: no thread of ours mid-read then
         _hooked = True

@@ -27,8 +27,9 @@ from .compiled import fingerprint
 from .statedir import plain_json_line
 
 FILE = "cache/nft-rule-forms.json"
-FORMAT = 1
+FORMAT = 2  # 2: which tables the forms serve
 LIMIT = 100_000  # forms kept (some 12 MB of file at 120 bytes each: 10 policies of 10,000 rules)
+TABLES = 10_000  # tables whose servedness is kept
 _DIGEST = re.compile(r"[0-9a-f]{32}")
 
 
@@ -38,24 +39,38 @@ class RuleForms:
         but what is noted is kept."""
         self.state = state
         self.trust = trust
-        self._forms: dict | None = None  # digest -> (text, counter matches), as read
+        self._kept: tuple | None = None  # the file's ({digest: entry}, {table: served}), as read
         self._new: dict = {}
+        self._new_tables: dict = {}
 
     def text(self, form) -> str | None:
         """The text nft printed for a rule of this form, if noted (and the
         counter pattern matched where it did then: nft_forms.Form)."""
         found = self._new.get(form.digest)
         if found is None and self.trust:
-            found = _entry(self._loaded().get(form.digest))
+            found = _entry(self._loaded()[0].get(form.digest))
         return found[0] if found is not None and found[1] == form.matches else None
 
-    def any(self) -> bool:
-        """Whether any form is known (else a reader lists at once)."""
-        return bool(self._new) or (self.trust and bool(self._loaded()))
+    def serves(self, family: str, table: str) -> bool:
+        """Whether to read this table by its rules' forms: some form is known,
+        and its last listing did not hold a rule of a form never learnable
+        (an anonymous set, a device by index, ...: each read by forms would
+        then be given up at that rule, its dump and hashing for nothing)."""
+        key = f"{family} {table}"
+        if key in self._new_tables:
+            return self._new_tables[key]
+        if not self.trust:
+            return bool(self._new)
+        forms, tables = self._loaded()
+        return (bool(self._new) or bool(forms)) and tables.get(key) is not False
 
     def note(self, form, text: str) -> None:
         """Note that nft printed a rule of this (learnable) form as `text`."""
         self._new[form.digest] = (text, form.matches)
+
+    def note_table(self, family: str, table: str, served: bool) -> None:
+        """Note whether every rule of a table as last listed had a learnable form."""
+        self._new_tables[f"{family} {table}"] = served
 
     def merge(self, noted) -> None:
         """Take forms another process noted ({digest: [text, matches]}: a plan's
@@ -65,33 +80,36 @@ class RuleForms:
     def save(self) -> None:
         """Write what was noted, merged with the file as it is now. Never
         raises: a file that cannot be written only costs a listing."""
-        if not self._new or not self.state.root.is_dir():
+        if not (self._new or self._new_tables) or not self.state.root.is_dir():
             return
         try:
-            forms = _valid(self._read())
+            forms, tables = self._read()
+            forms = _valid(forms)
             forms.update(self._new)
-            kept = list(forms.items())[-LIMIT:]
-            data = {"format": FORMAT, "code": fingerprint(),
-                    "forms": {digest: [text, list(matches)] for digest, (text, matches) in kept}}
+            tables = {k: v for k, v in tables.items() if isinstance(k, str) and isinstance(v, bool)}
+            tables.update(self._new_tables)
+            data = {"format": FORMAT, "code": fingerprint(), "tables": dict(list(tables.items())[-TABLES:]),
+                    "forms": {digest: [text, list(matches)] for digest, (text, matches) in list(forms.items())[-LIMIT:]}}
             self.state.write_sealed(FILE, [plain_json_line(data)], durable=False)
-            self._new = {}
+            self._new, self._new_tables = {}, {}
         except Exception:  # noqa: BLE001 - full state dir, unsafe file, ...: the next read lists
             pass
 
-    def _loaded(self) -> dict:
-        if self._forms is None:
-            self._forms = self._read()
-        return self._forms
+    def _loaded(self) -> tuple:
+        if self._kept is None:
+            self._kept = self._read()
+        return self._kept
 
-    def _read(self) -> dict:
+    def _read(self) -> tuple:
         try:
             data = self.state.read_sealed_json(FILE)  # sealed: a damaged file would be believed
         except Exception:  # noqa: BLE001 - corrupt or unsafe: a miss, rewritten on saving
-            return {}
+            return {}, {}
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("code") != fingerprint() \
-                or not isinstance(data.get("forms"), dict):
-            return {}
-        return data["forms"]  # each entry checked when used (_entry): 10,000 of them cost 15 ms at once
+                or not isinstance(data.get("forms"), dict) or not isinstance(data.get("tables"), dict):
+            return {}, {}
+        # Each entry is checked when used (_entry): 10,000 of them cost 15 ms at once.
+        return data["forms"], data["tables"]
 
 
 def _entry(value):
