@@ -14,7 +14,7 @@ import pytest
 from toolkit.kernel import nft_forms
 from toolkit.state import StateDir
 from toolkit.state.compiled import fingerprint
-from toolkit.state.rule_forms import FILE, FORMAT, RuleForms
+from toolkit.state.rule_forms import BLOCKERS, FILE, FORMAT, RuleForms
 
 INET = 1
 
@@ -166,14 +166,16 @@ def test_a_text_noted_is_kept_and_found_again_by_another_command(state):
 def test_a_table_last_listed_with_a_rule_never_learnable_is_not_read_by_forms(state):
     forms = RuleForms(state)
     forms.note(form(rule(TCP, accept())), "meta l4proto tcp accept")
-    forms.note_table("inet", "netkeel_filter", False)
-    forms.note_table("inet", "netkeel_other", True)
+    forms.note_table("inet", "netkeel_filter", 'iif "p0" drop')
+    forms.note_table("inet", "netkeel_other", None)
     forms.save()
     again = RuleForms(state)
-    assert not again.serves("inet", "netkeel_filter")
+    assert not again.serves("inet", "netkeel_filter") and again.blocker("inet", "netkeel_filter") == 'iif "p0" drop'
     assert again.serves("inet", "netkeel_other") and again.serves("ip", "netkeel_filter")
-    again.note_table("inet", "netkeel_filter", True)  # listed since with every rule learnable
+    again.note_table("inet", "netkeel_filter", None)  # listed since with every rule learnable
     assert again.serves("inet", "netkeel_filter")
+    again.save()
+    assert RuleForms(state).serves("inet", "netkeel_filter")
 
 
 def test_a_text_is_taken_only_where_the_counters_matched_as_they_did(state):
@@ -203,7 +205,7 @@ def test_a_plan_proofs_forms_come_back_through_merge_junk_aside(state):
     parent.merge(["not", "a", "mapping"])
     assert parent.text(one) == "t"
     parent.save()
-    kept = json.loads((state.root / FILE).read_text().splitlines()[1])["forms"]
+    kept = json.loads((state.root / FILE).read_text().splitlines()[1])["entries"]
     assert list(kept) == [one.digest]
 
 
@@ -232,13 +234,28 @@ def test_a_file_with_a_bit_flipped_is_a_miss(state):
     assert RuleForms(state).text(one) is None
 
 
-def test_a_file_sealed_but_holding_junk_values_is_read_for_its_good_entries(state):
-    one = form(rule(TCP, accept()))
-    body = json.dumps({"format": FORMAT, "code": fingerprint(), "tables": {"inet netkeel_filter": "junk"},
-                       "forms": {one.digest: ["good", []], "b" * 32: [1, []], "c" * 32: "x"}}) + "\n"
-    path = state.root / FILE
+def sealed_file(path, document) -> None:
+    body = json.dumps(document) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(json.dumps({"sha256": hashlib.sha256(body.encode()).hexdigest()}).encode() + b"\n"
                      + body.encode())
+
+
+def test_files_sealed_but_holding_junk_values_are_read_for_their_good_entries(state):
+    one = form(rule(TCP, accept()))
+    sealed_file(state.root / FILE, {"format": FORMAT, "code": fingerprint(),
+                                    "entries": {one.digest: ["good", []], "b" * 32: [1, []], "c" * 32: "x"}})
+    sealed_file(state.root / BLOCKERS, {"format": FORMAT, "code": fingerprint(),
+                                        "entries": {"inet netkeel_filter": ["junk"], "inet netkeel_x": "iif 4"}})
     assert RuleForms(state).text(one) == "good"
-    assert RuleForms(state).serves("inet", "netkeel_filter")  # a junk mark is no mark
+    assert RuleForms(state).serves("inet", "netkeel_filter")  # a junk blocker is none
+    assert not RuleForms(state).serves("inet", "netkeel_x")
+
+
+def test_forms_of_another_netkeel_are_a_miss(state, monkeypatch):
+    one = form(rule(TCP, accept()))
+    forms = RuleForms(state)
+    forms.note(one, "t")
+    forms.save()
+    monkeypatch.setattr("toolkit.state.rule_forms.fingerprint", lambda: "another")
+    assert RuleForms(state).text(one) is None

@@ -158,7 +158,10 @@ class _Forms:
     def serves(self, family: str, table: str) -> bool:
         return False  # nothing known here: the reading back lists
 
-    def note_table(self, family: str, table: str, served: bool) -> None:
+    def blocker(self, family: str, table: str):
+        return None
+
+    def note_table(self, family: str, table: str, blocker) -> None:
         pass
 
     def text(self, form):

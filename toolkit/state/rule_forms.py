@@ -27,50 +27,56 @@ from .compiled import fingerprint
 from .statedir import plain_json_line
 
 FILE = "cache/nft-rule-forms.json"
-FORMAT = 2  # 2: which tables the forms serve
+BLOCKERS = "cache/nft-rule-forms-blockers.json"  # small: read first, and alone where a table is blocked
+FORMAT = 1
 LIMIT = 100_000  # forms kept (some 12 MB of file at 120 bytes each: 10 policies of 10,000 rules)
-TABLES = 10_000  # tables whose servedness is kept
+TABLES = 10_000  # tables whose blocker is kept
 _DIGEST = re.compile(r"[0-9a-f]{32}")
 
 
 class RuleForms:
     def __init__(self, state, trust: bool = True):
-        """With `trust` False nothing is taken from the file (`drift --full`),
+        """With `trust` False nothing is taken from the files (`drift --full`),
         but what is noted is kept."""
         self.state = state
         self.trust = trust
-        self._kept: tuple | None = None  # the file's ({digest: entry}, {table: served}), as read
+        self._forms: dict | None = None     # digest -> entry, as read (each checked when used: _entry)
+        self._blockers: dict | None = None  # "family table" -> a rule's text, as read
         self._new: dict = {}
-        self._new_tables: dict = {}
+        self._new_blockers: dict = {}
 
     def text(self, form) -> str | None:
         """The text nft printed for a rule of this form, if noted (and the
         counter pattern matched where it did then: nft_forms.Form)."""
         found = self._new.get(form.digest)
         if found is None and self.trust:
-            found = _entry(self._loaded()[0].get(form.digest))
+            found = _entry(self._kept_forms().get(form.digest))
         return found[0] if found is not None and found[1] == form.matches else None
 
     def serves(self, family: str, table: str) -> bool:
-        """Whether to read this table by its rules' forms: some form is known,
-        and its last listing did not hold a rule of a form never learnable
-        (an anonymous set, a device by index, ...: each read by forms would
-        then be given up at that rule, its dump and hashing for nothing)."""
+        """Whether to read this table by its rules' forms: its last listing did
+        not hold a rule of a form never learnable (an anonymous set, a device
+        by index, ...: each read by forms would then be given up at that rule,
+        its dump and hashing for nothing), and some form is known."""
+        return self.blocker(family, table) is None and (bool(self._new) or (self.trust and bool(self._kept_forms())))
+
+    def blocker(self, family: str, table: str) -> str | None:
+        """The text of a rule of a form never learnable that the table's last
+        listing held (note_table), if any."""
         key = f"{family} {table}"
-        if key in self._new_tables:
-            return self._new_tables[key]
-        if not self.trust:
-            return bool(self._new)
-        forms, tables = self._loaded()
-        return (bool(self._new) or bool(forms)) and tables.get(key) is not False
+        if key in self._new_blockers:
+            return self._new_blockers[key]
+        found = self._kept_blockers().get(key) if self.trust else None
+        return found if isinstance(found, str) else None
 
     def note(self, form, text: str) -> None:
         """Note that nft printed a rule of this (learnable) form as `text`."""
         self._new[form.digest] = (text, form.matches)
 
-    def note_table(self, family: str, table: str, served: bool) -> None:
-        """Note whether every rule of a table as last listed had a learnable form."""
-        self._new_tables[f"{family} {table}"] = served
+    def note_table(self, family: str, table: str, blocker: str | None) -> None:
+        """Note the text of a rule of a form never learnable that a table's
+        listing holds (None: every rule's form is learnable)."""
+        self._new_blockers[f"{family} {table}"] = blocker
 
     def merge(self, noted) -> None:
         """Take forms another process noted ({digest: [text, matches]}: a plan's
@@ -78,38 +84,50 @@ class RuleForms:
         self._new.update(_valid(noted))
 
     def save(self) -> None:
-        """Write what was noted, merged with the file as it is now. Never
+        """Write what was noted, merged with the files as they are now. Never
         raises: a file that cannot be written only costs a listing."""
-        if not (self._new or self._new_tables) or not self.state.root.is_dir():
+        if not (self._new or self._new_blockers) or not self.state.root.is_dir():
             return
         try:
-            forms, tables = self._read()
-            forms = _valid(forms)
-            forms.update(self._new)
-            tables = {k: v for k, v in tables.items() if isinstance(k, str) and isinstance(v, bool)}
-            tables.update(self._new_tables)
-            data = {"format": FORMAT, "code": fingerprint(), "tables": dict(list(tables.items())[-TABLES:]),
-                    "forms": {digest: [text, list(matches)] for digest, (text, matches) in list(forms.items())[-LIMIT:]}}
-            self.state.write_sealed(FILE, [plain_json_line(data)], durable=False)
-            self._new, self._new_tables = {}, {}
+            if self._new:
+                forms = _valid(self._read(FILE))
+                forms.update(self._new)
+                self._write(FILE, {digest: [text, list(matches)] for digest, (text, matches)
+                                   in list(forms.items())[-LIMIT:]})
+                self._new = {}
+            if self._new_blockers:
+                blockers = {k: v for k, v in self._read(BLOCKERS).items() if isinstance(v, str)}
+                blockers.update(self._new_blockers)
+                self._write(BLOCKERS, dict(list((k, v) for k, v in blockers.items() if v is not None)[-TABLES:]))
+                self._new_blockers = {}
         except Exception:  # noqa: BLE001 - full state dir, unsafe file, ...: the next read lists
             pass
 
-    def _loaded(self) -> tuple:
-        if self._kept is None:
-            self._kept = self._read()
-        return self._kept
+    def _kept_forms(self) -> dict:
+        if self._forms is None:
+            self._forms = self._read(FILE)
+        return self._forms
 
-    def _read(self) -> tuple:
+    def _kept_blockers(self) -> dict:
+        if self._blockers is None:
+            self._blockers = self._read(BLOCKERS)
+        return self._blockers
+
+    def _write(self, relative: str, entries: dict) -> None:
+        self.state.write_sealed(relative, [plain_json_line({"format": FORMAT, "code": fingerprint(),
+                                                            "entries": entries})], durable=False)
+
+    def _read(self, relative: str) -> dict:
+        """A file's entries, or {} unless it is this format and this netkeel's
+        (with this libnftables: the code fingerprint covers it)."""
         try:
-            data = self.state.read_sealed_json(FILE)  # sealed: a damaged file would be believed
+            data = self.state.read_sealed_json(relative)  # sealed: a damaged file would be believed
         except Exception:  # noqa: BLE001 - corrupt or unsafe: a miss, rewritten on saving
-            return {}, {}
+            return {}
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("code") != fingerprint() \
-                or not isinstance(data.get("forms"), dict) or not isinstance(data.get("tables"), dict):
-            return {}, {}
-        # Each entry is checked when used (_entry): 10,000 of them cost 15 ms at once.
-        return data["forms"], data["tables"]
+                or not isinstance(data.get("entries"), dict):
+            return {}
+        return data["entries"]
 
 
 def _entry(value):
