@@ -433,11 +433,13 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     else:
         kernel.log(ns_name, f"nft table {family} {name}: read ahead at generation {generation}")
     replayed: dict = {}
+    fields = None
     if reading is not None and reading.unknown:
-        replayed = _replayed_in_scratch(family, name, reading)
+        fields = live_table_specs(reading.items, TABLE_PREFIX)[0].get((family, name), {})
+        replayed = _replayed_in_scratch(family, name, reading, fields)
         if replayed is None:  # not made so there: listed after all
             reading = read_table_text(kernel, ns, ns_name, family, name, by_forms=False)
-            replayed = {}
+            replayed, fields = {}, None
         else:
             reading = reading._replace(chains={chain: [(replayed[handle][0] if text is None else text, handle)
                                                        for text, handle in rows]
@@ -452,7 +454,8 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
         per_chain.setdefault(chain, []).append(handle)
     if per_chain != {chain: [handle for _, handle in rows] for chain, rows in chains.items()}:
         return None
-    fields = live_table_specs(items, TABLE_PREFIX)[0].get((family, name), {})
+    if fields is None:
+        fields = live_table_specs(items, TABLE_PREFIX)[0].get((family, name), {})
     if {f[6:] for f in fields if f.startswith("rules ")} != set(chains) or \
             sorted(f[4:] for f in fields if f.startswith("set ")) != sorted(sets):
         return None
@@ -586,18 +589,18 @@ def _skeleton(family: str, name: str, fields: dict, chains) -> dict:
     return {"family": family, "table": name, "sets": sets, "chains": headers, "devices": []}
 
 
-def _replayed_in_scratch(family: str, name: str, reading) -> dict | None:
+def _replayed_in_scratch(family: str, name: str, reading, fields: dict) -> dict | None:
     """{handle: (printed text, canonical rule)} of the rules of a reading by
     forms that no known form gave a text for (reading.unknown: their
     attributes as dumped), each made again as dumped, by raw netlink, in a
     skeleton of the table (its sets and chains) in a throwaway namespace, and
-    listed there (as text and JSON). None if any is refused there or does not
-    print there as one plain line: the table is listed then."""
+    listed there (as text and JSON); `fields`: the table's, as the reader
+    gives them. None if any is refused there or does not print there as one
+    plain line: the table is listed then."""
     from ..kinds import nft_text
-    from ..kinds.nft_canon import canonical_rule, live_table_specs
+    from ..kinds.nft_canon import canonical_rule
     from . import nft_scratch
 
-    fields = live_table_specs(reading.items, TABLE_PREFIX)[0].get((family, name), {})
     chain_of = {handle: chain for chain, rows in reading.chains.items() for _, handle in rows}
     job = dict(_skeleton(family, name, fields, reading.chains),
                rules=[[str(handle), chain_of[handle], {"raw": attributes}]
