@@ -86,6 +86,6 @@ def test_a_rule_that_may_print_a_quote_in_a_string_is_not_plain(raw):
 def test_the_dump_keeps_each_rules_form_by_handle():
     """rule_handles(raw=) keeps (buffer, start, end) of each rule for prints_plain."""
     message = rule(*PORT_34, ACCEPT, handle=42)
-    handle_attrs = list(nftgen._attributes(message, 0, len(message)))
+    handle_attrs = list(nftgen.attributes(message, 0, len(message)))
     assert [kind for kind, _, _ in handle_attrs] == [1, 2, 3, 4]
     assert nftgen._chain_and_handle(message, 0, len(message)) == ("input", 42)

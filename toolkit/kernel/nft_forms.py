@@ -39,6 +39,8 @@ import re
 import struct
 from typing import NamedTuple
 
+from .nftgen import attributes as _attributes
+
 _NLA = struct.Struct("=HH")
 _SKIPPED = {3, 6, 8}  # NFTA_RULE_HANDLE, _POSITION, _PAD: where the rule is, not what it is
 NFTA_RULE_EXPRESSIONS = 4
@@ -192,14 +194,3 @@ def _expressions(body: bytes, offsets: bool = False):
                 yield name, {k: (body[a:b], a) for k, a, b in inner}, None
             else:
                 yield name, {k: body[a:b] for k, a, b in inner}
-
-
-def _attributes(data: bytes, offset: int, end: int):
-    while offset < end:
-        if offset + _NLA.size > end:
-            raise ValueError("a short attribute")
-        length, kind = _NLA.unpack_from(data, offset)
-        if length < _NLA.size or offset + length > end:
-            raise ValueError("an attribute that does not fit")
-        yield kind & 0x3FFF, offset + _NLA.size, offset + length
-        offset += (length + 3) & ~3

@@ -57,21 +57,32 @@ def _ask(sock: socket.socket, msg: int, flags: int, body: bytes, seq: int):
               + body)
     while True:
         data = sock.recv(1 << 20)
-        offset = 0
-        while offset + _HDR.size <= len(data):
-            length, kind, _, got_seq, _ = _HDR.unpack_from(data, offset)
-            if length < _HDR.size:
-                raise OSError("short nfnetlink message")
+        for offset, length, kind, got_seq in _messages(data):
             if got_seq == seq:
                 if kind == NLMSG_DONE:
                     return
                 if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
+                    code = _error(data, offset)
                     raise OSError(code, f"nf_tables request {msg} refused (errno {code})")
                 yield kind & 0xFF, data, offset + _HDR.size + _NFGEN.size, offset + length
                 if not flags & NLM_F_DUMP:
                     return
-            offset += (length + 3) & ~3
+
+
+def _messages(data: bytes):
+    """(offset, length, type, sequence number) of each netlink message in a buffer."""
+    offset = 0
+    while offset + _HDR.size <= len(data):
+        length, kind, _, seq, _ = _HDR.unpack_from(data, offset)
+        if length < _HDR.size:
+            raise OSError("short nfnetlink message")
+        yield offset, length, kind, seq
+        offset += (length + 3) & ~3
+
+
+def _error(data: bytes, offset: int) -> int:
+    """The errno of an NLMSG_ERROR message at offset (0: an acknowledgement)."""
+    return -struct.unpack_from("=i", data, offset + _HDR.size)[0]
 
 
 def _gen_id(data: bytes, offset: int, end: int) -> int | None:
@@ -144,17 +155,12 @@ def add_rules(sock: socket.socket, family: str, table: str, rules: list, seq: in
     waiting = set(range(seq + 1, seq + len(rules) + 1))
     while waiting:
         data = sock.recv(1 << 16)
-        offset = 0
-        while offset + _HDR.size <= len(data):
-            length, kind, _, got_seq, _ = _HDR.unpack_from(data, offset)
-            if length < _HDR.size:
-                raise OSError("short nfnetlink message")
+        for offset, _, kind, got_seq in _messages(data):
             if kind == NLMSG_ERROR and got_seq in waiting:
-                code = -struct.unpack_from("=i", data, offset + _HDR.size)[0]
+                code = _error(data, offset)
                 if code:
                     raise OSError(code, f"a rule refused (errno {code})")
                 waiting.discard(got_seq)
-            offset += (length + 3) & ~3
 
 
 NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE = 0, 1
@@ -291,20 +297,20 @@ def prints_plain(data: bytes, offset: int, end: int, named_sets=frozenset()) -> 
 
 
 def _plain_rule(data: bytes, offset: int, end: int, named_sets: set) -> bool:
-    for kind, start, stop in _attributes(data, offset, end):
+    for kind, start, stop in attributes(data, offset, end):
         if kind == NFTA_RULE_USERDATA and not _plain_userdata(data[start:stop]):
             return False
         if kind != NFTA_RULE_EXPRESSIONS:
             continue
         registers: dict = {}  # register -> NUMBER or STRING: what loaded it last (None: neither)
-        for elem, elem_start, elem_stop in _attributes(data, start, stop):
-            parts = {k: (a, b) for k, a, b in _attributes(data, elem_start, elem_stop)}
+        for elem, elem_start, elem_stop in attributes(data, start, stop):
+            parts = {k: (a, b) for k, a, b in attributes(data, elem_start, elem_stop)}
             if elem != NFTA_LIST_ELEM or NFTA_EXPR_NAME not in parts:
                 return False
             name = data[slice(*parts[NFTA_EXPR_NAME])].rstrip(b"\0")
             if name not in _PLAIN_EXPRESSIONS:
                 return False
-            body = {k: data[a:b] for k, a, b in _attributes(data, *parts[NFTA_EXPR_DATA])} \
+            body = {k: data[a:b] for k, a, b in attributes(data, *parts[NFTA_EXPR_DATA])} \
                 if NFTA_EXPR_DATA in parts else {}
             if not _plain_expression(name, body, registers, named_sets):
                 return False
@@ -331,7 +337,7 @@ def _plain_expression(name: bytes, body: dict, registers: dict, named_sets: set)
         number = registers.get(_u32(body.get(1, b""))) == NUMBER
         for value in (body.get(3), body.get(4)):  # NFTA_CMP_DATA; NFTA_RANGE_FROM_DATA, _TO_DATA
             if value is not None:
-                inner = {k: value[a:b] for k, a, b in _attributes(value, 0, len(value))}
+                inner = {k: value[a:b] for k, a, b in attributes(value, 0, len(value))}
                 if set(inner) != {NFTA_DATA_VALUE}:
                     return False
                 # A number's bytes print as a number; more than one register's
@@ -383,7 +389,7 @@ def plain_name(name) -> bool:
     return isinstance(name, str) and '"' not in name
 
 
-def _attributes(data: bytes, offset: int, end: int):
+def attributes(data: bytes, offset: int, end: int):
     """(type, start, end) of each attribute between offset and end; ValueError
     on one that does not fit."""
     while offset < end:
