@@ -57,6 +57,7 @@ _LOOKUP = b"\x0b\x00\x01\x00lookup\x00"  # a lookup's NFTA_EXPR_NAME attribute, 
 # device's index: 4 iif, 5 oif, 33 sdif print the name the index has then).
 _LEARNABLE = {b"payload", b"cmp", b"range", b"bitwise", b"immediate", b"counter", b"limit", b"reject", b"log",
               b"nat", b"masq", b"redir", b"notrack", b"queue", b"meta", b"ct", b"lookup"}
+_KEYED = {b"meta", b"ct", b"counter"}  # read further than their name
 _META_KEYS = {0, 1, 2, 3, 6, 7, 8, 9, 12, 15, 16, 17, 18, 19, 20, 24, 26, 27, 30, 31, 32, 34}
 _CT_KEYS = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 23}
 
@@ -136,20 +137,25 @@ def learnable(rule: Form) -> bool:
     alone, and the counter pattern matched exactly its counters' values. Read
     attribute by attribute, once per form learned (never on a reading)."""
     body, counted = rule.body, []
+    unpack = _NLA.unpack_from
     try:
         for kind, start, stop in _attributes(body, 0, len(body)):
             if kind != NFTA_RULE_EXPRESSIONS:
                 continue
-            for elem, elem_start, elem_stop in _attributes(body, start, stop):
-                # An expression: its name attribute, then (if any) its data's.
-                length, name_kind = _NLA.unpack_from(body, elem_start)
-                if elem != 1 or name_kind & 0x3FFF != 1 or elem_start + length > elem_stop:
+            at = start
+            while at < stop:
+                # An expression (NFTA_LIST_ELEM): its name attribute, then (if any) its data's.
+                elem_length, elem = unpack(body, at)
+                elem_stop = at + elem_length
+                length, name_kind = unpack(body, at + 4)
+                if elem & 0x3FFF != 1 or name_kind & 0x3FFF != 1 or elem_length < 8 or elem_stop > stop \
+                        or at + 4 + length > elem_stop:
                     return False
-                name = body[elem_start + _NLA.size:elem_start + length].rstrip(b"\0")
+                name = body[at + 8:at + 4 + length].rstrip(b"\0")
                 if name not in _LEARNABLE:
                     return False
-                if name in (b"meta", b"ct", b"counter"):
-                    data = _data(body, elem_start + ((length + 3) & ~3), elem_stop)
+                if name in _KEYED:
+                    data = _data(body, at + 4 + ((length + 3) & ~3), elem_stop)
                     if name == b"counter":
                         if sorted(data) != [1, 2] or data[1][1] - data[1][0] != 8 or data[2][1] - data[2][0] != 8 \
                                 or data[2][0] != data[1][0] + 12:
@@ -162,6 +168,7 @@ def learnable(rule: Form) -> bool:
                         key = struct.unpack_from(">I", body, start_key)[0] if stop_key - start_key == 4 else None
                         if key not in (_META_KEYS if name == b"meta" else _CT_KEYS):
                             return False
+                at += (elem_length + 3) & ~3
     except (ValueError, struct.error):
         return False
     return tuple(counted) == rule.matches
