@@ -469,6 +469,9 @@ def test_a_dormant_table_is_read_whole_reported_as_dormant_and_rolled_back_whole
     ([["add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "reject"],
       ["add", "rule", "inet", "netkeel_guard", "input", "ip saddr { 10.0.0.0/8, 10.1.0.0/16 } drop"]], False),
     ([["add", "rule", "inet", "netkeel_guard", "input", "meta mark { 0x10, 0x10 } drop"]], False),
+    # Devices named (by index): stand-ins of the same names in the throwaway namespace.
+    ([["add", "rule", "inet", "netkeel_guard", "input", "iif", "p0", "udp", "dport", "8", "drop"],
+      ["add", "rule", "inet", "netkeel_guard", "input", "iif", "lo", "oif", "lo", "accept"]], True),
 ])
 def test_a_drift_check_reads_a_changed_table_by_its_text_and_says_what_a_full_one_says(guarded, change, by_text):
     """After a hand change the ruleset is read again; a plain drift check reads a
@@ -1310,7 +1313,7 @@ def test_a_rule_replaced_in_place_keeps_its_handle_but_not_its_form(guarded):
     (["tcp", "dport", "7", "log", "prefix", '"theirs: "', "accept"], DUMPED),
     (["ip", "saddr", "{ 10.0.0.1, 10.0.0.2 }", "drop"], "nft list table"),  # an anonymous set's elements
     (["meta", "mark", "set", "0x1"], "nft list table"),                      # a statement: not learnable
-    (["iif", "p0", "udp", "dport", "8", "drop"], "nft list ruleset"),       # no p0 in a throwaway namespace
+    (["iif", "p0", "udp", "dport", "8", "drop"], "nft list table"),         # a device by index: listed
 ])
 def test_an_apply_after_another_tools_commit_reads_our_table_and_repairs_it(guarded, rule, read):
     """An apply right after another tool's commit reads our table as a drift

@@ -479,7 +479,7 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     unknown = sorted({(chain, text) for chain, keys in per_rule.items() for key in keys
                       if (text := nft_text.listed_text(key)) is not None} - set(known))
     if unknown:
-        compiled = _compiled_in_scratch(family, name, fields, chains, unknown)
+        compiled = _compiled_in_scratch(family, name, fields, chains, unknown, [link.ifname for link in ns.links()])
         if len(compiled) != len(unknown):
             return None  # a rule known by its text alone would be shown otherwise than a listing shows it
         known.update(compiled)
@@ -541,21 +541,25 @@ def _note_forms(forms, family: str, name: str, chains: dict, sets, sent: dict, r
 SCRATCH_RULES = 200  # more rules than this unknown: listing the table costs less
 
 
-def _compiled_in_scratch(family: str, name: str, fields: dict, chains: dict, rules: list) -> dict:
+def _compiled_in_scratch(family: str, name: str, fields: dict, chains: dict, rules: list, devices=()) -> dict:
     """{(chain, text): canonical rule} for rules a table holds that print as no
     desired rule: each added, as printed, to its chain in a skeleton of the table
     (its sets and chains) in a throwaway namespace, and listed back as JSON there
     (nft_scratch, as native rules are compiled), so that a read holding them is
-    what a JSON listing gives and can be remembered. {} (the table is listed as JSON)
-    when too many, or any does not go back in as printed, or is not printed
-    back there exactly as listed."""
+    what a JSON listing gives and can be remembered. The namespace's devices
+    (`devices`) that a rule names (`iif "p0"`, as listed there) get stand-ins
+    there. {} (the table is listed as JSON) when too many, or any does not go
+    back in as printed, or is not printed back there exactly as listed."""
     from ..kinds import nft_text
     from ..kinds.nft_canon import canonical_rule
     from . import nft_scratch
 
     if len(rules) > SCRATCH_RULES:
         return {}
-    job = dict(_skeleton(family, name, fields, chains), rules=[[str(i), chain, text] for i, (chain, text) in enumerate(rules)])
+    named = sorted({device for device in devices if isinstance(device, str) and '"' not in device
+                    and any(f'"{device}"' in text for _, text in rules)})
+    job = dict(_skeleton(family, name, fields, chains), devices=named,
+               rules=[[str(i), chain, text] for i, (chain, text) in enumerate(rules)])
     try:
         results = nft_scratch.resolve([job])
     except (nft_scratch.ScratchUnavailable, OSError, ValueError):
