@@ -310,3 +310,35 @@ def test_a_set_comment_renders_unless_it_would_end_the_string_or_the_line(commen
     spec = {"type": "ipv4_addr", "flags": [], "elements": [], "comment": comment}
     script = table_script("create", "inet", "netkeel_t", (("set s", json.dumps(spec)),))
     assert (script is not None) == renders, script
+
+
+def test_one_run_inserted_or_removed_is_taken_and_difflib_decides_the_rest():
+    """keys_of_listed's shortcut takes a listing that is the desired one with one
+    run of rules inserted or removed in one place (difflib may align repeated
+    rules otherwise, and give up: slower, never wrong); anything else is
+    decided by difflib as before, on random edits of a listing."""
+    import difflib
+    import random
+
+    from toolkit.kinds import nft_text
+
+    def by_difflib(texts, found):
+        ops = {op for op, *_ in difflib.SequenceMatcher(a=texts, b=found, autojunk=False).get_opcodes()}
+        return not ("replace" in ops or {"insert", "delete"} <= ops)
+
+    pick = random.Random(13)
+    for _ in range(2000):
+        texts = [pick.choice("abcde") for _ in range(pick.randrange(0, 9))]
+        found = list(texts)
+        for _ in range(pick.randrange(0, 3)):
+            at = pick.randrange(0, len(found) + 1)
+            if found and pick.random() < 0.5:
+                del found[at:at + pick.randrange(1, 3)]
+            else:
+                found[at:at] = [pick.choice("abcxy") for _ in range(pick.randrange(1, 3))]
+        one_run = any(found == texts[:at] + run + texts[at + cut:] for at in range(len(texts) + 1)
+                      for cut in range(len(texts) - at + 1) for run in ([], found[at:len(found) - len(texts) + at + cut])
+                      if cut == 0 or not run)
+        keys = [f"k{i}" for i in range(len(texts))]
+        decided = nft_text.keys_of_listed(texts, keys, found)
+        assert (decided is not None) == (one_run or by_difflib(texts, found)), (texts, found)
