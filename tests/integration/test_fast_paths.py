@@ -1363,3 +1363,19 @@ def test_a_table_holding_a_rule_never_learnable_is_listed_with_no_dump_first(gua
     nft(guarded, "add", "table", "ip", "theirs2")
     code, asked = drift(guarded)
     assert f"{DUMPED}, 0 of a form not known" in asked, asked
+
+
+def test_a_quota_that_counted_traffic_is_the_same_rule(guarded):
+    """A quota's use is traffic, not content: once it has used some, nft lists
+    it with the unit of its use too; neither is a difference (drift --full said
+    drift, found by review), nor does it change what a plan shows."""
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop")
+                 .replace("        rules:\n", "        rules:\n          - {nft: \"icmp type echo-request quota 100 mbytes\"}\n"))
+    guarded.exec("peer", ["ping", "-c", "3", "-i", "0.2", "-W", "1", "10.9.0.1"], check=True)
+    assert "used" in nft(guarded, "list", "chain", "inet", "netkeel_guard", "input")
+    assert drift(guarded, "--full")[0] == 0
+    nft(guarded, "add", "rule", "inet", "netkeel_guard", "input", "tcp", "dport", "82", "quota", "over", "100",
+        "mbytes", "used", "5", "mbytes", "drop")
+    by_text, full = guarded.json("plan", guarded.manifest), guarded.json("drift", guarded.manifest)
+    assert by_text[0] == full[0] == 2
+    assert '"used' not in json.dumps(by_text[1]) and '"used' not in json.dumps(full[1])

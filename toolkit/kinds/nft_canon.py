@@ -52,8 +52,9 @@ def canonical_expr(node, family: str):
                 value.pop("rate_unit", None)
         elif key == "log":
             value = {k: v for k, v in (value or {}).items() if not (k == "level" and v == LOG_LEVEL)} or None
-        elif key in ("quota", "last") and isinstance(value, dict) and "used" in value:
-            value = {k: canonical_expr(v, family) for k, v in value.items() if k != "used"}  # traffic, not content
+        elif key in ("quota", "last") and isinstance(value, dict) and ("used" in value or "used_unit" in value):
+            # Traffic, not content: what a quota used (and the unit it is printed in, there once it used any).
+            value = {k: canonical_expr(v, family) for k, v in value.items() if k not in ("used", "used_unit")}
         elif key == "reject" and value is None:
             value = REJECT_DEFAULT.get(family)
         elif key == "set" and isinstance(value, list):
