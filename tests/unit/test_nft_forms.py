@@ -14,7 +14,7 @@ import pytest
 from toolkit.kernel import nft_forms
 from toolkit.state import StateDir
 from toolkit.state.compiled import fingerprint
-from toolkit.state.rule_forms import BLOCKERS, FILE, FORMAT, RuleForms
+from toolkit.state.rule_forms import BLOCKERS, DIRECTORY, FORMAT, RuleForms
 
 INET = 1
 
@@ -150,88 +150,115 @@ def state(tmp_path):
     return StateDir(tmp_path / "state")
 
 
+def kept(state, ns="lab-fw", trust=True, name="netkeel_filter"):
+    return RuleForms(state, trust=trust).table(ns, "inet", name)
+
+
 def test_a_text_noted_is_kept_and_found_again_by_another_command(state):
     one = form(rule(TCP, counter(), accept()))
     forms = RuleForms(state)
-    assert forms.text(one) is None and not forms.serves("inet", "netkeel_filter")
-    forms.note(one, "meta l4proto tcp counter accept")
+    table = forms.table("lab-fw", "inet", "netkeel_filter")
+    assert table.text(one) is None and not table.serves()
+    table.note(one, "meta l4proto tcp counter accept")
     forms.save()
-    again = RuleForms(state)
-    assert again.serves("inet", "netkeel_filter")
+    again = kept(state, ns="lab2-fw")  # the forms are the table's, in any namespace
+    assert again.serves()
     assert again.text(form(rule(TCP, counter(7, 700), accept(), handle=99))) == "meta l4proto tcp counter accept"
     assert again.text(form(rule(TCP, accept()))) is None
-    assert RuleForms(state, trust=False).text(one) is None  # drift --full takes nothing from it
+    assert kept(state, trust=False).text(one) is None  # drift --full takes nothing from them
+    assert not kept(state, name="netkeel_other").serves()  # another table's are its own
 
 
 def test_a_table_last_listed_with_a_rule_never_learnable_is_not_read_by_forms(state):
     forms = RuleForms(state)
-    forms.note(form(rule(TCP, accept())), "meta l4proto tcp accept")
-    forms.note_table("inet", "netkeel_filter", 'iif "p0" drop')
-    forms.note_table("inet", "netkeel_other", None)
+    forms.table("lab-fw", "inet", "netkeel_filter").note(form(rule(TCP, accept())), "meta l4proto tcp accept")
+    forms.table("lab-fw", "inet", "netkeel_filter").note_blocker('iif "p0" drop')
     forms.save()
-    again = RuleForms(state)
-    assert not again.serves("inet", "netkeel_filter") and again.blocker("inet", "netkeel_filter") == 'iif "p0" drop'
-    assert again.serves("inet", "netkeel_other") and again.serves("ip", "netkeel_filter")
-    again.note_table("inet", "netkeel_filter", None)  # listed since with every rule learnable
-    assert again.serves("inet", "netkeel_filter")
-    again.save()
-    assert RuleForms(state).serves("inet", "netkeel_filter")
+    assert not kept(state).serves() and kept(state).blocker() == 'iif "p0" drop'
+    assert kept(state, ns="other-fw").serves()  # blocked in that namespace only
+    forms = RuleForms(state)
+    forms.table("lab-fw", "inet", "netkeel_filter").note_blocker(None)  # listed since with every rule learnable
+    assert forms.table("lab-fw", "inet", "netkeel_filter").serves()
+    forms.save()
+    assert kept(state).serves()
 
 
 def test_a_text_is_taken_only_where_the_counters_matched_as_they_did(state):
     one = form(rule(TCP, counter(), accept()))
-    forms = RuleForms(state)
-    forms.note(one._replace(matches=(3,)), "meta l4proto tcp counter accept")
-    assert forms.text(one) is None
+    table = kept(state)
+    table.note(one._replace(matches=(3,)), "meta l4proto tcp counter accept")
+    assert table.text(one) is None
 
 
 def test_saving_merges_with_what_another_command_wrote(state):
     a, b = form(rule(TCP, accept())), form(rule(TCP, counter(), accept()))
     first, second = RuleForms(state), RuleForms(state)
-    first.text(a), second.text(a)  # both read the (missing) file
-    first.note(a, "a")
+    first.table("ns", "inet", "netkeel_filter").text(a), second.table("ns", "inet", "netkeel_filter").text(a)
+    first.table("ns", "inet", "netkeel_filter").note(a, "a")
     first.save()
-    second.note(b, "b")
+    second.table("ns", "inet", "netkeel_filter").note(b, "b")
     second.save()
-    third = RuleForms(state)
+    third = kept(state)
     assert (third.text(a), third.text(b)) == ("a", "b")
+
+
+def test_the_tables_least_lately_written_go_beyond_the_limit(state, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setattr("toolkit.state.rule_forms.SHARDS", 3)
+    one = form(rule(TCP, accept()))
+    for i in range(5):
+        forms = RuleForms(state)
+        forms.table("ns", "inet", f"netkeel_t{i}").note(one, f"t{i}")
+        forms.save()
+        written = state.root / DIRECTORY / (hashlib.sha256(f"inet netkeel_t{i}".encode()).hexdigest()[:32] + ".json")
+        os.utime(written, (time.time() - 10 + i,) * 2)  # written a second after the one before
+    assert len(list((state.root / DIRECTORY).iterdir())) == 3
+    assert [kept(state, name=f"netkeel_t{i}").text(one) for i in range(5)] == [None, None, "t2", "t3", "t4"]
 
 
 def test_a_plan_proofs_forms_come_back_through_merge_junk_aside(state):
     one = form(rule(TCP, counter(), accept()))
-    parent = RuleForms(state)
-    parent.merge(json.loads(json.dumps({one.digest: ["t", list(one.matches)]})))  # as the proof's child sends them
-    parent.merge({"nothex": ["x", []], one.digest[:-1] + "g": ["y", []], "a" * 32: ["z", ["1"]], "b" * 32: "z"})
-    parent.merge(["not", "a", "mapping"])
-    assert parent.text(one) == "t"
-    parent.save()
-    kept = json.loads((state.root / FILE).read_text().splitlines()[1])["entries"]
-    assert list(kept) == [one.digest]
+    forms = RuleForms(state)
+    table = forms.table("ns", "inet", "netkeel_filter")
+    table.merge(json.loads(json.dumps({one.digest: ["t", list(one.matches)]})))  # as the proof's child sends them
+    table.merge({"nothex": ["x", []], one.digest[:-1] + "g": ["y", []], "a" * 32: ["z", ["1"]], "b" * 32: "z"})
+    table.merge(["not", "a", "mapping"])
+    assert table.text(one) == "t"
+    forms.save()
+    (path,) = (state.root / DIRECTORY).iterdir()
+    assert list(json.loads(path.read_text().splitlines()[1])["entries"]) == [one.digest]
 
 
 @pytest.mark.parametrize("content", [
     b"", b"\0\xff", b"[]", b'{"format": 1}',
 ])
 def test_a_damaged_file_is_a_miss_never_an_error(state, content):
-    (state.root / FILE).parent.mkdir(parents=True, exist_ok=True)
-    (state.root / FILE).write_bytes(content)
     forms = RuleForms(state)
-    assert not forms.serves("inet", "netkeel_filter")
-    forms.note(form(rule(TCP, accept())), "t")
+    forms.table("ns", "inet", "netkeel_filter").note(form(rule(TCP, accept())), "t")
     forms.save()
-    assert RuleForms(state).text(form(rule(TCP, accept()))) == "t"
+    (path,) = (state.root / DIRECTORY).iterdir()
+    path.write_bytes(content)
+    (state.root / BLOCKERS).write_bytes(content)
+    table = kept(state)
+    assert not table.serves() and table.blocker() is None
+    forms = RuleForms(state)
+    forms.table("ns", "inet", "netkeel_filter").note(form(rule(TCP, accept())), "t")
+    forms.save()
+    assert kept(state).text(form(rule(TCP, accept()))) == "t"
 
 
 def test_a_file_with_a_bit_flipped_is_a_miss(state):
     one = form(rule(TCP, accept()))
     forms = RuleForms(state)
-    forms.note(one, "meta l4proto tcp accept")
+    forms.table("ns", "inet", "netkeel_filter").note(one, "meta l4proto tcp accept")
     forms.save()
-    path = state.root / FILE
+    (path,) = (state.root / DIRECTORY).iterdir()
     data = path.read_bytes()
     at = data.index(b"accept")
     path.write_bytes(data[:at] + b"accepu" + data[at + 6:])
-    assert RuleForms(state).text(one) is None
+    assert kept(state).text(one) is None
 
 
 def sealed_file(path, document) -> None:
@@ -243,19 +270,23 @@ def sealed_file(path, document) -> None:
 
 def test_files_sealed_but_holding_junk_values_are_read_for_their_good_entries(state):
     one = form(rule(TCP, accept()))
-    sealed_file(state.root / FILE, {"format": FORMAT, "code": fingerprint(),
-                                    "entries": {one.digest: ["good", []], "b" * 32: [1, []], "c" * 32: "x"}})
+    forms = RuleForms(state)
+    forms.table("ns", "inet", "netkeel_filter").note(one, "x")
+    forms.save()
+    (path,) = (state.root / DIRECTORY).iterdir()
+    sealed_file(path, {"format": FORMAT, "code": fingerprint(),
+                       "entries": {one.digest: ["good", []], "b" * 32: [1, []], "c" * 32: "x"}})
     sealed_file(state.root / BLOCKERS, {"format": FORMAT, "code": fingerprint(),
-                                        "entries": {"inet netkeel_filter": ["junk"], "inet netkeel_x": "iif 4"}})
-    assert RuleForms(state).text(one) == "good"
-    assert RuleForms(state).serves("inet", "netkeel_filter")  # a junk blocker is none
-    assert not RuleForms(state).serves("inet", "netkeel_x")
+                                        "entries": {"ns inet netkeel_filter": ["junk"], "ns inet netkeel_x": "iif 4"}})
+    assert kept(state, ns="ns").text(one) == "good"
+    assert kept(state, ns="ns").serves()  # a junk blocker is none
+    assert kept(state, ns="ns", name="netkeel_x").blocker() == "iif 4"
 
 
 def test_forms_of_another_netkeel_are_a_miss(state, monkeypatch):
     one = form(rule(TCP, accept()))
     forms = RuleForms(state)
-    forms.note(one, "t")
+    forms.table("ns", "inet", "netkeel_filter").note(one, "t")
     forms.save()
     monkeypatch.setattr("toolkit.state.rule_forms.fingerprint", lambda: "another")
-    assert RuleForms(state).text(one) is None
+    assert kept(state).text(one) is None

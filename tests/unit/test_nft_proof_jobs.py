@@ -78,8 +78,13 @@ class FakeForms:
     def __init__(self):
         self.merged = []
 
-    def merge(self, noted):
-        self.merged.append(noted)
+    def table(self, ns, family, name):
+        merged = self.merged
+
+        class Table:
+            def merge(self, noted):
+                merged.append((name, noted))
+        return Table()
 
 
 class FakeKernel:
@@ -116,7 +121,7 @@ def test_the_answers_prove_refute_or_warn_and_a_budget_bounds_the_work(monkeypat
     jobs = [("ns_x", [], [Action(CREATE, desired=t) for t in (big, bigger, known, failed, odd, refused)])]
     kernel = FakeKernel(memo)
     assert nftables.prove_in_scratch(kernel, jobs) == [("ns_x", "no such chain")]
-    assert kernel.nft_forms.merged == [{"f" * 32: ["counter", [8]]}]  # the forms of what was proven alone
+    assert kernel.nft_forms.merged == [("big", {"f" * 32: ["counter", [8]]})]  # the forms of what was proven alone
     assert sent == [big.key, odd.key, refused.key]  # bigger: past the budget; known, failed: not again
     assert memo.proven_keys == {known.key, big.key}
     assert memo.refuted_keys == {failed.key, odd.key}  # a refusal is said again by the next plan

@@ -150,19 +150,19 @@ class _Proofs:
 
 class _Forms:
     """What a reading back notes of the rules' forms (state/rule_forms.RuleForms),
-    kept in memory for the parent to merge."""
+    kept in memory for the parent to merge: every table here is proven alone."""
 
     def __init__(self):
         self.noted: dict = {}  # digest -> (text, counter matches)
 
-    def serves(self, family: str, table: str) -> bool:
+    def table(self, ns: str, family: str, name: str) -> "_Forms":
+        return self
+
+    def serves(self) -> bool:
         return False  # nothing known here: the reading back lists
 
-    def blocker(self, family: str, table: str):
+    def blocker(self):
         return None
-
-    def note_table(self, family: str, table: str, blocker) -> None:
-        pass
 
     def text(self, form):
         found = self.noted.get(form.digest)
@@ -170,6 +170,9 @@ class _Forms:
 
     def note(self, form, text: str) -> None:
         self.noted[form.digest] = (text, form.matches)
+
+    def note_blocker(self, text) -> None:
+        pass
 
 
 class _Here(Namespace):

@@ -285,8 +285,9 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str, by_forms: 
     if generation is None:
         return None
     dump = None  # (the rules' chains and handles, their attributes) if the dump was made already
-    if by_forms and getattr(kernel, "nft_forms", None) is not None and kernel.nft_forms.serves(family, name):
-        reading, dump = _read_by_forms(kernel, ns, ns_name, family, name, kernel.nft_forms)
+    forms = kernel.nft_forms.table(ns_name, family, name) if getattr(kernel, "nft_forms", None) else None
+    if by_forms and forms is not None and forms.serves():
+        reading, dump = _read_by_forms(kernel, ns, ns_name, family, name, forms)
         if reading is not None:
             return reading
 
@@ -489,9 +490,9 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
         fields[f"rules {chain}"] = tuple(keys)
         handles += [(chain, key, handle) for key, (_, handle) in zip(keys, chains[chain])]
     fields["_handles"] = tuple(handles)
-    forms = getattr(kernel, "nft_forms", None)
+    forms = kernel.nft_forms.table(ns_name, family, name) if getattr(kernel, "nft_forms", None) else None
     if forms is not None and reading.raw:
-        _note_forms(forms, family, name, chains, sets, sent, reading.raw)
+        _note_forms(forms, family, chains, sets, sent, reading.raw)
     if forms is not None and replayed:
         # A learnable rule prints alike in any namespace: made again, it printed as the node would.
         for chain, rows in chains.items():
@@ -502,7 +503,7 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     return fields
 
 
-def _note_forms(forms, family: str, name: str, chains: dict, sets, sent: dict, raw: dict) -> None:
+def _note_forms(forms, family: str, chains: dict, sets, sent: dict, raw: dict) -> None:
     """Note the form of each listed rule printed exactly as a desired rule was
     sent (`chains`, `sent` as in _table_by_text; `raw`: the rules' attributes
     by handle, dumped at the listing's generation) where it is learnable
@@ -513,7 +514,7 @@ def _note_forms(forms, family: str, name: str, chains: dict, sets, sent: dict, r
     nothing is done (the forms of 10,000 rules cost 70 ms, for nothing then)."""
     from . import nft_forms, nftgen
 
-    blocker = forms.blocker(family, name)
+    blocker = forms.blocker()
     if blocker is not None and any(text == blocker for rows in chains.values() for text, _ in rows):
         return
     code = nftgen.FAMILIES[family]
@@ -535,7 +536,7 @@ def _note_forms(forms, family: str, name: str, chains: dict, sets, sent: dict, r
                     forms.note(rule, text)
             else:
                 blocker = blocker or text
-    forms.note_table(family, name, blocker)
+    forms.note_blocker(blocker)
 
 
 SCRATCH_RULES = 200  # more rules than this unknown: listing the table costs less
@@ -850,9 +851,9 @@ def prove_in_scratch(kernel, jobs: list) -> list:
         proven = [table for table, outcome in outcomes if outcome.get("proven") is True]
         memo.prove(proven)
         if kernel.nft_forms is not None:
-            for _, outcome in outcomes:
-                if outcome.get("proven") is True:
-                    kernel.nft_forms.merge(outcome.get("forms"))
+            for action in actions:
+                if (answers.get(action.key) or {}).get("proven") is True:
+                    kernel.nft_forms.table(*action.key).merge(answers[action.key].get("forms"))
         memo.refute(table for table, outcome in outcomes if outcome.get("proven") is not True
                     and "refused" not in outcome)
         refused += [(ns, str(outcome["refused"])) for _, outcome in outcomes if "refused" in outcome]
