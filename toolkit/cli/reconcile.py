@@ -419,7 +419,7 @@ def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, juni
             return 0
     try:
         with _reconciler(file, ns_prefix, state_dir, verbose, rev, full=full, read_only=True) as rec:
-            found = rec.drift(by_text=not (json or junit or full))  # those report rules as JSON
+            found = rec.drift(by_text=not full)  # --full: the whole ruleset listed as JSON, no shortcut
             if found.clean:
                 _keep_verdict(rec)  # never for a revision (engine.keep_verdict)
             elif rev is None:
