@@ -510,7 +510,7 @@ def _note_forms(forms, family: str, chains: dict, sets, sent: dict, raw: dict) -
     (kernel/nft_forms.py) and looks up none but the table's named sets
     (`sets`), so that a later reading knows it from a dump; and the text of a
     rule that is not so, if any (reading this table by forms would be given up
-    at that rule: RuleForms.serves). While the rule noted so is still listed,
+    at that rule: TableForms.serves). While the rule noted so is still listed,
     nothing is done (the forms of 10,000 rules cost 70 ms, for nothing then)."""
     from . import nft_forms, nftgen
 
