@@ -185,9 +185,8 @@ def _data(body: bytes, offset: int, end: int) -> dict:
     return {k: (a, b) for k, a, b in _attributes(body, offset + _NLA.size, offset + length)}
 
 
-def _expressions(body: bytes, offsets: bool = False):
-    """(name, {attribute: value}) of each expression of a form's body; with
-    `offsets`, (name, {attribute: (value, its offset in body)}, None)."""
+def _expressions(body: bytes):
+    """(name, {attribute: value}) of each expression of a form's body."""
     for kind, start, stop in _attributes(body, 0, len(body)):
         if kind != NFTA_RULE_EXPRESSIONS:
             continue
@@ -197,7 +196,4 @@ def _expressions(body: bytes, offsets: bool = False):
                 raise ValueError("an expression without a name")
             name = body[slice(*parts[1])].rstrip(b"\0")
             inner = _attributes(body, *parts[2]) if 2 in parts else ()
-            if offsets:
-                yield name, {k: (body[a:b], a) for k, a, b in inner}, None
-            else:
-                yield name, {k: body[a:b] for k, a, b in inner}
+            yield name, {k: body[a:b] for k, a, b in inner}
