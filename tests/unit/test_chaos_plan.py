@@ -11,8 +11,9 @@ from contextlib import ExitStack
 
 import pytest
 
+from toolkit.chaos import engine as engine_module
 from toolkit.chaos import keeper as keeper_module
-from toolkit.chaos.engine import _check_conflicts
+from toolkit.chaos.engine import _check_conflicts, expire
 from toolkit.chaos.keeper import flap_state, keep
 from toolkit.chaos.plan import (DUP_MARK, Lab, choose, describe, ifb_name, kinds_on, netem_args, netem_limit,
                                 plan, table_name, tbf_args)
@@ -644,10 +645,44 @@ def test_keep_reverts_when_the_injector_died_while_injecting(state, monkeypatch)
     backend = FakeBackend(clock)
     _keep_lease(state, [{"op": "nft", "ns": "p-a", "family": "inet", "table": "t", "text": ""},
                         {"op": "tbf", "ns": "p-a", "dev": "e0", "args": []}], lease_state="injecting")
-    monkeypatch.setattr(keeper_module, "injector_alive", lambda lease: False)
+    monkeypatch.setattr(engine_module, "injector_alive", lambda lease: False)
     assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "injector died"
     assert backend.calls == [(1000.0, "revert", "tbf", "e0"), (1000.0, "revert", "nft", None)]
     assert Leases(state).load("flap-0000abcd") is None
+
+
+def _finishes_then_exits(state, lease):
+    """An injector_alive that sees the injector mark the lease active and exit
+    between the reader's load of the lease and its look at the pid."""
+    def injector_alive(seen):
+        lease.state = "active"
+        Leases(state).save(lease)
+        return False
+    return injector_alive
+
+
+def test_keep_does_not_revert_a_fault_its_injector_finished_just_before_exiting(state, monkeypatch):
+    """Found in CI under load: the keeper read "injecting", the injector marked the
+    fault active and exited, and the keeper took its death for a half-made
+    injection and reverted a fault in effect (`chaos revert` then found none)."""
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    lease = _keep_lease(state, [{"op": "tbf", "ns": "p-a", "dev": "e0", "args": []}], duration=5.0,
+                        lease_state="injecting")
+    monkeypatch.setattr(engine_module, "injector_alive", _finishes_then_exits(state, lease))
+    assert keep(backend, state, "flap-0000abcd", now=clock.now, sleep=clock.sleep) == "expired"
+    assert backend.calls == [(1005.0, "revert", "tbf", "e0")]  # at its time, not at once
+
+
+def test_expire_does_not_revert_a_fault_its_injector_finished_just_before_exiting(state, monkeypatch):
+    """The same race met by another command's expiry pass."""
+    clock = Clock(1000.0)
+    backend = FakeBackend(clock)
+    lease = _keep_lease(state, [{"op": "tbf", "ns": "p-a", "dev": "e0", "args": []}], duration=5.0,
+                        lease_state="injecting")
+    monkeypatch.setattr(engine_module, "injector_alive", _finishes_then_exits(state, lease))
+    assert expire(backend, state, now=clock.now) == [] and backend.calls == []
+    assert Leases(state).load(lease.id).state == "active"
 
 
 def test_keep_waits_for_a_live_injector_then_keeps_the_schedule(state):

@@ -411,6 +411,22 @@ def injector_alive(lease: Lease) -> bool:
         return False
 
 
+def injection_abandoned(leases: Leases, lease: Lease) -> bool:
+    """Whether the lease's injector died before it marked the fault in effect.
+    Its death is seen first and the lease read again after: an injector that
+    marked it active and then left (its normal end) between a reader's load and
+    its look at the pid is not taken for one that died half way (found under
+    load: a keeper read "injecting", the injector finished and exited, and the
+    keeper reverted a fault in effect)."""
+    if lease.state != "injecting" or injector_alive(lease):
+        return False
+    try:
+        again = leases.load(lease.id)
+    except (ValueError, OSError):
+        return False  # unreadable now: nothing to decide from here
+    return again is not None and again.state == "injecting"
+
+
 def expire(backend, state: StateDir, now=time.time) -> list:
     """Revert every lease whose time is up, every lease whose injector died while
     making it, every active lease whose keeper is gone (killed), and every lease
@@ -420,7 +436,7 @@ def expire(backend, state: StateDir, now=time.time) -> list:
     found, _ = leases.all()
     done = []
     for lease in found:
-        stale = lease.state == "injecting" and not injector_alive(lease)
+        stale = injection_abandoned(leases, lease)
         unkept = lease.state in ("active", "broken") and lease.keeper and not keeper_alive(lease)
         halted = lease.state == "reverting" and leases.abandoned(lease.id)  # its reverter was killed
         if lease.expired(now()) or stale or unkept or halted:

@@ -19,7 +19,7 @@ import time
 from ..core import processes
 from ..errors import KernelError
 from ..state.leases import Leases
-from .engine import injector_alive, revert
+from .engine import injection_abandoned, revert
 
 NAP_S = 0.5
 WATCH_S = 0.2  # how often a userspace worker is checked: a dead or hung one is out within a second
@@ -40,7 +40,7 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
                 revert(backend, state, lease_id)
                 return "expired"
             if lease.state == "injecting":
-                if not injector_alive(lease):  # it died half way: undo what it made
+                if injection_abandoned(leases, lease):  # it died half way: undo what it made
                     revert(backend, state, lease_id)
                     return "injector died"
                 sleep(0.05)
