@@ -16,6 +16,7 @@ from rich.console import Console, RenderHook
 from rich.markup import escape
 from rich.segment import Segment
 
+from ..core.escapes import escape_controls
 from ..errors import ApplyError, KernelError, ManifestError, NetkeelError
 from ..report import machine
 
@@ -43,8 +44,6 @@ def cell(value) -> str:
     """A value from a file or the kernel, for a table cell or a message: its
     control characters (a newline too: it would forge a row) as escapes, and
     never read as rich markup."""
-    from ..manifest.text import escape_controls
-
     return escape(escape_controls(str(value)))
 
 
@@ -58,13 +57,8 @@ class _Escaped:
         for segment in console.render(self.renderable, options):
             text = segment.text
             if segment.control is None and text and not text.replace("\n", "").isprintable():
-                segment = Segment("".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text),
-                                  segment.style)
+                segment = Segment(escape_controls(text, keep="\n"), segment.style)
             yield segment
-
-
-def _escape(ch: str) -> str:
-    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
 
 
 class _EscapeControls(RenderHook):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from ..core.escapes import escape_controls
 from ..errors import Problem
 
 SHOWN_CHARS = 64         # of a value echoed in a message
@@ -37,23 +38,6 @@ def quote(value, limit: int = SHOWN_CHARS) -> str:
 def shorten(text: str, limit: int = 200) -> str:
     """`text` (a message from elsewhere, such as libnftables') on one line, cut to `limit`."""
     return _cut(escape_controls(text), limit)
-
-
-def escape_controls(text: str) -> str:
-    """`text` with control and format characters (newlines, ESC, NUL, bidi
-    overrides, line separators) written as escapes, so a message stays one line."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
 
 
 def _cut(text: str, limit: int) -> str:

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.action import CREATE, DELETE, MODIFY, Plan
+from ..core.escapes import escape_controls
 from ..core.owners import FOREIGN
 from ..kinds import KINDS, NAMESPACE
 from ..kinds.addr import addresses_by_device
@@ -39,22 +40,37 @@ def print_plan(console: Console, plan: Plan, title: str, prefix: str = "", empty
         console.print(f"[bold]{title}[/]: {empty}.")
         return
     console.print(f"[bold]{title}[/]: {_summary(plan)}")
+    # Names and values from files and the kernel escaped here, each line built
+    # whole: a newline in a device's name would forge a line of the plan.
+    lines = []
     for node, actions in sorted(_group(plan.actions, prefix).items()):
-        console.print(Text(node, style="bold cyan"))
+        lines.append(Text(escape_controls(node), style="bold cyan"))
         for a in actions:
             mark, colour = MARK[a.op]
             line = Text(f"  {mark} ", style=colour)
-            line.append(a.resource.label, style=colour)
-            lines = _detail(a)
-            if len(lines) == 1:
-                line.append(f"  {lines[0]}")
+            line.append(escape_controls(a.resource.label), style=colour)
+            texts = [escape_controls(text) for text in _detail(a)]
+            if len(texts) == 1:
+                line.append(f"  {texts[0]}")
             if a.implicit:
                 line.stylize("dim")
-                line.append(f"  ({a.implicit})", style="dim italic")
-            console.print(line)
-            if len(lines) > 1:
-                for text in lines:
-                    console.print(Text(f"      {text}", style=colour))
+                line.append(f"  ({escape_controls(a.implicit)})", style="dim italic")
+            lines.append(line)
+            if len(texts) > 1:
+                lines.extend(Text(f"      {text}", style=colour) for text in texts)
+    print_lines(console, lines)
+
+
+def print_lines(console: Console, lines: list) -> None:
+    """Lines of rich Text (no newline inside one) in one go. rich costs about
+    0.15 ms a print (a 1,000-node apply's 8,000 plan lines took 1.6 s of its 8 s):
+    one print of them all, unwrapped (the terminal wraps them); off a terminal
+    (no colours: CI logs, pipes) their plain text is written as it is."""
+    if console.color_system is None and not console.record:
+        console.file.write("".join(f"{line.plain}\n" for line in lines))
+        console.file.flush()
+        return
+    console.print(Text("\n").join(lines), soft_wrap=True)
 
 
 def _detail(action) -> list:
