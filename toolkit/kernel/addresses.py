@@ -7,6 +7,7 @@ import socket
 
 from ..core.owners import IFA_PROTO, OVERLAY_IFA_PROTO, overlay
 from ..core.resource import Resource
+from . import rtnl_requests as rq
 
 IFA_F_NODAD = 0x02
 KIND = "addr"
@@ -32,20 +33,15 @@ def to_resources(ns: str, addrs, by_index: dict) -> list:
 def add(kernel, ns_name: str, ifname: str, text: str, replace: bool = False) -> None:
     """Add the address (permanent), or with `replace` make an existing one permanent again."""
     ns = kernel.ns(ns_name)
-    args = _args(ns, ifname, text)
-    if ipaddress.ip_interface(text).version == 6:
-        # Skip duplicate address detection: a lab link is usable at once
-        # instead of after DAD's second or two of "tentative".
-        args["flags"] = IFA_F_NODAD
+    # An IPv6 one skips duplicate address detection: a lab link is usable at
+    # once instead of after DAD's second or two of "tentative".
+    flags = IFA_F_NODAD if ipaddress.ip_interface(text).version == 6 else 0
     command = "replace" if replace else "add"
-    kernel.request(ns_name, f"addr {command} {text} dev {ifname}", ns.ipr.addr, command, proto=IFA_PROTO, **args)
+    kernel.request(ns_name, f"addr {command} {text} dev {ifname}", ns.dump.send,
+                   rq.address, command, ns.index(ifname), text, proto=IFA_PROTO, flags=flags)
 
 
 def delete(kernel, ns_name: str, ifname: str, text: str) -> None:
     ns = kernel.ns(ns_name)
-    kernel.request(ns_name, f"addr del {text} dev {ifname}", ns.ipr.addr, "del", **_args(ns, ifname, text))
-
-
-def _args(ns, ifname: str, text: str) -> dict:
-    iface = ipaddress.ip_interface(text)
-    return dict(index=ns.index(ifname), address=str(iface.ip), prefixlen=iface.network.prefixlen)
+    kernel.request(ns_name, f"addr del {text} dev {ifname}", ns.dump.send,
+                   rq.address, "del", ns.index(ifname), text)

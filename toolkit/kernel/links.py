@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..core.owners import ALIAS_TAG, CHAOS_IFB_PREFIX, FOREIGN, overlay
 from ..core.resource import Resource
 from ..errors import KernelError
+from . import rtnl_requests as rq
 
 KIND = "link"
 IFF_UP = 0x1
@@ -80,21 +81,20 @@ def unmanaged_reason(kind: str, peer: str | None, scope) -> str:
 def add_veth(kernel, ns_name: str, ifname: str, peer_ns_name: str, peer_if: str) -> None:
     ns, peer_ns = kernel.ns(ns_name), kernel.ns(peer_ns_name)
     kernel.request(ns_name, f"link add {ifname} type veth peer {peer_if} netns {peer_ns_name}",
-                   ns.ipr.link, "add", ifname=ifname, kind="veth",
-                   peer={"ifname": peer_if, "net_ns_fd": peer_ns.fd})
+                   ns.dump.send, rq.new_veth, ifname, peer_if, peer_ns.fd)
     peer_ns.forget_links()
     ns.forget_links()
 
 
 def add_bridge(kernel, ns_name: str, ifname: str) -> None:
     ns = kernel.ns(ns_name)
-    kernel.request(ns_name, f"link add {ifname} type bridge", ns.ipr.link, "add", ifname=ifname, kind="bridge")
+    kernel.request(ns_name, f"link add {ifname} type bridge", ns.dump.send, rq.new_link, ifname, "bridge")
     ns.forget_links()
 
 
 def delete(kernel, ns_name: str, ifname: str, peer: str | None) -> None:
     ns = kernel.ns(ns_name)
-    kernel.request(ns_name, f"link del {ifname}", ns.ipr.link, "del", index=ns.index(ifname))
+    kernel.request(ns_name, f"link del {ifname}", ns.dump.send, rq.delete_link, ns.index(ifname))
     ns.forget_links()
     if peer and "/" in peer and kernel.exists(peer.partition("/")[0]):
         kernel.ns(peer.partition("/")[0]).forget_links()
@@ -102,8 +102,8 @@ def delete(kernel, ns_name: str, ifname: str, peer: str | None) -> None:
 
 def move(kernel, ns_name: str, ifname: str, to_ns: str) -> None:
     ns, target = kernel.ns(ns_name), kernel.ns(to_ns)
-    kernel.request(ns_name, f"link set {ifname} netns {to_ns}", ns.ipr.link, "set",
-                   index=ns.index(ifname), net_ns_fd=target.fd)
+    kernel.request(ns_name, f"link set {ifname} netns {to_ns}", ns.dump.send,
+                   rq.set_link, ns.index(ifname), netns_fd=target.fd)
     ns.forget_links()
     target.forget_links()
 
@@ -134,33 +134,31 @@ def configure(kernel, ns_name: str, ifname: str, mark=False, mtu=None, mac=None,
     alias; `port`: bridge port options (PORT_OPTIONS), `stp` a bridge's."""
     ns = kernel.ns(ns_name)
     if arp is not None:  # a flag pyroute2's link set does not take by name
-        kernel.request(ns_name, f"link set {ifname} arp {arp}", ns.dump.set_link, ns.index(ifname),
-                       arp=arp == "on")
+        kernel.request(ns_name, f"link set {ifname} arp {arp}", ns.dump.send,
+                       rq.set_link, ns.index(ifname), arp=arp == "on")
     if set(port) - set(PORT_OPTIONS):
         raise ValueError(f"unknown link settings {sorted(set(port) - set(PORT_OPTIONS))}")
-    attrs, text = {}, []
+    text = []
     if mtu is not None:
-        attrs["mtu"] = mtu
         text.append(f"mtu {mtu}")
     if mac:
-        attrs["address"] = mac
         text.append(f"address {mac}")
     if master is not None:
-        attrs["master"] = ns.index(master) if master else 0
         text.append(f"master {master}" if master else "nomaster")
     if mark:
-        attrs["ifalias"] = ALIAS_TAG
         text.append(f"alias {ALIAS_TAG}")
     if state:
-        attrs["state"] = state
         text.append(state)
-    if attrs and set(attrs) <= {"state", "mtu"} and state in (None, "up", "down"):
-        # The common case (lo up, an MTU): a plain rtnetlink request, no pyroute2.
-        kernel.request(ns_name, f"link set {ifname} {' '.join(text)}", ns.dump.set_link, ns.index(ifname),
-                       up=None if state is None else state == "up", mtu=mtu)
-    elif attrs:
-        kernel.request(ns_name, f"link set {ifname} {' '.join(text)}", ns.ipr.link, "set",
-                       index=ns.index(ifname), **attrs)
+    if state not in (None, "up", "down"):
+        raise ValueError(f"not a link state: {state!r}")
+    if text:
+        what = f"link set {ifname} {' '.join(text)}"
+        master_index = ns.index(master) if master else 0
+        if master_index is None:
+            raise KernelError(f"{what} in {ns_name}", f"no device {master} to be its master")
+        kernel.request(ns_name, what, ns.dump.send, rq.set_link, ns.index(ifname),
+                       up=None if state is None else state == "up", mtu=mtu, mac=mac or None,
+                       alias=ALIAS_TAG if mark else None, master=None if master is None else master_index)
     # After the master is set: these are options of the port it makes.
     if stp is not None:
         _ip(kernel, ns_name, ["link", "set", "dev", ifname, "type", "bridge", "stp_state",

@@ -11,6 +11,7 @@ import socket
 
 from ..core.owners import FOREIGN, RT_PROTO
 from ..core.resource import Resource
+from . import rtnl_requests as rq
 
 KIND = "route"
 MAIN_TABLE = 254
@@ -52,29 +53,20 @@ def to_resources(ns: str, routes, by_index: dict) -> list:
     return out
 
 
-def _args(prefix: str, metric: int) -> dict:
-    net = ipaddress.ip_network(prefix)
-    family = socket.AF_INET if net.version == 4 else socket.AF_INET6
-    return dict(dst=str(net.network_address), dst_len=net.prefixlen, family=family,
-                priority=metric, table=MAIN_TABLE)
-
-
 def set_route(kernel, ns_name: str, prefix: str, metric: int, replace=False, via=None, dev=None,
               type=None) -> None:
     ns = kernel.ns(ns_name)
-    args = _args(prefix, metric)
     where = f"route {prefix} metric {metric}"
     if type:  # blackhole, unreachable, prohibit, throw: no next hop
-        args["type"] = type
         where += f" type {type}"
     if via:
-        args["gateway"] = via
         where += f" via {via}"
     if dev:
-        args["oif"] = ns.index(dev)
         where += f" dev {dev}"
     command = "replace" if replace else "add"
-    kernel.request(ns_name, f"{where} {command}", ns.ipr.route, command, proto=RT_PROTO, **args)
+    kernel.request(ns_name, f"{where} {command}", ns.dump.send,
+                   rq.route, command, prefix, metric, MAIN_TABLE, proto=RT_PROTO, type=type, via=via,
+                   oif=ns.index(dev) if dev else None)
 
 
 RT_SCOPE_NOWHERE = 255  # in a delete: any scope, as `ip route del` asks
@@ -87,18 +79,10 @@ def delete(kernel, ns_name: str, prefix: str, metric: int, via=None, dev=None, t
     sent, and another of the same prefix and metric (a multipath one netkeel
     leaves alone) must not be that one."""
     ns = kernel.ns(ns_name)
-    args = _args(prefix, metric)
-    if via:
-        args["gateway"] = via
     index = ns.index(dev) if dev and not str(dev).startswith("#") else None
-    if index is not None:
-        args["oif"] = index
-    if type:
-        args["type"] = type
-    if proto:
-        args["proto"] = proto
-    # The route's own scope, else any: pyroute2 would send 0 (universe), and the
-    # kernel then finds no route of scope link (`ip route add X dev Y` by hand);
-    # the scope also tells a device route from a multipath one through that device.
-    kernel.request(ns_name, f"route {prefix} metric {metric} del", ns.ipr.route, "del",
-                   scope=RT_SCOPE_NOWHERE if scope is None else scope, **args)
+    # The route's own scope, else any: 0 (universe) would find no route of scope
+    # link (`ip route add X dev Y` by hand); the scope also tells a device route
+    # from a multipath one through that device.
+    kernel.request(ns_name, f"route {prefix} metric {metric} del", ns.dump.send,
+                   rq.route, "del", prefix, metric, MAIN_TABLE, proto=proto or 0, type=type, via=via, oif=index,
+                   scope=RT_SCOPE_NOWHERE if scope is None else scope)

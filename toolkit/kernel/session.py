@@ -2,7 +2,9 @@
 
 Sockets are created with the calling thread inside the namespace (setns), then
 used from home: a netlink socket stays bound to the namespace it was created in.
-Reads go through a lean dump socket (rtnl.py); changes through pyroute2, whose
+Reads go through a lean dump socket (rtnl.py), and so do the link, address and
+route changes an apply makes by the thousand (encoded in rtnl_requests.py);
+the rest (neighbours, chaos devices, an orphaned VIP) through pyroute2, whose
 objects all share one asyncio loop, so a thousand namespaces cost a thousand
 sockets, not a thousand loops.
 """
@@ -27,8 +29,8 @@ COLLECT_EVERY = 256  # kernel requests between two collections of young cyclic g
 
 
 class Namespace:
-    """An open namespace: its fd, a dump socket, a pyroute2 IPRoute for changes
-    (opened on first use: reads never need it) and an ifname -> index cache."""
+    """An open namespace: its fd, a dump socket (reads, and most changes), a
+    pyroute2 IPRoute for the other changes (opened on first use) and an ifname -> index cache."""
 
     def __init__(self, name: str, fd: int, loop: Callable):
         self.name = name
