@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from toolkit.core.owners import ALIAS_TAG, IFA_PROTO, RT_PROTO
-from toolkit.kernel import Kernel, addresses, links, routes
+from toolkit.kernel import Kernel, addresses, links, netns, routes
+from toolkit.kernel.rtnl import DumpSocket
 
 MACS = {"v0": "02:00:00:00:00:01", "v1": "02:00:00:00:00:02", "v2": "02:00:00:00:00:03",
         "v3": "02:00:00:00:00:04", "m0": "02:00:00:00:00:05", "m1": "02:00:00:00:00:06"}
@@ -180,3 +181,47 @@ def test_a_refusal_is_a_kernel_error_with_the_kernels_errno(pairs):
     with pytest.raises(KernelError) as no_master:
         links.configure(kernel, ns["a"], "v0", master="br9")
     assert "br9" in str(no_master.value)
+
+
+class _CutOff:
+    """A socket whose next recv is cut off by a Ctrl-C (the rest delegated)."""
+
+    def __init__(self, sock):
+        self.sock, self.cut = sock, True
+
+    def recv(self, size):
+        if self.cut:
+            self.cut = False
+            raise KeyboardInterrupt
+        return self.sock.recv(size)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def test_a_dump_cut_off_by_ctrl_c_leaves_the_next_read_a_fresh_socket(prefix):
+    """Found by review: a Ctrl-C in the middle of a link dump left the rest of it
+    queued for the namespace's socket, and the kernel refused every later dump
+    on it (EBUSY): the restore that followed the Ctrl-C failed."""
+    name = f"{prefix}many"
+    with Kernel() as kernel:
+        kernel.create_namespace(name)
+        subprocess.run(["ip", "-n", name, "-batch", "-"], check=True, text=True, timeout=60,
+                       input="".join(f"link add a{i} type veth peer name b{i}\n" for i in range(150)))
+        handle = kernel.ns(name)
+        first = handle.dump
+        first.sock = _CutOff(first.sock)
+        with pytest.raises(KeyboardInterrupt):
+            first.links()
+        assert first.unsettled
+        assert len(handle.dump.links()) == 301 and handle.dump is not first  # lo and 150 pairs
+        # Why: a socket cut off so, kept, is refused every later dump.
+        with netns.entered(handle.fd):
+            kept = DumpSocket()
+        kept.sock = _CutOff(kept.sock)
+        with pytest.raises(KeyboardInterrupt):
+            kept.links()
+        with pytest.raises(OSError) as busy:
+            kept.links()
+        assert busy.value.errno == 16  # EBUSY
+        kept.close()

@@ -4,7 +4,8 @@ Why not pyroute2 here: it decodes every attribute of every message into objects.
 Measured on this machine, a namespace's link dump costs the kernel about 0.02 ms
 and pyroute2's decoding about 0.4 ms; for a thousand namespaces (links, addresses
 and routes) that was 4 s of a 5 s drift check. The requests an apply makes by
-the thousand are encoded in rtnl_requests.py and sent with `request` here. Attribute numbers are from <linux/rtnetlink.h>, <linux/if_link.h>,
+the thousand are encoded in rtnl_requests.py and sent with `request` here.
+Attribute numbers are from <linux/rtnetlink.h>, <linux/if_link.h>,
 <linux/if_addr.h> and <linux/net_namespace.h>.
 """
 
@@ -184,6 +185,11 @@ class DumpSocket:
         self.sock = socket_kept_high(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE))
         self.sock.bind((0, 0))
         self.seq = 0
+        # True from a request's send until its last reply is read: a request cut
+        # off between (a Ctrl-C in the middle of a dump) leaves the rest of its
+        # dump queued for this socket, and the kernel refuses it another dump
+        # (EBUSY) until that is read; its owner makes a fresh socket instead.
+        self.unsettled = False
         try:  # let the kernel filter route dumps by table (Linux 4.20+)
             self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
             self.strict = True
@@ -203,8 +209,10 @@ class DumpSocket:
         the kernel marks as interrupted (it changed while we read)."""
         for _ in range(5):
             self.seq += 1
+            self.unsettled = True
             self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | flags, self.seq, 0) + body)
             replies, interrupted = self._collect(multi=bool(flags & NLM_F_DUMP))
+            self.unsettled = False
             if not interrupted:
                 return replies
         raise OSError(_errno.EAGAIN, "netlink dump kept being interrupted")
@@ -234,6 +242,7 @@ class DumpSocket:
                 if mtype == NLMSG_ERROR:
                     code = -_S32.unpack_from(payload)[0]
                     if code:
+                        self.unsettled = False  # the refusal ends the exchange
                         raise OSError(code, _errno_text(code))
                     return replies, interrupted  # an ack
                 replies.append((mtype, mflags, payload))

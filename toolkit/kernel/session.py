@@ -51,11 +51,19 @@ class Namespace:
 
     @property
     def dump(self) -> DumpSocket:
-        """A plain rtnetlink socket made inside this namespace (kernel/rtnl.py)."""
+        """A plain rtnetlink socket made inside this namespace (kernel/rtnl.py);
+        a fresh one if the last request on it was cut off (its dump unread: found
+        by review, a restore after a Ctrl-C refused with EBUSY)."""
+        self._drop_unsettled_dump()
         if self._dump is None:
             with netns.entered(self.fd):
                 self._dump = DumpSocket()
         return self._dump
+
+    def _drop_unsettled_dump(self) -> None:
+        if self._dump is not None and self._dump.unsettled:
+            self._dump.close()
+            self._dump = None
 
     @property
     def ipr(self):
@@ -102,6 +110,7 @@ class Namespace:
     def open_reading_sockets(self) -> None:
         """Make the dump and nfnetlink sockets a read needs, both in one visit
         to the namespace (a read of each of a thousand namespaces makes both)."""
+        self._drop_unsettled_dump()
         if self._dump is not None and self._nfgen is not None:
             return
         from . import nftgen

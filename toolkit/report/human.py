@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape as markup_escape
 from rich.table import Table
 from rich.text import Text
 
@@ -19,6 +20,19 @@ from . import IN_SYNC, node_name
 from .details import ABSENT, details
 
 MARK = {CREATE: ("+", "green"), DELETE: ("-", "red"), MODIFY: ("~", "yellow")}
+
+
+def _cell(value, keep: str = "") -> Text:
+    """A name or value from a file or the kernel as a table cell: never read as
+    rich markup (a device called `[link=x]y` made a hyperlink escape), its
+    control characters written as escapes (a newline would forge a row; rich
+    drops BEL and BS unseen)."""
+    return Text(escape_controls(str(value), keep))
+
+
+def _said(value) -> str:
+    """The same, inside a line of rich markup."""
+    return markup_escape(escape_controls(str(value)))
 
 
 def _group(actions, prefix: str) -> dict:
@@ -67,8 +81,11 @@ def print_lines(console: Console, lines: list) -> None:
     one print of them all, unwrapped (the terminal wraps them); off a terminal
     (no colours: CI logs, pipes) their plain text is written as it is."""
     if console.color_system is None and not console.record:
-        console.file.write("".join(f"{line.plain}\n" for line in lines))
-        console.file.flush()
+        try:
+            console.file.write("".join(f"{line.plain}\n" for line in lines))
+            console.file.flush()
+        except BrokenPipeError:  # `netkeel plan | head`: the reader left, as rich's own print takes it
+            console.on_broken_pipe()
         return
     console.print(Text("\n").join(lines), soft_wrap=True)
 
@@ -85,17 +102,17 @@ def print_unmanaged(console: Console, unmanaged, prefix: str = "") -> None:
     for r in unmanaged:
         if r.owner == FOREIGN:
             why = r.describe() or "not netkeel's"
-            console.print(f"[magenta]unmanaged[/] in {node_name(r.ns, prefix)}: {r.label}: {why} "
-                          "(reported, never changed)", markup=True, highlight=False)
+            console.print(f"[magenta]unmanaged[/] in {_said(node_name(r.ns, prefix))}: {_said(r.label)}: "
+                          f"{_said(why)} (reported, never changed)", markup=True, highlight=False)
         else:
             why = f"{r.describe()} " if r.describe() else ""
-            console.print(f"[magenta]{r.owner}[/] in {node_name(r.ns, prefix)}: {r.label}: {why}"
-                          "(reported, left to its owner)", markup=True, highlight=False)
+            console.print(f"[magenta]{_said(r.owner)}[/] in {_said(node_name(r.ns, prefix))}: {_said(r.label)}: "
+                          f"{_said(why)}(reported, left to its owner)", markup=True, highlight=False)
 
 
 def print_overlays(console: Console, overlays) -> None:
     for text in overlays:
-        console.print(f"[magenta]active[/] {text} (reported, left to its lease)", markup=True, highlight=False)
+        console.print(f"[magenta]active[/] {_said(text)} (reported, left to its lease)", markup=True, highlight=False)
 
 
 def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unmanaged=(), overlays=()) -> None:
@@ -115,15 +132,16 @@ def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unma
         for a in actions:
             if a.op == MODIFY:
                 for what, desired, live in details(a):
-                    table.add_row(node, a.resource.label, f"{what} changed" if ABSENT not in (desired, live)
-                                  else what, desired, live, style="yellow")
+                    table.add_row(_cell(node), _cell(a.resource.label), _cell(f"{what} changed" if ABSENT not in
+                                                                               (desired, live) else what),
+                                  _cell(desired), _cell(live), style="yellow")
             elif a.op == CREATE:
-                table.add_row(node, a.resource.label, "missing", a.resource.describe() or "present",
-                              "(absent)", style="red")
+                table.add_row(_cell(node), _cell(a.resource.label), "missing",
+                              _cell(a.resource.describe() or "present"), "(absent)", style="red")
             else:
                 note = f" ({a.implicit})" if a.implicit else ""
-                table.add_row(node, a.resource.label, "unexpected" + note, "(absent)",
-                              a.resource.describe() or "present", style="magenta")
+                table.add_row(_cell(node), _cell(a.resource.label), _cell("unexpected" + note), "(absent)",
+                              _cell(a.resource.describe() or "present"), style="magenta")
     console.print(table)
     print_overlays(console, overlays)
     print_unmanaged(console, unmanaged, prefix)
@@ -149,17 +167,18 @@ def print_live(console: Console, resources, title: str, prefix: str = "") -> Non
         addresses = addresses_by_device(everything)
         managed_links = [r for r in kinds[LINK.name] if r.owner != FOREIGN]
         for name, kind_, state, mtu, addrs, other, dim in LINK.interface_rows(managed_links, addresses):
-            ifaces.add_row(node, name, kind_, state, mtu, addrs, node_name(other, prefix) if "/" in other else other,
-                           style="dim" if dim else None)
+            ifaces.add_row(_cell(node), _cell(name), _cell(kind_), _cell(state), _cell(mtu), _cell(addrs, keep="\n"),
+                           _cell(node_name(other, prefix) if "/" in other else other), style="dim" if dim else None)
         for k in KINDS:
             if k is NAMESPACE:
                 continue
             mine = [r for r in kinds[k.name] if r.owner != FOREIGN]
             foreign = [r for r in kinds[k.name] if r.owner == FOREIGN]
             for what, value in (k.show_rows(mine, addresses) if k is not LINK else []):
-                others.add_row(node, what, value)
+                others.add_row(_cell(node), _cell(what), _cell(value))
             for r in sorted(foreign):
-                others.add_row(node, r.label, f"unmanaged: {r.describe() or 'not netkeel' + chr(39) + 's'}",
+                others.add_row(_cell(node), _cell(r.label),
+                               _cell(f"unmanaged: {r.describe() or 'not netkeel' + chr(39) + 's'}"),
                                style="magenta")
     console.print(ifaces)
     if others.row_count:
