@@ -3,7 +3,8 @@
 the same calls: the same changes done both ways, each in a pair of namespaces of
 its own, and the two compared as `ip -d -j` shows them (links with their kind,
 MTU, MAC, flags, master and alias; addresses with their flags and protocol;
-routes with their protocol, scope, type, metric and next hop)."""
+routes with their protocol, scope, type, metric and next hop). And a namespace's
+netlink sockets after a request on them was cut off (a Ctrl-C in a dump)."""
 
 from __future__ import annotations
 
@@ -225,3 +226,22 @@ def test_a_dump_cut_off_by_ctrl_c_leaves_the_next_read_a_fresh_socket(prefix):
             kept.links()
         assert busy.value.errno == 16  # EBUSY
         kept.close()
+
+
+def test_an_nftables_dump_cut_off_leaves_the_next_read_a_fresh_socket(prefix):
+    """The same for the namespace's nfnetlink socket (a rule dump of a large table)."""
+    from toolkit.kernel import nftgen
+
+    name = f"{prefix}fw"
+    rules = "".join(f"add rule inet t c ip saddr 10.0.{i // 250}.{i % 250} accept\n" for i in range(3000))
+    with Kernel() as kernel:
+        kernel.create_namespace(name)
+        subprocess.run(["ip", "netns", "exec", name, "nft", "-f", "-"], check=True, text=True, timeout=60,
+                       input="add table inet t\nadd chain inet t c\n" + rules)
+        handle = kernel.ns(name)
+        handle._nfgen = cut = _CutOff(handle.nfgen_socket())
+        with pytest.raises(KeyboardInterrupt):
+            nftgen.rule_handles(handle.nfgen_socket(), "inet", "t")
+        assert cut.fileno() == -1  # closed: its dump was left unread
+        assert len(nftgen.rule_handles(handle.nfgen_socket(), "inet", "t")) == 3000
+        assert nftgen.generation(handle.nfgen_socket()) >= 1

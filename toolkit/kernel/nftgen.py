@@ -53,20 +53,30 @@ def _ask(sock: socket.socket, msg: int, flags: int, body: bytes, seq: int):
     """Send one nf_tables request; yield (message type, buffer, attributes' start,
     end) of each answer until the last (one, or a dump's). Raises OSError with
     the kernel's errno on an error answer."""
-    sock.send(_HDR.pack(_HDR.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | msg, NLM_F_REQUEST | flags, seq, 0)
-              + body)
-    while True:
-        data = sock.recv(1 << 20)
-        for offset, length, kind, got_seq in _messages(data):
-            if got_seq == seq:
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR:
-                    code = _error(data, offset)
-                    raise OSError(code, f"nf_tables request {msg} refused (errno {code})")
-                yield kind & 0xFF, data, offset + _HDR.size + _NFGEN.size, offset + length
-                if not flags & NLM_F_DUMP:
-                    return
+    settled = False
+    try:
+        sock.send(_HDR.pack(_HDR.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | msg, NLM_F_REQUEST | flags, seq, 0)
+                  + body)
+        while True:
+            data = sock.recv(1 << 20)
+            for offset, length, kind, got_seq in _messages(data):
+                if got_seq == seq:
+                    settled = kind in (NLMSG_DONE, NLMSG_ERROR) or not flags & NLM_F_DUMP
+                    if kind == NLMSG_DONE:
+                        return
+                    if kind == NLMSG_ERROR:
+                        code = _error(data, offset)
+                        raise OSError(code, f"nf_tables request {msg} refused (errno {code})")
+                    yield kind & 0xFF, data, offset + _HDR.size + _NFGEN.size, offset + length
+                    if settled:
+                        return
+    finally:
+        if not settled:
+            # Cut off before its last answer (a Ctrl-C in the middle of a dump, a
+            # reader that stopped): the rest stays queued for this socket and the
+            # kernel refuses it another dump (EBUSY); closed, its owner opens a
+            # fresh one (session.Namespace.nfgen_socket).
+            sock.close()
 
 
 def _messages(data: bytes):

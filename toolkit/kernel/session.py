@@ -54,16 +54,19 @@ class Namespace:
         """A plain rtnetlink socket made inside this namespace (kernel/rtnl.py);
         a fresh one if the last request on it was cut off (its dump unread: found
         by review, a restore after a Ctrl-C refused with EBUSY)."""
-        self._drop_unsettled_dump()
+        self._drop_spent_sockets()
         if self._dump is None:
             with netns.entered(self.fd):
                 self._dump = DumpSocket()
         return self._dump
 
-    def _drop_unsettled_dump(self) -> None:
+    def _drop_spent_sockets(self) -> None:
+        """Forget a socket a cut-off request left unusable (made again on next use)."""
         if self._dump is not None and self._dump.unsettled:
             self._dump.close()
             self._dump = None
+        if self._nfgen is not None and self._nfgen.fileno() == -1:
+            self._nfgen = None  # (nftgen._ask closed it)
 
     @property
     def ipr(self):
@@ -102,7 +105,9 @@ class Namespace:
             self._nft = None
 
     def nfgen_socket(self):
-        """An nfnetlink socket bound to this namespace (made on first use)."""
+        """An nfnetlink socket bound to this namespace (made on first use, and
+        again after one closed because a request on it was cut off: nftgen._ask)."""
+        self._drop_spent_sockets()
         if self._nfgen is None:
             self.open_reading_sockets()
         return self._nfgen
@@ -110,7 +115,7 @@ class Namespace:
     def open_reading_sockets(self) -> None:
         """Make the dump and nfnetlink sockets a read needs, both in one visit
         to the namespace (a read of each of a thousand namespaces makes both)."""
-        self._drop_unsettled_dump()
+        self._drop_spent_sockets()
         if self._dump is not None and self._nfgen is not None:
             return
         from . import nftgen
