@@ -65,3 +65,20 @@ def test_hand_made_maps_and_named_counters_come_back_with_rollback(lab):
     assert sorted(after.splitlines()) == sorted(before.splitlines())
     assert [line for line in after.splitlines() if "saddr vmap" in line or "name" in line] == \
         [line for line in before.splitlines() if "saddr vmap" in line or "name" in line]
+
+
+def test_a_hand_made_point_to_point_address_is_removed(lab, tmp_path):
+    """Found by review: an address added by hand with a peer (`ip addr add A peer
+    B`) could never be removed: the delete named its local address as the one to
+    match, where the kernel finds such an address by its peer."""
+    manifest = tmp_path / "base.yaml"
+    manifest.write_text(BASE)
+    lab.applied(manifest)
+    lab.ip("a", "addr add 10.88.0.1 peer 10.88.0.2/32 dev va")
+    lab.ip("a", "addr add fd88::1 peer fd88::2/128 dev va")
+    assert lab.run("drift", manifest).returncode == 2
+    applied = lab.run("apply", manifest)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    shown = lab.ip("a", "addr show dev va").stdout
+    assert "10.0.1.2/24" in shown and "10.88.0.1" not in shown and "fd88::1" not in shown
+    assert lab.run("drift", manifest).returncode == 0

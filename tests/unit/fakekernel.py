@@ -193,7 +193,7 @@ class FakeKernel:
             and ipaddress.ip_interface(r.key[2]).network == net for r in self.objects.values())
         self._add(Resource.make("addr", (ns, ifname, address), secondary=True if secondary else None))
 
-    def addr_delete(self, ns, ifname, address):
+    def addr_delete(self, ns, ifname, address, peer=None):
         self._request("addr_delete", ns, ifname, address)
         ident = ("addr", (ns, ifname, address))
         if ident not in self.objects:

@@ -85,3 +85,11 @@ def test_routes_of_each_kind():
     assert _RTMSG.unpack_from(body)[4] == 252 and attributes(body, _RTMSG)[15] == struct.pack("=I", 1000)
     with pytest.raises(ValueError):
         rq.route("append", "10.0.0.0/8", 0, 254)
+
+
+def test_a_point_to_point_address_is_deleted_by_its_peer():
+    _, _, body = rq.address("del", 3, "10.88.0.1/32", peer="10.88.0.2")
+    assert attributes(body, _IFADDR) == {1: bytes([10, 88, 0, 2]), 2: bytes([10, 88, 0, 1])}
+    _, _, body = rq.address("del", 3, "fd88::1/128", peer="fd88::2")
+    found = attributes(body, _IFADDR)
+    assert found[1][-1] == 2 and found[2][-1] == 1  # IFA_ADDRESS the peer, IFA_LOCAL the address

@@ -26,7 +26,8 @@ def to_resources(ns: str, addrs, by_index: dict) -> list:
         owner = overlay("unclaimed") if a.proto == OVERLAY_IFA_PROTO else "topology"
         out.append(Resource.make(KIND, (ns, ifname, text), owner=owner,
                                  secondary=True if a.secondary else None, _proto=a.proto or None,
-                                 expires=f"in {a.valid_lft} s" if a.valid_lft is not None else None))
+                                 expires=f"in {a.valid_lft} s" if a.valid_lft is not None else None,
+                                 _peer=a.peer))
     return out
 
 
@@ -41,7 +42,9 @@ def add(kernel, ns_name: str, ifname: str, text: str, replace: bool = False) -> 
                    rq.address, command, ns.index(ifname), text, proto=IFA_PROTO, flags=flags)
 
 
-def delete(kernel, ns_name: str, ifname: str, text: str) -> None:
+def delete(kernel, ns_name: str, ifname: str, text: str, peer: str | None = None) -> None:
+    """Delete the address; `peer`: a point-to-point one's other end, as read (the
+    kernel finds such an address by its peer: by its local one alone, never)."""
     ns = kernel.ns(ns_name)
-    kernel.request(ns_name, f"addr del {text} dev {ifname}", ns.dump.send,
-                   rq.address, "del", ns.index(ifname), text)
+    kernel.request(ns_name, f"addr del {text}{f' peer {peer}' if peer else ''} dev {ifname}", ns.dump.send,
+                   rq.address, "del", ns.index(ifname), text, peer=peer)

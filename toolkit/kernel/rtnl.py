@@ -114,6 +114,7 @@ class Addr:
     secondary: bool = False  # an IPv4 address after the first in its subnet
     proto: int = 0           # IFA_PROTO: who added it (0: unknown, or an old kernel)
     valid_lft: int | None = None  # seconds left; None: forever
+    peer: str | None = None  # a point-to-point address's other end (IFA_ADDRESS, where not the local one)
 
 
 @_pickled_as_fields
@@ -307,9 +308,11 @@ class DumpSocket:
                 proto = attrs.get(IFA_PROTO)
                 cache = attrs.get(IFA_CACHEINFO)
                 valid = _U32.unpack_from(cache, 4)[0] if cache and len(cache) >= 8 else INFINITY_LIFE_TIME
+                peer = attrs.get(IFA_ADDRESS)
                 out.append(Addr(index, family, prefixlen, socket.inet_ntop(family, raw),
                                 bool(flags & IFA_F_SECONDARY), proto[0] if proto else 0,
-                                None if valid == INFINITY_LIFE_TIME else valid))
+                                None if valid == INFINITY_LIFE_TIME else valid,
+                                socket.inet_ntop(family, peer) if peer is not None and peer != raw else None))
         return out
 
     def neighbours(self) -> list:

@@ -94,14 +94,16 @@ def _index(index) -> int:
 
 # -- addresses -------------------------------------------------------------------------------------
 
-def address(command: str, index: int, text: str, proto: int | None = None, flags: int = 0) -> tuple:
-    """`ip addr add|replace|del TEXT dev INDEX` (TEXT: "ip/prefix"), permanent;
-    `proto`: who added it (IFA_PROTO), `flags`: IFA_F_* (NODAD)."""
+def address(command: str, index: int, text: str, proto: int | None = None, flags: int = 0,
+            peer: str | None = None) -> tuple:
+    """`ip addr add|replace|del TEXT [peer PEER] dev INDEX` (TEXT: "ip/prefix"),
+    permanent; `proto`: who added it (IFA_PROTO), `flags`: IFA_F_* (NODAD)."""
     iface = ipaddress.ip_interface(text)
     family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
     packed = iface.ip.packed
-    body = _IFADDR.pack(family, iface.network.prefixlen, 0, 0, _index(index)) + attr(IFA_ADDRESS, packed)
-    if family == socket.AF_INET:
+    body = _IFADDR.pack(family, iface.network.prefixlen, 0, 0, _index(index))
+    body += attr(IFA_ADDRESS, ipaddress.ip_address(peer).packed if peer else packed)
+    if family == socket.AF_INET or peer:
         body += attr(IFA_LOCAL, packed)
     if proto is not None:
         body += attr(IFA_PROTO, _U8.pack(proto))

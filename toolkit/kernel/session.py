@@ -368,8 +368,8 @@ class Kernel:
     def addr_add(self, ns, ifname, address, replace=False) -> None:
         addresses.add(self, ns, ifname, address, replace=replace)
 
-    def addr_delete(self, ns, ifname, address) -> None:
-        addresses.delete(self, ns, ifname, address)
+    def addr_delete(self, ns, ifname, address, peer=None) -> None:
+        addresses.delete(self, ns, ifname, address, peer)
 
     def route_set(self, ns, prefix, metric, replace=False, via=None, dev=None, type=None) -> None:
         routes.set_route(self, ns, prefix, metric, replace=replace, via=via, dev=dev, type=type)

@@ -101,7 +101,7 @@ class Address(Kind):
         for action in actions:
             ns, ifname, text = action.key
             if phase == "delete":
-                backend.addr_delete(ns, ifname, text)
+                backend.addr_delete(ns, ifname, text, peer=action.live.get("_peer") if action.live else None)
             else:
                 backend.addr_add(ns, ifname, text, replace=action.op == MODIFY)
 
