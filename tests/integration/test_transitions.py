@@ -82,3 +82,19 @@ def test_a_hand_made_point_to_point_address_is_removed(lab, tmp_path):
     shown = lab.ip("a", "addr show dev va").stdout
     assert "10.0.1.2/24" in shown and "10.88.0.1" not in shown and "fd88::1" not in shown
     assert lab.run("drift", manifest).returncode == 0
+
+
+def test_a_hand_made_route_with_a_source_and_metrics_comes_back_with_a_restore(lab, tmp_path):
+    """Found by review: a failed apply that had removed a hand-made route with
+    metrics made it again without them, and the restore failed its verification
+    (`metrics: None -> 'mtu 1000'`); its source address was lost alike."""
+    manifest, changed = tmp_path / "base.yaml", tmp_path / "changed.yaml"
+    manifest.write_text(BASE)
+    changed.write_text(BASE.replace('"fd00::2/64"]', '"fd00::2/64", 10.0.1.4/24]'))
+    lab.applied(manifest)
+    lab.ip("a", "route add 10.78.0.0/16 dev va src 10.0.1.2 mtu lock 1000 advmss 500")
+    before = lab.ip("a", "route show 10.78.0.0/16").stdout
+    failed = lab.run("apply", changed, env={"NETKEEL_FAILPOINT": "apply.after:2"})
+    assert failed.returncode == 1 and "restored and verified" in failed.stderr, failed.stdout + failed.stderr
+    assert lab.ip("a", "route show 10.78.0.0/16").stdout == before
+    assert "src 10.0.1.2" in before and "mtu lock 1000" in before and "advmss 500" in before

@@ -213,7 +213,8 @@ class FakeKernel:
                 if r.kind == "route" and r.ns == ns and r.get("dev") == ifname and ":" not in r.key[1]:
                     del self.objects[i]
 
-    def route_set(self, ns, prefix, metric, replace=False, via=None, dev=None, type=None):
+    def route_set(self, ns, prefix, metric, replace=False, via=None, dev=None, type=None, src=None, metrics=None,
+                  proto=None, scope=None):
         self._request("route_set", ns, prefix, metric, replace, via, dev, type)
         self._need_ns(ns)
         if dev:
@@ -221,7 +222,8 @@ class FakeKernel:
         ident = ("route", (ns, prefix, metric))
         if ident in self.objects and not replace:
             raise KernelError(f"route {prefix} add in {ns}", "File exists", 17)
-        self._add(Resource.make("route", (ns, prefix, metric), via=via or "", dev=dev, type=type))
+        self._add(Resource.make("route", (ns, prefix, metric), via=via or "", dev=dev, type=type, src=src,
+                                metrics=metrics))
 
     def route_delete(self, ns, prefix, metric, via=None, dev=None, type=None, scope=None, proto=None):
         self._request("route_delete", ns, prefix, metric)

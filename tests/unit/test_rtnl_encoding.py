@@ -93,3 +93,19 @@ def test_a_point_to_point_address_is_deleted_by_its_peer():
     _, _, body = rq.address("del", 3, "fd88::1/128", peer="fd88::2")
     found = attributes(body, _IFADDR)
     assert found[1][-1] == 2 and found[2][-1] == 1  # IFA_ADDRESS the peer, IFA_LOCAL the address
+
+
+@pytest.mark.parametrize("text", ["mtu 1000", "mtu lock 600 advmss 500", "hoplimit 5 initcwnd 10 mtu lock 1400"])
+def test_route_metrics_read_back_as_the_reader_wrote_them(text):
+    from toolkit.kernel.rtnl import _metrics
+
+    assert _metrics(rq.route_metrics(text)) == text
+
+
+def test_route_metrics_it_could_not_have_written_are_refused():
+    for text in ("mtu", "lock 5", "nosuch 5", "mtu lock", "mtu x", "mtu 4294967296", "1 5", "99 5"):
+        with pytest.raises(ValueError):
+            rq.route_metrics(text)
+    _, _, body = rq.route("add", "10.78.0.0/16", 0, 254, oif=2, src="10.0.1.2", metrics="mtu 1000")
+    found = attributes(body, _RTMSG)
+    assert found[7] == bytes([10, 0, 1, 2]) and found[8] == rq.attr(2, struct.pack("=I", 1000))

@@ -54,7 +54,10 @@ def to_resources(ns: str, routes, by_index: dict) -> list:
 
 
 def set_route(kernel, ns_name: str, prefix: str, metric: int, replace=False, via=None, dev=None,
-              type=None) -> None:
+              type=None, src=None, metrics=None, proto=None, scope=None) -> None:
+    """Add (or with `replace` replace) the route, of netkeel's protocol and scope
+    universe unless `proto` and `scope` say otherwise (a restore makes a
+    hand-made route again as it was read)."""
     ns = kernel.ns(ns_name)
     where = f"route {prefix} metric {metric}"
     if type:  # blackhole, unreachable, prohibit, throw: no next hop
@@ -63,10 +66,14 @@ def set_route(kernel, ns_name: str, prefix: str, metric: int, replace=False, via
         where += f" via {via}"
     if dev:
         where += f" dev {dev}"
+    if src:
+        where += f" src {src}"
+    if metrics:
+        where += f" {metrics}"
     command = "replace" if replace else "add"
     kernel.request(ns_name, f"{where} {command}", ns.dump.send,
-                   rq.route, command, prefix, metric, MAIN_TABLE, proto=RT_PROTO, type=type, via=via,
-                   oif=ns.index(dev) if dev else None)
+                   rq.route, command, prefix, metric, MAIN_TABLE, proto=proto or RT_PROTO, type=type, via=via,
+                   oif=ns.index(dev) if dev else None, src=src, metrics=metrics, scope=scope or 0)
 
 
 RT_SCOPE_NOWHERE = 255  # in a delete: any scope, as `ip route del` asks

@@ -20,8 +20,8 @@ import struct
 
 from .rtnl import (_IFADDR, _IFINFO, _NLA, _RTMSG, _U32, IFA_ADDRESS, IFA_LOCAL, IFA_PROTO, IFF_NOARP, IFF_UP,
                    IFLA_ADDRESS, IFLA_IFALIAS, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO,
-                   IFLA_MASTER, IFLA_MTU, NLM_F_ACK, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_TABLE,
-                   RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE)
+                   IFLA_MASTER, IFLA_MTU, NLM_F_ACK, RTA_DST, RTA_GATEWAY, RTA_METRICS, RTA_OIF, RTA_PREFSRC,
+                   RTA_PRIORITY, RTA_TABLE, RTAX_LOCK, RTAX_NAMES, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE)
 
 RTM_DELLINK, RTM_DELADDR, RTM_DELROUTE = 17, 21, 25
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
@@ -115,11 +115,14 @@ def address(command: str, index: int, text: str, proto: int | None = None, flags
 # -- routes ----------------------------------------------------------------------------------------
 
 def route(command: str, prefix: str, metric: int, table: int, proto: int = 0, type: str | None = None,
-          via: str | None = None, oif: int | None = None, scope: int = 0) -> tuple:
+          via: str | None = None, oif: int | None = None, scope: int = 0, src: str | None = None,
+          metrics: str | None = None) -> tuple:
     """`ip route add|replace|del PREFIX metric METRIC table TABLE [via VIA]
-    [dev OIF] [TYPE]`. An add is of scope universe (0) whatever its next hop, as
-    netkeel's routes always were; a delete names the scope of the route it means
-    (255: any)."""
+    [dev OIF] [TYPE] [src SRC] [METRICS]`. An add is of scope universe (0)
+    whatever its next hop, as netkeel's routes always were; a delete names the
+    scope of the route it means (255: any). `src` and `metrics` (as the reader
+    writes them: "mtu lock 600 advmss 500") come back with a route a restore
+    makes again: netkeel declares neither."""
     net = ipaddress.ip_network(prefix)
     family = socket.AF_INET if net.version == 4 else socket.AF_INET6
     deleting = command == "del"
@@ -132,7 +135,32 @@ def route(command: str, prefix: str, metric: int, table: int, proto: int = 0, ty
         body += attr(RTA_GATEWAY, ipaddress.ip_address(via).packed)
     if oif is not None:
         body += attr(RTA_OIF, _U32.pack(_index(oif)))
+    if src:
+        body += attr(RTA_PREFSRC, ipaddress.ip_address(src).packed)
+    if metrics:
+        body += attr(RTA_METRICS, route_metrics(metrics))
     return (*_command(command, RTM_NEWROUTE, RTM_DELROUTE), body)
+
+
+_RTAX = {name: number for number, name in RTAX_NAMES.items()}
+
+
+def route_metrics(text: str) -> bytes:
+    """RTA_METRICS's nested attributes from the reader's words ("mtu lock 600
+    advmss 500"; a metric it knew by number only, as that number). Raises
+    ValueError for words it cannot have written."""
+    words, found, locked = text.split(), [], 0
+    while words:
+        name = words.pop(0)
+        number = _RTAX.get(name) or (int(name) if name.isdigit() else None)
+        if words and words[0] == "lock":
+            locked |= 1 << (number or 0)
+            words.pop(0)
+        if number is None or number == RTAX_LOCK or not number < 32 or not words or not words[0].isdigit() \
+                or int(words[0]) >= 1 << 32:
+            raise ValueError(f"not route metrics: {text!r}")
+        found.append(attr(number, _U32.pack(int(words.pop(0)))))
+    return (attr(RTAX_LOCK, _U32.pack(locked)) if locked else b"") + b"".join(found)
 
 
 def _command(command: str, new: int, delete: int) -> tuple:

@@ -371,8 +371,10 @@ class Kernel:
     def addr_delete(self, ns, ifname, address, peer=None) -> None:
         addresses.delete(self, ns, ifname, address, peer)
 
-    def route_set(self, ns, prefix, metric, replace=False, via=None, dev=None, type=None) -> None:
-        routes.set_route(self, ns, prefix, metric, replace=replace, via=via, dev=dev, type=type)
+    def route_set(self, ns, prefix, metric, replace=False, via=None, dev=None, type=None, src=None,
+                  metrics=None, proto=None, scope=None) -> None:
+        routes.set_route(self, ns, prefix, metric, replace=replace, via=via, dev=dev, type=type, src=src,
+                         metrics=metrics, proto=proto, scope=scope)
 
     def route_delete(self, ns, prefix, metric, via=None, dev=None, type=None, scope=None, proto=None) -> None:
         routes.delete(self, ns, prefix, metric, via=via, dev=dev, type=type, scope=scope, proto=proto)

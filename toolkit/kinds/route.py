@@ -88,8 +88,12 @@ class Route(Kind):
                                      scope=live.get("_scope") if live is not None else None, proto=read("_proto"))
             else:
                 d = action.desired
+                # (a source address, metrics, a protocol and a scope of its own only
+                # where a restore makes a hand-made route again, as it was read)
                 backend.route_set(ns, prefix, metric, replace=action.op == "modify",
-                                  via=d.get("via") or None, dev=d.get("dev"), type=d.get("type"))
+                                  via=d.get("via") or None, dev=d.get("dev"), type=d.get("type"),
+                                  src=d.get("src"), metrics=d.get("metrics"), proto=d.get("_proto"),
+                                  scope=d.get("_scope"))
 
 
 def _is_address(value) -> bool:
