@@ -218,3 +218,42 @@ def test_a_change_takes_away_the_placeholder_a_killed_create_left(lab, prefix, t
     open(placeholder, "w").close()  # what a kill between the mount point and the mount leaves
     assert lab.run("destroy", manifest).returncode == 0
     assert not os.path.exists(placeholder) and namespaces_with(prefix) == set()
+
+
+class _MountThenCtrlC:
+    """libc, whose mount succeeds and is then cut off by a Ctrl-C."""
+
+    def __init__(self, libc):
+        self.libc = libc
+
+    def mount(self, *args):
+        result = self.libc.mount(*args)
+        if args[0] != b"/proc/thread-self/ns/net":
+            return result  # (the run directory made shared first)
+        raise KeyboardInterrupt
+
+    def __getattr__(self, name):
+        return getattr(self.libc, name)
+
+
+def test_a_namespace_create_cut_off_after_its_mount_says_interrupted_and_leaves_nothing(prefix, monkeypatch):
+    """Found by review: a Ctrl-C just after a namespace's bind mount was reported
+    as `netns add: Device or resource busy` (the cleanup's unlink of the mount
+    point), not as an interruption, and the mount stayed."""
+    from toolkit.kernel import netns
+
+    name = f"{prefix}cut"
+    real_unlink = os.unlink
+
+    def busy_once(path, *args, **kwargs):  # as the review met it: the path still a mount point
+        monkeypatch.setattr(netns.os, "unlink", real_unlink)
+        raise OSError(16, "Device or resource busy")
+
+    monkeypatch.setattr(netns, "_libc", _MountThenCtrlC(netns._libc))
+    monkeypatch.setattr(netns.os, "unlink", busy_once)
+    with pytest.raises(KeyboardInterrupt):
+        netns.create(name)
+    monkeypatch.undo()
+    assert not netns.exists(name)  # its mount detached (a placeholder file may stay: the next create takes it)
+    netns.create(name)  # and the name can be made
+    assert netns.exists(name)

@@ -187,10 +187,23 @@ def _create_locked(name: str, path: str, announce) -> None:
         finally:
             setns(previous)  # back where the thread was, whatever happened
     except BaseException:
-        os.unlink(path)
+        _undo_create(path)
         raise
     finally:
         os.close(previous)
+
+
+def _undo_create(path: str) -> None:
+    """Take away what a create cut short made at `path`, its bind mount too if
+    it was made: a Ctrl-C just after the mount was reported as the kernel's
+    refusal to unlink a mount point (EBUSY) instead (found by review). What
+    fails here never hides why the create stopped; a placeholder left is
+    removed by the next create of the name."""
+    _libc.umount2(path.encode(), MNT_DETACH)  # (EINVAL where nothing was mounted yet)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def remove(name: str) -> None:
