@@ -18,7 +18,7 @@ from rich.segment import Segment
 
 from ..core.escapes import escape_controls
 from ..errors import ApplyError, KernelError, ManifestError, NetkeelError
-from ..report import machine
+from ..report import machine, shown
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 # Commands that change nothing: interrupted, they have nothing to restore.
@@ -40,11 +40,7 @@ HELP_REV = "use the manifest (and its policy files) as of this git revision, rea
 HELP_WAIT = "wait for another netkeel's change to finish instead of failing at once"
 
 
-def cell(value) -> str:
-    """A value from a file or the kernel, for a table cell or a message: its
-    control characters (a newline too: it would forge a row) as escapes, and
-    never read as rich markup."""
-    return escape(escape_controls(str(value)))
+cell = shown  # a value from a file or the kernel, for a table cell or a message (report.shown)
 
 
 class _Escaped:

@@ -15,6 +15,18 @@ IN_SYNC = {"drift": "in sync, no drift", "plan": "nothing to do, the kernel matc
            "apply": "already in sync, nothing changed"}
 
 
+def shown(value) -> str:
+    """A name or value from a file or the kernel inside a line of rich markup (a
+    message, a table cell): never read as markup (a device called `[link=x]y`
+    made a hyperlink escape), its control characters written as escapes (a
+    newline would forge a row)."""
+    from rich.markup import escape  # (here: the quick answer imports this module, and prints without rich)
+
+    from ..core.escapes import escape_controls
+
+    return escape(escape_controls(str(value)))
+
+
 def title(name: str, prefix: str) -> str:
     """A topology instance as reports name it: its name, and prefix if any."""
     return name + (f" (prefix {prefix})" if prefix else "")

@@ -6,7 +6,6 @@ from collections import defaultdict
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape as markup_escape
 from rich.table import Table
 from rich.text import Text
 
@@ -16,7 +15,7 @@ from ..core.owners import FOREIGN
 from ..kinds import KINDS, NAMESPACE
 from ..kinds.addr import addresses_by_device
 from ..kinds.link import KIND as LINK
-from . import IN_SYNC, node_name
+from . import IN_SYNC, node_name, shown
 from .details import ABSENT, details
 
 MARK = {CREATE: ("+", "green"), DELETE: ("-", "red"), MODIFY: ("~", "yellow")}
@@ -28,11 +27,6 @@ def _cell(value, keep: str = "") -> Text:
     control characters written as escapes (a newline would forge a row; rich
     drops BEL and BS unseen)."""
     return Text(escape_controls(str(value), keep))
-
-
-def _said(value) -> str:
-    """The same, inside a line of rich markup."""
-    return markup_escape(escape_controls(str(value)))
 
 
 def _group(actions, prefix: str) -> dict:
@@ -102,17 +96,17 @@ def print_unmanaged(console: Console, unmanaged, prefix: str = "") -> None:
     for r in unmanaged:
         if r.owner == FOREIGN:
             why = r.describe() or "not netkeel's"
-            console.print(f"[magenta]unmanaged[/] in {_said(node_name(r.ns, prefix))}: {_said(r.label)}: "
-                          f"{_said(why)} (reported, never changed)", markup=True, highlight=False)
+            console.print(f"[magenta]unmanaged[/] in {shown(node_name(r.ns, prefix))}: {shown(r.label)}: "
+                          f"{shown(why)} (reported, never changed)", markup=True, highlight=False)
         else:
             why = f"{r.describe()} " if r.describe() else ""
-            console.print(f"[magenta]{_said(r.owner)}[/] in {_said(node_name(r.ns, prefix))}: {_said(r.label)}: "
-                          f"{_said(why)}(reported, left to its owner)", markup=True, highlight=False)
+            console.print(f"[magenta]{shown(r.owner)}[/] in {shown(node_name(r.ns, prefix))}: {shown(r.label)}: "
+                          f"{shown(why)}(reported, left to its owner)", markup=True, highlight=False)
 
 
 def print_overlays(console: Console, overlays) -> None:
     for text in overlays:
-        console.print(f"[magenta]active[/] {_said(text)} (reported, left to its lease)", markup=True, highlight=False)
+        console.print(f"[magenta]active[/] {shown(text)} (reported, left to its lease)", markup=True, highlight=False)
 
 
 def print_drift(console: Console, plan: Plan, title: str, prefix: str = "", unmanaged=(), overlays=()) -> None:
