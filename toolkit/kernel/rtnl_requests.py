@@ -153,11 +153,12 @@ def route_metrics(text: str) -> bytes:
     while words:
         name = words.pop(0)
         number = _RTAX.get(name) or (int(name) if name.isdigit() else None)
-        if words and words[0] == "lock":
-            locked |= 1 << (number or 0)
+        if number is None or number == RTAX_LOCK or number >= 32:
+            raise ValueError(f"not route metrics: {text!r}")
+        if words[:1] == ["lock"]:
+            locked |= 1 << number
             words.pop(0)
-        if number is None or number == RTAX_LOCK or not number < 32 or not words or not words[0].isdigit() \
-                or int(words[0]) >= 1 << 32:
+        if not words or not words[0].isdigit() or int(words[0]) >= 1 << 32:
             raise ValueError(f"not route metrics: {text!r}")
         found.append(attr(number, _U32.pack(int(words.pop(0)))))
     return (attr(RTAX_LOCK, _U32.pack(locked)) if locked else b"") + b"".join(found)
