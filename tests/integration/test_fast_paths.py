@@ -1177,6 +1177,7 @@ def test_a_plan_proves_new_tables_in_a_throwaway_namespace_and_the_apply_lists_n
     applied = planned.run("apply", planned.manifest, "--verbose")
     assert applied.returncode == 0, applied.stderr
     assert READ_BACK not in applied.stderr and LISTED not in applied.stderr and UNCHANGED in applied.stderr
+    assert applied.stderr.count(RECIPE) == 2  # `iif:` matches a name: the same in any namespace
     assert drift(planned, "--full")[0] == 0
     assert "tcp dport 22 counter" in nft(planned, "list", "chain", "inet", "netkeel_guard", "input")
     assert planned.ping("peer", "10.9.0.1")
@@ -1214,6 +1215,120 @@ def test_a_plan_of_a_rule_the_kernel_takes_otherwise_proves_nothing_and_is_not_t
     assert again.returncode == 2 and "throwaway namespace" not in again.stderr, again.stderr
     result = planned.run("apply", planned.manifest)
     assert result.returncode == 1 and "restored" in result.stderr, result.stdout + result.stderr
+
+
+RECIPE = "nft transaction (recipe)"
+# A policy whose tables mean the same in any namespace (no device named by its
+# index, no anonymous set): the plan's proof makes its recipe (kernel/nft_recipes.py).
+SAME_ANYWHERE = POLICY.replace(
+    "      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}\n",
+    "      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}\n"
+    "      nets: {type: ipv4_addr, flags: [interval], elements: [10.8.0.0/16, 198.51.100.0/24]}\n"
+    "      six: {type: ipv6_addr, elements: ['2001:db8::1']}\n") + """\
+          - {saddr: "@nets", action: {jump: other}}
+          - {saddr: "@six", action: drop, comment: six}
+          - {ct_state: [related, established], action: accept}
+      other:
+        rules:
+          - {protocol: udp, sport: '1000-2000', action: accept}
+          - {protocol: tcp, dport: 8080, counter: true, action: drop}
+"""
+
+
+def listed(lab, node: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", lab.ns(node), "nft", "list", "table", "inet", "netkeel_guard"],
+                          capture_output=True, text=True, timeout=10, check=True).stdout
+
+
+def test_a_planned_table_goes_as_its_recipe_and_makes_what_its_text_makes(planned):
+    """The plan's proof keeps the proven table's recipe; the apply sends it (both
+    nodes: one content) instead of the text, follows its commit by the
+    generation, and the kernel holds exactly what the text makes (the control:
+    the same apply with nothing proven sends the text). Traffic passes."""
+    planned.policy.write_text(SAME_ANYWHERE)
+    plan = planned.run("plan", planned.manifest, "--verbose")
+    assert plan.returncode == 2 and plan.stderr.count(PROVEN_IN_SCRATCH) == 1, plan.stderr
+    applied = planned.run("apply", planned.manifest, "--verbose")
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stderr.count(RECIPE) == 2 and READ_BACK not in applied.stderr and LISTED not in applied.stderr
+    assert drift(planned, "--full")[0] == 0
+    made = {node: listed(planned, node) for node in ("fw", "peer")}
+    assert "jump other" in made["fw"] and "10.8.0.0/16" in made["fw"] and 'comment "six"' in made["fw"]
+    assert planned.ping("peer", "10.9.0.1")
+
+    assert planned.run("destroy", planned.manifest).returncode == 0
+    shutil.rmtree(planned.state)   # nothing proven: the text goes
+    control = planned.run("apply", planned.manifest, "--verbose")
+    assert control.returncode == 0 and RECIPE not in control.stderr and READ_BACK in control.stderr, control.stderr
+    assert {node: listed(planned, node) for node in ("fw", "peer")} == made
+
+
+def test_a_table_naming_a_device_by_index_has_no_recipe(planned):
+    """`iif p0` is an index, the stand-in's in the throwaway namespace: no
+    recipe of that table is kept (nft prints the rule otherwise than sent, so
+    the proof fails first; a proven one is refused by nft_recipes.check), and
+    its apply sends the text. The lab's own `iif:` matches names (iifname): the
+    same lab without that native rule has its recipe."""
+    planned.policy.write_text(planned.policy.read_text() + "          - {nft: \"iif p0 udp dport 7777 drop\"}\n")
+    plan = planned.run("plan", planned.manifest, "--verbose")
+    assert plan.returncode == 2 and "proven in a throwaway namespace: 0 of 1" in plan.stderr, plan.stderr
+    assert not list((planned.state / "cache" / "nft-recipes").glob("*"))
+    applied = planned.run("apply", planned.manifest, "--verbose")
+    assert applied.returncode == 0 and RECIPE not in applied.stderr and "nft transaction (text)" in applied.stderr
+    assert 'iif "p0" udp dport 7777 drop' in nft(planned, "list", "chain", "inet", "netkeel_guard", "input")
+
+
+def _recipe_file(lab) -> Path:
+    found = list((lab.state / "cache" / "nft-recipes").glob("*"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _reseal(lab, path: Path, content: bytes) -> None:
+    """Write `content` as the recipe at `path`, its digest in the memo's index
+    (and the index sealed again): a recipe the index vouches for."""
+    index = lab.state / "cache" / "nft-rulesets.json"
+    seal, _, body = index.read_bytes().partition(b"\n")
+    data = json.loads(body)
+    old = hashlib.sha256(path.read_bytes()).hexdigest()
+    data["recipes"] = [[name, hashlib.sha256(content).hexdigest() if digest == old else digest]
+                       for name, digest in data["recipes"]]
+    body = (json.dumps(data, separators=(",", ":")) + "\n").encode()
+    index.write_bytes(json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode() + b"\n" + body)
+    path.write_bytes(content)
+
+
+def test_a_damaged_recipe_is_never_sent(planned):
+    """One byte of the recipe flipped (its digest in the sealed index no longer
+    matches), or the file made a link: the text goes, and is verified."""
+    planned.policy.write_text(SAME_ANYWHERE)
+    assert planned.run("plan", planned.manifest).returncode == 2
+    path = _recipe_file(planned)
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    path.write_bytes(bytes(content))
+    applied = planned.run("apply", planned.manifest, "--verbose")
+    assert applied.returncode == 0 and RECIPE not in applied.stderr and "nft transaction (text)" in applied.stderr
+    assert drift(planned, "--full")[0] == 0
+
+
+def test_a_recipe_the_kernel_refuses_is_undone_whole_and_the_text_goes(planned):
+    """A recipe the index vouches for but the kernel refuses (here: its last
+    rule alone, for a chain the batch never made): nothing of it is committed,
+    the text goes instead, the apply succeeds and is verified."""
+    planned.policy.write_text(SAME_ANYWHERE)
+    assert planned.run("plan", planned.manifest).returncode == 2
+    path = _recipe_file(planned)
+    content, at, last = path.read_bytes(), 0, b""
+    while at < len(content):
+        length = int.from_bytes(content[at:at + 4], "little")
+        last, at = content[at:at + length], at + ((length + 3) & ~3)
+    _reseal(planned, path, last)
+    applied = planned.run("apply", planned.manifest, "--verbose")
+    assert applied.returncode == 0, applied.stderr
+    assert "nft recipe refused" in applied.stderr and applied.stderr.count("nft transaction (recipe)") == 2
+    assert drift(planned, "--full")[0] == 0
+    assert "jump other" in listed(planned, "fw")
 
 
 def test_a_plan_killed_while_proving_leaves_nothing_behind(planned):

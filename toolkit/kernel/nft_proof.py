@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import struct
 
 from . import nft_scratch
 from .session import Kernel, Namespace
@@ -87,6 +88,8 @@ def _child_main(jobs: list, fd: int, parent: int) -> None:
                     raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
                 nft_scratch.make_devices(list(devices))
                 outcome = _prove_here(name, action)
+                if outcome.get("proven") is True:
+                    outcome["recipe"] = _recipe_here(libc, action.key[1], action.key[2], list(devices))
                 nft_scratch.send(fd, {"key": list(action.key), "outcome": outcome})
     except BaseException:  # noqa: BLE001 - whatever it is, nothing more is proven
         status = 1
@@ -123,6 +126,34 @@ def _prove_here(name: str, action) -> dict:
         kernel.close()
 
 
+def _recipe_here(libc, family: str, table: str, devices: list) -> str | None:
+    """The recipe of the table just proven in the namespace this process is in
+    (kernel/nft_recipes.py), base64, if it has one and it makes the same table
+    again by itself in another fresh namespace with the same stand-in devices
+    (this process is left in that one); else None."""
+    import base64
+
+    from . import nft_recipes, nftgen
+
+    try:
+        with nftgen.open_socket() as sock:
+            dump = nftgen.table_dump(sock, family, table)
+        number = nftgen.FAMILIES[family]
+        nft_recipes.check(number, dump)
+        made = nft_recipes.recipe(number, dump)
+        if libc.unshare(CLONE_NEWNET) != 0:
+            return None
+        nft_scratch.make_devices(devices)
+        with nftgen.open_socket() as sock:
+            nftgen.commit(sock, nft_recipes.batch([(number, table, made)]))
+            again = nftgen.table_dump(sock, family, table)
+        if nft_recipes.comparable(again) != nft_recipes.comparable(dump):
+            return None
+    except (nft_recipes.NoRecipe, OSError, ValueError, KeyError, struct.error):
+        return None
+    return base64.b64encode(made).decode()
+
+
 class _Proofs:
     """What a transaction asks of the ruleset memo (state/rulesets.RulesetMemo)
     to follow its commit, kept in memory: what the namespace held before it,
@@ -146,6 +177,9 @@ class _Proofs:
 
     def proven(self, table) -> bool:
         return table.key in self.proved
+
+    def recipe(self, table) -> None:
+        return None  # the proof sends the text: it is what is proven
 
 
 class _Forms:

@@ -131,17 +131,20 @@ def send(fd: int, message: dict) -> None:
 
 def messages(fd: int, pid: int):
     """The child's JSON lines, until it closes the pipe or stays silent TIMEOUT_S."""
-    buffer = b""
+    buffer = bytearray()  # (a line may be megabytes: a table's recipe, nft_recipes.py)
     while True:
         ready, _, _ = select.select([fd], [], [], TIMEOUT_S)
         if not ready:
             os.kill(pid, signal.SIGKILL)
             return
-        chunk = os.read(fd, 1 << 16)
+        chunk = os.read(fd, 1 << 20)
         if not chunk:
             return
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
+        if b"\n" not in chunk:
+            buffer += chunk
+            continue
+        *lines, rest = (bytes(buffer) + chunk).split(b"\n")
+        buffer = bytearray(rest)
         for line in lines:
             yield json.loads(line)
 

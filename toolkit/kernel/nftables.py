@@ -18,6 +18,7 @@ drift check against the manifest), it may be read by its text listing instead
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -702,13 +703,17 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     ns = kernel.ns(ns_name)
     before = ns.generation()
     checked_by_caller = callable(tables)  # it verifies what the kernel echoed (or that nothing needed it)
-    kernel.log(ns_name, f"nft transaction ({'text' if script is not None else 'JSON'}): {what}")
+    recipes = _recipes(kernel, tables) if script is not None and not echo and before is not None else None
+    sending = "recipe" if recipes is not None else "text" if script is not None else "JSON"
+    kernel.log(ns_name, f"nft transaction ({sending}): {what}")
     if echo:
         ns.nft.set_echo_output(True)
     sent = None  # the text the kernel took, if it took text
     try:
         output = None
-        if script is not None:
+        if recipes is not None and _commit_recipes(kernel, ns, ns_name, recipes, before):
+            output, sent = "", script  # what the text makes, made (nft_recipes.py)
+        if output is None and script is not None:
             try:
                 output = run_cmd(kernel, ns, script)
                 sent = script
@@ -748,6 +753,40 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
         _follow(kernel.nft_memo, ns_name, ns.cookie(), before, after, ns.read_devices, now, tables,
                 verified=checked_by_caller and sent is not None, check=check)
     return echoed
+
+
+def _recipes(kernel, tables) -> list | None:
+    """[(family, table, recipe)] replacing every table of a transaction that
+    makes them whole (`tables`: none deleted), if each has a recipe its plan's
+    proof made and checked (kernel/nft_recipes.py); else None: the text goes."""
+    memo = kernel.nft_memo
+    if memo is None or not isinstance(tables, dict) or not tables or any(t is None for t in tables.values()):
+        return None
+    from . import nftgen
+
+    parts = []
+    for (_, family, name), table in tables.items():
+        made = memo.recipe(table)
+        if made is None or family not in nftgen.FAMILIES:
+            return None
+        parts.append((nftgen.FAMILIES[family], name, made))
+    return parts
+
+
+def _commit_recipes(kernel, ns, ns_name: str, recipes: list, before: int) -> bool:
+    """Send the tables' recipes as one transaction: True if committed; False if
+    the kernel refused it and nothing was committed (the text then goes, as
+    ever). Raises KernelError if refused while the generation moved."""
+    from . import nft_recipes, nftgen
+
+    try:
+        nftgen.commit(ns.nfgen_socket(), nft_recipes.batch(recipes))
+    except OSError as exc:
+        if ns.generation() == before:
+            kernel.log(ns_name, f"nft recipe refused ({exc.strerror or exc}): the text instead")
+            return False
+        raise KernelError(f"nft recipe in {ns_name}", exc.strerror or str(exc)) from None
+    return True
 
 
 def _echoed(output: str) -> list:
@@ -850,10 +889,17 @@ def prove_in_scratch(kernel, jobs: list) -> list:
         outcomes = [(a.desired, answers.get(a.key) or {}) for a in actions]
         proven = [table for table, outcome in outcomes if outcome.get("proven") is True]
         memo.prove(proven)
-        if kernel.nft_forms is not None:
-            for action in actions:
-                if (answers.get(action.key) or {}).get("proven") is True:
-                    kernel.nft_forms.table(*action.key).merge(answers[action.key].get("forms"))
+        for action in actions:
+            answer = answers.get(action.key) or {}
+            if answer.get("proven") is not True:
+                continue
+            if kernel.nft_forms is not None:
+                kernel.nft_forms.table(*action.key).merge(answer.get("forms"))
+            try:
+                if isinstance(answer.get("recipe"), str):
+                    memo.keep_recipe(action.desired, base64.b64decode(answer["recipe"], validate=True))
+            except ValueError:  # not base64: no recipe
+                pass
         memo.refute(table for table, outcome in outcomes if outcome.get("proven") is not True
                     and "refused" not in outcome)
         refused += [(ns, str(outcome["refused"])) for _, outcome in outcomes if "refused" in outcome]

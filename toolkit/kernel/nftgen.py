@@ -15,6 +15,7 @@ the answer is NFT_MSG_NEWGEN carrying NFTA_GEN_ID (be32).
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
@@ -416,3 +417,82 @@ def _u32(value: bytes) -> int:
     if len(value) < 4:
         raise ValueError("a short number")
     return struct.unpack_from(">I", value)[0]
+
+
+# -- a table's recipe (nft_recipes.py): its dump, and the batch sent -----------
+
+NFT_MSG_GETSETELEM, NFT_MSG_NEWSETELEM = 13, 12
+NFTA_TABLE_NAME_ATTR = 1
+NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET = 1, 2
+SOL_NETLINK, NETLINK_CAP_ACK = 270, 10
+SO_SNDBUFFORCE = 32
+
+
+def table_dump(sock: socket.socket, family: str, table: str, seq: int = 20) -> dict:
+    """One table as the kernel dumps it: {"table": its attributes, "chains",
+    "sets", "elements" (each set's element messages), "rules": [attributes],
+    in the kernel's order, "others": its stateful objects and flowtables}
+    (each message's attributes region, as bytes). Raises OSError."""
+    number = FAMILIES[family]
+    body = _NFGEN.pack(number, 0, 0)
+    out = {"table": None, "chains": [], "sets": [], "elements": [], "rules": [], "others": 0}
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETTABLE, 0, body + _name_attr(NFTA_TABLE_NAME, table), seq):
+        if kind == NFT_MSG_NEWTABLE:
+            out["table"] = data[offset:end]
+    if out["table"] is None:
+        raise OSError("no such table")
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETCHAIN, NLM_F_DUMP, body, seq + 1):
+        if kind == NFT_MSG_NEWCHAIN and _text_attr(data, offset, end, NFTA_CHAIN_TABLE) == table:
+            out["chains"].append(data[offset:end])
+    names = []
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETSET, NLM_F_DUMP, body, seq + 2):
+        if kind == NFT_MSG_NEWSET and _text_attr(data, offset, end, NFTA_SET_TABLE) == table:
+            out["sets"].append(data[offset:end])
+            names.append(_text_attr(data, offset, end, NFTA_SET_NAME))
+    for i, name in enumerate(names):
+        ask = body + _name_attr(NFTA_SET_ELEM_LIST_TABLE, table) + _name_attr(NFTA_SET_ELEM_LIST_SET, name)
+        for kind, data, offset, end in _ask(sock, NFT_MSG_GETSETELEM, NLM_F_DUMP, ask, seq + 3 + i):
+            if kind == NFT_MSG_NEWSETELEM:
+                out["elements"].append(data[offset:end])
+    seq += 3 + len(names)
+    for kind, data, offset, end in _ask(sock, NFT_MSG_GETRULE, NLM_F_DUMP, body + _name_attr(NFTA_RULE_TABLE, table),
+                                        seq):
+        if kind == NFT_MSG_NEWRULE:
+            out["rules"].append(data[offset:end])
+    for msg, answer, attr, step in ((NFT_MSG_GETOBJ, NFT_MSG_NEWOBJ, NFTA_OBJ_TABLE, 1),
+                                    (NFT_MSG_GETFLOWTABLE, NFT_MSG_NEWFLOWTABLE, NFTA_FLOWTABLE_TABLE, 2)):
+        for kind, data, offset, end in _ask(sock, msg, NLM_F_DUMP, body, seq + step):
+            if kind == answer and _text_attr(data, offset, end, attr) == table:
+                out["others"] += 1
+    return out
+
+
+def commit(sock: socket.socket, batch: bytes) -> None:
+    """Send one nf_tables batch (nft_recipes.batch) and take every answer it
+    got. The kernel handles a batch inside the send: when it returns, the
+    transaction is committed or refused, and its answers are queued (an
+    acknowledgement asked for, an error for each request refused). Raises
+    OSError with the kernel's first errno if any was refused (then nothing
+    was committed; the caller compares the generation to be sure)."""
+    sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(batch) + 65536)  # root: larger than wmem_max
+    sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # an error names the request, not its whole body
+    sock.send(batch)
+    first = 0
+    timeout = sock.gettimeout()
+    sock.settimeout(0)  # what is queued, then no more: the batch was handled in the send
+    try:
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except BlockingIOError:
+                break
+            except OSError as exc:  # ENOBUFS: more errors than the buffer held
+                first = first or exc.errno or 1
+                break
+            for offset, _, kind, _ in _messages(data):
+                if kind == NLMSG_ERROR:
+                    first = first or _error(data, offset)
+    finally:
+        sock.settimeout(timeout)
+    if first:
+        raise OSError(first, f"the batch was refused (errno {first}: {os.strerror(first)})")

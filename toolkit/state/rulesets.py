@@ -41,6 +41,11 @@ KIND = "nft_table"
 
 
 PROVEN = 256  # content digests kept (see prove())
+# Recipes (kernel/nft_recipes.py: the batch that makes a proven table, 5 MB
+# for 10,000 rules), each in a file of its own named by its table's name and
+# content, its SHA-256 in the sealed index; the newest kept.
+RECIPES = "cache/nft-recipes"
+RECIPES_KEPT = 8
 
 
 def content_digest(resource) -> str:
@@ -60,10 +65,12 @@ class RulesetMemo:
         self._entries: dict | None = None   # the file's entries, as read
         self._proven: list | None = None    # the file's proven content digests, oldest first
         self._refuted: list | None = None   # and those a proof failed for (see refute())
+        self._recipes: list | None = None   # the file's [recipe name, its SHA-256], oldest first
         self._known: dict = {}              # ns -> (cookie, generation, devices, resources): decoded or put
         self._new: dict = {}                # ns -> (cookie, generation, devices, resources), to save
         self._new_proven: list = []
         self._new_refuted: list = []
+        self._new_recipes: dict = {}        # recipe name -> its bytes, to save
 
     def get(self, ns: str, cookie: int, generation: int, devices: list):
         """The resources read in `ns` at this (cookie, generation, devices), or None."""
@@ -124,6 +131,32 @@ class RulesetMemo:
         """Whether this content was listed back exactly so before (by this netkeel, this boot)."""
         return self._noted(table, self._new_proven, lambda: self._proven)
 
+    def keep_recipe(self, table, made: bytes) -> None:
+        """Keep the recipe a plan's proof made of this table's content (nft_proof.py)."""
+        self._new_recipes[recipe_name(table)] = made
+
+    def recipe(self, table) -> bytes | None:
+        """The recipe of this table's content, if it is proven and one was kept
+        (its bytes as written: checked against the sealed index's digest)."""
+        if not self.proven(table):
+            return None
+        name = recipe_name(table)
+        if name in self._new_recipes:
+            return self._new_recipes[name]
+        if not self.trust:
+            return None
+        self._loaded()
+        digest = dict(self._recipes or ()).get(name)
+        if not isinstance(digest, str):
+            return None
+        try:
+            content = self.state.read_bytes(f"{RECIPES}/{name}")
+        except Exception:  # noqa: BLE001 - unsafe or unreadable: no recipe, the text goes
+            return None
+        if content is None or hashlib.sha256(content).hexdigest() != digest:
+            return None
+        return content
+
     def refute(self, tables) -> None:
         """Note that a proof of these tables' content failed (a plan's, in a
         throwaway namespace: kernel/nft_proof.py): it read back otherwise than
@@ -149,10 +182,11 @@ class RulesetMemo:
     def save(self) -> None:
         """Write what this command learned, merged with the file as it is now.
         Never raises: a cache that cannot be written is only slower next time."""
-        if not (self._new or self._new_proven or self._new_refuted) or not self.state.root.is_dir():
+        if not (self._new or self._new_proven or self._new_refuted or self._new_recipes) \
+                or not self.state.root.is_dir():
             return  # nothing new, or no state directory to keep it in (see compiled.store)
         try:
-            entries, proven, refuted = self._read()
+            entries, proven, refuted, recipes = self._read()
             entries = dict(entries)
             proven = [d for d in proven if d not in self._new_proven] + self._new_proven
             refuted = [d for d in refuted if d not in self._new_refuted] + self._new_refuted
@@ -170,10 +204,20 @@ class RulesetMemo:
                         self.state.write_bytes(f"{DIRECTORY}/{digest}.json", content, durable=False)
                 entries[ns] = entry
             entries = {ns: e for ns, e in entries.items() if self._exists(ns)}
+            for name, made in self._new_recipes.items():
+                digest = hashlib.sha256(made).hexdigest()
+                if [name, digest] not in recipes:
+                    self.state.write_bytes(f"{RECIPES}/{name}", made, durable=False)
+                recipes = [r for r in recipes if r[0] != name] + [[name, digest]]
+            recipes = recipes[-RECIPES_KEPT:]
             self.state.write_sealed_json(FILE, {"format": FORMAT, "boot": boot_id(), "code": fingerprint(),
                                                 "namespaces": entries, "proven": proven[-PROVEN:],
-                                                "refuted": refuted[-PROVEN:]}, durable=False)
-            self._new, self._new_proven, self._new_refuted = {}, [], []
+                                                "refuted": refuted[-PROVEN:], "recipes": recipes}, durable=False)
+            self._new, self._new_proven, self._new_refuted, self._new_recipes = {}, [], [], {}
+            kept = {name for name, _ in recipes}
+            for name in self.state.regular_files(RECIPES):
+                if name not in kept:
+                    self.state.unlink(f"{RECIPES}/{name}")
             used = {f"{e.get('digest')}.json" for e in entries.values() if isinstance(e, dict)}
             for name in self.state.regular_files(DIRECTORY):
                 if name not in used:  # another command's entry file written since is rewritten when needed
@@ -183,23 +227,24 @@ class RulesetMemo:
 
     def _loaded(self) -> dict:
         if self._entries is None:
-            self._entries, self._proven, self._refuted = self._read()
+            self._entries, self._proven, self._refuted, self._recipes = self._read()
         return self._entries
 
     def _read(self) -> tuple:
-        """(entries by namespace, proven digests, refuted digests) of the file;
-        ({}, [], []) unless it is this format, this boot's (cookies start again
+        """(entries by namespace, proven digests, refuted digests, recipes) of the
+        file; ({}, [], [], []) unless it is this format, this boot's (cookies start again
         at each boot) and this netkeel's (its canonical forms may differ from
         another's)."""
         try:
             data = self.state.read_sealed_json(FILE)  # a damaged file would be believed: sealed
         except Exception:  # noqa: BLE001 - corrupt or unsafe: a miss, rewritten on saving
-            return {}, [], []
+            return {}, [], [], []
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("namespaces"), dict):
-            return {}, [], []
+            return {}, [], [], []
         if data.get("boot") != boot_id() or data.get("code") != fingerprint():
-            return {}, [], []
-        return data["namespaces"], _digests(data.get("proven")), _digests(data.get("refuted"))
+            return {}, [], [], []
+        return (data["namespaces"], _digests(data.get("proven")), _digests(data.get("refuted")),
+                _recipes(data.get("recipes")))
 
 
 def _note(tables, into: list) -> None:
@@ -207,6 +252,24 @@ def _note(tables, into: list) -> None:
         digest = content_digest(table)
         if digest not in into:
             into.append(digest)
+
+
+def _recipes(value) -> list:
+    """[[name, digest]] as save() writes them (hex names: file names of our own)."""
+    if not isinstance(value, list):
+        return []
+    return [[n, d] for n, d in (r for r in value if isinstance(r, list) and len(r) == 2)
+            if _hex(n) and _hex(d)]
+
+
+def _hex(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def recipe_name(table) -> str:
+    """A recipe's file name: its table's family, name and content (a recipe names its table)."""
+    _, family, name = table.key
+    return hashlib.sha256(json.dumps([family, name, content_digest(table)]).encode()).hexdigest()
 
 
 def _digests(value) -> list:

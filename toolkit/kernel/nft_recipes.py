@@ -1,0 +1,165 @@
+"""A table's recipe: the raw nf_tables batch that makes it, read from the kernel.
+
+libnftables spends as long parsing and encoding a 10,000-rule table as the
+kernel spends committing it (about 0.13 s each here), every time it is sent.
+A plan proves a table's content in a throwaway namespace (nft_proof.py): made
+there by libnftables from the text the apply would send, then read back
+exactly as sent. There, the kernel's own dump of that table (its table,
+chains, sets, their elements and its rules, as netlink attributes) says
+byte for byte what libnftables made; less what is not content (handles, use
+counts, a base chain's counters), those dumped messages are requests that
+make the same table again. That is the recipe. It is believed only once
+made again by itself, in another fresh namespace with the same stand-in
+devices, and dumped back identical (`same_dumps`). An apply of proven
+content then sends the recipe as one batch instead of the text (the kernel's
+work alone), and falls back to the text if the kernel refuses it.
+
+Only content that means the same in any namespace has a recipe: no rule
+naming a device by index (nft_forms.learnable: the stand-ins' indexes are not
+the node's), no set whose keys or values are interface indexes, no anonymous
+set (a rule's inline `{ ... }`: bound to its rule by ids a dump does not
+give), no set with timeouts or filled by the packet path, no stateful object
+or flowtable. Anything else: no recipe, and the apply sends the text.
+
+Pure: bytes in, bytes out. The dumping and the sending are nftgen.py's.
+Layout from <linux/netfilter/nf_tables.h> and <linux/netfilter/nfnetlink.h>.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from .nft_forms import form, learnable
+from .nftgen import attributes
+
+_HDR = struct.Struct("=LHHLL")
+_NFGEN = struct.Struct("=BBH")
+_NLA = struct.Struct("=HH")
+
+NFNL_SUBSYS_NFTABLES = 10
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE = 0, 2, 3, 6
+NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM = 9, 12
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x200, 0x400, 0x800
+
+# What is not content, by object: left out of the requests and the comparison.
+TABLE_KEPT = {1, 2, 6}                  # NFTA_TABLE_NAME, _FLAGS, _USERDATA (not _USE 3, _HANDLE 4, _OWNER 7)
+CHAIN_DROPPED = {2, 6, 8, 9, 11}        # NFTA_CHAIN_HANDLE, _USE, _COUNTERS, _PAD, _ID
+SET_SAID = {10, 14, 16}                 # NFTA_SET_ID, _PAD, _HANDLE
+SET_DROPPED = SET_SAID | {19, 20}       # and what newer kernels tell of it (_TYPE: its backend, _COUNT)
+RULE_DROPPED = {3, 6, 8, 9, 10}         # NFTA_RULE_HANDLE, _POSITION, _PAD, _ID, _POSITION_ID
+NFTA_SET_FLAGS, NFTA_SET_KEY_TYPE, NFTA_SET_DATA_TYPE, NFTA_SET_ID = 3, 4, 6, 10
+NFTA_SET_ELEM_LIST_ELEMENTS = 3
+NFT_SET_ANONYMOUS, NFT_SET_TIMEOUT, NFT_SET_EVAL = 0x1, 0x10, 0x20
+TYPE_IFINDEX, TYPE_BITS = 20, 6   # nftables' datatype of interface indexes; concatenations pack 6 bits a type
+NFT_DATA_VERDICT = 0xFFFFFF00
+
+
+class NoRecipe(Exception):
+    """This table's content has no recipe (see the module's docstring); the reason."""
+
+
+def stripped(data: bytes, dropped=None, kept=None) -> bytes:
+    """A message's attributes (data: the attributes region) less those `dropped`,
+    or only those `kept`. Raises ValueError on attributes that do not fit."""
+    out = []
+    for kind, start, stop in attributes(data, 0, len(data)):
+        if (kept is not None and kind not in kept) or (dropped is not None and kind in dropped):
+            continue
+        out.append(data[start - _NLA.size:stop] + b"\0" * (-(stop - start) % 4))
+    return b"".join(out)
+
+
+def _u32(data: bytes, wanted: int) -> int | None:
+    for kind, start, stop in attributes(data, 0, len(data)):
+        if kind == wanted and stop - start == 4:
+            return struct.unpack_from(">I", data, start)[0]
+    return None
+
+
+def _holds_ifindex(datatype: int | None) -> bool:
+    if datatype is None or datatype == NFT_DATA_VERDICT:
+        return False
+    while datatype:
+        if datatype & ((1 << TYPE_BITS) - 1) == TYPE_IFINDEX:
+            return True
+        datatype >>= TYPE_BITS
+    return False
+
+
+def check(family: int, dump: dict) -> None:
+    """Raise NoRecipe unless the dumped table (nftgen.table_dump) means the same in any namespace."""
+    if dump["others"]:
+        raise NoRecipe("it holds stateful objects or flowtables")
+    for attrs in dump["sets"]:
+        flags = _u32(attrs, NFTA_SET_FLAGS) or 0
+        if flags & NFT_SET_ANONYMOUS:
+            raise NoRecipe("a rule holds an anonymous set")
+        if flags & (NFT_SET_TIMEOUT | NFT_SET_EVAL):
+            raise NoRecipe("a set has timeouts or is filled by the packet path")
+        if _holds_ifindex(_u32(attrs, NFTA_SET_KEY_TYPE)) or _holds_ifindex(_u32(attrs, NFTA_SET_DATA_TYPE)):
+            raise NoRecipe("a set holds interface indexes")
+    for attrs in dump["rules"]:
+        if not learnable(form(family, attrs, 0, len(attrs))):
+            raise NoRecipe("a rule is not known to mean the same in any namespace")
+
+
+def _message(kind: int, flags: int, family: int, body: bytes, seq: int = 0) -> bytes:
+    return _HDR.pack(_HDR.size + _NFGEN.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | kind,
+                     NLM_F_REQUEST | flags, seq, 0) + _NFGEN.pack(family, 0, 0) + body
+
+
+def recipe(family: int, dump: dict) -> bytes:
+    """The requests that make the dumped table again (check() first): its table,
+    chains, sets, their elements, then its rules in order; the last one asks
+    for an acknowledgement. Raises ValueError on attributes that do not fit."""
+    create = NLM_F_CREATE | NLM_F_EXCL
+    messages = [_message(NFT_MSG_NEWTABLE, create, family, stripped(dump["table"], kept=TABLE_KEPT))]
+    messages += [_message(NFT_MSG_NEWCHAIN, create, family, stripped(a, CHAIN_DROPPED)) for a in dump["chains"]]
+    # The kernel asks a new set for an id of its own in the batch (NFTA_SET_ID).
+    messages += [_message(NFT_MSG_NEWSET, create, family, stripped(a, SET_DROPPED) + _NLA.pack(8, NFTA_SET_ID)
+                          + struct.pack(">I", i)) for i, a in enumerate(dump["sets"], 1)]
+    messages += [_message(NFT_MSG_NEWSETELEM, NLM_F_CREATE, family, a) for a in dump["elements"]]
+    messages += [_message(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, family, stripped(a, RULE_DROPPED))
+                 for a in dump["rules"]]
+    last = messages[-1]
+    length, kind, flags, seq, pid = _HDR.unpack_from(last)
+    messages[-1] = _HDR.pack(length, kind, flags | NLM_F_ACK, seq, pid) + last[_HDR.size:]
+    return b"".join(messages)
+
+
+def table_name_attr(name: str) -> bytes:
+    value = name.encode() + b"\0"
+    return _NLA.pack(_NLA.size + len(value), 1) + value + b"\0" * (-len(value) % 4)
+
+
+def batch(parts: list) -> bytes:
+    """One nf_tables transaction replacing tables by their recipes: `parts`
+    [(family, table name, recipe)]. Each table is first made if missing and
+    deleted (both requests inside the transaction: whatever it held goes), then
+    made by its recipe; all or nothing."""
+    subsystem = _NFGEN.pack(0, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
+    out = [_HDR.pack(_HDR.size + _NFGEN.size, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, 0) + subsystem]
+    for family, name, made in parts:
+        named = table_name_attr(name)
+        out += [_message(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, named),
+                _message(NFT_MSG_DELTABLE, 0, family, named), made]
+    out.append(_HDR.pack(_HDR.size + _NFGEN.size, NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, 0) + subsystem)
+    return b"".join(out)
+
+
+def comparable(dump: dict) -> tuple:
+    """What two dumps of a table must share to hold the same content: every
+    attribute but handles, use counts and a base chain's counters, the sets'
+    elements as a sorted list (a hash set dumps in its own order)."""
+    elements = []
+    for attrs in dump["elements"]:
+        head = stripped(attrs, dropped={NFTA_SET_ELEM_LIST_ELEMENTS})
+        for kind, start, stop in attributes(attrs, 0, len(attrs)):
+            if kind == NFTA_SET_ELEM_LIST_ELEMENTS:
+                elements += [head + attrs[a - _NLA.size:b] for _, a, b in attributes(attrs, start, stop)]
+    return (stripped(dump["table"], kept=TABLE_KEPT), [stripped(a, CHAIN_DROPPED) for a in dump["chains"]],
+            sorted(stripped(a, SET_SAID) for a in dump["sets"]), sorted(elements),
+            [stripped(a, RULE_DROPPED) for a in dump["rules"]], dump["others"])
+
