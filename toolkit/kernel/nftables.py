@@ -18,11 +18,10 @@ drift check against the manifest), it may be read by its text listing instead
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import threading
-from typing import NamedTuple
+from collections import namedtuple
 
 from ..core.owners import CHAOS_TABLE_PREFIX, FOREIGN, TABLE_PREFIX, TOPOLOGY, overlay
 from ..core.resource import Resource, changed_fields
@@ -251,18 +250,14 @@ def _listed_by_text(kernel, ns, ns_name: str, tables: list, expected: dict):
     return out
 
 
-class TextReading(NamedTuple):
-    """What _table_by_text decides on, all read at one ruleset generation: the
-    table's rules from its text listing ({chain: [(text, handle)]}), its set
-    names, the JSON items of its table, chain headers and sets (elements
-    included), and the kernel's own (chain, handle) list of its rules."""
-    generation: int
-    chains: dict
-    sets: list
-    items: list
-    dumped: list
-    raw: dict | None = None  # each rule's attributes by handle, dumped beside a listing (for noting forms)
-    unknown: dict | None = None  # handle -> (its attributes to replay, its form) of a rule of a form not known
+# What _table_by_text decides on, all read at one ruleset generation: the
+# table's rules from its text listing ({chain: [(text, handle)]}), its set
+# names, the JSON items of its table, chain headers and sets (elements
+# included), and the kernel's own (chain, handle) list of its rules (`dumped`);
+# `raw`: each rule's attributes by handle, dumped beside a listing (for noting
+# forms); `unknown`: handle -> (its attributes to replay, its form) of a rule of
+# a form not known. (A plain namedtuple: importing typing cost a quick answer 4 ms.)
+TextReading = namedtuple("TextReading", "generation chains sets items dumped raw unknown", defaults=(None, None))
 
 
 def tables_read_by_text(tables: list) -> list:
@@ -863,6 +858,8 @@ def prove_in_scratch(kernel, jobs: list) -> list:
     not tried again. [(namespace, libnftables' error)] of what was refused
     there (tried again by the next plan: the user is told each time). Nothing
     is proven without a memo."""
+    import base64
+
     from . import nft_proof
 
     memo = kernel.nft_memo
