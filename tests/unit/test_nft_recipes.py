@@ -92,7 +92,6 @@ def test_a_batch_replaces_each_table_inside_one_transaction():
 
 @pytest.mark.parametrize("changed, why", [
     ({"others": 1}, "stateful objects"),
-    ({"sets": [a_set(flags=R.NFT_SET_ANONYMOUS)]}, "anonymous"),
     ({"sets": [a_set(flags=R.NFT_SET_TIMEOUT)]}, "timeouts"),
     ({"sets": [a_set(flags=R.NFT_SET_EVAL)]}, "packet path"),
     ({"sets": [a_set(key_type=R.TYPE_IFINDEX)]}, "interface indexes"),
@@ -107,8 +106,9 @@ def test_content_that_would_not_mean_the_same_elsewhere_has_no_recipe(changed, w
         R.check(INET, dump(**changed))
 
 
-def test_a_verdict_map_and_a_concatenation_without_interfaces_have_recipes():
+def test_a_verdict_map_a_concatenation_and_an_anonymous_set_have_recipes():
     R.check(INET, dump(sets=[a_set(key_type=(7 << 6) | 13, data_type=R.NFT_DATA_VERDICT)]))
+    R.check(INET, dump(sets=[a_set("__set0", flags=0x1 | 0x2)]))  # anonymous, constant
 
 
 def test_two_dumps_compare_equal_whatever_their_handles_and_their_sets_order():

@@ -16,10 +16,11 @@ work alone), and falls back to the text if the kernel refuses it.
 
 Only content that means the same in any namespace has a recipe: no rule
 naming a device by index (nft_forms.learnable: the stand-ins' indexes are not
-the node's), no set whose keys or values are interface indexes, no anonymous
-set (a rule's inline `{ ... }`: bound to its rule by ids a dump does not
-give), no set with timeouts or filled by the packet path, no stateful object
-or flowtable. Anything else: no recipe, and the apply sends the text.
+the node's), no set whose keys or values are interface indexes, no set with
+timeouts or filled by the packet path, no stateful object or flowtable.
+Anything else: no recipe, and the apply sends the text. (A rule's inline
+`{ ... }` is an anonymous set, dumped with its kernel-given name, `__set0`:
+made again under that name, before the rules that look it up by it.)
 
 Pure: bytes in, bytes out. The dumping and the sending are nftgen.py's.
 Layout from <linux/netfilter/nf_tables.h> and <linux/netfilter/nfnetlink.h>.
@@ -51,7 +52,7 @@ SET_DROPPED = SET_SAID | {19, 20}       # and what newer kernels tell of it (_TY
 RULE_DROPPED = {3, 6, 8, 9, 10}         # NFTA_RULE_HANDLE, _POSITION, _PAD, _ID, _POSITION_ID
 NFTA_SET_FLAGS, NFTA_SET_KEY_TYPE, NFTA_SET_DATA_TYPE, NFTA_SET_ID = 3, 4, 6, 10
 NFTA_SET_ELEM_LIST_ELEMENTS = 3
-NFT_SET_ANONYMOUS, NFT_SET_TIMEOUT, NFT_SET_EVAL = 0x1, 0x10, 0x20
+NFT_SET_TIMEOUT, NFT_SET_EVAL = 0x10, 0x20
 TYPE_IFINDEX, TYPE_BITS = 20, 6   # nftables' datatype of interface indexes; concatenations pack 6 bits a type
 NFT_DATA_VERDICT = 0xFFFFFF00
 
@@ -94,8 +95,6 @@ def check(family: int, dump: dict) -> None:
         raise NoRecipe("it holds stateful objects or flowtables")
     for attrs in dump["sets"]:
         flags = _u32(attrs, NFTA_SET_FLAGS) or 0
-        if flags & NFT_SET_ANONYMOUS:
-            raise NoRecipe("a rule holds an anonymous set")
         if flags & (NFT_SET_TIMEOUT | NFT_SET_EVAL):
             raise NoRecipe("a set has timeouts or is filled by the packet path")
         if _holds_ifindex(_u32(attrs, NFTA_SET_KEY_TYPE)) or _holds_ifindex(_u32(attrs, NFTA_SET_DATA_TYPE)):
