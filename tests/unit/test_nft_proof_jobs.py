@@ -60,6 +60,7 @@ class FakeMemo:
 
     def __init__(self, proven=(), refuted=()):
         self.proven_keys, self.refuted_keys = set(proven), set(refuted)
+        self.recipes = {}
 
     def proven(self, table):
         return table.key in self.proven_keys
@@ -72,6 +73,9 @@ class FakeMemo:
 
     def refute(self, tables):
         self.refuted_keys |= {t.key for t in tables}
+
+    def keep_recipe(self, table, made):
+        self.recipes[table.key] = made
 
 
 class FakeForms:
@@ -107,14 +111,17 @@ def sized(name, rules):
 def test_the_answers_prove_refute_or_warn_and_a_budget_bounds_the_work(monkeypatch):
     from toolkit.kernel import nft_proof, nftables
 
-    big, bigger, known, failed, odd, refused = (sized("big", 30_000), sized("bigger", 21_000), sized("known", 3),
-                                                sized("failed", 4), sized("odd", 5), sized("refused", 6))
+    budget = nftables.PROOF_BUDGET
+    big, bigger, known, failed, odd, refused = (sized("big", budget * 3 // 5), sized("bigger", budget * 2 // 5 + 10),
+                                                sized("known", 3), sized("failed", 4), sized("odd", 5),
+                                                sized("refused", 6))
     sent = []
 
     def prove(todo):
         sent.extend(a.key for _, _, actions in todo for a in actions)
-        return {big.key: {"proven": True, "forms": {"f" * 32: ["counter", [8]]}},
-                odd.key: {"proven": False, "forms": {"e" * 32: ["never", []]}}, refused.key: {"refused": "no such chain"}}
+        return {big.key: {"proven": True, "forms": {"f" * 32: ["counter", [8]]}, "recipe": "cmVjaXBl"},
+                odd.key: {"proven": False, "forms": {"e" * 32: ["never", []]}, "recipe": "bm90IHByb3Zlbg=="},
+                refused.key: {"refused": "no such chain"}}
 
     monkeypatch.setattr(nft_proof, "prove", prove)
     memo = FakeMemo(proven=[known.key], refuted=[failed.key])
@@ -123,6 +130,7 @@ def test_the_answers_prove_refute_or_warn_and_a_budget_bounds_the_work(monkeypat
     assert nftables.prove_in_scratch(kernel, jobs) == [("ns_x", "no such chain")]
     assert kernel.nft_forms.merged == [("big", {"f" * 32: ["counter", [8]]})]  # the forms of what was proven alone
     assert sent == [big.key, odd.key, refused.key]  # bigger: past the budget; known, failed: not again
+    assert memo.recipes == {big.key: b"recipe"}  # the recipe of what was proven alone
     assert memo.proven_keys == {known.key, big.key}
     assert memo.refuted_keys == {failed.key, odd.key}  # a refusal is said again by the next plan
 

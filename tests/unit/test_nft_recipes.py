@@ -122,3 +122,18 @@ def test_two_dumps_compare_equal_whatever_their_handles_and_their_sets_order():
     for differing in (dump(elements=[elements(b"\xc0\x00\x02\x01")]), dump(rules=one["rules"][::-1]),
                       dump(chains=[chain("forward")]), dump(sets=[a_set(flags=4)])):
         assert R.comparable(differing) != R.comparable(one)
+
+
+def test_forms_a_proof_noted_learnable_are_not_read_again():
+    """The proof's reading back noted each learnable rule's form (digest, counter
+    matches): check() takes those as read; any other is read."""
+    odd = rule(TCP, nla(1, string(1, "fib")), accept())
+    noted = nft_forms_of(odd)
+    R.check(INET, dump(rules=[odd]), learned={noted.digest: noted.matches})
+    with pytest.raises(R.NoRecipe):
+        R.check(INET, dump(rules=[odd]), learned={noted.digest: (999,)})  # another rule's matches
+
+
+def nft_forms_of(data: bytes):
+    from toolkit.kernel import nft_forms
+    return nft_forms.form(INET, data, 0, len(data))

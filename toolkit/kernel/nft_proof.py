@@ -89,7 +89,8 @@ def _child_main(jobs: list, fd: int, parent: int) -> None:
                 nft_scratch.make_devices(list(devices))
                 outcome = _prove_here(name, action)
                 if outcome.get("proven") is True:
-                    outcome["recipe"] = _recipe_here(libc, action.key[1], action.key[2], list(devices))
+                    learned = {digest: tuple(matches) for digest, (_, matches) in outcome["forms"].items()}
+                    outcome["recipe"] = _recipe_here(libc, action.key[1], action.key[2], list(devices), learned)
                 nft_scratch.send(fd, {"key": list(action.key), "outcome": outcome})
     except BaseException:  # noqa: BLE001 - whatever it is, nothing more is proven
         status = 1
@@ -126,11 +127,12 @@ def _prove_here(name: str, action) -> dict:
         kernel.close()
 
 
-def _recipe_here(libc, family: str, table: str, devices: list) -> str | None:
+def _recipe_here(libc, family: str, table: str, devices: list, learned: dict) -> str | None:
     """The recipe of the table just proven in the namespace this process is in
     (kernel/nft_recipes.py), base64, if it has one and it makes the same table
     again by itself in another fresh namespace with the same stand-in devices
-    (this process is left in that one); else None."""
+    (this process is left in that one); else None. `learned`: the forms the
+    proof's reading back noted (learnable), for nft_recipes.check."""
     import base64
 
     from . import nft_recipes, nftgen
@@ -139,7 +141,7 @@ def _recipe_here(libc, family: str, table: str, devices: list) -> str | None:
         with nftgen.open_socket() as sock:
             dump = nftgen.table_dump(sock, family, table)
         number = nftgen.FAMILIES[family]
-        nft_recipes.check(number, dump)
+        nft_recipes.check(number, dump, learned)
         made = nft_recipes.recipe(number, dump)
         if libc.unshare(CLONE_NEWNET) != 0:
             return None

@@ -89,8 +89,10 @@ def _holds_ifindex(datatype: int | None) -> bool:
     return False
 
 
-def check(family: int, dump: dict) -> None:
-    """Raise NoRecipe unless the dumped table (nftgen.table_dump) means the same in any namespace."""
+def check(family: int, dump: dict, learned=None) -> None:
+    """Raise NoRecipe unless the dumped table (nftgen.table_dump) means the same
+    in any namespace. `learned`: {form digest: counter matches} of forms known
+    learnable (a proof's reading back noted them): not read again."""
     if dump["others"]:
         raise NoRecipe("it holds stateful objects or flowtables")
     for attrs in dump["sets"]:
@@ -99,8 +101,10 @@ def check(family: int, dump: dict) -> None:
             raise NoRecipe("a set has timeouts or is filled by the packet path")
         if _holds_ifindex(_u32(attrs, NFTA_SET_KEY_TYPE)) or _holds_ifindex(_u32(attrs, NFTA_SET_DATA_TYPE)):
             raise NoRecipe("a set holds interface indexes")
+    learned = learned or {}
     for attrs in dump["rules"]:
-        if not learnable(form(family, attrs, 0, len(attrs))):
+        rule = form(family, attrs, 0, len(attrs))
+        if learned.get(rule.digest) != rule.matches and not learnable(rule):
             raise NoRecipe("a rule is not known to mean the same in any namespace")
 
 

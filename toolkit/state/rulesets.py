@@ -46,6 +46,7 @@ PROVEN = 256  # content digests kept (see prove())
 # content, its SHA-256 in the sealed index; the newest kept.
 RECIPES = "cache/nft-recipes"
 RECIPES_KEPT = 8
+RECIPE_BYTES = 128 << 20  # and at most this much of them (a 50,000-rule table's is 26 MB)
 
 
 def content_digest(resource) -> str:
@@ -225,7 +226,7 @@ class RulesetMemo:
                 if [name, digest] not in recipes:
                     self.state.write_bytes(f"{RECIPES}/{name}", made, durable=False)
                 recipes = [r for r in recipes if r[0] != name] + [[name, digest]]
-            recipes = recipes[-RECIPES_KEPT:]
+            recipes = _newest(recipes[-RECIPES_KEPT:], self.state)
             self.state.write_sealed_json(FILE, {"format": FORMAT, "boot": boot_id(), "code": fingerprint(),
                                                 "namespaces": entries, "proven": proven[-PROVEN:],
                                                 "refuted": refuted[-PROVEN:], "recipes": recipes}, durable=False)
@@ -268,6 +269,20 @@ def _note(tables, into: list) -> None:
         digest = content_digest(table)
         if digest not in into:
             into.append(digest)
+
+
+def _newest(recipes: list, state) -> list:
+    """The newest recipes whose files hold RECIPE_BYTES at most together."""
+    kept, total = [], 0
+    for name, digest in reversed(recipes):
+        try:
+            total += state.path(f"{RECIPES}/{name}").lstat().st_size
+        except OSError:
+            continue  # gone: not kept
+        if total > RECIPE_BYTES:
+            break
+        kept.append([name, digest])
+    return kept[::-1]
 
 
 def _recipes(value) -> list:
