@@ -1339,10 +1339,10 @@ def test_a_damaged_recipe_is_never_sent(planned):
     assert drift(planned, "--full")[0] == 0
 
 
-def test_a_recipe_the_kernel_refuses_is_undone_whole_and_the_text_goes(planned):
-    """A recipe the index vouches for but the kernel refuses (here: its last
-    rule alone, for a chain the batch never made): nothing of it is committed,
-    the text goes instead, the apply succeeds and is verified."""
+def test_a_recipe_cut_short_or_emptied_is_never_sent_though_the_index_vouches_for_it(planned):
+    """A recipe the sealed index vouches for (its digest written again) but that
+    is not what a recipe of this table is (its last request alone, nothing at
+    all): not sent; the text goes and is verified."""
     planned.policy.write_text(SAME_ANYWHERE)
     assert planned.run("plan", planned.manifest).returncode == 2
     path = _recipe_file(planned)
@@ -1350,12 +1350,33 @@ def test_a_recipe_the_kernel_refuses_is_undone_whole_and_the_text_goes(planned):
     while at < len(content):
         length = int.from_bytes(content[at:at + 4], "little")
         last, at = content[at:at + length], at + ((length + 3) & ~3)
-    _reseal(planned, path, last)
+    for forged in (last, b""):
+        _reseal(planned, path, forged)
+        applied = planned.run("apply", planned.manifest, "--verbose")
+        assert applied.returncode == 0 and RECIPE not in applied.stderr, applied.stderr
+        assert drift(planned, "--full")[0] == 0 and "jump other" in listed(planned, "fw")
+        assert planned.run("destroy", planned.manifest).returncode == 0
+
+
+MANY = POLICY.split("        rules:\n")[0] + "        rules:\n" + "".join(
+    f"          - {{protocol: tcp, dport: {1000 + i}, counter: true, action: drop}}\n" for i in range(1500))
+
+
+@pytest.mark.parametrize("policy, refusals", [(SAME_ANYWHERE, 1), (MANY, 1500)])
+def test_a_recipe_the_kernel_refuses_commits_nothing_and_the_text_goes(planned, policy, refusals):
+    """A recipe of the right shape the kernel refuses (here its counters named
+    otherwise: an expression it does not know, once, or in each of 1,500 rules,
+    more refusals than a socket holds): nothing of it is committed, the text
+    goes instead, the apply succeeds and is verified."""
+    planned.policy.write_text(policy)
+    assert planned.run("plan", planned.manifest).returncode == 2
+    path = _recipe_file(planned)
+    _reseal(planned, path, path.read_bytes().replace(b"counter\0", b"cxunter\0", refusals))
     applied = planned.run("apply", planned.manifest, "--verbose")
     assert applied.returncode == 0, applied.stderr
     assert "nft recipe refused" in applied.stderr and applied.stderr.count("nft transaction (recipe)") == 2
     assert drift(planned, "--full")[0] == 0
-    assert "jump other" in listed(planned, "fw")
+    assert "counter packets 0 bytes 0" in listed(planned, "fw")
 
 
 def test_a_plan_killed_while_proving_leaves_nothing_behind(planned):

@@ -137,3 +137,26 @@ def test_forms_a_proof_noted_learnable_are_not_read_again():
 def nft_forms_of(data: bytes):
     from toolkit.kernel import nft_forms
     return nft_forms.form(INET, data, 0, len(data))
+
+
+FIELDS = {"chain input": "{}", "rules input": ("a", "b"), "set blocked": "{}"}
+
+
+def test_a_recipe_fits_its_table_only_as_recipe_made_it():
+    """What the apply checks before sending a recipe the state directory
+    vouches for: cut short, spliced, emptied, another table's, or not the
+    desired table's chains, sets and rule counts: not sent."""
+    made = R.recipe(INET, dump())
+    assert R.fits(made, INET, "netkeel_filter", FIELDS)
+    length = struct.unpack_from("=L", made, 0)[0]
+    end = R.batch([])[20:]  # a BATCH_END message
+    for bad in (made[:len(made) // 2], made[:-4], made[length:], b"", made[:length] + end + made[length:],
+                made + b"\xff" * 24):
+        assert not R.fits(bad, INET, "netkeel_filter", FIELDS)
+    assert not R.fits(made, 10, "netkeel_filter", FIELDS)                      # another family
+    assert not R.fits(made, INET, "netkeel_other", FIELDS)                     # another table
+    assert not R.fits(made, INET, "netkeel_filter", {**FIELDS, "rules input": ("a",)})
+    assert not R.fits(made, INET, "netkeel_filter", {**FIELDS, "chain forward": "{}"})
+    assert not R.fits(made, INET, "netkeel_filter", {k: v for k, v in FIELDS.items() if k != "set blocked"})
+    anonymous = R.recipe(INET, dump(sets=[a_set(), a_set("__set0", flags=3)]))
+    assert R.fits(anonymous, INET, "netkeel_filter", FIELDS)  # a rule's own set is not the table's

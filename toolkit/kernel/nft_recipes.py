@@ -132,6 +132,54 @@ def recipe(family: int, dump: dict) -> bytes:
     return b"".join(messages)
 
 
+_MADE = {NFT_MSG_NEWTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWRULE}
+NFTA_CHAIN_NAME, NFTA_RULE_CHAIN, NFTA_SET_NAME = 3, 2, 2
+
+
+def fits(made: bytes, family: int, name: str, fields: dict) -> bool:
+    """Whether a recipe is what recipe() makes for this table: requests that
+    only make things, each of this family and table, the table first; the
+    chains, the named sets and each chain's number of rules of the desired
+    table's `fields`; the last request alone acknowledged. (Checked at every
+    apply before it is sent: a recipe cut short, spliced or emptied that the
+    state directory still vouches for is never a batch.) Never raises."""
+    chains = {field[6:] for field in fields if field.startswith("chain ")}
+    sets = {field.split(" ", 1)[1] for field in fields if field.startswith(("set ", "map "))}
+    rules = {chain: len(fields.get(f"rules {chain}") or ()) for chain in chains}
+    seen_chains, seen_sets, counted = set(), set(), dict.fromkeys(chains, 0)
+    table = name.encode() + b"\0"
+    at, first = 0, True
+    try:
+        while at < len(made):
+            length, kind, flags, _, _ = _HDR.unpack_from(made, at)
+            if length < _HDR.size + _NFGEN.size or at + length > len(made) or kind >> 8 != NFNL_SUBSYS_NFTABLES:
+                return False
+            message = kind & 0xFF
+            last = at + ((length + 3) & ~3) >= len(made)
+            if message not in _MADE or (message == NFT_MSG_NEWTABLE) != first or bool(flags & NLM_F_ACK) != last \
+                    or made[at + _HDR.size] != family:
+                return False
+            values = {k: made[a:b] for k, a, b in attributes(made, at + _HDR.size + _NFGEN.size, at + length)}
+            if values.get(1) != table:
+                return False
+            if message == NFT_MSG_NEWCHAIN:
+                seen_chains.add(values.get(NFTA_CHAIN_NAME, b"").rstrip(b"\0").decode())
+            elif message == NFT_MSG_NEWSET:
+                named = values.get(NFTA_SET_NAME, b"").rstrip(b"\0").decode()
+                if not named.startswith("__set"):
+                    seen_sets.add(named)
+            elif message == NFT_MSG_NEWRULE:
+                chain = values.get(NFTA_RULE_CHAIN, b"").rstrip(b"\0").decode()
+                if chain not in counted:
+                    return False
+                counted[chain] += 1
+            first = False
+            at += (length + 3) & ~3
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return False
+    return not first and seen_chains == chains and seen_sets == sets and counted == rules
+
+
 def table_name_attr(name: str) -> bytes:
     value = name.encode() + b"\0"
     return _NLA.pack(_NLA.size + len(value), 1) + value + b"\0" * (-len(value) % 4)

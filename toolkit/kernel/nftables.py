@@ -757,12 +757,13 @@ def _recipes(kernel, tables) -> list | None:
     memo = kernel.nft_memo
     if memo is None or not isinstance(tables, dict) or not tables or any(t is None for t in tables.values()):
         return None
-    from . import nftgen
+    from . import nft_recipes, nftgen
 
     parts = []
     for (_, family, name), table in tables.items():
         made = memo.recipe(table)
-        if made is None or family not in nftgen.FAMILIES:
+        if made is None or family not in nftgen.FAMILIES \
+                or not nft_recipes.fits(made, nftgen.FAMILIES[family], name, table.fields()):
             return None
         parts.append((nftgen.FAMILIES[family], name, made))
     return parts
@@ -775,7 +776,12 @@ def _commit_recipes(kernel, ns, ns_name: str, recipes: list, before: int) -> boo
     from . import nft_recipes, nftgen
 
     try:
-        nftgen.commit(ns.nfgen_socket(), nft_recipes.batch(recipes))
+        # A socket of its own: a refusal may queue more answers than a socket
+        # holds, and the namespace's own one must answer the generation after.
+        with kernel.in_namespace(ns_name):
+            sock = nftgen.open_socket()
+        with sock:
+            nftgen.commit(sock, nft_recipes.batch(recipes))
     except OSError as exc:
         if ns.generation() == before:
             kernel.log(ns_name, f"nft recipe refused ({exc.strerror or exc}): the text instead")

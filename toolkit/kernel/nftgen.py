@@ -15,6 +15,7 @@ the answer is NFT_MSG_NEWGEN carrying NFTA_GEN_ID (be32).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -477,7 +478,7 @@ def commit(sock: socket.socket, batch: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(batch) + 65536)  # root: larger than wmem_max
     sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # an error names the request, not its whole body
     sock.send(batch)
-    first = 0
+    first, acknowledged = 0, 0
     timeout = sock.gettimeout()
     sock.settimeout(0)  # what is queued, then no more: the batch was handled in the send
     try:
@@ -491,8 +492,13 @@ def commit(sock: socket.socket, batch: bytes) -> None:
                 break
             for offset, _, kind, _ in _messages(data):
                 if kind == NLMSG_ERROR:
-                    first = first or _error(data, offset)
+                    code = _error(data, offset)
+                    first = first or code
+                    acknowledged += not code
     finally:
         sock.settimeout(timeout)
     if first:
         raise OSError(first, f"the batch was refused (errno {first}: {os.strerror(first)})")
+    if not acknowledged:
+        # A batch the kernel could not parse is dropped whole without a word.
+        raise OSError(errno.ENODATA, "the batch got no answer")

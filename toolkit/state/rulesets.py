@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 from ..core.owners import TOPOLOGY
 from .codec import decode, encode
@@ -45,7 +46,7 @@ PROVEN = 256  # content digests kept (see prove())
 # for 10,000 rules), each in a file of its own named by its table's name and
 # content, its SHA-256 in the sealed index; the newest kept.
 RECIPES = "cache/nft-recipes"
-RECIPES_KEPT = 8
+RECIPES_KEPT = 64
 RECIPE_BYTES = 128 << 20  # and at most this much of them (a 50,000-rule table's is 26 MB)
 
 
@@ -233,7 +234,7 @@ class RulesetMemo:
             self._new, self._new_proven, self._new_refuted, self._new_recipes = {}, [], [], {}
             kept = {name for name, _ in recipes}
             for name in self.state.regular_files(RECIPES):
-                if name not in kept:
+                if name not in kept and _stale(self.state, name):
                     self.state.unlink(f"{RECIPES}/{name}")
             used = {f"{e.get('digest')}.json" for e in entries.values() if isinstance(e, dict)}
             for name in self.state.regular_files(DIRECTORY):
@@ -269,6 +270,16 @@ def _note(tables, into: list) -> None:
         digest = content_digest(table)
         if digest not in into:
             into.append(digest)
+
+
+def _stale(state, name: str) -> bool:
+    """A recipe file no index names, written a minute ago or more: not one a
+    command running beside this one wrote before its index (found by review:
+    a plan's fresh recipes swept by an apply's save)."""
+    try:
+        return time.time() - state.path(f"{RECIPES}/{name}").lstat().st_mtime >= 60
+    except OSError:
+        return False
 
 
 def _newest(recipes: list, state) -> list:
