@@ -62,6 +62,8 @@ protocol: udp, sport: '1000-2000', action: accept
 protocol: [tcp, udp], dport: [53, 80], action: accept
 protocol: icmp, icmp_type: echo-request, action: accept
 protocol: icmpv6, icmpv6_type: [nd-neighbor-solicit, echo-request], action: accept
+protocol: icmpv6, action: accept
+protocol: [icmp, icmpv6, gre], action: accept
 protocol: gre, action: accept
 ct_state: [related, established], action: accept
 ct_status: dnat, action: accept
@@ -75,6 +77,7 @@ action: drop, comment: time server
 saddr: "@clients", action: accept
 """
 PRINTED_OTHERWISE = {"action: reject", "limit: 10/second, action: accept", "mark: 7, action: accept",
+                     "protocol: [icmp, icmpv6, gre], action: accept",  # an anonymous set, in nft's order
                      "oif: [lo, eth9], action: drop",
                      "saddr: 10.0.1.0/24, daddr: [10.0.2.0/24, 10.0.3.1], action: accept",
                      # strings, which nft prints raw (a quote in one could print as more rule)

@@ -308,8 +308,15 @@ def _protocol_matches(rule: dict, ctx: RuleContext) -> list:
             out.append(_match({"payload": {"protocol": proto, "field": "type"}}, _one_or_set(values)))
             return out
     if protocols:
-        out.append(_match({"meta": {"key": "l4proto"}}, _one_or_set(protocols)))
+        # nft knows ICMPv6 as "ipv6-icmp" (its name in /etc/protocols) and lists
+        # it so whatever it was given: the desired rule says what the kernel lists
+        # (found by review: `protocol: icmpv6` failed its verification, always).
+        named = [L4_NAMES.get(p, p) for p in protocols]
+        out.append(_match({"meta": {"key": "l4proto"}}, _one_or_set(named)))
     return out
+
+
+L4_NAMES = {"icmpv6": "ipv6-icmp"}
 
 
 def _no_icmp_types(rule: dict) -> None:
