@@ -4,6 +4,7 @@ no recipe, and the batch frames each table's replacement."""
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 
@@ -139,7 +140,12 @@ def nft_forms_of(data: bytes):
     return nft_forms.form(INET, data, 0, len(data))
 
 
-FIELDS = {"chain input": "{}", "rules input": ("a", "b"), "set blocked": "{}"}
+def header(hook="input", prio=0, policy="accept", type_="filter") -> str:
+    return json.dumps({"type": type_, "hook": hook, "prio": prio, "policy": policy}, sort_keys=True)
+
+
+FIELDS = {"chain input": header(), "rules input": ("a", "b"),
+          "set blocked": json.dumps({"type": "ipv4_addr", "flags": [], "elements": ["192.0.2.1", "192.0.2.2"]})}
 
 
 def test_a_recipe_fits_its_table_only_as_recipe_made_it():
@@ -160,3 +166,18 @@ def test_a_recipe_fits_its_table_only_as_recipe_made_it():
     assert not R.fits(made, INET, "netkeel_filter", {k: v for k, v in FIELDS.items() if k != "set blocked"})
     anonymous = R.recipe(INET, dump(sets=[a_set(), a_set("__set0", flags=3)]))
     assert R.fits(anonymous, INET, "netkeel_filter", FIELDS)  # a rule's own set is not the table's
+
+
+@pytest.mark.parametrize("changed", [
+    {"chain input": header(hook="output")}, {"chain input": header(prio=10)}, {"chain input": header(policy="drop")},
+    {"chain input": header(type_="nat")},
+    {"set blocked": json.dumps({"type": "ipv4_addr", "flags": [], "elements": ["192.0.2.1"]})},
+])
+def test_a_recipe_of_another_outline_does_not_fit(changed):
+    """Another chain header, or another number of elements in a plain set: a
+    recipe of another version of the same table (same names) is not sent."""
+    made = R.recipe(INET, dump())
+    assert R.fits(made, INET, "netkeel_filter", FIELDS)
+    assert not R.fits(made, INET, "netkeel_filter", {**FIELDS, **changed})
+    emptied = R.recipe(INET, dump(elements=[]))
+    assert not R.fits(emptied, INET, "netkeel_filter", FIELDS)

@@ -133,51 +133,119 @@ def recipe(family: int, dump: dict) -> bytes:
 
 
 _MADE = {NFT_MSG_NEWTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWRULE}
-NFTA_CHAIN_NAME, NFTA_RULE_CHAIN, NFTA_SET_NAME = 3, 2, 2
+NFTA_CHAIN_NAME, NFTA_CHAIN_HOOK, NFTA_CHAIN_POLICY, NFTA_CHAIN_TYPE = 3, 4, 5, 7
+NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY = 1, 2
+NFTA_RULE_CHAIN, NFTA_SET_NAME, NFTA_SET_ELEM_LIST_SET = 2, 2, 2
+# Hook numbers of the ip, ip6, inet and bridge families (<linux/netfilter.h>), verdicts of a policy.
+HOOKS = {"prerouting": 0, "input": 1, "forward": 2, "output": 3, "postrouting": 4, "ingress": 5}
+POLICIES = {"drop": 0, "accept": 1}
+INET_FAMILIES = {1, 2, 7, 10}
 
 
 def fits(made: bytes, family: int, name: str, fields: dict) -> bool:
-    """Whether a recipe is what recipe() makes for this table: requests that
-    only make things, each of this family and table, the table first; the
-    chains, the named sets and each chain's number of rules of the desired
-    table's `fields`; the last request alone acknowledged. (Checked at every
-    apply before it is sent: a recipe cut short, spliced or emptied that the
-    state directory still vouches for is never a batch.) Never raises."""
-    chains = {field[6:] for field in fields if field.startswith("chain ")}
+    """Whether a recipe has the outline of the desired table (`fields`): requests
+    that only make things, each of this family and table, the table first, the
+    last alone acknowledged; its chains with their type, hook, priority and
+    policy, its named sets, each chain's number of rules and each plain set's
+    number of elements. Checked at every apply before a recipe is sent: one cut
+    short, spliced, emptied or of another outline that the state directory
+    still vouches for (its digest) is never a batch. (What a rule or an
+    element holds is not read here: a recipe forged whole, digest and all, is
+    as trusted as the state directory it is in.) Never raises."""
+    try:
+        return _fits(made, family, name, fields)
+    except (ValueError, TypeError, KeyError, struct.error, UnicodeDecodeError):
+        return False
+
+
+def _chain_outline(header: str, family: int):
+    """(type, hook number, priority, policy number) a desired chain header says,
+    None where it says none; ValueError where it cannot be read so."""
+    import json
+
+    spec = json.loads(header)
+    hook = spec.get("hook")
+    if hook is not None and (family not in INET_FAMILIES or hook not in HOOKS):
+        raise ValueError("a hook this check does not know")
+    policy = spec.get("policy")
+    return (spec.get("type"), None if hook is None else HOOKS[hook], spec.get("prio"),
+            None if hook is None else POLICIES.get(policy or "accept", -1))
+
+
+def _made_outline(values: dict):
+    """The same of a NEWCHAIN request's attributes."""
+    kind = values.get(NFTA_CHAIN_TYPE)
+    hook = values.get(NFTA_CHAIN_HOOK)
+    if hook is None:
+        return (None if kind is None else kind.rstrip(b"\0").decode(), None, None, None)
+    parts = {k: hook[a:b] for k, a, b in attributes(hook, 0, len(hook))}
+    policy = values.get(NFTA_CHAIN_POLICY)
+    return (None if kind is None else kind.rstrip(b"\0").decode(),
+            struct.unpack(">I", parts[NFTA_HOOK_HOOKNUM])[0] if NFTA_HOOK_HOOKNUM in parts else None,
+            struct.unpack(">i", parts[NFTA_HOOK_PRIORITY])[0] if NFTA_HOOK_PRIORITY in parts else None,
+            1 if policy is None else struct.unpack(">I", policy)[0])
+
+
+def _fits(made: bytes, family: int, name: str, fields: dict) -> bool:
+    import json
+
+    chains = {field[6:]: _chain_outline(value, family) for field, value in fields.items() if field.startswith("chain ")}
     sets = {field.split(" ", 1)[1] for field in fields if field.startswith(("set ", "map "))}
+    plain = {}  # a named set's number of elements, where each is one element to the kernel (no intervals)
+    for field, value in fields.items():
+        if field.startswith("set "):
+            spec = json.loads(value)
+            if "interval" not in (spec.get("flags") or ()):
+                plain[field[4:]] = len(spec.get("elements") or ())
     rules = {chain: len(fields.get(f"rules {chain}") or ()) for chain in chains}
-    seen_chains, seen_sets, counted = set(), set(), dict.fromkeys(chains, 0)
+    seen_chains, seen_sets, counted = {}, set(), dict.fromkeys(chains, 0)
+    elements = dict.fromkeys(plain, 0)
     table = name.encode() + b"\0"
     at, first = 0, True
-    try:
-        while at < len(made):
-            length, kind, flags, _, _ = _HDR.unpack_from(made, at)
-            if length < _HDR.size + _NFGEN.size or at + length > len(made) or kind >> 8 != NFNL_SUBSYS_NFTABLES:
+    while at < len(made):
+        length, kind, flags, _, _ = _HDR.unpack_from(made, at)
+        if length < _HDR.size + _NFGEN.size or at + length > len(made) or kind >> 8 != NFNL_SUBSYS_NFTABLES:
+            return False
+        message = kind & 0xFF
+        last = at + ((length + 3) & ~3) >= len(made)
+        if message not in _MADE or (message == NFT_MSG_NEWTABLE) != first or bool(flags & NLM_F_ACK) != last \
+                or made[at + _HDR.size] != family:
+            return False
+        start = at + _HDR.size + _NFGEN.size
+        if message == NFT_MSG_NEWRULE:
+            # Ten thousand of these: only its table and chain are read, the first
+            # two attributes as recipe() writes them (what the rest holds is the
+            # kernel's to refuse).
+            first_length, first_kind = _NLA.unpack_from(made, start)
+            second = start + ((first_length + 3) & ~3)
+            second_length, second_kind = _NLA.unpack_from(made, second)
+            if first_length < _NLA.size or second_length < _NLA.size or second + second_length > at + length:
                 return False
-            message = kind & 0xFF
-            last = at + ((length + 3) & ~3) >= len(made)
-            if message not in _MADE or (message == NFT_MSG_NEWTABLE) != first or bool(flags & NLM_F_ACK) != last \
-                    or made[at + _HDR.size] != family:
+            values = {first_kind: made[start + _NLA.size:start + first_length],
+                      second_kind: made[second + _NLA.size:second + second_length]}
+        else:
+            values = {k: made[a:b] for k, a, b in attributes(made, start, at + length)}
+        if values.get(1) != table:
+            return False
+        if message == NFT_MSG_NEWCHAIN:
+            seen_chains[values.get(NFTA_CHAIN_NAME, b"").rstrip(b"\0").decode()] = _made_outline(values)
+        elif message == NFT_MSG_NEWSETELEM:
+            named = values.get(NFTA_SET_ELEM_LIST_SET, b"").rstrip(b"\0").decode()
+            listed = values.get(NFTA_SET_ELEM_LIST_ELEMENTS)
+            if named in elements and listed is not None:
+                elements[named] += sum(1 for _ in attributes(listed, 0, len(listed)))
+        elif message == NFT_MSG_NEWSET:
+            named = values.get(NFTA_SET_NAME, b"").rstrip(b"\0").decode()
+            if not named.startswith("__set"):
+                seen_sets.add(named)
+        elif message == NFT_MSG_NEWRULE:
+            chain = values.get(NFTA_RULE_CHAIN, b"").rstrip(b"\0").decode()
+            if chain not in counted:
                 return False
-            values = {k: made[a:b] for k, a, b in attributes(made, at + _HDR.size + _NFGEN.size, at + length)}
-            if values.get(1) != table:
-                return False
-            if message == NFT_MSG_NEWCHAIN:
-                seen_chains.add(values.get(NFTA_CHAIN_NAME, b"").rstrip(b"\0").decode())
-            elif message == NFT_MSG_NEWSET:
-                named = values.get(NFTA_SET_NAME, b"").rstrip(b"\0").decode()
-                if not named.startswith("__set"):
-                    seen_sets.add(named)
-            elif message == NFT_MSG_NEWRULE:
-                chain = values.get(NFTA_RULE_CHAIN, b"").rstrip(b"\0").decode()
-                if chain not in counted:
-                    return False
-                counted[chain] += 1
-            first = False
-            at += (length + 3) & ~3
-    except (ValueError, struct.error, UnicodeDecodeError):
-        return False
-    return not first and seen_chains == chains and seen_sets == sets and counted == rules
+            counted[chain] += 1
+        first = False
+        at += (length + 3) & ~3
+    return not first and seen_chains == chains and seen_sets == sets and counted == rules and elements == plain
 
 
 def table_name_attr(name: str) -> bytes:

@@ -245,12 +245,20 @@ def table_parts(sock: socket.socket, family: str, table: str, seq: int = 6) -> d
             if not flags & NFT_SET_ANONYMOUS:
                 which = "maps" if flags & (NFT_SET_MAP | NFT_SET_OBJECT) else "sets"
                 out[which].append(_text_attr(data, offset, end, NFTA_SET_NAME))
-    for msg, answer, attr, step in ((NFT_MSG_GETOBJ, NFT_MSG_NEWOBJ, NFTA_OBJ_TABLE, 2),
-                                    (NFT_MSG_GETFLOWTABLE, NFT_MSG_NEWFLOWTABLE, NFTA_FLOWTABLE_TABLE, 3)):
+    out["others"] = _others(sock, body, table, seq + 2)
+    return out
+
+
+def _others(sock: socket.socket, body: bytes, table: str, seq: int) -> int:
+    """How many stateful objects and flowtables a table has (two dumps: `body`
+    names the family; seq and seq + 1)."""
+    count = 0
+    for msg, answer, attr, step in ((NFT_MSG_GETOBJ, NFT_MSG_NEWOBJ, NFTA_OBJ_TABLE, 0),
+                                    (NFT_MSG_GETFLOWTABLE, NFT_MSG_NEWFLOWTABLE, NFTA_FLOWTABLE_TABLE, 1)):
         for kind, data, offset, end in _ask(sock, msg, NLM_F_DUMP, body, seq + step):
             if kind == answer and _text_attr(data, offset, end, attr) == table:
-                out["others"] += 1
-    return out
+                count += 1
+    return count
 
 
 # -- what strings a rule prints ------------------------------------------------
@@ -460,11 +468,7 @@ def table_dump(sock: socket.socket, family: str, table: str, seq: int = 20) -> d
                                         seq):
         if kind == NFT_MSG_NEWRULE:
             out["rules"].append(data[offset:end])
-    for msg, answer, attr, step in ((NFT_MSG_GETOBJ, NFT_MSG_NEWOBJ, NFTA_OBJ_TABLE, 1),
-                                    (NFT_MSG_GETFLOWTABLE, NFT_MSG_NEWFLOWTABLE, NFTA_FLOWTABLE_TABLE, 2)):
-        for kind, data, offset, end in _ask(sock, msg, NLM_F_DUMP, body, seq + step):
-            if kind == answer and _text_attr(data, offset, end, attr) == table:
-                out["others"] += 1
+    out["others"] = _others(sock, body, table, seq + 1)
     return out
 
 
