@@ -146,8 +146,8 @@ def fits(made: bytes, family: int, name: str, fields: dict) -> bool:
     """Whether a recipe has the outline of the desired table (`fields`): requests
     that only make things, each of this family and table, the table first, the
     last alone acknowledged; its chains with their type, hook, priority and
-    policy, its named sets, each chain's number of rules and each plain set's
-    number of elements. Checked at every apply before a recipe is sent: one cut
+    policy, its named sets (with elements, where they have some) and each
+    chain's number of rules. Checked at every apply before a recipe is sent: one cut
     short, spliced, emptied or of another outline that the state directory
     still vouches for (its digest) is never a batch. (What a rule or an
     element holds is not read here: a recipe forged whole, digest and all, is
@@ -191,15 +191,13 @@ def _fits(made: bytes, family: int, name: str, fields: dict) -> bool:
 
     chains = {field[6:]: _chain_outline(value, family) for field, value in fields.items() if field.startswith("chain ")}
     sets = {field.split(" ", 1)[1] for field in fields if field.startswith(("set ", "map "))}
-    plain = {}  # a named set's number of elements, where each is one element to the kernel (no intervals)
-    for field, value in fields.items():
-        if field.startswith("set "):
-            spec = json.loads(value)
-            if "interval" not in (spec.get("flags") or ()):
-                plain[field[4:]] = len(spec.get("elements") or ())
+    # The named sets that hold elements: each must have its elements sent (their
+    # number is not counted: ten thousand cost 12 ms of an apply).
+    filled = {field[4:] for field, value in fields.items()
+              if field.startswith("set ") and json.loads(value).get("elements")}
     rules = {chain: len(fields.get(f"rules {chain}") or ()) for chain in chains}
     seen_chains, seen_sets, counted = {}, set(), dict.fromkeys(chains, 0)
-    elements = dict.fromkeys(plain, 0)
+    sent = set()
     table = name.encode() + b"\0"
     at, first = 0, True
     while at < len(made):
@@ -230,10 +228,8 @@ def _fits(made: bytes, family: int, name: str, fields: dict) -> bool:
         if message == NFT_MSG_NEWCHAIN:
             seen_chains[values.get(NFTA_CHAIN_NAME, b"").rstrip(b"\0").decode()] = _made_outline(values)
         elif message == NFT_MSG_NEWSETELEM:
-            named = values.get(NFTA_SET_ELEM_LIST_SET, b"").rstrip(b"\0").decode()
-            listed = values.get(NFTA_SET_ELEM_LIST_ELEMENTS)
-            if named in elements and listed is not None:
-                elements[named] += sum(1 for _ in attributes(listed, 0, len(listed)))
+            if values.get(NFTA_SET_ELEM_LIST_ELEMENTS):
+                sent.add(values.get(NFTA_SET_ELEM_LIST_SET, b"").rstrip(b"\0").decode())
         elif message == NFT_MSG_NEWSET:
             named = values.get(NFTA_SET_NAME, b"").rstrip(b"\0").decode()
             if not named.startswith("__set"):
@@ -245,7 +241,7 @@ def _fits(made: bytes, family: int, name: str, fields: dict) -> bool:
             counted[chain] += 1
         first = False
         at += (length + 3) & ~3
-    return not first and seen_chains == chains and seen_sets == sets and counted == rules and elements == plain
+    return not first and seen_chains == chains and seen_sets == sets and counted == rules and filled <= sent
 
 
 def table_name_attr(name: str) -> bytes:
