@@ -19,7 +19,10 @@ dumped them (state/rule_forms.py: a read after another tool's commit then
 knows those rules from a dump). Content that does not, or that the child did not
 answer for (it died, or stayed silent nft_scratch.TIMEOUT_S and was killed),
 is noted refuted, and not tried again: its apply lists, as it always did.
-What the kernel refuses there the plan says before the apply meets it.
+What the kernel refuses there the plan says before the apply meets it. A
+proven table's recipe (nft_recipes.py: the raw batch that makes it, read from
+the kernel there and checked by making the table again with it alone, in a
+second fresh namespace) goes back with the answer: its apply sends that.
 Nothing of the machine is touched: each namespace dies with the child's
 session in it, the child with the plan.
 
