@@ -10,7 +10,7 @@ byte for byte what libnftables made; less what is not content (handles, use
 counts, a base chain's counters), those dumped messages are requests that
 make the same table again. That is the recipe. It is believed only once
 made again by itself, in another fresh namespace with the same stand-in
-devices, and dumped back identical (`same_dumps`). An apply of proven
+devices, and dumped back identical (`comparable`). An apply of proven
 content then sends the recipe as one batch instead of the text (the kernel's
 work alone), and falls back to the text if the kernel refuses it.
 
@@ -28,21 +28,17 @@ Layout from <linux/netfilter/nf_tables.h> and <linux/netfilter/nfnetlink.h>.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 
 from .nft_forms import form, learnable
-from .nftgen import attributes
+from .nftgen import (_HDR, _NFGEN, _NLA, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
+                     NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE,
+                     NFTA_SET_ELEM_LIST_SET, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, attributes)
 
-_HDR = struct.Struct("=LHHLL")
-_NFGEN = struct.Struct("=BBH")
-_NLA = struct.Struct("=HH")
-
-NFNL_SUBSYS_NFTABLES = 10
-NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
-NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE = 0, 2, 3, 6
-NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM = 9, 12
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x200, 0x400, 0x800
+NFT_MSG_DELTABLE = 2
+NLM_F_EXCL = 0x200
 
 # What is not content, by object: left out of the requests and the comparison.
 TABLE_KEPT = {1, 2, 6}                  # NFTA_TABLE_NAME, _FLAGS, _USERDATA (not _USE 3, _HANDLE 4, _OWNER 7)
@@ -135,7 +131,7 @@ def recipe(family: int, dump: dict) -> bytes:
 _MADE = {NFT_MSG_NEWTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWRULE}
 NFTA_CHAIN_NAME, NFTA_CHAIN_HOOK, NFTA_CHAIN_POLICY, NFTA_CHAIN_TYPE = 3, 4, 5, 7
 NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY = 1, 2
-NFTA_RULE_CHAIN, NFTA_SET_NAME, NFTA_SET_ELEM_LIST_SET = 2, 2, 2
+NFTA_RULE_CHAIN, NFTA_SET_NAME = 2, 2
 # Hook numbers of the ip, ip6, inet and bridge families (<linux/netfilter.h>), verdicts of a policy.
 HOOKS = {"prerouting": 0, "input": 1, "forward": 2, "output": 3, "postrouting": 4, "ingress": 5}
 POLICIES = {"drop": 0, "accept": 1}
@@ -161,8 +157,6 @@ def fits(made: bytes, family: int, name: str, fields: dict) -> bool:
 def _chain_outline(header: str, family: int):
     """(type, hook number, priority, policy number) a desired chain header says,
     None where it says none; ValueError where it cannot be read so."""
-    import json
-
     spec = json.loads(header)
     hook = spec.get("hook")
     if hook is not None and (family not in INET_FAMILIES or hook not in HOOKS):
@@ -187,8 +181,6 @@ def _made_outline(values: dict):
 
 
 def _fits(made: bytes, family: int, name: str, fields: dict) -> bool:
-    import json
-
     chains = {field[6:]: _chain_outline(value, family) for field, value in fields.items() if field.startswith("chain ")}
     sets = {field.split(" ", 1)[1] for field in fields if field.startswith(("set ", "map "))}
     # The named sets that hold elements: each must have its elements sent (their

@@ -431,7 +431,6 @@ def _u32(value: bytes) -> int:
 # -- a table's recipe (nft_recipes.py): its dump, and the batch sent -----------
 
 NFT_MSG_GETSETELEM, NFT_MSG_NEWSETELEM = 13, 12
-NFTA_TABLE_NAME_ATTR = 1
 NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET = 1, 2
 SOL_NETLINK, NETLINK_CAP_ACK = 270, 10
 SO_SNDBUFFORCE = 32

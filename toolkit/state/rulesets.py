@@ -123,7 +123,7 @@ class RulesetMemo:
         if "digest" not in entry:
             return entry.get("resources")
         digest = entry["digest"]
-        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        if not _hex(digest):
             raise ValueError("bad digest")
         content = self.state.read_bytes(f"{DIRECTORY}/{digest}.json")
         if content is None or hashlib.sha256(content).hexdigest() != digest:
