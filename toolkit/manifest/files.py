@@ -79,11 +79,12 @@ def outside_problem(path: str, relative: str, manifest: str, read, what: str = "
         if os.path.commonpath([real, here]) == here:
             return None
     root = _root(directory, revision)
-    # From a git revision the path is the revision's, not the working tree's: its
-    # links are followed (and kept inside) by the reader, in the revision's tree.
-    real = os.path.normpath(os.path.join(os.getcwd(), path)) if revision else os.path.realpath(path)
-    if revision and os.path.commonpath([real, root]) != root:  # named through a link to the repository
-        real = os.path.join(os.path.realpath(os.path.dirname(real)), os.path.basename(real))
+    if revision:
+        # From a git revision the path is the revision's, not the working tree's: its
+        # links are followed (and kept inside) by the reader, in the revision's tree.
+        real = os.path.normpath(os.path.join(os.getcwd(), path))
+        if os.path.commonpath([real, root]) != root:  # named through a link to the repository
+            real = os.path.join(os.path.realpath(os.path.dirname(real)), os.path.basename(real))
     if os.path.commonpath([real, root]) == root:
         return None
     where = "repository" if _in_git(root) else "directory"
