@@ -229,7 +229,8 @@ def test_drift_names_an_active_fault_and_apply_leaves_it(built):
 
 
 def test_follow_shows_live_loss_until_the_fault_ends(built):
-    result = chaos(built, "loss-40", "--duration", "3s", "--follow", timeout=30)
+    # (5 s: a line a second, counted from when the fault is in place, after the ping starts)
+    result = chaos(built, "loss-40", "--duration", "5s", "--follow", timeout=30)
     assert result.returncode == 0, result.stderr
     lines = [l for l in result.stdout.splitlines() if " lost " in l]
     assert len(lines) >= 2 and "following: ping 10.0.2.1 from" in result.stdout

@@ -61,7 +61,9 @@ def test_the_lab_notes_reorder_fault_reorders(built):
     # ms late, or at once): in qemu here 10 inversions in each of three runs.
     result = built.exec("ns_client2", ["ping", "-n", "-c", "40", "-i", "0.01", "-w", "8", "10.0.2.1"], timeout=60)
     seqs = [int(s) for s in re.findall(r"icmp_seq=(\d+)", result.stdout)]
-    assert len(seqs) == 40, seqs
+    # With a deadline ping keeps sending until 40 replies came, and prints every reply
+    # queued when the 40th does: a burst of late ones can add one or two more.
+    assert len(set(seqs)) >= 40, seqs
     inversions = sum(1 for a, b in zip(seqs, seqs[1:]) if b < a)
     assert inversions >= 3, seqs  # replies arrive out of order: about half go at once, the rest 0.1-0.9 s late
 

@@ -169,6 +169,36 @@ def test_the_agent_marks_stale_and_out_of_order_answers(capfd):
     assert lines[3]["rtt_ms"] is None and lines[0]["rtt_ms"] > lines[1]["rtt_ms"]
 
 
+def test_an_agent_held_up_sends_on_from_now_not_in_a_burst(capfd):
+    """A stall of five intervals (here in the first send) does not make the
+    agent send the missed requests back to back: a lock-step client never does,
+    and the answer to the first of such a burst would count as stale."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sent_at = []
+    with ours, theirs:
+        ours.setblocking(False)
+
+        def send(seq):
+            sent_at.append(time.monotonic())
+            if seq == 0:
+                time.sleep(0.1)
+            theirs.send(str(seq).encode())
+
+        def answers():
+            while True:
+                try:
+                    yield int(ours.recv(64))
+                except BlockingIOError:
+                    return
+
+        agent.echo_schedule({"count": 4, "interval_ms": 20, "timeout_ms": 500}, ours, send, answers, order=True)
+    # After the stall (it ends 0.1 s after the first send) the schedule starts
+    # again: request 1 at once, 3 two intervals later (in a burst, all at once).
+    assert sent_at[3] - sent_at[0] >= 0.1 + 2 * 0.02 - 0.001, sent_at
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert [line["stale"] for line in lines] == [False] * 4
+
+
 # --- specs -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", PROBE_KINDS)

@@ -209,6 +209,12 @@ def echo_schedule(spec: dict, sock: socket.socket, send, answers, order: bool) -
         if sent == count and not pending:
             return
         due = start + sent * interval
+        if sent < count and now >= due + interval:
+            # This process was held up (a busy machine) a whole interval or more:
+            # the schedule starts again from now rather than sending the missed
+            # requests back to back, as no lock-step client would (the answer to
+            # the first would then count as stale: the agent's pause, not the lab's).
+            start, due = now - sent * interval, now
         if sent < count and now >= due:
             pending[sent] = (time.time(), time.monotonic())
             try:
