@@ -74,23 +74,24 @@ class Form(NamedTuple):
 def form(family: int, data: bytes, offset: int, end: int) -> Form:
     """The form of one dumped rule (its attributes in data[offset:end], as
     nftgen.rule_handles(raw=) keeps them). Raises ValueError on attributes
-    that do not fit."""
+    that do not fit. (Made for every rule of a table a drift reads: written
+    for speed, a few microseconds a rule.)"""
     # The kernel dumps a rule's table and chain, then its handle and (after the
     # first rule) its position, then the rest: those two cut out at once, else
     # (another order) attribute by attribute.
-    at = offset
-    for _ in range(2):
-        length = _NLA.unpack_from(data, at)[0] if at + _NLA.size <= end else 0
-        at += (length + 3) & ~3
-    if length >= _NLA.size and at + 12 <= end and data[at:at + 4] == _HANDLE:
+    unpack = _NLA.unpack_from
+    at = offset + ((unpack(data, offset)[0] + 3) & ~3) if offset + 4 <= end else end
+    length = unpack(data, at)[0] if at + 4 <= end else 0
+    at += (length + 3) & ~3
+    if length >= 4 and at + 12 <= end and data[at:at + 4] == _HANDLE:
         rest = at + 24 if data[at + 12:at + 16] == _POSITION else at + 12
         body = data[offset:at] + data[rest:end] if rest <= end else _walked(data, offset, end)
     else:
         body = _walked(data, offset, end)
     masked = body
     matches = ()
-    if body.find(b"counter\0") >= 0:
-        matches = tuple(m.start(1) for m in _COUNTER.finditer(body))
+    if b"counter\0" in body:
+        matches = tuple([m.start(1) for m in _COUNTER.finditer(body)])
         if matches:
             pieces, at = [], 0
             for start in matches:
@@ -98,8 +99,15 @@ def form(family: int, data: bytes, offset: int, end: int) -> Form:
                 at = start + 20
             pieces.append(body[at:])
             masked = b"".join(pieces)
-    digest = hashlib.blake2b(masked, digest_size=16, salt=bytes((family & 0xFF,))).hexdigest()
-    return Form(digest, matches, body)
+    hasher = _HASHERS.get(family & 0xFF)
+    if hasher is None:
+        hasher = _HASHERS[family & 0xFF] = hashlib.blake2b(digest_size=16, salt=bytes((family & 0xFF,)))
+    hasher = hasher.copy()  # (a copy of one keyed so costs a third less than making one)
+    hasher.update(masked)
+    return Form(hasher.hexdigest(), matches, body)
+
+
+_HASHERS: dict = {}  # family -> an empty blake2b salted with it
 
 
 def _walked(data: bytes, offset: int, end: int, skipped=_SKIPPED) -> bytes:
