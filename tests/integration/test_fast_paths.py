@@ -643,15 +643,19 @@ def test_rules_added_by_hand_read_by_text_are_remembered_and_the_repair_lists_no
 
 
 
-# A drift process that says on stderr which thread read each table of ours by its text.
+# A drift process that says which process read each table of ours by its text (the
+# command's own, or the child reading ahead, whose output goes nowhere: in a file).
 WATCHED = """\
-import sys, threading
+import os, sys
 from toolkit.kernel import nftables
+MAIN = os.getpid()
+def say(line):
+    with open(os.environ["WATCHED_LOG"], "a") as log:
+        log.write(line + "\\n")
 read = nftables.read_table_text
 def watched(kernel, ns, ns_name, family, name, **options):
     found = read(kernel, ns, ns_name, family, name, **options)
-    where = "main" if threading.current_thread() is threading.main_thread() else "ahead"
-    print(f"read {name} {where}: {found is not None}", file=sys.stderr)
+    say(f"read {name} {'main' if os.getpid() == MAIN else 'ahead'}: {found is not None}")
     return found
 nftables.read_table_text = watched
 from toolkit.cli.program import main
@@ -667,7 +671,7 @@ main()
 ])
 def test_a_drift_after_another_tools_commit_takes_the_tables_read_ahead(guarded, tmp_path, change):
     """The quick check finds the ruleset moved and starts reading our tables in
-    a thread while the command loads (kernel/readahead.py); the drift check
+    a child while the command loads (kernel/readahead.py); the drift check
     takes that reading instead of listing again, and says what --full says."""
     import sys
 
@@ -675,27 +679,32 @@ def test_a_drift_after_another_tools_commit_takes_the_tables_read_ahead(guarded,
     assert plain(guarded)[0::3] == (0, True)  # a verdict to compare the marks with
     nft(guarded, *change)
     (tmp_path / "watched.py").write_text(WATCHED)
+    log = tmp_path / "watched.log"
     result = subprocess.run([sys.executable, str(tmp_path / "watched.py"), "drift", str(guarded.manifest),
                              "--ns-prefix", guarded.prefix], capture_output=True, text=True, timeout=60,
-                            env=guarded.env, cwd=Path(__file__).parents[2])
-    assert "read netkeel_guard ahead: True" in result.stderr and " main:" not in result.stderr, result.stderr
+                            env={**guarded.env, "WATCHED_LOG": str(log)}, cwd=Path(__file__).parents[2])
+    said = log.read_text() if log.exists() else ""
+    assert "read netkeel_guard ahead: True" in said and " main:" not in said, said
     full = guarded.run("drift", guarded.manifest, "--full")
     assert (result.returncode, result.stdout) == (full.returncode, full.stdout) == (2, full.stdout)
 
 
-# The same, saying which thread listed a namespace's whole ruleset as JSON.
+# The same, saying which process listed a namespace's whole ruleset as JSON.
 WATCHED_RULESET = """\
-import sys, threading
+import os, sys
 from toolkit.kernel import nftables
+MAIN = os.getpid()
+def say(line):
+    with open(os.environ["WATCHED_LOG"], "a") as log:
+        log.write(line + "\\n")
 listed = nftables.ruleset_items
 def watched(kernel, ns, ns_name):
-    where = "main" if threading.current_thread() is threading.main_thread() else "ahead"
-    print(f"ruleset of {ns_name} listed {where}", file=sys.stderr)
+    say(f"ruleset of {ns_name} listed {'main' if os.getpid() == MAIN else 'ahead'}")
     return listed(kernel, ns, ns_name)
 nftables.ruleset_items = watched
 read = nftables.read_table_text
 def watched_text(kernel, ns, ns_name, family, name, **options):
-    print(f"table {name} read by text", file=sys.stderr)
+    say(f"table {name} read by text")
     return read(kernel, ns, ns_name, family, name, **options)
 nftables.read_table_text = watched_text
 from toolkit.cli.program import main
@@ -712,8 +721,8 @@ main()
 def test_a_table_that_does_not_read_by_text_is_listed_ahead_as_json(guarded, tmp_path, change):
     """A comment holding a backslash has no nft text (nft_text._string), so the
     table is sent and listed as JSON, never read by its text: after another
-    tool's commit that whole listing is made ahead, in the thread (and no text
-    listing, in either thread: the verdict said the table has no text), and the
+    tool's commit that whole listing is made ahead, in the child (and no text
+    listing, in either process: the verdict said the table has no text), and the
     drift says what --full says."""
     import sys
 
@@ -721,13 +730,14 @@ def test_a_table_that_does_not_read_by_text_is_listed_ahead_as_json(guarded, tmp
     assert plain(guarded)[0::3] == (0, True)  # a verdict
     nft(guarded, *change)
     (tmp_path / "watched.py").write_text(WATCHED_RULESET)
+    log = tmp_path / "watched.log"
     result = subprocess.run([sys.executable, str(tmp_path / "watched.py"), "drift", str(guarded.manifest),
                              "--ns-prefix", guarded.prefix], capture_output=True, text=True, timeout=60,
-                            env=guarded.env, cwd=Path(__file__).parents[2])
+                            env={**guarded.env, "WATCHED_LOG": str(log)}, cwd=Path(__file__).parents[2])
     fw = guarded.ns("fw")
-    assert f"ruleset of {fw} listed ahead" in result.stderr and f"{fw} listed main" not in result.stderr, \
-        result.stderr
-    assert "read by text" not in result.stderr, result.stderr
+    said = log.read_text() if log.exists() else ""
+    assert f"ruleset of {fw} listed ahead" in said and f"{fw} listed main" not in said, said
+    assert "read by text" not in said, said
     full = guarded.run("drift", guarded.manifest, "--full")
     assert (result.returncode, result.stdout) == (full.returncode, full.stdout) == (2, full.stdout)
 
@@ -774,8 +784,11 @@ def test_a_reading_made_ahead_is_taken_only_at_the_generation_it_was_made_at(gua
         readahead.start({name: (cookie, generation)})
         ahead = readahead.take(name, cookie, generation, *table, devices)
         again = nftables.read_table_text(kernel, ns, name, *table)
-        # (The rules' attributes as dumped, if a listing kept them, are of another dump.)
-        assert ahead._replace(raw=None) == again._replace(raw=None) and ahead.generation == generation
+        # (The rules' attributes as dumped, if a listing kept them, are of another dump;
+        # the chains and sets are listed by the reader itself, while it waits.)
+        assert ahead.items is None and again.items
+        assert ahead._replace(raw=None, items=None) == again._replace(raw=None, items=None)
+        assert ahead.generation == generation
         assert readahead.take(name, cookie, generation, *table, devices) is readahead.MISSING  # taken once
         fresh()
         readahead.start({name: (cookie, generation)})
@@ -806,17 +819,12 @@ import json, re, sys
 from toolkit.kernel import Kernel, nftables, readahead
 devices = dict(arg.split("=") for arg in sys.argv[2:])
 texts = []
-listed = nftables._text_listing
-def recording(kernel, ns, ns_name, command, bare=False):
-    out = listed(kernel, ns, ns_name, command, bare=bare)
-    texts.append((ns_name, out))
-    return out
-nftables._text_listing = recording
 wrong = []
 for _ in range(int(sys.argv[1])):
     readahead._done.clear()
     with Kernel() as kernel:
-        readahead.start({name: (kernel.ns(name).cookie(), kernel.ns(name).generation()) for name in devices})
+        marks = {name: (kernel.ns(name).cookie(), kernel.ns(name).generation()) for name in devices}
+        readahead.start(marks)
         for name in reversed(sorted(devices)):
             for item in nftables._listing(kernel, kernel.ns(name), name, "list ruleset", "nft list ruleset"):
                 rule = item.get("rule")
@@ -824,6 +832,12 @@ for _ in range(int(sys.argv[1])):
                     left = expr.get("match", {}).get("left", {})
                     if left.get("meta", {}).get("key") == "iif" and expr["match"]["right"] != devices[name]:
                         wrong.append([name, "json", expr["match"]["right"]])
+        for name in sorted(devices):
+            ns = kernel.ns(name)
+            found = nftables.device_list((link.ifname, link.index) for link in ns.links())
+            reading = readahead.take(name, *marks[name], "inet", "netkeel_ra", found)
+            if reading not in (None, readahead.MISSING):
+                texts.append((name, "\\n".join(text for rows in reading.chains.values() for text, _ in rows)))
         readahead.settle()
 for name, text in texts:
     wrong += [[name, "text", found] for found in re.findall(r"iif (\\S+)", text) if found != f'"{devices[name]}"']
@@ -835,9 +849,10 @@ def test_reading_ahead_in_many_namespaces_never_mixes_their_interfaces(prefix, t
     """libnftables keeps one interface cache for the whole process, filled in
     the namespace of the thread that asks: threads listing `iif` rules in
     several namespaces at once printed one's rules with another's interface
-    names (then remembered as read), or crashed (found by review). It is used
-    by one thread at a time; a run in a process of its own, so a crash fails
-    this test alone."""
+    names (then remembered as read), or crashed (found by review, when reading
+    ahead was a thread). The readings made ahead (a child now) and the
+    command's own listings meanwhile name each namespace's own devices; a run
+    in a process of its own, so a crash fails this test alone."""
     import sys
 
     devices = {}

@@ -1,6 +1,8 @@
-"""Reading ahead (kernel/readahead.py): the threads it starts, what a reader may
-take from them, and the fork that must wait for them. The real reading of a
-real table is tested against the kernel (integration/test_fast_paths.py)."""
+"""Reading ahead (kernel/readahead.py): the child it forks, what a reader may
+take from it, and how the child goes (done, dead, silent, interrupted). The
+real reading of a real table is tested against the kernel
+(integration/test_fast_paths.py). The readings here are made by a stand-in
+for _read, in the child (the fork takes the monkeypatch along)."""
 
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ DEVICES = [["lo", 1], ["eth0", 2]]  # what the reader read the namespace's devic
 
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch):
-    """Each test with no thread started and nothing read."""
+    """Each test with no child started and nothing read; its children waited for after."""
     monkeypatch.setattr(readahead, "_done", {})
     monkeypatch.setattr(readahead, "_readers", [])
     monkeypatch.setattr(readahead, "_readings", {})
+    yield
+    readahead.settle()
 
 
 def test_a_background_call_gives_its_value_or_raises_what_it_raised():
@@ -82,62 +86,107 @@ def test_take_waits_for_the_reading_under_way(monkeypatch):
     assert readahead.take("ns", 1, 2, "inet", "t", DEVICES) == "read"
 
 
-def test_at_most_a_few_namespaces_are_read_ahead_one_after_another_in_one_thread(monkeypatch):
-    started = []
-    monkeypatch.setattr(readahead, "_read", lambda *args: started.append((*args, threading.get_ident())))
+def test_at_most_a_few_namespaces_are_read_ahead_one_after_another_in_one_child(monkeypatch):
+    def read(kernel, name, cookie, generation, as_json=False):
+        readahead._readings[("order", name)] = (DEVICES, (cookie, generation, as_json, os.getpid(), time.monotonic()))
+
+    monkeypatch.setattr(readahead, "_read", read)
     marks = {f"ns{i:02}": (i, 5) for i in range(readahead.LIMIT + 3)}
     marks["bad"] = ("cookie", 5)
     readahead.start(marks, by_json={"ns01"})
     readahead.start(marks)  # asked again: nothing read twice
     readahead.settle()
-    assert [args[1:5] for args in started] == [(f"ns{i:02}", i, 5, i == 1) for i in range(readahead.LIMIT)]
-    assert len({args[-1] for args in started}) == 1 and len(readahead._readers) == 1
+    read_so = sorted(readahead._readings.items(), key=lambda item: item[1][1][4])
+    assert [(key[1], *made[:3]) for key, (_, made) in read_so] == \
+        [(f"ns{i:02}", i, 5, i == 1) for i in range(readahead.LIMIT)]
+    assert len({made[3] for _, (_, made) in read_so} - {os.getpid()}) == 1 and len(readahead._readers) == 1
 
 
 def test_each_namespace_is_taken_as_soon_as_its_own_reading_is_over(monkeypatch):
-    """The reader takes the first namespace while the thread reads the next;
+    """The reader takes the first namespace while the child reads the next;
     a reading that fails still lets the reader go on (with nothing)."""
-    second = threading.Event()
+    go_on, told = os.pipe()
 
     def read(kernel, name, cookie, generation, as_json=False):
         if name == "b":
-            second.wait(5)
+            os.read(go_on, 1)  # (the parent says when)
             raise OSError("gone")
         readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, name)
 
     monkeypatch.setattr(readahead, "_read", read)
-    readahead.start({"a": (1, 1), "b": (2, 1), "c": (3, 1)})
-    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) == "a"  # while b's is under way
-    second.set()
-    assert readahead.take("b", 2, 1, "inet", "t", DEVICES) is readahead.MISSING
-    assert readahead.take("c", 3, 1, "inet", "t", DEVICES) == "c"  # read all the same
+    try:
+        readahead.start({"a": (1, 1), "b": (2, 1), "c": (3, 1)})
+        assert readahead.take("a", 1, 1, "inet", "t", DEVICES) == "a"  # while b's is under way
+        os.write(told, b".")
+        assert readahead.take("b", 2, 1, "inet", "t", DEVICES) is readahead.MISSING
+        assert readahead.take("c", 3, 1, "inet", "t", DEVICES) == "c"  # read all the same
+    finally:
+        os.close(go_on)
+        os.close(told)
 
 
-def test_a_thread_that_dies_leaves_no_reader_waiting(monkeypatch):
+def test_a_child_that_dies_leaves_no_reader_waiting(monkeypatch):
     def read(kernel, name, cookie, generation, as_json=False):
-        raise SystemExit  # (not an Exception: the loop itself ends)
+        if name == "a":
+            raise SystemExit  # (not an Exception: the loop itself ends)
+        readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, name)
 
     monkeypatch.setattr(readahead, "_read", read)
     readahead.start({"a": (1, 1), "b": (2, 1)})
     assert readahead.take("b", 2, 1, "inet", "t", DEVICES) is readahead.MISSING
 
 
-def test_a_fork_waits_for_the_readings_under_way(monkeypatch):
-    """A forked child runs Python (fanout's helpers, the scratch checker): no
-    thread of ours may be mid-call in the parent when it is made."""
-    done = threading.Event()
+def test_a_child_killed_outright_leaves_no_reader_waiting(monkeypatch):
+    monkeypatch.setattr(readahead, "_read", lambda *args: os.kill(os.getpid(), signal.SIGKILL))
+    readahead.start({"a": (1, 1)})
+    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) is readahead.MISSING
+    assert readahead._readers[0]._fd is None  # over, and waited for
 
+
+def test_a_silent_child_is_killed_and_nothing_is_taken_from_it(monkeypatch):
+    from toolkit.kernel import nft_scratch
+
+    monkeypatch.setattr(nft_scratch, "TIMEOUT_S", 0.3)
+    monkeypatch.setattr(readahead, "_read", lambda *args: time.sleep(60))
+    readahead.start({"a": (1, 1)})
+    started = time.monotonic()
+    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) is readahead.MISSING
+    assert time.monotonic() - started < 30  # not the 60 s it would have taken
+    pid = readahead._readers[0]._pid
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # killed and reaped
+
+
+def test_a_reader_interrupted_while_waiting_kills_the_child(monkeypatch):
+    """Ctrl-C while the reader waits: the child goes at once (it would read on
+    for nobody) and the interruption goes on up."""
+    monkeypatch.setattr(readahead, "_read", lambda *args: time.sleep(60))
+    readahead.start({"a": (1, 1)})
+    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            readahead.take("a", 1, 1, "inet", "t", DEVICES)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(readahead._readers[0]._pid, os.WNOHANG)
+    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) is readahead.MISSING
+
+
+def test_the_child_writes_nothing_to_the_terminal(monkeypatch, capfd):
     def read(kernel, name, cookie, generation, as_json=False):
-        time.sleep(0.3)
-        done.set()
+        print("from the child")
+        os.write(2, b"from the child, raw\n")
+        readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "read")
 
     monkeypatch.setattr(readahead, "_read", read)
-    readahead.start({"ns": (1, 2)})
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    assert done.is_set()
-    assert os.waitpid(pid, 0)[1] == 0
+    readahead.start({"a": (1, 1)})
+    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) == "read"
+    readahead.settle()
+    out, err = capfd.readouterr()
+    assert "from the child" not in out + err
 
 
 def test_a_failed_read_leaves_nothing(monkeypatch):
@@ -148,64 +197,20 @@ def test_a_failed_read_leaves_nothing(monkeypatch):
 
 def test_a_reading_is_handed_over_before_its_listings_are_freed(monkeypatch):
     """Freeing a libnftables context that listed 10,000 rules takes 15-25 ms:
-    the reader takes the reading while the thread frees them (Kernel.close)."""
+    the child sends the reading before its session's close (here: one that
+    never ends)."""
     from toolkit.kernel.session import Kernel
-
-    freed = threading.Event()
-    closing = Kernel.close
-
-    def close(kernel):
-        freed.wait(5)
-        closing(kernel)
 
     def read(kernel, name, cookie, generation, as_json=False):
         readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "read")
 
-    monkeypatch.setattr(Kernel, "close", close)
+    monkeypatch.setattr(Kernel, "close", lambda kernel: time.sleep(60))
     monkeypatch.setattr(readahead, "_read", read)
     readahead.start({"ns": (1, 2)})
-    assert readahead.take("ns", 1, 2, "inet", "t", DEVICES) == "read"
-    assert not freed.is_set()
-    freed.set()
-    readahead.settle()
-
-
-def test_the_switch_interval_is_short_while_reading_and_as_it_was_after(monkeypatch):
-    """Each system call of the thread gives up the interpreter's lock; taking it
-    back from a busy main thread waited the whole default interval (5 ms)."""
-    import sys
-
-    seen = []
-    monkeypatch.setattr(readahead, "_read", lambda *args: seen.append(sys.getswitchinterval()))
-    before = sys.getswitchinterval()
-    readahead.start({"ns": (1, 2)})
-    readahead.settle()
-    assert seen == [readahead.SWITCH_INTERVAL] and sys.getswitchinterval() == before
-
-
-def test_overlapping_readers_put_the_switch_interval_back_as_it_was_before_the_first(monkeypatch):
-    """The second start saved the first's lowered interval and, ending last,
-    left it lowered for good (found by review)."""
-    import sys
-
-    second_started, second_may_end = threading.Event(), threading.Event()
-
-    def read(kernel, name, cookie, generation, as_json=False):
-        if name == "first":
-            second_started.wait(5)  # the two overlap
-        else:
-            second_started.set()
-            second_may_end.wait(5)
-
-    monkeypatch.setattr(readahead, "_read", read)
-    before = sys.getswitchinterval()
-    readahead.start({"first": (1, 1)})
-    readahead.start({"second": (2, 1)})
-    readahead._readers[0].join()  # the first is over, the second still reading
-    assert sys.getswitchinterval() == readahead.SWITCH_INTERVAL
-    second_may_end.set()
-    readahead.settle()
-    assert sys.getswitchinterval() == before
+    try:
+        assert readahead.take("ns", 1, 2, "inet", "t", DEVICES) == "read"
+    finally:
+        readahead._readers[0]._end(kill=True)
 
 
 def test_a_whole_ruleset_listed_ahead_is_taken_once_at_its_own_marks(monkeypatch):
@@ -249,3 +254,57 @@ def test_closing_a_namespace_with_no_libnftables_context_never_waits_for_the_rea
     finally:
         done.set()
         thread.join(5)
+
+
+def test_nothing_is_read_ahead_while_another_thread_runs(monkeypatch):
+    """A fork copies the calling thread alone: a thread holding a lock the child
+    needs would hang it."""
+    monkeypatch.setattr(readahead, "_read", lambda *args: None)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, args=(5,), daemon=True)
+    thread.start()
+    try:
+        readahead.start({"a": (1, 1)})
+    finally:
+        stop.set()
+        thread.join()
+    assert readahead._readers == [] and not readahead.reading("a")
+    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) is readahead.MISSING
+
+
+# A command that starts reading ahead (the reading never ends), says its child's
+# pid, and is killed outright.
+KILLED = """\
+import os, signal, sys, time
+from toolkit.kernel import readahead
+reading, told = os.pipe()
+readahead._read = lambda *args: (os.write(told, b"."), time.sleep(60))
+readahead.start({"a": (1, 1)})
+os.read(reading, 1)  # the child is reading
+print(readahead._readers[0]._pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_child_dies_with_a_command_killed_outright(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30,
+                            cwd=Path(__file__).parents[2])
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    child = int(result.stdout)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{child}/stat") as stat:
+                if stat.read().split(") ")[1].startswith("Z"):
+                    break  # dead, waiting for init to reap it
+        except FileNotFoundError:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail(f"the child {child} outlived its parent by 5 s")

@@ -1,8 +1,7 @@
 """A call run in a thread of its own, for work that waits outside Python's lock.
 
 Used where the kernel or libnftables does the work while the main thread goes
-on (reading tables ahead: kernel/readahead.py; the rule-handle dump beside a
-text listing: kernel/nftables.py). The thread is a daemon, so a command that
+on (the rule-handle dump beside a text listing: kernel/nftables.py). The thread is a daemon, so a command that
 never asks for the result does not wait for it at exit, and it runs with
 every signal blocked, so Ctrl-C and SIGTERM reach the main thread, which
 defers them where it must (kernel/fanout.py).

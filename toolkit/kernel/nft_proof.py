@@ -26,8 +26,7 @@ second fresh namespace) goes back with the answer: its apply sends that.
 Nothing of the machine is touched: each namespace dies with the child's
 session in it, the child with the plan.
 
-The child is forked: everything it needs is in memory already (a reader
-thread is settled first, kernel/readahead.py).
+The child is forked: everything it needs is in memory already.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import os
 import resource
 import select
 import signal
+import sys
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -119,6 +120,8 @@ def quiet_child() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.dup2(devnull, 1)
+    # And Python's own: they may write elsewhere than those descriptors (a test's capture).
+    sys.stdout = sys.stderr = open(devnull, "w", closefd=False)
     faulthandler.disable()  # (it writes to the stderr it was given, a copy of the old one)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 

@@ -35,15 +35,13 @@ KIND = "nft_table"
 _HANDLE = re.compile(r"^(?P<text>.*?)\s+# handle (?P<handle>\d+)$")
 
 
-# libnftables is used by one thread at a time. Reading ahead runs it in a
-# thread of its own (kernel/readahead.py), with a context of its own, but
-# libnftables 1.0.6 keeps state for the whole process: an interface cache
-# (index <-> name) filled in whatever namespace the calling thread is in and
-# emptied at each command's end. Two threads in it at once printed one
-# namespace's `iif` rules with another's interface names (a wrong read, then
-# remembered) and corrupted its heap (found by review). The main thread
-# meanwhile imports and loads, which is what reading ahead overlaps: this lock
-# costs it nothing there.
+# libnftables is used by one thread at a time: libnftables 1.0.6 keeps state
+# for the whole process, an interface cache (index <-> name) filled in
+# whatever namespace the calling thread is in and emptied at each command's
+# end. Two threads in it at once printed one namespace's `iif` rules with
+# another's interface names (a wrong read, then remembered) and corrupted its
+# heap (found by review, when reading ahead was a thread; it is now a child
+# process with a libnftables of its own: kernel/readahead.py).
 LIBRARY = threading.RLock()  # (re-entrant: a command makes its context on first use)
 
 
@@ -268,11 +266,15 @@ def tables_read_by_text(tables: list) -> list:
             if name.startswith(TABLE_PREFIX) and not name.startswith(CHAOS_TABLE_PREFIX) and not flags]
 
 
-def read_table_text(kernel, ns, ns_name: str, family: str, name: str, by_forms: bool = True):
+def read_table_text(kernel, ns, ns_name: str, family: str, name: str, by_forms: bool = True,
+                    items: bool = True):
     """A TextReading of one table, or None if it cannot be made (a listing
     this reader does not follow, a refusal, a commit while reading). The
     kernel's dump of the rules' handles runs in a thread of its own while
-    libnftables lists (both mostly outside Python's lock)."""
+    libnftables lists (both mostly outside Python's lock). Without `items`,
+    its chain headers and sets are not listed (its `items` None): a reading
+    made ahead leaves them to the reader, who lists them while waiting for it
+    (_table_by_text)."""
     from ..kinds import nft_text
     from . import nftgen
     from ..core.background import Background
@@ -283,7 +285,7 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str, by_forms: 
     dump = None  # (the rules' chains and handles, their attributes) if the dump was made already
     forms = kernel.nft_forms.table(ns_name, family, name) if getattr(kernel, "nft_forms", None) else None
     if by_forms and forms is not None and forms.serves():
-        reading, dump = _read_by_forms(kernel, ns, ns_name, family, name, forms)
+        reading, dump = _read_by_forms(kernel, ns, ns_name, family, name, forms, items)
         if reading is not None:
             return reading
 
@@ -299,7 +301,8 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str, by_forms: 
         try:
             listed = nft_text.listed_table(_text_listing(kernel, ns, ns_name, f"list table {family} {name}",
                                                          bare=True), family, name)
-            items = [] if listed is None else _table_items(kernel, ns, ns_name, family, name, listed[1])
+            listed_items = None if listed is None or not items else \
+                _table_items(kernel, ns, ns_name, family, name, listed[1])
         finally:
             if dumping is not None:
                 dumping.join()  # the thread is done with the socket, whatever happened here
@@ -312,7 +315,7 @@ def read_table_text(kernel, ns, ns_name: str, family: str, name: str, by_forms: 
         return None  # a commit came while reading: the parts may be of different rulesets
     if not _strings_plain(ns, listed[0], listed[1], raw, devices):
         return None
-    return TextReading(generation, listed[0], listed[1], items, dumped, raw)
+    return TextReading(generation, listed[0], listed[1], listed_items, dumped, raw)
 
 
 def _table_items(kernel, ns, ns_name: str, family: str, name: str, sets) -> list:
@@ -329,7 +332,7 @@ def _table_items(kernel, ns, ns_name: str, family: str, name: str, sets) -> list
     return items
 
 
-def _read_by_forms(kernel, ns, ns_name: str, family: str, name: str, forms):
+def _read_by_forms(kernel, ns, ns_name: str, family: str, name: str, forms, listed: bool = True):
     """(A TextReading of one table made without its text listing, the dump)
     the reading: its rules dumped, each known by its form (kernel/nft_forms.py:
     the text nft printed for that form before, state/rule_forms.py) or to be
@@ -374,7 +377,7 @@ def _read_by_forms(kernel, ns, ns_name: str, family: str, name: str, forms):
                     return None, dump
                 unknown[handle] = (nft_forms.replayable(*raw[handle]).hex(), rule)
             chains[chain].append((text, handle))
-        items = _table_items(kernel, ns, ns_name, family, name, named)
+        items = _table_items(kernel, ns, ns_name, family, name, named) if listed else None
     except (KernelError, ValueError):
         return None, dump
     if ns.generation() != generation:
@@ -424,15 +427,24 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     generation = ns.generation()
     if generation is None:
         return None
+    # Its rules read ahead (in a child: kernel/readahead.py), its chains and sets are
+    # listed here meanwhile, and made fields (the set's elements canonical).
+    beside = _items_beside(kernel, ns, ns_name, family, name, generation) if readahead.reading(ns_name) else None
     reading = readahead.take(ns_name, ns.cookie(), generation, family, name, ns.read_devices)
+    if reading is not readahead.MISSING and reading is not None and reading.items is None:
+        if beside is None or beside[0] != sorted(reading.sets):
+            reading = readahead.MISSING  # (the generation moved: what is read below says so)
+        else:
+            reading = reading._replace(items=beside[1])
     if reading is readahead.MISSING:
-        reading = read_table_text(kernel, ns, ns_name, family, name)
+        reading, beside = read_table_text(kernel, ns, ns_name, family, name), None
     else:
         kernel.log(ns_name, f"nft table {family} {name}: read ahead at generation {generation}")
     replayed: dict = {}
-    fields = None
+    fields = dict(beside[2]) if beside is not None and reading is not None and reading.items is beside[1] else None
     if reading is not None and reading.unknown:
-        fields = live_table_specs(reading.items, TABLE_PREFIX)[0].get((family, name), {})
+        if fields is None:
+            fields = live_table_specs(reading.items, TABLE_PREFIX)[0].get((family, name), {})
         replayed = _replayed_in_scratch(family, name, reading, fields)
         if replayed is None:  # not made so there: listed after all
             reading = read_table_text(kernel, ns, ns_name, family, name, by_forms=False)
@@ -497,6 +509,24 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
                 if handle in replayed and text in ours:
                     forms.note(reading.unknown[handle][1], text)
     return fields
+
+
+def _items_beside(kernel, ns, ns_name: str, family: str, name: str, generation: int):
+    """(sorted set names, the table's JSON items as _table_items lists them, its
+    fields from them) at `generation`, or None (a refusal, a commit while
+    listing): what a reading made ahead leaves out."""
+    from ..kinds.nft_canon import live_table_specs
+    from . import nftgen
+
+    try:
+        parts = kernel.request(ns_name, f"nft parts of {family} {name}", nftgen.table_parts, ns.nfgen_socket(),
+                               family, name)
+        items = _table_items(kernel, ns, ns_name, family, name, parts["sets"])
+    except KernelError:
+        return None
+    if ns.generation() != generation:
+        return None
+    return sorted(parts["sets"]), items, live_table_specs(items, TABLE_PREFIX)[0].get((family, name), {})
 
 
 def _note_forms(forms, family: str, chains: dict, sets, sent: dict, raw: dict) -> None:

@@ -122,12 +122,35 @@ def rule_handles(sock: socket.socket, family: str, table: str, seq: int = 2, raw
     return out
 
 
+_HANDLE_ATTR = struct.pack("=HH", 12, NFTA_RULE_HANDLE)
+_BE64 = struct.Struct(">Q")
+_CHAIN_NAMES: dict = {}  # a chain's name attribute as dumped -> its name (the first 1,024 seen)
+
+
 def _name_attr(kind: int, name: str) -> bytes:
     value = name.encode() + b"\0"
     return _NLA.pack(_NLA.size + len(value), kind) + value + b"\0" * (-len(value) % 4)
 
 
 def _chain_and_handle(data: bytes, offset: int, end: int) -> tuple:
+    # As the kernel dumps a rule: its table, its chain, its handle (read so at
+    # once: a dump of 10,000 rules is read for every drift after another tool's
+    # commit); else attribute by attribute.
+    unpack = _NLA.unpack_from
+    if offset + 8 <= end:
+        at = offset + ((unpack(data, offset)[0] + 3) & ~3)
+        if at + 4 <= end:
+            length, kind = unpack(data, at)
+            after = at + ((length + 3) & ~3)
+            if kind & 0x3FFF == NFTA_RULE_CHAIN and length > 4 and after + 12 <= end \
+                    and data[after:after + 4] == _HANDLE_ATTR:
+                name = data[at + 4:at + length]
+                chain = _CHAIN_NAMES.get(name)
+                if chain is None:
+                    chain = name.rstrip(b"\0").decode("utf-8", "replace")
+                    if len(_CHAIN_NAMES) < 1024:
+                        _CHAIN_NAMES[name] = chain
+                return chain, _BE64.unpack_from(data, after + 4)[0]
     chain = handle = None
     while offset + _NLA.size <= end and (chain is None or handle is None):
         length, kind = _NLA.unpack_from(data, offset)

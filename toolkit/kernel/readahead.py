@@ -1,63 +1,57 @@
-"""Reading a namespace's tables ahead, on the second processor, while the command loads.
+"""Reading a namespace's tables ahead, in a child process, while the command loads.
 
 A drift check whose quick answer failed because a namespace's ruleset moved
 (another tool committed there: cli/quick.py) will read that namespace's tables
-by their text listings (nftables._table_by_text): hundreds of milliseconds in
-libnftables for a large table, with nothing else to do meanwhile. The same
-hundreds of milliseconds go, in the main thread, to importing the CLI
-framework, loading the manifest and taking the lock. So the quick check starts
-those listings here, in one thread (libnftables runs without Python's
-interpreter lock), namespace after namespace in the order the reader goes,
-and the reader takes each as it is done (where a table of ours does not read
-by its text, the whole ruleset's JSON listing, which the reader makes then:
-nftables._listed; that listing alone where the verdict says a table of ours
-has no text to send, which no text reading is taken for). One thread: libnftables is used by
-one thread at a time anyway (nftables.LIBRARY: it keeps an interface cache for
-the whole process, filled in whatever namespace the calling thread is in, and
-two threads in it at once printed one namespace's rules with another's
-interface names, or crashed: found by review), and on two processors more
-threads only slowed the main thread they are meant to hide behind.
+(nftables._table_by_text): its rules' dump, each known by its form or listed
+as text, its chains and sets: 0.15-0.25 s of Python and kernel for a
+10,000-rule table, with nothing else to do meanwhile. The same time goes, in
+the command, to importing the CLI framework, loading the manifest and taking
+the lock. So the quick check forks a child that makes those readings,
+namespace after namespace in the order the reader goes, and the reader takes
+each as it is sent (where a table of ours does not read by its text, the whole
+ruleset's JSON listing, which the reader makes then: nftables._listed; that
+listing alone where the verdict says a table of ours has no text to send,
+which no text reading is taken for). A process, not a thread: the reading is
+mostly Python, and a thread shared the interpreter's lock with the main
+thread's imports (each took twice as long; a drift after another tool's
+commit took 0.38-0.44 s with a thread, 0.31-0.38 s with a child), and the child
+has a libnftables of its own (its interface cache is per process:
+nftables.LIBRARY).
 
 Nothing here is believed on trust: a reading is kept under the namespace's
 cookie and the ruleset generation it was made at (the same before and after
 it), and the reader takes it only for the cookie and generation it finds
 itself, before and after its own use: one commit anywhere in between and the
 reading is not of the ruleset the reader would list, so it lists as ever. A
-thread that fails in any way leaves nothing, and the reader reads. A command
-reads ahead once (its quick check asks once): LIMIT counts every namespace
-read ahead in the process, and a reading never taken stays until it exits.
+child that fails in any way, or stays silent nft_scratch.TIMEOUT_S, leaves
+nothing, and the reader reads. A command reads ahead once (its quick check
+asks once): LIMIT counts every namespace read ahead in the process, and a
+reading never taken stays until it exits.
 
-The thread is a daemon (a command that never asks does not wait for it at
-exit) with every signal blocked (Ctrl-C and SIGTERM reach the main thread,
-which defers them where it must: kernel/fanout.py), and it is joined
-before the command forks a child that runs Python (os.register_at_fork:
-fanout's helpers, the throwaway namespace's checker), which a thread caught
-mid-call could leave holding a lock.
+The child is forked before the command starts any thread (the quick check
+runs first), takes Ctrl-C and SIGTERM as their default (the command's own
+handling is the parent's), dies with its parent (PR_SET_PDEATHSIG), writes
+nothing to the terminal, and leaves by os._exit (its libnftables contexts are
+not freed one by one: 15-25 ms for one that listed 10,000 rules). Its readings
+come back pickled, over a pipe of its own: it is this very program, forked.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import pickle
+import select
+import signal
+import struct
 import threading
 
-from ..core.background import Background
-
 LIMIT = 4  # namespaces read ahead at most: a command reads the rest itself
-# Python's switch interval while the reader runs (the default is 5 ms). Each
-# system call the reader makes gives up the interpreter's lock, and taking it
-# back from a main thread busy importing waited a whole interval: the twenty
-# calls before its listing (entering the namespace, making its sockets, the
-# generation, the devices) took 75-100 ms instead of 2. A waiting thread asks
-# for the lock after this long; a main thread alone is never interrupted.
-SWITCH_INTERVAL = 0.0005
+PR_SET_PDEATHSIG = 1
+_FRAME = struct.Struct("=Q")  # each namespace's readings: their pickle's length, then it
 
-_done: dict = {}       # namespace name -> an Event set once its reading is over (made or given up)
-_readers: list = []    # the Background threads reading
+_done: dict = {}       # namespace name -> the _Child reading it (or that read it)
+_readers: list = []    # the _Child processes started
 _readings: dict = {}   # (cookie, generation, family, table) -> (devices, nftables.TextReading or None)
-_hooked = False
-_interval = {"readers": 0, "before": None}  # threads reading, and the switch interval before the first
-_interval_lock = threading.Lock()
 
 
 def start(marks: dict, by_json=(), forms=None) -> None:
@@ -66,33 +60,21 @@ def start(marks: dict, by_json=(), forms=None) -> None:
     those named in `by_json` (a table of ours there has no text to send, as
     the verdict says: the reader lists such a namespace as JSON, never by
     text), the whole ruleset's JSON listing alone. `forms`: the rule forms
-    known (state/rule_forms.RuleForms, used by this thread alone), so that a
-    table whose rules are all known is read from their dump."""
-    global _hooked
+    known (state/rule_forms.RuleForms: the child's copy is used by it alone),
+    so that a table whose rules are all known is read from their dump."""
     if not marks:
         return
-    # What the threads use, imported here first: the main thread goes on
-    # importing the command's modules, and two threads importing into the same
-    # import cycle at once can make Python's deadlock detection fail an import
-    # in either. (The command imports these anyway.)
+    # What the child uses, imported here (its own imports would be its own cost).
     import nftables as _binding  # noqa: F401 - libnftables' binding
     from ..kinds import nft_text  # noqa: F401
-    from . import nft_forms, nftables, nftgen, session  # noqa: F401
-    if not _hooked:
-        os.register_at_fork(before=settle)  # a forked child runs Python: no thread of ours mid-read then
-        _hooked = True
+    from . import nft_forms, nft_scratch, nftables, nftgen, session  # noqa: F401
     todo = [(name, cookie, generation, name in by_json) for name, (cookie, generation) in sorted(marks.items())
             if name not in _done and isinstance(cookie, int) and isinstance(generation, int)]
     todo = todo[:max(0, LIMIT - len(_done))]
-    if todo:
-        for name, *_ in todo:
-            _done[name] = threading.Event()
-        with _interval_lock:  # the first reader lowers it, the last one out puts it back
-            if _interval["readers"] == 0:
-                _interval["before"] = sys.getswitchinterval()
-                sys.setswitchinterval(min(_interval["before"], SWITCH_INTERVAL))
-            _interval["readers"] += 1
-        _readers.append(Background(_read_each, todo, forms))
+    # A fork copies the calling thread alone: with another running (holding a lock
+    # the child would need), nothing is read ahead. The quick check runs first.
+    if todo and threading.active_count() == 1:
+        _readers.append(_Child(todo, forms))
 
 
 MISSING = object()  # take(): nothing read ahead for that table at that generation
@@ -117,11 +99,16 @@ def take_ruleset(name: str, cookie: int, generation: int, devices):
     return _taken(name, (cookie, generation, RULESET), devices)
 
 
+def reading(name: str) -> bool:
+    """Whether readings of this namespace were asked for ahead (under way, or made)."""
+    return name in _done
+
+
 def _taken(name: str, key: tuple, devices):
-    done = _done.get(name)
-    if done is None or devices is None:
+    child = _done.get(name)
+    if child is None or devices is None:
         return MISSING
-    done.wait()
+    child.wait(name)
     found = _readings.pop(key, None)
     if found is None or found[0] != devices:
         return MISSING
@@ -129,33 +116,105 @@ def _taken(name: str, key: tuple, devices):
 
 
 def settle() -> None:
-    """Wait for every read under way (a fork copies only the calling thread)."""
-    for reader in list(_readers):
-        reader.join()
+    """Wait for every reading under way to be over (tests)."""
+    for child in list(_readers):
+        child.wait()
 
 
-def _read_each(todo: list, forms) -> None:
-    from .session import Kernel
+class _Child:
+    """A forked child reading `todo` ([(name, cookie, generation, as JSON)])
+    with the rule forms `forms`; its readings are put in _readings as they come."""
 
-    try:
-        for name, cookie, generation, as_json in todo:
+    def __init__(self, todo: list, forms):
+        self._names = {name for name, *_ in todo}
+        self._sent: set = set()
+        self._buffer = bytearray()  # (a reading of 100,000 rules is tens of megabytes)
+        read_end, write_end = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(read_end)
+            _child_main(todo, forms, write_end, parent)
+        os.close(write_end)
+        self._pid, self._fd = pid, read_end
+        for name in self._names:
+            _done[name] = self
+
+    def wait(self, name: str | None = None) -> None:
+        """Take what the child sends until `name`'s readings came (None: all),
+        or it is gone (exited, died, or silent nft_scratch.TIMEOUT_S: killed)."""
+        from .nft_scratch import TIMEOUT_S
+
+        try:
+            while self._fd is not None and (name is None or name not in self._sent):
+                ready, _, _ = select.select([self._fd], [], [], TIMEOUT_S)
+                chunk = os.read(self._fd, 1 << 20) if ready else b""
+                if not chunk:
+                    self._end(kill=not ready)
+                    return
+                self._buffer += chunk
+                self._unpack()
+        except BaseException:  # interrupted (Ctrl-C): the child goes, nothing more is taken
+            self._end(kill=True)
+            raise
+
+    def _unpack(self) -> None:
+        buffer, at = self._buffer, 0
+        while len(buffer) - at >= _FRAME.size:
+            size = _FRAME.unpack_from(buffer, at)[0]
+            if len(buffer) - at - _FRAME.size < size:
+                break
+            with memoryview(buffer) as view:
+                name, found = pickle.loads(view[at + _FRAME.size:at + _FRAME.size + size])
+            at += _FRAME.size + size
+            self._sent.add(name)
+            _readings.update(found)
+        del buffer[:at]
+
+    def _end(self, kill: bool) -> None:
+        os.close(self._fd)
+        self._fd = None
+        self._sent |= self._names  # whatever did not come never will
+        if kill:
             try:
-                with Kernel() as kernel:
-                    kernel.nft_forms = forms
-                    try:
-                        _read(kernel, name, cookie, generation, as_json)
-                    finally:
-                        # Handed over before the listings' contexts are freed (close).
-                        _done[name].set()
-            except Exception:  # noqa: BLE001 - nothing read ahead there: the reader reads
+                os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
+        os.waitpid(self._pid, 0)
+
+
+def _child_main(todo: list, forms, fd: int, parent: int) -> None:
+    status = 0
+    try:
+        import ctypes
+
+        from . import nft_scratch
+        from .session import Kernel
+
+        nft_scratch.quiet_child()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            return  # the parent died before that was asked
+        for name, cookie, generation, as_json in todo:
+            before = set(_readings)
+            with Kernel() as kernel:
+                kernel.nft_forms = forms
+                try:
+                    _read(kernel, name, cookie, generation, as_json)
+                except Exception:  # noqa: BLE001 - nothing read ahead there: the reader reads
+                    pass
+                # Sent before the session's close frees its listings' contexts.
+                data = pickle.dumps((name, {key: value for key, value in _readings.items() if key not in before}),
+                                    protocol=pickle.HIGHEST_PROTOCOL)
+                data = _FRAME.pack(len(data)) + data
+                while data:
+                    data = data[os.write(fd, data):]
+    except BaseException:  # noqa: BLE001 - whatever it is (the parent gone: a broken pipe), nothing more
+        status = 1
     finally:
-        with _interval_lock:
-            _interval["readers"] -= 1
-            if _interval["readers"] == 0:
-                sys.setswitchinterval(_interval["before"])
-        for name, *_ in todo:
-            _done[name].set()  # whatever happened, no reader waits for good
+        os._exit(status)
 
 
 def _read(kernel, name: str, cookie: int, generation: int, as_json: bool = False) -> None:
@@ -172,7 +231,8 @@ def _read(kernel, name: str, cookie: int, generation: int, as_json: bool = False
         if as_json:  # not read by text there: the ruleset as JSON, below
             found[(cookie, generation, family, table)] = (devices, None)
             continue
-        reading = nftables.read_table_text(kernel, ns, name, family, table)
+        # (Its chains and sets are listed by the reader, while it waits for this.)
+        reading = nftables.read_table_text(kernel, ns, name, family, table, items=False)
         if reading is None and ns.generation() == generation:
             found[(cookie, generation, family, table)] = (devices, None)  # does not read by text: JSON then
             continue
