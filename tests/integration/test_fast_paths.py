@@ -689,6 +689,33 @@ def test_a_drift_after_another_tools_commit_takes_the_tables_read_ahead(guarded,
     assert (result.returncode, result.stdout) == (full.returncode, full.stdout) == (2, full.stdout)
 
 
+@pytest.mark.parametrize("command", ["apply", "plan"])
+def test_an_apply_or_plan_after_another_tools_commit_takes_the_tables_read_ahead(guarded, tmp_path, command):
+    """An apply (or plan) whose quick check finds the ruleset moved reads ahead as a
+    drift does (the apply's quick check holds the state lock: the child keeps no
+    copy of it); the apply repairs what was added, as it would have read it."""
+    import sys
+
+    write_policy(guarded, POLICY.replace("action: drop, comment: no telnet", "action: drop"))
+    assert plain(guarded)[0::3] == (0, True)  # a verdict to compare the marks with
+    nft(guarded, "add", "rule", "inet", "netkeel_guard", "input", "udp", "dport", "9", "reject")
+    (tmp_path / "watched.py").write_text(WATCHED)
+    log = tmp_path / "watched.log"
+    result = subprocess.run([sys.executable, str(tmp_path / "watched.py"), command, str(guarded.manifest),
+                             "--ns-prefix", guarded.prefix], capture_output=True, text=True, timeout=60,
+                            env={**guarded.env, "WATCHED_LOG": str(log)}, cwd=Path(__file__).parents[2])
+    said = log.read_text() if log.exists() else ""
+    assert "read netkeel_guard ahead: True" in said and " main:" not in said, said
+    assert "udp dport 9" in result.stdout, result.stdout
+    if command == "plan":
+        assert result.returncode == 2, result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert "udp dport 9" not in nft(guarded, "list", "table", "inet", "netkeel_guard")
+    assert drift(guarded, "--full")[0] == 0
+    assert guarded.run("apply", guarded.manifest).returncode == 0  # the lock is free: nobody holds a copy
+
+
 # The same, saying which process listed a namespace's whole ruleset as JSON.
 WATCHED_RULESET = """\
 import os, sys

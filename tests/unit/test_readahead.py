@@ -102,14 +102,15 @@ def test_at_most_a_few_namespaces_are_read_ahead_one_after_another_in_one_child(
     assert len({made[3] for _, (_, made) in read_so} - {os.getpid()}) == 1 and len(readahead._readers) == 1
 
 
-def test_each_namespace_is_taken_as_soon_as_its_own_reading_is_over(monkeypatch):
+def test_each_namespace_is_taken_as_soon_as_its_own_reading_is_over(monkeypatch, tmp_path):
     """The reader takes the first namespace while the child reads the next;
     a reading that fails still lets the reader go on (with nothing)."""
-    go_on, told = os.pipe()
+    go_on = tmp_path / "go-on"
 
     def read(kernel, name, cookie, generation, as_json=False):
         if name == "b":
-            os.read(go_on, 1)  # (the parent says when)
+            while not go_on.exists():  # (the parent says when; bounded by the test's own end)
+                time.sleep(0.01)
             raise OSError("gone")
         readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, name)
 
@@ -117,12 +118,11 @@ def test_each_namespace_is_taken_as_soon_as_its_own_reading_is_over(monkeypatch)
     try:
         readahead.start({"a": (1, 1), "b": (2, 1), "c": (3, 1)})
         assert readahead.take("a", 1, 1, "inet", "t", DEVICES) == "a"  # while b's is under way
-        os.write(told, b".")
+        go_on.touch()
         assert readahead.take("b", 2, 1, "inet", "t", DEVICES) is readahead.MISSING
         assert readahead.take("c", 3, 1, "inet", "t", DEVICES) == "c"  # read all the same
     finally:
-        os.close(go_on)
-        os.close(told)
+        go_on.touch()
 
 
 def test_a_child_that_dies_leaves_no_reader_waiting(monkeypatch):
@@ -173,6 +173,29 @@ def test_a_reader_interrupted_while_waiting_kills_the_child(monkeypatch):
     with pytest.raises(ChildProcessError):
         os.waitpid(readahead._readers[0]._pid, os.WNOHANG)
     assert readahead.take("a", 1, 1, "inet", "t", DEVICES) is readahead.MISSING
+
+
+def test_the_child_keeps_no_descriptor_of_the_commands(monkeypatch):
+    """Its sockets, and a lock it may hold (an apply's quick check holds the
+    state lock, and a flock lives as long as any copy of its descriptor)."""
+    import fcntl
+
+    opened = os.open(os.devnull, os.O_RDONLY)
+    held = fcntl.fcntl(opened, fcntl.F_DUPFD, 900)  # (high: none the child opens gets its number)
+    os.close(opened)
+    try:
+        def read(kernel, name, cookie, generation, as_json=False):
+            try:
+                fcntl.fcntl(held, fcntl.F_GETFD)
+                readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "kept")
+            except OSError:
+                readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "closed")
+
+        monkeypatch.setattr(readahead, "_read", read)
+        readahead.start({"a": (1, 1)})
+        assert readahead.take("a", 1, 1, "inet", "t", DEVICES) == "closed"
+    finally:
+        os.close(held)
 
 
 def test_the_child_writes_nothing_to_the_terminal(monkeypatch, capfd):
@@ -277,10 +300,11 @@ def test_nothing_is_read_ahead_while_another_thread_runs(monkeypatch):
 KILLED = """\
 import os, signal, sys, time
 from toolkit.kernel import readahead
-reading, told = os.pipe()
-readahead._read = lambda *args: (os.write(told, b"."), time.sleep(60))
+said = sys.argv[1]  # (the child keeps no descriptor of the command's: it says so in a file)
+readahead._read = lambda *args: (open(said, "w").close(), time.sleep(60))
 readahead.start({"a": (1, 1)})
-os.read(reading, 1)  # the child is reading
+while not os.path.exists(said):  # until the child is reading
+    time.sleep(0.01)
 print(readahead._readers[0]._pid, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -293,8 +317,8 @@ def test_the_child_dies_with_a_command_killed_outright(tmp_path):
 
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30,
-                            cwd=Path(__file__).parents[2])
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "reading")], capture_output=True,
+                            text=True, timeout=30, cwd=Path(__file__).parents[2])
     assert result.returncode == -signal.SIGKILL, result.stderr
     child = int(result.stdout)
     deadline = time.monotonic() + 5

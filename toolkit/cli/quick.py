@@ -139,8 +139,7 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
             live = kernel.read(names, hints_from(verdict["hints"]))
             marks = marks_record(kernel.nft_marks)
             if marks != verdict["marks"]:
-                if command == "drift":
-                    _read_ahead(state, verdict["marks"], marks, verdict.get("by_json"))
+                _read_ahead(state, verdict["marks"], marks, verdict.get("by_json"))
                 return None
             if live_digest(live) != verdict["live"]:
                 return None
@@ -150,9 +149,9 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
 def _read_ahead(state, kept: dict, marks: dict, by_json) -> None:
     """Start reading ahead (kernel/readahead.py) the namespaces whose ruleset
     moved since the verdict (same cookie, another generation) to a generation
-    the ruleset memo does not know: the drift check about to run lists their
-    tables by text (as JSON in those the verdict names in `by_json`), and can
-    take those listings instead."""
+    the ruleset memo does not know: the command about to run (a drift check,
+    a plan, an apply: each compares) reads their tables by text (as JSON in
+    those the verdict names in `by_json`), and can take those readings instead."""
     from ..kernel import readahead
     from ..state.rule_forms import RuleForms
     from ..state.rulesets import RulesetMemo

@@ -192,6 +192,10 @@ def _child_main(todo: list, forms, fd: int, parent: int) -> None:
         from .session import Kernel
 
         nft_scratch.quiet_child()
+        # None of the command's descriptors: its sockets, and a lock it may hold
+        # (an apply's quick check holds the state lock), are its own.
+        os.closerange(3, fd)
+        os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
