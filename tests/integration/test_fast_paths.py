@@ -1307,6 +1307,24 @@ def test_a_planned_table_goes_as_its_recipe_and_makes_what_its_text_makes(planne
     assert {node: listed(planned, node) for node in ("fw", "peer")} == made
 
 
+def test_a_table_dump_takes_rules_dumped_before_only_at_their_own_generation(planned):
+    """The proof's recipe takes the rules its reading back dumped (a dump of
+    50,000 rules costs the kernel a second) for its own dump's, only if the
+    ruleset is at the generation they were dumped at."""
+    from toolkit.kernel import Kernel, nftgen
+
+    assert planned.run("apply", planned.manifest).returncode == 0
+    with Kernel() as kernel:
+        sock = kernel.ns(planned.ns("fw")).nfgen_socket()
+        now = nftgen.generation(sock)
+        dumped = nftgen.table_dump(sock, "inet", "netkeel_guard")
+        assert dumped["rules"]
+        assert nftgen.table_dump(sock, "inet", "netkeel_guard", rules=(now, dumped["rules"])) == dumped
+        given = [b"not dumped now"]
+        assert nftgen.table_dump(sock, "inet", "netkeel_guard", rules=(now, given))["rules"] == given
+        assert nftgen.table_dump(sock, "inet", "netkeel_guard", rules=(now - 1, given)) == dumped
+
+
 def test_a_table_replaced_whole_goes_as_its_recipe_inside_one_transaction(planned):
     """A change no rule-by-rule delta makes (a chain's policy) replaces the
     table whole: the recipe goes after the old table's delete, in the same

@@ -92,7 +92,8 @@ def _child_main(jobs: list, fd: int, parent: int) -> None:
                 outcome = _prove_here(name, action)
                 if outcome.get("proven") is True:
                     learned = {digest: tuple(matches) for digest, (_, matches) in outcome["forms"].items()}
-                    outcome["recipe"] = _recipe_here(libc, action.key[1], action.key[2], list(devices), learned)
+                    outcome["recipe"] = _recipe_here(libc, action.key[1], action.key[2], list(devices), learned,
+                                                     outcome.pop("rules"))
                 nft_scratch.send(fd, {"key": list(action.key), "outcome": outcome})
     except BaseException:  # noqa: BLE001 - whatever it is, nothing more is proven
         status = 1
@@ -123,25 +124,28 @@ def _prove_here(name: str, action) -> dict:
         if action.key not in memo.proved:
             return {"proven": False}
         return {"proven": True, "forms": {digest: [text, list(matches)] for digest, (text, matches)
-                                          in forms.noted.items()}}
+                                          in forms.noted.items()}, "rules": forms.rules}
     finally:
         kernel.nft_memo = kernel.nft_forms = None
         kernel.close()
 
 
-def _recipe_here(libc, family: str, table: str, devices: list, learned: dict) -> str | None:
+def _recipe_here(libc, family: str, table: str, devices: list, learned: dict, rules=None) -> str | None:
     """The recipe of the table just proven in the namespace this process is in
     (kernel/nft_recipes.py), base64, if it has one and it makes the same table
     again by itself in another fresh namespace with the same stand-in devices
     (this process is left in that one); else None. `learned`: the forms the
-    proof's reading back noted (learnable), for nft_recipes.check."""
+    proof's reading back noted (learnable), for nft_recipes.check. `rules`:
+    (generation, its rules' attributes) as that reading dumped them, taken for
+    a new dump's at that generation (a dump of 50,000 rules takes the kernel a
+    second: it walks the chain from its head for every part of the dump)."""
     import base64
 
     from . import nft_recipes, nftgen
 
     try:
         with nftgen.open_socket() as sock:
-            dump = nftgen.table_dump(sock, family, table)
+            dump = nftgen.table_dump(sock, family, table, rules=rules)
         number = nftgen.FAMILIES[family]
         nft_recipes.check(number, dump, learned)
         made = nft_recipes.recipe(number, dump)
@@ -192,6 +196,10 @@ class _Forms:
 
     def __init__(self):
         self.noted: dict = {}  # digest -> (text, counter matches)
+        self.rules = None  # (generation, [each rule's attributes]) as the reading back dumped them
+
+    def rules_dumped(self, generation: int, rules: list) -> None:
+        self.rules = (generation, [data[start:end] for data, start, end in rules])
 
     def table(self, ns: str, family: str, name: str) -> "_Forms":
         return self

@@ -501,6 +501,8 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     forms = kernel.nft_forms.table(ns_name, family, name) if getattr(kernel, "nft_forms", None) else None
     if forms is not None and reading.raw:
         _note_forms(forms, family, chains, sets, sent, reading.raw)
+        # (A plan's proof makes the table's recipe of them: kernel/nft_proof.py.)
+        forms.rules_dumped(reading.generation, [reading.raw[handle] for _, handle in reading.dumped])
     if forms is not None and replayed:
         # A learnable rule prints alike in any namespace: made again, it printed as the node would.
         for chain, rows in chains.items():

@@ -459,11 +459,24 @@ SOL_NETLINK, NETLINK_CAP_ACK = 270, 10
 SO_SNDBUFFORCE = 32
 
 
-def table_dump(sock: socket.socket, family: str, table: str, seq: int = 20) -> dict:
+def table_dump(sock: socket.socket, family: str, table: str, seq: int = 20, rules=None) -> dict:
     """One table as the kernel dumps it: {"table": its attributes, "chains",
     "sets", "elements" (each set's element messages), "rules": [attributes],
     in the kernel's order, "others": its stateful objects and flowtables}
-    (each message's attributes region, as bytes). Raises OSError."""
+    (each message's attributes region, as bytes). `rules`: (generation, the
+    rules' attributes as another dump of this table gave them), taken for its
+    own if the ruleset is at that generation before and after this dump.
+    Raises OSError."""
+    if rules is not None:
+        made_at, given = rules
+        if generation(sock, seq) == made_at:
+            out = _table_dump(sock, family, table, seq + 1, given)
+            if generation(sock, seq) == made_at:
+                return out
+    return _table_dump(sock, family, table, seq + 1, None)
+
+
+def _table_dump(sock: socket.socket, family: str, table: str, seq: int, rules) -> dict:
     number = FAMILIES[family]
     body = _NFGEN.pack(number, 0, 0)
     out = {"table": None, "chains": [], "sets": [], "elements": [], "rules": [], "others": 0}
@@ -486,10 +499,13 @@ def table_dump(sock: socket.socket, family: str, table: str, seq: int = 20) -> d
             if kind == NFT_MSG_NEWSETELEM:
                 out["elements"].append(data[offset:end])
     seq += 3 + len(names)
-    for kind, data, offset, end in _ask(sock, NFT_MSG_GETRULE, NLM_F_DUMP, body + _name_attr(NFTA_RULE_TABLE, table),
-                                        seq):
-        if kind == NFT_MSG_NEWRULE:
-            out["rules"].append(data[offset:end])
+    if rules is not None:
+        out["rules"] = list(rules)
+    else:
+        for kind, data, offset, end in _ask(sock, NFT_MSG_GETRULE, NLM_F_DUMP,
+                                            body + _name_attr(NFTA_RULE_TABLE, table), seq):
+            if kind == NFT_MSG_NEWRULE:
+                out["rules"].append(data[offset:end])
     out["others"] = _others(sock, body, table, seq + 1)
     return out
 
