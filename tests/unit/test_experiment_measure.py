@@ -142,6 +142,15 @@ def test_within_is_half_open_and_skips_lines_without_a_time():
 
 # --- the agent's echo accounting, over a socket pair (no network) ----------------
 
+def answers_on(sock):
+    """The seq of each answer waiting on a non-blocking socket (the agent's answers())."""
+    while True:
+        try:
+            yield int(sock.recv(64))
+        except BlockingIOError:
+            return
+
+
 def test_the_agent_marks_stale_and_out_of_order_answers(capfd):
     """Answers are scripted by the request whose sending releases them: 1 comes
     at once, 0 only after request 2 went, 2 after request 3 went, 3 never."""
@@ -154,15 +163,8 @@ def test_the_agent_marks_stale_and_out_of_order_answers(capfd):
             for answer in released_by.get(seq, []):
                 theirs.send(str(answer).encode())
 
-        def answers():
-            while True:
-                try:
-                    yield int(ours.recv(64))
-                except BlockingIOError:
-                    return
-
         spec = {"count": 4, "interval_ms": 5, "timeout_ms": 200}
-        agent.echo_schedule(spec, ours, send, answers, order=True)
+        agent.echo_schedule(spec, ours, send, lambda: answers_on(ours), order=True)
     lines = {line["seq"]: line for line in map(json.loads, capfd.readouterr().out.splitlines())}
     flags = {seq: (line["ok"], line["stale"], line["out_of_order"]) for seq, line in lines.items()}
     assert flags == {0: (True, True, True), 1: (True, False, False), 2: (True, True, False), 3: (False, False, False)}
@@ -184,14 +186,8 @@ def test_an_agent_held_up_sends_on_from_now_not_in_a_burst(capfd):
                 time.sleep(0.1)
             theirs.send(str(seq).encode())
 
-        def answers():
-            while True:
-                try:
-                    yield int(ours.recv(64))
-                except BlockingIOError:
-                    return
-
-        agent.echo_schedule({"count": 4, "interval_ms": 20, "timeout_ms": 500}, ours, send, answers, order=True)
+        agent.echo_schedule({"count": 4, "interval_ms": 20, "timeout_ms": 500}, ours, send, lambda: answers_on(ours),
+                            order=True)
     # After the stall (it ends 0.1 s after the first send) the schedule starts
     # again: request 1 at once, 3 two intervals later (in a burst, all at once).
     assert sent_at[3] - sent_at[0] >= 0.1 + 2 * 0.02 - 0.001, sent_at
