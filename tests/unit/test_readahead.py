@@ -291,7 +291,7 @@ def test_nothing_is_read_ahead_while_another_thread_runs(monkeypatch):
     finally:
         stop.set()
         thread.join()
-    assert readahead._readers == [] and not readahead.reading("a")
+    assert readahead._readers == [] and not readahead.ahead("a", 1, 1, "inet", "t")
     assert readahead.take("a", 1, 1, "inet", "t", DEVICES) is readahead.MISSING
 
 
@@ -332,3 +332,53 @@ def test_the_child_dies_with_a_command_killed_outright(tmp_path):
         time.sleep(0.02)
     else:
         pytest.fail(f"the child {child} outlived its parent by 5 s")
+
+
+def test_ahead_says_whether_a_reading_may_still_be_taken(monkeypatch):
+    """The reader lists a table's chains and sets beside a reading only where one
+    may come: under way, or come and not taken (a second read lists nothing twice)."""
+    def read(kernel, name, cookie, generation, as_json=False):
+        readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "read")
+
+    monkeypatch.setattr(readahead, "_read", read)
+    readahead.start({"a": (1, 1)})
+    assert readahead.ahead("a", 1, 1, "inet", "t")  # under way (or come)
+    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) == "read"
+    assert not readahead.ahead("a", 1, 1, "inet", "t")  # taken
+    assert not readahead.ahead("a", 1, 2, "inet", "t") and not readahead.ahead("b", 1, 1, "inet", "t")
+
+
+def test_a_process_forked_from_the_command_leaves_the_child_and_its_pipe_alone(monkeypatch, tmp_path):
+    """A plan's proof child (or any fork) inherits the reader's objects: it takes
+    nothing (it would read the command's frames off the pipe, and kill and wait
+    for a process not its own), and the command still gets its reading."""
+    go_on = tmp_path / "go-on"
+
+    def read(kernel, name, cookie, generation, as_json=False):
+        while not go_on.exists():
+            time.sleep(0.01)
+        readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, "read")
+
+    monkeypatch.setattr(readahead, "_read", read)
+    readahead.start({"a": (1, 1)})
+    pid = os.fork()
+    if pid == 0:
+        ok = readahead.take("a", 1, 1, "inet", "t", DEVICES) is readahead.MISSING \
+            and not readahead.ahead("a", 1, 1, "inet", "t")
+        readahead.settle()
+        os._exit(0 if ok else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    go_on.touch()
+    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) == "read"
+
+
+def test_the_childs_python_streams_write_to_dev_null(monkeypatch):
+    import sys
+
+    def read(kernel, name, cookie, generation, as_json=False):
+        streams = [os.readlink(f"/proc/self/fd/{stream.fileno()}") for stream in (sys.stdout, sys.stderr)]
+        readahead._readings[(cookie, generation, "inet", "t")] = (DEVICES, streams)
+
+    monkeypatch.setattr(readahead, "_read", read)
+    readahead.start({"a": (1, 1)})
+    assert readahead.take("a", 1, 1, "inet", "t", DEVICES) == [os.devnull, os.devnull]

@@ -120,8 +120,10 @@ def quiet_child() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.dup2(devnull, 1)
-    # And Python's own: they may write elsewhere than those descriptors (a test's capture).
-    sys.stdout = sys.stderr = open(devnull, "w", closefd=False)
+    os.close(devnull)
+    # And Python's own, on those two: they may have written elsewhere (a test's capture).
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", closefd=False)
     faulthandler.disable()  # (it writes to the stderr it was given, a copy of the old one)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 

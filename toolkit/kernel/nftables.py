@@ -429,8 +429,10 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
         return None
     # Its rules read ahead (in a child: kernel/readahead.py), its chains and sets are
     # listed here meanwhile, and made fields (the set's elements canonical).
-    beside = _items_beside(kernel, ns, ns_name, family, name, generation) if readahead.reading(ns_name) else None
-    reading = readahead.take(ns_name, ns.cookie(), generation, family, name, ns.read_devices)
+    cookie = ns.cookie()
+    beside = _items_beside(kernel, ns, ns_name, family, name, generation) \
+        if readahead.ahead(ns_name, cookie, generation, family, name) else None
+    reading = readahead.take(ns_name, cookie, generation, family, name, ns.read_devices)
     if reading is not readahead.MISSING and reading is not None and reading.items is None:
         if beside is None or beside[0] != sorted(reading.sets):
             reading = readahead.MISSING  # (the generation moved: what is read below says so)

@@ -99,15 +99,19 @@ def take_ruleset(name: str, cookie: int, generation: int, devices):
     return _taken(name, (cookie, generation, RULESET), devices)
 
 
-def reading(name: str) -> bool:
-    """Whether readings of this namespace were asked for ahead (under way, or made)."""
-    return name in _done
+def ahead(name: str, cookie: int, generation: int, family: str, table: str) -> bool:
+    """Whether a reading of the table made ahead at this cookie and generation
+    may be taken: the namespace's is under way, or it came and was not taken."""
+    child = _done.get(name)
+    if child is None or not child.ours():
+        return False
+    return not child.sent(name) or (cookie, generation, family, table) in _readings
 
 
 def _taken(name: str, key: tuple, devices):
     child = _done.get(name)
-    if child is None or devices is None:
-        return MISSING
+    if child is None or devices is None or not child.ours():
+        return MISSING  # (a process forked from the command's: the child and its pipe are not its own)
     child.wait(name)
     found = _readings.pop(key, None)
     if found is None or found[0] != devices:
@@ -118,7 +122,8 @@ def _taken(name: str, key: tuple, devices):
 def settle() -> None:
     """Wait for every reading under way to be over (tests)."""
     for child in list(_readers):
-        child.wait()
+        if child.ours():
+            child.wait()
 
 
 class _Child:
@@ -136,9 +141,18 @@ class _Child:
             os.close(read_end)
             _child_main(todo, forms, write_end, parent)
         os.close(write_end)
-        self._pid, self._fd = pid, read_end
+        self._pid, self._fd, self._owner = pid, read_end, parent
         for name in self._names:
             _done[name] = self
+
+    def ours(self) -> bool:
+        """Whether this process started it (a process forked since inherits the
+        object, and must leave the pipe and the child alone)."""
+        return os.getpid() == self._owner
+
+    def sent(self, name: str) -> bool:
+        """Whether `name`'s readings came (or never will)."""
+        return name in self._sent
 
     def wait(self, name: str | None = None) -> None:
         """Take what the child sends until `name`'s readings came (None: all),
@@ -191,11 +205,11 @@ def _child_main(todo: list, forms, fd: int, parent: int) -> None:
         from . import nft_scratch
         from .session import Kernel
 
-        nft_scratch.quiet_child()
         # None of the command's descriptors: its sockets, and a lock it may hold
         # (an apply's quick check holds the state lock), are its own.
         os.closerange(3, fd)
         os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+        nft_scratch.quiet_child()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
