@@ -20,6 +20,8 @@ from .owners import TOPOLOGY
 
 @dataclass(frozen=True, order=True)
 class Resource:
+    """(kind, key, spec, owner): see above."""
+
     kind: str
     key: tuple
     spec: tuple = ()

@@ -87,6 +87,9 @@ def _pickled_as_fields(cls):
 @_pickled_as_fields
 @dataclass(slots=True)
 class Link:
+    """A network device as RTM_NEWLINK dumps it. (A docstring of its own: dataclass
+    otherwise makes one from the signature, a quarter of the class's making.)"""
+
     index: int
     flags: int
     ifname: str = ""
@@ -107,6 +110,8 @@ IFA_F_SECONDARY = 0x01
 @_pickled_as_fields
 @dataclass(slots=True)
 class Addr:
+    """An address as RTM_NEWADDR dumps it."""
+
     index: int
     family: int
     prefixlen: int
@@ -120,6 +125,8 @@ class Addr:
 @_pickled_as_fields
 @dataclass(slots=True)
 class Qdisc:
+    """A queueing discipline as RTM_NEWQDISC dumps it (the fields netkeel reads)."""
+
     index: int
     handle: int
     parent: int
@@ -139,6 +146,8 @@ class Qdisc:
 @_pickled_as_fields
 @dataclass(slots=True)
 class Rule:
+    """A policy-routing rule as RTM_NEWRULE dumps it."""
+
     family: int
     priority: int = 0
     table: int = 0
@@ -150,6 +159,8 @@ class Rule:
 @_pickled_as_fields
 @dataclass(slots=True)
 class Neigh:
+    """A neighbour (ARP or NDP) entry as RTM_NEWNEIGH dumps it."""
+
     index: int
     family: int
     state: int
@@ -161,6 +172,8 @@ class Neigh:
 @_pickled_as_fields
 @dataclass(slots=True)
 class Route:
+    """A route as RTM_NEWROUTE dumps it."""
+
     family: int
     dst_len: int
     table: int

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Compiled:
+    """A topology compiled: every resource it declares, and what it was built from."""
+
     name: str
     source: str                 # the manifest's path, as given
     prefix: str
