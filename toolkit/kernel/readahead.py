@@ -239,7 +239,7 @@ def _read(kernel, name: str, cookie: int, generation: int, as_json: bool = False
     from . import nftables, nftgen
 
     ns = kernel.ns(name)
-    ns.parked = []
+    ns.parked = []  # its listings' contexts kept, not freed after each (the child leaves without freeing)
     if ns.cookie() != cookie or ns.generation() != generation:
         return  # another namespace under the name, or another commit since: nothing to gain
     devices = _devices(ns)
