@@ -198,8 +198,8 @@ class _Forms:
         self.noted: dict = {}  # digest -> (text, counter matches)
         self.rules = None  # (generation, [each rule's attributes]) as the reading back dumped them
 
-    def rules_dumped(self, generation: int, rules: list) -> None:
-        self.rules = (generation, [data[start:end] for data, start, end in rules])
+    def rules_dumped(self, generation: int, dumped: list, raw: dict) -> None:
+        self.rules = (generation, [data[start:end] for data, start, end in (raw[handle] for _, handle in dumped)])
 
     def table(self, ns: str, family: str, name: str) -> "_Forms":
         return self

@@ -504,7 +504,7 @@ def _table_by_text(kernel, ns, ns_name: str, family: str, name: str, desired: di
     if forms is not None and reading.raw:
         _note_forms(forms, family, chains, sets, sent, reading.raw)
         # (A plan's proof makes the table's recipe of them: kernel/nft_proof.py.)
-        forms.rules_dumped(reading.generation, [reading.raw[handle] for _, handle in reading.dumped])
+        forms.rules_dumped(reading.generation, reading.dumped, reading.raw)
     if forms is not None and replayed:
         # A learnable rule prints alike in any namespace: made again, it printed as the node would.
         for chain, rows in chains.items():

@@ -152,10 +152,11 @@ class TableForms:
         listing in this namespace holds (None: every rule's form is learnable)."""
         self._kept._new_blockers[self._key] = text
 
-    def rules_dumped(self, generation: int, rules: list) -> None:
-        """The table's rules as a reading dumped them ((buffer, start, end) of
-        each one's attributes, in order) at `generation`: not kept here (a plan's
-        proof makes its recipe of them, kernel/nft_proof.py)."""
+    def rules_dumped(self, generation: int, dumped: list, raw: dict) -> None:
+        """The table's rules as a reading dumped them at `generation` ([(chain,
+        handle)] in order, and each one's attributes by handle as (buffer, start,
+        end)): not kept here (a plan's proof makes its recipe of them,
+        kernel/nft_proof.py)."""
 
     def merge(self, noted) -> None:
         """Take forms another process noted ({digest: [text, matches]}: a plan's
