@@ -40,7 +40,6 @@ from . import nft_scratch
 from .session import Kernel, Namespace
 
 CLONE_NEWNET = 0x40000000
-PR_SET_PDEATHSIG = 1
 
 
 def prove(jobs: list) -> dict:
@@ -78,12 +77,9 @@ def prove(jobs: list) -> dict:
 def _child_main(jobs: list, fd: int, parent: int) -> None:
     status = 0
     try:
-        nft_scratch.quiet_child()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent kills it if it must
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # and a parent killed outright takes it along
-        if os.getppid() != parent:
-            return  # the parent died before that was asked
+        libc = nft_scratch.bound_child(parent)
+        if libc is None:
+            return
         for name, devices, actions in jobs:
             for action in actions:
                 if libc.unshare(CLONE_NEWNET) != 0:

@@ -22,6 +22,7 @@ import sys
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
+PR_SET_PDEATHSIG = 1
 TIMEOUT_S = 30
 
 
@@ -126,6 +127,18 @@ def quiet_child() -> None:
     sys.stderr = open(2, "w", closefd=False)
     faulthandler.disable()  # (it writes to the stderr it was given, a copy of the old one)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def bound_child(parent: int):
+    """For a forked child that must not outlive the command `parent`: quiet
+    (quiet_child), Ctrl-C as its default (the parent kills it if it must),
+    killed with its parent (PR_SET_PDEATHSIG). libc, or None if the parent died
+    before that was asked (the child then leaves)."""
+    quiet_child()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    return libc if os.getppid() == parent else None
 
 
 def send(fd: int, message: dict) -> None:

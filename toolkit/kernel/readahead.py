@@ -46,7 +46,6 @@ import struct
 import threading
 
 LIMIT = 4  # namespaces read ahead at most: a command reads the rest itself
-PR_SET_PDEATHSIG = 1
 _FRAME = struct.Struct("=Q")  # each namespace's readings: their pickle's length, then it
 
 _done: dict = {}       # namespace name -> the _Child reading it (or that read it)
@@ -200,8 +199,6 @@ class _Child:
 def _child_main(todo: list, forms, fd: int, parent: int) -> None:
     status = 0
     try:
-        import ctypes
-
         from . import nft_scratch
         from .session import Kernel
 
@@ -209,12 +206,9 @@ def _child_main(todo: list, forms, fd: int, parent: int) -> None:
         # (an apply's quick check holds the state lock), are its own.
         os.closerange(3, fd)
         os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
-        nft_scratch.quiet_child()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if nft_scratch.bound_child(parent) is None:
+            return
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            return  # the parent died before that was asked
         for name, cookie, generation, as_json in todo:
             before = set(_readings)
             with Kernel() as kernel:
