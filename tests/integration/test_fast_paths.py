@@ -328,8 +328,11 @@ def plain(lab, command="drift", imports=None):
 
 # What a quick answer must not import: the CLI framework, the manifest's loader
 # and models (their dataclasses alone were a fifth of a quick drift's time),
-# YAML, the schema checkers, libnftables, pyroute2, asyncio, rich.
+# YAML, the schema checkers, libnftables, pyroute2, asyncio, rich, and
+# `dataclasses` itself (with `inspect`, and the ten classes the quick path made,
+# another fifth: the records it reads the kernel into are plain classes).
 HEAVY = ("invoke", "toolkit.cli.reconcile", "yaml", "jsonschema", "fastjsonschema", "nftables", "pyroute2", "asyncio", "rich",
+         "dataclasses", "inspect",
          "toolkit.manifest.loader", "toolkit.manifest.topology", "toolkit.manifest.policy",
          "toolkit.model.topology", "toolkit.model.firewall", "toolkit.model.fault", "toolkit.model.experiment",
          "toolkit.kinds")  # the kinds: compiling, canonical forms, plans

@@ -49,6 +49,51 @@ def test_with_fields_overrides_adds_and_drops_none():
     assert VETH.get("mtu") == 1500  # the original is untouched (frozen)
 
 
+# -- identity: what a dataclass(frozen, order, owner not compared) gave -----------
+
+def test_owner_is_not_part_of_equality_hash_or_order():
+    mine, theirs = VETH, VETH.owned_by("foreign")
+    assert mine == theirs and hash(mine) == hash(theirs) and not mine < theirs and mine <= theirs
+    assert {mine, theirs} == {mine} and theirs.owner == "foreign"
+    assert VETH != VETH.with_fields(mtu=9000)
+
+
+def test_resources_sort_by_kind_then_key_then_spec():
+    a = Resource.make("addr", ("n", "eth0", "10.0.0.1/24"))
+    b = Resource.make("link", ("m", "eth0"), mtu=1500)
+    c = Resource.make("link", ("n", "eth0"), mtu=1400)
+    d = Resource.make("link", ("n", "eth0"), mtu=1500)
+    assert sorted([d, c, b, a]) == [a, b, c, d]
+    assert max([a, d, b]) is d and d > c and d >= c and c <= d
+
+
+def test_a_resource_is_never_equal_to_its_fields_as_a_tuple_nor_ordered_with_one():
+    assert VETH != (VETH.kind, VETH.key, VETH.spec, VETH.owner)
+    with pytest.raises(TypeError):
+        VETH < ("link",)
+
+
+def test_a_resource_cannot_be_changed_in_place():
+    with pytest.raises(AttributeError):
+        VETH.spec = ()
+    with pytest.raises(AttributeError):
+        del VETH.owner
+    with pytest.raises(AttributeError):
+        VETH.extra = 1  # slots: no new attributes either
+
+
+def test_a_resource_pickles_and_copies_with_its_owner():
+    import copy
+    import pickle
+
+    theirs = VETH.owned_by("foreign")
+    for made in (pickle.loads(pickle.dumps(theirs, pickle.HIGHEST_PROTOCOL)), copy.copy(theirs),
+                 copy.deepcopy(theirs)):
+        assert (made, made.owner, type(made)) == (theirs, "foreign", Resource)
+    assert repr(theirs) == (f"Resource(kind='link', key=('ns_client1', 'veth_c1'), spec={VETH.spec!r}, "
+                            "owner='foreign')")
+
+
 def test_kinds_in_creation_order():
     assert KINDS == ("netns", "link", "sysctl", "addr", "route", "rule", "neigh", "impair", "nft_table", "vrrp")
 

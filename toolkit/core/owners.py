@@ -16,8 +16,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from collections.abc import Callable
+from collections import namedtuple
 
 TOPOLOGY = "topology"
 KERNEL = "kernel"
@@ -71,30 +70,33 @@ def is_reported(owner: str) -> bool:
     return owner != SPEAKER
 
 
-@dataclass(frozen=True)
-class Claim:
+# A named tuple, not a dataclass: a quick answer (cli/quick.py) imports this
+# module and never needs `dataclasses` (see errors.Problem).
+_ClaimFields = namedtuple("Claim", "owner kind matches mask text targets supplies supplies_while",
+                          defaults=((), "", (), (), None))
+
+
+class Claim(_ClaimFields):
     """An overlay's claim on live objects: `owner` owns every resource of `kind`
     for which `matches(resource)` is true (fault leases and VIP groups make these).
 
     With `mask`, the overlay holds only some fields of a resource the topology
     owns (a fault that shrinks a device's MTU): the resource stays the
     topology's, and those fields read as `mask` gives them (their value before
-    the overlay), so the topology sees no drift and never undoes the overlay."""
+    the overlay), so the topology sees no drift and never undoes the overlay.
 
-    owner: str
-    kind: str
-    matches: Callable
-    mask: tuple = ()   # (field, value) pairs
-    text: str = ""     # how drift and status describe it
-    targets: tuple = ()  # (ns, device or None) the overlay acts on: removing one would orphan it
-    # Resources the overlay took out of the kernel for its time, read as present
-    # when missing (routes and IPv6 addresses that went with a device a fault holds
-    # down): the topology sees no drift, never adds them back (the kernel would
-    # refuse), and a snapshot keeps them, so a rollback does not remove them after.
-    supplies: tuple = ()
-    # Whether the resource the claim matches, as read (before any mask), still has
-    # them away (the device is still down); None: always.
-    supplies_while: Callable | None = None
+    Fields: `owner`, `kind`, `matches` (a callable taking a resource);
+    `mask`, (field, value) pairs; `text`, how drift and status describe it;
+    `targets`, the (ns, device or None) the overlay acts on (removing one would
+    orphan it); `supplies`, resources the overlay took out of the kernel for its
+    time, read as present when missing (routes and IPv6 addresses that went with
+    a device a fault holds down): the topology sees no drift, never adds them
+    back (the kernel would refuse), and a snapshot keeps them, so a rollback does
+    not remove them after; `supplies_while`, whether the resource the claim
+    matches, as read (before any mask), still has them away (the device is still
+    down); None: always."""
+
+    __slots__ = ()
 
 
 def assign(resources, claims=()) -> list:

@@ -13,19 +13,54 @@ made it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from functools import total_ordering
 
 from .owners import TOPOLOGY
 
+_set = object.__setattr__
 
-@dataclass(frozen=True, order=True)
+
+@total_ordering  # (sorting takes __lt__, written out)
 class Resource:
-    """(kind, key, spec, owner): see above."""
+    """(kind, key, spec, owner): see above. Immutable; equal, hashed and ordered
+    by (kind, key, spec).
 
-    kind: str
-    key: tuple
-    spec: tuple = ()
-    owner: str = field(default=TOPOLOGY, compare=False)
+    A plain class, not a dataclass: a quick answer (cli/quick.py) reads the
+    kernel into resources, and `dataclasses` (its import, with `inspect`'s, and
+    its class making) was a fifth of that answer's time."""
+
+    __slots__ = ("kind", "key", "spec", "owner")
+
+    def __init__(self, kind: str, key: tuple, spec: tuple = (), owner: str = TOPOLOGY):
+        _set(self, "kind", kind)
+        _set(self, "key", key)
+        _set(self, "spec", spec)
+        _set(self, "owner", owner)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r}: a resource is immutable")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete field {name!r}: a resource is immutable")
+
+    def __reduce__(self):
+        return (Resource, (self.kind, self.key, self.spec, self.owner))
+
+    def __repr__(self) -> str:
+        return f"Resource(kind={self.kind!r}, key={self.key!r}, spec={self.spec!r}, owner={self.owner!r})"
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.key, self.spec))
+
+    def __eq__(self, other):
+        if other.__class__ is not Resource:
+            return NotImplemented
+        return (self.kind, self.key, self.spec) == (other.kind, other.key, other.spec)
+
+    def __lt__(self, other):
+        if other.__class__ is not Resource:
+            return NotImplemented
+        return (self.kind, self.key, self.spec) < (other.kind, other.key, other.spec)
 
     @classmethod
     def make(cls, kind: str, key: tuple, /, owner: str = TOPOLOGY, **spec) -> "Resource":

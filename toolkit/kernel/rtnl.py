@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno as _errno
 import socket
 import struct
-from dataclasses import dataclass, field, fields
 from operator import attrgetter
 
 from .netns import socket_cookie, socket_kept_high
@@ -74,121 +73,161 @@ _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
 
 
-def _pickled_as_fields(cls):
-    """Pickle `cls` as its class and a tuple of its fields: a helper process
-    sends a thousand namespaces' messages through a pipe (kernel/fanout.py), and
-    pickle's default for a slotted class (a state dict per object) took five
-    times as long and twice the bytes (0.04 s against 0.008 for 444 namespaces)."""
-    values = attrgetter(*(f.name for f in fields(cls)))
-    cls.__reduce__ = lambda self: (cls, values(self))
-    return cls
+class _Record:
+    """A record read from a dump: its fields are its slots (each class's
+    `__init__` takes them in order, with their defaults); equal by value, shown
+    by value, and pickled as its class and a tuple of its values: a helper
+    process sends a thousand namespaces' messages through a pipe
+    (kernel/fanout.py), and pickle's default for a slotted class (a state dict
+    per object) took five times as long and twice the bytes (0.04 s against
+    0.008 for 444 namespaces).
+
+    Plain classes, not dataclasses: a quick answer (cli/quick.py) reads the
+    kernel with these, and `dataclasses` (its import, with `inspect`'s, and its
+    class making) was a fifth of that answer's time."""
+
+    __slots__ = ()
+    __hash__ = None  # mutable: filled in as the dump's attributes are read
+
+    def __init_subclass__(cls):
+        values = attrgetter(*cls.__slots__)
+        cls._values = staticmethod(values)
+        cls.__reduce__ = lambda self: (cls, values(self))
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values(self) == other._values(other)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self.__slots__, self._values(self)))
+        return f"{self.__class__.__name__}({shown})"
 
 
-@_pickled_as_fields
-@dataclass(slots=True)
-class Link:
-    """A network device as RTM_NEWLINK dumps it. (A docstring of its own: dataclass
-    otherwise makes one from the signature, a quarter of the class's making.)"""
+class Link(_Record):
+    """A network device as RTM_NEWLINK dumps it."""
 
-    index: int
-    flags: int
-    ifname: str = ""
-    mtu: int | None = None
-    mac: str | None = None
-    master: int | None = None
-    link: int | None = None          # peer ifindex (veth)
-    link_netnsid: int | None = None  # peer namespace id, as this namespace knows it
-    kind: str | None = None
-    alias: str | None = None
-    stp: int | None = None           # a bridge's STP state (IFLA_BR_STP_STATE)
-    port: dict | None = None         # a bridge port's options: BRPORT_OPTIONS name -> bool
+    __slots__ = ("index", "flags", "ifname", "mtu", "mac", "master", "link", "link_netnsid", "kind", "alias",
+                 "stp", "port")
+
+    def __init__(self, index: int, flags: int, ifname: str = "", mtu: int | None = None, mac: str | None = None,
+                 master: int | None = None, link: int | None = None, link_netnsid: int | None = None,
+                 kind: str | None = None, alias: str | None = None, stp: int | None = None,
+                 port: dict | None = None):
+        self.index = index
+        self.flags = flags
+        self.ifname = ifname
+        self.mtu = mtu
+        self.mac = mac
+        self.master = master
+        self.link = link                  # peer ifindex (veth)
+        self.link_netnsid = link_netnsid  # peer namespace id, as this namespace knows it
+        self.kind = kind
+        self.alias = alias
+        self.stp = stp                    # a bridge's STP state (IFLA_BR_STP_STATE)
+        self.port = port                  # a bridge port's options: BRPORT_OPTIONS name -> bool
 
 
 IFA_F_SECONDARY = 0x01
 
 
-@_pickled_as_fields
-@dataclass(slots=True)
-class Addr:
+class Addr(_Record):
     """An address as RTM_NEWADDR dumps it."""
 
-    index: int
-    family: int
-    prefixlen: int
-    address: str
-    secondary: bool = False  # an IPv4 address after the first in its subnet
-    proto: int = 0           # IFA_PROTO: who added it (0: unknown, or an old kernel)
-    valid_lft: int | None = None  # seconds left; None: forever
-    peer: str | None = None  # a point-to-point address's other end (IFA_ADDRESS, where not the local one)
+    __slots__ = ("index", "family", "prefixlen", "address", "secondary", "proto", "valid_lft", "peer")
+
+    def __init__(self, index: int, family: int, prefixlen: int, address: str, secondary: bool = False,
+                 proto: int = 0, valid_lft: int | None = None, peer: str | None = None):
+        self.index = index
+        self.family = family
+        self.prefixlen = prefixlen
+        self.address = address
+        self.secondary = secondary  # an IPv4 address after the first in its subnet
+        self.proto = proto          # IFA_PROTO: who added it (0: unknown, or an old kernel)
+        self.valid_lft = valid_lft  # seconds left; None: forever
+        self.peer = peer            # a point-to-point address's other end (IFA_ADDRESS, where not the local one)
 
 
-@_pickled_as_fields
-@dataclass(slots=True)
-class Qdisc:
+class Qdisc(_Record):
     """A queueing discipline as RTM_NEWQDISC dumps it (the fields netkeel reads)."""
 
-    index: int
-    handle: int
-    parent: int
-    kind: str = ""
-    rate: int | None = None        # bytes/s (tbf, netem rate)
-    burst: int | None = None       # tbf buffer (ticks of 64 ns, as the kernel keeps it)
-    limit: int | None = None
-    peakrate: int | None = None    # tbf, bytes/s
-    delay_ns: int | None = None    # netem
-    jitter_ns: int | None = None
-    loss: int | None = None        # netem, out of 2**32 - 1
-    duplicate: int | None = None   # netem, out of 2**32 - 1
-    corrupt: int | None = None     # netem, out of 2**32 - 1
-    reorder: int | None = None     # netem, out of 2**32 - 1
+    __slots__ = ("index", "handle", "parent", "kind", "rate", "burst", "limit", "peakrate", "delay_ns",
+                 "jitter_ns", "loss", "duplicate", "corrupt", "reorder")
+
+    def __init__(self, index: int, handle: int, parent: int, kind: str = "", rate: int | None = None,
+                 burst: int | None = None, limit: int | None = None, peakrate: int | None = None,
+                 delay_ns: int | None = None, jitter_ns: int | None = None, loss: int | None = None,
+                 duplicate: int | None = None, corrupt: int | None = None, reorder: int | None = None):
+        self.index = index
+        self.handle = handle
+        self.parent = parent
+        self.kind = kind
+        self.rate = rate            # bytes/s (tbf, netem rate)
+        self.burst = burst          # tbf buffer (ticks of 64 ns, as the kernel keeps it)
+        self.limit = limit
+        self.peakrate = peakrate    # tbf, bytes/s
+        self.delay_ns = delay_ns    # netem
+        self.jitter_ns = jitter_ns
+        self.loss = loss            # netem, out of 2**32 - 1
+        self.duplicate = duplicate  # netem, out of 2**32 - 1
+        self.corrupt = corrupt      # netem, out of 2**32 - 1
+        self.reorder = reorder      # netem, out of 2**32 - 1
 
 
-@_pickled_as_fields
-@dataclass(slots=True)
-class Rule:
+class Rule(_Record):
     """A policy-routing rule as RTM_NEWRULE dumps it."""
 
-    family: int
-    priority: int = 0
-    table: int = 0
-    action: int = 0
-    proto: int = 0
-    selector: str = ""    # from/to/iif/oif/fwmark, as `ip rule` writes them
+    __slots__ = ("family", "priority", "table", "action", "proto", "selector")
+
+    def __init__(self, family: int, priority: int = 0, table: int = 0, action: int = 0, proto: int = 0,
+                 selector: str = ""):
+        self.family = family
+        self.priority = priority
+        self.table = table
+        self.action = action
+        self.proto = proto
+        self.selector = selector  # from/to/iif/oif/fwmark, as `ip rule` writes them
 
 
-@_pickled_as_fields
-@dataclass(slots=True)
-class Neigh:
+class Neigh(_Record):
     """A neighbour (ARP or NDP) entry as RTM_NEWNEIGH dumps it."""
 
-    index: int
-    family: int
-    state: int
-    address: str
-    mac: str | None = None
-    proto: int = 0
+    __slots__ = ("index", "family", "state", "address", "mac", "proto")
+
+    def __init__(self, index: int, family: int, state: int, address: str, mac: str | None = None, proto: int = 0):
+        self.index = index
+        self.family = family
+        self.state = state
+        self.address = address
+        self.mac = mac
+        self.proto = proto
 
 
-@_pickled_as_fields
-@dataclass(slots=True)
-class Route:
+class Route(_Record):
     """A route as RTM_NEWROUTE dumps it."""
 
-    family: int
-    dst_len: int
-    table: int
-    proto: int
-    type: int
-    dst: str | None = None
-    gateway: str | None = None
-    oif: int | None = None
-    priority: int = 0
-    multipath: bool = False
-    src: str | None = None        # RTA_PREFSRC
-    metrics: str | None = None    # RTA_METRICS, as `ip route` writes them ("mtu 1000 advmss 500")
-    tos: int = 0                  # a TOS selector (`ip route add ... tos 0x10`): another route of the key
-    scope: int = 0                # RT_SCOPE_*: link for `ip route add X dev Y`
-    extra: dict = field(default_factory=dict)
+    __slots__ = ("family", "dst_len", "table", "proto", "type", "dst", "gateway", "oif", "priority", "multipath",
+                 "src", "metrics", "tos", "scope", "extra")
+
+    def __init__(self, family: int, dst_len: int, table: int, proto: int, type: int, dst: str | None = None,
+                 gateway: str | None = None, oif: int | None = None, priority: int = 0, multipath: bool = False,
+                 src: str | None = None, metrics: str | None = None, tos: int = 0, scope: int = 0,
+                 extra: dict | None = None):
+        self.family = family
+        self.dst_len = dst_len
+        self.table = table
+        self.proto = proto
+        self.type = type
+        self.dst = dst
+        self.gateway = gateway
+        self.oif = oif
+        self.priority = priority
+        self.multipath = multipath
+        self.src = src          # RTA_PREFSRC
+        self.metrics = metrics  # RTA_METRICS, as `ip route` writes them ("mtu 1000 advmss 500")
+        self.tos = tos          # a TOS selector (`ip route add ... tos 0x10`): another route of the key
+        self.scope = scope      # RT_SCOPE_*: link for `ip route add X dev Y`
+        self.extra = {} if extra is None else extra
 
 
 class DumpSocket:

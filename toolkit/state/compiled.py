@@ -33,7 +33,6 @@ import os
 import sys
 from pathlib import Path
 
-from ..model.compiled import Compiled
 from .codec import decode, encode
 from .statedir import json_line, parse_sealed_json
 
@@ -155,6 +154,8 @@ class CompileCache:
         nodes = data["nodes"]
         if not (isinstance(data["name"], str) and isinstance(nodes, list) and all(isinstance(n, str) for n in nodes)):
             return None
+        from ..model.compiled import Compiled  # (a dataclass: a quick answer needs none)
+
         return Compiled(name=data["name"], source=manifest, prefix=prefix, node_names=tuple(nodes),
                         desired=desired, files=files, reads=dict(reads))
 
