@@ -8,7 +8,9 @@ from collections import namedtuple
 # A named tuple, not a dataclass: every command imports this module, and a quick
 # answer (cli/quick.py) never needs `dataclasses` (its import, with `inspect`'s,
 # and its class making were a fifth of that answer's time). Ordered as a tuple:
-# by file, line, field path, message.
+# by file, line, field path, message. Being a tuple, it equals a plain tuple of
+# its fields and json would write it as a list: reports name its fields
+# (report/machine.error_document).
 class Problem(namedtuple("Problem", "file line path message")):
     """One thing wrong with a manifest, pinned to a file, a line and a field path."""
 

@@ -28,9 +28,9 @@ def test_a_dump_record_pickles_as_its_values_and_compares_by_them(record):
     made = pickle.loads(pickle.dumps(record, pickle.HIGHEST_PROTOCOL))
     assert type(made) is type(record) and made == record and made is not record
     assert copy.deepcopy(record) == record
-    assert record.__reduce__() == (type(record), tuple(getattr(record, name) for name in record.__slots__))
+    assert record.__reduce__() == (type(record), tuple(getattr(record, name) for name in record._fields))
     other = copy.copy(record)
-    setattr(other, record.__slots__[0], 99)  # filled in as attributes are read: mutable
+    setattr(other, record._fields[0], 99)  # filled in as attributes are read: mutable
     assert other != record
     with pytest.raises(TypeError):
         hash(record)  # mutable, so unhashable (as the dataclass was)
@@ -69,3 +69,29 @@ def test_a_claim_has_its_defaults_and_is_immutable():
     assert claim == Claim(owner="fault:x", kind="link", matches=matches)
     with pytest.raises(AttributeError):
         claim.text = "y"
+
+
+def test_a_record_subclass_keeps_its_bases_fields():
+    class Tagged(rtnl.Link):
+        __slots__ = ("tag",)
+
+        def __init__(self, *args, tag=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.tag = tag
+
+    class Same(rtnl.Link):
+        __slots__ = ()
+
+    a, b = Tagged(1, 0, "x", tag="t"), Tagged(2, 0, "y", tag="t")
+    assert a != b and Tagged._fields == rtnl.Link._fields + ("tag",)
+    assert repr(a).startswith("Tagged(index=1, flags=0, ifname='x'") and repr(a).endswith("tag='t')")
+    made = copy.copy(Same(1, 0))  # (copied by __reduce__, as pickled: a local class does not pickle)
+    assert type(made) is Same and made == Same(1, 0) and made != rtnl.Link(1, 0)
+
+
+def test_a_manifest_errors_json_names_each_problems_fields():
+    from toolkit.report.machine import dumps, error_document
+
+    doc = error_document("validate", ManifestError([Problem("t.yaml", 3, "nodes.a", "bad")]))
+    assert '"problems": [\n      {\n        "file": "t.yaml"' in dumps(doc)
+    assert doc["error"]["problems"] == [{"file": "t.yaml", "line": 3, "path": "nodes.a", "message": "bad"}]

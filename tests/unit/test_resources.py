@@ -73,6 +73,18 @@ def test_a_resource_is_never_equal_to_its_fields_as_a_tuple_nor_ordered_with_one
         VETH < ("link",)
 
 
+def test_a_resource_of_a_subclass_is_another_resource():
+    class Tagged(Resource):
+        __slots__ = ()
+
+    tagged = Tagged(VETH.kind, VETH.key, VETH.spec)
+    assert tagged != VETH and VETH != tagged and sorted([tagged, Tagged("a", ())])[0].kind == "a"
+    import copy
+
+    # (copied by __reduce__, as pickled: a local class does not pickle)
+    assert type(copy.copy(tagged)) is Tagged and repr(tagged).startswith("Tagged(kind='link'")
+
+
 def test_a_resource_cannot_be_changed_in_place():
     with pytest.raises(AttributeError):
         VETH.spec = ()

@@ -71,7 +71,8 @@ def is_reported(owner: str) -> bool:
 
 
 # A named tuple, not a dataclass: a quick answer (cli/quick.py) imports this
-# module and never needs `dataclasses` (see errors.Problem).
+# module and never needs `dataclasses` (see errors.Problem). Claims are never
+# written anywhere; drift and status show their `text`.
 _ClaimFields = namedtuple("Claim", "owner kind matches mask text targets supplies supplies_while",
                           defaults=((), "", (), (), None))
 

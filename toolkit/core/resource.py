@@ -13,14 +13,11 @@ made it.
 
 from __future__ import annotations
 
-from functools import total_ordering
-
 from .owners import TOPOLOGY
 
 _set = object.__setattr__
 
 
-@total_ordering  # (sorting takes __lt__, written out)
 class Resource:
     """(kind, key, spec, owner): see above. Immutable; equal, hashed and ordered
     by (kind, key, spec).
@@ -44,23 +41,40 @@ class Resource:
         raise AttributeError(f"cannot delete field {name!r}: a resource is immutable")
 
     def __reduce__(self):
-        return (Resource, (self.kind, self.key, self.spec, self.owner))
+        return (self.__class__, (self.kind, self.key, self.spec, self.owner))
 
     def __repr__(self) -> str:
-        return f"Resource(kind={self.kind!r}, key={self.key!r}, spec={self.spec!r}, owner={self.owner!r})"
+        return (f"{self.__class__.__name__}(kind={self.kind!r}, key={self.key!r}, spec={self.spec!r}, "
+                f"owner={self.owner!r})")
 
     def __hash__(self) -> int:
         return hash((self.kind, self.key, self.spec))
 
+    # Compared as the dataclass compared: with its own class only, by (kind, key, spec).
     def __eq__(self, other):
-        if other.__class__ is not Resource:
+        if other.__class__ is not self.__class__:
             return NotImplemented
         return (self.kind, self.key, self.spec) == (other.kind, other.key, other.spec)
 
     def __lt__(self, other):
-        if other.__class__ is not Resource:
+        if other.__class__ is not self.__class__:
             return NotImplemented
         return (self.kind, self.key, self.spec) < (other.kind, other.key, other.spec)
+
+    def __le__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.kind, self.key, self.spec) <= (other.kind, other.key, other.spec)
+
+    def __gt__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.kind, self.key, self.spec) > (other.kind, other.key, other.spec)
+
+    def __ge__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.kind, self.key, self.spec) >= (other.kind, other.key, other.spec)
 
     @classmethod
     def make(cls, kind: str, key: tuple, /, owner: str = TOPOLOGY, **spec) -> "Resource":

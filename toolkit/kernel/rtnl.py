@@ -89,8 +89,14 @@ class _Record:
     __slots__ = ()
     __hash__ = None  # mutable: filled in as the dump's attributes are read
 
+    _fields: tuple = ()
+
     def __init_subclass__(cls):
-        values = attrgetter(*cls.__slots__)
+        # Its fields: the slots of its classes, the base's first (as a dataclass inherits fields).
+        cls._fields = tuple(name for klass in reversed(cls.__mro__) for name in klass.__dict__.get("__slots__", ()))
+        if not cls._fields:
+            return
+        values = attrgetter(*cls._fields) if len(cls._fields) > 1 else (lambda record: (getattr(record, cls._fields[0]),))
         cls._values = staticmethod(values)
         cls.__reduce__ = lambda self: (cls, values(self))
 
@@ -100,7 +106,7 @@ class _Record:
         return self._values(self) == other._values(other)
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self.__slots__, self._values(self)))
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self._values(self)))
         return f"{self.__class__.__name__}({shown})"
 
 
