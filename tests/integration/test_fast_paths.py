@@ -433,6 +433,14 @@ def test_the_invoke_tasks_answer_from_the_verdict_too(guarded):
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "import time:" in line}
     assert result.returncode == 0 and result.stdout == plain(guarded)[1]
     assert "toolkit.runtime.engine" not in imported  # no reconciler: the verdict answered
+    # ... as tasks.py was loaded, before any task's module (toolkit/cli/program.answer_early).
+    assert "invoke" in imported and "toolkit.cli.dev" not in imported and "toolkit.cli.tasks" not in imported
+    # Once the verdict no longer holds, invoke runs the task as ever, which says what changed.
+    guarded.ip("fw", "link set p0 mtu 1400")
+    changed = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
+                             env=guarded.env)
+    assert changed.returncode == 2 and changed.stdout == guarded.run("drift", guarded.manifest).stdout
+    assert "mtu" in changed.stdout
 
 
 def test_a_dormant_table_is_read_whole_reported_as_dormant_and_rolled_back_whole(guarded):

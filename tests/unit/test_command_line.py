@@ -268,3 +268,34 @@ def test_a_signal_just_after_a_plain_commands_body_is_as_invokes_exit_1_without_
     assert reconcile.run_plain("drift", "lab.yaml", "p-", None) == 1
     said = capsys.readouterr()
     assert said.out == "drift of lab: in sync, no drift.\n" and "interrupted" not in said.err
+
+
+def test_invoke_leaves_at_once_only_when_the_verdict_answered(monkeypatch, capsys):
+    """tasks.py asks answer_early(argv) before any task's module is imported:
+    an answer leaves the process there with its status (as console() does);
+    none lets invoke go on; Ctrl-C or a reader gone leave with 1."""
+    from toolkit.cli import program, quick
+
+    class Left(Exception):
+        pass
+
+    def leave(status):
+        raise Left(status)
+
+    monkeypatch.setattr(program.os, "_exit", leave)
+    for said, status in ((None, None), (0, 0), (2, 2), (KeyboardInterrupt, 1)):
+        def answer(argv, said=said):
+            assert argv == ["invoke", "drift", "a.yaml"]
+            if said is KeyboardInterrupt:
+                raise KeyboardInterrupt
+            return said
+
+        monkeypatch.setattr(quick, "answer", answer)
+        if status is None:
+            assert program.answer_early(["invoke", "drift", "a.yaml"]) is None
+            continue
+        with pytest.raises(Left) as left:
+            program.answer_early(["invoke", "drift", "a.yaml"])
+        assert left.value.args == (status,)
+    assert "interrupted" in capsys.readouterr().err
+
