@@ -325,3 +325,20 @@ def test_lines_a_block_scalar_before_them_takes_are_read_with_it(scalar):
 def test_a_run_of_thousands_of_items_removed_reads_as_the_whole_read():
     many = POLICY.replace("          - 443\n", "".join(f"          - {p}\n" for p in range(1000, 6000)))
     assert check_edit(many, POLICY)
+
+
+def test_lines_agree_is_its_patterns_said_at_c_speed():
+    """lines_agree looks for YAML's other line breaks (a lone CR, NEL, U+2028,
+    U+2029) and a line starting with % by plain searches where it can: the
+    same answer as the patterns, on random texts of the characters that matter."""
+    import random
+    import re
+
+    from toolkit.manifest.item_lines import lines_agree
+
+    breaks, directive = re.compile("\r(?!\n)|[\x85\u2028\u2029]"), re.compile(r"^%", re.MULTILINE)
+    pieces = ["a", "\n", "\r", "\r\n", "\n\r", "%", "\n%", "%%", "\x85", "\u2028", "\u2029", "é", " ", "-", "#"]
+    rng = random.Random(22)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 10)))
+        assert lines_agree(text) == (breaks.search(text) is None and directive.search(text) is None), repr(text)
