@@ -71,6 +71,9 @@ def console() -> None:
     once. Output is flushed first, and nothing of netkeel's waits for the
     interpreter's exit (no exit handlers; its threads are daemons, its children
     its own). An error main() lets through (a bug's traceback) leaves as usual."""
+    from ..core import processes
+
+    processes.leaves_by_exit = True  # (what it holds is left to the kernel: kernel/session.py)
     try:
         main()
         code = 0

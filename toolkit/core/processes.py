@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import os
 
+# Whether this process leaves by os._exit (the `netkeel` script: cli/program.console):
+# what it would free one by one on its way out is then left to the kernel, which
+# frees a process's memory at once (kernel/session.py: libnftables contexts).
+leaves_by_exit = False
+
 
 def argv_of(pid) -> list:
     """The process's command line as bytes words ([] if it is gone)."""
