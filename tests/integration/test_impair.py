@@ -8,10 +8,17 @@ import subprocess
 LAB = "topologies/impaired-link.yaml"
 
 
+# The declared 10mbit, as TCP measures it through the shaper: at most the rate
+# (what tbf holds to), and not far below it. The lower bound tells the declared
+# rate from a wrong unit (x8, x1000); a sender on a busy 2-core machine got 79%
+# of it once (a CI run with a benchmark beside it), so it leaves room for that.
+RATE_BAND = (6e6, 10.5e6)
+
+
 def test_a_declared_rate_applies_drifts_repairs_and_rolls_back(lab, tmp_path):
     lab.applied(LAB)
     rate = lab.throughput("office", "isp", "10.0.7.1")
-    assert 8.5e6 <= rate <= 10.5e6, rate
+    assert RATE_BAND[0] <= rate <= RATE_BAND[1], rate
     assert lab.run("drift", LAB).returncode == 0
 
     subprocess.run(["tc", "-n", lab.ns("office"), "qdisc", "replace", "dev", "uplink", "root", "handle", "4e4b:",
@@ -31,4 +38,5 @@ def test_a_declared_rate_applies_drifts_repairs_and_rolls_back(lab, tmp_path):
     assert lab.throughput("office", "isp", "10.0.7.1", 1) > 50e6
     assert lab.run("rollback", None).returncode == 0
     assert lab.run("drift", LAB).returncode == 0
-    assert 8.5e6 <= lab.throughput("office", "isp", "10.0.7.1") <= 10.5e6
+    rate = lab.throughput("office", "isp", "10.0.7.1")
+    assert RATE_BAND[0] <= rate <= RATE_BAND[1], rate
