@@ -248,3 +248,39 @@ def test_an_nftables_dump_cut_off_leaves_the_next_read_a_fresh_socket(prefix):
         assert cut.fileno() == -1  # closed: its dump was left unread
         assert len(nftgen.rule_handles(handle.nfgen_socket(), "inet", "t")) == 3000
         assert nftgen.generation(handle.nfgen_socket()) >= 1
+
+
+def test_a_removed_namespace_is_not_held_by_a_libnftables_context_kept_for_the_exit(pairs, monkeypatch):
+    """A command that leaves by os._exit keeps one released libnftables context
+    unfreed (kernel/session.py); one of a namespace it then removes would hold
+    that namespace, and the veth peer it has in another, until the exit. Both
+    ways a context waits are tried: kept for the exit (released earlier in the
+    command) and parked (a read ahead's)."""
+    import time
+
+    from toolkit.core import processes
+    from toolkit.kernel import session
+
+    kernel, names = pairs
+    ns = names["n"]
+    monkeypatch.setattr(processes, "leaves_by_exit", True)
+    monkeypatch.setattr(session, "_UNFREED", [])
+    links.add_veth(kernel, ns["a"], "v0", ns["b"], "v1")
+    first = kernel.ns(ns["a"])
+    first.nft.cmd("list ruleset")  # a context, with its socket in the namespace
+    kernel.release(ns["a"])
+    assert [owner for owner, _ in session._UNFREED] == [ns["a"]]  # kept for the exit, as before
+    again = kernel.ns(ns["a"])
+    again.parked = []
+    again.nft.cmd("list ruleset")
+    again.release_nft()
+    assert len(again.parked) == 1
+    kernel.remove_namespace(ns["a"])
+    assert session._UNFREED == []
+    peer = kernel.ns(ns["b"])
+    for _ in range(100):  # bounded: the kernel frees a namespace nothing holds within moments
+        if "v1" not in {link.ifname for link in peer.links()}:
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("the removed namespace's veth peer lives on: something still holds the namespace")

@@ -3,6 +3,8 @@ command, and `COMMAND --help` shows the command's help."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from toolkit.cli.common import SHORT_FLAGS
@@ -282,8 +284,13 @@ def test_invoke_leaves_at_once_only_when_the_verdict_answered(monkeypatch, capsy
     def leave(status):
         raise Left(status)
 
+    import signal
+
     monkeypatch.setattr(program.os, "_exit", leave)
+    ignored = []
+    monkeypatch.setattr(signal, "signal", lambda number, handler: ignored.append((number, handler)))
     for said, status in ((None, None), (0, 0), (2, 2), (KeyboardInterrupt, 1)):
+        ignored.clear()
         def answer(argv, said=said):
             assert argv == ["invoke", "drift", "a.yaml"]
             if said is KeyboardInterrupt:
@@ -293,9 +300,28 @@ def test_invoke_leaves_at_once_only_when_the_verdict_answered(monkeypatch, capsy
         monkeypatch.setattr(quick, "answer", answer)
         if status is None:
             assert program.answer_early(["invoke", "drift", "a.yaml"]) is None
+            assert ignored == []  # invoke goes on, Ctrl-C and SIGTERM as ever
             continue
         with pytest.raises(Left) as left:
             program.answer_early(["invoke", "drift", "a.yaml"])
         assert left.value.args == (status,)
+        # Said: a signal while the output is flushed would only change the status.
+        assert ignored == [(signal.SIGINT, signal.SIG_IGN), (signal.SIGTERM, signal.SIG_IGN)]
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_invoke_writes_the_quick_answers_bytecode_as_python_would(monkeypatch):
+    """invoke imports tasks.py with bytecode writing off: left so, the modules
+    answer_early imports would be compiled again by every `invoke drift`."""
+    from toolkit.cli import program, quick
+
+    monkeypatch.setattr(quick, "answer", lambda argv: None)
+    for environment, off in ((None, False), ("1", True)):
+        monkeypatch.setattr(sys, "dont_write_bytecode", True)  # as invoke leaves it
+        if environment is None:
+            monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+        else:
+            monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", environment)
+        program.answer_early(["invoke", "drift", "a.yaml"])
+        assert sys.dont_write_bytecode is off
 

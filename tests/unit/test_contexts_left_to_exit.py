@@ -46,4 +46,36 @@ def test_parked_contexts_are_left_to_the_exit_too_when_closed(monkeypatch):
     gc.collect()
     kept = [ref() is not None for ref in refs]
     assert kept == [True] * session.UNFREED_AT_MOST + [False]
-    assert session._UNFREED == [ref() for ref in refs[:session.UNFREED_AT_MOST]]
+    assert session._UNFREED == [("x", ref()) for ref in refs[:session.UNFREED_AT_MOST]]
+
+
+def test_a_namespace_being_removed_keeps_no_context_for_the_exit(monkeypatch):
+    """Its socket would hold the namespace (and its veth peers) until the exit:
+    the tier's test_rtnl_requests.py watches the peer go."""
+    import os
+
+    monkeypatch.setattr(session, "_UNFREED", [])
+    monkeypatch.setattr(processes, "leaves_by_exit", True)
+    other = session.Namespace("y", -1, loop=lambda: None)
+    kept_elsewhere = released(other)
+    namespace = session.Namespace("x", os.open("/dev/null", os.O_RDONLY), loop=lambda: None)
+    namespace.parked = []
+    parked = released(namespace)
+    namespace._nft = Context()
+    held = weakref.ref(namespace._nft)
+    namespace.close(gone=True)
+    gc.collect()
+    assert parked() is None and held() is None
+    assert kept_elsewhere() is not None and session._UNFREED == [("y", kept_elsewhere())]  # another's stays
+
+
+def test_the_context_kept_for_the_exit_is_freed_when_its_namespace_is_removed_later(monkeypatch):
+    monkeypatch.setattr(session, "_UNFREED", [])
+    monkeypatch.setattr(processes, "leaves_by_exit", True)
+    kept = released(session.Namespace("x", -1, loop=lambda: None))
+    assert kept() is not None
+    session._free_those_of("y")
+    assert kept() is not None
+    session._free_those_of("x")
+    gc.collect()
+    assert kept() is None and session._UNFREED == []

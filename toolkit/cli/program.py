@@ -34,12 +34,16 @@ def main() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     finally:
-        # The outcome is decided and said: a Ctrl-C or SIGTERM while the process
-        # leaves would only turn its exit code into a signal's (130).
-        import signal
+        outcome_said()
 
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+def outcome_said() -> None:
+    """The outcome is decided and said: a Ctrl-C or SIGTERM while the process
+    leaves (flushing its output) would only turn its exit code into a signal's (130)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def answer_early(argv: list) -> None:
@@ -48,6 +52,10 @@ def answer_early(argv: list) -> None:
     said there and the process leaves as console() leaves, before every task's
     module is imported (`invoke drift FILE` 0.24 s -> 0.16 s). Anything else
     returns, and invoke runs the task (which does not ask the verdict again)."""
+    # invoke imports tasks.py with bytecode writing off; the modules imported
+    # from here on are written as Python would (see cli/common.py), or every
+    # quick answer would compile them again.
+    sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
     from .quick import answer
 
     closed_streams_to_null()
@@ -60,6 +68,7 @@ def answer_early(argv: list) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
     if code is not None:
+        outcome_said()
         os._exit(_status(code))
 
 

@@ -35,16 +35,27 @@ COLLECT_EVERY = 256  # kernel requests between two collections of young cyclic g
 # the rest are freed as ever (a read of a thousand namespaces makes and releases
 # one in each, each with its socket; four kept raised a 10,000-rule plan's or
 # cold apply's peak memory from 144 to 173 MB, one to 147 MB).
-_UNFREED: list = []
+_UNFREED: list = []  # (namespace name, context)
 UNFREED_AT_MOST = 1
 
 
-def _leave_to_exit(contexts: list) -> None:
+def _leave_to_exit(contexts: list, owner: str) -> None:
     """Keep contexts about to be freed, while this process leaves by os._exit
-    and there is room (core/processes.leaves_by_exit); the caller drops them."""
+    and there is room (core/processes.leaves_by_exit); the caller drops them.
+    `owner` names their namespace (see _free_those_of)."""
     if processes.leaves_by_exit:
         room = UNFREED_AT_MOST - len(_UNFREED)
-        _UNFREED.extend(contexts[:max(room, 0)])
+        _UNFREED.extend((owner, context) for context in contexts[:max(room, 0)])
+
+
+def _free_those_of(owner: str) -> None:
+    """Free the contexts kept for the exit that belong to namespace `owner`, under
+    libnftables' lock: a context's netlink socket holds its namespace, and a
+    namespace removed by name would live on, with the veth peers it holds in
+    other namespaces, until this process left."""
+    if any(name == owner for name, _ in _UNFREED):
+        with nftables.LIBRARY:
+            _UNFREED[:] = [kept for kept in _UNFREED if kept[0] != owner]
 
 
 class Namespace:
@@ -109,9 +120,10 @@ class Namespace:
                 self._nft = context()
         return self._nft
 
-    def release_nft(self) -> None:
+    def release_nft(self, gone: bool = False) -> None:
         """Free the libnftables context (made again on next use), or park it
-        (see `parked`)."""
+        (see `parked`); `gone`: the namespace is being removed, so it is freed
+        now, never parked or kept for the exit (its socket would hold the namespace)."""
         if self._nft is None:
             # Nothing to free, so libnftables' lock is not waited for: reading
             # ahead holds it for a whole listing, and the quick check closing
@@ -119,10 +131,12 @@ class Namespace:
             # (0.3 s of a drift, that the command meant to spend importing).
             return
         with nftables.LIBRARY:
-            if self.parked is not None:
+            if gone:
+                pass
+            elif self.parked is not None:
                 self.parked.append(self._nft)
             else:
-                _leave_to_exit([self._nft])
+                _leave_to_exit([self._nft], self.name)
             self._nft = None
 
     def nfgen_socket(self):
@@ -202,16 +216,21 @@ class Namespace:
             self._nsids[other.name] = self.dump.nsid_of(other.fd)
         return self._nsids[other.name]
 
-    def close(self) -> None:
+    def close(self, gone: bool = False) -> None:
+        """Close what is open here; `gone`: the namespace is being removed, and no
+        libnftables context of it is kept for the exit (release_nft)."""
         try:
             if self._ipr is not None:
                 self._ipr.close()
-            self.release_nft()  # frees the libnftables context and its socket
+            self.release_nft(gone)  # frees the libnftables context and its socket
             parked, self.parked = self.parked, None
             if parked:
                 with nftables.LIBRARY:
-                    _leave_to_exit(parked)
+                    if not gone:
+                        _leave_to_exit(parked, self.name)
                     parked.clear()  # and those parked, freed under the lock (but those left to the exit)
+            if gone:
+                _free_those_of(self.name)
             if self._nfgen is not None:
                 self._nfgen.close()
             if self._dump is not None:
@@ -316,7 +335,7 @@ class Kernel:
         # Speakers we started in it would keep it alive (a process holds its namespace):
         # they stop first; so would our own socket and fd.
         speakers.stop_all(self, name)
-        self.release(name)
+        self.release(name, gone=True)
         self.request(name, "netns del", netns.remove, name)
 
     def ns(self, name: str) -> Namespace:
@@ -338,10 +357,12 @@ class Kernel:
             handle = self._open[name] = Namespace(name, fd, self._loop)
         return handle
 
-    def release(self, name: str) -> None:
+    def release(self, name: str, gone: bool = False) -> None:
         handle = self._open.pop(name, None)
         if handle is not None:
-            handle.close()
+            handle.close(gone)
+        elif gone:
+            _free_those_of(name)
 
     def close(self) -> None:
         if self.nft_memo is not None:
