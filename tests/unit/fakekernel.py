@@ -271,7 +271,8 @@ class FakeKernel:
     def nft_rule_handles(self, ns, family, table):
         return None  # the fake's rules have no handles: tables are replaced whole
 
-    def nft_transaction(self, ns, commands, what, script=None, tables=None, echo=False, json_tables=None):
+    def nft_transaction(self, ns, commands, what, script=None, tables=None, echo=False, json_tables=None,
+                        rule_changes=None):
         self._request("nft_transaction", ns, what)
         self._need_ns(ns)
         if callable(commands):

@@ -85,7 +85,7 @@ class Backend(Protocol):
 
     # -- nftables ------------------------------------------------------------------------
     def nft_transaction(self, ns: str, commands, what: str, script: str | None = None,
-                        tables=None, echo: bool = False, json_tables=None):
+                        tables=None, echo: bool = False, json_tables=None, rule_changes=None):
         """Run one libnftables transaction (all or nothing) in namespace `ns`:
         `script` (nft text) if given, else `commands` (JSON text, or a function
         that makes it: made only if needed). With `echo`, return [(chain, handle,
@@ -95,7 +95,10 @@ class Backend(Protocol):
         echoed rules giving that (which may raise, to fail the step: what it
         gives stands verified), for a
         backend that remembers what it read; `json_tables` replaces it when
-        the script is refused and `commands` go instead."""
+        the script is refused and `commands` go instead. `rule_changes`
+        ([(family, table, desired fields, nft_delta.Delta.rule_commands)]):
+        the script changes those tables rule by rule alone, and may be sent so
+        (the same echo returned)."""
     def nft_rule_handles(self, ns: str, family: str, table: str):
         """[(chain, handle)] of a table's rules in order, if the namespace still holds
         the ruleset this backend last read there; else None."""

@@ -35,7 +35,9 @@ def resolve(jobs: list) -> dict:
     or {"error": text}}, "printed" being the rule as `nft list` prints it back.
 
     A job is {"family", "table", "sets": [set bodies], "chains": {name: header or {}},
-    "rules": [[rule id, chain, nft text], ...], "devices": [interface names]}; the
+    "rules": [[rule id, chain, nft text], ...], "devices": [interface names]},
+    and "attributes": true for each rule's attributes as the kernel dumps them
+    there, hex, in its answer ("attributes"); the
     text may be {"raw": hex} instead: a rule's attributes as another
     namespace's dump gave them, but its table and chain (all of a job's such
     rules are added first, in one transaction: kernel/nftables.py reads rules
@@ -236,6 +238,7 @@ def _check_jobs(jobs: list, send) -> None:
             added = [item["add"]["rule"] for item in json.loads(out)["nftables"] if "add" in item]
             handles[added[0]["handle"]] = rule_id
         nft.set_echo_output(False)
+        dumped = _dumped_rules(family, table) if job.get("attributes") else {}
         rc, out, _ = nft.cmd(f"list table {family} {table}")
         nft.set_json_output(False)
         _, text, _ = nft.cmd(f"list table {family} {table}")
@@ -245,9 +248,10 @@ def _check_jobs(jobs: list, send) -> None:
         for item in json.loads(out)["nftables"]:
             rule = item.get("rule")
             if rule and rule.get("handle") in handles:
-                send({"answer": handles[rule["handle"]],
-                      "outcome": {"expr": rule["expr"], "comment": rule.get("comment"),
-                                  "printed": printed.get(rule["handle"])}})
+                outcome = {"expr": rule["expr"], "comment": rule.get("comment"), "printed": printed.get(rule["handle"])}
+                if rule["handle"] in dumped:
+                    outcome["attributes"] = dumped[rule["handle"]]
+                send({"answer": handles[rule["handle"]], "outcome": outcome})
         nft.cmd(f"delete table {family} {table}")
 
 
@@ -272,6 +276,17 @@ def _replay(family: str, table: str, rules: list, handles: dict):
             return "the rules added are not in the table"
         handles[by_chain[chain].pop(0)] = rule_id
     return None
+
+
+def _dumped_rules(family: str, table: str) -> dict:
+    """{handle: the rule's attributes as the kernel dumps them, hex} of a table
+    here (a job that asks for "attributes": nft_rule_requests.py sends them)."""
+    from . import nftgen
+
+    raw: dict = {}
+    with nftgen.open_socket() as sock:
+        nftgen.rule_handles(sock, family, table, raw=raw)
+    return {handle: data[offset:end].hex() for handle, (data, offset, end) in raw.items()}
 
 
 def _printed_rules(listing: str) -> dict:

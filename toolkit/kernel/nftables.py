@@ -710,7 +710,7 @@ def rule_texts(kernel, ns_name: str, family: str, table: str) -> dict:
 
 
 def transaction(kernel, ns_name: str, commands, what: str, script: str | None = None,
-                tables=None, echo: bool = False, json_tables=None):
+                tables=None, echo: bool = False, json_tables=None, rule_changes=None):
     """Run one transaction (all or nothing) in namespace `ns_name`: `script` (nft
     text) if given, else `commands` (JSON text, or a function making it).
 
@@ -723,6 +723,11 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     With `echo`, returns [(chain, handle, rule JSON)] of each rule the
     transaction added, as the kernel took it (libnftables' echo), in order.
 
+    `rule_changes` ([(family, table, table fields, Delta.rule_commands)]) says
+    the script changes those tables rule by rule alone: sent as raw requests
+    where they can be (nft_rule_requests.py; the same echo returned), else the
+    script goes.
+
     Then, with a memo, what the namespace holds is followed without listing it:
     if the generation moved by exactly one, the commit was this transaction
     alone (the kernel numbers every commit in the namespace), so the tables are
@@ -734,13 +739,21 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
     checked_by_caller = callable(tables)  # it verifies what the kernel echoed (or that nothing needed it)
     recipes = _recipes(kernel, tables) if script is not None and not echo and before is not None else None
     sending = "recipe" if recipes is not None else "text" if script is not None else "JSON"
+    raw_echo = None
+    if rule_changes and script is not None and before is not None:
+        raw_echo = _commit_rule_requests(kernel, ns, ns_name, rule_changes, before, what)
+        if raw_echo is not None:
+            sending = "rule requests"
     kernel.log(ns_name, f"nft transaction ({sending}): {what}")
+    echo = echo and raw_echo is None
     if echo:
         ns.nft.set_echo_output(True)
     sent = None  # the text the kernel took, if it took text
     try:
         output = None
-        if recipes is not None and _commit_recipes(kernel, ns, ns_name, recipes, before):
+        if raw_echo is not None:
+            output, sent = "", script  # what the text makes, made (nft_rule_requests.py)
+        if output is None and recipes is not None and _commit_recipes(kernel, ns, ns_name, recipes, before):
             output, sent = "", script  # what the text makes, made (nft_recipes.py)
         if output is None and script is not None:
             try:
@@ -762,7 +775,7 @@ def transaction(kernel, ns_name: str, commands, what: str, script: str | None = 
         # fds below FD_SETSIZE libnftables needs (kernel/netns.kept_high), and an
         # apply of a thousand firewalls would hold a thousand.
         ns.release_nft()
-    echoed = _echoed(output) if echo else None
+    echoed = raw_echo if raw_echo is not None else _echoed(output) if echo else None
     if callable(tables):
         tables = tables(echoed)
     if tables is not None and before is not None:
@@ -822,6 +835,50 @@ def _commit_recipes(kernel, ns, ns_name: str, recipes: list, before: int) -> boo
             return False
         raise KernelError(f"nft recipe in {ns_name}", exc.strerror or str(exc)) from None
     return True
+
+
+def _commit_rule_requests(kernel, ns, ns_name: str, changes: list, before: int, what: str):
+    """Send a rule-by-rule change as raw requests (nft_rule_requests.py): the
+    echo of each rule added ([(chain, handle, rule JSON)], as _echoed gives
+    libnftables'), or None if it was not sent or the kernel refused it with
+    nothing committed (the text goes then). Raises KernelError if the kernel
+    refused it while the generation moved, or committed rules that are not
+    those sent (the caller undoes the change)."""
+    import socket
+
+    from . import nft_rule_requests as requests
+    from . import nft_scratch, nftgen
+
+    try:
+        # The sets and chains of each table, for the scratch's skeleton of it.
+        changes = [(family, table, _skeleton(family, table, fields, [f[6:] for f in fields if f.startswith("chain ")]),
+                    commands) for family, table, fields, commands in changes]
+        answers = nft_scratch.resolve(requests.scratch_jobs(changes))
+        tables = requests.compiled(changes, answers, nftgen.FAMILIES)
+        sending = requests.batch(tables)
+    except (requests.NotSendable, nft_scratch.ScratchUnavailable, OSError, ValueError, KeyError, TypeError) as exc:
+        kernel.log(ns_name, f"nft rule requests not sent ({exc}): the text instead")
+        return None
+    echoes: list = []
+    try:
+        with kernel.in_namespace(ns_name):  # a socket of its own, as for a recipe
+            sock = nftgen.open_socket()
+        with sock:
+            # Every echo waits in the receive queue until the send returns (root: past rmem_max).
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 22)
+            nftgen.commit(sock, sending, echoes)
+    except OSError as exc:
+        if ns.generation() == before:
+            kernel.log(ns_name, f"nft rule requests refused ({exc.strerror or exc}): the text instead")
+            return None
+        raise KernelError(f"nft transaction in {ns_name} ({what})", exc.strerror or str(exc)) from None
+    try:
+        return requests.verified(tables, echoes)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise KernelError(f"verify nft transaction in {ns_name} ({what})", str(exc)) from None
+
+
+SO_RCVBUFFORCE = 33
 
 
 def _echoed(output: str) -> list:

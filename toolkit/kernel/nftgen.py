@@ -510,13 +510,15 @@ def _table_dump(sock: socket.socket, family: str, table: str, seq: int, rules) -
     return out
 
 
-def commit(sock: socket.socket, batch: bytes) -> None:
+def commit(sock: socket.socket, batch: bytes, echoes: list | None = None) -> None:
     """Send one nf_tables batch (nft_recipes.batch) and take every answer it
     got. The kernel handles a batch inside the send: when it returns, the
     transaction is committed or refused, and its answers are queued (an
-    acknowledgement asked for, an error for each request refused). Raises
-    OSError with the kernel's first errno if any was refused (then nothing
-    was committed; the caller compares the generation to be sure)."""
+    acknowledgement asked for, an error for each request refused, and the
+    echo of each rule a request asked it of: appended to `echoes`, their
+    attributes, in order). Raises OSError with the kernel's first errno if
+    any was refused (then nothing was committed; the caller compares the
+    generation to be sure)."""
     sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(batch) + 65536)  # root: larger than wmem_max
     sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # an error names the request, not its whole body
     sock.send(batch)
@@ -532,11 +534,13 @@ def commit(sock: socket.socket, batch: bytes) -> None:
             except OSError as exc:  # ENOBUFS: more errors than the buffer held
                 first = first or exc.errno or 1
                 break
-            for offset, _, kind, _ in _messages(data):
+            for offset, length, kind, _ in _messages(data):
                 if kind == NLMSG_ERROR:
                     code = _error(data, offset)
                     first = first or code
                     acknowledged += not code
+                elif echoes is not None and kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE:
+                    echoes.append(data[offset + _HDR.size + _NFGEN.size:offset + length])
     finally:
         sock.settimeout(timeout)
     if first:

@@ -437,9 +437,10 @@ class Kernel:
     def sysctl_write(self, ns, name, value) -> None:
         sysctls.write(self, ns, name, value)
 
-    def nft_transaction(self, ns, commands, what, script=None, tables=None, echo=False, json_tables=None):
+    def nft_transaction(self, ns, commands, what, script=None, tables=None, echo=False, json_tables=None,
+                        rule_changes=None):
         return nftables.transaction(self, ns, commands, what, script=script, tables=tables, echo=echo,
-                                    json_tables=json_tables)
+                                    json_tables=json_tables, rule_changes=rule_changes)
 
     def nft_prove(self, jobs) -> list:
         return nftables.prove_in_scratch(self, jobs)

@@ -31,6 +31,11 @@ class Delta:
     script: str                 # nft commands, one per line
     added: tuple                # (chain, index in the desired chain) of each rule added, in command order
     kept: dict                  # chain -> {index in the desired chain: live handle} of the rules that stay
+    # The same rule commands, each a tuple, in the script's order (kernel/nft_rule_requests.py
+    # sends them without libnftables): ("delete", chain, handle) and ("add", chain,
+    # anchor handle or None, whether it lands after the anchor, the rule's nft text).
+    # None when the script changes set elements too.
+    rule_commands: tuple | None = None
 
 
 def delta(family: str, table: str, desired: dict, live: dict) -> Delta | None:
@@ -43,19 +48,21 @@ def delta(family: str, table: str, desired: dict, live: dict) -> Delta | None:
         return None
     try:
         where = f"{family} {name_text(table)}"
-        lines, added, kept, removed = [], [], {}, []
+        lines, added, kept, removed, commands = [], [], {}, [], []
+        elements_changed = False
         for field in sorted(want):
             kind, _, item = field.partition(" ")
             if kind == "rules":
                 per_chain = [h for c, _, h in handles if c == item]
                 if len(per_chain) != len(have[field]) or not all(isinstance(h, int) for h in per_chain):
                     return None  # handles that do not match the rules read: replace
-                kept[item] = _rules(where, item, want[field], have[field], per_chain, lines, added, removed)
+                kept[item] = _rules(where, item, want[field], have[field], per_chain, lines, added, removed, commands)
             elif want[field] == have[field]:
                 continue
             elif kind == "set":
                 if not _elements(where, item, json.loads(want[field]), json.loads(have[field]), lines):
                     return None
+                elements_changed = True
             else:
                 return None  # a chain header or an object changed
         if any(map(_anonymous, removed)) and any(_anonymous(want[f"rules {c}"][j]) for c, j in added):
@@ -64,7 +71,8 @@ def delta(family: str, table: str, desired: dict, live: dict) -> Delta | None:
             # elements (the kernel holds the right ones): the echo could not
             # verify it, found by review. The table is replaced whole.
             return None
-        return Delta("".join(line + "\n" for line in lines), tuple(added), kept)
+        return Delta("".join(line + "\n" for line in lines), tuple(added), kept,
+                     None if elements_changed else tuple(commands))
     except (Unrenderable, ValueError, KeyError, TypeError):
         return None
 
@@ -75,8 +83,9 @@ def _anonymous(rule: str) -> bool:
 
 
 def _rules(where: str, chain: str, want: tuple, have: tuple, handles: list, lines: list, added: list,
-           removed: list) -> dict:
-    """Commands for one chain's rules; returns {desired index: live handle} of
+           removed: list, commands: list) -> dict:
+    """Commands for one chain's rules, as text (`lines`) and as tuples
+    (`commands`, Delta.rule_commands); returns {desired index: live handle} of
     those kept. The rules deleted go into `removed`."""
     kept = {}
     if want == have:
@@ -92,6 +101,7 @@ def _rules(where: str, chain: str, want: tuple, have: tuple, handles: list, line
     for op, i1, i2, j1, j2 in ops:
         if op in ("delete", "replace"):
             lines.extend(f"delete rule {head} handle {handles[i]}" for i in range(i1, i2))
+            commands.extend(("delete", chain, handles[i]) for i in range(i1, i2))
             removed.extend(have[i1:i2])
     for op, i1, i2, j1, j2 in ops:
         if op not in ("insert", "replace"):
@@ -102,12 +112,15 @@ def _rules(where: str, chain: str, want: tuple, have: tuple, handles: list, line
         if before is not None:   # each lands right after the anchor: the last one first
             order = list(range(j2 - 1, j1 - 1, -1))
             lines.extend(f"add rule {head} position {before} {texts[j - j1]}" for j in order)
+            commands.extend(("add", chain, before, True, texts[j - j1]) for j in order)
         elif after is not None:  # each lands right before the anchor: in order
             order = list(range(j1, j2))
             lines.extend(f"insert rule {head} position {after} {texts[j - j1]}" for j in order)
+            commands.extend(("add", chain, after, False, texts[j - j1]) for j in order)
         else:                    # nothing stays in the chain: appended in order
             order = list(range(j1, j2))
             lines.extend(f"add rule {head} {texts[j - j1]}" for j in order)
+            commands.extend(("add", chain, None, True, texts[j - j1]) for j in order)
         added.extend((chain, j) for j in order)
     return kept
 

@@ -176,9 +176,16 @@ class NftTable(Kind):
             # commands, which make the tables whole: then `json_tables` holds.
             # Echoed rules verify those added; asking libnftables to echo makes it
             # list the whole ruleset first (0.3 s at 10,000 rules), so only then.
+            # Rules alone changed (no element, no table deleted): the same
+            # commands may go as raw requests (kernel/nft_rule_requests.py).
+            rule_changes = None
+            if not deletes and all(d.rule_commands is not None for d in deltas.values()):
+                rule_changes = [(a.key[1], a.key[2], a.desired.fields(), deltas[a.key].rule_commands)
+                                for a in actions if a.key in deltas and deltas[a.key].rule_commands]
             backend.nft_transaction(ns, as_json, f"{names} (changed rules and elements only)", script=script,
                                     tables=lambda echoed: _after_deltas(actions, deltas, echoed),
-                                    echo=any(d.added for d in deltas.values()), json_tables=tables)
+                                    echo=any(d.added for d in deltas.values()), json_tables=tables,
+                                    rule_changes=rule_changes)
             return
         scripts = [table_script(a.op, a.key[1], a.key[2], a.desired.spec if a.desired is not None else ())
                    for a in actions]
