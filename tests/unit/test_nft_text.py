@@ -342,3 +342,36 @@ def test_one_run_inserted_or_removed_is_taken_and_difflib_decides_the_rest():
         keys = [f"k{i}" for i in range(len(texts))]
         decided = nft_text.keys_of_listed(texts, keys, found)
         assert (decided is not None) == (one_run or by_difflib(texts, found)), (texts, found)
+
+
+def test_opcodes_with_the_common_head_and_tail_set_aside_take_one_sequence_to_the_other():
+    import difflib
+    import random
+
+    from toolkit.kinds.nft_text import opcodes
+
+    generator = random.Random(11)
+    for _ in range(3000):
+        a = [generator.randrange(4) for _ in range(generator.randrange(12))]
+        b = list(a)
+        for _ in range(generator.randrange(4)):
+            roll = generator.random()
+            if roll < 0.4 and b:
+                b[generator.randrange(len(b))] = generator.randrange(6)
+            elif roll < 0.7:
+                b.insert(generator.randrange(len(b) + 1), generator.randrange(6))
+            elif b:
+                del b[generator.randrange(len(b))]
+        ops = opcodes(a, b)
+        made, at, to = [], 0, 0
+        for op, i1, i2, j1, j2 in ops:
+            assert (i1, j1) == (at, to)  # contiguous, in order
+            if op == "equal":
+                assert a[i1:i2] == b[j1:j2]
+            made += b[j1:j2]
+            at, to = i2, j2
+        assert (at, to) == (len(a), len(b)) and made == b
+        kept = sum(i2 - i1 for op, i1, i2, _, _ in ops if op == "equal")
+        plain = sum(i2 - i1 for op, i1, i2, _, _ in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+                    if op == "equal")
+        assert kept >= plain  # never fewer rules kept than difflib alone kept

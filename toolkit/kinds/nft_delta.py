@@ -19,11 +19,10 @@ Pure: text in, text out.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass
 
-from .nft_text import Unrenderable, element_text, name_text, sent_text
+from .nft_text import Unrenderable, element_text, name_text, opcodes, sent_text
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def _rules(where: str, chain: str, want: tuple, have: tuple, handles: list, line
     kept = {}
     if want == have:
         return {j: handles[j] for j in range(len(want))}
-    ops = difflib.SequenceMatcher(a=have, b=want, autojunk=False).get_opcodes()
+    ops = opcodes(have, want)
     stays = [False] * len(have)
     for op, i1, i2, j1, j2 in ops:
         if op == "equal":

@@ -13,7 +13,6 @@ by rule: nft_delta.py), so traffic never meets a half-applied ruleset.
 
 from __future__ import annotations
 
-import difflib
 import json
 
 from ..core.owners import CHAOS_TABLE_PREFIX, is_managed
@@ -23,7 +22,7 @@ from .base import Kind, show, shown
 from ..errors import KernelError
 from .nft_canon import canonical_rule, desired_table_spec, object_field, shown_desired
 from .nft_delta import delta
-from .nft_text import SET_OPTIONS, Unrenderable, as_sent, rule_text, table_script, without_counter_values
+from .nft_text import SET_OPTIONS, Unrenderable, as_sent, opcodes, rule_text, table_script, without_counter_values
 
 ABSENT = "(absent)"
 
@@ -382,8 +381,7 @@ def _is_set(spec) -> bool:
 
 def _rule_lines(chain, desired, live, shown_desired, shown_live) -> list:
     out = []
-    matcher = difflib.SequenceMatcher(a=desired, b=live, autojunk=False)
-    for op, a1, a2, b1, b2 in matcher.get_opcodes():
+    for op, a1, a2, b1, b2 in opcodes(desired, live):
         if op in ("delete", "replace"):
             out += [(f"rule missing from {chain} (#{i + 1})",
                      shown_desired.get((chain, desired[i])) or _rendered(desired[i]), ABSENT) for i in range(a1, a2)]
