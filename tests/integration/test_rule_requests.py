@@ -32,7 +32,10 @@ tables:
         rules:
           - {protocol: udp, dport: 5353, counter: true, action: drop}
           - {counter: true, action: return}
-"""
+      filler:
+        rules:
+""" + "".join(f"          - {{protocol: tcp, dport: {10000 + n}, action: drop}}\n" for n in range(2000))
+# (the filler: fewer rules than nft_rule_requests.WORTH_FROM go as text)
 RULE_22 = "          - {protocol: tcp, dport: 22, counter: true, action: accept}\n"
 RULE_ICMP = "          - {protocol: icmp, icmp_type: echo-request, counter: true, action: accept}\n"
 RULE_BLOCKED = '          - {saddr: "@blocked", action: drop}\n'
@@ -57,7 +60,8 @@ EDITS = {
 @pytest.fixture
 def guarded(lab, tmp_path):
     (tmp_path / "fw.yaml").write_text(POLICY)
-    (tmp_path / "lab.yaml").write_text("name: guarded\nnodes:\n  fw:\n    policies: [fw.yaml]\n")
+    (tmp_path / "lab.yaml").write_text("name: guarded\nnodes:\n  fw:\n    policies: [fw.yaml]\n"
+                                       "  fw2:\n    policies: [fw.yaml]\n")
     lab.manifest = tmp_path / "lab.yaml"
     lab.policy = tmp_path / "fw.yaml"
     result = lab.run("apply", lab.manifest)
@@ -65,13 +69,13 @@ def guarded(lab, tmp_path):
     return lab
 
 
-def nft(lab, *args, check=True):
-    return subprocess.run(["ip", "netns", "exec", lab.ns("fw"), "nft", *args], capture_output=True, text=True,
+def nft(lab, *args, check=True, node="fw"):
+    return subprocess.run(["ip", "netns", "exec", lab.ns(node), "nft", *args], capture_output=True, text=True,
                           timeout=10, check=check).stdout
 
 
-def table(lab) -> str:
-    return nft(lab, "list", "table", "inet", "netkeel_guard")
+def table(lab, node="fw") -> str:
+    return nft(lab, "list", "table", "inet", "netkeel_guard", node=node)
 
 
 def made_whole(lab) -> str:
@@ -89,9 +93,10 @@ def test_each_shape_of_edit_goes_as_rule_requests_and_makes_what_the_whole_table
     guarded.policy.write_text(EDITS[edit](POLICY))
     result = guarded.run("apply", guarded.manifest, "--verbose")
     assert result.returncode == 0, result.stderr
-    assert "nft transaction (rule requests)" in result.stderr, result.stderr
+    assert result.stderr.count("nft transaction (rule requests)") == 2, result.stderr  # both nodes
     assert "not sent" not in result.stderr and "nft list" not in result.stderr
     assert guarded.run("drift", guarded.manifest, "--full").returncode == 0
+    assert table(guarded, "fw2") == table(guarded)
     if edit != "every_rule_of_a_chain":  # a rule that stays keeps its handle
         assert kept[0] in nft(guarded, "-a", "list", "chain", "inet", "netkeel_guard", "input")
     by_requests = table(guarded)
@@ -121,10 +126,24 @@ def test_a_rule_that_may_mean_otherwise_elsewhere_goes_as_text(guarded, rule):
     assert table(guarded) == made_whole(guarded)
 
 
+def test_a_change_among_few_rules_goes_as_text(guarded):
+    """libnftables lists a few rules faster than a throwaway namespace is made."""
+    small = POLICY[:POLICY.index("      filler:")]
+    guarded.policy.write_text(small)
+    assert guarded.run("apply", guarded.manifest).returncode == 0
+    guarded.policy.write_text(small.replace("dport: 22,", "dport: 2222,"))
+    result = guarded.run("apply", guarded.manifest, "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert "rule requests" not in result.stderr and result.stderr.count("nft transaction (text)") == 2, result.stderr
+    assert guarded.run("drift", guarded.manifest, "--full").returncode == 0
+
+
 def test_a_batch_the_kernel_refuses_commits_nothing_and_the_text_goes(prefix, monkeypatch):
     """In process, on a namespace of its own: a DELRULE of a handle that does
     not exist ahead of the change: the kernel refuses the whole batch."""
     from toolkit.kernel import Kernel, nft_rule_requests, nftables
+
+    monkeypatch.setattr(nft_rule_requests, "WORTH_FROM", 0)
 
     said = []
     with Kernel(log=lambda ns, text: said.append(text)) as kernel:
@@ -152,6 +171,8 @@ def test_a_batch_the_kernel_refuses_commits_nothing_and_the_text_goes(prefix, mo
 def test_a_rule_the_kernel_echoes_otherwise_than_sent_fails_the_step(prefix, monkeypatch):
     from toolkit.errors import KernelError
     from toolkit.kernel import Kernel, nft_rule_requests, nftables
+
+    monkeypatch.setattr(nft_rule_requests, "WORTH_FROM", 0)
 
     with Kernel() as kernel:
         name = f"{prefix}fw"
@@ -202,3 +223,64 @@ def _script(commands) -> str:
 def _listed(name: str) -> str:
     return subprocess.run(["ip", "netns", "exec", name, "nft", "list", "table", "inet", "t"], capture_output=True,
                           text=True, timeout=10, check=True).stdout
+
+
+SLOW_SCRATCH = """\
+import os, sys
+from toolkit.kernel import nft_scratch
+elements = ", ".join(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(300000))
+job = {"family": "inet", "table": "t", "sets": [], "chains": {"c": {}}, "devices": [],
+       "rules": [["0", "c", f"ip saddr {{ {elements} }} drop"]]}
+print(os.getpid(), flush=True)
+nft_scratch.resolve([job])
+"""
+
+
+def test_a_scratch_child_dies_with_a_command_killed_outright(tmp_path):
+    """Found by review: a scratch child whose command was killed (SIGKILL) while
+    it worked lived on, holding what it inherited (the state directory's lock)
+    until it was done or killed by hand. Its work here: one rule with a
+    300,000-element set, seconds of libnftables without a word to the parent."""
+    import os
+    import signal
+    import sys
+    import time
+
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_SCRATCH)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                              env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(
+                                  os.path.abspath(__file__))))})
+    try:
+        pid = int(parent.stdout.readline())
+        children = []
+        for _ in range(100):  # bounded: the fork comes at once
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+            if children:
+                break
+            time.sleep(0.02)
+        assert children, "no scratch child was started"
+        time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+        parent.wait(timeout=5)
+        for _ in range(25):  # bounded: within half a second (at once), where its work takes seconds
+            if not os.path.exists(f"/proc/{children[0]}") or _zombie(children[0]):
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(children[0], signal.SIGKILL)
+            raise AssertionError("the scratch child outlived its command")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=5)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -167,3 +167,29 @@ def test_each_echo_must_be_the_rule_sent_in_its_chain_and_table():
                    [echo(21), echo(22, "input", "netkeel_u")], [echo(21), echo(22, "input", "netkeel_t", TCP, accept())]):
         with pytest.raises(ValueError):
             R.verified(tables, echoes)
+
+
+def test_nodes_sharing_a_policy_share_one_scratch(monkeypatch):
+    monkeypatch.setattr(R, "_ANSWERS", {})
+    asked = []
+
+    def resolve(jobs):
+        asked.append([rule for job in jobs for rule in job["rules"]])
+        return {rule[0]: ({"error": "no"} if rule[2] == "bad" else {"expr": [], "attributes": "00"})
+                for job in jobs for rule in job["rules"]}
+
+    commands = (("add", "input", None, True, "tcp accept"), ("add", "input", None, True, "bad"))
+    jobs = R.scratch_jobs([("inet", "netkeel_t", SKELETON, commands)])
+    first = R.answered(jobs, resolve)
+    second = R.answered(jobs, resolve)
+    assert first == second and first["0:0"]["attributes"] == "00" and "error" in first["0:1"]
+    assert asked == [[["0:0", "input", "tcp accept"], ["0:1", "input", "bad"]], [["0:1", "input", "bad"]]]
+    # Another table, chain or skeleton is another compile.
+    other = dict(SKELETON, sets=[])
+    R.answered(R.scratch_jobs([("inet", "netkeel_t", other, commands[:1])]), resolve)
+    R.answered(R.scratch_jobs([("inet", "netkeel_u", SKELETON, commands[:1])]), resolve)
+    assert len(asked) == 4
+
+
+def test_a_change_among_few_rules_is_not_worth_a_scratch():
+    assert not R.worth_it(R.WORTH_FROM - 1) and R.worth_it(R.WORTH_FROM)

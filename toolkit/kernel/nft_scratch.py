@@ -70,10 +70,11 @@ def _run_child(jobs: list) -> tuple:
     """Check `jobs` in a forked child: (answers, id of the last rule started,
     how the child died or None when it finished)."""
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_end)
-        _child_main(jobs, write_end)
+        _child_main(jobs, write_end, parent)
     os.close(write_end)
     answers, started, finished, unavailable = {}, None, False, None
     read_all = False
@@ -101,10 +102,14 @@ def _run_child(jobs: list) -> tuple:
     return answers, started, None if finished else _how_it_died(status)
 
 
-def _child_main(jobs: list, fd: int) -> None:
+def _child_main(jobs: list, fd: int, parent: int) -> None:
     status = 0
     try:
-        quiet_child()
+        # Killed with its parent: a parent killed outright (SIGKILL) cannot kill
+        # it when it stays silent, and it holds what it inherited (the state
+        # directory's lock, namespaces' fds) while it lives (found by review).
+        if bound_child(parent) is None:
+            raise OSError("the command that asked has gone")
         _child(jobs, lambda message: send(fd, message))
         send(fd, {"done": True})
     except BaseException as exc:  # report anything to the parent, then leave

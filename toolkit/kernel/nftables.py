@@ -849,11 +849,15 @@ def _commit_rule_requests(kernel, ns, ns_name: str, changes: list, before: int, 
     from . import nft_rule_requests as requests
     from . import nft_scratch, nftgen
 
+    rules = sum(len(value) for _, _, fields, _ in changes for field, value in fields.items()
+                if field.startswith("rules "))
+    if not requests.worth_it(rules):
+        return None  # the text: libnftables lists a few rules faster than a throwaway namespace is made
     try:
         # The sets and chains of each table, for the scratch's skeleton of it.
         changes = [(family, table, _skeleton(family, table, fields, [f[6:] for f in fields if f.startswith("chain ")]),
                     commands) for family, table, fields, commands in changes]
-        answers = nft_scratch.resolve(requests.scratch_jobs(changes))
+        answers = requests.answered(requests.scratch_jobs(changes), nft_scratch.resolve)
         tables = requests.compiled(changes, answers, nftgen.FAMILIES)
         sending = requests.batch(tables)
     except (requests.NotSendable, nft_scratch.ScratchUnavailable, OSError, ValueError, KeyError, TypeError) as exc:
