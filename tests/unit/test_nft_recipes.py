@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from toolkit.kernel import nft_recipes as R
+from toolkit.kernel import nft_recipes as R, nftgen
 from toolkit.kernel.nftgen import attributes
 
 from test_nft_forms import INET, TCP, accept, counter, meta, cmp, nla, rule, string, u32, u64
@@ -67,7 +67,7 @@ def messages(data: bytes) -> list:
 def test_a_recipe_asks_for_the_content_and_leaves_out_handles_uses_and_counters():
     made = messages(R.recipe(INET, dump()))
     nft = R.NFNL_SUBSYS_NFTABLES << 8
-    create = R.NLM_F_REQUEST | R.NLM_F_CREATE
+    create = nftgen.NLM_F_REQUEST | R.NLM_F_CREATE
     assert made == [
         (nft | R.NFT_MSG_NEWTABLE, create | R.NLM_F_EXCL, [1, 2]),          # name, flags: not use, handle
         (nft | R.NFT_MSG_NEWCHAIN, create | R.NLM_F_EXCL, [1, 3, 4, 5, 7, 10]),  # not handle, use, counters
@@ -81,10 +81,10 @@ def test_a_batch_replaces_each_table_inside_one_transaction():
     made = R.recipe(INET, dump())
     framed = messages(R.batch([(INET, "netkeel_filter", made), (10, "netkeel_six", made)]))
     nft = R.NFNL_SUBSYS_NFTABLES << 8
-    assert framed[0][0] == R.NFNL_MSG_BATCH_BEGIN and framed[-1][0] == R.NFNL_MSG_BATCH_END
+    assert framed[0][0] == nftgen.NFNL_MSG_BATCH_BEGIN and framed[-1][0] == nftgen.NFNL_MSG_BATCH_END
     heads = [(kind, flags) for kind, flags, _ in framed if kind in (nft | R.NFT_MSG_NEWTABLE, nft | R.NFT_MSG_DELTABLE)]
-    create = R.NLM_F_REQUEST | R.NLM_F_CREATE
-    once = [(nft | R.NFT_MSG_NEWTABLE, create), (nft | R.NFT_MSG_DELTABLE, R.NLM_F_REQUEST),
+    create = nftgen.NLM_F_REQUEST | R.NLM_F_CREATE
+    once = [(nft | R.NFT_MSG_NEWTABLE, create), (nft | R.NFT_MSG_DELTABLE, nftgen.NLM_F_REQUEST),
             (nft | R.NFT_MSG_NEWTABLE, create | R.NLM_F_EXCL)]
     assert heads == once * 2
     begin = R.batch([])

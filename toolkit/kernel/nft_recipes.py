@@ -29,13 +29,12 @@ Layout from <linux/netfilter/nf_tables.h> and <linux/netfilter/nfnetlink.h>.
 from __future__ import annotations
 
 import json
-import socket
 import struct
 
 from .nft_forms import form, learnable
-from .nftgen import (_HDR, _NFGEN, _NLA, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
-                     NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE,
-                     NFTA_SET_ELEM_LIST_SET, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, attributes)
+from .nftgen import (_HDR, _NFGEN, _NLA, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM,
+                     NFT_MSG_NEWTABLE, NFTA_SET_ELEM_LIST_SET, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NFNL_SUBSYS_NFTABLES,
+                     attributes, last_acknowledged, request, transaction)
 
 NFT_MSG_DELTABLE = 2
 NLM_F_EXCL = 0x200
@@ -104,28 +103,20 @@ def check(family: int, dump: dict, learned=None) -> None:
             raise NoRecipe("a rule is not known to mean the same in any namespace")
 
 
-def _message(kind: int, flags: int, family: int, body: bytes, seq: int = 0) -> bytes:
-    return _HDR.pack(_HDR.size + _NFGEN.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | kind,
-                     NLM_F_REQUEST | flags, seq, 0) + _NFGEN.pack(family, 0, 0) + body
-
-
 def recipe(family: int, dump: dict) -> bytes:
     """The requests that make the dumped table again (check() first): its table,
     chains, sets, their elements, then its rules in order; the last one asks
     for an acknowledgement. Raises ValueError on attributes that do not fit."""
     create = NLM_F_CREATE | NLM_F_EXCL
-    messages = [_message(NFT_MSG_NEWTABLE, create, family, stripped(dump["table"], kept=TABLE_KEPT))]
-    messages += [_message(NFT_MSG_NEWCHAIN, create, family, stripped(a, CHAIN_DROPPED)) for a in dump["chains"]]
+    messages = [request(NFT_MSG_NEWTABLE, create, family, stripped(dump["table"], kept=TABLE_KEPT))]
+    messages += [request(NFT_MSG_NEWCHAIN, create, family, stripped(a, CHAIN_DROPPED)) for a in dump["chains"]]
     # The kernel asks a new set for an id of its own in the batch (NFTA_SET_ID).
-    messages += [_message(NFT_MSG_NEWSET, create, family, stripped(a, SET_DROPPED) + _NLA.pack(8, NFTA_SET_ID)
+    messages += [request(NFT_MSG_NEWSET, create, family, stripped(a, SET_DROPPED) + _NLA.pack(8, NFTA_SET_ID)
                           + struct.pack(">I", i)) for i, a in enumerate(dump["sets"], 1)]
-    messages += [_message(NFT_MSG_NEWSETELEM, NLM_F_CREATE, family, a) for a in dump["elements"]]
-    messages += [_message(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, family, stripped(a, RULE_DROPPED))
+    messages += [request(NFT_MSG_NEWSETELEM, NLM_F_CREATE, family, a) for a in dump["elements"]]
+    messages += [request(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, family, stripped(a, RULE_DROPPED))
                  for a in dump["rules"]]
-    last = messages[-1]
-    length, kind, flags, seq, pid = _HDR.unpack_from(last)
-    messages[-1] = _HDR.pack(length, kind, flags | NLM_F_ACK, seq, pid) + last[_HDR.size:]
-    return b"".join(messages)
+    return b"".join(last_acknowledged(messages))
 
 
 _MADE = {NFT_MSG_NEWTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWRULE}
@@ -246,14 +237,12 @@ def batch(parts: list) -> bytes:
     [(family, table name, recipe)]. Each table is first made if missing and
     deleted (both requests inside the transaction: whatever it held goes), then
     made by its recipe; all or nothing."""
-    subsystem = _NFGEN.pack(0, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
-    out = [_HDR.pack(_HDR.size + _NFGEN.size, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, 0) + subsystem]
+    out = []
     for family, name, made in parts:
         named = table_name_attr(name)
-        out += [_message(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, named),
-                _message(NFT_MSG_DELTABLE, 0, family, named), made]
-    out.append(_HDR.pack(_HDR.size + _NFGEN.size, NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, 0) + subsystem)
-    return b"".join(out)
+        out += [request(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, named),
+                request(NFT_MSG_DELTABLE, 0, family, named), made]
+    return transaction(out)
 
 
 def comparable(dump: dict) -> tuple:

@@ -31,13 +31,12 @@ Layout from <linux/netfilter/nf_tables.h> and <linux/netfilter/nfnetlink.h>.
 from __future__ import annotations
 
 import json
-import socket
 import struct
 
 from .nft_forms import form, learnable, looked_up, replayable
-from .nftgen import (_HDR, _NFGEN, _NLA, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
-                     NFT_MSG_NEWRULE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NLM_F_ACK, NLM_F_APPEND,
-                     NLM_F_CREATE, NLM_F_REQUEST, _chain_and_handle, _name_attr, _text_attr)
+from .nftgen import (_NLA, NFT_MSG_NEWRULE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NLM_F_APPEND,
+                     NLM_F_CREATE, _chain_and_handle, _name_attr, _text_attr, last_acknowledged, request,
+                     transaction)
 
 NFT_MSG_DELRULE = 8
 NFTA_RULE_POSITION = 6
@@ -146,11 +145,6 @@ def digest(family: int, attributes: bytes) -> str:
     return form(family, attributes, 0, len(attributes)).digest
 
 
-def _message(kind: int, flags: int, family: int, body: bytes) -> bytes:
-    return _HDR.pack(_HDR.size + _NFGEN.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | kind,
-                     NLM_F_REQUEST | flags, 0, 0) + _NFGEN.pack(family, 0, 0) + body
-
-
 def _u64_attr(kind: int, value: int) -> bytes:
     return _NLA.pack(_NLA.size + 8, kind) + struct.pack(">Q", value)
 
@@ -167,21 +161,16 @@ def batch(tables: list) -> bytes:
         for k, command in enumerate(commands):
             chain = _name_attr(NFTA_RULE_CHAIN, command[1])
             if command[0] == "delete":
-                messages.append(_message(NFT_MSG_DELRULE, 0, family, head + chain + _u64_attr(NFTA_RULE_HANDLE,
+                messages.append(request(NFT_MSG_DELRULE, 0, family, head + chain + _u64_attr(NFTA_RULE_HANDLE,
                                                                                             command[2])))
                 continue
             _, _, anchor, after, _ = command
             flags = NLM_F_CREATE | NLM_F_ECHO | (NLM_F_APPEND if after else 0)
             where = b"" if anchor is None else _u64_attr(NFTA_RULE_POSITION, anchor)
-            messages.append(_message(NFT_MSG_NEWRULE, flags, family, head + chain + where + made[k][0]))
+            messages.append(request(NFT_MSG_NEWRULE, flags, family, head + chain + where + made[k][0]))
     if not messages:
         raise NotSendable("nothing to send")
-    length, kind, flags, seq, pid = _HDR.unpack_from(messages[-1])
-    messages[-1] = _HDR.pack(length, kind, flags | NLM_F_ACK, seq, pid) + messages[-1][_HDR.size:]
-    subsystem = _NFGEN.pack(0, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
-    return b"".join([_HDR.pack(_HDR.size + _NFGEN.size, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, 0) + subsystem,
-                     *messages,
-                     _HDR.pack(_HDR.size + _NFGEN.size, NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, 0) + subsystem])
+    return transaction(last_acknowledged(messages))
 
 
 def verified(tables: list, echoes: list) -> list:

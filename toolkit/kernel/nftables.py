@@ -869,7 +869,7 @@ def _commit_rule_requests(kernel, ns, ns_name: str, changes: list, before: int, 
             sock = nftgen.open_socket()
         with sock:
             # Every echo waits in the receive queue until the send returns (root: past rmem_max).
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 22)
+            sock.setsockopt(socket.SOL_SOCKET, nftgen.SO_RCVBUFFORCE, 1 << 22)
             nftgen.commit(sock, sending, echoes)
     except OSError as exc:
         if ns.generation() == before:
@@ -880,9 +880,6 @@ def _commit_rule_requests(kernel, ns, ns_name: str, changes: list, before: int, 
         return requests.verified(tables, echoes)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise KernelError(f"verify nft transaction in {ns_name} ({what})", str(exc)) from None
-
-
-SO_RCVBUFFORCE = 33
 
 
 def _echoed(output: str) -> list:

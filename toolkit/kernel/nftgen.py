@@ -456,7 +456,27 @@ def _u32(value: bytes) -> int:
 NFT_MSG_GETSETELEM, NFT_MSG_NEWSETELEM = 13, 12
 NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET = 1, 2
 SOL_NETLINK, NETLINK_CAP_ACK = 270, 10
-SO_SNDBUFFORCE = 32
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
+
+
+def request(kind: int, flags: int, family: int, body: bytes, seq: int = 0) -> bytes:
+    """One nf_tables request of a batch: its header, nfgenmsg and attributes."""
+    return _HDR.pack(_HDR.size + _NFGEN.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | kind,
+                     NLM_F_REQUEST | flags, seq, 0) + _NFGEN.pack(family, 0, 0) + body
+
+
+def last_acknowledged(messages: list) -> list:
+    """`messages` (requests, bytes) with the last asking for an acknowledgement:
+    the one answer that says the batch was taken whole."""
+    length, kind, flags, seq, pid = _HDR.unpack_from(messages[-1])
+    return messages[:-1] + [_HDR.pack(length, kind, flags | NLM_F_ACK, seq, pid) + messages[-1][_HDR.size:]]
+
+
+def transaction(parts: list) -> bytes:
+    """`parts` (requests, bytes) framed as one nf_tables transaction: all or nothing."""
+    subsystem = _NFGEN.pack(0, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
+    return b"".join([_HDR.pack(_HDR.size + _NFGEN.size, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, 0) + subsystem,
+                     *parts, _HDR.pack(_HDR.size + _NFGEN.size, NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, 0) + subsystem])
 
 
 def table_dump(sock: socket.socket, family: str, table: str, seq: int = 20, rules=None) -> dict:
