@@ -12,22 +12,13 @@ import subprocess
 
 import pytest
 
-POLICY = """\
-tables:
-  guard:
-    family: inet
-    sets:
-      blocked: {type: ipv4_addr, elements: [192.0.2.1, 192.0.2.2]}
-    chains:
-      input:
-        hook: input
-        policy: accept
-        rules:
-          - {saddr: "@blocked", action: drop}
-          - {protocol: tcp, dport: 22, counter: true, action: accept}
-          - {protocol: tcp, dport: 23, action: drop, comment: no telnet}
-          - {protocol: udp, dport: 53, action: {jump: audit}}
-          - {protocol: icmp, icmp_type: echo-request, counter: true, action: accept}
+from test_fast_paths import POLICY as GUARD
+
+# The small guard policy of test_fast_paths, with a jump, a second chain and
+# a filler chain.
+RULE_ICMP = "          - {protocol: icmp, icmp_type: echo-request, counter: true, action: accept}\n"
+POLICY = GUARD.replace(
+    RULE_ICMP, "          - {protocol: udp, dport: 53, action: {jump: audit}}\n" + RULE_ICMP) + """\
       audit:
         rules:
           - {protocol: udp, dport: 5353, counter: true, action: drop}
@@ -37,7 +28,6 @@ tables:
 """ + "".join(f"          - {{protocol: tcp, dport: {10000 + n}, action: drop}}\n" for n in range(2000))
 # (the filler: fewer rules than nft_rule_requests.WORTH_FROM go as text)
 RULE_22 = "          - {protocol: tcp, dport: 22, counter: true, action: accept}\n"
-RULE_ICMP = "          - {protocol: icmp, icmp_type: echo-request, counter: true, action: accept}\n"
 RULE_BLOCKED = '          - {saddr: "@blocked", action: drop}\n'
 RULE_5353 = "          - {protocol: udp, dport: 5353, counter: true, action: drop}\n"
 EDITS = {
