@@ -383,6 +383,47 @@ def test_any_change_of_what_it_came_from_is_a_miss(state, lab, monkeypatch, chan
     assert CompileCache(state, read_file).lookup("lab.yaml", prefix) is None
 
 
+@pytest.mark.parametrize("change", ["policy", "code"])
+def test_a_miss_is_told_by_the_header_alone(state, lab, monkeypatch, change):
+    """An edited policy's lookup read the whole entry (25 MB for 50,000 rules)
+    and hashed it to learn the header no longer held."""
+    compile_and_store(state)
+    if change == "policy":
+        (lab / "policy.yaml").write_text(POLICY.replace("22", "23"))
+    else:
+        monkeypatch.setattr(compiled_cache, "fingerprint", lambda: "another netkeel")
+    whole = []
+    monkeypatch.setattr(StateDir, "read_sealed", lambda self, name: whole.append(name))
+    assert CompileCache(state, read_file).lookup("lab.yaml", "p-") is None
+    assert whole == []
+
+
+def test_an_entry_is_believed_only_under_its_seal(state, lab, monkeypatch):
+    compile_and_store(state)
+    cache = CompileCache(state, read_file)
+    path = state.path(cache._name("lab.yaml", "p-"))
+    seal, header, resources = path.read_bytes().split(b"\n")[:3]
+    # The resources changed under the old seal: the header holds, the seal does not.
+    path.write_bytes(seal + b"\n" + header + b"\n" + resources.replace(b"22", b"23") + b"\n")
+    assert cache.lookup("lab.yaml", "p-") is None
+    # A header long past what is read first: the whole entry is read, and answers.
+    data = json.loads(header)
+    data["files"] = data["files"] + [["x" * 300_000, "0" * 64]]
+    path.write_bytes(sealed(json.dumps(data), resources.decode()))
+    assert cache.lookup("lab.yaml", "p-").files[-1][0] == "x" * 300_000
+    # Written again between the first read of the header and the whole read:
+    # the sealed header is the one asked.
+    compile_and_store(state)
+    good = path.read_bytes()
+    stale = json.loads(good.split(b"\n")[1])
+    stale["reads"] = {k: "0" * 64 for k in stale["reads"]}
+    real = StateDir.read_sealed
+    monkeypatch.setattr(StateDir, "read_sealed_head", lambda self, name, count: [good.split(b"\n")[1]])
+    path.write_bytes(sealed(json.dumps(stale), good.split(b"\n")[2].decode()))
+    monkeypatch.setattr(StateDir, "read_sealed", real)
+    assert cache.lookup("lab.yaml", "p-") is None
+
+
 def test_a_damaged_or_foreign_entry_is_a_miss(state, lab):
     compile_and_store(state)
     cache = CompileCache(state, read_file)

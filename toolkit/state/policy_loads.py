@@ -25,7 +25,7 @@ import json
 from ..kinds import nft_canon, nft_text
 from ..model.firewall import Chain, NamedSet, PolicyLoad, Rule, Table
 from .compiled import fingerprint
-from .statedir import plain_json_line
+from .statedir import plain_json_bytes
 
 DIRECTORY = "cache/policies"
 FORMAT = 5
@@ -72,7 +72,7 @@ class PolicyLoads:
         for path, load in loads.items():
             try:
                 # Text, integers and None only (what _decoded checks each field for): written fast.
-                self.state.write_sealed(_entry_name(path), [plain_json_line(_encoded(path, load))], durable=False)
+                self.state.write_sealed(_entry_name(path), [plain_json_bytes(_encoded(path, load))], durable=False)
             except Exception:  # noqa: BLE001
                 pass
         try:

@@ -12,7 +12,6 @@ their sha256, and the git commit of the manifest's repository.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -27,7 +26,7 @@ from ..kinds.netns import names as namespace_names
 from ..errors import NetkeelError, SnapshotError
 from . import validation
 from .journal import Journal
-from .statedir import StateDir
+from .statedir import StateDir, canonical_json
 
 DIRECTORY = "snapshots"
 FORMAT = 2  # 2: with the SHA-256 of its content (1: without)
@@ -163,7 +162,7 @@ def _ids(names) -> list:
 def content_digest(data: dict) -> str:
     """The SHA-256 of a snapshot document's content, its own digest aside."""
     content = {k: v for k, v in data.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(content, sort_keys=True)).hexdigest()
 
 
 def _seal_problem(data) -> str:

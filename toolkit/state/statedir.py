@@ -55,13 +55,74 @@ def plain_json_line(data) -> str:
     mappings only (no floats: orjson writes NaN as null where json writes NaN),
     with orjson where installed: a 10,000-rule policy's kept read (10 MB) in 16
     ms against 69. The caller vouches for the document's types."""
+    return plain_json_bytes(data).decode()
+
+
+def plain_json_bytes(data) -> bytes:
+    """plain_json_line(), encoded (what a sealed file holds: no round trip
+    through text for megabytes)."""
     orjson = _orjson()
-    if orjson is None:
-        return json_line(data)
-    try:
-        return orjson.dumps(data).decode()
-    except TypeError:  # an integer beyond 64 bits, a key not text: as json writes it
-        return json_line(data)
+    if orjson is not None:
+        try:
+            return orjson.dumps(data)
+        except TypeError:  # an integer beyond 64 bits, a key not text: as json writes it
+            pass
+    return json_line(data).encode()
+
+
+def canonical_json(data, sort_keys: bool = False) -> bytes:
+    """Exactly json.dumps(data, separators=(",", ":"), sort_keys=sort_keys),
+    encoded: the bytes a digest is taken of (a snapshot's seal, a table's
+    content in the ruleset memo), so they must never change with the writer.
+    orjson writes them where it writes the same bytes: text, integers within
+    64 bits, None, booleans, lists, tuples and text-keyed mappings (no float:
+    it spells exponents otherwise), all of it printable ASCII (json escapes
+    DEL and beyond, orjson does not). Anything else goes through json. A
+    10,000-rule table's content: 12 -> 3 ms."""
+    orjson = _orjson()
+    if orjson is not None and _plain(data):
+        try:
+            out = orjson.dumps(data, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+        except TypeError:
+            out = None
+        if out is not None and out.isascii() and b"\x7f" not in out:
+            return out
+    return json.dumps(data, separators=(",", ":"), sort_keys=sort_keys).encode()
+
+
+def readable_json(data) -> bytes:
+    """`data` indented by two, keys sorted (a state file someone may read: a
+    snapshot of 10,000 rules, 3.5 MB, in 6 ms against 28), by orjson where it
+    writes what json would (see canonical_json), else by json."""
+    orjson = _orjson()
+    if orjson is not None and _plain(data):
+        try:
+            return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        except TypeError:
+            pass
+    return json.dumps(data, indent=2, sort_keys=True).encode()
+
+
+def _plain(data) -> bool:
+    """Whether `data` holds only text, integers, None, booleans, lists, tuples
+    and mappings with text keys (orjson and json write those alike)."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            continue
+        if kind is list or kind is tuple:
+            # Most of a large document is lists of text (a chain's rules): checked in one pass.
+            if not all(type(item) is str for item in value):
+                pending.extend(value)
+        elif kind is dict:
+            if not all(type(key) is str for key in value):
+                return False
+            pending.extend(value.values())
+        else:
+            return False
+    return True
 
 
 def parse_json(content):
@@ -185,8 +246,8 @@ class StateDir:
         """Write atomically: a fresh temp file (O_EXCL, never through a link) in the checked
         directory, fsync, rename over the target, fsync the directory. `compact`: one
         line, for caches no one reads by eye."""
-        text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1, sort_keys=True)
-        return self._write(relative, (text + "\n").encode(), durable)  # encoded before any I/O
+        content = json_line(data).encode() if compact else readable_json(data)
+        return self._write(relative, content + b"\n", durable)  # encoded before any I/O
 
     def write_bytes(self, relative: str, content: bytes, durable: bool = True):
         """Write `content` as write_json writes its text (a document encoded by
@@ -194,12 +255,12 @@ class StateDir:
         return self._write(relative, content, durable)
 
     def write_sealed(self, relative: str, lines: list, durable: bool = True):
-        """Write `lines` (JSON texts, one line each: json_line()) as write_json
+        """Write `lines` (JSON texts, one line each: json_line(), or their bytes) as write_json
         does, under a first line holding their SHA-256. What netkeel believes
         without asking the kernel again (its caches, its in-sync verdicts) is
         sealed so: one flipped bit in a cached ruleset made drift say "in sync"
         of a changed firewall (found by review)."""
-        body = "".join(line + "\n" for line in lines).encode()
+        body = b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n" for line in lines)
         seal = json_line({"sha256": hashlib.sha256(body).hexdigest()}).encode()
         return self._write(relative, seal + b"\n" + body, durable)
 
@@ -217,6 +278,25 @@ class StateDir:
         if not body.endswith(b"\n"):
             raise ValueError(f"{self.path(relative)} is not lines")
         return body[:-1].split(b"\n")
+
+    def read_sealed_head(self, relative: str, count: int, limit: int = 1 << 18):
+        """The first `count` lines write_sealed wrote, as bytes, read from the
+        file's first `limit` bytes and NOT checked against the seal: enough to
+        tell that an entry does not answer (its header names other inputs), never
+        to believe one (read_sealed then). None if the file is missing or those
+        lines are not all within `limit`. Raises StateDirError."""
+        try:
+            fd = self.open(relative, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            head = os.pread(fd, limit, 0)
+        finally:
+            os.close(fd)
+        lines = head.split(b"\n", count + 1)
+        if len(lines) < count + 2:
+            return None  # a line runs past the bytes read (or the file ends first)
+        return lines[1:count + 1]
 
     def write_sealed_json(self, relative: str, data, durable: bool = True):
         """`data` as one sealed line (write_sealed)."""
