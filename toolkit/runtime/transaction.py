@@ -107,7 +107,7 @@ def run(backend, state, change: Change, on_step=None) -> tuple:
     target = namespace_names(change.desired)
     # Own what is about to be created before creating it: a crash in the middle
     # leaves nothing netkeel made unaccounted for.
-    inventory.record(change.instance, owned_before | target | change.owned_after,
+    inventory.record(change.instance, owned_before | target | change.owned_after, unless_same=True,
                      topology=change.topology, prefix=change.prefix,
                      manifest=change.manifests[0]["path"] if change.manifests else "")
     names = set(change.names) | target

@@ -44,12 +44,7 @@ class Identities:
         """name -> cookie of every namespace netkeel recorded creating (the latest wins).
         Log lines that are not a record (cut short, damaged) are ignored. Raises
         InventoryError, saying what to do, if identities.json is damaged."""
-        out = self._folded()
-        for line in (self.state.read_bytes(LOG) or b"").decode(errors="replace").split("\n"):
-            record = _RECORD.fullmatch(line)
-            if record and is_cookie(cookie := int(record[1])):
-                out[record[2]] = cookie
-        return out
+        return _logged(self._folded(), self.state.read_bytes(LOG))
 
     def _folded(self) -> dict:
         path = self.state.path(FOLDED)
@@ -87,8 +82,13 @@ class Identities:
     def fold(self, keep) -> None:
         """Keep only the identities of the namespaces in `keep` (what the inventory
         owns now), in identities.json; empty the log. Call under the state lock."""
-        known = self.load()
-        self.state.write_json(FOLDED, {name: known[name] for name in sorted(set(keep)) if name in known})
+        folded, logged = self._folded(), self.state.read_bytes(LOG)
+        known = _logged(folded, logged)
+        kept = {name: known[name] for name in sorted(set(keep)) if name in known}
+        if kept == folded and not logged:
+            self.close()  # as it is (a change that made no namespace): no durable write for nothing
+            return
+        self.state.write_json(FOLDED, kept)
         self.close()
         fd = self.state.open(LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, create_dirs=True)
         os.close(fd)
@@ -107,3 +107,13 @@ def is_cookie(value) -> bool:
 def _ends_without_newline(fd: int) -> bool:
     size = os.fstat(fd).st_size
     return size > 0 and read_from(fd, size - 1) != b"\n"
+
+
+def _logged(folded: dict, log: bytes | None) -> dict:
+    """`folded` with the log's records over it (the latest wins)."""
+    out = dict(folded)
+    for line in (log or b"").decode(errors="replace").split("\n"):
+        record = _RECORD.fullmatch(line)
+        if record and is_cookie(cookie := int(record[1])):
+            out[record[2]] = cookie
+    return out

@@ -61,9 +61,16 @@ class Inventory:
         return [(item[0], tuple(item[1:])) for item in self.instances.get(instance, {}).get("remember", [])
                 if isinstance(item, list) and len(item) >= 2 and all(isinstance(x, (str, int)) for x in item)]
 
-    def record(self, instance: str, namespaces, **details) -> None:
-        """Set the namespaces `instance` owns (dropping the instance when none) and save."""
+    def record(self, instance: str, namespaces, unless_same: bool = False, **details) -> None:
+        """Set the namespaces `instance` owns (dropping the instance when none) and save.
+        `unless_same`: not if it owns those already, with these details (the
+        ownership a change takes before it begins, when it makes nothing new:
+        no durable write, its time aside, to say what the file says)."""
         namespaces = sorted(set(namespaces))
+        entry = self.instances.get(instance)
+        if unless_same and namespaces and isinstance(entry, dict) and entry.get("namespaces") == namespaces \
+                and all(entry.get(k) == v for k, v in details.items()):
+            return
         if namespaces:
             entry = self.instances.setdefault(instance, {})
             entry.update(details)
