@@ -149,14 +149,20 @@ def command(name: str):
     return wrap
 
 
+def faults_recorded(state) -> bool:
+    """Whether any fault lease is recorded: if not, a command needs neither the
+    chaos engine nor its models (9 ms of every apply's and drift's imports)."""
+    from ..state.leases import DIRECTORY
+
+    return any(name.endswith(".json") for name in state.regular_files(DIRECTORY))
+
+
 def expire_faults(kernel, state) -> None:
     """Revert the faults whose time is up, or whose keeper died (every command
     that reads the kernel does), and say so: a drift (a CI gate) that put a link
     back up must not just say "in sync", nor `chaos status` "no active fault"."""
-    from ..state.leases import DIRECTORY
-
-    if not any(name.endswith(".json") for name in state.regular_files(DIRECTORY)):
-        return  # no fault recorded (the engine and its models: 8 ms of every command's imports)
+    if not faults_recorded(state):
+        return
     from ..chaos import engine
 
     for lease_id in engine.expire(kernel, state):

@@ -18,7 +18,8 @@ from ..runtime.execute import steps
 from ..report import HEADING, human, IN_SYNC, machine, title as report_title
 from ..state import StateDir
 from ..state.inventory import instance_id
-from .common import EXIT_CHANGES, command, err, expire_faults, kernel_session, out, require_root, warn_interrupted
+from .common import (EXIT_CHANGES, command, err, expire_faults, faults_recorded, kernel_session, out, require_root,
+                     warn_interrupted)
 from .quick import in_sync
 
 PROGRESS_THRESHOLD = 50  # steps; below this an apply is over before a bar helps
@@ -124,10 +125,8 @@ def active_faults(kernel, state, instance: str):
     """Revert the faults whose time is up (any command does); then, as a function
     asked at each read, the claims of those active on this instance: their
     objects are theirs, not drift."""
-    from ..chaos import engine
-
     expire_faults(kernel, state)
-    return lambda: engine.claims(state, instance)
+    return lambda: _claims(state, instance)
 
 
 def end_faults(kernel, state, instance: str) -> None:
@@ -371,7 +370,9 @@ def _try(rec, result, trial, trying, as_json, verbose) -> int:
     return 0 if trial.state == "kept" else EXIT_CHANGES
 
 
-def _claims(state, instance):
+def _claims(state, instance) -> list:
+    if not faults_recorded(state):
+        return []  # (asked at each read: a fault injected meanwhile is found then)
     from ..chaos import engine
 
     return engine.claims(state, instance)
