@@ -670,3 +670,50 @@ def test_a_kept_read_of_other_code_is_a_miss_and_replaced(state, tmp_path, monke
     _read(state, manifest)
     assert len(state.regular_files(DIRECTORY)) == 1  # one entry per file, whichever code kept it
     assert PolicyLoads(state).kept(str(tmp_path / "fw.yaml")) is not None
+
+
+def test_an_element_edit_makes_one_element_not_the_set(state, tmp_path, monkeypatch):
+    """A set of 300 elements with one replaced: the next process (its memos
+    empty) takes the others' canonical forms and texts from the kept read and
+    makes the new one's alone; the table is the one a whole read makes."""
+    from toolkit.kinds import nft_canon, nft_text
+
+    def policy(elements):
+        lines = ["tables:", "  filter:", "    sets:", "      blocked:", "        type: ipv4_addr", "        elements:"]
+        lines += [f"          - {e}" for e in elements]
+        lines += ["    chains:", "      input:", "        hook: input", "        rules:",
+                  '          - {saddr: "@blocked", action: drop}']
+        return "\n".join(lines) + "\n"
+
+    elements = [f"10.1.{i // 200}.{i % 200}" for i in range(300)]
+    manifest = _topology(tmp_path, policy(elements))
+    _read(state, manifest)
+    for memo in (nft_canon.canonical_element, nft_canon.declared_set_spec, nft_text.element_text_of,
+                 nft_text.set_text):
+        memo.forget()  # a new process
+    made, real = [], nft_canon._element
+    monkeypatch.setattr(nft_canon, "_element", lambda value: made.append(value) or real(value))
+    elements[150] = "198.51.100.9"
+    (tmp_path / "fw.yaml").write_text(policy(elements))
+    edited, _ = _read(state, manifest)
+    assert made == ["198.51.100.9"]
+    monkeypatch.setattr(nft_canon, "_element", real)
+    assert edited.desired == compile_topology(load_topology(manifest), "lab-").desired
+
+
+@pytest.mark.parametrize("damage", [
+    lambda s: s.__setitem__(6, s[6][:-1]),       # a canonical form missing
+    lambda s: s[7].__setitem__(0, 5),             # a text not text
+    lambda s: s.__setitem__(6, "x"),              # not a list
+])
+def test_a_kept_set_with_damaged_element_forms_is_a_miss(state, tmp_path, damage):
+    from toolkit.state.policy_loads import DIRECTORY, PolicyLoads
+
+    manifest = _topology(tmp_path, _policy())
+    _read(state, manifest)
+    name, = state.regular_files(DIRECTORY)
+    data = json.loads(state.read_sealed(f"{DIRECTORY}/{name}")[0])
+    assert data["tables"][0][4][0][6] == ['"192.0.2.1"', '"192.0.2.2"']
+    damage(data["tables"][0][4][0])
+    state.write_sealed(f"{DIRECTORY}/{name}", [json.dumps(data)])
+    assert PolicyLoads(state).kept(str(tmp_path / "fw.yaml")) is None

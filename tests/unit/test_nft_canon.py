@@ -348,3 +348,37 @@ def test_an_element_going_within_the_second_is_not_in_the_set():
     """Listed with "timeout": 0 (whole seconds), which sent back would make it permanent."""
     listed = [{"elem": {"val": "10.0.0.1", "timeout": 0, "expires": 0}}, "10.0.0.2"]
     assert set_spec("ipv4_addr", ["timeout"], listed) == set_spec("ipv4_addr", ["timeout"], ["10.0.0.2"])
+
+
+def test_a_declared_set_made_element_by_element_is_the_set_made_whole():
+    """declared_set_spec assembles a set from each element's remembered canonical
+    form (and set_text from each one's text): the same spec and text as making
+    the whole set from its decoded values, for every kind of element."""
+    import random
+
+    from toolkit.kinds import nft_canon, nft_text
+    from toolkit.kinds.nft_canon import declared_set_spec, set_spec
+
+    kinds = [lambda r: json.dumps(f"10.{r.randrange(256)}.{r.randrange(256)}.{r.randrange(256)}"),
+             lambda r: json.dumps({"prefix": {"addr": f"10.{r.randrange(256)}.0.0", "len": 16}}),
+             lambda r: json.dumps({"range": [f"10.0.0.{r.randrange(100)}", f"10.0.1.{r.randrange(100)}"]}),
+             lambda r: json.dumps({"elem": {"val": f"192.0.2.{r.randrange(256)}", "timeout": r.choice([0, 30]),
+                                            "comment": "c"}}),
+             lambda r: json.dumps(f"192.0.2.{r.randrange(256)}", indent=1)]
+    rng = random.Random(3)
+    for _ in range(300):
+        elements = tuple({rng.choice(kinds)(rng) for _ in range(rng.randrange(12))})
+        flags = rng.choice([(), ("interval",), ("timeout",), ("interval", "timeout")])
+        nft_canon.canonical_element.forget()
+        nft_text.element_text_of.forget()
+        whole = set_spec("ipv4_addr", list(flags), [json.loads(e) for e in elements])
+        assert declared_set_spec("ipv4_addr", flags, elements) == whole
+        declared_set_spec.forget()
+        assert declared_set_spec("ipv4_addr", flags, elements) == whole  # from the remembered elements
+        try:
+            listed = [nft_text.element_text(json.loads(e), False) for e in json.loads(whole)["elements"]]
+        except nft_text.Unrenderable:
+            continue
+        nft_text.set_text.forget()
+        text = nft_text.set_text(whole)
+        assert (f"elements = {{ {', '.join(listed)} }};" in text) == bool(listed)

@@ -93,8 +93,13 @@ def canonical_rule(expr: list, comment: str | None, family: str) -> str:
 # rules).
 declared_rule_key = Remembered(lambda expr, comment, family: canonical_rule(json.loads(expr), comment, family),
                                500_000)
-declared_set_spec = Remembered(lambda set_type, flags, elements: set_spec(set_type, flags,
-                                                                          [json.loads(e) for e in elements]), 1000)
+declared_set_spec = Remembered(lambda set_type, flags, elements: _spec_text(
+    set_type, flags, [c for c in map(canonical_element, elements) if c]), 1000)
+# One declared element's canonical form (JSON text; "" for one going now), by
+# its declared JSON text: a set with one element edited is assembled from the
+# others' (state/policy_loads.py keeps them with the set), not made again.
+canonical_element = Remembered(lambda element: "" if _going_now(value := json.loads(element)) else _element(value),
+                               500_000)
 
 
 def chain_header(type_, hook, priority, policy) -> str:
@@ -113,10 +118,15 @@ def set_spec(set_type, flags, elements, auto_merge: bool = False, options=None) 
     set another tool made so; declared sets never are), which must show as a
     difference, since its elements are then not the ones sent. `options`: the
     listed body, whose SET_OPTIONS are kept as listed."""
+    return _spec_text(set_type, flags, [_element(e) for e in elements or () if not _going_now(e)], auto_merge,
+                      options)
+
+
+def _spec_text(set_type, flags, elements: list, auto_merge: bool = False, options=None) -> str:
+    """set_spec() of the elements' canonical forms (_element's)."""
     if isinstance(flags, str):
         flags = [flags]  # newer nft lists a single flag as a plain string
-    spec = {"type": set_type, "flags": sorted(flags or ()),
-            "elements": sorted(_element(e) for e in elements or () if not _going_now(e))}
+    spec = {"type": set_type, "flags": sorted(flags or ()), "elements": sorted(elements)}
     if auto_merge:
         spec["auto-merge"] = True
     for option in SET_OPTIONS:

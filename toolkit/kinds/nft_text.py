@@ -102,6 +102,9 @@ def table_body(family: str, name: str, spec) -> str:
 # (nft_canon.declared_rule_key). Both raise Unrenderable.
 sent_text = Remembered(lambda rule: rule_text(as_sent(rule)), 500_000)
 set_text = Remembered(lambda spec: _set_body(json.loads(spec)), 1000)
+# One element's text by its canonical form (as nft_canon.canonical_element is
+# remembered per element: a set with one element edited is written from the rest's).
+element_text_of = Remembered(lambda element, quoted: element_text(json.loads(element), quoted), 500_000)
 
 
 def as_sent(rule: str) -> str:
@@ -238,6 +241,11 @@ def _value(node, quoted: bool) -> str:
     raise Unrenderable(node)
 
 
+def quoted_type(set_type) -> bool:
+    """Whether a set type's elements are written quoted (interface names)."""
+    return set_type in _QUOTED_TYPES
+
+
 def _set_body(spec: dict) -> str:
     set_type = spec["type"]
     if not isinstance(set_type, str) or set_type not in _SET_TYPES:
@@ -251,9 +259,8 @@ def _set_body(spec: dict) -> str:
         parts.append("auto-merge;")
     parts += _set_options(spec)
     if spec["elements"]:
-        quoted = set_type in _QUOTED_TYPES
-        parts.append("elements = { " + ", ".join(element_text(json.loads(e), quoted) for e in spec["elements"])
-                     + " };")
+        quoted = quoted_type(set_type)
+        parts.append("elements = { " + ", ".join([element_text_of(e, quoted) for e in spec["elements"]]) + " };")
     return "{ " + " ".join(parts) + " }"
 
 

@@ -7,8 +7,9 @@ whose text is the same is not read again, and a file edited within one run of
 one chain's rules or one set's elements has those items read alone (anything
 else is read whole). With the tables come the canonical forms and nft text of
 their rules and sets (kinds/nft_canon.declared_rule_key and declared_set_spec,
-kinds/nft_text.sent_text and set_text), so compiling a table with one rule
-edited costs one rule's work.
+kinds/nft_text.sent_text and set_text) and of each set's elements
+(nft_canon.canonical_element, nft_text.element_text_of), so compiling a table
+with one rule or one element edited costs that one's work.
 
 An entry is kept per policy file path (with netkeel's code fingerprint: an
 entry of other code is a miss), written after a compile that succeeded, in
@@ -28,7 +29,7 @@ from .compiled import fingerprint
 from .statedir import plain_json_bytes
 
 DIRECTORY = "cache/policies"
-FORMAT = 5
+FORMAT = 6  # 6: each set's elements' canonical forms and texts
 KEEP = 64  # entries; the oldest beyond this are removed on writing
 
 
@@ -56,9 +57,13 @@ class PolicyLoads:
         rules' forms (an unused entry teaches nothing)."""
         for expr, *form in self._forms.get(path, ()):
             if expr is None:  # a set's
-                set_type, flags, elements, spec, text = form
+                set_type, flags, elements, spec, text, canonical, texts = form
                 nft_canon.declared_set_spec.remember(spec, set_type, flags, elements)
                 nft_text.set_text.remember(text, spec)
+                if canonical is not None:  # each element's: an edit of one makes the set from the rest's
+                    nft_canon.canonical_element.remember_all(zip(canonical, zip(elements)))
+                    quoted = nft_text.quoted_type(set_type)
+                    nft_text.element_text_of.remember_all((t, (c, quoted)) for c, t in zip(canonical, texts) if c)
                 continue
             comment, family, key, sent = form
             nft_canon.declared_rule_key.remember(key, expr, comment, family)
@@ -103,7 +108,9 @@ def _encoded(path: str, load) -> dict:
         for named in table.sets:
             spec = nft_canon.declared_set_spec.known(named.type, named.flags, named.elements)
             text = nft_text.set_text.known(spec) if spec is not None else None
-            sets.append([named.name, named.type, list(named.flags), list(named.elements), spec, text])
+            canonical, texts = _element_forms(named)
+            sets.append([named.name, named.type, list(named.flags), list(named.elements), spec, text, canonical,
+                         texts])
         tables.append([table.name, table.family, table.source, chains, sets])
     return {"format": FORMAT, "code": fingerprint(), "path": str(path), "text": load.text, "tables": tables,
             "spans": [list(s) for s in load.spans], "repeated": sorted(list(r) for r in load.repeated)}
@@ -140,11 +147,15 @@ def _decoded(path: str, data) -> tuple:
             built.append(Chain(name=chain_name, type=type_, hook=hook, priority=priority, policy=policy,
                                rules=tuple(made)))
         named = []
-        for set_name, set_type, flags, elements, spec, text in sets:
+        for set_name, set_type, flags, elements, spec, text, canonical, texts in sets:
             _text(set_name, set_type, *flags, *elements)
             _text(spec, text)  # as for rules: never computed from what the entry says
+            if canonical is not None and not (
+                    type(canonical) is list and type(texts) is list and len(canonical) == len(texts) == len(elements)
+                    and set(map(type, canonical)) <= {str} and set(map(type, texts)) <= {str}):
+                raise ValueError("element forms")
             named.append(NamedSet(name=set_name, type=set_type, flags=tuple(flags), elements=tuple(elements)))
-            known.append((None, set_type, tuple(flags), tuple(elements), spec, text))
+            known.append((None, set_type, tuple(flags), tuple(elements), spec, text, canonical, texts))
         tables.append(Table(name=name, family=family, chains=tuple(built), sets=tuple(named), source=source))
     spans = []
     for kind, table, holder, index, first, end, column in data["spans"]:
@@ -158,6 +169,18 @@ def _decoded(path: str, data) -> tuple:
         _text(table, holder)
         repeated.add((table, holder))
     return PolicyLoad(text=data["text"], tables=tuple(tables), spans=tuple(spans), repeated=frozenset(repeated)), known
+
+
+def _element_forms(named) -> tuple:
+    """([canonical form of each element], [its text]) as this process knows
+    them, aligned with the set's elements ("" for one that is going now, and
+    its text); (None, None) if any is not known."""
+    canonical = [nft_canon.canonical_element.known(e) for e in named.elements]
+    if None in canonical:
+        return None, None
+    quoted = nft_text.quoted_type(named.type)
+    texts = [nft_text.element_text_of.known(c, quoted) if c else "" for c in canonical]
+    return (canonical, texts) if None not in texts else (None, None)
 
 
 def _text(*values, optional: bool = False) -> None:
