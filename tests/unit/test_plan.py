@@ -515,3 +515,25 @@ def test_lo_never_loses_its_last_ipv4_address():
     plan = diff([Resource.make("netns", ("n",)), link, lo("10.255.0.2/32"), route],
                 [Resource.make("netns", ("n",)), link, lo("10.255.0.1/32"), route])
     assert [str(a) for a in plan.actions] == ["delete addr 10.255.0.1/32 on lo in n", "create addr 10.255.0.2/32 on lo in n"]
+
+
+def test_a_change_of_a_large_table_is_said_by_rule_not_printed_whole():
+    """Found by review: a failed verification of a 2,000-rule table printed the
+    chain's every rule, twice (4,004 lines): the changed rule is what to say."""
+    from toolkit.core.action import Action
+    from toolkit.core.owners import TOPOLOGY
+    from toolkit.core.resource import Resource
+    from toolkit.errors import VerifyError
+
+    rules = tuple(f'{{"expr":[{{"match":{{"left":{{"payload":{{"field":"dport","protocol":"tcp"}}}},"op":"==",'
+                  f'"right":{1000 + i}}}}},{{"accept":null}}]}}' for i in range(3000))
+    changed = rules[:1500] + ('{"expr":[{"drop":null}]}',) + rules[1501:]
+
+    def table(held):
+        return Resource.make("nft_table", ("lab-fw", "inet", "netkeel_f"), owner=TOPOLOGY, **{
+            "chain input": '{"hook": "input", "policy": "drop", "prio": 0, "type": "filter"}', "rules input": held})
+
+    action = Action("modify", desired=table(changed), live=table(rules), changes=(("rules input", changed, rules),))
+    message = str(VerifyError([action]))
+    assert len(message) < 500
+    assert "rule missing from input (#1501): (absent) -> drop" in message and "tcp dport 2500 accept" in message

@@ -43,8 +43,25 @@ class Action:
         r = self.resource
         text = f"{self.op} {r.label} in {r.ns}"
         if self.changes:
-            text += " (" + ", ".join(f"{f}: {l!r} -> {d!r}" for f, d, l in self.changes) + ")"
+            said = ", ".join(f"{f}: {l!r} -> {d!r}" for f, d, l in self.changes)
+            text += f" ({said if len(said) <= 2000 else '; '.join(self._changes_said())})"
         return text
+
+    def _changes_said(self, most: int = 5, width: int = 300) -> list:
+        """The changes as the kind spells them out, for fields too long to print
+        (a firewall table's whole chains: 10,000 rules, twice, in one error
+        message, found by review): by chain, rule and element, the first `most`,
+        each value cut at `width` characters."""
+        from ..kinds import kind  # the registry, in the same (bottom) layer
+
+        try:
+            said = kind(self.kind).details(self)
+        except Exception:  # noqa: BLE001 - a message must still be made: the fields as they are
+            said = [(f, repr(d), repr(l)) for f, d, l in self.changes]
+        out = [f"{what}: {_cut(live, width)} -> {_cut(desired, width)}" for what, desired, live in said[:most]]
+        if len(said) > most:
+            out.append(f"and {len(said) - most} more")
+        return out
 
     def sort_key(self):
         from ..kinds import RANK  # the registry, in the same (bottom) layer
@@ -75,3 +92,8 @@ class Plan:
 
     def namespaces(self) -> tuple:
         return tuple(sorted({a.ns for a in self.actions}))
+
+
+def _cut(value, width: int) -> str:
+    text = str(value)
+    return text if len(text) <= width else f"{text[:width]}... ({len(text)} characters)"
