@@ -717,3 +717,22 @@ def test_a_kept_set_with_damaged_element_forms_is_a_miss(state, tmp_path, damage
     damage(data["tables"][0][4][0])
     state.write_sealed(f"{DIRECTORY}/{name}", [json.dumps(data)])
     assert PolicyLoads(state).kept(str(tmp_path / "fw.yaml")) is None
+
+
+def test_a_cache_file_larger_than_any_netkeel_writes_is_a_miss_unread(state, lab, monkeypatch):
+    """Found by review: a cache file grown to 400 MB was read whole (5-7 s, twice
+    its size in memory) to be found damaged."""
+    from toolkit.state import statedir
+
+    compile_and_store(state)
+    cache = CompileCache(state, read_file)
+    path = state.path(cache._name("lab.yaml", "p-"))
+    with open(path, "r+b") as f:
+        f.truncate(statedir.SEALED_LIMIT + 1)  # sparse: no disk, no time
+    reads = []
+    real = statedir.os.pread
+    monkeypatch.setattr(statedir.os, "pread", lambda fd, n, at: reads.append(n) or real(fd, min(n, 1 << 16), at))
+    with pytest.raises(ValueError, match="larger than"):
+        state.read_sealed(cache._name("lab.yaml", "p-"))
+    assert cache.lookup("lab.yaml", "p-") is None
+    assert all(n <= 1 << 18 for n in reads)  # the header's first bytes at most, never the file

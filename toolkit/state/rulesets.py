@@ -32,7 +32,7 @@ import time
 from ..core.owners import TOPOLOGY
 from .codec import decode, encode
 from .compiled import fingerprint
-from .statedir import canonical_json, parse_sealed_json, plain_json_bytes
+from .statedir import SEALED_LIMIT, canonical_json, parse_sealed_json, plain_json_bytes
 
 FILE = "cache/nft-rulesets.json"
 DIRECTORY = "cache/nft-rulesets"  # large entries, one file each, named by their SHA-256
@@ -125,7 +125,7 @@ class RulesetMemo:
         digest = entry["digest"]
         if not _hex(digest):
             raise ValueError("bad digest")
-        content = self.state.read_bytes(f"{DIRECTORY}/{digest}.json")
+        content = self.state.read_bytes(f"{DIRECTORY}/{digest}.json", limit=SEALED_LIMIT)
         if content is None or hashlib.sha256(content).hexdigest() != digest:
             raise ValueError("entry file missing or changed")
         return parse_sealed_json(content)  # its content hashes to its name: as sealed
@@ -168,7 +168,7 @@ class RulesetMemo:
         if not isinstance(digest, str):
             return None
         try:
-            content = self.state.read_bytes(f"{RECIPES}/{name}")
+            content = self.state.read_bytes(f"{RECIPES}/{name}", limit=SEALED_LIMIT)
         except Exception:  # noqa: BLE001 - unsafe or unreadable: no recipe, the text goes
             return None
         if content is None or hashlib.sha256(content).hexdigest() != digest:

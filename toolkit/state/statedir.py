@@ -226,14 +226,17 @@ class StateDir:
             raise
         return fd
 
-    def read_bytes(self, relative: str, offset: int = 0) -> bytes | None:
-        """The file's content from `offset` on; None if it (or its directory) does not exist."""
+    def read_bytes(self, relative: str, offset: int = 0, limit: int | None = None) -> bytes | None:
+        """The file's content from `offset` on; None if it (or its directory) does
+        not exist. Raises ValueError if it holds more than `limit` bytes (read
+        no further: a cache file netkeel never wrote so large, not to be held
+        in memory twice over)."""
         try:
             fd = self.open(relative, os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
-            return read_from(fd, offset)
+            return read_from(fd, offset, limit)
         finally:
             os.close(fd)
 
@@ -268,7 +271,7 @@ class StateDir:
         """The lines write_sealed wrote, as bytes (the caller parses each when it
         needs it: parse_json), or None if the file is missing. Raises ValueError
         if they are not the bytes sealed (damaged, cut short, edited), StateDirError."""
-        content = self.read_bytes(relative)
+        content = self.read_bytes(relative, limit=SEALED_LIMIT)
         if content is None:
             return None
         start = content.find(b"\n") + 1 or len(content)
@@ -407,13 +410,21 @@ def _sweep_stale_temps(dir_fd: int) -> None:
         _unlink_quietly(temp, dir_fd)
 
 
-def read_from(fd: int, offset: int = 0) -> bytes:
+# The most a sealed file (a cache, a verdict) may hold: a 50,000-rule policy's
+# kept read is 50 MB. Past it a file is a miss unread (found by review: a 400 MB
+# one took 5-7 s and twice its size in memory to be found damaged).
+SEALED_LIMIT = 256 * 1024 * 1024
+
+
+def read_from(fd: int, offset: int = 0, limit: int | None = None) -> bytes:
     """The file's content from `offset` on: what its size says in one read (a
     10 MB cache read in chunks and joined cost twice the copying), then on
-    until the end (it may have grown)."""
-    chunks = []
+    until the end (it may have grown). Raises ValueError past `limit` bytes."""
+    chunks, start = [], offset
     want = max(os.fstat(fd).st_size - offset, 0) + 1
     while True:
+        if limit is not None and (want - 1 if offset == start else offset - start) > limit:
+            raise ValueError(f"larger than {limit} bytes: not a file netkeel wrote")
         chunk = os.pread(fd, min(max(want, 1 << 16), 1 << 28), offset)
         if not chunk:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
