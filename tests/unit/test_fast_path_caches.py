@@ -517,6 +517,15 @@ def _policy(port: int = 22, rules: int = 30) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _set_policy(elements) -> str:
+    """A policy of one set of these elements (block items) and a rule using it."""
+    lines = ["tables:", "  filter:", "    sets:", "      blocked:", "        type: ipv4_addr", "        elements:"]
+    lines += [f"          - {e}" for e in elements]
+    lines += ["    chains:", "      input:", "        hook: input", "        rules:",
+              '          - {saddr: "@blocked", action: drop}']
+    return "\n".join(lines) + "\n"
+
+
 def _topology(tmp_path, policy_text: str):
     (tmp_path / "fw.yaml").write_text(policy_text)
     manifest = tmp_path / "lab.yaml"
@@ -637,20 +646,13 @@ def test_an_element_edit_compiles_as_a_whole_read_would(state, tmp_path, monkeyp
     set's forms made afresh)."""
     from toolkit.manifest import policy_edit as policy_module  # the whole reads it makes
 
-    def policy(elements):
-        lines = ["tables:", "  filter:", "    sets:", "      blocked:", "        type: ipv4_addr", "        elements:"]
-        lines += [f"          - {e}" for e in elements]
-        lines += ["    chains:", "      input:", "        hook: input", "        rules:",
-                  '          - {saddr: "@blocked", action: drop}']
-        return "\n".join(lines) + "\n"
-
     elements = [f"192.0.2.{i}" for i in range(1, 40)]
-    manifest = _topology(tmp_path, policy(elements))
+    manifest = _topology(tmp_path, _set_policy(elements))
     _read(state, manifest)
     real, whole_reads = policy_module.load_policy, []
     for edit in (lambda e: e[:5] + ["198.51.100.1"] + e[6:], lambda e: e + ["198.51.100.2"], lambda e: e[1:]):
         elements = edit(elements)
-        (tmp_path / "fw.yaml").write_text(policy(elements))
+        (tmp_path / "fw.yaml").write_text(_set_policy(elements))
         monkeypatch.setattr(policy_module, "load_policy", lambda text, file: whole_reads.append(file) or real(text, file))
         edited, reader = _read(state, manifest)
         monkeypatch.setattr(policy_module, "load_policy", real)
@@ -678,15 +680,8 @@ def test_an_element_edit_makes_one_element_not_the_set(state, tmp_path, monkeypa
     makes the new one's alone; the table is the one a whole read makes."""
     from toolkit.kinds import nft_canon, nft_text
 
-    def policy(elements):
-        lines = ["tables:", "  filter:", "    sets:", "      blocked:", "        type: ipv4_addr", "        elements:"]
-        lines += [f"          - {e}" for e in elements]
-        lines += ["    chains:", "      input:", "        hook: input", "        rules:",
-                  '          - {saddr: "@blocked", action: drop}']
-        return "\n".join(lines) + "\n"
-
     elements = [f"10.1.{i // 200}.{i % 200}" for i in range(300)]
-    manifest = _topology(tmp_path, policy(elements))
+    manifest = _topology(tmp_path, _set_policy(elements))
     _read(state, manifest)
     for memo in (nft_canon.canonical_element, nft_canon.declared_set_spec, nft_text.element_text_of,
                  nft_text.set_text):
@@ -694,7 +689,7 @@ def test_an_element_edit_makes_one_element_not_the_set(state, tmp_path, monkeypa
     made, real = [], nft_canon._element
     monkeypatch.setattr(nft_canon, "_element", lambda value: made.append(value) or real(value))
     elements[150] = "198.51.100.9"
-    (tmp_path / "fw.yaml").write_text(policy(elements))
+    (tmp_path / "fw.yaml").write_text(_set_policy(elements))
     edited, _ = _read(state, manifest)
     assert made == ["198.51.100.9"]
     monkeypatch.setattr(nft_canon, "_element", real)
