@@ -731,3 +731,15 @@ def test_a_cache_file_larger_than_any_netkeel_writes_is_a_miss_unread(state, lab
         state.read_sealed(cache._name("lab.yaml", "p-"))
     assert cache.lookup("lab.yaml", "p-") is None
     assert all(n <= 1 << 18 for n in reads)  # the header's first bytes at most, never the file
+
+
+def test_remembering_at_once_stops_at_the_limit_as_one_by_one_does():
+    from toolkit.core.memo import Remembered
+
+    memo = Remembered(lambda x: x * 2, 5)
+    memo.remember(2, 1)
+    memo.remember_all((v * 2, (v,)) for v in range(10, 20))
+    assert memo.known(1) == 2 and [memo.known(v) for v in range(10, 20)] == [20, 22, 24, 26, None, None, None, None,
+                                                                            None, None]
+    memo.remember_all([(None, (3,))])
+    assert memo.known(3) is None and memo(3) == 6

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 
 class Remembered:
     """A pure function whose results are remembered by its arguments (at most
@@ -36,9 +38,7 @@ class Remembered:
         10,000 elements in a millisecond), as far as the limit allows."""
         room = self._limit - len(self._values)
         if room > 0:
-            self._values.update((arguments, value) for value, arguments in pairs if value is not None)
-            if len(self._values) > self._limit:
-                self._values.clear()
+            self._values.update(islice(((arguments, value) for value, arguments in pairs if value is not None), room))
 
     def forget(self) -> None:
         self._values.clear()
