@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .resource import Resource
 
@@ -54,10 +54,14 @@ class Action:
         each value cut at `width` characters."""
         from ..kinds import kind  # the registry, in the same (bottom) layer
 
-        try:
-            said = kind(self.kind).details(self)
-        except Exception:  # noqa: BLE001 - a message must still be made: the fields as they are
-            said = [(f, repr(d), repr(l)) for f, d, l in self.changes]
+        said = []
+        for change in self.changes:
+            try:
+                rows = kind(self.kind).details(replace(self, changes=(change,)))
+            except Exception:  # noqa: BLE001 - a message must still be made: the field as it is
+                rows = []
+            # A field the kind does not spell out (a table's map, counter, quota): as it is, cut.
+            said += [row for row in rows or [(change[0], repr(change[1]), repr(change[2]))] if row not in said]
         out = [f"{what}: {_cut(live, width)} -> {_cut(desired, width)}" for what, desired, live in said[:most]]
         if len(said) > most:
             out.append(f"and {len(said) - most} more")
