@@ -700,6 +700,7 @@ def test_an_element_edit_makes_one_element_not_the_set(state, tmp_path, monkeypa
     lambda s: s.__setitem__(6, s[6][:-1]),       # a canonical form missing
     lambda s: s[7].__setitem__(0, 5),             # a text not text
     lambda s: s.__setitem__(6, "x"),              # not a list
+    lambda s: s[6].__setitem__(0, "7"),            # a text to make of a form that is not a JSON string
 ])
 def test_a_kept_set_with_damaged_element_forms_is_a_miss(state, tmp_path, damage):
     from toolkit.state.policy_loads import DIRECTORY, PolicyLoads
@@ -708,7 +709,8 @@ def test_a_kept_set_with_damaged_element_forms_is_a_miss(state, tmp_path, damage
     _read(state, manifest)
     name, = state.regular_files(DIRECTORY)
     data = json.loads(state.read_sealed(f"{DIRECTORY}/{name}")[0])
-    assert data["tables"][0][4][0][6] == ['"192.0.2.1"', '"192.0.2.2"']
+    # Each element its own canonical form and its text the inside of it: said as null.
+    assert data["tables"][0][4][0][6:] == [[None, None], [None, None]]
     damage(data["tables"][0][4][0])
     state.write_sealed(f"{DIRECTORY}/{name}", [json.dumps(data)])
     assert PolicyLoads(state).kept(str(tmp_path / "fw.yaml")) is None
@@ -738,8 +740,43 @@ def test_remembering_at_once_stops_at_the_limit_as_one_by_one_does():
 
     memo = Remembered(lambda x: x * 2, 5)
     memo.remember(2, 1)
-    memo.remember_all((v * 2, (v,)) for v in range(10, 20))
-    assert memo.known(1) == 2 and [memo.known(v) for v in range(10, 20)] == [20, 22, 24, 26, None, None, None, None,
-                                                                            None, None]
-    memo.remember_all([(None, (3,))])
-    assert memo.known(3) is None and memo(3) == 6
+    memo.remember_all((v * 2 for v in range(10, 20)), ((v,) for v in range(10, 20)))
+    assert memo.known(1) == 2 and memo.known_all((v,) for v in range(10, 20)) == [20, 22, 24, 26, None, None, None,
+                                                                                 None, None, None]
+    memo.forget()
+    memo.remember_all([None, 8], [(3,), (4,)])  # None: not remembered
+    assert memo.known(3) is None and memo.known(4) == 8 and memo(3) == 6
+
+
+def test_kept_element_forms_read_back_as_made_for_every_kind_of_element():
+    """Elements that are their own canonical form are kept as null, the rest
+    as made: what the next process remembers is what making them gives."""
+    from toolkit.kinds import nft_canon, nft_text
+    from toolkit.model.firewall import NamedSet, PolicyLoad, Table
+    from toolkit.state import policy_loads
+
+    elements = ('"192.0.2.1"', json.dumps({"prefix": {"addr": "10.0.0.0", "len": 8}}),
+                json.dumps({"range": ["10.1.0.1", "10.1.0.9"]}),
+                json.dumps({"elem": {"val": "192.0.2.9", "comment": "kept one"}}),
+                json.dumps({"elem": {"val": "192.0.2.8", "timeout": 0}}), json.dumps("192.0.2.7", indent=1))
+    named = NamedSet(name="s", type="ipv4_addr", flags=("interval",), elements=elements)
+    load = PolicyLoad(text="t", tables=(Table(name="f", family="inet", sets=(named,), source="/p/fw.yaml:2"),))
+    memos = (nft_canon.canonical_element, nft_canon.declared_set_spec, nft_text.element_text_of, nft_text.set_text)
+    for memo in memos:
+        memo.forget()
+    spec = nft_canon.declared_set_spec(named.type, named.flags, named.elements)
+    text = nft_text.set_text(spec)
+    made = {e: nft_canon.canonical_element.known(e) for e in elements}
+    texts = {c: nft_text.element_text_of.known(c, False) for c in made.values() if c}
+    data = json.loads(json.dumps(policy_loads._encoded("/p/fw.yaml", load)))
+    assert data["tables"][0][4][0][6][0] is None and data["tables"][0][4][0][7][0] is None
+    for memo in memos:
+        memo.forget()
+    kept = policy_loads.PolicyLoads(None)
+    again, kept._forms["/p/fw.yaml"] = policy_loads._decoded("/p/fw.yaml", data)
+    kept.used("/p/fw.yaml")
+    assert again == load
+    assert {e: nft_canon.canonical_element.known(e) for e in elements} == made
+    assert {c: nft_text.element_text_of.known(c, False) for c in texts} == texts
+    assert nft_canon.declared_set_spec.known(named.type, named.flags, named.elements) == spec
+    assert nft_text.set_text.known(spec) == text
