@@ -86,3 +86,16 @@ def test_a_snapshot_seal_is_what_it_was_before_the_writer_changed():
     content = {k: v for k, v in data.items() if k != "sha256"}
     assert content_digest(data) == hashlib.sha256(json.dumps(content, sort_keys=True,
                                                              separators=(",", ":")).encode()).hexdigest()
+
+
+def test_a_sealed_file_too_large_to_be_read_is_not_written(tmp_path, monkeypatch):
+    """Past SEALED_LIMIT a sealed file is a miss, unread: writing one would only
+    cost its time at every command."""
+    state = statedir.StateDir(tmp_path / "state")
+    state.ensure()
+    monkeypatch.setattr(statedir, "SEALED_LIMIT", 100)
+    with pytest.raises(ValueError, match="more than a sealed file may hold"):
+        state.write_sealed("cache/x.json", ["x" * 200])
+    assert not state.path("cache/x.json").exists()
+    state.write_sealed("cache/x.json", ["x" * 50])
+    assert state.read_sealed("cache/x.json") == [b"x" * 50]
