@@ -93,9 +93,9 @@ def test_a_sealed_file_too_large_to_be_read_is_not_written(tmp_path, monkeypatch
     cost its time at every command."""
     state = statedir.StateDir(tmp_path / "state")
     state.ensure()
-    monkeypatch.setattr(statedir, "SEALED_LIMIT", 100)
+    monkeypatch.setattr(statedir, "SEALED_LIMIT", 200)
     with pytest.raises(ValueError, match="more than a sealed file may hold"):
-        state.write_sealed("cache/x.json", ["x" * 200])
+        state.write_sealed("cache/x.json", ["x" * 150])
     assert not state.path("cache/x.json").exists()
     state.write_sealed("cache/x.json", ["x" * 50])
     assert state.read_sealed("cache/x.json") == [b"x" * 50]

@@ -264,10 +264,11 @@ class StateDir:
         sealed so: one flipped bit in a cached ruleset made drift say "in sync"
         of a changed firewall (found by review)."""
         body = b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n" for line in lines)
-        if len(body) > SEALED_LIMIT:  # never to be read (read_sealed): not written either
-            raise ValueError(f"{len(body)} bytes: more than a sealed file may hold ({SEALED_LIMIT})")
         seal = json_line({"sha256": hashlib.sha256(body).hexdigest()}).encode()
-        return self._write(relative, seal + b"\n" + body, durable)
+        content = seal + b"\n" + body
+        if len(content) > SEALED_LIMIT:  # never to be read (read_sealed): not written either
+            raise ValueError(f"{len(content)} bytes: more than a sealed file may hold ({SEALED_LIMIT})")
+        return self._write(relative, content, durable)
 
     def read_sealed(self, relative: str):
         """The lines write_sealed wrote, as bytes (the caller parses each when it
