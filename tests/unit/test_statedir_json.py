@@ -99,3 +99,23 @@ def test_a_sealed_file_too_large_to_be_read_is_not_written(tmp_path, monkeypatch
     assert not state.path("cache/x.json").exists()
     state.write_sealed("cache/x.json", ["x" * 50])
     assert state.read_sealed("cache/x.json") == [b"x" * 50]
+
+
+def test_a_verdict_of_a_large_lab_is_read_without_importing_orjson():
+    """orjson imports dataclasses, inspect and ast (19 ms): a quick answer
+    reading a 1,000-node lab's verdict (125 KB) paid that for a 2 ms read."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom toolkit.state.statedir import parse_sealed_json\n"
+            "document = {'names': [f'lab-n{i}' for i in range(10_000)], 'marks': {str(i): i for i in range(5_000)}}\n"
+            "import json\ntext = json.dumps(document).encode()\nassert len(text) > 130_000\n"
+            "assert parse_sealed_json(text) == document\n"
+            "print(sorted(m for m in ('orjson', 'dataclasses', 'inspect') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    assert found.stdout.strip() == "[]"
+    document = {"names": [f"lab-n{i}" for i in range(10_000)], "marks": {str(i): i for i in range(5_000)}}
+    # Once orjson is imported (a command reading megabytes), it reads what is past SMALL.
+    big = json.dumps(document).encode()
+    assert statedir.parse_sealed_json(big) == document

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -138,6 +139,11 @@ def parse_json(content):
 # Below this many bytes json.loads is as fast, and importing orjson (it imports
 # uuid and platform) costs more than it saves: 3 ms of a quick answer's 50.
 SMALL = 64 * 1024
+# Where nothing has imported orjson yet, below this many: importing it costs
+# 19 ms in a process that has not imported dataclasses (orjson imports it, with
+# inspect and ast), as a quick answer has not; json reads a 1,000-node lab's
+# verdict (125 KB) in 2 ms.
+SMALL_UNIMPORTED = 1024 * 1024
 
 
 def parse_sealed_json(content):
@@ -151,7 +157,7 @@ def parse_sealed_json(content):
     json for them, and what it caches holds none); a document someone forged
     with one reads with a float there, as a forged document may hold any value
     (the state directory is root's alone: 0700, checked)."""
-    if len(content) < SMALL:
+    if len(content) < SMALL or len(content) < SMALL_UNIMPORTED and "orjson" not in sys.modules:
         return parse_json(content)
     orjson = _orjson()
     if orjson is None:
