@@ -155,7 +155,8 @@ def _decoded(path: str, data) -> tuple:
             if canonical is not None and not (
                     type(canonical) is list and type(texts) is list and len(canonical) == len(texts) == len(elements)
                     and set(map(type, canonical)) <= _TEXT_OR_NONE and set(map(type, texts)) <= _TEXT_OR_NONE
-                    and all(t is not None or (c or e)[:1] == (c or e)[-1:] == '"' and len(c or e) > 1
+                    # a text left to be made (null) is the inside of a JSON string
+                    and all(len(c or e) > 1 and (c or e)[0] == (c or e)[-1] == '"'
                             for c, t, e in zip(canonical, texts, elements) if t is None)):
                 raise ValueError("element forms")
             named.append(NamedSet(name=set_name, type=set_type, flags=tuple(flags), elements=tuple(elements)))
