@@ -780,3 +780,20 @@ def test_kept_element_forms_read_back_as_made_for_every_kind_of_element():
     assert {c: nft_text.element_text_of.known(c, False) for c in texts} == texts
     assert nft_canon.declared_set_spec.known(named.type, named.flags, named.elements) == spec
     assert nft_text.set_text.known(spec) == text
+
+
+def test_a_verdict_larger_than_any_netkeel_writes_is_not_read(state, monkeypatch):
+    from toolkit.state import verdicts as verdicts_module
+    from toolkit.state.verdicts import Verdicts
+
+    state.ensure()
+    assert Verdicts(state).record("m.yaml", "p-", "lab", {"m.yaml": "00"}, ["p-a"], {}, {}, [], "stamp")
+    assert Verdicts(state).load("m.yaml", "p-")["names"] == ["p-a"]
+    reads = []
+    real = StateDir.read_bytes
+    monkeypatch.setattr(StateDir, "read_bytes",
+                        lambda self, relative, offset=0, limit=None: reads.append(limit) or real(self, relative,
+                                                                                                   offset, limit))
+    monkeypatch.setattr(verdicts_module, "MAX_BYTES", 100)
+    assert Verdicts(state).load("m.yaml", "p-") is None
+    assert reads == [100]

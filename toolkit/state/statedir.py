@@ -276,11 +276,12 @@ class StateDir:
             raise ValueError(f"{len(content)} bytes: more than a sealed file may hold ({SEALED_LIMIT})")
         return self._write(relative, content, durable)
 
-    def read_sealed(self, relative: str):
+    def read_sealed(self, relative: str, limit: int | None = None):
         """The lines write_sealed wrote, as bytes (the caller parses each when it
         needs it: parse_json), or None if the file is missing. Raises ValueError
-        if they are not the bytes sealed (damaged, cut short, edited), StateDirError."""
-        content = self.read_bytes(relative, limit=SEALED_LIMIT)
+        if they are not the bytes sealed (damaged, cut short, edited) or the file
+        holds more than `limit` bytes (SEALED_LIMIT unless given), StateDirError."""
+        content = self.read_bytes(relative, limit=SEALED_LIMIT if limit is None else limit)
         if content is None:
             return None
         start = content.find(b"\n") + 1 or len(content)
@@ -321,10 +322,10 @@ class StateDir:
         """`data` as one sealed line (write_sealed)."""
         return self.write_sealed(relative, [json_line(data)], durable)
 
-    def read_sealed_json(self, relative: str):
+    def read_sealed_json(self, relative: str, limit: int | None = None):
         """The document write_sealed_json wrote, or None if the file is missing.
         Raises ValueError if it is not that (read_sealed), StateDirError."""
-        lines = self.read_sealed(relative)
+        lines = self.read_sealed(relative, limit)
         if lines is None:
             return None
         if len(lines) != 1:

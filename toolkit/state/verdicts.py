@@ -116,11 +116,8 @@ class Verdicts:
         """The verdict kept for this manifest and prefix (this code, this working
         directory, this boot), or None. Never raises."""
         try:
-            relative = entry_name(manifest, prefix)
-            with self.state.directory(DIRECTORY) as fd:
-                if os.stat(os.path.basename(relative), dir_fd=fd, follow_symlinks=False).st_size > MAX_BYTES:
-                    return None
-            data = self.state.read_sealed_json(relative)  # sealed: one flipped bit must not be believed
+            # Sealed: one flipped bit must not be believed; larger than MAX_BYTES: not read.
+            data = self.state.read_sealed_json(entry_name(manifest, prefix), limit=MAX_BYTES)
             if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("manifest") != str(manifest) \
                     or data.get("prefix") != prefix or data.get("boot") != boot_id() or not boot_id():
                 return None
