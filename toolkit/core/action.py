@@ -54,14 +54,16 @@ class Action:
         each value cut at `width` characters."""
         from ..kinds import kind  # the registry, in the same (bottom) layer
 
-        said = []
+        said: dict = {}  # each row once (a table's flags row comes with each change), in order
         for change in self.changes:
             try:
                 rows = kind(self.kind).details(replace(self, changes=(change,)))
             except Exception:  # noqa: BLE001 - a message must still be made: the field as it is
                 rows = []
             # A field the kind does not spell out (a table's map, counter, quota): as it is, cut.
-            said += [row for row in rows or [(change[0], repr(change[1]), repr(change[2]))] if row not in said]
+            said.update(dict.fromkeys(tuple(map(str, row)) for row in rows
+                                      or [(change[0], repr(change[1]), repr(change[2]))]))
+        said = list(said)
         out = [f"{what}: {_cut(live, width)} -> {_cut(desired, width)}" for what, desired, live in said[:most]]
         if len(said) > most:
             out.append(f"and {len(said) - most} more")
