@@ -40,8 +40,9 @@ class Remembered:
 
     def remember_all(self, values, arguments) -> None:
         """remember() each of `values` (None: not) for the arguments (tuples) at
-        the same place, as far as the limit allows: 10,000 rules or elements in a
-        millisecond, where one by one took ten."""
+        the same place, as far as the limit allows, with no call per value (a
+        kept set's 50,000 elements; for 10,000 rules it measured as one by one,
+        about 10 ms: hashing their texts is the cost)."""
         room = self._limit - len(self._values)
         if room > 0:
             values = list(values)
