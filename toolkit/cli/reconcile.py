@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from rich.markup import escape
 
 from ..core.action import Plan
+from ..core.children import Behind
 from ..errors import NetkeelError
 from ..kinds.netns import names as namespace_names
 from ..runtime.execute import steps
@@ -38,20 +39,28 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=
     state = StateDir(state_dir)
     revision = RevisionReader(rev, file) if rev else None
     compiled = None if rev or full else _cached(state, file, ns_prefix)
-    later: list = []  # caches for a state directory the command itself makes (a first apply)
+    keep = None
     if compiled is None:
-        compiled = _compile(state, file, ns_prefix, revision, remembered=not full, later=later)
-    require_root()
-    warn_interrupted(state)
-    if read_only and not state.root.exists():  # a plan or drift makes nothing there (a mistyped -s?)
-        err.print(f"[yellow]note[/]: state directory {escape(str(state.root))} does not exist: no lab was applied "
-                  "with it, and nothing is written there", soft_wrap=True)
-    with kernel_session(verbose, state, full=full) as kernel:
-        git = revision.info() if rev else (lambda: repo_info([p for p, _ in compiled.files]))
-        faults = active_faults(kernel, state, instance_id(compiled.name, ns_prefix))
-        yield Reconciler(compiled, kernel, state, prefix=ns_prefix, wait=wait, git=git, claims=faults)
-    for keep in later:
-        keep()  # (only into a state directory that exists by now)
+        compiled, keep = _compile(state, file, ns_prefix, revision, remembered=not full)
+    # The caches are written while the command goes on (a child: core/children.Behind),
+    # forked before the lock is taken or a kernel session opened; into a state
+    # directory the command itself makes (a first apply), once it exists, after.
+    behind = Behind(keep) if keep is not None and state.root.is_dir() else None
+    try:
+        require_root()
+        warn_interrupted(state)
+        if read_only and not state.root.exists():  # a plan or drift makes nothing there (a mistyped -s?)
+            err.print(f"[yellow]note[/]: state directory {escape(str(state.root))} does not exist: no lab was "
+                      "applied with it, and nothing is written there", soft_wrap=True)
+        with kernel_session(verbose, state, full=full) as kernel:
+            git = revision.info() if rev else (lambda: repo_info([p for p, _ in compiled.files]))
+            faults = active_faults(kernel, state, instance_id(compiled.name, ns_prefix))
+            yield Reconciler(compiled, kernel, state, prefix=ns_prefix, wait=wait, git=git, claims=faults)
+        if keep is not None and behind is None:
+            keep()  # (only into a state directory that exists by now)
+    finally:
+        if behind is not None:
+            behind.wait()
 
 
 def _cached(state, file, prefix):
@@ -68,15 +77,15 @@ def _cached(state, file, prefix):
     return CompileCache(state, read_file, refused).lookup(file, prefix) if os.geteuid() == 0 else None
 
 
-def _compile(state, file, prefix, revision, remembered=True, later=None):
+def _compile(state, file, prefix, revision, remembered=True):
     """Load, check and compile the manifest (from a git revision if `revision`); bad
-    input raises ManifestError with every problem, before root is asked for. A
-    manifest read from the working tree is kept in the compile cache, and its
-    policy files' reads (state/policy_loads.py: with `remembered`, an edited
-    policy file is read again only where it changed). Where the state directory
-    does not exist yet, keeping them is appended to `later` instead: a first
-    apply makes it, and the command after it found nothing cached (a 10,000-rule
-    policy compiled again, 2-3 s)."""
+    input raises ManifestError with every problem, before root is asked for.
+    (compiled, a call that keeps it or None): a manifest read from the working
+    tree is to be kept in the compile cache, and its policy files' reads
+    (state/policy_loads.py: with `remembered`, an edited policy file is read
+    again only where it changed); the call writes only into a state directory
+    that exists (a first apply makes it: keep them after it, or the command
+    after it finds nothing cached, a 10,000-rule policy compiled again, 2-3 s)."""
     import os
     from dataclasses import replace
 
@@ -100,17 +109,15 @@ def _compile(state, file, prefix, revision, remembered=True, later=None):
         if problems:
             raise ManifestError(problems)
     compiled = replace(compile_topology(topology, prefix), reads=dict(recorder.reads) if revision is None else {})
-    if revision is None:
-        def keep():
-            CompileCache(state, read_file).store(file, prefix, compiled, recorder.reads)
-            if kept is not None:
-                kept.keep(policies.made)
+    if revision is not None:
+        return compiled, None
 
-        if state.root.is_dir() or later is None:
-            keep()
-        else:
-            later.append(keep)
-    return compiled
+    def keep():
+        CompileCache(state, read_file).store(file, prefix, compiled, recorder.reads)
+        if kept is not None:
+            kept.keep(policies.made)
+
+    return compiled, keep
 
 
 def _keep_verdict(rec) -> None:

@@ -36,6 +36,7 @@ import os
 import signal
 import struct
 
+from ..core.children import bound_child
 from . import nft_scratch
 from .session import Kernel, Namespace
 
@@ -77,7 +78,7 @@ def prove(jobs: list) -> dict:
 def _child_main(jobs: list, fd: int, parent: int) -> None:
     status = 0
     try:
-        libc = nft_scratch.bound_child(parent)
+        libc = bound_child(parent)
         if libc is None:
             return
         for name, devices, actions in jobs:

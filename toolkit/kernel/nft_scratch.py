@@ -12,17 +12,15 @@ makes a user namespace too (where the system allows unprivileged ones).
 from __future__ import annotations
 
 import ctypes
-import faulthandler
 import json
 import os
-import resource
 import select
 import signal
-import sys
+
+from ..core.children import bound_child
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
-PR_SET_PDEATHSIG = 1
 TIMEOUT_S = 30
 
 
@@ -119,33 +117,6 @@ def _child_main(jobs: list, fd: int, parent: int) -> None:
             status = 1
     finally:
         os._exit(status)
-
-
-def quiet_child() -> None:
-    """For a forked child about to use libnftables: its own crash messages
-    ("*** stack smashing detected ***") are not for the user's terminal, and a
-    core file is not wanted."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    # And Python's own, on those two: they may have written elsewhere (a test's capture).
-    sys.stdout = open(1, "w", closefd=False)
-    sys.stderr = open(2, "w", closefd=False)
-    faulthandler.disable()  # (it writes to the stderr it was given, a copy of the old one)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def bound_child(parent: int):
-    """For a forked child that must not outlive the command `parent`: quiet
-    (quiet_child), Ctrl-C as its default (the parent kills it if it must),
-    killed with its parent (PR_SET_PDEATHSIG). libc, or None if the parent died
-    before that was asked (the child then leaves)."""
-    quiet_child()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    return libc if os.getppid() == parent else None
 
 
 def send(fd: int, message: dict) -> None:
