@@ -17,7 +17,7 @@ from toolkit.errors import NetkeelError
 from toolkit.kernel.nftables import _follow
 from toolkit.kinds import compile_topology
 from toolkit.manifest import load_topology
-from toolkit.manifest.files import read_file
+from toolkit.manifest.files import no_longer_readable, read_file
 from toolkit.runtime.engine import Reconciler
 from toolkit.state import StateDir
 from toolkit.state import compiled as compiled_cache
@@ -466,7 +466,7 @@ def test_old_entries_beyond_the_limit_are_removed(state, lab, monkeypatch):
 
 
 def test_a_policy_file_that_may_no_longer_be_read_is_a_miss(state, tmp_path, monkeypatch):
-    from toolkit.manifest.files import ALLOW_OUTSIDE, outside_problem
+    from toolkit.manifest.files import ALLOW_OUTSIDE
 
     lab, elsewhere = tmp_path / "lab", tmp_path / "elsewhere"
     lab.mkdir()
@@ -477,10 +477,51 @@ def test_a_policy_file_that_may_no_longer_be_read_is_a_miss(state, tmp_path, mon
     monkeypatch.chdir(lab)
     monkeypatch.setenv(ALLOW_OUTSIDE, "1")
     compile_and_store(state)
-    cache = CompileCache(state, read_file, lambda path, manifest: outside_problem(path, path, manifest, read_file))
+    cache = CompileCache(state, read_file, no_longer_readable)
     assert cache.lookup("lab.yaml", "p-") is not None
     monkeypatch.delenv(ALLOW_OUTSIDE)
     assert cache.lookup("lab.yaml", "p-") is None  # the load would refuse it now: so must the cache
+
+
+def test_a_manifest_made_a_link_to_a_file_outside_is_a_miss(state, tmp_path, monkeypatch):
+    """The same bytes, through a symlink to a file outside the manifest's
+    directory: a load refuses it (files.link_out_problem), so neither the compile
+    cache nor a verdict (which check the same way: compiled.unchanged) may answer
+    for it (found by review: drift said "in sync", apply "already in sync")."""
+    from toolkit.manifest.files import ALLOW_OUTSIDE
+    from toolkit.state.compiled import unchanged
+
+    lab, elsewhere = tmp_path / "lab", tmp_path / "elsewhere"
+    lab.mkdir()
+    elsewhere.mkdir()
+    (lab / "lab.yaml").write_text(MANIFEST)
+    (lab / "policy.yaml").write_text(POLICY)
+    monkeypatch.chdir(lab)
+    recorder = Recorder(read_file)
+    load_topology("lab.yaml", read=recorder)
+    compile_and_store(state)
+    cache = CompileCache(state, read_file, no_longer_readable)
+    assert cache.lookup("lab.yaml", "p-") is not None
+    assert unchanged(recorder.reads, "lab.yaml", read_file, no_longer_readable)
+    (elsewhere / "lab.yaml").write_text(MANIFEST)
+    (lab / "lab.yaml").unlink()
+    (lab / "lab.yaml").symlink_to(elsewhere / "lab.yaml")
+    problems = load_topology_problems("lab.yaml")
+    assert any("symlink to a file outside" in p for p in problems)  # what a load says of it
+    assert cache.lookup("lab.yaml", "p-") is None
+    assert not unchanged(recorder.reads, "lab.yaml", read_file, no_longer_readable)
+    monkeypatch.setenv(ALLOW_OUTSIDE, "1")  # allowed: the same bytes answer again
+    assert cache.lookup("lab.yaml", "p-") is not None
+
+
+def load_topology_problems(path: str) -> list:
+    from toolkit.errors import ManifestError
+
+    try:
+        load_topology(path)
+    except ManifestError as exc:
+        return [str(p) for p in exc.problems]
+    return []
 
 
 def test_a_ruleset_without_tables_of_ours_is_known_whatever_devices_come_and_go(state):

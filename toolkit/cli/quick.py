@@ -109,7 +109,7 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
     from contextlib import nullcontext
 
     from ..kernel import Kernel
-    from ..manifest.files import outside_problem, read_file
+    from ..manifest.files import no_longer_readable, read_file
     from ..state.compiled import unchanged
     from ..state.lock import StateLock
     from ..state.statedir import StateDir
@@ -124,10 +124,7 @@ def _in_sync(command: str, manifest: str, prefix: str, state_dir) -> str | None:
             and all(isinstance(n, str) and n.startswith(prefix) for n in names)):
         return None  # not what keep_verdict writes
 
-    def refused(path, manifest):
-        return outside_problem(path, path, manifest, read_file)
-
-    if not unchanged(verdict["reads"], manifest, read_file, refused):
+    if not unchanged(verdict["reads"], manifest, read_file, no_longer_readable):
         return None
     # An apply holds the state lock as a no-op apply does (held by another: the
     # whole command says so, or waits).

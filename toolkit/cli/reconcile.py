@@ -68,13 +68,10 @@ def _cached(state, file, prefix):
     the cache is in the state directory)."""
     import os
 
-    from ..manifest.files import outside_problem, read_file
+    from ..manifest.files import no_longer_readable, read_file
     from ..state.compiled import CompileCache
 
-    def refused(path, manifest):
-        return outside_problem(path, path, manifest, read_file)
-
-    return CompileCache(state, read_file, refused).lookup(file, prefix) if os.geteuid() == 0 else None
+    return CompileCache(state, read_file, no_longer_readable).lookup(file, prefix) if os.geteuid() == 0 else None
 
 
 def _compile(state, file, prefix, revision, remembered=True):

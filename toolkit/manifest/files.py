@@ -179,6 +179,18 @@ def link_out_problem(path: str, what: str) -> str | None:
             f"name the file itself, or set {ALLOW_OUTSIDE}=1 to allow it")
 
 
+def no_longer_readable(path: str, manifest: str) -> str | None:
+    """Why a file a load of `manifest` read (the manifest itself, or a policy
+    file) may not be read now, as a load would say it, or None: what a compiled
+    manifest or an in-sync verdict is taken for must pass the checks a load makes
+    (state/compiled.unchanged). The manifest made a symlink to a file outside its
+    directory, with the same bytes, made the cached answers say "in sync" where
+    a load refused it (found by review)."""
+    if path == manifest:
+        return link_out_problem(path, "manifest")
+    return outside_problem(path, path, manifest, read_file)
+
+
 def read_text(path: str, read, what: str) -> tuple:
     """(text, problem): the file as UTF-8 text, or why it cannot be read."""
     if what != "policy file" and getattr(read, "root", None) is None:  # policies: outside_problem

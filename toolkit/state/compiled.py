@@ -78,12 +78,13 @@ def entry_name(directory: str, form: int, manifest: str, prefix: str) -> str:
 def unchanged(reads, manifest: str, read, refused) -> bool:
     """Whether every file a load read ({path: sha256}, the manifest among them)
     has the same bytes now and may still be read (`refused(path, manifest)`, as
-    CompileCache takes it, is None for each policy file). Never raises."""
+    CompileCache takes it, is None for each: manifest.files.no_longer_readable).
+    Never raises."""
     if not isinstance(reads, dict) or manifest not in reads:
         return False
     for path, digest in reads.items():
         try:
-            if path != manifest and refused(path, manifest) is not None:
+            if refused(path, manifest) is not None:
                 return False
             if hashlib.sha256(read(path)).hexdigest() != digest:
                 return False
