@@ -274,10 +274,11 @@ def test_a_field_path_cuts_a_long_key_as_messages_cut_values():
                                             ("-1:30", "-1:30"), ("1:30.5", "1:30.5"), ("010", 10), ("-010", -10),
                                             ("01400", 1400),
                                             ("0", 0), ("10", 10), ("0x10", 16), ("1_000", 1000), ("1.5", 1.5),
-                                            ("'010'", "010"), ("on", True)])
+                                            ("0b101", 5), ("1_6", 16), ("'010'", "010"), ("on", True)])
 def test_numbers_yaml_1_1_reads_otherwise_are_read_as_yaml_1_2_reads_them(written, value):
     """`1:30` (base 60 to YAML 1.1: 90) is text and `010` (octal to YAML 1.1: 8) is
     10, as YAML 1.2 reads them: a port range typed with a colon, or a zero-padded
-    number, must not pass the checks as another number."""
+    number, must not pass the checks as another number. YAML 1.1's other forms
+    (digit separators, binary, `on`) stand, as the README says."""
     document = doc(f"x: {written}\n")
     assert document.problems == [] and document.data == {"x": value}
