@@ -34,3 +34,33 @@ def test_the_trials_own_cut_off_rollback_does_not_supersede_it_a_later_change_do
     assert not trials._still_latest(state, trial)
     start(journal, "S4", "apply", "S4")
     assert not trials._still_latest(state, trial)
+
+
+def test_a_trial_whose_command_and_guard_died_is_said_once_and_marked_abandoned(state, capsys):
+    """Every command warns of a trial nobody will settle, once, naming the
+    snapshot before it. (An import taken away from the trial module made every
+    command after a trial killed with its guard end in a traceback, the change
+    left with no way back but removing the trial file by hand: found by review.)"""
+    from toolkit.cli.common import err, warn_interrupted
+
+    dead = _a_dead_pid()
+    trial = trials.Trial("try-0000abce", "lab@p-", dead, 30.0, snapshot="S1", deadline=1.0, guard=dead,
+                         state="trying")
+    trials.save(state, trial)
+    with err.capture() as said:
+        warn_interrupted(state)
+    assert "was never settled" in said.get() and "rollback --snapshot S1" in said.get()
+    assert trials.load(state, trial.id).state == "abandoned"
+    with err.capture() as said:
+        warn_interrupted(state)
+    assert "never settled" not in said.get()  # said once
+
+
+def _a_dead_pid() -> int:
+    import os
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid

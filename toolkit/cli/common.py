@@ -181,15 +181,16 @@ def _interrupt(signum, frame):
 def warn_interrupted(state) -> None:
     """Say so when an earlier change was cut off (a crash, a kill), and what each
     command that could follow would do."""
+    from dataclasses import replace
+
+    from ..experiment import trial as trials
     from ..state.journal import Journal
     from ..state.recovery import advice
     from ..state.statedir import DEFAULT
 
-    from ..experiment import trial as trials
-
     for trial in trials.abandoned(state):
         with trials.locked(state, trial.id):  # said once: it is the user's to decide now
-            trials.save(state, trials.replace(trial, state="abandoned", note="its command and guard died"))
+            trials.save(state, replace(trial, state="abandoned", note="its command and guard died"))
         err.print(f"[bold yellow]warning[/]: the change tried by `apply --try` ({trial.id}, instance "
                   f"{escape(trial.instance)}) was never settled: its command and its guard died. It stays as it is"
                   + (f"; `rollback --snapshot {trial.snapshot}` returns to before it." if trial.snapshot else "."),
