@@ -86,7 +86,9 @@ def read(kernel, ns_name: str, devices=None, seen=None, ns=None) -> list:
     same device, so its tables are what that read found (kernel/nftgen.py). A
     listing is remembered only if the generation did not move while it was made
     and no table of ours can change by itself (element timeouts, sets the
-    packet path fills: nft_canon.changes_by_itself).
+    packet path fills: nft_canon.changes_by_itself), nor any table go by
+    itself (one flagged `owner` goes when the process holding it exits, and no
+    generation moves: its reading is not remembered, found by review).
 
     With `kernel.nft_expected` (desired tables by key, set by a plan),
     a namespace's tables are read by their text listings where that can be
@@ -114,8 +116,8 @@ def read(kernel, ns_name: str, devices=None, seen=None, ns=None) -> list:
             ns.read_generation = mark[1]
             kernel.nft_settled[ns_name] = mark
             return known
-    out = _listed(kernel, ns, ns_name)
-    if mark[1] is not None and ns.generation() == mark[1]:
+    out, lasting = _listed(kernel, ns, ns_name)
+    if mark[1] is not None and ns.generation() == mark[1] and lasting:
         ns.read_generation = mark[1]  # what was read is what this generation holds
         if memo is not None:
             committed = kernel.nft_committed.get(ns_name)
@@ -173,9 +175,15 @@ def device_list(devices) -> list | None:
     return None if devices is None else sorted([str(name), int(index)] for name, index in devices)
 
 
-def _listed(kernel, ns, ns_name: str) -> list:
-    """The namespace's tables as resources, as a JSON listing gives them."""
+def _listed(kernel, ns, ns_name: str) -> tuple:
+    """(The namespace's tables as resources, as a JSON listing gives them,
+    whether they last until the next commit: False if a table, anyone's, is
+    flagged `owner`, which the kernel removes, without a commit, when the
+    process that made it exits; a rollback said "already at that snapshot" of
+    a namespace whose table had gone so, from a reading remembered by its
+    generation)."""
     from ..kinds.nft_canon import live_table_specs
+    from ..kinds.nft_text import PROCESS_BOUND_FLAGS
     from . import nftgen
 
     # libnftables 1.0.6 prints a flagged (dormant) table's flags in JSON from
@@ -187,12 +195,13 @@ def _listed(kernel, ns, ns_name: str) -> list:
     # another's, is known by its name and flags alone.
     start = ns.generation()
     tables = kernel.request(ns_name, "nft tables", nftgen.tables, ns.nfgen_socket())
+    lasting = not any(PROCESS_BOUND_FLAGS.intersection(flags) for _, _, flags in tables)
     expected = getattr(kernel, "nft_expected", None)
     if expected and start is not None:
         found = _listed_by_text(kernel, ns, ns_name, tables, expected)
         # Table by table: all of one generation, as one listing is, or none.
         if found is not None and ns.generation() == start:
-            return found
+            return found, lasting
     if any(flags for _, _, flags in tables):
         items = []
         for family, name, flags in tables:
@@ -218,7 +227,7 @@ def _listed(kernel, ns, ns_name: str) -> list:
         # Rule handles, to fetch the rules' text only if a report needs it (with_display).
         fields["_handles"] = tuple(fields.get("_handles", ()))
         out.append(Resource.make(KIND, (ns_name, family, name), **fields))
-    return out
+    return out, lasting
 
 
 def _listed_by_text(kernel, ns, ns_name: str, tables: list, expected: dict):

@@ -21,7 +21,7 @@ import json
 
 from ..core.memo import Remembered
 from ..model.defaults import LIMIT_BURST, LOG_LEVEL, REJECT_CODE, REJECT_TYPE
-from .nft_text import ELEMENT_OPTIONS, SET_OPTIONS, contents
+from .nft_text import ELEMENT_OPTIONS, PROCESS_BOUND_FLAGS, SET_OPTIONS, contents
 
 REJECT_DEFAULT = {family: {"type": kind, "expr": REJECT_CODE} for family, kind in REJECT_TYPE.items()}
 
@@ -205,9 +205,13 @@ _STATE = {"counter": ("packets", "bytes"), "quota": ("used",)}
 
 def changes_by_itself(fields: dict) -> bool:
     """Whether a table's content can change without a commit: a set with timeouts
-    (elements expire) or one the packet path adds to (`update @set`, a meter).
-    Such a table is listed at every read, never taken as unchanged from its
-    ruleset generation (state/rulesets.py). Errs on the side of True."""
+    (elements expire) or one the packet path adds to (`update @set`, a meter),
+    or a table bound to a process (PROCESS_BOUND_FLAGS). Such a table is listed
+    at every read, never taken as unchanged from its ruleset generation
+    (state/rulesets.py). Errs on the side of True."""
+    flags = fields.get("table flags")
+    if isinstance(flags, str) and any(f'"{flag}"' in flags for flag in PROCESS_BOUND_FLAGS):
+        return True
     for name, value in fields.items():
         if name.startswith(("set ", "map ")) and isinstance(value, str) and \
                 ('"timeout"' in value or '"dynamic"' in value or '"elem":' in value and '"timeout":' in value):

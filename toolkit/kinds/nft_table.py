@@ -22,7 +22,8 @@ from .base import Kind, show, shown
 from ..errors import KernelError
 from .nft_canon import canonical_rule, desired_table_spec, object_field, shown_desired
 from .nft_delta import delta
-from .nft_text import SET_OPTIONS, Unrenderable, as_sent, opcodes, rule_text, table_script, without_counter_values
+from .nft_text import (SET_OPTIONS, Unrenderable, as_sent, flags_to_make, opcodes, rule_text, table_script,
+                       without_counter_values)
 
 ABSENT = "(absent)"
 
@@ -229,7 +230,7 @@ def table_head_commands(action) -> list:
     ident = json.dumps({"family": family, "name": name})
     if action.op == "delete":
         return [f'{{"delete":{{"table":{ident}}}}}']
-    flags = json.loads(action.desired.get("table flags", "[]"))  # a snapshot's dormant table
+    flags = flags_to_make(json.loads(action.desired.get("table flags", "[]")))  # a snapshot's dormant table
     created = json.dumps({"family": family, "name": name, **({"flags": flags} if flags else {})})
     if action.op == "modify":
         # add (a no-op if it exists), delete, add: the table is replaced whole,

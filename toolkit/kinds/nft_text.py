@@ -42,6 +42,20 @@ class Unrenderable(Exception):
     """Not a form this renderer knows: use JSON."""
 
 
+# Table flags binding a table to the process that made it (its netlink socket):
+# the kernel removes the table (`owner`), or takes the flag away (`persist`),
+# when that process exits, and no ruleset generation moves.
+PROCESS_BOUND_FLAGS = frozenset({"owner", "persist"})
+
+
+def flags_to_make(flags: list) -> list:
+    """The flags netkeel makes a table with (a snapshot's): never one binding it
+    to a process, which would be netkeel's own, gone when the command exits
+    and the table with it. (Such a table's restore then fails its verification,
+    named, rather than seeming to hold.)"""
+    return [flag for flag in flags if flag not in PROCESS_BOUND_FLAGS]
+
+
 def table_script(op: str, family: str, name: str, spec) -> str | None:
     """The nft commands (text, one per line) that take one table to `spec`
     (resource spec pairs) by `op` (create, modify, delete), or None. A desired
@@ -55,7 +69,7 @@ def table_script(op: str, family: str, name: str, spec) -> str | None:
         fields = dict(spec)
         # A snapshot's flagged (dormant) table: libnftables 1.0.6's JSON input drops
         # table flags without a word, so they are only ever sent as text.
-        flags = json.loads(fields.get("table flags") or "[]")
+        flags = flags_to_make(json.loads(fields.get("table flags") or "[]"))
         made = f"add table {where}" + (f" {{ flags {', '.join(_word(f) for f in flags)}; }}" if flags else "")
         # modify: add (a no-op if it exists), delete, add: replaced whole, in one transaction
         lines = [f"add table {where}", f"delete table {where}", made] if op == "modify" else [made]
