@@ -245,3 +245,22 @@ def test_a_vip_marked_address_on_a_node_no_speaker_runs_on_is_drift_that_apply_r
     assert holders(pair) == ["r1"]
     assert pair.run("drift", LAB).returncode == 0
 
+
+
+def test_a_member_whose_namespace_is_removed_by_hand_stops_and_the_lab_can_be_destroyed(pair):
+    """`ip netns del` of a member: its speaker stops (it would keep the removed
+    namespace alive, the VIP held there and the switch's veth end unremovable:
+    destroy refused the lab, found by review), the backup takes the VIP over,
+    and destroy removes the rest."""
+    r1 = status(pair)["r1"]["pid"]
+    subprocess.run(["ip", "netns", "del", pair.ns("r1")], check=True)
+    _wait(lambda: subprocess.run(["kill", "-0", str(r1)], capture_output=True).returncode != 0, 5,
+          "r1's speaker went on in its removed namespace")
+    _wait(lambda: holders_of(pair, ["r2"]) == ["r2"], 5, "r2 did not take the VIP over")
+    assert pair.run("destroy", LAB).returncode == 0
+    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+                if n.startswith(pair.prefix)]
+
+
+def holders_of(lab, nodes) -> list:
+    return [n for n in nodes if f" {VIP}/" in lab.ip(n, "-4 addr show dev eth0").stdout]

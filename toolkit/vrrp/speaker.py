@@ -417,6 +417,25 @@ def ordinary_scheduling() -> None:
         pass
 
 
+def node_gone(namespace: str) -> bool:
+    """Whether the network namespace this process runs in no longer goes by
+    `namespace` (`ip netns del`, or another made under the name): its node was
+    removed. The speaker then stops as on SIGTERM: run on, it kept the removed
+    namespace alive and its VIP held there, its veth peer unremovable (the lab
+    could not be destroyed: that end was in an unknown namespace), and `vip
+    status` named it not running (found by review)."""
+    if not namespace:
+        return False
+    try:
+        named = os.stat(f"/run/netns/{namespace}")
+        own = os.stat("/proc/self/ns/net")
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # (unreadable: not known to be gone)
+    return (named.st_dev, named.st_ino) != (own.st_dev, own.st_ino)
+
+
 def write_status(path: str, status: SpeakerStatus) -> None:
     """Atomically: a temporary file in the same directory, then rename."""
     directory = os.path.dirname(path) or "."
@@ -735,7 +754,12 @@ class Speaker:
 
     def reconcile(self) -> None:
         """The kernel as the state says: an active speaker holds every VIP, a
-        backup none; the primary address and our own addresses re-read."""
+        backup none; the primary address and our own addresses re-read. A
+        speaker whose node was removed stops (node_gone)."""
+        if node_gone(self.config.namespace):
+            self.log(f"namespace {self.config.namespace} is gone (removed by hand, or made again): stopping")
+            self.stop_requested = True
+            return
         self.regain_realtime()
         try:
             addresses = self.refresh_addresses()
