@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -87,6 +88,24 @@ def test_an_active_partition_is_diagnosed_as_unreachable_pairs_naming_the_fault(
 def test_doctor_refuses_a_lab_that_is_not_running(lab):
     result = lab.run("doctor", "topologies/two-clients.yaml")
     assert result.returncode == 1 and "not running" in result.stderr
+
+
+def test_a_node_removed_by_hand_is_a_finding_not_a_refusal(lab):
+    """A half-broken lab is what the doctor is for: a node whose namespace was
+    removed by hand is found (it refused the whole lab as not running, found by
+    review), and the probing checks, which need every node, do not run."""
+    manifest = "topologies/two-clients.yaml"
+    lab.applied(manifest)
+    subprocess.run(["ip", "netns", "del", lab.ns("ns_client1")], check=True)
+    code, doc = lab.json("doctor", manifest)
+    assert code == 2, doc
+    assert doc["checks"] == ["nodes"]
+    [finding] = doc["findings"]
+    assert finding["check"] == "nodes" and finding["nodes"] == ["ns_client1"] and finding["fix"]
+    result = lab.run("graph", manifest, "--live")
+    assert result.returncode == 2 and "is gone" in result.stdout, result.stderr
+    assert lab.run("apply", manifest).returncode == 0
+    assert doctor(lab, manifest)[0] == 0
 
 
 def test_graph_live_marks_the_broken_node(lab, tmp_path):

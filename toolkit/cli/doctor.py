@@ -33,13 +33,14 @@ def doctor(c, file, ns_prefix="", only=None, json=False, state_dir=None, verbose
         raise NetkeelError(f"--only {only!r}: the checks are {', '.join(checks.BY_NAME)}")
     with diagnosed(file, ns_prefix, state_dir, verbose, only) as ctx:
         findings = ordered(checks.run(ctx))
+        ran = [c.NAME for c in checks.to_run(ctx)]
     topology = ctx.topology
     if json:
         print(jsonlib.dumps({"format": 1, "command": "doctor", "topology": topology.name, "ns_prefix": ns_prefix,
-                             "checks": [c.NAME for c in checks.CHECKS if only in (None, c.NAME)],
-                             "healthy": not findings, "findings": [f.to_dict() for f in findings]}, indent=2))
+                             "checks": ran, "healthy": not findings, "findings": [f.to_dict() for f in findings]},
+                            indent=2))
     else:
-        print_findings(topology.name, findings, [c.NAME for c in checks.CHECKS if only in (None, c.NAME)])
+        print_findings(topology.name, findings, ran)
     return EXIT_CHANGES if findings else 0
 
 
@@ -49,6 +50,7 @@ def diagnosed(file, prefix, state_dir, verbose, only=None):
     (as drift reads it), on a kernel session. Raises NetkeelError (bad manifest,
     no root, not applied)."""
     from ..doctor.context import Context
+    from ..kinds.netns import namespace_name
     from ..manifest import load_topology
     from ..state.inventory import instance_id
     from ..runtime.engine import Reconciler
@@ -72,14 +74,16 @@ def diagnosed(file, prefix, state_dir, verbose, only=None):
         # now (an MTU a fault shrank included), and says which fault did it.
         rec = Reconciler(topology, kernel, state, prefix=prefix)
         missing = [ns for ns in sorted(rec.desired_namespaces) if not kernel.exists(ns)]
-        if missing:
+        if len(missing) == len(rec.desired_namespaces):
             raise NetkeelError(f"the lab is not running: no namespace {', '.join(missing)} (apply it first)")
         if not rec.inventory.namespaces(rec.instance):
             raise NetkeelError(f"{rec.instance} is not applied in {state.root}: the doctor probes only a lab netkeel "
                                "made (see --state-dir, --ns-prefix)")
         rec.check_ownership()  # never probes a namespace netkeel did not make, or one replaced since
+        # Some gone (removed by hand): a finding each (checks/nodes.py), not an error.
+        gone = tuple(n.name for n in topology.nodes if namespace_name(prefix, n.name) in missing)
         yield Context(topology, prefix, kernel, live=rec.read(), only=only,
-                      faults=tuple(engine.active(state, rec.instance)))
+                      faults=tuple(engine.active(state, rec.instance)), missing=gone)
 
 
 def print_findings(name: str, findings: list, ran: list) -> None:

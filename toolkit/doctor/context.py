@@ -29,6 +29,7 @@ class Context:
     live: list = field(default_factory=list)   # Resource, as read
     only: str | None = None     # --only CHECK
     faults: tuple = ()          # the chaos leases active on this lab (state.leases.Lease)
+    missing: tuple = ()         # the nodes whose namespace is gone (checks/nodes.py)
 
     def ns(self, node: str) -> str:
         return namespace_name(self.prefix, node)

@@ -3,16 +3,19 @@ NAME, a one-line DOC, and run(ctx) -> [Finding]."""
 
 from __future__ import annotations
 
-from . import conntrack, duplicates, faults, gateways, mtu, reachability, routing
+from . import conntrack, duplicates, faults, gateways, mtu, nodes, reachability, routing
 
-CHECKS: tuple = (faults, mtu, reachability, routing, duplicates, gateways, conntrack)
+CHECKS: tuple = (nodes, faults, mtu, reachability, routing, duplicates, gateways, conntrack)
 BY_NAME = {c.NAME: c for c in CHECKS}
 
 
+def to_run(ctx) -> list:
+    """The checks that run: every one (only ctx.only, when given); where a
+    node's namespace is missing, the nodes check alone: the others probe every node."""
+    return [check for check in CHECKS
+            if (ctx.only is None or check.NAME == ctx.only) and (check is nodes or not ctx.missing)]
+
+
 def run(ctx) -> list:
-    """Every check's findings (only ctx.only's, when given)."""
-    found = []
-    for check in CHECKS:
-        if ctx.only is None or check.NAME == ctx.only:
-            found.extend(check.run(ctx))
-    return found
+    """The findings of the checks to_run(ctx)."""
+    return [finding for check in to_run(ctx) for finding in check.run(ctx)]
