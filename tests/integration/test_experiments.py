@@ -83,8 +83,14 @@ def _has_iptables() -> bool:
 
 
 def journal(lab) -> list:
+    """Each run's last experiment record (its outcome; the one before, "running",
+    says it started)."""
     lines = (lab.state / "journal.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if '"experiment"' in line]
+    runs: dict = {}
+    for record in (json.loads(line) for line in lines if '"experiment"' in line):
+        runs.pop(record["tx"], None)
+        runs[record["tx"]] = record
+    return list(runs.values())
 
 
 # -- the shipped experiments ---------------------------------------------------------------
@@ -224,6 +230,10 @@ during:
     # The lease's keeper ends the fault at its time (3 s), with nobody left to ask it.
     _wait_for(lambda: not list((built.state / "leases").glob("*.json")), 15, "the fault outlived its lease")
     no_fault_left(built)
+    # And the run is in the history, said killed (it was in no journal at all: found by review).
+    history = " ".join(built.run("history", None).stdout.split())
+    assert "experiment killed" in history and "killed: no outcome" in history, history
+    assert [r["outcome"] for r in journal(built)] == ["running"]
 
 
 def _wait_for(condition, seconds: float, message: str):

@@ -47,6 +47,7 @@ def experiment(c, name, ns_prefix=None, plot=None, no_plot=False, json=False, st
     from ..experiment.record import document, journal_record
     from ..experiment.runner import Runner
     from ..manifest.experiment import load_experiment
+    from ..state.leases import new_id
     from .keeper import start
 
     x = load_experiment(experiment_path(name))  # bad input first, before anything else
@@ -58,9 +59,16 @@ def experiment(c, name, ns_prefix=None, plot=None, no_plot=False, json=False, st
     state = StateDir(state_dir)
     say = (lambda text: None) if json else (lambda text: err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] "
                                                                    f"{escape(text)}"))
+    tx = new_id(f"x-{x.name}")
+
+    def started(outcome):
+        # Recorded before anything is injected, then again with the outcome: a run
+        # killed outright (SIGKILL) is in the history too (found by review).
+        _record(state, outcome, None, journal_record, tx, pid=os.getpid())
+
     with kernel_session(verbose) as kernel:
         outcome = Runner(kernel, state, x, prefix=ns_prefix, start_keeper=lambda lease: start(state.root, lease),
-                         say=say).run()
+                         say=say, on_start=started).run()
     plot_path = None if no_plot else str(plot or Path(REPORTS_DIR) / f"{x.name}-{_stamp(outcome.started)}.png")
     if plot_path:
         try:
@@ -73,7 +81,7 @@ def experiment(c, name, ns_prefix=None, plot=None, no_plot=False, json=False, st
             plot_path = None
             if outcome.verdict not in ("error",):
                 outcome.verdict = "interrupted"
-    _record(state, outcome, plot_path, journal_record)
+    _record(state, outcome, plot_path, journal_record, tx)
     if json:
         print(jsonlib.dumps(document(outcome, plot_path), indent=2))
     else:
@@ -111,16 +119,16 @@ def _draw(outcome, path: str) -> None:
              outcome.phases, windows, series)
 
 
-def _record(state: StateDir, outcome, plot_path, journal_record) -> None:
-    """One journal record per run, under the state lock (briefly: an experiment
-    does not hold it while it runs, so applies and drift checks go on)."""
+def _record(state: StateDir, outcome, plot_path, journal_record, tx: str, pid: int | None = None) -> None:
+    """The run's journal record (`tx`: its start's, with `pid`, is replaced by its
+    outcome's), under the state lock (briefly: an experiment does not hold it
+    while it runs, so applies and drift checks go on)."""
     from ..state.journal import Journal
-    from ..state.leases import new_id
     from ..state.lock import StateLock
 
     try:
         with StateLock(state, wait=True, timeout=30):
-            Journal(state).append(journal_record(outcome, new_id(f"x-{outcome.experiment.name}"), plot_path))
+            Journal(state).append({**journal_record(outcome, tx, plot_path), **({"pid": pid} if pid else {})})
     except (NetkeelError, OSError) as exc:
         err.print(f"[yellow]note[/]: the experiment was not recorded in the journal: {escape(str(exc))}")
 

@@ -7,6 +7,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from ..core.processes import running
 from ..errors import NetkeelError
 from ..manifest import load_topology
 from ..report import human, machine
@@ -109,8 +110,9 @@ def history(c, state_dir=None, limit=20):
     for record in records:
         tx = record.get("tx")
         if record.get("event") in ("start", "experiment"):
+            if tx not in changes:  # (an experiment's outcome replaces the record of its start)
+                order.append(tx)
             changes[tx] = {"start": record}
-            order.append(tx)
         elif tx in changes:
             changes[tx][record.get("event")] = record
     cut_off, running = journal.unfinished()
@@ -138,6 +140,10 @@ def _experiment_row(record: dict) -> tuple:
     probes = record.get("probes") if isinstance(record.get("probes"), list) else []
     passed = sum(1 for p in probes if isinstance(p, dict) and p.get("passed"))
     outcome = f"{record.get('outcome', '?')} ({passed}/{len(probes)} probes passed)"
+    if record.get("outcome") == "running" and not running(record.get("pid"), b"experiment"):
+        outcome = "killed: no outcome recorded (the faults it injected ended with their leases)"
+    elif record.get("outcome") == "running":
+        outcome = "running"
     return (cell(str(record.get("ts", "")).replace("+00:00", "")[:19]),
             cell(f"experiment {record.get('experiment', '?')}"), cell(record.get("instance", "")),
             cell(outcome), "", "", "")

@@ -100,9 +100,12 @@ class Outcome:
 
 class Runner:
     def __init__(self, kernel, state: StateDir, experiment: Experiment, prefix: str | None = None,
-                 start_keeper=None, say=lambda text: None, clock=time.time):
+                 start_keeper=None, say=lambda text: None, clock=time.time, on_start=lambda outcome: None):
+        """`on_start(outcome)` is told once the run is resolved, before anything
+        is started or injected (the journal's record of a run under way)."""
         self.kernel, self.state, self.experiment = kernel, state, experiment
         self.prefix, self.start_keeper, self.say, self.clock = prefix, start_keeper, say, clock
+        self.on_start = on_start
         self.namespaces: dict = {}
         self.addresses: dict = {}
 
@@ -115,6 +118,7 @@ class Runner:
         outcome = Outcome(self.experiment)
         self.resolve(outcome)
         outcome.started = self.clock()
+        self.on_start(outcome)
         self.deadline = outcome.started + self.experiment.budget_ms() / 1000
         try:
             with ExitStack() as services:
