@@ -26,10 +26,12 @@ class NetkeelError(Exception):
 
 
 class ManifestError(NetkeelError):
-    """The manifest is invalid. Carries every problem found, sorted by file and line."""
+    """The manifest (or a fault or experiment file: `what`) is invalid. Carries
+    every problem found, sorted by file and line."""
 
-    def __init__(self, problems):
+    def __init__(self, problems, what: str = "manifest"):
         self.problems = tuple(sorted(problems))
+        self.what = what
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -71,6 +71,38 @@ def test_an_empty_chaos_duration_is_refused_not_taken_for_the_files(tmp_path):
     assert not (tmp_path / "state").exists()
 
 
+def _netkeel(*args, cwd=None):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([str(Path(sys.executable).with_name("netkeel")), *args], capture_output=True, text=True,
+                          timeout=60, cwd=cwd)
+
+
+def test_an_empty_rev_is_refused_not_taken_for_the_working_tree(tmp_path, repo):
+    """`--rev ''` read the working tree silently (found by review), where an empty
+    --state-dir or --duration is refused."""
+    result = _netkeel("plan", "topologies/two-clients.yaml", "--rev", "", "-s", str(tmp_path / "state"), cwd=repo)
+    assert result.returncode == 1 and "--rev is empty" in result.stderr, result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_bad_try_window_names_try_not_duration(tmp_path, repo):
+    result = _netkeel("apply", "topologies/two-clients.yaml", "--try", "0s", "--confirm", "-s", str(tmp_path / "s"),
+                      cwd=repo)
+    assert result.returncode == 1 and "--try '0s': from 100ms to 7 days" in result.stderr, result.stderr
+
+
+def test_an_invalid_fault_or_experiment_file_is_named_so_not_a_manifest(tmp_path, repo):
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "bad.yaml").write_text("kind: loss\nwhat: 1\n")
+    result = _netkeel("chaos", "bad", "--dry-run", "-s", str(tmp_path / "state"), cwd=tmp_path)
+    assert result.returncode == 1 and "invalid fault file" in result.stderr, result.stderr
+    assert "invalid manifest" not in result.stderr
+
+
 @pytest.mark.parametrize("text, ms", [("7d", 7 * 86_400_000), ("1.5d", 129_600_000), ("168h", 7 * 86_400_000),
                                       ("100ms", 100), ("90", 90_000)])
 def test_a_chaos_duration_may_be_written_in_days_up_to_a_week(text, ms):

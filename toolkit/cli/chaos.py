@@ -40,15 +40,15 @@ def fault_path(name: str) -> Path:
     return Path(FAULTS_DIR) / f"{name}.yaml"
 
 
-def parse_duration(text: str) -> int:
-    """--duration: 30s, 500ms, 2m, 7d, or seconds; in milliseconds."""
+def parse_duration(text: str, option: str = "--duration") -> int:
+    """`option` (--duration; apply's --try): 30s, 500ms, 2m, 7d, or seconds; in milliseconds."""
     from ..manifest.fault import duration_ms
 
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(us|ms|s|m|h|d)?", text or ""):
-        raise NetkeelError(f"--duration {text!r}: write it like 30s, 500ms, 2m, 48h or 7d")
+        raise NetkeelError(f"{option} {text!r}: write it like 30s, 500ms, 2m, 48h or 7d")
     value = duration_ms(text if text[-1].isalpha() else float(text))
     if not 100 <= value <= 7 * 24 * 3_600_000:
-        raise NetkeelError(f"--duration {text!r}: from 100ms to 7 days (7d)")
+        raise NetkeelError(f"{option} {text!r}: from 100ms to 7 days (7d)")
     return int(value)
 
 

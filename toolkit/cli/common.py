@@ -88,7 +88,7 @@ def report_error(name: str, error: BaseException, as_json: bool) -> None:
         return
     if isinstance(error, ManifestError):
         count = len(error.problems)
-        err.print(f"[bold red]invalid manifest[/]: {count} problem{'s' if count != 1 else ''}")
+        err.print(f"[bold red]invalid {escape(error.what)}[/]: {count} problem{'s' if count != 1 else ''}")
         for problem in error.problems:
             # Plain, unwrapped lines: editors and CI parse FILE:LINE: prefixes.
             print(problem, file=sys.stderr)
@@ -197,9 +197,12 @@ def warn_interrupted(state) -> None:
                   soft_wrap=True)
     for record in Journal(state).interrupted():
         manifest = (record.get("manifests") or [{}])[0].get("path", "the manifest")
+        to = (record.get("git") or {}).get("rollback_to") if record.get("op") == "rollback" else None
+        # A rollback's manifest is the one it returns to, not one it undid: it is named by its snapshot.
+        what = f"rollback to snapshot {to}" if to else f"{record.get('op', 'a change')} of {manifest}"
         named = None if str(state.root) == DEFAULT else str(state.root)
         choices = "; ".join(f"`{escape(command)}` {escape(effect)}" for command, effect in advice(record, named))
-        err.print(f"[bold yellow]warning[/]: {escape(record.get('op', 'a change'))} of {escape(manifest)} "
+        err.print(f"[bold yellow]warning[/]: {escape(what)} "
                   f"(instance {escape(record.get('instance', '?'))}, pid {record.get('pid')}, "
                   f"started {record.get('ts')}) was interrupted. {choices}.", soft_wrap=True)
 

@@ -36,6 +36,8 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=
     from ..manifest.git import RevisionReader, repo_info
     from ..runtime.engine import Reconciler
 
+    if rev is not None and not rev.strip():  # as an empty --state-dir is: never the working tree by mistake
+        raise NetkeelError("--rev is empty: name a git revision (a commit, a tag, HEAD~1), or leave the option out")
     state = StateDir(state_dir)
     revision = RevisionReader(rev, file) if rev else None
     compiled = None if rev or full else _cached(state, file, ns_prefix)
@@ -298,7 +300,7 @@ def _trial_inputs(file, try_, probe, confirm, as_json):
     from .chaos import parse_duration
     from .experiment import experiment_path
 
-    window_s = parse_duration(try_) / 1000
+    window_s = parse_duration(try_, "--try") / 1000
     if not probe and not confirm:
         raise NetkeelError("--try needs something to decide: --probe experiments/NAME.yaml, --confirm, or both")
     if confirm and as_json:

@@ -49,7 +49,7 @@ def load_experiment(path, read=read_file) -> Experiment:
     path = str(path)
     text, problem = read_text(path, read, "experiment file")
     if problem is not None:
-        raise ManifestError([problem])
+        raise ManifestError([problem], what="experiment file")
     return load_experiment_text(text, path, read)
 
 
@@ -59,15 +59,15 @@ def load_experiment_text(text: str, file: str, read=read_file) -> Experiment:
         doc.problems.append(Problem(file, 1, "", "the experiment file is empty: it needs a topology and "
                                                  "a steady_state"))
     if doc.data is None:
-        raise ManifestError([clean_problem(p) for p in doc.problems])
+        raise ManifestError([clean_problem(p) for p in doc.problems], what="experiment file")
     problems = list(doc.problems) + schema_problems(doc, "experiment")
     if not isinstance(doc.data, dict):
-        raise ManifestError(_ordered(problems))
+        raise ManifestError(_ordered(problems), what="experiment file")
     checker = _Checker(doc, read)
     experiment = checker.build(experiment_name(file))
     problems += checker.problems
     if problems:
-        raise ManifestError(_ordered(problems))
+        raise ManifestError(_ordered(problems), what="experiment file")
     return experiment
 
 

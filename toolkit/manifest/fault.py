@@ -67,7 +67,7 @@ def load_fault(path, read=read_file) -> Fault:
     path = str(path)
     text, problem = read_text(path, read, "fault file")
     if problem is not None:
-        raise ManifestError([problem])
+        raise ManifestError([problem], what="fault file")
     return load_fault_text(text, path)
 
 
@@ -76,18 +76,18 @@ def load_fault_text(text: str, file: str) -> Fault:
     if doc.data is None and not doc.problems:
         doc.problems.append(Problem(file, 1, "", "the fault file is empty: it needs a target and an impairment"))
     if doc.data is None:
-        raise ManifestError([clean_problem(p) for p in doc.problems])
+        raise ManifestError([clean_problem(p) for p in doc.problems], what="fault file")
     # The schema takes out each value it refuses; the checks must not then report
     # what is missing because of that (an impairment, a target) a second time.
     written = set(mapping(doc.data))
     problems = list(doc.problems) + schema_problems(doc, "fault")
     if not isinstance(doc.data, dict):  # a list or a string: the schema said so, nothing more to check
-        raise ManifestError({clean_problem(p) for p in problems})
+        raise ManifestError({clean_problem(p) for p in problems}, what="fault file")
     checker = _Checker(doc, written)
     fault = checker.build(fault_name(file))
     problems += checker.problems
     if problems:
-        raise ManifestError({clean_problem(p) for p in problems})
+        raise ManifestError({clean_problem(p) for p in problems}, what="fault file")
     return fault
 
 
