@@ -64,3 +64,44 @@ def _a_dead_pid() -> int:
         os._exit(0)
     os.waitpid(pid, 0)
     return pid
+
+
+@pytest.mark.parametrize("typed, why", [("yes\n", None), ("Y\n", None), ("no\n", "answered 'no', not yes"),
+                                        ("", "no answer could come: standard input was closed (not a terminal?)")])
+def test_a_confirmation_says_why_it_did_not_keep_the_change(monkeypatch, typed, why):
+    """`apply --try --confirm` with standard input closed (a background job) rolled
+    back at once and said "not confirmed in time" (found by review)."""
+    import io
+    import os
+    import sys
+    import time
+
+    from toolkit.cli import reconcile
+
+    ready, writer = os.pipe()
+    os.close(writer)  # readable at once, as a terminal with a line typed (or at its end) is
+
+    class Typed(io.StringIO):
+        def fileno(self):
+            return ready
+
+    monkeypatch.setattr(sys, "stdin", Typed(typed))
+    try:
+        assert reconcile._unconfirmed(time.time() + 5) == why
+    finally:
+        os.close(ready)
+
+
+def test_no_answer_in_time_is_said_so(monkeypatch):
+    import os
+    import sys
+    import time
+
+    from toolkit.cli import reconcile
+
+    r, w = os.pipe()
+    monkeypatch.setattr(sys, "stdin", os.fdopen(r))
+    try:
+        assert reconcile._unconfirmed(time.time() + 0.2) == "not confirmed in time"
+    finally:
+        os.close(w)

@@ -338,8 +338,8 @@ def _try(rec, result, trial, trying, as_json, verbose) -> int:
                     verdict = "probes failed: " + "; ".join(r.probe.name for r in failed)
             if verdict is None and time.time() > trial.deadline:
                 verdict = "the probes took longer than the time given"
-            if verdict is None and confirm and not _confirmed(trial.deadline):
-                verdict = "not confirmed in time"
+            if verdict is None and confirm:
+                verdict = _unconfirmed(trial.deadline)
             if verdict is None:
                 trial = trials.keep(state, trial)
                 if trial.state != "kept":
@@ -384,18 +384,23 @@ def _claims(state, instance) -> list:
     return engine.claims(state, instance)
 
 
-def _confirmed(deadline: float) -> bool:
-    """Ask on the terminal; True only for a yes before the deadline."""
+def _unconfirmed(deadline: float) -> str | None:
+    """Ask on the terminal: None for a yes before the deadline, else why the change is not kept."""
     import select
     import sys
     import time
 
     left = deadline - time.time()
     if left <= 0:
-        return False
+        return "not confirmed in time"
     err.print(f"keep this change? type yes and Enter within {left:.0f} s (anything else, or nothing, rolls back)")
     ready, _, _ = select.select([sys.stdin], [], [], left)
-    return bool(ready) and sys.stdin.readline().strip().lower() in ("y", "yes")
+    if not ready:
+        return "not confirmed in time"
+    answer = sys.stdin.readline()
+    if not answer:  # (a background job's /dev/null, a closed pipe: said as it is, found by review)
+        return "no answer could come: standard input was closed (not a terminal?)"
+    return None if answer.strip().lower() in ("y", "yes") else f"answered {answer.strip()[:40]!r}, not yes"
 
 
 def _apply_with_progress(rec, prefix):
