@@ -153,6 +153,19 @@ def test_delay_50_through_the_worker_and_nothing_left_after_revert(built, tmp_pa
     assert statistics.median(rtts(built, "ns_client1", "10.0.1.1", 20)) < 5
 
 
+def test_a_fault_whose_namespace_was_removed_by_hand_leaves_no_worker_and_no_files(built, tmp_path):
+    """Its rules went with the namespace; its worker and its heartbeat and log
+    files did not (the files stayed in /run, found by review)."""
+    doc = inject(built, forced(tmp_path, "delay-50"))
+    assert doc["outcome"] == "injected"
+    ops = lease_ops(built)
+    assert workers(ops) and os.path.exists(ops[0]["heartbeat"])
+    subprocess.run(["ip", "netns", "del", built.ns(ops[0]["ns"][len(built.prefix):])], check=True)
+    assert built.run("chaos", None, "revert", "--all").returncode == 0
+    assert workers(ops) == []
+    assert not os.path.exists(ops[0]["heartbeat"]) and not os.path.exists(ops[0]["heartbeat"] + ".log")
+
+
 def test_reorder_sends_a_share_at_once_and_the_burst_arrives_out_of_order(built, tmp_path):
     inject(built, forced(tmp_path, "reorder"))  # delay 500ms 400ms normal, reorder 50%
     got = udp_burst(built, 100, rate=500)

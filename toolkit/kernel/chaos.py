@@ -163,7 +163,7 @@ def revert(kernel, op: dict) -> None:
     """Take one operation away again (what is already gone is fine). Raises KernelError."""
     kind, ns = op["op"], op["ns"]
     if kind == "nfqueue" and not kernel.exists(ns):
-        nfqueue.stop_worker(op)  # its rules went with the namespace; the worker is a process
+        nfqueue.namespace_gone(op)  # its rules went with the namespace; the worker is a process
         return
     if not kernel.exists(ns):
         return  # the namespace went, and the fault's objects with it

@@ -217,6 +217,14 @@ def revert(op: dict) -> None:
     _remove_files(op)
 
 
+def namespace_gone(op: dict) -> None:
+    """Take away what is left of an op whose namespace went (its rules went
+    with it): the worker, a process, and its heartbeat and log files (they
+    stayed in RUN_DIR, found by review)."""
+    stop_worker(op)
+    _remove_files(op)
+
+
 def _remove_files(op: dict) -> None:
     for path in (heartbeat_path(op), heartbeat_path(op) + ".log"):
         try:
