@@ -836,8 +836,8 @@ def _commit_recipes(kernel, ns, ns_name: str, recipes: list, before: int) -> boo
         # holds, and the namespace's own one must answer the generation after.
         with kernel.in_namespace(ns_name):
             sock = nftgen.open_socket()
-        with sock:
-            nftgen.commit(sock, nft_recipes.batch(recipes))
+        ns.close_later(sock)  # (closed now, it waited for the kernel's cleanup of what the commit removed)
+        nftgen.commit(sock, nft_recipes.batch(recipes))
     except OSError as exc:
         if ns.generation() == before:
             kernel.log(ns_name, f"nft recipe refused ({exc.strerror or exc}): the text instead")
@@ -876,10 +876,10 @@ def _commit_rule_requests(kernel, ns, ns_name: str, changes: list, before: int, 
     try:
         with kernel.in_namespace(ns_name):  # a socket of its own, as for a recipe
             sock = nftgen.open_socket()
-        with sock:
-            # Every echo waits in the receive queue until the send returns (root: past rmem_max).
-            sock.setsockopt(socket.SOL_SOCKET, nftgen.SO_RCVBUFFORCE, 1 << 22)
-            nftgen.commit(sock, sending, echoes)
+        ns.close_later(sock)  # (as a recipe's)
+        # Every echo waits in the receive queue until the send returns (root: past rmem_max).
+        sock.setsockopt(socket.SOL_SOCKET, nftgen.SO_RCVBUFFORCE, 1 << 22)
+        nftgen.commit(sock, sending, echoes)
     except OSError as exc:
         if ns.generation() == before:
             kernel.log(ns_name, f"nft rule requests refused ({exc.strerror or exc}): the text instead")

@@ -70,6 +70,7 @@ class Namespace:
         self._ipr = None  # pyroute2's IPRoute, opened on first use
         self._nft = None
         self._nfgen = None  # nfnetlink socket for the ruleset generation
+        self._committed: list = []  # sockets that committed a transaction, closed by close() (close_later)
         # A list: libnftables contexts released are kept here until close()
         # instead of freed at once (freeing one that listed 10,000 rules takes
         # 15-25 ms: the reader ahead hands its listing over first).
@@ -89,6 +90,14 @@ class Namespace:
             with netns.entered(self.fd):
                 self._dump = DumpSocket()
         return self._dump
+
+    def close_later(self, sock) -> None:
+        """Keep `sock`, an nfnetlink socket that sent an nf_tables transaction,
+        open until close(). Closing such a socket makes the kernel first finish
+        destroying what the transaction removed (nf_tables flushes its destroy
+        work, which waits out an RCU grace period: 9-12 ms here, a tenth of a
+        one-rule edit's kernel work); by the session's end that is done."""
+        self._committed.append(sock)
 
     def _drop_spent_sockets(self) -> None:
         """Forget a socket a cut-off request left unusable (made again on next use)."""
@@ -233,6 +242,9 @@ class Namespace:
                 _free_those_of(self.name)
             if self._nfgen is not None:
                 self._nfgen.close()
+            for sock in self._committed:
+                sock.close()
+            self._committed.clear()
             if self._dump is not None:
                 self._dump.close()
         finally:
