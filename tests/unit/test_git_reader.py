@@ -203,3 +203,15 @@ def test_a_revisions_paths_reached_through_a_symlinked_checkout_are_inside_it(re
     assert outside_problem(str(link / "policy.yaml"), "../policy.yaml", str(link / "sub" / "lab.yaml"), reader) is None
     assert reader(str(link / "policy.yaml")) == b"policy v1\n"
     assert Recorder(reader).root == reader.root and Recorder(lambda p: b"").root is None
+
+
+def test_repo_info_before_the_first_commit_and_outside_git(tmp_path):
+    repo = tmp_path / "fresh"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "lab.yaml").write_text("v1\n")
+    assert repo_info([str(repo / "lab.yaml")]) == {"root": str(repo), "commit": None, "dirty": True}
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    (outside / "lab.yaml").write_text("v1\n")
+    assert repo_info([str(outside / "lab.yaml")]) == {}  # (no .git above it: git is not even asked)

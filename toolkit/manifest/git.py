@@ -119,8 +119,11 @@ def repo_info(paths) -> dict:
     root = toplevel(paths[0])
     if root is None:
         return {}
-    head = _git(root, "rev-parse", "--verify", "--quiet", "HEAD")
     relative = [_in_repository(p, root) for p in paths]
-    status = _git(root, "status", "--porcelain", "--", *relative)
-    return {"root": root, "commit": head.stdout.decode().strip() or None,
-            "dirty": bool(status.stdout.strip())}
+    # One process for both: the header names HEAD's commit ("(initial)" before the
+    # first), then a line for each of the paths that differs from it.
+    status = _git(root, "status", "--porcelain=v2", "--branch", "--", *relative)
+    lines = status.stdout.decode(errors="replace").splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ") and len(line.split()) == 3), None)
+    return {"root": root, "commit": commit if commit != "(initial)" and status.returncode == 0 else None,
+            "dirty": any(line and not line.startswith("#") for line in lines)}
