@@ -602,6 +602,32 @@ def test_an_edited_policy_compiles_as_a_whole_read_would(state, tmp_path):
     assert again.desired == compile_topology(load_topology(manifest), "lab-").desired
 
 
+def test_kept_spans_read_back_as_made_and_a_run_not_kept_so_is_left_out(state, tmp_path):
+    """Spans are kept a row per chain and set (policy_loads._spans_kept): a whole
+    read's and a splice's read back exactly; a chain's whose items do not meet
+    (no read makes one) is left out, so its items are read whole."""
+    from dataclasses import replace
+
+    from toolkit.state.policy_loads import PolicyLoads
+
+    manifest = _topology(tmp_path, _set_policy([f"192.0.2.{i}" for i in range(1, 9)]))
+    path = str(tmp_path / "fw.yaml")
+    _, whole = _read(state, manifest)
+    assert len(whole.made[path].spans) == 9
+    assert PolicyLoads(state).kept(path).spans == whole.made[path].spans
+    (tmp_path / "fw.yaml").write_text(_set_policy([f"192.0.2.{i}" for i in (1, 2, 3, 44, 45, 5, 6, 7, 8)]))
+    _, edited = _read(state, manifest)
+    assert len(edited.made[path].spans) == 10
+    assert PolicyLoads(state).kept(path).spans == edited.made[path].spans
+    spans = edited.made[path].spans
+    broken = tuple(s if s[3] != 2 else (*s[:4], s[4] + 1, *s[5:]) for s in spans)  # item 2 begins a line late
+    kept = PolicyLoads(state)
+    kept.kept(path)
+    kept.keep({path: replace(edited.made[path], spans=broken)})
+    again = PolicyLoads(state).kept(path)
+    assert again is not None and again.spans == tuple(s for s in spans if s[1:3] != broken[0][1:3])
+
+
 def test_an_edit_outside_one_rule_is_read_whole(state, tmp_path, monkeypatch):
     from toolkit.manifest import policy_edit as policy_module  # the whole reads it makes
 
