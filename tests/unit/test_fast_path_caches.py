@@ -85,7 +85,7 @@ def test_proofs_and_failed_proofs_are_kept_per_content_and_never_under_full(stat
     assert again.proven(table(ns="lab-other", name="other"))  # the content, wherever it is
     full = RulesetMemo(state, trust=False)
     assert not full.proven(proven) and not full.refuted(refuted)
-    data = json.loads(state.read_sealed(FILE)[0])
+    data = json.loads(bytes(state.read_sealed(FILE)[0]))
     data["boot"] = "another boot"
     state.path(FILE).write_bytes(sealed(json.dumps(data)))
     assert not RulesetMemo(state).refuted(refuted) and not RulesetMemo(state).proven(proven)
@@ -95,7 +95,7 @@ def test_what_another_boot_remembered_is_a_miss(state):
     memo = RulesetMemo(state)
     memo.put("lab-fw", 77, 12, DEV, [table()])
     memo.save()
-    data = json.loads(state.read_sealed(FILE)[0])
+    data = json.loads(bytes(state.read_sealed(FILE)[0]))
     data["boot"] = "another boot"
     state.path(FILE).write_bytes(sealed(json.dumps(data)))
     assert RulesetMemo(state).get("lab-fw", 77, 12, DEV) is None
@@ -167,7 +167,7 @@ def test_a_large_entry_has_a_file_of_its_own_checked_against_its_name(state):
     memo.put("lab-small", 5, 6, DEV, [table("lab-small")])
     memo.save()
     (name,) = state.regular_files("cache/nft-rulesets")
-    index = json.loads(state.read_sealed(FILE)[0])["namespaces"]
+    index = json.loads(bytes(state.read_sealed(FILE)[0]))["namespaces"]
     assert index["lab-fw"]["digest"] + ".json" == name and "resources" in index["lab-small"]
     assert RulesetMemo(state).get("lab-fw", 5, 6, DEV) == [big]
     side = state.path("cache/nft-rulesets", name)
@@ -429,7 +429,7 @@ def test_a_damaged_or_foreign_entry_is_a_miss(state, lab):
     cache = CompileCache(state, read_file)
     path = state.path(cache._name("lab.yaml", "p-"))
     good = path.read_bytes()
-    header, resources = (json.loads(line) for line in state.read_sealed(cache._name("lab.yaml", "p-")))
+    header, resources = (json.loads(bytes(line)) for line in state.read_sealed(cache._name("lab.yaml", "p-")))
     assert cache.lookup("lab.yaml", "p-") is not None
     path.write_bytes(sealed(json.dumps(header), json.dumps(resources + [["netns", ["elsewhere"], "topology", []]])))
     assert cache.lookup("lab.yaml", "p-") is None  # outside the prefix
@@ -659,7 +659,7 @@ def test_a_damaged_kept_read_is_a_miss_and_teaches_nothing(state, tmp_path, dama
     manifest = _topology(tmp_path, _policy())
     _read(state, manifest)
     name, = state.regular_files(DIRECTORY)
-    data = json.loads(state.read_sealed(f"{DIRECTORY}/{name}")[0])
+    data = json.loads(bytes(state.read_sealed(f"{DIRECTORY}/{name}")[0]))
     damage(data)
     state.write_sealed(f"{DIRECTORY}/{name}", [json.dumps(data)])
     (tmp_path / "fw.yaml").write_text(_policy(port=2222))
@@ -697,7 +697,7 @@ def test_a_kept_read_with_wrong_forms_is_not_used_for_another_text(state, tmp_pa
     manifest = _topology(tmp_path, _policy())
     _read(state, manifest)
     name, = state.regular_files(DIRECTORY)
-    data = json.loads(state.read_sealed(f"{DIRECTORY}/{name}")[0])
+    data = json.loads(bytes(state.read_sealed(f"{DIRECTORY}/{name}")[0]))
     data["text"] = "tables: {}\n"  # a text this file no longer has, nor is one rule away from
     for rule in data["tables"][0][3][0][5]:
         rule[6] = '{"expr":[{"drop":null}]}'  # forms that lie
@@ -775,7 +775,7 @@ def test_a_kept_set_with_damaged_element_forms_is_a_miss(state, tmp_path, damage
     manifest = _topology(tmp_path, _policy())
     _read(state, manifest)
     name, = state.regular_files(DIRECTORY)
-    data = json.loads(state.read_sealed(f"{DIRECTORY}/{name}")[0])
+    data = json.loads(bytes(state.read_sealed(f"{DIRECTORY}/{name}")[0]))
     # Each element its own canonical form and its text the inside of it: said as null.
     assert data["tables"][0][4][0][6:] == [[None, None], [None, None]]
     damage(data["tables"][0][4][0])

@@ -75,7 +75,7 @@ def test_a_damaged_verdict_is_none_never_an_error(state, content):
     assert keep(state)
     path = state.path(entry_name("lab.yaml", "lab-"))
     good = path.read_bytes()
-    data = json.loads(state.read_sealed(entry_name("lab.yaml", "lab-"))[0])
+    data = json.loads(bytes(state.read_sealed(entry_name("lab.yaml", "lab-"))[0]))
     path.write_text(content)
     assert Verdicts(state).load("lab.yaml", "lab-") is None
     path.unlink()
