@@ -264,3 +264,19 @@ def test_a_member_whose_namespace_is_removed_by_hand_stops_and_the_lab_can_be_de
 
 def holders_of(lab, nodes) -> list:
     return [n for n in nodes if f" {VIP}/" in lab.ip(n, "-4 addr show dev eth0").stdout]
+
+
+def test_a_speaker_a_fault_started_again_can_be_stopped_again(pair):
+    """The revert starts r1's speaker again while it holds SIGTERM off; the new
+    speaker inherited that and ignored SIGTERM for good, so a second
+    vip-stop-master failed ("the speaker still runs": found by review)."""
+    for _ in range(2):
+        result = pair.run("chaos", None, "vip-stop-master", "--ns-prefix", pair.prefix, "--duration", "1s")
+        assert result.returncode == 0, result.stdout + result.stderr
+        _wait(lambda: holders(pair) == ["r2"], 3, "r2 did not take over")
+        _wait(lambda: holders(pair) == ["r1"] and status(pair)["r1"]["state"] == "active", 15,
+              "r1 did not come back when the fault ended")
+        _wait(lambda: not list((pair.state / "leases").glob("*.json")), 10, "the fault's lease stayed")
+    with open(f"/proc/{status(pair)['r1']['pid']}/status") as f:
+        blocked = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+    assert not blocked & (1 << (15 - 1)), "r1's speaker holds SIGTERM off"

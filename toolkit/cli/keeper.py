@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 
+from ..core.interrupts import let_in
+
 
 def start(state_root: str, lease_id: str) -> int:
     """Start a keeper for the lease, detached from this process; returns its pid."""
@@ -35,6 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("lease")
     args = parser.parse_args(argv)
+    let_in()  # (started under a restore, it would ignore SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that started the fault may close
     from ..chaos.keeper import keep

@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 
+from ..core.interrupts import let_in
+
 
 def start(state_root: str, trial_id: str) -> int:
     from .keeper import detached
@@ -24,6 +26,7 @@ def main(argv=None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("trial")
     args = parser.parse_args(argv)
+    let_in()  # (started under a restore, it would ignore SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that ran the apply may close
     from ..chaos import engine as chaos

@@ -41,3 +41,12 @@ def hold():
             released.append(True)
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return release
+
+
+def let_in() -> None:
+    """For a process netkeel starts that lives on (a speaker, a keeper, a guard,
+    a worker): take SIGINT and SIGTERM as they come. A process inherits the
+    signals its starter held off (uninterrupted()): a speaker a fault's revert
+    started again ignored SIGTERM for good, and could not be stopped (found by
+    review). (The VRRP speaker, the standard library's alone, does the same itself.)"""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)

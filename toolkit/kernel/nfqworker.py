@@ -351,6 +351,7 @@ def main(argv=None) -> int:
     p.add_argument("--lease", default="")  # for people reading `ps`, and for telling our workers apart
     args = p.parse_args(argv)
 
+    from ..core.interrupts import let_in
     from . import netns
 
     fd = netns.open_fd(args.netns)
@@ -359,6 +360,7 @@ def main(argv=None) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    let_in()  # (started under a held SIGTERM, it would never stop but by SIGKILL)
     try:
         queue = Queue(args.queue, copy_packet=args.corrupt > 0, maxlen=args.maxlen)
     except OSError as exc:

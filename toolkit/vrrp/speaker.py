@@ -1050,6 +1050,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toolkit.vrrp.speaker", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="the speaker's JSON config file")
     args = parser.parse_args(argv)
+    # Started again by a fault's revert or a restore, which hold these off while
+    # they work, it inherited them blocked and ignored SIGTERM for good (found by
+    # review; core/interrupts.let_in, which this standard-library-only program
+    # does not import).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         with open(args.config) as f:
             config = SpeakerConfig.from_json(f.read())
