@@ -102,6 +102,8 @@ def test_a_node_removed_by_hand_is_a_finding_not_a_refusal(lab):
     assert doc["checks"] == ["nodes"]
     [finding] = doc["findings"]
     assert finding["check"] == "nodes" and finding["nodes"] == ["ns_client1"] and finding["fix"]
+    code, only = lab.json("doctor", manifest, "--only", "mtu")  # the nodes check, --only or not
+    assert code == 2 and only["checks"] == ["nodes"] and only["findings"] == doc["findings"], only
     result = lab.run("graph", manifest, "--live")
     assert result.returncode == 2 and "is gone" in result.stdout, result.stderr
     assert lab.run("apply", manifest).returncode == 0

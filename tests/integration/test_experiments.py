@@ -268,6 +268,19 @@ def test_apply_try_rolls_back_a_change_whose_probes_fail(built, tmp_path):
     assert built.ping("ns_client1", "10.0.1.1")
 
 
+def test_apply_try_confirm_says_what_was_answered_markup_and_all(built, tmp_path):
+    """An answer is the user's text: `[/]` typed at the prompt ended the command
+    in a traceback as rich markup (found by review); a closed input is said so."""
+    before = lab_view(built.prefix)
+    changed = manifest(tmp_path, "net.ipv4.ip_forward: 1", "net.ipv4.ip_forward: 1\n      net.ipv4.ip_default_ttl: 61")
+    for typed, said in (("[/]\n", "answered '[/]', not yes"), ("", "standard input was closed")):
+        result = subprocess.run(built.argv("apply", changed, "--try", "20s", "--confirm"), input=typed,
+                                capture_output=True, text=True, env=built.env, cwd=ROOT, timeout=120)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "rolled back" in result.stdout and said in " ".join(result.stdout.split()), result.stdout
+        assert lab_view(built.prefix) == before
+
+
 def test_apply_try_whose_command_is_killed_is_rolled_back_by_its_guard(built, tmp_path):
     # A probe that takes long: the command is killed while it runs.
     probes = write(tmp_path, "slow", f"""\

@@ -1691,3 +1691,12 @@ def test_a_quota_that_counted_traffic_is_the_same_rule(guarded):
     by_text, full = guarded.json("plan", guarded.manifest), guarded.json("drift", guarded.manifest, "--full")
     assert by_text[0] == full[0] == 2
     assert '"used' not in json.dumps(by_text[1]) and '"used' not in json.dumps(full[1])
+
+
+def test_an_empty_rev_is_refused_even_where_a_verdict_would_answer(guarded):
+    """`--rev ''` was answered "in sync" from the working tree's verdict, where
+    the whole command refuses it (found by review)."""
+    assert drift(guarded)[0] == 0  # a verdict kept
+    for command in ("drift", "plan", "apply"):
+        result = guarded.run(command, guarded.manifest, "--rev", "")
+        assert result.returncode == 1 and "--rev is empty" in result.stderr, (command, result.stdout, result.stderr)

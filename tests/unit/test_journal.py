@@ -176,6 +176,18 @@ def test_the_last_changes_are_read_from_the_end_as_the_whole_journal_gives_them(
     assert journal.recent(10_000) == (records, problems)
 
 
+def test_an_experiment_is_one_change_of_the_last_ones_however_many_records_it_has(journal):
+    """An experiment writes a record as it starts and one with its outcome (same
+    tx): `history --limit 2` showed one row for two runs (found by review)."""
+    write(journal, start("S1"), end("S1"))
+    for tx in ("x-a", "x-b"):
+        journal.append({"event": "experiment", "tx": tx, "outcome": "running"})
+        journal.append({"event": "experiment", "tx": tx, "outcome": "held"})
+    recent, _ = journal.recent(2)
+    assert {r["tx"] for r in recent} == {"x-a", "x-b"}  # (each with its last record: what history shows)
+    assert [r["outcome"] for r in recent][-1] == "held" and recent[0]["outcome"] == "held"
+
+
 def test_a_reader_that_rebuilds_the_index_keeps_it_for_the_next(journal, state):
     """`history` after records another writer appended rebuilt the index from the
     whole journal at every run (1.6 s at 100,000 records): the first reader keeps it."""

@@ -63,8 +63,9 @@ def experiment(c, name, ns_prefix=None, plot=None, no_plot=False, json=False, st
 
     def started(outcome):
         # Recorded before anything is injected, then again with the outcome: a run
-        # killed outright (SIGKILL) is in the history too (found by review).
-        _record(state, outcome, None, journal_record, tx, pid=os.getpid())
+        # killed outright (SIGKILL) is in the history too (found by review). Not
+        # waited for long: the time would come out of the run's own budget.
+        _record(state, outcome, None, journal_record, tx, pid=os.getpid(), wait_s=1)
 
     with kernel_session(verbose) as kernel:
         outcome = Runner(kernel, state, x, prefix=ns_prefix, start_keeper=lambda lease: start(state.root, lease),
@@ -119,18 +120,20 @@ def _draw(outcome, path: str) -> None:
              outcome.phases, windows, series)
 
 
-def _record(state: StateDir, outcome, plot_path, journal_record, tx: str, pid: int | None = None) -> None:
+def _record(state: StateDir, outcome, plot_path, journal_record, tx: str, pid: int | None = None,
+            wait_s: float = 30) -> None:
     """The run's journal record (`tx`: its start's, with `pid`, is replaced by its
     outcome's), under the state lock (briefly: an experiment does not hold it
-    while it runs, so applies and drift checks go on)."""
+    while it runs, so applies and drift checks go on), waited for `wait_s`."""
     from ..state.journal import Journal
     from ..state.lock import StateLock
 
     try:
-        with StateLock(state, wait=True, timeout=30):
+        with StateLock(state, wait=True, timeout=wait_s):
             Journal(state).append({**journal_record(outcome, tx, plot_path), **({"pid": pid} if pid else {})})
     except (NetkeelError, OSError) as exc:
-        err.print(f"[yellow]note[/]: the experiment was not recorded in the journal: {escape(str(exc))}")
+        what = "its start was not recorded" if pid else "the experiment was not recorded"
+        err.print(f"[yellow]note[/]: {what} in the journal: {escape(str(exc))}")
 
 
 # -- the report ------------------------------------------------------------------------

@@ -141,7 +141,7 @@ def _experiment_row(record: dict) -> tuple:
     passed = sum(1 for p in probes if isinstance(p, dict) and p.get("passed"))
     outcome = f"{record.get('outcome', '?')} ({passed}/{len(probes)} probes passed)"
     if record.get("outcome") == "running" and not running(record.get("pid"), b"experiment"):
-        outcome = "killed: no outcome recorded (the faults it injected ended with their leases)"
+        outcome = "killed: no outcome recorded (its faults end with their leases: `chaos status`)"
     elif record.get("outcome") == "running":
         outcome = "running"
     return (cell(str(record.get("ts", "")).replace("+00:00", "")[:19]),

@@ -183,7 +183,7 @@ def validate(c, file):
 @command("plan")
 def plan(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=None):
     """Show the ordered actions apply would take (exit 2 when changes are pending)."""
-    if not (json or verbose or rev):
+    if not (json or verbose or rev is not None):
         title = in_sync("plan", file, ns_prefix, state_dir)  # a verdict says there is nothing to do
         if title is not None:
             human.print_plan(out, Plan(), HEADING["plan"].format(escape(title)), ns_prefix)
@@ -211,7 +211,7 @@ def apply(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, rev=
     A snapshot of the live state is taken first (see `snapshots`, `rollback`).
     With --try, the change stays only if its probes pass (netplan try, with probes)."""
     trying = _trial_inputs(file, try_, probe, confirm, json)  # bad input first
-    if not (json or verbose or rev or trying):
+    if not (json or verbose or rev is not None or trying):
         title = in_sync("apply", file, ns_prefix, state_dir)  # a verdict says nothing is to be done
         if title is not None:
             out.print(f"[bold]{escape(title)}[/]: {IN_SYNC['apply']}.")
@@ -370,9 +370,9 @@ def _try(rec, result, trial, trying, as_json, verbose) -> int:
         if trial.state == "kept":
             out.print(f"[green]kept[/]: the change proved itself ({trial.id}).")
         elif trial.state == "rolled back":
-            out.print(f"[red]rolled back[/] to {trial.snapshot}: {trial.note}; verified.")
-        else:
-            out.print(f"[yellow]{trial.state}[/]: {verdict or ''} ({trial.note})")
+            out.print(f"[red]rolled back[/] to {escape(str(trial.snapshot))}: {escape(trial.note)}; verified.")
+        else:  # (a note may hold what was typed at the prompt: escaped, found by review)
+            out.print(f"[yellow]{escape(trial.state)}[/]: {escape(verdict or '')} ({escape(trial.note)})")
     return 0 if trial.state == "kept" else EXIT_CHANGES
 
 
@@ -424,7 +424,7 @@ def _apply_with_progress(rec, prefix):
 @command("drift")
 def drift(c, file, json=False, ns_prefix="", state_dir=None, verbose=False, junit=None, full=False, rev=None):
     """Compare the kernel to the manifest: exit 0 in sync, 2 drifted, 1 error."""
-    if not (json or verbose or junit or full or rev):
+    if not (json or verbose or junit or full or rev is not None):
         title = in_sync("drift", file, ns_prefix, state_dir)  # a verdict says nothing changed
         if title is not None:
             human.print_drift(out, Plan(), HEADING["drift"].format(escape(title)), ns_prefix)

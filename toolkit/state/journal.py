@@ -219,7 +219,7 @@ class Journal:
         except OSError as exc:
             return [], [f"{self.path}: cannot read the journal: {exc.strerror or exc}"]
         lines = data.split(b"\n")
-        records, problems, starts = [], [], 0
+        records, problems, starts = [], [], set()
         for number in range(len(lines) - 1, -1, -1):
             if not lines[number].strip():
                 continue
@@ -229,8 +229,9 @@ class Journal:
                 continue
             records.append(record)
             if record.get("event") in ("start", "experiment"):
-                starts += 1
-                if starts >= changes:
+                # (an experiment has two records, its start's and its outcome's: one change)
+                starts.add(record.get("tx"))
+                if len(starts) >= changes:
                     break
         return records[::-1], problems[::-1]
 
