@@ -33,6 +33,8 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=
     kernel session. Unchanged files compiled before come from the compile cache
     (state/compiled.py); `full` ignores what is remembered (that cache and the
     nftables read memo) and reads everything afresh."""
+    import os
+
     from ..manifest.git import RevisionReader, repo_info
     from ..runtime.engine import Reconciler
 
@@ -44,6 +46,7 @@ def _reconciler(file, ns_prefix, state_dir, verbose, rev=None, wait=False, full=
     keep = None
     if compiled is None:
         compiled, keep = _compile(state, file, ns_prefix, revision, remembered=not full)
+        keep = keep if os.geteuid() == 0 else None  # (the state directory is root's: nothing to keep)
     # The caches are written while the command goes on (a child: core/children.Behind),
     # forked before the lock is taken or a kernel session opened; into a state
     # directory the command itself makes (a first apply), once it exists, after.
