@@ -215,3 +215,13 @@ def test_repo_info_before_the_first_commit_and_outside_git(tmp_path):
     outside.mkdir()
     (outside / "lab.yaml").write_text("v1\n")
     assert repo_info([str(outside / "lab.yaml")]) == {}  # (no .git above it: git is not even asked)
+
+
+def test_repo_info_keeps_the_commit_when_a_policy_lies_outside_the_repository(repo, tmp_path):
+    """A policy allowed outside the repository made `git status` fail on its path,
+    and the change was recorded without its commit (found by review)."""
+    git(repo, "commit", "-q", "-am", "v3")
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("x\n")
+    info = repo_info([str(repo / "sub" / "lab.yaml"), str(outside)])
+    assert info == {"root": str(repo), "commit": git(repo, "rev-parse", "HEAD"), "dirty": False}

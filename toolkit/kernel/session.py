@@ -16,8 +16,8 @@ import gc
 import os
 import resource
 import socket
-import struct
 import sys
+from collections import deque
 from collections.abc import Callable
 
 
@@ -36,6 +36,8 @@ COLLECT_EVERY = 256  # kernel requests between two collections of young cyclic g
 # one in each, each with its socket; four kept raised a 10,000-rule plan's or
 # cold apply's peak memory from 144 to 173 MB, one to 147 MB).
 _UNFREED: list = []  # (namespace name, context)
+_COMMITTED: deque = deque()  # sockets that committed, kept open until their session ends (close_later)
+COMMITTED_OPEN = 32
 UNFREED_AT_MOST = 1
 
 
@@ -96,8 +98,13 @@ class Namespace:
         open until close(). Closing such a socket makes the kernel first finish
         destroying what the transaction removed (nf_tables flushes its destroy
         work, which waits out an RCU grace period: 9-12 ms here, a tenth of a
-        one-rule edit's kernel work); by the session's end that is done."""
+        one-rule edit's kernel work); by the session's end that is done. At most
+        COMMITTED_OPEN are kept open in the process, the oldest closed first (a
+        descriptor each: a 1,000-node lab must not need a thousand more)."""
         self._committed.append(sock)
+        _COMMITTED.append(sock)
+        while len(_COMMITTED) > COMMITTED_OPEN:
+            _COMMITTED.popleft().close()  # (its grace period is long over; closed twice is harmless)
 
     def _drop_spent_sockets(self) -> None:
         """Forget a socket a cut-off request left unusable (made again on next use)."""
@@ -244,6 +251,8 @@ class Namespace:
                 self._nfgen.close()
             for sock in self._committed:
                 sock.close()
+                if sock in _COMMITTED:
+                    _COMMITTED.remove(sock)
             self._committed.clear()
             if self._dump is not None:
                 self._dump.close()

@@ -119,11 +119,16 @@ def repo_info(paths) -> dict:
     root = toplevel(paths[0])
     if root is None:
         return {}
-    relative = [_in_repository(p, root) for p in paths]
+    # Paths outside the repository (a policy allowed outside it) are no pathspec
+    # git takes: the whole status would fail, the commit with it (found by review).
+    relative = [r for r in (_in_repository(p, root) for p in paths) if r != ".." and not r.startswith("../")]
+    if not relative:  # (the manifest, first, is in it: toplevel() found the repository by it)
+        return {"root": root, "commit": None, "dirty": False}
     # One process for both: the header names HEAD's commit ("(initial)" before the
-    # first), then a line for each of the paths that differs from it.
-    status = _git(root, "status", "--porcelain=v2", "--branch", "--", *relative)
-    lines = status.stdout.decode(errors="replace").splitlines()
+    # first), then a line for each of the paths that differs from it. Not how far
+    # the branch is from its upstream: counting that took 0.5 s behind 100,000 commits.
+    status = _git(root, "status", "--porcelain=v2", "--branch", "--no-ahead-behind", "--", *relative)
+    lines = status.stdout.decode(errors="replace").splitlines() if status.returncode == 0 else []
     commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ") and len(line.split()) == 3), None)
-    return {"root": root, "commit": commit if commit != "(initial)" and status.returncode == 0 else None,
+    return {"root": root, "commit": commit if commit != "(initial)" else None,
             "dirty": any(line and not line.startswith("#") for line in lines)}
