@@ -73,7 +73,10 @@ def unmanaged_reason(kind: str, peer: str | None, scope) -> str:
     if kind == "veth":
         peer_ns = (peer or "?").partition("/")[0]
         if peer_ns not in scope:
-            where = "an unknown namespace" if peer_ns == "?" else f"namespace {peer_ns}"
+            # (A namespace removed by hand that a process still holds is unknown so
+            # until the process ends: a VRRP speaker notices within half a second.)
+            where = ("an unknown namespace (one removed by hand, while a process in it lives on)"
+                     if peer_ns == "?" else f"namespace {peer_ns}")
             return f"a veth whose other end is in {where}, which netkeel does not manage here"
     return ""
 
