@@ -10,6 +10,7 @@ import threading
 import time
 
 from toolkit.core import children
+from toolkit.core.processes import alive
 from toolkit.core.children import Behind
 
 
@@ -106,17 +107,9 @@ def test_the_child_dies_with_the_command(tmp_path):
         os.kill(command, signal.SIGKILL)
         os.waitpid(command, 0)
         deadline = time.monotonic() + 2
-        while _alive(pid):
+        while alive(pid):
             assert time.monotonic() < deadline, "the child outlived the command"
             time.sleep(0.01)
         assert not done.exists()
     finally:
         os.close(read_end)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
