@@ -51,6 +51,23 @@ def bound_child(parent: int):
     return libc if os.getppid() == parent else None
 
 
+def detached_child(parent: int, keep: int | None = None):
+    """For a forked child that works on alone: none of the command's descriptors
+    but its standard ones and `keep` (the command's sockets, and a lock it may
+    hold, are the command's), bound to it (bound_child), SIGTERM at its default
+    (the command's own handling of it is the command's). libc, or None if the
+    command died before that was asked (the child then leaves)."""
+    top = os.sysconf("SC_OPEN_MAX")
+    if keep is None:
+        os.closerange(3, top)
+    else:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, top)
+    libc = bound_child(parent)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return libc
+
+
 class Behind:
     """`work()` done by a forked child while the command goes on, then
     `wait()`ed for before the command ends, so that what it wrote is there when
@@ -104,10 +121,8 @@ class Behind:
 def _work_in_child(work, parent: int) -> None:
     status = 0
     try:
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        if bound_child(parent) is None:
+        if detached_child(parent) is None:
             return
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         work()
     except BaseException:  # noqa: BLE001 - nothing more is done; the command goes on without it
         status = 1

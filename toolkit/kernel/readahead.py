@@ -199,16 +199,13 @@ class _Child:
 def _child_main(todo: list, forms, fd: int, parent: int) -> None:
     status = 0
     try:
-        from ..core.children import bound_child
+        from ..core.children import detached_child
         from .session import Kernel
 
-        # None of the command's descriptors: its sockets, and a lock it may hold
-        # (an apply's quick check holds the state lock), are its own.
-        os.closerange(3, fd)
-        os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
-        if bound_child(parent) is None:
+        # None of the command's descriptors but its pipe: its sockets, and a lock
+        # it may hold (an apply's quick check holds the state lock), are its own.
+        if detached_child(parent, keep=fd) is None:
             return
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for name, cookie, generation, as_json in todo:
             before = set(_readings)
             with Kernel() as kernel:
