@@ -157,6 +157,28 @@ faults:
     no_fault_left(built)
 
 
+def test_nodes_the_lab_lacks_are_named_with_their_file_and_line_and_nothing_runs(built, tmp_path):
+    path = write(tmp_path, "ghosts", """\
+topology: two-clients
+services:
+  - {node: ns_ghost, udp_time: 8080}
+steady_state:
+  - name: to nowhere
+    node: ns_client1
+    icmp: {to: ns_phantom}
+    count: 3
+faults:
+  - {fault: loss-40, start: 0s, duration: 3s}
+""")
+    result = built.run("experiment", None, path, "--ns-prefix", built.prefix)
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())  # as rich wrapped it
+    assert f"{path}:3: service udp_time: no node 'ns_ghost'" in said, result.stderr
+    assert f"{path}:5: probe 'to nowhere': no node 'ns_phantom' to probe" in said, result.stderr
+    assert "Traceback" not in result.stderr
+    no_fault_left(built)
+
+
 def test_a_halt_probe_stops_the_faults_mid_way_and_they_are_reverted(built, tmp_path):
     path = write(tmp_path, "halting", f"""\
 topology: two-clients

@@ -180,7 +180,8 @@ class Runner:
         for thing in (*x.services, *x.steady_state, *x.during):
             if thing.node not in lab.namespaces:
                 what = f"probe {thing.name!r}" if isinstance(thing, Probe) else f"service {thing.kind}"
-                problems.append(f"{what}: no node {thing.node!r} in {instance.id} (nodes: {', '.join(nodes)})")
+                problems.append(f"{_at(x.source, thing.line)}{what}: no node {thing.node!r} in {instance.id} "
+                                f"(nodes: {', '.join(nodes)})")
         for probe in (*x.steady_state, *x.during):
             if probe.target is None or probe.target in self.addresses:
                 continue
@@ -188,15 +189,17 @@ class Runner:
                 own = lab.addresses.get(lab.namespaces[probe.target]) or []
                 first = next((a for a in own if ":" not in a), own[0] if own else None)
                 if first is None:
-                    problems.append(f"probe {probe.name!r}: node {probe.target} has no address to probe")
+                    problems.append(f"{_at(x.source, probe.line)}probe {probe.name!r}: node {probe.target} has no "
+                                    "address to probe")
                 self.addresses[probe.target] = first
             elif _is_address(probe.target):
                 self.addresses[probe.target] = probe.target
             else:  # refused here, as an unknown probe node is, not by the agent once probing
-                problems.append(f"probe {probe.name!r}: no node {probe.target!r} to probe in {instance.id} "
-                                f"(nodes: {', '.join(nodes)})")
-        if problems:
-            raise ExperimentError(x.name, "; ".join(problems))
+                problems.append(f"{_at(x.source, probe.line)}probe {probe.name!r}: no node {probe.target!r} to "
+                                f"probe in {instance.id} (nodes: {', '.join(nodes)})")
+        if problems:  # each on a line of its own, as a manifest's problems are
+            raise ExperimentError(x.name, problems[0] if len(problems) == 1 else
+                                  "".join(f"\n  {problem}" for problem in problems))
         for scheduled in x.faults if faults else ():  # one this kernel cannot do stops it now, not half-way
             engine.inject(self.kernel, self.state, scheduled.fault, prefix=instance.prefix,
                           duration_ms=scheduled.duration_ms, dry_run=True)
@@ -399,3 +402,9 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _at(source: str, line: int) -> str:
+    """Where a probe or service was declared, as manifest problems name it
+    (file:line: ), so a node the running lab lacks is found in the file."""
+    return f"{source}:{line}: " if source and line else ""

@@ -146,7 +146,7 @@ class _Checker:
         kinds = [k for k in SERVICE_KINDS if k in spec]
         if "node" not in spec or len(kinds) != 1:
             return None  # the schema said what is missing
-        return Service(spec["node"], kinds[0], spec[kinds[0]])
+        return Service(spec["node"], kinds[0], spec[kinds[0]], self.doc.line_of(("services", index)))
 
     # -- probes ---------------------------------------------------------------------
     def probe(self, path: tuple, spec) -> Probe | None:

@@ -103,6 +103,7 @@ class Service:
     node: str
     kind: str    # one of SERVICE_KINDS
     port: int
+    line: int = 0
 
 
 @dataclass(frozen=True)
