@@ -103,7 +103,7 @@ class Service:
     node: str
     kind: str    # one of SERVICE_KINDS
     port: int
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it is declared; two alike are one service
 
 
 @dataclass(frozen=True)
