@@ -194,6 +194,9 @@ def test_two_faults_on_one_interface_compose_or_are_refused_naming_the_first(bui
     assert chaos(built, "loss-40").returncode == 0
     assert chaos(built, "duplicate-10").returncode == 0  # nftables faults compose: each has its table
     assert {l["fault"] for l in leases(built)} == {"loss-40", "duplicate-10"}
+    again = chaos(built, "loss-40")  # 40% twice would lose 64%, by netem or by nftables
+    assert again.returncode == 1 and "already has fault loss-40 on its" in again.stderr, again.stderr
+    assert [l["fault"] for l in leases(built)].count("loss-40") == 1
     assert chaos(built, "rate-1mbit").returncode == 0
     second = chaos(built, "rate-1mbit")
     assert second.returncode == 1 and "already has fault rate-1mbit" in second.stderr

@@ -136,7 +136,8 @@ def test_loss_by_nftables_exactly():
                 "  chain egress { type filter hook postrouting priority -150; policy accept;\n"
                 "    oifname @armed numgen random mod 10000 < 4000 drop\n"
                 "  }\n"
-                "}\n"}]
+                "}\n",
+        "slot": ["p-a", "e0", "egress loss"]}]
 
 
 def test_narrowed_loss_both_ways_exactly():
@@ -149,12 +150,12 @@ def test_narrowed_loss_both_ways_exactly():
         f"table inet {TABLE} {{\n{armed}"
         "  chain egress { type filter hook postrouting priority -150; policy accept;\n"
         "    oifname @armed ip daddr 10.0.1.0/24 meta l4proto udp th dport 53 numgen random mod 10000 < 1250 drop\n"
-        "  }\n}\n")}
+        "  }\n}\n"), "slot": ["p-a", "e0", "egress loss"]}
     assert ingress == {"op": "nft", "ns": "p-a", "family": "inet", "table": TABLE, "text": (
         f"table inet {TABLE} {{\n{armed}"
         "  chain ingress { type filter hook prerouting priority -150; policy accept;\n"
         "    iifname @armed ip saddr 10.0.1.0/24 meta l4proto udp th sport 53 numgen random mod 10000 < 1250 drop\n"
-        "  }\n}\n")}
+        "  }\n}\n"), "slot": ["p-a", "e0", "ingress loss"]}
 
 
 def test_egress_loss_drops_where_the_packets_arrive():
@@ -163,6 +164,7 @@ def test_egress_loss_drops_where_the_packets_arrive():
     lab = Lab(LAB.namespaces, LAB.interfaces, LAB.addresses, peers={("p-a", "e0"): ("p-b", "e0")})
     [op] = plan(fault(f"{ON_A}loss: 40%"), HERE, lab, LEASE, 60_000).operations
     assert op["ns"] == "p-b" and 'elements = { "e0" timeout' in op["text"]
+    assert op["slot"] == ["p-a", "e0", "egress loss"]  # held on the device the fault names
     assert "hook prerouting" in op["text"] and "iifname @armed numgen random mod 10000 < 4000 drop" in op["text"]
 
 
@@ -191,7 +193,8 @@ def test_duplicate_by_nftables_marks_its_copies():
                  "  chain egress { type filter hook postrouting priority -150; policy accept;\n"
                  "    oifname @armed numgen random mod 10000 < 500 drop\n"
                  "  }\n"
-                 "}\n"},
+                 "}\n",
+         "slot": ["p-a", "e0", "egress loss"]},
         {"op": "nft", "ns": "p-a", "family": "netdev", "table": TABLE,
          "text": f"table netdev {TABLE} {{\n"
                  '  set armed { type ifname; flags timeout; elements = { "e0" timeout 60000ms } }\n'
@@ -199,7 +202,8 @@ def test_duplicate_by_nftables_marks_its_copies():
                  f"    meta mark {DUP_MARK:#x} accept\n"
                  f'    oifname @armed numgen random mod 10000 < 1000 meta mark set {DUP_MARK:#x} dup to "e0"\n'
                  "  }\n"
-                 "}\n"}]
+                 "}\n",
+         "slot": ["p-a", "e0", "duplication"]}]
     assert f"{DUP_MARK:#x}" == "0x4e4b0d00"
 
 
@@ -418,9 +422,25 @@ def _conflict(leases, text, caps=DISTRO):
      f"{ON_A}link_down: true", "state"),
 ])
 def test_a_fault_never_silently_replaces_another(leases, held, text, slot):
+    _refused(leases, held, text, slot, DISTRO)
+
+
+@pytest.mark.parametrize("held, text, slot", [
+    ({"op": "nft", "ns": "p-a", "family": "inet", "table": "netkeel_chaos_0000000000", "text": "",
+      "slot": ["p-a", "e0", "egress loss"]}, f"{ON_A}loss: 5%", "egress loss"),
+    ({"op": "nft", "ns": "p-a", "family": "netdev", "table": "netkeel_chaos_0000000000", "text": "",
+      "slot": ["p-a", "e0", "duplication"]}, f"{ON_A}duplicate: 5%", "duplication"),
+])
+def test_loss_by_nftables_is_held_as_a_root_qdisc_would_be(leases, held, text, slot):
+    """Two would compound (40% and 40% lose 64%) where each says 40%; with netem
+    the second is refused for its root qdisc: without it, for its loss."""
+    _refused(leases, held, text, slot, HERE)
+
+
+def _refused(leases, held, text, slot, caps):
     _lease(leases, "old", [held])
     with pytest.raises(FaultError) as caught:
-        _conflict(leases, text)
+        _conflict(leases, text, caps)
     message = str(caught.value)
     assert caught.value.what == "conflict"
     assert f"fault new: e0 in p-a already has fault old on its {slot} (old on a/e0, " in message
@@ -428,9 +448,11 @@ def test_a_fault_never_silently_replaces_another(leases, held, text, slot):
 
 
 @pytest.mark.parametrize("held, text", [
-    # nftables faults compose: each lease has its own table
+    # nftables faults compose: each lease has its own table (a lease from before
+    # loss held its device: none is held)
     ({"op": "nft", "ns": "p-a", "family": "inet", "table": "netkeel_chaos_0000000000", "text": ""},
      f"{ON_A}loss: 5%"),
+
     ({"op": "nft", "ns": "p-a", "family": "inet", "table": "netkeel_chaos_0000000000", "text": ""},
      "partition: {between: [[a], [b]]}"),
     # another device, another namespace
@@ -448,6 +470,18 @@ def test_a_fault_never_silently_replaces_another(leases, held, text, slot):
 def test_faults_that_compose(leases, held, text):
     _lease(leases, "old", [held])
     _conflict(leases, text)
+
+
+@pytest.mark.parametrize("slot, text", [
+    (["p-a", "e0", "ingress loss"], f"{ON_A}loss: 5%"),  # loss one way and the other
+    (["p-a", "e0", "duplication"], f"{ON_A}loss: 5%"),  # loss and duplication
+    (["p-a", "e1", "egress loss"], f"{ON_A}loss: 5%"),  # another device
+    (["p-a", "e0", "egress loss"], "partition: {between: [[a], [b]]}"),
+])
+def test_loss_by_nftables_composes_with_what_it_does_not_compound(leases, slot, text):
+    _lease(leases, "old", [{"op": "nft", "ns": "p-a", "family": "inet", "table": "netkeel_chaos_0000000000",
+                            "text": "", "slot": slot}])
+    _conflict(leases, text, HERE)
 
 
 def test_a_lease_still_injecting_holds_what_it_recorded(leases):

@@ -294,12 +294,15 @@ def _still_mine(leases: Leases, lease: Lease, now) -> None:
 
 def _check_conflicts(fault: Fault, fault_plan: FaultPlan, leases: Leases) -> None:
     """A fault never silently replaces another: a root qdisc or a device setting
-    that an active fault holds on the same device is refused, naming it.
-    nftables faults compose (each lease has its own table)."""
-    exclusive = {(op["ns"], op["dev"], _slot(op)) for op in fault_plan.operations if _slot(op)}
+    that an active fault holds on the same device is refused, naming it. So is
+    loss or duplication on a device and direction another fault drops or copies
+    on with nftables: two would compound (40% and 40% lose 64%) where the output
+    says 40%, and with netem the second is refused for its root qdisc anyway.
+    Other nftables faults compose (each lease has its own table)."""
+    exclusive = {_held(op) for op in fault_plan.operations if _held(op)}
     active, _ = leases.all()
     for lease in active:
-        held = {(op["ns"], op["dev"], _slot(op)) for op in lease.operations if _slot(op)}
+        held = {_held(op) for op in lease.operations if _held(op)}
         clash = sorted(exclusive & held)
         if clash:
             ns, dev, slot = clash[0]
@@ -307,6 +310,14 @@ def _check_conflicts(fault: Fault, fault_plan: FaultPlan, leases: Leases) -> Non
                              f"{dev} in {ns} already has fault {lease.fault} on its {slot} "
                              f"({lease.text}, {lease.left():.0f} s left): revert it first "
                              f"(chaos revert --fault {lease.fault}), or declare both in one fault file")
+
+
+def _held(op: dict) -> tuple | None:
+    """(namespace, device, slot) an operation holds exclusively, or None."""
+    if isinstance(op.get("slot"), list) and len(op["slot"]) == 3:  # an nftables one (plan._loss_op)
+        return tuple(op["slot"])
+    slot = _slot(op)
+    return (op["ns"], op["dev"], slot) if slot else None
 
 
 def _slot(op: dict) -> str | None:

@@ -7,6 +7,8 @@ keeper, by `chaos revert`, or by any later netkeel command after expiry) knows
 exactly what to undo:
 
     {"op": "nft",   "ns", "family", "table", "text"}        an nftables table (its own)
+                    (+ "slot": [ns, dev, what]: loss or duplication on a device, held
+                    exclusively, as netem's root qdisc holds them: engine._check_conflicts)
     {"op": "netem", "ns", "dev", "args"}                      root netem qdisc (tc arguments)
     {"op": "tbf",   "ns", "dev", "args"}                      root tbf qdisc
     {"op": "ifb",   "ns", "dev", "ifb"}                       ingress of dev redirected to ifb
@@ -236,7 +238,8 @@ def _loss_op(fault: Fault, loss: float, ns: str, dev: str, direction: str, peer,
              f"    {match} @armed {_narrowing(fault.target, direction)}{_chance(loss)} drop\n  }}\n")
     family_table = table
     return {"op": "nft", "ns": where, "family": "inet", "table": family_table,
-            "text": f"table inet {family_table} {{\n{_armed(device, expires_in_ms)}{chain}}}\n"}
+            "text": f"table inet {family_table} {{\n{_armed(device, expires_in_ms)}{chain}}}\n",
+            "slot": [ns, dev, f"{direction} loss"]}
 
 
 def _nft_ops(fault: Fault, ns: str, dev: str, kinds, directions, table: str, expires_in_ms: int,
@@ -255,7 +258,8 @@ def _nft_ops(fault: Fault, ns: str, dev: str, kinds, directions, table: str, exp
                             f"  chain egress {{ type filter hook egress device \"{dev}\" priority 0; policy accept;\n"
                             f"    meta mark {DUP_MARK:#x} accept\n"
                             f"    oifname @armed {_narrowing(fault.target, 'egress')}{_chance(share)} "
-                            f"meta mark set {DUP_MARK:#x} dup to \"{dev}\"\n  }}\n}}\n"})
+                            f"meta mark set {DUP_MARK:#x} dup to \"{dev}\"\n  }}\n}}\n",
+                    "slot": [ns, dev, "duplication"]})
     return ops
 
 
