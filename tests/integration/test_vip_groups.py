@@ -280,3 +280,22 @@ def test_a_speaker_a_fault_started_again_can_be_stopped_again(pair):
     with open(f"/proc/{status(pair)['r1']['pid']}/status") as f:
         blocked = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
     assert not blocked & (1 << (15 - 1)), "r1's speaker holds SIGTERM off"
+
+
+def test_vip_status_ends_a_fault_that_lost_its_keeper_before_it_shows_the_members(pair):
+    """As every command that reads the kernel does: the killed speaker is started
+    again by the revert, and is not shown dead beside it."""
+    import os
+    import signal
+
+    result = pair.run("chaos", None, "vip-kill-master", "--ns-prefix", pair.prefix, "--duration", "60s")
+    assert result.returncode == 0, result.stderr
+    _wait(lambda: holders(pair) == ["r2"], MASTER_DOWN_R2_MS / 1000 + 1, "r2 did not become the only holder")
+    [lease] = [json.loads(p.read_text()) for p in (pair.state / "leases").glob("*.json")]
+    os.kill(lease["keeper"], signal.SIGKILL)
+    _wait(lambda: not Path(f"/proc/{lease['keeper']}").exists(), 5, "the keeper did not die")
+    shown = pair.run("vip", None, "status", "--file", LAB, "--ns-prefix", pair.prefix, "--json")
+    assert shown.returncode == 0 and "lost its keeper: reverted now" in " ".join(shown.stderr.split()), shown.stderr
+    assert {m["node"]: m["state"] for m in json.loads(shown.stdout)["members"]}["r1"] not in ("dead", "not running")
+    assert not list((pair.state / "leases").glob("*.json"))
+    _wait(lambda: holders(pair) == ["r1"], 15, "r1 did not come back when the fault ended")

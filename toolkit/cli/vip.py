@@ -11,6 +11,7 @@ directory; with one, its groups, members without a running speaker included.
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import time
 
 from rich import box
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from ..errors import NetkeelError
 from ..state import StateDir
-from .common import HELP, command, out
+from .common import HELP, command, expire_faults, kernel_session, out
 from .invoking import task
 
 ACTIONS = ("status",)
@@ -44,6 +45,10 @@ def vip(c, action, file=None, ns_prefix=None, json=False, state_dir=None):
     if action not in ACTIONS:
         raise NetkeelError(f"vip {action!r}: say `vip status` (optionally --file FILE)")
     state = StateDir(state_dir)
+    if os.geteuid() == 0:  # like every command: a fault past its time, or that lost its keeper,
+        # ends now, so a speaker it stopped is not shown dead when its revert starts it again
+        with kernel_session(False) as kernel:
+            expire_faults(kernel, state)
     topology = None
     if file:
         from ..manifest import load_topology
