@@ -398,3 +398,24 @@ def test_a_damaged_lease_is_never_said_to_be_no_fault(built, tmp_path):
     path.unlink()  # as the message says, once the lab is checked
     assert built.run("apply", LAB).returncode == 0
     assert built.run("chaos", None, "status").returncode == 0
+
+
+@pytest.mark.parametrize("remove", ["the ifb", "the target device"])
+def test_a_fault_whose_devices_are_gone_is_reverted_and_leaves_the_lab_free(built, tmp_path, remove):
+    """Its qdiscs went with the device: nothing is left to take away. The revert
+    failed on `tc qdisc show` of the gone device for good, and the lease then
+    held the lab (no destroy, no rollback, no new fault on it: found by review);
+    a revert killed after it deleted the ifb left the same."""
+    fault = tmp_path / "shaped.yaml"
+    fault.write_text("topology: two-clients\ntarget: {node: ns_client1, interface: veth_c1, direction: both}\n"
+                     "rate: 1mbit\nloss: 5%\n")
+    assert chaos(built, str(fault), "--duration", "60s").returncode == 0
+    ifb = [l.split()[0] for l in built.ip("ns_client1", "-br link").stdout.splitlines() if l.startswith("nkifb")]
+    assert len(ifb) == 1, ifb
+    gone = ifb[0] if remove == "the ifb" else "veth_c1"
+    built.ip("ns_client1", f"link del {gone}")
+    reverted = chaos(built, "revert", "--all")
+    assert reverted.returncode == 0, reverted.stdout + reverted.stderr
+    assert leases(built) == [] and residue(built, NODES) == []
+    assert built.run("apply", LAB).returncode == 0  # the veth made again where it went
+    assert built.run("destroy", LAB).returncode == 0

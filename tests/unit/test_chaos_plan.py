@@ -719,6 +719,23 @@ def test_expire_does_not_revert_a_fault_its_injector_finished_just_before_exitin
     assert Leases(state).load(lease.id).state == "active"
 
 
+def test_expire_names_a_revert_the_kernel_refuses_and_keeps_its_lease(state):
+    """Each command tries again, and says so: it gave up without a word, and the
+    fault seemed to hold the lab for no reason."""
+    clock = Clock(1100.0)
+    backend = FakeBackend(clock)
+
+    def refuses(op):
+        raise KernelError("tc qdisc del dev e0 root in p-a", "Operation not permitted")
+
+    backend.fault_revert = refuses
+    lease = _keep_lease(state, [{"op": "tbf", "ns": "p-a", "dev": "e0", "args": []}], duration=5.0)
+    failures = []
+    assert expire(backend, state, now=clock.now, failures=failures) == []
+    assert failures == [(lease.id, "revert fault flap: tc qdisc del dev e0 root in p-a: Operation not permitted")]
+    assert Leases(state).load(lease.id) is not None
+
+
 def test_keep_waits_for_a_live_injector_then_keeps_the_schedule(state):
     clock = Clock(1000.0)
     backend = FakeBackend(clock)

@@ -438,11 +438,12 @@ def injection_abandoned(leases: Leases, lease: Lease) -> bool:
     return again is not None and again.state == "injecting"
 
 
-def expire(backend, state: StateDir, now=time.time) -> list:
+def expire(backend, state: StateDir, now=time.time, failures: list | None = None) -> list:
     """Revert every lease whose time is up, every lease whose injector died while
     making it, every active lease whose keeper is gone (killed), and every lease
     whose reverter died half way: its fault would outlive its time otherwise;
-    returns their ids."""
+    returns their ids. A revert the kernel refuses is left for the next command,
+    and (lease id, error) appended to `failures`, for the command to say."""
     leases = Leases(state)
     found, _ = leases.all()
     done = []
@@ -454,8 +455,11 @@ def expire(backend, state: StateDir, now=time.time) -> list:
             try:
                 if revert(backend, state, lease.id) is not None:
                     done.append(lease.id)
-            except (KernelError, TimeoutError):
-                continue  # held or failing now: the next command tries again
+            except TimeoutError:
+                continue  # held by another command now: the next one tries again
+            except KernelError as exc:
+                if failures is not None:
+                    failures.append((lease.id, str(exc)))
     return done
 
 

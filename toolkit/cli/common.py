@@ -165,9 +165,14 @@ def expire_faults(kernel, state) -> None:
         return
     from ..chaos import engine
 
-    for lease_id in engine.expire(kernel, state):
+    failures: list = []
+    for lease_id in engine.expire(kernel, state, failures=failures):
         err.print(f"[yellow]note[/]: fault lease {escape(lease_id)} was past its time or had lost its keeper: "
                   "reverted now")
+    for lease_id, error in failures:
+        err.print(f"[bold yellow]warning[/]: fault lease {escape(lease_id)} is past its time or lost its keeper, "
+                  f"and could not be reverted: {escape(error)}; each command tries again "
+                  "(`chaos status` shows it)", soft_wrap=True)
     for problem in engine.damaged(state):
         # Never acted on: what it says cannot be trusted to undo anything.
         err.print(f"[bold yellow]warning[/]: {escape(problem)}; netkeel cannot revert the fault it recorded: "

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 
 from ..core.owners import CHAOS_QDISC_HANDLE
 from ..errors import KernelError
@@ -177,12 +178,15 @@ def revert(kernel, op: dict) -> None:
         if _has_table(kernel, ns, op["family"], op["table"]):
             _nft(kernel, ns, f"delete table {op['family']} {op['table']}", f"delete table {op['table']}")
     elif kind in ("netem", "tbf"):
-        current = root_qdisc(ns, op["dev"])
-        if current is not None and current.get("handle") == CHAOS_QDISC_HANDLE:
-            _tc(ns, ["qdisc", "del", "dev", op["dev"], "root"])
+        with _unless_gone(kernel, ns, op["dev"]):
+            current = root_qdisc(ns, op["dev"])
+            if current is not None and current.get("handle") == CHAOS_QDISC_HANDLE:
+                _tc(ns, ["qdisc", "del", "dev", op["dev"], "root"])
     elif kind == "ifb":
-        if _qdiscs(ns, op["dev"], "ingress"):
-            _tc(ns, ["qdisc", "del", "dev", op["dev"], "ingress"])
+        with _unless_gone(kernel, ns, op["dev"]):
+            if _qdiscs(ns, op["dev"], "ingress"):
+                _tc(ns, ["qdisc", "del", "dev", op["dev"], "ingress"])
+        kernel.ns(ns).forget_links()
         if kernel.ns(ns).index(op["ifb"]) is not None:
             kernel.request(ns, f"link del {op['ifb']}", kernel.ns(ns).ipr.link, "del",
                            index=kernel.ns(ns).index(op["ifb"]))
@@ -195,6 +199,18 @@ def revert(kernel, op: dict) -> None:
                 device_up(kernel, op)
             elif before.get("state"):
                 kernel.link_set(ns, op["dev"], state=before["state"])
+
+
+@contextmanager
+def _unless_gone(kernel, ns: str, dev: str):
+    """A qdisc goes with its device: a device that is gone (removed by hand, or an
+    ifb a revert killed half way had deleted) is reverted already. tc only says
+    "Cannot find device", so a refusal is taken for that when the device is gone."""
+    try:
+        yield
+    except KernelError:
+        if any(link.ifname == dev for link in kernel.ns(ns).links()):
+            raise
 
 
 def in_place(kernel, op: dict) -> str:
