@@ -359,3 +359,31 @@ def test_a_route_removed_by_apply_is_that_route_not_a_multipath_one_of_the_same_
     assert "192.168.70.0/24 dev veth_srv_c1" not in routes and "192.168.71.0/24 tos 0x10" in routes, routes
     drift = lab.run("drift", "topologies/two-clients.yaml")
     assert drift.returncode == 2 and "a multipath route" in drift.stdout and "TOS selector" in drift.stdout
+
+
+DEFAULTS = """name: defaults
+nodes:
+  p: {sysctls: {net.ipv6.conf.default.hop_limit: 7, net.ipv4.conf.default.rp_filter: 2}}
+  q: {}
+links:
+  - endpoints:
+      - {node: p, interface: pe, addresses: [10.7.0.1/24, "fd07::1/64"]}
+      - {node: q, interface: qe, addresses: [10.7.0.2/24]}
+"""
+
+
+def test_a_device_gets_its_nodes_defaults_whether_the_lab_is_built_at_once_or_its_peer_made_again(lab, tmp_path):
+    """conf.default is what a device takes as it is made: written before the
+    node's devices are. The first build gave pe hop_limit 64 (made before the
+    default was written), an apply after q's namespace was deleted gave the new
+    pe 7, and drift saw neither (found by review)."""
+    manifest = tmp_path / "defaults.yaml"
+    manifest.write_text(DEFAULTS)
+    lab.applied(manifest)
+    assert _sysctl(lab, "p", "net.ipv6.conf.pe.hop_limit") == "7"
+    assert _sysctl(lab, "p", "net.ipv4.conf.pe.rp_filter") == "2"
+    subprocess.run(["ip", "netns", "del", lab.ns("q")], check=True, timeout=10)
+    assert lab.run("apply", manifest).returncode == 0
+    assert _sysctl(lab, "p", "net.ipv6.conf.pe.hop_limit") == "7"
+    assert _sysctl(lab, "p", "net.ipv4.conf.pe.rp_filter") == "2"
+    assert lab.run("drift", manifest).returncode == 0

@@ -89,3 +89,49 @@ def test_ipv6_off_everywhere_but_on_an_interface_with_ipv6_addresses_is_valid(lo
     assert errors(lab.format(own="")) == [
         '4: nodes.a.sysctls["net.ipv6.conf.all.disable_ipv6"]: net.ipv6.conf.all.disable_ipv6 = 1, yet e0 has '
         "IPv6 addresses: the kernel refuses them"]
+
+
+def test_ipv6_off_by_default_on_a_node_with_ipv6_addresses_is_refused_unless_its_device_turns_it_on(load, errors):
+    """conf.default is written before the node's devices are made, and they take
+    it: IPv6 off on each (the kernel refused their addresses only once the node
+    was made again, by an apply after its peer's namespace was deleted)."""
+    lab = """\
+        name: t
+        nodes:
+          a:
+            sysctls: {{net.ipv6.conf.default.disable_ipv6: 1{own}}}
+          b: {{}}
+        links:
+          - endpoints:
+              - {{node: a, interface: e0, addresses: ["fd00::1/64"]}}
+              - {{node: b, interface: e0}}
+        """
+    load(lab.format(own=", net.ipv6.conf.e0.disable_ipv6: 0"))
+    assert errors(lab.format(own="")) == [
+        '4: nodes.a.sysctls["net.ipv6.conf.default.disable_ipv6"]: net.ipv6.conf.default.disable_ipv6 = 1, yet e0 '
+        "has IPv6 addresses: the kernel refuses them"]
+
+
+def test_defaults_are_written_once_namespaces_exist_before_any_device_is_made(load):
+    from toolkit.kinds import compile_all
+    from toolkit.runtime.execute import steps
+
+    topology = load("""\
+        name: t
+        nodes:
+          a:
+            sysctls: {net.ipv6.conf.default.hop_limit: 7, net.ipv4.ip_forward: 1,
+                      net.ipv4.conf.default.forwarding: 0, net.ipv6.conf.e0.hop_limit: 9}
+          b: {}
+        links:
+          - endpoints: [{node: a, interface: e0}, {node: b, interface: e0}]
+        """)
+    plan = diff(compile_all(topology), [])
+    order = [(s.phase, s.action.kind, s.action.key[-1]) for s in steps(plan) if s.action.ns == "a"]
+    assert order == [("create", "netns", "a"), ("defaults", "sysctl", "net.ipv4.conf.default.forwarding"),
+                     ("defaults", "sysctl", "net.ipv6.conf.default.hop_limit"), ("create", "link", "e0"),
+                     ("configure", "link", "e0"), ("configure", "link", "lo"), ("set", "sysctl", "net.ipv4.ip_forward"),
+                     ("set", "sysctl", "net.ipv6.conf.e0.hop_limit")]
+    # ip_forward, written after it, also sets default.forwarding: it writes the declared value again.
+    forward = next(a for a in plan.actions if a.key == ("a", "net.ipv4.ip_forward"))
+    assert forward.desired.get("_then") == (("net.ipv4.conf.default.forwarding", "0"),)

@@ -27,9 +27,12 @@ NAMESPACE = netns.KIND
 FOREIGN_NAMES = {k.foreign_name: k.name for k in KINDS}
 
 # (phase, kind name) in execution order: deletions first, deepest kind first;
-# then every kind's forward phases in creation order.
+# then the namespaces, every kind's phases that come before any device is made,
+# and every other kind's forward phases in creation order.
 PHASES = tuple([(k.delete_phase, k.name) for k in reversed(KINDS) if k.delete_phase == "delete"]
-               + [(phase, k.name) for k in KINDS for phase in k.forward_phases])
+               + [(phase, NAMESPACE.name) for phase in NAMESPACE.forward_phases]
+               + [(phase, k.name) for k in KINDS for phase in k.before_devices]
+               + [(phase, k.name) for k in KINDS if k is not NAMESPACE for phase in k.forward_phases])
 
 
 def kind(name: str) -> Kind:

@@ -10,7 +10,7 @@ says everything the rest of netkeel needs to know about its resources:
     comparison      closed: fields only the live side has count as differences
     dependencies    parents(resource): what it vanishes with (its namespace,
                     its device, ...), and plan(planner): the kernel's side effects
-    phases          forward_phases / delete_phase: when its requests run
+    phases          forward_phases / before_devices / delete_phase: when its requests run
     reports         label, describe, details, show_rows
     actions         run(backend, phase, actions): requests against a backend
                     (core/backend.py), batched per namespace when `batched`
@@ -39,6 +39,10 @@ class Kind:
     # `delete_phase` (None: a resource of this kind is never deleted).
     forward_phases: tuple = ("create",)
     delete_phase: str | None = "delete"
+    # Forward phases that run as soon as the namespaces are made, before any other
+    # kind's: what a device takes from its namespace as it is made (a sysctl's
+    # `conf.default`). Those of phases_of()'s answers that are not forward_phases.
+    before_devices: tuple = ()
     # Whether run() takes every action of one (phase, namespace) in one call.
     batched = False
     # How many parts a key has, the namespace first, and which of them are

@@ -8,18 +8,21 @@ Some writes spread: net.ipv4.ip_forward and net.ipv{4,6}.conf.all.forwarding
 set `forwarding` on every interface (and `default`); IPv6's conf.all.X does so
 for more and more fields as kernels go (disable_ipv6, addr_gen_mode,
 ignore_routes_with_linkdown, force_forwarding on 6.18), and an IPv4
-conf.default.X sets every interface's X not set explicitly. So sysctls are
-written all-wide first, then `default`, then the rest, per interface last; and
-after any conf.all.X (or IPv4 conf.default.X) write, the declared values of X
-under it (in sync until then) are written again: needless where the kernel did
-not spread it, harmless, and right on kernels to come.
+conf.default.X sets every interface's X not set explicitly. So `default` is
+written first, as soon as the namespaces exist and before any device is made
+(a device takes it as it is made: otherwise the first build and a rebuild of a
+node's devices gave them different values), then all-wide, the rest, per
+interface last; and after any conf.all.X (or IPv4 conf.default.X) write, the
+declared values of X under it that are not written after it (in sync until
+then, or a `default` written earlier) are written again: needless where the
+kernel did not spread it, harmless, and right on kernels to come.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from ..core.action import CREATE, MODIFY
+from ..core.action import CREATE, DELETE, MODIFY
 from ..core.resource import Resource
 from . import link, netns
 from .base import Kind, check_fields, is_text, short
@@ -28,6 +31,10 @@ from .base import Kind, check_fields, is_text, short
 class Sysctl(Kind):
     name = "sysctl"
     forward_phases = ("set",)
+    # conf.default.* is what a device gets as it is made: written before the
+    # node's devices are, a lab built at once and one whose node was made again
+    # (a peer's namespace deleted) give their devices the same values.
+    before_devices = ("defaults",)
     delete_phase = None
     key_arity = 2
 
@@ -58,16 +65,26 @@ class Sysctl(Kind):
     def show_rows(self, resources, addresses_of) -> list:
         return [(r.label, short(str(r.get("value")))) for r in sorted(resources)]
 
+    def phases_of(self, action) -> tuple:
+        if action.op == DELETE or action.implicit:
+            return ()
+        return self.before_devices if _conf(action.key[1]) and _conf(action.key[1])[1] == "default" \
+            else self.forward_phases
+
     def after_plan(self, planner, have: dict, want: dict) -> None:
         """A write that spreads carries (`_then`) the declared values it would
-        overwrite and nothing else in the plan writes: run() writes them again."""
+        overwrite and nothing written after it in the plan writes: run() writes
+        them again (a conf.default.X is written before conf.all.X, in its own phase)."""
+        later = {a.key for a in planner.actions if a.kind == self.name and a.op != DELETE and not a.implicit
+                 and self.phases_of(a) == self.forward_phases}
         planned = {a.key for a in planner.actions if a.kind == self.name}
         for i, action in enumerate(planner.actions):
             if action.kind != self.name or action.op not in (CREATE, MODIFY) or action.implicit:
                 continue
             ns, name = action.key
+            written_after = later if self.phases_of(action) == self.forward_phases else planned
             under = [(r.key[1], r.get("value")) for r in want.values()
-                     if r.ns == ns and r.key not in planned and overwrites(name, r.key[1])]
+                     if r.ns == ns and r.key not in written_after and overwrites(name, r.key[1])]
             if under:
                 desired = action.desired.with_fields(_then=tuple(sorted(under)))
                 planner.actions[i] = replace(action, desired=desired)

@@ -415,8 +415,9 @@ class _Builder:
             if not any(":" in a for a in draft.addresses):
                 continue
             own = f"net.ipv6.conf.{draft.name.replace('.', '/')}.disable_ipv6"
-            for name in ("net.ipv6.conf.all.disable_ipv6", own):
-                # `all` is written first and the interface's own value after it (kinds/sysctl.py).
+            for name in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6", own):
+                # `all` is written first, `default` before the device is made (which takes
+                # it), and the interface's own value after both (kinds/sysctl.py).
                 if sysctls.get(name) == "1" and not (name != own and sysctls.get(own) == "0"):
                     self.fail(("nodes", node, "sysctls", name),
                               f"{name} = 1, yet {draft.name} has IPv6 addresses: the kernel refuses them")
