@@ -103,6 +103,32 @@ def test_address_errors_name_the_field(value, message):
     assert error({"daddr": value, "action": "accept"}) == ("daddr", message)
 
 
+@pytest.mark.parametrize("rule, field, message", [
+    ({"saddr": "10.0.0.0/8", "daddr": "fd00::1"}, "daddr",
+     "saddr is IPv4 and daddr IPv6: a packet is one or the other; write two rules"),
+    ({"saddr": "@v6", "daddr": "@v4"}, "daddr", "saddr is IPv6 and daddr IPv4: a packet is one or the other; "
+                                                "write two rules"),
+    ({"saddr": "10.0.0.0/8", "protocol": "icmpv6"}, "protocol",
+     "icmpv6 is never in IPv4 packets, and saddr is IPv4: the rule would never match"),
+    ({"daddr": "10.0.0.1", "protocol": ["tcp", "icmpv6"]}, "protocol",
+     "icmpv6 is never in IPv4 packets, and daddr is IPv4: the rule would never match"),
+    ({"daddr": "fd00::1", "protocol": "icmp"}, "protocol",
+     "icmp is never in IPv6 packets, and daddr is IPv6: the rule would never match"),
+    ({"saddr": "fd00::1", "icmp_type": "echo-request"}, "icmp_type",
+     "icmp is never in IPv6 packets, and saddr is IPv6: the rule would never match"),
+    ({"saddr": "10.0.0.1", "icmpv6_type": "echo-request"}, "icmpv6_type",
+     "icmpv6 is never in IPv4 packets, and saddr is IPv4: the rule would never match"),
+])
+def test_a_rule_no_packet_can_match_is_refused(rule, field, message):
+    """nft refuses the first at apply time ("conflicting protocols"), and takes the others."""
+    assert error({**rule, "action": "accept"}) == (field, message)
+
+
+def test_addresses_and_the_icmp_of_their_version_go_together():
+    compile_({"saddr": "10.0.0.0/8", "daddr": "10.1.0.1", "protocol": "icmp", "action": "accept"})
+    compile_({"saddr": "fd00::/8", "icmpv6_type": "echo-request", "action": "accept"})
+
+
 def test_an_unknown_set_in_a_table_without_sets():
     assert error({"saddr": "@x"}, sets={}) == ("saddr", "unknown set '@x' (sets of this table: none)")
 

@@ -147,9 +147,12 @@ def compile_rule(rule: dict, ctx: RuleContext) -> list:
         if key in rule:
             names = [interface_match(key, name) for name in _names(rule[key], key)]
             expr.append(_match({"meta": {"key": meta}}, _one_or_set(names)))
+    versions = {}  # key -> "ip" or "ip6": the packets the rule's addresses are in
     for key in ("saddr", "daddr"):
         if key in rule:
             expr.append(_address_match(key, rule[key], ctx))
+            versions[key] = expr[-1]["match"]["left"]["payload"]["protocol"]
+    _one_ip_version(rule, versions)
     expr.extend(_protocol_matches(rule, ctx))
     for key, allowed, ct_key in (("ct_state", CT_STATES, "state"), ("ct_status", CT_STATUSES, "status")):
         if key in rule:
@@ -174,6 +177,27 @@ def compile_rule(rule: dict, ctx: RuleContext) -> list:
     if not expr:
         raise RuleError(None, "the rule is empty: give matches and an action, or `nft`")
     return expr
+
+
+def _one_ip_version(rule: dict, versions: dict) -> None:
+    """RuleError for a rule no packet can match: IPv4 and IPv6 addresses (nft
+    refuses it: "conflicting protocols"), or addresses of one version and an ICMP
+    of the other (nft takes it, and it never matches)."""
+    if len(set(versions.values())) > 1:
+        raise RuleError("daddr", f"saddr is {_VERSION[versions['saddr']]} and daddr {_VERSION[versions['daddr']]}: "
+                                 "a packet is one or the other; write two rules")
+    if not versions:
+        return
+    key, version = next(iter(versions.items()))
+    other = {"ip": ("icmpv6", "icmpv6_type"), "ip6": ("icmp", "icmp_type")}[version]
+    protocols = _names(rule["protocol"], "protocol") if "protocol" in rule else []
+    for field, wrong in (("protocol", other[0] in protocols), (other[1], other[1] in rule)):
+        if wrong:
+            raise RuleError(field, f"{other[0]} is never in {_VERSION[version]} packets, and {key} is "
+                                   f"{_VERSION[version]}: the rule would never match")
+
+
+_VERSION = {"ip": "IPv4", "ip6": "IPv6"}
 
 
 def _address_match(key: str, value, ctx: RuleContext) -> dict:
