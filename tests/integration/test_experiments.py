@@ -179,6 +179,28 @@ faults:
     no_fault_left(built)
 
 
+def test_scheduled_faults_that_would_take_one_device_at_once_are_refused_before_anything_changes(built, tmp_path):
+    """The second was refused half-way, after the first changed the MTU, with
+    advice (`chaos revert --fault m1`) that does not fit an experiment's own fault
+    (found by review)."""
+    path = write(tmp_path, "overlap", f"""\
+topology: two-clients
+{ICMP_STEADY}faults:
+  - {{name: m1, inline: {{target: {{node: ns_server, interface: veth_srv_c2}}, mtu: 1300}}, start: 0s, duration: 2s}}
+  - {{name: m2, inline: {{target: {{node: ns_server, interface: veth_srv_c2}}, mtu: 1290}}, start: 1s, duration: 2s}}
+  - {{name: m3, inline: {{target: {{node: ns_server, interface: veth_srv_c2}}, mtu: 1280}}, start: 3s, duration: 1s}}
+""")
+    mtu = built.ip("ns_server", "link show dev veth_srv_c2").stdout
+    result = built.run("experiment", None, path, "--ns-prefix", built.prefix)
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"{path}:12: faults[1]: fault m2 would take the mtu of veth_srv_c2 in {built.ns('ns_server')}, which " \
+           "fault m1 (line 11) holds from 0 s to 2 s" in said, result.stderr
+    assert "m3" not in said  # it starts when m2 ends
+    assert built.ip("ns_server", "link show dev veth_srv_c2").stdout == mtu
+    no_fault_left(built)
+
+
 def test_a_halt_probe_stops_the_faults_mid_way_and_they_are_reverted(built, tmp_path):
     path = write(tmp_path, "halting", f"""\
 topology: two-clients

@@ -299,7 +299,7 @@ def _check_conflicts(fault: Fault, fault_plan: FaultPlan, leases: Leases) -> Non
     on with nftables: two would compound (40% and 40% lose 64%) where the output
     says 40%, and with netem the second is refused for its root qdisc anyway.
     Other nftables faults compose (each lease has its own table)."""
-    exclusive = {_held(op) for op in fault_plan.operations if _held(op)}
+    exclusive = holds(fault_plan)
     active, _ = leases.all()
     for lease in active:
         held = {_held(op) for op in lease.operations if _held(op)}
@@ -310,6 +310,12 @@ def _check_conflicts(fault: Fault, fault_plan: FaultPlan, leases: Leases) -> Non
                              f"{dev} in {ns} already has fault {lease.fault} on its {slot} "
                              f"({lease.text}, {lease.left():.0f} s left): revert it first "
                              f"(chaos revert --fault {lease.fault}), or declare both in one fault file")
+
+
+def holds(fault_plan: FaultPlan) -> set:
+    """(namespace, device, slot) a fault plan holds exclusively: two faults holding
+    one cannot be in place at once."""
+    return {_held(op) for op in fault_plan.operations if _held(op)}
 
 
 def _held(op: dict) -> tuple | None:

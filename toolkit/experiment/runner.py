@@ -200,9 +200,15 @@ class Runner:
         if problems:  # each on a line of its own, as a manifest's problems are
             raise ExperimentError(x.name, problems[0] if len(problems) == 1 else
                                   "".join(f"\n  {problem}" for problem in problems))
+        held = []  # (scheduled fault, what it holds)
         for scheduled in x.faults if faults else ():  # one this kernel cannot do stops it now, not half-way
-            engine.inject(self.kernel, self.state, scheduled.fault, prefix=instance.prefix,
-                          duration_ms=scheduled.duration_ms, dry_run=True)
+            _, fault_plan = engine.inject(self.kernel, self.state, scheduled.fault, prefix=instance.prefix,
+                                          duration_ms=scheduled.duration_ms, dry_run=True)
+            held.append((scheduled, engine.holds(fault_plan)))
+        clashes = _clashes(x.source, held)
+        if clashes:
+            raise ExperimentError(x.name, clashes[0] if len(clashes) == 1 else
+                                  "".join(f"\n  {clash}" for clash in clashes))
 
     def start_services(self, stack: ExitStack) -> None:
         for service in self.experiment.services:
@@ -402,6 +408,24 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _clashes(source: str, held: list) -> list:
+    """A problem for each scheduled fault that holds what one scheduled before it
+    holds while both are in place (the MTU of one device, its root qdisc): the
+    second would be refused half-way through the run, after the first changed the lab."""
+    out = []
+    for j, (later, later_holds) in enumerate(held):
+        for earlier, earlier_holds in held[:j]:
+            both = sorted(earlier_holds & later_holds)
+            if both and later.start_ms < earlier.end_ms and earlier.start_ms < later.end_ms:
+                ns, dev, slot = both[0]
+                out.append(f"{_at(source, later.line)}faults[{j}]: fault {later.fault.name} would take the {slot} "
+                           f"of {dev} in {ns}, which fault {earlier.fault.name} (line {earlier.line}) holds from "
+                           f"{earlier.start_ms / 1000:g} s to {earlier.end_ms / 1000:g} s: start it after that, "
+                           "or declare both in one fault")
+                break
+    return out
 
 
 def _at(source: str, line: int) -> str:
