@@ -201,6 +201,38 @@ topology: two-clients
     no_fault_left(built)
 
 
+def test_one_experiment_at_a_time_on_a_lab_and_faults_it_did_not_inject_are_named(built, tmp_path):
+    """A second experiment started 0.3 s after the first measured the first's
+    loss-40 with its own (58.7% loss "within loss-40", and "held"), and the first
+    refused its own reorder half-way (found by review)."""
+    path = write(tmp_path, "longer", f"""\
+topology: two-clients
+{ICMP_STEADY}faults:
+  - {{fault: loss-40, start: 0s, duration: 4s}}
+during:
+  duration: 4s
+""")
+    first = subprocess.Popen(built.argv("experiment", None, path, "--ns-prefix", built.prefix, "--json"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=built.env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while not list((built.state / "leases").glob("loss-40*.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = built.run("experiment", None, path, "--ns-prefix", built.prefix)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "another experiment is running on two-clients" in " ".join(second.stderr.split()), second.stderr
+        assert built.run("chaos", None, "duplicate-10", "--duration", "2s").returncode == 0  # by hand, meanwhile
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    doc = json.loads(out)
+    assert [f["fault"].split()[0] for f in doc["other_faults"]] == ["duplicate-10"], doc["other_faults"]
+    assert any("did not inject" in r and "duplicate-10" in r for r in doc["reasons"]), doc["reasons"]
+    no_fault_left(built)
+
+
 def test_a_halt_probe_stops_the_faults_mid_way_and_they_are_reverted(built, tmp_path):
     path = write(tmp_path, "halting", f"""\
 topology: two-clients

@@ -33,6 +33,7 @@ def document(outcome: Outcome, plot: str | None = None) -> dict:
         "outcome": outcome.verdict,
         "held": outcome.held,
         "reasons": list(outcome.reasons),
+        "other_faults": [{"lease": lease, "fault": text} for lease, text in outcome.others.items()],
         "started": outcome.started,
         "seconds": round(outcome.ended - outcome.started, 3) if outcome.ended else None,
         "phases": [{"phase": label, "from_s": offset(a), "to_s": offset(b)} for label, a, b in outcome.phases],

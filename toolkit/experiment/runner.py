@@ -18,7 +18,7 @@ handed in (chaos.engine does the injecting).
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
+from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass, field
 
 from ..chaos import engine
@@ -30,6 +30,8 @@ from . import measure
 from .probes import AgentProcess, service_spec, spec_of
 
 READY_S = 5.0          # a service that is not listening by then failed to start
+OTHERS_S = 0.25        # how often the fault phase looks for faults it did not inject
+EXPERIMENT_LOCKS = "experiments"  # in the state directory: one lock file per lab
 TICK_S = 0.05          # how often the fault phase looks at its schedule and its halt probes
 HALT_MIN_SAMPLES = 20  # a halt probe is judged once it has this many settled samples (or all it will have):
                        # fewer would halt on chance (5 pings through 40% loss all arrive 8% of the time)
@@ -89,6 +91,7 @@ class Outcome:
     faults: list = field(default_factory=list)   # FaultRun
     verdict: str = "running"   # held, not held, not held before, halted, interrupted, error
     reasons: list = field(default_factory=list)
+    others: dict = field(default_factory=dict)   # lease id -> "fault (what)": not this run's, seen in place
 
     @property
     def held(self) -> bool:
@@ -116,7 +119,11 @@ class Runner:
         failure, a halt and Ctrl-C end in an Outcome saying so, with whatever was
         injected reverted."""
         outcome = Outcome(self.experiment)
-        self.resolve(outcome)
+        with ExitStack() as held:
+            self.resolve(outcome, held=held)
+            return self._run(outcome)
+
+    def _run(self, outcome: Outcome) -> Outcome:
         outcome.started = self.clock()
         self.on_start(outcome)
         self.deadline = outcome.started + self.experiment.budget_ms() / 1000
@@ -162,12 +169,16 @@ class Runner:
             return self.steady(phase, outcome)
 
     # -- before anything runs ---------------------------------------------------------
-    def resolve(self, outcome: Outcome, faults: bool = True) -> None:
+    def resolve(self, outcome: Outcome, faults: bool = True, held: ExitStack | None = None) -> None:
+        """Find the lab and check the experiment against it; with `held`, take the
+        lab's experiment lock into it first. Raises ExperimentError."""
         x = self.experiment
         engine.expire(self.kernel, self.state)
         instance = engine.find_instance(self.state, x.topology, self.prefix,
                                         lambda message: ExperimentError(x.name, message))
         outcome.instance, outcome.prefix = instance.id, instance.prefix
+        if held is not None:
+            held.enter_context(_one_experiment_at_a_time(self.state, instance.id, x.name))
         others = engine.active(self.state, instance.id)
         if others:  # they would be measured as this experiment's, or mask its faults
             raise ExperimentError(x.name, "faults are active on " + instance.id + ": " + ", ".join(
@@ -278,6 +289,7 @@ class Runner:
                             self.revert(outcome.faults[index])
                         else:
                             running.append(self.launch(stack, "during", x.during[index]))
+                    self.note_others(outcome)
                     halted = self.halting(running, outcome.faults)
                     if halted is not None:
                         outcome.verdict = "halted"
@@ -299,6 +311,18 @@ class Runner:
                     self.finish(run, agent, ended + (0 if outcome.verdict == "halted" else 0.5))
                 outcome.phases.append(("faults", start, ended))
         outcome.during = [run for run, _ in running]
+
+    def note_others(self, outcome: Outcome) -> None:
+        """Note the faults in place on the lab that this run did not inject (another
+        user's `chaos`): what it measures includes them. Looked at every OTHERS_S."""
+        now = self.clock()
+        if now < getattr(self, "_others_at", 0.0):
+            return
+        self._others_at = now + OTHERS_S
+        own = {f.lease for f in outcome.faults}
+        for lease in engine.active(self.state, outcome.instance):
+            if lease.id not in own:
+                outcome.others.setdefault(lease.id, f"{lease.fault} ({lease.text})")
 
     def inject(self, fault: FaultRun, outcome: Outcome) -> None:
         scheduled = fault.scheduled
@@ -362,6 +386,10 @@ class Runner:
 
     # -- the verdict --------------------------------------------------------------------------
     def conclude(self, outcome: Outcome) -> None:
+        if outcome.others:
+            outcome.reasons.append("fault(s) this experiment did not inject were in place on the lab during its "
+                                   "faults: " + ", ".join(outcome.others.values()) + "; what it measured "
+                                   "includes them")
         for fault in outcome.faults:
             window = (fault.injected, fault.reverted or outcome.ended)
             if fault.injected is None:
@@ -408,6 +436,27 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@contextmanager
+def _one_experiment_at_a_time(state: StateDir, instance: str, name: str):
+    """Hold the lab's experiment lock (an flock: it dies with its holder) for the
+    run: a second experiment on one lab would measure the first's faults as its
+    own, and refuse its own halfway for the first's. Raises ExperimentError."""
+    import hashlib
+    import os
+
+    from ..core.flock import take
+
+    path = f"{EXPERIMENT_LOCKS}/{hashlib.sha256(instance.encode()).hexdigest()[:16]}.lock"
+    fd = state.open(path, os.O_RDWR | os.O_CREAT, create_dirs=True)
+    try:
+        if not take(fd, 0):
+            raise ExperimentError(name, f"another experiment is running on {instance}: one at a time on a lab "
+                                        "(its faults would be measured as this one's)")
+        yield
+    finally:
+        os.close(fd)
 
 
 def _clashes(source: str, held: list) -> list:
