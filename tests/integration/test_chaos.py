@@ -419,3 +419,23 @@ def test_a_fault_whose_devices_are_gone_is_reverted_and_leaves_the_lab_free(buil
     assert leases(built) == [] and residue(built, NODES) == []
     assert built.run("apply", LAB).returncode == 0  # the veth made again where it went
     assert built.run("destroy", LAB).returncode == 0
+
+
+def test_each_fault_is_journaled_as_it_is_put_in_place_and_taken_away(built):
+    """`history` says who injected which fault, and when and why it ended (it named
+    applies and experiments alone: found by review)."""
+    assert chaos(built, "loss-40").returncode == 0
+    assert chaos(built, "revert", "--fault", "loss-40").returncode == 0
+    assert chaos(built, "duplicate-10", "--duration", "500ms").returncode == 0
+    deadline = time.monotonic() + 10
+    while leases(built) and time.monotonic() < deadline:  # its keeper ends it
+        time.sleep(0.1)
+    records = [json.loads(line) for line in (built.state / "journal.jsonl").read_text().splitlines()
+               if '"fault"' in line]
+    assert [(r["fault"], r["action"], r["outcome"]) for r in records] == [
+        ("loss-40", "inject", "injected for 60 s"), ("loss-40", "revert", "`chaos revert`"),
+        ("duplicate-10", "inject", "injected for 0.5 s"), ("duplicate-10", "revert", "its time ran out")]
+    shown = built.run("history", None, "--limit", "2")
+    said = " ".join(shown.stdout.split())
+    assert shown.returncode == 0 and "chaos loss-40" in said and "chaos duplicate-10" in said, shown.stdout
+    assert "reverted after" in said and "its time ran out" in said, shown.stdout

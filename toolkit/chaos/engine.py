@@ -27,7 +27,7 @@ from ..core import processes
 from ..core.interrupts import uninterrupted
 from ..core.owners import TOPOLOGY, Claim, overlay
 from ..core.resource import Resource
-from ..errors import FaultError, KernelError, OwnershipError
+from ..errors import FaultError, KernelError, NetkeelError, OwnershipError
 from ..kinds.addr import KIND as ADDR
 from ..kinds.impair import KIND as IMPAIR
 from ..kinds.link import KIND as LINK
@@ -265,6 +265,7 @@ def _inject(backend, state: StateDir, fault: Fault, prefix, duration_ms, dry_run
             lease.claims = [[op["ns"], op["dev"], op["before"]] for op in lease.operations
                             if op.get("before") and op["op"] in ("device", "flap")]
             leases.save(lease)
+            _journal(state, lease, "inject", f"injected for {duration / 1000:g} s")
             if start_keeper is not None and not keeper_alive(lease):
                 lease.keeper = start_keeper(lease.id)  # the first one died (killed): another keeps it
                 leases.save(lease)
@@ -343,10 +344,10 @@ def _slot(op: dict) -> str | None:
 
 # -- revert and expire ----------------------------------------------------------------------------
 
-def revert(backend, state: StateDir, lease_id: str) -> Lease | None:
-    """Undo a lease's operations, last first, and remove it; stop its keeper.
-    Returns the lease (None if it was gone already). Raises KernelError (the
-    lease is kept then, to try again).
+def revert(backend, state: StateDir, lease_id: str, why: str = "reverted") -> Lease | None:
+    """Undo a lease's operations, last first, and remove it; stop its keeper;
+    journal it (`why`: what ended it). Returns the lease (None if it was gone
+    already). Raises KernelError (the lease is kept then, to try again).
 
     The kernel comes first: a state directory that cannot be written any more
     (full, read-only) must not keep a fault in place. The lease's lock is taken
@@ -371,8 +372,24 @@ def revert(backend, state: StateDir, lease_id: str) -> Lease | None:
                 leases.remove(lease_id)
             except OSError:
                 pass  # the kernel is clean; the stale lease is reverted (a no-op) by the next command
+            else:
+                _journal(state, lease, "revert", why)
     _stop_keeper(lease)
     return lease
+
+
+def _journal(state: StateDir, lease: Lease, action: str, outcome: str) -> None:
+    """A journal record of a fault put in place or taken away (`history` shows a
+    fault's two as one change: their tx is the lease's id). Never in the way of
+    the fault: a state directory that cannot take it is passed over."""
+    from ..state.journal import Journal
+
+    try:
+        Journal(state).append({"event": "fault", "tx": lease.id, "action": action, "fault": lease.fault,
+                               "file": lease.file, "instance": lease.instance, "what": lease.text,
+                               "outcome": outcome, "pid": os.getpid(), "expires": lease.expires})
+    except (OSError, NetkeelError):
+        pass
 
 
 def _with_tables_of_faults(op: dict, leases: Leases, lease_id: str) -> dict:
@@ -458,8 +475,10 @@ def expire(backend, state: StateDir, now=time.time, failures: list | None = None
         unkept = lease.state in ("active", "broken") and lease.keeper and not keeper_alive(lease)
         halted = lease.state == "reverting" and leases.abandoned(lease.id)  # its reverter was killed
         if lease.expired(now()) or stale or unkept or halted:
+            why = ("its time ran out" if lease.expired(now()) else "its injector died half way" if stale
+                   else "its keeper was gone" if unkept else "its reverter died half way")
             try:
-                if revert(backend, state, lease.id) is not None:
+                if revert(backend, state, lease.id, why=f"{why}: reverted by the next command") is not None:
                     done.append(lease.id)
             except TimeoutError:
                 continue  # held by another command now: the next one tries again

@@ -37,17 +37,17 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
                 return "reverted elsewhere"
             t = now()
             if t >= lease.expires:
-                revert(backend, state, lease_id)
+                revert(backend, state, lease_id, why="its time ran out")
                 return "expired"
             if lease.state == "injecting":
                 if injection_abandoned(leases, lease):  # it died half way: undo what it made
-                    revert(backend, state, lease_id)
+                    revert(backend, state, lease_id, why="its injector died half way")
                     return "injector died"
                 sleep(0.05)
                 continue
             if lease.state == "reverting":  # someone is taking it away: hands off its devices
                 if leases.abandoned(lease_id):  # ... unless that one died half way: finish it
-                    revert(backend, state, lease_id)
+                    revert(backend, state, lease_id, why="its reverter died half way")
                     return "its reverter died"
                 sleep(0.05)
                 continue
@@ -82,14 +82,14 @@ def keep(backend, state, lease_id: str, now=time.time, sleep=time.sleep) -> str:
                                 backend.link_set(op["ns"], op["dev"], state=want)
                             current[key] = want
             if flapping and finished:
-                revert(backend, state, lease_id)
+                revert(backend, state, lease_id, why="its flap cycles were done")
                 return "flap cycles done"
             sleep(max(0.0, min(wake - now(), WATCH_S if served else NAP_S)))
     except (KernelError, OSError) as exc:  # the device or namespace went: nothing more to keep
-        _revert_quietly(backend, state, lease_id)
+        _revert_quietly(backend, state, lease_id, f"its keeper could not keep it: {exc}")
         return f"stopped: {exc}"
     except BaseException:  # SIGTERM (SystemExit), Ctrl-C: revert before leaving
-        _revert_quietly(backend, state, lease_id)
+        _revert_quietly(backend, state, lease_id, "its keeper was stopped")
         raise
 
 
@@ -136,11 +136,11 @@ def worker_health(op: dict, now: float) -> str:
     return ""
 
 
-def _revert_quietly(backend, state, lease_id: str) -> None:
+def _revert_quietly(backend, state, lease_id: str, why: str) -> None:
     """Revert what is left of the lease (revert is idempotent; a revert made
     by someone else meanwhile leaves nothing to do)."""
     try:
-        revert(backend, state, lease_id)
+        revert(backend, state, lease_id, why=why)
     except (KernelError, OSError, TimeoutError, ValueError):
         pass  # the next netkeel command expires it
 

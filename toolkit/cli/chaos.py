@@ -179,7 +179,7 @@ def _revert(state, name, every, as_json, verbose) -> int:
         # down); each one tried, whatever the one before it met.
         for lease in reversed(targets):
             try:
-                if engine.revert(kernel, state, lease.id) is not None:
+                if engine.revert(kernel, state, lease.id, why="`chaos revert`") is not None:
                     done.append(lease)
             except (KernelError, TimeoutError) as exc:
                 failed.append((lease, exc))
@@ -283,7 +283,7 @@ def _follow(kernel, state, lease) -> None:
                 rtts = []
                 last = time.monotonic()
     except KeyboardInterrupt:
-        engine.revert(kernel, state, lease.id)
+        engine.revert(kernel, state, lease.id, why="Ctrl-C of `chaos --follow`")
         out.print(f"reverted fault {escape(lease.fault)}")
     finally:
         if proc:

@@ -97,7 +97,7 @@ def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=F
 @task(help=dict(STATE, limit="show only the last N changes (default 20; 0 for all)"))
 @command("history")
 def history(c, state_dir=None, limit=20):
-    """Show the journal: each apply, rollback, destroy and experiment, its outcome and git revision."""
+    """Show the journal: each apply, rollback, destroy, experiment and fault, its outcome and git revision."""
     from ..state.journal import Journal
 
     journal = Journal(StateDir(state_dir))
@@ -109,7 +109,12 @@ def history(c, state_dir=None, limit=20):
     changes, order = {}, []
     for record in records:
         tx = record.get("tx")
-        if record.get("event") in ("start", "experiment"):
+        if record.get("event") == "fault":  # a fault's inject and revert: one change
+            if tx not in changes:
+                order.append(tx)
+                changes[tx] = {"start": record}
+            changes[tx][record.get("action")] = record
+        elif record.get("event") in ("start", "experiment"):
             if tx not in changes:  # (an experiment's outcome replaces the record of its start)
                 order.append(tx)
             changes[tx] = {"start": record}
@@ -124,6 +129,9 @@ def history(c, state_dir=None, limit=20):
         start, end = changes[tx]["start"], changes[tx].get("end", {})
         if start.get("event") == "experiment":
             table.add_row(*_experiment_row(start))
+            continue
+        if start.get("event") == "fault":
+            table.add_row(*_fault_row(changes[tx]))
             continue
         outcome = end.get("outcome") or _unfinished(tx, interrupted, running)
         if end.get("failed"):
@@ -147,6 +155,30 @@ def _experiment_row(record: dict) -> tuple:
     return (cell(str(record.get("ts", "")).replace("+00:00", "")[:19]),
             cell(f"experiment {record.get('experiment', '?')}"), cell(record.get("instance", "")),
             cell(outcome), "", "", "")
+
+
+def _fault_row(records: dict) -> tuple:
+    """A fault in the history: what it was, when it was put in place, and when and
+    why it was taken away (a fault whose revert was not recorded: `chaos status`)."""
+    first, injected, reverted = records["start"], records.get("inject"), records.get("revert")
+    outcome = injected["outcome"] if injected else "injected (not recorded)"
+    if reverted:
+        held = ""
+        if injected:
+            held = f" {_seconds(injected.get('ts'), reverted.get('ts'))}"
+        outcome += f"; reverted{held}: {reverted['outcome']}"
+    return (cell(str(first.get("ts", "")).replace("+00:00", "")[:19]), cell(f"chaos {first['fault']}"),
+            cell(first["instance"]), cell(f"{first.get('what', '')}: {outcome}"), "", "", "")
+
+
+def _seconds(started, ended) -> str:
+    """"after N s" between two journal timestamps, "" if either cannot be read."""
+    from datetime import datetime
+
+    try:
+        return f"after {(datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds():.1f} s"
+    except (TypeError, ValueError):
+        return ""
 
 
 def _unfinished(tx: str, interrupted: set, running: str | None) -> str:

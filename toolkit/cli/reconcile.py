@@ -143,7 +143,7 @@ def end_faults(kernel, state, instance: str) -> None:
     from ..chaos import engine
 
     for lease in engine.active(state, instance):
-        engine.revert(kernel, state, lease.id)
+        engine.revert(kernel, state, lease.id, why="its lab was destroyed")
 
 
 def native_resolver(jobs):

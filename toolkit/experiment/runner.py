@@ -341,7 +341,8 @@ class Runner:
     def revert(self, fault: FaultRun) -> None:
         if fault.lease is None or fault.reverted is not None:
             return
-        lease = engine.revert(self.kernel, self.state, fault.lease)
+        lease = engine.revert(self.kernel, self.state, fault.lease,
+                              why=f"experiment {self.experiment.name}: its scheduled end, or the run's")
         # Gone already: its keeper ended it at its expiry, a moment before.
         fault.reverted = self.clock() if lease is not None else min(self.clock(), fault.injected
                                                                      + fault.scheduled.duration_ms / 1000)

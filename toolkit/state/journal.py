@@ -5,6 +5,10 @@ it goes, and an `end` record with its outcome. A `start` without an `end` is an
 unfinished transaction: running if the state lock is held right now, interrupted
 otherwise; the next command says so and what to run.
 
+Experiments write their own records (event "experiment"), and faults one as
+they are put in place and one as they are taken away (event "fault", the lease's
+id as tx: chaos/engine.py).
+
 `history` reads every record. What each change needs (the unfinished
 transactions, each instance's last apply snapshot) comes from a small index,
 journal-index.json, so that it costs the same with 100,000 records as with none.
@@ -228,8 +232,9 @@ class Journal:
                 problems.append(f"{self.path}:{number + 1}: damaged journal record skipped ({problem})")
                 continue
             records.append(record)
-            if record.get("event") in ("start", "experiment"):
-                # (an experiment has two records, its start's and its outcome's: one change)
+            if record.get("event") in ("start", "experiment", "fault"):
+                # (an experiment has two records, its start's and its outcome's, and a fault
+                # two, its inject's and its revert's: one change each)
                 starts.add(record.get("tx"))
                 if len(starts) >= changes:
                     break
