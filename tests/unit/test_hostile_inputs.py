@@ -409,8 +409,26 @@ def test_a_manifest_or_fault_file_linked_out_of_its_repository_is_not_read(tmp_p
             f"itself, or set NETKEEL_ALLOW_OUTSIDE_POLICIES=1 to allow it"]
     assert load_topology("inside.yaml").name == "t"
     monkeypatch.setenv("NETKEEL_ALLOW_OUTSIDE_POLICIES", "1")
-    with pytest.raises(ManifestError, match="root-password-line"):
-        load_topology("m.yaml")
+    with pytest.raises(ManifestError, match="none of its 1 top-level field") as caught:
+        load_topology("m.yaml")  # read now, and still not quoted: it is not a manifest
+    assert "root-password" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["root:$y$j9T$salt$hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+                                  "AWS_SECRET: abc123\nTOKEN: xyz\n"])
+def test_a_file_that_is_not_a_manifest_at_all_is_never_quoted(tmp_path, text):
+    """/etc/shadow named by mistake: its lines came back as unknown fields, salt
+    and hash in the message (found by review). A manifest's own misspelt field
+    is still quoted, with a guess."""
+    (tmp_path / "m.yaml").write_text(text)
+    with pytest.raises(ManifestError) as caught:
+        load_topology(str(tmp_path / "m.yaml"))
+    said = " ".join(f"{p.path} {p.message}" for p in caught.value.problems)  # the file's path aside
+    assert "top-level field(s) is one a manifest has" in said and "$" not in said and "abc123" not in said
+    assert "SECRET" not in said and "root" not in said
+    (tmp_path / "m.yaml").write_text("name: t\nnodse: {}\n")
+    with pytest.raises(ManifestError, match="unknown field 'nodse' \\(did you mean 'nodes'\\?\\)"):
+        load_topology(str(tmp_path / "m.yaml"))
 
 
 def _patterns(schema):

@@ -79,6 +79,12 @@ def schema_problems(doc: Document, name: str) -> list:
     for error in validator.iter_errors(doc.data):
         path = tuple(error.absolute_path)
         said = any(path[:len(refused)] == refused for refused in doc.refused)  # the loader said why
+        if not said and _not_ours(error, validator.schema):
+            allowed = ", ".join(sorted(_declared_fields(error.schema, validator.schema)))
+            problems.append(doc.problem((), f"none of its {len(error.instance)} top-level field(s) is one a "
+                                            f"{_WHAT.get(name, name)} has (expected: {allowed}): is it one? "
+                                            "(its fields are not quoted: it may hold anything)"))
+            said = True
         for sub_path, message in () if said else _explain(error, validator.schema, doc.written.get(path)):
             problems.append(doc.problem(path + sub_path, message))
         if not _is_shape_only(error):
@@ -86,6 +92,18 @@ def schema_problems(doc: Document, name: str) -> list:
     for path in sorted(invalid, key=len, reverse=True):
         _take_out(doc.data, path)
     return problems
+
+
+def _not_ours(error, root: dict) -> bool:
+    """Whether the document's top-level mapping has no field its kind knows: a
+    file that is not netkeel's at all (/etc/shadow named by mistake), whose keys
+    are its content and are never quoted in a message."""
+    return (not error.absolute_path and error.validator in ("additionalProperties", "unevaluatedProperties")
+            and isinstance(error.instance, dict) and bool(error.instance)
+            and not set(error.instance) & _declared_fields(error.schema, root))
+
+
+_WHAT = {"topology": "manifest", "policy": "policy", "fault": "fault file", "experiment": "experiment file"}
 
 
 # Items whose parts only make sense together: a rule without its `protocol`
