@@ -36,7 +36,7 @@ def test_active_parses_the_setting(setting, value, expected):
                                    "apply.after:1.5", "apply.sleep:3", "kill:3", "apply.after: 3"])
 def test_bad_settings_are_rejected_clearly(setting, value):
     setting(value)
-    with pytest.raises(NetkeelError, match=rf"{ENV}=.*expected apply\.after:K, apply\.kill:K or apply\.interrupt:K"):
+    with pytest.raises(NetkeelError, match=rf"{ENV}=.*expected apply\.after:K, apply\.kill:K, apply\.interrupt:K or checker\.unlisted:1"):
         active()
     with pytest.raises(NetkeelError):
         wrap(None)

@@ -358,8 +358,11 @@ def _refusal(table: Table, key: str, error: str, nodes: list, users: list) -> Pr
     rule = next(c for c in table.chains if c.name == chain).rules[int(index)]
     file, _, line = rule.source.rpartition(":")
     where = "" if sorted(nodes) == sorted(users) else f" on node {', '.join(sorted(set(nodes)))}"
+    # Taken, but listed back as a rule that lists back otherwise (kernel/nft_scratch.py):
+    # the checker says so itself.
+    verb = "" if error.startswith("nft lists this rule as") else "libnftables refused "
     return Problem(file, int(line), f"{rule.path}.nft",
-                   f"libnftables refused `{shorten(rule.native, 80)}`{where}: {shorten(error)}")
+                   f"{verb}`{shorten(rule.native, 80)}`{where}: {shorten(error, 400)}")
 
 
 def _filled(table: Table, resolved: dict, node: str) -> Table:

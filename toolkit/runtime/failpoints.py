@@ -5,12 +5,19 @@
     NETKEEL_FAILPOINT=apply.interrupt:K
                                       SIGINT this process after K kernel requests,
                                       and again as the restore begins (Ctrl-C twice)
+    NETKEEL_FAILPOINT=checker.unlisted:1
+                                      the native-rule checker does not make each rule
+                                      again from its listing (kernel/nft_scratch.py)
 
 `apply.after` exercises the restore path (the pre-apply snapshot is restored and
 verified, exit 1); `apply.kill` leaves a half-applied state and an unfinished
 journal record behind, as a crash or a power cut would; `apply.interrupt` is a
 user pressing Ctrl-C, then again while the snapshot is being restored: the
-restore must finish first (the second signal waits for it).
+restore must finish first (the second signal waits for it). `checker.unlisted`
+lets a rule through that nft lists otherwise than it lists its own listing, as a
+kernel that lists a rule otherwise in a node than in the throwaway namespace
+would: what stands behind the checker (the plan's proof, the apply's
+verification and its restore) is then tested.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import signal
 from ..errors import FailpointHit, NetkeelError
 
 ENV = "NETKEEL_FAILPOINT"
-NAMES = ("apply.after", "apply.kill", "apply.interrupt")
+NAMES = ("apply.after", "apply.kill", "apply.interrupt", "checker.unlisted")
 
 
 def active() -> tuple | None:
@@ -31,14 +38,15 @@ def active() -> tuple | None:
         return None
     name, _, count = value.partition(":")
     if name not in NAMES or not (count.isascii() and count.isdigit()):
-        raise NetkeelError(f"{ENV}={value!r}: expected apply.after:K, apply.kill:K or apply.interrupt:K")
+        raise NetkeelError(f"{ENV}={value!r}: expected apply.after:K, apply.kill:K, apply.interrupt:K or "
+                           "checker.unlisted:1")
     return name, int(count)
 
 
 def wrap(on_step):
     """An on_step callback that also fires the active failpoint."""
     point = active()
-    if point is None:
+    if point is None or not point[0].startswith("apply."):
         return on_step
     name, limit = point
 
