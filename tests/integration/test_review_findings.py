@@ -387,3 +387,36 @@ def test_a_device_gets_its_nodes_defaults_whether_the_lab_is_built_at_once_or_it
     assert _sysctl(lab, "p", "net.ipv6.conf.pe.hop_limit") == "7"
     assert _sysctl(lab, "p", "net.ipv4.conf.pe.rp_filter") == "2"
     assert lab.run("drift", manifest).returncode == 0
+
+
+ROUTED = """name: routed
+nodes:
+  a: {routes: [{to: default, via: 10.1.1.1}]}
+  r: {sysctls: {net.ipv4.ip_forward: 1}}
+  b: {routes: [{to: default, via: 10.1.2.1}]}
+links:
+  - endpoints:
+      - {node: a, interface: va, addresses: [10.1.1.2/24]}
+      - {node: r, interface: ra, addresses: [10.1.1.1/24]}
+  - endpoints:
+      - {node: r, interface: rb, addresses: [10.1.2.1/24]}
+      - {node: b, interface: vb, addresses: [10.1.2.2/24]}
+"""
+
+
+def test_forwarding_turned_off_on_one_device_of_a_router_is_drift_that_apply_repairs(lab, tmp_path):
+    """IPv4 forwards by the input device's own `forwarding`: one turned off by hand
+    cut the router while ip_forward read 1, and drift said in sync (found by review)."""
+    manifest = tmp_path / "routed.yaml"
+    manifest.write_text(ROUTED)
+    lab.applied(manifest)
+    ping = ["ping", "-n", "-c", "1", "-W", "1", "10.1.2.2"]
+    assert lab.exec("a", ping, timeout=10).returncode == 0
+    lab.exec("r", ["sysctl", "-qw", "net.ipv4.conf.ra.forwarding=0"], check=True)
+    assert lab.exec("a", ping, timeout=10).returncode != 0
+    drift = lab.run("drift", manifest)
+    assert drift.returncode == 2 and "net.ipv4.conf.ra.forwarding" in drift.stdout, drift.stdout
+    assert lab.run("apply", manifest).returncode == 0
+    assert _sysctl(lab, "r", "net.ipv4.conf.ra.forwarding") == "1"
+    assert lab.exec("a", ping, timeout=10).returncode == 0
+    assert lab.run("drift", manifest).returncode == 0

@@ -26,6 +26,7 @@ from toolkit.core.resource import Resource
 from toolkit.errors import KernelError
 from toolkit.kinds.link import PORT_DEFAULTS
 from toolkit.kinds.nft_canon import live_table_specs
+from toolkit.kinds.sysctl import interface_of
 
 _cookies = itertools.count(1000)
 _macs = itertools.count(1)
@@ -112,7 +113,9 @@ class FakeKernel:
         out = [self._owned(r, names) for r in out]
         for ns, wanted in hints.get("sysctls", {}).items():
             if ns in names and ns in self.cookies:
-                out += [Resource.make("sysctl", (ns, n), value=self.sysctls.get((ns, n), "0")) for n in wanted]
+                # A device's own sysctls are there while it is (/proc/sys/net/ipv4/conf/DEV).
+                out += [Resource.make("sysctl", (ns, n), value=self.sysctls.get((ns, n), "0")) for n in wanted
+                        if interface_of(n) is None or ("link", (ns, interface_of(n))) in self.objects]
         for ns in names & set(self.nft):
             owned, foreign = live_table_specs(self.nft[ns], TABLE_PREFIX)
             out += [Resource.make("nft_table", (ns, f, n), owner=FOREIGN) for f, n in foreign]

@@ -41,6 +41,9 @@ def test_two_clients_exact_set():
         R("route", ("ns_client1", "0.0.0.0/0", 0), via="10.0.1.1"),
         R("route", ("ns_client2", "0.0.0.0/0", 0), via="10.0.2.1"),
         R("sysctl", ("ns_server", "net.ipv4.ip_forward"), value="1"),
+        # ip_forward sets each device's forwarding: compared as declared (kinds/sysctl.forwarding_of_devices)
+        R("sysctl", ("ns_server", "net.ipv4.conf.veth_srv_c1.forwarding"), value="1"),
+        R("sysctl", ("ns_server", "net.ipv4.conf.veth_srv_c2.forwarding"), value="1"),
     }
 
 

@@ -67,6 +67,9 @@ LIVE = frozenset({
     route("ns_client1", "0.0.0.0/0", "10.0.1.1", "veth_c1"),
     route("ns_client2", "0.0.0.0/0", "10.0.2.1", "veth_c2"),
     sysctl("ns_server", "net.ipv4.ip_forward", "1"),
+    # what ip_forward sets on each of the node's devices (kinds/sysctl.forwarding_of_devices)
+    sysctl("ns_server", "net.ipv4.conf.veth_srv_c1.forwarding", "1"),
+    sysctl("ns_server", "net.ipv4.conf.veth_srv_c2.forwarding", "1"),
 })
 
 
@@ -102,6 +105,8 @@ def test_from_empty_creates_everything_in_kind_order():
         "modify link lo in ns_client1 (state: 'down' -> 'up')",
         "modify link lo in ns_client2 (state: 'down' -> 'up')",
         "modify link lo in ns_server (state: 'down' -> 'up')",
+        "create sysctl net.ipv4.conf.veth_srv_c1.forwarding in ns_server",
+        "create sysctl net.ipv4.conf.veth_srv_c2.forwarding in ns_server",
         "create sysctl net.ipv4.ip_forward in ns_server",
         "create addr 10.0.1.2/24 on veth_c1 in ns_client1",
         "create addr 10.0.2.2/24 on veth_c2 in ns_client2",
@@ -197,14 +202,15 @@ def test_port_enslaved_by_hand_is_released():
 def test_removed_namespace_takes_its_contents_and_the_far_veth_end_is_removed_explicitly():
     # The kernel tears a namespace down asynchronously: the far end of its veth
     # would linger, so it is deleted explicitly (which also takes the near end).
-    desired = {r for r in DESIRED
-               if r.ns != "ns_client2" and r.key[1:2] != ("veth_srv_c2",)}
+    desired = {r for r in DESIRED if r.ns != "ns_client2" and r.key[1:2] != ("veth_srv_c2",)
+               and r.key[1:2] != ("net.ipv4.conf.veth_srv_c2.forwarding",)}
     live = LIVE | {sysctl("ns_client2", "net.ipv4.ip_forward", "0")}
     assert lines(diff(desired, live)) == [
         "delete route default in ns_client2 [implicit: with its namespace]",
         "delete addr 10.0.2.2/24 on veth_c2 in ns_client2 [implicit: with its namespace]",
         "delete addr 10.0.2.1/24 on veth_srv_c2 in ns_server [implicit: with its device]",
         "delete sysctl net.ipv4.ip_forward in ns_client2 [implicit: with its namespace]",
+        "delete sysctl net.ipv4.conf.veth_srv_c2.forwarding in ns_server [implicit: with its device]",
         "delete link lo in ns_client2 [implicit: with its namespace]",
         "delete link veth_c2 in ns_client2 [implicit: with its namespace]",
         "delete link veth_srv_c2 in ns_server",
@@ -229,6 +235,7 @@ def test_destroy_everything_is_one_request_per_namespace():
 
 def test_removed_veth_pair_is_one_delete_and_takes_its_addresses():
     desired = without(DESIRED, link_id("ns_client2", "veth_c2"), link_id("ns_server", "veth_srv_c2"),
+                      ("sysctl", ("ns_server", "net.ipv4.conf.veth_srv_c2.forwarding")),
                       ("addr", ("ns_client2", "veth_c2", "10.0.2.2/24")),
                       ("addr", ("ns_server", "veth_srv_c2", "10.0.2.1/24")),
                       ("route", ("ns_client2", "0.0.0.0/0", 0)))
@@ -236,6 +243,7 @@ def test_removed_veth_pair_is_one_delete_and_takes_its_addresses():
         "delete route default in ns_client2 [implicit: with its device]",
         "delete addr 10.0.2.2/24 on veth_c2 in ns_client2 [implicit: with its device]",
         "delete addr 10.0.2.1/24 on veth_srv_c2 in ns_server [implicit: with its device]",
+        "delete sysctl net.ipv4.conf.veth_srv_c2.forwarding in ns_server [implicit: with its device]",
         "delete link veth_c2 in ns_client2",
         "delete link veth_srv_c2 in ns_server [implicit: with its peer]",
     ]
@@ -244,7 +252,9 @@ def test_removed_veth_pair_is_one_delete_and_takes_its_addresses():
 def test_veth_whose_peer_changed_is_recreated_with_its_addresses_and_routes():
     # veth_c2 now pairs with a new end, veth_srv_x, instead of veth_srv_c2.
     desired = replace(
-        without(DESIRED, link_id("ns_server", "veth_srv_c2"), ("addr", ("ns_server", "veth_srv_c2", "10.0.2.1/24"))),
+        without(DESIRED, link_id("ns_server", "veth_srv_c2"), ("addr", ("ns_server", "veth_srv_c2", "10.0.2.1/24")),
+                ("sysctl", ("ns_server", "net.ipv4.conf.veth_srv_c2.forwarding"))),
+        sysctl("ns_server", "net.ipv4.conf.veth_srv_x.forwarding", "1"),
         R("link", ("ns_client2", "veth_c2"), kind="veth", peer="ns_server/veth_srv_x", mtu=1500, state="up", master="", arp="on"),
         R("link", ("ns_server", "veth_srv_x"), kind="veth", peer="ns_client2/veth_c2", mtu=1500, state="up", master="", arp="on"),
         R("addr", ("ns_server", "veth_srv_x", "10.0.2.1/24")),
@@ -252,10 +262,12 @@ def test_veth_whose_peer_changed_is_recreated_with_its_addresses_and_routes():
     plan = diff(desired, LIVE)
     assert lines(plan) == [
         "delete addr 10.0.2.1/24 on veth_srv_c2 in ns_server [implicit: with its device]",
+        "delete sysctl net.ipv4.conf.veth_srv_c2.forwarding in ns_server [implicit: with its device]",
         "delete link veth_c2 in ns_client2",
         "delete link veth_srv_c2 in ns_server [implicit: with its peer]",
         "create link veth_c2 in ns_client2",
         "create link veth_srv_x in ns_server [implicit: with its peer]",
+        "create sysctl net.ipv4.conf.veth_srv_x.forwarding in ns_server",
         "create addr 10.0.2.2/24 on veth_c2 in ns_client2",
         "create addr 10.0.2.1/24 on veth_srv_x in ns_server",
         "create route default in ns_client2",
@@ -392,6 +404,8 @@ def test_steps_from_empty_create_links_bare_then_configure_them():
         ("configure", "modify link lo in ns_client2 (state: 'down' -> 'up')"),
         ("configure", "modify link lo in ns_server (state: 'down' -> 'up')"),
         ("set", "create sysctl net.ipv4.ip_forward in ns_server"),
+        ("set", "create sysctl net.ipv4.conf.veth_srv_c1.forwarding in ns_server"),
+        ("set", "create sysctl net.ipv4.conf.veth_srv_c2.forwarding in ns_server"),
         ("create", "create addr 10.0.1.2/24 on veth_c1 in ns_client1"),
         ("create", "create addr 10.0.2.2/24 on veth_c2 in ns_client2"),
         ("create", "create addr 10.0.1.1/24 on veth_srv_c1 in ns_server"),

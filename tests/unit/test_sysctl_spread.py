@@ -131,7 +131,7 @@ def test_defaults_are_written_once_namespaces_exist_before_any_device_is_made(lo
     assert order == [("create", "netns", "a"), ("defaults", "sysctl", "net.ipv4.conf.default.forwarding"),
                      ("defaults", "sysctl", "net.ipv6.conf.default.hop_limit"), ("create", "link", "e0"),
                      ("configure", "link", "e0"), ("configure", "link", "lo"), ("set", "sysctl", "net.ipv4.ip_forward"),
-                     ("set", "sysctl", "net.ipv6.conf.e0.hop_limit")]
+                     ("set", "sysctl", "net.ipv4.conf.e0.forwarding"), ("set", "sysctl", "net.ipv6.conf.e0.hop_limit")]
     # ip_forward, written after it, also sets default.forwarding: it writes the declared value again.
     forward = next(a for a in plan.actions if a.key == ("a", "net.ipv4.ip_forward"))
     assert forward.desired.get("_then") == (("net.ipv4.conf.default.forwarding", "0"),)

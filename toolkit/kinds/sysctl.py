@@ -43,7 +43,7 @@ class Sysctl(Kind):
 
     def compile(self, topology, prefix):
         return [Resource.make(self.name, (netns.namespace_name(prefix, node.name), name), value=value)
-                for node in topology.nodes for name, value in node.sysctls]
+                for node in topology.nodes for name, value in (*node.sysctls, *forwarding_of_devices(node))]
 
     def read_hints(self, resources) -> dict:
         names: dict = {}
@@ -97,6 +97,31 @@ class Sysctl(Kind):
             backend.sysctl_write(action.ns, action.key[1], action.desired.get("value"))
             for name, value in action.desired.get("_then") or ():
                 backend.sysctl_write(action.ns, name, value)
+
+
+# The all-wide forwarding settings, and the family each sets on every device.
+FORWARDING = {"net.ipv4.ip_forward": "ipv4", "net.ipv4.conf.all.forwarding": "ipv4",
+              "net.ipv6.conf.all.forwarding": "ipv6"}
+
+
+def forwarding_of_devices(node) -> list:
+    """(name, value) of each of the node's devices' `forwarding` that a declared
+    all-wide forwarding sets and the node does not declare itself: IPv4 forwards
+    by the input device's own value, so one turned off by hand cuts the node's
+    routing while its ip_forward reads 1. Compared as declared: drift sees it,
+    and apply writes it again."""
+    declared = dict(node.sysctls)
+    out = {}
+    for name, family in FORWARDING.items():
+        if name not in declared:
+            continue
+        for interface in node.interfaces:
+            if interface.name == "lo":  # what it carries is the node's own
+                continue
+            own = f"net.{family}.conf.{interface.name.replace('.', '/')}.forwarding"
+            if own not in declared:
+                out[own] = declared[name]
+    return sorted(out.items())
 
 
 def _conf(name: str):
