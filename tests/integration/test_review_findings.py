@@ -420,3 +420,34 @@ def test_forwarding_turned_off_on_one_device_of_a_router_is_drift_that_apply_rep
     assert _sysctl(lab, "r", "net.ipv4.conf.ra.forwarding") == "1"
     assert lab.exec("a", ping, timeout=10).returncode == 0
     assert lab.run("drift", manifest).returncode == 0
+
+
+SEEN_POLICY = """tables:
+  f:
+    family: inet
+    sets:
+      seen: {type: ipv4_addr, flags: [timeout]}
+    chains:
+      input:
+        hook: input
+        policy: accept
+        rules:
+          - {nft: "update @seen { ip saddr timeout 1h }"}
+"""
+
+
+def test_a_set_the_packet_path_fills_is_in_sync_and_kept_by_apply(lab, tmp_path):
+    """Drift found each address that had sent a packet, and each apply deleted
+    them (found by review)."""
+    (tmp_path / "seen.yaml").write_text(SEEN_POLICY)
+    manifest = tmp_path / "lab.yaml"
+    manifest.write_text(SPREAD.format(ifname="e0").replace("  a:\n", "  a:\n    policies: [seen.yaml]\n", 1))
+    lab.applied(manifest)
+    assert lab.exec("b", ["ping", "-n", "-c", "1", "-W", "1", "10.0.1.1"], timeout=10).returncode == 0
+    listed = lambda: lab.exec("a", ["nft", "list", "set", "inet", "netkeel_f", "seen"], check=True).stdout
+    assert "10.0.1.2" in listed()
+    assert lab.run("drift", manifest).returncode == 0 and lab.run("drift", manifest, "--full").returncode == 0
+    assert "already in sync" in lab.run("apply", manifest).stdout
+    assert "10.0.1.2" in listed()
+    lab.exec("a", ["nft", "add", "set", "inet", "netkeel_f", "extra", "{ type ipv4_addr; }"], check=True)
+    assert lab.run("drift", manifest).returncode == 2  # anything else is still compared

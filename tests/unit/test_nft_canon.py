@@ -382,3 +382,19 @@ def test_a_declared_set_made_element_by_element_is_the_set_made_whole():
         nft_text.set_text.forget()
         text = nft_text.set_text(whole)
         assert (f"elements = {{ {', '.join(listed)} }};" in text) == bool(listed)
+
+
+def test_the_elements_of_a_set_the_packet_path_fills_are_the_traffics_not_compared():
+    """`update @ports { tcp dport }`: the live set holds what traffic put there; a
+    drift check found each, and each apply deleted them (found by review). Its
+    type and flags are still compared, and another set's elements too."""
+    listing = small_listing()
+    dynset = {"set": {"op": "update", "elem": {"payload": {"protocol": "tcp", "field": "dport"}}, "set": "@ports"}}
+    listing.append(item("rule", family="inet", table="netkeel_small", chain="audit", handle=10, expr=[dynset]))
+    listing[3]["set"]["elem"] = [22, 443, 8080]  # what traffic added
+    (live,) = live_table_specs(listing, "netkeel_")[0].values()
+    assert json.loads(live["set ports"])["elements"] == []
+    assert json.loads(live["set admins"])["elements"] != []
+    listing[3]["set"]["type"] = "ipv4_addr"
+    (changed,) = live_table_specs(listing, "netkeel_")[0].values()
+    assert changed["set ports"] != live["set ports"]

@@ -178,9 +178,44 @@ def desired_table_spec(table) -> dict:
     for named in table.sets:
         fields[f"set {named.name}"] = declared_set_spec(named.type, named.flags, named.elements)
     fields["_shown"] = tuple(sorted(shown))
-    # Rendered once here, kept with the compiled topology: an apply sends it as is.
+    # Rendered once here, kept with the compiled topology: an apply sends it as is
+    # (a set the packet path fills, with the elements declared to begin with).
     fields["_nft"] = contents(table.family, table.kernel_name, sorted(fields.items()))
+    return without_packet_elements(fields)
+
+
+def without_packet_elements(fields: dict) -> dict:
+    """`fields` with the elements of each set the table's own rules add to or
+    update from the packet path (`update @seen { ip saddr timeout 1h }`) left
+    out, in the desired and the live spec alike: they are the traffic's, not
+    the manifest's. A drift check found every address that had sent a packet,
+    and each apply deleted them. Their type, flags and options are compared."""
+    filled = set()
+    for name, value in fields.items():
+        if name.startswith("rules ") and any('"op":"add"' in r or '"op":"update"' in r for r in value):
+            for rule in value:
+                if '"op":"add"' in rule or '"op":"update"' in rule:
+                    filled.update(_dynset_targets(json.loads(rule)))
+    for name in filled:
+        spec = fields.get(f"set {name}")
+        if isinstance(spec, str):
+            fields[f"set {name}"] = json.dumps({**json.loads(spec), "elements": []}, sort_keys=True)
     return fields
+
+
+def _dynset_targets(node) -> set:
+    """Names of the sets a rule's statements add to or update (nft's dynset)."""
+    found = set()
+    if isinstance(node, dict):
+        body = node.get("set")
+        if isinstance(body, dict) and body.get("op") in ("add", "update") and isinstance(body.get("set"), str):
+            found.add(body["set"].removeprefix("@"))
+        for value in node.values():
+            found |= _dynset_targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _dynset_targets(value)
+    return found
 
 
 def shown_desired(fields: dict) -> dict:
@@ -269,4 +304,5 @@ def live_table_specs(listing: list, prefix: str) -> tuple:
         for name, value in fields.items():
             if isinstance(value, list):
                 fields[name] = tuple(value)
+        without_packet_elements(fields)
     return owned, foreign
