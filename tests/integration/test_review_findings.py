@@ -451,3 +451,23 @@ def test_a_set_the_packet_path_fills_is_in_sync_and_kept_by_apply(lab, tmp_path)
     assert "10.0.1.2" in listed()
     lab.exec("a", ["nft", "add", "set", "inet", "netkeel_f", "extra", "{ type ipv4_addr; }"], check=True)
     assert lab.run("drift", manifest).returncode == 2  # anything else is still compared
+
+
+def test_a_route_replaced_by_hand_with_another_protocol_is_drift_and_a_rollback_gives_a_hand_routes_back(
+        lab, tmp_path):
+    """`ip route replace ... proto static` of a declared route kept drift quiet, and
+    netkeel's mark was lost; a rollback made a hand route again as netkeel's
+    (found by review)."""
+    manifest = tmp_path / "spread.yaml"
+    manifest.write_text(SPREAD.format(ifname="e0").replace("  b: {}", "  b: {routes: [{to: default, via: 10.0.1.1}]}"))
+    lab.applied(manifest)
+    lab.ip("b", "route replace default via 10.0.1.1 dev e0 proto static")
+    code, doc = lab.json("drift", manifest)
+    assert code == 2 and any(d["field"] == "proto" for d in doc["differences"][0]["changes"]), doc
+    assert lab.run("apply", manifest).returncode == 0
+    assert "proto 144" in lab.ip("b", "route show default").stdout
+    lab.ip("b", "route add 10.50.0.0/16 via 10.0.1.1 dev e0 proto static")
+    assert lab.run("apply", manifest).returncode == 0  # removes it, after a snapshot with it
+    assert "10.50.0.0/16" not in lab.ip("b", "route").stdout
+    assert lab.run("rollback", None).returncode == 0
+    assert "10.50.0.0/16 via 10.0.1.1 dev e0 proto static" in lab.ip("b", "route").stdout

@@ -47,6 +47,9 @@ def to_resources(ns: str, routes, by_index: dict) -> list:
             type=_TYPES[r.type],
             src=r.src,
             metrics=r.metrics or None,
+            # Another protocol than netkeel's (a route replaced by hand `proto static`):
+            # a difference, and what a restore of this route gives it back.
+            proto=r.proto if r.proto != RT_PROTO else None,
             _proto=r.proto,
             _scope=r.scope,  # what a delete sends, to take this route and no other of its key
         ))

@@ -1,8 +1,9 @@
 """Kind "route": a main-table route, key (ns, prefix, metric).
 
 Spec: via ("" for none), dev, type (blackhole, unreachable, prohibit, throw;
-absent for unicast). Routes the kernel makes itself (connected prefixes, IPv6
-link-local and multicast, router advertisements) are not read.
+absent for unicast), and as read, proto: its protocol when it is not netkeel's
+(144). Routes the kernel makes itself (connected prefixes, IPv6 link-local and
+multicast, router advertisements) are not read.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Route(Kind):
     def check_spec(self, spec) -> str:
         return super().check_spec(spec) or check_fields(
             spec, via=(lambda v: v == "" or _is_address(v), 'an IP address or ""'), dev=(is_text, "a string"),
-            type=(lambda v: v in TYPES, " or ".join(TYPES)), reason=(is_text, "a string"))
+            type=(lambda v: v in TYPES, " or ".join(TYPES)), reason=(is_text, "a string"),
+            proto=(lambda v: is_integer(v) and 0 < v < 256, "a route protocol, 1 to 255"))
 
     def compile(self, topology, prefix):
         out = []
@@ -59,9 +61,11 @@ class Route(Kind):
         return tuple(out)
 
     def changes(self, desired, live) -> tuple:
-        """netkeel declares no source address or metrics: a live route that has
-        them (set by hand) differs; apply replaces it as declared."""
-        extra = tuple((f, None, live.get(f)) for f in ("src", "metrics") if live.get(f) and desired.get(f) is None)
+        """netkeel declares no source address, metrics or protocol (its own): a live
+        route that has them (set by hand, `ip route replace ... proto static`)
+        differs; apply replaces it as declared."""
+        extra = tuple((f, None, live.get(f)) for f in ("src", "metrics", "proto")
+                      if live.get(f) and desired.get(f) is None)
         return super().changes(desired, live) + extra
 
     def label(self, resource) -> str:
@@ -92,7 +96,7 @@ class Route(Kind):
                 # where a restore makes a hand-made route again, as it was read)
                 backend.route_set(ns, prefix, metric, replace=action.op == "modify",
                                   via=d.get("via") or None, dev=d.get("dev"), type=d.get("type"),
-                                  src=d.get("src"), metrics=d.get("metrics"), proto=d.get("_proto"),
+                                  src=d.get("src"), metrics=d.get("metrics"), proto=d.get("proto") or d.get("_proto"),
                                   scope=d.get("_scope"))
 
 
