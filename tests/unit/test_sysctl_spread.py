@@ -3,6 +3,8 @@ in an order that keeps every declared value, and aliases declared apart refused.
 
 from __future__ import annotations
 
+import pytest
+
 from toolkit.core.action import MODIFY
 from toolkit.core.resource import Resource
 from toolkit.kinds.sysctl import KIND as SYSCTL, overwrites, write_rank
@@ -72,43 +74,27 @@ def test_ip_forward_and_all_forwarding_declared_apart_are_refused(errors, load):
     load("name: t\nnodes:\n  a:\n    sysctls: {net.ipv4.ip_forward: 1, net.ipv4.conf.all.forwarding: 1}\n")
 
 
-def test_ipv6_off_everywhere_but_on_an_interface_with_ipv6_addresses_is_valid(load, errors):
-    """`all` is written first, the interface's own value after: e0 keeps IPv6."""
+@pytest.mark.parametrize("scope", ["all", "default"])
+def test_ipv6_off_everywhere_or_by_default_is_refused_on_a_node_with_ipv6_addresses_unless_its_device_turns_it_on(
+        load, errors, scope):
+    """`all` is written first, the interface's own value after: e0 keeps IPv6.
+    `default` is written before the node's devices are made, and they take it:
+    IPv6 off on each (the kernel refused their addresses only once the node was
+    made again, by an apply after its peer's namespace was deleted)."""
     lab = """\
         name: t
         nodes:
           a:
-            sysctls: {{net.ipv6.conf.all.disable_ipv6: 1{own}}}
+            sysctls: {{net.ipv6.conf.{scope}.disable_ipv6: 1{own}}}
           b: {{}}
         links:
           - endpoints:
               - {{node: a, interface: e0, addresses: ["fd00::1/64"]}}
               - {{node: b, interface: e0}}
         """
-    load(lab.format(own=", net.ipv6.conf.e0.disable_ipv6: 0"))
-    assert errors(lab.format(own="")) == [
-        '4: nodes.a.sysctls["net.ipv6.conf.all.disable_ipv6"]: net.ipv6.conf.all.disable_ipv6 = 1, yet e0 has '
-        "IPv6 addresses: the kernel refuses them"]
-
-
-def test_ipv6_off_by_default_on_a_node_with_ipv6_addresses_is_refused_unless_its_device_turns_it_on(load, errors):
-    """conf.default is written before the node's devices are made, and they take
-    it: IPv6 off on each (the kernel refused their addresses only once the node
-    was made again, by an apply after its peer's namespace was deleted)."""
-    lab = """\
-        name: t
-        nodes:
-          a:
-            sysctls: {{net.ipv6.conf.default.disable_ipv6: 1{own}}}
-          b: {{}}
-        links:
-          - endpoints:
-              - {{node: a, interface: e0, addresses: ["fd00::1/64"]}}
-              - {{node: b, interface: e0}}
-        """
-    load(lab.format(own=", net.ipv6.conf.e0.disable_ipv6: 0"))
-    assert errors(lab.format(own="")) == [
-        '4: nodes.a.sysctls["net.ipv6.conf.default.disable_ipv6"]: net.ipv6.conf.default.disable_ipv6 = 1, yet e0 '
+    load(lab.format(scope=scope, own=", net.ipv6.conf.e0.disable_ipv6: 0"))
+    assert errors(lab.format(scope=scope, own="")) == [
+        f'4: nodes.a.sysctls["net.ipv6.conf.{scope}.disable_ipv6"]: net.ipv6.conf.{scope}.disable_ipv6 = 1, yet e0 '
         "has IPv6 addresses: the kernel refuses them"]
 
 
