@@ -166,6 +166,20 @@ def test_a_fault_whose_namespace_was_removed_by_hand_leaves_no_worker_and_no_fil
     assert not os.path.exists(ops[0]["heartbeat"]) and not os.path.exists(ops[0]["heartbeat"] + ".log")
 
 
+def test_the_next_apply_ends_a_fault_whose_namespace_was_removed_by_hand_and_builds_the_node_again(built, tmp_path):
+    """Its worker kept the removed namespace alive, with the far ends of its veths:
+    `chaos status` said the fault was in place, and apply failed ("remove or rename
+    it by hand") until `chaos revert` (found by review)."""
+    inject(built, forced(tmp_path, "delay-50"))
+    ops = lease_ops(built)
+    subprocess.run(["ip", "netns", "del", built.ns(ops[0]["ns"][len(built.prefix):])], check=True)
+    applied = built.run("apply", LAB)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "reverted now" in " ".join(applied.stderr.split()), applied.stderr
+    assert workers(ops) == [] and not list((built.state / "leases").glob("*.json"))
+    assert built.run("drift", LAB).returncode == 0
+
+
 def test_reorder_sends_a_share_at_once_and_the_burst_arrives_out_of_order(built, tmp_path):
     inject(built, forced(tmp_path, "reorder"))  # delay 500ms 400ms normal, reorder 50%
     got = udp_burst(built, 100, rate=500)

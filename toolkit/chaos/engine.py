@@ -474,9 +474,14 @@ def expire(backend, state: StateDir, now=time.time, failures: list | None = None
         stale = injection_abandoned(leases, lease)
         unkept = lease.state in ("active", "broken") and lease.keeper and not keeper_alive(lease)
         halted = lease.state == "reverting" and leases.abandoned(lease.id)  # its reverter was killed
-        if lease.expired(now()) or stale or unkept or halted:
+        # A node's namespace removed by hand (`ip netns del`) while the fault held it:
+        # a userspace worker in it kept it alive, with its veths' ends, and the lab
+        # could not be applied again until the fault was reverted by hand.
+        orphaned = lease.state in ("active", "broken") and _namespace_gone(backend, lease)
+        if lease.expired(now()) or stale or unkept or halted or orphaned:
             why = ("its time ran out" if lease.expired(now()) else "its injector died half way" if stale
-                   else "its keeper was gone" if unkept else "its reverter died half way")
+                   else "its keeper was gone" if unkept else "its reverter died half way" if halted
+                   else f"its namespace {orphaned} was removed")
             try:
                 if revert(backend, state, lease.id, why=f"{why}: reverted by the next command") is not None:
                     done.append(lease.id)
@@ -486,6 +491,14 @@ def expire(backend, state: StateDir, now=time.time, failures: list | None = None
                 if failures is not None:
                     failures.append((lease.id, str(exc)))
     return done
+
+
+def _namespace_gone(backend, lease: Lease) -> str:
+    """The first namespace a lease's operations act in that is gone ("" if none)."""
+    exists = getattr(backend, "exists", None)
+    if exists is None:
+        return ""
+    return next((op["ns"] for op in lease.operations if not exists(op["ns"])), "")
 
 
 def damaged(state: StateDir) -> list:

@@ -167,8 +167,8 @@ def expire_faults(kernel, state) -> None:
 
     failures: list = []
     for lease_id in engine.expire(kernel, state, failures=failures):
-        err.print(f"[yellow]note[/]: fault lease {escape(lease_id)} was past its time or had lost its keeper: "
-                  "reverted now")
+        err.print(f"[yellow]note[/]: fault lease {escape(lease_id)} was past its time, or had lost its keeper or a "
+                  "namespace: reverted now")
     for lease_id, error in failures:
         err.print(f"[bold yellow]warning[/]: fault lease {escape(lease_id)} is past its time or lost its keeper, "
                   f"and could not be reverted: {escape(error)}; each command tries again "

@@ -218,11 +218,32 @@ def revert(op: dict) -> None:
 
 
 def namespace_gone(op: dict) -> None:
-    """Take away what is left of an op whose namespace went (its rules went
-    with it): the worker, a process, and its heartbeat and log files (they
-    stayed in RUN_DIR, found by review)."""
+    """Take away what is left of an op whose namespace's name went (`ip netns
+    del`; its rules go with the namespace): the namespace's veths, the worker,
+    a process, and its heartbeat and log files (they stayed in RUN_DIR, found
+    by review)."""
+    _delete_veths(op)
     stop_worker(op)
     _remove_files(op)
+
+
+def _delete_veths(op: dict) -> None:
+    """Delete the veths of the namespace the worker alone holds alive (its name
+    removed by hand), while it does: a veth goes with its other end at once,
+    where the namespace goes a moment after its last process, asynchronously,
+    and the far ends it took along were still in the lab's other namespaces when
+    the next apply read them (found by review). Best effort: whatever is left
+    goes with the namespace."""
+    if not is_worker(op):
+        return
+    enter = ["nsenter", f"--net=/proc/{op['pid']}/ns/net", "ip"]
+    try:
+        shown = subprocess.run([*enter, "-j", "link", "show", "type", "veth"], capture_output=True, text=True,
+                               timeout=10)
+        for link in json.loads(shown.stdout or "[]"):
+            subprocess.run([*enter, "link", "del", link["ifname"]], capture_output=True, timeout=10)
+    except (OSError, ValueError, KeyError, TypeError, subprocess.TimeoutExpired):
+        pass
 
 
 def _remove_files(op: dict) -> None:
