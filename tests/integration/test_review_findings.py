@@ -426,7 +426,7 @@ SEEN_POLICY = """tables:
   f:
     family: inet
     sets:
-      seen: {type: ipv4_addr, flags: [timeout]}
+      seen: {type: ipv4_addr, flags: [timeout], elements: [192.0.2.7]}
     chains:
       input:
         hook: input
@@ -445,10 +445,18 @@ def test_a_set_the_packet_path_fills_is_in_sync_and_kept_by_apply(lab, tmp_path)
     lab.applied(manifest)
     assert lab.exec("b", ["ping", "-n", "-c", "1", "-W", "1", "10.0.1.1"], timeout=10).returncode == 0
     listed = lambda: lab.exec("a", ["nft", "list", "set", "inet", "netkeel_f", "seen"], check=True).stdout
-    assert "10.0.1.2" in listed()
+    assert "10.0.1.2" in listed() and "192.0.2.7" in listed()  # the traffic's, and the declared one
     assert lab.run("drift", manifest).returncode == 0 and lab.run("drift", manifest, "--full").returncode == 0
     assert "already in sync" in lab.run("apply", manifest).stdout
     assert "10.0.1.2" in listed()
+    # A declared element is compared: gone, it is drift, and apply adds it back, keeping the traffic's.
+    lab.exec("a", ["nft", "delete", "element", "inet", "netkeel_f", "seen", "{ 192.0.2.7 }"], check=True)
+    assert lab.run("drift", manifest).returncode == 2
+    assert lab.run("apply", manifest).returncode == 0
+    assert "10.0.1.2" in listed() and "192.0.2.7" in listed()
+    (tmp_path / "seen.yaml").write_text(SEEN_POLICY.replace("[192.0.2.7]", "[192.0.2.7, 192.0.2.8]"))
+    assert lab.run("apply", manifest).returncode == 0
+    assert "10.0.1.2" in listed() and "192.0.2.8" in listed()
     lab.exec("a", ["nft", "add", "set", "inet", "netkeel_f", "extra", "{ type ipv4_addr; }"], check=True)
     assert lab.run("drift", manifest).returncode == 2  # anything else is still compared
 

@@ -384,17 +384,29 @@ def test_a_declared_set_made_element_by_element_is_the_set_made_whole():
         assert (f"elements = {{ {', '.join(listed)} }};" in text) == bool(listed)
 
 
-def test_the_elements_of_a_set_the_packet_path_fills_are_the_traffics_not_compared():
-    """`update @ports { tcp dport }`: the live set holds what traffic put there; a
-    drift check found each, and each apply deleted them (found by review). Its
-    type and flags are still compared, and another set's elements too."""
-    listing = small_listing()
+def test_the_elements_a_set_the_packet_path_fills_holds_beyond_the_declared_ones_are_no_difference():
+    """`update @ports { tcp dport }`: the live set holds what traffic put there too; a
+    drift check found each, and each apply deleted them (found by review). Every
+    declared element, its type and flags are still compared, and another set's
+    elements as before."""
+    from toolkit.kinds.nft_table import KIND as TABLE
+
     dynset = {"set": {"op": "update", "elem": {"payload": {"protocol": "tcp", "field": "dport"}}, "set": "@ports"}}
-    listing.append(item("rule", family="inet", table="netkeel_small", chain="audit", handle=10, expr=[dynset]))
-    listing[3]["set"]["elem"] = [22, 443, 8080]  # what traffic added
-    (live,) = live_table_specs(listing, "netkeel_")[0].values()
-    assert json.loads(live["set ports"])["elements"] == []
-    assert json.loads(live["set admins"])["elements"] != []
-    listing[3]["set"]["type"] = "ipv4_addr"
-    (changed,) = live_table_specs(listing, "netkeel_")[0].values()
-    assert changed["set ports"] != live["set ports"]
+    key = ("ns", "inet", "netkeel_small")
+    desired_fields = desired_table_spec(table(SMALL))
+    desired_fields["rules audit"] = (canonical_rule([dynset], None, "inet"), *desired_fields["rules audit"])
+
+    def changed(edit) -> list:
+        listing = small_listing()
+        listing.insert(9, item("rule", family="inet", table="netkeel_small", chain="audit", handle=10, expr=[dynset]))
+        edit(listing)
+        (live,) = live_table_specs(listing, "netkeel_")[0].values()
+        desired = Resource.make("nft_table", key, **{k: v for k, v in desired_fields.items() if k[0] != "_"})
+        return [c[0] for c in TABLE.changes(desired, Resource.make("nft_table", key, **{
+            k: v for k, v in live.items() if k != "_handles"}))]
+
+    assert changed(lambda listing: None) == []
+    assert changed(lambda listing: listing[3]["set"].update(elem=[22, 443, 8080])) == []  # the traffic's 8080
+    assert changed(lambda listing: listing[3]["set"].update(elem=[22, 8080])) == ["set ports"]  # 443 is declared
+    assert changed(lambda listing: listing[3]["set"].update(type="ipv4_addr")) == ["set ports"]
+    assert changed(lambda listing: listing[2]["set"]["elem"].append("192.0.2.9")) == ["set admins"]  # not filled

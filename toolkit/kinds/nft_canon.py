@@ -181,26 +181,36 @@ def desired_table_spec(table) -> dict:
     # Rendered once here, kept with the compiled topology: an apply sends it as is
     # (a set the packet path fills, with the elements declared to begin with).
     fields["_nft"] = contents(table.family, table.kernel_name, sorted(fields.items()))
-    return without_packet_elements(fields)
+    return fields
 
 
-def without_packet_elements(fields: dict) -> dict:
-    """`fields` with the elements of each set the table's own rules add to or
-    update from the packet path (`update @seen { ip saddr timeout 1h }`) left
-    out, in the desired and the live spec alike: they are the traffic's, not
-    the manifest's. A drift check found every address that had sent a packet,
-    and each apply deleted them. Their type, flags and options are compared."""
+def packet_filled(fields: dict) -> set:
+    """The names of the sets a table's own rules add to or update from the packet
+    path (`update @seen { ip saddr timeout 1h }`): their elements beyond the
+    declared ones are the traffic's, not the manifest's (a drift check found
+    every address that had sent a packet, and each apply deleted them). See
+    same_but_traffic()."""
     filled = set()
     for name, value in fields.items():
-        if name.startswith("rules ") and any('"op":"add"' in r or '"op":"update"' in r for r in value):
+        if name.startswith("rules ") and not isinstance(value, str) and \
+                any('"op":"add"' in r or '"op":"update"' in r for r in value):
             for rule in value:
                 if '"op":"add"' in rule or '"op":"update"' in rule:
                     filled.update(_dynset_targets(json.loads(rule)))
-    for name in filled:
-        spec = fields.get(f"set {name}")
-        if isinstance(spec, str):
-            fields[f"set {name}"] = json.dumps({**json.loads(spec), "elements": []}, sort_keys=True)
-    return fields
+    return filled
+
+
+def same_but_traffic(desired: str, live: str) -> bool:
+    """Whether a live set (spec text) is the desired one but for elements the
+    traffic added: the same type, flags and options, every declared element."""
+    try:
+        want, have = json.loads(desired), json.loads(live)
+    except (TypeError, ValueError):
+        return False
+    if not (isinstance(want, dict) and isinstance(have, dict)):
+        return False
+    rest = lambda spec: {k: v for k, v in spec.items() if k != "elements"}  # noqa: E731
+    return rest(want) == rest(have) and set(want.get("elements") or ()) <= set(have.get("elements") or ())
 
 
 def _dynset_targets(node) -> set:
@@ -304,5 +314,4 @@ def live_table_specs(listing: list, prefix: str) -> tuple:
         for name, value in fields.items():
             if isinstance(value, list):
                 fields[name] = tuple(value)
-        without_packet_elements(fields)
     return owned, foreign

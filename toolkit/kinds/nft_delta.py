@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .nft_canon import packet_filled
 from .nft_text import Unrenderable, element_text, name_text, opcodes, sent_text
 
 
@@ -49,6 +50,7 @@ def delta(family: str, table: str, desired: dict, live: dict) -> Delta | None:
         where = f"{family} {name_text(table)}"
         lines, added, kept, removed, commands = [], [], {}, [], []
         elements_changed = False
+        filled = packet_filled(want)  # their elements beyond the declared ones are the traffic's: kept
         for field in sorted(want):
             kind, _, item = field.partition(" ")
             if kind == "rules":
@@ -59,7 +61,8 @@ def delta(family: str, table: str, desired: dict, live: dict) -> Delta | None:
             elif want[field] == have[field]:
                 continue
             elif kind == "set":
-                if not _elements(where, item, json.loads(want[field]), json.loads(have[field]), lines):
+                if not _elements(where, item, json.loads(want[field]), json.loads(have[field]), lines,
+                                 keep=item in filled):
                     return None
                 elements_changed = True
             else:
@@ -124,11 +127,13 @@ def _rules(where: str, chain: str, want: tuple, have: tuple, handles: list, line
     return kept
 
 
-def _elements(where: str, name: str, want: dict, have: dict, lines: list) -> bool:
+def _elements(where: str, name: str, want: dict, have: dict, lines: list, keep: bool = False) -> bool:
+    """Add and delete elements to take the set from `have` to `want` (with `keep`:
+    add only, the others being the traffic's); False if it must be made again."""
     if {k: v for k, v in want.items() if k != "elements"} != {k: v for k, v in have.items() if k != "elements"}:
         return False  # type, flags, auto-merge: the set is made again
     quoted = want["type"] == "ifname"
-    gone = sorted(set(have.get("elements", ())) - set(want["elements"]))
+    gone = [] if keep else sorted(set(have.get("elements", ())) - set(want["elements"]))
     new = sorted(set(want["elements"]) - set(have.get("elements", ())))
     for verb, elements in (("delete", gone), ("add", new)):
         if elements:

@@ -20,7 +20,8 @@ from ..core.resource import Resource
 from . import netns
 from .base import Kind, show, shown
 from ..errors import KernelError
-from .nft_canon import canonical_rule, desired_table_spec, object_field, shown_desired
+from .nft_canon import (canonical_rule, desired_table_spec, object_field, packet_filled, same_but_traffic,
+                        shown_desired)
 from .nft_delta import delta
 from .nft_text import (SET_OPTIONS, Unrenderable, as_sent, flags_to_make, opcodes, rule_text, table_script,
                        without_counter_values)
@@ -99,6 +100,16 @@ class NftTable(Kind):
                           if handle in texts and (chain, key) not in wanted})
         live["_display"] = tuple(sorted(shown.items()))
         return Resource.make(action.live.kind, action.live.key, owner=action.live.owner, **live)
+
+    def changes(self, desired, live) -> tuple:
+        """As any kind's, but for a set the table's rules fill from the packet path:
+        what the traffic added is no difference; each declared element, its type,
+        flags and options are (nft_canon.packet_filled)."""
+        out = super().changes(desired, live)
+        if not any(field.startswith("set ") for field, _, _ in out):
+            return out
+        filled = {f"set {name}" for name in packet_filled(dict(desired.spec))}
+        return tuple(c for c in out if not (c[0] in filled and c[2] is not None and same_but_traffic(c[1], c[2])))
 
     def label(self, resource) -> str:
         return f"nft table {resource.key[1]} {resource.key[2]}"
