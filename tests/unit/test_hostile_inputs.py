@@ -414,7 +414,8 @@ def test_a_manifest_or_fault_file_linked_out_of_its_repository_is_not_read(tmp_p
     assert "root-password" not in str(caught.value)
 
 
-@pytest.mark.parametrize("text", ["root:$y$j9T$salt$hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+@pytest.mark.parametrize("text", ["root:$y$j9T$salt$hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
+                                  "root:$y$j9T$salt$hash:19000:0:99999:7:::\n",  # a duplicate key too
                                   "AWS_SECRET: abc123\nTOKEN: xyz\n"])
 def test_a_file_that_is_not_a_manifest_at_all_is_never_quoted(tmp_path, text):
     """/etc/shadow named by mistake: its lines came back as unknown fields, salt

@@ -25,7 +25,7 @@ from .fault import _Checker as FaultChecker
 from .fault import duration_ms, load_fault
 from .files import nearest_holding, outside_problem, read_file, read_text
 from .loader import Document, format_path, load_document, mapping, sequence
-from .schema import schema_problems
+from .schema import problems_of, schema_problems
 from .text import clean_problem, quote
 
 MAX_PROBE_MS = 10 * 60_000          # one probe: ten minutes at most
@@ -60,7 +60,7 @@ def load_experiment_text(text: str, file: str, read=read_file) -> Experiment:
                                                  "a steady_state"))
     if doc.data is None:
         raise ManifestError([clean_problem(p) for p in doc.problems], what="experiment file")
-    problems = list(doc.problems) + schema_problems(doc, "experiment")
+    problems = problems_of(doc, "experiment")
     if not isinstance(doc.data, dict):
         raise ManifestError(_ordered(problems), what="experiment file")
     checker = _Checker(doc, read)

@@ -18,7 +18,7 @@ from ..model.fault import DEFAULT_DURATION_MS, DEVICE_KINDS, VIP_KINDS, Fault, I
 from . import checks
 from .files import read_file, read_text
 from .loader import load_document, mapping
-from .schema import schema_problems
+from .schema import problems_of
 from .text import clean_problem, quote
 
 _UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -80,7 +80,7 @@ def load_fault_text(text: str, file: str) -> Fault:
     # The schema takes out each value it refuses; the checks must not then report
     # what is missing because of that (an impairment, a target) a second time.
     written = set(mapping(doc.data))
-    problems = list(doc.problems) + schema_problems(doc, "fault")
+    problems = problems_of(doc, "fault")
     if not isinstance(doc.data, dict):  # a list or a string: the schema said so, nothing more to check
         raise ManifestError({clean_problem(p) for p in problems}, what="fault file")
     checker = _Checker(doc, written)

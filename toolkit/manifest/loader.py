@@ -58,6 +58,7 @@ class Document:
     data: object
     lines: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
+    not_ours: bool = False  # no top-level field of its kind: its keys are never quoted (schema.problems_of)
     # The text as written of scalars YAML turned into something other than a
     # string (`off` -> False, `12:34` -> 754), so messages can show what the
     # person typed rather than what YAML 1.1 made of it.

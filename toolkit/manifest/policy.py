@@ -22,7 +22,7 @@ from .item_lines import item_spans
 from .loader import Document, format_path, load_document, mapping, sequence
 from .nft_rules import (RuleContext, RuleError, check_comment, check_native_strings, compile_rule, describe,
                         element_span, interface_match, port_value)
-from .schema import schema_problems
+from .schema import problems_of
 from .text import clean_problem, quote, shorten
 
 PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
@@ -44,7 +44,7 @@ def load_policy(text: str, file: str) -> tuple:
         if not doc.problems:
             doc.problems.append(doc.problem((), "the policy file is empty; it needs `tables`"))
         return PolicyLoad(text, ()), [clean_problem(p) for p in doc.problems]
-    problems = list(doc.problems) + schema_problems(doc, "policy")
+    problems = problems_of(doc, "policy")
     builder = PolicyBuilder(doc)
     tables = builder.build()
     problems = [clean_problem(p) for p in problems + builder.problems]

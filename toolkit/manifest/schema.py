@@ -57,6 +57,14 @@ def _fast_validator(name: str):
     return fast_validator(load_schema(name), os.path.join(os.path.dirname(__file__), "schemas"), name)
 
 
+def problems_of(doc: Document, name: str) -> list:
+    """The loader's problems, then the schema's. When the document is not one of
+    netkeel's at all (see _not_ours), the loader's that name a field of it (a
+    duplicate key) are left out: they would quote its content."""
+    found = schema_problems(doc, name)
+    return [p for p in doc.problems if not (doc.not_ours and p.path)] + found
+
+
 def schema_problems(doc: Document, name: str) -> list:
     """Every schema violation in `doc`, as Problems (empty when valid).
 
@@ -80,6 +88,7 @@ def schema_problems(doc: Document, name: str) -> list:
         path = tuple(error.absolute_path)
         said = any(path[:len(refused)] == refused for refused in doc.refused)  # the loader said why
         if not said and _not_ours(error, validator.schema):
+            doc.not_ours = True
             allowed = ", ".join(sorted(_declared_fields(error.schema, validator.schema)))
             problems.append(doc.problem((), f"none of its {len(error.instance)} top-level field(s) is one a "
                                             f"{_WHAT.get(name, name)} has (expected: {allowed}): is it one? "

@@ -19,7 +19,7 @@ from . import checks
 from .files import outside_problem, read_file, read_text  # read_file: how manifests are read
 from .loader import Document, format_path, load_document, mapping, sequence
 from .policy import load_policy_text, resolve_native_rules
-from .schema import schema_problems
+from .schema import problems_of
 from .text import clean_problem, listing, quote
 from .vips import build_vips
 
@@ -47,7 +47,7 @@ def load_topology_text(text: str, file: str, read=read_file, natives=None, polic
         doc.problems.append(Problem(file, 1, "", "the manifest is empty; a topology needs `name` and `nodes`"))
     if doc.data is None:
         raise _invalid(doc.problems)
-    problems = list(doc.problems) + schema_problems(doc, "topology")
+    problems = problems_of(doc, "topology")
     builder = _Builder(doc, read, policies or load_policy_text)
     topology = builder.build()
     problems += builder.problems
