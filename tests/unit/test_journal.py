@@ -188,6 +188,22 @@ def test_an_experiment_is_one_change_of_the_last_ones_however_many_records_it_ha
     assert [r["outcome"] for r in recent][-1] == "held" and recent[0]["outcome"] == "held"
 
 
+def test_a_fault_is_one_change_counted_where_it_began_its_revert_coming_after_others(journal):
+    """A fault's inject and revert records (same tx, its lease) may have changes
+    between them: `history --limit 2` read back to the revert, counted it, and
+    showed the fault as "injected (not recorded)" (found by review)."""
+    fault = {"event": "fault", "tx": "loss-40-0001", "fault": "loss-40", "instance": "lab@p-"}
+    write(journal, start("S1"), end("S1"))
+    journal.append({**fault, "action": "inject", "outcome": "injected for 60 s"})
+    write(journal, start("S2"), end("S2"))
+    journal.append({**fault, "action": "revert", "outcome": "`chaos revert`"})
+    recent, _ = journal.recent(2)
+    assert [(r["tx"], r.get("action")) for r in recent] == [
+        ("loss-40-0001", "inject"), ("S2", None), ("S2", None), ("loss-40-0001", "revert")]
+    recent, _ = journal.recent(1)
+    assert [(r["tx"], r.get("action")) for r in recent] == [("S2", None), ("S2", None), ("loss-40-0001", "revert")]
+
+
 def test_a_reader_that_rebuilds_the_index_keeps_it_for_the_next(journal, state):
     """`history` after records another writer appended rebuilt the index from the
     whole journal at every run (1.6 s at 100,000 records): the first reader keeps it."""

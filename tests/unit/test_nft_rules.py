@@ -110,7 +110,7 @@ def test_address_errors_name_the_field(value, message):
                                                 "write two rules"),
     ({"saddr": "10.0.0.0/8", "protocol": "icmpv6"}, "protocol",
      "icmpv6 is never in IPv4 packets, and saddr is IPv4: the rule would never match"),
-    ({"daddr": "10.0.0.1", "protocol": ["tcp", "icmpv6"]}, "protocol",
+    ({"daddr": "10.0.0.1", "protocol": ["icmpv6"]}, "protocol",
      "icmpv6 is never in IPv4 packets, and daddr is IPv4: the rule would never match"),
     ({"daddr": "fd00::1", "protocol": "icmp"}, "protocol",
      "icmp is never in IPv6 packets, and daddr is IPv6: the rule would never match"),
@@ -127,6 +127,7 @@ def test_a_rule_no_packet_can_match_is_refused(rule, field, message):
 def test_addresses_and_the_icmp_of_their_version_go_together():
     compile_({"saddr": "10.0.0.0/8", "daddr": "10.1.0.1", "protocol": "icmp", "action": "accept"})
     compile_({"saddr": "fd00::/8", "icmpv6_type": "echo-request", "action": "accept"})
+    compile_({"saddr": "10.0.0.0/8", "protocol": ["icmp", "icmpv6"], "action": "accept"})  # the icmp ones match
 
 
 def test_an_unknown_set_in_a_table_without_sets():

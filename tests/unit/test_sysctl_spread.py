@@ -121,3 +121,9 @@ def test_defaults_are_written_once_namespaces_exist_before_any_device_is_made(lo
     # ip_forward, written after it, also sets default.forwarding: it writes the declared value again.
     forward = next(a for a in plan.actions if a.key == ("a", "net.ipv4.ip_forward"))
     assert forward.desired.get("_then") == (("net.ipv4.conf.default.forwarding", "0"),)
+
+
+def test_ipv6_off_by_default_leaves_lo_its_ipv6_addresses(load):
+    """lo is made with the namespace, before `default` is written: it keeps IPv6."""
+    load("name: t\nnodes:\n  a:\n    sysctls: {net.ipv6.conf.default.disable_ipv6: 1}\n"
+         "    loopback: {addresses: ['fd00:9::1/128']}\n")

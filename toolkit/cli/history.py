@@ -96,12 +96,16 @@ def rollback(c, snapshot=None, state_dir=None, wait=False, verbose=False, json=F
 
 @task(help=dict(STATE, limit="show only the last N changes (default 20; 0 for all)"))
 @command("history")
-def history(c, state_dir=None, limit=20):
+def history(c, state_dir=None, limit="20"):  # text: invoke's own int() of "abc" was a traceback
     """Show the journal: each apply, rollback, destroy, experiment and fault, its outcome and git revision."""
     from ..state.journal import Journal
 
+    text = str(limit).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise NetkeelError(f"--limit {cell(text)}: a number of changes, 0 for all")
+    limit = int(text)
     journal = Journal(StateDir(state_dir))
-    records, problems = journal.recent(int(limit)) if int(limit) > 0 else journal.records()
+    records, problems = journal.recent(limit) if limit > 0 else journal.records()
     for problem in problems[:SHOWN_PROBLEMS]:
         err.print(f"[yellow]note[/]: {escape(problem)}")
     if len(problems) > SHOWN_PROBLEMS:
@@ -109,11 +113,12 @@ def history(c, state_dir=None, limit=20):
     changes, order = {}, []
     for record in records:
         tx = record.get("tx")
-        if record.get("event") == "fault":  # a fault's inject and revert: one change
-            if tx not in changes:
+        if record.get("event") == "fault":  # a fault's inject and revert: one change, where it began
+            if record.get("action") == "inject":
                 order.append(tx)
                 changes[tx] = {"start": record}
-            changes[tx][record.get("action")] = record
+            if tx in changes:  # (a revert whose inject is before the records read: not shown)
+                changes[tx][record.get("action")] = record
         elif record.get("event") in ("start", "experiment"):
             if tx not in changes:  # (an experiment's outcome replaces the record of its start)
                 order.append(tx)
@@ -125,7 +130,7 @@ def history(c, state_dir=None, limit=20):
     table = Table(title=f"history in {journal.path}", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("started (UTC)", "op", "instance", "outcome", "requests", "snapshot before", "git"):
         table.add_column(column, overflow="fold", no_wrap=column in ("started (UTC)", "snapshot before"))
-    for tx in order[-int(limit):] if int(limit) > 0 else order:
+    for tx in order[-limit:] if limit > 0 else order:
         start, end = changes[tx]["start"], changes[tx].get("end", {})
         if start.get("event") == "experiment":
             table.add_row(*_experiment_row(start))
@@ -159,14 +164,12 @@ def _experiment_row(record: dict) -> tuple:
 
 def _fault_row(records: dict) -> tuple:
     """A fault in the history: what it was, when it was put in place, and when and
-    why it was taken away (a fault whose revert was not recorded: `chaos status`)."""
-    first, injected, reverted = records["start"], records.get("inject"), records.get("revert")
-    outcome = injected["outcome"] if injected else "injected (not recorded)"
+    why it was taken away (none recorded yet: in place, or `chaos status` says)."""
+    first, injected, reverted = records["start"], records["inject"], records.get("revert")
+    outcome = injected["outcome"]
     if reverted:
-        held = ""
-        if injected:
-            held = f" {_seconds(injected.get('ts'), reverted.get('ts'))}"
-        outcome += f"; reverted{held}: {reverted['outcome']}"
+        held = _seconds(injected.get("ts"), reverted.get("ts"))
+        outcome += f"; reverted{' ' + held if held else ''}: {reverted['outcome']}"
     return (cell(str(first.get("ts", "")).replace("+00:00", "")[:19]), cell(f"chaos {first['fault']}"),
             cell(first["instance"]), cell(f"{first.get('what', '')}: {outcome}"), "", "", "")
 

@@ -191,7 +191,8 @@ def _one_ip_version(rule: dict, versions: dict) -> None:
     key, version = next(iter(versions.items()))
     other = {"ip": ("icmpv6", "icmpv6_type"), "ip6": ("icmp", "icmp_type")}[version]
     protocols = _names(rule["protocol"], "protocol") if "protocol" in rule else []
-    for field, wrong in (("protocol", other[0] in protocols), (other[1], other[1] in rule)):
+    # (a list with another protocol in it matches that one: nft takes it, and so does netkeel)
+    for field, wrong in (("protocol", protocols == [other[0]]), (other[1], other[1] in rule)):
         if wrong:
             raise RuleError(field, f"{other[0]} is never in {_VERSION[version]} packets, and {key} is "
                                    f"{_VERSION[version]}: the rule would never match")

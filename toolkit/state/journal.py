@@ -232,9 +232,11 @@ class Journal:
                 problems.append(f"{self.path}:{number + 1}: damaged journal record skipped ({problem})")
                 continue
             records.append(record)
-            if record.get("event") in ("start", "experiment", "fault"):
+            if record.get("event") in ("start", "experiment") or \
+                    (record.get("event") == "fault" and record.get("action") == "inject"):
                 # (an experiment has two records, its start's and its outcome's, and a fault
-                # two, its inject's and its revert's: one change each)
+                # two, its inject's and its revert's, which may come after other changes:
+                # one change each, counted at its start)
                 starts.add(record.get("tx"))
                 if len(starts) >= changes:
                     break
