@@ -45,6 +45,6 @@ def test_an_ipv6_route_changed_by_hand_is_repaired(built):
     code, doc = built.json("drift", LAB)
     assert code == 2
     assert [(d["object"], [c["field"] for c in d["changes"]]) for d in doc["differences"]] == \
-        [("route fd00:50::/64 metric 100", ["via"])]
+        [("route fd00:50::/64 metric 100", ["via", "proto"])]  # (`ip route replace` makes it proto boot)
     assert built.run("apply", LAB).returncode == 0
     assert built.ping("upstream", "fd00:50::11")

@@ -267,8 +267,8 @@ def test_a_command_that_ends_a_fault_whose_keeper_was_killed_says_so(built, comm
     subprocess.run(["kill", "-9", str(lease["keeper"])], check=True, timeout=10)
     time.sleep(0.5)
     result = built.run("drift", LAB) if command == "drift" else built.run("chaos", None, "status")
-    assert result.returncode == 0 and f"fault lease {lease['lease']} was past its time or had lost its keeper: " \
-        "reverted now" in " ".join(result.stderr.split()), result.stderr
+    assert result.returncode == 0 and f"fault lease {lease['lease']} was past its time, or had lost its keeper " \
+        "or a namespace: reverted now" in " ".join(result.stderr.split()), result.stderr
     assert "mtu 1500" in built.ip("ns_server", "link show veth_srv_c2").stdout
 
 

@@ -180,6 +180,26 @@ def test_the_next_apply_ends_a_fault_whose_namespace_was_removed_by_hand_and_bui
     assert built.run("drift", LAB).returncode == 0
 
 
+def test_a_fault_whose_namespace_was_made_again_by_hand_is_ended_without_touching_the_new_one(built, tmp_path):
+    """`ip netns del x; ip netns add x`: the fault stayed "active", and its revert
+    took the hand-made namespace's mangle tables (found by review)."""
+    inject(built, forced(tmp_path, "delay-50"))
+    ops = lease_ops(built)
+    name = ops[0]["ns"]
+    subprocess.run(["ip", "netns", "del", name], check=True)
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "nft", "add", "table", "ip", "mangle"], check=True)
+        shown = built.run("chaos", None, "status")
+        assert shown.returncode == 0 and "reverted now" in " ".join(shown.stderr.split()), shown.stderr
+        assert workers(ops) == [] and not list((built.state / "leases").glob("*.json"))
+        tables = subprocess.run(["ip", "netns", "exec", name, "nft", "list", "tables"], capture_output=True,
+                                text=True, check=True).stdout
+        assert "table ip mangle" in tables, tables
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
 def test_reorder_sends_a_share_at_once_and_the_burst_arrives_out_of_order(built, tmp_path):
     inject(built, forced(tmp_path, "reorder"))  # delay 500ms 400ms normal, reorder 50%
     got = udp_burst(built, 100, rate=500)

@@ -469,13 +469,17 @@ def test_a_route_replaced_by_hand_with_another_protocol_is_drift_and_a_rollback_
     manifest = tmp_path / "spread.yaml"
     manifest.write_text(SPREAD.format(ifname="e0").replace("  b: {}", "  b: {routes: [{to: default, via: 10.0.1.1}]}"))
     lab.applied(manifest)
-    lab.ip("b", "route replace default via 10.0.1.1 dev e0 proto static")
-    code, doc = lab.json("drift", manifest)
-    assert code == 2 and any(d["field"] == "proto" for d in doc["differences"][0]["changes"]), doc
-    assert lab.run("apply", manifest).returncode == 0
-    assert "proto 144" in lab.ip("b", "route show default").stdout
-    lab.ip("b", "route add 10.50.0.0/16 via 10.0.1.1 dev e0 proto static")
-    assert lab.run("apply", manifest).returncode == 0  # removes it, after a snapshot with it
-    assert "10.50.0.0/16" not in lab.ip("b", "route").stdout
-    assert lab.run("rollback", None).returncode == 0
-    assert "10.50.0.0/16 via 10.0.1.1 dev e0 proto static" in lab.ip("b", "route").stdout
+    for proto in ("static", "0", "kernel"):  # (a kernel's own route has no gateway: this one is a hand's)
+        lab.ip("b", f"route replace default via 10.0.1.1 dev e0 proto {proto}")
+        code, doc = lab.json("drift", manifest)
+        assert code == 2 and any(c["field"] == "proto" for c in doc["differences"][0]["changes"]), (proto, doc)
+        assert lab.run("apply", manifest).returncode == 0
+        assert "proto 144" in lab.ip("b", "route show default").stdout
+    for proto in ("static", "0"):
+        lab.ip("b", f"route add 10.50.0.0/16 via 10.0.1.1 dev e0 proto {proto}")
+        assert lab.run("apply", manifest).returncode == 0  # removes it, after a snapshot with it
+        assert "10.50.0.0/16" not in lab.ip("b", "route").stdout
+        assert lab.run("rollback", None).returncode == 0
+        shown = lab.ip("b", "route").stdout
+        assert "10.50.0.0/16 via 10.0.1.1 dev e0" + (" proto static" if proto == "static" else "") in shown, shown
+        lab.ip("b", "route del 10.50.0.0/16")

@@ -367,7 +367,7 @@ def revert(backend, state: StateDir, lease_id: str, why: str = "reverted") -> Le
         # left a flapping link down, or a worker running with its rules gone.
         with uninterrupted():
             _mark(leases, lease, "reverting")
-            _undo(backend, lease, strict=True)
+            _undo(backend, lease, strict=True, gone=_strangers(backend, state, lease))
             try:
                 leases.remove(lease_id)
             except OSError:
@@ -412,11 +412,13 @@ def _mark(leases: Leases, lease: Lease, state: str) -> None:
         pass
 
 
-def _undo(backend, lease: Lease, strict: bool = False) -> None:
+def _undo(backend, lease: Lease, strict: bool = False, gone: set = frozenset()) -> None:
+    """Revert each operation, last first; those in the namespaces `gone` (made
+    again by hand under their names) as if their namespace were gone."""
     errors = []
     for op in reversed(lease.operations):
         try:
-            backend.fault_revert(op)
+            backend.fault_revert({**op, "gone": True} if op["ns"] in gone else op)
         except KernelError as exc:
             errors.append(str(exc))
     if errors and strict:
@@ -477,7 +479,7 @@ def expire(backend, state: StateDir, now=time.time, failures: list | None = None
         # A node's namespace removed by hand (`ip netns del`) while the fault held it:
         # a userspace worker in it kept it alive, with its veths' ends, and the lab
         # could not be applied again until the fault was reverted by hand.
-        orphaned = lease.state in ("active", "broken") and _namespace_gone(backend, lease)
+        orphaned = lease.state in ("active", "broken") and _namespace_gone(backend, lease, state)
         if lease.expired(now()) or stale or unkept or halted or orphaned:
             why = ("its time ran out" if lease.expired(now()) else "its injector died half way" if stale
                    else "its keeper was gone" if unkept else "its reverter died half way" if halted
@@ -493,12 +495,33 @@ def expire(backend, state: StateDir, now=time.time, failures: list | None = None
     return done
 
 
-def _namespace_gone(backend, lease: Lease) -> str:
-    """The first namespace a lease's operations act in that is gone ("" if none)."""
+def _namespace_gone(backend, lease: Lease, state: StateDir) -> str:
+    """The first namespace a lease's operations act in that is gone, or made
+    again by hand under its name ("" if none)."""
     exists = getattr(backend, "exists", None)
     if exists is None:
         return ""
-    return next((op["ns"] for op in lease.operations if not exists(op["ns"])), "")
+    strangers = _strangers(backend, state, lease)
+    return next((op["ns"] for op in lease.operations if op["ns"] in strangers or not exists(op["ns"])), "")
+
+
+def _strangers(backend, state: StateDir, lease: Lease) -> set:
+    """The namespaces a lease's operations act in that exist under their names but
+    are not the ones netkeel made (`ip netns del x; ip netns add x`: another
+    cookie than the one recorded): what the fault made went with the one it was
+    made in, and nothing may be taken from this one."""
+    from ..state.identities import Identities
+
+    cookie = getattr(backend, "cookie", None)
+    if cookie is None:
+        return set()
+    try:
+        recorded = Identities(state).load()
+    except (NetkeelError, OSError, ValueError):
+        return set()  # unreadable: every command says so; not decided here
+    names = {op["ns"] for op in lease.operations}
+    return {name for name in names if recorded.get(name) is not None
+            and (live := cookie(name)) is not None and live != recorded[name]}
 
 
 def damaged(state: StateDir) -> list:

@@ -163,10 +163,12 @@ def device_up(kernel, op: dict) -> None:
 def revert(kernel, op: dict) -> None:
     """Take one operation away again (what is already gone is fine). Raises KernelError."""
     kind, ns = op["op"], op["ns"]
-    if kind == "nfqueue" and not kernel.exists(ns):
+    # `gone`: the namespace under that name is another one, made by hand (chaos/engine.py)
+    gone = op.get("gone") is True or not kernel.exists(ns)
+    if kind == "nfqueue" and gone:
         nfqueue.namespace_gone(op)  # its rules went with the namespace; the worker is a process
         return
-    if not kernel.exists(ns):
+    if gone:
         return  # the namespace went, and the fault's objects with it
     if kind == "nfqueue":
         nfqueue.revert(op)  # the rules first (traffic flows at once), then the worker

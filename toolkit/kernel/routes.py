@@ -24,7 +24,10 @@ _TYPES = {1: None, 6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw"}
 def to_resources(ns: str, routes, by_index: dict) -> list:
     out = []
     for r in routes:
-        if r.table == LOCAL_TABLE or r.proto in (RTPROT_KERNEL, RTPROT_RA) or r.type not in _TYPES:
+        # The kernel's own: connected prefixes (proto kernel, no gateway: one with a
+        # gateway is a route replaced by hand `proto kernel`), router advertisements.
+        if r.table == LOCAL_TABLE or (r.proto == RTPROT_KERNEL and not r.gateway) or r.proto == RTPROT_RA \
+                or r.type not in _TYPES:
             continue
         dst = r.dst or ("0.0.0.0" if r.family == socket.AF_INET else "::")
         prefix = ipaddress.ip_network(f"{dst}/{r.dst_len}").with_prefixlen
@@ -75,8 +78,8 @@ def set_route(kernel, ns_name: str, prefix: str, metric: int, replace=False, via
         where += f" {metrics}"
     command = "replace" if replace else "add"
     kernel.request(ns_name, f"{where} {command}", ns.dump.send,
-                   rq.route, command, prefix, metric, MAIN_TABLE, proto=proto or RT_PROTO, type=type, via=via,
-                   oif=ns.index(dev) if dev else None, src=src, metrics=metrics, scope=scope or 0)
+                   rq.route, command, prefix, metric, MAIN_TABLE, proto=RT_PROTO if proto is None else proto,
+                   type=type, via=via, oif=ns.index(dev) if dev else None, src=src, metrics=metrics, scope=scope or 0)
 
 
 RT_SCOPE_NOWHERE = 255  # in a delete: any scope, as `ip route del` asks

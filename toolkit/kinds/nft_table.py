@@ -151,7 +151,8 @@ class NftTable(Kind):
             elif kind == "rules":
                 out += _rule_lines(name, desired, live, shown_manifest, shown_live)
             elif kind == "set":
-                out += _set_lines(name, json.loads(desired), json.loads(live))
+                out += _set_lines(name, json.loads(desired), json.loads(live),
+                                  traffic=name in packet_filled(dict(action.desired.spec)))
         return out
 
     def run(self, backend, phase, actions) -> None:
@@ -414,7 +415,9 @@ def _rendered(key: str) -> str:
         return key
 
 
-def _set_lines(name, desired: dict, live: dict) -> list:
+def _set_lines(name, desired: dict, live: dict, traffic: bool = False) -> list:
+    """A set's differences; with `traffic` (the packet path fills it), its live
+    elements beyond the declared ones are the traffic's: not shown."""
     out = [(f"set {name} {k}", show(desired.get(k)), show(live.get(k))) for k in ("type", "flags", *SET_OPTIONS)
            if desired.get(k) != live.get(k)]  # flags are lists: show joins them
     if bool(desired.get("auto-merge")) != bool(live.get("auto-merge")):  # another tool made it merge its elements
@@ -422,7 +425,7 @@ def _set_lines(name, desired: dict, live: dict) -> list:
                     "on" if live.get("auto-merge") else "off"))
     want, have = set(desired["elements"]), set(live.get("elements", []))
     out += [(f"set {name} element", element_text(e), ABSENT) for e in sorted(want - have)]
-    out += [(f"set {name} element", ABSENT, element_text(e)) for e in sorted(have - want)]
+    out += [(f"set {name} element", ABSENT, element_text(e)) for e in sorted(have - want) if not traffic]
     return out
 
 

@@ -38,7 +38,7 @@ class Route(Kind):
         return super().check_spec(spec) or check_fields(
             spec, via=(lambda v: v == "" or _is_address(v), 'an IP address or ""'), dev=(is_text, "a string"),
             type=(lambda v: v in TYPES, " or ".join(TYPES)), reason=(is_text, "a string"),
-            proto=(lambda v: is_integer(v) and 0 < v < 256, "a route protocol, 1 to 255"))
+            proto=(lambda v: is_integer(v) and 0 <= v < 256, "a route protocol, 0 to 255"))
 
     def compile(self, topology, prefix):
         out = []
@@ -64,8 +64,9 @@ class Route(Kind):
         """netkeel declares no source address, metrics or protocol (its own): a live
         route that has them (set by hand, `ip route replace ... proto static`)
         differs; apply replaces it as declared."""
-        extra = tuple((f, None, live.get(f)) for f in ("src", "metrics", "proto")
-                      if live.get(f) and desired.get(f) is None)
+        extra = tuple((f, None, live.get(f)) for f in ("src", "metrics") if live.get(f) and desired.get(f) is None)
+        if live.get("proto") is not None and desired.get("proto") is None:  # (0 too: unspecified)
+            extra += (("proto", None, live.get("proto")),)
         return super().changes(desired, live) + extra
 
     def label(self, resource) -> str:
@@ -96,7 +97,8 @@ class Route(Kind):
                 # where a restore makes a hand-made route again, as it was read)
                 backend.route_set(ns, prefix, metric, replace=action.op == "modify",
                                   via=d.get("via") or None, dev=d.get("dev"), type=d.get("type"),
-                                  src=d.get("src"), metrics=d.get("metrics"), proto=d.get("proto") or d.get("_proto"),
+                                  src=d.get("src"), metrics=d.get("metrics"),
+                                  proto=d.get("proto") if d.get("proto") is not None else d.get("_proto"),
                                   scope=d.get("_scope"))
 
 
