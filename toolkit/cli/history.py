@@ -120,8 +120,10 @@ def history(c, state_dir=None, limit="20"):  # text: invoke's own int() of "abc"
             if tx in changes:  # (a revert whose inject is before the records read: not shown)
                 changes[tx][record.get("action")] = record
         elif record.get("event") in ("start", "experiment"):
-            if tx not in changes:  # (an experiment's outcome replaces the record of its start)
+            if tx not in changes:
                 order.append(tx)
+            elif record.get("event") == "experiment":  # its outcome replaces the record of its start,
+                record = {**record, "ts": changes[tx]["start"].get("ts")}  # but it began then
             changes[tx] = {"start": record}
         elif tx in changes:
             changes[tx][record.get("event")] = record
