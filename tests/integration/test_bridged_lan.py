@@ -48,3 +48,26 @@ def test_an_ipv6_route_changed_by_hand_is_repaired(built):
         [("route fd00:50::/64 metric 100", ["via", "proto"])]  # (`ip route replace` makes it proto boot)
     assert built.run("apply", LAB).returncode == 0
     assert built.ping("upstream", "fd00:50::11")
+
+
+def test_a_forwarding_entry_added_by_hand_to_the_bridge_is_reported_and_left_alone(built):
+    """A static entry that sends h2's frames to h1's port, and drift said in sync
+    (found by review). It is foreign: reported, never changed;
+    the bridge's own entries (its ports' addresses, learned ones) are not read."""
+    mac = json_link(built, "h2", "eth0")["address"]
+    built.exec("sw", ["bridge", "fdb", "replace", mac, "dev", "sw_h1", "master", "static"], check=True)
+    code, doc = built.json("drift", LAB)
+    assert code == 2 and doc["differences"] == [], doc
+    [entry] = [u for u in doc["unmanaged"] if u["kind"] == "fdb_foreign"]
+    assert (entry["node"], entry["object"]) == ("sw", f"forwarding entry {mac} on sw_h1"), entry
+    assert entry["reason"].startswith("a static forwarding entry in bridge br0's table, added by hand"), entry
+    assert built.run("apply", LAB).returncode == 0  # left alone
+    built.exec("sw", ["bridge", "fdb", "del", mac, "dev", "sw_h1", "master"], check=True)
+    assert built.run("drift", LAB).returncode == 0
+    assert built.ping("h1", "192.168.50.12")
+
+
+def json_link(lab, node: str, ifname: str) -> dict:
+    import json
+
+    return json.loads(lab.ip(node, f"-j link show dev {ifname}").stdout)[0]

@@ -107,7 +107,7 @@ def test_a_resource_pickles_and_copies_with_its_owner():
 
 
 def test_kinds_in_creation_order():
-    assert KINDS == ("netns", "link", "sysctl", "addr", "route", "rule", "neigh", "impair", "nft_table", "vrrp")
+    assert KINDS == ("netns", "link", "sysctl", "addr", "route", "rule", "neigh", "fdb", "impair", "nft_table", "vrrp")
 
 
 # -- label ------------------------------------------------------------------------

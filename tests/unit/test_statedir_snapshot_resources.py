@@ -40,6 +40,8 @@ GOOD = [
      "spec": {"reason": "a route in table 100"}},
     {"kind": "rule", "key": ["a", "inet", 100, "from 10.0.0.0/8"], "owner": "foreign",
      "spec": {"reason": "a policy routing rule"}},
+    {"kind": "fdb", "key": ["a", "p1", "02:11:22:33:44:55", 0], "owner": "foreign",
+     "spec": {"bridge": "br0", "state": "static", "reason": "a static forwarding entry"}},
 ]
 
 
@@ -60,7 +62,7 @@ def write(state, resources, **changes):
 def test_every_kind_sets_its_key_arity():
     assert {k.name: k.key_arity for k in KINDS} == {
         "netns": 1, "link": 2, "sysctl": 2, "addr": 3, "route": 3, "neigh": 3, "impair": 2, "nft_table": 3,
-        "rule": 4, "vrrp": 2}
+        "rule": 4, "vrrp": 2, "fdb": 4}
 
 
 def test_a_snapshot_of_every_kind_as_netkeel_writes_it_loads(state):

@@ -6,6 +6,7 @@ import socket
 
 from ..core.owners import IFA_PROTO
 from ..core.resource import Resource
+from .rtnl import Neigh
 
 KIND = "neigh"
 NUD_PERMANENT = 0x80
@@ -17,7 +18,7 @@ def to_resources(ns: str, neighbours, by_index: dict) -> list:
     """Permanent entries only: the kernel's own come and go with traffic."""
     return [Resource.make(KIND, (ns, by_index.get(n.index, f"#{n.index}"), n.address), mac=n.mac,
                           _proto=n.proto or None)
-            for n in neighbours if n.state & NUD_PERMANENT]
+            for n in neighbours if isinstance(n, Neigh) and n.state & NUD_PERMANENT]  # (a bridge's entries: fdb.py)
 
 
 def set_entry(kernel, ns_name: str, ifname: str, address: str, mac: str) -> None:

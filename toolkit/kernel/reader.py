@@ -18,8 +18,8 @@ from __future__ import annotations
 import itertools
 
 from ..core.owners import FOREIGN
-from . import (addresses, fanout, impairments, links, namespaces, neighbours, netns, nftables, routes, rules, speakers,
-               sysctls)
+from . import (addresses, fanout, fdb, impairments, links, namespaces, neighbours, netns, nftables, routes, rules,
+               speakers, sysctls)
 from .rtnl import DumpSocket
 
 
@@ -63,6 +63,7 @@ def read_live(kernel, names, hints=None) -> list:
         out.extend(r for r in addresses.to_resources(name, addr_msgs, by_index) if r.key[1] not in foreign)
         out.extend(r for r in routes.to_resources(name, route_msgs, by_index) if r.get("dev") not in foreign)
         out.extend(r for r in neighbours.to_resources(name, neigh_msgs, by_index) if r.key[1] not in foreign)
+        out.extend(r for r in fdb.to_resources(name, neigh_msgs, link_msgs) if r.key[1] not in foreign)
         out.extend(r for r in impairments.to_resources(name, qdisc_msgs, by_index)
                    if r.key[1] not in foreign)
         out.extend(rules.to_resources(name, rule_msgs))
@@ -120,6 +121,8 @@ def _dumps(dump, request, links=None) -> tuple:
     hand_rules = any(r.proto != rules.RTPROT_KERNEL for r in rule_msgs)
     route_msgs = request("route dump", dump.routes, None if hand_rules else routes.MAIN_TABLE)
     neigh_msgs = request("neighbour dump", dump.neighbours)
+    if any(link.kind == "bridge" for link in link_msgs):  # a bridge's forwarding entries, with the neighbours
+        neigh_msgs = neigh_msgs + request("bridge forwarding dump", dump.fdb)
     qdisc_msgs = request("qdisc dump", dump.qdiscs)
     return link_msgs, addr_msgs, route_msgs, neigh_msgs, qdisc_msgs, rule_msgs
 

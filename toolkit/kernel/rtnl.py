@@ -48,7 +48,8 @@ _LINK_ATTRS = frozenset((IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MA
                          IFLA_LINK_NETNSID))
 IFA_ADDRESS, IFA_LOCAL, IFA_CACHEINFO, IFA_PROTO = 1, 2, 6, 11
 INFINITY_LIFE_TIME = 0xFFFFFFFF
-NDA_DST, NDA_LLADDR, NDA_PROTOCOL = 1, 2, 12
+NDA_DST, NDA_LLADDR, NDA_VLAN, NDA_MASTER, NDA_PROTOCOL = 1, 2, 5, 9, 12
+AF_BRIDGE = 7
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS, RTA_MULTIPATH, RTA_TABLE = \
     1, 4, 5, 6, 7, 8, 9, 15
 RTAX_LOCK = 1
@@ -70,6 +71,7 @@ _FIB_RULE = struct.Struct("=BBBBBBBBI")   # family, dst_len, src_len, tos, table
 _S64 = struct.Struct("=q")
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
+_U16 = struct.Struct("=H")
 _S32 = struct.Struct("=i")
 
 
@@ -207,6 +209,20 @@ class Neigh(_Record):
         self.address = address
         self.mac = mac
         self.proto = proto
+
+
+class Fdb(_Record):
+    """A bridge forwarding entry as RTM_NEWNEIGH dumps it (family AF_BRIDGE)."""
+
+    __slots__ = ("index", "state", "flags", "mac", "master", "vlan")
+
+    def __init__(self, index: int, state: int, flags: int, mac: str, master: int | None = None, vlan: int = 0):
+        self.index = index    # the port (or the bridge itself)
+        self.state = state    # NUD_*: permanent (local), noarp (static), reachable or stale (learned)
+        self.flags = flags    # NTF_*: master (the bridge's table), self (the device's own)
+        self.mac = mac
+        self.master = master  # the bridge's index
+        self.vlan = vlan
 
 
 class Route(_Record):
@@ -387,6 +403,22 @@ class DumpSocket:
             proto = attrs.get(NDA_PROTOCOL)
             out.append(Neigh(index, family, state, socket.inet_ntop(family, raw),
                              ":".join(f"{b:02x}" for b in mac) if mac else None, proto[0] if proto else 0))
+        return out
+
+    def fdb(self) -> list:
+        """Every bridge forwarding entry of the namespace (Fdb)."""
+        out = []
+        for mtype, _, p in self.request(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0)):
+            if mtype != RTM_NEWNEIGH:
+                continue
+            family, index, state, flags, _ = _NDMSG.unpack_from(p)
+            attrs = dict(_attrs(p, _NDMSG.size))
+            mac, master, vlan = attrs.get(NDA_LLADDR), attrs.get(NDA_MASTER), attrs.get(NDA_VLAN)
+            if family != AF_BRIDGE or mac is None:
+                continue
+            out.append(Fdb(index, state, flags, ":".join(f"{b:02x}" for b in mac),
+                           _U32.unpack_from(master)[0] if master and len(master) >= 4 else None,
+                           _U16.unpack_from(vlan)[0] if vlan and len(vlan) >= 2 else 0))
         return out
 
     def rules(self) -> list:

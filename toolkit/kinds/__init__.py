@@ -2,7 +2,8 @@
 
 Deletion runs in reverse. Links come before sysctls because per-interface
 sysctls (net.ipv4.conf.<if>.*) need their interface; neighbour entries after
-addresses (an IPv6 entry wants its device configured), then impairments;
+addresses (an IPv6 entry wants its device configured), then the bridges'
+forwarding entries (foreign only: read, never made), impairments;
 firewall tables: they match interfaces by name, so nothing depends on them; VRRP
 speakers last (they need their device and its address; stopped first of all).
 
@@ -14,11 +15,11 @@ protocol, in kernel/ and in the fake kernel of the unit tests. README's
 
 from __future__ import annotations
 
-from . import addr, impair, link, neigh, netns, nft_table, route, rule, sysctl, vrrp
+from . import addr, fdb, impair, link, neigh, netns, nft_table, route, rule, sysctl, vrrp
 from .base import Kind
 
-KINDS: tuple = (netns.KIND, link.KIND, sysctl.KIND, addr.KIND, route.KIND, rule.KIND, neigh.KIND, impair.KIND,
-                 nft_table.KIND, vrrp.KIND)
+KINDS: tuple = (netns.KIND, link.KIND, sysctl.KIND, addr.KIND, route.KIND, rule.KIND, neigh.KIND, fdb.KIND,
+                impair.KIND, nft_table.KIND, vrrp.KIND)
 BY_NAME = {k.name: k for k in KINDS}
 NAMES = tuple(BY_NAME)
 RANK = {name: i for i, name in enumerate(NAMES)}
