@@ -303,7 +303,7 @@ def _check_conflicts(fault: Fault, fault_plan: FaultPlan, leases: Leases) -> Non
     exclusive = holds(fault_plan)
     active, _ = leases.all()
     for lease in active:
-        held = {_held(op) for op in lease.operations if _held(op)}
+        held = holds(lease)
         clash = sorted(exclusive & held)
         if clash:
             ns, dev, slot = clash[0]
@@ -313,10 +313,10 @@ def _check_conflicts(fault: Fault, fault_plan: FaultPlan, leases: Leases) -> Non
                              f"(chaos revert --fault {lease.fault}), or declare both in one fault file")
 
 
-def holds(fault_plan: FaultPlan) -> set:
-    """(namespace, device, slot) a fault plan holds exclusively: two faults holding
-    one cannot be in place at once."""
-    return {_held(op) for op in fault_plan.operations if _held(op)}
+def holds(fault) -> set:
+    """(namespace, device, slot) a fault plan or a lease holds exclusively (their
+    operations'): two faults holding one cannot be in place at once."""
+    return {held for held in map(_held, fault.operations) if held}
 
 
 def _held(op: dict) -> tuple | None:
