@@ -50,7 +50,7 @@ def delta(family: str, table: str, desired: dict, live: dict) -> Delta | None:
         where = f"{family} {name_text(table)}"
         lines, added, kept, removed, commands = [], [], {}, [], []
         elements_changed = False
-        filled = packet_filled(want)  # their elements beyond the declared ones are the traffic's: kept
+        filled = None  # the sets the traffic fills: their elements beyond the declared ones are kept
         for field in sorted(want):
             kind, _, item = field.partition(" ")
             if kind == "rules":
@@ -61,6 +61,8 @@ def delta(family: str, table: str, desired: dict, live: dict) -> Delta | None:
             elif want[field] == have[field]:
                 continue
             elif kind == "set":
+                if filled is None:  # (read from every rule: only once a set differs, not on each edit)
+                    filled = packet_filled(want)
                 if not _elements(where, item, json.loads(want[field]), json.loads(have[field]), lines,
                                  keep=item in filled):
                     return None

@@ -131,6 +131,8 @@ class NftTable(Kind):
         flags = _json_list(action.live.get("table flags"))
         said = bool(flags) and not action.desired.get("table flags")
         out = []
+        filled = packet_filled(dict(action.desired.spec)) if any(
+            field.startswith("set ") for field, _, _ in action.changes) else set()
         if said:
             if not any(f.startswith(("chain ", "set ", "map ")) for f in action.live.fields()):
                 # Read by its name and flags alone (one with stateful objects, see
@@ -152,7 +154,7 @@ class NftTable(Kind):
                 out += _rule_lines(name, desired, live, shown_manifest, shown_live)
             elif kind == "set":
                 out += _set_lines(name, json.loads(desired), json.loads(live),
-                                  traffic=name in packet_filled(dict(action.desired.spec)))
+                                  traffic=name in filled)
         return out
 
     def run(self, backend, phase, actions) -> None:
